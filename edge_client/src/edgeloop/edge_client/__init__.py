@@ -1,0 +1,1 @@
+"""edgeloop's robot program: camera, range sensor, parking controller, stream client, simulator."""

@@ -1,0 +1,44 @@
+"""gRPC client channels with retries on UNAVAILABLE and a default deadline."""
+
+from __future__ import annotations
+
+import json
+
+from grpc import aio
+
+DEFAULT_DEADLINE_S = 10.0
+"""Deadline for unary calls between services, in seconds; streams set their own."""
+
+_RETRY_POLICY = {
+    "maxAttempts": 5,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def channel_options(retries: bool = True) -> list[tuple[str, object]]:
+    """Channel options: message size limits, keepalive and (optionally) the retry policy."""
+    options: list[tuple[str, object]] = [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.enable_retries", 1 if retries else 0),
+    ]
+    if retries:
+        config = {"methodConfig": [{"name": [{}], "retryPolicy": _RETRY_POLICY}]}
+        options.append(("grpc.service_config", json.dumps(config)))
+    return options
+
+
+def open_channel(address: str, *, retries: bool = True) -> aio.Channel:
+    """An insecure channel to ``address`` (host:port) that retries UNAVAILABLE with backoff."""
+    return aio.insecure_channel(address, options=channel_options(retries))
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying ``token`` as a bearer credential."""
+    return (("authorization", f"Bearer {token}"),)

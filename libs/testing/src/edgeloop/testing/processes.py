@@ -1,0 +1,79 @@
+"""Services started as real processes (``python -m edgeloop.<service>``) for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def wait_serving(address: str, service: str = "", timeout_s: float = 60.0) -> None:
+    """Block until the health service at ``address`` answers SERVING for ``service``."""
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer"
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last_error = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.RpcError as exc:
+                last_error = exc.code().name
+            time.sleep(0.2)
+    raise TimeoutError(f"{address} not SERVING after {timeout_s}s (last: {last_error})")
+
+
+class ServiceProcess:
+    """A service process with its environment, log file and graceful stop."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
+        self.module = module
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return self.env["EDGELOOP_LISTEN_ADDR"]
+
+    def start(self, wait: bool = True, timeout_s: float = 90.0) -> ServiceProcess:
+        """Start the process; with ``wait``, block until it is SERVING."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", self.module], env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            try:
+                wait_serving(self.address, timeout_s=timeout_s)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}; log:\n{self.log_tail()}") from exc
+        return self
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, wait, and return the exit code (SIGKILL after ``timeout_s``)."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up (crash tests)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,104 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FrameErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FRAME_ERROR_REASON_UNSPECIFIED: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_TOO_LARGE: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_INVALID_JPEG: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_BAD_DIMENSIONS: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_INVALID_SENSOR: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_OUT_OF_ORDER: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_MODEL_UNAVAILABLE: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_SPOOL_FULL: _ClassVar[FrameErrorReason]
+FRAME_ERROR_REASON_UNSPECIFIED: FrameErrorReason
+FRAME_ERROR_REASON_TOO_LARGE: FrameErrorReason
+FRAME_ERROR_REASON_INVALID_JPEG: FrameErrorReason
+FRAME_ERROR_REASON_BAD_DIMENSIONS: FrameErrorReason
+FRAME_ERROR_REASON_INVALID_SENSOR: FrameErrorReason
+FRAME_ERROR_REASON_OUT_OF_ORDER: FrameErrorReason
+FRAME_ERROR_REASON_MODEL_UNAVAILABLE: FrameErrorReason
+FRAME_ERROR_REASON_SPOOL_FULL: FrameErrorReason
+
+class Hello(_message.Message):
+    __slots__ = ("device_id", "client_version", "capabilities", "session_id")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    client_version: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    session_id: str
+    def __init__(self, device_id: _Optional[str] = ..., client_version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("deployment", "model_name", "max_frame_bytes", "gateway_id")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_FRAME_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    model_name: str
+    max_frame_bytes: int
+    gateway_id: str
+    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., max_frame_bytes: _Optional[int] = ..., gateway_id: _Optional[str] = ...) -> None: ...
+
+class Frame(_message.Message):
+    __slots__ = ("seq", "captured_at", "jpeg", "sensor_mm", "traceparent", "late")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_AT_FIELD_NUMBER: _ClassVar[int]
+    JPEG_FIELD_NUMBER: _ClassVar[int]
+    SENSOR_MM_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    captured_at: _timestamp_pb2.Timestamp
+    jpeg: bytes
+    sensor_mm: float
+    traceparent: str
+    late: bool
+    def __init__(self, seq: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jpeg: _Optional[bytes] = ..., sensor_mm: _Optional[float] = ..., traceparent: _Optional[str] = ..., late: _Optional[bool] = ...) -> None: ...
+
+class Prediction(_message.Message):
+    __slots__ = ("seq", "distance_mm", "model_name", "model_version", "deployment", "arm", "server_latency_ms", "trace_id", "observation_id")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_MM_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    SERVER_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    distance_mm: float
+    model_name: str
+    model_version: str
+    deployment: str
+    arm: str
+    server_latency_ms: float
+    trace_id: str
+    observation_id: str
+    def __init__(self, seq: _Optional[int] = ..., distance_mm: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., deployment: _Optional[str] = ..., arm: _Optional[str] = ..., server_latency_ms: _Optional[float] = ..., trace_id: _Optional[str] = ..., observation_id: _Optional[str] = ...) -> None: ...
+
+class FrameError(_message.Message):
+    __slots__ = ("seq", "reason", "code", "message")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    reason: FrameErrorReason
+    code: int
+    message: str
+    def __init__(self, seq: _Optional[int] = ..., reason: _Optional[_Union[FrameErrorReason, str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,166 @@
+import datetime
+
+from edgeloop.contracts.features.v1 import observation_pb2 as _observation_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IngestRequest(_message.Message):
+    __slots__ = ("observations",)
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    observations: _containers.RepeatedCompositeFieldContainer[_observation_pb2.Observation]
+    def __init__(self, observations: _Optional[_Iterable[_Union[_observation_pb2.Observation, _Mapping]]] = ...) -> None: ...
+
+class Rejection(_message.Message):
+    __slots__ = ("observation_id", "reason")
+    OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    observation_id: str
+    reason: str
+    def __init__(self, observation_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("stored", "duplicates", "rejected")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    duplicates: int
+    rejected: _containers.RepeatedCompositeFieldContainer[Rejection]
+    def __init__(self, stored: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+
+class ListObservationsRequest(_message.Message):
+    __slots__ = ("deployments", "data_groups", "start_time", "end_time", "labelled_only", "limit", "include_jpeg", "observation_ids", "device_id")
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    DATA_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_JPEG_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_IDS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    deployments: _containers.RepeatedScalarFieldContainer[str]
+    data_groups: _containers.RepeatedScalarFieldContainer[str]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    labelled_only: bool
+    limit: int
+    include_jpeg: bool
+    observation_ids: _containers.RepeatedScalarFieldContainer[str]
+    device_id: str
+    def __init__(self, deployments: _Optional[_Iterable[str]] = ..., data_groups: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labelled_only: _Optional[bool] = ..., limit: _Optional[int] = ..., include_jpeg: _Optional[bool] = ..., observation_ids: _Optional[_Iterable[str]] = ..., device_id: _Optional[str] = ...) -> None: ...
+
+class ListObservationsResponse(_message.Message):
+    __slots__ = ("observations",)
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    observations: _containers.RepeatedCompositeFieldContainer[_observation_pb2.Observation]
+    def __init__(self, observations: _Optional[_Iterable[_Union[_observation_pb2.Observation, _Mapping]]] = ...) -> None: ...
+
+class GetWindowStatsRequest(_message.Message):
+    __slots__ = ("deployment", "start_time", "end_time", "histogram_bins", "bucket_seconds")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_BINS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    histogram_bins: int
+    bucket_seconds: int
+    def __init__(self, deployment: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., histogram_bins: _Optional[int] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...
+
+class Histogram(_message.Message):
+    __slots__ = ("edges", "counts")
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    edges: _containers.RepeatedScalarFieldContainer[float]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, edges: _Optional[_Iterable[float]] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class StatSummary(_message.Message):
+    __slots__ = ("name", "count", "mean", "min", "max", "stddev", "histogram")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    STDDEV_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    count: int
+    mean: float
+    min: float
+    max: float
+    stddev: float
+    histogram: Histogram
+    def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ..., mean: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., stddev: _Optional[float] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ...) -> None: ...
+
+class Bucket(_message.Message):
+    __slots__ = ("start", "count", "means")
+    class MeansEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    START_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEANS_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    count: int
+    means: _containers.ScalarMap[str, float]
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ..., means: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class GetWindowStatsResponse(_message.Message):
+    __slots__ = ("deployment", "start_time", "end_time", "observation_count", "labelled_count", "stats", "buckets")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    observation_count: int
+    labelled_count: int
+    stats: _containers.RepeatedCompositeFieldContainer[StatSummary]
+    buckets: _containers.RepeatedCompositeFieldContainer[Bucket]
+    def __init__(self, deployment: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., observation_count: _Optional[int] = ..., labelled_count: _Optional[int] = ..., stats: _Optional[_Iterable[_Union[StatSummary, _Mapping]]] = ..., buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ...) -> None: ...
+
+class ListDriftEventsRequest(_message.Message):
+    __slots__ = ("deployment", "open_only", "limit")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    OPEN_ONLY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    open_only: bool
+    limit: int
+    def __init__(self, deployment: _Optional[str] = ..., open_only: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListDriftEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_observation_pb2.DriftEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[_observation_pb2.DriftEvent, _Mapping]]] = ...) -> None: ...
+
+class ListRuleStatesRequest(_message.Message):
+    __slots__ = ("deployment",)
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    def __init__(self, deployment: _Optional[str] = ...) -> None: ...
+
+class ListRuleStatesResponse(_message.Message):
+    __slots__ = ("states",)
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedCompositeFieldContainer[_observation_pb2.RuleState]
+    def __init__(self, states: _Optional[_Iterable[_Union[_observation_pb2.RuleState, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Generated gRPC contracts of edgeloop. Do not edit: run proto/generate.py."""

@@ -1,0 +1,1 @@
+"""edgeloop features: observation ingest, OpenCV image statistics, hypertable writes, image objects, dataset queries, drift monitor."""

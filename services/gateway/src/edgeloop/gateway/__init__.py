@@ -1,0 +1,1 @@
+"""edgeloop gateway: robot-facing bidirectional stream, device auth, deployment routing, model hosts, durable forwarding to features."""

@@ -1,0 +1,1 @@
+"""edgeloop registry: devices and their tokens, deployments, MLflow model registry, publishing to the model repository and model hosts."""

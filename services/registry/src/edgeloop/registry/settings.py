@@ -1,0 +1,16 @@
+"""The registry service's configuration (``EDGELOOP_*`` variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from edgeloop.platform import ServiceSettings
+
+DEFAULT_PORT = 50051
+
+
+class Settings(ServiceSettings):
+    """Configuration of the registry service."""
+
+    listen_addr: str = Field(default=f"127.0.0.1:{DEFAULT_PORT}",
+                             description="host:port the gRPC server binds")

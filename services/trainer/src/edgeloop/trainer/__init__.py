@@ -1,0 +1,1 @@
+"""edgeloop trainer: dataset snapshots, the Keras model family, Ray Tune sweeps, MLflow tracking, Grafana webhook."""

@@ -1,0 +1,1 @@
+"""The `edgeloop` command: the local topology and the operator CLI."""

@@ -1,0 +1,1 @@
+"""Command modules of the `edgeloop` CLI; each defines ``command`` (a click command or group)."""

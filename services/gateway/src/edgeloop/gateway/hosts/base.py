@@ -1,0 +1,53 @@
+"""The model host seam: everything the gateway needs from whatever runs the models.
+
+Images are decoded RGB ``uint8`` arrays of shape ``[batch, height, width, 3]``; the
+model resizes and rescales inside itself (see CONTRIBUTING.md, "Model serving
+signature"), so hosts never preprocess.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeloop.platform.errors import Unavailable
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """One model version as the registry resolved it."""
+
+    model_name: str
+    version: str
+    path: str = ""
+    """The SavedModel folder in the model repository (embedded host); may be empty for TF Serving."""
+    version_label: str = ""
+    """TF Serving version label (``stable``/``canary``) to address instead of the number, if set."""
+
+
+class ModelUnavailable(Unavailable):
+    """The host cannot answer for this model version now (not loaded, down, timed out)."""
+
+
+class ModelHost(abc.ABC):
+    """Runs model versions: load and warm up before traffic, predict, release when drained."""
+
+    @abc.abstractmethod
+    async def ensure_loaded(self, key: ModelKey) -> None:
+        """Make ``key`` ready to answer: loaded and warmed up. Idempotent.
+
+        Returns only when a prediction for ``key`` will not hit a half-loaded model.
+        """
+
+    @abc.abstractmethod
+    async def predict(self, key: ModelKey, images: np.ndarray) -> np.ndarray:
+        """Distances in mm, ``float32[batch]``, for ``images`` (``uint8[batch, h, w, 3]``)."""
+
+    @abc.abstractmethod
+    async def release(self, key: ModelKey) -> None:
+        """Drop ``key`` once no call uses it any more (no-op where the host manages memory)."""
+
+    async def close(self) -> None:
+        """Release everything."""

@@ -1,0 +1,226 @@
+"""The embedded host: SavedModels loaded into the gateway process.
+
+Life of a version: :meth:`EmbeddedHost.ensure_loaded` loads the SavedModel and runs
+one warm-up prediction before the version is marked ready, so the first real frame
+never pays for graph initialisation and never meets a half-loaded model.
+:meth:`EmbeddedHost.release` stops admitting calls for the version, waits until the
+calls already running on it have finished (a reference count per version), then
+drops it. The caller switches its routing to the new version first, then releases
+the old one.
+
+TensorFlow releases the GIL while it computes, so predictions run on a small
+dedicated thread pool and the event loop stays free for the streams; loads run on
+their own thread so a new version loading never stalls the one serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.tensors import check_images
+from edgeloop.platform import log_context
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = "serving_default"
+INPUT = "image"
+OUTPUT = "distance_mm"
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    """Configuration of :class:`EmbeddedHost`; every default suits a 2-core machine."""
+
+    predict_threads: int = 2
+    """Threads running predictions concurrently (TF calls leave the event loop)."""
+    intra_op_threads: int = 2
+    """TF threads inside one op (a convolution); 0 lets TF pick (all cores)."""
+    inter_op_threads: int = 1
+    """TF threads running independent ops at once; 1 because ``predict_threads`` already
+    runs whole predictions side by side."""
+    warmup_height: int = 240
+    """Height of the dummy image predicted once before a version takes traffic."""
+    warmup_width: int = 320
+    """Width of the warm-up image (the robot's camera frame is 320x240)."""
+    drain_timeout_s: float = 30.0
+    """How long :meth:`EmbeddedHost.release` waits for in-flight calls before dropping."""
+
+
+def configure_tf_threads(intra_op: int, inter_op: int) -> None:
+    """Set TF's thread pools; only possible before TF first runs an op in this process."""
+    threading = tf.config.threading
+    if (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) \
+            == (intra_op, inter_op):
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(intra_op)
+        threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        # TF's runtime is already initialised (another component ran an op first); its
+        # pools are fixed now, which costs speed, not correctness.
+        log.warning("TF thread pools already initialised; keeping them", extra={
+            "intra_op_threads": threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": threading.get_inter_op_parallelism_threads()})
+
+
+class _Version:
+    """One loaded version: its serving function and the calls running on it."""
+
+    def __init__(self, key: ModelKey, module: Any, serve: Any) -> None:
+        self.key = key
+        self.module = module  # keeps the SavedModel's variables alive
+        self.serve = serve
+        self.in_flight = 0
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self.drained.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self.drained.set()
+
+
+def _slot(key: ModelKey) -> tuple[str, str, str]:
+    """What identifies a loaded version here: TF Serving's labels mean nothing in-process."""
+    return (key.model_name, key.version, key.path)
+
+
+class EmbeddedHost(ModelHost):
+    """Runs SavedModels from the model repository inside the gateway process."""
+
+    def __init__(self, config: EmbeddedConfig | None = None) -> None:
+        self.config = config or EmbeddedConfig()
+        configure_tf_threads(self.config.intra_op_threads, self.config.inter_op_threads)
+        self._predict_pool = ThreadPoolExecutor(self.config.predict_threads,
+                                                thread_name_prefix="edgeloop-predict")
+        self._load_pool = ThreadPoolExecutor(1, thread_name_prefix="edgeloop-load")
+        self._ready: dict[tuple[str, str, str], _Version] = {}
+        self._loading: dict[tuple[str, str, str], asyncio.Task[_Version]] = {}
+
+    def is_ready(self, key: ModelKey) -> bool:
+        """Whether ``key`` is loaded, warmed up and admitting predictions."""
+        return _slot(key) in self._ready
+
+    def ready_keys(self) -> list[ModelKey]:
+        """The versions admitting predictions now."""
+        return [version.key for version in self._ready.values()]
+
+    async def ensure_loaded(self, key: ModelKey) -> None:
+        """Load and warm up ``key``; concurrent calls for one key share a single load."""
+        slot = _slot(key)
+        if slot in self._ready:
+            return
+        task = self._loading.get(slot)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(key))
+            self._loading[slot] = task
+            task.add_done_callback(lambda _: self._loading.pop(slot, None))
+        # shield: one waiter giving up (its frame's deadline) must not cancel the load
+        # the other waiters share.
+        await asyncio.shield(task)
+
+    async def _load(self, key: ModelKey) -> _Version:
+        with log_context(model=key.model_name, version=key.version):
+            if not key.path:
+                raise ModelUnavailable(f"{key.model_name} v{key.version}: no SavedModel path")
+            started = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            try:
+                module, serve = await loop.run_in_executor(self._load_pool, _load_and_warm,
+                                                           key.path, self._warmup_image())
+            except ModelUnavailable:
+                raise
+            except Exception as exc:
+                log.exception("model load failed", extra={"path": key.path})
+                raise ModelUnavailable(
+                    f"{key.model_name} v{key.version}: cannot load {key.path}: {exc}") from exc
+            version = _Version(key, module, serve)
+            self._ready[_slot(key)] = version
+            log.info("model ready", extra={"path": key.path,
+                                           "load_s": round(time.perf_counter() - started, 3)})
+            return version
+
+    def _warmup_image(self) -> np.ndarray:
+        return np.zeros((1, self.config.warmup_height, self.config.warmup_width, 3), np.uint8)
+
+    async def predict(self, key: ModelKey, images: np.ndarray) -> np.ndarray:
+        """Distances for ``images`` from the ready version ``key``; never a half-loaded one."""
+        check_images(images)
+        version = self._ready.get(_slot(key))
+        if version is None:
+            raise ModelUnavailable(f"{key.model_name} v{key.version} is not loaded here")
+        version.enter()
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._predict_pool, _run, version.serve, images)
+        except tf.errors.OpError as exc:
+            raise ModelUnavailable(f"{key.model_name} v{key.version} failed on images of shape "
+                                   f"{list(images.shape)}: {exc.message}") from exc
+        finally:
+            version.leave()
+
+    async def release(self, key: ModelKey) -> None:
+        """Stop admitting calls for ``key``, wait for its in-flight calls, then drop it."""
+        loading = self._loading.get(_slot(key))
+        if loading is not None:
+            # A load in progress would mark the version ready after we returned.
+            await asyncio.wait([loading])
+        version = self._ready.pop(_slot(key), None)
+        if version is None:
+            return
+        with log_context(model=key.model_name, version=key.version):
+            try:
+                await asyncio.wait_for(version.drained.wait(), self.config.drain_timeout_s)
+            except TimeoutError:
+                # The running calls hold their own reference to the function, so dropping
+                # ours is memory-safe; it only means the memory is freed when they end.
+                log.warning("release: calls still running after drain timeout",
+                            extra={"in_flight": version.in_flight})
+            log.info("model released")
+
+    async def close(self) -> None:
+        """Release every version and stop the thread pools."""
+        for version in list(self._ready.values()):
+            await self.release(version.key)
+        for task in list(self._loading.values()):
+            task.cancel()
+        self._predict_pool.shutdown(wait=True, cancel_futures=True)
+        self._load_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _load_and_warm(path: str, warmup: np.ndarray) -> tuple[Any, Any]:
+    """Load the SavedModel at ``path``, check its signature, predict once (TF thread)."""
+    module = tf.saved_model.load(path)
+    serve = module.signatures.get(SIGNATURE)
+    if serve is None:
+        raise ModelUnavailable(f"{path}: no '{SIGNATURE}' signature "
+                               f"(has {sorted(module.signatures.keys())})")
+    _, inputs = serve.structured_input_signature
+    if INPUT not in inputs:
+        raise ModelUnavailable(f"{path}: '{SIGNATURE}' has no input '{INPUT}' (has {sorted(inputs)})")
+    result = _run(serve, warmup)
+    if result.shape != (warmup.shape[0],):
+        raise ModelUnavailable(f"{path}: '{OUTPUT}' has shape {list(result.shape)} for a batch of "
+                               f"{warmup.shape[0]}; the contract is float32[batch]")
+    return module, serve
+
+
+def _run(serve: Any, images: np.ndarray) -> np.ndarray:
+    """One call of the serving function (TF thread)."""
+    outputs = serve(**{INPUT: tf.convert_to_tensor(images, dtype=tf.uint8)})
+    if OUTPUT not in outputs:
+        raise ModelUnavailable(f"'{SIGNATURE}' has no output '{OUTPUT}' (has {sorted(outputs)})")
+    return outputs[OUTPUT].numpy().astype(np.float32, copy=False).reshape(-1)

@@ -1,0 +1,142 @@
+"""EmbeddedHost against real SavedModels: load + warm-up, answers, switch under load, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
+from edgeloop.platform.errors import InvalidArgument
+
+
+@pytest.fixture
+async def host() -> AsyncIterator[EmbeddedHost]:
+    embedded = EmbeddedHost(EmbeddedConfig(drain_timeout_s=10.0))
+    yield embedded
+    await embedded.close()
+
+
+async def test_predict_before_load_is_unavailable(host, keys, make_images) -> None:
+    with pytest.raises(ModelUnavailable, match="not loaded"):
+        await host.predict(keys["1"], make_images(1))
+
+
+async def test_loaded_version_answers_like_a_direct_tf_call(host, keys, make_images,
+                                                            direct_model) -> None:
+    await host.ensure_loaded(keys["1"])
+    assert host.is_ready(keys["1"])
+    for batch, (height, width) in [(1, (240, 320)), (5, (240, 320)), (3, (480, 640))]:
+        images = make_images(batch, height, width, seed=batch)
+        got = await host.predict(keys["1"], images)
+        assert got.dtype == np.float32 and got.shape == (batch,)
+        np.testing.assert_allclose(got, direct_model("1", images), rtol=1e-5)
+
+
+async def test_concurrent_ensure_loaded_share_one_load(host, keys, monkeypatch) -> None:
+    import edgeloop.gateway.hosts.embedded as embedded
+
+    loads: list[str] = []
+    real = embedded._load_and_warm
+
+    def counting(path: str, warmup: np.ndarray):  # noqa: ANN202
+        loads.append(path)
+        return real(path, warmup)
+
+    monkeypatch.setattr(embedded, "_load_and_warm", counting)
+    await asyncio.gather(*(host.ensure_loaded(keys["2"]) for _ in range(8)))
+    await host.ensure_loaded(keys["2"])
+    assert loads == [keys["2"].path]
+    assert host.ready_keys() == [keys["2"]]
+
+
+async def test_warm_up_runs_before_ready(host, keys, monkeypatch) -> None:
+    """While the warm-up prediction runs, the version is not ready and predict refuses it."""
+    import edgeloop.gateway.hosts.embedded as embedded
+
+    observed: list[bool] = []
+    real_run = embedded._run
+
+    def spying_run(serve, images):  # noqa: ANN001, ANN202
+        observed.append(host.is_ready(keys["1"]))
+        return real_run(serve, images)
+
+    monkeypatch.setattr(embedded, "_run", spying_run)
+    await host.ensure_loaded(keys["1"])
+    assert observed == [False]  # the warm-up ran, and before the version was marked ready
+    assert host.is_ready(keys["1"])
+
+
+async def test_bad_model_folder_is_unavailable_and_retryable(host, keys, tmp_path: Path) -> None:
+    key = ModelKey("parking", "9", path=str(tmp_path / "missing"))
+    with pytest.raises(ModelUnavailable, match="cannot load"):
+        await host.ensure_loaded(key)
+    assert not host.is_ready(key)
+    shutil.copytree(keys["1"].path, key.path)  # published late: a second attempt loads it
+    await host.ensure_loaded(key)
+    assert host.is_ready(key)
+
+
+async def test_images_that_break_the_contract_are_invalid(host, keys) -> None:
+    await host.ensure_loaded(keys["1"])
+    with pytest.raises(InvalidArgument, match="images"):
+        await host.predict(keys["1"], np.zeros((1, 240, 320), np.uint8))
+    with pytest.raises(InvalidArgument, match="images"):
+        await host.predict(keys["1"], np.zeros((1, 240, 320, 3), np.float32))
+
+
+async def test_version_switch_under_concurrent_load(host, keys, make_images,
+                                                    which_version) -> None:
+    """10 streams predict while v2 loads and v1 is released: no error, all answers valid."""
+    await host.ensure_loaded(keys["1"])
+    current = {"key": keys["1"]}
+    answers: list[tuple[str, str]] = []  # (version routed to, version that answered)
+    stop = asyncio.Event()
+
+    async def stream(n: int) -> None:
+        images = make_images(1, seed=n)
+        while not stop.is_set():
+            key = current["key"]
+            (distance,) = await host.predict(key, images)
+            answers.append((key.version, which_version(float(distance))))
+            await asyncio.sleep(0)
+
+    streams = [asyncio.create_task(stream(n)) for n in range(10)]
+    await asyncio.sleep(0.3)
+    await host.ensure_loaded(keys["2"])  # loads + warms up while v1 serves
+    current["key"] = keys["2"]           # route new frames to v2, then drain v1
+    await host.release(keys["1"])
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*streams)       # re-raises any error a stream met
+
+    assert all(routed == answered for routed, answered in answers)
+    assert {answered for _, answered in answers} == {"1", "2"}
+    assert host.ready_keys() == [keys["2"]]
+
+
+async def test_release_waits_for_in_flight_calls(host, keys, make_images) -> None:
+    await host.ensure_loaded(keys["1"])
+    # A large batch keeps TF busy long enough for release to start while it runs.
+    images = make_images(64, 480, 640)
+    in_flight = asyncio.create_task(host.predict(keys["1"], images))
+    await asyncio.sleep(0.01)
+    assert not in_flight.done()
+    await host.release(keys["1"])
+    assert in_flight.done(), "release returned while a prediction was still running"
+    assert in_flight.result().shape == (64,)
+    with pytest.raises(ModelUnavailable):
+        await host.predict(keys["1"], make_images(1))
+
+
+async def test_release_during_load_leaves_nothing_ready(host, keys) -> None:
+    loading = asyncio.create_task(host.ensure_loaded(keys["1"]))
+    await asyncio.sleep(0)
+    await host.release(keys["1"])
+    await loading
+    assert not host.is_ready(keys["1"])

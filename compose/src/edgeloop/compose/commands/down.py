@@ -1,0 +1,19 @@
+"""`edgeloop down`: stop everything `edgeloop up` started."""
+
+from __future__ import annotations
+
+import click
+
+from edgeloop.compose.endpoints import state_dir
+from edgeloop.compose.stack import local
+from edgeloop.compose.stack.topology import Topology
+
+
+@click.command("down")
+def command() -> None:
+    """Stop the services, MLflow and PostgreSQL; data stays in the state folder."""
+    topology = Topology.from_env(state_dir())
+    survivors = local.down(topology, lambda line: click.echo(f"  {line}"))
+    if survivors:
+        raise click.ClickException(f"processes still alive after SIGKILL: {survivors}")
+    click.echo("stopped")

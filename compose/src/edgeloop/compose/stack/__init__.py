@@ -1,0 +1,1 @@
+"""The local topology behind `edgeloop up/status/down`: parts, processes, state and health."""

@@ -1,0 +1,145 @@
+"""Bringing the local stack up and down on embedded defaults.
+
+Order: PostgreSQL (private cluster) → MLflow tracking server → registry, features,
+trainer → gateway. Every part is a detached process with a log in ``<state>/logs``;
+``stack.json`` records what was started so `status` and `down` find it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeloop.compose.stack import health
+from edgeloop.compose.stack.processes import alive, check_port_free, spawn, stop_tree
+from edgeloop.compose.stack.state import PartRecord, StackState, load_or_create_secrets
+from edgeloop.compose.stack.topology import SERVICES, Topology
+from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PartStatus:
+    """One row of `edgeloop status`."""
+
+    name: str
+    address: str
+    pid: int | None
+    status: str
+    detail: str = ""
+
+
+class StackError(RuntimeError):
+    """The stack cannot be brought up; the message says what to do."""
+
+
+def _cluster(topology: Topology, state: StackState) -> PostgresCluster:
+    data_dir = Path(state.postgres_data_dir) if state.postgres_data_dir else \
+        choose_data_dir(topology.state_dir / "postgres")
+    return PostgresCluster(data_dir=data_dir, port=topology.ports["postgres"])
+
+
+def _check_ports(topology: Topology, state: StackState) -> None:
+    for part, port in topology.ports.items():
+        record = state.parts.get(part)
+        if record and alive(record.pid):
+            continue
+        if part == "postgres" and state.postgres_data_dir and \
+                _cluster(topology, state).is_running():
+            continue
+        check_port_free(part, port)
+
+
+def _start_postgres(topology: Topology, state: StackState, progress: Progress) -> None:
+    cluster = _cluster(topology, state)
+    progress(f"postgres: starting on {topology.address('postgres')} "
+             f"(TimescaleDB {'found' if cluster.timescaledb else 'not installed: plain PostgreSQL'})")
+    cluster.start()
+    cluster.ensure_database("edgeloop")
+    state.postgres_data_dir = str(cluster.data_dir)
+    state.postgres_port = cluster.port
+    state.parts["postgres"] = PartRecord("postgres", topology.address("postgres"), cluster.pid(),
+                                         str(cluster.log_file), kind="postgres",
+                                         url=topology.database_url)
+
+
+def _start_process(state: StackState, record: PartRecord, command: list[str],
+                   env: dict[str, str]) -> None:
+    existing = state.parts.get(record.name)
+    if existing and alive(existing.pid):
+        return
+    record.pid = spawn(command, env, Path(record.log))
+    state.parts[record.name] = record
+
+
+def _probe(record: PartRecord) -> str:
+    if record.kind == "http":
+        return health.http_status(record.url)
+    if record.kind == "postgres":
+        return health.postgres_status(record.url)
+    return health.grpc_status(record.address)
+
+
+def up(topology: Topology, progress: Progress, timeout_s: float = 90.0) -> list[PartStatus]:
+    """Start every part that is not running yet and wait until all are healthy."""
+    state = StackState.load(topology.state_dir)
+    _check_ports(topology, state)
+    secrets = load_or_create_secrets(topology.state_dir)
+    logs = topology.folder("logs")
+    _start_postgres(topology, state, progress)
+    mlflow = PartRecord("mlflow", topology.address("mlflow"), None, str(logs / "mlflow.log"),
+                        kind="http", url=f"{topology.mlflow_uri}/health")
+    _start_process(state, mlflow, topology.mlflow_command(), {})
+    for service in SERVICES:
+        record = PartRecord(service, topology.address(service), None, str(logs / f"{service}.log"))
+        progress(f"{service}: starting on {record.address}")
+        _start_process(state, record, [sys.executable, "-m", f"edgeloop.{service}"],
+                       topology.service_env(service, secrets))
+    state.save(topology.state_dir)
+    return _wait_healthy(state, progress, timeout_s)
+
+
+def _wait_healthy(state: StackState, progress: Progress, timeout_s: float) -> list[PartStatus]:
+    deadline = time.monotonic() + timeout_s
+    rows = []
+    for record in state.parts.values():
+        remaining = max(1.0, deadline - time.monotonic())
+        is_dead = (lambda r=record: r.kind != "postgres" and not alive(r.pid))
+        status = health.wait_until(lambda r=record: _probe(r), remaining, is_dead)
+        progress(f"{record.name}: {status}")
+        rows.append(PartStatus(record.name, record.address, record.pid, status, record.log))
+    return rows
+
+
+def status(topology: Topology) -> list[PartStatus]:
+    """Health of every part recorded by `up`."""
+    state = StackState.load(topology.state_dir)
+    rows = []
+    for record in state.parts.values():
+        running = alive(record.pid) if record.kind != "postgres" else True
+        current = _probe(record) if running else "STOPPED"
+        rows.append(PartStatus(record.name, record.address, record.pid, current, record.log))
+    return rows
+
+
+def down(topology: Topology, progress: Progress) -> list[int]:
+    """Stop every part `up` started (services first, PostgreSQL last); return surviving pids."""
+    state = StackState.load(topology.state_dir)
+    survivors: list[int] = []
+    for name in [*reversed(SERVICES), "mlflow"]:
+        record = state.parts.pop(name, None)
+        if record and record.pid:
+            progress(f"{name}: stopping (pid {record.pid})")
+            survivors += stop_tree(record.pid)
+    if state.postgres_data_dir:
+        progress("postgres: stopping")
+        _cluster(topology, state).stop()
+        state.parts.pop("postgres", None)
+    state.save(topology.state_dir)
+    return survivors

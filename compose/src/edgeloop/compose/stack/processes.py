@@ -1,0 +1,100 @@
+"""Starting parts as detached processes and stopping them with everything they spawned."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import psutil
+
+
+class PortTaken(RuntimeError):
+    """A port the stack needs is used by another program."""
+
+
+def check_port_free(part: str, port: int) -> None:
+    """Raise :class:`PortTaken` naming the part and the variable that moves it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PortTaken(f"port {port} for {part} is taken ({exc.strerror}); stop what uses it "
+                            f"or choose another with EDGELOOP_{part.upper()}_PORT=<port>") from None
+
+
+def spawn(command: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> int:
+    """Start ``command`` in its own session, output appended to ``log_path``; return its pid."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, env={**_base_env(), **env}, stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, cwd=cwd)
+    return process.pid
+
+
+def _base_env() -> dict[str, str]:
+    # Inherit the caller's environment minus our own variables, so a part reads only what
+    # the topology gives it (a stray EDGELOOP_LISTEN_ADDR must not leak into every part).
+    return {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
+
+
+def alive(pid: int | None) -> bool:
+    """Whether ``pid`` runs (zombies count as gone)."""
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """``pid``, its descendants, and anything else still in its session (orphaned workers)."""
+    found: dict[int, psutil.Process] = {}
+    try:
+        root = psutil.Process(pid)
+        found[pid] = root
+        found.update({child.pid: child for child in root.children(recursive=True)})
+    except psutil.NoSuchProcess:
+        pass
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == pid:
+                found[process.pid] = process
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return list(found.values())
+
+
+def stop_tree(pid: int | None, timeout_s: float = 20.0) -> list[int]:
+    """SIGTERM the tree of ``pid``, SIGKILL what is left after ``timeout_s``; return survivors."""
+    if not pid:
+        return []
+    tree = process_tree(pid)
+    if not tree:
+        return []
+    root = next((p for p in tree if p.pid == pid), None)
+    # The root first, so a service can drain and shut its own workers down cleanly.
+    if root is not None:
+        _signal(root, signal.SIGTERM)
+        psutil.wait_procs([root], timeout=timeout_s)
+    rest = [p for p in tree if p.pid != pid and p.is_running()]
+    for process in rest:
+        _signal(process, signal.SIGTERM)
+    _, still = psutil.wait_procs(rest, timeout=5)
+    leftovers = [p for p in [*still, *([root] if root and root.is_running() else [])]]
+    for process in leftovers:
+        _signal(process, signal.SIGKILL)
+    _, survivors = psutil.wait_procs(leftovers, timeout=5)
+    return [p.pid for p in survivors]
+
+
+def _signal(process: psutil.Process, signum: int) -> None:
+    try:
+        process.send_signal(signum)
+    except psutil.NoSuchProcess:
+        pass

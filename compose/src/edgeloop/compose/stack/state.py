@@ -1,0 +1,66 @@
+"""What `edgeloop up` records in the state folder: running parts and generated secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class PartRecord:
+    """One started part: where it listens, its process and its log."""
+
+    name: str
+    address: str
+    pid: int | None
+    log: str
+    kind: str = "grpc"
+    """How to probe it: grpc (health service), http (GET url), postgres."""
+    url: str = ""
+
+
+@dataclass
+class StackState:
+    """The state file ``<state>/stack.json``."""
+
+    parts: dict[str, PartRecord] = field(default_factory=dict)
+    postgres_data_dir: str = ""
+    postgres_port: int = 0
+
+    @classmethod
+    def load(cls, state_dir: Path) -> StackState:
+        path = state_dir / "stack.json"
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text())
+        parts = {name: PartRecord(**record) for name, record in raw.get("parts", {}).items()}
+        return cls(parts=parts, postgres_data_dir=raw.get("postgres_data_dir", ""),
+                   postgres_port=raw.get("postgres_port", 0))
+
+    def save(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        data = {"parts": {n: asdict(p) for n, p in self.parts.items()},
+                "postgres_data_dir": self.postgres_data_dir, "postgres_port": self.postgres_port}
+        tmp = state_dir / "stack.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(state_dir / "stack.json")
+
+
+def load_or_create_secrets(state_dir: Path) -> dict[str, str]:
+    """The stack's tokens (admin, read, webhook), generated once and kept private (mode 600)."""
+    path = state_dir / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        "admin_token": secrets.token_urlsafe(24),
+        "read_token": secrets.token_urlsafe(24),
+        "webhook_secret": secrets.token_urlsafe(24),
+    }
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(values, out, indent=2)
+    return values

@@ -1,0 +1,107 @@
+"""The local topology: which parts run, on which ports, with which environment.
+
+Ports default to CONTRIBUTING.md's table and can be moved with ``EDGELOOP_<PART>_PORT``
+(e.g. ``EDGELOOP_REGISTRY_PORT=60051``) when a port is taken.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORTS = {
+    "postgres": 55432,
+    "mlflow": 5000,
+    "registry": 50051,
+    "features": 50052,
+    "trainer": 50053,
+    "gateway": 50050,
+    "webhook": 50080,
+    "ray_dashboard": 8265,
+}
+SERVICES = ("registry", "features", "trainer", "gateway")
+"""The edgeloop services, in start order."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Ports and folders of one local stack."""
+
+    state_dir: Path
+    ports: dict[str, int]
+
+    @classmethod
+    def from_env(cls, state_dir: Path) -> Topology:
+        """Default ports, overridden by ``EDGELOOP_<PART>_PORT`` variables."""
+        ports = {}
+        for part, default in DEFAULT_PORTS.items():
+            raw = os.environ.get(f"EDGELOOP_{part.upper()}_PORT", "")
+            if raw and not raw.isdigit():
+                raise ValueError(f"EDGELOOP_{part.upper()}_PORT: not a port number (got {raw!r})")
+            ports[part] = int(raw) if raw else default
+        return cls(state_dir=state_dir, ports=ports)
+
+    def address(self, part: str) -> str:
+        return f"127.0.0.1:{self.ports[part]}"
+
+    def folder(self, name: str) -> Path:
+        path = self.state_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.ports['postgres']}/edgeloop"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://127.0.0.1:{self.ports['mlflow']}"
+
+    def mlflow_command(self) -> list[str]:
+        """The MLflow tracking server on a SQLite store with local, proxied artifacts."""
+        folder = self.folder("mlflow")
+        return [sys.executable, "-m", "mlflow", "server",
+                "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                "--artifacts-destination", str(folder / "artifacts"),
+                "--host", "127.0.0.1", "--port", str(self.ports["mlflow"]), "--workers", "1"]
+
+    def service_env(self, service: str, secrets: dict[str, str]) -> dict[str, str]:
+        """The ``EDGELOOP_*`` variables one service reads, and nothing else of ours."""
+        common = {
+            "EDGELOOP_LISTEN_ADDR": self.address(service),
+            "EDGELOOP_LOG_FORMAT": "json",
+            "EDGELOOP_TRACE_FILE": str(self.folder("traces") / f"{service}.jsonl"),
+        }
+        objects = str(self.folder("objects"))
+        models = str(self.folder("models"))
+        registry_client = {"EDGELOOP_REGISTRY_ADDR": self.address("registry"),
+                           "EDGELOOP_REGISTRY_TOKEN": secrets["admin_token"]}
+        specific: dict[str, dict[str, str]] = {
+            "registry": {"EDGELOOP_DATABASE_URL": self.database_url,
+                         "EDGELOOP_MLFLOW_TRACKING_URI": self.mlflow_uri,
+                         "EDGELOOP_ADMIN_TOKEN": secrets["admin_token"],
+                         "EDGELOOP_READ_TOKEN": secrets["read_token"],
+                         "EDGELOOP_MODEL_REPOSITORY": models},
+            "features": {"EDGELOOP_DATABASE_URL": self.database_url,
+                         "EDGELOOP_OBJECT_STORE_DIR": objects,
+                         "EDGELOOP_REGISTRY_ADDR": self.address("registry"),
+                         "EDGELOOP_REGISTRY_TOKEN": secrets["read_token"],
+                         "EDGELOOP_TRAINER_ADDR": self.address("trainer")},
+            "trainer": {"EDGELOOP_DATABASE_URL": self.database_url,
+                        "EDGELOOP_OBJECT_STORE_DIR": objects,
+                        "EDGELOOP_MLFLOW_TRACKING_URI": self.mlflow_uri,
+                        "EDGELOOP_FEATURES_ADDR": self.address("features"),
+                        "EDGELOOP_WEBHOOK_ADDR": self.address("webhook"),
+                        "EDGELOOP_WEBHOOK_SECRET": secrets["webhook_secret"],
+                        "EDGELOOP_RAY_DASHBOARD_PORT": str(self.ports["ray_dashboard"]),
+                        **registry_client},
+            "gateway": {"EDGELOOP_FEATURES_ADDR": self.address("features"),
+                        "EDGELOOP_MODEL_HOST": "embedded",
+                        "EDGELOOP_MODEL_REPOSITORY": models,
+                        "EDGELOOP_SPOOL_DIR": str(self.folder("spool")),
+                        "EDGELOOP_REGISTRY_ADDR": self.address("registry"),
+                        "EDGELOOP_REGISTRY_TOKEN": secrets["read_token"]},
+        }
+        return {**common, **specific[service]}

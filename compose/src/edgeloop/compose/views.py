@@ -1,0 +1,27 @@
+"""Tables the CLI prints."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from edgeloop.compose.stack.local import PartStatus
+from edgeloop.compose.stack.topology import Topology
+
+_STYLE = {"SERVING": "green", "NOT_SERVING": "yellow"}
+
+
+def print_status(rows: list[PartStatus], topology: Topology) -> None:
+    """The parts table plus the operator URLs."""
+    table = Table(title=f"edgeloop stack ({topology.state_dir})")
+    for column in ("part", "address", "pid", "health", "log"):
+        table.add_column(column)
+    for row in rows:
+        style = _STYLE.get(row.status, "red")
+        table.add_row(row.name, row.address, str(row.pid or "-"),
+                      f"[{style}]{row.status}[/{style}]", row.detail)
+    console = Console()
+    console.print(table)
+    console.print(f"MLflow UI:      {topology.mlflow_uri}")
+    console.print(f"Ray dashboard:  http://{topology.address('ray_dashboard')}")
+    console.print(f"grpcurl:        grpcurl -plaintext {topology.address('gateway')} list")

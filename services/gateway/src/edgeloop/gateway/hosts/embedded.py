@@ -58,8 +58,9 @@ class EmbeddedConfig:
 def configure_tf_threads(intra_op: int, inter_op: int) -> None:
     """Set TF's thread pools; only possible before TF first runs an op in this process."""
     threading = tf.config.threading
-    if (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()) \
-            == (intra_op, inter_op):
+    current = (threading.get_intra_op_parallelism_threads(),
+               threading.get_inter_op_parallelism_threads())
+    if current == (intra_op, inter_op):
         return
     try:
         threading.set_intra_op_parallelism_threads(intra_op)
@@ -210,7 +211,8 @@ def _load_and_warm(path: str, warmup: np.ndarray) -> tuple[Any, Any]:
                                f"(has {sorted(module.signatures.keys())})")
     _, inputs = serve.structured_input_signature
     if INPUT not in inputs:
-        raise ModelUnavailable(f"{path}: '{SIGNATURE}' has no input '{INPUT}' (has {sorted(inputs)})")
+        raise ModelUnavailable(f"{path}: '{SIGNATURE}' has no input '{INPUT}' "
+                               f"(has {sorted(inputs)})")
     result = _run(serve, warmup)
     if result.shape != (warmup.shape[0],):
         raise ModelUnavailable(f"{path}: '{OUTPUT}' has shape {list(result.shape)} for a batch of "

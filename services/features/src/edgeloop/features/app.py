@@ -2,36 +2,60 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
-from grpc import aio
-
-from edgeloop.contracts.features.v1 import feature_store_service_pb2, feature_store_service_pb2_grpc
+from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
+from edgeloop.features.database import connect_once, open_pool
+from edgeloop.features.ingest import Ingestor
+from edgeloop.features.schema import Policies, ensure_schema
+from edgeloop.features.servicer import SERVICE, FeatureStoreService
 from edgeloop.features.settings import Settings
 from edgeloop.platform import ServiceApp
-from edgeloop.platform.pending import pending
+from edgeloop.platform.objectstore import ObjectStore, open_object_store
+from grpc import aio
+from psycopg_pool import AsyncConnectionPool
 
-SERVICE = feature_store_service_pb2.DESCRIPTOR.services_by_name["FeatureStoreService"]
-
-
-class FeatureStoreService(pending(feature_store_service_pb2_grpc.FeatureStoreServiceServicer, SERVICE, "issue #5 (data plane)")):
-    """The FeatureStoreService contract; RPCs not built yet answer UNIMPLEMENTED."""
+log = logging.getLogger(__name__)
 
 
 class App(ServiceApp):
-    """The features service."""
+    """The features service: schema at start, then ingest and queries on a shared pool."""
 
     name = "features"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Set by start(); the server refuses calls until start() has returned.
+        self.pool: AsyncConnectionPool
+        self.ingestor: Ingestor
+        self.store: ObjectStore
+        self.servicer = FeatureStoreService(self)
 
     @property
     def service_names(self) -> Sequence[str]:
         return [SERVICE.full_name]
 
     def add_to_server(self, server: aio.Server) -> None:
-        feature_store_service_pb2_grpc.add_FeatureStoreServiceServicer_to_server(FeatureStoreService(), server)
+        feature_store_service_pb2_grpc.add_FeatureStoreServiceServicer_to_server(self.servicer, server)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.store = open_object_store(s.object_store_dir, s.s3_endpoint, s.s3_access_key,
+                                       s.s3_secret_key, s.s3_bucket, s.s3_secure)
+        conn = await connect_once(s.database_url, s.db_connect_timeout_s)
+        async with conn:
+            timescale = await ensure_schema(conn, Policies(s.retention_days, s.compress_after_days))
+        self.pool = await open_pool(s.database_url, s.db_pool_size)
+        self.ingestor = Ingestor(self.pool, self.store, s.ingest_workers)
+        log.info("features ready", extra={"object_store": self.store.describe(),
+                                          "timescaledb": timescale, "workers": self.ingestor.workers})
+
+    async def stop(self) -> None:
+        if hasattr(self, "ingestor"):
+            self.ingestor.close()
+        if hasattr(self, "pool"):
+            await self.pool.close()
 
 
 def build_app(settings: Settings) -> App:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from edgeloop.platform import ServiceSettings
+from pydantic import Field
 
 DEFAULT_PORT = 50052
 
@@ -14,3 +13,22 @@ class Settings(ServiceSettings):
 
     listen_addr: str = Field(default=f"127.0.0.1:{DEFAULT_PORT}",
                              description="host:port the gRPC server binds")
+    database_url: str = Field(min_length=1, description="libpq URI of the PostgreSQL/TimescaleDB "
+                              "database; the service owns its schema `features`")
+    object_store_dir: str = Field(default="", description="folder for images when no S3 endpoint "
+                                  "is set")
+    s3_endpoint: str = Field(default="", description="S3/MinIO endpoint host:port; when set, "
+                             "images go to S3 instead of EDGELOOP_OBJECT_STORE_DIR")
+    s3_access_key: str = Field(default="", description="S3 access key (with EDGELOOP_S3_ENDPOINT)")
+    s3_secret_key: str = Field(default="", description="S3 secret key (with EDGELOOP_S3_ENDPOINT)")
+    s3_bucket: str = Field(default="edgeloop", description="S3 bucket for images")
+    s3_secure: bool = Field(default=False, description="use HTTPS for S3")
+    retention_days: int = Field(default=0, ge=0, description="TimescaleDB retention policy: drop "
+                                "observation chunks older than this many days; 0 keeps everything")
+    compress_after_days: int = Field(default=7, ge=1, description="TimescaleDB compression policy: "
+                                     "compress observation chunks older than this many days")
+    ingest_workers: int = Field(default=0, ge=0, le=64, description="threads that decode images "
+                                "and compute statistics; 0 = one per CPU")
+    db_pool_size: int = Field(default=8, ge=2, le=100, description="maximum database connections")
+    db_connect_timeout_s: float = Field(default=30.0, gt=0, description="seconds to keep retrying "
+                                        "the database at start before giving up")

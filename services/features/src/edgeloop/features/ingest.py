@@ -1,0 +1,124 @@
+"""Ingest of observation batches: check ids, skip known ones, measure, store, insert.
+
+For each batch: ids are checked and made canonical; ids already stored (or repeated
+in the batch) count as duplicates and cost nothing more; the rest are measured and
+their images stored on the thread pool (:mod:`edgeloop.features.prepare`), then
+written in one statement (:mod:`edgeloop.features.writes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import cv2
+from edgeloop.contracts.features.v1 import feature_store_service_pb2, observation_pb2
+from edgeloop.features.prepare import Rejection, prepare_chunk
+from edgeloop.features.rows import PreparedObservation
+from edgeloop.features.validation import canonical_uuid
+from edgeloop.features.writes import existing_ids, write_batch
+from edgeloop.platform.errors import InvalidArgument
+from edgeloop.platform.objectstore import ObjectStore
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+Pending = list[tuple[observation_pb2.Observation, str]]
+
+
+@dataclass
+class IngestResult:
+    """Counts of one call (or batch): stored now, already stored, refused."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        """Add ``other``'s counts to these."""
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.rejected.extend(other.rejected)
+
+    def to_proto(self) -> feature_store_service_pb2.IngestResponse:
+        """The ``IngestResponse`` of these counts."""
+        return feature_store_service_pb2.IngestResponse(
+            stored=self.stored, duplicates=self.duplicates,
+            rejected=[feature_store_service_pb2.Rejection(observation_id=r.observation_id,
+                                                          reason=r.reason)
+                      for r in self.rejected])
+
+
+def _split_ids(observations: Sequence[observation_pb2.Observation],
+               result: IngestResult) -> Pending:
+    """Observations with valid, first-seen ids; bad ids are rejected, repeats are duplicates."""
+    seen: set[str] = set()
+    pending: Pending = []
+    for index, obs in enumerate(observations):
+        try:
+            observation_id = canonical_uuid(obs.observation_id, "observation_id")
+        except InvalidArgument as exc:
+            result.rejected.append(Rejection(obs.observation_id,
+                                             f"{exc.message} (observation {index} of the batch)"))
+            continue
+        if observation_id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(observation_id)
+        pending.append((obs, observation_id))
+    return pending
+
+
+class Ingestor:
+    """Ingests batches with a thread pool for statistics and a connection pool for rows."""
+
+    def __init__(self, pool: AsyncConnectionPool, store: ObjectStore, workers: int = 0) -> None:
+        self.pool = pool
+        self.store = store
+        self.workers = workers or os.cpu_count() or 1
+        self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="features-ingest")
+        if self.workers > 1:
+            # Parallelism comes from the pool; OpenCV's own threads on small frames
+            # would only contend with it.
+            cv2.setNumThreads(1)
+
+    def close(self) -> None:
+        """Stop the threads after their current work."""
+        self.executor.shutdown(wait=True)
+
+    async def _prepare(self, pending: Pending) -> list[PreparedObservation | Rejection]:
+        loop = asyncio.get_running_loop()
+        now = datetime.now(UTC)
+        size = -(-len(pending) // self.workers)  # ceil: one contiguous chunk per thread
+        chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
+        done = await asyncio.gather(*(loop.run_in_executor(
+            self.executor, prepare_chunk, chunk, now, self.store) for chunk in chunks))
+        return [item for chunk in done for item in chunk]
+
+    async def ingest(self, observations: Sequence[observation_pb2.Observation]) -> IngestResult:
+        """Store one batch; bad observations are rejected by id, the rest stored once."""
+        result = IngestResult()
+        pending = _split_ids(observations, result)
+        if not pending:
+            return result
+        known = await existing_ids(self.pool, [observation_id for _, observation_id in pending])
+        result.duplicates += len(known)
+        pending = [(obs, oid) for obs, oid in pending if oid not in known]
+        if not pending:
+            return result
+        prepared: list[PreparedObservation] = []
+        for item in await self._prepare(pending):
+            if isinstance(item, Rejection):
+                result.rejected.append(item)
+            else:
+                prepared.append(item)
+        written = await write_batch(self.pool, prepared)
+        result.stored += len(written.stored)
+        result.rejected.extend(written.rejected)
+        # Lost a race with a concurrent writer of the same id: a duplicate, not an error.
+        result.duplicates += len(prepared) - len(written.stored) - len(written.rejected)
+        return result

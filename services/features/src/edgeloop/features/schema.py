@@ -1,0 +1,77 @@
+"""The ``features`` schema: versioned migrations, then the branch the database allows.
+
+Migrations (``migrations/NNNN_*.sql``) create the tables. After them, at every start,
+:func:`ensure_schema` runs one idempotent branch: TimescaleDB (hypertables, compression,
+retention, continuous aggregate ``observations_5m``) when the extension is available,
+else plain PostgreSQL (BRIN index on time, view ``observations_5m``). Both branches'
+SQL lives in ``sql/``; :func:`branch_sql` renders it so tests can check what would run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+import sqlparse
+from edgeloop.features.rollup import DATE_BIN, TIME_BUCKET, rollup_select, sql_file
+from edgeloop.platform.migrations import apply_migrations, load_migrations
+
+log = logging.getLogger(__name__)
+SCHEMA = "features"
+REFRESH_START_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Policies:
+    """TimescaleDB policy settings (ignored on plain PostgreSQL)."""
+
+    retention_days: int = 0
+    compress_after_days: int = 7
+
+
+def refresh_start_days(policies: Policies) -> int:
+    """How far back the rollup refresh looks; inside the retention window, never past it."""
+    if policies.retention_days:
+        return max(1, min(REFRESH_START_DAYS, policies.retention_days - 1))
+    return REFRESH_START_DAYS
+
+
+def branch_sql(timescale: bool, policies: Policies) -> str:
+    """The SQL of the branch to run after the migrations."""
+    if not timescale:
+        return sql_file("plain.sql").format(rollup_select=rollup_select(DATE_BIN))
+    text = sql_file("timescale.sql").format(
+        rollup_select=rollup_select(TIME_BUCKET),
+        compress_after=f"{policies.compress_after_days} days",
+        refresh_start=f"{refresh_start_days(policies)} days")
+    if policies.retention_days:
+        text += "\n" + sql_file("timescale_retention.sql").format(
+            retention=f"{policies.retention_days} days")
+    return text
+
+
+def split_statements(text: str) -> list[str]:
+    """The SQL statements of ``text`` (dollar-quoted DO blocks kept whole), comments dropped."""
+    statements = (sqlparse.format(part, strip_comments=True).strip() for part in sqlparse.split(text))
+    return [s.rstrip(";").strip() for s in statements if s.strip(" ;\n")]
+
+
+async def timescaledb_available(conn: psycopg.AsyncConnection) -> bool:
+    """Whether the server can load the timescaledb extension."""
+    cursor = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    return await cursor.fetchone() is not None
+
+
+async def ensure_schema(conn: psycopg.AsyncConnection, policies: Policies) -> bool:
+    """Apply migrations and the database's branch; return whether TimescaleDB is used."""
+    applied = await apply_migrations(conn, SCHEMA, load_migrations("edgeloop.features"))
+    timescale = await timescaledb_available(conn)
+    await conn.set_autocommit(True)
+    # One statement at a time in autocommit: a multi-statement string is one implicit
+    # transaction, and continuous aggregates refuse to be created inside a transaction.
+    for statement in split_statements(branch_sql(timescale, policies)):
+        await conn.execute(statement.encode())
+    log.info("schema ready", extra={"schema": SCHEMA, "migrations_applied": applied,
+                                    "branch": "timescaledb" if timescale else "postgresql"})
+    return timescale

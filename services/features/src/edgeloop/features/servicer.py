@@ -1,0 +1,47 @@
+"""The FeatureStoreService RPCs: requests in, modules called, responses out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
+from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
+from edgeloop.features.ingest import Ingestor, IngestResult
+from edgeloop.platform.objectstore import ObjectStore
+from edgeloop.platform.pending import pending
+from grpc import aio
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+
+class Resources(Protocol):
+    """What the RPCs use, opened by the app at start (before any call is let in)."""
+
+    ingestor: Ingestor
+    pool: AsyncConnectionPool
+    store: ObjectStore
+
+SERVICE = pb.DESCRIPTOR.services_by_name["FeatureStoreService"]
+_Base = pending(feature_store_service_pb2_grpc.FeatureStoreServiceServicer, SERVICE,
+                "issue #7 (drift monitor)")
+
+
+class FeatureStoreService(_Base):  # type: ignore[misc, valid-type]
+    """Ingest, dataset queries and window statistics; the drift RPCs arrive with issue #7."""
+
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+
+    async def Ingest(self, request_iterator: AsyncIterator[pb.IngestRequest],  # noqa: N802
+                     context: aio.ServicerContext) -> pb.IngestResponse:
+        """Store every batch of the stream; the response counts the whole call."""
+        total = IngestResult()
+        async for request in request_iterator:
+            result = await self.resources.ingestor.ingest(request.observations)
+            total.add(result)
+        log.info("ingest call done", extra={"stored": total.stored, "duplicates": total.duplicates,
+                                            "rejected": len(total.rejected)})
+        return total.to_proto()

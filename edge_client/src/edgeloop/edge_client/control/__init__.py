@@ -1,0 +1,1 @@
+"""The parking controller and the signals (buzzer, LED) it drives."""

@@ -1,0 +1,1 @@
+"""The scene simulator: a seeded renderer of the rear camera view and the drive that moves it."""

@@ -1,0 +1,1 @@
+"""Range sensors: the VL53L0X driver on smbus2 and the simulated VL53L0X."""

@@ -1,0 +1,109 @@
+"""The Keras 3 model family: CNN regressors of the distance in mm, preprocessing inside.
+
+Every model takes the raw camera frame (``uint8`` RGB of any size), resizes it to
+75x100 (h x w) and rescales it to [0, 1] inside itself, so the robot, TF Serving and
+the training loop all feed the same bytes. Training targets are ``mm / TARGET_SCALE_MM``
+(numbers near 1 train better than thousands); :func:`export_saved_model` multiplies
+back, so the served ``distance_mm`` is in millimetres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+INPUT_HEIGHT = 75
+INPUT_WIDTH = 100
+TARGET_SCALE_MM = 100.0
+"""Targets are trained in units of 100 mm."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A named shape of the conv stack: how many blocks and how the dense head looks."""
+
+    conv_blocks: int
+    convs_per_block: int
+    dense_layers: int
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    # the thesis's network: three conv/pool blocks, one dense layer
+    "thesis": Architecture(conv_blocks=3, convs_per_block=1, dense_layers=1),
+    # fewer blocks for small devices and quick sweeps
+    "small": Architecture(conv_blocks=2, convs_per_block=1, dense_layers=1),
+    # two convs per block and two dense layers: more capacity for varied floors
+    "wide": Architecture(conv_blocks=3, convs_per_block=2, dense_layers=2),
+}
+
+
+def build_model(architecture: str = "thesis", filters: int = 16, dropout: float = 0.2,
+                dense_units: int = 64) -> keras.Model:
+    """A CNN regressor: ``image`` uint8 [b, h, w, 3] -> distance / TARGET_SCALE_MM [b, 1]."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
+    shape = ARCHITECTURES[architecture]
+    inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
+    x = keras.layers.Resizing(INPUT_HEIGHT, INPUT_WIDTH)(keras.ops.cast(inputs, "float32"))
+    x = keras.layers.Rescaling(1.0 / 255)(x)
+    for block in range(shape.conv_blocks):
+        for _ in range(shape.convs_per_block):
+            x = keras.layers.Conv2D(filters * 2**block, 3, padding="same", activation="relu")(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(dropout)(x)
+    for _ in range(shape.dense_layers):
+        x = keras.layers.Dense(dense_units, activation="relu")(x)
+    outputs = keras.layers.Dense(1, name="distance")(x)
+    return keras.Model(inputs, outputs, name=f"distance_{architecture}")
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    """Adam on MAE: the metric operators read (mm) is a mean absolute error too."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mae")
+
+
+def set_tf_threads(threads: int) -> None:
+    """Cap TensorFlow's thread pools; must run before TF executes anything in the process."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TF already initialised in this process (reused Ray worker): keep its pools
+
+
+def export_saved_model(model: keras.Model, directory: str | Path) -> Path:
+    """Write the SavedModel with the serving signature of CONTRIBUTING.md.
+
+    ``serving_default``: ``image`` uint8 [b, h, w, 3] -> ``distance_mm`` float32 [b].
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        scaled = model(image, training=False)
+        return {"distance_mm": tf.reshape(tf.cast(scaled, tf.float32), [-1]) * TARGET_SCALE_MM}
+
+    archive.add_endpoint(
+        name="serving_default", fn=serve,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
+    archive.write_out(str(directory), verbose=False)
+    return Path(directory)
+
+
+def load_serving_function(directory: str | Path) -> Any:
+    """The ``serving_default`` signature of a SavedModel (ours or the champion's)."""
+    return tf.saved_model.load(str(directory)).signatures["serving_default"]
+
+
+def predict_mm(serving: Any, images: Any, batch_size: int = 64) -> Any:
+    """Distances in mm predicted by a serving signature for uint8 ``images`` [n, h, w, 3]."""
+    import numpy as np
+
+    out = [serving(image=tf.constant(images[i:i + batch_size]))["distance_mm"].numpy()
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)

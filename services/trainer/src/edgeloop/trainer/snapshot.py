@@ -1,0 +1,290 @@
+"""Dataset snapshots: the frozen, hashed data of a sweep.
+
+A snapshot is built once from ``FeatureStore.ListObservations`` (labelled only, with
+JPEGs) and stored under ``trainer/sweeps/<snapshot_id>/``:
+
+- ``manifest.json``: every observation used (id, image key, label, SHA-256 of the JPEG,
+  deployment, time, split), the deployments, the time range and a content hash over all;
+- ``arrays.npz``: ``images`` (decoded uint8 RGB at the original size: preprocessing lives
+  in the model), ``labels`` (mm, float32) and ``split`` (0 train, 1 validation, 2 holdout);
+- ``reference.json``: the training reference for the drift monitor.
+
+The train/validation/holdout split is drawn by a generator seeded from the content hash,
+so the same data always splits the same way, and a re-run (``from_sweep``) reuses all of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import grpc
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from edgeloop.contracts.features.v1 import (
+    feature_store_service_pb2,
+    feature_store_service_pb2_grpc,
+    observation_pb2,
+)
+from edgeloop.contracts.trainer.v1 import sweep_pb2
+from edgeloop.platform.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
+
+log = logging.getLogger(__name__)
+VALIDATION_FRACTION = 0.15
+HOLDOUT_FRACTION = 0.15
+SPLITS = ("train", "validation", "holdout")
+STAT_NAMES = tuple(f.name for f in observation_pb2.ImageStats.DESCRIPTOR.fields)
+HISTOGRAM_BINS = 20
+LIST_TIMEOUT_S = 300.0
+
+
+def prefix(snapshot_id: str) -> str:
+    """Object-store folder of a sweep's snapshot."""
+    return f"trainer/sweeps/{snapshot_id}"
+
+
+@dataclass
+class Snapshot:
+    """A built or reloaded snapshot: its manifest and where its arrays are on local disk."""
+
+    snapshot_id: str
+    manifest: dict[str, Any]
+    arrays_path: Path
+
+    @property
+    def content_hash(self) -> str:
+        return str(self.manifest["content_hash"])
+
+    def to_proto(self) -> sweep_pb2.DatasetSnapshot:
+        """The ``DatasetSnapshot`` message of this snapshot."""
+        m = self.manifest
+        counts = m["split_counts"]
+        message = sweep_pb2.DatasetSnapshot(
+            snapshot_id=self.snapshot_id, manifest_key=f"{prefix(self.snapshot_id)}/manifest.json",
+            content_hash=self.content_hash, observation_count=len(m["observations"]),
+            train_count=counts["train"], validation_count=counts["validation"],
+            holdout_count=counts["holdout"], deployments=m["deployments"],
+            label_min_mm=m["label_min_mm"], label_max_mm=m["label_max_mm"])
+        message.start_time.FromJsonString(m["start_time"])
+        message.end_time.FromJsonString(m["end_time"])
+        return message
+
+
+def list_request(selection: sweep_pb2.DataSelection) -> feature_store_service_pb2.ListObservationsRequest:
+    """The ListObservations query of a data selection (labelled frames with their JPEG)."""
+    request = feature_store_service_pb2.ListObservationsRequest(
+        deployments=selection.deployments, data_groups=selection.data_groups,
+        labelled_only=True, include_jpeg=True)
+    if selection.HasField("start_time"):
+        request.start_time.CopyFrom(selection.start_time)
+    if selection.HasField("end_time"):
+        request.end_time.CopyFrom(selection.end_time)
+    return request
+
+
+async def fetch_observations(channel: grpc.aio.Channel,
+                             request: feature_store_service_pb2.ListObservationsRequest
+                             ) -> list[observation_pb2.Observation]:
+    """Stream the matching observations from the feature store."""
+    stub = feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
+    found: list[observation_pb2.Observation] = []
+    try:
+        async for page in stub.ListObservations(request, timeout=LIST_TIMEOUT_S):
+            found.extend(page.observations)
+    except grpc.aio.AioRpcError as exc:
+        raise Unavailable(f"features service: ListObservations failed: "
+                          f"{exc.code().name} {exc.details()}") from exc
+    return [o for o in found if o.HasField("sensor_mm") and o.jpeg]
+
+
+def apply_cap(observations: list[observation_pb2.Observation],
+              selection: sweep_pb2.DataSelection) -> list[observation_pb2.Observation]:
+    """Balance across deployments and cap the count, keeping the newest; capture order kept."""
+    by_deployment: dict[str, list[observation_pb2.Observation]] = defaultdict(list)
+    for obs in observations:
+        by_deployment[obs.deployment].append(obs)
+    cap = selection.max_observations or len(observations)
+    if selection.balance_deployments and by_deployment:
+        share = min(min(len(v) for v in by_deployment.values()), cap // len(by_deployment))
+        kept = [o for group in by_deployment.values() for o in _newest(group, share)]
+    else:
+        kept = _newest(observations, cap)
+    return sorted(kept, key=lambda o: (o.time.ToNanoseconds(), o.observation_id))
+
+
+def _newest(observations: list[observation_pb2.Observation], n: int) -> list[observation_pb2.Observation]:
+    ordered = sorted(observations, key=lambda o: (o.time.ToNanoseconds(), o.observation_id))
+    return ordered[len(ordered) - n:] if n > 0 else []
+
+
+def content_hash(entries: list[dict[str, Any]]) -> str:
+    """SHA-256 over the ids, labels and image hashes, in manifest order."""
+    digest = hashlib.sha256()
+    for entry in entries:
+        digest.update(f"{entry['observation_id']}\t{entry['label_mm']:.3f}\t{entry['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def assign_splits(count: int, seed: int) -> np.ndarray:
+    """0 train, 1 validation, 2 holdout for each of ``count`` items, from ``seed``."""
+    order = np.random.default_rng(seed).permutation(count)
+    n_holdout = max(1, round(count * HOLDOUT_FRACTION))
+    n_val = max(1, round(count * VALIDATION_FRACTION))
+    split = np.zeros(count, dtype=np.int8)
+    split[order[:n_holdout]] = 2
+    split[order[n_holdout:n_holdout + n_val]] = 1
+    return split
+
+
+def decode_images(observations: list[observation_pb2.Observation]) -> np.ndarray:
+    """Decode the JPEGs to one uint8 RGB array [n, h, w, 3] at their original size."""
+    images = []
+    for obs in observations:
+        bgr = cv2.imdecode(np.frombuffer(obs.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FailedPrecondition(f"observation {obs.observation_id}: its JPEG does not decode")
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        # one array per snapshot keeps trials simple; mixed cameras need separate sweeps
+        raise FailedPrecondition(f"data: the selected frames have {len(shapes)} different sizes "
+                                 f"{sorted(shapes)[:4]}; select one camera's deployments")
+    return np.stack(images)
+
+
+def build_manifest(snapshot_id: str, observations: list[observation_pb2.Observation],
+                   selection: sweep_pb2.DataSelection, seed: int) -> dict[str, Any]:
+    """The manifest: entries, hash, split (seeded by ``seed`` or else the hash) and ranges."""
+    entries = [{"observation_id": o.observation_id, "image_key": o.image_key,
+                "label_mm": float(o.sensor_mm), "sha256": hashlib.sha256(o.jpeg).hexdigest(),
+                "deployment": o.deployment, "time": o.time.ToJsonString()} for o in observations]
+    digest = content_hash(entries)
+    split = assign_splits(len(entries), seed or int(digest[:16], 16))
+    for entry, part in zip(entries, split, strict=True):
+        entry["split"] = SPLITS[part]
+    labels = [e["label_mm"] for e in entries]
+    return {
+        "snapshot_id": snapshot_id, "content_hash": digest, "seed": seed or int(digest[:16], 16),
+        "selection": _selection_json(selection), "observations": entries,
+        "deployments": sorted({e["deployment"] for e in entries}),
+        "start_time": entries[0]["time"], "end_time": entries[-1]["time"],
+        "label_min_mm": min(labels), "label_max_mm": max(labels),
+        "split_counts": {name: int((split == i).sum()) for i, name in enumerate(SPLITS)},
+    }
+
+
+def _selection_json(selection: sweep_pb2.DataSelection) -> dict[str, Any]:
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(selection, preserving_proto_field_name=True)
+
+
+def build_reference(observations: list[observation_pb2.Observation], labels: np.ndarray) -> dict[str, Any]:
+    """The drift monitor's reference: per statistic histogram, mean and std; label range."""
+    stats: dict[str, Any] = {}
+    for name in STAT_NAMES:
+        values = np.array([getattr(o.stats, name) for o in observations], dtype=np.float64)
+        counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+        stats[name] = {"mean": float(values.mean()), "std": float(values.std()),
+                       "min": float(values.min()), "max": float(values.max()),
+                       "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
+    counts, edges = np.histogram(labels, bins=HISTOGRAM_BINS)
+    return {"stats": stats, "label_min_mm": float(labels.min()), "label_max_mm": float(labels.max()),
+            "label_mean_mm": float(labels.mean()), "label_std_mm": float(labels.std()),
+            "label_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+            "sample_count": int(len(labels)), "holdout_mae_mm": None}
+
+
+def local_arrays_path(store: ObjectStore, work_dir: Path, snapshot_id: str) -> Path:
+    """Where trials read the arrays: the object file itself for a local store, else a cache."""
+    key = f"{prefix(snapshot_id)}/arrays.npz"
+    if isinstance(store, LocalFolderStore):
+        return store.root / key
+    return work_dir / key
+
+
+def build_snapshot(snapshot_id: str, observations: list[observation_pb2.Observation],
+                   selection: sweep_pb2.DataSelection, seed: int, store: ObjectStore,
+                   work_dir: Path, min_observations: int) -> Snapshot:
+    """Freeze ``observations`` into a snapshot in the object store (blocking; run in a thread)."""
+    if len(observations) < min_observations:
+        raise FailedPrecondition(
+            f"data: the selection matches {len(observations)} labelled observations; "
+            f"a sweep needs at least {min_observations}")
+    manifest = build_manifest(snapshot_id, observations, selection, seed)
+    images = decode_images(observations)
+    labels = np.array([e["label_mm"] for e in manifest["observations"]], dtype=np.float32)
+    split = np.array([SPLITS.index(e["split"]) for e in manifest["observations"]], dtype=np.int8)
+    manifest["image_shape"] = list(images.shape[1:])
+    buffer = io.BytesIO()
+    np.savez(buffer, images=images, labels=labels, split=split)
+    base = prefix(snapshot_id)
+    store.put(f"{base}/arrays.npz", buffer.getvalue())
+    _cache(store, work_dir, snapshot_id, buffer.getvalue())
+    store.put(f"{base}/reference.json", _dumps(build_reference(observations, labels)), "application/json")
+    # the manifest goes last: its presence marks a complete snapshot
+    store.put(f"{base}/manifest.json", _dumps(manifest), "application/json")
+    log.info("snapshot built", extra={"snapshot_id": snapshot_id, "observations": len(labels),
+                                      "content_hash": manifest["content_hash"]})
+    return Snapshot(snapshot_id, manifest, local_arrays_path(store, work_dir, snapshot_id))
+
+
+def _cache(store: ObjectStore, work_dir: Path, snapshot_id: str, data: bytes) -> None:
+    if not isinstance(store, LocalFolderStore):
+        path = local_arrays_path(store, work_dir, snapshot_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, indent=1, sort_keys=True).encode()
+
+
+def load_snapshot(snapshot_id: str, store: ObjectStore, work_dir: Path) -> Snapshot:
+    """Reload a stored snapshot (``from_sweep``), checking its hash; arrays cached locally."""
+    try:
+        manifest = json.loads(store.get(f"{prefix(snapshot_id)}/manifest.json"))
+    except NotFound as exc:
+        raise InvalidArgument("from_sweep", f"sweep {snapshot_id!r} has no dataset snapshot") from exc
+    if content_hash(manifest["observations"]) != manifest["content_hash"]:
+        raise FailedPrecondition(f"from_sweep: the manifest of {snapshot_id} does not match its hash")
+    path = local_arrays_path(store, work_dir, snapshot_id)
+    if not path.exists():
+        _cache(store, work_dir, snapshot_id, store.get(f"{prefix(snapshot_id)}/arrays.npz"))
+    return Snapshot(snapshot_id, manifest, path)
+
+
+def load_reference(store: ObjectStore, snapshot_id: str) -> dict[str, Any]:
+    """A snapshot's reference.json."""
+    return json.loads(store.get(f"{prefix(snapshot_id)}/reference.json"))
+
+
+def save_reference(store: ObjectStore, snapshot_id: str, reference: dict[str, Any]) -> None:
+    """Write a snapshot's reference.json back (after the holdout MAE is known)."""
+    store.put(f"{prefix(snapshot_id)}/reference.json", _dumps(reference), "application/json")
+
+
+def manifest_ids(store: ObjectStore, snapshot_id: str) -> list[str]:
+    """The observation ids of an earlier snapshot (``include_snapshots_of``)."""
+    try:
+        manifest = json.loads(store.get(f"{prefix(snapshot_id)}/manifest.json"))
+    except NotFound as exc:
+        raise InvalidArgument("data.include_snapshots_of",
+                              f"sweep {snapshot_id!r} has no dataset snapshot") from exc
+    return [e["observation_id"] for e in manifest["observations"]]
+
+
+def timestamp(text: str) -> Timestamp:
+    """A Timestamp from RFC 3339 text."""
+    ts = Timestamp()
+    ts.FromJsonString(text)
+    return ts

@@ -1,0 +1,288 @@
+"""Ray Tune sweeps: the search space, the per-trial training function and the Tuner.
+
+Trials run in Ray workers. Each reads the snapshot's cached arrays from local disk
+(not through the driver's memory), caps TensorFlow's thread pools to its CPU share
+(Ray reserves CPUs but does not cap TF's threads), trains epoch by epoch and reports
+``val_mae_mm`` after every epoch; ASHA stops the poor ones early. A checkpoint (the
+weights) is reported whenever the trial improves, so the best epoch of the best trial
+can be exported afterwards.
+
+The Tuner runs in a worker thread of the trainer; cancelling sets an event that the
+sweep's :class:`SweepStopper` turns into ``stop_all``. Stoppers and callbacks only
+carry the sweep id (Ray pickles them); the live objects sit in module registries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from edgeloop.contracts.trainer.v1 import sweep_pb2
+from edgeloop.platform.errors import EdgeloopError, InvalidArgument
+
+log = logging.getLogger(__name__)
+METRIC = "val_mae_mm"
+WEIGHTS_FILE = "model.weights.h5"
+
+DEFAULTS: dict[str, list[Any]] = {
+    "learning_rate": [1e-3, 3e-4],
+    "batch_size": [32, 64],
+    "dropout": [0.1, 0.3],
+    "filters": [16],
+    "epochs": [10],
+    "architecture": ["thesis"],
+    "dense_units": [64],
+}
+_FIELDS = {"learning_rate": "learning_rates", "batch_size": "batch_sizes", "dropout": "dropouts",
+           "filters": "filters", "epochs": "epochs", "architecture": "architectures",
+           "dense_units": "dense_units"}
+
+
+class Cancelled(EdgeloopError):
+    """The sweep was cancelled while its trials ran."""
+
+
+class TrialHooks(Protocol):
+    """What the driver does as trials progress (MLflow runs, progress events)."""
+
+    def trial_started(self, trial_id: str, params: dict[str, Any]) -> None: ...
+    def epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None: ...
+    def trial_finished(self, trial_id: str, status: str) -> None: ...
+
+
+_CANCEL: dict[str, threading.Event] = {}
+_HOOKS: dict[str, TrialHooks] = {}
+
+
+def search_values(space: sweep_pb2.SearchSpace) -> dict[str, list[Any]]:
+    """The values to try per hyperparameter: the request's, else the defaults; validated."""
+    from edgeloop.trainer.model import ARCHITECTURES
+
+    values = {name: list(getattr(space, fld)) or DEFAULTS[name] for name, fld in _FIELDS.items()}
+    checks = {"learning_rate": lambda v: 0 < v < 1, "batch_size": lambda v: 1 <= v <= 4096,
+              "dropout": lambda v: 0 <= v < 1, "filters": lambda v: 1 <= v <= 256,
+              "epochs": lambda v: 1 <= v <= 1000, "dense_units": lambda v: 1 <= v <= 4096,
+              "architecture": lambda v: v in ARCHITECTURES}
+    for name, ok in checks.items():
+        bad = [v for v in values[name] if not ok(v)]
+        if bad:
+            raise InvalidArgument(f"search_space.{_FIELDS[name]}", f"invalid value(s) {bad}")
+    return values
+
+
+def param_space(values: dict[str, list[Any]]) -> dict[str, Any]:
+    """Ray Tune's param space: a choice per hyperparameter with more than one value."""
+    return {name: tune.choice(v) if len(v) > 1 else v[0] for name, v in values.items()}
+
+
+def sample_configs(values: dict[str, list[Any]], count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` configurations drawn from the grid without repeats while it lasts, from ``seed``.
+
+    Ray's seeded random sampler repeats one configuration per sample; drawing the points
+    here makes sweeps reproducible and keeps small sweeps from trying a point twice.
+    """
+    import itertools
+
+    import numpy as np
+
+    names = list(values)
+    grid = list(itertools.product(*(values[n] for n in names)))
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(len(grid)))
+    while len(order) < count:
+        order += list(rng.permutation(len(grid)))
+    return [{n: _plain(v) for n, v in zip(names, grid[i], strict=True)} for i in order[:count]]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """How many trials run at once and what each gets."""
+
+    concurrent: int
+    cpus_per_trial: float
+    tf_threads: int
+
+
+def fit_resources(total_cpus: float, num_trials: int, requested: int, tf_threads: int) -> TrialResources:
+    """Fit concurrency to the CPUs: one CPU per trial at least; TF threads = the CPU share."""
+    concurrent = max(1, min(requested or int(total_cpus), num_trials, int(total_cpus) or 1))
+    cpus = max(1.0, math.floor(total_cpus / concurrent))
+    return TrialResources(concurrent, cpus, tf_threads or int(cpus))
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """One trial in a Ray worker: train, report val_mae_mm per epoch, checkpoint improvements."""
+    from edgeloop.trainer.model import set_tf_threads
+
+    set_tf_threads(int(config["tf_threads"]))
+    import keras
+    import numpy as np
+
+    from edgeloop.trainer.model import TARGET_SCALE_MM, build_model, compile_model
+
+    keras.utils.set_random_seed(int(config["seed"]))
+    with np.load(config["arrays_path"]) as data:
+        images, labels, split = data["images"], data["labels"], data["split"]
+    x_train, y_train = images[split == 0], labels[split == 0] / TARGET_SCALE_MM
+    x_val, y_val = images[split == 1], labels[split == 1] / TARGET_SCALE_MM
+    model = build_model(config["architecture"], int(config["filters"]), float(config["dropout"]),
+                        int(config["dense_units"]))
+    compile_model(model, float(config["learning_rate"]))
+    best = math.inf
+    for epoch in range(1, int(config["epochs"]) + 1):
+        history = model.fit(x_train, y_train, batch_size=int(config["batch_size"]), epochs=1,
+                            validation_data=(x_val, y_val), verbose=0, shuffle=True)
+        val_mae_mm = float(history.history["val_loss"][-1]) * TARGET_SCALE_MM
+        metrics = {"epoch": epoch, METRIC: val_mae_mm,
+                   "loss": float(history.history["loss"][-1]),
+                   "train_mae_mm": float(history.history["loss"][-1]) * TARGET_SCALE_MM}
+        if val_mae_mm < best:
+            best = val_mae_mm
+            _report_with_weights(model, {**metrics, "best_val_mae_mm": best}, config)
+        else:
+            tune.report({**metrics, "best_val_mae_mm": best})
+
+
+def _report_with_weights(model: Any, metrics: dict[str, Any], config: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_weights(os.path.join(folder, WEIGHTS_FILE))
+        Path(folder, "config.json").write_text(json.dumps(config, sort_keys=True, default=str))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+class SweepStopper(tune.Stopper):
+    """Stops every trial of a sweep once its cancel event is set."""
+
+    def __init__(self, sweep_id: str) -> None:
+        self.sweep_id = sweep_id
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return self.stop_all()
+
+    def stop_all(self) -> bool:
+        event = _CANCEL.get(self.sweep_id)
+        return bool(event and event.is_set())
+
+
+class HooksCallback(tune.Callback):
+    """Forwards trial life-cycle events to the sweep's :class:`TrialHooks`."""
+
+    def __init__(self, sweep_id: str) -> None:
+        self.sweep_id = sweep_id
+
+    def _hooks(self) -> TrialHooks | None:
+        return _HOOKS.get(self.sweep_id)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if hooks := self._hooks():
+            params = {k: v for k, v in trial.config.items() if k in _FIELDS}
+            hooks.trial_started(trial.trial_id, params)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if hooks := self._hooks():
+            metrics = {k: float(result[k]) for k in (METRIC, "loss", "train_mae_mm", "best_val_mae_mm")
+                       if k in result}
+            hooks.epoch(trial.trial_id, int(result.get("epoch", result["training_iteration"])), metrics)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if hooks := self._hooks():
+            hooks.trial_finished(trial.trial_id, "TERMINATED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if hooks := self._hooks():
+            hooks.trial_finished(trial.trial_id, "ERROR")
+
+
+@dataclass
+class SweepPlan:
+    """Everything the Tuner needs for one sweep."""
+
+    sweep_id: str
+    arrays_path: Path
+    values: dict[str, list[Any]]
+    num_trials: int
+    resources: TrialResources
+    seed: int
+    storage_dir: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    """The best trial of a finished sweep."""
+
+    trial_id: str
+    config: dict[str, Any]
+    val_mae_mm: float
+    checkpoint_dir: Path
+
+
+def cancel(sweep_id: str) -> None:
+    """Ask the running Tuner of ``sweep_id`` to stop all its trials."""
+    _CANCEL.setdefault(sweep_id, threading.Event()).set()
+
+
+def run_sweep(plan: SweepPlan, hooks: TrialHooks) -> TuneOutcome:
+    """Run the Tuner to the end (blocking; call from a worker thread)."""
+    event = _CANCEL.setdefault(plan.sweep_id, threading.Event())
+    _HOOKS[plan.sweep_id] = hooks
+    try:
+        results = _tuner(plan).fit()
+        if event.is_set():
+            raise Cancelled("the sweep was cancelled")
+        return _best(results)
+    finally:
+        _HOOKS.pop(plan.sweep_id, None)
+        _CANCEL.pop(plan.sweep_id, None)
+
+
+def _tuner(plan: SweepPlan) -> tune.Tuner:
+    space = {**param_space(plan.values), "arrays_path": str(plan.arrays_path), "seed": plan.seed,
+             "tf_threads": plan.resources.tf_threads}
+    max_epochs = max(plan.values["epochs"])
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
+                              grace_period=min(2, max_epochs), reduction_factor=2)
+    return tune.Tuner(
+        tune.with_resources(train_trial, {"cpu": plan.resources.cpus_per_trial}),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode="min", scheduler=scheduler, num_samples=plan.num_trials,
+            max_concurrent_trials=plan.resources.concurrent,
+            search_alg=BasicVariantGenerator(
+                points_to_evaluate=sample_configs(plan.values, plan.num_trials, plan.seed))),
+        run_config=tune.RunConfig(
+            name=plan.sweep_id, storage_path=str(plan.storage_dir), stop=SweepStopper(plan.sweep_id),
+            callbacks=[HooksCallback(plan.sweep_id)], verbose=0,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order="min")))
+
+
+def _best(results: tune.ResultGrid) -> TuneOutcome:
+    try:
+        best = results.get_best_result(METRIC, "min", scope="all", filter_nan_and_inf=True)
+    except RuntimeError as exc:
+        errors = [str(r.error).splitlines()[0] for r in results if r.error]
+        raise EdgeloopError(f"no trial reported {METRIC}: {errors[:1] or exc}") from exc
+    checkpoint = best.get_best_checkpoint(METRIC, "min")
+    if checkpoint is None:
+        raise EdgeloopError(f"best trial {best.metrics.get('trial_id')} has no checkpoint")
+    metrics = best.metrics_dataframe
+    return TuneOutcome(trial_id=str(best.metrics["trial_id"]),
+                       config={k: best.config[k] for k in _FIELDS},
+                       val_mae_mm=float(metrics[METRIC].min()),
+                       checkpoint_dir=Path(checkpoint.path))

@@ -24,7 +24,7 @@ def command(timeout: float) -> None:
     try:
         topology = Topology.from_env(state_dir())
         rows = local.up(topology, lambda line: click.echo(f"  {line}"), timeout)
-    except (PortTaken, ConfigError, ValueError) as exc:
+    except (PortTaken, ConfigError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     print_status(rows, topology)
     unhealthy = [row.name for row in rows if row.status != "SERVING"]

@@ -136,7 +136,7 @@ def down(topology: Topology, progress: Progress) -> list[int]:
         record = state.parts.pop(name, None)
         if record and record.pid:
             progress(f"{name}: stopping (pid {record.pid})")
-            survivors += stop_tree(record.pid)
+            survivors += stop_tree(record.pid, root_first=name != "mlflow")
     if state.postgres_data_dir:
         progress("postgres: stopping")
         _cluster(topology, state).stop()

@@ -70,15 +70,22 @@ def process_tree(pid: int) -> list[psutil.Process]:
     return list(found.values())
 
 
-def stop_tree(pid: int | None, timeout_s: float = 20.0) -> list[int]:
-    """SIGTERM the tree of ``pid``, SIGKILL what is left after ``timeout_s``; return survivors."""
+def stop_tree(pid: int | None, timeout_s: float = 20.0, root_first: bool = True) -> list[int]:
+    """SIGTERM the tree of ``pid``, SIGKILL what is left after ``timeout_s``; return survivors.
+
+    With ``root_first`` the root gets SIGTERM alone first, so a service can drain its calls
+    and shut its own workers down; otherwise the whole tree is signalled at once (for
+    supervisors such as MLflow's server that wait for their workers).
+    """
     if not pid:
         return []
     tree = process_tree(pid)
     if not tree:
         return []
     root = next((p for p in tree if p.pid == pid), None)
-    # The root first, so a service can drain and shut its own workers down cleanly.
+    if not root_first:
+        for process in tree:
+            _signal(process, signal.SIGTERM)
     if root is not None:
         _signal(root, signal.SIGTERM)
         psutil.wait_procs([root], timeout=timeout_s)

@@ -31,9 +31,13 @@ class PostgresNotInstalled(ConfigError):
 
 def find_bindir() -> Path:
     """The folder with ``initdb``/``pg_ctl``/``postgres``: $EDGELOOP_PG_BINDIR, Debian's, or PATH."""
+    explicit = os.environ.get("EDGELOOP_PG_BINDIR")
+    if explicit:
+        if all((Path(explicit) / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
+            return Path(explicit)
+        raise PostgresNotInstalled(f"EDGELOOP_PG_BINDIR={explicit} does not hold initdb, pg_ctl "
+                                   f"and postgres: {INSTALL_HINT}")
     candidates: list[Path] = []
-    if os.environ.get("EDGELOOP_PG_BINDIR"):
-        candidates.append(Path(os.environ["EDGELOOP_PG_BINDIR"]))
     debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
                     key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0), reverse=True)
     candidates.extend(debian)

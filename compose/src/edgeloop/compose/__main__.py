@@ -1,0 +1,5 @@
+"""``python -m edgeloop.compose`` runs the `edgeloop` command."""
+
+from edgeloop.compose.cli import main
+
+main()

@@ -1,0 +1,147 @@
+"""The server bootstrap: health, reflection, error mapping and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from edgeloop.contracts.features.v1 import (
+    feature_store_service_pb2 as pb,
+)
+from edgeloop.contracts.features.v1 import (
+    feature_store_service_pb2_grpc as pb_grpc,
+)
+from edgeloop.platform import InvalidArgument, ServiceApp, ServiceSettings, serve
+from edgeloop.platform.pending import pending
+from edgeloop.testing import free_port
+
+SERVICE = pb.DESCRIPTOR.services_by_name["FeatureStoreService"]
+
+
+class SlowServicer(pending(pb_grpc.FeatureStoreServiceServicer, SERVICE, "a later issue")):
+    """GetWindowStats sleeps (drain test), fails on bad input, or crashes."""
+
+    async def GetWindowStats(self, request: pb.GetWindowStatsRequest,
+                             context: aio.ServicerContext) -> pb.GetWindowStatsResponse:
+        if request.deployment == "bad":
+            raise InvalidArgument("deployment", "must not be 'bad'")
+        if request.deployment == "crash":
+            raise RuntimeError("secret internals")
+        await asyncio.sleep(request.histogram_bins / 10)
+        return pb.GetWindowStatsResponse(deployment=request.deployment)
+
+
+class ExampleApp(ServiceApp):
+    name = "example"
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    @property
+    def service_names(self) -> Sequence[str]:
+        return [SERVICE.full_name]
+
+    def add_to_server(self, server: aio.Server) -> None:
+        pb_grpc.add_FeatureStoreServiceServicer_to_server(SlowServicer(), server)
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[tuple[str, ExampleApp]]:
+    app = ExampleApp()
+    settings = ServiceSettings(listen_addr=f"127.0.0.1:{free_port()}", shutdown_grace_s=5)
+    async with serve(app, settings) as server:
+        yield server.address, app
+    assert app.stopped
+
+
+async def test_health_serving_for_server_and_service(running: tuple[str, ExampleApp]) -> None:
+    async with aio.insecure_channel(running[0]) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE.full_name):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_the_service(running: tuple[str, ExampleApp]) -> None:
+    async with aio.insecure_channel(running[0]) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+            list_services="")]), timeout=5)
+        names = [s.name async for reply in call for s in reply.list_services_response.service]
+    assert SERVICE.full_name in names
+    assert "grpc.health.v1.Health" in names
+
+
+async def test_errors_become_status_codes(running: tuple[str, ExampleApp]) -> None:
+    async with aio.insecure_channel(running[0]) as channel:
+        stub = pb_grpc.FeatureStoreServiceStub(channel)
+        with pytest.raises(aio.AioRpcError) as bad:
+            await stub.GetWindowStats(pb.GetWindowStatsRequest(deployment="bad"), timeout=5)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad.value.details().startswith("deployment:")
+        with pytest.raises(aio.AioRpcError) as crash:
+            await stub.GetWindowStats(pb.GetWindowStatsRequest(deployment="crash"), timeout=5)
+        assert crash.value.code() == grpc.StatusCode.INTERNAL
+        assert "secret internals" not in crash.value.details()
+
+
+async def test_pending_rpcs_say_when_they_arrive(running: tuple[str, ExampleApp]) -> None:
+    async with aio.insecure_channel(running[0]) as channel:
+        stub = pb_grpc.FeatureStoreServiceStub(channel)
+        with pytest.raises(aio.AioRpcError) as unary:
+            await stub.ListDriftEvents(pb.ListDriftEventsRequest(), timeout=5)
+        assert unary.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "arrives with a later issue" in unary.value.details()
+        with pytest.raises(aio.AioRpcError) as streaming:
+            async for _ in stub.ListObservations(pb.ListObservationsRequest(), timeout=5):
+                pass
+        assert streaming.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+SERVER_SCRIPT = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_server import ExampleApp
+    from edgeloop.platform import ServiceSettings, run_service
+    raise SystemExit(run_service(lambda s: ExampleApp(), ServiceSettings))
+''')
+
+
+def test_sigterm_drains_in_flight_calls_and_exits_zero(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "EDGELOOP_LISTEN_ADDR": address, "EDGELOOP_SHUTDOWN_GRACE_S": "10"}
+    script = SERVER_SCRIPT.format(tests=str(Path(__file__).parent))
+    process = subprocess.Popen([sys.executable, "-c", script], env=env,
+                               stderr=(tmp_path / "log").open("wb"))
+    try:
+        from edgeloop.testing import wait_serving
+
+        wait_serving(address, timeout_s=30)
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.FeatureStoreServiceStub(channel)
+            future = stub.GetWindowStats.future(
+                pb.GetWindowStatsRequest(deployment="slow", histogram_bins=20), timeout=15)
+            import time
+
+            time.sleep(0.5)  # the 2 s call is in flight
+            process.send_signal(signal.SIGTERM)
+            reply = future.result()
+        assert reply.deployment == "slow"
+        assert process.wait(20) == 0
+    finally:
+        process.kill()

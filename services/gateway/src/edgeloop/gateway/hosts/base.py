@@ -22,7 +22,8 @@ class ModelKey:
     model_name: str
     version: str
     path: str = ""
-    """The SavedModel folder in the model repository (embedded host); may be empty for TF Serving."""
+    """The SavedModel folder in the model repository (embedded host); may be empty for
+    TF Serving."""
     version_label: str = ""
     """TF Serving version label (``stable``/``canary``) to address instead of the number, if set."""
 
@@ -49,5 +50,5 @@ class ModelHost(abc.ABC):
     async def release(self, key: ModelKey) -> None:
         """Drop ``key`` once no call uses it any more (no-op where the host manages memory)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - a default no-op, not abstract on purpose
         """Release everything."""

@@ -1,0 +1,235 @@
+"""TFServingHost against an in-test server speaking TF Serving's gRPC protocol.
+
+TensorFlow Serving itself cannot be installed on these machines, so the server here
+implements ``tensorflow.serving.PredictionService/Predict`` and
+``ModelService/GetModelStatus`` on a grpc.aio server on loopback, over the same real
+SavedModels, decoding and encoding tensors with TF's own ``make_ndarray`` /
+``make_tensor_proto`` (so the client's fast codec is checked against TF's). It can be
+told to answer UNAVAILABLE, to be slow, or to report a version as still loading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+import tensorflow as tf
+from grpc import aio
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
+from edgeloop.platform.errors import InvalidArgument
+from edgeloop.testing import free_port
+
+Status = get_model_status_pb2.ModelVersionStatus
+
+
+@dataclass
+class Behaviour:
+    """What the in-test TF Serving does next."""
+
+    unavailable_calls: int = 0
+    """Answer this many Predict calls with UNAVAILABLE before answering."""
+    loading_polls: int = 0
+    """Report LOADING for this many GetModelStatus calls before AVAILABLE."""
+    delay_s: float = 0.0
+    labels: dict[str, int] = field(default_factory=lambda: {"stable": 1, "canary": 2})
+    predict_calls: int = 0
+    requests: list[predict_pb2.PredictRequest] = field(default_factory=list)
+
+
+class InTestTFServing(prediction_service_pb2_grpc.PredictionServiceServicer,
+                      model_service_pb2_grpc.ModelServiceServicer):
+    """TF Serving's protocol over real SavedModels (``{model: {version: path}}``)."""
+
+    def __init__(self, models: dict[str, dict[int, str]], behaviour: Behaviour) -> None:
+        self.models = {name: {v: tf.saved_model.load(path).signatures["serving_default"]
+                              for v, path in versions.items()}
+                       for name, versions in models.items()}
+        self.behaviour = behaviour
+
+    def _resolve(self, spec, context) -> int:  # noqa: ANN001 - protobuf/grpc types
+        versions = self.models.get(spec.name, {})
+        choice = spec.WhichOneof("version_choice")
+        if choice == "version_label":
+            version = self.behaviour.labels.get(spec.version_label)
+        elif choice == "version":
+            version = spec.version.value
+        else:
+            version = max(versions, default=None)
+        if version not in versions:
+            return -1
+        return version
+
+    async def Predict(self, request, context):  # noqa: ANN001, ANN201, N802
+        b = self.behaviour
+        b.predict_calls += 1
+        b.requests.append(request)
+        if b.unavailable_calls > 0:
+            b.unavailable_calls -= 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "in-test TF Serving: restarting")
+        await asyncio.sleep(b.delay_s)
+        version = self._resolve(request.model_spec, context)
+        if version < 0:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: "
+                                f"{request.model_spec}")
+        if request.model_spec.signature_name not in ("", "serving_default"):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "unknown signature")
+        images = tf.make_ndarray(request.inputs["image"])
+        try:
+            out = self.models[request.model_spec.name][version](image=tf.constant(images))
+        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)[:200])
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = version
+        response.model_spec.signature_name = "serving_default"
+        response.outputs["distance_mm"].CopyFrom(tf.make_tensor_proto(out["distance_mm"].numpy()))
+        return response
+
+    async def GetModelStatus(self, request, context):  # noqa: ANN001, ANN201, N802
+        version = self._resolve(request.model_spec, context)
+        if version < 0:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "Could not find any versions of model")
+        state = Status.AVAILABLE
+        if self.behaviour.loading_polls > 0:
+            self.behaviour.loading_polls -= 1
+            state = Status.LOADING
+        return get_model_status_pb2.GetModelStatusResponse(
+            model_version_status=[Status(version=version, state=state)])
+
+
+@pytest.fixture(scope="module")
+def servicer(keys) -> InTestTFServing:
+    return InTestTFServing({"parking": {int(v): k.path for v, k in keys.items()}}, Behaviour())
+
+
+@pytest_asyncio.fixture
+async def address(servicer: InTestTFServing) -> AsyncIterator[str]:
+    servicer.behaviour = Behaviour()
+    server = aio.server()
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(servicer, server)
+    addr = f"127.0.0.1:{free_port()}"
+    server.add_insecure_port(addr)
+    await server.start()
+    yield addr
+    await server.stop(0)
+
+
+@pytest_asyncio.fixture
+async def host(address: str) -> AsyncIterator[TFServingHost]:
+    client = TFServingHost(TFServingConfig(address=address, deadline_s=5.0,
+                                           initial_backoff_s=0.01, status_poll_s=0.01,
+                                           load_timeout_s=5.0))
+    yield client
+    await client.close()
+
+
+async def test_predict_by_version_equals_direct_tf_call(host, servicer, keys, make_images,
+                                                        direct_model) -> None:
+    images = make_images(6, seed=3)
+    for version in ("1", "2"):
+        got = await host.predict(ModelKey("parking", version), images)
+        assert got.dtype == np.float32 and got.shape == (6,)
+        np.testing.assert_allclose(got, direct_model(version, images), rtol=1e-5)
+    request = servicer.behaviour.requests[-1]
+    assert request.model_spec.version.value == 2
+    assert request.model_spec.signature_name == "serving_default"
+    assert request.inputs["image"].dtype == tf.uint8.as_datatype_enum
+    np.testing.assert_array_equal(tf.make_ndarray(request.inputs["image"]), images)
+
+
+async def test_version_label_addresses_the_labelled_version(host, servicer, make_images,
+                                                            which_version, caplog) -> None:
+    images = make_images(2)
+    stable = await host.predict(ModelKey("parking", "1", version_label="stable"), images)
+    canary = await host.predict(ModelKey("parking", "2", version_label="canary"), images)
+    assert [which_version(d) for d in stable] == ["1", "1"]
+    assert [which_version(d) for d in canary] == ["2", "2"]
+    spec = servicer.behaviour.requests[-1].model_spec
+    assert spec.WhichOneof("version_choice") == "version_label" and spec.version_label == "canary"
+    servicer.behaviour.labels["stable"] = 2  # the registry moved the label
+    moved = await host.predict(ModelKey("parking", "1", version_label="stable"), images)
+    assert [which_version(d) for d in moved] == ["2", "2"]
+    # The key said v1: the answer is kept, and the mismatch is logged for the operator.
+    assert any(r.getMessage() == "version label points elsewhere" and r.answered_version == 2
+               for r in caplog.records)
+
+
+async def test_unavailable_is_retried_then_answered(host, servicer, make_images,
+                                                    which_version) -> None:
+    servicer.behaviour.unavailable_calls = 2
+    (distance,) = await host.predict(ModelKey("parking", "1"), make_images(1))
+    assert which_version(distance) == "1"
+    assert servicer.behaviour.predict_calls == 3
+
+
+async def test_retries_are_bounded(host, servicer, make_images) -> None:
+    servicer.behaviour.unavailable_calls = 10
+    with pytest.raises(ModelUnavailable, match="unavailable after 3 attempts"):
+        await host.predict(ModelKey("parking", "1"), make_images(1))
+    assert servicer.behaviour.predict_calls == 3
+
+
+async def test_deadline_is_enforced(address, servicer, make_images) -> None:
+    servicer.behaviour.delay_s = 1.0
+    client = TFServingHost(TFServingConfig(address=address, deadline_s=0.1))
+    try:
+        with pytest.raises(ModelUnavailable, match="no answer within 0.1s"):
+            await client.predict(ModelKey("parking", "1"), make_images(1))
+        assert servicer.behaviour.predict_calls == 1  # a missed deadline is not retried
+    finally:
+        await client.close()
+
+
+async def test_unknown_version_is_unavailable_with_reason(host, make_images) -> None:
+    with pytest.raises(ModelUnavailable, match="not loaded in TF Serving"):
+        await host.predict(ModelKey("parking", "9"), make_images(1))
+
+
+async def test_server_down_is_unavailable(make_images) -> None:
+    client = TFServingHost(TFServingConfig(address=f"127.0.0.1:{free_port()}",
+                                           deadline_s=1.0, initial_backoff_s=0.01))
+    try:
+        with pytest.raises(ModelUnavailable, match="unavailable after 3 attempts"):
+            await client.predict(ModelKey("parking", "1"), make_images(1))
+    finally:
+        await client.close()
+
+
+async def test_bad_images_are_invalid_before_any_call(host, servicer) -> None:
+    with pytest.raises(InvalidArgument, match="images"):
+        await host.predict(ModelKey("parking", "1"), np.zeros((1, 24, 32), np.uint8))
+    assert servicer.behaviour.predict_calls == 0
+
+
+async def test_ensure_loaded_polls_until_available(host, servicer) -> None:
+    servicer.behaviour.loading_polls = 3
+    await host.ensure_loaded(ModelKey("parking", "2"))
+    assert servicer.behaviour.loading_polls == 0
+    await host.ensure_loaded(ModelKey("parking", "1", version_label="stable"))
+
+
+async def test_ensure_loaded_gives_up_with_the_last_state(address, servicer) -> None:
+    servicer.behaviour.loading_polls = 10_000
+    client = TFServingHost(TFServingConfig(address=address, load_timeout_s=0.2,
+                                           status_poll_s=0.02))
+    try:
+        with pytest.raises(ModelUnavailable, match="not AVAILABLE after 0.2s.*LOADING"):
+            await client.ensure_loaded(ModelKey("parking", "1"))
+        with pytest.raises(ModelUnavailable, match="NOT_FOUND"):
+            await client.ensure_loaded(ModelKey("parking", "9"))
+    finally:
+        await client.close()

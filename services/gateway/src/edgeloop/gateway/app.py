@@ -1,21 +1,51 @@
-"""The gateway service: its gRPC servicers and life cycle."""
+"""The gateway service: wiring of stream, auth, deployments, model host, spool and forwarder.
+
+Start: the spool is opened (a torn tail from a crash is cut off), the recorder and the
+forwarder start (a backlog left by an earlier run is replayed at once), and the
+deployment watcher starts following the registry. Stop (after the server drained its
+streams): frames still in flight finish, queued observations are committed to the
+spool, the forwarder gets a short chance to flush, and what is left stays on disk for
+the next start.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 
 from grpc import aio
 
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2, edge_gateway_service_pb2_grpc
+from edgeloop.gateway.auth import DeviceAuthenticator
+from edgeloop.gateway.deployments import DeploymentState, DeploymentWatcher
+from edgeloop.gateway.forwarder import Forwarder
+from edgeloop.gateway.frames import FrameProcessor
+from edgeloop.gateway.hosts.base import ModelHost
+from edgeloop.gateway.hosts.batching import BatchingConfig, MicroBatcher
+from edgeloop.gateway.observations import Recorder
+from edgeloop.gateway.routing import Router
 from edgeloop.gateway.settings import Settings
-from edgeloop.platform import ServiceApp
-from edgeloop.platform.pending import pending
+from edgeloop.gateway.spool import Spool
+from edgeloop.gateway.stream import EdgeGatewayService
+from edgeloop.platform import ServiceApp, open_channel
+
+log = logging.getLogger(__name__)
 
 SERVICE = edge_gateway_service_pb2.DESCRIPTOR.services_by_name["EdgeGatewayService"]
+STOP_FLUSH_S = 3.0
+"""How long a stopping gateway tries to empty its spool into features."""
 
 
-class EdgeGatewayService(pending(edge_gateway_service_pb2_grpc.EdgeGatewayServiceServicer, SERVICE, "issue #5 (data plane)")):
-    """The EdgeGatewayService contract; RPCs not built yet answer UNIMPLEMENTED."""
+def build_model_host(settings: Settings) -> ModelHost:
+    """The configured model host (embedded or TF Serving), without batching."""
+    if settings.model_host == "tfserving":
+        from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
+
+        return TFServingHost(TFServingConfig(address=settings.tfserving_addr))
+    from edgeloop.gateway.hosts.embedded import EmbeddedHost
+
+    return EmbeddedHost()
 
 
 class App(ServiceApp):
@@ -23,15 +53,56 @@ class App(ServiceApp):
 
     name = "gateway"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, host: ModelHost | None = None) -> None:
         self.settings = settings
+        self._host = host
+        self.spool: Spool | None = None
 
     @property
     def service_names(self) -> Sequence[str]:
         return [SERVICE.full_name]
 
     def add_to_server(self, server: aio.Server) -> None:
-        edge_gateway_service_pb2_grpc.add_EdgeGatewayServiceServicer_to_server(EdgeGatewayService(), server)
+        """Build the components (inside the server's event loop) and register the stream."""
+        s = self.settings
+        self.batcher = MicroBatcher(self._host or build_model_host(s), BatchingConfig(
+            max_batch_size=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms))
+        self.registry_channel = open_channel(s.registry_addr)
+        self.features_channel = open_channel(s.features_addr)
+        self.spool = Spool(s.spool_dir, s.spool_max_bytes)
+        self.forwarder = Forwarder(self.spool, self.features_channel, s.forward_batch_size,
+                                   s.forward_interval_ms / 1000)
+        self.recorder = Recorder(self.spool, self.forwarder.notify_written)
+        self.auth = DeviceAuthenticator(self.registry_channel, s.registry_token)
+        self.state = DeploymentState()
+        self.watcher = DeploymentWatcher(self.registry_channel, s.registry_token, self.state,
+                                         self.batcher, self.auth.revoke, f"gateway/{s.gateway_id}",
+                                         s.model_repository)
+        self.router = Router()
+        self.frames = FrameProcessor(self.state, self.router, self.batcher, self.spool,
+                                     self.recorder, s.max_frame_bytes)
+        self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
+                                          s.max_frame_bytes)
+        edge_gateway_service_pb2_grpc.add_EdgeGatewayServiceServicer_to_server(self.service, server)
+
+    async def start(self) -> None:
+        """Start recording, forwarding (replaying any backlog) and following the registry."""
+        self.recorder.start()
+        self.forwarder.start()
+        self.watcher.start()
+
+    async def stop(self) -> None:
+        """Finish in-flight frames, commit them, try to flush, and close everything."""
+        await self.service.drain()
+        await self.recorder.stop()
+        await self.forwarder.stop()
+        flushed = await self.forwarder.flush(STOP_FLUSH_S)
+        log.info("gateway stopped", extra={"spool_empty": flushed,
+                                           "backlog_bytes": self.spool.backlog_bytes})
+        await self.watcher.stop()
+        await self.batcher.close()
+        self.frames.close()
+        await asyncio.gather(self.registry_channel.close(), self.features_channel.close())
 
 
 def build_app(settings: Settings) -> App:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import socket
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
 
 from edgeloop.platform import ServiceSettings
 
 DEFAULT_PORT = 50050
+MIB = 1024 * 1024
 
 
 class Settings(ServiceSettings):
@@ -14,3 +18,50 @@ class Settings(ServiceSettings):
 
     listen_addr: str = Field(default=f"127.0.0.1:{DEFAULT_PORT}",
                              description="host:port the gRPC server binds")
+    registry_addr: str = Field(min_length=1, description="host:port of the registry service "
+                               "(device auth, WatchDeployments); required")
+    registry_token: str = Field(min_length=1, description="bearer token the gateway presents to "
+                                "the registry (the registry's read or admin token); required")
+    features_addr: str = Field(min_length=1, description="host:port of the features service "
+                               "(observations are forwarded to its Ingest); required")
+    model_host: Literal["embedded", "tfserving"] = Field(
+        default="embedded", description="where models run: embedded (SavedModels in this "
+        "process) or tfserving (TF Serving's PredictionService at EDGELOOP_TFSERVING_ADDR)")
+    model_repository: str = Field(default="", validate_default=True, description="folder of published models "
+                                  "(<model>/<version>/ SavedModels); required when "
+                                  "EDGELOOP_MODEL_HOST=embedded")
+    tfserving_addr: str = Field(default="", validate_default=True, description="host:port of TF Serving's gRPC API; "
+                                "required when EDGELOOP_MODEL_HOST=tfserving")
+    spool_dir: str = Field(min_length=1, description="folder of the durable observation spool "
+                           "(fsynced segment files); required")
+    spool_max_bytes: int = Field(default=1024 * MIB, gt=0, description="capacity of the spool; "
+                                 "when full, frames are refused with SPOOL_FULL")
+    max_frame_bytes: int = Field(default=2 * MIB, gt=0, le=32 * MIB,
+                                 description="largest JPEG accepted per frame, in bytes")
+    batch_max_size: int = Field(default=32, gt=0, le=1024,
+                                description="largest micro-batch sent to the model host")
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000,
+                                     description="longest a frame waits for its micro-batch "
+                                     "to fill, in milliseconds")
+    forward_batch_size: int = Field(default=256, gt=0, le=10_000,
+                                    description="observations per Ingest call to features")
+    forward_interval_ms: float = Field(default=200.0, gt=0, le=60_000,
+                                       description="longest an observation waits in the spool "
+                                       "before it is forwarded, in milliseconds")
+    gateway_id: str = Field(default_factory=socket.gethostname, description="names this gateway "
+                            "instance in Welcome messages and logs (default: the host name)")
+
+    @field_validator("model_repository")
+    @classmethod
+    def _embedded_needs_repository(cls, value: str, info: ValidationInfo) -> str:
+        # Fail at start, naming the variable, rather than at the first frame.
+        if info.data.get("model_host") == "embedded" and not value:
+            raise ValueError("required when EDGELOOP_MODEL_HOST=embedded")
+        return value
+
+    @field_validator("tfserving_addr")
+    @classmethod
+    def _tfserving_needs_address(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("model_host") == "tfserving" and not value:
+            raise ValueError("required when EDGELOOP_MODEL_HOST=tfserving")
+        return value

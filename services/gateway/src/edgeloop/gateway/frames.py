@@ -1,0 +1,209 @@
+"""One frame's way through the gateway: validate, reserve, decode, route, predict, record.
+
+The answer goes back as soon as the answering arm has predicted; the observation is
+recorded afterwards (after shadow arms finished, if any) through the spool. Spool room
+is reserved before the model runs, so a full spool refuses the frame up front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import grpc
+import numpy as np
+from opentelemetry.trace import Span
+
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
+from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.gateway.deployments import DeploymentState
+from edgeloop.gateway.hosts.base import ModelKey
+from edgeloop.gateway.observations import (
+    FrameContext,
+    FrameOutcome,
+    Recorder,
+    build_observation,
+    new_observation_id,
+    reservation_bytes,
+)
+from edgeloop.gateway.routing import NO_ARM, DeploymentView, Route, Router
+from edgeloop.gateway.spool import Spool
+from edgeloop.gateway.tracing import frame_tracer, start_frame_span, trace_ids
+from edgeloop.gateway.validation import FrameRejected, Reason, check_envelope, decode_jpeg
+from edgeloop.platform import log_context
+
+log = logging.getLogger(__name__)
+
+PREDICT_TIMEOUT_S = 10.0
+"""A model that has not answered by then is reported as MODEL_UNAVAILABLE for the frame."""
+
+
+class Predictor(Protocol):
+    """What the stream needs from the model plane (the hosts' MicroBatcher)."""
+
+    async def predict_one(self, key: ModelKey, image: np.ndarray) -> float:
+        """Distance in mm for one RGB ``uint8[h, w, 3]`` image from model version ``key``."""
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    device_id: str
+    session_id: str
+    deployment: str
+    received_perf: float
+    received_at: datetime
+
+
+class FrameProcessor:
+    """Turns a frame into a Prediction or a FrameError, and records it."""
+
+    def __init__(self, state: DeploymentState, router: Router, predictor: Predictor,
+                 spool: Spool, recorder: Recorder, max_frame_bytes: int,
+                 decode_threads: int = 2) -> None:
+        self.state = state
+        self.router = router
+        self.predictor = predictor
+        self.spool = spool
+        self.recorder = recorder
+        self.max_frame_bytes = max_frame_bytes
+        self.tracer = frame_tracer()
+        # cv2.imdecode releases the GIL: decoding on threads keeps the event loop free.
+        self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="edgeloop-decode")
+
+    def close(self) -> None:
+        """Stop the decode threads."""
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def process(self, frame: edge_pb2.Frame, device_id: str, session_id: str,
+                      deployment: str, previous_seq: int | None, received_perf: float,
+                      received_at: datetime) -> gw_pb2.StreamResponse:
+        """The answer to ``frame``; a refused frame is answered by a FrameError."""
+        arrival = _Arrival(device_id, session_id, deployment, received_perf, received_at)
+        span = start_frame_span(self.tracer, frame.traceparent, device_id, frame.seq)
+        trace_id, traceparent = trace_ids(span)
+        with log_context(device=device_id, deployment=deployment, trace_id=trace_id):
+            try:
+                return await self._answer(frame, arrival, previous_seq, trace_id, traceparent, span)
+            except FrameRejected as exc:
+                span.set_attribute("edgeloop.frame_error", Reason.Name(exc.reason))
+                log.info("frame refused", extra={"seq": frame.seq, "reason": Reason.Name(exc.reason),
+                                                 "detail": exc.message})
+                return gw_pb2.StreamResponse(error=exc.to_proto(frame.seq))
+            finally:
+                span.end()
+
+    async def _answer(self, frame: edge_pb2.Frame, arrival: _Arrival, previous_seq: int | None,
+                      trace_id: str, traceparent: str, span: Span) -> gw_pb2.StreamResponse:
+        check_envelope(frame, self.max_frame_bytes, previous_seq)
+        reserved = reservation_bytes(len(frame.jpeg))
+        if not self.spool.reserve(reserved):
+            raise FrameRejected(Reason.FRAME_ERROR_REASON_SPOOL_FULL,
+                                "spool: full; the gateway cannot record frame.jpeg durably now",
+                                grpc.StatusCode.RESOURCE_EXHAUSTED)
+        try:
+            image = await asyncio.get_running_loop().run_in_executor(
+                self._decode_pool, decode_jpeg, frame.jpeg)
+        except BaseException:
+            self.spool.unreserve(reserved)
+            raise
+        ctx = FrameContext(arrival.device_id, arrival.session_id, arrival.received_at,
+                           trace_id, traceparent)
+        view = self._view(arrival.deployment)
+        try:
+            outcome, route, shadows = await self._predict(view, arrival.device_id, image.rgb, frame)
+        except FrameRejected:
+            # The model could not answer, but the frame and its label are still data:
+            # record it without a prediction, then refuse the frame.
+            unanswered = FrameOutcome(view.name, view.data_group, NO_ARM)
+            self._record(self._observation(frame, ctx, unanswered, arrival), route=None,
+                         shadows=[], reserved=reserved)
+            raise
+        observation = self._observation(frame, ctx, outcome, arrival)
+        self._record(observation, route, shadows, reserved)
+        _annotate(span, outcome, observation.observation_id)
+        return gw_pb2.StreamResponse(prediction=_prediction(
+            frame.seq, outcome, observation.latency_ms, trace_id, observation.observation_id))
+
+    @staticmethod
+    def _observation(frame: edge_pb2.Frame, ctx: FrameContext, outcome: FrameOutcome,
+                     arrival: _Arrival) -> observation_pb2.Observation:
+        latency_ms = (time.perf_counter() - arrival.received_perf) * 1000
+        return build_observation(new_observation_id(), frame, ctx, outcome, latency_ms)
+
+    def _view(self, name: str) -> DeploymentView:
+        view = self.state.get(name)
+        if view is None or not view.active:
+            # Unassigned device or inactive deployment: record the frame, predict nothing.
+            return DeploymentView(name=name, data_group=view.data_group if view else "")
+        return view
+
+    async def _predict(self, view: DeploymentView, device_id: str, rgb: np.ndarray,
+                       frame: edge_pb2.Frame) -> tuple[FrameOutcome, Route, list[asyncio.Task[float]]]:
+        route = self.router.route(view, device_id)
+        outcome = FrameOutcome(view.name, view.data_group, route.arm)
+        if route.key is None:
+            return outcome, route, []
+        shadows = [asyncio.create_task(self._call(key, rgb), name=f"shadow-{arm}")
+                   for arm, key in route.shadows]
+        try:
+            outcome.prediction_mm = await self._call(route.key, rgb)
+        except FrameRejected:
+            for shadow in shadows:
+                shadow.cancel()
+            raise
+        outcome.model_name, outcome.model_version = route.key.model_name, route.key.version
+        if frame.HasField("sensor_mm"):
+            self.router.learn(view, route, outcome.prediction_mm, frame.sensor_mm)
+        return outcome, route, shadows
+
+    async def _call(self, key: ModelKey, rgb: np.ndarray) -> float:
+        try:
+            return await asyncio.wait_for(self.predictor.predict_one(key, rgb), PREDICT_TIMEOUT_S)
+        except Exception as exc:
+            raise FrameRejected(Reason.FRAME_ERROR_REASON_MODEL_UNAVAILABLE,
+                                f"model {key.model_name} v{key.version}: cannot answer now "
+                                f"({type(exc).__name__}: {exc})", grpc.StatusCode.UNAVAILABLE) from exc
+
+    def _record(self, observation: observation_pb2.Observation, route: Route | None,
+                shadows: list[asyncio.Task[float]], reserved: int) -> None:
+        if route is None or not shadows:
+            self.recorder.submit(observation, reserved)
+            return
+        self.recorder.submit_when_ready(_with_shadows(observation, shadows, route), reserved)
+
+
+async def _with_shadows(observation: observation_pb2.Observation,
+                        shadows: list[asyncio.Task[float]], route: Route) -> observation_pb2.Observation:
+    """The observation completed with the shadow arms' answers (a failed one is left out)."""
+    results = await asyncio.gather(*shadows, return_exceptions=True)
+    for (arm, key), result in zip(route.shadows, results, strict=True):
+        if isinstance(result, BaseException):
+            log.warning("shadow arm failed", extra={"arm": arm, "error": str(result)})
+            continue
+        observation.shadow_predictions.append(observation_pb2.ArmPrediction(
+            arm=arm, model_name=key.model_name, model_version=key.version, prediction_mm=result))
+    return observation
+
+
+def _prediction(seq: int, outcome: FrameOutcome, latency_ms: float, trace_id: str,
+                observation_id: str) -> edge_pb2.Prediction:
+    prediction = edge_pb2.Prediction(
+        seq=seq, model_name=outcome.model_name, model_version=outcome.model_version,
+        deployment=outcome.deployment, arm=outcome.arm or NO_ARM,
+        server_latency_ms=latency_ms, trace_id=trace_id, observation_id=observation_id)
+    if outcome.prediction_mm is not None:
+        prediction.distance_mm = outcome.prediction_mm
+    return prediction
+
+
+def _annotate(span: Span, outcome: FrameOutcome, observation_id: str) -> None:
+    span.set_attributes({"edgeloop.deployment": outcome.deployment, "edgeloop.arm": outcome.arm,
+                         "edgeloop.model_name": outcome.model_name,
+                         "edgeloop.model_version": outcome.model_version,
+                         "edgeloop.observation_id": observation_id})

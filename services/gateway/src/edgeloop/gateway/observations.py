@@ -1,0 +1,162 @@
+"""Observations: what the gateway records about every frame, and their way into the spool.
+
+The stream reserves spool room for a frame *before* answering it (so a full spool is
+refused per frame with SPOOL_FULL instead of growing), answers, and then hands the
+observation to the :class:`Recorder`, which appends whatever has queued up as one
+fsynced batch (group commit) off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import uuid6
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.gateway.spool import Spool
+
+log = logging.getLogger(__name__)
+
+RECORD_OVERHEAD_BYTES = 1024
+"""Room reserved per observation beyond its JPEG (ids, names, numbers, spool header)."""
+
+
+def new_observation_id() -> str:
+    """A UUIDv7: time-ordered, so ids sort by arrival and index well."""
+    return str(uuid6.uuid7())
+
+
+def reservation_bytes(jpeg_size: int) -> int:
+    """Spool room to reserve for an observation carrying a JPEG of ``jpeg_size`` bytes."""
+    return jpeg_size + RECORD_OVERHEAD_BYTES
+
+
+@dataclass
+class FrameOutcome:
+    """What routing and the model made of one frame."""
+
+    deployment: str
+    data_group: str
+    arm: str
+    model_name: str = ""
+    model_version: str = ""
+    prediction_mm: float | None = None
+    shadow: list[observation_pb2.ArmPrediction] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """Who sent a frame and when it arrived."""
+
+    device_id: str
+    session_id: str
+    received_at: datetime
+    trace_id: str
+    traceparent: str
+
+
+def build_observation(observation_id: str, frame: edge_pb2.Frame, ctx: FrameContext,
+                      outcome: FrameOutcome, latency_ms: float) -> observation_pb2.Observation:
+    """The observation of ``frame``: every field of features.v1.Observation the gateway knows."""
+    received = Timestamp()
+    received.FromDatetime(ctx.received_at)
+    obs = observation_pb2.Observation(
+        observation_id=observation_id, received_at=received, device_id=ctx.device_id,
+        session_id=ctx.session_id, seq=frame.seq, deployment=outcome.deployment,
+        data_group=outcome.data_group, model_name=outcome.model_name,
+        model_version=outcome.model_version, arm=outcome.arm, latency_ms=latency_ms,
+        trace_id=ctx.trace_id, traceparent=ctx.traceparent, late=frame.late, jpeg=frame.jpeg,
+        shadow_predictions=outcome.shadow,
+    )
+    # A device without a clock sync may send no capture time; the arrival time is the
+    # best estimate then, and features needs a time for its hypertable.
+    obs.time.CopyFrom(frame.captured_at if frame.HasField("captured_at") else received)
+    if outcome.prediction_mm is not None:
+        obs.prediction_mm = outcome.prediction_mm
+    if frame.HasField("sensor_mm"):
+        obs.sensor_mm = frame.sensor_mm
+        if outcome.prediction_mm is not None:
+            obs.error_mm = outcome.prediction_mm - frame.sensor_mm
+    return obs
+
+
+class Recorder:
+    """Appends observations to the spool in group commits, then wakes the forwarder."""
+
+    def __init__(self, spool: Spool, on_written: Callable[[], None],
+                 max_batch: int = 512) -> None:
+        self.spool = spool
+        self.on_written = on_written
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._completing: set[asyncio.Future[None]] = set()
+
+    def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="spool-writer")
+
+    def submit(self, observation: observation_pb2.Observation, reserved: int) -> None:
+        """Queue ``observation`` (whose spool room is already reserved) for the next commit."""
+        self._queue.put_nowait((observation.SerializeToString(), reserved))
+
+    def submit_when_ready(self, pending: Awaitable[observation_pb2.Observation],
+                          reserved: int) -> None:
+        """Queue an observation still being completed (e.g. awaiting a shadow prediction)."""
+        task = asyncio.ensure_future(self._submit_later(pending, reserved))
+        self._completing.add(task)
+        task.add_done_callback(self._completing.discard)
+
+    async def _submit_later(self, pending: Awaitable[observation_pb2.Observation],
+                            reserved: int) -> None:
+        try:
+            observation = await pending
+        except Exception:
+            self.spool.unreserve(reserved)
+            log.exception("observation could not be completed; not recorded")
+            return
+        self.submit(observation, reserved)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[bytes, int]]) -> None:
+        records = [record for record, _ in batch]
+        reserved = sum(size for _, size in batch)
+        while True:
+            try:
+                await asyncio.to_thread(self.spool.append, records, reserved)
+                break
+            except OSError:
+                # A disk error must not drop observations that were already answered:
+                # keep them in memory and retry; the reservation keeps new frames out.
+                log.exception("spool append failed; retrying", extra={"records": len(records)})
+                await asyncio.sleep(1.0)
+        self.on_written()
+
+    async def drain(self) -> None:
+        """Commit everything queued (at shutdown)."""
+        while not self._queue.empty():
+            batch = [self._queue.get_nowait() for _ in range(min(self._queue.qsize(), self.max_batch))]
+            await self._commit(batch)
+
+    async def stop(self) -> None:
+        """Stop the writer task after committing what is queued."""
+        if self._completing:
+            await asyncio.gather(*self._completing, return_exceptions=True)
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.drain()

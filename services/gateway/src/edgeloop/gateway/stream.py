@@ -1,0 +1,189 @@
+"""``EdgeGatewayService.Stream``: one robot's drive session, frames up, answers down.
+
+Order of a stream: metadata (``authorization: Bearer <token>``, ``x-device-id``) is
+checked with the registry; the first message must be a Hello for the same device and
+is answered by a Welcome; then every frame is answered by a Prediction or a FrameError
+and the stream goes on. Authentication failures (also a device revoked mid-stream)
+end the stream with UNAUTHENTICATED; frames before Hello end it with FAILED_PRECONDITION.
+
+Frames of one stream are checked in order (sequence numbers) and then processed
+concurrently (decode, predict), so a robot sending at full speed keeps the
+micro-batcher fed; answers carry ``seq`` and may overtake each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from grpc import aio
+
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
+from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.gateway.auth import DeviceAuthenticator, Grant, parse_bearer
+from edgeloop.gateway.deployments import DeploymentState
+from edgeloop.gateway.frames import FrameProcessor
+from edgeloop.platform import log_context
+from edgeloop.platform.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    Unauthenticated,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+SYNC_WAIT_S = 5.0
+"""How long a Hello waits for the first deployment snapshot from the registry."""
+MAX_IN_FLIGHT = 32
+"""Frames of one stream processed at once; more waits (backpressure to the robot)."""
+_END = object()
+
+
+@dataclass
+class Session:
+    """One stream's device, credentials and position."""
+
+    device_id: str
+    token: str
+    grant: Grant
+    session_id: str = ""
+    last_seq: int | None = None
+
+
+class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
+    """The robot-facing stream."""
+
+    def __init__(self, auth: DeviceAuthenticator, state: DeploymentState,
+                 frames: FrameProcessor, gateway_id: str, max_frame_bytes: int) -> None:
+        self.auth = auth
+        self.state = state
+        self.frames = frames
+        self.gateway_id = gateway_id
+        self.max_frame_bytes = max_frame_bytes
+        self._frame_tasks: set[asyncio.Task[None]] = set()
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait for frames still being processed (their observations get recorded)."""
+        if self._frame_tasks:
+            await asyncio.wait(list(self._frame_tasks), timeout=timeout_s)
+
+    async def Stream(self, request_iterator: AsyncIterator[gw_pb2.StreamRequest],
+                     context: aio.ServicerContext) -> AsyncIterator[gw_pb2.StreamResponse]:
+        """Authenticate, greet, then answer every frame (see the module docstring)."""
+        session = await self._authenticate(context)
+        with log_context(device=session.device_id):
+            hello = await self._read_hello(request_iterator, session)
+            session.session_id = hello.session_id
+            yield gw_pb2.StreamResponse(welcome=await self._welcome(session))
+            log.info("stream opened", extra={"session_id": hello.session_id,
+                                             "client_version": hello.client_version})
+            async for response in self._answer_frames(request_iterator, session):
+                yield response
+
+    async def _authenticate(self, context: aio.ServicerContext) -> Session:
+        metadata = {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+        device_id = metadata.get("x-device-id", "").strip()
+        if not device_id:
+            raise Unauthenticated("metadata x-device-id: missing; name the streaming device")
+        token = parse_bearer(metadata)
+        grant = await self.auth.authenticate(device_id, token)
+        return Session(device_id=device_id, token=token, grant=grant)
+
+    async def _read_hello(self, requests: AsyncIterator[gw_pb2.StreamRequest],
+                          session: Session) -> edge_pb2.Hello:
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("kind") != "hello":
+            raise FailedPrecondition("the first message of a stream must be a Hello; "
+                                     "frames before it are refused")
+        if first.hello.device_id != session.device_id:
+            raise InvalidArgument("hello.device_id", f"{first.hello.device_id!r} does not match "
+                                  f"metadata x-device-id {session.device_id!r}")
+        return first.hello
+
+    async def _welcome(self, session: Session) -> edge_pb2.Welcome:
+        try:
+            await asyncio.wait_for(self.state.synced.wait(), SYNC_WAIT_S)
+        except TimeoutError as exc:
+            raise Unavailable("no deployment state from the registry yet; retry shortly") from exc
+        name = self.state.deployment_of(session.device_id, session.grant.deployment)
+        view = self.state.get(name)
+        keys = sorted(view.model_keys(), key=lambda k: k.model_name) if view else []
+        return edge_pb2.Welcome(deployment=name, model_name=keys[0].model_name if keys else "",
+                                max_frame_bytes=self.max_frame_bytes, gateway_id=self.gateway_id)
+
+    async def _answer_frames(self, requests: AsyncIterator[gw_pb2.StreamRequest],
+                             session: Session) -> AsyncIterator[gw_pb2.StreamResponse]:
+        out: asyncio.Queue[Any] = asyncio.Queue()
+        reader = asyncio.create_task(self._read_frames(requests, session, out))
+        try:
+            while (item := await out.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            reader.cancel()
+
+    async def _read_frames(self, requests: AsyncIterator[gw_pb2.StreamRequest], session: Session,
+                           out: asyncio.Queue[Any]) -> None:
+        slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        running: set[asyncio.Task[None]] = set()
+        try:
+            async for request in requests:
+                if request.WhichOneof("kind") != "frame":
+                    log.warning("ignoring a message that is not a frame after Hello")
+                    continue
+                received = time.perf_counter()
+                await self._check_credentials(session)
+                await slots.acquire()
+                previous, session.last_seq = session.last_seq, _next_seq(session, request.frame)
+                task = asyncio.create_task(
+                    self._one_frame(request.frame, session, previous, received, out, slots))
+                for tasks in (running, self._frame_tasks):
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            await asyncio.gather(*running)
+            out.put_nowait(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # ends the stream with the exception's status code
+            out.put_nowait(exc)
+
+    async def _check_credentials(self, session: Session) -> None:
+        """Re-ask the registry when the cached grant expired or the device was revoked."""
+        if self.auth.is_current(session.grant):
+            return
+        revoked = session.grant.generation != self.auth.generation(session.device_id)
+        try:
+            session.grant = await self.auth.authenticate(session.device_id, session.token)
+        except Unavailable:
+            if revoked:
+                raise
+            # Expired but not revoked, and the registry is down: keep the robot driving.
+            log.warning("registry unreachable; continuing on the expired grant")
+
+    async def _one_frame(self, frame: edge_pb2.Frame, session: Session, previous: int | None,
+                         received: float, out: asyncio.Queue[Any],
+                         slots: asyncio.Semaphore) -> None:
+        try:
+            response = await self.frames.process(
+                frame, session.device_id, session.session_id,
+                self.state.deployment_of(session.device_id, session.grant.deployment),
+                previous, received, datetime.now(UTC))
+            out.put_nowait(response)
+        finally:
+            slots.release()
+
+
+def _next_seq(session: Session, frame: edge_pb2.Frame) -> int | None:
+    # An out-of-order frame does not move the high-water mark; any other frame
+    # does, even if it is refused later (its number is used up).
+    if session.last_seq is not None and frame.seq <= session.last_seq:
+        return session.last_seq
+    return frame.seq

@@ -1,0 +1,88 @@
+"""Per-frame validation: every check names the offending field and leaves the stream alive.
+
+A refused frame raises :class:`FrameRejected`; the stream turns it into a ``FrameError``
+and carries on with the next frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import grpc
+import numpy as np
+
+from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.platform.errors import EdgeloopError, InvalidArgument
+
+MIN_SIDE_PX = 16
+"""Smaller images carry too little to predict from (the model's input is 75x100)."""
+MAX_SIDE_PX = 4096
+"""Larger images are not camera frames of a small robot; refuse before allocating."""
+
+Reason = edge_pb2.FrameErrorReason
+
+
+class FrameRejected(EdgeloopError):
+    """One frame is refused; carries the ``FrameError`` reason and the status code to report."""
+
+    def __init__(self, reason: int, message: str,
+                 code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = code
+
+    def to_proto(self, seq: int) -> edge_pb2.FrameError:
+        """The ``FrameError`` answering frame ``seq``."""
+        return edge_pb2.FrameError(seq=seq, reason=self.reason, code=self.code.value[0],
+                                   message=self.message)
+
+
+def _invalid(reason: int, field: str, problem: str) -> FrameRejected:
+    return FrameRejected(reason, InvalidArgument(field, problem).message)
+
+
+def check_envelope(frame: edge_pb2.Frame, max_frame_bytes: int, last_seq: int | None) -> None:
+    """Cheap checks done in order on the event loop: sequence, size, sensor value."""
+    if last_seq is not None and frame.seq <= last_seq:
+        raise _invalid(Reason.FRAME_ERROR_REASON_OUT_OF_ORDER, "frame.seq",
+                       f"{frame.seq} does not increase (last accepted was {last_seq})")
+    if len(frame.jpeg) > max_frame_bytes:
+        raise _invalid(Reason.FRAME_ERROR_REASON_TOO_LARGE, "frame.jpeg",
+                       f"{len(frame.jpeg)} bytes exceed the limit of {max_frame_bytes} bytes")
+    if not frame.jpeg:
+        raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg", "is empty")
+    if frame.HasField("sensor_mm") and not (math.isfinite(frame.sensor_mm) and frame.sensor_mm >= 0):
+        raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_SENSOR, "frame.sensor_mm",
+                       f"{frame.sensor_mm!r} is not a finite, non-negative distance")
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded frame: RGB ``uint8[height, width, 3]``."""
+
+    rgb: np.ndarray
+
+
+def decode_jpeg(jpeg: bytes) -> DecodedImage:
+    """Decode ``jpeg`` to RGB and check its dimensions (CPU-bound: run it off the event loop)."""
+    _check_jpeg_header(jpeg)
+    bgr = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg",
+                       "does not decode as a JPEG image")
+    height, width = bgr.shape[:2]
+    if not (MIN_SIDE_PX <= height <= MAX_SIDE_PX and MIN_SIDE_PX <= width <= MAX_SIDE_PX):
+        raise _invalid(Reason.FRAME_ERROR_REASON_BAD_DIMENSIONS, "frame.jpeg",
+                       f"image is {width}x{height} px; each side must be within "
+                       f"[{MIN_SIDE_PX}, {MAX_SIDE_PX}]")
+    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def _check_jpeg_header(jpeg: bytes) -> None:
+    # cv2.imdecode also accepts PNG, BMP, ...; the contract says JPEG, so check the
+    # SOI marker first. A truncated or corrupt body is caught by imdecode itself.
+    if not jpeg.startswith(b"\xff\xd8\xff"):
+        raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg",
+                       "is not a JPEG (missing the FF D8 FF start-of-image marker)")

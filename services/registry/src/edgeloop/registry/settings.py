@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from edgeloop.platform import ServiceSettings
+from pydantic import Field
 
 DEFAULT_PORT = 50051
 
@@ -14,3 +13,30 @@ class Settings(ServiceSettings):
 
     listen_addr: str = Field(default=f"127.0.0.1:{DEFAULT_PORT}",
                              description="host:port the gRPC server binds")
+    database_url: str = Field(min_length=1, description="libpq URI of the PostgreSQL database; "
+                              "the registry owns the schema `registry`")
+    mlflow_tracking_uri: str = Field(min_length=1, description="MLflow tracking and model "
+                                     "registry URI, e.g. sqlite:///mlflow.db or http://127.0.0.1:5000")
+    admin_token: str = Field(min_length=16, description="bearer token for every call, "
+                             "including mutating ones (at least 16 characters)")
+    read_token: str = Field(default="", description="bearer token for read-only calls "
+                            "(gateways: AuthenticateDevice, WatchDeployments); empty disables it")
+    model_repository: str = Field(min_length=1, description="folder of published models: "
+                                  "<model>/<version>/ SavedModels, <model>/<version>.tflite, "
+                                  "models.config")
+    tfserving_addr: str = Field(default="", description="TF Serving gRPC address to reload "
+                                "with ModelService.HandleReloadConfigRequest; empty: no reload")
+    tfserving_model_base: str = Field(default="", description="the model repository as TF "
+                                      "Serving sees it (base_path prefix in models.config); "
+                                      "empty: EDGELOOP_MODEL_REPOSITORY")
+    tfserving_load_timeout_s: float = Field(default=120.0, gt=0, description="seconds to wait "
+                                            "for TF Serving to load new versions before "
+                                            "moving version labels")
+    promotion_margin_mm: float = Field(default=0.0, ge=0, description="the promotion gate: "
+                                       "a candidate's holdout MAE plus this margin must be "
+                                       "below the champion's")
+    device_auth_ttl_s: int = Field(default=30, ge=0, le=3600, description="seconds a gateway "
+                                   "may cache a successful AuthenticateDevice answer")
+    refresh_interval_s: float = Field(default=10.0, gt=0, description="seconds between "
+                                      "re-reads of the stored state, so changes made by another "
+                                      "registry instance or in the MLflow UI reach watchers")

@@ -1,0 +1,115 @@
+"""Aliases: the promotion gate, manual moves and roll-backs, each one recorded.
+
+Every move goes to MLflow (the alias itself), to ``alias_moves`` (so a roll-back knows
+where the alias was before) and to the history. Moves are serialised in-process so
+two promotions cannot interleave between reading the champion and moving it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from edgeloop.contracts.registry.v1 import model_pb2
+from edgeloop.platform.errors import FailedPrecondition
+from edgeloop.registry import history
+from edgeloop.registry.mlflow_registry import ModelRegistry
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+DEFAULT_ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's answer."""
+
+    promoted: bool
+    reason: str
+
+
+def decide(candidate: str, champion: str | None, evaluation: model_pb2.HoldoutEvaluation | None,
+           margin_mm: float, force: bool) -> Decision:
+    """The promotion gate: beat the current champion on the same holdout by ``margin_mm``."""
+    if champion == candidate:
+        return Decision(False, f"version {candidate} is the champion already")
+    if force:
+        return Decision(True, f"forced: version {candidate} promoted without the gate"
+                              + (f" (champion was version {champion})" if champion else ""))
+    if champion is None:
+        return Decision(True, f"no champion yet: version {candidate} promoted")
+    if evaluation is None or not evaluation.champion_version:
+        return Decision(False, f"version {candidate} has no holdout evaluation against champion "
+                               f"version {champion}; evaluate both on one holdout or force")
+    if evaluation.champion_version != champion:
+        return Decision(False, f"version {candidate} was evaluated against version "
+                               f"{evaluation.champion_version}, but the champion is now version "
+                               f"{champion}; re-evaluate or force")
+    needed = evaluation.champion_mae_mm - margin_mm
+    numbers = (f"candidate MAE {evaluation.candidate_mae_mm:.3f} mm vs champion version {champion} "
+               f"MAE {evaluation.champion_mae_mm:.3f} mm on holdout "
+               f"{evaluation.holdout_id or '(unnamed)'} with margin {margin_mm:.3f} mm")
+    if evaluation.candidate_mae_mm + margin_mm < evaluation.champion_mae_mm:
+        return Decision(True, f"passed: {numbers}")
+    return Decision(False, f"refused: {numbers} (needs MAE below {needed:.3f} mm)")
+
+
+class Aliases:
+    """Moves aliases in MLflow and remembers every move."""
+
+    def __init__(self, pool: AsyncConnectionPool, registry: ModelRegistry) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.lock = asyncio.Lock()
+
+    async def current(self, model: str, alias: str) -> str | None:
+        """The version ``alias`` points at now, if any."""
+        aliases = await asyncio.to_thread(self.registry.aliases, model)
+        version = aliases.get(alias)
+        return str(version) if version is not None else None
+
+    async def move(self, actor: str, model: str, alias: str, version: str, action: str,
+                   detail: dict) -> str | None:
+        """Point ``alias`` at ``version``; return where it pointed before. Caller holds ``lock``."""
+        previous = await self.current(model, alias)
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO alias_moves (model_name, alias, version, previous_version, action) "
+                "VALUES (%s, %s, %s, %s, %s)", (model, alias, version, previous, action))
+            await history.record(conn, actor, f"model/{model}", action,
+                                 {"alias": alias, "version": version, "previous_version": previous,
+                                  **detail})
+            # Last inside the transaction: if MLflow refuses, the records roll back with it.
+            await asyncio.to_thread(self.registry.set_alias, model, alias, version)
+        return previous
+
+    async def rollback(self, actor: str, model: str, alias: str) -> tuple[str, str]:
+        """Move ``alias`` back to the version it pointed at before; return (restored, from)."""
+        async with self.lock:
+            current = await self.current(model, alias)
+            if current is None:
+                raise FailedPrecondition(f"alias: model {model!r} has no alias {alias!r}")
+            async with self.pool.connection() as conn:
+                move = await _last_move(conn, model, alias)
+                if move is None or move["version"] != current:
+                    raise FailedPrecondition(
+                        f"alias: no recorded move of {alias!r} to version {current} to undo "
+                        "(it was set outside the registry, or rolled back to its first version)")
+                if move["previous_version"] is None:
+                    raise FailedPrecondition(f"alias: {alias!r} pointed at no version before "
+                                             f"version {current}; nothing to roll back to")
+                restored = move["previous_version"]
+                await conn.execute("UPDATE alias_moves SET rolled_back = true WHERE move_id = %s",
+                                   (move["move_id"],))
+                await history.record(conn, actor, f"model/{model}", "rollback",
+                                     {"alias": alias, "version": restored,
+                                      "rolled_back_from": current})
+                await asyncio.to_thread(self.registry.set_alias, model, alias, restored)
+            return restored, current
+
+
+async def _last_move(conn: AsyncConnection, model: str, alias: str) -> dict | None:
+    cursor = await conn.execute(
+        "SELECT move_id, version, previous_version FROM alias_moves WHERE model_name = %s "
+        "AND alias = %s AND NOT rolled_back ORDER BY move_id DESC LIMIT 1", (model, alias))
+    return await cursor.fetchone()

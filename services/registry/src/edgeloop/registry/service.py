@@ -1,0 +1,246 @@
+"""The RegistryService servicer: authorisation, then one domain call per RPC.
+
+Mutating RPCs commit their transaction, then refresh the catalog, which rewrites the
+model host config and tells watchers what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
+from edgeloop.platform import log_context
+from edgeloop.platform.errors import NotFound
+from edgeloop.registry import deployments, devices, history
+from edgeloop.registry.auth import Tokens
+from edgeloop.registry.catalog import Catalog
+from edgeloop.registry.models import Models
+from edgeloop.registry.promotion import DEFAULT_ALIAS, Aliases, decide
+from edgeloop.registry.selectors import check_alias, check_model_name, check_selector, check_version
+from grpc import aio
+
+log = logging.getLogger(__name__)
+
+
+class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
+    """Devices, deployments and model versions over gRPC."""
+
+    def __init__(self, tokens: Tokens, margin_mm: float, auth_ttl_s: int) -> None:
+        self.tokens = tokens
+        self.margin_mm = margin_mm
+        self.auth_ttl_s = auth_ttl_s
+
+    def attach(self, catalog: Catalog, models: Models, aliases: Aliases) -> None:
+        """Give the servicer what the app opened at start (calls are refused until then)."""
+        self.catalog = catalog
+        self.pool = catalog.pool
+        self.models = models
+        self.aliases = aliases
+
+    # Devices
+
+    async def RegisterDevice(self, request: pb.RegisterDeviceRequest,
+                             context: aio.ServicerContext) -> pb.RegisterDeviceResponse:
+        actor = self.tokens.require_admin(context, "RegisterDevice")
+        async with self.pool.connection() as conn:
+            device, token = await devices.register(conn, actor, request.name, request.device_id,
+                                                   request.deployment)
+        with log_context(device=device.device_id, deployment=device.deployment):
+            log.info("device registered")  # never the token
+        await self.catalog.refresh_quietly()
+        return pb.RegisterDeviceResponse(device=device, token=token)
+
+    async def ListDevices(self, request: pb.ListDevicesRequest,
+                          context: aio.ServicerContext) -> pb.ListDevicesResponse:
+        self.tokens.require_read(context)
+        async with self.pool.connection() as conn:
+            return pb.ListDevicesResponse(devices=await devices.list_devices(
+                conn, request.include_revoked))
+
+    async def RevokeDevice(self, request: pb.RevokeDeviceRequest,
+                           context: aio.ServicerContext) -> pb.RevokeDeviceResponse:
+        actor = self.tokens.require_admin(context, "RevokeDevice")
+        async with self.pool.connection() as conn:
+            device = await devices.revoke(conn, actor, request.device_id)
+        with log_context(device=device.device_id):
+            log.info("device revoked")
+        await self.catalog.refresh_quietly()
+        return pb.RevokeDeviceResponse(device=device)
+
+    async def RotateDeviceToken(self, request: pb.RotateDeviceTokenRequest,
+                                context: aio.ServicerContext) -> pb.RotateDeviceTokenResponse:
+        actor = self.tokens.require_admin(context, "RotateDeviceToken")
+        async with self.pool.connection() as conn:
+            device, token = await devices.rotate(conn, actor, request.device_id)
+        with log_context(device=device.device_id):
+            log.info("device token rotated")
+        await self.catalog.refresh_quietly()
+        return pb.RotateDeviceTokenResponse(device=device, token=token)
+
+    async def AuthenticateDevice(self, request: pb.AuthenticateDeviceRequest,
+                                 context: aio.ServicerContext) -> pb.AuthenticateDeviceResponse:
+        self.tokens.require_read(context)
+        async with self.pool.connection() as conn:
+            device = await devices.authenticate(conn, request.device_id, request.token)
+        return pb.AuthenticateDeviceResponse(device=device, cache_ttl_seconds=self.auth_ttl_s)
+
+    async def AssignDevices(self, request: pb.AssignDevicesRequest,
+                            context: aio.ServicerContext) -> pb.AssignDevicesResponse:
+        actor = self.tokens.require_admin(context, "AssignDevices")
+        async with self.pool.connection() as conn:
+            assignments = await devices.assign(conn, actor, request.deployment, request.device_ids)
+        await self.catalog.refresh_quietly()
+        return pb.AssignDevicesResponse(assignments=assignments)
+
+    # Deployments
+
+    async def CreateDeployment(self, request: pb.CreateDeploymentRequest,
+                               context: aio.ServicerContext) -> pb.CreateDeploymentResponse:
+        actor = self.tokens.require_admin(context, "CreateDeployment")
+        async with self.pool.connection() as conn:
+            stored = await deployments.create(conn, actor, request.deployment)
+        await self.catalog.refresh_quietly()
+        return pb.CreateDeploymentResponse(deployment=self.catalog.resolved(stored))
+
+    async def UpdateDeployment(self, request: pb.UpdateDeploymentRequest,
+                               context: aio.ServicerContext) -> pb.UpdateDeploymentResponse:
+        actor = self.tokens.require_admin(context, "UpdateDeployment")
+        async with self.pool.connection() as conn:
+            stored = await deployments.update(conn, actor, request.deployment,
+                                              request.expected_revision)
+        await self.catalog.refresh_quietly()
+        return pb.UpdateDeploymentResponse(deployment=self.catalog.resolved(stored))
+
+    async def ActivateDeployment(self, request: pb.ActivateDeploymentRequest,
+                                 context: aio.ServicerContext) -> pb.ActivateDeploymentResponse:
+        actor = self.tokens.require_admin(context, "ActivateDeployment")
+        async with self.pool.connection() as conn:
+            stored = await deployments.activate(conn, actor, request.name, request.active)
+        await self.catalog.refresh_quietly()
+        return pb.ActivateDeploymentResponse(deployment=self.catalog.resolved(stored))
+
+    async def GetDeployment(self, request: pb.GetDeploymentRequest,
+                            context: aio.ServicerContext) -> pb.GetDeploymentResponse:
+        self.tokens.require_read(context)
+        deployments.check_name(request.name, "name")
+        for deployment in (await self.catalog.resolve_all()).deployments:
+            if deployment.name == request.name:
+                return pb.GetDeploymentResponse(deployment=deployment)
+        raise NotFound(f"name: no deployment {request.name!r}")
+
+    async def ListDeployments(self, request: pb.ListDeploymentsRequest,
+                              context: aio.ServicerContext) -> pb.ListDeploymentsResponse:
+        self.tokens.require_read(context)
+        resolved = (await self.catalog.resolve_all()).deployments
+        return pb.ListDeploymentsResponse(deployments=[
+            d for d in resolved if d.active or not request.active_only])
+
+    async def ListHistory(self, request: pb.ListHistoryRequest,
+                          context: aio.ServicerContext) -> pb.ListHistoryResponse:
+        self.tokens.require_read(context)
+        async with self.pool.connection() as conn:
+            records = await history.list_changes(conn, request.subject, request.limit)
+        return pb.ListHistoryResponse(records=records)
+
+    async def WatchDeployments(self, request: pb.WatchDeploymentsRequest,
+                               context: aio.ServicerContext
+                               ) -> AsyncIterator[pb.WatchDeploymentsResponse]:
+        self.tokens.require_read(context)
+        subscription, snapshot = self.catalog.watchers.subscribe(request.watcher or context.peer())
+        log.info("watch opened", extra={"watcher": subscription.name})
+        try:
+            yield snapshot
+            while True:
+                yield await subscription.next()
+        finally:
+            self.catalog.watchers.unsubscribe(subscription)
+            log.info("watch closed", extra={"watcher": subscription.name})
+
+    # Models
+
+    async def RegisterModelVersion(self, request: pb.RegisterModelVersionRequest,
+                                   context: aio.ServicerContext) -> pb.RegisterModelVersionResponse:
+        actor = self.tokens.require_admin(context, "RegisterModelVersion")
+        version = await self.models.register(actor, request)
+        response = pb.RegisterModelVersionResponse(version=version)
+        if request.promote:
+            response.promotion.CopyFrom(await self._promote(
+                actor, request.model_name, version.version, DEFAULT_ALIAS, force=False))
+            response.version.CopyFrom(response.promotion.version)
+        await self.catalog.refresh_quietly()
+        return response
+
+    async def ListModelVersions(self, request: pb.ListModelVersionsRequest,
+                                context: aio.ServicerContext) -> pb.ListModelVersionsResponse:
+        self.tokens.require_read(context)
+        return pb.ListModelVersionsResponse(
+            versions=await self.models.list_versions(request.model_name))
+
+    async def GetModelVersion(self, request: pb.GetModelVersionRequest,
+                              context: aio.ServicerContext) -> pb.GetModelVersionResponse:
+        self.tokens.require_read(context)
+        check_selector(request.selector, "selector", required=True)
+        version = await self.models.select(request.model_name, request.selector)
+        return pb.GetModelVersionResponse(version=await self.models.get(request.model_name, version))
+
+    async def SetAlias(self, request: pb.SetAliasRequest,
+                       context: aio.ServicerContext) -> pb.SetAliasResponse:
+        actor = self.tokens.require_admin(context, "SetAlias")
+        model = check_model_name(request.model_name)
+        alias = check_alias(request.alias)
+        version = check_version(request.version)
+        await self.models.get(model, version)  # NOT_FOUND for an unknown version
+        async with self.aliases.lock:
+            await self.aliases.move(actor, model, alias, version, "alias", {})
+        await self.catalog.refresh_quietly()
+        return pb.SetAliasResponse(version=await self.models.get(model, version))
+
+    async def PromoteModelVersion(self, request: pb.PromoteModelVersionRequest,
+                                  context: aio.ServicerContext) -> pb.PromoteModelVersionResponse:
+        actor = self.tokens.require_admin(context, "PromoteModelVersion")
+        response = await self._promote(actor, request.model_name, request.version,
+                                       request.alias or DEFAULT_ALIAS, request.force)
+        await self.catalog.refresh_quietly()
+        return response
+
+    async def _promote(self, actor: str, model: str, version: str, alias: str,
+                       force: bool) -> pb.PromoteModelVersionResponse:
+        check_model_name(model)
+        check_alias(alias)
+        version = check_version(version)
+        await self.models.get(model, version)
+        async with self.aliases.lock:
+            current = await self.aliases.current(model, alias)
+            evaluation = await self.models.evaluation(model, version)
+            decision = decide(version, current, evaluation, self.margin_mm, force)
+            with log_context(model=model, version=version):
+                log.info("promotion gate: %s", decision.reason, extra={"alias": alias})
+            if decision.promoted:
+                await self.aliases.move(actor, model, alias, version, "promote",
+                                        {"reason": decision.reason, "forced": force})
+            else:
+                await self._record_refusal(actor, model, alias, version, decision.reason)
+        return pb.PromoteModelVersionResponse(
+            promoted=decision.promoted, reason=decision.reason, previous_version=current or "",
+            version=await self.models.get(model, version))
+
+    async def _record_refusal(self, actor: str, model: str, alias: str, version: str,
+                              reason: str) -> None:
+        async with self.pool.connection() as conn:
+            await history.record(conn, actor, f"model/{model}", "promote_refused",
+                                 {"alias": alias, "version": version, "reason": reason})
+
+    async def RollbackModel(self, request: pb.RollbackModelRequest,
+                            context: aio.ServicerContext) -> pb.RollbackModelResponse:
+        actor = self.tokens.require_admin(context, "RollbackModel")
+        model = check_model_name(request.model_name)
+        alias = check_alias(request.alias or DEFAULT_ALIAS)
+        restored, rolled_back_from = await self.aliases.rollback(actor, model, alias)
+        with log_context(model=model, version=restored):
+            log.info("alias rolled back", extra={"alias": alias, "from": rolled_back_from})
+        await self.catalog.refresh_quietly()
+        return pb.RollbackModelResponse(version=await self.models.get(model, restored),
+                                        rolled_back_from=rolled_back_from)
+

@@ -1,0 +1,55 @@
+"""`edgeloop trace` prints the span tree written by the platform's file exporter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Link
+
+from edgeloop.compose.cli import cli
+from edgeloop.platform.telemetry import FileSpanExporter
+
+
+def _provider(folder: Path, service: str) -> TracerProvider:
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(folder / f"{service}.jsonl")))
+    return provider
+
+
+def test_trace_prints_tree_with_linked_spans(tmp_path: Path) -> None:
+    gateway = _provider(tmp_path, "edgeloop-gateway").get_tracer("test")
+    features = _provider(tmp_path, "edgeloop-features").get_tracer("test")
+    with gateway.start_as_current_span("frame", attributes={"edgeloop.device": "car-1"}) as frame:
+        with gateway.start_as_current_span("model_host.predict"):
+            pass
+    other = _provider(tmp_path, "edgeloop-gateway").get_tracer("test")
+    with other.start_as_current_span("unrelated"):
+        pass
+    with features.start_as_current_span("ingest.batch", links=[Link(frame.get_span_context())]):
+        with features.start_as_current_span("db.insert"):
+            pass
+    trace_id = format(frame.get_span_context().trace_id, "032x")
+
+    result = CliRunner().invoke(cli, ["trace", trace_id, "--traces-dir", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    names = [name for name in ("frame", "model_host.predict", "ingest.batch", "db.insert")
+             if any(name in line for line in lines)]
+    assert names == ["frame", "model_host.predict", "ingest.batch", "db.insert"]
+    assert "unrelated" not in result.output
+    assert "edgeloop.device = car-1" in result.output
+    assert "linked" in result.output
+    predict = next(i for i, line in enumerate(lines) if "model_host.predict" in line)
+    frame_line = next(i for i, line in enumerate(lines) if "frame" in line and "edgeloop-gateway" in line)
+    assert predict > frame_line
+
+
+def test_unknown_trace_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["trace", "0" * 32, "--traces-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "no spans of trace" in result.output

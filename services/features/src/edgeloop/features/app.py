@@ -30,6 +30,7 @@ class App(ServiceApp):
         self.pool: AsyncConnectionPool
         self.ingestor: Ingestor
         self.store: ObjectStore
+        self.timescale = False
         self.servicer = FeatureStoreService(self)
 
     @property
@@ -45,11 +46,12 @@ class App(ServiceApp):
                                        s.s3_secret_key, s.s3_bucket, s.s3_secure)
         conn = await connect_once(s.database_url, s.db_connect_timeout_s)
         async with conn:
-            timescale = await ensure_schema(conn, Policies(s.retention_days, s.compress_after_days))
+            self.timescale = await ensure_schema(conn, Policies(s.retention_days,
+                                                                s.compress_after_days))
         self.pool = await open_pool(s.database_url, s.db_pool_size)
         self.ingestor = Ingestor(self.pool, self.store, s.ingest_workers)
         log.info("features ready", extra={"object_store": self.store.describe(),
-                                          "timescaledb": timescale, "workers": self.ingestor.workers})
+                                          "timescaledb": self.timescale, "workers": self.ingestor.workers})
 
     async def stop(self) -> None:
         if hasattr(self, "ingestor"):

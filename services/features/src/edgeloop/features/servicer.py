@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Protocol
 
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
 from edgeloop.features.ingest import Ingestor, IngestResult
+from edgeloop.features.queries import list_observations
+from edgeloop.features.window_stats import window_stats
+from edgeloop.platform.logs import log_context
 from edgeloop.platform.objectstore import ObjectStore
 from edgeloop.platform.pending import pending
 from grpc import aio
@@ -23,6 +27,7 @@ class Resources(Protocol):
     ingestor: Ingestor
     pool: AsyncConnectionPool
     store: ObjectStore
+    timescale: bool
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FeatureStoreService"]
 _Base = pending(feature_store_service_pb2_grpc.FeatureStoreServiceServicer, SERVICE,
@@ -45,3 +50,17 @@ class FeatureStoreService(_Base):  # type: ignore[misc, valid-type]
         log.info("ingest call done", extra={"stored": total.stored, "duplicates": total.duplicates,
                                             "rejected": len(total.rejected)})
         return total.to_proto()
+
+    async def ListObservations(self, request: pb.ListObservationsRequest,  # noqa: N802
+                               context: aio.ServicerContext,
+                               ) -> AsyncIterator[pb.ListObservationsResponse]:
+        """Stream the matching observations in pages, oldest first."""
+        async for page in list_observations(self.resources.pool, self.resources.store, request):
+            yield page
+
+    async def GetWindowStats(self, request: pb.GetWindowStatsRequest,  # noqa: N802
+                             context: aio.ServicerContext) -> pb.GetWindowStatsResponse:
+        """Summarise one deployment's window."""
+        with log_context(deployment=request.deployment):
+            return await window_stats(self.resources.pool, request, self.resources.timescale,
+                                      datetime.now(UTC))

@@ -288,3 +288,18 @@ def timestamp(text: str) -> Timestamp:
     ts = Timestamp()
     ts.FromJsonString(text)
     return ts
+
+
+async def fetch_observations_meta(channel: grpc.aio.Channel,
+                                  request: feature_store_service_pb2.ListObservationsRequest) -> int:
+    """How many labelled observations a query matches (no JPEGs transferred)."""
+    request.include_jpeg = False
+    stub = feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
+    count = 0
+    try:
+        async for page in stub.ListObservations(request, timeout=LIST_TIMEOUT_S):
+            count += sum(1 for o in page.observations if o.HasField("sensor_mm"))
+    except grpc.aio.AioRpcError as exc:
+        raise Unavailable(f"features service: ListObservations failed: "
+                          f"{exc.code().name} {exc.details()}") from exc
+    return count

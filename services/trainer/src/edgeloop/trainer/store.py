@@ -128,6 +128,12 @@ class SweepStore:
                 (fingerprint, starts_at, alertname))).fetchone()
         return row is not None
 
+    async def release_alert(self, fingerprint: str, starts_at: str) -> None:
+        """Forget an alert occurrence that did not start a sweep."""
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM grafana_alerts WHERE fingerprint = %s AND starts_at = %s",
+                               (fingerprint, starts_at))
+
     async def link_alert(self, fingerprint: str, starts_at: str, sweep_id: str) -> None:
         """Remember which sweep an alert started."""
         async with self.pool.connection() as conn:

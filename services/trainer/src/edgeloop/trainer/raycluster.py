@@ -1,0 +1,90 @@
+"""Ray for the sweeps: a local Ray started inside the trainer, or an existing cluster.
+
+Token authentication: Ray 2.59+ turns it on by default for local clusters and keeps the
+token in ``~/.ray/auth_token``. The trainer sets it deliberately: ``RAY_AUTH_MODE=token``
+and, when ``EDGELOOP_RAY_AUTH_TOKEN_FILE`` is set, ``RAY_AUTH_TOKEN_PATH`` to that file
+(created with a random token, mode 0600, if missing). The dashboard then asks for that
+token once per browser (it is kept in a cookie); ``ray get-auth-token`` prints it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+
+from edgeloop.platform.errors import ConfigError
+from edgeloop.trainer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RayInfo:
+    """What the trainer knows about the Ray it uses."""
+
+    dashboard_url: str
+    total_cpus: float
+    started_here: bool
+    token_file: str
+
+
+def configure_token(token_file: str) -> str:
+    """Turn on Ray token auth for this process and its workers; returns the token file used."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not token_file:
+        return str(Path.home() / ".ray" / "auth_token")
+    path = Path(token_file)
+    if not path.exists() or not path.read_text().strip():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path.resolve())
+    return str(path.resolve())
+
+
+def start_ray(settings: Settings) -> RayInfo:
+    """Connect to ``EDGELOOP_RAY_ADDRESS`` or start a local Ray with its dashboard on loopback."""
+    # Tune's checkpoint-frequency warning fires on every improving epoch of small sweeps
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    token_file = configure_token(settings.ray_auth_token_file)
+    started = False
+    if not ray.is_initialized():
+        try:
+            if settings.ray_address:
+                context = ray.init(address=settings.ray_address, log_to_driver=False)
+            else:
+                context = ray.init(
+                    num_cpus=settings.ray_num_cpus or os.cpu_count(), include_dashboard=True,
+                    dashboard_host="127.0.0.1", dashboard_port=settings.ray_dashboard_port,
+                    log_to_driver=False)
+            started = not settings.ray_address
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"EDGELOOP_RAY_ADDRESS: cannot start or join Ray "
+                              f"({settings.ray_address or 'local'}): {exc}") from exc
+        url = context.dashboard_url or ""
+    else:
+        url = ray.get_runtime_context().gcs_address and _dashboard_url()
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    url = url if not url or url.startswith("http") else f"http://{url}"
+    log.info("ray ready", extra={"dashboard": url, "cpus": cpus, "token_file": token_file})
+    return RayInfo(url, cpus, started, token_file)
+
+
+def _dashboard_url() -> str:
+    try:
+        from ray._private.worker import global_worker
+
+        return global_worker.node.address_info.get("webui_url", "") or ""
+    except Exception:  # private API: the URL is informative only
+        return ""
+
+
+def stop_ray(info: RayInfo) -> None:
+    """Shut down the local Ray if this trainer started it."""
+    if info.started_here and ray.is_initialized():
+        ray.shutdown()

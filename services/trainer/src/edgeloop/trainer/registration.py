@@ -1,0 +1,155 @@
+"""Registration: export the best trial, judge it on the holdout, log it, register it.
+
+The candidate and the current champion are evaluated on the SAME holdout split of the
+sweep's snapshot, through their SavedModels' serving signatures (so what is measured is
+what will be served); the registry's gate then decides promotion from those numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from edgeloop.contracts.registry.v1 import (
+    deployment_pb2,
+    model_pb2,
+    registry_service_pb2,
+    registry_service_pb2_grpc,
+)
+from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
+from edgeloop.platform.errors import Unavailable
+from edgeloop.trainer.tune import WEIGHTS_FILE, TuneOutcome
+
+log = logging.getLogger(__name__)
+PIP_REQUIREMENTS = ["mlflow>=3.5,<4", "tensorflow==2.21.*", "numpy"]
+REGISTER_DEADLINE_S = 120.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The exported best model and its holdout evaluation."""
+
+    saved_model_dir: Path
+    holdout_mae_mm: float
+    holdout_count: int
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the registry answered."""
+
+    version: str
+    promoted: bool
+    note: str
+    evaluation: model_pb2.HoldoutEvaluation
+
+
+def holdout_arrays(arrays_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The holdout images and labels of a snapshot."""
+    with np.load(arrays_path) as data:
+        mask = data["split"] == 2
+        return data["images"][mask], data["labels"][mask]
+
+
+def holdout_mae(saved_model_dir: str | Path, arrays_path: Path) -> float:
+    """MAE in mm of a SavedModel on a snapshot's holdout (blocking)."""
+    from edgeloop.trainer.model import load_serving_function, predict_mm
+
+    images, labels = holdout_arrays(arrays_path)
+    predicted = predict_mm(load_serving_function(saved_model_dir), images)
+    return float(np.mean(np.abs(predicted - labels)))
+
+
+def export_candidate(outcome: TuneOutcome, arrays_path: Path, out_dir: Path) -> Candidate:
+    """Rebuild the best trial's model at its best epoch, export it, measure its holdout MAE."""
+    from edgeloop.trainer.model import build_model, export_saved_model
+
+    cfg = outcome.config
+    model = build_model(cfg["architecture"], int(cfg["filters"]), float(cfg["dropout"]),
+                        int(cfg["dense_units"]))
+    model.load_weights(outcome.checkpoint_dir / WEIGHTS_FILE)
+    saved = export_saved_model(model, out_dir / "saved_model")
+    _, labels = holdout_arrays(arrays_path)
+    return Candidate(saved, holdout_mae(saved, arrays_path), int(len(labels)))
+
+
+def log_pyfunc(tracking_uri: str, run_id: str, saved_model_dir: Path) -> float:
+    """Log the SavedModel as MLflow model ``model`` in ``run_id``; returns the seconds it took."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "image")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,), "distance_mm")]))
+    code = str(Path(__file__).with_name("pyfunc_model.py"))
+    started = time.perf_counter()
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.get_run(run_id)
+    with mlflow.start_run(run_id=run_id, experiment_id=run.info.experiment_id):
+        mlflow.pyfunc.log_model(name="model", python_model=code,
+                                artifacts={"saved_model": str(saved_model_dir)},
+                                pip_requirements=PIP_REQUIREMENTS, signature=signature)
+    # start_run(run_id=...) ends the run as FINISHED, which it already was
+    return time.perf_counter() - started
+
+
+async def champion(channel: grpc.aio.Channel, token: str, model_name: str
+                   ) -> model_pb2.ModelVersion | None:
+    """The version aliased ``champion``, or None when the model has none yet."""
+    stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+    request = registry_service_pb2.GetModelVersionRequest(
+        model_name=model_name, selector=deployment_pb2.VersionSelector(alias="champion"))
+    try:
+        reply = await stub.GetModelVersion(request, metadata=bearer(token), timeout=DEFAULT_DEADLINE_S)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise Unavailable(f"registry: GetModelVersion failed: {exc.code().name} {exc.details()}") from exc
+    return reply.version
+
+
+async def evaluate(channel: grpc.aio.Channel, token: str, model_name: str, holdout_id: str,
+                   candidate: Candidate, arrays_path: Path) -> model_pb2.HoldoutEvaluation:
+    """Candidate and champion on the same holdout, as the gate's evidence."""
+    evaluation = model_pb2.HoldoutEvaluation(holdout_id=holdout_id,
+                                             candidate_mae_mm=candidate.holdout_mae_mm,
+                                             sample_count=candidate.holdout_count)
+    current = await champion(channel, token, model_name)
+    if current is None:
+        return evaluation
+    if not current.published_path or not Path(current.published_path).exists():
+        # the gate then sees no champion number; say why in the log instead of guessing one
+        log.warning("champion SavedModel not readable; no champion comparison",
+                    extra={"champion_version": current.version, "path": current.published_path})
+        return evaluation
+    evaluation.champion_version = current.version
+    evaluation.champion_mae_mm = await asyncio.to_thread(holdout_mae, current.published_path, arrays_path)
+    return evaluation
+
+
+async def register(channel: grpc.aio.Channel, token: str, request: dict[str, Any],
+                   evaluation: model_pb2.HoldoutEvaluation) -> Registration:
+    """RegisterModelVersion with metrics, tags and the evaluation; the gate decides promotion."""
+    stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+    message = registry_service_pb2.RegisterModelVersionRequest(
+        model_name=request["model_name"], run_id=request["run_id"], artifact_path="model",
+        metrics=request["metrics"], tags=request["tags"], evaluation=evaluation,
+        promote=request["promote"])
+    try:
+        reply = await stub.RegisterModelVersion(message, metadata=bearer(token),
+                                                timeout=REGISTER_DEADLINE_S)
+    except grpc.aio.AioRpcError as exc:
+        raise Unavailable(f"registry: RegisterModelVersion failed: {exc.code().name} "
+                          f"{exc.details()}") from exc
+    promoted = reply.HasField("promotion") and reply.promotion.promoted
+    note = reply.promotion.reason if reply.HasField("promotion") else "promotion not requested"
+    return Registration(reply.version.version, promoted, note, evaluation)

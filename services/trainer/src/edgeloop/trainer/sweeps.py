@@ -1,0 +1,470 @@
+"""The sweep life cycle: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED.
+
+One sweep runs at a time per model; further requests for that model queue and start
+in order when it ends. Sweeps are persisted (``store``), so a trainer restart marks
+the sweeps it was running as FAILED with the reason and resumes the queue.
+
+A running sweep: snapshot (or reuse ``from_sweep``'s) -> MLflow parent run ->
+Ray Tune sweep in a worker thread -> export, holdout evaluation, MLflow model,
+registration. Cancelling stops the Tuner's trials through its stopper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import mlflow
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
+
+from edgeloop.contracts.features.v1 import feature_store_service_pb2
+from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
+from edgeloop.platform import log_context
+from edgeloop.platform.errors import EdgeloopError, FailedPrecondition, InvalidArgument
+from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
+from edgeloop.trainer import registration, snapshot, tune
+from edgeloop.trainer.events import EventBus, make_event
+from edgeloop.trainer.settings import Settings
+from edgeloop.trainer.store import TERMINAL, SweepStore
+from edgeloop.trainer.tracking import SweepTracking, ensure_experiment, git_sha
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("edgeloop.trainer")
+S = sweep_pb2
+DEFAULT_MODEL = "distance"
+RESTARTED = "trainer restarted while the sweep was running"
+CANCEL_WAIT_S = 120.0
+
+
+@dataclass
+class Dependencies:
+    """What a sweep talks to."""
+
+    settings: Settings
+    store: SweepStore
+    bus: EventBus
+    objects: ObjectStore
+    features: grpc.aio.Channel
+    registry: grpc.aio.Channel
+    work_dir: Path
+    total_cpus: float
+
+
+def _now() -> Timestamp:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+class SweepManager:
+    """Queues, runs, cancels and recovers sweeps."""
+
+    def __init__(self, deps: Dependencies) -> None:
+        self.deps = deps
+        self.running: dict[str, asyncio.Task[None]] = {}  # model name -> task
+        self.live: dict[str, S.Sweep] = {}  # sweep id -> the message being updated
+        self._kick_lock = asyncio.Lock()
+        self._save_lock = asyncio.Lock()
+        self._cancelled: set[str] = set()
+
+    async def recover(self) -> None:
+        """At start: sweeps left RUNNING failed with the reason; queued ones resume."""
+        for sweep_id in await self.deps.store.ids_in_state(S.SWEEP_STATE_RUNNING):
+            sweep = await self.deps.store.get(sweep_id)
+            sweep.state, sweep.error = S.SWEEP_STATE_FAILED, RESTARTED
+            sweep.finished_at.CopyFrom(_now())
+            await self.deps.store.save(sweep)
+            await self.deps.bus.emit(make_event(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED, RESTARTED))
+            log.warning("sweep failed by restart", extra={"sweep_id": sweep_id})
+        models = {s.model_name for s in await self._queued()}
+        for model in models:
+            await self.kick(model)
+
+    async def _queued(self) -> list[S.Sweep]:
+        ids = await self.deps.store.ids_in_state(S.SWEEP_STATE_QUEUED)
+        return [await self.deps.store.get(i) for i in ids]
+
+    async def submit(self, request: trainer_service_pb2.StartSweepRequest) -> S.Sweep:
+        """Validate and queue a sweep; it starts when its model has no running sweep."""
+        request = self._with_defaults(request)
+        tune.search_values(request.search_space)  # InvalidArgument naming the field
+        from_snapshot = await self._check_data(request)
+        sweep = S.Sweep(
+            sweep_id=uuid.uuid4().hex[:12], model_name=request.model_name,
+            experiment=request.experiment, trigger=request.trigger, state=S.SWEEP_STATE_QUEUED,
+            data=request.data, search_space=request.search_space, num_trials=request.num_trials,
+            from_sweep=request.from_sweep, deployment=request.deployment, created_at=_now())
+        if from_snapshot:
+            sweep.dataset.snapshot_id = from_snapshot
+        await self.deps.store.insert(sweep, request)
+        await self.deps.bus.emit(make_event(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED,
+                                            f"queued (trigger {sweep.trigger})"))
+        log.info("sweep queued", extra={"sweep_id": sweep.sweep_id, "model": sweep.model_name,
+                                        "trigger": sweep.trigger})
+        await self.kick(sweep.model_name)
+        return await self.get(sweep.sweep_id)
+
+    def _with_defaults(self, request: trainer_service_pb2.StartSweepRequest
+                       ) -> trainer_service_pb2.StartSweepRequest:
+        filled = trainer_service_pb2.StartSweepRequest()
+        filled.CopyFrom(request)
+        filled.model_name = filled.model_name or DEFAULT_MODEL
+        filled.experiment = filled.experiment or filled.model_name
+        filled.trigger = filled.trigger or "manual"
+        filled.num_trials = filled.num_trials or self.deps.settings.default_trials
+        if filled.num_trials > 256:
+            raise InvalidArgument("num_trials", f"{filled.num_trials} is more than 256")
+        return filled
+
+    async def _check_data(self, request: trainer_service_pb2.StartSweepRequest) -> str:
+        """Refuse at once what cannot run: unknown from_sweep, too little labelled data."""
+        if request.from_sweep:
+            source = await self.deps.store.get(request.from_sweep)
+            snapshot_id = source.dataset.snapshot_id
+            if not snapshot_id or not self.deps.objects.exists(
+                    f"{snapshot.prefix(snapshot_id)}/manifest.json"):
+                raise FailedPrecondition(f"from_sweep: sweep {request.from_sweep} has no dataset "
+                                         "snapshot (it never built one)")
+            return snapshot_id
+        query = snapshot.list_request(request.data)
+        query.include_jpeg = False
+        found = await snapshot.fetch_observations_meta(self.deps.features, query)
+        minimum = self.deps.settings.min_observations
+        if found < minimum and not request.data.include_snapshots_of:
+            raise FailedPrecondition(f"data: the selection matches {found} labelled observations; "
+                                     f"a sweep needs at least {minimum}")
+        return ""
+
+    async def get(self, sweep_id: str) -> S.Sweep:
+        """The sweep as it is now (the live message while it runs)."""
+        if sweep_id in self.live:
+            return self.live[sweep_id]
+        return await self.deps.store.get(sweep_id)
+
+    async def kick(self, model_name: str) -> None:
+        """Start the oldest queued sweep of ``model_name`` if none of its sweeps runs."""
+        async with self._kick_lock:
+            if model_name in self.running:
+                return
+            queued = await self.deps.store.ids_in_state(S.SWEEP_STATE_QUEUED, model_name)
+            if queued:
+                task = asyncio.create_task(self._run(queued[0]), name=f"sweep-{queued[0]}")
+                self.running[model_name] = task
+
+    async def cancel(self, sweep_id: str) -> S.Sweep:
+        """Cancel a queued sweep at once, or stop a running one's trials and wait for it."""
+        sweep = await self.get(sweep_id)
+        if sweep.state in TERMINAL:
+            raise FailedPrecondition(f"sweep_id: sweep {sweep_id} already ended "
+                                     f"({S.SweepState.Name(sweep.state)})")
+        self._cancelled.add(sweep_id)
+        tune.cancel(sweep_id)
+        if sweep.state == S.SWEEP_STATE_QUEUED and sweep_id not in self.live:
+            await self._finish(sweep, S.SWEEP_STATE_CANCELLED, "cancelled while queued")
+            return await self.get(sweep_id)
+        task = self.running.get(sweep.model_name)
+        if task is not None:
+            await asyncio.wait({task}, timeout=CANCEL_WAIT_S)
+        return await self.get(sweep_id)
+
+    async def close(self) -> None:
+        """Stop running sweeps (the service is stopping); they end CANCELLED."""
+        for sweep_id in list(self.live):
+            tune.cancel(sweep_id)
+            self._cancelled.add(sweep_id)
+        if self.running:
+            await asyncio.wait(set(self.running.values()), timeout=CANCEL_WAIT_S)
+
+    async def persist(self, sweep: S.Sweep) -> None:
+        """Save the live message (serialised saves keep the last state last)."""
+        async with self._save_lock:
+            await self.deps.store.save(sweep)
+        self.deps.bus.notify(sweep.sweep_id)
+
+    async def emit(self, sweep: S.Sweep, kind: int, message: str, **fields: Any) -> None:
+        """Persist the sweep and record a progress event."""
+        await self.persist(sweep)
+        await self.deps.bus.emit(make_event(sweep, kind, message, **fields))
+
+    async def _finish(self, sweep: S.Sweep, state: int, message: str) -> None:
+        sweep.state = state
+        sweep.finished_at.CopyFrom(_now())
+        if state == S.SWEEP_STATE_FAILED:
+            sweep.error = message
+        await self.emit(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED, message)
+
+    async def _run(self, sweep_id: str) -> None:
+        sweep = await self.deps.store.get(sweep_id)
+        request = await self.deps.store.request(sweep_id)
+        self.live[sweep_id] = sweep
+        try:
+            with tracer.start_as_current_span("sweep") as span, log_context(sweep_id=sweep_id):
+                sweep.trace_id = format(span.get_span_context().trace_id, "032x")
+                await self._run_states(sweep, request)
+        finally:
+            self.live.pop(sweep_id, None)
+            self._cancelled.discard(sweep_id)
+            self.running.pop(sweep.model_name, None)
+            await self.kick(sweep.model_name)
+
+    async def _run_states(self, sweep: S.Sweep, request: trainer_service_pb2.StartSweepRequest) -> None:
+        sweep.state = S.SWEEP_STATE_RUNNING
+        sweep.started_at.CopyFrom(_now())
+        await self.emit(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED, "running")
+        run = SweepRun(self, sweep, request)
+        try:
+            await run.execute()
+        except tune.Cancelled:
+            run.close_tracking("KILLED")
+            await self._finish(sweep, S.SWEEP_STATE_CANCELLED, "cancelled")
+        except EdgeloopError as exc:
+            run.close_tracking("FAILED")
+            log.warning("sweep failed: %s", exc.message)
+            await self._finish(sweep, S.SWEEP_STATE_FAILED, exc.message)
+        except Exception as exc:  # a bug or a lower library: keep the service, fail the sweep
+            log.exception("sweep failed unexpectedly")
+            run.close_tracking("FAILED")
+            await self._finish(sweep, S.SWEEP_STATE_FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            run.close_tracking("FINISHED")
+            await self._finish(sweep, S.SWEEP_STATE_SUCCEEDED,
+                               f"succeeded: version {sweep.model_version}"
+                               f"{' promoted' if sweep.promoted else ' not promoted'}")
+
+    def cancelled(self, sweep_id: str) -> bool:
+        """Whether a cancel was asked for ``sweep_id``."""
+        return sweep_id in self._cancelled
+
+
+class SweepRun:
+    """One execution of a sweep, phase by phase."""
+
+    def __init__(self, manager: SweepManager, sweep: S.Sweep,
+                 request: trainer_service_pb2.StartSweepRequest) -> None:
+        self.manager = manager
+        self.deps = manager.deps
+        self.sweep = sweep
+        self.request = request
+        self.tracking: SweepTracking | None = None
+        self.folder = self.deps.work_dir / "sweeps" / sweep.sweep_id
+
+    def _check_cancel(self) -> None:
+        if self.manager.cancelled(self.sweep.sweep_id):
+            raise tune.Cancelled("the sweep was cancelled")
+
+    async def execute(self) -> None:
+        """All phases; raises Cancelled, EdgeloopError or anything unexpected."""
+        snap = await self.build_snapshot()
+        self._check_cancel()
+        await asyncio.to_thread(self.start_tracking, snap)
+        outcome = await self.tune(snap)
+        self._check_cancel()
+        await self.register(snap, outcome)
+
+    async def build_snapshot(self) -> snapshot.Snapshot:
+        """Build the snapshot, or reload ``from_sweep``'s identical one."""
+        reuse = self.sweep.dataset.snapshot_id
+        if reuse:
+            snap = await asyncio.to_thread(snapshot.load_snapshot, reuse, self.deps.objects,
+                                           self.deps.work_dir)
+            note = f"reused snapshot {reuse} ({snap.content_hash[:12]})"
+        else:
+            observations = await self._observations()
+            snap = await asyncio.to_thread(
+                snapshot.build_snapshot, self.sweep.sweep_id, observations, self.request.data,
+                self.request.seed, self.deps.objects, self.deps.work_dir,
+                self.deps.settings.min_observations)
+            note = f"snapshot of {len(observations)} observations ({snap.content_hash[:12]})"
+        self.sweep.dataset.CopyFrom(snap.to_proto())
+        counts = snap.manifest["split_counts"]
+        await self.manager.emit(self.sweep, S.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT, note,
+                                metrics={k: float(v) for k, v in counts.items()})
+        return snap
+
+    async def _observations(self) -> list[Any]:
+        data = self.request.data
+        found = await snapshot.fetch_observations(self.deps.features, snapshot.list_request(data))
+        if data.include_snapshots_of:
+            ids = [i for sid in data.include_snapshots_of
+                   for i in snapshot.manifest_ids(self.deps.objects, sid)]
+            query = feature_store_service_pb2.ListObservationsRequest(
+                observation_ids=ids, labelled_only=True, include_jpeg=True)
+            known = {o.observation_id for o in found}
+            found += [o for o in await snapshot.fetch_observations(self.deps.features, query)
+                      if o.observation_id not in known]
+        return snapshot.apply_cap(found, data)
+
+    def start_tracking(self, snap: snapshot.Snapshot) -> None:
+        """The MLflow parent run with lineage tags and the snapshot as dataset input."""
+        settings = self.deps.settings
+        client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+        experiment_id = ensure_experiment(client, self.sweep.experiment, artifact_root(settings, self.deps.work_dir))
+        tags = {"sweep_id": self.sweep.sweep_id, "dataset_snapshot": snap.snapshot_id,
+                "trigger": self.sweep.trigger, "git_sha": git_sha(), "trace_id": self.sweep.trace_id,
+                "model_name": self.sweep.model_name}
+        self.tracking = SweepTracking(client, experiment_id, tags)
+        values = tune.search_values(self.sweep.search_space)
+        self.sweep.mlflow_experiment_id = experiment_id
+        self.sweep.mlflow_parent_run_id = self.tracking.start_parent(
+            f"sweep-{self.sweep.sweep_id}", {f"space_{k}": v for k, v in values.items()}
+            | {"num_trials": self.sweep.num_trials})
+        self.tracking.log_snapshot(object_uri(self.deps.objects, snap.to_proto().manifest_key),
+                                   snap.snapshot_id, snap.content_hash, snap.manifest["split_counts"])
+
+    async def tune(self, snap: snapshot.Snapshot) -> tune.TuneOutcome:
+        """Run the Ray Tune sweep in a worker thread, reporting progress."""
+        values = tune.search_values(self.sweep.search_space)
+        resources = tune.fit_resources(self.deps.total_cpus, self.sweep.num_trials,
+                                       self.request.max_concurrent_trials, self.deps.settings.tf_threads)
+        self.sweep.max_concurrent_trials = resources.concurrent
+        plan = tune.SweepPlan(self.sweep.sweep_id, snap.arrays_path, values, self.sweep.num_trials,
+                              resources, int(self.request.seed or snap.manifest["seed"]),
+                              self.folder / "ray")
+        hooks = Progress(self, asyncio.get_running_loop())
+        outcome = await asyncio.to_thread(tune.run_sweep, plan, hooks)
+        self.sweep.best_trial_id = outcome.trial_id
+        return outcome
+
+    async def register(self, snap: snapshot.Snapshot, outcome: tune.TuneOutcome) -> None:
+        """Export, evaluate on the holdout, log to MLflow, register; record the answer."""
+        assert self.tracking is not None
+        run_id = self.tracking.trial_runs[outcome.trial_id]
+        candidate = await asyncio.to_thread(registration.export_candidate, outcome,
+                                             snap.arrays_path, self.folder)
+        evaluation = await registration.evaluate(
+            self.deps.registry, self.deps.settings.registry_token, self.sweep.model_name,
+            snap.content_hash, candidate, snap.arrays_path)
+        seconds = await asyncio.to_thread(registration.log_pyfunc, self.deps.settings.mlflow_tracking_uri,
+                                          run_id, candidate.saved_model_dir)
+        log.info("model logged", extra={"run_id": run_id, "seconds": round(seconds, 3)})
+        metrics = {"holdout_mae_mm": candidate.holdout_mae_mm, "val_mae_mm": outcome.val_mae_mm}
+        self.tracking.client.log_metric(run_id, "holdout_mae_mm", candidate.holdout_mae_mm)
+        answer = await registration.register(self.deps.registry, self.deps.settings.registry_token, {
+            "model_name": self.sweep.model_name, "run_id": run_id, "metrics": metrics,
+            "tags": self.tracking.tags, "promote": self.request.promote}, evaluation)
+        self.sweep.holdout_mae_mm = candidate.holdout_mae_mm
+        self.sweep.model_version, self.sweep.promoted = answer.version, answer.promoted
+        self.sweep.promotion_note = answer.note
+        await self.manager.emit(self.sweep, S.SWEEP_EVENT_TYPE_VERSION_REGISTERED,
+                                f"registered {self.sweep.model_name} version {answer.version}",
+                                metrics=metrics)
+        await self.manager.emit(self.sweep, S.SWEEP_EVENT_TYPE_PROMOTION,
+                                ("promoted: " if answer.promoted else "not promoted: ") + answer.note)
+        await asyncio.to_thread(self._write_results, snap, outcome, evaluation)
+
+    def _write_results(self, snap: snapshot.Snapshot, outcome: tune.TuneOutcome, evaluation: Any) -> None:
+        reference = snapshot.load_reference(self.deps.objects, snap.snapshot_id)
+        reference["holdout_mae_mm"] = self.sweep.holdout_mae_mm
+        snapshot.save_reference(self.deps.objects, snap.snapshot_id, reference)
+        summary = {"sweep_id": self.sweep.sweep_id, "snapshot_id": snap.snapshot_id,
+                   "content_hash": snap.content_hash, "best_trial_id": outcome.trial_id,
+                   "best_config": outcome.config, "val_mae_mm": outcome.val_mae_mm,
+                   "holdout_mae_mm": self.sweep.holdout_mae_mm,
+                   "champion_version": evaluation.champion_version,
+                   "champion_mae_mm": evaluation.champion_mae_mm,
+                   "model_version": self.sweep.model_version, "promoted": self.sweep.promoted,
+                   "promotion_note": self.sweep.promotion_note,
+                   "mlflow_parent_run_id": self.sweep.mlflow_parent_run_id}
+        self.deps.objects.put(f"{snapshot.prefix(self.sweep.sweep_id)}/summary.json",
+                              json.dumps(summary, indent=1).encode(), "application/json")
+
+    def close_tracking(self, status: str) -> None:
+        """End the MLflow runs (best effort: a broken tracking store must not hide the cause)."""
+        if self.tracking is not None:
+            try:
+                self.tracking.finish(status, {"holdout_mae_mm": self.sweep.holdout_mae_mm}
+                                     if self.sweep.model_version else None)
+            except Exception:
+                log.exception("could not close the MLflow runs")
+
+
+class Progress:
+    """Tune callbacks -> MLflow runs (on the Tune thread) and events + trial table (on the loop)."""
+
+    def __init__(self, run: SweepRun, loop: asyncio.AbstractEventLoop) -> None:
+        self.run = run
+        self.loop = loop
+        self.best = float("inf")
+
+    def _on_loop(self, coro: Any) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def _trial(self, trial_id: str) -> S.Trial:
+        for trial in self.run.sweep.trials:
+            if trial.trial_id == trial_id:
+                return trial
+        return self.run.sweep.trials.add(trial_id=trial_id)
+
+    def trial_started(self, trial_id: str, params: dict[str, Any]) -> None:
+        run_id = self.run.tracking.start_trial(trial_id, params) if self.run.tracking else ""
+        self._on_loop(self._started(trial_id, params, run_id))
+
+    async def _started(self, trial_id: str, params: dict[str, Any], run_id: str) -> None:
+        trial = self._trial(trial_id)
+        trial.state, trial.mlflow_run_id = "RUNNING", run_id
+        trial.params.update({k: str(v) for k, v in params.items()})
+        await self.run.manager.emit(self.run.sweep, S.SWEEP_EVENT_TYPE_TRIAL_STARTED,
+                                    f"trial {trial_id} started: {params}", trial_id=trial_id)
+
+    def epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
+        if self.run.tracking:
+            self.run.tracking.log_epoch(trial_id, epoch, metrics)
+        self._on_loop(self._epoch(trial_id, epoch, metrics))
+
+    async def _epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
+        trial = self._trial(trial_id)
+        trial.epochs_done = epoch
+        trial.best_val_mae_mm = metrics.get("best_val_mae_mm", metrics.get(tune.METRIC, 0.0))
+        await self.run.manager.emit(self.run.sweep, S.SWEEP_EVENT_TYPE_EPOCH,
+                                    f"trial {trial_id} epoch {epoch}: val_mae_mm "
+                                    f"{metrics.get(tune.METRIC, float('nan')):.1f}",
+                                    trial_id=trial_id, epoch=epoch, metrics=metrics)
+        value = metrics.get(tune.METRIC, float("inf"))
+        if value < self.best:
+            self.best = value
+            self.run.sweep.best_trial_id = trial_id
+            await self.run.manager.emit(self.run.sweep, S.SWEEP_EVENT_TYPE_BEST_SO_FAR,
+                                        f"best so far: trial {trial_id} val_mae_mm {value:.1f}",
+                                        trial_id=trial_id, epoch=epoch, metrics={tune.METRIC: value})
+
+    def trial_finished(self, trial_id: str, status: str) -> None:
+        if self.run.tracking:
+            self.run.tracking.end_trial(trial_id, status)
+        self._on_loop(self._finished(trial_id, status))
+
+    async def _finished(self, trial_id: str, status: str) -> None:
+        trial = self._trial(trial_id)
+        trial.state = status
+        await self.run.manager.emit(self.run.sweep, S.SWEEP_EVENT_TYPE_TRIAL_FINISHED,
+                                    f"trial {trial_id} {status.lower()} after {trial.epochs_done} "
+                                    f"epochs (best val_mae_mm {trial.best_val_mae_mm:.1f})",
+                                    trial_id=trial_id, metrics={"best_val_mae_mm": trial.best_val_mae_mm})
+
+
+def artifact_root(settings: Settings, work_dir: Path) -> str:
+    """Where new experiments keep artifacts when the tracking store is local."""
+    if settings.mlflow_artifact_root:
+        return settings.mlflow_artifact_root
+    if settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks")):
+        return ""  # the tracking server decides (proxied artifacts)
+    return (work_dir / "mlflow-artifacts").resolve().as_uri()
+
+
+def object_uri(objects: ObjectStore, key: str) -> str:
+    """A URI of an object for lineage records (file:// or s3://)."""
+    if isinstance(objects, LocalFolderStore):
+        return (objects.root / key).resolve().as_uri()
+    return f"s3://{getattr(objects, 'bucket', 'edgeloop')}/{key}"
+
+
+def default_work_dir() -> Path:
+    """A private temporary work folder when EDGELOOP_WORK_DIR is not set."""
+    return Path(tempfile.mkdtemp(prefix="edgeloop-trainer-"))

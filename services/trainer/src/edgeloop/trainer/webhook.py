@@ -1,0 +1,129 @@
+"""``POST /hooks/grafana``: Grafana alert notifications start retraining sweeps.
+
+Grafana's webhook contact point sends ``{"status", "alerts": [{"status", "labels":
+{"alertname", ...}, "fingerprint", "startsAt", ...}], ...}`` with the configured
+``Authorization: Bearer <secret>``. Each *firing* alert starts a sweep with trigger
+``grafana:<alertname>``; alert labels ``model`` and ``deployment`` (when present) choose
+the model and restrict the data. Grafana repeats notifications of one alert while it
+fires: an occurrence (fingerprint, startsAt) starts at most one sweep, remembered in
+the database so restarts do not forget.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
+from edgeloop.platform.errors import ConfigError, EdgeloopError
+from edgeloop.trainer.store import SweepStore
+
+log = logging.getLogger(__name__)
+PATH = "/hooks/grafana"
+MAX_BODY = 1024 * 1024
+Submit = Callable[[trainer_service_pb2.StartSweepRequest], Awaitable[sweep_pb2.Sweep]]
+
+
+class BadPayload(ValueError):
+    """The body is not a Grafana alert notification."""
+
+
+def parse_alerts(payload: Any) -> list[dict[str, str]]:
+    """The firing alerts of a payload: alertname, fingerprint, startsAt, model, deployment."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+        raise BadPayload("alerts: expected a list of alerts")
+    firing = []
+    for i, alert in enumerate(payload["alerts"]):
+        if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
+            raise BadPayload(f"alerts[{i}].labels: expected an object")
+        for key in ("status", "fingerprint", "startsAt"):
+            if not isinstance(alert.get(key), str) or not alert[key]:
+                raise BadPayload(f"alerts[{i}].{key}: expected a non-empty string")
+        name = alert["labels"].get("alertname")
+        if not isinstance(name, str) or not name:
+            raise BadPayload(f"alerts[{i}].labels.alertname: expected a non-empty string")
+        if alert["status"] == "firing":
+            firing.append({"alertname": name, "fingerprint": alert["fingerprint"],
+                           "startsAt": alert["startsAt"], "model": str(alert["labels"].get("model", "")),
+                           "deployment": str(alert["labels"].get("deployment", ""))})
+    return firing
+
+
+def sweep_request(alert: dict[str, str]) -> trainer_service_pb2.StartSweepRequest:
+    """The sweep an alert asks for: its deployment's data, default search space, promotion on."""
+    data = sweep_pb2.DataSelection(deployments=[alert["deployment"]] if alert["deployment"] else [])
+    return trainer_service_pb2.StartSweepRequest(
+        model_name=alert["model"], trigger=f"grafana:{alert['alertname']}", data=data,
+        deployment=alert["deployment"], promote=True)
+
+
+class GrafanaWebhook:
+    """The aiohttp application and its server."""
+
+    def __init__(self, store: SweepStore, submit: Submit, secret: str) -> None:
+        self.store = store
+        self.submit = submit
+        self.secret = secret
+        self.runner: web.AppRunner | None = None
+        self.address = ""
+
+    def app(self) -> web.Application:
+        """The aiohttp application (one route)."""
+        application = web.Application(client_max_size=MAX_BODY)
+        application.router.add_post(PATH, self.handle)
+        return application
+
+    async def start(self, listen_addr: str) -> str:
+        """Listen on ``listen_addr`` (port 0 picks one); returns the bound host:port."""
+        host, _, port = listen_addr.rpartition(":")
+        self.runner = web.AppRunner(self.app(), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host or "127.0.0.1", int(port))
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"EDGELOOP_WEBHOOK_ADDR: cannot listen on {listen_addr}: {exc}") from exc
+        bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+        self.address = f"{bound[0]}:{bound[1]}"
+        log.info("webhook listening", extra={"address": self.address, "path": PATH})
+        return self.address
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        return bool(self.secret) and hmac.compare_digest(given.encode(), self.secret.encode())
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Authenticate, parse, then start one sweep per new firing alert."""
+        if not self._authorized(request):
+            return web.json_response({"error": "missing or wrong bearer secret"}, status=401)
+        try:
+            alerts = parse_alerts(await request.json())
+        except (ValueError, BadPayload) as exc:
+            return web.json_response({"error": f"malformed Grafana payload: {exc}"}, status=400)
+        results = [await self._one(alert) for alert in alerts]
+        return web.json_response({"results": results})
+
+    async def _one(self, alert: dict[str, str]) -> dict[str, str]:
+        if not await self.store.claim_alert(alert["fingerprint"], alert["startsAt"], alert["alertname"]):
+            return {"alertname": alert["alertname"], "result": "duplicate"}
+        try:
+            sweep = await self.submit(sweep_request(alert))
+        except EdgeloopError as exc:
+            log.warning("alert did not start a sweep: %s", exc.message,
+                        extra={"alertname": alert["alertname"], "fingerprint": alert["fingerprint"]})
+            # forget the occurrence so Grafana's next repeat can try again (e.g. more data)
+            await self.store.release_alert(alert["fingerprint"], alert["startsAt"])
+            return {"alertname": alert["alertname"], "result": "refused", "reason": exc.message}
+        await self.store.link_alert(alert["fingerprint"], alert["startsAt"], sweep.sweep_id)
+        log.info("alert started a sweep", extra={"alertname": alert["alertname"], "sweep_id": sweep.sweep_id})
+        return {"alertname": alert["alertname"], "result": "started", "sweep_id": sweep.sweep_id}

@@ -9,14 +9,24 @@ The public surface for tests, benchmarks and ``edgeloop demo``:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from edgeloop.edge_client.control.parking import Mode, ParkingController
+from edgeloop.edge_client.control.parking import Decision, Mode, ParkingController
 from edgeloop.edge_client.control.profile import SpeedProfile
 from edgeloop.edge_client.scene.drive import Capture, DriveSimulator
 from edgeloop.edge_client.scene.scenarios import Scenario, ScenarioPlan, resolve_plan
+from edgeloop.edge_client.stream.buffer import OfflineBuffer
+from edgeloop.edge_client.stream.client import StreamClient, StreamConfig
+from edgeloop.edge_client.summary import RunSummary, SessionSummary, summarise
+from edgeloop.platform import log_context
 
 MAX_FRAMES_PER_RUN = 200
 """A run that has not stopped after this many frames is ended (a controller that never stops)."""
@@ -70,3 +80,122 @@ def _profile_for(sim: DriveSimulator, profile: SpeedProfile | None) -> SpeedProf
     if profile is not None:
         return profile
     return SpeedProfile(stop_mm=sim.scenario.stop_mm)
+
+
+async def drive_session_async(gateway_addr: str, device_id: str, token: str,
+                              scenario: ScenarioLike = "beige", runs: int = 1, seed: int = 0,
+                              fps: float = 4.0, realtime: bool = False, *,
+                              mode: Mode = Mode.SENSOR, buffer_path: Path | None = None,
+                              session_id: str | None = None, start_time: datetime | None = None,
+                              prediction_timeout_s: float = 1.0, drain_timeout_s: float = 30.0,
+                              config: StreamConfig | None = None,
+                              on_run: Callable[[RunSummary], None] | None = None) -> SessionSummary:
+    """Drive ``runs`` simulated runs against the gateway at ``gateway_addr``; summarise them.
+
+    ``realtime`` paces captures at ``fps`` on the wall clock; otherwise frames go out as
+    fast as the gateway answers and ``captured_at`` follows the simulated clock from
+    ``start_time`` (default now), so a 20-minute session can be replayed in seconds.
+    ``mode`` selects what steers the car (the platform's prediction or the sensor).
+    The offline buffer lives at ``buffer_path`` (default: a temporary file).
+    """
+    with contextlib.ExitStack() as stack:
+        if buffer_path is None:
+            buffer_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "buffer.db"
+        buffer = OfflineBuffer(buffer_path)
+        stack.callback(buffer.close)
+        client = StreamClient(gateway_addr, device_id, token, buffer, session_id=session_id,
+                              config=config)
+        session = _Session(client, resolve_plan(scenario), seed, fps, realtime, mode,
+                           start_time or datetime.now(UTC), prediction_timeout_s)
+        await client.start()
+        try:
+            for _ in range(runs):
+                summary = await session.run()
+                if on_run is not None:
+                    on_run(summary)
+        finally:
+            await client.close(drain_timeout_s)
+        return session.summary()
+
+
+def drive_session(gateway_addr: str, device_id: str, token: str,
+                  scenario: ScenarioLike = "beige", runs: int = 1, seed: int = 0,
+                  fps: float = 4.0, realtime: bool = False, **kwargs: Any) -> SessionSummary:
+    """Blocking :func:`drive_session_async` (its own event loop)."""
+    return asyncio.run(drive_session_async(gateway_addr, device_id, token, scenario, runs, seed,
+                                           fps, realtime, **kwargs))
+
+
+class _Session:
+    """Runs of one session: simulator, controller and stream client together."""
+
+    def __init__(self, client: StreamClient, plan: ScenarioPlan, seed: int, fps: float,
+                 realtime: bool, mode: Mode, start_time: datetime, prediction_timeout_s: float) -> None:
+        self.client = client
+        self.sim = DriveSimulator(plan, seed=seed, fps=fps)
+        self.realtime = realtime
+        self.mode = Mode(mode)
+        self.start_time = start_time
+        self.prediction_timeout_s = prediction_timeout_s
+        self.sensors: dict[int, float | None] = {}
+        self.runs: list[tuple[list[int], RunSummary]] = []
+
+    async def run(self) -> RunSummary:
+        """One run from its start to the controller's stop."""
+        sim = self.sim
+        number = sim.start_run()
+        controller = ParkingController(SpeedProfile(stop_mm=sim.scenario.stop_mm), self.mode)
+        seqs: list[int] = []
+        start_mm, reason = None, "frame limit"
+        tick = time.monotonic()
+        with log_context(session=self.client.session_id, run=number):
+            for _ in range(MAX_FRAMES_PER_RUN):
+                capture = sim.capture()
+                start_mm = capture.true_mm if start_mm is None else start_mm
+                seq = self.client.send(capture.jpeg, capture.sensor_mm,
+                                       self.start_time + timedelta(seconds=capture.t_s))
+                seqs.append(seq)
+                self.sensors[seq] = capture.sensor_mm
+                decision = await self._decide(controller, seq, capture.sensor_mm)
+                if decision.stop:
+                    reason = decision.reason
+                    break
+                sim.advance(decision.speed_mm_s)
+                tick = await self._pace(tick)
+            stop_true = capture.true_mm
+            sim.end_run()
+            results = await self.client.results_for(seqs, self.prediction_timeout_s * 2)
+        summary = RunSummary(number, capture.scenario, float(start_mm or 0.0), stop_true, reason,
+                             summarise(seqs, self.sensors, results))
+        self.runs.append((seqs, summary))
+        return summary
+
+    async def _decide(self, controller: ParkingController, seq: int,
+                      sensor_mm: float | None) -> Decision:
+        if self.mode is Mode.SENSOR:
+            # Yield so the stream client can write and read while we render.
+            await asyncio.sleep(0)
+            return controller.decide(sensor_mm)
+        sent = time.monotonic()
+        result = await self.client.result(seq, self.prediction_timeout_s)
+        age = time.monotonic() - sent
+        prediction = result.distance_mm if result is not None else None
+        return controller.decide(sensor_mm, prediction, age)
+
+    async def _pace(self, tick: float) -> float:
+        if not self.realtime:
+            return tick
+        tick += 1.0 / self.sim.fps
+        await asyncio.sleep(max(0.0, tick - time.monotonic()))
+        return tick
+
+    def summary(self) -> SessionSummary:
+        """The session so far, recomputed from all results (late answers included)."""
+        results = self.client.results
+        runs = [dataclasses.replace(s, delivery=summarise(seqs, self.sensors, results))
+                for seqs, s in self.runs]
+        all_seqs = [seq for seqs, _ in self.runs for seq in seqs]
+        stats = self.client.stats
+        return SessionSummary(self.client.session_id, runs,
+                              summarise(all_seqs, self.sensors, results), stats.fps(),
+                              stats.reconnects, self.client.buffer.count(self.client.session_id))

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from edgeloop.edge_client.scene.floor import TEXTURE_MM
 from edgeloop.edge_client.scene.render import SceneRenderer, SceneState
 from edgeloop.edge_client.scene.scenarios import Scenario, ScenarioPlan

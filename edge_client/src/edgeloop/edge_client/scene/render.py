@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
 from edgeloop.edge_client.scene.camera import CameraModel
 from edgeloop.edge_client.scene.floor import (
     TEXEL_MM,

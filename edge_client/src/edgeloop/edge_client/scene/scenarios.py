@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from edgeloop.edge_client.scene.camera import CameraModel
 from edgeloop.edge_client.scene.floor import FloorSpec, floor_preset
 from edgeloop.edge_client.scene.render import Look

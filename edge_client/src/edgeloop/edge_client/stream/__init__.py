@@ -1,0 +1,1 @@
+"""The robot's connection to the gateway: stream client, offline buffer, statistics."""

@@ -1,0 +1,432 @@
+"""The stream client: one bidirectional gRPC stream per drive session, kept alive.
+
+Delivery rules (what the gateway can rely on):
+
+- The first message of every stream is a ``Hello`` with the session id; frames follow in
+  strictly increasing ``seq`` order on each stream.
+- A frame is *done* when a ``Prediction`` or ``FrameError`` with its seq arrives.
+- Labelled frames (with a sensor reading) are never lost: frames that were in flight when
+  the stream broke, and frames captured while disconnected, go to the bounded on-disk
+  :class:`OfflineBuffer` and are sent again after reconnecting, with the same seq and
+  ``late = true``. A frame that was answered is never sent again, so the gateway sees a
+  labelled frame more than once only if an answer was lost in transit; it deduplicates
+  those by (session id, seq).
+- Unlabelled frames that cannot be delivered live are dropped (there is nothing to learn
+  from them and their prediction would be too late to steer by).
+- Reconnects use exponential backoff with jitter; UNAUTHENTICATED, PERMISSION_DENIED,
+  INVALID_ARGUMENT and UNIMPLEMENTED end the session (retrying cannot help).
+- Deadlines: the stream itself (``stream_deadline_s``, reopened when it expires), the
+  Welcome (``connect_timeout_s``) and every frame's answer (``ack_timeout_s``; a stream
+  that stops answering is abandoned and reopened).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import grpc
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
+from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.edge_client.stream.backoff import Backoff
+from edgeloop.edge_client.stream.buffer import OfflineBuffer
+from edgeloop.edge_client.stream.stats import StreamStats
+from edgeloop.platform import log_context
+from edgeloop.platform.channels import channel_options
+from grpc import aio
+
+log = logging.getLogger(__name__)
+
+CLIENT_VERSION = "edgeloop-edge/0.1.0"
+FATAL_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+                         grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED})
+
+
+class StreamClosed(Exception):
+    """The session ended for good (bad credentials, unsupported gateway, or closed)."""
+
+
+class _StreamBroken(Exception):
+    """The current stream cannot go on; reconnect."""
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Timeouts, backoff and buffer limits of the stream client."""
+
+    connect_timeout_s: float = 5.0
+    ack_timeout_s: float = 10.0
+    stream_deadline_s: float = 3600.0
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+    capabilities: tuple[str, ...] = ("tof", "late_upload")
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """How a frame ended: answered (prediction or error) or dropped undelivered."""
+
+    seq: int
+    sensor_mm: float | None
+    prediction: edge_pb2.Prediction | None = None
+    error: edge_pb2.FrameError | None = None
+    rtt_ms: float | None = None
+    late: bool = False
+    dropped: bool = False
+
+    @property
+    def distance_mm(self) -> float | None:
+        """The predicted distance, if the frame was answered with one."""
+        if self.prediction is not None and self.prediction.HasField("distance_mm"):
+            return self.prediction.distance_mm
+        return None
+
+
+@dataclass
+class _InFlight:
+    frame: edge_pb2.Frame
+    sent_at: float
+    buffered: bool
+
+
+@dataclass
+class _Queued:
+    frame: edge_pb2.Frame | None = None
+    buffered_seq: int | None = None
+
+
+@dataclass
+class _State:
+    outbox: deque[_Queued] = field(default_factory=deque)
+    inflight: dict[int, _InFlight] = field(default_factory=dict)
+    ready: bool = False
+
+
+def make_traceparent() -> str:
+    """A fresh W3C traceparent (sampled) for one frame."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+class StreamClient:
+    """Sends frames of one session to the gateway and collects the answers by seq."""
+
+    def __init__(self, address: str, device_id: str, token: str, buffer: OfflineBuffer, *,
+                 session_id: str | None = None, config: StreamConfig | None = None,
+                 backoff: Backoff | None = None) -> None:
+        self.address = address
+        self.device_id = device_id
+        self.session_id = session_id or str(uuid.uuid4())
+        self.buffer = buffer
+        self.config = config or StreamConfig()
+        self.stats = StreamStats()
+        self.welcome: edge_pb2.Welcome | None = None
+        self.results: dict[int, FrameResult] = {}
+        self._metadata = (("authorization", f"Bearer {token}"), ("x-device-id", device_id))
+        self._backoff = backoff or Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
+        self._state = _State()
+        self._sensor: dict[int, float | None] = {}
+        self._waiters: dict[int, asyncio.Future[FrameResult]] = {}
+        self._wake = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._fatal: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._next_seq = buffer.max_seq(self.session_id) + 1
+
+    # -- public surface -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start connecting in the background (returns at once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"stream-{self.session_id}")
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """True once a stream is open and welcomed, False after ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def connected(self) -> bool:
+        """Whether a welcomed stream is open now."""
+        return self._state.ready
+
+    def send(self, jpeg: bytes, sensor_mm: float | None, captured_at: datetime | None = None,
+             traceparent: str | None = None) -> int:
+        """Queue one frame; returns its seq. Never blocks: offline frames go to the buffer."""
+        if self._fatal is not None:
+            raise StreamClosed(str(self._fatal)) from self._fatal
+        seq = self._next_seq
+        self._next_seq += 1
+        frame = edge_pb2.Frame(seq=seq, jpeg=jpeg, traceparent=traceparent or make_traceparent())
+        frame.captured_at.FromDatetime(captured_at or datetime.now(UTC))
+        if sensor_mm is not None:
+            frame.sensor_mm = sensor_mm
+        self._sensor[seq] = sensor_mm
+        self.stats.submitted += 1
+        if self._state.ready:
+            self._state.outbox.append(_Queued(frame=frame))
+            self._wake.set()
+        else:
+            self._park(frame)
+        return seq
+
+    async def result(self, seq: int, timeout: float) -> FrameResult | None:
+        """The frame's result, waiting up to ``timeout`` seconds (None if not there yet)."""
+        if seq in self.results:
+            return self.results[seq]
+        waiter = self._waiters.setdefault(seq, asyncio.get_running_loop().create_future())
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            return None
+
+    async def results_for(self, seqs: Sequence[int], timeout: float) -> dict[int, FrameResult]:
+        """Results of ``seqs`` that arrive within ``timeout`` seconds in total."""
+        deadline = time.monotonic() + timeout
+        found: dict[int, FrameResult] = {}
+        for seq in seqs:
+            res = await self.result(seq, max(0.0, deadline - time.monotonic()))
+            if res is not None:
+                found[seq] = res
+        return found
+
+    def pending_labelled(self) -> int:
+        """Labelled frames not answered yet (in flight, queued or in the buffer)."""
+        buffered = self.buffer.count(self.session_id)
+        live = sum(1 for q in self._state.outbox if q.frame is not None
+                   and q.frame.HasField("sensor_mm"))
+        live += sum(1 for f in self._state.inflight.values()
+                    if not f.buffered and f.frame.HasField("sensor_mm"))
+        return buffered + live
+
+    async def close(self, drain_timeout_s: float = 10.0) -> None:
+        """Deliver what is pending (up to ``drain_timeout_s``), then close the stream.
+
+        Labelled frames that could not be delivered stay in the on-disk buffer; a later
+        client with the same ``session_id`` and buffer delivers them.
+        """
+        self._closing = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), drain_timeout_s)
+        except TimeoutError:
+            log.warning("closing with undelivered labelled frames left in the buffer",
+                        extra={"session": self.session_id, "pending": self.pending_labelled()})
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._flush_to_buffer()
+        if self._fatal is not None:
+            raise StreamClosed(str(self._fatal)) from self._fatal
+
+    # -- connection loop ------------------------------------------------------------
+
+    async def _run(self) -> None:
+        with log_context(device=self.device_id, session=self.session_id):
+            while True:
+                try:
+                    await self._stream_once()
+                    if self._done():
+                        return
+                except aio.AioRpcError as exc:
+                    if exc.code() in FATAL_CODES:
+                        self._fail(exc)
+                        return
+                    log.warning("stream lost, reconnecting",
+                                extra={"code": exc.code().name, "details": exc.details()})
+                except (_StreamBroken, TimeoutError, aio.UsageError, asyncio.InvalidStateError) as exc:
+                    log.warning("stream lost, reconnecting", extra={"reason": repr(exc)})
+                finally:
+                    self._disconnect()
+                if self._done():
+                    return
+                await asyncio.sleep(self._backoff.next_delay())
+                self.stats.reconnects += 1
+
+    def _done(self) -> bool:
+        return self._closing and self.pending_labelled() == 0
+
+    async def _stream_once(self) -> None:
+        async with aio.insecure_channel(self.address, options=_options()) as channel:
+            call = gw_grpc.EdgeGatewayServiceStub(channel).Stream(
+                metadata=self._metadata, timeout=self.config.stream_deadline_s)
+            try:
+                await self._handshake(call)
+                await self._pump(call)
+            finally:
+                call.cancel()
+
+    async def _handshake(self, call: aio.StreamStreamCall) -> None:
+        hello = edge_pb2.Hello(device_id=self.device_id, client_version=CLIENT_VERSION,
+                               capabilities=list(self.config.capabilities),
+                               session_id=self.session_id)
+        await call.write(gw_pb2.StreamRequest(hello=hello))
+        response = await asyncio.wait_for(call.read(), self.config.connect_timeout_s)
+        if response is aio.EOF:
+            await _raise_status(call)
+            raise _StreamBroken("stream ended before Welcome")
+        if response.WhichOneof("kind") != "welcome":
+            raise _StreamBroken(f"expected Welcome, got {response.WhichOneof('kind')}")
+        self.welcome = response.welcome
+        self._backoff.reset()
+        # Backlog first, in seq order, then live frames: seq increases on the stream.
+        backlog = [_Queued(buffered_seq=s) for s in self.buffer.seqs(self.session_id)]
+        self._state.outbox.extendleft(reversed(backlog))
+        self._state.ready = True
+        self._connected.set()
+        log.info("stream open", extra={"deployment": self.welcome.deployment,
+                                       "gateway": self.welcome.gateway_id, "backlog": len(backlog)})
+
+    async def _pump(self, call: aio.StreamStreamCall) -> None:
+        tasks = [asyncio.create_task(self._write_loop(call)),
+                 asyncio.create_task(self._read_loop(call)),
+                 asyncio.create_task(self._watchdog())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            if not tasks[1].done():
+                await tasks[1]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _write_loop(self, call: aio.StreamStreamCall) -> None:
+        state = self._state
+        while True:
+            if not state.outbox:
+                if self._closing and not state.inflight and self.pending_labelled() == 0:
+                    await call.done_writing()
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            frame, buffered = self._next_frame(state.outbox.popleft())
+            if frame is None:
+                continue
+            state.inflight[frame.seq] = _InFlight(frame, time.monotonic(), buffered)
+            await call.write(gw_pb2.StreamRequest(frame=frame))
+            self.stats.written += 1
+
+    def _next_frame(self, item: _Queued) -> tuple[edge_pb2.Frame | None, bool]:
+        if item.frame is not None:
+            return item.frame, False
+        assert item.buffered_seq is not None
+        frame = self.buffer.get(self.session_id, item.buffered_seq)
+        if frame is not None:
+            self.stats.resent += 1
+        return frame, True
+
+    async def _read_loop(self, call: aio.StreamStreamCall) -> None:
+        while True:
+            response = await call.read()
+            if response is aio.EOF:
+                await _raise_status(call)
+                if self._closing:
+                    return
+                raise _StreamBroken("gateway ended the stream")
+            kind = response.WhichOneof("kind")
+            if kind == "prediction":
+                self._answered(response.prediction.seq, prediction=response.prediction)
+            elif kind == "error":
+                self._answered(response.error.seq, error=response.error)
+            if self._closing:
+                self._wake.set()
+
+    async def _watchdog(self) -> None:
+        timeout = self.config.ack_timeout_s
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            inflight = self._state.inflight
+            if inflight and time.monotonic() - min(f.sent_at for f in inflight.values()) > timeout:
+                raise _StreamBroken(f"no answer within ack_timeout_s={timeout}")
+
+    # -- bookkeeping ----------------------------------------------------------------
+
+    def _answered(self, seq: int, prediction: edge_pb2.Prediction | None = None,
+                  error: edge_pb2.FrameError | None = None) -> None:
+        sent = self._state.inflight.pop(seq, None)
+        if sent is None:
+            log.debug("answer for a frame not in flight", extra={"seq": seq})
+            return
+        if sent.buffered:
+            self.buffer.delete(self.session_id, seq)
+        late = sent.frame.late
+        rtt = None if late else (time.monotonic() - sent.sent_at) * 1000.0
+        if rtt is not None:
+            self.stats.rtts_ms.append(rtt)
+        self.stats.late += int(late)
+        if prediction is not None:
+            self.stats.predictions += 1
+        else:
+            self.stats.errors += 1
+            log.warning("frame refused", extra={"seq": seq, "reason": error.reason if error else None,
+                                                "detail": error.message if error else None})
+        self._resolve(FrameResult(seq, self._sensor.get(seq), prediction, error, rtt, late))
+
+    def _resolve(self, result: FrameResult) -> None:
+        self.results[result.seq] = result
+        waiter = self._waiters.pop(result.seq, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    def _park(self, frame: edge_pb2.Frame) -> None:
+        # A frame that cannot go out live: labelled ones wait on disk, the rest are dropped.
+        if frame.HasField("sensor_mm"):
+            frame.late = True
+            self.stats.evicted += self.buffer.put(self.session_id, frame)
+        else:
+            self.stats.dropped += 1
+            self._resolve(FrameResult(frame.seq, None, dropped=True))
+
+    def _disconnect(self) -> None:
+        self._state.ready = False
+        self._connected.clear()
+        self._flush_to_buffer()
+
+    def _flush_to_buffer(self) -> None:
+        state = self._state
+        pending = [f.frame for f in state.inflight.values() if not f.buffered]
+        pending += [q.frame for q in state.outbox if q.frame is not None]
+        state.inflight.clear()
+        state.outbox.clear()
+        for frame in sorted(pending, key=lambda f: f.seq):
+            self._park(frame)
+
+    def _fail(self, exc: aio.AioRpcError) -> None:
+        self._fatal = exc
+        log.error("session ended by the gateway",
+                  extra={"code": exc.code().name, "details": exc.details()})
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(StreamClosed(f"{exc.code().name}: {exc.details()}"))
+
+
+async def _raise_status(call: aio.StreamStreamCall) -> None:
+    """Raise the call's final status as AioRpcError if it is not OK."""
+    code = await call.code()
+    if code != grpc.StatusCode.OK:
+        raise aio.AioRpcError(code, await call.initial_metadata(), await call.trailing_metadata(),
+                              details=await call.details())
+
+
+def _options() -> list[tuple[str, object]]:
+    # No transparent retries on the stream: the client resends itself, by seq.
+    return [*channel_options(retries=False),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000)]

@@ -1,0 +1,150 @@
+"""Shared fixtures: an in-test EdgeGatewayService on loopback that can be stopped and restarted.
+
+The real gateway is a separate service; these tests exercise the robot's stream client
+against a real grpc.aio server speaking the same contract, with behaviour the tests
+control (answer, refuse, crash mid-stream, stop answering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
+from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.testing import free_port
+from grpc import aio
+
+DEVICE = "car-7"
+TOKEN = "s3cret"
+PREDICTION_OFFSET_MM = 10.0
+
+
+@dataclass
+class Received:
+    """One frame as the gateway saw it."""
+
+    session: str
+    seq: int
+    late: bool
+    sensor_mm: float | None
+
+
+@dataclass
+class GatewayState:
+    """What the in-test gateway saw and how it behaves; shared across restarts."""
+
+    received: list[Received] = field(default_factory=list)
+    answered: set[tuple[str, int]] = field(default_factory=set)
+    resent_after_answer: int = 0
+    hellos: list[edge_pb2.Hello] = field(default_factory=list)
+    crash_on_seqs: set[int] = field(default_factory=set)
+    """Abort the stream (UNAVAILABLE) when one of these seqs arrives, without answering it."""
+    refuse_seqs: set[int] = field(default_factory=set)
+    silent: bool = False
+    """Receive frames but never answer (a stuck gateway)."""
+
+    def labelled_seqs(self, session: str) -> set[int]:
+        return {r.seq for r in self.received if r.session == session and r.sensor_mm is not None}
+
+
+class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
+    """Answers each frame with sensor + 10 mm (or 100 mm without a sensor reading)."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def Stream(self, request_iterator: AsyncIterator[gw_pb2.StreamRequest],
+                     context: aio.ServicerContext) -> AsyncIterator[gw_pb2.StreamResponse]:
+        metadata = dict(context.invocation_metadata())
+        if metadata.get("authorization") != f"Bearer {TOKEN}" or metadata.get("x-device-id") != DEVICE:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
+        session = ""
+        async for request in request_iterator:
+            if request.WhichOneof("kind") == "hello":
+                session = request.hello.session_id
+                self.state.hellos.append(request.hello)
+                yield gw_pb2.StreamResponse(welcome=edge_pb2.Welcome(
+                    deployment="test", model_name="m", max_frame_bytes=1 << 20, gateway_id="gw-test"))
+                continue
+            response = await self._frame(session, request.frame, context)
+            if response is not None:
+                yield response
+
+    async def _frame(self, session: str, frame: edge_pb2.Frame,
+                     context: aio.ServicerContext) -> gw_pb2.StreamResponse | None:
+        state = self.state
+        sensor = frame.sensor_mm if frame.HasField("sensor_mm") else None
+        state.received.append(Received(session, frame.seq, frame.late, sensor))
+        if (session, frame.seq) in state.answered:
+            state.resent_after_answer += 1
+        if frame.seq in state.crash_on_seqs:
+            state.crash_on_seqs.discard(frame.seq)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "gateway crashed")
+        if state.silent:
+            return None
+        state.answered.add((session, frame.seq))
+        if frame.seq in state.refuse_seqs:
+            return gw_pb2.StreamResponse(error=edge_pb2.FrameError(
+                seq=frame.seq, reason=edge_pb2.FRAME_ERROR_REASON_INVALID_JPEG, code=3,
+                message="jpeg: not an image"))
+        distance = (sensor if sensor is not None else 90.0) + PREDICTION_OFFSET_MM
+        return gw_pb2.StreamResponse(prediction=edge_pb2.Prediction(
+            seq=frame.seq, distance_mm=distance, model_name="m", model_version="1",
+            deployment="test", arm="stable"))
+
+
+class FakeGateway:
+    """The in-test gateway on a fixed loopback port, so it can be stopped and restarted."""
+
+    device = DEVICE
+    token = TOKEN
+    offset_mm = PREDICTION_OFFSET_MM
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.state = GatewayState()
+        self._server: aio.Server | None = None
+
+    async def start(self) -> None:
+        server = aio.server()
+        gw_grpc.add_EdgeGatewayServiceServicer_to_server(FakeGatewayServicer(self.state), server)
+        if server.add_insecure_port(self.address) == 0:
+            raise RuntimeError(f"cannot bind {self.address}")
+        await server.start()
+        self._server = server
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGateway]:
+    """A started in-test gateway, stopped after the test."""
+    gw = FakeGateway()
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Awaitable[None]]:
+    """``await wait_until(predicate, timeout)``: poll until it holds, fail after timeout."""
+    return _wait_until
+
+
+async def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)

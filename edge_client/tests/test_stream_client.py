@@ -1,0 +1,173 @@
+"""The stream client against an in-test gateway (grpc.aio on loopback) that we stop and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+from edgeloop.edge_client.stream.backoff import Backoff
+from edgeloop.edge_client.stream.buffer import OfflineBuffer
+from edgeloop.edge_client.stream.client import StreamClient, StreamClosed, StreamConfig
+
+JPEG = b"\xff\xd8 not decoded by the fake gateway \xff\xd9"
+FAST = StreamConfig(connect_timeout_s=2.0, ack_timeout_s=2.0, backoff_initial_s=0.05,
+                    backoff_max_s=0.3)
+
+
+def make_client(gateway, tmp_path: Path, **kwargs) -> StreamClient:  # noqa: ANN001
+    buffer = kwargs.pop("buffer", None) or OfflineBuffer(tmp_path / "buffer.db")
+    return StreamClient(gateway.address, gateway.device, kwargs.pop("token", gateway.token),
+                        buffer, config=kwargs.pop("config", FAST), **kwargs)
+
+
+async def test_predictions_are_matched_to_frames_by_seq(gateway, tmp_path: Path) -> None:
+    client = make_client(gateway, tmp_path)
+    await client.start()
+    assert await client.wait_connected(5)
+    seqs = [client.send(JPEG, 100.0 + i) for i in range(20)]
+    results = await client.results_for(seqs, timeout=5)
+    await client.close()
+
+    assert seqs == list(range(1, 21))
+    assert sorted(results) == seqs
+    for i, seq in enumerate(seqs):
+        assert results[seq].distance_mm == pytest.approx(100.0 + i + gateway.offset_mm)
+        assert not results[seq].late
+    assert client.welcome is not None and client.welcome.deployment == "test"
+    hello = gateway.state.hellos[0]
+    assert hello.device_id == gateway.device and hello.session_id == client.session_id
+    p50, p99 = client.stats.rtt_percentiles()
+    assert p50 is not None and p99 is not None and 0 < p50 <= p99
+
+
+async def test_frame_errors_end_only_that_frame(gateway, tmp_path: Path) -> None:
+    gateway.state.refuse_seqs = {2}
+    client = make_client(gateway, tmp_path)
+    await client.start()
+    assert await client.wait_connected(5)
+    seqs = [client.send(JPEG, 50.0) for _ in range(3)]
+    results = await client.results_for(seqs, timeout=5)
+    await client.close()
+    assert results[2].error is not None and "jpeg" in results[2].error.message
+    assert results[1].distance_mm is not None and results[3].distance_mm is not None
+
+
+async def test_restart_loses_no_labelled_frame_and_delivers_each_once(
+        gateway, tmp_path: Path, wait_until) -> None:  # noqa: ANN001
+    client = make_client(gateway, tmp_path)
+    await client.start()
+    assert await client.wait_connected(5)
+    labelled: list[int] = []
+    unlabelled_offline: list[int] = []
+
+    for i in range(30):
+        labelled.append(client.send(JPEG, 200.0 - i))
+        await asyncio.sleep(0.002)
+    await gateway.stop(grace=None)
+    await wait_until(lambda: not client.connected)
+    offline = [client.send(JPEG, 150.0 - i) for i in range(25)]
+    labelled += offline
+    unlabelled_offline += [client.send(JPEG, None) for _ in range(5)]
+    assert client.buffer.count(client.session_id) >= 25
+
+    await gateway.start()
+    assert await client.wait_connected(10)
+    for i in range(30):
+        labelled.append(client.send(JPEG, 100.0 - i))
+        await asyncio.sleep(0.002)
+    await client.close(drain_timeout_s=10)
+
+    state = gateway.state
+    assert state.labelled_seqs(client.session_id) == set(labelled)
+    assert state.resent_after_answer == 0, "an answered frame was sent again"
+    assert {seq for seq in labelled if client.results.get(seq) and
+            client.results[seq].prediction is not None} == set(labelled)
+    late = {r.seq for r in state.received if r.late}
+    assert set(offline) <= late
+    assert all(client.results[s].dropped for s in unlabelled_offline)
+    assert client.stats.reconnects >= 1
+    assert client.buffer.count() == 0
+
+
+async def test_frames_unanswered_at_a_crash_are_resent_with_the_same_seq(
+        gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    gateway.state.crash_on_seqs = {5}
+    client = make_client(gateway, tmp_path)
+    await client.start()
+    seqs = [client.send(JPEG, 120.0) for _ in range(10)]
+    results = await client.results_for(seqs, timeout=10)
+    await client.close()
+
+    assert sorted(results) == seqs
+    received_5 = [r for r in gateway.state.received if r.seq == 5]
+    assert len(received_5) == 2 and received_5[1].late
+    assert gateway.state.resent_after_answer == 0
+    assert results[5].late and results[5].prediction is not None
+
+
+async def test_a_stuck_gateway_is_abandoned_after_the_ack_timeout(
+        gateway, tmp_path: Path, wait_until) -> None:  # noqa: ANN001
+    gateway.state.silent = True
+    client = make_client(gateway, tmp_path, config=StreamConfig(
+        ack_timeout_s=0.4, backoff_initial_s=0.05, backoff_max_s=0.1))
+    await client.start()
+    seq = client.send(JPEG, 80.0)
+    await wait_until(lambda: client.stats.reconnects >= 1, timeout=5)
+    gateway.state.silent = False
+    result = await client.result(seq, timeout=5)
+    await client.close()
+    assert result is not None and result.late and result.distance_mm == pytest.approx(90.0)
+
+
+async def test_bad_token_ends_the_session(gateway, tmp_path: Path) -> None:
+    client = make_client(gateway, tmp_path, token="wrong")
+    await client.start()
+    seq = client.send(JPEG, 10.0)
+    with pytest.raises(StreamClosed, match="UNAUTHENTICATED"):
+        await client.close(drain_timeout_s=5)
+    assert client.stats.reconnects == 0
+    assert (client.session_id, seq) in client.buffer, "the labelled frame stays on disk"
+
+
+async def test_a_resumed_session_delivers_what_an_earlier_process_left(
+        gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    await gateway.stop()
+    first = make_client(gateway, tmp_path)
+    await first.start()
+    left = [first.send(JPEG, 60.0 + i) for i in range(4)]
+    await first.close(drain_timeout_s=0.3)
+    first.buffer.close()
+
+    await gateway.start()
+    second = make_client(gateway, tmp_path, session_id=first.session_id)
+    await second.start()
+    new = second.send(JPEG, 40.0)
+    await second.close(drain_timeout_s=10)
+    assert new == max(left) + 1
+    assert gateway.state.labelled_seqs(first.session_id) == {*left, new}
+    assert second.buffer.count() == 0
+
+
+def test_offline_buffer_is_bounded_and_evicts_the_oldest(tmp_path: Path) -> None:
+    from edgeloop.contracts.edge.v1 import edge_pb2
+
+    buffer = OfflineBuffer(tmp_path / "b.db", max_frames=5)
+    evicted = sum(buffer.put("s", edge_pb2.Frame(seq=i, jpeg=b"x", sensor_mm=1.0))
+                  for i in range(1, 9))
+    assert evicted == 3
+    assert buffer.seqs("s") == [4, 5, 6, 7, 8]
+    buffer.close()
+    reopened = OfflineBuffer(tmp_path / "b.db", max_frames=5)
+    assert reopened.seqs("s") == [4, 5, 6, 7, 8] and reopened.max_seq("s") == 8
+
+
+def test_backoff_grows_with_jitter_up_to_the_cap() -> None:
+    backoff = Backoff(initial_s=0.1, maximum_s=1.0, rng=random.Random(1))
+    delays = [backoff.next_delay() for _ in range(8)]
+    ceilings = [min(1.0, 0.1 * 2**i) for i in range(8)]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) == len(delays), "jitter makes every delay different"
+    backoff.reset()
+    assert backoff.next_delay() <= 0.1

@@ -76,6 +76,7 @@ class Spool:
         self.segment_bytes = segment_bytes
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._ack_lock = threading.Lock()
         self._sizes: dict[int, int] = {}
         self._reserved = 0
         self._ack = Position(1, 0)
@@ -209,14 +210,23 @@ class Spool:
         return Position(position.segment, offset)
 
     def ack(self, position: Position) -> None:
-        """Persist that everything before ``position`` reached features; drop spent segments."""
-        tmp = self.directory / "ack.tmp"
-        with tmp.open("w") as out:
-            json.dump({"segment": position.segment, "offset": position.offset}, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.directory / "ack")
-        _fsync_dir(self.directory)
+        """Persist that everything before ``position`` reached features; drop spent segments.
+
+        The ack never moves backwards (a late acknowledgement of an older batch is ignored).
+        """
+        with self._ack_lock:
+            if position <= self.ack_position:
+                return
+            tmp = self.directory / "ack.tmp"
+            with tmp.open("w") as out:
+                json.dump({"segment": position.segment, "offset": position.offset}, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.directory / "ack")
+            _fsync_dir(self.directory)
+            self._forget_before(position)
+
+    def _forget_before(self, position: Position) -> None:
         with self._lock:
             self._ack = position
             spent = [n for n in self._sizes if n < position.segment]

@@ -1,0 +1,171 @@
+"""The drift rules file: the shipped file loads, and bad rules are refused by name."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from edgeloop.features.drift import (
+    RulesError,
+    default_rules_path,
+    format_duration,
+    load_rules,
+    parse_duration,
+    parse_rules,
+)
+from edgeloop.features.statistics import STAT_NAMES
+
+
+def shipped() -> dict[str, Any]:
+    """The shipped rules file as parsed YAML (a fresh copy to mutate)."""
+    return yaml.safe_load(default_rules_path().read_text(encoding="utf-8"))
+
+
+def rule_data(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(r for r in data["rules"] if r["name"] == name)
+
+
+def refused(data: dict[str, Any]) -> str:
+    with pytest.raises(RulesError) as info:
+        parse_rules(data, "rules.yaml")
+    return str(info.value)
+
+
+def test_shipped_file_loads_with_the_thesis_rule() -> None:
+    rules = load_rules()
+    thesis = rules.get("saturation_band")
+    assert thesis.kind == "covariate" and thesis.signal == "window_mean"
+    assert thesis.statistic == "saturation"
+    assert thesis.threshold.band == (40.0, 60.0)
+    assert thesis.window == timedelta(minutes=5)
+    assert thesis.pending == timedelta(minutes=1)
+    assert rules.interval == timedelta(seconds=15)
+
+
+def test_shipped_file_covers_every_drift_kind_and_the_requested_statistics() -> None:
+    rules = load_rules()
+    assert {r.kind for r in rules} == {"covariate", "label", "concept"}
+    js = {r.statistic for r in rules if r.signal == "js_distance"}
+    assert {"hue", "saturation", "brightness", "mean_r", "mean_g", "mean_b", "edge_density"} <= js
+    shares = {r.statistic for r in rules if r.signal == "out_of_range_share"}
+    assert shares == {"sensor_mm", "prediction_mm"}
+    concept = [r for r in rules if r.kind == "concept"]
+    assert concept and all(r.signal == "mae_ratio" and r.needs_labels for r in concept)
+
+
+def test_statistics_are_observation_columns() -> None:
+    for rule in load_rules():
+        assert rule.statistic is None or rule.statistic in (*STAT_NAMES, "sensor_mm",
+                                                            "prediction_mm")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("30s", timedelta(seconds=30)), ("5m", timedelta(minutes=5)),
+    ("1h30m", timedelta(hours=1, minutes=30)), ("2h", timedelta(hours=2)),
+])
+def test_durations_round_trip(value: str, expected: timedelta) -> None:
+    assert parse_duration(value) == expected
+    assert format_duration(expected) == value
+
+
+@pytest.mark.parametrize("value", ["", "5", "5 minutes", "-1m", "1.5m", 300])
+def test_bad_duration_names_rule_and_field(value: Any) -> None:
+    data = shipped()
+    rule_data(data, "js_hue")["window"] = value
+    message = refused(data)
+    assert "rule 'js_hue' field window" in message
+    assert "duration" in message
+
+
+def test_band_must_be_ordered() -> None:
+    data = shipped()
+    rule_data(data, "saturation_band")["threshold"] = {"band": [60, 40]}
+    message = refused(data)
+    assert "rule 'saturation_band' field threshold" in message
+    assert "lo must be below hi" in message
+
+
+def test_threshold_needs_exactly_one_bound() -> None:
+    data = shipped()
+    rule_data(data, "js_hue")["threshold"] = {"band": [0, 1], "max": 0.5}
+    assert "exactly one of band" in refused(data)
+
+
+def test_signal_needs_the_matching_threshold() -> None:
+    data = shipped()
+    rule_data(data, "saturation_band")["threshold"] = {"max": 60}
+    message = refused(data)
+    assert "rule 'saturation_band'" in message and "window_mean needs band" in message
+
+
+def test_js_distance_is_bounded_by_one() -> None:
+    data = shipped()
+    rule_data(data, "js_saturation")["threshold"] = {"max": 1.5}
+    message = refused(data)
+    assert "rule 'js_saturation'" in message and "(0, 1]" in message
+
+
+def test_mae_ratio_below_one_would_always_fire() -> None:
+    data = shipped()
+    rule_data(data, "concept_mae_ratio")["threshold"] = {"max": 0.9}
+    assert "must be above 1" in refused(data)
+
+
+def test_unknown_statistic_is_named() -> None:
+    data = shipped()
+    rule_data(data, "js_hue")["statistic"] = "colourfulness"
+    message = refused(data)
+    assert "rule 'js_hue' field statistic:" in message and "'colourfulness'" in message
+
+
+def test_kind_must_match_what_the_signal_measures() -> None:
+    data = shipped()
+    rule_data(data, "label_sensor_out_of_range")["kind"] = "covariate"
+    message = refused(data)
+    assert "rule 'label_sensor_out_of_range' field kind:" in message
+    assert "is label, not covariate" in message
+
+
+def test_unknown_field_is_refused() -> None:
+    data = shipped()
+    rule_data(data, "js_hue")["treshold"] = {"max": 0.5}
+    message = refused(data)
+    assert "rule 'js_hue' field treshold" in message
+
+
+def test_missing_field_is_named() -> None:
+    data = shipped()
+    del rule_data(data, "concept_mae_ratio")["min_samples"]
+    assert "rule 'concept_mae_ratio' field min_samples: Field required" in refused(data)
+
+
+def test_unnamed_rule_is_named_by_position() -> None:
+    data = shipped()
+    del data["rules"][2]["name"]
+    assert "rule #3 field name" in refused(data)
+
+
+def test_duplicate_names_are_refused() -> None:
+    data = shipped()
+    data["rules"].append(copy.deepcopy(rule_data(data, "js_hue")))
+    assert "rule 'js_hue' is defined twice" in refused(data)
+
+
+def test_unreadable_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules: [unclosed", encoding="utf-8")
+    with pytest.raises(RulesError, match=str(path)):
+        load_rules(path)
+
+
+def test_follow_reference_moves_the_band_only_for_another_world() -> None:
+    threshold = load_rules().get("saturation_band").threshold
+    assert threshold.effective_band(49.9) == (40.0, 60.0)
+    assert threshold.effective_band(None) == (40.0, 60.0)
+    assert threshold.effective_band(71.0) == pytest.approx((61.0, 81.0))
+    assert threshold.exceeded(68.0) and not threshold.exceeded(68.0, reference_mean=71.0)
+    assert not threshold.exceeded(50.0) and threshold.exceeded(50.0, reference_mean=71.0)

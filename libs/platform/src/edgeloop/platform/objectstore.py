@@ -7,6 +7,7 @@ paths such as ``features/<deployment>/<yyyy-mm-dd>/<observation_id>.jpg``.
 from __future__ import annotations
 
 import abc
+import contextlib
 import io
 import os
 import tempfile
@@ -75,7 +76,11 @@ class LocalFolderStore(ObjectStore):
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> Iterator[str]:
-        for path in sorted(self.root.rglob("*")):
+        # Walk only the prefix's folder, not the whole store (millions of images).
+        folder = self.root / prefix.rpartition("/")[0] if "/" in prefix else self.root
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.rglob("*")):
             if path.is_file() and not path.name.startswith(".tmp-"):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
@@ -85,68 +90,81 @@ class LocalFolderStore(ObjectStore):
         return f"folder {self.root}"
 
 
+_MISSING = ("NoSuchKey", "NoSuchObject", "NotFound")
+
+
 class S3Store(ObjectStore):
-    """Objects in an S3 bucket (MinIO in compose) through the ``minio`` client."""
+    """Objects in an S3 bucket (MinIO in compose) through the ``minio`` client.
+
+    Every failure to reach the server (refused connection, timeout, 5xx) becomes
+    :class:`Unavailable`, a missing object :class:`NotFound`. The HTTP client retries
+    a few times with short backoff and bounded timeouts, so an unreachable store is
+    reported in seconds rather than hanging a request.
+    """
 
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str,
                  secure: bool = False, region: str | None = None) -> None:
+        import urllib3
         from minio import Minio
 
         self.bucket = bucket
         self.endpoint = endpoint
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5.0, read=30.0), maxsize=16,
+            retries=urllib3.Retry(total=3, backoff_factor=0.2,
+                                  status_forcelist=(500, 502, 503, 504)))
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
-                            secure=secure, region=region)
+                            secure=secure, region=region, http_client=http)
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str = "") -> Iterator[None]:
+        """Translate minio/urllib3/socket errors of ``action`` on ``key``."""
+        from minio.error import S3Error
+        from urllib3.exceptions import HTTPError
+
+        try:
+            yield
+        except S3Error as exc:
+            if key and exc.code in _MISSING:
+                raise NotFound(f"object {key} not found") from exc
+            raise Unavailable(f"cannot {action} {key or self.bucket} in {self.describe()}: "
+                              f"{exc.code}: {exc.message}") from exc
+        except (OSError, HTTPError) as exc:
+            raise Unavailable(f"cannot {action} {key or self.bucket} in {self.describe()}: "
+                              f"{exc}") from exc
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist."""
-        from minio.error import S3Error
-
-        try:
+        with self._errors("create bucket"):
             if not self.client.bucket_exists(self.bucket):
                 self.client.make_bucket(self.bucket)
-        except (S3Error, OSError) as exc:
-            raise Unavailable(f"object store {self.describe()} unreachable: {exc}") from exc
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        from minio.error import S3Error
-
-        try:
+        with self._errors("write", key):
             self.client.put_object(self.bucket, _check_key(key), io.BytesIO(data), len(data),
                                    content_type=content_type)
-        except (S3Error, OSError) as exc:
-            raise Unavailable(f"cannot write {key} to {self.describe()}: {exc}") from exc
 
     def get(self, key: str) -> bytes:
-        from minio.error import S3Error
-
-        try:
+        with self._errors("read", key):
             response = self.client.get_object(self.bucket, _check_key(key))
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject"):
-                raise NotFound(f"object {key} not found") from exc
-            raise Unavailable(f"cannot read {key} from {self.describe()}: {exc}") from exc
-        except OSError as exc:
-            raise Unavailable(f"cannot read {key} from {self.describe()}: {exc}") from exc
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
 
     def exists(self, key: str) -> bool:
-        from minio.error import S3Error
-
         try:
-            self.client.stat_object(self.bucket, _check_key(key))
-            return True
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
-                return False
-            raise Unavailable(f"cannot stat {key} in {self.describe()}: {exc}") from exc
+            with self._errors("stat", key):
+                self.client.stat_object(self.bucket, _check_key(key))
+        except NotFound:
+            return False
+        return True
 
     def list(self, prefix: str) -> Iterator[str]:
-        for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
-            yield obj.object_name
+        with self._errors("list", prefix):
+            for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
+                yield obj.object_name
 
     def describe(self) -> str:
         return f"s3://{self.bucket} at {self.endpoint}"

@@ -11,7 +11,7 @@ from edgeloop.features.ingest import Ingestor
 from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.features.servicer import SERVICE, FeatureStoreService
 from edgeloop.features.settings import Settings
-from edgeloop.platform import ServiceApp
+from edgeloop.platform import ConfigError, ServiceApp, Unavailable
 from edgeloop.platform.objectstore import ObjectStore, open_object_store
 from grpc import aio
 from psycopg_pool import AsyncConnectionPool
@@ -42,8 +42,12 @@ class App(ServiceApp):
 
     async def start(self) -> None:
         s = self.settings
-        self.store = open_object_store(s.object_store_dir, s.s3_endpoint, s.s3_access_key,
-                                       s.s3_secret_key, s.s3_bucket, s.s3_secure)
+        try:
+            self.store = open_object_store(s.object_store_dir, s.s3_endpoint, s.s3_access_key,
+                                           s.s3_secret_key, s.s3_bucket, s.s3_secure)
+        except Unavailable as exc:
+            # Stop at start with the variable named, rather than fail every call later.
+            raise ConfigError(f"EDGELOOP_S3_ENDPOINT: {exc.message}") from exc
         conn = await connect_once(s.database_url, s.db_connect_timeout_s)
         async with conn:
             self.timescale = await ensure_schema(conn, Policies(s.retention_days,

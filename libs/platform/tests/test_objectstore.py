@@ -1,0 +1,131 @@
+"""The object store: the local folder, and S3 against a real S3 server.
+
+MinIO cannot be installed on these machines, so the S3 tests run ``moto_server``
+(moto's standalone S3-compatible HTTP server) on a loopback port and talk to it
+through the same ``minio`` client the services use against MinIO.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeloop.platform.errors import ConfigError, NotFound, Unavailable
+from edgeloop.platform.objectstore import (
+    LocalFolderStore,
+    ObjectStore,
+    S3Store,
+    open_object_store,
+)
+from edgeloop.testing import free_port
+
+
+def _wait_listening(port: int, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"moto_server not listening on {port} after {timeout_s}s")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on a free loopback port, for the module."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                "-p", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, process)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(params=["folder", "s3"])
+def store(request, tmp_path: Path) -> ObjectStore:
+    """Each store kind, empty."""
+    if request.param == "folder":
+        return LocalFolderStore(tmp_path / "objects")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = f"test-{request.node.name.split('[')[0][-20:].replace('_', '-')}-{time.time_ns()}"
+    return open_object_store("", endpoint, "testing", "testing", bucket.lower()[:63])
+
+
+def test_put_get_exists(store):
+    store.put("features/d/2026-03-01/a.jpg", b"\xff\xd8jpeg", content_type="image/jpeg")
+    assert store.get("features/d/2026-03-01/a.jpg") == b"\xff\xd8jpeg"
+    assert store.exists("features/d/2026-03-01/a.jpg")
+    assert not store.exists("features/d/2026-03-01/b.jpg")
+
+
+def test_put_replaces(store):
+    store.put("k/x", b"one")
+    store.put("k/x", b"two")
+    assert store.get("k/x") == b"two"
+
+
+def test_missing_object_is_not_found(store):
+    with pytest.raises(NotFound, match="missing/key"):
+        store.get("missing/key")
+
+
+def test_list_by_prefix(store):
+    for key in ("features/a/1.jpg", "features/a/2.jpg", "features/ab/3.jpg", "trainer/x.json"):
+        store.put(key, b"1")
+    assert sorted(store.list("features/a/")) == ["features/a/1.jpg", "features/a/2.jpg"]
+    assert sorted(store.list("features/a")) == ["features/a/1.jpg", "features/a/2.jpg",
+                                                "features/ab/3.jpg"]
+    assert sorted(store.list("")) == ["features/a/1.jpg", "features/a/2.jpg",
+                                      "features/ab/3.jpg", "trainer/x.json"]
+    assert list(store.list("nothing/")) == []
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b"])
+def test_bad_keys_are_refused(store, key):
+    with pytest.raises(ValueError):
+        store.put(key, b"1")
+
+
+def test_empty_object(store):
+    store.put("empty", b"")
+    assert store.get("empty") == b"" and store.exists("empty")
+
+
+def test_folder_writes_leave_no_temp_files(tmp_path):
+    store = LocalFolderStore(tmp_path)
+    store.put("a/b", b"data")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b"]
+
+
+def test_open_object_store_picks_the_kind(tmp_path, s3_endpoint):
+    assert isinstance(open_object_store(str(tmp_path)), LocalFolderStore)
+    s3 = open_object_store(str(tmp_path), s3_endpoint, "k", "s", "picked")
+    assert isinstance(s3, S3Store) and "picked" in s3.describe()
+
+
+def test_open_object_store_names_missing_settings():
+    with pytest.raises(ConfigError, match="EDGELOOP_OBJECT_STORE_DIR"):
+        open_object_store("")
+    with pytest.raises(ConfigError, match="EDGELOOP_S3_ACCESS_KEY"):
+        open_object_store("", "127.0.0.1:9", "", "")
+
+
+def test_unreachable_s3_is_unavailable():
+    dead = S3Store(f"127.0.0.1:{free_port()}", "k", "s", "bucket")
+    for call in (lambda: dead.put("a", b"1"), lambda: dead.get("a"), lambda: dead.exists("a"),
+                 lambda: list(dead.list("")), dead.ensure_bucket):
+        with pytest.raises(Unavailable, match="s3://bucket"):
+            call()

@@ -1,0 +1,50 @@
+"""Reading a deployment's recent observations for the drift rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from psycopg_pool import AsyncConnectionPool
+
+from edgeloop.features.drift.signals import Window
+from edgeloop.features.statistics import STAT_NAMES
+
+_COLUMNS = (*STAT_NAMES, "sensor_mm", "prediction_mm")
+_QUERY = (
+    "SELECT time, model_version, " + ", ".join(_COLUMNS) + ", abs(error_mm) AS abs_error_mm "
+    "FROM features.observations WHERE deployment = %s AND time >= %s AND time < %s ORDER BY time"
+)
+MODEL_DEPENDENT = ("prediction_mm", "abs_error_mm")
+"""Columns that describe the model's answers, not the world: judged per serving version."""
+
+
+@dataclass(frozen=True)
+class Recent:
+    """A deployment's observations since some time, ready to cut into rule windows."""
+
+    times: np.ndarray
+    model_versions: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    def window(self, since: datetime, model_version: str) -> Window:
+        """The observations at or after ``since``; model answers only from ``model_version``."""
+        mask = self.times >= np.datetime64(since.replace(tzinfo=None), "us")
+        same_model = mask & (self.model_versions == model_version)
+        return Window({name: column[same_model if name in MODEL_DEPENDENT else mask]
+                       for name, column in self.columns.items()})
+
+
+async def fetch_recent(pool: AsyncConnectionPool, deployment: str, since: datetime,
+                       until: datetime) -> Recent:
+    """Observations of ``deployment`` captured in [since, until)."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(_QUERY, (deployment, since, until))
+        rows = await cursor.fetchall()
+    times = np.array([row[0].replace(tzinfo=None) for row in rows], dtype="datetime64[us]")
+    versions = np.array([row[1] for row in rows], dtype=object)
+    names = (*_COLUMNS, "abs_error_mm")
+    columns = {name: np.array([np.nan if row[i + 2] is None else row[i + 2] for row in rows],
+                              dtype=np.float64) for i, name in enumerate(names)}
+    return Recent(times, versions, columns)

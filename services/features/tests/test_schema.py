@@ -1,0 +1,140 @@
+"""The features schema: the plain-PostgreSQL branch for real, the TimescaleDB branch as text.
+
+TimescaleDB cannot be installed on these machines (no package for this PostgreSQL),
+so its branch cannot run here. Instead these tests check the exact statements it
+would run: one statement each (continuous aggregates refuse transaction blocks), the
+continuous aggregate's SELECT list equal to the plain view's column for column with
+time_bucket in place of date_bin, and the policies following the settings.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+import sqlparse
+from sqlparse.sql import Identifier, IdentifierList
+
+from edgeloop.features.rollup import DATE_BIN, TIME_BUCKET
+from edgeloop.features.schema import Policies, branch_sql, ensure_schema, split_statements
+
+
+def select_list(statement: str) -> list[tuple[str, str]]:
+    """(expression, alias) of the SELECT list inside ``statement``."""
+    body = statement[statement.index("SELECT "):statement.index("FROM features.observations")]
+    parsed = sqlparse.parse(body)[0]
+    items = next(t for t in parsed.tokens if isinstance(t, IdentifierList))
+    columns = []
+    for item in items.get_identifiers():
+        assert isinstance(item, Identifier), item
+        alias = item.get_alias() or item.get_real_name()
+        expression = re.sub(r"\s+AS\s+\w+$", "", str(item), flags=re.IGNORECASE)
+        columns.append((expression, alias))
+    return columns
+
+
+def statement_with(statements: list[str], text: str) -> str:
+    (found,) = [s for s in statements if text in s]
+    return found
+
+
+@pytest.fixture
+def timescale() -> list[str]:
+    return split_statements(branch_sql(True, Policies(retention_days=30, compress_after_days=3)))
+
+
+@pytest.fixture
+def plain() -> list[str]:
+    return split_statements(branch_sql(False, Policies()))
+
+
+def test_rollup_has_the_same_columns_on_both_branches(timescale, plain):
+    cagg = select_list(statement_with(timescale, "timescaledb.continuous"))
+    view = select_list(statement_with(plain, "CREATE OR REPLACE VIEW"))
+    assert [alias for _, alias in cagg] == [alias for _, alias in view]
+    assert cagg[0] == (TIME_BUCKET, "bucket") and view[0] == (DATE_BIN, "bucket")
+    assert cagg[1:] == view[1:]  # every aggregate identical
+
+
+def test_rollup_covers_every_statistic(plain):
+    from edgeloop.features.statistics import STAT_NAMES
+
+    aliases = {alias for _, alias in select_list(statement_with(plain, "VIEW"))}
+    for name in (*STAT_NAMES, "prediction_mm", "sensor_mm", "error_mm", "abs_error_mm"):
+        assert f"avg_{name}" in aliases
+    for name in ("prediction_mm", "sensor_mm", "error_mm"):
+        assert {f"min_{name}", f"max_{name}"} <= aliases
+    assert {"bucket", "deployment", "observation_count", "labelled_count"} <= aliases
+
+
+def test_timescale_statements(timescale):
+    assert timescale[0] == "CREATE EXTENSION IF NOT EXISTS timescaledb"
+    for table in ("observations", "shadow_predictions"):
+        hypertable = statement_with(timescale, f"create_hypertable('features.{table}'")
+        assert "'time'" in hypertable and "migrate_data => TRUE" in hypertable
+    compress = statement_with(timescale, "ALTER TABLE features.observations SET")
+    assert "timescaledb.compress_segmentby = 'deployment'" in compress
+    assert ("SELECT add_compression_policy('features.observations', "
+            "compress_after => INTERVAL '3 days')") in timescale
+    cagg = statement_with(timescale, "CREATE MATERIALIZED VIEW")
+    assert "timescaledb.materialized_only = false" in cagg and cagg.endswith("WITH NO DATA")
+    assert "GROUP BY bucket, deployment" in cagg
+    policy = statement_with(timescale, "add_continuous_aggregate_policy")
+    assert "start_offset => INTERVAL '7 days'" in policy
+    assert "end_offset => INTERVAL '5 minutes'" in policy
+    retention = [s for s in timescale if "add_retention_policy" in s]
+    assert retention == [
+        "SELECT add_retention_policy('features.observations', drop_after => INTERVAL '30 days')",
+        "SELECT add_retention_policy('features.shadow_predictions', "
+        "drop_after => INTERVAL '30 days')"]
+    # policies are removed before they are added: a changed setting takes effect at start
+    for kind in ("compression", "continuous_aggregate"):
+        removed = timescale.index(statement_with(timescale, f"remove_{kind}_policy"))
+        added = timescale.index(statement_with(timescale, f"add_{kind}_policy"))
+        assert removed < added
+    assert not any("{" in s or "}" in s for s in timescale)
+
+
+def test_retention_zero_keeps_everything():
+    statements = split_statements(branch_sql(True, Policies(retention_days=0)))
+    assert not [s for s in statements if "add_retention_policy" in s]
+    assert [s for s in statements if "remove_retention_policy" in s]
+
+
+def test_refresh_window_stays_inside_retention():
+    statements = split_statements(branch_sql(True, Policies(retention_days=3)))
+    assert "start_offset => INTERVAL '2 days'" in statement_with(statements,
+                                                                 "add_continuous_aggregate_policy")
+
+
+def test_do_blocks_stay_whole(timescale):
+    blocks = [s for s in timescale if s.startswith("DO $$")]
+    assert len(blocks) == 2 and all(b.endswith("$$") and "END IF" in b for b in blocks)
+
+
+async def _catalog(database_url: str, query: str, *params) -> list[tuple]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute(query, params)
+        return await cursor.fetchall()
+
+
+async def test_plain_branch_runs_and_is_idempotent(database_url, plain):
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        assert await ensure_schema(conn, Policies()) is False
+        assert await ensure_schema(conn, Policies()) is False  # a restart: nothing breaks
+    indexes = await _catalog(database_url, "SELECT indexname, indexdef FROM pg_indexes "
+                             "WHERE schemaname = 'features' AND indexdef LIKE '%%brin%%'")
+    assert {name for name, _ in indexes} == {"observations_time_brin",
+                                             "shadow_predictions_time_brin"}
+    columns = await _catalog(database_url, "SELECT column_name FROM information_schema.columns "
+                             "WHERE table_schema = 'features' AND table_name = 'observations_5m' "
+                             "ORDER BY ordinal_position")
+    view = select_list(statement_with(plain, "VIEW"))
+    assert [c for (c,) in columns] == [alias for _, alias in view]
+    tables = await _catalog(database_url, "SELECT tablename FROM pg_tables "
+                            "WHERE schemaname = 'features' ORDER BY 1")
+    assert [t for (t,) in tables] == ["drift_events", "observations", "schema_migrations",
+                                      "shadow_predictions"]
+    versions = await _catalog(database_url, "SELECT version FROM features.schema_migrations")
+    assert sorted(v for (v,) in versions) == [1, 2]

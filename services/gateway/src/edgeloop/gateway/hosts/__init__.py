@@ -7,6 +7,8 @@ Public surface::
     TFServingHost, TFServingConfig             TF Serving's PredictionService (tfserving.py)
     MicroBatcher, BatchingConfig,              frames from many streams in one call
     BatchedPrediction, BatchStats              (batching.py)
+    HostConfig, open_model_host,               the configured host behind a MicroBatcher
+    repository_key                             (factory.py)
 
 The hosts are imported on first use, so importing the seam does not load TensorFlow.
 """
@@ -23,6 +25,7 @@ _LAZY = {
     "TFServingHost": "tfserving", "TFServingConfig": "tfserving",
     "MicroBatcher": "batching", "BatchingConfig": "batching",
     "BatchedPrediction": "batching", "BatchStats": "batching",
+    "HostConfig": "factory", "open_model_host": "factory", "repository_key": "factory",
 }
 
 __all__ = ["ModelHost", "ModelKey", "ModelUnavailable", *_LAZY]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 from psycopg_pool import AsyncConnectionPool
@@ -20,6 +20,10 @@ MODEL_DEPENDENT = ("prediction_mm", "abs_error_mm")
 """Columns that describe the model's answers, not the world: judged per serving version."""
 
 
+def _naive_utc(moment: datetime) -> np.datetime64:
+    return np.datetime64(moment.astimezone(UTC).replace(tzinfo=None), "us")
+
+
 @dataclass(frozen=True)
 class Recent:
     """A deployment's observations since some time, ready to cut into rule windows."""
@@ -30,7 +34,7 @@ class Recent:
 
     def window(self, since: datetime, model_version: str) -> Window:
         """The observations at or after ``since``; model answers only from ``model_version``."""
-        mask = self.times >= np.datetime64(since.replace(tzinfo=None), "us")
+        mask = self.times >= _naive_utc(since)
         same_model = mask & (self.model_versions == model_version)
         return Window({name: column[same_model if name in MODEL_DEPENDENT else mask]
                        for name, column in self.columns.items()})
@@ -42,7 +46,7 @@ async def fetch_recent(pool: AsyncConnectionPool, deployment: str, since: dateti
     async with pool.connection() as conn:
         cursor = await conn.execute(_QUERY, (deployment, since, until))
         rows = await cursor.fetchall()
-    times = np.array([row[0].replace(tzinfo=None) for row in rows], dtype="datetime64[us]")
+    times = np.array([_naive_utc(row[0]) for row in rows], dtype="datetime64[us]")
     versions = np.array([row[1] for row in rows], dtype=object)
     names = (*_COLUMNS, "abs_error_mm")
     columns = {name: np.array([np.nan if row[i + 2] is None else row[i + 2] for row in rows],

@@ -1,0 +1,41 @@
+"""Which deployments the monitor watches: the registry's active ones and what they serve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeloop.contracts.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
+
+PRIMARY_ARMS = ("stable", "a")
+
+
+@dataclass(frozen=True)
+class ActiveDeployment:
+    """An active deployment and the model version its primary arm resolves to."""
+
+    name: str
+    model_name: str
+    model_version: str
+
+
+class DeploymentSource:
+    """Asks the registry for the active deployments at every evaluation."""
+
+    def __init__(self, registry: registry_service_pb2_grpc.RegistryServiceStub, token: str) -> None:
+        self.registry = registry
+        self.token = token
+
+    async def active(self) -> list[ActiveDeployment]:
+        """Active deployments with their serving (primary arm) version; '' without a model."""
+        reply = await self.registry.ListDeployments(
+            registry_service_pb2.ListDeploymentsRequest(active_only=True),
+            timeout=DEFAULT_DEADLINE_S, metadata=bearer(self.token))
+        found = []
+        for deployment in reply.deployments:
+            arms = {arm.arm: arm for arm in deployment.resolved}
+            primary = next((arms[name] for name in PRIMARY_ARMS if name in arms),
+                           deployment.resolved[0] if deployment.resolved else None)
+            found.append(ActiveDeployment(deployment.name, deployment.model_name,
+                                          primary.model_version if primary else ""))
+        return found

@@ -1,0 +1,110 @@
+"""Drift events in ``features.drift_events``: open, attach a sweep, note, resolve, list."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+_COLUMNS = ("event_id, rule, kind, deployment, model_name, model_version, state, \"values\", "
+            "threshold, window_start, window_end, fired_at, resolved_at, sweep_id, sweep_trace_id, note")
+
+
+@dataclass
+class DriftEventRow:
+    """One drift event as stored."""
+
+    event_id: str
+    rule: str
+    kind: str
+    deployment: str
+    model_name: str
+    model_version: str
+    state: str
+    values: dict[str, float]
+    threshold: str
+    window_start: datetime
+    window_end: datetime
+    fired_at: datetime
+    resolved_at: datetime | None = None
+    sweep_id: str = ""
+    sweep_trace_id: str = ""
+    note: str = ""
+
+
+def _row(record: dict[str, Any]) -> DriftEventRow:
+    record = dict(record)
+    record["event_id"] = str(record["event_id"])
+    return DriftEventRow(**record)
+
+
+class DriftEvents:
+    """Reads and writes drift events."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def open(self, event: DriftEventRow) -> DriftEventRow:
+        """Store a new open event (its id is generated)."""
+        event.event_id = str(uuid.uuid4())
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                f"INSERT INTO features.drift_events ({_COLUMNS}) VALUES "
+                "(%s, %s, %s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, NULL, '', '', '')",
+                (event.event_id, event.rule, event.kind, event.deployment, event.model_name,
+                 event.model_version, json.dumps(event.values), event.threshold,
+                 event.window_start, event.window_end, event.fired_at))
+        event.state = "open"
+        return event
+
+    async def _select(self, where: str, params: tuple[Any, ...], limit: int = 100) -> list[DriftEventRow]:
+        async with self.pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(f"SELECT {_COLUMNS} FROM features.drift_events WHERE {where} "
+                                 "ORDER BY fired_at DESC LIMIT %s", (*params, limit))
+            return [_row(r) for r in await cursor.fetchall()]
+
+    async def open_events(self, deployment: str) -> list[DriftEventRow]:
+        """The deployment's open events, newest first."""
+        return await self._select("deployment = %s AND state = 'open'", (deployment,))
+
+    async def last_resolved_at(self, rule: str, deployment: str) -> datetime | None:
+        """When the rule's latest event for the deployment resolved (for the cooldown)."""
+        events = await self._select("rule = %s AND deployment = %s AND state = 'resolved'",
+                                    (rule, deployment), limit=1)
+        return events[0].resolved_at if events else None
+
+    async def resolve(self, event_id: str, at: datetime) -> None:
+        """Mark an event resolved: its rule has been quiet again."""
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE features.drift_events SET state = 'resolved', resolved_at = %s "
+                               "WHERE event_id = %s AND state = 'open'", (at, event_id))
+
+    async def attach_sweep(self, event_ids: list[str], sweep_id: str, trace_id: str, note: str) -> None:
+        """Record the retraining sweep the events started."""
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE features.drift_events SET sweep_id = %s, sweep_trace_id = %s, "
+                               "note = %s WHERE event_id = ANY(%s)",
+                               (sweep_id, trace_id, note, [uuid.UUID(e) for e in event_ids]))
+
+    async def note(self, sweep_id: str, note: str) -> None:
+        """Say what came of a sweep on every event that started or waited for it."""
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE features.drift_events SET note = %s WHERE sweep_id = %s",
+                               (note, sweep_id))
+
+    async def list(self, deployment: str = "", open_only: bool = False,
+                   limit: int = 100) -> list[DriftEventRow]:
+        """Events, newest first."""
+        clauses, params = ["TRUE"], []
+        if deployment:
+            clauses.append("deployment = %s")
+            params.append(deployment)
+        if open_only:
+            clauses.append("state = 'open'")
+        return await self._select(" AND ".join(clauses), tuple(params), limit)

@@ -1,0 +1,143 @@
+"""The drift monitor: every rule, every active deployment, every interval.
+
+Per (rule, deployment) a small state machine: ``ok`` → ``pending`` (condition holds,
+waiting out the rule's pending period) → ``firing`` (an open drift event) → back to
+``ok`` when the rule is quiet again (the event resolves), then ``cooldown``. A
+deployment with open events and no retraining yet gets one sweep (trigger = the first
+event) once enough labelled data of the new world has arrived; the sweep's outcome
+(promoted, refused by the gate, failed) is noted on its events. One sweep at a time per
+deployment; an event whose retrained model was refused stays open with that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from psycopg_pool import AsyncConnectionPool
+
+from edgeloop.features.drift.deployments import ActiveDeployment, DeploymentSource
+from edgeloop.features.drift.events import DriftEventRow, DriftEvents
+from edgeloop.features.drift.references import ReferenceCache
+from edgeloop.features.drift.retraining import Retrainer
+from edgeloop.features.drift.rules import Rule, RuleSet
+from edgeloop.features.drift.signals import SignalValue, measure
+from edgeloop.features.drift.window import fetch_recent
+from edgeloop.platform import log_context
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RuleTrack:
+    """The live state of one rule for one deployment (what `edgeloop drift` shows)."""
+
+    rule: Rule
+    deployment: str
+    status: str = "insufficient"
+    pending_since: datetime | None = None
+    signal: SignalValue | None = None
+    evaluated_at: datetime | None = None
+
+
+@dataclass
+class DriftMonitor:
+    """Evaluates the rules and drives drift events and retraining."""
+
+    pool: AsyncConnectionPool
+    rules: RuleSet
+    deployments: DeploymentSource
+    references: ReferenceCache
+    retrainer: Retrainer | None
+    clock: Callable[[], datetime] = utcnow
+    tracks: dict[tuple[str, str], RuleTrack] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.events = DriftEvents(self.pool)
+
+    async def run(self) -> None:
+        """Evaluate forever, every ``rules.interval``; errors are logged, not fatal."""
+        while True:
+            try:
+                await self.evaluate_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("drift evaluation failed; retrying next interval")
+            await asyncio.sleep(self.rules.interval.total_seconds())
+
+    async def evaluate_once(self) -> None:
+        """One pass over every active deployment."""
+        for deployment in await self.deployments.active():
+            with log_context(deployment=deployment.name, model_version=deployment.model_version):
+                await self._evaluate(deployment)
+
+    async def _evaluate(self, deployment: ActiveDeployment) -> None:
+        now = self.clock()
+        reference = await self.references.get(deployment.model_name, deployment.model_version)
+        longest = max(rule.window for rule in self.rules)
+        recent = await fetch_recent(self.pool, deployment.name, now - longest, now)
+        open_events = {e.rule: e for e in await self.events.open_events(deployment.name)}
+        for rule in self.rules:
+            signal = measure(rule, recent.window(now - rule.window, deployment.model_version),
+                             reference)
+            await self._step(rule, deployment, signal, open_events.get(rule.name), now)
+        if self.retrainer is not None:
+            await self.retrainer.follow(deployment, now)
+
+    def track(self, rule: Rule, deployment: str) -> RuleTrack:
+        key = (rule.name, deployment)
+        if key not in self.tracks:
+            self.tracks[key] = RuleTrack(rule, deployment)
+        return self.tracks[key]
+
+    async def _step(self, rule: Rule, deployment: ActiveDeployment, signal: SignalValue,
+                    open_event: DriftEventRow | None, now: datetime) -> None:
+        track = self.track(rule, deployment.name)
+        track.signal, track.evaluated_at = signal, now
+        if signal.value is None:
+            track.status, track.pending_since = "insufficient", None
+        elif not signal.exceeded:
+            track.pending_since = None
+            if open_event is not None:
+                await self.events.resolve(open_event.event_id, now)
+                log.info("drift resolved", extra={"rule": rule.name, "value": signal.value})
+            track.status = "cooldown" if await self._cooling(rule, deployment.name, now) else "ok"
+        elif open_event is not None:
+            track.status = "firing"
+        elif await self._cooling(rule, deployment.name, now):
+            track.status = "cooldown"
+        elif track.pending_since is None:
+            track.status, track.pending_since = "pending", now
+        elif now - track.pending_since >= rule.pending:
+            await self._fire(rule, deployment, signal, track, now)
+        else:
+            track.status = "pending"
+
+    async def _cooling(self, rule: Rule, deployment: str, now: datetime) -> bool:
+        resolved = await self.events.last_resolved_at(rule.name, deployment)
+        return resolved is not None and now - resolved < rule.cooldown
+
+    async def _fire(self, rule: Rule, deployment: ActiveDeployment, signal: SignalValue,
+                    track: RuleTrack, now: datetime) -> None:
+        event = await self.events.open(DriftEventRow(
+            event_id="", rule=rule.name, kind=rule.kind, deployment=deployment.name,
+            model_name=deployment.model_name, model_version=deployment.model_version, state="open",
+            values={"value": float(signal.value or 0), "samples": float(signal.samples)},
+            threshold=signal.threshold, window_start=now - rule.window, window_end=now,
+            fired_at=now))
+        track.status, track.pending_since = "firing", None
+        log.warning("drift detected", extra={"rule": rule.name, "value": signal.value,
+                                             "threshold": signal.threshold, "event_id": event.event_id})
+
+    def states(self, deployment: str = "") -> list[RuleTrack]:
+        """Live rule states, optionally of one deployment."""
+        return [t for t in self.tracks.values() if not deployment or t.deployment == deployment]
+

@@ -1,0 +1,215 @@
+"""The drift monitor on a real PostgreSQL: pending → firing → retraining → resolved.
+
+Observations are inserted straight into the real ``features.observations`` table
+(the schema applied exactly as the service applies it). The registry's deployment
+list and the model references are given through the monitor's seams; the trainer is
+an in-test server implementing the TrainerService contract (a contract double: the
+end-to-end loop with the real trainer lives in the cross-service tests).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from grpc import aio
+from psycopg_pool import AsyncConnectionPool
+
+from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
+from edgeloop.features.drift.deployments import ActiveDeployment
+from edgeloop.features.drift.monitor import DriftMonitor
+from edgeloop.features.drift.retraining import Retrainer
+from edgeloop.features.drift.rules import load_rules
+from edgeloop.features.schema import Policies, ensure_schema
+from edgeloop.features.statistics import STAT_NAMES
+from edgeloop.testing import free_port
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+FPS = 4
+WORLDS = {"beige": {"saturation": 50.0, "hue": 18.0, "mean_r": 180.0},
+          "red": {"saturation": 71.0, "hue": 170.0, "mean_r": 200.0}}
+
+
+def _rows(world: str, start: datetime, seconds: int, version: str, rng: np.random.Generator,
+          error_mm: float = 5.0) -> list[tuple[Any, ...]]:
+    rows = []
+    for i in range(seconds * FPS):
+        stats = {name: 100.0 for name in STAT_NAMES}
+        stats.update({k: v + rng.normal(0, 3) for k, v in WORLDS[world].items()})
+        stats["keypoints"] = 100
+        sensor = float(rng.uniform(20, 240))
+        rows.append((uuid.uuid4(), start + timedelta(seconds=i / FPS), "car-1", "parking", "distance",
+                     version, sensor + error_mm, sensor, error_mm, "k", 1, 320, 240,
+                     *[stats[n] for n in STAT_NAMES]))
+    return rows
+
+
+def _insert(dsn: str, rows: list[tuple[Any, ...]]) -> None:
+    columns = ("observation_id, time, device_id, deployment, model_name, model_version, prediction_mm, "
+               "sensor_mm, error_mm, image_key, image_bytes, width, height, " + ", ".join(STAT_NAMES))
+    with psycopg.connect(dsn) as conn, conn.cursor() as cursor:
+        with cursor.copy(f"COPY features.observations ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def _reference(worlds: list[str], holdout_mae: float = 5.0) -> dict[str, Any]:
+    rng = np.random.default_rng(3)
+    groups = {}
+    for world in worlds:
+        stats = {}
+        for name in STAT_NAMES:
+            centre = WORLDS[world].get(name, 100.0)
+            values = centre + rng.normal(0, 3, 600) if name in WORLDS[world] else np.full(600, 100.0)
+            counts, edges = np.histogram(values, bins=20)
+            stats[name] = {"mean": float(values.mean()), "std": float(values.std()),
+                           "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
+        labels = rng.uniform(20, 240, 600)
+        counts, edges = np.histogram(labels, bins=20)
+        groups[world] = {"stats": stats, "label_histogram": {"edges": edges.tolist(),
+                                                             "counts": counts.tolist()}}
+    first = groups[worlds[0]]
+    return {**first, "groups": groups, "label_min_mm": 20.0, "label_max_mm": 240.0,
+            "holdout_mae_mm": holdout_mae, "snapshot_id": f"snap-{'-'.join(worlds)}"}
+
+
+class Deployments:
+    """The monitor's deployment seam: one active deployment whose version tests move."""
+
+    def __init__(self) -> None:
+        self.version = "1"
+
+    async def active(self) -> list[ActiveDeployment]:
+        return [ActiveDeployment("parking", "distance", self.version)]
+
+
+class References:
+    """The monitor's reference seam: version 1 knows beige, version 2 beige and red."""
+
+    def __init__(self) -> None:
+        self.by_version = {"1": _reference(["beige"]), "2": _reference(["beige", "red"])}
+
+    async def get(self, model_name: str, version: str) -> dict[str, Any] | None:
+        return self.by_version.get(version)
+
+    def snapshot_of(self, model_name: str, version: str) -> str:
+        return self.by_version[version]["snapshot_id"]
+
+
+class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
+    """TrainerService contract double: records sweeps; a sweep succeeds when told to."""
+
+    def __init__(self) -> None:
+        self.started: list[trainer_service_pb2.StartSweepRequest] = []
+        self.finished = False
+
+    async def StartSweep(self, request, context):  # noqa: N802 - gRPC method name
+        self.started.append(request)
+        return trainer_service_pb2.StartSweepResponse(sweep=sweep_pb2.Sweep(
+            sweep_id=f"sweep-{len(self.started)}", state=sweep_pb2.SWEEP_STATE_QUEUED,
+            trace_id="ab" * 16))
+
+    async def GetSweep(self, request, context):  # noqa: N802
+        state = sweep_pb2.SWEEP_STATE_SUCCEEDED if self.finished else sweep_pb2.SWEEP_STATE_RUNNING
+        return trainer_service_pb2.GetSweepResponse(sweep=sweep_pb2.Sweep(
+            sweep_id=request.sweep_id, state=state, model_version="2", promoted=self.finished))
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await ensure_schema(conn, Policies())
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=4, open=False) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def trainer() -> AsyncIterator[tuple[Trainer, trainer_service_pb2_grpc.TrainerServiceStub]]:
+    servicer = Trainer()
+    server = aio.server()
+    trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
+    await server.start()
+    async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield servicer, trainer_service_pb2_grpc.TrainerServiceStub(channel)
+    await server.stop(0)
+
+
+def _monitor(pool: AsyncConnectionPool, deployments: Deployments, references: References,
+             stub: trainer_service_pb2_grpc.TrainerServiceStub, clock: list[datetime]) -> DriftMonitor:
+    retrainer = Retrainer(pool, stub, references, min_samples=200)  # type: ignore[arg-type]
+    return DriftMonitor(pool, load_rules(), deployments, references, retrainer,  # type: ignore[arg-type]
+                        clock=lambda: clock[0])
+
+
+async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: AsyncConnectionPool,
+                                                     trainer: tuple[Trainer, Any]) -> None:
+    servicer, stub = trainer
+    rng = np.random.default_rng(1)
+    _insert(database_url, _rows("beige", T0, 600, "1", rng))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 600, "1", rng, error_mm=40.0))
+    deployments, references, clock = Deployments(), References(), [T0 + timedelta(minutes=10)]
+    monitor = _monitor(pool, deployments, references, stub, clock)
+
+    await monitor.evaluate_once()
+    states = {t.rule.name: t for t in monitor.states("parking")}
+    assert states["saturation_band"].status == "ok"
+    assert 45 < states["saturation_band"].signal.value < 55
+    assert all(t.status in ("ok", "insufficient") for t in states.values()), \
+        {n: (t.status, t.signal) for n, t in states.items() if t.status not in ("ok", "insufficient")}
+
+    # Five minutes into the red floor the 5-minute mean is red: pending, then firing.
+    for minutes in (15, 15.5, 16.1):
+        clock[0] = T0 + timedelta(minutes=minutes)
+        await monitor.evaluate_once()
+    states = {t.rule.name: t for t in monitor.states("parking")}
+    assert states["saturation_band"].status == "firing"
+    assert states["concept_mae_ratio"].status == "firing"
+    events = await monitor.events.list("parking", open_only=True)
+    assert {"saturation_band", "concept_mae_ratio", "js_hue"} <= {e.rule for e in events}
+    saturation = next(e for e in events if e.rule == "saturation_band")
+    assert saturation.values["value"] > 60 and saturation.model_version == "1"
+
+    # One sweep for the deployment, on the new world's data plus the old snapshot.
+    assert len(servicer.started) == 1
+    request = servicer.started[0]
+    assert request.trigger.startswith("drift:") and request.promote
+    assert list(request.data.deployments) == ["parking"]
+    assert list(request.data.include_snapshots_of) == ["snap-beige"]
+    assert all(e.sweep_id == "sweep-1" for e in await monitor.events.list("parking", open_only=True))
+    clock[0] += timedelta(seconds=15)
+    await monitor.evaluate_once()
+    assert len(servicer.started) == 1, "one sweep at a time per deployment"
+
+    # The sweep promotes version 2 (trained on beige and red): the rules go quiet.
+    servicer.finished = True
+    clock[0] += timedelta(seconds=15)
+    await monitor.evaluate_once()
+    assert all("version 2 promoted" in e.note for e in await monitor.events.list("parking"))
+    deployments.version = "2"
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=20), 300, "2", rng))
+    clock[0] = T0 + timedelta(minutes=25)
+    await monitor.evaluate_once()
+    assert await monitor.events.list("parking", open_only=True) == []
+    states = {t.rule.name: t for t in monitor.states("parking")}
+    assert states["saturation_band"].status == "cooldown"
+    assert len(servicer.started) == 1
+
+
+async def test_undrifted_drive_raises_no_alarm(database_url: str, pool: AsyncConnectionPool,
+                                               trainer: tuple[Trainer, Any]) -> None:
+    servicer, stub = trainer
+    rng = np.random.default_rng(2)
+    _insert(database_url, _rows("beige", T0, 1800, "1", rng))
+    clock = [T0]
+    monitor = _monitor(pool, Deployments(), References(), stub, clock)
+    for minutes in range(5, 31):
+        clock[0] = T0 + timedelta(minutes=minutes)
+        await monitor.evaluate_once()
+    assert await monitor.events.list("parking") == []
+    assert servicer.started == []

@@ -21,6 +21,8 @@ import numpy as np
 TEXEL_MM = 2.0
 TEXTURE_TEXELS = 1024
 TEXTURE_MM = TEXEL_MM * TEXTURE_TEXELS
+FLOOR_ROWS = 2 * TEXTURE_TEXELS + 1
+"""The floor tile is stored twice (plus one wrap row) so a scrolled lookup needs no modulo."""
 WALL_BAND_ROWS = 64
 WALL_BAND_MM_PER_ROW = 5.0
 """The wall band below the floor tile: row k is the wall's colour at height k*5 mm."""
@@ -81,8 +83,8 @@ def parse_rgb(text: str) -> tuple[int, int, int]:
 def floor_texture(spec: FloorSpec, seed: int, wall_rgb: tuple[int, int, int]) -> np.ndarray:
     """The seamless texture of ``spec`` with a band of wall colour below it, RGB uint8.
 
-    Shape (TEXTURE_TEXELS + WALL_BAND_ROWS, TEXTURE_TEXELS, 3): the rows below the floor
-    tile are the wall's colour by height, so one ``cv2.remap`` paints floor and wall.
+    Shape (FLOOR_ROWS + WALL_BAND_ROWS, TEXTURE_TEXELS, 3): the tile twice plus its first
+    row again, then the wall's colour by height, so one ``cv2.remap`` paints floor and wall.
     """
     rng = np.random.default_rng(seed)
     n = TEXTURE_TEXELS
@@ -95,7 +97,7 @@ def floor_texture(spec: FloorSpec, seed: int, wall_rgb: tuple[int, int, int]) ->
     tint = 1.0 + 0.02 * _seamless_blur(rng.standard_normal((n, n, 3)), 6)
     tex = np.asarray(spec.rgb, np.float32) * shade[..., None] * tint
     band = np.broadcast_to(wall_band(spec, wall_rgb)[:, None, :], (WALL_BAND_ROWS, n, 3))
-    return np.clip(np.concatenate([tex, band]), 0, 255).astype(np.uint8)
+    return np.clip(np.concatenate([tex, tex, tex[:1], band]), 0, 255).astype(np.uint8)
 
 
 def wall_band(spec: FloorSpec, wall_rgb: tuple[int, int, int]) -> np.ndarray:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from edgeloop.edge_client.scene.camera import CameraModel
 from edgeloop.edge_client.scene.floor import (
+    FLOOR_ROWS,
     TEXEL_MM,
     TEXTURE_TEXELS,
     WALL_BAND_MM_PER_ROW,
@@ -110,11 +111,12 @@ class SceneRenderer:
                 wall: np.ndarray, wall_height: np.ndarray) -> np.ndarray:
         # One remap paints floor and wall: wall pixels look up the texture's wall band.
         texture = floor_texture(floor, self.seed, look.wall_rgb)
+        # tex_v and the shift are both inside one tile, so their sum stays inside the
+        # doubled tile: no modulo per pixel.
         shift = np.float32((state.travelled_mm / TEXEL_MM) % TEXTURE_TEXELS)
-        v = np.mod(self._tex_v + shift, np.float32(TEXTURE_TEXELS))
-        band = np.minimum(wall_height / np.float32(WALL_BAND_MM_PER_ROW),
-                          np.float32(WALL_BAND_ROWS - 1)) + np.float32(TEXTURE_TEXELS)
-        v = np.where(wall, band, np.minimum(v, np.float32(TEXTURE_TEXELS - 1)))
+        band = np.minimum(wall_height * np.float32(1 / WALL_BAND_MM_PER_ROW) + np.float32(FLOOR_ROWS),
+                          np.float32(FLOOR_ROWS + WALL_BAND_ROWS - 1))
+        v = np.where(wall, band, self._tex_v + shift)
         return cv2.remap(texture, self._tex_u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
     def _vignette(self, strength: float) -> np.ndarray:

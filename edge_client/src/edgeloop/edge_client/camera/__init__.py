@@ -1,0 +1,1 @@
+"""Camera adapters: picamera2 (Raspberry Pi only), OpenCV VideoCapture, and the simulator."""

@@ -16,8 +16,10 @@ import mlflow.artifacts
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument, NotFound, Unavailable
 from edgeloop.registry.selectors import ModelState
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion as MlflowVersion
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 ARTIFACT_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
@@ -69,13 +71,18 @@ class ModelRegistry:
             raise InvalidArgument("artifact_path", f"{artifact_path!r} is not an artifact path")
         with mlflow_errors(f"run {run_id!r}", "run_id"):
             run = self.client.get_run(run_id)
-            listed = self.client.list_artifacts(run_id, artifact_path)
-            if any(item.path == f"{artifact_path}/MLmodel" for item in listed):
-                uri = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
-                return LoggedModel(run_id, f"runs:/{run_id}/{artifact_path}", uri, None)
-            return self._logged_model(run, artifact_path)
+            found = self._logged_model(run, artifact_path)
+            if found is not None:
+                return found
+            # Before MLflow 3 (or log_model(artifact_path=...)), the model is a run artifact.
+            run_root = run.info.artifact_uri.rstrip("/")
+            listed = get_artifact_repository(run_root).list_artifacts(artifact_path)
+            if any(item.path.endswith("MLmodel") for item in listed):
+                return LoggedModel(run_id, f"runs:/{run_id}/{artifact_path}",
+                                   f"{run_root}/{artifact_path}", None)
+        raise NotFound(f"run_id: run {run_id!r} logged no model named {artifact_path!r}")
 
-    def _logged_model(self, run, artifact_path: str) -> LoggedModel:  # noqa: ANN001
+    def _logged_model(self, run: Run, artifact_path: str) -> LoggedModel | None:
         found = []
         page_token = None
         while True:
@@ -87,8 +94,7 @@ class ModelRegistry:
             if not page_token:
                 break
         if not found:
-            raise NotFound(f"run_id: run {run.info.run_id!r} logged no model named "
-                           f"{artifact_path!r}")
+            return None
         steps = {o.model_id: o.step for o in (run.outputs.model_outputs if run.outputs else [])}
         # Several models of that name in one run: the one logged at the last step wins.
         best = max(found, key=lambda m: (steps.get(m.model_id, -1), m.creation_timestamp or 0))

@@ -76,12 +76,13 @@ class Models:
                 self._fetch, request.run_id, artifact_path, Path(workdir))
             version, published, metrics = await asyncio.to_thread(
                 self._create_and_publish, request, logged, saved_model)
-        with log_context(model=request.model_name, version=version.version):
-            await self._record(actor, request, version, published, metrics)
+        number = str(version.version)
+        with log_context(model=request.model_name, version=number):
+            await self._record(actor, request, number, version.source, published, metrics)
             log.info("registered model version", extra={"run_id": request.run_id,
                                                         "source": logged.source})
-            self._convert_later(request.model_name, version.version, published)
-        return await self.get(request.model_name, version.version)
+            self._convert_later(request.model_name, number, published)
+        return await self.get(request.model_name, number)
 
     def _fetch(self, run_id: str, artifact_path: str, workdir: Path) -> tuple[LoggedModel, Path]:
         """Find and download the model, check its serving signature (before registering)."""
@@ -96,11 +97,12 @@ class Models:
         metrics = {**self.registry.run_metrics(request.run_id), **request.metrics}
         version = self.registry.create_version(request.model_name, logged, _mlflow_tags(request))
         published = publishing.publish_saved_model(saved_model, self.repository,
-                                                   request.model_name, version.version)
+                                                   request.model_name, str(version.version))
         return version, published, metrics
 
     async def _record(self, actor: str, request: registry_service_pb2.RegisterModelVersionRequest,
-                      version: MlflowVersion, published: Path, metrics: dict[str, float]) -> None:
+                      version: str, source: str, published: Path,
+                      metrics: dict[str, float]) -> None:
         evaluation = (json.dumps(json_format.MessageToDict(request.evaluation))
                       if request.HasField("evaluation") else None)
         async with self.pool.connection() as conn:
@@ -108,11 +110,11 @@ class Models:
                 "INSERT INTO model_versions (model_name, version, run_id, source, metrics, "
                 "evaluation, published_path) VALUES (%s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (model_name, version) DO UPDATE SET published_path = EXCLUDED.published_path",
-                (request.model_name, version.version, request.run_id, version.source,
+                (request.model_name, version, request.run_id, source,
                  json.dumps(metrics), evaluation, str(published)))
             await history.record(conn, actor, f"model/{request.model_name}", "register",
-                                 {"version": version.version, "run_id": request.run_id,
-                                  "source": version.source, "published_path": str(published),
+                                 {"version": version, "run_id": request.run_id,
+                                  "source": source, "published_path": str(published),
                                   "tags": dict(request.tags), "metrics": metrics})
 
     def _convert_later(self, model: str, version: str, published: Path) -> None:

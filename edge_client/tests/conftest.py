@@ -61,7 +61,8 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
     async def Stream(self, request_iterator: AsyncIterator[gw_pb2.StreamRequest],
                      context: aio.ServicerContext) -> AsyncIterator[gw_pb2.StreamResponse]:
         metadata = dict(context.invocation_metadata())
-        if metadata.get("authorization") != f"Bearer {TOKEN}" or metadata.get("x-device-id") != DEVICE:
+        authorised = metadata.get("authorization") == f"Bearer {TOKEN}"
+        if not authorised or metadata.get("x-device-id") != DEVICE:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
         session = ""
         async for request in request_iterator:
@@ -69,7 +70,8 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
                 session = request.hello.session_id
                 self.state.hellos.append(request.hello)
                 yield gw_pb2.StreamResponse(welcome=edge_pb2.Welcome(
-                    deployment="test", model_name="m", max_frame_bytes=1 << 20, gateway_id="gw-test"))
+                    deployment="test", model_name="m", max_frame_bytes=1 << 20,
+                    gateway_id="gw-test"))
                 continue
             response = await self._frame(session, request.frame, context)
             if response is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from edgeloop.edge_client.scene.camera import CameraModel
 from edgeloop.edge_client.scene.floor import PRESETS, FloorSpec, parse_rgb
 from edgeloop.edge_client.scene.render import Look, SceneRenderer, SceneState, decode_jpeg
@@ -56,7 +55,8 @@ def _hsv_means(name: str) -> tuple[float, float]:
         sats.append(hsv[..., 1].mean() / 255 * 100)
         floor = hsv[-60:, :, 0].astype(float) * 2 * np.pi / 180  # bottom rows are floor
         hues.append(np.degrees(np.angle(np.exp(1j * floor).mean())) % 360)
-    return float(np.mean(sats)), float(np.degrees(np.angle(np.exp(1j * np.radians(hues)).mean())) % 360)
+    mean_hue = np.degrees(np.angle(np.exp(1j * np.radians(hues)).mean())) % 360
+    return float(np.mean(sats)), float(mean_hue)
 
 
 def test_presets_sit_where_the_drift_rule_expects_them() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from edgeloop.edge_client.sensors.tof_model import TofModel
 
 

@@ -10,8 +10,12 @@ few polls, and VHV/phase calibration runs. It knows nothing of the driver's func
 from __future__ import annotations
 
 import pytest
-
-from edgeloop.edge_client.sensors.vl53l0x import VL53L0X, VL53L0XError, decode_timeout, encode_timeout
+from edgeloop.edge_client.sensors.vl53l0x import (
+    VL53L0X,
+    VL53L0XError,
+    decode_timeout,
+    encode_timeout,
+)
 
 GLOBAL = {0x80, 0xFF}
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 import cv2
-
 from edgeloop.edge_client.control.parking import Mode, ParkingController
 from edgeloop.edge_client.control.profile import SpeedProfile
 from edgeloop.edge_client.control.signals import ConsoleSignals, GpioSignals, Signals
@@ -95,7 +94,8 @@ def scenario_options(fn):  # noqa: ANN001, ANN201 - click decorator
               show_default=True, help="On-disk buffer for frames captured while offline.")
 @click.option("--session-id", help="Resume a session (delivers its buffered frames).")
 @click.option("--hardware", type=click.Choice(["none", "picamera", "opencv"]), default="none",
-              show_default=True, help="Drive with a real camera and VL53L0X instead of the simulator.")
+              show_default=True,
+              help="Drive with a real camera and VL53L0X instead of the simulator.")
 @click.option("--camera-source", default="0", show_default=True, help="OpenCV source (index/URL).")
 @click.option("--i2c-bus", type=int, default=1, show_default=True)
 @click.option("--gpio/--no-gpio", default=False, help="Buzzer/LED on GPIO 17/27 (Pi).")
@@ -120,8 +120,8 @@ def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: f
 
 
 def _echo_run(run: RunSummary) -> None:
-    click.echo(f"run {run.run:3d} [{run.scenario}] {run.start_mm:5.0f} -> {run.stop_true_mm:4.0f} mm"
-               f"  {format_delivery(run.delivery)}  ({run.stop_reason})")
+    click.echo(f"run {run.run:3d} [{run.scenario}] {run.start_mm:5.0f} -> "
+               f"{run.stop_true_mm:4.0f} mm  {format_delivery(run.delivery)}  ({run.stop_reason})")
 
 
 def _echo_session(summary: SessionSummary) -> None:

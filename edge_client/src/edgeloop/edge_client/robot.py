@@ -38,7 +38,8 @@ async def run_robot(camera: Camera, sensor: RangeSensor, client: StreamClient,
             seqs.append(seq)
             sensors[seq] = mm
             decision = await _decide(client, controller, seq, mm, period)
-            log.info("frame", extra={"seq": seq, "sensor_mm": mm, "distance_mm": decision.distance_mm,
+            log.info("frame", extra={"seq": seq, "sensor_mm": mm,
+                                     "distance_mm": decision.distance_mm,
                                      "source": decision.source, "speed_mm_s": decision.speed_mm_s})
             if decision.stop:
                 break

@@ -130,7 +130,8 @@ class _Session:
     """Runs of one session: simulator, controller and stream client together."""
 
     def __init__(self, client: StreamClient, plan: ScenarioPlan, seed: int, fps: float,
-                 realtime: bool, mode: Mode, start_time: datetime, prediction_timeout_s: float) -> None:
+                 realtime: bool, mode: Mode, start_time: datetime,
+                 prediction_timeout_s: float) -> None:
         self.client = client
         self.sim = DriveSimulator(plan, seed=seed, fps=fps)
         self.realtime = realtime

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import cv2
-
 from edgeloop.edge_client.camera.base import CameraError
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import cv2
-
 from edgeloop.edge_client.camera.base import CameraError
 
 

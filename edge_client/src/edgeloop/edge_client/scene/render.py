@@ -82,7 +82,8 @@ class SceneRenderer:
         self._vignette_r2 = r2
         self._vignettes: dict[float, np.ndarray] = {}
         # The car body shades the floor right behind the bumper.
-        self._car_shadow = (1.0 - 0.35 * np.exp(-np.maximum(self._floor_z, 0) / 45.0)).astype(np.float32)
+        shadow = 1.0 - 0.35 * np.exp(-np.maximum(self._floor_z, 0) / 45.0)
+        self._car_shadow = shadow.astype(np.float32)
 
     def render(self, state: SceneState, floor: FloorSpec, look: Look) -> np.ndarray:
         """One frame as an RGB uint8 array (H, W, 3)."""
@@ -114,8 +115,8 @@ class SceneRenderer:
         # tex_v and the shift are both inside one tile, so their sum stays inside the
         # doubled tile: no modulo per pixel.
         shift = np.float32((state.travelled_mm / TEXEL_MM) % TEXTURE_TEXELS)
-        band = np.minimum(wall_height * np.float32(1 / WALL_BAND_MM_PER_ROW) + np.float32(FLOOR_ROWS),
-                          np.float32(FLOOR_ROWS + WALL_BAND_ROWS - 1))
+        band = wall_height * np.float32(1 / WALL_BAND_MM_PER_ROW) + np.float32(FLOOR_ROWS)
+        band = np.minimum(band, np.float32(FLOOR_ROWS + WALL_BAND_ROWS - 1))
         v = np.where(wall, band, self._tex_v + shift)
         return cv2.remap(texture, self._tex_u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 

@@ -8,7 +8,8 @@ from edgeloop.edge_client.sensors.vl53l0x import VL53L0X
 class VL53L0XRangeSensor:
     """Continuous timed ranging on a VL53L0X; each read waits for the next sample."""
 
-    def __init__(self, sensor: VL53L0X, period_ms: int = 50, timing_budget_us: int = 33_000) -> None:
+    def __init__(self, sensor: VL53L0X, period_ms: int = 50,
+                 timing_budget_us: int = 33_000) -> None:
         self.sensor = sensor
         sensor.init(timing_budget_us=timing_budget_us)
         sensor.start_continuous(period_ms)

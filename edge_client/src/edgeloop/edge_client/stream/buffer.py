@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS frames (
 class OfflineBuffer:
     """Labelled frames waiting for delivery, durable on disk and bounded."""
 
-    def __init__(self, path: Path, max_frames: int = 5000, max_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, max_frames: int = 5000,
+                 max_bytes: int = 256 * 1024 * 1024) -> None:
         if max_frames < 1 or max_bytes < 1:
             raise ValueError("buffer limits must be positive")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,20 +77,23 @@ class OfflineBuffer:
                                     (session,)).fetchone()[0])
 
     def max_seq(self, session: str) -> int:
-        """The highest seq stored for ``session`` (0 when none): a resumed session continues after it."""
-        row = self._db.execute("SELECT max(seq) FROM frames WHERE session = ?", (session,)).fetchone()
+        """The highest seq stored for ``session`` (0 when none); resumed sessions go on from it."""
+        row = self._db.execute("SELECT max(seq) FROM frames WHERE session = ?",
+                               (session,)).fetchone()
         return int(row[0] or 0)
 
     def sessions(self) -> list[str]:
         """Sessions with frames still waiting."""
-        return [r[0] for r in self._db.execute("SELECT DISTINCT session FROM frames ORDER BY session")]
+        rows = self._db.execute("SELECT DISTINCT session FROM frames ORDER BY session")
+        return [r[0] for r in rows]
 
     def close(self) -> None:
         """Close the database; stored frames stay on disk."""
         self._db.close()
 
     def _evict(self) -> int:
-        count, size = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM frames").fetchone()
+        count, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM frames").fetchone()
         evicted = 0
         while count > self.max_frames or (size > self.max_bytes and count > 1):
             session, seq, nbytes = self._db.execute(

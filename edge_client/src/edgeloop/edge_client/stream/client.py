@@ -248,7 +248,8 @@ class StreamClient:
                         return
                     log.warning("stream lost, reconnecting",
                                 extra={"code": exc.code().name, "details": exc.details()})
-                except (_StreamBroken, TimeoutError, aio.UsageError, asyncio.InvalidStateError) as exc:
+                except (_StreamBroken, TimeoutError, aio.UsageError,
+                        asyncio.InvalidStateError) as exc:
                     log.warning("stream lost, reconnecting", extra={"reason": repr(exc)})
                 finally:
                     self._disconnect()
@@ -375,7 +376,8 @@ class StreamClient:
             self.stats.predictions += 1
         else:
             self.stats.errors += 1
-            log.warning("frame refused", extra={"seq": seq, "reason": error.reason if error else None,
+            log.warning("frame refused", extra={"seq": seq,
+                                                "reason": error.reason if error else None,
                                                 "detail": error.message if error else None})
         self._resolve(FrameResult(seq, self._sensor.get(seq), prediction, error, rtt, late))
 

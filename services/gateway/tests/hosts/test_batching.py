@@ -48,8 +48,10 @@ async def recording(embedded: EmbeddedHost, keys) -> RecordingHost:
     return RecordingHost(embedded)
 
 
-def batcher(host: ModelHost, size: int = 8, wait_ms: float = 20.0) -> MicroBatcher:
-    return MicroBatcher(host, BatchingConfig(max_batch_size=size, max_wait_ms=wait_ms))
+def batcher(host: ModelHost, size: int = 8, wait_ms: float = 20.0,
+            when_idle: bool = True) -> MicroBatcher:
+    return MicroBatcher(host, BatchingConfig(max_batch_size=size, max_wait_ms=wait_ms,
+                                             dispatch_when_idle=when_idle))
 
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -85,11 +87,30 @@ async def test_batches_never_mix_versions_or_shapes(recording, keys, make_images
 
 
 async def test_lone_frame_waits_at_most_max_wait(recording, keys, make_images) -> None:
-    batching = batcher(recording, size=8, wait_ms=50)
+    batching = batcher(recording, size=8, wait_ms=50, when_idle=False)
     result = await batching.predict_batched(keys["1"], make_images(1)[0])
     assert result.batch_size == 1
     # The batch leaves when the timer fires: not before max_wait, and not much after it.
     assert 0.045 <= result.batch_wait_s < 0.5
+
+
+async def test_idle_model_takes_a_lone_frame_at_once(recording, keys, make_images) -> None:
+    batching = batcher(recording, size=8, wait_ms=60_000)
+    result = await asyncio.wait_for(batching.predict_batched(keys["1"], make_images(1)[0]), 30)
+    assert result.batch_size == 1 and result.batch_wait_s < 30
+
+
+async def test_frames_gather_while_the_model_is_busy(recording, keys, make_images) -> None:
+    """With one slot, frames arriving during a batch leave together when the slot frees."""
+    batching = MicroBatcher(recording, BatchingConfig(max_batch_size=16, max_wait_ms=60_000,
+                                                      max_concurrent_batches=1))
+    first = asyncio.create_task(batching.predict_batched(keys["1"], make_images(1)[0]))
+    await asyncio.sleep(0)  # the first frame's batch is scheduled: the only slot is taken
+    rest = [asyncio.create_task(batching.predict_batched(keys["1"], img))
+            for img in make_images(5, seed=4)]
+    results = await asyncio.wait_for(asyncio.gather(first, *rest), 30)
+    # Not held for the 60 s timer: the freed slot sent the five waiting frames as one batch.
+    assert [r.batch_size for r in results] == [1, 5, 5, 5, 5, 5]
 
 
 async def test_full_batch_leaves_without_waiting(recording, keys, make_images) -> None:
@@ -115,7 +136,7 @@ async def test_failing_batch_fails_only_its_callers(recording, keys, make_images
 
 async def test_release_lets_queued_frames_finish_then_refuses(recording, keys,
                                                               make_images) -> None:
-    batching = batcher(recording, size=64, wait_ms=100)
+    batching = batcher(recording, size=64, wait_ms=100, when_idle=False)
     queued = [asyncio.create_task(batching.predict_one(keys["1"], img))
               for img in make_images(5)]
     await asyncio.sleep(0)  # the frames are queued; their batch leaves in 100 ms
@@ -130,7 +151,7 @@ async def test_release_lets_queued_frames_finish_then_refuses(recording, keys,
 
 async def test_caller_that_gives_up_does_not_block_the_rest(recording, keys,
                                                             make_images) -> None:
-    batching = batcher(recording, size=8, wait_ms=50)
+    batching = batcher(recording, size=8, wait_ms=50, when_idle=False)
     images = make_images(3)
     impatient = asyncio.create_task(batching.predict_one(keys["1"], images[0]))
     others = [asyncio.create_task(batching.predict_one(keys["1"], img)) for img in images[1:]]

@@ -4,8 +4,9 @@ A convolution over 8 images costs far less than 8 convolutions over one, so fram
 that arrive close together (from different robots) are predicted together. Frames are
 gathered per model version and image shape (images of different shapes cannot share
 a tensor). A batch leaves when it is full (``max_batch_size``) or when its oldest frame
-has waited ``max_wait_ms``; while all ``max_concurrent_batches`` slots are busy the
-queue keeps filling, so batches grow under load and stay small when it is light.
+has waited ``max_wait_ms``, or at once when the model has a free slot
+(``dispatch_when_idle``); while all ``max_concurrent_batches`` slots are busy the
+queue keeps filling, so batches grow under load and latency stays low when it is light.
 
 A batch that fails fails only its own callers. Each call learns how long it waited for
 its batch (:class:`BatchedPrediction`), and :meth:`MicroBatcher.stats` counts batches.
@@ -40,6 +41,9 @@ class BatchingConfig:
     """Longest a frame waits for its batch to fill before the batch leaves anyway."""
     max_concurrent_batches: int = 2
     """Batches in the model at once (one per core suits the embedded host)."""
+    dispatch_when_idle: bool = True
+    """A frame that finds a batch slot free leaves at once instead of waiting for company:
+    waiting only pays while the model is busy, and then frames gather anyway."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class MicroBatcher(ModelHost):
         self._queues: dict[QueueKey, _Queue] = {}
         self._slots = asyncio.Semaphore(self.config.max_concurrent_batches)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._scheduled = 0  # batch tasks created and not finished (waiting for a slot too)
         self._pending: Counter[ModelKey] = Counter()
         self._idle = asyncio.Condition()
         self._releasing: set[ModelKey] = set()
@@ -132,6 +137,8 @@ class MicroBatcher(ModelHost):
         self._pending[qkey[0]] += 1
         if len(queue.waiters) % self.config.max_batch_size == 0:
             self._dispatch(qkey)  # a batch is full (once per batch, not once per frame)
+        elif self._idle_slot():
+            self._dispatch(qkey)  # the model is idle: frames of this tick still join the batch
         elif queue.timer is None:
             delay = self.config.max_wait_ms / 1000
             queue.timer = asyncio.get_running_loop().call_later(delay, self._dispatch, qkey)
@@ -145,8 +152,21 @@ class MicroBatcher(ModelHost):
             queue.timer.cancel()
             queue.timer = None
         task = asyncio.get_running_loop().create_task(self._run_batch(qkey))
+        self._scheduled += 1
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._batch_task_done)
+
+    def _idle_slot(self) -> bool:
+        return self.config.dispatch_when_idle and \
+            self._scheduled < self.config.max_concurrent_batches
+
+    def _batch_task_done(self, task: asyncio.Task[None]) -> None:
+        self._scheduled -= 1
+        self._tasks.discard(task)
+        waiting = [(q.waiters[0].queued_at, k) for k, q in self._queues.items() if q.waiters]
+        if waiting and self._idle_slot():
+            # A slot just freed: the longest-waiting frames need not sit out their timer.
+            self._dispatch(min(waiting, key=lambda item: item[0])[1])
 
     async def _run_batch(self, qkey: QueueKey) -> None:
         async with self._slots:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,15 @@ async def test_model_mode_steers_by_predictions_and_the_floor_changes(gateway,  
     assert [r.scenario for r in summary.runs] == ["beige", "green"]
     # The fake model reads 10 mm long, so the sensor's safety stop ends every run.
     assert all("safety stop" in r.stop_reason for r in summary.runs)
+
+
+async def test_realtime_sessions_are_paced_at_the_capture_rate(gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    summary = await drive_session_async(gateway.address, gateway.device, gateway.token, "beige",
+                                        runs=1, seed=2, fps=40.0, realtime=True,
+                                        buffer_path=tmp_path / "b.db")
+    elapsed = loop.time() - started
+    frames = summary.delivery.frames
+    assert frames > 10 and elapsed >= (frames - 1) / 40.0
+    assert len(gateway.state.received) == frames

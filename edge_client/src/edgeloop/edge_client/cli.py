@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import cv2
+from edgeloop.edge_client.camera.base import Camera, RangeSensor
 from edgeloop.edge_client.control.parking import Mode, ParkingController
 from edgeloop.edge_client.control.profile import SpeedProfile
 from edgeloop.edge_client.control.signals import ConsoleSignals, GpioSignals, Signals
@@ -131,18 +132,25 @@ def _echo_session(summary: SessionSummary) -> None:
                f"left in offline buffer {summary.buffered_left}")
 
 
+def _open_hardware(kind: str, source: str, bus: int, gpio: bool) -> tuple[Camera, RangeSensor,
+                                                                          Signals]:
+    # Imported here: the hardware adapters are only needed (and only work) on the car.
+    from edgeloop.edge_client.camera.opencv_camera import OpenCVCamera  # noqa: PLC0415
+    from edgeloop.edge_client.camera.picamera import PiCamera  # noqa: PLC0415
+    from edgeloop.edge_client.sensors.adapters import VL53L0XRangeSensor  # noqa: PLC0415
+
+    camera: Camera = PiCamera() if kind == "picamera" else OpenCVCamera(
+        int(source) if source.isdigit() else source)
+    signals: Signals = GpioSignals() if gpio else ConsoleSignals()
+    return camera, VL53L0XRangeSensor.open(bus), signals
+
+
 def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gateway: str,
                     device: str, token: str, fps: float, mode: Mode, buffer_path: Path,
                     session_id: str | None) -> None:
-    from edgeloop.edge_client.camera.opencv_camera import OpenCVCamera  # noqa: PLC0415
-    from edgeloop.edge_client.camera.picamera import PiCamera  # noqa: PLC0415
     from edgeloop.edge_client.robot import run_robot  # noqa: PLC0415
-    from edgeloop.edge_client.sensors.adapters import VL53L0XRangeSensor  # noqa: PLC0415
 
-    camera = PiCamera() if kind == "picamera" else OpenCVCamera(
-        int(source) if source.isdigit() else source)
-    sensor = VL53L0XRangeSensor.open(bus)
-    signals: Signals = GpioSignals() if gpio else ConsoleSignals()
+    camera, sensor, signals = _open_hardware(kind, source, bus, gpio)
     controller = ParkingController(SpeedProfile(), mode, signals=signals)
 
     async def session() -> None:
@@ -159,9 +167,8 @@ def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gat
                 click.echo(f"run {number:3d}  {format_delivery(delivery)}  ({reason})")
         finally:
             await client.close()
-            camera.close()
-            sensor.close()
-            signals.close()
+            for device_part in (camera, sensor, signals):
+                device_part.close()
 
     asyncio.run(session())
 

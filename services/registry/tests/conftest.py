@@ -134,6 +134,15 @@ async def running_registry(settings: Settings) -> AsyncIterator[Registry]:
             await channel.close()
 
 
+@pytest.fixture
+def registry_factory(database_url: str, mlflow_store: MlflowStore):
+    """Start a registry with extra settings: ``async with registry_factory(repo, **extra)``."""
+    def start(repository: Path, **extra: object):
+        return running_registry(registry_settings(database_url, mlflow_store.uri, repository,
+                                                  **extra))
+    return start
+
+
 @pytest_asyncio.fixture
 async def registry(database_url: str, mlflow_store: MlflowStore, tmp_path: Path
                    ) -> AsyncIterator[Registry]:

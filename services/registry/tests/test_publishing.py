@@ -1,0 +1,180 @@
+"""Publishing: SavedModel + TFLite in the model repository, models.config, TF Serving reloads.
+
+TF Serving itself cannot be installed here, so the reload is sent to an in-test gRPC
+server implementing TF Serving's ModelService (``FakeModelServer``). It enforces TF
+Serving's rule that a version label may only point at a loaded (AVAILABLE) version,
+and loads versions after a short delay, as TF Serving does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+import tensorflow as tf
+from google.protobuf import text_format
+from grpc import aio
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2
+
+from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
+from edgeloop.contracts.registry.v1 import model_pb2
+from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+from edgeloop.registry.tfserving import loading_step
+
+Status = get_model_status_pb2.ModelVersionStatus
+
+
+class FakeModelServer(model_service_pb2_grpc.ModelServiceServicer):
+    """TF Serving's ModelService, in memory: loads after ``load_delay_s``, checks labels."""
+
+    def __init__(self, load_delay_s: float = 0.3) -> None:
+        self.load_delay_s = load_delay_s
+        self.available: dict[str, set[int]] = {}
+        self.labels: dict[str, dict[str, int]] = {}
+        self.accepted: list[model_server_config_pb2.ModelServerConfig] = []
+        self.refused: list[str] = []
+
+    async def HandleReloadConfigRequest(self, request, context):  # noqa: N802, ANN001, ANN201
+        config = request.config
+        for model in config.model_config_list.config:
+            loaded = self.available.get(model.name, set())
+            for label, version in model.version_labels.items():
+                if version not in loaded:
+                    message = (f"Request to assign label to version {version} of model "
+                               f"{model.name}, which is not currently available for inference")
+                    self.refused.append(message)
+                    return model_management_pb2.ReloadConfigResponse(
+                        status={"error_code": 9, "error_message": message})
+        self.accepted.append(config)
+        for model in config.model_config_list.config:
+            wanted = set(model.model_version_policy.specific.versions)
+            self.available[model.name] = self.available.get(model.name, set()) & wanted
+            self.labels[model.name] = dict(model.version_labels)
+            asyncio.get_running_loop().call_later(self.load_delay_s, self._load, model.name, wanted)
+        return model_management_pb2.ReloadConfigResponse()
+
+    def _load(self, model: str, versions: set[int]) -> None:
+        self.available[model] = self.available.get(model, set()) | versions
+
+    async def GetModelStatus(self, request, context):  # noqa: N802, ANN001, ANN201
+        name = request.model_spec.name
+        if name not in self.available:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {name} not found")
+        return get_model_status_pb2.GetModelStatusResponse(model_version_status=[
+            Status(version=v, state=Status.AVAILABLE) for v in sorted(self.available[name])])
+
+
+@pytest_asyncio.fixture
+async def model_server():
+    fake = FakeModelServer()
+    server = aio.server()
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield fake, f"127.0.0.1:{port}"
+    await server.stop(0)
+
+
+@pytest_asyncio.fixture
+async def served_registry(database_url, mlflow_store, tmp_path, model_server, registry_factory):
+    fake, address = model_server
+    async with registry_factory(tmp_path / "repository", tfserving_addr=address) as running:
+        yield running, fake
+
+
+async def _wait_for(condition, timeout_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_publishes_savedmodel_tflite_and_config_and_reloads_in_two_steps(
+        served_registry, mlflow_store) -> None:
+    registry, fake = served_registry
+    stub, admin, model = registry.stub, registry.admin(), f"dist-{uuid.uuid4().hex[:6]}"
+    await stub.CreateDeployment(pb.CreateDeploymentRequest(deployment=dpb.Deployment(
+        name="parking", model_name=model, selector=dpb.VersionSelector(alias="champion"),
+        active=True)), metadata=admin)
+    first = await stub.RegisterModelVersion(pb.RegisterModelVersionRequest(
+        model_name=model, run_id=mlflow_store.good_run, promote=True), metadata=admin, timeout=120)
+    assert first.promotion.promoted
+
+    published = Path(first.version.published_path)
+    assert published == registry.repository / model / "1"
+    serve = tf.saved_model.load(str(published)).signatures["serving_default"]
+    image = np.full((2, 48, 64, 3), 255, dtype=np.uint8)
+    distance = serve(image=tf.constant(image))["distance_mm"].numpy()
+    assert distance.shape == (2,) and distance == pytest.approx([1000.0, 1000.0], rel=1e-3)
+
+    config = text_format.Parse((registry.repository / "models.config").read_text(),
+                               model_server_config_pb2.ModelServerConfig())
+    [entry] = config.model_config_list.config
+    assert entry.name == model and entry.base_path == str(registry.repository / model)
+    assert list(entry.model_version_policy.specific.versions) == [1]
+    assert dict(entry.version_labels) == {"stable": 1}
+    await _wait_for(lambda: fake.labels.get(model) == {"stable": 1})
+
+    evaluation = model_pb2.HoldoutEvaluation(candidate_mae_mm=5.0, champion_version="1",
+                                             champion_mae_mm=20.0)
+    second = await stub.RegisterModelVersion(pb.RegisterModelVersionRequest(
+        model_name=model, run_id=mlflow_store.better_run, evaluation=evaluation, promote=True),
+        metadata=admin, timeout=120)
+    assert second.promotion.promoted
+    await _wait_for(lambda: fake.labels.get(model) == {"stable": 2}
+                    and fake.available.get(model) == {2})
+    assert fake.refused == []
+    steps = [(set(c.model_config_list.config[0].model_version_policy.specific.versions),
+              dict(c.model_config_list.config[0].version_labels))
+             for c in fake.accepted if c.model_config_list.config]
+    # Load first (labels stay), label second; for the first version and for the promotion.
+    assert steps[0] == ({1}, {}) and steps[1] == ({1}, {"stable": 1})
+    assert steps[-2:] == [({1, 2}, {"stable": 1}), ({2}, {"stable": 2})]
+
+    await registry.app.models.wait_conversions()
+    tflite = registry.repository / model / "2.tflite"
+    assert tflite.exists()
+    interpreter = tf.lite.Interpreter(model_path=str(tflite))
+    runner = interpreter.get_signature_runner("serving_default")
+    out = runner(image=np.full((1, 48, 64, 3), 255, dtype=np.uint8))["distance_mm"]
+    assert out == pytest.approx([2000.0], rel=1e-3)
+
+
+async def test_fake_refuses_a_label_on_an_unloaded_version(model_server) -> None:
+    """The fake enforces the rule the two-step reload exists for (so the test above can fail)."""
+    fake, address = model_server
+    config = model_server_config_pb2.ModelServerConfig()
+    entry = config.model_config_list.config.add(name="m", base_path="/x", model_platform="tensorflow")
+    entry.model_version_policy.specific.versions.append(1)
+    entry.version_labels["stable"] = 1
+    async with aio.insecure_channel(address) as channel:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        reply = await stub.HandleReloadConfigRequest(
+            model_management_pb2.ReloadConfigRequest(config=config))
+    assert reply.status.error_code == 9 and fake.refused
+
+
+def test_loading_step_keeps_old_labels_and_versions() -> None:
+    def config(versions: list[int], labels: dict[str, int]) -> model_server_config_pb2.ModelServerConfig:
+        made = model_server_config_pb2.ModelServerConfig()
+        entry = made.model_config_list.config.add(name="m", base_path="/r/m")
+        entry.model_version_policy.specific.versions.extend(versions)
+        entry.version_labels.update(labels)
+        return made
+
+    step = loading_step(config([3], {"stable": 3}), config([1, 2], {"stable": 1, "canary": 2}))
+    [entry] = step.model_config_list.config
+    assert list(entry.model_version_policy.specific.versions) == [1, 2, 3]
+    assert dict(entry.version_labels) == {"stable": 1, "canary": 2}
+    fresh = loading_step(config([3], {"stable": 3}), None).model_config_list.config[0]
+    assert list(fresh.model_version_policy.specific.versions) == [3] and not fresh.version_labels

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
@@ -140,3 +141,28 @@ async def test_release_during_load_leaves_nothing_ready(host, keys) -> None:
     await host.release(keys["1"])
     await loading
     assert not host.is_ready(keys["1"])
+
+
+class _WrongInput(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="pixels")])
+    def serve(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"distance_mm": tf.reduce_mean(tf.cast(pixels, tf.float32), axis=[1, 2, 3])}
+
+
+class _WrongOutputShape(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
+    def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"distance_mm": tf.zeros([tf.shape(image)[0], 2])}
+
+
+@pytest.mark.parametrize(("module", "problem"), [(_WrongInput, "no input 'image'"),
+                                                 (_WrongOutputShape, "contract is float32")])
+async def test_model_breaking_the_signature_never_becomes_ready(host, tmp_path, module,
+                                                                problem) -> None:
+    instance = module()
+    tf.saved_model.save(instance, str(tmp_path / "1"),
+                        signatures={"serving_default": instance.serve})
+    key = ModelKey("odd", "1", path=str(tmp_path / "1"))
+    with pytest.raises(ModelUnavailable, match=problem):
+        await host.ensure_loaded(key)
+    assert not host.is_ready(key)

@@ -22,7 +22,9 @@ class DistanceModel(PythonModel):
 
         self._serving = tf.saved_model.load(context.artifacts["saved_model"]).signatures["serving_default"]
 
-    def predict(self, context: Any, model_input: Any, params: dict | None = None) -> np.ndarray:
+    # no type hints here on purpose: MLflow would derive a schema from them and the
+    # logged signature (image uint8 [b, h, w, 3]) is the contract
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
         import tensorflow as tf
 
         images = model_input["image"] if isinstance(model_input, dict) else model_input

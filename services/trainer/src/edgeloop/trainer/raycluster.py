@@ -37,6 +37,7 @@ def configure_token(token_file: str) -> str:
     """Turn on Ray token auth for this process and its workers; returns the token file used."""
     os.environ["RAY_AUTH_MODE"] = "token"
     if not token_file:
+        _refresh_ray_config()
         return str(Path.home() / ".ray" / "auth_token")
     path = Path(token_file)
     if not path.exists() or not path.read_text().strip():
@@ -44,7 +45,16 @@ def configure_token(token_file: str) -> str:
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(path.resolve())
+    _refresh_ray_config()
     return str(path.resolve())
+
+
+def _refresh_ray_config() -> None:
+    """Make an already imported Ray see the new auth variables (what ray.init does itself)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def start_ray(settings: Settings) -> RayInfo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,9 @@ def log_pyfunc(tracking_uri: str, run_id: str, saved_model_dir: Path) -> float:
         inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "image")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,), "distance_mm")]))
     code = str(Path(__file__).with_name("pyfunc_model.py"))
+    # the short explicit list is the model's environment; MLflow would otherwise copy the
+    # whole workspace's uv.lock next to every model
+    os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
     started = time.perf_counter()
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)

@@ -168,12 +168,13 @@ def build_manifest(snapshot_id: str, observations: list[observation_pb2.Observat
                 "label_mm": float(o.sensor_mm), "sha256": hashlib.sha256(o.jpeg).hexdigest(),
                 "deployment": o.deployment, "time": o.time.ToJsonString()} for o in observations]
     digest = content_hash(entries)
-    split = assign_splits(len(entries), seed or int(digest[:16], 16))
+    seed = (seed or int(digest[:8], 16)) % 2**32  # 32 bits: what Keras and Ray accept
+    split = assign_splits(len(entries), seed)
     for entry, part in zip(entries, split, strict=True):
         entry["split"] = SPLITS[part]
     labels = [e["label_mm"] for e in entries]
     return {
-        "snapshot_id": snapshot_id, "content_hash": digest, "seed": seed or int(digest[:16], 16),
+        "snapshot_id": snapshot_id, "content_hash": digest, "seed": seed,
         "selection": _selection_json(selection), "observations": entries,
         "deployments": sorted({e["deployment"] for e in entries}),
         "start_time": entries[0]["time"], "end_time": entries[-1]["time"],

@@ -326,7 +326,7 @@ class SweepRun:
                                        self.request.max_concurrent_trials, self.deps.settings.tf_threads)
         self.sweep.max_concurrent_trials = resources.concurrent
         plan = tune.SweepPlan(self.sweep.sweep_id, snap.arrays_path, values, self.sweep.num_trials,
-                              resources, int(self.request.seed or snap.manifest["seed"]),
+                              resources, int(self.request.seed or snap.manifest["seed"]) % 2**32,
                               self.folder / "ray")
         hooks = Progress(self, asyncio.get_running_loop())
         outcome = await asyncio.to_thread(tune.run_sweep, plan, hooks)

@@ -1,0 +1,204 @@
+"""End to end through the gRPC contract: snapshot -> Ray Tune -> MLflow -> registry.
+
+Real local Ray, a real MLflow SQLite store, real PostgreSQL, the real features and
+registry services (see conftest.py), simulated beige frames.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import grpc
+import mlflow
+import numpy as np
+import pytest
+
+from edgeloop.contracts.registry.v1 import deployment_pb2, registry_service_pb2
+from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2 as pb
+from edgeloop.platform import bearer
+
+S = sweep_pb2
+FAST_SPACE = S.SearchSpace(learning_rates=[1e-3], batch_sizes=[16, 32], epochs=[4],
+                           architectures=["small"], filters=[16], dropouts=[0.1], dense_units=[32])
+
+
+def wait_done(stub: Any, sweep_id: str, timeout: float = 600) -> list[S.SweepEvent]:
+    """Follow WatchSweep to the end; returns every event."""
+    events = [r.event for r in stub.WatchSweep(pb.WatchSweepRequest(sweep_id=sweep_id), timeout=timeout)]
+    assert events, "WatchSweep returned no events"
+    return events
+
+
+def mean_predictor_mae(labels: np.ndarray) -> float:
+    """MAE of always answering the training mean: the floor a model must beat."""
+    return float(np.mean(np.abs(labels - labels.mean())))
+
+
+@pytest.fixture(scope="module")
+def first_sweep(stack: Any) -> dict[str, Any]:
+    """The module's main sweep: 2 trials x up to 4 epochs on the beige frames, promoted."""
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        stub = stack.trainer_stub(channel)
+        started = stub.StartSweep(pb.StartSweepRequest(
+            model_name="distance", trigger="manual", data=S.DataSelection(deployments=["garage-beige"]),
+            search_space=FAST_SPACE, num_trials=2, deployment="garage-beige", promote=True,
+            seed=11), timeout=60).sweep
+        events = wait_done(stub, started.sweep_id)
+        sweep = stub.GetSweep(pb.GetSweepRequest(sweep_id=started.sweep_id), timeout=30).sweep
+    return {"started": started, "events": events, "sweep": sweep}
+
+
+def test_empty_selection_is_refused_before_any_work(stack: Any) -> None:
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        stub = stack.trainer_stub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.StartSweep(pb.StartSweepRequest(data=S.DataSelection(deployments=["nowhere"])),
+                            timeout=60)
+        listed = stub.ListSweeps(pb.ListSweepsRequest(), timeout=30).sweeps
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "matches 0 labelled observations" in caught.value.details()
+    assert "at least 30" in caught.value.details()
+    assert all(s.data.deployments != ["nowhere"] for s in listed), "nothing was queued"
+
+
+def test_bad_search_space_names_the_field(stack: Any) -> None:
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            stack.trainer_stub(channel).StartSweep(pb.StartSweepRequest(
+                search_space=S.SearchSpace(architectures=["huge"])), timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "search_space.architectures" in caught.value.details()
+
+
+def test_sweep_registers_a_version_better_than_the_mean(stack: Any, first_sweep: dict[str, Any]) -> None:
+    sweep, events = first_sweep["sweep"], first_sweep["events"]
+    assert sweep.state == S.SWEEP_STATE_SUCCEEDED, sweep.error
+    kinds = [e.type for e in events]
+    for kind in (S.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT, S.SWEEP_EVENT_TYPE_TRIAL_STARTED,
+                 S.SWEEP_EVENT_TYPE_EPOCH, S.SWEEP_EVENT_TYPE_TRIAL_FINISHED,
+                 S.SWEEP_EVENT_TYPE_BEST_SO_FAR, S.SWEEP_EVENT_TYPE_VERSION_REGISTERED,
+                 S.SWEEP_EVENT_TYPE_PROMOTION):
+        assert kind in kinds, S.SweepEventType.Name(kind)
+    assert kinds.count(S.SWEEP_EVENT_TYPE_TRIAL_STARTED) == 2
+    assert events[-1].state == S.SWEEP_STATE_SUCCEEDED
+    assert sweep.model_version and sweep.promoted, sweep.promotion_note
+    # Bound: half the MAE of always answering the mean label. The beige labels spread
+    # over ~25-250 mm (mean-predictor MAE ~50 mm); a CNN that reads the wall's position
+    # in the frame at all halves that within a few epochs, a broken pipeline
+    # (shuffled labels, lost scaling, wrong split) does not.
+    labels = np.array([o.sensor_mm for o in stack.observations if o.HasField("sensor_mm")])
+    bound = 0.5 * mean_predictor_mae(labels)
+    assert 0 < sweep.holdout_mae_mm < bound, (sweep.holdout_mae_mm, bound)
+    with grpc.insecure_channel(stack.registry.address) as channel:
+        version = stack.registry_stub(channel).GetModelVersion(registry_service_pb2.GetModelVersionRequest(
+            model_name="distance", selector=deployment_pb2.VersionSelector(version=sweep.model_version)),
+            metadata=bearer("trainer-tests-admin-token-0123456789"), timeout=30).version
+    assert version.metrics["holdout_mae_mm"] == pytest.approx(sweep.holdout_mae_mm, rel=1e-5)
+    assert version.tags["sweep_id"] == sweep.sweep_id
+    assert version.tags["dataset_snapshot"] == sweep.dataset.snapshot_id
+    assert version.evaluation.sample_count == sweep.dataset.holdout_count
+
+
+def test_mlflow_runs_carry_lineage(stack: Any, first_sweep: dict[str, Any]) -> None:
+    sweep = first_sweep["sweep"]
+    client = mlflow.MlflowClient(stack.mlflow_uri)
+    parent = client.get_run(sweep.mlflow_parent_run_id)
+    children = client.search_runs([sweep.mlflow_experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 2
+    for run in [parent, *children]:
+        tags = run.data.tags
+        assert tags["sweep_id"] == sweep.sweep_id
+        assert tags["dataset_snapshot"] == sweep.dataset.snapshot_id
+        assert tags["trigger"] == "manual"
+        assert tags["git_sha"] and tags["git_sha"] != ""
+    inputs = parent.inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == [f"snapshot-{sweep.dataset.snapshot_id}"]
+    assert sweep.dataset.content_hash.startswith(inputs[0].dataset.digest)
+    best = next(r for r in children if r.data.tags["ray_trial_id"] == sweep.best_trial_id)
+    history = client.get_metric_history(best.info.run_id, "val_mae_mm")
+    assert [m.step for m in history] == list(range(1, len(history) + 1)) and len(history) >= 2
+    assert best.data.params["architecture"] == "small"
+    # the logged model serves the documented signature and predicts millimetres
+    model = mlflow.pyfunc.load_model(f"runs:/{best.info.run_id}/model")
+    arrays = np.load(stack.folder / "objects" / "trainer" / "sweeps" / sweep.dataset.snapshot_id / "arrays.npz")
+    holdout = arrays["split"] == 2
+    predicted = np.asarray(model.predict({"image": arrays["images"][holdout]}))
+    mae = float(np.mean(np.abs(predicted - arrays["labels"][holdout])))
+    assert mae == pytest.approx(sweep.holdout_mae_mm, rel=1e-3)
+
+
+def test_manifest_lists_exactly_the_observations_used(stack: Any, first_sweep: dict[str, Any]) -> None:
+    sweep = first_sweep["sweep"]
+    base = stack.folder / "objects" / "trainer" / "sweeps" / sweep.dataset.snapshot_id
+    manifest = json.loads((base / "manifest.json").read_text())
+    labelled = {o.observation_id: o.sensor_mm for o in stack.observations if o.HasField("sensor_mm")}
+    used = {e["observation_id"]: e["label_mm"] for e in manifest["observations"]}
+    assert used.keys() == labelled.keys()
+    assert all(abs(used[i] - labelled[i]) < 1e-3 for i in used)
+    assert sweep.dataset.observation_count == len(labelled)
+    counts = manifest["split_counts"]
+    assert sum(counts.values()) == len(labelled) and min(counts.values()) > 0
+    arrays = np.load(base / "arrays.npz")
+    assert arrays["images"].shape == (len(labelled), 240, 320, 3), "original size, no resizing"
+    assert arrays["images"].dtype == np.uint8
+    reference = json.loads((base / "reference.json").read_text())
+    assert reference["holdout_mae_mm"] == pytest.approx(sweep.holdout_mae_mm)
+    assert 40 <= reference["stats"]["saturation"]["mean"] <= 60, "beige is inside the thesis band"
+    assert sum(reference["stats"]["saturation"]["histogram"]["counts"]) == len(labelled)
+
+
+def test_from_sweep_reuses_the_identical_snapshot(stack: Any, first_sweep: dict[str, Any]) -> None:
+    first = first_sweep["sweep"]
+    space = S.SearchSpace(batch_sizes=[8], epochs=[2], architectures=["small"], filters=[8],
+                          learning_rates=[1e-3], dropouts=[0.1], dense_units=[16])
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        stub = stack.trainer_stub(channel)
+        started = stub.StartSweep(pb.StartSweepRequest(
+            from_sweep=first.sweep_id, search_space=space, num_trials=1, promote=False), timeout=60).sweep
+        wait_done(stub, started.sweep_id)
+        rerun = stub.GetSweep(pb.GetSweepRequest(sweep_id=started.sweep_id), timeout=30).sweep
+    assert rerun.state == S.SWEEP_STATE_SUCCEEDED, rerun.error
+    assert rerun.from_sweep == first.sweep_id
+    assert rerun.dataset.snapshot_id == first.dataset.snapshot_id
+    assert rerun.dataset.content_hash == first.dataset.content_hash
+    assert rerun.dataset.manifest_key == first.dataset.manifest_key
+    assert (rerun.dataset.train_count, rerun.dataset.holdout_count) == (
+        first.dataset.train_count, first.dataset.holdout_count)
+    assert rerun.trials[0].params["batch_size"] == "8"
+    assert not rerun.promoted
+    # the champion (the first sweep's version) was judged on the same holdout
+    with grpc.insecure_channel(stack.registry.address) as channel:
+        version = stack.registry_stub(channel).GetModelVersion(registry_service_pb2.GetModelVersionRequest(
+            model_name="distance", selector=deployment_pb2.VersionSelector(version=rerun.model_version)),
+            metadata=bearer("trainer-tests-admin-token-0123456789"), timeout=30).version
+    assert version.evaluation.champion_version == first.model_version
+    assert version.evaluation.champion_mae_mm == pytest.approx(first.holdout_mae_mm, rel=1e-3)
+    assert version.evaluation.holdout_id == first.dataset.content_hash
+
+
+def test_cancel_stops_a_running_sweep_and_queue_waits(stack: Any) -> None:
+    slow = S.SearchSpace(epochs=[50], architectures=["small"], batch_sizes=[8], filters=[8],
+                         learning_rates=[1e-3], dropouts=[0.1], dense_units=[16])
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        stub = stack.trainer_stub(channel)
+        request = pb.StartSweepRequest(model_name="cancel-me", search_space=slow, num_trials=2)
+        running = stub.StartSweep(request, timeout=60).sweep
+        queued = stub.StartSweep(request, timeout=60).sweep
+        assert stub.GetSweep(pb.GetSweepRequest(sweep_id=queued.sweep_id), timeout=30).sweep.state \
+            == S.SWEEP_STATE_QUEUED, "one sweep per model runs; the second waits"
+        for response in stub.WatchSweep(pb.WatchSweepRequest(sweep_id=running.sweep_id), timeout=300):
+            if response.event.type == S.SWEEP_EVENT_TYPE_EPOCH:
+                break
+        cancelled_queued = stub.CancelSweep(pb.CancelSweepRequest(sweep_id=queued.sweep_id), timeout=60).sweep
+        started = time.monotonic()
+        cancelled = stub.CancelSweep(pb.CancelSweepRequest(sweep_id=running.sweep_id), timeout=200).sweep
+        elapsed = time.monotonic() - started
+    assert cancelled_queued.state == S.SWEEP_STATE_CANCELLED
+    assert cancelled.state == S.SWEEP_STATE_CANCELLED, (cancelled.error, elapsed)
+    assert all(t.epochs_done < 50 for t in cancelled.trials)
+    assert not cancelled.model_version
+    parent = mlflow.MlflowClient(stack.mlflow_uri).get_run(cancelled.mlflow_parent_run_id)
+    assert parent.info.status == "KILLED"

@@ -87,7 +87,8 @@ async def features(database_url: str, tmp_path: Path) -> AsyncIterator[RunningSe
 
 
 @pytest.fixture
-async def stub(features: RunningServer) -> AsyncIterator[feature_store_service_pb2_grpc.FeatureStoreServiceStub]:
+async def stub(features: RunningServer,
+               ) -> AsyncIterator[feature_store_service_pb2_grpc.FeatureStoreServiceStub]:
     """A client of the served features service."""
     async with aio.insecure_channel(features.address) as channel:
         yield feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
@@ -101,7 +102,8 @@ def app(features: RunningServer) -> App:
 
 
 async def ingest(stub: feature_store_service_pb2_grpc.FeatureStoreServiceStub,
-                 *batches: list[observation_pb2.Observation]) -> feature_store_service_pb2.IngestResponse:
+                 *batches: list[observation_pb2.Observation],
+                 ) -> feature_store_service_pb2.IngestResponse:
     """One Ingest call sending ``batches``."""
     async def requests() -> AsyncIterator[feature_store_service_pb2.IngestRequest]:
         for batch in batches:

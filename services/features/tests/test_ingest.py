@@ -16,7 +16,8 @@ async def _rows(app, sql: str, *params):
         return await cursor.fetchall()
 
 
-async def test_batch_is_stored_with_context_stats_and_image(stub, app, make_observation, ingest_call):
+async def test_batch_is_stored_with_context_stats_and_image(stub, app, make_observation,
+                                                            ingest_call):
     shadow = observation_pb2.ArmPrediction(arm="shadow", model_name="distance", model_version="4",
                                            prediction_mm=510.0)
     batch = [make_observation(i) for i in range(5)]
@@ -25,7 +26,8 @@ async def test_batch_is_stored_with_context_stats_and_image(stub, app, make_obse
     assert (reply.stored, reply.duplicates, list(reply.rejected)) == (5, 0, [])
 
     rows = await _rows(app, "SELECT observation_id::text, device_id, deployment, model_version, "
-                            "sensor_mm, error_mm, image_key, saturation, keypoints, width, trace_id "
+                            "sensor_mm, error_mm, image_key, saturation, keypoints, width, "
+                            "trace_id "
                             "FROM features.observations ORDER BY time")
     assert [r[0] for r in rows] == [o.observation_id for o in batch]
     first = rows[0]
@@ -50,7 +52,8 @@ async def test_same_batch_twice_is_stored_once(stub, app, make_observation, inge
     assert count == [(4,)]
 
 
-async def test_repeated_id_within_a_batch_counts_as_duplicate(stub, app, make_observation, ingest_call):
+async def test_repeated_id_within_a_batch_counts_as_duplicate(stub, app, make_observation,
+                                                              ingest_call):
     obs = make_observation(0)
     reply = await ingest_call(stub, [obs, obs])
     assert (reply.stored, reply.duplicates) == (1, 1)
@@ -130,13 +133,15 @@ async def test_observation_id_is_stored_in_canonical_form(stub, app, make_observ
     assert again.duplicates == 1
 
 
-async def test_observation_without_model_or_label_is_stored(stub, app, make_observation, ingest_call):
+async def test_observation_without_model_or_label_is_stored(stub, app, make_observation,
+                                                            ingest_call):
     obs = make_observation(0, model_name="", model_version="", arm="none")
     obs.ClearField("prediction_mm")
     obs.ClearField("sensor_mm")
     reply = await ingest_call(stub, [obs])
     assert reply.stored == 1
-    rows = await _rows(app, "SELECT prediction_mm, sensor_mm, error_mm, arm FROM features.observations")
+    rows = await _rows(app, "SELECT prediction_mm, sensor_mm, error_mm, arm "
+                            "FROM features.observations")
     assert rows == [(None, None, None, "none")]
 
 

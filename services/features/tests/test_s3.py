@@ -16,7 +16,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
 from edgeloop.platform.objectstore import S3Store

@@ -14,10 +14,9 @@ import re
 import psycopg
 import pytest
 import sqlparse
-from sqlparse.sql import Identifier, IdentifierList
-
 from edgeloop.features.rollup import DATE_BIN, TIME_BUCKET
 from edgeloop.features.schema import Policies, branch_sql, ensure_schema, split_statements
+from sqlparse.sql import Identifier, IdentifierList
 
 
 def select_list(statement: str) -> list[tuple[str, str]]:

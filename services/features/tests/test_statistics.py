@@ -7,7 +7,6 @@ import colorsys
 import cv2
 import numpy as np
 import pytest
-
 from edgeloop.features.statistics import STAT_NAMES, decode_jpeg, image_stats, jpeg_stats
 from edgeloop.platform.errors import InvalidArgument
 

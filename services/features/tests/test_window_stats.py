@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import numpy as np
 import pytest
-from psycopg.rows import dict_row
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.features.statistics import STAT_NAMES
+from psycopg.rows import dict_row
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # on a 5-minute boundary
 

@@ -1,1 +1,2 @@
-"""edgeloop features: observation ingest, OpenCV image statistics, hypertable writes, image objects, dataset queries, drift monitor."""
+"""edgeloop features: observation ingest, OpenCV image statistics, hypertable writes,
+image objects, dataset queries, drift monitor."""

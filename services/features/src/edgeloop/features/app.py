@@ -38,7 +38,8 @@ class App(ServiceApp):
         return [SERVICE.full_name]
 
     def add_to_server(self, server: aio.Server) -> None:
-        feature_store_service_pb2_grpc.add_FeatureStoreServiceServicer_to_server(self.servicer, server)
+        feature_store_service_pb2_grpc.add_FeatureStoreServiceServicer_to_server(self.servicer,
+                                                                                 server)
 
     async def start(self) -> None:
         s = self.settings
@@ -55,7 +56,8 @@ class App(ServiceApp):
         self.pool = await open_pool(s.database_url, s.db_pool_size)
         self.ingestor = Ingestor(self.pool, self.store, s.ingest_workers)
         log.info("features ready", extra={"object_store": self.store.describe(),
-                                          "timescaledb": self.timescale, "workers": self.ingestor.workers})
+                                          "timescaledb": self.timescale,
+                                          "workers": self.ingestor.workers})
 
     async def stop(self) -> None:
         if hasattr(self, "ingestor"):

@@ -14,16 +14,15 @@ from datetime import UTC
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.features.rows import COLUMNS, from_row
 from edgeloop.features.validation import canonical_uuid
 from edgeloop.platform.errors import InvalidArgument, NotFound, Unavailable
 from edgeloop.platform.objectstore import ObjectStore
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 PAGE_ROWS = 500
@@ -111,8 +110,8 @@ async def list_observations(pool: AsyncConnectionPool, store: ObjectStore,
     """Stream the observations matching ``request`` in pages."""
     query, params = build_query(request)
     try:
-        async with pool.connection() as conn, conn.transaction():
-            async with conn.cursor(name="list_observations", row_factory=dict_row) as cursor:
+        async with (pool.connection() as conn, conn.transaction(),
+                    conn.cursor(name="list_observations", row_factory=dict_row) as cursor):
                 await cursor.execute(query, params)
                 while rows := await cursor.fetchmany(PAGE_ROWS):
                     page = [from_row(row) for row in rows]

@@ -53,7 +53,8 @@ def branch_sql(timescale: bool, policies: Policies) -> str:
 
 def split_statements(text: str) -> list[str]:
     """The SQL statements of ``text`` (dollar-quoted DO blocks kept whole), comments dropped."""
-    statements = (sqlparse.format(part, strip_comments=True).strip() for part in sqlparse.split(text))
+    statements = (sqlparse.format(part, strip_comments=True).strip()
+                  for part in sqlparse.split(text))
     return [s.rstrip(";").strip() for s in statements if s.strip(" ;\n")]
 
 

@@ -17,14 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from psycopg import sql
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.features.rollup import MEAN_PREFIX, ORIGIN, ROLLUP_SECONDS, ROLLUP_VIEW, rollup_select
 from edgeloop.features.statistics import STAT_NAMES
 from edgeloop.platform.errors import InvalidArgument
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 DEFAULT_WINDOW = timedelta(minutes=5)
 DEFAULT_BINS, MAX_BINS = 20, 1000

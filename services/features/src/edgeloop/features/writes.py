@@ -60,7 +60,8 @@ async def existing_ids(pool: AsyncConnectionPool, ids: Sequence[str]) -> set[str
         raise Unavailable(f"database unreachable: {exc}") from exc
 
 
-async def _write_staged(conn: psycopg.AsyncConnection, batch: Sequence[PreparedObservation]) -> set[str]:
+async def _write_staged(conn: psycopg.AsyncConnection,
+                        batch: Sequence[PreparedObservation]) -> set[str]:
     async with conn.transaction():
         await conn.execute(_CREATE_STAGE)
         async with conn.cursor() as cursor:
@@ -98,7 +99,8 @@ async def _write_one_by_one(conn: psycopg.AsyncConnection,
     return result
 
 
-async def write_batch(pool: AsyncConnectionPool, batch: Sequence[PreparedObservation]) -> WriteResult:
+async def write_batch(pool: AsyncConnectionPool,
+                      batch: Sequence[PreparedObservation]) -> WriteResult:
     """Insert ``batch``; rows the database refuses are rejected, the others stored."""
     if not batch:
         return WriteResult()

@@ -1,0 +1,175 @@
+"""Features ingest benchmark: observations/s through FeatureStore.Ingest, statistics included.
+
+Renders realistic 320x240 rear-camera JPEGs with the edge client's scene simulator,
+starts a private PostgreSQL cluster (edgeloop.platform.pgcluster) and the features
+service as its own process (``python -m edgeloop.features``, local-folder object
+store), then sends N observations in batches over concurrent Ingest streams and
+prints observations/s. Beside it, the statistics alone (decode + every OpenCV
+statistic) on one thread and on the service's thread pool.
+
+    uv run python bench/ingest_bench.py                 # 20,000 observations
+    uv run python bench/ingest_bench.py -n 5000 --streams 1 --batch 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import grpc
+import psutil
+import psycopg
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
+from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc, observation_pb2
+from edgeloop.edge_client.simulate import render_dataset
+from edgeloop.features.statistics import jpeg_stats
+from edgeloop.platform.pgcluster import PostgresCluster
+from edgeloop.testing import ServiceProcess, free_port
+
+
+def render(frames: int, scenario: str) -> list[tuple[bytes, float | None]]:
+    """``frames`` distinct JPEGs with their sensor readings."""
+    return [(f.jpeg, f.sensor_mm) for f in render_dataset(scenario, frames, seed=1)]
+
+
+def observations(n: int, frames: list[tuple[bytes, float | None]],
+                 ) -> Iterator[observation_pb2.Observation]:
+    """``n`` observations from 10 simulated cars at 4 fps, cycling through ``frames``."""
+    start = datetime.now(UTC) - timedelta(hours=2)
+    for i in range(n):
+        jpeg, sensor = frames[i % len(frames)]
+        obs = observation_pb2.Observation(
+            observation_id=str(uuid.uuid4()), device_id=f"car-{i % 10}", session_id="bench",
+            seq=i // 10, deployment="bench", data_group="bench", model_name="distance",
+            model_version="1", arm="stable", prediction_mm=(sensor or 300.0) + 5.0,
+            latency_ms=3.0, trace_id=uuid.uuid4().hex, jpeg=jpeg)
+        if sensor is not None:
+            obs.sensor_mm = sensor
+        obs.time.FromDatetime(start + timedelta(seconds=(i // 10) / 4))
+        yield obs
+
+
+def stats_throughput(jpegs: list[bytes], workers: int, repeat: int) -> float:
+    """Images/s of decode + statistics on ``workers`` threads (chunked like the service)."""
+    cv2.setNumThreads(1 if workers > 1 else cv2.getNumberOfCPUs())
+    work = jpegs * repeat
+    size = -(-len(work) // workers)
+    chunks = [work[i:i + size] for i in range(0, len(work), size)]
+    began = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda chunk: [jpeg_stats(j) for j in chunk], chunks))
+    return len(work) / (time.perf_counter() - began)
+
+
+def ingest(address: str, requests: list[list[pb.IngestRequest]]) -> tuple[float, int, int, int]:
+    """Send each stream's requests on its own Ingest call, concurrently; seconds and counts."""
+    with grpc.insecure_channel(address) as channel:
+        stub = feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
+        began = time.perf_counter()
+        futures = [stub.Ingest.future(iter(stream), timeout=600) for stream in requests]
+        replies = [f.result() for f in futures]
+        elapsed = time.perf_counter() - began
+    return (elapsed, sum(r.stored for r in replies), sum(r.duplicates for r in replies),
+            sum(len(r.rejected) for r in replies))
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds used so far by ``processes`` (gone ones count 0)."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def postgres_processes(cluster: PostgresCluster) -> list[psutil.Process]:
+    """The postmaster and its backends (the service's connections among them)."""
+    postmaster = psutil.Process(cluster.pid())
+    return [postmaster, *postmaster.children(recursive=True)]
+
+
+def build_requests(n: int, batch: int, streams: int,
+                   frames: list[tuple[bytes, float | None]]) -> list[list[pb.IngestRequest]]:
+    """The batches, dealt round-robin over ``streams`` calls."""
+    all_obs = list(observations(n, frames))
+    batches = [pb.IngestRequest(observations=all_obs[i:i + batch]) for i in range(0, n, batch)]
+    return [batches[s::streams] for s in range(streams)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--observations", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=250, help="observations per IngestRequest")
+    parser.add_argument("--streams", type=int, default=2, help="concurrent Ingest calls")
+    parser.add_argument("--workers", type=int, default=0, help="EDGELOOP_INGEST_WORKERS (0: CPUs)")
+    parser.add_argument("--frames", type=int, default=300, help="distinct rendered frames")
+    parser.add_argument("--scenario", default="beige")
+    parser.add_argument("--no-fsync", action="store_true", help="PostgreSQL without fsync")
+    args = parser.parse_args()
+
+    print(f"cpus={os.cpu_count()} observations={args.observations} batch={args.batch} "
+          f"streams={args.streams} workers={args.workers or os.cpu_count()}")
+    frames = render(args.frames, args.scenario)
+    jpegs = [jpeg for jpeg, _ in frames]
+    mean_kb = sum(map(len, jpegs)) / len(jpegs) / 1024
+    print(f"frames: {len(frames)} distinct 320x240 JPEGs, mean {mean_kb:.1f} KiB")
+    repeat = max(1, 2000 // len(jpegs))
+    print(f"statistics only, 1 thread:  {stats_throughput(jpegs, 1, repeat):8.0f} images/s")
+    workers = args.workers or os.cpu_count() or 1
+    print(f"statistics only, {workers} threads: {stats_throughput(jpegs, workers, repeat):8.0f} "
+          "images/s")
+
+    root = Path(tempfile.mkdtemp(prefix="edgeloop-ingest-bench-"))
+    os.chmod(root, 0o755)
+    cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=not args.no_fsync)
+    service = None
+    try:
+        cluster.start()
+        url = cluster.ensure_database("bench")
+        env = {"EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_DATABASE_URL": url,
+               "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"), "EDGELOOP_LOG_LEVEL": "WARNING",
+               "EDGELOOP_INGEST_WORKERS": str(args.workers)}
+        service = ServiceProcess("edgeloop.features", env, root / "features.log").start()
+        warm = build_requests(min(500, args.observations), args.batch, 1, frames)
+        ingest(service.address, warm)  # connections, threads, first chunk of the table
+        requests = build_requests(args.observations, args.batch, args.streams, frames)
+        features_proc = psutil.Process(service.process.pid)
+        pg_procs = postgres_processes(cluster)
+        cpu_before = (cpu_seconds([features_proc]), cpu_seconds(pg_procs))
+        load_before = os.getloadavg()[0]
+        elapsed, stored, duplicates, rejected = ingest(service.address, requests)
+        cpu_features = cpu_seconds([features_proc]) - cpu_before[0]
+        cpu_pg = cpu_seconds(pg_procs) - cpu_before[1]
+        with psycopg.connect(url) as conn:
+            rows = conn.execute("SELECT count(*) FROM features.observations").fetchone()[0]
+        print(f"ingest: {stored} stored, {duplicates} duplicates, {rejected} rejected "
+              f"in {elapsed:.2f} s -> {stored / elapsed:8.0f} observations/s "
+              f"(rows in table: {rows}, incl. warm-up)")
+        per_obs = (cpu_features + cpu_pg) / stored * 1e3
+        print(f"cpu per observation: features {cpu_features / stored * 1e3:.3f} ms + "
+              f"postgres {cpu_pg / stored * 1e3:.3f} ms = {per_obs:.3f} ms "
+              f"-> {(os.cpu_count() or 1) * 1e3 / per_obs:8.0f} observations/s on "
+              f"{os.cpu_count()} idle cores")
+        print(f"load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+              "(other processes on the machine compete for the cores)")
+    finally:
+        if service:
+            service.stop()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""docker-compose.yml and the services' Dockerfiles, checked without Docker.
+
+Docker cannot run on our machines, so the stack itself is not started here. These
+tests parse the compose file and check what can go wrong without it: the components
+are there with the ports and options the platform relies on; every ``EDGELOOP_*``
+variable given to a service is a field of that service's ``Settings`` and, with the
+secrets filled in, the service's own ``load_settings`` accepts the environment; every
+address points at a compose service and a port it listens on; no secret is written into
+the file; each Dockerfile copies paths that exist; and the health-check command, run
+with this environment's Python, tells a serving gRPC server from one that is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from edgeloop.platform.config import env_name, load_settings
+from edgeloop.testing import free_port
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+COMPOSE_DIR = Path(__file__).resolve().parents[1]
+REPO = COMPOSE_DIR.parent
+COMPOSE = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text(encoding="utf-8"))
+SERVICES = COMPOSE["services"]
+EDGELOOP = {"gateway": 50050, "registry": 50051, "features": 50052, "trainer": 50053}
+"""The edgeloop services and their ports (CONTRIBUTING.md)."""
+OTHER_PORTS = {"tfserving": {8500, 8501}, "mlflow": {5000}, "minio": {9000}, "jaeger": {4317},
+               "timescaledb": {5432}, "ray-head": {10001, 6379, 8265}}
+"""Ports the other components listen on inside the compose network."""
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?:[:?-][^}]*)?\}")
+
+
+def interpolate(value: str) -> str:
+    """``value`` with every ``${VAR...}`` replaced by a stand-in secret."""
+    return _INTERPOLATION.sub(lambda m: f"test-{m.group(1).lower()}-0123456789abcdef", value)
+
+
+def environment(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in SERVICES[service]["environment"].items()}
+
+
+def settings_class(service: str) -> type:
+    return importlib.import_module(f"edgeloop.{service}.settings").Settings
+
+
+def test_the_real_components_are_composed() -> None:
+    assert set(SERVICES) == {"timescaledb", "minio", "mlflow", "tfserving", "jaeger", "grafana",
+                             "ray-head", *EDGELOOP}
+    assert SERVICES["timescaledb"]["image"].startswith("timescale/timescaledb:")
+    assert SERVICES["timescaledb"]["image"].endswith("-pg15")
+    assert {"4317:4317", "16686:16686"} <= set(SERVICES["jaeger"]["ports"])
+    assert "8265:8265" in SERVICES["ray-head"]["ports"]
+    tfserving = " ".join(SERVICES["tfserving"]["command"])
+    assert "--model_config_file=/models/models.config" in tfserving
+    assert "--model_config_file_poll_wait_seconds=" in tfserving
+    mlflow = SERVICES["mlflow"]["command"]
+    assert any(a.startswith("--backend-store-uri=postgresql://") for a in mlflow)
+    assert "--artifacts-destination=s3://edgeloop/mlflow" in mlflow
+
+
+@pytest.mark.parametrize("service", sorted(EDGELOOP))
+def test_service_is_built_from_its_dockerfile_with_a_healthcheck(service: str) -> None:
+    spec = SERVICES[service]
+    assert spec["build"] == {"context": "..", "dockerfile": f"services/{service}/Dockerfile"}
+    assert (COMPOSE_DIR / spec["build"]["context"] / spec["build"]["dockerfile"]).is_file()
+    assert spec["healthcheck"]["test"][:2] == ["CMD", "python"]
+    port = EDGELOOP[service]
+    assert environment(service)["EDGELOOP_LISTEN_ADDR"] == f"0.0.0.0:{port}"
+    assert f"{port}:{port}" in spec["ports"]
+
+
+@pytest.mark.parametrize("service", sorted(EDGELOOP))
+def test_service_environment_is_what_the_service_reads(service: str) -> None:
+    cls = settings_class(service)
+    known = {env_name(cls, name) for name in cls.model_fields}
+    env = environment(service)
+    unknown = sorted(set(env) - known)
+    assert not unknown, f"{service} does not read {unknown}"
+    required = {env_name(cls, n) for n, f in cls.model_fields.items() if f.is_required()}
+    assert required <= set(env), f"{service} needs {sorted(required - set(env))}"
+
+
+@pytest.mark.parametrize("service", sorted(EDGELOOP))
+def test_service_accepts_the_environment(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("EDGELOOP_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment(service).items():
+        monkeypatch.setenv(name, interpolate(value))
+    settings = load_settings(settings_class(service))
+    assert settings.listen_addr == f"0.0.0.0:{EDGELOOP[service]}"
+
+
+def _addresses() -> list[tuple[str, str, str]]:
+    return [(service, name, value) for service in EDGELOOP
+            for name, value in environment(service).items()
+            if name.endswith(("_ADDR", "_ENDPOINT")) and name != "EDGELOOP_LISTEN_ADDR"]
+
+
+@pytest.mark.parametrize(("service", "name", "value"), _addresses())
+def test_addresses_point_at_composed_listeners(service: str, name: str, value: str) -> None:
+    host, port = value.rsplit(":", 1)
+    if name == "EDGELOOP_WEBHOOK_ADDR":
+        assert host == "0.0.0.0"
+        return
+    listening = ({EDGELOOP[host]} if host in EDGELOOP else OTHER_PORTS.get(host, set()))
+    assert int(port) in listening, f"{service} {name}={value}: nothing listens there"
+
+
+def test_webhook_matches_grafana_contact_point() -> None:
+    contact = yaml.safe_load((COMPOSE_DIR / "grafana" / "provisioning" / "alerting" /
+                              "contact-points.yaml").read_text(encoding="utf-8"))
+    url = contact["contactPoints"][0]["receivers"][0]["settings"]["url"]
+    port = environment("trainer")["EDGELOOP_WEBHOOK_ADDR"].rsplit(":", 1)[1]
+    assert url == f"http://trainer:{port}/hooks/grafana"
+    assert f"{port}:{port}" in SERVICES["trainer"]["ports"]
+    # Grafana and the trainer get the same secret.
+    assert (SERVICES["grafana"]["environment"]["EDGELOOP_WEBHOOK_SECRET"]
+            == environment("trainer")["EDGELOOP_WEBHOOK_SECRET"])
+
+
+def test_no_secret_is_written_into_the_file() -> None:
+    secret = re.compile(r"(TOKEN|SECRET|PASSWORD|ACCESS_KEY|SECRET_KEY)$")
+    for name, spec in SERVICES.items():
+        values = [(key, str(value)) for key, value in (spec.get("environment") or {}).items()]
+        values += [("command", str(arg)) for arg in spec.get("command") or []]
+        for key, value in values:
+            if secret.search(key):
+                assert value.startswith("${"), f"{name}: {key} is written into the file"
+            for password in re.findall(r"://[^:/@]+:([^@]+)@", value):
+                assert password == "${EDGELOOP_DB_PASSWORD}", f"{name}: {key} holds a password"
+
+
+def test_grafana_mounts_the_provisioning_files() -> None:
+    for volume in SERVICES["grafana"]["volumes"] + SERVICES["timescaledb"]["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("./"):
+            assert (COMPOSE_DIR / source).is_dir(), volume
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in SERVICES["grafana"]["volumes"]
+
+
+def _workspace_members() -> list[str]:
+    root = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    return root["tool"]["uv"]["workspace"]["members"]
+
+
+@pytest.mark.parametrize("service", sorted(EDGELOOP))
+def test_dockerfile(service: str) -> None:
+    text = (REPO / "services" / service / "Dockerfile").read_text(encoding="utf-8")
+    assert text.count("FROM python:3.11-slim") == 2
+    assert f"uv sync --frozen --no-dev --no-editable --package edgeloop-{service}" in text
+    assert re.search(r"^USER edgeloop$", text, re.MULTILINE)
+    assert text.rstrip().endswith(f'CMD ["python", "-m", "edgeloop.{service}"]')
+    copied = re.findall(r"^COPY (?!--from)(\S+)", text, re.MULTILINE)
+    for source in copied:
+        assert (REPO / source).exists(), f"Dockerfile copies {source}, which does not exist"
+    manifests = {s.removesuffix("/pyproject.toml") for s in copied if s.endswith("/pyproject.toml")}
+    assert manifests == set(_workspace_members()), "uv needs every member's pyproject.toml"
+
+
+async def _health_server(status: int) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
+    await server.start()
+    await servicer.set("", status)
+    return server, port
+
+
+async def _probe(port: int) -> int:
+    command = COMPOSE["x-grpc-healthcheck"]["test"][1:]
+    env = {**os.environ, "EDGELOOP_LISTEN_ADDR": f"0.0.0.0:{port}"}
+    process = await asyncio.create_subprocess_exec(sys.executable, *command[1:], env=env,
+                                                   stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL)
+    return await process.wait()
+
+
+@pytest.mark.parametrize(("status", "exit_code"), [
+    (health_pb2.HealthCheckResponse.SERVING, 0),
+    (health_pb2.HealthCheckResponse.NOT_SERVING, 1),
+])
+async def test_healthcheck_tells_serving_from_not_serving(status: int, exit_code: int) -> None:
+    server, port = await _health_server(status)
+    try:
+        assert await _probe(port) == exit_code
+    finally:
+        await server.stop(None)
+
+
+def test_dockerfile_healthcheck_is_the_compose_one() -> None:
+    command = COMPOSE["x-grpc-healthcheck"]["test"][3]
+    for service in EDGELOOP:
+        text = (REPO / "services" / service / "Dockerfile").read_text(encoding="utf-8")
+        assert command.replace('"', '\\"') in text or command in text, service
+
+
+def test_every_variable_is_documented() -> None:
+    text = (COMPOSE_DIR / "docker-compose.yml").read_text(encoding="utf-8")
+    readme = (COMPOSE_DIR / "README.md").read_text(encoding="utf-8")
+    for variable in sorted(set(_INTERPOLATION.findall(text))):
+        assert f"`{variable}`" in readme, f"compose/README.md does not document {variable}"

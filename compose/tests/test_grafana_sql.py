@@ -82,7 +82,13 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _variable(match: re.Match[str], variables: dict[str, str]) -> str:
+Values = dict[str, str | list[str]]
+"""Template variable values: a string, or a list for a multi-value variable."""
+
+
+def _variable(match: re.Match[str], variables: Values) -> str:
+    # Grafana's SQL data sources quote and comma-join multi-value variables whatever the
+    # format; single values are inserted raw unless formatted with :sqlstring.
     name = match.group("braced") or match.group("plain")
     fmt = match.group("format")
     if name not in variables:
@@ -90,7 +96,10 @@ def _variable(match: re.Match[str], variables: dict[str, str]) -> str:
                                f"(known: {sorted(variables)})")
     if fmt not in (None, "raw", "sqlstring"):
         raise UnsupportedMacro(f"variable format :{fmt} is not supported")
-    return _quote(variables[name]) if fmt == "sqlstring" else variables[name]
+    value = variables[name]
+    if isinstance(value, list):
+        return ",".join(_quote(v) for v in value)
+    return _quote(value) if fmt == "sqlstring" else value
 
 
 _VARIABLE = re.compile(r"\$\{(?P<braced>[A-Za-z]\w*)(?::(?P<format>\w+))?\}"
@@ -98,7 +107,7 @@ _VARIABLE = re.compile(r"\$\{(?P<braced>[A-Za-z]\w*)(?::(?P<format>\w+))?\}"
 _ARGS = r"\(\s*([^(),]+?)\s*(?:,\s*([^()]+?)\s*)?\)"
 
 
-def expand(sql: str, variables: dict[str, str]) -> str:
+def expand(sql: str, variables: Values) -> str:
     """``sql`` with Grafana's PostgreSQL macros and template variables expanded."""
     start, end = f"'{TIME_FROM.isoformat()}'", f"'{TIME_TO.isoformat()}'"
     epoch_from, epoch_to = int(TIME_FROM.timestamp()), int(TIME_TO.timestamp())
@@ -255,18 +264,19 @@ def grafana_db(pg_cluster: PostgresCluster) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture(scope="module")
-def variables(grafana_db: psycopg.Connection) -> dict[str, dict[str, str]]:
+def variables(grafana_db: psycopg.Connection) -> dict[str, Values]:
     """Each dashboard's template variables, query variables resolved by running their
-    query (so those queries are exercised too): the n-th variable of a dashboard that
-    lists deployments picks the n-th deployment."""
-    values: dict[str, dict[str, str]] = {}
+    query (so those queries are exercised too): a multi-value variable takes every
+    value (as "All" does), the n-th single-value variable the n-th value."""
+    values: dict[str, Values] = {}
     for path in DASHBOARDS:
-        board_values: dict[str, str] = {}
+        board_values: Values = {}
         for n, var in enumerate(load_dashboard(path)["templating"]["list"]):
             if var["type"] == "query":
                 rows = grafana_db.execute(expand(var["query"], board_values)).fetchall()
                 assert rows, f"{path.name}: variable {var['name']} query returned nothing"
-                board_values[var["name"]] = str(rows[min(n, len(rows) - 1)][0])
+                found = [str(row[0]) for row in rows]
+                board_values[var["name"]] = found if var["multi"] else found[min(n, len(found) - 1)]
             elif var["type"] == "custom":
                 board_values[var["name"]] = str(var["current"]["value"])
             else:
@@ -324,7 +334,7 @@ def test_every_dashboard_has_queries() -> None:
 
 @pytest.mark.parametrize("query", ALL_DASHBOARD_QUERIES, ids=str)
 def test_dashboard_query_runs_on_the_schema(query: Query, grafana_db: psycopg.Connection,
-                                            variables: dict[str, dict[str, str]]) -> None:
+                                            variables: dict[str, Values]) -> None:
     board = query.source.split(":")[0]
     cursor = grafana_db.execute(expand(query.sql, variables[board]))
     rows = cursor.fetchall()
@@ -332,13 +342,13 @@ def test_dashboard_query_runs_on_the_schema(query: Query, grafana_db: psycopg.Co
     check_columns(query, _columns(cursor))
 
 
-def test_two_deployments_side_by_side(variables: dict[str, dict[str, str]]) -> None:
+def test_two_deployments_side_by_side(variables: dict[str, Values]) -> None:
     chosen = variables["inference-data-analysis.json"]
     assert {chosen["deployment_a"], chosen["deployment_b"]} == {"dep-a", "dep-b"}
 
 
 def test_model_switch_annotation_marks_the_new_version(
-        grafana_db: psycopg.Connection, variables: dict[str, dict[str, str]]) -> None:
+        grafana_db: psycopg.Connection, variables: dict[str, Values]) -> None:
     query = next(q for q in ALL_DASHBOARD_QUERIES if "Model switches" in q.source)
     values = dict(variables["drift-timeline.json"], deployment="dep-a")
     texts = [row[1] for row in grafana_db.execute(expand(query.sql, values)).fetchall()]
@@ -381,6 +391,8 @@ def test_expander_matches_grafana() -> None:
     assert 'floor(extract(epoch from time)/60)*60 AS "time"' in sql
     assert f"time BETWEEN '{TIME_FROM.isoformat()}' AND '{TIME_TO.isoformat()}'" in sql
     assert "d = 'o''k' AND n = 5" in sql
+    assert expand("d IN (${d:sqlstring}) OR d IN ($d)", {"d": ["a", "b"]}) == (
+        "d IN ('a','b') OR d IN ('a','b')")
 
 
 def _generator() -> ModuleType:

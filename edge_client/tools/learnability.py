@@ -19,7 +19,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
 from edgeloop.edge_client import render_dataset  # noqa: E402
 from edgeloop.edge_client.scene.render import decode_jpeg  # noqa: E402
 

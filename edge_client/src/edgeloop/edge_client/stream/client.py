@@ -16,8 +16,9 @@ Delivery rules (what the gateway can rely on):
 - Reconnects use exponential backoff with jitter; UNAUTHENTICATED, PERMISSION_DENIED,
   INVALID_ARGUMENT and UNIMPLEMENTED end the session (retrying cannot help).
 - Deadlines: the stream itself (``stream_deadline_s``, reopened when it expires), the
-  Welcome (``connect_timeout_s``) and every frame's answer (``ack_timeout_s``; a stream
-  that stops answering is abandoned and reopened).
+  Welcome (``connect_timeout_s``, longer than the gateway's own 5 s wait for deployments)
+  and every frame's answer (``ack_timeout_s``; a stream that stops answering is abandoned
+  and reopened).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class _StreamBroken(Exception):
 class StreamConfig:
     """Timeouts, backoff and buffer limits of the stream client."""
 
-    connect_timeout_s: float = 5.0
+    connect_timeout_s: float = 10.0
     ack_timeout_s: float = 10.0
     stream_deadline_s: float = 3600.0
     backoff_initial_s: float = 0.2
@@ -301,7 +302,8 @@ class StreamClient:
             for task in done:
                 task.result()
             if not tasks[1].done():
-                await tasks[1]
+                # Half-closed: the gateway answers what is left, then ends the stream.
+                await asyncio.wait_for(tasks[1], self.config.ack_timeout_s)
         finally:
             for task in tasks:
                 task.cancel()

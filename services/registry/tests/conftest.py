@@ -61,13 +61,15 @@ def _log_run(experiment_id: str, saved_model: Path, holdout_mae: float) -> str:
     import mlflow
 
     class Passthrough(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        def predict(self, context: object, model_input: list[str],
+                    params: dict | None = None) -> list[str]:
             return model_input
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_metric("holdout_mae_mm", holdout_mae)
+        # Explicit requirements: skips MLflow's slow inference of the environment.
         mlflow.pyfunc.log_model(name="model", artifacts={"saved_model": str(saved_model)},
-                                python_model=Passthrough())
+                                python_model=Passthrough(), pip_requirements=["tensorflow"])
     return run.info.run_id
 
 

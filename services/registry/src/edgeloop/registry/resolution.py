@@ -46,7 +46,7 @@ def arm_specs(deployment: deployment_pb2.Deployment) -> list[ArmSpec]:
     }
     if deployment.strategy == Strategy.STRATEGY_BANDIT:
         return [ArmSpec(arm.name, arm.selector, "") for arm in deployment.arms]
-    return by_strategy.get(deployment.strategy, [])
+    return by_strategy.get(deployment.strategy or Strategy.STRATEGY_DIRECT, [])
 
 
 @dataclass

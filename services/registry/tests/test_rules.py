@@ -1,0 +1,67 @@
+"""Pure rules: the promotion gate and how deployments resolve to versions and labels."""
+
+from __future__ import annotations
+
+from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
+from edgeloop.contracts.registry.v1 import model_pb2
+from edgeloop.registry.promotion import decide
+from edgeloop.registry.resolution import resolve
+from edgeloop.registry.selectors import ModelState
+
+S = dpb.Strategy
+
+
+def evaluation(candidate: float, champion: float, version: str = "1") -> model_pb2.HoldoutEvaluation:
+    return model_pb2.HoldoutEvaluation(candidate_mae_mm=candidate, champion_mae_mm=champion,
+                                       champion_version=version, holdout_id="h")
+
+
+def test_gate_needs_the_margin() -> None:
+    assert decide("2", "1", evaluation(9.0, 10.0), margin_mm=0.5, force=False).promoted
+    refused = decide("2", "1", evaluation(9.6, 10.0), margin_mm=0.5, force=False)
+    assert not refused.promoted and "9.600" in refused.reason and "9.500" in refused.reason
+    assert not decide("2", "1", evaluation(10.0, 10.0), margin_mm=0.0, force=False).promoted
+    assert decide("2", "1", evaluation(99.0, 10.0), margin_mm=0.0, force=True).promoted
+    assert decide("2", None, None, margin_mm=0.0, force=False).promoted
+    assert not decide("2", "2", None, margin_mm=0.0, force=True).promoted
+
+
+def _deployment(name: str, active: bool = True, **fields: object) -> dpb.Deployment:
+    return dpb.Deployment(name=name, model_name="m", active=active, **fields)
+
+
+def test_arms_and_labels_per_strategy() -> None:
+    state = {"m": ModelState(frozenset({1, 2, 3}), {"champion": 2})}
+    champion, latest = dpb.VersionSelector(alias="champion"), dpb.VersionSelector(latest=True)
+    resolution = resolve([
+        _deployment("canary", selector=champion, strategy=S.STRATEGY_CANARY, challenger=latest,
+                    canary_fraction=0.2),
+        _deployment("ab", selector=dpb.VersionSelector(version="1"), strategy=S.STRATEGY_AB,
+                    challenger=latest),
+        _deployment("bandit", strategy=S.STRATEGY_BANDIT, arms=[
+            dpb.Arm(name="x", selector=champion), dpb.Arm(name="y", selector=dpb.VersionSelector(
+                version="9"))]),
+    ], state, "/repo")
+    arms = {d.name: [(a.arm, a.model_version, a.version_label) for a in d.resolved]
+            for d in resolution.deployments}
+    assert arms == {"canary": [("stable", "2", "stable"), ("canary", "3", "canary")],
+                    "ab": [("a", "1", ""), ("b", "3", "")],
+                    "bandit": [("x", "2", ""), ("y", "", "")]}
+    assert resolution.needed_versions() == {"m": {1, 2, 3}}
+    assert resolution.labels == {"m": {"stable": 2, "canary": 3}}
+    assert resolution.deployments[0].resolved[0].model_path == "/repo/m/2"
+
+
+def test_conflicting_labels_are_left_out_and_inactive_deployments_ignored() -> None:
+    state = {"m": ModelState(frozenset({1, 2}), {})}
+    resolution = resolve([
+        _deployment("one", selector=dpb.VersionSelector(version="1")),
+        _deployment("two", selector=dpb.VersionSelector(version="2")),
+        _deployment("off", active=False, selector=dpb.VersionSelector(version="2")),
+    ], state, "/repo")
+    assert resolution.labels == {} and len(resolution.conflicts) == 1
+    assert [d.resolved[0].version_label for d in resolution.deployments] == ["", "", ""]
+    alone = resolve([_deployment("one", selector=dpb.VersionSelector(version="1")),
+                     _deployment("off", active=False, selector=dpb.VersionSelector(version="2"))],
+                    state, "/repo")
+    assert alone.labels == {"m": {"stable": 1}} and alone.needed_versions() == {"m": {1}}

@@ -52,6 +52,19 @@ async def test_same_batch_twice_is_stored_once(stub, app, make_observation, inge
     assert count == [(4,)]
 
 
+async def test_ids_repeated_across_batches_of_one_call_are_stored_once(stub, app,
+                                                                      make_observation,
+                                                                      ingest_call):
+    # batch 2 is measured while batch 1 is being inserted: the insert, not the
+    # look-up, has to catch the repeats
+    batch = [make_observation(i) for i in range(4)]
+    reply = await ingest_call(stub, batch, batch, batch[1:3])
+    assert (reply.stored, reply.duplicates, len(reply.rejected)) == (4, 6, 0)
+    count = await _rows(app, "SELECT count(*), count(DISTINCT observation_id) "
+                             "FROM features.observations")
+    assert count == [(4, 4)]
+
+
 async def test_repeated_id_within_a_batch_counts_as_duplicate(stub, app, make_observation,
                                                               ingest_call):
     obs = make_observation(0)

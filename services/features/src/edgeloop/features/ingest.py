@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ import cv2
 from edgeloop.contracts.features.v1 import feature_store_service_pb2, observation_pb2
 from edgeloop.features.prepare import Rejection, prepare_chunk
 from edgeloop.features.rows import PreparedObservation
+from edgeloop.features.tracing import frame_links, tracer
 from edgeloop.features.validation import canonical_uuid
 from edgeloop.features.writes import existing_ids, write_batch
 from edgeloop.platform.errors import InvalidArgument
@@ -73,6 +74,14 @@ def _split_ids(observations: Sequence[observation_pb2.Observation],
     return pending
 
 
+@dataclass
+class Staged:
+    """A batch measured and with its images stored, waiting to be inserted."""
+
+    result: IngestResult = field(default_factory=IngestResult)
+    prepared: list[PreparedObservation] = field(default_factory=list)
+
+
 class Ingestor:
     """Ingests batches with a thread pool for statistics and a connection pool for rows."""
 
@@ -99,26 +108,60 @@ class Ingestor:
             self.executor, prepare_chunk, chunk, now, self.store) for chunk in chunks))
         return [item for chunk in done for item in chunk]
 
-    async def ingest(self, observations: Sequence[observation_pb2.Observation]) -> IngestResult:
-        """Store one batch; bad observations are rejected by id, the rest stored once."""
-        result = IngestResult()
-        pending = _split_ids(observations, result)
+    async def stage(self, observations: Sequence[observation_pb2.Observation]) -> Staged:
+        """Check ids, skip stored ones, measure the rest and store their images."""
+        staged = Staged()
+        pending = _split_ids(observations, staged.result)
         if not pending:
-            return result
+            return staged
         known = await existing_ids(self.pool, [observation_id for _, observation_id in pending])
-        result.duplicates += len(known)
+        staged.result.duplicates += len(known)
         pending = [(obs, oid) for obs, oid in pending if oid not in known]
         if not pending:
-            return result
-        prepared: list[PreparedObservation] = []
+            return staged
         for item in await self._prepare(pending):
             if isinstance(item, Rejection):
-                result.rejected.append(item)
+                staged.result.rejected.append(item)
             else:
-                prepared.append(item)
-        written = await write_batch(self.pool, prepared)
+                staged.prepared.append(item)
+        return staged
+
+    async def commit(self, staged: Staged) -> IngestResult:
+        """Insert a staged batch; the batch's counts."""
+        result = staged.result
+        written = await write_batch(self.pool, staged.prepared)
         result.stored += len(written.stored)
         result.rejected.extend(written.rejected)
         # Lost a race with a concurrent writer of the same id: a duplicate, not an error.
-        result.duplicates += len(prepared) - len(written.stored) - len(written.rejected)
+        result.duplicates += len(staged.prepared) - len(written.stored) - len(written.rejected)
         return result
+
+    async def ingest(self, observations: Sequence[observation_pb2.Observation]) -> IngestResult:
+        """Store one batch; bad observations are rejected by id, the rest stored once."""
+        return await self.commit(await self.stage(observations))
+
+    async def ingest_stream(self, batches: AsyncIterator[Sequence[observation_pb2.Observation]],
+                            ) -> IngestResult:
+        """Store every batch of a stream, measuring batch N+1 while batch N is inserted.
+
+        An id repeated in consecutive batches is still stored once: the insert skips
+        ids that exist, and the loser of that race counts as a duplicate.
+        """
+        total = IngestResult()
+        writing: asyncio.Task[IngestResult] | None = None
+        try:
+            async for batch in batches:
+                with tracer.start_as_current_span("features.ingest_batch", links=frame_links(batch),
+                                                  attributes={"observations": len(batch)}):
+                    staged = await self.stage(batch)
+                    if writing is not None:
+                        total.add(await writing)
+                    # the task copies the context: its insert spans are this batch's children
+                    writing = asyncio.create_task(self.commit(staged))
+            if writing is not None:
+                total.add(await writing)
+                writing = None
+        finally:
+            if writing is not None:  # the call failed or was cancelled mid-stream
+                writing.cancel()
+        return total

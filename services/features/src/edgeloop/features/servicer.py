@@ -9,7 +9,7 @@ from typing import Protocol
 
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
-from edgeloop.features.ingest import Ingestor, IngestResult
+from edgeloop.features.ingest import Ingestor
 from edgeloop.features.queries import list_observations
 from edgeloop.features.window_stats import window_stats
 from edgeloop.platform.logs import log_context
@@ -43,10 +43,8 @@ class FeatureStoreService(_Base):  # type: ignore[misc, valid-type]
     async def Ingest(self, request_iterator: AsyncIterator[pb.IngestRequest],  # noqa: N802
                      context: aio.ServicerContext) -> pb.IngestResponse:
         """Store every batch of the stream; the response counts the whole call."""
-        total = IngestResult()
-        async for request in request_iterator:
-            result = await self.resources.ingestor.ingest(request.observations)
-            total.add(result)
+        batches = (request.observations async for request in request_iterator)
+        total = await self.resources.ingestor.ingest_stream(batches)
         log.info("ingest call done", extra={"stored": total.stored, "duplicates": total.duplicates,
                                             "rejected": len(total.rejected)})
         return total.to_proto()

@@ -61,6 +61,8 @@ def start_ray(settings: Settings) -> RayInfo:
     """Connect to ``EDGELOOP_RAY_ADDRESS`` or start a local Ray with its dashboard on loopback."""
     # Tune's checkpoint-frequency warning fires on every improving epoch of small sweeps
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray's 30 s default for the raylet to register is too short on a busy 2-core box
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     token_file = configure_token(settings.ray_auth_token_file)
     started = False
     if not ray.is_initialized():

@@ -47,7 +47,7 @@ class Settings(ServiceSettings):
     ray_auth_token_file: str = Field(default="", description="file holding the Ray token "
                                      "(created with a random token when missing); empty uses "
                                      "Ray's default ~/.ray/auth_token")
-    tf_threads: int = Field(default=1, ge=1, description="TensorFlow intra- and inter-op threads "
-                            "per trial (Ray does not cap them)")
+    tf_threads: int = Field(default=0, ge=0, description="TensorFlow intra- and inter-op threads "
+                            "per trial (Ray does not cap them); 0 = the trial's CPU share")
     min_observations: int = Field(default=30, ge=3, description="smallest dataset a sweep trains on")
     default_trials: int = Field(default=4, ge=1, description="trials when a request gives none")

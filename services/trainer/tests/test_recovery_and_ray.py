@@ -1,0 +1,62 @@
+"""Restart recovery (real PostgreSQL) and the Ray dashboard's token authentication (real Ray)."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
+from edgeloop.trainer.events import EventBus
+from edgeloop.trainer.store import SweepStore
+from edgeloop.trainer.sweeps import RESTARTED, Dependencies, SweepManager
+
+
+async def test_a_sweep_left_running_is_failed_at_start(database_url: str) -> None:
+    store = SweepStore(database_url)
+    await store.open()
+    try:
+        now = Timestamp()
+        now.GetCurrentTime()
+        left = sweep_pb2.Sweep(sweep_id="left-running", model_name="distance",
+                               state=sweep_pb2.SWEEP_STATE_RUNNING, created_at=now)
+        done = sweep_pb2.Sweep(sweep_id="finished", model_name="distance",
+                               state=sweep_pb2.SWEEP_STATE_SUCCEEDED, created_at=now)
+        for sweep in (left, done):
+            await store.insert(sweep, trainer_service_pb2.StartSweepRequest())
+        bus = EventBus(store)
+        deps = Dependencies(settings=None, store=store, bus=bus, objects=None,  # type: ignore[arg-type]
+                            features=None, registry=None, work_dir=Path("."), total_cpus=1)  # type: ignore[arg-type]
+        await SweepManager(deps).recover()
+        failed = await store.get("left-running")
+        assert failed.state == sweep_pb2.SWEEP_STATE_FAILED and failed.error == RESTARTED
+        assert failed.HasField("finished_at")
+        assert (await store.get("finished")).state == sweep_pb2.SWEEP_STATE_SUCCEEDED
+        events = [e for _, e in await store.events_after("left-running", 0)]
+        assert events[-1].message == RESTARTED and events[-1].state == sweep_pb2.SWEEP_STATE_FAILED
+    finally:
+        await store.close()
+
+
+def _get(url: str, token: str | None) -> int:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_ray_dashboard_requires_the_token(ray_info: Any) -> None:
+    assert ray_info.dashboard_url.startswith("http://127.0.0.1:")
+    token = Path(ray_info.token_file).read_text().strip()
+    assert len(token) >= 32
+    url = f"{ray_info.dashboard_url}/api/version"
+    assert _get(url, None) in (401, 403)
+    assert _get(url, "not-the-token") in (401, 403)
+    assert _get(url, token) == 200

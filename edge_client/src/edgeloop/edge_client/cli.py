@@ -130,6 +130,8 @@ def _echo_session(summary: SessionSummary) -> None:
                f"{format_delivery(summary.delivery)}")
     click.echo(f"  capture {summary.fps:.1f} fps  reconnects {summary.reconnects}  "
                f"left in offline buffer {summary.buffered_left}")
+    if summary.buffered_left:
+        click.echo(f"  deliver them later with --session-id {summary.session_id}")
 
 
 def _open_hardware(kind: str, source: str, bus: int, gpio: bool) -> tuple[Camera, RangeSensor,

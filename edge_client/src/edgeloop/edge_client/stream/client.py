@@ -175,7 +175,7 @@ class StreamClient:
         if sensor_mm is not None:
             frame.sensor_mm = sensor_mm
         self._sensor[seq] = sensor_mm
-        self.stats.submitted += 1
+        self.stats.record_submit()
         if self._state.ready:
             self._state.outbox.append(_Queued(frame=frame))
             self._wake.set()

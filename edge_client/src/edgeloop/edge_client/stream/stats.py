@@ -23,11 +23,22 @@ class StreamStats:
     evicted: int = 0
     reconnects: int = 0
     rtts_ms: list[float] = field(default_factory=list)
+    first_submit: float | None = None
+    last_submit: float | None = None
 
-    def fps(self, now: float | None = None) -> float:
-        """Frames submitted per second since the client started."""
-        elapsed = (now or time.monotonic()) - self.started
-        return self.submitted / elapsed if elapsed > 0 else 0.0
+    def record_submit(self) -> None:
+        """Count one captured frame."""
+        now = time.monotonic()
+        self.submitted += 1
+        self.first_submit = self.first_submit or now
+        self.last_submit = now
+
+    def fps(self) -> float:
+        """Capture rate: frames per second between the first and the last submitted frame."""
+        if self.first_submit is None or self.last_submit is None or self.submitted < 2:
+            return 0.0
+        span = self.last_submit - self.first_submit
+        return (self.submitted - 1) / span if span > 0 else 0.0
 
     def rtt_percentiles(self) -> tuple[float | None, float | None]:
         """Round-trip p50 and p99 in milliseconds (None before the first answer)."""

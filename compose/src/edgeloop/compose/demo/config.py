@@ -1,0 +1,62 @@
+"""How big the demo is: the full evaluation and the `--quick` one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODEL_NAME = "distance"
+COLLECT_DEPLOYMENT = "demo-collect"
+SERVING_DEPLOYMENT = "demo-parking"
+DATA_GROUP = "demo"
+
+
+@dataclass(frozen=True)
+class SweepSize:
+    """A manual sweep's size: trials and the search space's epoch counts."""
+
+    trials: int
+    epochs: tuple[int, ...]
+    learning_rates: tuple[float, ...] = (1e-3,)
+    batch_sizes: tuple[int, ...] = (32,)
+    dropouts: tuple[float, ...] = (0.1, 0.3)
+    max_concurrent: int = 0
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes and limits of one demo run."""
+
+    collect_runs: int
+    """Phase 1: beige runs collected without a model (v1's training data)."""
+    validate_runs: int
+    """Runs driven to measure a model (phase 1 validation, every 'after')."""
+    drift_runs: int
+    """Phases 2-4: runs in the drifted world before retraining (also its training data)."""
+    sweep: SweepSize
+    warmup_s: float
+    """Phase 5: seconds of live beige driving before the floor turns red."""
+    red_timeout_s: float
+    """Phase 5: give up when the retrained model does not serve within this many seconds."""
+    after_switch_runs: int
+    """Phase 5: live runs on red measured after the new version serves."""
+    fps: float = 4.0
+    seed: int = 1
+    sweep_timeout_s: float = 1800.0
+    switch_timeout_s: float = 300.0
+    scenarios: dict[int, str] = field(default_factory=lambda: {
+        2: "beige-distant", 3: "green", 4: "green-angle", 5: "red"})
+
+    @classmethod
+    def full(cls) -> DemoConfig:
+        """The evaluation at a size comparable to the thesis's drives."""
+        return cls(collect_runs=40, validate_runs=10, drift_runs=12,
+                   sweep=SweepSize(trials=4, epochs=(15,), learning_rates=(1e-3, 3e-4)),
+                   warmup_s=300.0, red_timeout_s=1800.0, after_switch_runs=10)
+
+    @classmethod
+    def quick(cls) -> DemoConfig:
+        """A few minutes of work plus the live phase 5 (which waits for a real retrain)."""
+        return cls(collect_runs=14, validate_runs=4, drift_runs=5,
+                   sweep=SweepSize(trials=2, epochs=(6,)),
+                   warmup_s=90.0, red_timeout_s=1200.0, after_switch_runs=4,
+                   sweep_timeout_s=900.0)

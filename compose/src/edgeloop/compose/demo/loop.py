@@ -1,0 +1,208 @@
+"""Phase 5: the red floor while the robot keeps driving, and nobody touches the platform.
+
+The robot drives live at 4 fps: beige for a warm-up, then red. The demo only watches:
+the features service's drift monitor must fire, start a sweep, the registry's gate must
+promote the result and the gateway must switch. Measured from the services' own records:
+detection delay (first red frame → first drift event's ``fired_at``), retraining (event →
+promotion), switch (promotion → first prediction of the new version), and the errors
+before the change, right after it, and after the switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from edgeloop.compose.demo import fleet
+from edgeloop.compose.demo.drives import Drive, live_run
+from edgeloop.compose.demo.phases import TITLES, Context
+from edgeloop.compose.demo.records import Record, errors_of, list_records, wait_for_records
+from edgeloop.compose.demo.results import LoopResult, PhaseResult, TimelinePoint
+from edgeloop.compose.demo.sweeps import (
+    FINISHED,
+    SweepOutcome,
+    get_sweep,
+    outcome,
+    state_name,
+    sweep_events,
+)
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
+from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.edge_client.summary import format_delivery
+from edgeloop.platform import DEFAULT_DEADLINE_S
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Watch:
+    """What the demo has seen of the loop so far (all times are wall-clock, UTC)."""
+
+    started: datetime
+    red_at: datetime | None = None
+    event: observation_pb2.DriftEvent | None = None
+    sweep: SweepOutcome | None = None
+    serving_at: datetime | None = None
+    new_version: str = ""
+    false_alarms: list[observation_pb2.DriftEvent] = field(default_factory=list)
+    runs_after_switch: int = 0
+
+
+async def drift_events(ctx: Context) -> list[observation_pb2.DriftEvent]:
+    """The serving deployment's drift events, oldest first."""
+    reply = await ctx.services.call("features", "ListDriftEvents", lambda: ctx.services.features
+                                    .ListDriftEvents(fpb.ListDriftEventsRequest(
+                                        deployment=ctx.serving, limit=100),
+                                        timeout=DEFAULT_DEADLINE_S))
+    return sorted(reply.events, key=lambda e: e.fired_at.ToDatetime())
+
+
+def _fired(event: observation_pb2.DriftEvent) -> datetime:
+    return event.fired_at.ToDatetime(tzinfo=UTC)
+
+
+async def _look(ctx: Context, watch: Watch) -> None:
+    """One look at the services: events, the sweep, the serving version."""
+    events = await drift_events(ctx)
+    if watch.red_at is None:
+        watch.false_alarms = events
+        return
+    fresh = [e for e in events if _fired(e) >= watch.red_at]
+    watch.false_alarms = [e for e in events if _fired(e) < watch.red_at]
+    if watch.event is None and fresh:
+        watch.event = fresh[0]
+        delay = (_fired(fresh[0]) - watch.red_at).total_seconds()
+        ctx.progress(f"  DRIFT: rule {fresh[0].rule} fired {delay:.0f} s after the floor change "
+                     f"({fresh[0].threshold}, value {fresh[0].values.get('value', 0):.3g})")
+    if watch.event is not None and not watch.event.sweep_id:
+        watch.event = next((e for e in fresh if e.event_id == watch.event.event_id), watch.event)
+        if watch.event.sweep_id:
+            ctx.progress(f"  retraining sweep {watch.event.sweep_id} started by the monitor")
+    if watch.event is not None and watch.event.sweep_id and watch.sweep is None:
+        sweep = await get_sweep(ctx.services, watch.event.sweep_id)
+        if sweep.state in FINISHED:
+            watch.sweep = outcome(sweep, await sweep_events(ctx.services, sweep.sweep_id))
+            verdict = "promoted" if watch.sweep.promoted else \
+                f"not promoted ({state_name(sweep.state)}: {sweep.promotion_note or sweep.error})"
+            ctx.progress(f"  sweep {sweep.sweep_id}: version {sweep.model_version} {verdict}")
+            if watch.sweep.promoted:
+                watch.new_version = sweep.model_version
+        else:
+            trials = sum(1 for t in sweep.trials if t.state == "TERMINATED")
+            ctx.progress(f"  sweep {sweep.sweep_id} {state_name(sweep.state)} "
+                         f"({trials}/{sweep.num_trials} trials done)")
+
+
+async def _check_switch(ctx: Context, watch: Watch, drive: Drive) -> None:
+    if not watch.new_version or watch.serving_at is not None:
+        return
+    records = await list_records(ctx.services, ctx.serving, ctx.robot().device_id,
+                                 watch.red_at or watch.started, drive.end)
+    first = [r for r in records if r.model_version == watch.new_version]
+    if first:
+        watch.serving_at = min(r.received_at for r in first)
+        ctx.progress(f"  SWITCH: the gateway answers with version {watch.new_version}")
+
+
+async def closed_loop(ctx: Context) -> tuple[PhaseResult, LoopResult]:
+    """Drive live until the retrained model serves (or the time runs out); measure it all."""
+    cfg = ctx.config
+    result = PhaseResult(5, TITLES[5], cfg.scenarios[5], version_before=ctx.champion)
+    watch = Watch(started=datetime.now(UTC))
+    ctx.progress(f"live beige for {cfg.warmup_s:.0f} s, then the floor turns red; no human step")
+    deadline: float | None = None
+    runs = 0
+    while True:
+        scenario = "beige" if watch.red_at is None and \
+            (datetime.now(UTC) - watch.started).total_seconds() < cfg.warmup_s else cfg.scenarios[5]
+        if scenario != "beige" and watch.red_at is None:
+            watch.red_at = datetime.now(UTC)
+            deadline = time.monotonic() + cfg.red_timeout_s
+            ctx.progress(f"  the floor is {scenario} now")
+        drive = await live_run(ctx.services.gateway_addr, ctx.robot(), scenario, ctx.next_seed(),
+                               cfg.fps)
+        runs += 1
+        ctx.progress(f"  live run {runs} ({scenario}): {format_delivery(drive.summary.delivery)}")
+        await _look(ctx, watch)
+        await _check_switch(ctx, watch, drive)
+        if watch.serving_at is not None:
+            watch.runs_after_switch += 1
+            if watch.runs_after_switch > cfg.after_switch_runs:
+                break
+        if deadline is not None and time.monotonic() > deadline:
+            result.note = _missing(watch, cfg.red_timeout_s)
+            ctx.progress(f"  giving up: {result.note}")
+            break
+        if watch.sweep is not None and not watch.sweep.promoted:
+            result.note = f"the retrained version was refused: {watch.sweep.sweep.promotion_note}"
+            break
+    return await _measure(ctx, watch, result)
+
+
+def _missing(watch: Watch, timeout_s: float) -> str:
+    if watch.event is None:
+        return f"no drift event within {timeout_s:.0f} s of the floor change"
+    if watch.sweep is None:
+        return f"the retraining sweep did not finish within {timeout_s:.0f} s"
+    return f"the gateway did not switch to version {watch.new_version} in time"
+
+
+async def _measure(ctx: Context, watch: Watch, result: PhaseResult) -> tuple[PhaseResult, LoopResult]:
+    end = datetime.now(UTC)
+    records = await wait_for_records(ctx.services, ctx.serving, ctx.robot().device_id,
+                                     watch.started, end, 1, timeout_s=30.0)
+    old = result.version_before
+    red_at = watch.red_at or end
+    pre = [r for r in records if r.time < red_at]
+    switch = watch.serving_at or end
+    right_after = [r for r in records if red_at <= r.time and r.received_at < switch]
+    after = [r for r in records if r.time >= red_at and r.model_version == watch.new_version]
+    result.before = errors_of(right_after, old)
+    result.errors_before = _errors(right_after, old)
+    if watch.new_version:
+        result.after = errors_of(after, watch.new_version)
+        result.errors_after = _errors(after, watch.new_version)
+    result.version_after = watch.new_version or old
+    loop = LoopResult(pre_drift=errors_of(pre, old))
+    loop.red_at_s = _since(watch.started, watch.red_at)
+    if watch.event is not None:
+        loop.fired_at_s = _since(watch.started, _fired(watch.event))
+        loop.rule, loop.event_id = watch.event.rule, watch.event.event_id
+        result.sweep_id = watch.event.sweep_id
+    if watch.sweep is not None:
+        result.promoted = watch.sweep.promoted
+        loop.promoted_at_s = _since(watch.started, watch.sweep.promoted_at)
+    loop.serving_at_s = _since(watch.started, watch.serving_at)
+    loop.false_alarms = [f"{e.rule} at {_fired(e).isoformat(timespec='seconds')}"
+                         for e in watch.false_alarms]
+    loop.events = [_event_row(e, watch.started) for e in await drift_events(ctx)
+                   if _fired(e) >= watch.started]
+    loop.timeline = [_point(r, watch.started) for r in records]
+    result.detection_s, result.retrain_s = loop.detection_s, loop.retrain_s
+    result.serving_s = loop.switch_s
+    if watch.new_version:
+        ctx.champion = await fleet.champion(ctx.services, ctx.model) or watch.new_version
+    return result, loop
+
+
+def _errors(records: list[Record], version: str) -> list[float]:
+    return [r.error_mm for r in records if r.error_mm is not None and r.model_version == version]
+
+
+def _since(start: datetime, moment: datetime | None) -> float | None:
+    return None if moment is None else (moment - start).total_seconds()
+
+
+def _point(record: Record, start: datetime) -> TimelinePoint:
+    return TimelinePoint(_since(start, record.time) or 0.0, record.saturation,
+                         record.prediction_mm, record.sensor_mm, record.error_mm,
+                         record.model_version)
+
+
+def _event_row(event: observation_pb2.DriftEvent, start: datetime) -> dict:
+    return {"rule": event.rule, "fired_at_s": _since(start, _fired(event)),
+            "kind": observation_pb2.DriftKind.Name(event.kind).removeprefix("DRIFT_KIND_").lower(),
+            "value": event.values.get("value"), "threshold": event.threshold,
+            "model_version": event.model_version, "sweep_id": event.sweep_id, "note": event.note}

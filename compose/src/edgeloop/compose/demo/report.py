@@ -1,0 +1,199 @@
+"""The demo's output: the thesis-style table (rich), report.md and PNG plots.
+
+Everything here works from a :class:`DemoResult`, so a report can be regenerated from
+the saved ``result.json`` without the stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from edgeloop.compose.demo.metrics import ErrorStats  # noqa: E402
+from edgeloop.compose.demo.results import DemoResult, PhaseResult  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+THESIS_MAE = {1: ("-", "6.85"), 2: ("19", "4.83"), 3: ("178", "15.5"), 4: ("30.0", "12.9"),
+              5: ("45.5", "6.17")}
+"""The thesis's mean errors (mm) before and after retraining, per phase."""
+COLUMNS = ("phase", "scenario", "MAE before", "max before", "MAE after", "max after",
+           "thesis MAE", "detection", "retraining", "versions", "note")
+
+
+def _mm(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def rows(result: DemoResult) -> list[list[str]]:
+    """The table's rows, one per phase (shared by the console table and report.md)."""
+    found = []
+    for phase in result.phases:
+        before, after = phase.before or ErrorStats(0, None, None, None), \
+            phase.after or ErrorStats(0, None, None, None)
+        thesis = THESIS_MAE.get(phase.number, ("-", "-"))
+        versions = f"v{phase.version_before} -> v{phase.version_after}" if phase.version_before \
+            else f"v{phase.version_after}" if phase.version_after else "-"
+        detection = _seconds(phase.detection_s) if phase.number == 5 else \
+            ("-" if phase.number == 1 else "manual")
+        found.append([f"{phase.number} {phase.title}", phase.scenario, _mm(before.mae_mm),
+                      _mm(before.max_mm), _mm(after.mae_mm), _mm(after.max_mm),
+                      f"{thesis[0]} -> {thesis[1]}", detection, _seconds(phase.retrain_s),
+                      versions, phase.note])
+    return found
+
+
+def console_table(result: DemoResult) -> Table:
+    """The thesis-style table for the terminal."""
+    table = Table(title=f"edgeloop demo ({result.mode}): errors in mm, model {result.model_name}")
+    for column in COLUMNS:
+        table.add_column(column, overflow="fold")
+    for row in rows(result):
+        table.add_row(*row)
+    return table
+
+
+def _markdown_table(header: tuple[str, ...], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in body]
+    return lines
+
+
+def markdown(result: DemoResult, plots: list[str]) -> str:
+    """report.md: the table, the loop's timings, the targets and the plots."""
+    lines = [f"# edgeloop demo report ({result.mode})", "",
+             f"Started {result.started_at}; model `{result.model_name}`, deployment "
+             f"`{result.deployment}`." + ("" if result.finished else
+                                          f" **Did not finish:** {result.failure}"), "",
+             "Errors are |prediction - ToF sensor| in mm over the labelled frames each model "
+             "version answered. 'before' is the champion in the new world, 'after' the "
+             "retrained version on fresh runs; phase 5's 'before' is the old version on red "
+             "until the switch. Phases 2-4 retrain by hand (as the thesis did); phase 5 is the "
+             "closed loop with no human step.", ""]
+    lines += _markdown_table(COLUMNS, rows(result))
+    if result.loop is not None:
+        loop = result.loop
+        pre = loop.pre_drift.describe() if loop.pre_drift else "n/a"
+        lines += ["", "## Phase 5: the closed loop", "",
+                  f"- pre-drift (live beige, v{result.phases[-1].version_before}): {pre}",
+                  f"- floor change at {_seconds(loop.red_at_s)} into the phase",
+                  f"- first drift event: rule `{loop.rule or '-'}` after "
+                  f"{_seconds(loop.detection_s)}",
+                  f"- retraining (event -> version promoted): {_seconds(loop.retrain_s)}",
+                  f"- promotion -> first prediction of the new version: {_seconds(loop.switch_s)}",
+                  f"- detection -> new version serving: {_seconds(loop.detection_to_serving_s)}",
+                  f"- drift events before the floor change (false alarms): "
+                  f"{', '.join(loop.false_alarms) or 'none'}", ""]
+        if loop.events:
+            header = ("rule", "kind", "fired (s)", "value", "threshold", "version", "sweep", "note")
+            body = [[e["rule"], e["kind"], _mm(e["fired_at_s"]), f"{e['value'] or 0:.3g}",
+                     e["threshold"], e["model_version"], e["sweep_id"], e["note"]]
+                    for e in loop.events]
+            lines += ["Drift events of the phase:", ""] + _markdown_table(header, body)
+    lines += ["", "## Targets", ""] + [f"- {t.describe()}" for t in result.targets()]
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
+    return "\n".join(lines) + "\n"
+
+
+def histogram(phase: PhaseResult, path: Path) -> None:
+    """Absolute error before and after retraining, one phase."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    data = [(phase.errors_before, f"before (v{phase.version_before})"),
+            (phase.errors_after, f"after (v{phase.version_after})")]
+    values = [abs(e) for errors, _ in data for e in errors]
+    top = max(values) if values else 1.0
+    bins = [top * i / 30 for i in range(31)]
+    for errors, label in data:
+        if errors:
+            ax.hist([abs(e) for e in errors], bins=bins, alpha=0.6, label=f"{label}, n={len(errors)}")
+    ax.set_xlabel("|prediction - sensor| (mm)")
+    ax.set_ylabel("frames")
+    ax.set_title(f"phase {phase.number}: {phase.title} ({phase.scenario})")
+    if values:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _rolling(times: list[float], values: list[float], window_s: float) -> list[float]:
+    """Trailing mean over ``window_s`` seconds at every point (times ascending)."""
+    out, start, total = [], 0, 0.0
+    for i, (t, v) in enumerate(zip(times, values, strict=True)):
+        total += v
+        while times[start] < t - window_s:
+            total -= values[start]
+            start += 1
+        out.append(total / (i - start + 1))
+    return out
+
+
+def timeline(result: DemoResult, path: Path) -> None:
+    """Phase 5: 5-minute and 1-minute mean saturation, prediction and error over time."""
+    loop = result.loop
+    assert loop is not None
+    points = sorted(loop.timeline, key=lambda p: p.t_s)
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    times = [p.t_s / 60 for p in points]
+    seconds = [p.t_s for p in points]
+    sat = [p.saturation for p in points]
+    axes[0].plot(times, sat, ",", color="grey", label="frame")
+    if points:
+        axes[0].plot(times, _rolling(seconds, sat, 60), label="1-min mean")
+        axes[0].plot(times, _rolling(seconds, sat, 300), label="5-min mean")
+    axes[0].axhspan(40, 60, color="green", alpha=0.08, label="band [40, 60]")
+    axes[0].set_ylabel("saturation (0-100)")
+    labelled = [p for p in points if p.prediction_mm is not None]
+    axes[1].plot([p.t_s / 60 for p in labelled], [p.prediction_mm for p in labelled], ".",
+                 markersize=2, label="prediction")
+    sensed = [p for p in points if p.sensor_mm is not None]
+    axes[1].plot([p.t_s / 60 for p in sensed], [p.sensor_mm for p in sensed], ".",
+                 markersize=2, alpha=0.4, label="ToF sensor")
+    axes[1].set_ylabel("distance (mm)")
+    errs = [p for p in points if p.error_mm is not None]
+    err_t = [p.t_s for p in errs]
+    err_v = [abs(p.error_mm or 0.0) for p in errs]
+    axes[2].plot([t / 60 for t in err_t], err_v, ".", markersize=2, color="grey", label="frame")
+    if errs:
+        axes[2].plot([t / 60 for t in err_t], _rolling(err_t, err_v, 60), label="1-min MAE")
+    axes[2].set_ylabel("|error| (mm)")
+    axes[2].set_xlabel("minutes since phase 5 started")
+    marks = [(loop.red_at_s, "floor turns red", "red"), (loop.fired_at_s, "drift event", "orange"),
+             (loop.promoted_at_s, "promoted", "purple"), (loop.serving_at_s, "new version serves",
+                                                          "blue")]
+    for ax in axes:
+        for at, label, colour in marks:
+            if at is not None:
+                ax.axvline(at / 60, color=colour, linestyle="--", linewidth=1, label=label)
+    for ax in axes:
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("phase 5: the closed loop")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(result: DemoResult, folder: Path) -> Path:
+    """report.md, result.json and the plots in ``folder``; returns report.md's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = []
+    for phase in result.phases:
+        if phase.errors_before or phase.errors_after:
+            name = f"phase{phase.number}_errors.png"
+            histogram(phase, folder / name)
+            plots.append(name)
+    if result.loop is not None and result.loop.timeline:
+        timeline(result, folder / "phase5_timeline.png")
+        plots.append("phase5_timeline.png")
+    result.save(folder / "result.json")
+    path = folder / "report.md"
+    path.write_text(markdown(result, plots))
+    return path

@@ -1,0 +1,161 @@
+"""What the demo measured, as plain data: saved as JSON beside the report and re-readable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from edgeloop.compose.demo.metrics import (
+    DETECTION_TARGET_S,
+    DRIFT_TARGET_RATIO,
+    RECOVERY_TARGET_RATIO,
+    SERVING_TARGET_S,
+    ErrorStats,
+    Target,
+    ratio,
+)
+
+
+@dataclass
+class PhaseResult:
+    """One phase of the evaluation: errors before and after retraining, and how it went."""
+
+    number: int
+    title: str
+    scenario: str
+    before: ErrorStats | None = None
+    after: ErrorStats | None = None
+    version_before: str = ""
+    version_after: str = ""
+    sweep_id: str = ""
+    promoted: bool | None = None
+    retrain_s: float | None = None
+    detection_s: float | None = None
+    serving_s: float | None = None
+    note: str = ""
+    errors_before: list[float] = field(default_factory=list)
+    errors_after: list[float] = field(default_factory=list)
+
+
+@dataclass
+class TimelinePoint:
+    """One phase-5 frame for the timeline plot."""
+
+    t_s: float
+    saturation: float
+    prediction_mm: float | None
+    sensor_mm: float | None
+    error_mm: float | None
+    model_version: str
+
+
+@dataclass
+class LoopResult:
+    """Phase 5's moments (seconds since the phase started) and its timeline."""
+
+    red_at_s: float | None = None
+    fired_at_s: float | None = None
+    promoted_at_s: float | None = None
+    serving_at_s: float | None = None
+    rule: str = ""
+    event_id: str = ""
+    false_alarms: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    pre_drift: ErrorStats | None = None
+    timeline: list[TimelinePoint] = field(default_factory=list)
+
+    @property
+    def detection_s(self) -> float | None:
+        return _diff(self.red_at_s, self.fired_at_s)
+
+    @property
+    def retrain_s(self) -> float | None:
+        return _diff(self.fired_at_s, self.promoted_at_s)
+
+    @property
+    def switch_s(self) -> float | None:
+        """Promotion to the first prediction from the new version."""
+        return _diff(self.promoted_at_s, self.serving_at_s)
+
+    @property
+    def detection_to_serving_s(self) -> float | None:
+        return _diff(self.fired_at_s, self.serving_at_s)
+
+
+def _diff(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else end - start
+
+
+@dataclass
+class DemoResult:
+    """The whole evaluation."""
+
+    started_at: str
+    mode: str
+    model_name: str
+    deployment: str
+    phases: list[PhaseResult] = field(default_factory=list)
+    loop: LoopResult | None = None
+    finished: bool = False
+    failure: str = ""
+
+    @property
+    def baseline(self) -> ErrorStats | None:
+        """The pre-drift error: phase 1's validation of v1 on beige."""
+        first = next((p for p in self.phases if p.number == 1), None)
+        return first.after if first else None
+
+    def targets(self) -> list[Target]:
+        """The issue's benchmark targets with the measured values."""
+        found: list[Target] = []
+        base = self.baseline.mae_mm if self.baseline else None
+        for phase in self.phases:
+            if phase.number >= 2:
+                found.append(Target(f"phase {phase.number} ({phase.scenario}) MAE before "
+                                    "retraining / pre-drift MAE",
+                                    ratio(phase.before.mae_mm if phase.before else None, base),
+                                    DRIFT_TARGET_RATIO, "x", at_least=True))
+        if self.loop is not None:
+            pre = self.loop.pre_drift.mae_mm if self.loop.pre_drift else None
+            red = next((p for p in self.phases if p.number == 5), None)
+            found += [
+                Target("phase 5 detection delay (floor change -> drift event)",
+                       self.loop.detection_s, DETECTION_TARGET_S, "s"),
+                Target("phase 5 detection -> retrained model serving",
+                       self.loop.detection_to_serving_s, SERVING_TARGET_S, "s"),
+                Target("phase 5 MAE after retraining / pre-drift MAE",
+                       ratio(red.after.mae_mm if red and red.after else None, pre),
+                       RECOVERY_TARGET_RATIO, "x"),
+            ]
+        return found
+
+    def save(self, path: Path) -> None:
+        """Write the result as JSON."""
+        path.write_text(json.dumps(asdict(self), indent=1, default=_plain))
+
+    @classmethod
+    def load(cls, path: Path) -> DemoResult:
+        """Read a result written by :meth:`save`."""
+        raw = json.loads(path.read_text())
+        phases = [PhaseResult(**{**p, "before": _stats(p["before"]), "after": _stats(p["after"])})
+                  for p in raw.pop("phases")]
+        loop_raw = raw.pop("loop")
+        loop = None
+        if loop_raw is not None:
+            loop_raw["pre_drift"] = _stats(loop_raw["pre_drift"])
+            loop_raw["timeline"] = [TimelinePoint(**t) for t in loop_raw["timeline"]]
+            loop = LoopResult(**loop_raw)
+        return cls(**raw, phases=phases, loop=loop)
+
+
+def _stats(raw: dict[str, Any] | None) -> ErrorStats | None:
+    return None if raw is None else ErrorStats(**raw)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot save {type(value).__name__}")

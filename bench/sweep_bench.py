@@ -15,6 +15,7 @@ Run: ``uv run python bench/sweep_bench.py [--frames 3000] [--trials 4] [--epochs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import tempfile
@@ -26,8 +27,6 @@ from pathlib import Path
 
 import grpc
 import psutil
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.contracts.features.v1 import (
     feature_store_service_pb2,
     feature_store_service_pb2_grpc,
@@ -36,6 +35,7 @@ from edgeloop.contracts.features.v1 import (
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
 from edgeloop.platform.pgcluster import PostgresCluster
 from edgeloop.testing import ServiceProcess, free_port
+from google.protobuf.timestamp_pb2 import Timestamp
 
 ADMIN = "sweep-bench-admin-token-0123456789"
 
@@ -53,10 +53,8 @@ class TreeMemory:
     def _sample(self) -> int:
         total = 0
         for proc in [self.root, *self.root.children(recursive=True)]:
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += proc.memory_info().rss
-            except psutil.Error:
-                pass
         return total
 
     def _loop(self) -> None:
@@ -86,8 +84,14 @@ def ingest_frames(address: str, frames: int) -> int:
         for i, frame in enumerate(render_dataset("beige", frames, seed=5)):
             ts = Timestamp()
             ts.FromDatetime(start + timedelta(milliseconds=250 * i))
-            obs = observation_pb2.Observation(observation_id=str(uuid.uuid4()), time=ts, device_id="bench",
-                                              deployment="bench-beige", seq=i, jpeg=frame.jpeg)
+            obs = observation_pb2.Observation(
+                observation_id=str(uuid.uuid4()),
+                time=ts,
+                device_id="bench",
+                deployment="bench-beige",
+                seq=i,
+                jpeg=frame.jpeg,
+            )
             if frame.sensor_mm is not None:
                 obs.sensor_mm = frame.sensor_mm
                 labelled += 1
@@ -104,35 +108,64 @@ def ingest_frames(address: str, frames: int) -> int:
     return labelled
 
 
-def run_sweep(address: str, trials: int, epochs: int) -> tuple[sweep_pb2.Sweep, list[sweep_pb2.SweepEvent], float]:
+def run_sweep(
+    address: str, trials: int, epochs: int
+) -> tuple[sweep_pb2.Sweep, list[sweep_pb2.SweepEvent], float]:
     """StartSweep and follow it to the end; returns the sweep, its events and the wall time."""
     request = trainer_service_pb2.StartSweepRequest(
-        model_name="bench", data=sweep_pb2.DataSelection(deployments=["bench-beige"]), num_trials=trials,
-        search_space=sweep_pb2.SearchSpace(epochs=[epochs]), promote=True, seed=1)
+        model_name="bench",
+        data=sweep_pb2.DataSelection(deployments=["bench-beige"]),
+        num_trials=trials,
+        search_space=sweep_pb2.SearchSpace(epochs=[epochs]),
+        promote=True,
+        seed=1,
+    )
     with grpc.insecure_channel(address) as channel:
         stub = trainer_service_pb2_grpc.TrainerServiceStub(channel)
         started = time.perf_counter()
         sweep = stub.StartSweep(request, timeout=600).sweep
-        events = [r.event for r in stub.WatchSweep(trainer_service_pb2.WatchSweepRequest(sweep_id=sweep.sweep_id))]
+        events = [
+            r.event
+            for r in stub.WatchSweep(trainer_service_pb2.WatchSweepRequest(sweep_id=sweep.sweep_id))
+        ]
         wall = time.perf_counter() - started
-        sweep = stub.GetSweep(trainer_service_pb2.GetSweepRequest(sweep_id=sweep.sweep_id), timeout=60).sweep
+        sweep = stub.GetSweep(
+            trainer_service_pb2.GetSweepRequest(sweep_id=sweep.sweep_id), timeout=60
+        ).sweep
     return sweep, events, wall
 
 
 def phases(events: list[sweep_pb2.SweepEvent]) -> dict[str, float]:
     """Seconds spent building the snapshot, running trials and registering, from the events."""
+
     def first(kind: int) -> float:
         return next(e.time.ToNanoseconds() for e in events if e.type == kind) / 1e9
-    running = next(e.time.ToNanoseconds() for e in events if e.state == sweep_pb2.SWEEP_STATE_RUNNING) / 1e9
+
+    running = (
+        next(e.time.ToNanoseconds() for e in events if e.state == sweep_pb2.SWEEP_STATE_RUNNING)
+        / 1e9
+    )
     snap = first(sweep_pb2.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT)
-    trials_done = max(e.time.ToNanoseconds() for e in events
-                      if e.type == sweep_pb2.SWEEP_EVENT_TYPE_TRIAL_FINISHED) / 1e9
+    trials_done = (
+        max(
+            e.time.ToNanoseconds()
+            for e in events
+            if e.type == sweep_pb2.SWEEP_EVENT_TYPE_TRIAL_FINISHED
+        )
+        / 1e9
+    )
     registered = first(sweep_pb2.SWEEP_EVENT_TYPE_VERSION_REGISTERED)
-    return {"snapshot": snap - running, "trials": trials_done - snap, "registration": registered - trials_done}
+    return {
+        "snapshot": snap - running,
+        "trials": trials_done - snap,
+        "registration": registered - trials_done,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--frames", type=int, default=3000)
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=10)
@@ -143,36 +176,66 @@ def main() -> None:
     processes: list[ServiceProcess] = []
     try:
         db = cluster.ensure_database("bench")
-        common = {"EDGELOOP_DATABASE_URL": db, "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"),
-                  "EDGELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "EDGELOOP_LOG_LEVEL": "WARNING"}
-        features = ServiceProcess("edgeloop.features", {**common, "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}"},
-                                  root / "features.log").start()
-        registry = ServiceProcess("edgeloop.registry", {**common, "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
-                                                        "EDGELOOP_ADMIN_TOKEN": ADMIN,
-                                                        "EDGELOOP_MODEL_REPOSITORY": str(root / "models")},
-                                  root / "registry.log").start()
+        common = {
+            "EDGELOOP_DATABASE_URL": db,
+            "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"),
+            "EDGELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "EDGELOOP_LOG_LEVEL": "WARNING",
+        }
+        features = ServiceProcess(
+            "edgeloop.features",
+            {**common, "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}"},
+            root / "features.log",
+        ).start()
+        registry = ServiceProcess(
+            "edgeloop.registry",
+            {
+                **common,
+                "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+                "EDGELOOP_ADMIN_TOKEN": ADMIN,
+                "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
+            },
+            root / "registry.log",
+        ).start()
         processes += [features, registry]
         t0 = time.perf_counter()
         labelled = ingest_frames(features.address, args.frames)
-        print(f"ingested {args.frames} frames ({labelled} labelled) in {time.perf_counter() - t0:.1f} s")
-        trainer = ServiceProcess("edgeloop.trainer", {
-            **common, "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_FEATURES_ADDR": features.address,
-            "EDGELOOP_REGISTRY_ADDR": registry.address, "EDGELOOP_REGISTRY_TOKEN": ADMIN,
-            "EDGELOOP_WEBHOOK_ADDR": "", "EDGELOOP_WORK_DIR": str(root / "work"),
-            "EDGELOOP_RAY_DASHBOARD_PORT": str(free_port()),
-            "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(root / "ray_token")}, root / "trainer.log").start(timeout_s=300)
+        print(
+            f"ingested {args.frames} frames ({labelled} labelled) in {time.perf_counter() - t0:.1f} s"
+        )
+        trainer = ServiceProcess(
+            "edgeloop.trainer",
+            {
+                **common,
+                "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+                "EDGELOOP_FEATURES_ADDR": features.address,
+                "EDGELOOP_REGISTRY_ADDR": registry.address,
+                "EDGELOOP_REGISTRY_TOKEN": ADMIN,
+                "EDGELOOP_WEBHOOK_ADDR": "",
+                "EDGELOOP_WORK_DIR": str(root / "work"),
+                "EDGELOOP_RAY_DASHBOARD_PORT": str(free_port()),
+                "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(root / "ray_token"),
+            },
+            root / "trainer.log",
+        ).start(timeout_s=300)
         processes.append(trainer)
         with TreeMemory(trainer.process.pid) as memory:
             sweep, events, wall = run_sweep(trainer.address, args.trials, args.epochs)
         state = sweep_pb2.SweepState.Name(sweep.state)
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         print(f"sweep {sweep.sweep_id}: {state} {sweep.error}")
-        print(f"  snapshot: {sweep.dataset.observation_count} frames "
-              f"({sweep.dataset.train_count}/{sweep.dataset.validation_count}/{sweep.dataset.holdout_count})")
-        print(f"  trials: {len(sweep.trials)}, concurrent {sweep.max_concurrent_trials}, epochs done "
-              f"{[t.epochs_done for t in sweep.trials]} (ASHA stops the poor ones)")
-        print(f"  best val MAE {min(t.best_val_mae_mm for t in sweep.trials):.1f} mm, holdout MAE "
-              f"{sweep.holdout_mae_mm:.1f} mm, version {sweep.model_version}")
+        print(
+            f"  snapshot: {sweep.dataset.observation_count} frames "
+            f"({sweep.dataset.train_count}/{sweep.dataset.validation_count}/{sweep.dataset.holdout_count})"
+        )
+        print(
+            f"  trials: {len(sweep.trials)}, concurrent {sweep.max_concurrent_trials}, epochs done "
+            f"{[t.epochs_done for t in sweep.trials]} (ASHA stops the poor ones)"
+        )
+        print(
+            f"  best val MAE {min(t.best_val_mae_mm for t in sweep.trials):.1f} mm, holdout MAE "
+            f"{sweep.holdout_mae_mm:.1f} mm, version {sweep.model_version}"
+        )
         if sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED:
             print("  phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases(events).items()))
         print(f"WALL TIME  {wall:.1f} s  (target <= 180 s)")

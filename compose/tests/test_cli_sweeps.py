@@ -18,11 +18,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.compose.cli import cli
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.testing import ServiceProcess, free_port
+from google.protobuf.timestamp_pb2 import Timestamp
 
 S = sweep_pb2
 
@@ -31,17 +30,31 @@ S = sweep_pb2
 def trainer(pg_cluster: Any) -> Iterator[dict[str, str]]:
     folder = Path(tempfile.mkdtemp(prefix="edgeloop-cli-sweeps-"))
     database_url = pg_cluster.ensure_database(f"cli_{uuid.uuid4().hex[:10]}")
-    features = ServiceProcess("edgeloop.features", {
-        "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_DATABASE_URL": database_url,
-        "EDGELOOP_OBJECT_STORE_DIR": str(folder / "objects")}, folder / "features.log").start()
-    process = ServiceProcess("edgeloop.trainer", {
-        "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_DATABASE_URL": database_url,
-        "EDGELOOP_OBJECT_STORE_DIR": str(folder / "objects"),
-        "EDGELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-        "EDGELOOP_FEATURES_ADDR": features.address, "EDGELOOP_WEBHOOK_ADDR": "",
-        "EDGELOOP_WORK_DIR": str(folder / "work"), "EDGELOOP_RAY_NUM_CPUS": "1",
-        "EDGELOOP_RAY_DASHBOARD_PORT": str(free_port()),
-        "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(folder / "ray_token")}, folder / "trainer.log")
+    features = ServiceProcess(
+        "edgeloop.features",
+        {
+            "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+            "EDGELOOP_DATABASE_URL": database_url,
+            "EDGELOOP_OBJECT_STORE_DIR": str(folder / "objects"),
+        },
+        folder / "features.log",
+    ).start()
+    process = ServiceProcess(
+        "edgeloop.trainer",
+        {
+            "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+            "EDGELOOP_DATABASE_URL": database_url,
+            "EDGELOOP_OBJECT_STORE_DIR": str(folder / "objects"),
+            "EDGELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+            "EDGELOOP_FEATURES_ADDR": features.address,
+            "EDGELOOP_WEBHOOK_ADDR": "",
+            "EDGELOOP_WORK_DIR": str(folder / "work"),
+            "EDGELOOP_RAY_NUM_CPUS": "1",
+            "EDGELOOP_RAY_DASHBOARD_PORT": str(free_port()),
+            "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(folder / "ray_token"),
+        },
+        folder / "trainer.log",
+    )
     try:
         process.start(timeout_s=240)
         yield {"address": process.address, "database_url": database_url}
@@ -52,7 +65,9 @@ def trainer(pg_cluster: Any) -> Iterator[dict[str, str]]:
 
 
 def _run(trainer: dict[str, str], *args: str) -> Any:
-    return CliRunner().invoke(cli, ["sweeps", *args], env={"EDGELOOP_TRAINER_ADDR": trainer["address"]})
+    return CliRunner().invoke(
+        cli, ["sweeps", *args], env={"EDGELOOP_TRAINER_ADDR": trainer["address"]}
+    )
 
 
 def _finished_sweep(database_url: str) -> str:
@@ -65,18 +80,43 @@ def _finished_sweep(database_url: str) -> str:
         await store.open()
         now = Timestamp()
         now.GetCurrentTime()
-        sweep = S.Sweep(sweep_id="cli0sweep001", model_name="distance", trigger="manual",
-                        state=S.SWEEP_STATE_QUEUED, num_trials=2, created_at=now)
+        sweep = S.Sweep(
+            sweep_id="cli0sweep001",
+            model_name="distance",
+            trigger="manual",
+            state=S.SWEEP_STATE_QUEUED,
+            num_trials=2,
+            created_at=now,
+        )
         await store.insert(sweep, trainer_service_pb2.StartSweepRequest())
-        sweep.trials.add(trial_id="t_00000", state="TERMINATED", epochs_done=3, best_val_mae_mm=21.5,
-                         params={"batch_size": "16"})
+        sweep.trials.add(
+            trial_id="t_00000",
+            state="TERMINATED",
+            epochs_done=3,
+            best_val_mae_mm=21.5,
+            params={"batch_size": "16"},
+        )
         sweep.state, sweep.model_version, sweep.promoted = S.SWEEP_STATE_SUCCEEDED, "3", True
-        sweep.holdout_mae_mm, sweep.promotion_note, sweep.best_trial_id = 22.25, "no champion", "t_00000"
+        sweep.holdout_mae_mm, sweep.promotion_note, sweep.best_trial_id = (
+            22.25,
+            "no champion",
+            "t_00000",
+        )
         await store.save(sweep)
-        await store.add_event(make_event(sweep, S.SWEEP_EVENT_TYPE_EPOCH, "trial t_00000 epoch 3",
-                                         trial_id="t_00000", epoch=3))
-        await store.add_event(make_event(sweep, S.SWEEP_EVENT_TYPE_VERSION_REGISTERED,
-                                         "registered distance version 3"))
+        await store.add_event(
+            make_event(
+                sweep,
+                S.SWEEP_EVENT_TYPE_EPOCH,
+                "trial t_00000 epoch 3",
+                trial_id="t_00000",
+                epoch=3,
+            )
+        )
+        await store.add_event(
+            make_event(
+                sweep, S.SWEEP_EVENT_TYPE_VERSION_REGISTERED, "registered distance version 3"
+            )
+        )
         await store.close()
         return sweep.sweep_id
 
@@ -98,7 +138,11 @@ def test_list_watch_and_cancel_a_finished_sweep(trainer: dict[str, str]) -> None
     watched = _run(trainer, "watch", sweep_id)
     assert watched.exit_code == 0, watched.output
     assert "registered distance version 3" in watched.output
-    assert "SUCCEEDED" in watched.output and "version 3" in watched.output and "promoted" in watched.output
+    assert (
+        "SUCCEEDED" in watched.output
+        and "version 3" in watched.output
+        and "promoted" in watched.output
+    )
     cancelled = _run(trainer, "cancel", sweep_id)
     assert cancelled.exit_code == 1 and "already ended" in cancelled.output
     unknown = _run(trainer, "watch", "no-such-sweep")

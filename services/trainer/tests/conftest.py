@@ -27,8 +27,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.contracts.features.v1 import (
     feature_store_service_pb2,
     feature_store_service_pb2_grpc,
@@ -38,6 +36,7 @@ from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
 from edgeloop.contracts.trainer.v1 import trainer_service_pb2_grpc
 from edgeloop.platform import ServiceApp, ServiceSettings, serve
 from edgeloop.testing import free_port
+from google.protobuf.timestamp_pb2 import Timestamp
 
 ADMIN = "trainer-tests-admin-token-0123456789"
 WEBHOOK_SECRET = "grafana-webhook-secret-for-tests"
@@ -56,8 +55,12 @@ class ServiceThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),),
-                                        daemon=True, name=f"svc-{app.name}")
+        self._thread = threading.Thread(
+            target=self.loop.run_until_complete,
+            args=(self._main(),),
+            daemon=True,
+            name=f"svc-{app.name}",
+        )
 
     async def _main(self) -> None:
         self._stop = asyncio.Event()
@@ -104,9 +107,13 @@ def ray_info(private_tmp: Path) -> Iterator[Any]:
 
     folder = private_tmp / "ray"
     folder.mkdir()
-    settings = Settings(database_url="unused", mlflow_tracking_uri="unused",
-                        ray_num_cpus=2, ray_dashboard_port=free_port(),
-                        ray_auth_token_file=str(folder / "ray_token"))
+    settings = Settings(
+        database_url="unused",
+        mlflow_tracking_uri="unused",
+        ray_num_cpus=2,
+        ray_dashboard_port=free_port(),
+        ray_auth_token_file=str(folder / "ray_token"),
+    )
     info = start_ray(settings)
     info = type(info)(info.dashboard_url, info.total_cpus, True, info.token_file)
     yield info
@@ -127,9 +134,15 @@ def beige_observations(count: int, seed: int = 3) -> list[observation_pb2.Observ
     out = []
     for i, frame in enumerate(render_dataset("beige", count, seed=seed)):
         obs = observation_pb2.Observation(
-            observation_id=str(uuid.uuid4()), time=_timestamp(start + timedelta(seconds=i)),
-            device_id="car-1", session_id="s1", seq=i, deployment=DEPLOYMENT,
-            data_group="beige", jpeg=frame.jpeg)
+            observation_id=str(uuid.uuid4()),
+            time=_timestamp(start + timedelta(seconds=i)),
+            device_id="car-1",
+            session_id="s1",
+            seq=i,
+            deployment=DEPLOYMENT,
+            data_group="beige",
+            jpeg=frame.jpeg,
+        )
         if frame.sensor_mm is not None:
             obs.sensor_mm = frame.sensor_mm
         out.append(obs)
@@ -140,8 +153,10 @@ def ingest(address: str, observations: list[observation_pb2.Observation]) -> Non
     """Store observations through FeatureStore.Ingest."""
     with grpc.insecure_channel(address) as channel:
         stub = feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
-        batches = [feature_store_service_pb2.IngestRequest(observations=observations[i:i + 50])
-                   for i in range(0, len(observations), 50)]
+        batches = [
+            feature_store_service_pb2.IngestRequest(observations=observations[i : i + 50])
+            for i in range(0, len(observations), 50)
+        ]
         reply = stub.Ingest(iter(batches), timeout=300)
     assert not reply.rejected, reply.rejected[:3]
 
@@ -169,16 +184,26 @@ class Stack:
         return registry_service_pb2_grpc.RegistryServiceStub(channel)
 
 
-def trainer_settings(database_url: str, folder: Path, mlflow_uri: str, features: str, registry: str,
-                     **extra: Any) -> Any:
+def trainer_settings(
+    database_url: str, folder: Path, mlflow_uri: str, features: str, registry: str, **extra: Any
+) -> Any:
     """Trainer settings for tests (ports picked by the OS)."""
     from edgeloop.trainer.settings import Settings
 
-    return Settings(listen_addr="127.0.0.1:0", database_url=database_url,
-                    object_store_dir=str(folder / "objects"), mlflow_tracking_uri=mlflow_uri,
-                    features_addr=features, registry_addr=registry, registry_token=ADMIN,
-                    webhook_addr="127.0.0.1:0", webhook_secret=WEBHOOK_SECRET,
-                    work_dir=str(folder / "work"), min_observations=30, **extra)
+    return Settings(
+        listen_addr="127.0.0.1:0",
+        database_url=database_url,
+        object_store_dir=str(folder / "objects"),
+        mlflow_tracking_uri=mlflow_uri,
+        features_addr=features,
+        registry_addr=registry,
+        registry_token=ADMIN,
+        webhook_addr="127.0.0.1:0",
+        webhook_secret=WEBHOOK_SECRET,
+        work_dir=str(folder / "work"),
+        min_observations=30,
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,16 +218,36 @@ def stack(pg_cluster: Any, ray_info: Any, private_tmp: Path) -> Iterator[Stack]:
     folder = Path(tempfile.mkdtemp(prefix="stack-", dir=private_tmp))
     database_url = pg_cluster.ensure_database(f"trainer_{uuid.uuid4().hex[:10]}")
     mlflow_uri = f"sqlite:///{folder / 'mlflow.db'}"
-    features = ServiceThread(*_app(build_features, FeaturesSettings(
-        listen_addr="127.0.0.1:0", database_url=database_url,
-        object_store_dir=str(folder / "objects")))).start()
-    registry = ServiceThread(*_app(build_registry, RegistrySettings(
-        listen_addr="127.0.0.1:0", database_url=database_url, mlflow_tracking_uri=mlflow_uri,
-        admin_token=ADMIN, model_repository=str(folder / "models")))).start()
+    features = ServiceThread(
+        *_app(
+            build_features,
+            FeaturesSettings(
+                listen_addr="127.0.0.1:0",
+                database_url=database_url,
+                object_store_dir=str(folder / "objects"),
+            ),
+        )
+    ).start()
+    registry = ServiceThread(
+        *_app(
+            build_registry,
+            RegistrySettings(
+                listen_addr="127.0.0.1:0",
+                database_url=database_url,
+                mlflow_tracking_uri=mlflow_uri,
+                admin_token=ADMIN,
+                model_repository=str(folder / "models"),
+            ),
+        )
+    ).start()
     observations = beige_observations(FRAMES)
     ingest(features.address, observations)
-    trainer = ServiceThread(*_app(build_trainer, trainer_settings(
-        database_url, folder, mlflow_uri, features.address, registry.address))).start()
+    trainer = ServiceThread(
+        *_app(
+            build_trainer,
+            trainer_settings(database_url, folder, mlflow_uri, features.address, registry.address),
+        )
+    ).start()
     try:
         yield Stack(features, registry, trainer, folder, mlflow_uri, observations, ray_info)
     finally:

@@ -7,12 +7,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.trainer.events import EventBus
 from edgeloop.trainer.store import SweepStore
 from edgeloop.trainer.sweeps import RESTARTED, Dependencies, SweepManager
+from google.protobuf.timestamp_pb2 import Timestamp
 
 
 async def test_a_sweep_left_running_is_failed_at_start(database_url: str) -> None:
@@ -21,15 +20,31 @@ async def test_a_sweep_left_running_is_failed_at_start(database_url: str) -> Non
     try:
         now = Timestamp()
         now.GetCurrentTime()
-        left = sweep_pb2.Sweep(sweep_id="left-running", model_name="distance",
-                               state=sweep_pb2.SWEEP_STATE_RUNNING, created_at=now)
-        done = sweep_pb2.Sweep(sweep_id="finished", model_name="distance",
-                               state=sweep_pb2.SWEEP_STATE_SUCCEEDED, created_at=now)
+        left = sweep_pb2.Sweep(
+            sweep_id="left-running",
+            model_name="distance",
+            state=sweep_pb2.SWEEP_STATE_RUNNING,
+            created_at=now,
+        )
+        done = sweep_pb2.Sweep(
+            sweep_id="finished",
+            model_name="distance",
+            state=sweep_pb2.SWEEP_STATE_SUCCEEDED,
+            created_at=now,
+        )
         for sweep in (left, done):
             await store.insert(sweep, trainer_service_pb2.StartSweepRequest())
         bus = EventBus(store)
-        deps = Dependencies(settings=None, store=store, bus=bus, objects=None,  # type: ignore[arg-type]
-                            features=None, registry=None, work_dir=Path("."), total_cpus=1)  # type: ignore[arg-type]
+        deps = Dependencies(
+            settings=None,
+            store=store,
+            bus=bus,
+            objects=None,  # type: ignore[arg-type]
+            features=None,
+            registry=None,
+            work_dir=Path("."),
+            total_cpus=1,
+        )  # type: ignore[arg-type]
         await SweepManager(deps).recover()
         failed = await store.get("left-running")
         assert failed.state == sweep_pb2.SWEEP_STATE_FAILED and failed.error == RESTARTED

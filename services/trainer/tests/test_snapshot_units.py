@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import FailedPrecondition, InvalidArgument
 from edgeloop.trainer import snapshot, tune
 from edgeloop.trainer.webhook import BadPayload, parse_alerts
+from google.protobuf.timestamp_pb2 import Timestamp
 
 
 def _obs(i: int, deployment: str) -> observation_pb2.Observation:
     ts = Timestamp()
     ts.FromSeconds(1_700_000_000 + i)
-    return observation_pb2.Observation(observation_id=f"id-{i:04d}", time=ts, deployment=deployment,
-                                       sensor_mm=100.0 + i, jpeg=b"x%d" % i)
+    return observation_pb2.Observation(
+        observation_id=f"id-{i:04d}",
+        time=ts,
+        deployment=deployment,
+        sensor_mm=100.0 + i,
+        jpeg=b"x%d" % i,
+    )
 
 
 def test_split_is_deterministic_and_covers_every_item() -> None:
@@ -41,7 +45,11 @@ def test_cap_keeps_the_newest_and_balance_takes_equal_shares() -> None:
     capped = snapshot.apply_cap(observations, sweep_pb2.DataSelection(max_observations=5))
     assert [o.observation_id for o in capped] == [f"id-{i:04d}" for i in range(105, 110)]
     balanced = snapshot.apply_cap(observations, sweep_pb2.DataSelection(balance_deployments=True))
-    assert sum(o.deployment == "a" for o in balanced) == sum(o.deployment == "b" for o in balanced) == 10
+    assert (
+        sum(o.deployment == "a" for o in balanced)
+        == sum(o.deployment == "b" for o in balanced)
+        == 10
+    )
     assert [o.observation_id for o in balanced if o.deployment == "a"][0] == "id-0020"
 
 
@@ -49,8 +57,15 @@ def test_too_few_observations_name_count_and_minimum(tmp_path) -> None:  # noqa:
     from edgeloop.platform.objectstore import LocalFolderStore
 
     with pytest.raises(FailedPrecondition, match="matches 3 labelled observations.*at least 30"):
-        snapshot.build_snapshot("s", [_obs(i, "a") for i in range(3)], sweep_pb2.DataSelection(),
-                                0, LocalFolderStore(tmp_path), tmp_path, 30)
+        snapshot.build_snapshot(
+            "s",
+            [_obs(i, "a") for i in range(3)],
+            sweep_pb2.DataSelection(),
+            0,
+            LocalFolderStore(tmp_path),
+            tmp_path,
+            30,
+        )
 
 
 def test_search_space_defaults_and_distinct_samples() -> None:

@@ -14,19 +14,28 @@ import grpc
 import mlflow
 import numpy as np
 import pytest
-
 from edgeloop.contracts.registry.v1 import deployment_pb2, registry_service_pb2
-from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2 as pb
+from edgeloop.contracts.trainer.v1 import sweep_pb2
+from edgeloop.contracts.trainer.v1 import trainer_service_pb2 as pb
 from edgeloop.platform import bearer
 
 S = sweep_pb2
-FAST_SPACE = S.SearchSpace(learning_rates=[1e-3], batch_sizes=[16, 32], epochs=[4],
-                           architectures=["small"], filters=[16], dropouts=[0.1], dense_units=[32])
+FAST_SPACE = S.SearchSpace(
+    learning_rates=[1e-3],
+    batch_sizes=[16, 32],
+    epochs=[4],
+    architectures=["small"],
+    filters=[16],
+    dropouts=[0.1],
+    dense_units=[32],
+)
 
 
 def wait_done(stub: Any, sweep_id: str, timeout: float = 600) -> list[S.SweepEvent]:
     """Follow WatchSweep to the end; returns every event."""
-    events = [r.event for r in stub.WatchSweep(pb.WatchSweepRequest(sweep_id=sweep_id), timeout=timeout)]
+    events = [
+        r.event for r in stub.WatchSweep(pb.WatchSweepRequest(sweep_id=sweep_id), timeout=timeout)
+    ]
     assert events, "WatchSweep returned no events"
     return events
 
@@ -41,10 +50,19 @@ def first_sweep(stack: Any) -> dict[str, Any]:
     """The module's main sweep: 2 trials x up to 4 epochs on the beige frames, promoted."""
     with grpc.insecure_channel(stack.trainer.address) as channel:
         stub = stack.trainer_stub(channel)
-        started = stub.StartSweep(pb.StartSweepRequest(
-            model_name="distance", trigger="manual", data=S.DataSelection(deployments=["garage-beige"]),
-            search_space=FAST_SPACE, num_trials=2, deployment="garage-beige", promote=True,
-            seed=11), timeout=60).sweep
+        started = stub.StartSweep(
+            pb.StartSweepRequest(
+                model_name="distance",
+                trigger="manual",
+                data=S.DataSelection(deployments=["garage-beige"]),
+                search_space=FAST_SPACE,
+                num_trials=2,
+                deployment="garage-beige",
+                promote=True,
+                seed=11,
+            ),
+            timeout=60,
+        ).sweep
         events = wait_done(stub, started.sweep_id)
         sweep = stub.GetSweep(pb.GetSweepRequest(sweep_id=started.sweep_id), timeout=30).sweep
     return {"started": started, "events": events, "sweep": sweep}
@@ -54,8 +72,9 @@ def test_empty_selection_is_refused_before_any_work(stack: Any) -> None:
     with grpc.insecure_channel(stack.trainer.address) as channel:
         stub = stack.trainer_stub(channel)
         with pytest.raises(grpc.RpcError) as caught:
-            stub.StartSweep(pb.StartSweepRequest(data=S.DataSelection(deployments=["nowhere"])),
-                            timeout=60)
+            stub.StartSweep(
+                pb.StartSweepRequest(data=S.DataSelection(deployments=["nowhere"])), timeout=60
+            )
         listed = stub.ListSweeps(pb.ListSweepsRequest(), timeout=30).sweeps
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "matches 0 labelled observations" in caught.value.details()
@@ -66,20 +85,28 @@ def test_empty_selection_is_refused_before_any_work(stack: Any) -> None:
 def test_bad_search_space_names_the_field(stack: Any) -> None:
     with grpc.insecure_channel(stack.trainer.address) as channel:
         with pytest.raises(grpc.RpcError) as caught:
-            stack.trainer_stub(channel).StartSweep(pb.StartSweepRequest(
-                search_space=S.SearchSpace(architectures=["huge"])), timeout=60)
+            stack.trainer_stub(channel).StartSweep(
+                pb.StartSweepRequest(search_space=S.SearchSpace(architectures=["huge"])), timeout=60
+            )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "search_space.architectures" in caught.value.details()
 
 
-def test_sweep_registers_a_version_better_than_the_mean(stack: Any, first_sweep: dict[str, Any]) -> None:
+def test_sweep_registers_a_version_better_than_the_mean(
+    stack: Any, first_sweep: dict[str, Any]
+) -> None:
     sweep, events = first_sweep["sweep"], first_sweep["events"]
     assert sweep.state == S.SWEEP_STATE_SUCCEEDED, sweep.error
     kinds = [e.type for e in events]
-    for kind in (S.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT, S.SWEEP_EVENT_TYPE_TRIAL_STARTED,
-                 S.SWEEP_EVENT_TYPE_EPOCH, S.SWEEP_EVENT_TYPE_TRIAL_FINISHED,
-                 S.SWEEP_EVENT_TYPE_BEST_SO_FAR, S.SWEEP_EVENT_TYPE_VERSION_REGISTERED,
-                 S.SWEEP_EVENT_TYPE_PROMOTION):
+    for kind in (
+        S.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT,
+        S.SWEEP_EVENT_TYPE_TRIAL_STARTED,
+        S.SWEEP_EVENT_TYPE_EPOCH,
+        S.SWEEP_EVENT_TYPE_TRIAL_FINISHED,
+        S.SWEEP_EVENT_TYPE_BEST_SO_FAR,
+        S.SWEEP_EVENT_TYPE_VERSION_REGISTERED,
+        S.SWEEP_EVENT_TYPE_PROMOTION,
+    ):
         assert kind in kinds, S.SweepEventType.Name(kind)
     assert kinds.count(S.SWEEP_EVENT_TYPE_TRIAL_STARTED) == 2
     assert events[-1].state == S.SWEEP_STATE_SUCCEEDED
@@ -92,9 +119,18 @@ def test_sweep_registers_a_version_better_than_the_mean(stack: Any, first_sweep:
     bound = 0.5 * mean_predictor_mae(labels)
     assert 0 < sweep.holdout_mae_mm < bound, (sweep.holdout_mae_mm, bound)
     with grpc.insecure_channel(stack.registry.address) as channel:
-        version = stack.registry_stub(channel).GetModelVersion(registry_service_pb2.GetModelVersionRequest(
-            model_name="distance", selector=deployment_pb2.VersionSelector(version=sweep.model_version)),
-            metadata=bearer("trainer-tests-admin-token-0123456789"), timeout=30).version
+        version = (
+            stack.registry_stub(channel)
+            .GetModelVersion(
+                registry_service_pb2.GetModelVersionRequest(
+                    model_name="distance",
+                    selector=deployment_pb2.VersionSelector(version=sweep.model_version),
+                ),
+                metadata=bearer("trainer-tests-admin-token-0123456789"),
+                timeout=30,
+            )
+            .version
+        )
     assert version.metrics["holdout_mae_mm"] == pytest.approx(sweep.holdout_mae_mm, rel=1e-5)
     assert version.tags["sweep_id"] == sweep.sweep_id
     assert version.tags["dataset_snapshot"] == sweep.dataset.snapshot_id
@@ -105,8 +141,9 @@ def test_mlflow_runs_carry_lineage(stack: Any, first_sweep: dict[str, Any]) -> N
     sweep = first_sweep["sweep"]
     client = mlflow.MlflowClient(stack.mlflow_uri)
     parent = client.get_run(sweep.mlflow_parent_run_id)
-    children = client.search_runs([sweep.mlflow_experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [sweep.mlflow_experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     assert len(children) == 2
     for run in [parent, *children]:
         tags = run.data.tags
@@ -123,18 +160,24 @@ def test_mlflow_runs_carry_lineage(stack: Any, first_sweep: dict[str, Any]) -> N
     assert best.data.params["architecture"] == "small"
     # the logged model serves the documented signature and predicts millimetres
     model = mlflow.pyfunc.load_model(f"runs:/{best.info.run_id}/model")
-    arrays = np.load(stack.folder / "objects" / "trainer" / "sweeps" / sweep.dataset.snapshot_id / "arrays.npz")
+    arrays = np.load(
+        stack.folder / "objects" / "trainer" / "sweeps" / sweep.dataset.snapshot_id / "arrays.npz"
+    )
     holdout = arrays["split"] == 2
     predicted = np.asarray(model.predict({"image": arrays["images"][holdout]}))
     mae = float(np.mean(np.abs(predicted - arrays["labels"][holdout])))
     assert mae == pytest.approx(sweep.holdout_mae_mm, rel=1e-3)
 
 
-def test_manifest_lists_exactly_the_observations_used(stack: Any, first_sweep: dict[str, Any]) -> None:
+def test_manifest_lists_exactly_the_observations_used(
+    stack: Any, first_sweep: dict[str, Any]
+) -> None:
     sweep = first_sweep["sweep"]
     base = stack.folder / "objects" / "trainer" / "sweeps" / sweep.dataset.snapshot_id
     manifest = json.loads((base / "manifest.json").read_text())
-    labelled = {o.observation_id: o.sensor_mm for o in stack.observations if o.HasField("sensor_mm")}
+    labelled = {
+        o.observation_id: o.sensor_mm for o in stack.observations if o.HasField("sensor_mm")
+    }
     used = {e["observation_id"]: e["label_mm"] for e in manifest["observations"]}
     assert used.keys() == labelled.keys()
     assert all(abs(used[i] - labelled[i]) < 1e-3 for i in used)
@@ -152,12 +195,23 @@ def test_manifest_lists_exactly_the_observations_used(stack: Any, first_sweep: d
 
 def test_from_sweep_reuses_the_identical_snapshot(stack: Any, first_sweep: dict[str, Any]) -> None:
     first = first_sweep["sweep"]
-    space = S.SearchSpace(batch_sizes=[8], epochs=[2], architectures=["small"], filters=[8],
-                          learning_rates=[1e-3], dropouts=[0.1], dense_units=[16])
+    space = S.SearchSpace(
+        batch_sizes=[8],
+        epochs=[2],
+        architectures=["small"],
+        filters=[8],
+        learning_rates=[1e-3],
+        dropouts=[0.1],
+        dense_units=[16],
+    )
     with grpc.insecure_channel(stack.trainer.address) as channel:
         stub = stack.trainer_stub(channel)
-        started = stub.StartSweep(pb.StartSweepRequest(
-            from_sweep=first.sweep_id, search_space=space, num_trials=1, promote=False), timeout=60).sweep
+        started = stub.StartSweep(
+            pb.StartSweepRequest(
+                from_sweep=first.sweep_id, search_space=space, num_trials=1, promote=False
+            ),
+            timeout=60,
+        ).sweep
         wait_done(stub, started.sweep_id)
         rerun = stub.GetSweep(pb.GetSweepRequest(sweep_id=started.sweep_id), timeout=30).sweep
     assert rerun.state == S.SWEEP_STATE_SUCCEEDED, rerun.error
@@ -166,35 +220,61 @@ def test_from_sweep_reuses_the_identical_snapshot(stack: Any, first_sweep: dict[
     assert rerun.dataset.content_hash == first.dataset.content_hash
     assert rerun.dataset.manifest_key == first.dataset.manifest_key
     assert (rerun.dataset.train_count, rerun.dataset.holdout_count) == (
-        first.dataset.train_count, first.dataset.holdout_count)
+        first.dataset.train_count,
+        first.dataset.holdout_count,
+    )
     assert rerun.trials[0].params["batch_size"] == "8"
     assert not rerun.promoted
     # the champion (the first sweep's version) was judged on the same holdout
     with grpc.insecure_channel(stack.registry.address) as channel:
-        version = stack.registry_stub(channel).GetModelVersion(registry_service_pb2.GetModelVersionRequest(
-            model_name="distance", selector=deployment_pb2.VersionSelector(version=rerun.model_version)),
-            metadata=bearer("trainer-tests-admin-token-0123456789"), timeout=30).version
+        version = (
+            stack.registry_stub(channel)
+            .GetModelVersion(
+                registry_service_pb2.GetModelVersionRequest(
+                    model_name="distance",
+                    selector=deployment_pb2.VersionSelector(version=rerun.model_version),
+                ),
+                metadata=bearer("trainer-tests-admin-token-0123456789"),
+                timeout=30,
+            )
+            .version
+        )
     assert version.evaluation.champion_version == first.model_version
     assert version.evaluation.champion_mae_mm == pytest.approx(first.holdout_mae_mm, rel=1e-3)
     assert version.evaluation.holdout_id == first.dataset.content_hash
 
 
 def test_cancel_stops_a_running_sweep_and_queue_waits(stack: Any) -> None:
-    slow = S.SearchSpace(epochs=[50], architectures=["small"], batch_sizes=[8], filters=[8],
-                         learning_rates=[1e-3], dropouts=[0.1], dense_units=[16])
+    slow = S.SearchSpace(
+        epochs=[50],
+        architectures=["small"],
+        batch_sizes=[8],
+        filters=[8],
+        learning_rates=[1e-3],
+        dropouts=[0.1],
+        dense_units=[16],
+    )
     with grpc.insecure_channel(stack.trainer.address) as channel:
         stub = stack.trainer_stub(channel)
         request = pb.StartSweepRequest(model_name="cancel-me", search_space=slow, num_trials=2)
         running = stub.StartSweep(request, timeout=60).sweep
         queued = stub.StartSweep(request, timeout=60).sweep
-        assert stub.GetSweep(pb.GetSweepRequest(sweep_id=queued.sweep_id), timeout=30).sweep.state \
-            == S.SWEEP_STATE_QUEUED, "one sweep per model runs; the second waits"
-        for response in stub.WatchSweep(pb.WatchSweepRequest(sweep_id=running.sweep_id), timeout=300):
+        assert (
+            stub.GetSweep(pb.GetSweepRequest(sweep_id=queued.sweep_id), timeout=30).sweep.state
+            == S.SWEEP_STATE_QUEUED
+        ), "one sweep per model runs; the second waits"
+        for response in stub.WatchSweep(
+            pb.WatchSweepRequest(sweep_id=running.sweep_id), timeout=300
+        ):
             if response.event.type == S.SWEEP_EVENT_TYPE_EPOCH:
                 break
-        cancelled_queued = stub.CancelSweep(pb.CancelSweepRequest(sweep_id=queued.sweep_id), timeout=60).sweep
+        cancelled_queued = stub.CancelSweep(
+            pb.CancelSweepRequest(sweep_id=queued.sweep_id), timeout=60
+        ).sweep
         started = time.monotonic()
-        cancelled = stub.CancelSweep(pb.CancelSweepRequest(sweep_id=running.sweep_id), timeout=200).sweep
+        cancelled = stub.CancelSweep(
+            pb.CancelSweepRequest(sweep_id=running.sweep_id), timeout=200
+        ).sweep
         elapsed = time.monotonic() - started
     assert cancelled_queued.state == S.SWEEP_STATE_CANCELLED
     assert cancelled.state == S.SWEEP_STATE_CANCELLED, (cancelled.error, elapsed)

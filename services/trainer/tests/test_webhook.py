@@ -12,8 +12,8 @@ import urllib.request
 from typing import Any
 
 import grpc
-
-from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2 as pb
+from edgeloop.contracts.trainer.v1 import sweep_pb2
+from edgeloop.contracts.trainer.v1 import trainer_service_pb2 as pb
 
 SECRET = "grafana-webhook-secret-for-tests"
 
@@ -21,26 +21,40 @@ SECRET = "grafana-webhook-secret-for-tests"
 def grafana_payload(fingerprint: str, starts_at: str, status: str = "firing") -> dict[str, Any]:
     """A Grafana alerting webhook notification with one alert."""
     return {
-        "receiver": "edgeloop-trainer", "status": status, "orgId": 1, "version": "1",
-        "groupKey": "{}:{alertname=\"saturation-out-of-band\"}", "truncatedAlerts": 0,
+        "receiver": "edgeloop-trainer",
+        "status": status,
+        "orgId": 1,
+        "version": "1",
+        "groupKey": '{}:{alertname="saturation-out-of-band"}',
+        "truncatedAlerts": 0,
         "groupLabels": {"alertname": "saturation-out-of-band"},
-        "commonLabels": {"alertname": "saturation-out-of-band"}, "commonAnnotations": {},
-        "externalURL": "http://grafana.local/", "title": "[FIRING:1] saturation-out-of-band",
-        "alerts": [{
-            "status": status,
-            "labels": {"alertname": "saturation-out-of-band", "deployment": "garage-beige",
-                       "model": "webhook-model"},
-            "annotations": {"summary": "5-minute mean saturation outside [40, 60]"},
-            "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://grafana.local/alerting/grafana/abc/view",
-            "fingerprint": fingerprint, "values": {"A": 71.5},
-        }],
+        "commonLabels": {"alertname": "saturation-out-of-band"},
+        "commonAnnotations": {},
+        "externalURL": "http://grafana.local/",
+        "title": "[FIRING:1] saturation-out-of-band",
+        "alerts": [
+            {
+                "status": status,
+                "labels": {
+                    "alertname": "saturation-out-of-band",
+                    "deployment": "garage-beige",
+                    "model": "webhook-model",
+                },
+                "annotations": {"summary": "5-minute mean saturation outside [40, 60]"},
+                "startsAt": starts_at,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://grafana.local/alerting/grafana/abc/view",
+                "fingerprint": fingerprint,
+                "values": {"A": 71.5},
+            }
+        ],
     }
 
 
 def post(url: str, body: bytes, secret: str | None) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     if secret is not None:
         request.add_header("Authorization", f"Bearer {secret}")
     try:
@@ -52,8 +66,11 @@ def post(url: str, body: bytes, secret: str | None) -> tuple[int, dict[str, Any]
 
 def sweeps_of(stack: Any, model: str) -> list[sweep_pb2.Sweep]:
     with grpc.insecure_channel(stack.trainer.address) as channel:
-        return list(stack.trainer_stub(channel).ListSweeps(
-            pb.ListSweepsRequest(model_name=model), timeout=30).sweeps)
+        return list(
+            stack.trainer_stub(channel)
+            .ListSweeps(pb.ListSweepsRequest(model_name=model), timeout=30)
+            .sweeps
+        )
 
 
 def test_grafana_alert_starts_one_sweep_and_refuses_bad_calls(stack: Any) -> None:
@@ -80,8 +97,11 @@ def test_grafana_alert_starts_one_sweep_and_refuses_bad_calls(stack: Any) -> Non
     assert list(sweep.data.deployments) == ["garage-beige"] and sweep.deployment == "garage-beige"
     with grpc.insecure_channel(stack.trainer.address) as channel:
         # the sweep itself is the other tests' business; stop it to free the CPUs
-        stopped = stack.trainer_stub(channel).CancelSweep(
-            pb.CancelSweepRequest(sweep_id=sweep.sweep_id), timeout=200).sweep
+        stopped = (
+            stack.trainer_stub(channel)
+            .CancelSweep(pb.CancelSweepRequest(sweep_id=sweep.sweep_id), timeout=200)
+            .sweep
+        )
     assert stopped.state == sweep_pb2.SWEEP_STATE_CANCELLED
 
 
@@ -93,4 +113,5 @@ def test_a_new_occurrence_of_the_same_alert_starts_another_sweep(stack: Any) -> 
     assert len(sweeps_of(stack, "webhook-model")) == before + 1
     with grpc.insecure_channel(stack.trainer.address) as channel:
         stack.trainer_stub(channel).CancelSweep(
-            pb.CancelSweepRequest(sweep_id=answer["results"][0]["sweep_id"]), timeout=200)
+            pb.CancelSweepRequest(sweep_id=answer["results"][0]["sweep_id"]), timeout=200
+        )

@@ -10,8 +10,6 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from grpc import aio
-
 from edgeloop.contracts.trainer.v1 import trainer_service_pb2, trainer_service_pb2_grpc
 from edgeloop.platform import ServiceApp, open_channel
 from edgeloop.platform.objectstore import open_object_store
@@ -21,6 +19,7 @@ from edgeloop.trainer.settings import Settings
 from edgeloop.trainer.store import SweepStore
 from edgeloop.trainer.sweeps import Dependencies, SweepManager, default_work_dir
 from edgeloop.trainer.webhook import GrafanaWebhook
+from grpc import aio
 
 SERVICE = trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"]
 pb = trainer_service_pb2
@@ -32,28 +31,35 @@ class TrainerService(trainer_service_pb2_grpc.TrainerServiceServicer):
     def __init__(self, app: App) -> None:
         self.app = app
 
-    async def StartSweep(self, request: pb.StartSweepRequest, context: aio.ServicerContext
-                         ) -> pb.StartSweepResponse:
+    async def StartSweep(
+        self, request: pb.StartSweepRequest, context: aio.ServicerContext
+    ) -> pb.StartSweepResponse:
         return pb.StartSweepResponse(sweep=await self.app.manager.submit(request))
 
-    async def GetSweep(self, request: pb.GetSweepRequest, context: aio.ServicerContext
-                       ) -> pb.GetSweepResponse:
+    async def GetSweep(
+        self, request: pb.GetSweepRequest, context: aio.ServicerContext
+    ) -> pb.GetSweepResponse:
         return pb.GetSweepResponse(sweep=await self.app.manager.get(_sweep_id(request.sweep_id)))
 
-    async def WatchSweep(self, request: pb.WatchSweepRequest, context: aio.ServicerContext
-                         ) -> AsyncIterator[pb.WatchSweepResponse]:
+    async def WatchSweep(
+        self, request: pb.WatchSweepRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchSweepResponse]:
         async for event in self.app.bus.watch(_sweep_id(request.sweep_id)):
             yield pb.WatchSweepResponse(event=event)
 
-    async def ListSweeps(self, request: pb.ListSweepsRequest, context: aio.ServicerContext
-                         ) -> pb.ListSweepsResponse:
+    async def ListSweeps(
+        self, request: pb.ListSweepsRequest, context: aio.ServicerContext
+    ) -> pb.ListSweepsResponse:
         sweeps = await self.app.store.list(request.model_name, min(request.limit or 50, 500))
         live = self.app.manager.live
         return pb.ListSweepsResponse(sweeps=[live.get(s.sweep_id, s) for s in sweeps])
 
-    async def CancelSweep(self, request: pb.CancelSweepRequest, context: aio.ServicerContext
-                          ) -> pb.CancelSweepResponse:
-        return pb.CancelSweepResponse(sweep=await self.app.manager.cancel(_sweep_id(request.sweep_id)))
+    async def CancelSweep(
+        self, request: pb.CancelSweepRequest, context: aio.ServicerContext
+    ) -> pb.CancelSweepResponse:
+        return pb.CancelSweepResponse(
+            sweep=await self.app.manager.cancel(_sweep_id(request.sweep_id))
+        )
 
 
 def _sweep_id(value: str) -> str:
@@ -86,17 +92,31 @@ class App(ServiceApp):
 
     async def start(self) -> None:
         s = self.settings
-        objects = open_object_store(s.object_store_dir, s.s3_endpoint, s.s3_access_key,
-                                    s.s3_secret_key, s.s3_bucket, s.s3_secure)
+        objects = open_object_store(
+            s.object_store_dir,
+            s.s3_endpoint,
+            s.s3_access_key,
+            s.s3_secret_key,
+            s.s3_bucket,
+            s.s3_secure,
+        )
         await self.store.open()
         self.bus.loop = asyncio.get_running_loop()
         self.ray = await asyncio.to_thread(start_ray, s)
         work_dir = Path(s.work_dir) if s.work_dir else default_work_dir()
         work_dir.mkdir(parents=True, exist_ok=True)
-        self.manager = SweepManager(Dependencies(
-            settings=s, store=self.store, bus=self.bus, objects=objects,
-            features=open_channel(s.features_addr), registry=open_channel(s.registry_addr),
-            work_dir=work_dir, total_cpus=self.ray.total_cpus))
+        self.manager = SweepManager(
+            Dependencies(
+                settings=s,
+                store=self.store,
+                bus=self.bus,
+                objects=objects,
+                features=open_channel(s.features_addr),
+                registry=open_channel(s.registry_addr),
+                work_dir=work_dir,
+                total_cpus=self.ray.total_cpus,
+            )
+        )
         await self.manager.recover()
         if s.webhook_addr:
             self.webhook = GrafanaWebhook(self.store, self.manager.submit, s.webhook_secret)

@@ -9,27 +9,40 @@ reconnects misses nothing and sees nothing twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.trainer.store import TERMINAL, SweepStore
+from google.protobuf.timestamp_pb2 import Timestamp
 
 POLL_S = 2.0
 """Fallback re-check period (a notification could come from another trainer process)."""
 
 
-def make_event(sweep: sweep_pb2.Sweep, kind: int, message: str, trial_id: str = "",
-               epoch: int = 0, metrics: dict[str, float] | None = None) -> sweep_pb2.SweepEvent:
+def make_event(
+    sweep: sweep_pb2.Sweep,
+    kind: int,
+    message: str,
+    trial_id: str = "",
+    epoch: int = 0,
+    metrics: dict[str, float] | None = None,
+) -> sweep_pb2.SweepEvent:
     """A progress event of ``sweep`` stamped now, carrying the sweep's current state."""
     now = Timestamp()
     now.GetCurrentTime()
-    return sweep_pb2.SweepEvent(sweep_id=sweep.sweep_id, type=kind, time=now, trial_id=trial_id,
-                                epoch=epoch, metrics=metrics or {}, message=message,
-                                state=sweep.state)
+    return sweep_pb2.SweepEvent(
+        sweep_id=sweep.sweep_id,
+        type=kind,
+        time=now,
+        trial_id=trial_id,
+        epoch=epoch,
+        metrics=metrics or {},
+        message=message,
+        state=sweep.state,
+    )
 
 
 class EventBus:
@@ -69,7 +82,5 @@ class EventBus:
                     last = seq
                     yield event
                 return
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), POLL_S)
-            except TimeoutError:
-                pass

@@ -41,8 +41,9 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def build_model(architecture: str = "thesis", filters: int = 16, dropout: float = 0.2,
-                dense_units: int = 64) -> keras.Model:
+def build_model(
+    architecture: str = "thesis", filters: int = 16, dropout: float = 0.2, dense_units: int = 64
+) -> keras.Model:
     """A CNN regressor: ``image`` uint8 [b, h, w, 3] -> distance / TARGET_SCALE_MM [b, 1]."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
@@ -89,8 +90,10 @@ def export_saved_model(model: keras.Model, directory: str | Path) -> Path:
         return {"distance_mm": tf.reshape(tf.cast(scaled, tf.float32), [-1]) * TARGET_SCALE_MM}
 
     archive.add_endpoint(
-        name="serving_default", fn=serve,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
+        name="serving_default",
+        fn=serve,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")],
+    )
     archive.write_out(str(directory), verbose=False)
     return Path(directory)
 
@@ -104,6 +107,8 @@ def predict_mm(serving: Any, images: Any, batch_size: int = 64) -> Any:
     """Distances in mm predicted by a serving signature for uint8 ``images`` [n, h, w, 3]."""
     import numpy as np
 
-    out = [serving(image=tf.constant(images[i:i + batch_size]))["distance_mm"].numpy()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        serving(image=tf.constant(images[i : i + batch_size]))["distance_mm"].numpy()
+        for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros((0,), np.float32)

@@ -20,7 +20,9 @@ class DistanceModel(PythonModel):
     def load_context(self, context: Any) -> None:
         import tensorflow as tf
 
-        self._serving = tf.saved_model.load(context.artifacts["saved_model"]).signatures["serving_default"]
+        self._serving = tf.saved_model.load(context.artifacts["saved_model"]).signatures[
+            "serving_default"
+        ]
 
     # no type hints here on purpose: MLflow would derive a schema from them and the
     # logged signature (image uint8 [b, h, w, 3]) is the contract

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-
 from edgeloop.platform.errors import ConfigError
 from edgeloop.trainer.settings import Settings
 
 log = logging.getLogger(__name__)
+START_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -61,23 +61,11 @@ def start_ray(settings: Settings) -> RayInfo:
     """Connect to ``EDGELOOP_RAY_ADDRESS`` or start a local Ray with its dashboard on loopback."""
     # Tune's checkpoint-frequency warning fires on every improving epoch of small sweeps
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Ray's 30 s default for the raylet to register is too short on a busy 2-core box
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     token_file = configure_token(settings.ray_auth_token_file)
     started = False
     if not ray.is_initialized():
-        try:
-            if settings.ray_address:
-                context = ray.init(address=settings.ray_address, log_to_driver=False)
-            else:
-                context = ray.init(
-                    num_cpus=settings.ray_num_cpus or os.cpu_count(), include_dashboard=True,
-                    dashboard_host="127.0.0.1", dashboard_port=settings.ray_dashboard_port,
-                    log_to_driver=False)
-            started = not settings.ray_address
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"EDGELOOP_RAY_ADDRESS: cannot start or join Ray "
-                              f"({settings.ray_address or 'local'}): {exc}") from exc
+        context = _init_with_retries(settings)
+        started = not settings.ray_address
         url = context.dashboard_url or ""
     else:
         url = ray.get_runtime_context().gcs_address and _dashboard_url()
@@ -85,6 +73,37 @@ def start_ray(settings: Settings) -> RayInfo:
     url = url if not url or url.startswith("http") else f"http://{url}"
     log.info("ray ready", extra={"dashboard": url, "cpus": cpus, "token_file": token_file})
     return RayInfo(url, cpus, started, token_file)
+
+
+def _init_once(settings: Settings) -> object:
+    if settings.ray_address:
+        return ray.init(address=settings.ray_address, log_to_driver=False)
+    return ray.init(
+        num_cpus=settings.ray_num_cpus or os.cpu_count(),
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=settings.ray_dashboard_port,
+        log_to_driver=False,
+    )
+
+
+def _init_with_retries(settings: Settings, attempts: int = START_ATTEMPTS) -> object:
+    """ray.init, retried: on a busy machine the raylet gives up when the dashboard agent takes
+    longer than a hard-coded 15 s to start (ray-project/ray#65983), and a retry succeeds."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _init_once(settings)
+        except Exception as exc:  # Ray raises bare Exception for a node start-up timeout
+            ray.shutdown()
+            if attempt == attempts or settings.ray_address:
+                raise ConfigError(
+                    f"EDGELOOP_RAY_ADDRESS: cannot start or join Ray "
+                    f"({settings.ray_address or 'local'}): {exc}"
+                ) from exc
+            log.warning(
+                "ray did not start, retrying", extra={"attempt": attempt, "error": str(exc)}
+            )
+    raise AssertionError("unreachable")
 
 
 def _dashboard_url() -> str:

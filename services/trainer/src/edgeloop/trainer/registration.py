@@ -17,7 +17,6 @@ from typing import Any
 
 import grpc
 import numpy as np
-
 from edgeloop.contracts.registry.v1 import (
     deployment_pb2,
     model_pb2,
@@ -73,8 +72,9 @@ def export_candidate(outcome: TuneOutcome, arrays_path: Path, out_dir: Path) -> 
     from edgeloop.trainer.model import build_model, export_saved_model
 
     cfg = outcome.config
-    model = build_model(cfg["architecture"], int(cfg["filters"]), float(cfg["dropout"]),
-                        int(cfg["dense_units"]))
+    model = build_model(
+        cfg["architecture"], int(cfg["filters"]), float(cfg["dropout"]), int(cfg["dense_units"])
+    )
     model.load_weights(outcome.checkpoint_dir / WEIGHTS_FILE)
     saved = export_saved_model(model, out_dir / "saved_model")
     _, labels = holdout_arrays(arrays_path)
@@ -89,7 +89,8 @@ def log_pyfunc(tracking_uri: str, run_id: str, saved_model_dir: Path) -> float:
 
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3), "image")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,), "distance_mm")]))
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,), "distance_mm")]),
+    )
     code = str(Path(__file__).with_name("pyfunc_model.py"))
     # the short explicit list is the model's environment; MLflow would otherwise copy the
     # whole workspace's uv.lock next to every model
@@ -99,61 +100,94 @@ def log_pyfunc(tracking_uri: str, run_id: str, saved_model_dir: Path) -> float:
     client = mlflow.MlflowClient(tracking_uri)
     run = client.get_run(run_id)
     with mlflow.start_run(run_id=run_id, experiment_id=run.info.experiment_id):
-        mlflow.pyfunc.log_model(name="model", python_model=code,
-                                artifacts={"saved_model": str(saved_model_dir)},
-                                pip_requirements=PIP_REQUIREMENTS, signature=signature)
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=code,
+            artifacts={"saved_model": str(saved_model_dir)},
+            pip_requirements=PIP_REQUIREMENTS,
+            signature=signature,
+        )
     # start_run(run_id=...) ends the run as FINISHED, which it already was
     return time.perf_counter() - started
 
 
-async def champion(channel: grpc.aio.Channel, token: str, model_name: str
-                   ) -> model_pb2.ModelVersion | None:
+async def champion(
+    channel: grpc.aio.Channel, token: str, model_name: str
+) -> model_pb2.ModelVersion | None:
     """The version aliased ``champion``, or None when the model has none yet."""
     stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
     request = registry_service_pb2.GetModelVersionRequest(
-        model_name=model_name, selector=deployment_pb2.VersionSelector(alias="champion"))
+        model_name=model_name, selector=deployment_pb2.VersionSelector(alias="champion")
+    )
     try:
-        reply = await stub.GetModelVersion(request, metadata=bearer(token), timeout=DEFAULT_DEADLINE_S)
+        reply = await stub.GetModelVersion(
+            request, metadata=bearer(token), timeout=DEFAULT_DEADLINE_S
+        )
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return None
-        raise Unavailable(f"registry: GetModelVersion failed: {exc.code().name} {exc.details()}") from exc
+        raise Unavailable(
+            f"registry: GetModelVersion failed: {exc.code().name} {exc.details()}"
+        ) from exc
     return reply.version
 
 
-async def evaluate(channel: grpc.aio.Channel, token: str, model_name: str, holdout_id: str,
-                   candidate: Candidate, arrays_path: Path) -> model_pb2.HoldoutEvaluation:
+async def evaluate(
+    channel: grpc.aio.Channel,
+    token: str,
+    model_name: str,
+    holdout_id: str,
+    candidate: Candidate,
+    arrays_path: Path,
+) -> model_pb2.HoldoutEvaluation:
     """Candidate and champion on the same holdout, as the gate's evidence."""
-    evaluation = model_pb2.HoldoutEvaluation(holdout_id=holdout_id,
-                                             candidate_mae_mm=candidate.holdout_mae_mm,
-                                             sample_count=candidate.holdout_count)
+    evaluation = model_pb2.HoldoutEvaluation(
+        holdout_id=holdout_id,
+        candidate_mae_mm=candidate.holdout_mae_mm,
+        sample_count=candidate.holdout_count,
+    )
     current = await champion(channel, token, model_name)
     if current is None:
         return evaluation
     if not current.published_path or not Path(current.published_path).exists():
         # the gate then sees no champion number; say why in the log instead of guessing one
-        log.warning("champion SavedModel not readable; no champion comparison",
-                    extra={"champion_version": current.version, "path": current.published_path})
+        log.warning(
+            "champion SavedModel not readable; no champion comparison",
+            extra={"champion_version": current.version, "path": current.published_path},
+        )
         return evaluation
     evaluation.champion_version = current.version
-    evaluation.champion_mae_mm = await asyncio.to_thread(holdout_mae, current.published_path, arrays_path)
+    evaluation.champion_mae_mm = await asyncio.to_thread(
+        holdout_mae, current.published_path, arrays_path
+    )
     return evaluation
 
 
-async def register(channel: grpc.aio.Channel, token: str, request: dict[str, Any],
-                   evaluation: model_pb2.HoldoutEvaluation) -> Registration:
+async def register(
+    channel: grpc.aio.Channel,
+    token: str,
+    request: dict[str, Any],
+    evaluation: model_pb2.HoldoutEvaluation,
+) -> Registration:
     """RegisterModelVersion with metrics, tags and the evaluation; the gate decides promotion."""
     stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
     message = registry_service_pb2.RegisterModelVersionRequest(
-        model_name=request["model_name"], run_id=request["run_id"], artifact_path="model",
-        metrics=request["metrics"], tags=request["tags"], evaluation=evaluation,
-        promote=request["promote"])
+        model_name=request["model_name"],
+        run_id=request["run_id"],
+        artifact_path="model",
+        metrics=request["metrics"],
+        tags=request["tags"],
+        evaluation=evaluation,
+        promote=request["promote"],
+    )
     try:
-        reply = await stub.RegisterModelVersion(message, metadata=bearer(token),
-                                                timeout=REGISTER_DEADLINE_S)
+        reply = await stub.RegisterModelVersion(
+            message, metadata=bearer(token), timeout=REGISTER_DEADLINE_S
+        )
     except grpc.aio.AioRpcError as exc:
-        raise Unavailable(f"registry: RegisterModelVersion failed: {exc.code().name} "
-                          f"{exc.details()}") from exc
+        raise Unavailable(
+            f"registry: RegisterModelVersion failed: {exc.code().name} {exc.details()}"
+        ) from exc
     promoted = reply.HasField("promotion") and reply.promotion.promoted
     note = reply.promotion.reason if reply.HasField("promotion") else "promotion not requested"
     return Registration(reply.version.version, promoted, note, evaluation)

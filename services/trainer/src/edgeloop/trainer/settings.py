@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from edgeloop.platform import ServiceSettings
+from pydantic import Field
 
 DEFAULT_PORT = 50053
 
@@ -12,42 +11,76 @@ DEFAULT_PORT = 50053
 class Settings(ServiceSettings):
     """Configuration of the trainer service."""
 
-    listen_addr: str = Field(default=f"127.0.0.1:{DEFAULT_PORT}",
-                             description="host:port the gRPC server binds")
-    database_url: str = Field(min_length=1, description="libpq URI of PostgreSQL; the trainer "
-                              "owns the schema `trainer`")
-    object_store_dir: str = Field(default="", description="local folder of the object store "
-                                  "(snapshots under trainer/sweeps/<sweep_id>/)")
-    s3_endpoint: str = Field(default="", description="S3/MinIO endpoint; when set, objects go to S3")
+    listen_addr: str = Field(
+        default=f"127.0.0.1:{DEFAULT_PORT}", description="host:port the gRPC server binds"
+    )
+    database_url: str = Field(
+        min_length=1, description="libpq URI of PostgreSQL; the trainer owns the schema `trainer`"
+    )
+    object_store_dir: str = Field(
+        default="",
+        description="local folder of the object store (snapshots under trainer/sweeps/<sweep_id>/)",
+    )
+    s3_endpoint: str = Field(
+        default="", description="S3/MinIO endpoint; when set, objects go to S3"
+    )
     s3_access_key: str = Field(default="", description="S3 access key")
     s3_secret_key: str = Field(default="", description="S3 secret key")
     s3_bucket: str = Field(default="edgeloop", description="S3 bucket")
     s3_secure: bool = Field(default=False, description="use HTTPS for S3")
-    mlflow_tracking_uri: str = Field(min_length=1, description="MLflow tracking URI "
-                                     "(http://..., or sqlite:///path for a local store)")
-    mlflow_artifact_root: str = Field(default="", description="artifact location of experiments "
-                                      "the trainer creates when the tracking URI is a local store; "
-                                      "default <work dir>/mlflow-artifacts")
+    mlflow_tracking_uri: str = Field(
+        min_length=1,
+        description="MLflow tracking URI (http://..., or sqlite:///path for a local store)",
+    )
+    mlflow_artifact_root: str = Field(
+        default="",
+        description="artifact location of experiments "
+        "the trainer creates when the tracking URI is a local store; "
+        "default <work dir>/mlflow-artifacts",
+    )
     features_addr: str = Field(default="127.0.0.1:50052", description="features service host:port")
     registry_addr: str = Field(default="127.0.0.1:50051", description="registry service host:port")
-    registry_token: str = Field(default="", description="bearer token sent to the registry "
-                                "(its admin token)")
-    webhook_addr: str = Field(default="127.0.0.1:50080", description="host:port of the HTTP "
-                              "endpoint for Grafana alert notifications; empty disables it")
-    webhook_secret: str = Field(default="", description="bearer secret Grafana sends to the "
-                                "webhook; empty refuses every notification")
-    work_dir: str = Field(default="", description="local folder for cached arrays, trial "
-                          "checkpoints and exported models; default a temporary folder")
-    ray_address: str = Field(default="", description="Ray cluster to join (e.g. ray://host:10001 "
-                             "or auto); empty starts a local Ray inside the trainer")
-    ray_dashboard_port: int = Field(default=8265, ge=0, le=65535,
-                                    description="port of the local Ray dashboard (127.0.0.1)")
-    ray_num_cpus: int = Field(default=0, ge=0, description="CPUs given to the local Ray "
-                              "(0 = all cores of the machine)")
-    ray_auth_token_file: str = Field(default="", description="file holding the Ray token "
-                                     "(created with a random token when missing); empty uses "
-                                     "Ray's default ~/.ray/auth_token")
-    tf_threads: int = Field(default=0, ge=0, description="TensorFlow intra- and inter-op threads "
-                            "per trial (Ray does not cap them); 0 = the trial's CPU share")
-    min_observations: int = Field(default=30, ge=3, description="smallest dataset a sweep trains on")
+    registry_token: str = Field(
+        default="", description="bearer token sent to the registry (its admin token)"
+    )
+    webhook_addr: str = Field(
+        default="127.0.0.1:50080",
+        description="host:port of the HTTP "
+        "endpoint for Grafana alert notifications; empty disables it",
+    )
+    webhook_secret: str = Field(
+        default="",
+        description="bearer secret Grafana sends to the webhook; empty refuses every notification",
+    )
+    work_dir: str = Field(
+        default="",
+        description="local folder for cached arrays, trial "
+        "checkpoints and exported models; default a temporary folder",
+    )
+    ray_address: str = Field(
+        default="",
+        description="Ray cluster to join (e.g. ray://host:10001 "
+        "or auto); empty starts a local Ray inside the trainer",
+    )
+    ray_dashboard_port: int = Field(
+        default=8265, ge=0, le=65535, description="port of the local Ray dashboard (127.0.0.1)"
+    )
+    ray_num_cpus: int = Field(
+        default=0, ge=0, description="CPUs given to the local Ray (0 = all cores of the machine)"
+    )
+    ray_auth_token_file: str = Field(
+        default="",
+        description="file holding the Ray token "
+        "(created with a random token when missing); empty uses "
+        "Ray's default ~/.ray/auth_token",
+    )
+    tf_threads: int = Field(
+        default=0,
+        ge=0,
+        description="TensorFlow intra- and inter-op threads "
+        "per trial (Ray does not cap them); 0 = the trial's CPU share",
+    )
+    min_observations: int = Field(
+        default=30, ge=3, description="smallest dataset a sweep trains on"
+    )
     default_trials: int = Field(default=4, ge=1, description="trials when a request gives none")

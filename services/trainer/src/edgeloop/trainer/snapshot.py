@@ -27,8 +27,6 @@ from typing import Any
 import cv2
 import grpc
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.contracts.features.v1 import (
     feature_store_service_pb2,
     feature_store_service_pb2_grpc,
@@ -37,6 +35,7 @@ from edgeloop.contracts.features.v1 import (
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
+from google.protobuf.timestamp_pb2 import Timestamp
 
 log = logging.getLogger(__name__)
 VALIDATION_FRACTION = 0.15
@@ -69,21 +68,32 @@ class Snapshot:
         m = self.manifest
         counts = m["split_counts"]
         message = sweep_pb2.DatasetSnapshot(
-            snapshot_id=self.snapshot_id, manifest_key=f"{prefix(self.snapshot_id)}/manifest.json",
-            content_hash=self.content_hash, observation_count=len(m["observations"]),
-            train_count=counts["train"], validation_count=counts["validation"],
-            holdout_count=counts["holdout"], deployments=m["deployments"],
-            label_min_mm=m["label_min_mm"], label_max_mm=m["label_max_mm"])
+            snapshot_id=self.snapshot_id,
+            manifest_key=f"{prefix(self.snapshot_id)}/manifest.json",
+            content_hash=self.content_hash,
+            observation_count=len(m["observations"]),
+            train_count=counts["train"],
+            validation_count=counts["validation"],
+            holdout_count=counts["holdout"],
+            deployments=m["deployments"],
+            label_min_mm=m["label_min_mm"],
+            label_max_mm=m["label_max_mm"],
+        )
         message.start_time.FromJsonString(m["start_time"])
         message.end_time.FromJsonString(m["end_time"])
         return message
 
 
-def list_request(selection: sweep_pb2.DataSelection) -> feature_store_service_pb2.ListObservationsRequest:
+def list_request(
+    selection: sweep_pb2.DataSelection,
+) -> feature_store_service_pb2.ListObservationsRequest:
     """The ListObservations query of a data selection (labelled frames with their JPEG)."""
     request = feature_store_service_pb2.ListObservationsRequest(
-        deployments=selection.deployments, data_groups=selection.data_groups,
-        labelled_only=True, include_jpeg=True)
+        deployments=selection.deployments,
+        data_groups=selection.data_groups,
+        labelled_only=True,
+        include_jpeg=True,
+    )
     if selection.HasField("start_time"):
         request.start_time.CopyFrom(selection.start_time)
     if selection.HasField("end_time"):
@@ -91,9 +101,9 @@ def list_request(selection: sweep_pb2.DataSelection) -> feature_store_service_pb
     return request
 
 
-async def fetch_observations(channel: grpc.aio.Channel,
-                             request: feature_store_service_pb2.ListObservationsRequest
-                             ) -> list[observation_pb2.Observation]:
+async def fetch_observations(
+    channel: grpc.aio.Channel, request: feature_store_service_pb2.ListObservationsRequest
+) -> list[observation_pb2.Observation]:
     """Stream the matching observations from the feature store."""
     stub = feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
     found: list[observation_pb2.Observation] = []
@@ -101,13 +111,15 @@ async def fetch_observations(channel: grpc.aio.Channel,
         async for page in stub.ListObservations(request, timeout=LIST_TIMEOUT_S):
             found.extend(page.observations)
     except grpc.aio.AioRpcError as exc:
-        raise Unavailable(f"features service: ListObservations failed: "
-                          f"{exc.code().name} {exc.details()}") from exc
+        raise Unavailable(
+            f"features service: ListObservations failed: {exc.code().name} {exc.details()}"
+        ) from exc
     return [o for o in found if o.HasField("sensor_mm") and o.jpeg]
 
 
-def apply_cap(observations: list[observation_pb2.Observation],
-              selection: sweep_pb2.DataSelection) -> list[observation_pb2.Observation]:
+def apply_cap(
+    observations: list[observation_pb2.Observation], selection: sweep_pb2.DataSelection
+) -> list[observation_pb2.Observation]:
     """Balance across deployments and cap the count, keeping the newest; capture order kept."""
     by_deployment: dict[str, list[observation_pb2.Observation]] = defaultdict(list)
     for obs in observations:
@@ -121,16 +133,20 @@ def apply_cap(observations: list[observation_pb2.Observation],
     return sorted(kept, key=lambda o: (o.time.ToNanoseconds(), o.observation_id))
 
 
-def _newest(observations: list[observation_pb2.Observation], n: int) -> list[observation_pb2.Observation]:
+def _newest(
+    observations: list[observation_pb2.Observation], n: int
+) -> list[observation_pb2.Observation]:
     ordered = sorted(observations, key=lambda o: (o.time.ToNanoseconds(), o.observation_id))
-    return ordered[len(ordered) - n:] if n > 0 else []
+    return ordered[len(ordered) - n :] if n > 0 else []
 
 
 def content_hash(entries: list[dict[str, Any]]) -> str:
     """SHA-256 over the ids, labels and image hashes, in manifest order."""
     digest = hashlib.sha256()
     for entry in entries:
-        digest.update(f"{entry['observation_id']}\t{entry['label_mm']:.3f}\t{entry['sha256']}\n".encode())
+        digest.update(
+            f"{entry['observation_id']}\t{entry['label_mm']:.3f}\t{entry['sha256']}\n".encode()
+        )
     return digest.hexdigest()
 
 
@@ -141,7 +157,7 @@ def assign_splits(count: int, seed: int) -> np.ndarray:
     n_val = max(1, round(count * VALIDATION_FRACTION))
     split = np.zeros(count, dtype=np.int8)
     split[order[:n_holdout]] = 2
-    split[order[n_holdout:n_holdout + n_val]] = 1
+    split[order[n_holdout : n_holdout + n_val]] = 1
     return split
 
 
@@ -156,17 +172,31 @@ def decode_images(observations: list[observation_pb2.Observation]) -> np.ndarray
     shapes = {image.shape for image in images}
     if len(shapes) > 1:
         # one array per snapshot keeps trials simple; mixed cameras need separate sweeps
-        raise FailedPrecondition(f"data: the selected frames have {len(shapes)} different sizes "
-                                 f"{sorted(shapes)[:4]}; select one camera's deployments")
+        raise FailedPrecondition(
+            f"data: the selected frames have {len(shapes)} different sizes "
+            f"{sorted(shapes)[:4]}; select one camera's deployments"
+        )
     return np.stack(images)
 
 
-def build_manifest(snapshot_id: str, observations: list[observation_pb2.Observation],
-                   selection: sweep_pb2.DataSelection, seed: int) -> dict[str, Any]:
+def build_manifest(
+    snapshot_id: str,
+    observations: list[observation_pb2.Observation],
+    selection: sweep_pb2.DataSelection,
+    seed: int,
+) -> dict[str, Any]:
     """The manifest: entries, hash, split (seeded by ``seed`` or else the hash) and ranges."""
-    entries = [{"observation_id": o.observation_id, "image_key": o.image_key,
-                "label_mm": float(o.sensor_mm), "sha256": hashlib.sha256(o.jpeg).hexdigest(),
-                "deployment": o.deployment, "time": o.time.ToJsonString()} for o in observations]
+    entries = [
+        {
+            "observation_id": o.observation_id,
+            "image_key": o.image_key,
+            "label_mm": float(o.sensor_mm),
+            "sha256": hashlib.sha256(o.jpeg).hexdigest(),
+            "deployment": o.deployment,
+            "time": o.time.ToJsonString(),
+        }
+        for o in observations
+    ]
     digest = content_hash(entries)
     seed = (seed or int(digest[:8], 16)) % 2**32  # 32 bits: what Keras and Ray accept
     split = assign_splits(len(entries), seed)
@@ -174,11 +204,16 @@ def build_manifest(snapshot_id: str, observations: list[observation_pb2.Observat
         entry["split"] = SPLITS[part]
     labels = [e["label_mm"] for e in entries]
     return {
-        "snapshot_id": snapshot_id, "content_hash": digest, "seed": seed,
-        "selection": _selection_json(selection), "observations": entries,
+        "snapshot_id": snapshot_id,
+        "content_hash": digest,
+        "seed": seed,
+        "selection": _selection_json(selection),
+        "observations": entries,
         "deployments": sorted({e["deployment"] for e in entries}),
-        "start_time": entries[0]["time"], "end_time": entries[-1]["time"],
-        "label_min_mm": min(labels), "label_max_mm": max(labels),
+        "start_time": entries[0]["time"],
+        "end_time": entries[-1]["time"],
+        "label_min_mm": min(labels),
+        "label_max_mm": max(labels),
         "split_counts": {name: int((split == i).sum()) for i, name in enumerate(SPLITS)},
     }
 
@@ -189,20 +224,32 @@ def _selection_json(selection: sweep_pb2.DataSelection) -> dict[str, Any]:
     return json_format.MessageToDict(selection, preserving_proto_field_name=True)
 
 
-def build_reference(observations: list[observation_pb2.Observation], labels: np.ndarray) -> dict[str, Any]:
+def build_reference(
+    observations: list[observation_pb2.Observation], labels: np.ndarray
+) -> dict[str, Any]:
     """The drift monitor's reference: per statistic histogram, mean and std; label range."""
     stats: dict[str, Any] = {}
     for name in STAT_NAMES:
         values = np.array([getattr(o.stats, name) for o in observations], dtype=np.float64)
         counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
-        stats[name] = {"mean": float(values.mean()), "std": float(values.std()),
-                       "min": float(values.min()), "max": float(values.max()),
-                       "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
+        stats[name] = {
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+        }
     counts, edges = np.histogram(labels, bins=HISTOGRAM_BINS)
-    return {"stats": stats, "label_min_mm": float(labels.min()), "label_max_mm": float(labels.max()),
-            "label_mean_mm": float(labels.mean()), "label_std_mm": float(labels.std()),
-            "label_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
-            "sample_count": int(len(labels)), "holdout_mae_mm": None}
+    return {
+        "stats": stats,
+        "label_min_mm": float(labels.min()),
+        "label_max_mm": float(labels.max()),
+        "label_mean_mm": float(labels.mean()),
+        "label_std_mm": float(labels.std()),
+        "label_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+        "sample_count": int(len(labels)),
+        "holdout_mae_mm": None,
+    }
 
 
 def local_arrays_path(store: ObjectStore, work_dir: Path, snapshot_id: str) -> Path:
@@ -213,14 +260,21 @@ def local_arrays_path(store: ObjectStore, work_dir: Path, snapshot_id: str) -> P
     return work_dir / key
 
 
-def build_snapshot(snapshot_id: str, observations: list[observation_pb2.Observation],
-                   selection: sweep_pb2.DataSelection, seed: int, store: ObjectStore,
-                   work_dir: Path, min_observations: int) -> Snapshot:
+def build_snapshot(
+    snapshot_id: str,
+    observations: list[observation_pb2.Observation],
+    selection: sweep_pb2.DataSelection,
+    seed: int,
+    store: ObjectStore,
+    work_dir: Path,
+    min_observations: int,
+) -> Snapshot:
     """Freeze ``observations`` into a snapshot in the object store (blocking; run in a thread)."""
     if len(observations) < min_observations:
         raise FailedPrecondition(
             f"data: the selection matches {len(observations)} labelled observations; "
-            f"a sweep needs at least {min_observations}")
+            f"a sweep needs at least {min_observations}"
+        )
     manifest = build_manifest(snapshot_id, observations, selection, seed)
     images = decode_images(observations)
     labels = np.array([e["label_mm"] for e in manifest["observations"]], dtype=np.float32)
@@ -231,11 +285,19 @@ def build_snapshot(snapshot_id: str, observations: list[observation_pb2.Observat
     base = prefix(snapshot_id)
     store.put(f"{base}/arrays.npz", buffer.getvalue())
     _cache(store, work_dir, snapshot_id, buffer.getvalue())
-    store.put(f"{base}/reference.json", _dumps(build_reference(observations, labels)), "application/json")
+    store.put(
+        f"{base}/reference.json", _dumps(build_reference(observations, labels)), "application/json"
+    )
     # the manifest goes last: its presence marks a complete snapshot
     store.put(f"{base}/manifest.json", _dumps(manifest), "application/json")
-    log.info("snapshot built", extra={"snapshot_id": snapshot_id, "observations": len(labels),
-                                      "content_hash": manifest["content_hash"]})
+    log.info(
+        "snapshot built",
+        extra={
+            "snapshot_id": snapshot_id,
+            "observations": len(labels),
+            "content_hash": manifest["content_hash"],
+        },
+    )
     return Snapshot(snapshot_id, manifest, local_arrays_path(store, work_dir, snapshot_id))
 
 
@@ -255,9 +317,13 @@ def load_snapshot(snapshot_id: str, store: ObjectStore, work_dir: Path) -> Snaps
     try:
         manifest = json.loads(store.get(f"{prefix(snapshot_id)}/manifest.json"))
     except NotFound as exc:
-        raise InvalidArgument("from_sweep", f"sweep {snapshot_id!r} has no dataset snapshot") from exc
+        raise InvalidArgument(
+            "from_sweep", f"sweep {snapshot_id!r} has no dataset snapshot"
+        ) from exc
     if content_hash(manifest["observations"]) != manifest["content_hash"]:
-        raise FailedPrecondition(f"from_sweep: the manifest of {snapshot_id} does not match its hash")
+        raise FailedPrecondition(
+            f"from_sweep: the manifest of {snapshot_id} does not match its hash"
+        )
     path = local_arrays_path(store, work_dir, snapshot_id)
     if not path.exists():
         _cache(store, work_dir, snapshot_id, store.get(f"{prefix(snapshot_id)}/arrays.npz"))
@@ -279,8 +345,9 @@ def manifest_ids(store: ObjectStore, snapshot_id: str) -> list[str]:
     try:
         manifest = json.loads(store.get(f"{prefix(snapshot_id)}/manifest.json"))
     except NotFound as exc:
-        raise InvalidArgument("data.include_snapshots_of",
-                              f"sweep {snapshot_id!r} has no dataset snapshot") from exc
+        raise InvalidArgument(
+            "data.include_snapshots_of", f"sweep {snapshot_id!r} has no dataset snapshot"
+        ) from exc
     return [e["observation_id"] for e in manifest["observations"]]
 
 
@@ -291,8 +358,9 @@ def timestamp(text: str) -> Timestamp:
     return ts
 
 
-async def fetch_observations_meta(channel: grpc.aio.Channel,
-                                  request: feature_store_service_pb2.ListObservationsRequest) -> int:
+async def fetch_observations_meta(
+    channel: grpc.aio.Channel, request: feature_store_service_pb2.ListObservationsRequest
+) -> int:
     """How many labelled observations a query matches (no JPEGs transferred)."""
     request.include_jpeg = False
     stub = feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
@@ -301,6 +369,7 @@ async def fetch_observations_meta(channel: grpc.aio.Channel,
         async for page in stub.ListObservations(request, timeout=LIST_TIMEOUT_S):
             count += sum(1 for o in page.observations if o.HasField("sensor_mm"))
     except grpc.aio.AioRpcError as exc:
-        raise Unavailable(f"features service: ListObservations failed: "
-                          f"{exc.code().name} {exc.details()}") from exc
+        raise Unavailable(
+            f"features service: ListObservations failed: {exc.code().name} {exc.details()}"
+        ) from exc
     return count

@@ -22,9 +22,6 @@ from typing import Any
 
 import grpc
 import mlflow
-from google.protobuf.timestamp_pb2 import Timestamp
-from opentelemetry import trace
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.platform import log_context
@@ -35,6 +32,8 @@ from edgeloop.trainer.events import EventBus, make_event
 from edgeloop.trainer.settings import Settings
 from edgeloop.trainer.store import TERMINAL, SweepStore
 from edgeloop.trainer.tracking import SweepTracking, ensure_experiment, git_sha
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("edgeloop.trainer")
@@ -98,22 +97,34 @@ class SweepManager:
         tune.search_values(request.search_space)  # InvalidArgument naming the field
         from_snapshot = await self._check_data(request)
         sweep = S.Sweep(
-            sweep_id=uuid.uuid4().hex[:12], model_name=request.model_name,
-            experiment=request.experiment, trigger=request.trigger, state=S.SWEEP_STATE_QUEUED,
-            data=request.data, search_space=request.search_space, num_trials=request.num_trials,
-            from_sweep=request.from_sweep, deployment=request.deployment, created_at=_now())
+            sweep_id=uuid.uuid4().hex[:12],
+            model_name=request.model_name,
+            experiment=request.experiment,
+            trigger=request.trigger,
+            state=S.SWEEP_STATE_QUEUED,
+            data=request.data,
+            search_space=request.search_space,
+            num_trials=request.num_trials,
+            from_sweep=request.from_sweep,
+            deployment=request.deployment,
+            created_at=_now(),
+        )
         if from_snapshot:
             sweep.dataset.snapshot_id = from_snapshot
         await self.deps.store.insert(sweep, request)
-        await self.deps.bus.emit(make_event(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED,
-                                            f"queued (trigger {sweep.trigger})"))
-        log.info("sweep queued", extra={"sweep_id": sweep.sweep_id, "model": sweep.model_name,
-                                        "trigger": sweep.trigger})
+        await self.deps.bus.emit(
+            make_event(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED, f"queued (trigger {sweep.trigger})")
+        )
+        log.info(
+            "sweep queued",
+            extra={"sweep_id": sweep.sweep_id, "model": sweep.model_name, "trigger": sweep.trigger},
+        )
         await self.kick(sweep.model_name)
         return await self.get(sweep.sweep_id)
 
-    def _with_defaults(self, request: trainer_service_pb2.StartSweepRequest
-                       ) -> trainer_service_pb2.StartSweepRequest:
+    def _with_defaults(
+        self, request: trainer_service_pb2.StartSweepRequest
+    ) -> trainer_service_pb2.StartSweepRequest:
         filled = trainer_service_pb2.StartSweepRequest()
         filled.CopyFrom(request)
         filled.model_name = filled.model_name or DEFAULT_MODEL
@@ -130,17 +141,22 @@ class SweepManager:
             source = await self.deps.store.get(request.from_sweep)
             snapshot_id = source.dataset.snapshot_id
             if not snapshot_id or not self.deps.objects.exists(
-                    f"{snapshot.prefix(snapshot_id)}/manifest.json"):
-                raise FailedPrecondition(f"from_sweep: sweep {request.from_sweep} has no dataset "
-                                         "snapshot (it never built one)")
+                f"{snapshot.prefix(snapshot_id)}/manifest.json"
+            ):
+                raise FailedPrecondition(
+                    f"from_sweep: sweep {request.from_sweep} has no dataset "
+                    "snapshot (it never built one)"
+                )
             return snapshot_id
         query = snapshot.list_request(request.data)
         query.include_jpeg = False
         found = await snapshot.fetch_observations_meta(self.deps.features, query)
         minimum = self.deps.settings.min_observations
         if found < minimum and not request.data.include_snapshots_of:
-            raise FailedPrecondition(f"data: the selection matches {found} labelled observations; "
-                                     f"a sweep needs at least {minimum}")
+            raise FailedPrecondition(
+                f"data: the selection matches {found} labelled observations; "
+                f"a sweep needs at least {minimum}"
+            )
         return ""
 
     async def get(self, sweep_id: str) -> S.Sweep:
@@ -163,8 +179,9 @@ class SweepManager:
         """Cancel a queued sweep at once, or stop a running one's trials and wait for it."""
         sweep = await self.get(sweep_id)
         if sweep.state in TERMINAL:
-            raise FailedPrecondition(f"sweep_id: sweep {sweep_id} already ended "
-                                     f"({S.SweepState.Name(sweep.state)})")
+            raise FailedPrecondition(
+                f"sweep_id: sweep {sweep_id} already ended ({S.SweepState.Name(sweep.state)})"
+            )
         self._cancelled.add(sweep_id)
         tune.cancel(sweep_id)
         if sweep.state == S.SWEEP_STATE_QUEUED and sweep_id not in self.live:
@@ -215,7 +232,9 @@ class SweepManager:
             self.running.pop(sweep.model_name, None)
             await self.kick(sweep.model_name)
 
-    async def _run_states(self, sweep: S.Sweep, request: trainer_service_pb2.StartSweepRequest) -> None:
+    async def _run_states(
+        self, sweep: S.Sweep, request: trainer_service_pb2.StartSweepRequest
+    ) -> None:
         sweep.state = S.SWEEP_STATE_RUNNING
         sweep.started_at.CopyFrom(_now())
         await self.emit(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED, "running")
@@ -232,12 +251,17 @@ class SweepManager:
         except Exception as exc:  # a bug or a lower library: keep the service, fail the sweep
             log.exception("sweep failed unexpectedly")
             run.close_tracking("FAILED")
-            await self._finish(sweep, S.SWEEP_STATE_FAILED, f"internal error: {type(exc).__name__}: {exc}")
+            await self._finish(
+                sweep, S.SWEEP_STATE_FAILED, f"internal error: {type(exc).__name__}: {exc}"
+            )
         else:
             run.close_tracking("FINISHED")
-            await self._finish(sweep, S.SWEEP_STATE_SUCCEEDED,
-                               f"succeeded: version {sweep.model_version}"
-                               f"{' promoted' if sweep.promoted else ' not promoted'}")
+            await self._finish(
+                sweep,
+                S.SWEEP_STATE_SUCCEEDED,
+                f"succeeded: version {sweep.model_version}"
+                f"{' promoted' if sweep.promoted else ' not promoted'}",
+            )
 
     def cancelled(self, sweep_id: str) -> bool:
         """Whether a cancel was asked for ``sweep_id``."""
@@ -247,8 +271,9 @@ class SweepManager:
 class SweepRun:
     """One execution of a sweep, phase by phase."""
 
-    def __init__(self, manager: SweepManager, sweep: S.Sweep,
-                 request: trainer_service_pb2.StartSweepRequest) -> None:
+    def __init__(
+        self, manager: SweepManager, sweep: S.Sweep, request: trainer_service_pb2.StartSweepRequest
+    ) -> None:
         self.manager = manager
         self.deps = manager.deps
         self.sweep = sweep
@@ -273,61 +298,101 @@ class SweepRun:
         """Build the snapshot, or reload ``from_sweep``'s identical one."""
         reuse = self.sweep.dataset.snapshot_id
         if reuse:
-            snap = await asyncio.to_thread(snapshot.load_snapshot, reuse, self.deps.objects,
-                                           self.deps.work_dir)
+            snap = await asyncio.to_thread(
+                snapshot.load_snapshot, reuse, self.deps.objects, self.deps.work_dir
+            )
             note = f"reused snapshot {reuse} ({snap.content_hash[:12]})"
         else:
             observations = await self._observations()
             snap = await asyncio.to_thread(
-                snapshot.build_snapshot, self.sweep.sweep_id, observations, self.request.data,
-                self.request.seed, self.deps.objects, self.deps.work_dir,
-                self.deps.settings.min_observations)
+                snapshot.build_snapshot,
+                self.sweep.sweep_id,
+                observations,
+                self.request.data,
+                self.request.seed,
+                self.deps.objects,
+                self.deps.work_dir,
+                self.deps.settings.min_observations,
+            )
             note = f"snapshot of {len(observations)} observations ({snap.content_hash[:12]})"
         self.sweep.dataset.CopyFrom(snap.to_proto())
         counts = snap.manifest["split_counts"]
-        await self.manager.emit(self.sweep, S.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT, note,
-                                metrics={k: float(v) for k, v in counts.items()})
+        await self.manager.emit(
+            self.sweep,
+            S.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT,
+            note,
+            metrics={k: float(v) for k, v in counts.items()},
+        )
         return snap
 
     async def _observations(self) -> list[Any]:
         data = self.request.data
         found = await snapshot.fetch_observations(self.deps.features, snapshot.list_request(data))
         if data.include_snapshots_of:
-            ids = [i for sid in data.include_snapshots_of
-                   for i in snapshot.manifest_ids(self.deps.objects, sid)]
+            ids = [
+                i
+                for sid in data.include_snapshots_of
+                for i in snapshot.manifest_ids(self.deps.objects, sid)
+            ]
             query = feature_store_service_pb2.ListObservationsRequest(
-                observation_ids=ids, labelled_only=True, include_jpeg=True)
+                observation_ids=ids, labelled_only=True, include_jpeg=True
+            )
             known = {o.observation_id for o in found}
-            found += [o for o in await snapshot.fetch_observations(self.deps.features, query)
-                      if o.observation_id not in known]
+            found += [
+                o
+                for o in await snapshot.fetch_observations(self.deps.features, query)
+                if o.observation_id not in known
+            ]
         return snapshot.apply_cap(found, data)
 
     def start_tracking(self, snap: snapshot.Snapshot) -> None:
         """The MLflow parent run with lineage tags and the snapshot as dataset input."""
         settings = self.deps.settings
         client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
-        experiment_id = ensure_experiment(client, self.sweep.experiment, artifact_root(settings, self.deps.work_dir))
-        tags = {"sweep_id": self.sweep.sweep_id, "dataset_snapshot": snap.snapshot_id,
-                "trigger": self.sweep.trigger, "git_sha": git_sha(), "trace_id": self.sweep.trace_id,
-                "model_name": self.sweep.model_name}
+        experiment_id = ensure_experiment(
+            client, self.sweep.experiment, artifact_root(settings, self.deps.work_dir)
+        )
+        tags = {
+            "sweep_id": self.sweep.sweep_id,
+            "dataset_snapshot": snap.snapshot_id,
+            "trigger": self.sweep.trigger,
+            "git_sha": git_sha(),
+            "trace_id": self.sweep.trace_id,
+            "model_name": self.sweep.model_name,
+        }
         self.tracking = SweepTracking(client, experiment_id, tags)
         values = tune.search_values(self.sweep.search_space)
         self.sweep.mlflow_experiment_id = experiment_id
         self.sweep.mlflow_parent_run_id = self.tracking.start_parent(
-            f"sweep-{self.sweep.sweep_id}", {f"space_{k}": v for k, v in values.items()}
-            | {"num_trials": self.sweep.num_trials})
-        self.tracking.log_snapshot(object_uri(self.deps.objects, snap.to_proto().manifest_key),
-                                   snap.snapshot_id, snap.content_hash, snap.manifest["split_counts"])
+            f"sweep-{self.sweep.sweep_id}",
+            {f"space_{k}": v for k, v in values.items()} | {"num_trials": self.sweep.num_trials},
+        )
+        self.tracking.log_snapshot(
+            object_uri(self.deps.objects, snap.to_proto().manifest_key),
+            snap.snapshot_id,
+            snap.content_hash,
+            snap.manifest["split_counts"],
+        )
 
     async def tune(self, snap: snapshot.Snapshot) -> tune.TuneOutcome:
         """Run the Ray Tune sweep in a worker thread, reporting progress."""
         values = tune.search_values(self.sweep.search_space)
-        resources = tune.fit_resources(self.deps.total_cpus, self.sweep.num_trials,
-                                       self.request.max_concurrent_trials, self.deps.settings.tf_threads)
+        resources = tune.fit_resources(
+            self.deps.total_cpus,
+            self.sweep.num_trials,
+            self.request.max_concurrent_trials,
+            self.deps.settings.tf_threads,
+        )
         self.sweep.max_concurrent_trials = resources.concurrent
-        plan = tune.SweepPlan(self.sweep.sweep_id, snap.arrays_path, values, self.sweep.num_trials,
-                              resources, int(self.request.seed or snap.manifest["seed"]) % 2**32,
-                              self.folder / "ray")
+        plan = tune.SweepPlan(
+            self.sweep.sweep_id,
+            snap.arrays_path,
+            values,
+            self.sweep.num_trials,
+            resources,
+            int(self.request.seed or snap.manifest["seed"]) % 2**32,
+            self.folder / "ray",
+        )
         hooks = Progress(self, asyncio.get_running_loop())
         outcome = await asyncio.to_thread(tune.run_sweep, plan, hooks)
         self.sweep.best_trial_id = outcome.trial_id
@@ -337,51 +402,91 @@ class SweepRun:
         """Export, evaluate on the holdout, log to MLflow, register; record the answer."""
         assert self.tracking is not None
         run_id = self.tracking.trial_runs[outcome.trial_id]
-        candidate = await asyncio.to_thread(registration.export_candidate, outcome,
-                                             snap.arrays_path, self.folder)
+        candidate = await asyncio.to_thread(
+            registration.export_candidate, outcome, snap.arrays_path, self.folder
+        )
         evaluation = await registration.evaluate(
-            self.deps.registry, self.deps.settings.registry_token, self.sweep.model_name,
-            snap.content_hash, candidate, snap.arrays_path)
-        seconds = await asyncio.to_thread(registration.log_pyfunc, self.deps.settings.mlflow_tracking_uri,
-                                          run_id, candidate.saved_model_dir)
+            self.deps.registry,
+            self.deps.settings.registry_token,
+            self.sweep.model_name,
+            snap.content_hash,
+            candidate,
+            snap.arrays_path,
+        )
+        seconds = await asyncio.to_thread(
+            registration.log_pyfunc,
+            self.deps.settings.mlflow_tracking_uri,
+            run_id,
+            candidate.saved_model_dir,
+        )
         log.info("model logged", extra={"run_id": run_id, "seconds": round(seconds, 3)})
         metrics = {"holdout_mae_mm": candidate.holdout_mae_mm, "val_mae_mm": outcome.val_mae_mm}
         self.tracking.client.log_metric(run_id, "holdout_mae_mm", candidate.holdout_mae_mm)
-        answer = await registration.register(self.deps.registry, self.deps.settings.registry_token, {
-            "model_name": self.sweep.model_name, "run_id": run_id, "metrics": metrics,
-            "tags": self.tracking.tags, "promote": self.request.promote}, evaluation)
+        answer = await registration.register(
+            self.deps.registry,
+            self.deps.settings.registry_token,
+            {
+                "model_name": self.sweep.model_name,
+                "run_id": run_id,
+                "metrics": metrics,
+                "tags": self.tracking.tags,
+                "promote": self.request.promote,
+            },
+            evaluation,
+        )
         self.sweep.holdout_mae_mm = candidate.holdout_mae_mm
         self.sweep.model_version, self.sweep.promoted = answer.version, answer.promoted
         self.sweep.promotion_note = answer.note
-        await self.manager.emit(self.sweep, S.SWEEP_EVENT_TYPE_VERSION_REGISTERED,
-                                f"registered {self.sweep.model_name} version {answer.version}",
-                                metrics=metrics)
-        await self.manager.emit(self.sweep, S.SWEEP_EVENT_TYPE_PROMOTION,
-                                ("promoted: " if answer.promoted else "not promoted: ") + answer.note)
+        await self.manager.emit(
+            self.sweep,
+            S.SWEEP_EVENT_TYPE_VERSION_REGISTERED,
+            f"registered {self.sweep.model_name} version {answer.version}",
+            metrics=metrics,
+        )
+        await self.manager.emit(
+            self.sweep,
+            S.SWEEP_EVENT_TYPE_PROMOTION,
+            ("promoted: " if answer.promoted else "not promoted: ") + answer.note,
+        )
         await asyncio.to_thread(self._write_results, snap, outcome, evaluation)
 
-    def _write_results(self, snap: snapshot.Snapshot, outcome: tune.TuneOutcome, evaluation: Any) -> None:
+    def _write_results(
+        self, snap: snapshot.Snapshot, outcome: tune.TuneOutcome, evaluation: Any
+    ) -> None:
         reference = snapshot.load_reference(self.deps.objects, snap.snapshot_id)
         reference["holdout_mae_mm"] = self.sweep.holdout_mae_mm
         snapshot.save_reference(self.deps.objects, snap.snapshot_id, reference)
-        summary = {"sweep_id": self.sweep.sweep_id, "snapshot_id": snap.snapshot_id,
-                   "content_hash": snap.content_hash, "best_trial_id": outcome.trial_id,
-                   "best_config": outcome.config, "val_mae_mm": outcome.val_mae_mm,
-                   "holdout_mae_mm": self.sweep.holdout_mae_mm,
-                   "champion_version": evaluation.champion_version,
-                   "champion_mae_mm": evaluation.champion_mae_mm,
-                   "model_version": self.sweep.model_version, "promoted": self.sweep.promoted,
-                   "promotion_note": self.sweep.promotion_note,
-                   "mlflow_parent_run_id": self.sweep.mlflow_parent_run_id}
-        self.deps.objects.put(f"{snapshot.prefix(self.sweep.sweep_id)}/summary.json",
-                              json.dumps(summary, indent=1).encode(), "application/json")
+        summary = {
+            "sweep_id": self.sweep.sweep_id,
+            "snapshot_id": snap.snapshot_id,
+            "content_hash": snap.content_hash,
+            "best_trial_id": outcome.trial_id,
+            "best_config": outcome.config,
+            "val_mae_mm": outcome.val_mae_mm,
+            "holdout_mae_mm": self.sweep.holdout_mae_mm,
+            "champion_version": evaluation.champion_version,
+            "champion_mae_mm": evaluation.champion_mae_mm,
+            "model_version": self.sweep.model_version,
+            "promoted": self.sweep.promoted,
+            "promotion_note": self.sweep.promotion_note,
+            "mlflow_parent_run_id": self.sweep.mlflow_parent_run_id,
+        }
+        self.deps.objects.put(
+            f"{snapshot.prefix(self.sweep.sweep_id)}/summary.json",
+            json.dumps(summary, indent=1).encode(),
+            "application/json",
+        )
 
     def close_tracking(self, status: str) -> None:
         """End the MLflow runs (best effort: a broken tracking store must not hide the cause)."""
         if self.tracking is not None:
             try:
-                self.tracking.finish(status, {"holdout_mae_mm": self.sweep.holdout_mae_mm}
-                                     if self.sweep.model_version else None)
+                self.tracking.finish(
+                    status,
+                    {"holdout_mae_mm": self.sweep.holdout_mae_mm}
+                    if self.sweep.model_version
+                    else None,
+                )
             except Exception:
                 log.exception("could not close the MLflow runs")
 
@@ -411,8 +516,12 @@ class Progress:
         trial = self._trial(trial_id)
         trial.state, trial.mlflow_run_id = "RUNNING", run_id
         trial.params.update({k: str(v) for k, v in params.items()})
-        await self.run.manager.emit(self.run.sweep, S.SWEEP_EVENT_TYPE_TRIAL_STARTED,
-                                    f"trial {trial_id} started: {params}", trial_id=trial_id)
+        await self.run.manager.emit(
+            self.run.sweep,
+            S.SWEEP_EVENT_TYPE_TRIAL_STARTED,
+            f"trial {trial_id} started: {params}",
+            trial_id=trial_id,
+        )
 
     def epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
         if self.run.tracking:
@@ -423,17 +532,27 @@ class Progress:
         trial = self._trial(trial_id)
         trial.epochs_done = epoch
         trial.best_val_mae_mm = metrics.get("best_val_mae_mm", metrics.get(tune.METRIC, 0.0))
-        await self.run.manager.emit(self.run.sweep, S.SWEEP_EVENT_TYPE_EPOCH,
-                                    f"trial {trial_id} epoch {epoch}: val_mae_mm "
-                                    f"{metrics.get(tune.METRIC, float('nan')):.1f}",
-                                    trial_id=trial_id, epoch=epoch, metrics=metrics)
+        await self.run.manager.emit(
+            self.run.sweep,
+            S.SWEEP_EVENT_TYPE_EPOCH,
+            f"trial {trial_id} epoch {epoch}: val_mae_mm "
+            f"{metrics.get(tune.METRIC, float('nan')):.1f}",
+            trial_id=trial_id,
+            epoch=epoch,
+            metrics=metrics,
+        )
         value = metrics.get(tune.METRIC, float("inf"))
         if value < self.best:
             self.best = value
             self.run.sweep.best_trial_id = trial_id
-            await self.run.manager.emit(self.run.sweep, S.SWEEP_EVENT_TYPE_BEST_SO_FAR,
-                                        f"best so far: trial {trial_id} val_mae_mm {value:.1f}",
-                                        trial_id=trial_id, epoch=epoch, metrics={tune.METRIC: value})
+            await self.run.manager.emit(
+                self.run.sweep,
+                S.SWEEP_EVENT_TYPE_BEST_SO_FAR,
+                f"best so far: trial {trial_id} val_mae_mm {value:.1f}",
+                trial_id=trial_id,
+                epoch=epoch,
+                metrics={tune.METRIC: value},
+            )
 
     def trial_finished(self, trial_id: str, status: str) -> None:
         if self.run.tracking:
@@ -443,10 +562,14 @@ class Progress:
     async def _finished(self, trial_id: str, status: str) -> None:
         trial = self._trial(trial_id)
         trial.state = status
-        await self.run.manager.emit(self.run.sweep, S.SWEEP_EVENT_TYPE_TRIAL_FINISHED,
-                                    f"trial {trial_id} {status.lower()} after {trial.epochs_done} "
-                                    f"epochs (best val_mae_mm {trial.best_val_mae_mm:.1f})",
-                                    trial_id=trial_id, metrics={"best_val_mae_mm": trial.best_val_mae_mm})
+        await self.run.manager.emit(
+            self.run.sweep,
+            S.SWEEP_EVENT_TYPE_TRIAL_FINISHED,
+            f"trial {trial_id} {status.lower()} after {trial.epochs_done} "
+            f"epochs (best val_mae_mm {trial.best_val_mae_mm:.1f})",
+            trial_id=trial_id,
+            metrics={"best_val_mae_mm": trial.best_val_mae_mm},
+        )
 
 
 def artifact_root(settings: Settings, work_dir: Path) -> str:

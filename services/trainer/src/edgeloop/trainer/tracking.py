@@ -28,8 +28,14 @@ PARENT_TAG = "mlflow.parentRunId"
 def git_sha() -> str:
     """The code's commit (``git rev-parse HEAD`` from this file's folder), else ``unknown``."""
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                              capture_output=True, text=True, timeout=5, check=True)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
         return done.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -62,15 +68,24 @@ class SweepTracking:
         self._log_params(self.parent_run_id, params)
         return self.parent_run_id
 
-    def log_snapshot(self, uri: str, snapshot_id: str, content_hash: str, counts: dict[str, int]) -> None:
+    def log_snapshot(
+        self, uri: str, snapshot_id: str, content_hash: str, counts: dict[str, int]
+    ) -> None:
         """Log the dataset snapshot as the parent run's training dataset input."""
-        dataset = MetaDataset(resolve_dataset_source(uri), name=f"snapshot-{snapshot_id}",
-                              digest=content_hash[:36])
-        entity = DatasetInput(dataset._to_mlflow_entity(),
-                              tags=[InputTag("mlflow.data.context", "training")])
+        dataset = MetaDataset(
+            resolve_dataset_source(uri), name=f"snapshot-{snapshot_id}", digest=content_hash[:36]
+        )
+        entity = DatasetInput(
+            dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")]
+        )
         self.client.log_inputs(self.parent_run_id, datasets=[entity])
-        self._log_params(self.parent_run_id, {"dataset_content_hash": content_hash,
-                                              **{f"dataset_{k}_count": v for k, v in counts.items()}})
+        self._log_params(
+            self.parent_run_id,
+            {
+                "dataset_content_hash": content_hash,
+                **{f"dataset_{k}_count": v for k, v in counts.items()},
+            },
+        )
 
     def start_trial(self, trial_id: str, params: dict[str, Any]) -> str:
         """Create a trial's run nested under the parent."""
@@ -88,7 +103,9 @@ class SweepTracking:
             import time
 
             now = int(time.time() * 1000)
-            self.client.log_batch(run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()])
+            self.client.log_batch(
+                run_id, metrics=[Metric(k, v, now, epoch) for k, v in metrics.items()]
+            )
 
     def end_trial(self, trial_id: str, status: str) -> None:
         """Close a trial's run: FINISHED, or FAILED when the trial errored."""
@@ -103,8 +120,10 @@ class SweepTracking:
                 self.client.set_terminated(run_id, "KILLED" if status != "FINISHED" else "FINISHED")
         if self.parent_run_id:
             if metrics:
-                self.client.log_batch(self.parent_run_id, metrics=[
-                    Metric(k, v, _now_ms(), 0) for k, v in metrics.items()])
+                self.client.log_batch(
+                    self.parent_run_id,
+                    metrics=[Metric(k, v, _now_ms(), 0) for k, v in metrics.items()],
+                )
             self.client.set_terminated(self.parent_run_id, status)
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgeloop.contracts.trainer.v1 import sweep_pb2
+from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
-
-from edgeloop.contracts.trainer.v1 import sweep_pb2
-from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 
 log = logging.getLogger(__name__)
 METRIC = "val_mae_mm"
@@ -44,9 +43,15 @@ DEFAULTS: dict[str, list[Any]] = {
     "architecture": ["thesis"],
     "dense_units": [64],
 }
-_FIELDS = {"learning_rate": "learning_rates", "batch_size": "batch_sizes", "dropout": "dropouts",
-           "filters": "filters", "epochs": "epochs", "architecture": "architectures",
-           "dense_units": "dense_units"}
+_FIELDS = {
+    "learning_rate": "learning_rates",
+    "batch_size": "batch_sizes",
+    "dropout": "dropouts",
+    "filters": "filters",
+    "epochs": "epochs",
+    "architecture": "architectures",
+    "dense_units": "dense_units",
+}
 
 
 class Cancelled(EdgeloopError):
@@ -70,10 +75,15 @@ def search_values(space: sweep_pb2.SearchSpace) -> dict[str, list[Any]]:
     from edgeloop.trainer.model import ARCHITECTURES
 
     values = {name: list(getattr(space, fld)) or DEFAULTS[name] for name, fld in _FIELDS.items()}
-    checks = {"learning_rate": lambda v: 0 < v < 1, "batch_size": lambda v: 1 <= v <= 4096,
-              "dropout": lambda v: 0 <= v < 1, "filters": lambda v: 1 <= v <= 256,
-              "epochs": lambda v: 1 <= v <= 1000, "dense_units": lambda v: 1 <= v <= 4096,
-              "architecture": lambda v: v in ARCHITECTURES}
+    checks = {
+        "learning_rate": lambda v: 0 < v < 1,
+        "batch_size": lambda v: 1 <= v <= 4096,
+        "dropout": lambda v: 0 <= v < 1,
+        "filters": lambda v: 1 <= v <= 256,
+        "epochs": lambda v: 1 <= v <= 1000,
+        "dense_units": lambda v: 1 <= v <= 4096,
+        "architecture": lambda v: v in ARCHITECTURES,
+    }
     for name, ok in checks.items():
         bad = [v for v in values[name] if not ok(v)]
         if bad:
@@ -118,7 +128,9 @@ class TrialResources:
     tf_threads: int
 
 
-def fit_resources(total_cpus: float, num_trials: int, requested: int, tf_threads: int) -> TrialResources:
+def fit_resources(
+    total_cpus: float, num_trials: int, requested: int, tf_threads: int
+) -> TrialResources:
     """Fit concurrency to the CPUs: one CPU per trial at least; TF threads = the CPU share."""
     concurrent = max(1, min(requested or int(total_cpus), num_trials, int(total_cpus) or 1))
     cpus = max(1.0, math.floor(total_cpus / concurrent))
@@ -132,7 +144,6 @@ def train_trial(config: dict[str, Any]) -> None:
     set_tf_threads(int(config["tf_threads"]))
     import keras
     import numpy as np
-
     from edgeloop.trainer.model import TARGET_SCALE_MM, build_model, compile_model
 
     keras.utils.set_random_seed(int(config["seed"]))
@@ -140,17 +151,31 @@ def train_trial(config: dict[str, Any]) -> None:
         images, labels, split = data["images"], data["labels"], data["split"]
     x_train, y_train = images[split == 0], labels[split == 0] / TARGET_SCALE_MM
     x_val, y_val = images[split == 1], labels[split == 1] / TARGET_SCALE_MM
-    model = build_model(config["architecture"], int(config["filters"]), float(config["dropout"]),
-                        int(config["dense_units"]))
+    model = build_model(
+        config["architecture"],
+        int(config["filters"]),
+        float(config["dropout"]),
+        int(config["dense_units"]),
+    )
     compile_model(model, float(config["learning_rate"]))
     best = math.inf
     for epoch in range(1, int(config["epochs"]) + 1):
-        history = model.fit(x_train, y_train, batch_size=int(config["batch_size"]), epochs=1,
-                            validation_data=(x_val, y_val), verbose=0, shuffle=True)
+        history = model.fit(
+            x_train,
+            y_train,
+            batch_size=int(config["batch_size"]),
+            epochs=1,
+            validation_data=(x_val, y_val),
+            verbose=0,
+            shuffle=True,
+        )
         val_mae_mm = float(history.history["val_loss"][-1]) * TARGET_SCALE_MM
-        metrics = {"epoch": epoch, METRIC: val_mae_mm,
-                   "loss": float(history.history["loss"][-1]),
-                   "train_mae_mm": float(history.history["loss"][-1]) * TARGET_SCALE_MM}
+        metrics = {
+            "epoch": epoch,
+            METRIC: val_mae_mm,
+            "loss": float(history.history["loss"][-1]),
+            "train_mae_mm": float(history.history["loss"][-1]) * TARGET_SCALE_MM,
+        }
         if val_mae_mm < best:
             best = val_mae_mm
             _report_with_weights(model, {**metrics, "best_val_mae_mm": best}, config)
@@ -193,11 +218,18 @@ class HooksCallback(tune.Callback):
             params = {k: v for k, v in trial.config.items() if k in _FIELDS}
             hooks.trial_started(trial.trial_id, params)
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         if hooks := self._hooks():
-            metrics = {k: float(result[k]) for k in (METRIC, "loss", "train_mae_mm", "best_val_mae_mm")
-                       if k in result}
-            hooks.epoch(trial.trial_id, int(result.get("epoch", result["training_iteration"])), metrics)
+            metrics = {
+                k: float(result[k])
+                for k in (METRIC, "loss", "train_mae_mm", "best_val_mae_mm")
+                if k in result
+            }
+            hooks.epoch(
+                trial.trial_id, int(result.get("epoch", result["training_iteration"])), metrics
+            )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if hooks := self._hooks():
@@ -252,24 +284,43 @@ def run_sweep(plan: SweepPlan, hooks: TrialHooks) -> TuneOutcome:
 
 
 def _tuner(plan: SweepPlan) -> tune.Tuner:
-    space = {**param_space(plan.values), "arrays_path": str(plan.arrays_path), "seed": plan.seed,
-             "tf_threads": plan.resources.tf_threads}
+    space = {
+        **param_space(plan.values),
+        "arrays_path": str(plan.arrays_path),
+        "seed": plan.seed,
+        "tf_threads": plan.resources.tf_threads,
+    }
     max_epochs = max(plan.values["epochs"])
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
-                              grace_period=min(2, max_epochs), reduction_factor=2)
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=max_epochs,
+        grace_period=min(2, max_epochs),
+        reduction_factor=2,
+    )
     return tune.Tuner(
         tune.with_resources(train_trial, {"cpu": plan.resources.cpus_per_trial}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode="min", scheduler=scheduler, num_samples=plan.num_trials,
+            metric=METRIC,
+            mode="min",
+            scheduler=scheduler,
+            num_samples=plan.num_trials,
             max_concurrent_trials=plan.resources.concurrent,
             search_alg=BasicVariantGenerator(
-                points_to_evaluate=sample_configs(plan.values, plan.num_trials, plan.seed))),
+                points_to_evaluate=sample_configs(plan.values, plan.num_trials, plan.seed)
+            ),
+        ),
         run_config=tune.RunConfig(
-            name=plan.sweep_id, storage_path=str(plan.storage_dir), stop=SweepStopper(plan.sweep_id),
-            callbacks=[HooksCallback(plan.sweep_id)], verbose=0,
+            name=plan.sweep_id,
+            storage_path=str(plan.storage_dir),
+            stop=SweepStopper(plan.sweep_id),
+            callbacks=[HooksCallback(plan.sweep_id)],
+            verbose=0,
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order="min")))
+                num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order="min"
+            ),
+        ),
+    )
 
 
 def _best(results: tune.ResultGrid) -> TuneOutcome:
@@ -282,7 +333,9 @@ def _best(results: tune.ResultGrid) -> TuneOutcome:
     if checkpoint is None:
         raise EdgeloopError(f"best trial {best.metrics.get('trial_id')} has no checkpoint")
     metrics = best.metrics_dataframe
-    return TuneOutcome(trial_id=str(best.metrics["trial_id"]),
-                       config={k: best.config[k] for k in _FIELDS},
-                       val_mae_mm=float(metrics[METRIC].min()),
-                       checkpoint_dir=Path(checkpoint.path))
+    return TuneOutcome(
+        trial_id=str(best.metrics["trial_id"]),
+        config={k: best.config[k] for k in _FIELDS},
+        val_mae_mm=float(metrics[METRIC].min()),
+        checkpoint_dir=Path(checkpoint.path),
+    )

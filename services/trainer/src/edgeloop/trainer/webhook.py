@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.platform.errors import ConfigError, EdgeloopError
 from edgeloop.trainer.store import SweepStore
@@ -47,9 +46,15 @@ def parse_alerts(payload: Any) -> list[dict[str, str]]:
         if not isinstance(name, str) or not name:
             raise BadPayload(f"alerts[{i}].labels.alertname: expected a non-empty string")
         if alert["status"] == "firing":
-            firing.append({"alertname": name, "fingerprint": alert["fingerprint"],
-                           "startsAt": alert["startsAt"], "model": str(alert["labels"].get("model", "")),
-                           "deployment": str(alert["labels"].get("deployment", ""))})
+            firing.append(
+                {
+                    "alertname": name,
+                    "fingerprint": alert["fingerprint"],
+                    "startsAt": alert["startsAt"],
+                    "model": str(alert["labels"].get("model", "")),
+                    "deployment": str(alert["labels"].get("deployment", "")),
+                }
+            )
     return firing
 
 
@@ -57,8 +62,12 @@ def sweep_request(alert: dict[str, str]) -> trainer_service_pb2.StartSweepReques
     """The sweep an alert asks for: its deployment's data, default search space, promotion on."""
     data = sweep_pb2.DataSelection(deployments=[alert["deployment"]] if alert["deployment"] else [])
     return trainer_service_pb2.StartSweepRequest(
-        model_name=alert["model"], trigger=f"grafana:{alert['alertname']}", data=data,
-        deployment=alert["deployment"], promote=True)
+        model_name=alert["model"],
+        trigger=f"grafana:{alert['alertname']}",
+        data=data,
+        deployment=alert["deployment"],
+        promote=True,
+    )
 
 
 class GrafanaWebhook:
@@ -86,7 +95,9 @@ class GrafanaWebhook:
         try:
             await site.start()
         except OSError as exc:
-            raise ConfigError(f"EDGELOOP_WEBHOOK_ADDR: cannot listen on {listen_addr}: {exc}") from exc
+            raise ConfigError(
+                f"EDGELOOP_WEBHOOK_ADDR: cannot listen on {listen_addr}: {exc}"
+            ) from exc
         bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
         self.address = f"{bound[0]}:{bound[1]}"
         log.info("webhook listening", extra={"address": self.address, "path": PATH})
@@ -114,16 +125,24 @@ class GrafanaWebhook:
         return web.json_response({"results": results})
 
     async def _one(self, alert: dict[str, str]) -> dict[str, str]:
-        if not await self.store.claim_alert(alert["fingerprint"], alert["startsAt"], alert["alertname"]):
+        if not await self.store.claim_alert(
+            alert["fingerprint"], alert["startsAt"], alert["alertname"]
+        ):
             return {"alertname": alert["alertname"], "result": "duplicate"}
         try:
             sweep = await self.submit(sweep_request(alert))
         except EdgeloopError as exc:
-            log.warning("alert did not start a sweep: %s", exc.message,
-                        extra={"alertname": alert["alertname"], "fingerprint": alert["fingerprint"]})
+            log.warning(
+                "alert did not start a sweep: %s",
+                exc.message,
+                extra={"alertname": alert["alertname"], "fingerprint": alert["fingerprint"]},
+            )
             # forget the occurrence so Grafana's next repeat can try again (e.g. more data)
             await self.store.release_alert(alert["fingerprint"], alert["startsAt"])
             return {"alertname": alert["alertname"], "result": "refused", "reason": exc.message}
         await self.store.link_alert(alert["fingerprint"], alert["startsAt"], sweep.sweep_id)
-        log.info("alert started a sweep", extra={"alertname": alert["alertname"], "sweep_id": sweep.sweep_id})
+        log.info(
+            "alert started a sweep",
+            extra={"alertname": alert["alertname"], "sweep_id": sweep.sweep_id},
+        )
         return {"alertname": alert["alertname"], "result": "started", "sweep_id": sweep.sweep_id}

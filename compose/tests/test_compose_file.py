@@ -16,6 +16,7 @@ import asyncio
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -210,3 +211,50 @@ def test_every_variable_is_documented() -> None:
     readme = (COMPOSE_DIR / "README.md").read_text(encoding="utf-8")
     for variable in sorted(set(_INTERPOLATION.findall(text))):
         assert f"`{variable}`" in readme, f"compose/README.md does not document {variable}"
+
+
+def _instructions(dockerfile: str) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", dockerfile)
+    return [line.strip() for line in joined.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_features_dockerfile_build_steps_install_a_runnable_service(tmp_path: Path) -> None:
+    """Replays the build stage of services/features/Dockerfile without Docker: its COPY
+    instructions (from the repository) and its ``uv sync`` steps (offline, from uv's
+    cache), then imports the service from the resulting environment alone. The four
+    Dockerfiles share these steps (test_dockerfile); features stands for them because
+    its dependencies install in seconds (the trainer's TensorFlow and Ray would not)."""
+    workdir, venv = tmp_path / "src", tmp_path / "venv"
+    workdir.mkdir()
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_LINK_MODE": "copy",
+           "UV_PYTHON_DOWNLOADS": "never"}
+    env.pop("VIRTUAL_ENV", None)
+    text = (REPO / "services" / "features" / "Dockerfile").read_text(encoding="utf-8")
+    build_stage = text.split("\nFROM ")[1]
+    for instruction in _instructions(build_stage):
+        if instruction.startswith("COPY ") and "--from" not in instruction:
+            *sources, target = instruction.split()[1:]
+            for source in sources:
+                destination = workdir / target / Path(source).name if target.endswith("/") \
+                    else workdir / target
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if (REPO / source).is_dir():
+                    shutil.copytree(REPO / source, destination,
+                                    ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy(REPO / source, destination)
+        elif instruction.startswith("RUN ") and "uv sync" in instruction:
+            command = instruction[instruction.index("uv sync"):].split() + ["--offline"]
+            result = subprocess.run(command, cwd=workdir, env=env, capture_output=True,
+                                    text=True, timeout=600)
+            assert result.returncode == 0, result.stderr
+    probe = ("import edgeloop.features.app, edgeloop.features.drift as d; "
+             "print(d.load_rules().get('saturation_band').name, d.default_rules_path())")
+    result = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    name, rules_path = result.stdout.split()
+    assert name == "saturation_band"
+    assert Path(rules_path).is_relative_to(venv), "the service must not come from the checkout"

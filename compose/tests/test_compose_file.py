@@ -6,8 +6,10 @@ are there with the ports and options the platform relies on; every ``EDGELOOP_*`
 variable given to a service is a field of that service's ``Settings`` and, with the
 secrets filled in, the service's own ``load_settings`` accepts the environment; every
 address points at a compose service and a port it listens on; no secret is written into
-the file; each Dockerfile copies paths that exist; and the health-check command, run
-with this environment's Python, tells a serving gRPC server from one that is not.
+the file; each Dockerfile copies paths that exist, and the features Dockerfile's build
+stage, replayed without Docker, installs a service that imports; and the health-check
+command, run with this environment's Python, tells a serving gRPC server from one that
+is not.
 """
 
 from __future__ import annotations

@@ -50,5 +50,6 @@ async def test_realtime_sessions_are_paced_at_the_capture_rate(gateway, tmp_path
     elapsed = loop.time() - started
     frames = summary.delivery.frames
     assert frames > 10 and elapsed >= (frames - 1) / 40.0
-    assert 0 < summary.fps <= 40.5, "captures never outrun the requested rate"
+    # Never a catch-up burst; the slack covers render-time jitter of the first/last frame.
+    assert 0 < summary.fps <= 42, "captures do not outrun the requested rate"
     assert len(gateway.state.received) == frames

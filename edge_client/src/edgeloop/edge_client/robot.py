@@ -43,8 +43,9 @@ async def run_robot(camera: Camera, sensor: RangeSensor, client: StreamClient,
                                      "source": decision.source, "speed_mm_s": decision.speed_mm_s})
             if decision.stop:
                 break
-            tick += period
-            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            # Late captures move the schedule rather than bursting to catch up.
+            tick = max(tick + period, time.monotonic())
+            await asyncio.sleep(tick - time.monotonic())
     results = await client.results_for(seqs, timeout=2 * period)
     return decision, summarise(seqs, sensors, results)
 

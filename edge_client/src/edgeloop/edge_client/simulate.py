@@ -186,8 +186,10 @@ class _Session:
     async def _pace(self, tick: float) -> float:
         if not self.realtime:
             return tick
-        tick += 1.0 / self.sim.fps
-        await asyncio.sleep(max(0.0, tick - time.monotonic()))
+        # A capture that ran late moves the schedule instead of bursting to catch up,
+        # as a camera at a fixed frame rate would.
+        tick = max(tick + 1.0 / self.sim.fps, time.monotonic())
+        await asyncio.sleep(tick - time.monotonic())
         return tick
 
     def summary(self) -> SessionSummary:

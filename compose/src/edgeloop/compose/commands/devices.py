@@ -1,0 +1,69 @@
+"""`edgeloop devices`: register, list, revoke devices and rotate their tokens (registry)."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from edgeloop.compose.commands._registry import registry, show_time
+from edgeloop.contracts.registry.v1 import device_pb2
+from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+
+
+@click.group("devices")
+def command() -> None:
+    """Devices allowed to stream, and their tokens."""
+
+
+def _print_token(device: device_pb2.Device, token: str) -> None:
+    click.echo(f"device_id: {device.device_id}")
+    click.echo(f"token:     {token}")
+    click.echo("The token is shown only this once: store it on the device now "
+               "(EDGELOOP_DEVICE_TOKEN).", err=True)
+
+
+@command.command("add")
+@click.argument("name", default="")
+@click.option("--id", "device_id", default="", help="device id (default: generated)")
+@click.option("--deployment", default="", help="assign the device to this deployment")
+def add(name: str, device_id: str, deployment: str) -> None:
+    """Register a device; prints its id and token (shown once)."""
+    with registry() as reg:
+        reply = reg.RegisterDevice(pb.RegisterDeviceRequest(
+            name=name, device_id=device_id, deployment=deployment))
+    _print_token(reply.device, reply.token)
+
+
+@command.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="include revoked devices")
+def list_devices(include_revoked: bool) -> None:
+    """List devices."""
+    with registry() as reg:
+        reply = reg.ListDevices(pb.ListDevicesRequest(include_revoked=include_revoked))
+    table = Table(title="devices")
+    for column in ("device", "name", "deployment", "state", "created", "token issued"):
+        table.add_column(column)
+    for device in reply.devices:
+        state = "[red]revoked[/red]" if device.revoked else "[green]active[/green]"
+        table.add_row(device.device_id, device.name, device.deployment or "-", state,
+                      show_time(device.created_at), show_time(device.token_rotated_at))
+    Console().print(table)
+
+
+@command.command("revoke")
+@click.argument("device_id")
+def revoke(device_id: str) -> None:
+    """Revoke a device: it may no longer stream."""
+    with registry() as reg:
+        reply = reg.RevokeDevice(pb.RevokeDeviceRequest(device_id=device_id))
+    click.echo(f"revoked {reply.device.device_id} at {show_time(reply.device.revoked_at)}")
+
+
+@command.command("rotate")
+@click.argument("device_id")
+def rotate(device_id: str) -> None:
+    """Issue a new token for a device; the old one stops working at once."""
+    with registry() as reg:
+        reply = reg.RotateDeviceToken(pb.RotateDeviceTokenRequest(device_id=device_id))
+    _print_token(reply.device, reply.token)

@@ -1,0 +1,115 @@
+"""`edgeloop devices|deployments|models` against a real registry process on loopback.
+
+The registry runs as shipped (``python -m edgeloop.registry``) on the private test
+PostgreSQL and a real MLflow SQLite store. Model versions are created directly in
+MLflow (the registry's own tests cover registration from a run), so the promote and
+rollback commands act on real registry aliases without training a model here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from edgeloop.compose.cli import cli
+from edgeloop.testing import ServiceProcess, free_port
+
+ADMIN = "cli-admin-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def registry(pg_cluster: Any) -> Iterator[dict[str, str]]:
+    folder = Path(tempfile.mkdtemp(prefix="edgeloop-cli-registry-"))
+    mlflow_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    process = ServiceProcess("edgeloop.registry", {
+        "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+        "EDGELOOP_DATABASE_URL": pg_cluster.ensure_database(f"cli_{uuid.uuid4().hex[:10]}"),
+        "EDGELOOP_MLFLOW_TRACKING_URI": mlflow_uri, "EDGELOOP_ADMIN_TOKEN": ADMIN,
+        "EDGELOOP_MODEL_REPOSITORY": str(folder / "repository"), "EDGELOOP_LOG_FORMAT": "text",
+    }, folder / "registry.log")
+    try:
+        process.start(timeout_s=240)
+        yield {"address": process.address, "mlflow_uri": mlflow_uri, "log": str(folder / "registry.log")}
+    finally:
+        process.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(registry: dict[str, str], *args: str, token: str = ADMIN) -> Any:
+    env = {"EDGELOOP_REGISTRY_ADDR": registry["address"], "EDGELOOP_ADMIN_TOKEN": token,
+           "COLUMNS": "200"}
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def test_devices_add_list_rotate_revoke(registry: dict[str, str]) -> None:
+    added = _run(registry, "devices", "add", "rear car", "--id", "car-7")
+    assert added.exit_code == 0, added.output
+    token = added.stdout.split("token:")[1].split()[0]
+    assert len(token) >= 40
+    listed = _run(registry, "devices", "list")
+    assert "car-7" in listed.stdout and "rear car" in listed.stdout and token not in listed.stdout
+    rotated = _run(registry, "devices", "rotate", "car-7")
+    assert rotated.exit_code == 0 and token not in rotated.stdout
+    revoked = _run(registry, "devices", "revoke", "car-7")
+    assert revoked.exit_code == 0 and "revoked car-7" in revoked.stdout
+    assert "car-7" not in _run(registry, "devices", "list").stdout
+    assert "revoked" in _run(registry, "devices", "list", "--all").stdout
+    assert token not in Path(registry["log"]).read_text()
+
+
+def test_deployments_create_activate_assign_history(registry: dict[str, str]) -> None:
+    created = _run(registry, "deployments", "create", "parking", "--model", "distance",
+                   "--select", "@champion", "--strategy", "canary", "--challenger", "latest",
+                   "--canary-fraction", "0.2")
+    assert created.exit_code == 0, created.output
+    assert "parking" in created.stdout and "canary" in created.stdout
+    bad = _run(registry, "deployments", "create", "broken", "--model", "distance",
+               "--select", "latest", "--strategy", "canary", "--challenger", "latest")
+    assert bad.exit_code != 0
+    assert "INVALID_ARGUMENT" in bad.output and "deployment.canary_fraction" in bad.output
+    assert _run(registry, "deployments", "activate", "parking").exit_code == 0
+    assert _run(registry, "devices", "add", "--id", "car-8").exit_code == 0
+    assigned = _run(registry, "deployments", "assign", "parking", "car-8")
+    assert assigned.exit_code == 0 and "car-8 -> parking" in assigned.stdout
+    listed = _run(registry, "deployments", "list", "--active-only")
+    assert "parking" in listed.stdout and "yes" in listed.stdout
+    history = _run(registry, "deployments", "history", "parking")
+    actions = [a for a in ("create", "activate", "assign") if a in history.stdout]
+    assert actions == ["create", "activate", "assign"]
+
+
+def test_models_list_promote_rollback(registry: dict[str, str]) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=registry["mlflow_uri"], registry_uri=registry["mlflow_uri"])
+    client.create_registered_model("wall")
+    for _ in range(2):
+        client.create_model_version("wall", "file:///nowhere/model", tags={"sweep_id": "s9"})
+    listed = _run(registry, "models", "list", "wall")
+    assert listed.exit_code == 0, listed.output
+    assert "sweep_id=s9" in listed.stdout
+    first = _run(registry, "models", "promote", "wall", "1")
+    assert first.exit_code == 0 and "no champion yet" in first.stdout
+    refused = _run(registry, "models", "promote", "wall", "2")
+    assert refused.exit_code == 1 and "no holdout evaluation" in refused.stdout
+    forced = _run(registry, "models", "promote", "wall", "2", "--force")
+    assert forced.exit_code == 0 and "1 -> 2" in forced.stdout
+    back = _run(registry, "models", "rollback", "wall")
+    assert back.exit_code == 0 and "2 -> 1" in back.stdout
+    assert "champion" in _run(registry, "models", "list", "wall").stdout
+
+
+def test_clear_errors(registry: dict[str, str]) -> None:
+    wrong = _run(registry, "devices", "list", token="wrong-token-wrong-token")
+    assert wrong.exit_code != 0 and "UNAUTHENTICATED" in wrong.output
+    missing = _run(registry, "devices", "revoke", "ghost")
+    assert missing.exit_code != 0 and "NOT_FOUND" in missing.output
+    selector = _run(registry, "deployments", "create", "x", "--model", "m", "--select", "champion")
+    assert selector.exit_code != 0 and "@alias" in selector.output

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import cv2
 import grpc
+import numpy as np
 import psutil
 import psycopg
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
@@ -58,16 +59,41 @@ def observations(n: int, frames: list[tuple[bytes, float | None]],
         yield obs
 
 
-def stats_throughput(jpegs: list[bytes], workers: int, repeat: int) -> float:
-    """Images/s of decode + statistics on ``workers`` threads (chunked like the service)."""
-    cv2.setNumThreads(1 if workers > 1 else cv2.getNumberOfCPUs())
+def stats_throughput(jpegs: list[bytes], workers: int, repeat: int) -> tuple[float, float]:
+    """Images/s and CPU ms/image of decode + statistics on ``workers`` threads."""
+    cv2.setNumThreads(1)  # as in the service: parallelism from the thread pool
     work = jpegs * repeat
     size = -(-len(work) // workers)
     chunks = [work[i:i + size] for i in range(0, len(work), size)]
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda chunk: [jpeg_stats(j) for j in chunk], chunks))
-    return len(work) / (time.perf_counter() - began)
+    return (len(work) / (time.perf_counter() - began),
+            (time.process_time() - cpu) / len(work) * 1e3)
+
+
+def stats_breakdown(jpegs: list[bytes]) -> dict[str, float]:
+    """CPU ms per image of each step of the statistics, on one thread."""
+    images = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
+    greys = [cv2.cvtColor(i, cv2.COLOR_BGR2GRAY) for i in images]
+    orb = cv2.ORB_create()
+    steps = {
+        "decode": (jpegs, lambda j: cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)),
+        "rgb+hsv means": (images, lambda i: cv2.mean(cv2.cvtColor(i, cv2.COLOR_BGR2HSV))),
+        "grey+contrast": (images, lambda i: cv2.meanStdDev(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY))),
+        "laplacian": (greys, lambda g: cv2.meanStdDev(cv2.Laplacian(g, cv2.CV_16S))),
+        "canny": (greys, lambda g: cv2.countNonZero(cv2.Canny(g, 100, 200))),
+        "orb": (greys, lambda g: orb.detect(g, None)),
+        "entropy": (greys, lambda g: cv2.calcHist([g], [0], None, [256], [0, 256])),
+    }
+    costs = {}
+    for name, (items, step) in steps.items():
+        cpu = time.process_time()
+        for _ in range(3):
+            for item in items:
+                step(item)
+        costs[name] = (time.process_time() - cpu) / (3 * len(items)) * 1e3
+    return costs
 
 
 def ingest(address: str, requests: list[list[pb.IngestRequest]]) -> tuple[float, int, int, int]:
@@ -113,23 +139,27 @@ def main() -> None:
     parser.add_argument("-n", "--observations", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=250, help="observations per IngestRequest")
     parser.add_argument("--streams", type=int, default=2, help="concurrent Ingest calls")
-    parser.add_argument("--workers", type=int, default=0, help="EDGELOOP_INGEST_WORKERS (0: CPUs)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="EDGELOOP_INGEST_WORKERS (0: the service's default)")
     parser.add_argument("--frames", type=int, default=300, help="distinct rendered frames")
     parser.add_argument("--scenario", default="beige")
     parser.add_argument("--no-fsync", action="store_true", help="PostgreSQL without fsync")
     args = parser.parse_args()
 
     print(f"cpus={os.cpu_count()} observations={args.observations} batch={args.batch} "
-          f"streams={args.streams} workers={args.workers or os.cpu_count()}")
+          f"streams={args.streams} workers={args.workers or 'default'}")
     frames = render(args.frames, args.scenario)
     jpegs = [jpeg for jpeg, _ in frames]
     mean_kb = sum(map(len, jpegs)) / len(jpegs) / 1024
     print(f"frames: {len(frames)} distinct 320x240 JPEGs, mean {mean_kb:.1f} KiB")
     repeat = max(1, 2000 // len(jpegs))
-    print(f"statistics only, 1 thread:  {stats_throughput(jpegs, 1, repeat):8.0f} images/s")
-    workers = args.workers or os.cpu_count() or 1
-    print(f"statistics only, {workers} threads: {stats_throughput(jpegs, workers, repeat):8.0f} "
-          "images/s")
+    cpus = os.cpu_count() or 1
+    for workers in (1, cpus):
+        rate, cpu_ms = stats_throughput(jpegs, workers, repeat)
+        print(f"statistics only, {workers} thread(s): {rate:8.0f} images/s, {cpu_ms:.3f} CPU ms "
+              f"per image -> {cpus * 1e3 / cpu_ms:8.0f} images/s on {cpus} idle cores")
+    breakdown = stats_breakdown(jpegs)
+    print("statistics CPU ms per image: " + ", ".join(f"{k} {v:.3f}" for k, v in breakdown.items()))
 
     root = Path(tempfile.mkdtemp(prefix="edgeloop-ingest-bench-"))
     os.chmod(root, 0o755)

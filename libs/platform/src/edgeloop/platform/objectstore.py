@@ -10,7 +10,7 @@ import abc
 import contextlib
 import io
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -48,6 +48,9 @@ def _check_key(key: str) -> str:
     return key
 
 
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 class LocalFolderStore(ObjectStore):
     """Objects as files under a root folder; writes are atomic (temp file, then rename)."""
 
@@ -59,11 +62,24 @@ class LocalFolderStore(ObjectStore):
         return self.root / _check_key(key)
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        # Plain os calls: on the ingest hot path mkstemp's name generation and an
+        # unconditional mkdir cost as much as decoding the JPEG.
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        tmp = f"{path.parent}{os.sep}.tmp-{uuid.uuid4().hex}"
+        try:
+            fd = os.open(tmp, _CREATE_FLAGS, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, _CREATE_FLAGS, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
         os.replace(tmp, path)
 
     def get(self, key: str) -> bytes:

@@ -88,7 +88,9 @@ class Ingestor:
     def __init__(self, pool: AsyncConnectionPool, store: ObjectStore, workers: int = 0) -> None:
         self.pool = pool
         self.store = store
-        self.workers = workers or os.cpu_count() or 1
+        # Two per CPU by default: while one thread waits on an image write, another
+        # keeps the core busy with OpenCV.
+        self.workers = workers or 2 * (os.cpu_count() or 1)
         self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="features-ingest")
         if self.workers > 1:
             # Parallelism comes from the pool; OpenCV's own threads on small frames

@@ -27,8 +27,8 @@ class Settings(ServiceSettings):
                                 "observation chunks older than this many days; 0 keeps everything")
     compress_after_days: int = Field(default=7, ge=1, description="TimescaleDB compression policy: "
                                      "compress observation chunks older than this many days")
-    ingest_workers: int = Field(default=0, ge=0, le=64, description="threads that decode images "
-                                "and compute statistics; 0 = one per CPU")
+    ingest_workers: int = Field(default=0, ge=0, le=64, description="threads that decode images, "
+                                "compute statistics and write images; 0 = two per CPU")
     db_pool_size: int = Field(default=8, ge=2, le=100, description="maximum database connections")
     db_connect_timeout_s: float = Field(default=30.0, gt=0, description="seconds to keep retrying "
                                         "the database at start before giving up")

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 INPUT = "image"
 OUTPUT = "distance_mm"
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+END = get_model_status_pb2.ModelVersionStatus.END
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,15 @@ class TFServingHost(ModelHost):
                 return f"{exc.code().name}: {exc.details()}"
             raise ModelUnavailable(f"GetModelStatus at {self.config.address} failed: "
                                    f"{exc.code().name}: {exc.details()}") from exc
-        states = [status.state for status in response.model_version_status]
-        if AVAILABLE in states:
+        statuses = list(response.model_version_status)
+        if any(status.state == AVAILABLE for status in statuses):
             return "AVAILABLE"
-        names = [get_model_status_pb2.ModelVersionStatus.State.Name(s) for s in states]
+        failed = [s for s in statuses if s.state == END and s.status.error_message]
+        if failed:
+            # The host tried and gave up (e.g. a broken SavedModel): waiting will not help.
+            raise ModelUnavailable(f"{request.model_spec.name} failed to load at "
+                                   f"{self.config.address}: {failed[0].status.error_message}")
+        names = [get_model_status_pb2.ModelVersionStatus.State.Name(s.state) for s in statuses]
         return ",".join(names) or "no versions"
 
     async def release(self, key: ModelKey) -> None:

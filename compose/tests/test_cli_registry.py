@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from edgeloop.compose.cli import cli
 from edgeloop.testing import ServiceProcess, free_port
 
@@ -36,7 +35,8 @@ def registry(pg_cluster: Any) -> Iterator[dict[str, str]]:
     }, folder / "registry.log")
     try:
         process.start(timeout_s=240)
-        yield {"address": process.address, "mlflow_uri": mlflow_uri, "log": str(folder / "registry.log")}
+        yield {"address": process.address, "mlflow_uri": mlflow_uri,
+               "log": str(folder / "registry.log")}
     finally:
         process.stop()
         shutil.rmtree(folder, ignore_errors=True)

@@ -14,15 +14,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 import pytest_asyncio
-from grpc import aio
-
 from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
 from edgeloop.platform import bearer, serve
 from edgeloop.registry.app import App
 from edgeloop.registry.settings import Settings
+from grpc import aio
 
 ADMIN = "admin-token-for-tests-0123456789"
 READ = "read-token-for-tests-0123456789"

@@ -6,13 +6,13 @@ import logging
 
 import grpc
 import pytest
-
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
 from edgeloop.platform import bearer
 
 
 async def test_missing_and_wrong_tokens_are_unauthenticated(registry) -> None:
-    for metadata in [(), bearer("not-the-admin-token-at-all"), (("authorization", registry.admin_token),)]:
+    no_scheme = (("authorization", registry.admin_token),)
+    for metadata in [(), bearer("not-the-admin-token-at-all"), no_scheme]:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await registry.stub.ListDevices(pb.ListDevicesRequest(), metadata=metadata)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -28,8 +28,8 @@ async def test_read_token_reads_but_cannot_change(registry) -> None:
     assert "admin token" in caught.value.details()
 
 
-async def test_device_token_shown_once_and_authenticates(registry,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+async def test_device_token_shown_once_and_authenticates(
+        registry, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     created = await registry.stub.RegisterDevice(
         pb.RegisterDeviceRequest(name="car 1", device_id="car-1"), metadata=registry.admin())

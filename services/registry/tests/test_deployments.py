@@ -6,7 +6,6 @@ import json
 
 import grpc
 import pytest
-
 from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
 

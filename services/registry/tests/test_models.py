@@ -8,7 +8,6 @@ import uuid
 
 import grpc
 import pytest
-
 from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
 from edgeloop.contracts.registry.v1 import model_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
@@ -18,7 +17,8 @@ def _name() -> str:
     return f"distance-{uuid.uuid4().hex[:8]}"
 
 
-async def _register(registry, model: str, run_id: str, **extra: object) -> pb.RegisterModelVersionResponse:
+async def _register(registry, model: str, run_id: str,
+                    **extra: object) -> pb.RegisterModelVersionResponse:
     request = pb.RegisterModelVersionRequest(model_name=model, run_id=run_id, **extra)
     return await registry.stub.RegisterModelVersion(request, metadata=registry.admin(), timeout=120)
 
@@ -101,7 +101,7 @@ async def test_gate_refuses_an_evaluation_against_another_champion(registry, mlf
     await registry.app.models.wait_conversions()
 
 
-async def test_set_alias_moves_latest_and_alias_selectors_for_watchers(registry, mlflow_store) -> None:
+async def test_new_versions_and_aliases_reach_watchers(registry, mlflow_store) -> None:
     stub, admin, model = registry.stub, registry.admin(), _name()
     await stub.CreateDeployment(pb.CreateDeploymentRequest(deployment=dpb.Deployment(
         name="newest", model_name=model, selector=dpb.VersionSelector(latest=True),

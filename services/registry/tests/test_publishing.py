@@ -17,6 +17,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 import tensorflow as tf
+from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
+from edgeloop.contracts.registry.v1 import model_pb2
+from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+from edgeloop.registry.tfserving import loading_step
 from google.protobuf import text_format
 from grpc import aio
 from tensorflow_serving.apis import (
@@ -25,11 +29,6 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
-
-from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
-from edgeloop.contracts.registry.v1 import model_pb2
-from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
-from edgeloop.registry.tfserving import loading_step
 
 Status = get_model_status_pb2.ModelVersionStatus
 
@@ -48,7 +47,7 @@ class FakeModelServer(model_service_pb2_grpc.ModelServiceServicer):
         config = request.config
         for model in config.model_config_list.config:
             loaded = self.available.get(model.name, set())
-            for label, version in model.version_labels.items():
+            for version in model.version_labels.values():
                 if version not in loaded:
                     message = (f"Request to assign label to version {version} of model "
                                f"{model.name}, which is not currently available for inference")
@@ -154,7 +153,8 @@ async def test_fake_refuses_a_label_on_an_unloaded_version(model_server) -> None
     """The fake enforces the rule the two-step reload exists for (so the test above can fail)."""
     fake, address = model_server
     config = model_server_config_pb2.ModelServerConfig()
-    entry = config.model_config_list.config.add(name="m", base_path="/x", model_platform="tensorflow")
+    entry = config.model_config_list.config.add(name="m", base_path="/x",
+                                                model_platform="tensorflow")
     entry.model_version_policy.specific.versions.append(1)
     entry.version_labels["stable"] = 1
     async with aio.insecure_channel(address) as channel:
@@ -165,7 +165,8 @@ async def test_fake_refuses_a_label_on_an_unloaded_version(model_server) -> None
 
 
 def test_loading_step_keeps_old_labels_and_versions() -> None:
-    def config(versions: list[int], labels: dict[str, int]) -> model_server_config_pb2.ModelServerConfig:
+    def config(versions: list[int],
+               labels: dict[str, int]) -> model_server_config_pb2.ModelServerConfig:
         made = model_server_config_pb2.ModelServerConfig()
         entry = made.model_config_list.config.add(name="m", base_path="/r/m")
         entry.model_version_policy.specific.versions.extend(versions)

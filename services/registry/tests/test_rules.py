@@ -11,7 +11,8 @@ from edgeloop.registry.selectors import ModelState
 S = dpb.Strategy
 
 
-def evaluation(candidate: float, champion: float, version: str = "1") -> model_pb2.HoldoutEvaluation:
+def evaluation(candidate: float, champion: float,
+               version: str = "1") -> model_pb2.HoldoutEvaluation:
     return model_pb2.HoldoutEvaluation(candidate_mae_mm=candidate, champion_mae_mm=champion,
                                        champion_version=version, holdout_id="h")
 

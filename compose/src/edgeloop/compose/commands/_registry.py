@@ -10,10 +10,9 @@ from contextlib import contextmanager
 
 import click
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.compose.endpoints import address, admin_token
 from edgeloop.contracts.registry.v1 import deployment_pb2, registry_service_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 DEADLINE_S = 30.0
 """Deadline of each registry call made by the CLI."""

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
-from rich.table import Table
-
 from edgeloop.compose.commands._registry import parse_selector, registry, show_selector, show_time
 from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+from rich.console import Console
+from rich.table import Table
 
 STRATEGIES = {"direct": dpb.STRATEGY_DIRECT, "shadow": dpb.STRATEGY_SHADOW,
               "canary": dpb.STRATEGY_CANARY, "ab": dpb.STRATEGY_AB, "bandit": dpb.STRATEGY_BANDIT}
@@ -24,7 +23,8 @@ def _arms(specs: tuple[str, ...]) -> list[dpb.Arm]:
     for spec in specs:
         name, sep, selector = spec.partition("=")
         if not sep:
-            raise click.BadParameter(f"{spec!r}: use NAME=SELECTOR, e.g. a=@champion", param_hint="--arm")
+            raise click.BadParameter(f"{spec!r}: use NAME=SELECTOR, e.g. a=@champion",
+                                     param_hint="--arm")
         arms.append(dpb.Arm(name=name, selector=parse_selector(selector)))
     return arms
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
-from rich.table import Table
-
 from edgeloop.compose.commands._registry import registry, show_time
 from edgeloop.contracts.registry.v1 import device_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+from rich.console import Console
+from rich.table import Table
 
 
 @click.group("devices")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
-from rich.table import Table
-
 from edgeloop.compose.commands._registry import registry, show_time
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+from rich.console import Console
+from rich.table import Table
 
 LINEAGE = ("sweep_id", "dataset_snapshot", "trigger", "git_sha")
 

@@ -1,1 +1,2 @@
-"""edgeloop registry: devices and their tokens, deployments, MLflow model registry, publishing to the model repository and model hosts."""
+"""edgeloop registry: devices and their tokens, deployments, MLflow model registry,
+publishing to the model repository and model hosts."""

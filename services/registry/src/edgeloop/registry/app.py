@@ -53,7 +53,8 @@ class App(ServiceApp):
         self._pool = await open_pool(settings.database_url)
         registry = ModelRegistry(settings.mlflow_tracking_uri)
         if settings.tfserving_addr:
-            self.reloader = ServingReloader(settings.tfserving_addr, settings.tfserving_load_timeout_s,
+            self.reloader = ServingReloader(settings.tfserving_addr,
+                                            settings.tfserving_load_timeout_s,
                                             previous=hostconfig.read(repository))
             self.reloader.start()
         self.catalog = Catalog(self._pool, registry, repository, settings.tfserving_model_base,

@@ -82,7 +82,7 @@ class Catalog:
             return resolution
 
     async def refresh_quietly(self) -> None:
-        """``refresh`` after a committed change: a failure is logged, the next refresh catches up."""
+        """``refresh`` after a committed change; a failure is logged, the next one catches up."""
         try:
             await self.refresh()
         except Exception:

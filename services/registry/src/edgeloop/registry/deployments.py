@@ -78,11 +78,12 @@ def _check_routing(spec: deployment_pb2.Deployment) -> None:
     if spec.strategy in _WITH_CHALLENGER:
         check_selector(spec.challenger, "deployment.challenger", required=True)
     elif spec.HasField("challenger"):
-        raise InvalidArgument("deployment.challenger", "only shadow, canary and A/B use a challenger")
+        raise InvalidArgument("deployment.challenger",
+                              "only shadow, canary and A/B use a challenger")
     if spec.strategy == Strategy.STRATEGY_CANARY:
         if not 0.0 < spec.canary_fraction < 1.0:
-            raise InvalidArgument("deployment.canary_fraction",
-                                  f"must be between 0 and 1 (exclusive), got {spec.canary_fraction}")
+            raise InvalidArgument("deployment.canary_fraction", "must be between 0 and 1 "
+                                  f"(exclusive), got {spec.canary_fraction}")
     elif spec.canary_fraction:
         raise InvalidArgument("deployment.canary_fraction", "only a canary deployment has one")
 
@@ -97,8 +98,8 @@ def _check_arms(spec: deployment_pb2.Deployment) -> None:
     seen: set[str] = set()
     for i, arm in enumerate(spec.arms):
         if not ARM_NAME.match(arm.name) or arm.name in RESERVED_ARMS:
-            raise InvalidArgument(f"deployment.arms[{i}].name",
-                                  f"{arm.name!r} is not an arm name (1-32 of a-z 0-9 _ -; not 'none')")
+            raise InvalidArgument(f"deployment.arms[{i}].name", f"{arm.name!r} is not an arm "
+                                  "name (1-32 of a-z 0-9 _ -; not 'none')")
         if arm.name in seen:
             raise InvalidArgument(f"deployment.arms[{i}].name", f"duplicate arm {arm.name!r}")
         seen.add(arm.name)
@@ -159,7 +160,8 @@ async def update(conn: AsyncConnection, actor: str, deployment: deployment_pb2.D
     if row is None:
         current = await _get_row(conn, spec.name, "deployment.name")
         raise FailedPrecondition(f"expected_revision: deployment {spec.name!r} is at revision "
-                                 f"{current['revision']}, not {expected_revision}; re-read and retry")
+                                 f"{current['revision']}, not {expected_revision}; "
+                                 "re-read and retry")
     stored = from_row(row)
     await history.record(conn, actor, f"deployment/{spec.name}", "update", _detail(stored))
     return stored

@@ -37,8 +37,8 @@ def to_proto(row: dict[str, Any]) -> device_pb2.Device:
 def check_device_id(device_id: str, field: str = "device_id") -> str:
     """``device_id`` if well-formed, else INVALID_ARGUMENT naming ``field``."""
     if not DEVICE_ID.match(device_id):
-        raise InvalidArgument(field, f"{device_id!r} is not a device id (1-64 of A-Z a-z 0-9 _ . : -,"
-                                     " starting with a letter or digit)")
+        raise InvalidArgument(field, f"{device_id!r} is not a device id (1-64 of "
+                                     "A-Z a-z 0-9 _ . : -, starting with a letter or digit)")
     return device_id
 
 
@@ -90,7 +90,8 @@ async def revoke(conn: AsyncConnection, actor: str, device_id: str) -> device_pb
     return to_proto(row)
 
 
-async def rotate(conn: AsyncConnection, actor: str, device_id: str) -> tuple[device_pb2.Device, str]:
+async def rotate(conn: AsyncConnection, actor: str,
+                 device_id: str) -> tuple[device_pb2.Device, str]:
     """Issue a new token for a device; the old one stops working at once."""
     check_device_id(device_id)
     token = new_device_token()

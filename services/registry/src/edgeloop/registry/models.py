@@ -60,7 +60,8 @@ def _mlflow_tags(request: registry_service_pb2.RegisterModelVersionRequest) -> d
 class Models:
     """Registration, publishing and lookup of model versions."""
 
-    def __init__(self, pool: AsyncConnectionPool, registry: ModelRegistry, repository: Path) -> None:
+    def __init__(self, pool: AsyncConnectionPool, registry: ModelRegistry,
+                 repository: Path) -> None:
         self.pool = pool
         self.registry = registry
         self.repository = repository
@@ -109,7 +110,8 @@ class Models:
             await conn.execute(
                 "INSERT INTO model_versions (model_name, version, run_id, source, metrics, "
                 "evaluation, published_path) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (model_name, version) DO UPDATE SET published_path = EXCLUDED.published_path",
+                "ON CONFLICT (model_name, version) "
+                "DO UPDATE SET published_path = EXCLUDED.published_path",
                 (request.model_name, version, request.run_id, source,
                  json.dumps(metrics), evaluation, str(published)))
             await history.record(conn, actor, f"model/{request.model_name}", "register",

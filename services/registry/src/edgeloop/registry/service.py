@@ -183,7 +183,8 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
         self.tokens.require_read(context)
         check_selector(request.selector, "selector", required=True)
         version = await self.models.select(request.model_name, request.selector)
-        return pb.GetModelVersionResponse(version=await self.models.get(request.model_name, version))
+        found = await self.models.get(request.model_name, version)
+        return pb.GetModelVersionResponse(version=found)
 
     async def SetAlias(self, request: pb.SetAliasRequest,
                        context: aio.ServicerContext) -> pb.SetAliasResponse:

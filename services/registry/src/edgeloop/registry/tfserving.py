@@ -29,8 +29,9 @@ ModelServerConfig = model_server_config_pb2.ModelServerConfig
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
 
-def loading_step(target: ModelServerConfig, previous: ModelServerConfig | None) -> ModelServerConfig:
-    """Step 1: ``target``'s versions plus the ones ``previous`` labels, with ``previous``'s labels."""
+def loading_step(target: ModelServerConfig,
+                 previous: ModelServerConfig | None) -> ModelServerConfig:
+    """Step 1: ``target``'s versions plus those ``previous`` labels, with ``previous``'s labels."""
     before = {m.name: m for m in previous.model_config_list.config} if previous else {}
     step = ModelServerConfig()
     for model in target.model_config_list.config:
@@ -39,7 +40,8 @@ def loading_step(target: ModelServerConfig, previous: ModelServerConfig | None) 
         entry.ClearField("version_labels")
         old = before.get(model.name)
         if old is not None:
-            versions = set(model.model_version_policy.specific.versions) | set(old.version_labels.values())
+            versions = (set(model.model_version_policy.specific.versions)
+                        | set(old.version_labels.values()))
             entry.model_version_policy.specific.ClearField("versions")
             entry.model_version_policy.specific.versions.extend(sorted(versions))
             for label, version in old.version_labels.items():

@@ -32,7 +32,8 @@ class Subscription:
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
-            log.warning("watcher too slow; sending it a fresh snapshot", extra={"watcher": self.name})
+            log.warning("watcher too slow; sending it a fresh snapshot",
+                        extra={"watcher": self.name})
             while not self._queue.empty():
                 self._queue.get_nowait()
             self._resync = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -32,6 +33,7 @@ class Received:
     seq: int
     late: bool
     sensor_mm: float | None
+    captured_at: datetime
 
 
 @dataclass
@@ -81,7 +83,8 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
                      context: aio.ServicerContext) -> gw_pb2.StreamResponse | None:
         state = self.state
         sensor = frame.sensor_mm if frame.HasField("sensor_mm") else None
-        state.received.append(Received(session, frame.seq, frame.late, sensor))
+        state.received.append(Received(session, frame.seq, frame.late, sensor,
+                                       frame.captured_at.ToDatetime(tzinfo=UTC)))
         if (session, frame.seq) in state.answered:
             state.resent_after_answer += 1
         if frame.seq in state.crash_on_seqs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,16 @@ async def test_realtime_sessions_are_paced_at_the_capture_rate(gateway, tmp_path
     # Never a catch-up burst; the slack covers render-time jitter of the first/last frame.
     assert 0 < summary.fps <= 42, "captures do not outrun the requested rate"
     assert len(gateway.state.received) == frames
+
+
+async def test_replayed_sessions_carry_simulated_capture_times(gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    summary = await drive_session_async(gateway.address, gateway.device, gateway.token, "beige",
+                                        runs=2, seed=2, fps=4.0, start_time=start,
+                                        buffer_path=tmp_path / "b.db")
+    stamps = [r.captured_at for r in gateway.state.received]
+    first_run = summary.runs[0].delivery.frames
+    assert stamps[0] == start and stamps[1] - stamps[0] == timedelta(seconds=0.25)
+    # The next run starts the 2 s repositioning pause after the stop frame.
+    gap = stamps[first_run] - stamps[first_run - 1]
+    assert gap == timedelta(seconds=2.0)

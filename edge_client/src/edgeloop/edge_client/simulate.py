@@ -92,9 +92,10 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
                               on_run: Callable[[RunSummary], None] | None = None) -> SessionSummary:
     """Drive ``runs`` simulated runs against the gateway at ``gateway_addr``; summarise them.
 
-    ``realtime`` paces captures at ``fps`` on the wall clock; otherwise frames go out as
-    fast as the gateway answers and ``captured_at`` follows the simulated clock from
-    ``start_time`` (default now), so a 20-minute session can be replayed in seconds.
+    ``realtime`` paces captures at ``fps`` on the wall clock (``captured_at`` is the wall
+    clock, and the 2 s repositioning pause between runs is waited out); otherwise frames
+    go out as fast as the gateway answers and ``captured_at`` follows the simulated clock
+    from ``start_time`` (default now), so a 20-minute session can be replayed in seconds.
     ``mode`` selects what steers the car (the platform's prediction or the sensor).
     The offline buffer lives at ``buffer_path`` (default: a temporary file).
     """
@@ -154,7 +155,7 @@ class _Session:
                 capture = sim.capture()
                 start_mm = capture.true_mm if start_mm is None else start_mm
                 seq = self.client.send(capture.jpeg, capture.sensor_mm,
-                                       self.start_time + timedelta(seconds=capture.t_s))
+                                       self._captured_at(capture.t_s))
                 seqs.append(seq)
                 self.sensors[seq] = capture.sensor_mm
                 decision = await self._decide(controller, seq, capture.sensor_mm)
@@ -166,6 +167,8 @@ class _Session:
             stop_true = capture.true_mm
             sim.end_run()
             results = await self.client.results_for(seqs, self.prediction_timeout_s * 2)
+            if self.realtime:
+                await asyncio.sleep(sim.pause_s)  # repositioning the car takes real time
         summary = RunSummary(number, capture.scenario, float(start_mm or 0.0), stop_true, reason,
                              summarise(seqs, self.sensors, results))
         self.runs.append((seqs, summary))
@@ -182,6 +185,13 @@ class _Session:
         age = time.monotonic() - sent
         prediction = result.distance_mm if result is not None else None
         return controller.decide(sensor_mm, prediction, age)
+
+    def _captured_at(self, t_s: float) -> datetime:
+        # Real time: the wall clock, as a camera would stamp it. Replay: the simulated
+        # clock from start_time, so history can be written faster than it happened.
+        if self.realtime:
+            return datetime.now(UTC)
+        return self.start_time + timedelta(seconds=t_s)
 
     async def _pace(self, tick: float) -> float:
         if not self.realtime:

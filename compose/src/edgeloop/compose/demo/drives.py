@@ -59,7 +59,8 @@ class HistoryClock:
         self.cursor = (now or datetime.now(UTC)) - HISTORY_SPAN
         self.gap = timedelta(seconds=gap_s)
 
-    def take(self, runs: int, fps: float, max_frames_per_run: int = 200) -> tuple[datetime, datetime]:
+    def take(self, runs: int, fps: float,
+             max_frames_per_run: int = 200) -> tuple[datetime, datetime]:
         """Reserve a slot long enough for ``runs`` runs; returns its (start, end)."""
         start = self.cursor
         longest = runs * (max_frames_per_run / fps + PAUSE_S)

@@ -149,7 +149,8 @@ def _missing(watch: Watch, timeout_s: float) -> str:
     return f"the gateway did not switch to version {watch.new_version} in time"
 
 
-async def _measure(ctx: Context, watch: Watch, result: PhaseResult) -> tuple[PhaseResult, LoopResult]:
+async def _measure(ctx: Context, watch: Watch,
+                   result: PhaseResult) -> tuple[PhaseResult, LoopResult]:
     end = datetime.now(UTC)
     records = await wait_for_records(ctx.services, ctx.serving, ctx.robot().device_id,
                                      watch.started, end, 1, timeout_s=30.0)

@@ -78,7 +78,8 @@ async def retrain(ctx: Context, data: sweep_pb2.DataSelection, trigger: str) -> 
     sweep = await start_sweep(ctx.services, ctx.model, ctx.serving, data, ctx.config.sweep,
                               ctx.config.seed, trigger)
     ctx.progress(f"  sweep {sweep.sweep_id} queued ({ctx.config.sweep.trials} trials)")
-    result = await follow_sweep(ctx.services, sweep.sweep_id, lambda line: ctx.progress(f"    {line}"),
+    result = await follow_sweep(ctx.services, sweep.sweep_id,
+                                lambda line: ctx.progress(f"    {line}"),
                                 ctx.config.sweep_timeout_s)
     final = result.sweep
     if final.state != sweep_pb2.SWEEP_STATE_SUCCEEDED:

@@ -113,7 +113,8 @@ def histogram(phase: PhaseResult, path: Path) -> None:
     bins = [top * i / 30 for i in range(31)]
     for errors, label in data:
         if errors:
-            ax.hist([abs(e) for e in errors], bins=bins, alpha=0.6, label=f"{label}, n={len(errors)}")
+            ax.hist([abs(e) for e in errors], bins=bins, alpha=0.6,
+                    label=f"{label}, n={len(errors)}")
     ax.set_xlabel("|prediction - sensor| (mm)")
     ax.set_ylabel("frames")
     ax.set_title(f"phase {phase.number}: {phase.title} ({phase.scenario})")

@@ -1,0 +1,262 @@
+"""The closed loop end to end, shortened, on real services.
+
+One private stack for the module: PostgreSQL (private cluster), the MLflow tracking
+server, and the registry, features, trainer and gateway as processes, each with the
+environment `edgeloop up` gives it (``Topology.service_env``) plus two test settings:
+the features service reads a rules file with short windows (``EDGELOOP_DRIFT_RULES``) and
+the trainer runs one trial per sweep it is not told the size of (the monitor's sweeps).
+Nothing is faked: frames come from the scene simulator through the gateway's stream,
+models are trained by Ray Tune and served by the gateway's embedded host.
+
+- ``test_red_floor_closes_the_loop``: a beige model serves; the floor turns red while
+  the robot drives live; the monitor fires, its sweep registers a version, the gate
+  promotes it, the gateway switches, and the new version's predictions on red are
+  better than the old version's right after the change.
+- ``test_each_drift_kind_fires_its_own_rule``: the drift monitor with the real rules file
+  (``rules.yaml``) on frames the gateway answered with the beige model and the features
+  service measured: beige stays quiet over a long drive, beige-distant fires a label
+  rule, green fires the saturation band, and an angled approach on beige fires the
+  concept rule but not the saturation band. (services/features/tests/test_drift_monitor.py
+  covers the state machine on synthetic statistics; this test covers the rules on real
+  images, real statistics, real predictions and the real training reference.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from edgeloop.compose.demo import fleet
+from edgeloop.compose.demo.config import DemoConfig, SweepSize
+from edgeloop.compose.demo.drives import HistoryClock, replay
+from edgeloop.compose.demo.loop import closed_loop, drift_events
+from edgeloop.compose.demo.phases import Context, phase_one
+from edgeloop.compose.demo.records import wait_for_records
+from edgeloop.compose.demo.services import Endpoint, Services
+from edgeloop.compose.demo.sweeps import get_sweep
+from edgeloop.compose.stack import health
+from edgeloop.compose.stack.processes import spawn, stop_tree
+from edgeloop.compose.stack.state import load_or_create_secrets
+from edgeloop.compose.stack.topology import DEFAULT_PORTS, SERVICES, Topology
+from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.contracts.trainer.v1 import sweep_pb2
+from edgeloop.edge_client.scene.floor import floor_preset
+from edgeloop.edge_client.scene.scenarios import Scenario, get_scenario
+from edgeloop.platform.objectstore import open_object_store
+from edgeloop.platform.pgcluster import PostgresCluster
+from edgeloop.testing import ServiceProcess, free_port
+from psycopg_pool import AsyncConnectionPool
+
+MODEL = "loop-distance"
+SERVING = "loop-parking"
+# Short windows so the loop closes in minutes: the thesis band, and hue's distribution.
+SHORT_RULES = """\
+version: 1
+interval: 3s
+rules:
+  - name: saturation_band
+    kind: covariate
+    signal: window_mean
+    statistic: saturation
+    window: 30s
+    min_samples: 40
+    threshold: {band: [40, 60], follow_reference: true}
+    pending: 6s
+    cooldown: 10m
+    description: 30-second mean saturation outside [40, 60].
+  - name: js_hue
+    kind: covariate
+    signal: js_distance
+    statistic: hue
+    window: 20s
+    min_samples: 40
+    threshold: {max: 0.5}
+    pending: 6s
+    cooldown: 10m
+    description: Hue distribution differs from training.
+"""
+# Small enough to finish in minutes, large enough that v1 is a model (not noise).
+TEST_CONFIG = DemoConfig(collect_runs=10, validate_runs=2, drift_runs=2,
+                         sweep=SweepSize(trials=1, epochs=(8,)), warmup_s=40.0,
+                         red_timeout_s=420.0, after_switch_runs=2, sweep_timeout_s=600.0,
+                         switch_timeout_s=180.0)
+
+
+@dataclass
+class Stack:
+    """The running stack and where its parts are."""
+
+    topology: Topology
+    endpoints: dict[str, Endpoint]
+    admin_token: str
+    read_token: str
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """PostgreSQL, MLflow and the four services with the test settings, stopped after."""
+    from edgeloop.features.settings import Settings as FeaturesSettings
+
+    assert "drift_rules" in FeaturesSettings.model_fields, \
+        "the features service has no EDGELOOP_DRIFT_RULES setting: the monitor cannot be " \
+        "given short windows"
+    state = tmp_path_factory.mktemp("loop")
+    topology = Topology(state, {part: free_port() for part in DEFAULT_PORTS})
+    secrets = load_or_create_secrets(state)
+    logs = topology.folder("logs")
+    rules = state / "rules.yaml"
+    rules.write_text(SHORT_RULES)
+    cluster = PostgresCluster(data_dir=state / "postgres", port=topology.ports["postgres"],
+                              durable=False)
+    cluster.start()
+    cluster.ensure_database("edgeloop")
+    mlflow_pid = spawn(topology.mlflow_command(), {}, logs / "mlflow.log")
+    extra = {"features": {"EDGELOOP_DRIFT_RULES": str(rules)},
+             "trainer": {"EDGELOOP_DEFAULT_TRIALS": "1"}}
+    processes: list[ServiceProcess] = []
+    try:
+        assert health.wait_until(lambda: health.http_status(f"{topology.mlflow_uri}/health"),
+                                 180.0, lambda: False) == "SERVING", "MLflow did not start"
+        for service in SERVICES:
+            env = {**topology.service_env(service, secrets), **extra.get(service, {})}
+            process = ServiceProcess(f"edgeloop.{service}", env, logs / f"{service}.log")
+            processes.append(process)
+            process.start(timeout_s=360.0)
+        endpoints = {s: Endpoint(s, topology.address(s), str(logs / f"{s}.log")) for s in SERVICES}
+        yield Stack(topology, endpoints, secrets["admin_token"], secrets["read_token"])
+    finally:
+        for process in reversed(processes):
+            process.stop(timeout_s=60.0)
+        stop_tree(mlflow_pid, root_first=False)
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def beige_model(stack: Stack) -> Context:
+    """Phase 1 of the demo on the test stack: v1 trained on beige serves ``SERVING``."""
+    lines: list[str] = []
+
+    async def train() -> Context:
+        services = Services(stack.endpoints, stack.admin_token)
+        ctx = Context(services, TEST_CONFIG, lines.append, MODEL, "loop-collect", SERVING, "loop")
+        try:
+            result = await phase_one(ctx)
+        finally:
+            await services.close()
+        assert result.promoted and ctx.champion == "1", lines
+        assert result.after is not None and result.after.count > 0, lines
+        return ctx
+
+    return asyncio.run(train())
+
+
+@pytest.fixture
+async def services(stack: Stack) -> AsyncIterator[Services]:
+    opened = Services(stack.endpoints, stack.admin_token)
+    yield opened
+    await opened.close()
+
+
+def _context(beige_model: Context, services: Services, lines: list[str]) -> Context:
+    return replace(beige_model, services=services, progress=lines.append,
+                   clock=HistoryClock())
+
+
+async def test_red_floor_closes_the_loop(beige_model: Context, services: Services) -> None:
+    lines: list[str] = []
+    ctx = _context(beige_model, services, lines)
+    phase, loop = await closed_loop(ctx)
+    report = "\n".join(lines)
+
+    # The monitor fired on the red floor, after the change and not before it.
+    assert loop.false_alarms == [], report
+    assert loop.red_at_s is not None and loop.fired_at_s is not None, report
+    assert loop.fired_at_s > loop.red_at_s, report
+    events = [e for e in await drift_events(ctx) if e.rule in ("saturation_band", "js_hue")]
+    first = next(e for e in events if e.event_id == loop.event_id)
+    assert first.kind == observation_pb2.DRIFT_KIND_COVARIATE and first.model_version == "1"
+
+    # Its sweep was started by the event, registered a version and the gate promoted it.
+    assert first.sweep_id, report
+    sweep = await get_sweep(services, first.sweep_id)
+    assert sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep.error
+    assert sweep.trigger.startswith("drift:") and sweep.deployment == SERVING
+    assert sweep.promoted, sweep.promotion_note
+    new = sweep.model_version
+    assert new not in ("", "1")
+    assert await fleet.champion(services, MODEL) == new
+    assert await fleet.resolved_version(services, SERVING) == new
+
+    # The gateway switched: the last runs were answered by the new version only ...
+    assert phase.version_after == new and loop.serving_at_s is not None, report
+    assert loop.serving_at_s >= (loop.promoted_at_s or 0.0), report
+    tail = [p for p in loop.timeline
+            if p.t_s > loop.serving_at_s + 15 and p.prediction_mm is not None]
+    assert tail and {p.model_version for p in tail} == {new}, report
+
+    # ... and better on red than the old version right after the change.
+    assert phase.before is not None and phase.before.count >= 20, report
+    assert phase.after is not None and phase.after.count >= 20, report
+    assert phase.after.mae_mm < phase.before.mae_mm, report
+
+
+async def test_each_drift_kind_fires_its_own_rule(stack: Stack, beige_model: Context,
+                                                  services: Services) -> None:
+    from edgeloop.features.drift.deployments import ActiveDeployment
+    from edgeloop.features.drift.monitor import DriftMonitor
+    from edgeloop.features.drift.references import ReferenceCache
+    from edgeloop.features.drift.rules import load_rules
+
+    beige_angle = Scenario("beige-angle", floor_preset("beige"), 0, 250, max_yaw_deg=30)
+    worlds = {"beige": (get_scenario("beige"), 60),
+              "beige-distant": (get_scenario("beige-distant"), 25),
+              "green": (get_scenario("green"), 25), "beige-angle": (beige_angle, 25)}
+    # Every world is driven over the same stretch of past time (hours ago, so the service's
+    # own monitor never sees it); the monitor under test steps a simulated clock across it.
+    start = datetime.now(UTC) - timedelta(hours=3)
+    ends = {}
+    for name, (scenario, runs) in worlds.items():
+        deployment = f"kinds-{name}"
+        await fleet.create_deployment(services, deployment, "kinds", MODEL)
+        await fleet.pin_version(services, deployment, "1")
+        device = await fleet.register_device(services, f"robot-{name}", deployment)
+        clock = HistoryClock(start + timedelta(hours=6))
+        drive = await replay(services.gateway_addr, device, scenario, runs, 7, 4.0, clock)
+        records = await wait_for_records(services, deployment, device.device_id, drive.start,
+                                         drive.end, drive.expected_records)
+        assert {r.model_version for r in records if r.prediction_mm is not None} == {"1"}
+        ends[name] = max(r.time for r in records)
+        # Off before the monitor under test writes events: the service's own monitor
+        # watches active deployments and would answer those events with sweeps.
+        await fleet.activate(services, deployment, False)
+
+    class Pinned:
+        async def active(self) -> list[ActiveDeployment]:
+            return [ActiveDeployment(f"kinds-{name}", MODEL, "1") for name in worlds]
+
+    from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
+
+    references = ReferenceCache(registry_service_pb2_grpc.RegistryServiceStub(
+        services.channels["registry"]), stack.read_token,
+        open_object_store(str(stack.topology.folder("objects")), "", "", "", "edgeloop", False))
+    now = [start]
+    async with AsyncConnectionPool(stack.topology.database_url, min_size=1, max_size=4,
+                                   open=False) as pool:
+        monitor = DriftMonitor(pool, load_rules(), Pinned(), references, None,  # type: ignore[arg-type]
+                               clock=lambda: now[0])
+        while now[0] < max(ends.values()) + timedelta(seconds=30):
+            now[0] += timedelta(seconds=15)
+            await monitor.evaluate_once()
+        fired = {name: {(e.rule, e.kind) for e in await monitor.events.list(f"kinds-{name}")}
+                 for name in worlds}
+
+    assert await references.get(MODEL, "1") is not None, "v1 has no training reference"
+    assert fired["beige"] == set(), f"false alarm on the training world: {fired['beige']}"
+    assert any(kind == "label" for _, kind in fired["beige-distant"]), fired
+    assert ("saturation_band", "covariate") in fired["green"], fired
+    assert any(kind == "concept" for _, kind in fired["beige-angle"]), fired
+    assert all(rule != "saturation_band" for rule, _ in fired["beige-angle"]), fired
+

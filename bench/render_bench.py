@@ -18,7 +18,6 @@ import time  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
 from edgeloop.edge_client.scene.render import SceneRenderer, SceneState  # noqa: E402
 from edgeloop.edge_client.scene.scenarios import get_scenario  # noqa: E402
 

@@ -79,18 +79,23 @@ async def test_bad_frames_get_frame_errors_and_the_stream_goes_on(
             requests.frame(7, b""),                                           # empty
             requests.frame(9, jpegs[3], sensor_mm=math.inf),                  # infinite sensor
             requests.frame(10, jpegs[4]),                                     # good
+            requests.frame(11, jpegs[5][:len(jpegs[5]) // 2]),                # truncated
+            requests.frame(12, b"\xff\xd8\xff" + b"\x01junk" * 50 + b"\xff\xd9"),  # undecodable
         ]
         answers = await gw.exchange("robot-1", "secret-1", [requests.hello("robot-1"), *bad])
         errors = {(a.error.seq, a.error.reason): a.error for a in answers if a.HasField("error")}
         expected = {(1, Reason.FRAME_ERROR_REASON_INVALID_JPEG), (2, Reason.FRAME_ERROR_REASON_INVALID_JPEG),
                     (3, Reason.FRAME_ERROR_REASON_TOO_LARGE), (4, Reason.FRAME_ERROR_REASON_INVALID_SENSOR),
                     (5, Reason.FRAME_ERROR_REASON_INVALID_SENSOR), (6, Reason.FRAME_ERROR_REASON_OUT_OF_ORDER),
-                    (7, Reason.FRAME_ERROR_REASON_INVALID_JPEG), (9, Reason.FRAME_ERROR_REASON_INVALID_SENSOR)}
+                    (7, Reason.FRAME_ERROR_REASON_INVALID_JPEG), (9, Reason.FRAME_ERROR_REASON_INVALID_SENSOR),
+                    (11, Reason.FRAME_ERROR_REASON_INVALID_JPEG), (12, Reason.FRAME_ERROR_REASON_INVALID_JPEG)}
         assert set(errors) == expected
         for error in errors.values():
             assert error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
             assert "frame." in error.message  # names the field
         assert "sensor_mm" in errors[(4, Reason.FRAME_ERROR_REASON_INVALID_SENSOR)].message
+        assert "truncated" in errors[(11, Reason.FRAME_ERROR_REASON_INVALID_JPEG)].message
+        assert "decode" in errors[(12, Reason.FRAME_ERROR_REASON_INVALID_JPEG)].message
         assert sorted(a.prediction.seq for a in answers if a.HasField("prediction")) == [6, 10]
         await gw.features.wait_for(2)
         assert sorted(o.seq for o in gw.features.stored.values()) == [6, 10]

@@ -82,7 +82,13 @@ def decode_jpeg(jpeg: bytes) -> DecodedImage:
 
 def _check_jpeg_header(jpeg: bytes) -> None:
     # cv2.imdecode also accepts PNG, BMP, ...; the contract says JPEG, so check the
-    # SOI marker first. A truncated or corrupt body is caught by imdecode itself.
+    # SOI marker first.
     if not jpeg.startswith(b"\xff\xd8\xff"):
         raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg",
                        "is not a JPEG (missing the FF D8 FF start-of-image marker)")
+    # libjpeg fills a truncated image with grey and returns it, and features refuses
+    # such frames; refuse them here so the robot hears it. FF D9 can only be the
+    # end-of-image marker (entropy-coded data stuffs every FF), so look near the end.
+    if b"\xff\xd9" not in jpeg[-4096:]:
+        raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg",
+                       "is truncated (no FF D9 end-of-image marker)")

@@ -79,8 +79,8 @@ rules:
     description: Hue distribution differs from training.
 """
 # Small enough to finish in minutes, large enough that v1 is a model (not noise).
-TEST_CONFIG = DemoConfig(collect_runs=10, validate_runs=2, drift_runs=2,
-                         sweep=SweepSize(trials=1, epochs=(8,)), warmup_s=40.0,
+TEST_CONFIG = DemoConfig(collect_runs=14, validate_runs=2, drift_runs=2,
+                         sweep=SweepSize(trials=1, epochs=(15,)), warmup_s=40.0,
                          red_timeout_s=420.0, after_switch_runs=2, sweep_timeout_s=600.0,
                          switch_timeout_s=180.0)
 

@@ -49,14 +49,14 @@ class DemoConfig:
     @classmethod
     def full(cls) -> DemoConfig:
         """The evaluation at a size comparable to the thesis's drives."""
-        return cls(collect_runs=40, validate_runs=10, drift_runs=12,
-                   sweep=SweepSize(trials=4, epochs=(15,), learning_rates=(1e-3, 3e-4)),
+        return cls(collect_runs=40, validate_runs=10, drift_runs=14,
+                   sweep=SweepSize(trials=4, epochs=(25,), learning_rates=(1e-3, 3e-4)),
                    warmup_s=300.0, red_timeout_s=1800.0, after_switch_runs=10)
 
     @classmethod
     def quick(cls) -> DemoConfig:
         """A few minutes of work plus the live phase 5 (which waits for a real retrain)."""
-        return cls(collect_runs=14, validate_runs=4, drift_runs=5,
-                   sweep=SweepSize(trials=2, epochs=(6,)),
+        return cls(collect_runs=20, validate_runs=4, drift_runs=6,
+                   sweep=SweepSize(trials=2, epochs=(15,)),
                    warmup_s=90.0, red_timeout_s=1200.0, after_switch_runs=4,
                    sweep_timeout_s=900.0)

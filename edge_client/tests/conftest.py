@@ -47,6 +47,8 @@ class GatewayState:
     crash_on_seqs: set[int] = field(default_factory=set)
     """Abort the stream (UNAVAILABLE) when one of these seqs arrives, without answering it."""
     refuse_seqs: set[int] = field(default_factory=set)
+    spool_full_once: set[int] = field(default_factory=set)
+    """Refuse these seqs once with SPOOL_FULL (not recorded), like a gateway whose spool is full."""
     silent: bool = False
     """Receive frames but never answer (a stuck gateway)."""
 
@@ -92,6 +94,11 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "gateway crashed")
         if state.silent:
             return None
+        if frame.seq in state.spool_full_once:
+            state.spool_full_once.discard(frame.seq)
+            return gw_pb2.StreamResponse(error=edge_pb2.FrameError(
+                seq=frame.seq, reason=edge_pb2.FRAME_ERROR_REASON_SPOOL_FULL, code=8,
+                message="spool: full"))
         state.answered.add((session, frame.seq))
         if frame.seq in state.refuse_seqs:
             return gw_pb2.StreamResponse(error=edge_pb2.FrameError(

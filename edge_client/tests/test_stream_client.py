@@ -107,6 +107,27 @@ async def test_frames_unanswered_at_a_crash_are_resent_with_the_same_seq(
     assert results[5].late and results[5].prediction is not None
 
 
+async def test_labelled_frames_the_gateway_could_not_record_go_again(
+        gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    gateway.state.spool_full_once = {3, 4}
+    client = make_client(gateway, tmp_path, config=StreamConfig(refused_retry_s=0.2,
+                                                                backoff_initial_s=0.05))
+    await client.start()
+    assert await client.wait_connected(5)
+    seqs = [client.send(JPEG, 70.0) for _ in range(6)]
+    unlabelled = client.send(JPEG, None)
+    results = await client.results_for(seqs, timeout=10)
+    await client.close()
+
+    assert sorted(results) == seqs
+    assert all(results[s].prediction is not None for s in seqs)
+    assert results[3].late and results[4].late and not results[1].late
+    assert [r.seq for r in gateway.state.received].count(3) == 2
+    assert gateway.state.resent_after_answer == 0
+    assert client.stats.refused == 2 and client.stats.reconnects >= 1
+    assert unlabelled in client.results
+
+
 async def test_a_stuck_gateway_is_abandoned_after_the_ack_timeout(
         gateway, tmp_path: Path, wait_until) -> None:  # noqa: ANN001
     gateway.state.silent = True

@@ -11,6 +11,9 @@ Delivery rules (what the gateway can rely on):
   ``late = true``. A frame that was answered is never sent again, so the gateway sees a
   labelled frame more than once only if an answer was lost in transit; it deduplicates
   those by (session id, seq).
+- A labelled frame refused with ``SPOOL_FULL`` (the gateway could not record it) is not
+  done either: it is kept on disk and, ``refused_retry_s`` later, the stream is reopened
+  gracefully (in-flight frames answered first) so it goes again in seq order.
 - Unlabelled frames that cannot be delivered live are dropped (there is nothing to learn
   from them and their prediction would be too late to steer by).
 - Reconnects use exponential backoff with jitter; UNAUTHENTICATED, PERMISSION_DENIED,
@@ -70,6 +73,8 @@ class StreamConfig:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
     capabilities: tuple[str, ...] = ("tof", "late_upload")
+    refused_retry_s: float = 1.0
+    """Wait before reopening the stream to resend labelled frames refused with SPOOL_FULL."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,9 @@ class _State:
     outbox: deque[_Queued] = field(default_factory=deque)
     inflight: dict[int, _InFlight] = field(default_factory=dict)
     ready: bool = False
+    cycle_at: float | None = None
+    """When to reopen the stream to resend frames the gateway could not record."""
+    cycling: bool = False
 
 
 def make_traceparent() -> str:
@@ -312,10 +320,10 @@ class StreamClient:
     async def _write_loop(self, call: aio.StreamStreamCall) -> None:
         state = self._state
         while True:
-            if not state.outbox:
-                if self._closing and not state.inflight and self.pending_labelled() == 0:
-                    await call.done_writing()
-                    return
+            if self._should_half_close():
+                await call.done_writing()
+                return
+            if state.cycling or not state.outbox:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -325,6 +333,14 @@ class StreamClient:
             state.inflight[frame.seq] = _InFlight(frame, time.monotonic(), buffered)
             await call.write(gw_pb2.StreamRequest(frame=frame))
             self.stats.written += 1
+
+    def _should_half_close(self) -> bool:
+        state = self._state
+        if state.inflight:
+            return False
+        # Cycling: the stream is reopened so refused frames go again, in seq order.
+        return state.cycling or (self._closing and not state.outbox
+                                 and self.pending_labelled() == 0)
 
     def _next_frame(self, item: _Queued) -> tuple[edge_pb2.Frame | None, bool]:
         if item.frame is not None:
@@ -340,7 +356,7 @@ class StreamClient:
             response = await call.read()
             if response is aio.EOF:
                 await _raise_status(call)
-                if self._closing:
+                if self._closing or self._state.cycling:
                     return
                 raise _StreamBroken("gateway ended the stream")
             kind = response.WhichOneof("kind")
@@ -348,14 +364,18 @@ class StreamClient:
                 self._answered(response.prediction.seq, prediction=response.prediction)
             elif kind == "error":
                 self._answered(response.error.seq, error=response.error)
-            if self._closing:
+            if self._closing or self._state.cycling:
                 self._wake.set()
 
     async def _watchdog(self) -> None:
         timeout = self.config.ack_timeout_s
+        state = self._state
         while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            inflight = self._state.inflight
+            await asyncio.sleep(min(0.25, timeout / 4))
+            if state.cycle_at is not None and time.monotonic() >= state.cycle_at:
+                state.cycle_at, state.cycling = None, True
+                self._wake.set()
+            inflight = state.inflight
             if inflight and time.monotonic() - min(f.sent_at for f in inflight.values()) > timeout:
                 raise _StreamBroken(f"no answer within ack_timeout_s={timeout}")
 
@@ -366,6 +386,10 @@ class StreamClient:
         sent = self._state.inflight.pop(seq, None)
         if sent is None:
             log.debug("answer for a frame not in flight", extra={"seq": seq})
+            return
+        if error is not None and error.reason == edge_pb2.FRAME_ERROR_REASON_SPOOL_FULL \
+                and sent.frame.HasField("sensor_mm"):
+            self._retry_later(sent)
             return
         if sent.buffered:
             self.buffer.delete(self.session_id, seq)
@@ -382,6 +406,17 @@ class StreamClient:
                                                 "reason": error.reason if error else None,
                                                 "detail": error.message if error else None})
         self._resolve(FrameResult(seq, self._sensor.get(seq), prediction, error, rtt, late))
+
+    def _retry_later(self, sent: _InFlight) -> None:
+        # The gateway could not record the frame: it is not done. Keep it on disk and
+        # reopen the stream shortly, so it goes again with its seq and in order.
+        if not sent.buffered:
+            self._park(sent.frame)
+        self.stats.refused += 1
+        state = self._state
+        state.cycle_at = state.cycle_at or time.monotonic() + self.config.refused_retry_s
+        log.warning("gateway could not record a labelled frame; resending it",
+                    extra={"seq": sent.frame.seq, "retry_in_s": self.config.refused_retry_s})
 
     def _resolve(self, result: FrameResult) -> None:
         self.results[result.seq] = result
@@ -400,6 +435,7 @@ class StreamClient:
 
     def _disconnect(self) -> None:
         self._state.ready = False
+        self._state.cycling, self._state.cycle_at = False, None
         self._connected.clear()
         self._flush_to_buffer()
 

@@ -21,6 +21,7 @@ class StreamStats:
     late: int = 0
     dropped: int = 0
     evicted: int = 0
+    refused: int = 0
     reconnects: int = 0
     rtts_ms: list[float] = field(default_factory=list)
     first_submit: float | None = None

@@ -131,6 +131,34 @@ async def test_invalid_fields_are_rejected_naming_the_field(stub, app, make_obse
     assert reply.rejected[0].reason.startswith(f"{field}: "), reply.rejected[0].reason
 
 
+@pytest.mark.parametrize("field", ["time", "received_at"])
+async def test_out_of_range_timestamps_are_rejected(stub, make_observation, ingest_call, field):
+    good, bad = make_observation(0), make_observation(1)
+    getattr(bad, field).seconds = 10**12  # year 33658: protobuf carries it, Python cannot
+    reply = await ingest_call(stub, [good, bad])
+    assert reply.stored == 1
+    assert reply.rejected[0].reason.startswith(f"{field}: not a valid timestamp")
+
+
+async def test_an_unexpected_error_rejects_only_its_observation(stub, make_observation,
+                                                                ingest_call, monkeypatch):
+    from edgeloop.features import prepare
+
+    real = prepare.jpeg_stats
+    poison = make_observation(1)
+
+    def failing(jpeg: bytes):
+        if jpeg == poison.jpeg:
+            raise RuntimeError("a bug met by one frame")
+        return real(jpeg)
+
+    monkeypatch.setattr(prepare, "jpeg_stats", failing)
+    reply = await ingest_call(stub, [make_observation(0), poison, make_observation(2)])
+    assert reply.stored == 2
+    assert [(r.observation_id, r.reason) for r in reply.rejected] == [
+        (poison.observation_id, "internal error while processing it (RuntimeError)")]
+
+
 async def test_missing_time_is_rejected(stub, make_observation, ingest_call):
     obs = make_observation(0)
     obs.ClearField("time")

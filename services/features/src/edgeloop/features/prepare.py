@@ -19,7 +19,7 @@ from edgeloop.features.images import image_key
 from edgeloop.features.rows import PreparedObservation, shadow_rows, to_row
 from edgeloop.features.statistics import jpeg_stats
 from edgeloop.features.validation import capture_time, validate
-from edgeloop.platform.errors import InvalidArgument
+from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 from edgeloop.platform.logs import log_context
 from edgeloop.platform.objectstore import ObjectStore
 
@@ -51,6 +51,14 @@ def prepare(obs: observation_pb2.Observation, observation_id: str, now: datetime
         except cv2.error as exc:
             log.warning("observation rejected: OpenCV failed: %s", exc)
             return Rejection(observation_id, f"jpeg: OpenCV could not process it ({exc.err})")
+        except EdgeloopError:
+            raise  # the object store is unreachable: the whole call is retried
+        except Exception as exc:
+            # A bug met by one observation must not block the sender's queue behind it
+            # (it would retry the batch forever): reject this one, log the trace.
+            log.exception("observation rejected: unexpected error")
+            return Rejection(observation_id, f"internal error while processing it "
+                                             f"({type(exc).__name__})")
         return PreparedObservation(observation_id, to_row(obs, observation_id, time, key, decoded),
                                    shadow_rows(obs, observation_id, time))
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.features.statistics import STAT_NAMES, DecodedStats
+from edgeloop.features.validation import timestamp
 
 CONTEXT_COLUMNS: tuple[str, ...] = (
     "observation_id", "time", "received_at", "device_id", "session_id", "seq", "deployment",
@@ -47,7 +48,7 @@ def _error_mm(obs: observation_pb2.Observation) -> float | None:
 def to_row(obs: observation_pb2.Observation, observation_id: str, time: datetime,
            image_key: str, decoded: DecodedStats) -> tuple[Any, ...]:
     """The ``COLUMNS`` values of a validated observation."""
-    received = obs.received_at.ToDatetime(tzinfo=UTC) if obs.HasField("received_at") else None
+    received = timestamp(obs, "received_at")
     context = (
         uuid.UUID(observation_id), time, received, obs.device_id, obs.session_id, obs.seq,
         obs.deployment, obs.data_group, obs.model_name, obs.model_version, obs.arm,

@@ -43,11 +43,21 @@ def _finite(obs: observation_pb2.Observation, field: str) -> None:
         raise InvalidArgument(field, "must be a finite number")
 
 
+def timestamp(obs: observation_pb2.Observation, field: str) -> datetime | None:
+    """The UTC datetime of Timestamp ``field``; None when unset; refused outside years 1-9999."""
+    if not obs.HasField(field):
+        return None
+    try:
+        return getattr(obs, field).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(field, f"not a valid timestamp ({exc})") from exc
+
+
 def capture_time(obs: observation_pb2.Observation, now: datetime) -> datetime:
     """The observation's capture time, checked to be set and plausible."""
-    if not obs.HasField("time"):
+    time = timestamp(obs, "time")
+    if time is None:
         raise InvalidArgument("time", "required")
-    time = obs.time.ToDatetime(tzinfo=UTC)
     if time < EARLIEST or time > now + MAX_CLOCK_SKEW:
         raise InvalidArgument("time", f"{time.isoformat()} is not a plausible capture time")
     return time
@@ -56,6 +66,7 @@ def capture_time(obs: observation_pb2.Observation, now: datetime) -> datetime:
 def validate(obs: observation_pb2.Observation) -> None:
     """Check every field but the image (decoding it is the statistics' job)."""
     _text(obs.device_id, "device_id", required=True)
+    timestamp(obs, "received_at")
     if not obs.deployment:
         raise InvalidArgument("deployment", "required")
     if not _KEY_SAFE.match(obs.deployment):

@@ -35,6 +35,7 @@ async def dataset(stub, make_observation, ingest_call, jpeg_of):
                                device_id="car-1" if i % 4 < 2 else "car-2")
         if i % 3 == 0:
             obs.ClearField("sensor_mm")
+        obs.late = i == 1
         observations.append(obs)
     shuffled = observations[::-1]
     reply = await ingest_call(stub, shuffled[:7], shuffled[7:])
@@ -81,6 +82,7 @@ async def test_rows_come_back_as_stored(stub, dataset):
     assert (first.prediction_mm, first.sensor_mm) == (sent.prediction_mm, sent.sensor_mm)
     assert first.error_mm == pytest.approx(sent.prediction_mm - sent.sensor_mm)
     assert (first.trace_id, first.traceparent) == (sent.trace_id, sent.traceparent)
+    assert first.late and first.HasField("received_at")
     assert first.image_key == f"features/b/2026-03-01/{sent.observation_id}.jpg"
     assert first.jpeg == b""  # only when asked for
     assert first.stats.brightness == pytest.approx(128 / 255 * 100, abs=1)

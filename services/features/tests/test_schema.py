@@ -137,3 +137,15 @@ async def test_plain_branch_runs_and_is_idempotent(database_url, plain):
                                       "shadow_predictions"]
     versions = await _catalog(database_url, "SELECT version FROM features.schema_migrations")
     assert sorted(v for (v,) in versions) == [1, 2]
+
+
+def test_one_day_retention_is_refused_naming_the_variable(monkeypatch):
+    from edgeloop.features.settings import Settings
+    from edgeloop.platform import ConfigError, load_settings
+
+    monkeypatch.setenv("EDGELOOP_DATABASE_URL", "postgresql://localhost/x")
+    monkeypatch.setenv("EDGELOOP_RETENTION_DAYS", "1")
+    with pytest.raises(ConfigError, match="EDGELOOP_RETENTION_DAYS"):
+        load_settings(Settings)
+    monkeypatch.setenv("EDGELOOP_RETENTION_DAYS", "2")
+    assert load_settings(Settings).retention_days == 2

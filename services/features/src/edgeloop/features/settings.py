@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeloop.platform import ServiceSettings
-from pydantic import Field
+from pydantic import Field, field_validator
 
 DEFAULT_PORT = 50052
 
@@ -32,3 +32,11 @@ class Settings(ServiceSettings):
     db_pool_size: int = Field(default=8, ge=2, le=100, description="maximum database connections")
     db_connect_timeout_s: float = Field(default=30.0, gt=0, description="seconds to keep retrying "
                                         "the database at start before giving up")
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention_leaves_room_to_refresh(cls, days: int) -> int:
+        # The rollup refresh looks back at least a day and must not reach dropped chunks.
+        if days == 1:
+            raise ValueError("must be 0 (keep everything) or at least 2 days")
+        return days

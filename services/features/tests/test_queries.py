@@ -132,3 +132,13 @@ async def test_end_before_start_is_invalid(stub, features):
         [p async for p in stub.ListObservations(request, timeout=10)]
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("end_time")
+
+
+async def test_missing_image_leaves_jpeg_empty_and_keeps_the_row(stub, app, dataset, tmp_path):
+    lost = dataset[2]
+    (tmp_path / "objects" / f"features/a/2026-03-01/{lost.observation_id}.jpg").unlink()
+    pages = await _list(stub, include_jpeg=True, deployments=["a"])
+    listed = {obs.observation_id: obs for page in pages for obs in page}
+    assert len(listed) == 6
+    assert listed[lost.observation_id].jpeg == b""
+    assert listed[dataset[0].observation_id].jpeg == dataset[0].jpeg

@@ -46,7 +46,10 @@ async def connect_once(url: str, timeout_s: float) -> psycopg.AsyncConnection:
 async def open_pool(url: str, max_size: int) -> AsyncConnectionPool:
     """An open pool of connections to ``url``."""
     _instrument()
-    pool = AsyncConnectionPool(url, min_size=2, max_size=max_size, open=False,
+    # timeout: how long a call waits for a connection; a database that is down fails the
+    # call with UNAVAILABLE within it (PoolTimeout is an OperationalError), well inside
+    # the senders' deadlines.
+    pool = AsyncConnectionPool(url, min_size=2, max_size=max_size, open=False, timeout=10.0,
                                kwargs={"autocommit": True}, name="features")
     await pool.open(wait=True, timeout=30)
     return pool

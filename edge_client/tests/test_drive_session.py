@@ -23,6 +23,7 @@ async def test_session_summaries_count_frames_predictions_and_error(gateway,  # 
     assert total.frames == sum(r.delivery.frames for r in summary.runs)
     assert total.frames == len(gateway.state.received)
     assert total.predictions == total.frames and total.unanswered == 0
+    assert total.late == 0, "a healthy gateway gets every frame live"
     # The in-test gateway predicts sensor + 10 mm, so the mean error is exactly 10 mm.
     assert total.mae_mm == pytest.approx(gateway.offset_mm)
     assert total.rtt_p50_ms is not None and total.rtt_p99_ms >= total.rtt_p50_ms

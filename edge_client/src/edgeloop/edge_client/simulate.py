@@ -109,6 +109,9 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
         session = _Session(client, resolve_plan(scenario), seed, fps, realtime, mode,
                            start_time or datetime.now(UTC), prediction_timeout_s)
         await client.start()
+        # Give the first stream its chance, so the first frames go out live, not late;
+        # without a gateway the session still drives and the frames wait on disk.
+        await client.wait_connected(client.config.connect_timeout_s)
         try:
             for _ in range(runs):
                 summary = await session.run()

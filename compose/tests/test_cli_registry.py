@@ -2,8 +2,8 @@
 
 The registry runs as shipped (``python -m edgeloop.registry``) on the private test
 PostgreSQL and a real MLflow SQLite store. Model versions are created directly in
-MLflow (the registry's own tests cover registration from a run), so the promote and
-rollback commands act on real registry aliases without training a model here.
+MLflow from a tiny SavedModel folder (the registry's own tests cover registration from
+a run); the registry publishes them when the CLI promotes them.
 """
 
 from __future__ import annotations
@@ -85,13 +85,30 @@ def test_deployments_create_activate_assign_history(registry: dict[str, str]) ->
     assert actions == ["create", "activate", "assign"]
 
 
-def test_models_list_promote_rollback(registry: dict[str, str]) -> None:
+def _saved_model(folder: Path) -> Path:
+    """A tiny SavedModel with the serving signature (image uint8 -> distance_mm float32)."""
+    import tensorflow as tf
+
+    class Constant(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
+                                                    name="image")])
+        def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"distance_mm": tf.reduce_mean(tf.cast(image, tf.float32), axis=[1, 2, 3])}
+
+    module = Constant()
+    tf.saved_model.save(module, str(folder / "saved_model"),
+                        signatures={"serving_default": module.serve})
+    return folder
+
+
+def test_models_list_promote_rollback(registry: dict[str, str], tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
+    source = _saved_model(tmp_path)
     client = MlflowClient(tracking_uri=registry["mlflow_uri"], registry_uri=registry["mlflow_uri"])
     client.create_registered_model("wall")
     for _ in range(2):
-        client.create_model_version("wall", "file:///nowhere/model", tags={"sweep_id": "s9"})
+        client.create_model_version("wall", str(source), tags={"sweep_id": "s9"})
     listed = _run(registry, "models", "list", "wall")
     assert listed.exit_code == 0, listed.output
     assert "sweep_id=s9" in listed.stdout

@@ -148,3 +148,31 @@ async def test_registration_errors_are_clear(registry, mlflow_store) -> None:
         await registry.stub.SetAlias(pb.SetAliasRequest(model_name="m", alias="v1", version="1"),
                                      metadata=registry.admin())
     assert caught.value.details().startswith("alias:")
+
+
+async def test_alias_on_a_version_made_outside_the_registry_publishes_it(registry,
+                                                                        mlflow_store) -> None:
+    from mlflow import MlflowClient
+
+    model = _name()
+    client = MlflowClient(tracking_uri=mlflow_store.uri, registry_uri=mlflow_store.uri)
+    model_id = client.get_run(mlflow_store.good_run).outputs.model_outputs[0].model_id
+    client.create_registered_model(model)
+    client.create_model_version(model, f"models:/{model_id}", run_id=mlflow_store.good_run,
+                                model_id=model_id)
+    client.create_model_version(model, "file:///nowhere/at/all")
+    assert not (registry.repository / model / "1").exists()
+    moved = await registry.stub.SetAlias(pb.SetAliasRequest(
+        model_name=model, alias="champion", version="1"), metadata=registry.admin(), timeout=120)
+    assert moved.version.published_path == str(registry.repository / model / "1")
+    assert (registry.repository / model / "1" / "saved_model.pb").exists()
+    assert moved.version.metrics["holdout_mae_mm"] == 20.0
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await registry.stub.PromoteModelVersion(pb.PromoteModelVersionRequest(
+            model_name=model, version="2", force=True), metadata=registry.admin())
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert caught.value.details().startswith("version: version 2")
+    champion = await registry.stub.GetModelVersion(pb.GetModelVersionRequest(
+        model_name=model, selector=dpb.VersionSelector(alias="champion")), metadata=registry.read())
+    assert champion.version.version == "1"
+    await registry.app.models.wait_conversions()

@@ -101,6 +101,20 @@ class ModelRegistry:
         return LoggedModel(run.info.run_id, f"models:/{best.model_id}", best.artifact_location,
                            best.model_id)
 
+    def locate_version(self, version: MlflowVersion) -> LoggedModel:
+        """Where a registered version's model files are, from its ``source``."""
+        source = version.source or ""
+        with mlflow_errors(f"source {source!r} of version {version.version}", "version"):
+            if source.startswith("models:/m-"):
+                model_id = source.removeprefix("models:/").split("/")[0]
+                logged = self.client.get_logged_model(model_id)
+                return LoggedModel(version.run_id or "", source, logged.artifact_location,
+                                   model_id)
+            if source.startswith("runs:/"):
+                run_id, _, path = source.removeprefix("runs:/").partition("/")
+                return self.locate(run_id, path or "model")
+        return LoggedModel(version.run_id or "", source, source, None)
+
     def download(self, model: LoggedModel, dst: Path) -> Path:
         """Download the MLflow model directory into ``dst``; return its local path."""
         with mlflow_errors(f"download of {model.source}", "run_id"):

@@ -18,7 +18,7 @@ from typing import Any
 
 from edgeloop.contracts.registry.v1 import deployment_pb2, model_pb2, registry_service_pb2
 from edgeloop.platform import log_context
-from edgeloop.platform.errors import InvalidArgument, NotFound
+from edgeloop.platform.errors import EdgeloopError, FailedPrecondition, InvalidArgument, NotFound
 from edgeloop.registry import history, publishing
 from edgeloop.registry.mlflow_registry import LoggedModel, ModelRegistry
 from edgeloop.registry.selectors import ModelState, check_model_name
@@ -103,7 +103,7 @@ class Models:
 
     async def _record(self, actor: str, request: registry_service_pb2.RegisterModelVersionRequest,
                       version: str, source: str, published: Path,
-                      metrics: dict[str, float]) -> None:
+                      metrics: dict[str, float], action: str = "register") -> None:
         evaluation = (json.dumps(json_format.MessageToDict(request.evaluation))
                       if request.HasField("evaluation") else None)
         async with self.pool.connection() as conn:
@@ -114,7 +114,7 @@ class Models:
                 "DO UPDATE SET published_path = EXCLUDED.published_path",
                 (request.model_name, version, request.run_id, source,
                  json.dumps(metrics), evaluation, str(published)))
-            await history.record(conn, actor, f"model/{request.model_name}", "register",
+            await history.record(conn, actor, f"model/{request.model_name}", action,
                                  {"version": version, "run_id": request.run_id,
                                   "source": source, "published_path": str(published),
                                   "tags": dict(request.tags), "metrics": metrics})
@@ -149,6 +149,39 @@ class Models:
         """Wait for background TFLite conversions (shutdown, tests)."""
         if self._conversions:
             await asyncio.gather(*list(self._conversions), return_exceptions=True)
+
+    async def ensure_published(self, actor: str, model: str, version: str) -> None:
+        """Publish a version registered outside the registry (e.g. in the MLflow UI).
+
+        Called before an alias moves to ``version``, so an alias set through the registry
+        never names a version the model hosts cannot load; FAILED_PRECONDITION if it
+        cannot be published.
+        """
+        if (publishing.version_dir(self.repository, model, version) / "saved_model.pb").exists():
+            return
+        found = await asyncio.to_thread(self.registry.version, model, version)
+        with tempfile.TemporaryDirectory(prefix="edgeloop-publish-") as workdir:
+            try:
+                published = await asyncio.to_thread(self._publish_existing, found, Path(workdir))
+            except EdgeloopError as exc:
+                raise FailedPrecondition(f"version: version {version} of {model!r} cannot be "
+                                         f"published: {exc.message}") from exc
+        metrics = (await asyncio.to_thread(self.registry.run_metrics, found.run_id)
+                   if found.run_id else {})
+        request = registry_service_pb2.RegisterModelVersionRequest(
+            model_name=model, run_id=found.run_id or "", metrics=metrics)
+        with log_context(model=model, version=version):
+            await self._record(actor, request, version, found.source or "", published, metrics,
+                               action="publish")
+            log.info("published a version registered outside the registry")
+            self._convert_later(model, version, published)
+
+    def _publish_existing(self, found: MlflowVersion, workdir: Path) -> Path:
+        logged = self.registry.locate_version(found)
+        saved_model = publishing.find_saved_model(self.registry.download(logged, workdir))
+        publishing.check_signature(saved_model)
+        return publishing.publish_saved_model(saved_model, self.repository, found.name,
+                                              str(found.version))
 
     async def list_versions(self, model: str) -> list[model_pb2.ModelVersion]:
         """Every version of ``model``, newest first, with metrics, lineage and aliases."""

@@ -193,6 +193,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
         alias = check_alias(request.alias)
         version = check_version(request.version)
         await self.models.get(model, version)  # NOT_FOUND for an unknown version
+        await self.models.ensure_published(actor, model, version)
         async with self.aliases.lock:
             await self.aliases.move(actor, model, alias, version, "alias", {})
         await self.catalog.refresh_quietly()
@@ -219,6 +220,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
             with log_context(model=model, version=version):
                 log.info("promotion gate: %s", decision.reason, extra={"alias": alias})
             if decision.promoted:
+                await self.models.ensure_published(actor, model, version)
                 await self.aliases.move(actor, model, alias, version, "promote",
                                         {"reason": decision.reason, "forced": force})
             else:

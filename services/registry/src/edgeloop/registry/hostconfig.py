@@ -20,6 +20,8 @@ CONFIG_FILE = "models.config"
 def build(resolution: Resolution, base_path: str) -> model_server_config_pb2.ModelServerConfig:
     """One model entry per model with needed versions: specific versions, stable/canary labels."""
     config = model_server_config_pb2.ModelServerConfig()
+    # Present even when empty: TF Serving reads a config without a model list as invalid.
+    config.model_config_list.SetInParent()
     entries = config.model_config_list.config
     for model, versions in sorted(resolution.needed_versions().items()):
         entry = entries.add(name=model, base_path=f"{base_path.rstrip('/')}/{model}",

@@ -159,6 +159,8 @@ def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gat
         client = StreamClient(gateway, device, token, OfflineBuffer(buffer_path),
                               session_id=session_id)
         await client.start()
+        if not await client.wait_connected(client.config.connect_timeout_s):
+            click.echo(f"gateway {gateway} not reachable yet; frames wait in {buffer_path}")
         try:
             for number in range(1, runs + 1):
                 if number > 1:

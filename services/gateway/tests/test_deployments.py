@@ -188,3 +188,23 @@ async def test_revocation_ends_a_live_stream(start_gateway, requests, jpegs) -> 
         with pytest.raises(aio.AioRpcError) as again:
             await gw.exchange("robot-1", "secret-1", [requests.hello("robot-1")])
         assert again.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_moved_version_label_does_not_unload_the_version(
+        start_gateway, requests, jpegs, deployments, monkeypatch) -> None:
+    """The registry withdraws a TF Serving label when two deployments disagree on it; the
+    embedded host must keep serving the version (its key must not change with the label)."""
+    import edgeloop.gateway.deployments as deployments_module
+
+    monkeypatch.setattr(deployments_module, "RELEASE_GRACE_S", 0.05)
+    async with start_gateway() as gw:
+        labelled = deployments.direct("parking", "1")
+        labelled.resolved[0].version_label = "stable"
+        gw.registry.put_deployment(labelled)
+        await gw.wait_state(lambda: gw.app.state.get("parking").revision == 1)
+        gw.registry.put_deployment(deployments.direct("parking", "1"))  # label withdrawn
+        await gw.wait_state(lambda: gw.app.state.get("parking").revision == 2)
+        await asyncio.sleep(0.3)  # past the release grace
+        answers = await gw.exchange("robot-1", "secret-1", [requests.hello("robot-1"),
+                                                            requests.frame(1, jpegs[0])])
+        assert answers[1].prediction.model_version == "1"

@@ -39,12 +39,15 @@ class DeploymentView:
     """Arm name → the model version it resolves to (None: resolves to nothing yet)."""
 
     @classmethod
-    def from_proto(cls, deployment: deployment_pb2.Deployment,
-                   model_repository: str = "") -> DeploymentView:
+    def from_proto(cls, deployment: deployment_pb2.Deployment, model_repository: str = "",
+                   use_labels: bool = True) -> DeploymentView:
         """The view of a registry ``Deployment`` with its ``resolved`` arms.
 
         A relative or missing ``model_path`` is taken inside ``model_repository``
-        (``<repository>/<model>/<version>``, the TF Serving layout).
+        (``<repository>/<model>/<version>``, the TF Serving layout). Without
+        ``use_labels`` (hosts other than TF Serving) version labels are dropped: the
+        registry moves or withdraws a label without the version changing, and the same
+        version must stay the same model key or it would be reloaded and released.
         """
         arms: dict[str, ModelKey | None] = {}
         for resolved in deployment.resolved:
@@ -55,7 +58,7 @@ class DeploymentView:
             if model_repository and not os.path.isabs(path):
                 path = os.path.join(model_repository, path)
             arms[resolved.arm] = ModelKey(resolved.model_name, resolved.model_version, path,
-                                          resolved.version_label)
+                                          resolved.version_label if use_labels else "")
         return cls(name=deployment.name, data_group=deployment.data_group,
                    strategy=deployment.strategy, canary_fraction=deployment.canary_fraction,
                    active=deployment.active, revision=deployment.revision, arms=arms)

@@ -1,0 +1,82 @@
+"""Shared fixtures of the cross-service tests: tiny real models logged to a real MLflow store.
+
+The models follow the serving contract (CONTRIBUTING.md, "Model serving signature") and
+are logged the way the trainer logs them (``mlflow.pyfunc.log_model(name="model",
+artifacts={"saved_model": ...})``), so the real registry registers and publishes them.
+Version ``n`` answers ``1000 * n + [0, 100]`` mm, so every answer says which version made it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BIASES_MM = (1000.0, 2000.0)
+
+
+def save_tiny_model(folder: Path, bias_mm: float) -> Path:
+    """A SavedModel with the serving signature: resize to 75x100, rescale, one number."""
+    import numpy as np
+    import tensorflow as tf
+
+    class TinyModel(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bias = tf.Variable(np.float32(bias_mm))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
+        def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+            x = tf.image.resize(tf.cast(image, tf.float32), (75, 100)) / 255.0
+            return {"distance_mm": tf.reduce_mean(x, axis=[1, 2, 3]) * 100.0 + self.bias}
+
+    module = TinyModel()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
+@dataclass(frozen=True)
+class LoggedModels:
+    """An MLflow store with one run per tiny model; ``run_ids[i]`` answers ~BIASES_MM[i]."""
+
+    tracking_uri: str
+    run_ids: tuple[str, ...]
+
+
+def _log_run(experiment_id: str, saved_model: Path) -> str:
+    import mlflow
+
+    class Passthrough(mlflow.pyfunc.PythonModel):
+        def predict(self, context: object, model_input: list[str],
+                    params: dict | None = None) -> list[str]:
+            return model_input
+
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_metric("holdout_mae_mm", 50.0)
+        mlflow.pyfunc.log_model(name="model", artifacts={"saved_model": str(saved_model)},
+                                python_model=Passthrough(), pip_requirements=["tensorflow"])
+    return run.info.run_id
+
+
+@pytest.fixture(scope="session")
+def logged_models() -> Iterator[LoggedModels]:
+    """A SQLite MLflow store for the session holding a run per tiny model."""
+    import mlflow
+
+    root = Path(tempfile.mkdtemp(prefix="edgeloop-e2e-mlflow-"))
+    uri = f"sqlite:///{root}/mlflow.db"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.create_experiment("e2e", artifact_location=(root / "artifacts").as_uri())
+        runs = tuple(_log_run(experiment, save_tiny_model(root / f"model-{i}", bias))
+                     for i, bias in enumerate(BIASES_MM))
+        yield LoggedModels(uri, runs)
+    finally:
+        mlflow.set_tracking_uri(previous)

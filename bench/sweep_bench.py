@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="edgeloop-sweep-bench-"))
+    os.chmod(root, 0o755)  # PostgreSQL runs as an unprivileged user when we are root
     cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=False)
     cluster.start()
     processes: list[ServiceProcess] = []

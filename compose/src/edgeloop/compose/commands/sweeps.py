@@ -39,6 +39,12 @@ def _state(value: int) -> str:
     return S.SweepState.Name(value).removeprefix("SWEEP_STATE_")
 
 
+def _console() -> Console:
+    """The output console; wide when piped, so tables stay one line per row for grep."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 @contextmanager
 def _trainer() -> Iterator[trainer_service_pb2_grpc.TrainerServiceStub]:
     """A stub for the trainer; gRPC errors become one clear CLI error line."""
@@ -206,7 +212,7 @@ def rerun(sweep_id: str, trigger: str, **opts: object) -> None:
 
 
 def _start(request: pb.StartSweepRequest, watch_it: bool) -> None:
-    console = Console()
+    console = _console()
     with _trainer() as stub:
         sweep = stub.StartSweep(request, timeout=UNARY_TIMEOUT_S).sweep
     console.print(
@@ -221,7 +227,7 @@ def _start(request: pb.StartSweepRequest, watch_it: bool) -> None:
 @click.argument("sweep_id")
 def watch(sweep_id: str) -> None:
     """Follow SWEEP_ID live until it ends (past events first)."""
-    _watch(sweep_id, Console())
+    _watch(sweep_id, _console())
 
 
 def _watch(sweep_id: str, console: Console) -> None:
@@ -328,7 +334,7 @@ def list_sweeps(model: str, limit: int) -> None:
             sweep.model_version or "-",
             "yes" if sweep.promoted else "no",
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @command.command("cancel")
@@ -339,4 +345,4 @@ def cancel(sweep_id: str) -> None:
         sweep = stub.CancelSweep(
             pb.CancelSweepRequest(sweep_id=sweep_id), timeout=CANCEL_TIMEOUT_S
         ).sweep
-    Console().print(f"sweep {sweep.sweep_id}: {_state(sweep.state)}")
+    _console().print(f"sweep {sweep.sweep_id}: {_state(sweep.state)}")

@@ -25,7 +25,7 @@ import mlflow
 from edgeloop.contracts.features.v1 import feature_store_service_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.platform import log_context
-from edgeloop.platform.errors import EdgeloopError, FailedPrecondition, InvalidArgument
+from edgeloop.platform.errors import EdgeloopError, FailedPrecondition, InvalidArgument, NotFound
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
 from edgeloop.trainer import registration, snapshot, tune
 from edgeloop.trainer.events import EventBus, make_event
@@ -138,7 +138,10 @@ class SweepManager:
     async def _check_data(self, request: trainer_service_pb2.StartSweepRequest) -> str:
         """Refuse at once what cannot run: unknown from_sweep, too little labelled data."""
         if request.from_sweep:
-            source = await self.deps.store.get(request.from_sweep)
+            try:
+                source = await self.deps.store.get(request.from_sweep)
+            except NotFound as exc:
+                raise NotFound(f"from_sweep: no sweep {request.from_sweep!r}") from exc
             snapshot_id = source.dataset.snapshot_id
             if not snapshot_id or not self.deps.objects.exists(
                 f"{snapshot.prefix(snapshot_id)}/manifest.json"

@@ -72,7 +72,7 @@ class TreeMemory:
 
 
 def ingest_frames(address: str, frames: int) -> int:
-    """Render ``frames`` beige frames with the simulator and ingest them; returns the labelled count."""
+    """Render ``frames`` beige frames and ingest them; returns how many are labelled."""
     from edgeloop.edge_client.simulate import render_dataset
 
     start = datetime.now(UTC) - timedelta(hours=2)
@@ -202,7 +202,8 @@ def main() -> None:
         t0 = time.perf_counter()
         labelled = ingest_frames(features.address, args.frames)
         print(
-            f"ingested {args.frames} frames ({labelled} labelled) in {time.perf_counter() - t0:.1f} s"
+            f"ingested {args.frames} frames ({labelled} labelled) "
+            f"in {time.perf_counter() - t0:.1f} s"
         )
         trainer = ServiceProcess(
             "edgeloop.trainer",

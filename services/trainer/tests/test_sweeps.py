@@ -83,11 +83,13 @@ def test_empty_selection_is_refused_before_any_work(stack: Any) -> None:
 
 
 def test_bad_search_space_names_the_field(stack: Any) -> None:
-    with grpc.insecure_channel(stack.trainer.address) as channel:
-        with pytest.raises(grpc.RpcError) as caught:
-            stack.trainer_stub(channel).StartSweep(
-                pb.StartSweepRequest(search_space=S.SearchSpace(architectures=["huge"])), timeout=60
-            )
+    with (
+        grpc.insecure_channel(stack.trainer.address) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        stack.trainer_stub(channel).StartSweep(
+            pb.StartSweepRequest(search_space=S.SearchSpace(architectures=["huge"])), timeout=60
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "search_space.architectures" in caught.value.details()
 

@@ -294,7 +294,8 @@ def _outcome(sweep: S.Sweep) -> str:
     if sweep.state == S.SWEEP_STATE_SUCCEEDED:
         verdict = "promoted" if sweep.promoted else "not promoted"
         return (
-            f"[green]SUCCEEDED[/green]: {sweep.model_name} version {sweep.model_version}, holdout MAE "
+            f"[green]SUCCEEDED[/green]: {sweep.model_name} version {sweep.model_version}, "
+            "holdout MAE "
             f"{sweep.holdout_mae_mm:.1f} mm, {verdict} ({sweep.promotion_note})"
         )
     return f"[{STATE_STYLE.get(state, 'red')}]{state}[/]: {sweep.error or 'no error recorded'}"

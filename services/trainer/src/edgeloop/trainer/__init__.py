@@ -1,1 +1,2 @@
-"""edgeloop trainer: dataset snapshots, the Keras model family, Ray Tune sweeps, MLflow tracking, Grafana webhook."""
+"""edgeloop trainer: dataset snapshots, the Keras model family, Ray Tune sweeps,
+MLflow tracking, registration and the Grafana webhook."""

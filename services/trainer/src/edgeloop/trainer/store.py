@@ -130,7 +130,8 @@ class SweepStore:
         async with self.pool.connection() as conn:
             row = await (
                 await conn.execute(
-                    "INSERT INTO sweep_events (sweep_id, time, event) VALUES (%s, %s, %s) RETURNING seq",
+                    "INSERT INTO sweep_events (sweep_id, time, event) VALUES (%s, %s, %s) "
+                    "RETURNING seq",
                     (event.sweep_id, event.time.ToDatetime(tzinfo=UTC), _json(event)),
                 )
             ).fetchone()
@@ -151,7 +152,8 @@ class SweepStore:
         async with self.pool.connection() as conn:
             row = await (
                 await conn.execute(
-                    "INSERT INTO grafana_alerts (fingerprint, starts_at, alertname) VALUES (%s, %s, %s) "
+                    "INSERT INTO grafana_alerts (fingerprint, starts_at, alertname) "
+                    "VALUES (%s, %s, %s) "
                     "ON CONFLICT DO NOTHING RETURNING fingerprint",
                     (fingerprint, starts_at, alertname),
                 )

@@ -187,7 +187,7 @@ def main() -> None:
             "edgeloop.features",
             {**common, "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}"},
             root / "features.log",
-        ).start()
+        )
         registry = ServiceProcess(
             "edgeloop.registry",
             {
@@ -197,8 +197,10 @@ def main() -> None:
                 "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
             },
             root / "registry.log",
-        ).start()
+        )
         processes += [features, registry]
+        for process in processes:  # registered first, so a failed start is still stopped
+            process.start(timeout_s=300)
         t0 = time.perf_counter()
         labelled = ingest_frames(features.address, args.frames)
         print(
@@ -219,8 +221,9 @@ def main() -> None:
                 "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(root / "ray_token"),
             },
             root / "trainer.log",
-        ).start(timeout_s=300)
+        )
         processes.append(trainer)
+        trainer.start(timeout_s=300)
         with TreeMemory(trainer.process.pid) as memory:
             sweep, events, wall = run_sweep(trainer.address, args.trials, args.epochs)
         state = sweep_pb2.SweepState.Name(sweep.state)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -33,6 +33,14 @@ _SELECT = sql.SQL("SELECT {} FROM features.observations").format(
     sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
 
 
+def _time_range(request: pb.ListObservationsRequest) -> tuple[datetime | None, datetime | None]:
+    start = request.start_time.ToDatetime(tzinfo=UTC) if request.HasField("start_time") else None
+    end = request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else None
+    if start and end and end <= start:
+        raise InvalidArgument("end_time", "must be after start_time")
+    return start, end
+
+
 def build_query(request: pb.ListObservationsRequest) -> tuple[sql.Composed, list[Any]]:
     """The SELECT for ``request`` and its parameters; bad filters name their field."""
     where: list[sql.Composable] = []
@@ -52,13 +60,11 @@ def build_query(request: pb.ListObservationsRequest) -> tuple[sql.Composed, list
         ids = [canonical_uuid(v, f"observation_ids[{i}]")
                for i, v in enumerate(request.observation_ids)]
         add("observation_id = ANY(%s::uuid[])", ids)
-    if request.HasField("start_time"):
-        add("time >= %s", request.start_time.ToDatetime(tzinfo=UTC))
-    if request.HasField("end_time"):
-        add("time < %s", request.end_time.ToDatetime(tzinfo=UTC))
-    if (request.HasField("start_time") and request.HasField("end_time")
-            and request.end_time.ToDatetime() <= request.start_time.ToDatetime()):
-        raise InvalidArgument("end_time", "must be after start_time")
+    start, end = _time_range(request)
+    if start:
+        add("time >= %s", start)
+    if end:
+        add("time < %s", end)
     if request.labelled_only:
         where.append(sql.SQL("sensor_mm IS NOT NULL"))
     query = _SELECT

@@ -83,6 +83,10 @@ def validate(obs: observation_pb2.Observation) -> None:
         raise InvalidArgument("latency_ms", "must be a finite number >= 0")
     if len(obs.jpeg) > MAX_JPEG_BYTES:
         raise InvalidArgument("jpeg", f"{len(obs.jpeg)} bytes is more than {MAX_JPEG_BYTES}")
+    _validate_shadows(obs)
+
+
+def _validate_shadows(obs: observation_pb2.Observation) -> None:
     arms: set[str] = set()
     for index, shadow in enumerate(obs.shadow_predictions):
         _text(shadow.arm, f"shadow_predictions[{index}].arm", required=True)

@@ -25,6 +25,8 @@ from edgeloop.platform.errors import Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
 
+MAX_CACHED_GRANTS = 10_000
+"""Above this many cached grants, expired ones are swept out."""
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
 
@@ -72,7 +74,15 @@ class DeviceAuthenticator:
                       expires_at=self.clock() + reply.cache_ttl_seconds, generation=generation)
         if self._generation.get(device_id, 0) == generation:
             self._cache[key] = grant  # not revoked while we asked
+            if len(self._cache) > MAX_CACHED_GRANTS:
+                self._sweep()
         return grant
+
+    def _sweep(self) -> None:
+        # Rotated tokens and departed devices leave entries behind; drop the expired ones.
+        now = self.clock()
+        for key in [k for k, g in self._cache.items() if g.expires_at <= now]:
+            del self._cache[key]
 
     async def _ask_registry(self, device_id: str, token: str) -> reg_pb2.AuthenticateDeviceResponse:
         self.registry_calls += 1

@@ -1,0 +1,475 @@
+"""Gateway benchmark: simulated robots streaming to a gateway process, beside the thesis transport.
+
+Measures, for N concurrent robots (default 10 and 100) at 4 fps each and at full speed:
+frames/s answered, frame→prediction latency p50/p99 (client side, send to answer), the
+gateway process's CPU use and peak RSS. Beside it, in the same run:
+
+- ``limit``: the same SavedModel called in-process in a loop (batch 1 and batch 32);
+- ``thesis``: one HTTP POST per frame to a Flask server doing the same work (decode the
+  JPEG with OpenCV, predict with the same SavedModel), N robots as N client threads.
+
+The gateway runs as its own process (``python -m edgeloop.gateway``) with the embedded
+host and micro-batching, exactly as deployed. Its registry is a contract double in this
+process (one deployment, N devices; it only answers AuthenticateDevice and
+WatchDeployments). Features is either a null sink in this process that accepts every
+Ingest (``--features null``, the default) or the real features service on a private
+PostgreSQL cluster (``--features real``); they are reported separately.
+
+The model is the trainer's ``thesis`` CNN (as in ``bench/model_bench.py``); frames come
+from the edge client's scene renderer (320x240 JPEGs). The robots' load generator runs
+in this process and shares the machine's two cores with the gateway, as a real test
+client would; CPU-seconds per frame of the gateway process are reported so results on
+a busy machine can be read.
+
+Run: ``uv run python bench/gateway_bench.py`` (``--help`` for the knobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import psutil
+from grpc import aio
+
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
+from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
+from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc as fs_grpc
+from edgeloop.contracts.registry.v1 import deployment_pb2, device_pb2
+from edgeloop.contracts.registry.v1 import registry_service_pb2 as reg_pb2
+from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
+from edgeloop.testing import free_port, wait_serving
+
+REGISTRY_TOKEN = "bench-registry-token"
+MODEL = "distance"
+WARMUP_S = 1.5
+
+
+@dataclass
+class Result:
+    """One measured configuration."""
+
+    name: str
+    answered: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int = 0
+    cpu_s: float = 0.0
+    rss_mb: float = 0.0
+    note: str = ""
+
+    def row(self) -> str:
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        rate = self.answered / self.seconds if self.seconds else 0.0
+        cpu_ms = 1000 * self.cpu_s / self.answered if self.answered and self.cpu_s else 0.0
+        return (f"{self.name:<44} {rate:>9.0f} {np.percentile(lat, 50):>8.1f} "
+                f"{np.percentile(lat, 99):>8.1f} {self.errors:>6} {cpu_ms:>8.2f} "
+                f"{self.rss_mb:>7.0f}  {self.note}")
+
+
+HEADER = (f"{'configuration':<44} {'frames/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+          f"{'cpu ms/f':>8} {'rss MB':>7}  notes")
+
+
+# --- model and frames -----------------------------------------------------------------------
+
+def export_model(repo: Path, architecture: str) -> Path:
+    """The trainer's model family member, exported with the trainer's exporter as version 1."""
+    from edgeloop.trainer.model import build_model, export_saved_model
+
+    return export_saved_model(build_model(architecture), repo / MODEL / "1")
+
+
+def render_frames(count: int) -> list[tuple[bytes, float | None]]:
+    """JPEG frames with sensor readings from the edge client's renderer (synthetic fallback)."""
+    try:
+        from edgeloop.edge_client.simulate import render_dataset
+
+        return [(f.jpeg, f.sensor_mm) for f in render_dataset("beige", count, seed=11)]
+    except ImportError:
+        import cv2
+
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (count, 240, 320, 3), dtype=np.uint8)
+        return [(cv2.imencode(".jpg", image)[1].tobytes(), 500.0) for image in images]
+
+
+# --- registry contract double and null features sink ------------------------------------
+
+class RegistryDouble(reg_grpc.RegistryServiceServicer):
+    """Contract double of RegistryService: every device ``bench-<i>`` with token ``t-<i>``."""
+
+    def __init__(self, repo: Path) -> None:
+        self.deployment = deployment_pb2.Deployment(
+            name="bench", model_name=MODEL, data_group="bench", active=True,
+            strategy=deployment_pb2.STRATEGY_DIRECT,
+            resolved=[deployment_pb2.ResolvedArm(arm="stable", model_name=MODEL, model_version="1",
+                                                 model_path=str(repo / MODEL / "1"))])
+
+    async def AuthenticateDevice(self, request: reg_pb2.AuthenticateDeviceRequest,
+                                 context: aio.ServicerContext) -> reg_pb2.AuthenticateDeviceResponse:
+        if request.token != "t-" + request.device_id.removeprefix("bench-"):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "device token refused")
+        return reg_pb2.AuthenticateDeviceResponse(
+            device=device_pb2.Device(device_id=request.device_id, deployment="bench"),
+            cache_ttl_seconds=300)
+
+    async def WatchDeployments(self, request: reg_pb2.WatchDeploymentsRequest,
+                               context: aio.ServicerContext) -> AsyncIterator[reg_pb2.WatchDeploymentsResponse]:
+        yield reg_pb2.WatchDeploymentsResponse(snapshot=True, deployments=[self.deployment])
+        await asyncio.Event().wait()  # no changes during a benchmark
+
+
+class NullFeatures(fs_grpc.FeatureStoreServiceServicer):
+    """A features sink that accepts and counts every observation (no statistics, no storage)."""
+
+    def __init__(self) -> None:
+        self.observations = 0
+
+    async def Ingest(self, request_iterator: AsyncIterator[fs_pb2.IngestRequest],
+                     context: aio.ServicerContext) -> fs_pb2.IngestResponse:
+        stored = 0
+        async for request in request_iterator:
+            stored += len(request.observations)
+        self.observations += stored
+        return fs_pb2.IngestResponse(stored=stored)
+
+
+# --- processes --------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def gateway_process(env: dict[str, str], log: Path) -> Iterator[psutil.Process]:
+    """``python -m edgeloop.gateway`` until the block ends."""
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "edgeloop.gateway"],
+                                   env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_serving(env["EDGELOOP_LISTEN_ADDR"], timeout_s=600)
+        yield psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+@contextlib.contextmanager
+def real_features(root: Path) -> Iterator[str]:
+    """The real features service on a private PostgreSQL cluster; yields its address."""
+    from edgeloop.platform.pgcluster import PostgresCluster
+
+    cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=False)
+    cluster.start()
+    address = f"127.0.0.1:{free_port()}"
+    env = {"EDGELOOP_LISTEN_ADDR": address, "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"),
+           "EDGELOOP_DATABASE_URL": cluster.ensure_database("bench"), "EDGELOOP_LOG_LEVEL": "WARNING"}
+    with (root / "features.log").open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "edgeloop.features"],
+                                   env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_serving(address, timeout_s=600)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(60)
+        cluster.stop()
+
+
+# --- robots -----------------------------------------------------------------------------
+
+@dataclass
+class Robot:
+    """One simulated robot's stream and what it measured."""
+
+    index: int
+    frames: list[tuple[bytes, float | None]]
+    fps: float
+    window: int
+    sent_at: dict[int, float] = field(default_factory=dict)
+    latencies_ms: list[tuple[float, float]] = field(default_factory=list)
+    errors: int = 0
+
+    async def run(self, stub: gw_grpc.EdgeGatewayServiceStub, until: float) -> None:
+        device = f"bench-{self.index}"
+        call = stub.Stream(metadata=(("authorization", f"Bearer t-{self.index}"),
+                                     ("x-device-id", device)))
+        await call.write(gw_pb2.StreamRequest(hello=edge_pb2.Hello(
+            device_id=device, session_id=uuid.uuid4().hex, client_version="bench")))
+        await call.read()  # Welcome
+        slots = asyncio.Semaphore(self.window)
+        reader = asyncio.create_task(self._read(call, slots))
+        await self._send(call, slots, until)
+        await call.done_writing()
+        await reader
+
+    async def _send(self, call: aio.StreamStreamCall, slots: asyncio.Semaphore, until: float) -> None:
+        seq, next_at = 0, time.perf_counter() + (self.index % 25) / 25 / max(self.fps, 1)
+        while (now := time.perf_counter()) < until:
+            if self.fps:
+                await asyncio.sleep(max(0.0, next_at - now))
+                next_at += 1 / self.fps
+            await slots.acquire()
+            seq += 1
+            jpeg, sensor = self.frames[(seq + self.index) % len(self.frames)]
+            frame = edge_pb2.Frame(seq=seq, jpeg=jpeg)
+            if sensor is not None:
+                frame.sensor_mm = sensor
+            self.sent_at[seq] = time.perf_counter()
+            await call.write(gw_pb2.StreamRequest(frame=frame))
+
+    async def _read(self, call: aio.StreamStreamCall, slots: asyncio.Semaphore) -> None:
+        async for answer in call:
+            now = time.perf_counter()
+            seq = answer.prediction.seq if answer.HasField("prediction") else answer.error.seq
+            if answer.HasField("error"):
+                self.errors += 1
+            self.latencies_ms.append((now, (now - self.sent_at.pop(seq)) * 1000))
+            slots.release()
+
+
+async def drive_robots(address: str, frames: list, robots: int, fps: float, seconds: float,
+                       window: int) -> tuple[int, float, list[float], int]:
+    """N robots for ``seconds`` (after a warm-up); answers, window, latencies, errors."""
+    async with aio.insecure_channel(address) as channel:
+        stub = gw_grpc.EdgeGatewayServiceStub(channel)
+        start = time.perf_counter()
+        until = start + WARMUP_S + seconds
+        fleet = [Robot(i, frames, fps, window) for i in range(robots)]
+        await asyncio.gather(*(robot.run(stub, until) for robot in fleet))
+    measured_from = start + WARMUP_S
+    samples = [(t, ms) for robot in fleet for t, ms in robot.latencies_ms if t >= measured_from]
+    ended = max((t for t, _ in samples), default=until)
+    return len(samples), ended - measured_from, [ms for _, ms in samples], \
+        sum(robot.errors for robot in fleet)
+
+
+async def bench_gateway(args: argparse.Namespace, frames: list, process: psutil.Process,
+                        address: str, label: str) -> list[Result]:
+    results = []
+    for robots in args.robots:
+        for fps in args.fps:
+            cpu_before = sum(process.cpu_times()[:2])
+            answered, took, lat, errors = await drive_robots(address, frames, robots, fps,
+                                                             args.seconds, args.window)
+            cpu = sum(process.cpu_times()[:2]) - cpu_before
+            rate = f"{fps:g} fps" if fps else f"full speed (window {args.window})"
+            results.append(Result(f"gateway {label}, {robots} robots x {rate}", answered, took,
+                                  lat, errors, cpu,
+                                  process.memory_info().rss / 2**20,
+                                  "cpu ms/f includes the warm-up"))
+            print(results[-1].row(), flush=True)
+    return results
+
+
+# --- the thesis transport: one HTTP POST per frame to Flask ------------------------------
+
+FLASK_APP = """
+import sys, cv2, numpy as np, tensorflow as tf
+from flask import Flask, request, jsonify
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+app = Flask("thesis")
+
+@app.post("/predict")
+def predict():
+    bgr = cv2.imdecode(np.frombuffer(request.get_data(), np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return jsonify(error="invalid jpeg"), 400
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[np.newaxis]
+    return jsonify(distance_mm=float(serve(image=tf.constant(rgb))["distance_mm"].numpy()[0]))
+
+@app.get("/health")
+def health():
+    return "ok"
+
+app.run(host="127.0.0.1", port=int(sys.argv[2]), threaded=True)
+"""
+
+
+@contextlib.contextmanager
+def flask_server(model: Path, root: Path) -> Iterator[tuple[str, psutil.Process]]:
+    import requests
+
+    port = free_port()
+    with (root / "flask.log").open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-c", FLASK_APP, str(model), str(port)],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{url}/health", timeout=1).ok:
+                break
+        time.sleep(0.5)
+    try:
+        yield url, psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def _http_robot(url: str, frames: list, fps: float, until: float, out: list, index: int) -> None:
+    import requests
+
+    session = requests.Session()
+    next_at, seq = time.perf_counter() + (index % 25) / 25 / max(fps, 1), 0
+    while (now := time.perf_counter()) < until:
+        if fps:
+            time.sleep(max(0.0, next_at - now))
+            next_at += 1 / fps
+        seq += 1
+        sent = time.perf_counter()
+        reply = session.post(f"{url}/predict", data=frames[(seq + index) % len(frames)][0],
+                             headers={"Content-Type": "image/jpeg"}, timeout=30)
+        done = time.perf_counter()
+        out.append((done, (done - sent) * 1000, reply.status_code != 200))
+
+
+def bench_thesis(args: argparse.Namespace, frames: list, url: str,
+                 process: psutil.Process) -> list[Result]:
+    results = []
+    for robots in args.robots:
+        for fps in args.fps:
+            out: list[tuple[float, float, bool]] = []
+            start = time.perf_counter()
+            until = start + WARMUP_S + args.seconds
+            cpu_before = sum(process.cpu_times()[:2])
+            threads = [threading.Thread(target=_http_robot, args=(url, frames, fps, until, out, i))
+                       for i in range(robots)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            cpu = sum(process.cpu_times()[:2]) - cpu_before
+            samples = [s for s in out if s[0] >= start + WARMUP_S]
+            took = max((s[0] for s in samples), default=until) - (start + WARMUP_S)
+            rate = f"{fps:g} fps" if fps else "full speed"
+            results.append(Result(f"thesis HTTP/Flask, {robots} robots x {rate}", len(samples),
+                                  took, [s[1] for s in samples], sum(s[2] for s in samples), cpu,
+                                  process.memory_info().rss / 2**20, "one POST per frame"))
+            print(results[-1].row(), flush=True)
+    return results
+
+
+# --- the limit ----------------------------------------------------------------------------
+
+def bench_limit(model: Path, frames: list, seconds: float) -> list[Result]:
+    """The same model called in-process in a loop on decoded frames (no transport)."""
+    import cv2
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(model)).signatures["serving_default"]
+    rgb = np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR),
+                                 cv2.COLOR_BGR2RGB) for j, _ in frames[:32]])
+    results = []
+    for batch in (1, 32):
+        images = tf.constant(rgb[:batch])
+        serve(image=images)
+        done, latencies, cpu = 0, [], time.process_time()
+        start = time.perf_counter()
+        while (now := time.perf_counter()) - start < seconds:
+            serve(image=images)["distance_mm"].numpy()
+            latencies.append((time.perf_counter() - now) * 1000)
+            done += batch
+        results.append(Result(f"limit: model in-process, batch {batch}", done,
+                              time.perf_counter() - start, latencies,
+                              cpu_s=time.process_time() - cpu, note="latency per call"))
+        print(results[-1].row(), flush=True)
+    return results
+
+
+# --- main ---------------------------------------------------------------------------------
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--robots", type=_ints, default=[10, 100], help="concurrent robots")
+    parser.add_argument("--fps", type=_floats, default=[4.0, 0.0],
+                        help="frames/s per robot; 0 = full speed")
+    parser.add_argument("--window", type=int, default=4,
+                        help="frames in flight per robot at full speed")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per row")
+    parser.add_argument("--features", choices=["null", "real", "both"], default="null")
+    parser.add_argument("--architecture", default="thesis", help="trainer model family member")
+    parser.add_argument("--batch-max-size", type=int, default=32)
+    parser.add_argument("--batch-max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--skip-thesis", action="store_true")
+    parser.add_argument("--skip-limit", action="store_true")
+    return parser.parse_args()
+
+
+def gateway_env(root: Path, registry: str, features: str, args: argparse.Namespace,
+                label: str) -> dict[str, str]:
+    return {"EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_REGISTRY_ADDR": registry,
+            "EDGELOOP_REGISTRY_TOKEN": REGISTRY_TOKEN, "EDGELOOP_FEATURES_ADDR": features,
+            "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
+            "EDGELOOP_SPOOL_DIR": str(root / f"spool-{label}"), "EDGELOOP_LOG_LEVEL": "WARNING",
+            "EDGELOOP_BATCH_MAX_SIZE": str(args.batch_max_size),
+            "EDGELOOP_BATCH_MAX_WAIT_MS": str(args.batch_max_wait_ms),
+            "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
+                           features_label: str) -> list[Result]:
+    server = aio.server()
+    reg_grpc.add_RegistryServiceServicer_to_server(RegistryDouble(root / "models"), server)
+    sink = NullFeatures()
+    fs_grpc.add_FeatureStoreServiceServicer_to_server(sink, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        with contextlib.ExitStack() as stack:
+            features = f"127.0.0.1:{port}"
+            if features_label == "real":
+                features = stack.enter_context(real_features(root / "features"))
+            env = gateway_env(root, f"127.0.0.1:{port}", features, args, features_label)
+            process = stack.enter_context(gateway_process(env, root / f"gateway-{features_label}.log"))
+            await drive_robots(env["EDGELOOP_LISTEN_ADDR"], frames, 2, 0, 2.0, 2)  # load the model
+            label = "+ null features" if features_label == "null" else "+ real features"
+            return await bench_gateway(args, frames, process, env["EDGELOOP_LISTEN_ADDR"], label)
+    finally:
+        await server.stop(0)
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    root = Path(tempfile.mkdtemp(prefix="edgeloop-gateway-bench-"))
+    model = export_model(root / "models", args.architecture)
+    frames = render_frames(64)
+    print(f"{len(frames)} frames, mean JPEG {np.mean([len(j) for j, _ in frames]) / 1024:.1f} KiB; "
+          f"load average before: {os.getloadavg()[0]:.1f}; work dir {root}", flush=True)
+    print(HEADER, flush=True)
+    results = [] if args.skip_limit else bench_limit(model, frames, min(args.seconds, 5.0))
+    for label in (["null", "real"] if args.features == "both" else [args.features]):
+        results += asyncio.run(run_gateway_rows(args, root, frames, label))
+    if not args.skip_thesis:
+        with flask_server(model, root) as (url, process):
+            results += bench_thesis(args, frames, url, process)
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+    print(HEADER)
+    for result in results:
+        print(result.row())
+
+
+if __name__ == "__main__":
+    main()

@@ -66,3 +66,26 @@ def test_conflicting_labels_are_left_out_and_inactive_deployments_ignored() -> N
                      _deployment("off", active=False, selector=dpb.VersionSelector(version="2"))],
                     state, "/repo")
     assert alone.labels == {"m": {"stable": 1}} and alone.needed_versions() == {"m": {1}}
+
+
+def test_host_config_lists_needed_versions_with_labels(tmp_path) -> None:
+    from edgeloop.registry import hostconfig
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    state = {"m": ModelState(frozenset({1, 2, 3}), {"champion": 2})}
+    resolution = resolve([
+        _deployment("canary", selector=dpb.VersionSelector(alias="champion"),
+                    strategy=S.STRATEGY_CANARY, challenger=dpb.VersionSelector(latest=True),
+                    canary_fraction=0.5),
+        _deployment("old", active=False, selector=dpb.VersionSelector(version="1")),
+    ], state, str(tmp_path))
+    config = hostconfig.build(resolution, "/models")
+    assert hostconfig.write(tmp_path, config) and not hostconfig.write(tmp_path, config)
+    parsed = text_format.Parse((tmp_path / "models.config").read_text(),
+                               model_server_config_pb2.ModelServerConfig())
+    [entry] = parsed.model_config_list.config
+    assert (entry.name, entry.base_path, entry.model_platform) == ("m", "/models/m", "tensorflow")
+    assert list(entry.model_version_policy.specific.versions) == [2, 3]
+    assert dict(entry.version_labels) == {"stable": 2, "canary": 3}
+    assert hostconfig.read(tmp_path) == config

@@ -46,10 +46,14 @@ from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.edge_client.scene.floor import floor_preset
 from edgeloop.edge_client.scene.scenarios import Scenario, get_scenario
 from edgeloop.platform.objectstore import open_object_store
-from edgeloop.platform.pgcluster import PostgresCluster
-from edgeloop.testing import ServiceProcess, free_port
+from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
+from edgeloop.testing import ServiceProcess, free_port, wait_serving
 from psycopg_pool import AsyncConnectionPool
 
+# The module's stack start and the beige model's sweep count towards the first test's
+# time and the stack's stop towards the last one's: on a busy 2-core machine starting Ray,
+# TensorFlow and MLflow alone takes minutes.
+pytestmark = pytest.mark.timeout(2400)
 MODEL = "loop-distance"
 SERVING = "loop-parking"
 # Short windows so the loop closes in minutes: the thesis band, and hue's distribution.
@@ -98,19 +102,14 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """PostgreSQL, MLflow and the four services with the test settings, stopped after."""
-    from edgeloop.features.settings import Settings as FeaturesSettings
-
-    assert "drift_rules" in FeaturesSettings.model_fields, \
-        "the features service has no EDGELOOP_DRIFT_RULES setting: the monitor cannot be " \
-        "given short windows"
     state = tmp_path_factory.mktemp("loop")
     topology = Topology(state, {part: free_port() for part in DEFAULT_PORTS})
     secrets = load_or_create_secrets(state)
     logs = topology.folder("logs")
     rules = state / "rules.yaml"
     rules.write_text(SHORT_RULES)
-    cluster = PostgresCluster(data_dir=state / "postgres", port=topology.ports["postgres"],
-                              durable=False)
+    cluster = PostgresCluster(data_dir=choose_data_dir(state / "postgres"),
+                              port=topology.ports["postgres"], durable=False)
     cluster.start()
     cluster.ensure_database("edgeloop")
     mlflow_pid = spawn(topology.mlflow_command(), {}, logs / "mlflow.log")
@@ -120,11 +119,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         assert health.wait_until(lambda: health.http_status(f"{topology.mlflow_uri}/health"),
                                  180.0, lambda: False) == "SERVING", "MLflow did not start"
+        # All at once, like `edgeloop up`: each waits for the ones it needs on its own.
         for service in SERVICES:
             env = {**topology.service_env(service, secrets), **extra.get(service, {})}
             process = ServiceProcess(f"edgeloop.{service}", env, logs / f"{service}.log")
             processes.append(process)
-            process.start(timeout_s=360.0)
+            process.start(wait=False)
+        for process in processes:
+            try:
+                wait_serving(process.address, timeout_s=420.0)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{process.module}: {exc}\n{process.log_tail()}") from exc
         endpoints = {s: Endpoint(s, topology.address(s), str(logs / f"{s}.log")) for s in SERVICES}
         yield Stack(topology, endpoints, secrets["admin_token"], secrets["read_token"])
     finally:
@@ -166,6 +171,11 @@ def _context(beige_model: Context, services: Services, lines: list[str]) -> Cont
 
 
 async def test_red_floor_closes_the_loop(beige_model: Context, services: Services) -> None:
+    from edgeloop.features.settings import Settings as FeaturesSettings
+
+    assert "drift_rules" in FeaturesSettings.model_fields, \
+        "the features service has no EDGELOOP_DRIFT_RULES setting: its monitor cannot be " \
+        "given the short windows this test needs"
     lines: list[str] = []
     ctx = _context(beige_model, services, lines)
     phase, loop = await closed_loop(ctx)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from edgeloop.platform.errors import ConfigError, NotFound, Unavailable
 from edgeloop.platform.objectstore import (
     LocalFolderStore,

@@ -134,9 +134,9 @@ async def _register_versions(plane: Plane, run_ids: tuple[str, ...]) -> None:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def plane(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[Plane]:
     """Registry, features and gateway on one database, serving in-process on loopback."""
+    from edgeloop.features.settings import Settings as FeaturesSettings
     from edgeloop.gateway.app import build_app as build_gateway
     from edgeloop.gateway.settings import Settings as GatewaySettings
-    from edgeloop.features.settings import Settings as FeaturesSettings
     from edgeloop.registry.app import App as RegistryApp
     from edgeloop.registry.settings import Settings as RegistrySettings
 
@@ -313,8 +313,8 @@ async def test_gateway_killed_and_restarted_replays_its_spool(plane: Plane, fram
            "EDGELOOP_MODEL_REPOSITORY": s.model_repository, "EDGELOOP_LOG_FORMAT": "text",
            "EDGELOOP_SPOOL_DIR": str(plane.root / "crash-spool"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = ServiceProcess("edgeloop.gateway", env, plane.root / "crash-gateway.log")
-    await asyncio.to_thread(process.start, True, GATEWAY_START_S)
     try:
+        await asyncio.to_thread(process.start, True, GATEWAY_START_S)
         await plane.stop_features()
         try:
             answers = await stream(address, "car-crash", token, drive("car-crash", frames, 50))

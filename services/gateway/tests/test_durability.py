@@ -81,8 +81,8 @@ async def test_gateway_killed_with_sigkill_replays_its_spool_after_restart(
                "EDGELOOP_SPOOL_DIR": str(tmp_path / "crash-spool"), "EDGELOOP_LOG_FORMAT": "text",
                "EDGELOOP_FORWARD_INTERVAL_MS": "50", "TF_CPP_MIN_LOG_LEVEL": "2"}
         process = ServiceProcess("edgeloop.gateway", env, tmp_path / "gateway.log")
-        await asyncio.to_thread(process.start, True, START_TIMEOUT_S)
         try:
+            await asyncio.to_thread(process.start, True, START_TIMEOUT_S)
             answers = await _stream_to(address, requests, jpegs, 60)
             assert [a.HasField("prediction") for a in answers[1:]] == [True] * 60
             await asyncio.sleep(1.0)  # group commit and fsync happen within milliseconds

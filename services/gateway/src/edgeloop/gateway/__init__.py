@@ -1,1 +1,2 @@
-"""edgeloop gateway: robot-facing bidirectional stream, device auth, deployment routing, model hosts, durable forwarding to features."""
+"""edgeloop gateway: robot-facing stream, device auth, deployment routing, model hosts,
+durable forwarding to features."""

@@ -33,7 +33,8 @@ MAX_BACKOFF_S = 5.0
 class Forwarder:
     """Follows the spool and forwards what is written to features."""
 
-    def __init__(self, spool: Spool, channel: aio.Channel, batch_size: int, interval_s: float) -> None:
+    def __init__(self, spool: Spool, channel: aio.Channel, batch_size: int,
+                 interval_s: float) -> None:
         self.spool = spool
         self.stub = fs_grpc.FeatureStoreServiceStub(channel)
         self.batch_size = batch_size

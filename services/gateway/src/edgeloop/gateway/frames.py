@@ -40,6 +40,8 @@ from edgeloop.platform import log_context
 
 log = logging.getLogger(__name__)
 
+Shadow = asyncio.Task[float]
+"""A shadow arm's prediction still running while the answer goes out."""
 PREDICT_TIMEOUT_S = 10.0
 """A model that has not answered by then is reported as MODEL_UNAVAILABLE for the frame."""
 
@@ -92,8 +94,8 @@ class FrameProcessor:
                 return await self._answer(frame, arrival, previous_seq, trace_id, traceparent, span)
             except FrameRejected as exc:
                 span.set_attribute("edgeloop.frame_error", Reason.Name(exc.reason))
-                log.info("frame refused", extra={"seq": frame.seq, "reason": Reason.Name(exc.reason),
-                                                 "detail": exc.message})
+                log.info("frame refused", extra={"seq": frame.seq, "detail": exc.message,
+                                                 "reason": Reason.Name(exc.reason)})
                 return gw_pb2.StreamResponse(error=exc.to_proto(frame.seq))
             finally:
                 span.end()
@@ -144,7 +146,7 @@ class FrameProcessor:
         return view
 
     async def _predict(self, view: DeploymentView, device_id: str, rgb: np.ndarray,
-                       frame: edge_pb2.Frame) -> tuple[FrameOutcome, Route, list[asyncio.Task[float]]]:
+                       frame: edge_pb2.Frame) -> tuple[FrameOutcome, Route, list[Shadow]]:
         route = self.router.route(view, device_id)
         outcome = FrameOutcome(view.name, view.data_group, route.arm)
         if route.key is None:
@@ -168,10 +170,11 @@ class FrameProcessor:
         except Exception as exc:
             raise FrameRejected(Reason.FRAME_ERROR_REASON_MODEL_UNAVAILABLE,
                                 f"model {key.model_name} v{key.version}: cannot answer now "
-                                f"({type(exc).__name__}: {exc})", grpc.StatusCode.UNAVAILABLE) from exc
+                                f"({type(exc).__name__}: {exc})",
+                                grpc.StatusCode.UNAVAILABLE) from exc
 
     def _record(self, observation: observation_pb2.Observation, route: Route | None,
-                shadows: list[asyncio.Task[float]], reserved: int) -> None:
+                shadows: list[Shadow], reserved: int) -> None:
         if route is None or not shadows:
             self.recorder.submit(observation, reserved)
             return
@@ -179,7 +182,7 @@ class FrameProcessor:
 
 
 async def _with_shadows(observation: observation_pb2.Observation,
-                        shadows: list[asyncio.Task[float]], route: Route) -> observation_pb2.Observation:
+                        shadows: list[Shadow], route: Route) -> observation_pb2.Observation:
     """The observation completed with the shadow arms' answers (a failed one is left out)."""
     results = await asyncio.gather(*shadows, return_exceptions=True)
     for (arm, key), result in zip(route.shadows, results, strict=True):

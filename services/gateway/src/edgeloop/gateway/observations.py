@@ -148,7 +148,8 @@ class Recorder:
     async def drain(self) -> None:
         """Commit everything queued (at shutdown)."""
         while not self._queue.empty():
-            batch = [self._queue.get_nowait() for _ in range(min(self._queue.qsize(), self.max_batch))]
+            size = min(self._queue.qsize(), self.max_batch)
+            batch = [self._queue.get_nowait() for _ in range(size)]
             await self._commit(batch)
 
     async def stop(self) -> None:

@@ -27,10 +27,12 @@ class Settings(ServiceSettings):
     model_host: Literal["embedded", "tfserving"] = Field(
         default="embedded", description="where models run: embedded (SavedModels in this "
         "process) or tfserving (TF Serving's PredictionService at EDGELOOP_TFSERVING_ADDR)")
-    model_repository: str = Field(default="", validate_default=True, description="folder of published models "
+    model_repository: str = Field(default="", validate_default=True,
+                                  description="folder of published models "
                                   "(<model>/<version>/ SavedModels); required when "
                                   "EDGELOOP_MODEL_HOST=embedded")
-    tfserving_addr: str = Field(default="", validate_default=True, description="host:port of TF Serving's gRPC API; "
+    tfserving_addr: str = Field(default="", validate_default=True,
+                                description="host:port of TF Serving's gRPC API; "
                                 "required when EDGELOOP_MODEL_HOST=tfserving")
     spool_dir: str = Field(min_length=1, description="folder of the durable observation spool "
                            "(fsynced segment files); required")

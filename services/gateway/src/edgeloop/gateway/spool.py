@@ -112,8 +112,8 @@ class Spool:
         path = self._path(number)
         good = _valid_length(path)
         if good < self._sizes[number]:
-            log.warning("cutting a torn spool tail", extra={"segment": path.name,
-                                                            "lost_bytes": self._sizes[number] - good})
+            log.warning("cutting a torn spool tail", extra={
+                "segment": path.name, "lost_bytes": self._sizes[number] - good})
             with path.open("r+b") as segment:
                 segment.truncate(good)
                 os.fsync(segment.fileno())

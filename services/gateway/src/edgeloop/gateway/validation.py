@@ -53,7 +53,8 @@ def check_envelope(frame: edge_pb2.Frame, max_frame_bytes: int, last_seq: int | 
                        f"{len(frame.jpeg)} bytes exceed the limit of {max_frame_bytes} bytes")
     if not frame.jpeg:
         raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg", "is empty")
-    if frame.HasField("sensor_mm") and not (math.isfinite(frame.sensor_mm) and frame.sensor_mm >= 0):
+    sensor = frame.sensor_mm
+    if frame.HasField("sensor_mm") and not (math.isfinite(sensor) and sensor >= 0):
         raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_SENSOR, "frame.sensor_mm",
                        f"{frame.sensor_mm!r} is not a finite, non-negative distance")
 

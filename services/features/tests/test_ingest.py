@@ -189,26 +189,3 @@ async def test_observation_without_model_or_label_is_stored(stub, app, make_obse
 async def test_empty_call_stores_nothing(stub):
     reply = await stub.Ingest(iter([pb.IngestRequest()]), timeout=10)
     assert (reply.stored, reply.duplicates, len(reply.rejected)) == (0, 0, 0)
-
-
-async def test_drift_rpcs_answer_unimplemented(stub):
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await stub.ListDriftEvents(pb.ListDriftEventsRequest(), timeout=10)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "issue #7" in err.value.details()
-
-
-async def test_lost_database_answers_unavailable_so_the_sender_retries(
-        stub, app, make_observation, ingest_call, database_url):
-    import psycopg
-
-    first = await ingest_call(stub, [make_observation(0)])
-    assert first.stored == 1
-    name = database_url.rsplit("/", 1)[1]
-    admin = database_url.rsplit("/", 1)[0] + "/postgres"
-    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
-        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await ingest_call(stub, [make_observation(1)])
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "database" in err.value.details()

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
+from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
+from edgeloop.contracts.trainer.v1 import trainer_service_pb2_grpc
 from edgeloop.features.database import connect_once, open_pool
+from edgeloop.features.drift.deployments import DeploymentSource
+from edgeloop.features.drift.monitor import DriftMonitor
+from edgeloop.features.drift.references import ReferenceCache
+from edgeloop.features.drift.retraining import Retrainer
+from edgeloop.features.drift.rules import RulesError, load_rules
 from edgeloop.features.ingest import Ingestor
 from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.features.servicer import SERVICE, FeatureStoreService
 from edgeloop.features.settings import Settings
-from edgeloop.platform import ConfigError, ServiceApp, Unavailable
+from edgeloop.platform import ConfigError, ServiceApp, Unavailable, open_channel
 from edgeloop.platform.objectstore import ObjectStore, open_object_store
 from grpc import aio
 from psycopg_pool import AsyncConnectionPool
@@ -31,6 +40,9 @@ class App(ServiceApp):
         self.ingestor: Ingestor
         self.store: ObjectStore
         self.timescale = False
+        self.monitor: DriftMonitor | None = None
+        self._channels: list[aio.Channel] = []
+        self._monitor_task: asyncio.Task[None] | None = None
         self.servicer = FeatureStoreService(self)
 
     @property
@@ -55,11 +67,42 @@ class App(ServiceApp):
                                                                 s.compress_after_days))
         self.pool = await open_pool(s.database_url, s.db_pool_size)
         self.ingestor = Ingestor(self.pool, self.store, s.ingest_workers)
+        self._start_monitor()
         log.info("features ready", extra={"object_store": self.store.describe(),
                                           "timescaledb": self.timescale,
                                           "workers": self.ingestor.workers})
 
+    def _start_monitor(self) -> None:
+        s = self.settings
+        if not s.registry_addr:
+            log.info("drift monitor off: EDGELOOP_REGISTRY_ADDR is not set")
+            return
+        try:
+            rules = load_rules(s.drift_rules or None)
+        except RulesError as exc:
+            raise ConfigError(f"EDGELOOP_DRIFT_RULES: {exc}") from exc
+        registry_channel = open_channel(s.registry_addr)
+        self._channels.append(registry_channel)
+        registry = registry_service_pb2_grpc.RegistryServiceStub(registry_channel)
+        references = ReferenceCache(registry, s.registry_token, self.store)
+        retrainer = None
+        if s.trainer_addr:
+            trainer_channel = open_channel(s.trainer_addr)
+            self._channels.append(trainer_channel)
+            retrainer = Retrainer(self.pool, trainer_service_pb2_grpc.TrainerServiceStub(trainer_channel),
+                                  references, s.drift_retrain_min_samples)
+        self.monitor = DriftMonitor(self.pool, rules, DeploymentSource(registry, s.registry_token),
+                                    references, retrainer)
+        self._monitor_task = asyncio.create_task(self.monitor.run(), name="drift-monitor")
+        log.info("drift monitor on", extra={"rules": len(rules.rules), "retraining": bool(retrainer)})
+
     async def stop(self) -> None:
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor_task
+        for channel in self._channels:
+            await channel.close()
         if hasattr(self, "ingestor"):
             self.ingestor.close()
         if hasattr(self, "pool"):

@@ -9,12 +9,15 @@ from typing import Protocol
 
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
+from edgeloop.features.drift.events import DriftEvents
+from edgeloop.features.drift.messages import event_message, state_message
+from edgeloop.features.drift.monitor import DriftMonitor
 from edgeloop.features.ingest import Ingestor
 from edgeloop.features.queries import list_observations
 from edgeloop.features.window_stats import window_stats
+from edgeloop.platform.errors import FailedPrecondition
 from edgeloop.platform.logs import log_context
 from edgeloop.platform.objectstore import ObjectStore
-from edgeloop.platform.pending import pending
 from grpc import aio
 from psycopg_pool import AsyncConnectionPool
 
@@ -28,14 +31,15 @@ class Resources(Protocol):
     pool: AsyncConnectionPool
     store: ObjectStore
     timescale: bool
+    monitor: DriftMonitor | None
+
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FeatureStoreService"]
-_Base = pending(feature_store_service_pb2_grpc.FeatureStoreServiceServicer, SERVICE,
-                "issue #7 (drift monitor)")
+DEFAULT_EVENT_LIMIT = 100
 
 
-class FeatureStoreService(_Base):  # type: ignore[misc, valid-type]
-    """Ingest, dataset queries and window statistics; the drift RPCs arrive with issue #7."""
+class FeatureStoreService(feature_store_service_pb2_grpc.FeatureStoreServiceServicer):
+    """Ingest, dataset queries, window statistics, drift events and live rule states."""
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
@@ -62,3 +66,20 @@ class FeatureStoreService(_Base):  # type: ignore[misc, valid-type]
         with log_context(deployment=request.deployment):
             return await window_stats(self.resources.pool, request, self.resources.timescale,
                                       datetime.now(UTC))
+
+    async def ListDriftEvents(self, request: pb.ListDriftEventsRequest,  # noqa: N802
+                              context: aio.ServicerContext) -> pb.ListDriftEventsResponse:
+        """Drift events, newest first."""
+        events = await DriftEvents(self.resources.pool).list(
+            request.deployment, request.open_only, request.limit or DEFAULT_EVENT_LIMIT)
+        return pb.ListDriftEventsResponse(events=[event_message(e) for e in events])
+
+    async def ListRuleStates(self, request: pb.ListRuleStatesRequest,  # noqa: N802
+                             context: aio.ServicerContext) -> pb.ListRuleStatesResponse:
+        """Every rule's live value per active deployment, from the monitor's last pass."""
+        monitor = self.resources.monitor
+        if monitor is None:
+            raise FailedPrecondition("the drift monitor is off: set EDGELOOP_REGISTRY_ADDR and "
+                                     "EDGELOOP_REGISTRY_TOKEN for the features service")
+        return pb.ListRuleStatesResponse(
+            states=[state_message(t) for t in monitor.states(request.deployment)])

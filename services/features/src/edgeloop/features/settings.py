@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeloop.platform import ServiceSettings
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 DEFAULT_PORT = 50052
 
@@ -40,3 +40,19 @@ class Settings(ServiceSettings):
         if days == 1:
             raise ValueError("must be 0 (keep everything) or at least 2 days")
         return days
+    registry_addr: str = Field(default="", description="registry host:port; set it to run the "
+                               "drift monitor over the registry's active deployments")
+    registry_token: str = Field(default="", description="read (or admin) token for the registry; "
+                                "required with EDGELOOP_REGISTRY_ADDR")
+    trainer_addr: str = Field(default="", description="trainer host:port; set it to let the drift "
+                              "monitor start retraining sweeps")
+    drift_rules: str = Field(default="", description="path of the drift rules file; empty uses the "
+                             "rules.yaml shipped with the service")
+    drift_retrain_min_samples: int = Field(default=300, ge=1, description="labelled observations "
+                                           "of the drifted world needed before a retraining sweep")
+
+    @model_validator(mode="after")
+    def _registry_token_with_addr(self) -> Settings:
+        if self.registry_addr and not self.registry_token:
+            raise ValueError("EDGELOOP_REGISTRY_TOKEN is required with EDGELOOP_REGISTRY_ADDR")
+        return self

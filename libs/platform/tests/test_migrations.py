@@ -9,7 +9,8 @@ from edgeloop.platform.migrations import Migration, apply_migrations
 MIGRATIONS = [
     Migration(1, "create_things", "CREATE TABLE things (id integer PRIMARY KEY, name text);"),
     Migration(2, "add_index", "-- edgeloop: no-transaction\nCREATE INDEX CONCURRENTLY things_name "
-                              "ON things (name);"),
+                              "ON things (name);\n-- a second statement must not make it one "
+                              "transaction\nCREATE INDEX CONCURRENTLY things_id ON things (id);"),
 ]
 
 
@@ -23,7 +24,7 @@ async def test_migrations_apply_once_in_order(database_url: str) -> None:
                                     "ORDER BY version")
         assert await cursor.fetchall() == [(1, "create_things"), (2, "add_index"), (3, "add_column")]
         cursor = await conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'example'")
-        assert "things_name" in {row[0] for row in await cursor.fetchall()}
+        assert {"things_name", "things_id"} <= {row[0] for row in await cursor.fetchall()}
 
 
 async def test_failed_migration_is_not_recorded(database_url: str) -> None:

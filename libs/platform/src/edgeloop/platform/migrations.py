@@ -17,6 +17,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 
 import psycopg
+import sqlparse
 from psycopg import sql
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,10 @@ async def _apply_one(conn: psycopg.AsyncConnection, schema: str, table: sql.Iden
             await conn.execute(record, (migration.version, migration.name))
     else:
         await conn.execute(search_path)
-        await conn.execute(migration.sql.encode())
+        # One statement at a time: a multi-statement string is a single implicit
+        # transaction, which is exactly what such a migration must avoid.
+        for statement in sqlparse.split(migration.sql):
+            if sqlparse.format(statement, strip_comments=True).strip(" ;\n"):
+                await conn.execute(statement.encode())
         await conn.execute(record, (migration.version, migration.name))
     await conn.execute("RESET search_path")

@@ -33,6 +33,8 @@ async def dataset(stub, make_observation, ingest_call, jpeg_of):
         obs = make_observation(i, jpeg=tiny, deployment="a" if i % 2 == 0 else "b",
                                data_group="g1" if i < 6 else "g2",
                                device_id="car-1" if i % 4 < 2 else "car-2")
+        if i >= 8:
+            obs.model_version = "4"  # make_observation answers with distance@3
         if i % 3 == 0:
             obs.ClearField("sensor_mm")
         obs.late = i == 1
@@ -53,9 +55,18 @@ async def test_everything_in_time_order(stub, dataset):
     (dict(device_id="car-2"), [2, 3, 6, 7, 10, 11]),
     (dict(labelled_only=True, deployments=["b"]), [1, 5, 7, 11]),
     (dict(limit=3), [0, 1, 2]),
+    (dict(model_name="distance", model_version="4"), [8, 9, 10, 11]),
+    (dict(model_name="other"), []),
 ])
 async def test_filters(stub, dataset, fields, expected):
     assert _ids(await _list(stub, **fields)) == [dataset[i].observation_id for i in expected]
+
+
+async def test_model_version_needs_model_name(stub, dataset):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _list(stub, model_version="2")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("model_version:")
 
 
 async def test_time_range_is_start_inclusive_end_exclusive(stub, dataset):

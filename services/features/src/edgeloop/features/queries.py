@@ -56,6 +56,12 @@ def build_query(request: pb.ListObservationsRequest) -> tuple[sql.Composed, list
         add("data_group = ANY(%s)", list(request.data_groups))
     if request.device_id:
         add("device_id = %s", request.device_id)
+    if request.model_version and not request.model_name:
+        raise InvalidArgument("model_version", "needs model_name (versions are per model)")
+    if request.model_name:
+        add("model_name = %s", request.model_name)
+    if request.model_version:
+        add("model_version = %s", request.model_version)
     if request.observation_ids:
         ids = [canonical_uuid(v, f"observation_ids[{i}]")
                for i, v in enumerate(request.observation_ids)]

@@ -64,12 +64,14 @@ class WatchSweepResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_sweep_pb2.SweepEvent, _Mapping]] = ...) -> None: ...
 
 class ListSweepsRequest(_message.Message):
-    __slots__ = ("model_name", "limit")
+    __slots__ = ("model_name", "limit", "observation_id")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     limit: int
-    def __init__(self, model_name: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    observation_id: str
+    def __init__(self, model_name: _Optional[str] = ..., limit: _Optional[int] = ..., observation_id: _Optional[str] = ...) -> None: ...
 
 class ListSweepsResponse(_message.Message):
     __slots__ = ("sweeps",)

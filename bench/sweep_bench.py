@@ -182,6 +182,10 @@ def main() -> None:
             "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"),
             "EDGELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
             "EDGELOOP_LOG_LEVEL": "WARNING",
+            # MLflow's SQL model registry resolves models:/m-... through the *global*
+            # tracking URI (a TODO in mlflow's sqlalchemy_store), so the registry process
+            # needs it in its environment too
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         }
         features = ServiceProcess(
             "edgeloop.features",

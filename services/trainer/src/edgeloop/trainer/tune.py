@@ -151,6 +151,7 @@ def train_trial(config: dict[str, Any]) -> None:
         images, labels, split = data["images"], data["labels"], data["split"]
     x_train, y_train = images[split == 0], labels[split == 0] / TARGET_SCALE_MM
     x_val, y_val = images[split == 1], labels[split == 1] / TARGET_SCALE_MM
+    del images  # the holdout stays unseen and its memory is freed before training
     model = build_model(
         config["architecture"],
         int(config["filters"]),
@@ -305,7 +306,8 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
             mode="min",
             scheduler=scheduler,
             num_samples=plan.num_trials,
-            max_concurrent_trials=plan.resources.concurrent,
+            # concurrency is enforced by the CPUs each trial reserves (fit_resources):
+            # Tune ignores max_concurrent_trials with a points-to-evaluate generator
             search_alg=BasicVariantGenerator(
                 points_to_evaluate=sample_configs(plan.values, plan.num_trials, plan.seed)
             ),

@@ -128,3 +128,27 @@ def test_unreachable_s3_is_unavailable():
                  lambda: list(dead.list("")), dead.ensure_bucket):
         with pytest.raises(Unavailable, match="s3://bucket"):
             call()
+
+
+def test_store_calls_are_traced(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from edgeloop.platform import objectstore
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    original = objectstore._tracer
+    objectstore._tracer = provider.get_tracer("test")
+    try:
+        store = objectstore.LocalFolderStore(tmp_path)
+        store.put("a/b.jpg", b"x")
+        assert store.get("a/b.jpg") == b"x"
+    finally:
+        objectstore._tracer = original
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"objectstore.put", "objectstore.get"}
+    assert spans["objectstore.put"].attributes["edgeloop.object_key"] == "a/b.jpg"
+    assert spans["objectstore.get"].attributes["edgeloop.object_store"] == "local"

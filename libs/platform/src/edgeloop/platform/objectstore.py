@@ -11,14 +11,40 @@ import contextlib
 import io
 import os
 import uuid
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from opentelemetry import trace
 
 from edgeloop.platform.errors import ConfigError, NotFound, Unavailable
+
+_tracer = trace.get_tracer("edgeloop.objectstore")
+MethodT = TypeVar("MethodT", bound=Callable[..., Any])
+
+
+def _traced(operation: str) -> Callable[[MethodT], MethodT]:
+    """A span ``objectstore.<operation>`` around a store method called with a key."""
+
+    def decorate(method: MethodT) -> MethodT:
+        @functools.wraps(method)
+        def wrapper(self: ObjectStore, key: str, *args: Any, **kwargs: Any) -> Any:
+            with _tracer.start_as_current_span(
+                    f"objectstore.{operation}", kind=trace.SpanKind.CLIENT,
+                    attributes={"edgeloop.object_key": key, "edgeloop.object_store": self.kind}):
+                return method(self, key, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 class ObjectStore(abc.ABC):
     """Where images, manifests and arrays are kept, by key."""
+
+    kind: str = "object-store"
+    """Short name of the backend, on every span (``local``, ``s3``)."""
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
@@ -54,6 +80,8 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 
 class LocalFolderStore(ObjectStore):
     """Objects as files under a root folder; writes are atomic (temp file, then rename)."""
 
+    kind = "local"
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -61,6 +89,7 @@ class LocalFolderStore(ObjectStore):
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
 
+    @_traced("put")
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         # Plain os calls: on the ingest hot path mkstemp's name generation and an
         # unconditional mkdir cost as much as decoding the JPEG.
@@ -82,12 +111,14 @@ class LocalFolderStore(ObjectStore):
         os.close(fd)
         os.replace(tmp, path)
 
+    @_traced("get")
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError as exc:
             raise NotFound(f"object {key} not found") from exc
 
+    @_traced("exists")
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
@@ -117,6 +148,8 @@ class S3Store(ObjectStore):
     a few times with short backoff and bounded timeouts, so an unreachable store is
     reported in seconds rather than hanging a request.
     """
+
+    kind = "s3"
 
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str,
                  secure: bool = False, region: str | None = None) -> None:
@@ -155,11 +188,13 @@ class S3Store(ObjectStore):
             if not self.client.bucket_exists(self.bucket):
                 self.client.make_bucket(self.bucket)
 
+    @_traced("put")
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         with self._errors("write", key):
             self.client.put_object(self.bucket, _check_key(key), io.BytesIO(data), len(data),
                                    content_type=content_type)
 
+    @_traced("get")
     def get(self, key: str) -> bytes:
         with self._errors("read", key):
             response = self.client.get_object(self.bucket, _check_key(key))
@@ -169,6 +204,7 @@ class S3Store(ObjectStore):
                 response.close()
                 response.release_conn()
 
+    @_traced("exists")
     def exists(self, key: str) -> bool:
         try:
             with self._errors("stat", key):

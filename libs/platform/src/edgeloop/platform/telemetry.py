@@ -55,12 +55,12 @@ def configure_tracing(service: str, otlp_endpoint: str = "", trace_file: str = "
         log.info("writing traces to a file", extra={"path": trace_file})
     if not _configured:
         trace.set_tracer_provider(provider)
-        _instrument_grpc()
+        _instrument_libraries()
         _configured = True
     return provider
 
 
-def _instrument_grpc() -> None:
+def _instrument_libraries() -> None:
     from opentelemetry.instrumentation.grpc import (
         GrpcAioInstrumentorClient,
         GrpcAioInstrumentorServer,
@@ -68,6 +68,16 @@ def _instrument_grpc() -> None:
 
     GrpcAioInstrumentorServer().instrument()
     GrpcAioInstrumentorClient().instrument()
+    _instrument_psycopg()
+
+
+def _instrument_psycopg() -> None:
+    # Database calls get db.* spans; connections opened after this (pools) are covered.
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    instrumentor = PsycopgInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(enable_commenter=False)
 
 
 def shutdown_tracing() -> None:

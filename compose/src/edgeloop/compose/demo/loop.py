@@ -11,6 +11,7 @@ before the change, right after it, and after the switch.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from edgeloop.compose.demo.sweeps import (
 )
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.edge_client.summary import format_delivery
 from edgeloop.platform import DEFAULT_DEADLINE_S
 
@@ -44,10 +46,12 @@ class Watch:
     red_at: datetime | None = None
     event: observation_pb2.DriftEvent | None = None
     sweep: SweepOutcome | None = None
+    """The retraining sweep whose version was promoted (or the last one that ended)."""
     serving_at: datetime | None = None
     new_version: str = ""
     false_alarms: list[observation_pb2.DriftEvent] = field(default_factory=list)
     runs_after_switch: int = 0
+    finished_sweeps: dict[str, SweepOutcome] = field(default_factory=dict)
 
 
 async def drift_events(ctx: Context) -> list[observation_pb2.DriftEvent]:
@@ -64,7 +68,7 @@ def _fired(event: observation_pb2.DriftEvent) -> datetime:
 
 
 async def _look(ctx: Context, watch: Watch) -> None:
-    """One look at the services: events, the sweep, the serving version."""
+    """One look at the services: events, the sweeps they started, the outcome."""
     events = await drift_events(ctx)
     if watch.red_at is None:
         watch.false_alarms = events
@@ -76,23 +80,38 @@ async def _look(ctx: Context, watch: Watch) -> None:
         delay = (_fired(fresh[0]) - watch.red_at).total_seconds()
         ctx.progress(f"  DRIFT: rule {fresh[0].rule} fired {delay:.0f} s after the floor change "
                      f"({fresh[0].threshold}, value {fresh[0].values.get('value', 0):.3g})")
-    if watch.event is not None and not watch.event.sweep_id:
-        watch.event = next((e for e in fresh if e.event_id == watch.event.event_id), watch.event)
-        if watch.event.sweep_id:
-            ctx.progress(f"  retraining sweep {watch.event.sweep_id} started by the monitor")
-    if watch.event is not None and watch.event.sweep_id and watch.sweep is None:
-        sweep = await get_sweep(ctx.services, watch.event.sweep_id)
-        if sweep.state in FINISHED:
-            watch.sweep = outcome(sweep, await sweep_events(ctx.services, sweep.sweep_id))
-            verdict = "promoted" if watch.sweep.promoted else \
-                f"not promoted ({state_name(sweep.state)}: {sweep.promotion_note or sweep.error})"
-            ctx.progress(f"  sweep {sweep.sweep_id}: version {sweep.model_version} {verdict}")
-            if watch.sweep.promoted:
-                watch.new_version = sweep.model_version
-        else:
+    if watch.new_version:
+        return
+    # Every sweep the monitor started for the new world; the first promoted one counts
+    # (a failed or refused retrain leaves its events open and the monitor may try again).
+    for sweep_id in dict.fromkeys(e.sweep_id for e in fresh if e.sweep_id):
+        if sweep_id in watch.finished_sweeps:
+            continue
+        sweep = await get_sweep(ctx.services, sweep_id)
+        if sweep.state not in FINISHED:
             trials = sum(1 for t in sweep.trials if t.state == "TERMINATED")
-            ctx.progress(f"  sweep {sweep.sweep_id} {state_name(sweep.state)} "
-                         f"({trials}/{sweep.num_trials} trials done)")
+            ctx.progress(f"  sweep {sweep_id} (started by the monitor) {state_name(sweep.state)}, "
+                         f"{trials}/{sweep.num_trials} trials done")
+            continue
+        ended = outcome(sweep, await sweep_events(ctx.services, sweep_id))
+        watch.finished_sweeps[sweep_id] = ended
+        watch.sweep = ended
+        if ended.promoted:
+            watch.new_version = sweep.model_version
+            ctx.progress(f"  sweep {sweep_id}: version {sweep.model_version} promoted by the gate")
+            return
+        ctx.progress(f"  sweep {sweep_id} ended without a promotion: {_why(sweep)}")
+
+
+def _why(sweep: sweep_pb2.Sweep) -> str:
+    if sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED:
+        return f"version {sweep.model_version} refused by the gate: {sweep.promotion_note}"
+    return f"{state_name(sweep.state)}: {_plain(sweep.error)}"
+
+
+def _plain(text: str) -> str:
+    """Text without terminal colour codes (Ray puts them into error messages)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 async def _check_switch(ctx: Context, watch: Watch, drive: Drive) -> None:
@@ -135,17 +154,17 @@ async def closed_loop(ctx: Context) -> tuple[PhaseResult, LoopResult]:
             result.note = _missing(watch, cfg.red_timeout_s)
             ctx.progress(f"  giving up: {result.note}")
             break
-        if watch.sweep is not None and not watch.sweep.promoted:
-            result.note = f"the retrained version was refused: {watch.sweep.sweep.promotion_note}"
-            break
     return await _measure(ctx, watch, result)
 
 
 def _missing(watch: Watch, timeout_s: float) -> str:
     if watch.event is None:
         return f"no drift event within {timeout_s:.0f} s of the floor change"
-    if watch.sweep is None:
-        return f"the retraining sweep did not finish within {timeout_s:.0f} s"
+    if not watch.new_version:
+        tried = "; ".join(f"sweep {sweep_id}: {_why(ended.sweep)}"
+                          for sweep_id, ended in watch.finished_sweeps.items())
+        return (f"no retrained version promoted within {timeout_s:.0f} s of the floor change"
+                + (f" ({tried})" if tried else ""))
     return f"the gateway did not switch to version {watch.new_version} in time"
 
 
@@ -171,8 +190,8 @@ async def _measure(ctx: Context, watch: Watch,
     if watch.event is not None:
         loop.fired_at_s = _since(watch.started, _fired(watch.event))
         loop.rule, loop.event_id = watch.event.rule, watch.event.event_id
-        result.sweep_id = watch.event.sweep_id
     if watch.sweep is not None:
+        result.sweep_id = watch.sweep.sweep.sweep_id
         result.promoted = watch.sweep.promoted
         loop.promoted_at_s = _since(watch.started, watch.sweep.promoted_at)
     loop.serving_at_s = _since(watch.started, watch.serving_at)
@@ -206,4 +225,5 @@ def _event_row(event: observation_pb2.DriftEvent, start: datetime) -> dict:
     return {"rule": event.rule, "fired_at_s": _since(start, _fired(event)),
             "kind": observation_pb2.DriftKind.Name(event.kind).removeprefix("DRIFT_KIND_").lower(),
             "value": event.values.get("value"), "threshold": event.threshold,
-            "model_version": event.model_version, "sweep_id": event.sweep_id, "note": event.note}
+            "model_version": event.model_version, "sweep_id": event.sweep_id,
+            "note": _plain(event.note)}

@@ -152,14 +152,15 @@ class NullFeatures(fs_grpc.FeatureStoreServiceServicer):
 
 # --- processes --------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def gateway_process(env: dict[str, str], log: Path) -> Iterator[psutil.Process]:
+@contextlib.asynccontextmanager
+async def gateway_process(env: dict[str, str], log: Path) -> AsyncIterator[psutil.Process]:
     """``python -m edgeloop.gateway`` until the block ends."""
     with log.open("ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "edgeloop.gateway"],
                                    env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_serving(env["EDGELOOP_LISTEN_ADDR"], timeout_s=600)
+        # In a thread: the registry double in this event loop must answer meanwhile.
+        await asyncio.to_thread(wait_serving, env["EDGELOOP_LISTEN_ADDR"], "", 900)
         yield psutil.Process(process.pid)
     finally:
         process.terminate()
@@ -430,20 +431,24 @@ def gateway_env(root: Path, registry: str, features: str, args: argparse.Namespa
 
 async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
                            features_label: str) -> list[Result]:
-    server = aio.server()
+    # The gateway's channels send keepalive pings every 30 s; allow them.
+    server = aio.server(options=[("grpc.keepalive_permit_without_calls", 1),
+                                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000)])
     reg_grpc.add_RegistryServiceServicer_to_server(RegistryDouble(root / "models"), server)
     sink = NullFeatures()
     fs_grpc.add_FeatureStoreServiceServicer_to_server(sink, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        with contextlib.ExitStack() as stack:
+        async with contextlib.AsyncExitStack() as stack:
             features = f"127.0.0.1:{port}"
             if features_label == "real":
                 features = stack.enter_context(real_features(root / "features"))
             env = gateway_env(root, f"127.0.0.1:{port}", features, args, features_label)
-            process = stack.enter_context(gateway_process(env, root / f"gateway-{features_label}.log"))
-            await drive_robots(env["EDGELOOP_LISTEN_ADDR"], frames, 2, 0, 2.0, 2)  # load the model
+            log = root / f"gateway-{features_label}.log"
+            process = await stack.enter_async_context(gateway_process(env, log))
+            print(f"gateway {features_label}: serving; warming up", flush=True)
+            await drive_robots(env["EDGELOOP_LISTEN_ADDR"], frames, 2, 0, 2.0, 2)
             label = "+ null features" if features_label == "null" else "+ real features"
             return await bench_gateway(args, frames, process, env["EDGELOOP_LISTEN_ADDR"], label)
     finally:

@@ -53,14 +53,19 @@ def _log_run(experiment_id: str, saved_model: Path) -> str:
     import mlflow
 
     class Passthrough(mlflow.pyfunc.PythonModel):
-        def predict(self, context: object, model_input: list[str],
-                    params: dict | None = None) -> list[str]:
+        def predict(
+            self, context: object, model_input: list[str], params: dict | None = None
+        ) -> list[str]:
             return model_input
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_metric("holdout_mae_mm", 50.0)
-        mlflow.pyfunc.log_model(name="model", artifacts={"saved_model": str(saved_model)},
-                                python_model=Passthrough(), pip_requirements=["tensorflow"])
+        mlflow.pyfunc.log_model(
+            name="model",
+            artifacts={"saved_model": str(saved_model)},
+            python_model=Passthrough(),
+            pip_requirements=["tensorflow"],
+        )
     return run.info.run_id
 
 
@@ -74,9 +79,13 @@ def logged_models() -> Iterator[LoggedModels]:
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        experiment = mlflow.create_experiment("e2e", artifact_location=(root / "artifacts").as_uri())
-        runs = tuple(_log_run(experiment, save_tiny_model(root / f"model-{i}", bias))
-                     for i, bias in enumerate(BIASES_MM))
+        experiment = mlflow.create_experiment(
+            "e2e", artifact_location=(root / "artifacts").as_uri()
+        )
+        runs = tuple(
+            _log_run(experiment, save_tiny_model(root / f"model-{i}", bias))
+            for i, bias in enumerate(BIASES_MM)
+        )
         yield LoggedModels(uri, runs)
     finally:
         mlflow.set_tracking_uri(previous)

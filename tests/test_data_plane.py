@@ -78,8 +78,9 @@ class Plane:
     async def start_features(self) -> None:
         from edgeloop.features.app import build_app
 
-        self.features_server = await start_server(build_app(self.features_settings),
-                                                  self.features_settings)
+        self.features_server = await start_server(
+            build_app(self.features_settings), self.features_settings
+        )
 
     async def stop_features(self) -> None:
         assert self.features_server is not None
@@ -87,30 +88,43 @@ class Plane:
         self.features_server = None
 
     async def add_device(self, device_id: str, deployment: str) -> str:
-        reply = await self.registry.RegisterDevice(reg_pb2.RegisterDeviceRequest(
-            name=device_id, device_id=device_id, deployment=deployment), metadata=bearer(ADMIN))
+        reply = await self.registry.RegisterDevice(
+            reg_pb2.RegisterDeviceRequest(
+                name=device_id, device_id=device_id, deployment=deployment
+            ),
+            metadata=bearer(ADMIN),
+        )
         return reply.token
 
     async def put_deployment(self, name: str, version: str, create: bool = True) -> None:
         deployment = deployment_pb2.Deployment(
-            name=name, model_name=MODEL, data_group=f"{name}-data", active=True,
+            name=name,
+            model_name=MODEL,
+            data_group=f"{name}-data",
+            active=True,
             strategy=deployment_pb2.STRATEGY_DIRECT,
-            selector=deployment_pb2.VersionSelector(version=version))
+            selector=deployment_pb2.VersionSelector(version=version),
+        )
         if create:
             await self.registry.CreateDeployment(
-                reg_pb2.CreateDeploymentRequest(deployment=deployment), metadata=bearer(ADMIN))
+                reg_pb2.CreateDeploymentRequest(deployment=deployment), metadata=bearer(ADMIN)
+            )
         else:
             await self.registry.UpdateDeployment(
-                reg_pb2.UpdateDeploymentRequest(deployment=deployment), metadata=bearer(ADMIN))
+                reg_pb2.UpdateDeploymentRequest(deployment=deployment), metadata=bearer(ADMIN)
+            )
 
     async def observations(self, **query: Any) -> list[Any]:
         found = []
-        async for page in self.features.ListObservations(fs_pb2.ListObservationsRequest(**query),
-                                                         timeout=30):
+        async for page in self.features.ListObservations(
+            fs_pb2.ListObservationsRequest(**query), timeout=30
+        ):
             found.extend(page.observations)
         return found
 
-    async def wait_observations(self, count: int, timeout_s: float = 60.0, **query: Any) -> list[Any]:
+    async def wait_observations(
+        self, count: int, timeout_s: float = 60.0, **query: Any
+    ) -> list[Any]:
         async with asyncio.timeout(timeout_s):
             while len(found := await self.observations(**query)) < count:
                 await asyncio.sleep(0.2)
@@ -125,9 +139,13 @@ class Plane:
 
 async def _register_versions(plane: Plane, run_ids: tuple[str, ...]) -> None:
     for index, run_id in enumerate(run_ids):
-        reply = await plane.registry.RegisterModelVersion(reg_pb2.RegisterModelVersionRequest(
-            model_name=MODEL, run_id=run_id, artifact_path="model"), metadata=bearer(ADMIN),
-            timeout=300)
+        reply = await plane.registry.RegisterModelVersion(
+            reg_pb2.RegisterModelVersionRequest(
+                model_name=MODEL, run_id=run_id, artifact_path="model"
+            ),
+            metadata=bearer(ADMIN),
+            timeout=300,
+        )
         plane.versions[reply.version.version] = 1000.0 * (index + 1)
 
 
@@ -143,17 +161,33 @@ async def plane(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[Pl
     root = tmp_path_factory.mktemp("data-plane")
     database = pg_cluster.ensure_database(f"e2e_{uuid.uuid4().hex[:12]}")
     registry_settings = RegistrySettings(
-        listen_addr=f"127.0.0.1:{free_port()}", database_url=database,
-        mlflow_tracking_uri=logged_models.tracking_uri, admin_token=ADMIN, read_token=READ,
-        model_repository=str(root / "models"), shutdown_grace_s=1.0, refresh_interval_s=60.0)
+        listen_addr=f"127.0.0.1:{free_port()}",
+        database_url=database,
+        mlflow_tracking_uri=logged_models.tracking_uri,
+        admin_token=ADMIN,
+        read_token=READ,
+        model_repository=str(root / "models"),
+        shutdown_grace_s=1.0,
+        refresh_interval_s=60.0,
+    )
     features_settings = FeaturesSettings(
-        listen_addr=f"127.0.0.1:{free_port()}", database_url=database,
-        object_store_dir=str(root / "objects"), ingest_workers=2, shutdown_grace_s=1.0)
+        listen_addr=f"127.0.0.1:{free_port()}",
+        database_url=database,
+        object_store_dir=str(root / "objects"),
+        ingest_workers=2,
+        shutdown_grace_s=1.0,
+    )
     gateway_settings = GatewaySettings(
-        listen_addr=f"127.0.0.1:{free_port()}", registry_addr=registry_settings.listen_addr,
-        registry_token=READ, features_addr=features_settings.listen_addr,
-        model_repository=str(root / "models"), spool_dir=str(root / "spool"),
-        forward_interval_ms=50, gateway_id="gw-e2e", shutdown_grace_s=1.0)
+        listen_addr=f"127.0.0.1:{free_port()}",
+        registry_addr=registry_settings.listen_addr,
+        registry_token=READ,
+        features_addr=features_settings.listen_addr,
+        model_repository=str(root / "models"),
+        spool_dir=str(root / "spool"),
+        forward_interval_ms=50,
+        gateway_id="gw-e2e",
+        shutdown_grace_s=1.0,
+    )
     plane = Plane(root, registry_settings.listen_addr, features_settings, gateway_settings)
     registry = await start_server(RegistryApp(registry_settings), registry_settings)
     await plane.start_features()
@@ -185,16 +219,23 @@ def frame_request(seq: int, jpeg: bytes, sensor_mm: float | None) -> gw_pb2.Stre
 
 
 def hello_request(device_id: str) -> gw_pb2.StreamRequest:
-    return gw_pb2.StreamRequest(hello=edge_pb2.Hello(device_id=device_id, session_id=uuid.uuid4().hex,
-                                                     client_version="e2e"))
+    return gw_pb2.StreamRequest(
+        hello=edge_pb2.Hello(device_id=device_id, session_id=uuid.uuid4().hex, client_version="e2e")
+    )
 
 
-async def stream(address: str, device_id: str, token: str, messages: list[gw_pb2.StreamRequest],
-                 pause_s: float = 0.0) -> list[gw_pb2.StreamResponse]:
+async def stream(
+    address: str,
+    device_id: str,
+    token: str,
+    messages: list[gw_pb2.StreamRequest],
+    pause_s: float = 0.0,
+) -> list[gw_pb2.StreamResponse]:
     """Send ``messages`` on one stream and return every answer."""
     async with aio.insecure_channel(address) as channel:
         call = gw_grpc.EdgeGatewayServiceStub(channel).Stream(
-            metadata=(("authorization", f"Bearer {token}"), ("x-device-id", device_id)))
+            metadata=(("authorization", f"Bearer {token}"), ("x-device-id", device_id))
+        )
 
         async def send() -> None:
             for message in messages:
@@ -209,27 +250,42 @@ async def stream(address: str, device_id: str, token: str, messages: list[gw_pb2
         return answers
 
 
-def drive(device_id: str, frames: list, count: int, first_seq: int = 1) -> list[gw_pb2.StreamRequest]:
-    return [hello_request(device_id), *(frame_request(seq, *frames[seq % len(frames)])
-                                        for seq in range(first_seq, first_seq + count))]
+def drive(
+    device_id: str, frames: list, count: int, first_seq: int = 1
+) -> list[gw_pb2.StreamRequest]:
+    return [
+        hello_request(device_id),
+        *(
+            frame_request(seq, *frames[seq % len(frames)])
+            for seq in range(first_seq, first_seq + count)
+        ),
+    ]
 
 
 async def test_simulated_robot_frames_become_rows(plane: Plane) -> None:
     await plane.put_deployment("parking", "1")
     token = await plane.add_device("car-1", "parking")
-    summary = await drive_session_async(plane.gateway_addr, "car-1", token, "beige", runs=1,
-                                        seed=1, prediction_timeout_s=10.0)
+    summary = await drive_session_async(
+        plane.gateway_addr, "car-1", token, "beige", runs=1, seed=1, prediction_timeout_s=10.0
+    )
     sent = summary.delivery.frames
     assert sent > 5 and summary.delivery.predictions == sent and summary.delivery.errors == 0
     rows = await plane.wait_observations(sent, device_id="car-1")
     assert len(rows) == sent == len({r.observation_id for r in rows})
     objects = plane.features_settings.object_store_dir
     for row in rows:
-        assert (row.device_id, row.deployment, row.data_group) == ("car-1", "parking", "parking-data")
+        assert (row.device_id, row.deployment, row.data_group) == (
+            "car-1",
+            "parking",
+            "parking-data",
+        )
         assert (row.model_name, row.model_version, row.arm) == (MODEL, "1", "stable")
         assert plane.version_of(row.prediction_mm) == "1"
         assert row.session_id == summary.session_id
-        assert row.image_key == f"features/parking/{row.time.ToDatetime():%Y-%m-%d}/{row.observation_id}.jpg"
+        assert (
+            row.image_key
+            == f"features/parking/{row.time.ToDatetime():%Y-%m-%d}/{row.observation_id}.jpg"
+        )
         assert (Path(objects) / row.image_key).stat().st_size > 0
     labelled = [r for r in rows if r.HasField("sensor_mm")]
     assert len(labelled) == summary.delivery.labelled > 0
@@ -244,8 +300,9 @@ async def test_features_down_mid_stream_every_observation_once(plane: Plane, fra
     await plane.wait_observations(20, device_id="car-outage")
     await plane.stop_features()
     try:
-        during = await stream(plane.gateway_addr, "car-outage", token,
-                              drive("car-outage", frames, 200, first_seq=21))
+        during = await stream(
+            plane.gateway_addr, "car-outage", token, drive("car-outage", frames, 200, first_seq=21)
+        )
         assert all(a.HasField("prediction") for a in during[1:]) and len(during) == 201
     finally:
         await plane.start_features()
@@ -258,9 +315,12 @@ async def test_features_down_mid_stream_every_observation_once(plane: Plane, fra
 async def test_version_switch_while_ten_robots_stream(plane: Plane, frames) -> None:
     await plane.put_deployment("switch", "1")
     robots = {f"car-s{i}": await plane.add_device(f"car-s{i}", "switch") for i in range(10)}
-    drives = [asyncio.create_task(stream(plane.gateway_addr, device, token,
-                                         drive(device, frames, 40), pause_s=0.02))
-              for device, token in robots.items()]
+    drives = [
+        asyncio.create_task(
+            stream(plane.gateway_addr, device, token, drive(device, frames, 40), pause_s=0.02)
+        )
+        for device, token in robots.items()
+    ]
     await asyncio.sleep(0.4)
     await plane.put_deployment("switch", "2", create=False)
     results = await asyncio.gather(*drives)
@@ -283,13 +343,24 @@ async def test_bad_input_is_refused_clearly(plane: Plane, frames) -> None:
     jpeg, _ = frames[0]
     nan = frame_request(3, jpeg, None)
     nan.frame.sensor_mm = math.nan
-    answers = await stream(plane.gateway_addr, "car-bad", token, [
-        hello_request("car-bad"), frame_request(1, jpeg[:20] + b"\x00" * 500 + b"\xff\xd9", 100.0),
-        frame_request(2, b"\xff\xd8\xff" + b"\x00" * (20 * 1024 * 1024), 100.0), nan,
-        frame_request(4, jpeg, 120.0)])
+    answers = await stream(
+        plane.gateway_addr,
+        "car-bad",
+        token,
+        [
+            hello_request("car-bad"),
+            frame_request(1, jpeg[:20] + b"\x00" * 500 + b"\xff\xd9", 100.0),
+            frame_request(2, b"\xff\xd8\xff" + b"\x00" * (20 * 1024 * 1024), 100.0),
+            nan,
+            frame_request(4, jpeg, 120.0),
+        ],
+    )
     reasons = {a.error.seq: a.error.reason for a in answers if a.HasField("error")}
-    assert reasons == {1: Reason.FRAME_ERROR_REASON_INVALID_JPEG, 2: Reason.FRAME_ERROR_REASON_TOO_LARGE,
-                       3: Reason.FRAME_ERROR_REASON_INVALID_SENSOR}
+    assert reasons == {
+        1: Reason.FRAME_ERROR_REASON_INVALID_JPEG,
+        2: Reason.FRAME_ERROR_REASON_TOO_LARGE,
+        3: Reason.FRAME_ERROR_REASON_INVALID_SENSOR,
+    }
     assert [a.prediction.seq for a in answers if a.HasField("prediction")] == [4]
     for bad_device, bad_token in (("car-unknown", token), ("car-bad", "wrong-token")):
         with pytest.raises(aio.AioRpcError) as refused:
@@ -308,10 +379,16 @@ async def test_gateway_killed_and_restarted_replays_its_spool(plane: Plane, fram
     token = await plane.add_device("car-crash", "crash")
     address = f"127.0.0.1:{free_port()}"
     s = plane.gateway_settings
-    env = {"EDGELOOP_LISTEN_ADDR": address, "EDGELOOP_REGISTRY_ADDR": s.registry_addr,
-           "EDGELOOP_REGISTRY_TOKEN": s.registry_token, "EDGELOOP_FEATURES_ADDR": s.features_addr,
-           "EDGELOOP_MODEL_REPOSITORY": s.model_repository, "EDGELOOP_LOG_FORMAT": "text",
-           "EDGELOOP_SPOOL_DIR": str(plane.root / "crash-spool"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        "EDGELOOP_LISTEN_ADDR": address,
+        "EDGELOOP_REGISTRY_ADDR": s.registry_addr,
+        "EDGELOOP_REGISTRY_TOKEN": s.registry_token,
+        "EDGELOOP_FEATURES_ADDR": s.features_addr,
+        "EDGELOOP_MODEL_REPOSITORY": s.model_repository,
+        "EDGELOOP_LOG_FORMAT": "text",
+        "EDGELOOP_SPOOL_DIR": str(plane.root / "crash-spool"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     process = ServiceProcess("edgeloop.gateway", env, plane.root / "crash-gateway.log")
     try:
         await asyncio.to_thread(process.start, True, GATEWAY_START_S)

@@ -44,6 +44,7 @@ BIAS_MM = {"1": 1000.0, "2": 2000.0, "3": 3000.0}
 
 # --- models ---------------------------------------------------------------------------
 
+
 class TinyModel(tf.Module):
     """The serving signature of CONTRIBUTING.md: resize to 75x100, rescale, one number."""
 
@@ -63,8 +64,9 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("models")
     for version, bias in BIAS_MM.items():
         module = TinyModel(bias)
-        tf.saved_model.save(module, str(repo / MODEL / version),
-                            signatures={"serving_default": module.serve})
+        tf.saved_model.save(
+            module, str(repo / MODEL / version), signatures={"serving_default": module.serve}
+        )
     return repo
 
 
@@ -83,6 +85,7 @@ def answer_version() -> Callable[[float], str]:
 
 
 # --- frames ---------------------------------------------------------------------------
+
 
 def make_jpeg(seed: int, width: int = 320, height: int = 240) -> bytes:
     """A synthetic camera frame: a gradient with noise, JPEG-encoded."""
@@ -111,8 +114,11 @@ def frame(seq: int, jpeg: bytes, sensor_mm: float | None = None, **kw: Any) -> g
 
 def hello(device_id: str, session_id: str = "session-1") -> gw_pb2.StreamRequest:
     """A Hello request."""
-    return gw_pb2.StreamRequest(hello=edge_pb2.Hello(device_id=device_id, session_id=session_id,
-                                                     client_version="test", capabilities=["tof"]))
+    return gw_pb2.StreamRequest(
+        hello=edge_pb2.Hello(
+            device_id=device_id, session_id=session_id, client_version="test", capabilities=["tof"]
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -123,10 +129,16 @@ def requests() -> Any:
 
 # --- contract doubles -----------------------------------------------------------------
 
+
 def resolved(arm: str, version: str, repo: Path, label: str = "") -> deployment_pb2.ResolvedArm:
     """A resolved arm pointing at a tiny model version in ``repo``."""
-    return deployment_pb2.ResolvedArm(arm=arm, model_name=MODEL, model_version=version,
-                                      model_path=str(repo / MODEL / version), version_label=label)
+    return deployment_pb2.ResolvedArm(
+        arm=arm,
+        model_name=MODEL,
+        model_version=version,
+        model_path=str(repo / MODEL / version),
+        version_label=label,
+    )
 
 
 class RegistryDouble(reg_grpc.RegistryServiceServicer):
@@ -143,10 +155,13 @@ class RegistryDouble(reg_grpc.RegistryServiceServicer):
         self.devices[device_id] = (token, deployment)
 
     def _check_caller(self, context: aio.ServicerContext) -> bool:
-        return dict(context.invocation_metadata()).get("authorization") == f"Bearer {REGISTRY_TOKEN}"
+        return (
+            dict(context.invocation_metadata()).get("authorization") == f"Bearer {REGISTRY_TOKEN}"
+        )
 
-    async def AuthenticateDevice(self, request: reg_pb2.AuthenticateDeviceRequest,
-                                 context: aio.ServicerContext) -> reg_pb2.AuthenticateDeviceResponse:
+    async def AuthenticateDevice(
+        self, request: reg_pb2.AuthenticateDeviceRequest, context: aio.ServicerContext
+    ) -> reg_pb2.AuthenticateDeviceResponse:
         self.auth_calls += 1
         if not self._check_caller(context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "caller token")
@@ -156,8 +171,9 @@ class RegistryDouble(reg_grpc.RegistryServiceServicer):
         device = device_pb2.Device(device_id=request.device_id, deployment=deployment)
         return reg_pb2.AuthenticateDeviceResponse(device=device, cache_ttl_seconds=self.ttl_s)
 
-    async def WatchDeployments(self, request: reg_pb2.WatchDeploymentsRequest,
-                               context: aio.ServicerContext) -> AsyncIterator[reg_pb2.WatchDeploymentsResponse]:
+    async def WatchDeployments(
+        self, request: reg_pb2.WatchDeploymentsRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[reg_pb2.WatchDeploymentsResponse]:
         if not self._check_caller(context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "caller token")
         queue: asyncio.Queue[reg_pb2.WatchDeploymentsResponse] = asyncio.Queue()
@@ -170,10 +186,13 @@ class RegistryDouble(reg_grpc.RegistryServiceServicer):
             self.watchers.remove(queue)
 
     def snapshot(self) -> reg_pb2.WatchDeploymentsResponse:
-        assignments = [deployment_pb2.DeviceAssignment(device_id=d, deployment=dep)
-                       for d, (_, dep) in self.devices.items()]
-        return reg_pb2.WatchDeploymentsResponse(snapshot=True, deployments=self.deployments.values(),
-                                                assignments=assignments)
+        assignments = [
+            deployment_pb2.DeviceAssignment(device_id=d, deployment=dep)
+            for d, (_, dep) in self.devices.items()
+        ]
+        return reg_pb2.WatchDeploymentsResponse(
+            snapshot=True, deployments=self.deployments.values(), assignments=assignments
+        )
 
     def put_deployment(self, deployment: deployment_pb2.Deployment) -> None:
         """Create or change a deployment and tell every watcher."""
@@ -184,8 +203,13 @@ class RegistryDouble(reg_grpc.RegistryServiceServicer):
     def assign(self, device_id: str, token: str, deployment: str) -> None:
         """Register (or move) a device and tell every watcher about its assignment."""
         self.add_device(device_id, token, deployment)
-        self.broadcast(reg_pb2.WatchDeploymentsResponse(assignments=[
-            deployment_pb2.DeviceAssignment(device_id=device_id, deployment=deployment)]))
+        self.broadcast(
+            reg_pb2.WatchDeploymentsResponse(
+                assignments=[
+                    deployment_pb2.DeviceAssignment(device_id=device_id, deployment=deployment)
+                ]
+            )
+        )
 
     def revoke(self, device_id: str) -> None:
         """Revoke a device and tell every watcher."""
@@ -209,8 +233,9 @@ class FeaturesDouble(fs_grpc.FeatureStoreServiceServicer):
         self.available = True
         self.calls = 0
 
-    async def Ingest(self, request_iterator: AsyncIterator[fs_pb2.IngestRequest],
-                     context: aio.ServicerContext) -> fs_pb2.IngestResponse:
+    async def Ingest(
+        self, request_iterator: AsyncIterator[fs_pb2.IngestRequest], context: aio.ServicerContext
+    ) -> fs_pb2.IngestResponse:
         self.calls += 1
         if not self.available:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "features is down (test double)")
@@ -232,7 +257,9 @@ class FeaturesDouble(fs_grpc.FeatureStoreServiceServicer):
                 await asyncio.sleep(0.02)
 
 
-async def _start_double(add: Callable[[Any, aio.Server], None], servicer: Any) -> tuple[aio.Server, str]:
+async def _start_double(
+    add: Callable[[Any, aio.Server], None], servicer: Any
+) -> tuple[aio.Server, str]:
     server = aio.server()
     add(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -243,8 +270,9 @@ async def _start_double(add: Callable[[Any, aio.Server], None], servicer: Any) -
 class Harness:
     """A running gateway with its doubles, and a client for it."""
 
-    def __init__(self, registry: RegistryDouble, features: FeaturesDouble, app: App,
-                 address: str, repo: Path) -> None:
+    def __init__(
+        self, registry: RegistryDouble, features: FeaturesDouble, app: App, address: str, repo: Path
+    ) -> None:
         self.registry = registry
         self.features = features
         self.app = app
@@ -255,11 +283,17 @@ class Harness:
 
     def open(self, device_id: str, token: str) -> Any:
         """A Stream call with the device's metadata."""
-        return self.stub.Stream(metadata=(("authorization", f"Bearer {token}"),
-                                          ("x-device-id", device_id)))
+        return self.stub.Stream(
+            metadata=(("authorization", f"Bearer {token}"), ("x-device-id", device_id))
+        )
 
-    async def exchange(self, device_id: str, token: str, messages: list[gw_pb2.StreamRequest],
-                       timeout_s: float = 30.0) -> list[gw_pb2.StreamResponse]:
+    async def exchange(
+        self,
+        device_id: str,
+        token: str,
+        messages: list[gw_pb2.StreamRequest],
+        timeout_s: float = 30.0,
+    ) -> list[gw_pb2.StreamResponse]:
         """Send ``messages``, close the sending side, and collect every answer."""
         call = self.open(device_id, token)
 
@@ -281,22 +315,34 @@ class Harness:
                 await asyncio.sleep(0.02)
 
 
-def direct(name: str, version: str, repo: Path, data_group: str = "group-1") -> deployment_pb2.Deployment:
+def direct(
+    name: str, version: str, repo: Path, data_group: str = "group-1"
+) -> deployment_pb2.Deployment:
     """An active direct deployment on ``version`` of the tiny model."""
     return deployment_pb2.Deployment(
-        name=name, model_name=MODEL, data_group=data_group, active=True,
+        name=name,
+        model_name=MODEL,
+        data_group=data_group,
+        active=True,
         strategy=deployment_pb2.STRATEGY_DIRECT,
         selector=deployment_pb2.VersionSelector(version=version),
-        resolved=[resolved("stable", version, repo)])
+        resolved=[resolved("stable", version, repo)],
+    )
 
 
 @pytest.fixture(scope="session")
 def deployments(model_repository: Path) -> Any:
     """Deployment builders: ``deployments.direct(name, version)``, ``deployments.resolved(...)``."""
-    return type("Deployments", (), {
-        "direct": staticmethod(lambda name, version, **kw: direct(name, version, model_repository, **kw)),
-        "resolved": staticmethod(lambda arm, version: resolved(arm, version, model_repository)),
-    })
+    return type(
+        "Deployments",
+        (),
+        {
+            "direct": staticmethod(
+                lambda name, version, **kw: direct(name, version, model_repository, **kw)
+            ),
+            "resolved": staticmethod(lambda arm, version: resolved(arm, version, model_repository)),
+        },
+    )
 
 
 @pytest.fixture
@@ -308,20 +354,35 @@ def start_gateway(tmp_path: Path, model_repository: Path) -> Callable[..., Any]:
     """
 
     @contextlib.asynccontextmanager
-    async def start(registry: RegistryDouble | None = None, features: FeaturesDouble | None = None,
-                    **overrides: Any) -> AsyncIterator[Harness]:
+    async def start(
+        registry: RegistryDouble | None = None,
+        features: FeaturesDouble | None = None,
+        **overrides: Any,
+    ) -> AsyncIterator[Harness]:
         registry = registry or RegistryDouble()
         if not registry.deployments:
             registry.deployments["parking"] = direct("parking", "1", model_repository)
             registry.add_device("robot-1", "secret-1", "parking")
         features = features or FeaturesDouble()
-        reg_server, reg_addr = await _start_double(reg_grpc.add_RegistryServiceServicer_to_server, registry)
-        fs_server, fs_addr = await _start_double(fs_grpc.add_FeatureStoreServiceServicer_to_server, features)
-        settings = Settings(**{
-            "listen_addr": "127.0.0.1:0", "registry_addr": reg_addr, "registry_token": REGISTRY_TOKEN,
-            "features_addr": fs_addr, "model_repository": str(model_repository),
-            "spool_dir": str(tmp_path / "spool"), "forward_interval_ms": 50, "gateway_id": "gw-test",
-            **overrides})
+        reg_server, reg_addr = await _start_double(
+            reg_grpc.add_RegistryServiceServicer_to_server, registry
+        )
+        fs_server, fs_addr = await _start_double(
+            fs_grpc.add_FeatureStoreServiceServicer_to_server, features
+        )
+        settings = Settings(
+            **{
+                "listen_addr": "127.0.0.1:0",
+                "registry_addr": reg_addr,
+                "registry_token": REGISTRY_TOKEN,
+                "features_addr": fs_addr,
+                "model_repository": str(model_repository),
+                "spool_dir": str(tmp_path / "spool"),
+                "forward_interval_ms": 50,
+                "gateway_id": "gw-test",
+                **overrides,
+            }
+        )
         app = App(settings)
         try:
             async with serve(app, settings) as running:

@@ -36,8 +36,9 @@ async def _drive(gw, requests, jpegs, device: str, frames: int, pause_s: float =
     return answers
 
 
-async def test_version_switch_while_ten_robots_stream(start_gateway, requests, jpegs,
-                                                      deployments, answer_version) -> None:
+async def test_version_switch_while_ten_robots_stream(
+    start_gateway, requests, jpegs, deployments, answer_version
+) -> None:
     async with start_gateway() as gw:
         robots = [f"r{i}" for i in range(10)]
         for robot in robots:
@@ -59,12 +60,14 @@ async def test_version_switch_while_ten_robots_stream(start_gateway, requests, j
         versions = {p.prediction.model_version for answers in results for p in answers[1:]}
         assert versions == {"1", "2"}
         await gw.features.wait_for(600)
-        assert all(o.model_version == answer_version(o.prediction_mm)
-                   for o in gw.features.stored.values())
+        assert all(
+            o.model_version == answer_version(o.prediction_mm) for o in gw.features.stored.values()
+        )
 
 
 async def test_new_version_is_loaded_before_it_takes_traffic_and_old_one_released(
-        start_gateway, requests, jpegs, deployments, monkeypatch) -> None:
+    start_gateway, requests, jpegs, deployments, monkeypatch
+) -> None:
     import edgeloop.gateway.deployments as deployments_module
 
     monkeypatch.setattr(deployments_module, "RELEASE_GRACE_S", 0.1)
@@ -88,52 +91,70 @@ async def test_new_version_is_loaded_before_it_takes_traffic_and_old_one_release
         await gw.wait_state(lambda: "release 1" in events)
         assert events == ["load 3", "ready 3", "release 1"]
         assert host.ready_keys()[0].version == "3" and len(host.ready_keys()) == 1
-        answers = await gw.exchange("robot-1", "secret-1", [requests.hello("robot-1"),
-                                                            requests.frame(1, jpegs[0])])
+        answers = await gw.exchange(
+            "robot-1", "secret-1", [requests.hello("robot-1"), requests.frame(1, jpegs[0])]
+        )
         assert answers[1].prediction.model_version == "3"
 
 
-async def test_unloadable_version_keeps_the_old_routing(start_gateway, requests, jpegs,
-                                                        deployments, tmp_path) -> None:
+async def test_unloadable_version_keeps_the_old_routing(
+    start_gateway, requests, jpegs, deployments, tmp_path
+) -> None:
     async with start_gateway() as gw:
         broken = deployments.direct("parking", "9")
         broken.resolved[0].model_path = str(tmp_path / "no-such-model")
         gw.registry.put_deployment(broken)
         await asyncio.sleep(1.0)
-        answers = await gw.exchange("robot-1", "secret-1", [requests.hello("robot-1"),
-                                                            requests.frame(1, jpegs[0])])
+        answers = await gw.exchange(
+            "robot-1", "secret-1", [requests.hello("robot-1"), requests.frame(1, jpegs[0])]
+        )
         assert answers[1].prediction.model_version == "1"
 
 
 def _two_arm(strategy: int, arms: tuple[str, str], deployments, **kw) -> deployment_pb2.Deployment:
     return deployment_pb2.Deployment(
-        name="parking", model_name="distance", data_group="group-1", active=True,
-        strategy=strategy, resolved=[deployments.resolved(arms[0], "1"),
-                                     deployments.resolved(arms[1], "2")], **kw)
+        name="parking",
+        model_name="distance",
+        data_group="group-1",
+        active=True,
+        strategy=strategy,
+        resolved=[deployments.resolved(arms[0], "1"), deployments.resolved(arms[1], "2")],
+        **kw,
+    )
 
 
 async def test_shadow_answers_stable_and_records_the_challenger(
-        start_gateway, requests, jpegs, deployments, answer_version) -> None:
+    start_gateway, requests, jpegs, deployments, answer_version
+) -> None:
     async with start_gateway() as gw:
         gw.registry.put_deployment(_two_arm(S.STRATEGY_SHADOW, ("stable", "shadow"), deployments))
         await gw.wait_state(lambda: "shadow" in gw.app.state.get("parking").arms)
-        answers = await gw.exchange("robot-1", "secret-1", [
-            requests.hello("robot-1"), *(requests.frame(s, jpegs[s % 8]) for s in range(1, 11))])
+        answers = await gw.exchange(
+            "robot-1",
+            "secret-1",
+            [requests.hello("robot-1"), *(requests.frame(s, jpegs[s % 8]) for s in range(1, 11))],
+        )
         for answer in answers[1:]:
             assert answer.prediction.arm == "stable" and answer.prediction.model_version == "1"
         await gw.features.wait_for(10)
         for obs in gw.features.stored.values():
             (shadow,) = obs.shadow_predictions
-            assert (shadow.arm, shadow.model_name, shadow.model_version) == ("shadow", "distance", "2")
+            assert (shadow.arm, shadow.model_name, shadow.model_version) == (
+                "shadow",
+                "distance",
+                "2",
+            )
             assert answer_version(shadow.prediction_mm) == "2"
             assert obs.arm == "stable" and answer_version(obs.prediction_mm) == "1"
 
 
-async def test_canary_devices_stay_on_their_arm(start_gateway, requests, jpegs, deployments,
-                                                answer_version) -> None:
+async def test_canary_devices_stay_on_their_arm(
+    start_gateway, requests, jpegs, deployments, answer_version
+) -> None:
     async with start_gateway() as gw:
-        gw.registry.put_deployment(_two_arm(S.STRATEGY_CANARY, ("stable", "canary"), deployments,
-                                            canary_fraction=0.5))
+        gw.registry.put_deployment(
+            _two_arm(S.STRATEGY_CANARY, ("stable", "canary"), deployments, canary_fraction=0.5)
+        )
         robots = [f"c{i}" for i in range(12)]
         for robot in robots:
             gw.registry.assign(robot, f"secret-{robot}", "parking")
@@ -145,19 +166,30 @@ async def test_canary_devices_stay_on_their_arm(start_gateway, requests, jpegs, 
         for answers in results:
             for a in answers[1:]:
                 expected = "2" if a.prediction.arm == "canary" else "1"
-                assert a.prediction.model_version == expected == answer_version(a.prediction.distance_mm)
+                assert (
+                    a.prediction.model_version
+                    == expected
+                    == answer_version(a.prediction.distance_mm)
+                )
 
 
-async def test_bandit_learns_from_labelled_frames(start_gateway, requests, jpegs, deployments) -> None:
+async def test_bandit_learns_from_labelled_frames(
+    start_gateway, requests, jpegs, deployments
+) -> None:
     async with start_gateway() as gw:
         bandit = _two_arm(S.STRATEGY_BANDIT, ("near", "far"), deployments)
         bandit.arms.extend([deployment_pb2.Arm(name="near"), deployment_pb2.Arm(name="far")])
         gw.registry.put_deployment(bandit)
         await gw.wait_state(lambda: gw.app.state.get("parking").strategy == S.STRATEGY_BANDIT)
         # The sensor says 1050 mm: version 1 ("near", ~1050) errs by tens of mm, version 2 by ~1000.
-        answers = await gw.exchange("robot-1", "secret-1", [
-            requests.hello("robot-1"),
-            *(requests.frame(s, jpegs[s % 8], sensor_mm=1050.0) for s in range(1, 201))])
+        answers = await gw.exchange(
+            "robot-1",
+            "secret-1",
+            [
+                requests.hello("robot-1"),
+                *(requests.frame(s, jpegs[s % 8], sensor_mm=1050.0) for s in range(1, 201)),
+            ],
+        )
         arms = [a.prediction.arm for a in sorted(answers[1:], key=lambda a: a.prediction.seq)]
         assert set(arms) == {"near", "far"}  # both were explored
         assert arms[-100:].count("near") >= 95
@@ -166,8 +198,11 @@ async def test_bandit_learns_from_labelled_frames(start_gateway, requests, jpegs
 async def test_credentials_are_cached_until_revoked(start_gateway, requests, jpegs) -> None:
     async with start_gateway() as gw:
         for session in range(3):
-            answers = await gw.exchange("robot-1", "secret-1", [
-                requests.hello("robot-1", f"s{session}"), requests.frame(1, jpegs[0])])
+            answers = await gw.exchange(
+                "robot-1",
+                "secret-1",
+                [requests.hello("robot-1", f"s{session}"), requests.frame(1, jpegs[0])],
+            )
             assert answers[1].HasField("prediction")
         assert gw.registry.auth_calls == 1
 
@@ -191,7 +226,8 @@ async def test_revocation_ends_a_live_stream(start_gateway, requests, jpegs) -> 
 
 
 async def test_a_moved_version_label_does_not_unload_the_version(
-        start_gateway, requests, jpegs, deployments, monkeypatch) -> None:
+    start_gateway, requests, jpegs, deployments, monkeypatch
+) -> None:
     """The registry withdraws a TF Serving label when two deployments disagree on it; the
     embedded host must keep serving the version (its key must not change with the label)."""
     import edgeloop.gateway.deployments as deployments_module
@@ -205,6 +241,7 @@ async def test_a_moved_version_label_does_not_unload_the_version(
         gw.registry.put_deployment(deployments.direct("parking", "1"))  # label withdrawn
         await gw.wait_state(lambda: gw.app.state.get("parking").revision == 2)
         await asyncio.sleep(0.3)  # past the release grace
-        answers = await gw.exchange("robot-1", "secret-1", [requests.hello("robot-1"),
-                                                            requests.frame(1, jpegs[0])])
+        answers = await gw.exchange(
+            "robot-1", "secret-1", [requests.hello("robot-1"), requests.frame(1, jpegs[0])]
+        )
         assert answers[1].prediction.model_version == "1"

@@ -47,7 +47,9 @@ def test_canary_share_matches_the_fraction(fraction: float) -> None:
     deployment = view(S.STRATEGY_CANARY, {"stable": V1, "canary": V2}, canary_fraction=fraction)
     share = np.mean([router.route(deployment, d).arm == "canary" for d in DEVICES])
     # 4000 devices: binomial sd <= 0.8 %; 3 sd of tolerance.
-    assert share == pytest.approx(fraction, abs=3 * np.sqrt(fraction * (1 - fraction) / len(DEVICES)))
+    assert share == pytest.approx(
+        fraction, abs=3 * np.sqrt(fraction * (1 - fraction) / len(DEVICES))
+    )
 
 
 def test_canary_is_stable_per_device_and_grows_monotonically() -> None:
@@ -75,8 +77,10 @@ def test_ab_splits_devices_half_and_half_and_sticks() -> None:
     assert set(arms) == {"a", "b"}
     assert np.mean([arm == "a" for arm in arms]) == pytest.approx(0.5, abs=0.025)
     assert [router.route(deployment, d).arm for d in DEVICES[:200]] == arms[:200]
-    assert all(router.route(deployment, d).key == (V1 if arm == "a" else V2)
-               for d, arm in zip(DEVICES[:200], arms, strict=False))
+    assert all(
+        router.route(deployment, d).key == (V1 if arm == "a" else V2)
+        for d, arm in zip(DEVICES[:200], arms, strict=False)
+    )
 
 
 def test_ab_falls_back_to_the_resolved_arm() -> None:
@@ -84,7 +88,9 @@ def test_ab_falls_back_to_the_resolved_arm() -> None:
     assert {Router().route(deployment, d).arm for d in DEVICES[:100]} == {"a"}
 
 
-def _run_bandit(seed: int, errors_sd: dict[str, tuple[float, float]], frames: int) -> dict[str, int]:
+def _run_bandit(
+    seed: int, errors_sd: dict[str, tuple[float, float]], frames: int
+) -> dict[str, int]:
     rng = np.random.default_rng(seed)
     router = Router(random.Random(seed))
     arms = {"old": V1, "new": V2, "odd": V3}
@@ -101,7 +107,9 @@ def _run_bandit(seed: int, errors_sd: dict[str, tuple[float, float]], frames: in
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_bandit_converges_to_the_better_arm(seed: int) -> None:
-    counts = _run_bandit(seed, {"old": (80.0, 30.0), "new": (20.0, 30.0), "odd": (150.0, 60.0)}, 2000)
+    counts = _run_bandit(
+        seed, {"old": (80.0, 30.0), "new": (20.0, 30.0), "odd": (150.0, 60.0)}, 2000
+    )
     assert counts["new"] > 0.85 * sum(counts.values())
     assert min(counts.values()) > 0  # every arm was tried
 
@@ -127,12 +135,20 @@ def test_bandit_does_not_learn_from_other_strategies() -> None:
 
 
 def test_deployment_view_resolves_paths_in_the_repository() -> None:
-    deployment = deployment_pb2.Deployment(name="parking", resolved=[
-        deployment_pb2.ResolvedArm(arm="stable", model_name="distance", model_version="4",
-                                   model_path="distance/4", version_label="stable"),
-        deployment_pb2.ResolvedArm(arm="canary", model_name="distance", model_version="5"),
-        deployment_pb2.ResolvedArm(arm="shadow", model_name="distance", model_version=""),
-    ])
+    deployment = deployment_pb2.Deployment(
+        name="parking",
+        resolved=[
+            deployment_pb2.ResolvedArm(
+                arm="stable",
+                model_name="distance",
+                model_version="4",
+                model_path="distance/4",
+                version_label="stable",
+            ),
+            deployment_pb2.ResolvedArm(arm="canary", model_name="distance", model_version="5"),
+            deployment_pb2.ResolvedArm(arm="shadow", model_name="distance", model_version=""),
+        ],
+    )
     arms = DeploymentView.from_proto(deployment, "/repo").arms
     assert arms["stable"] == ModelKey("distance", "4", "/repo/distance/4", "stable")
     assert arms["canary"] == ModelKey("distance", "5", "/repo/distance/5", "")

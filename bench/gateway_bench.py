@@ -232,7 +232,8 @@ class Robot:
             await call.write(gw_pb2.StreamRequest(frame=frame))
 
     async def _read(self, call: aio.StreamStreamCall, slots: asyncio.Semaphore) -> None:
-        async for answer in call:
+        # read(), not ``async for``: grpc.aio refuses mixing the two on one call.
+        while (answer := await call.read()) != aio.EOF:
             now = time.perf_counter()
             seq = answer.prediction.seq if answer.HasField("prediction") else answer.error.seq
             if answer.HasField("error"):

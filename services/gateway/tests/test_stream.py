@@ -85,6 +85,22 @@ async def test_frame_span_continues_the_device_trace(start_gateway, requests, jp
         assert fresh.trace_id != device_trace and len(fresh.trace_id) == 32
 
 
+def test_each_untraced_frame_starts_its_own_trace_linked_to_the_stream() -> None:
+    """Under the gRPC server span, untraced frames are still separate traces (with a link)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from edgeloop.gateway.tracing import frame_tracer, start_frame_span, trace_ids
+
+    with TracerProvider().get_tracer("test").start_as_current_span("rpc") as rpc:
+        spans = [start_frame_span(frame_tracer(), "", "robot-1", seq) for seq in (1, 2)]
+    ids = [trace_ids(span)[0] for span in spans]
+    assert len(set(ids)) == 2 and format(rpc.get_span_context().trace_id, "032x") not in ids
+    assert all(span.links[0].context == rpc.get_span_context() for span in spans)
+    child = start_frame_span(frame_tracer(), f"00-{'ab' * 16}-{'cd' * 8}-01", "robot-1", 3)
+    assert trace_ids(child)[0] == "ab" * 16
+    assert trace_ids(child)[1].startswith(f"00-{'ab' * 16}-")
+
+
 async def test_bad_frames_get_frame_errors_and_the_stream_goes_on(
     start_gateway, requests, jpegs
 ) -> None:

@@ -9,8 +9,9 @@ private one still mints real ids; its spans are just not exported.
 from __future__ import annotations
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Link, Span, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -28,9 +29,17 @@ def frame_tracer() -> Tracer:
 
 
 def start_frame_span(tracer: Tracer, traceparent: str, device_id: str, seq: int) -> Span:
-    """Start the span of one frame; a malformed traceparent starts a new trace."""
-    parent = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else None
+    """Start the span of one frame: a child of ``traceparent``, else the root of a new trace.
+
+    Each frame is its own trace (a stream lasts a whole drive; one trace per stream would
+    grow without bound); the stream's RPC span, if any, is linked instead of being the parent.
+    A malformed traceparent starts a new trace.
+    """
+    stream_span = trace.get_current_span().get_span_context()
+    links = [Link(stream_span)] if stream_span.is_valid else []
+    parent = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else Context()
     return tracer.start_span("gateway.frame", context=parent, kind=trace.SpanKind.SERVER,
+                             links=links,
                              attributes={"edgeloop.device_id": device_id, "edgeloop.seq": seq})
 
 

@@ -122,7 +122,8 @@ class RegistryDouble(reg_grpc.RegistryServiceServicer):
                                                  model_path=str(repo / MODEL / "1"))])
 
     async def AuthenticateDevice(self, request: reg_pb2.AuthenticateDeviceRequest,
-                                 context: aio.ServicerContext) -> reg_pb2.AuthenticateDeviceResponse:
+                                 context: aio.ServicerContext
+                                 ) -> reg_pb2.AuthenticateDeviceResponse:
         if request.token != "t-" + request.device_id.removeprefix("bench-"):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "device token refused")
         return reg_pb2.AuthenticateDeviceResponse(
@@ -130,7 +131,8 @@ class RegistryDouble(reg_grpc.RegistryServiceServicer):
             cache_ttl_seconds=300)
 
     async def WatchDeployments(self, request: reg_pb2.WatchDeploymentsRequest,
-                               context: aio.ServicerContext) -> AsyncIterator[reg_pb2.WatchDeploymentsResponse]:
+                               context: aio.ServicerContext
+                               ) -> AsyncIterator[reg_pb2.WatchDeploymentsResponse]:
         yield reg_pb2.WatchDeploymentsResponse(snapshot=True, deployments=[self.deployment])
         await asyncio.Event().wait()  # no changes during a benchmark
 
@@ -176,7 +178,8 @@ def real_features(root: Path) -> Iterator[str]:
     cluster.start()
     address = f"127.0.0.1:{free_port()}"
     env = {"EDGELOOP_LISTEN_ADDR": address, "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"),
-           "EDGELOOP_DATABASE_URL": cluster.ensure_database("bench"), "EDGELOOP_LOG_LEVEL": "WARNING"}
+           "EDGELOOP_DATABASE_URL": cluster.ensure_database("bench"),
+           "EDGELOOP_LOG_LEVEL": "WARNING"}
     with (root / "features.log").open("ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "edgeloop.features"],
                                    env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
@@ -216,7 +219,8 @@ class Robot:
         await call.done_writing()
         await reader
 
-    async def _send(self, call: aio.StreamStreamCall, slots: asyncio.Semaphore, until: float) -> None:
+    async def _send(self, call: aio.StreamStreamCall, slots: asyncio.Semaphore,
+                    until: float) -> None:
         seq, next_at = 0, time.perf_counter() + (self.index % 25) / 25 / max(self.fps, 1)
         while (now := time.perf_counter()) < until:
             if self.fps:

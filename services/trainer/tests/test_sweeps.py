@@ -246,6 +246,27 @@ def test_from_sweep_reuses_the_identical_snapshot(stack: Any, first_sweep: dict[
     assert version.evaluation.holdout_id == first.dataset.content_hash
 
 
+def test_list_sweeps_by_observation_follows_the_snapshot(
+    stack: Any, first_sweep: dict[str, Any]
+) -> None:
+    first = first_sweep["sweep"]
+    used = next(o.observation_id for o in stack.observations if o.HasField("sensor_mm"))
+    unlabelled = [o.observation_id for o in stack.observations if not o.HasField("sensor_mm")]
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        stub = stack.trainer_stub(channel)
+        found = stub.ListSweeps(pb.ListSweepsRequest(observation_id=used), timeout=30).sweeps
+        none = stub.ListSweeps(pb.ListSweepsRequest(observation_id="not-an-id"), timeout=30).sweeps
+        if unlabelled:
+            skipped = stub.ListSweeps(
+                pb.ListSweepsRequest(observation_id=unlabelled[0]), timeout=30
+            ).sweeps
+            assert list(skipped) == [], "an unlabelled frame is in no snapshot"
+    ids = {s.sweep_id for s in found}
+    assert first.sweep_id in ids
+    assert all(s.dataset.snapshot_id == first.dataset.snapshot_id for s in found)
+    assert list(none) == []
+
+
 def test_cancel_stops_a_running_sweep_and_queue_waits(stack: Any) -> None:
     slow = S.SearchSpace(
         epochs=[50],

@@ -51,7 +51,9 @@ class TrainerService(trainer_service_pb2_grpc.TrainerServiceServicer):
     async def ListSweeps(
         self, request: pb.ListSweepsRequest, context: aio.ServicerContext
     ) -> pb.ListSweepsResponse:
-        sweeps = await self.app.store.list(request.model_name, min(request.limit or 50, 500))
+        sweeps = await self.app.store.list(
+            request.model_name, min(request.limit or 50, 500), request.observation_id
+        )
         live = self.app.manager.live
         return pb.ListSweepsResponse(sweeps=[live.get(s.sweep_id, s) for s in sweeps])
 

@@ -105,15 +105,28 @@ class SweepStore:
             raise NotFound(f"sweep_id: no sweep {sweep_id!r}")
         return json_format.ParseDict(row[0], trainer_service_pb2.StartSweepRequest())
 
-    async def list(self, model_name: str = "", limit: int = 50) -> list[sweep_pb2.Sweep]:
-        """Sweeps, newest first."""
+    async def list(
+        self, model_name: str = "", limit: int = 50, observation_id: str = ""
+    ) -> list[sweep_pb2.Sweep]:
+        """Sweeps, newest first; with ``observation_id``, those whose snapshot holds it."""
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT sweep FROM sweeps WHERE (%s = '' OR model_name = %s) "
+                "SELECT sweep FROM sweeps WHERE (%s = '' OR model_name = %s) AND (%s = '' OR "
+                "sweep->'dataset'->>'snapshot_id' IN (SELECT snapshot_id "
+                "FROM snapshot_observations WHERE observation_id = %s)) "
                 "ORDER BY created_at DESC LIMIT %s",
-                (model_name, model_name, limit),
+                (model_name, model_name, observation_id, observation_id, limit),
             )
             return [_sweep(row[0]) for row in await cursor.fetchall()]
+
+    async def add_snapshot_observations(self, snapshot_id: str, observation_ids: list[str]) -> None:
+        """Record the observations of a new snapshot (for ListSweeps by observation)."""
+        async with self.pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO snapshot_observations (observation_id, snapshot_id) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                [(oid, snapshot_id) for oid in observation_ids],
+            )
 
     async def ids_in_state(self, state: int, model_name: str = "") -> list[str]:
         """Ids of sweeps in ``state`` (of one model, if given), oldest first."""

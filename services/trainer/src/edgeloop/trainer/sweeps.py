@@ -318,6 +318,9 @@ class SweepRun:
                 self.deps.settings.min_observations,
             )
             note = f"snapshot of {len(observations)} observations ({snap.content_hash[:12]})"
+            await self.deps.store.add_snapshot_observations(
+                snap.snapshot_id, [e["observation_id"] for e in snap.manifest["observations"]]
+            )
         self.sweep.dataset.CopyFrom(snap.to_proto())
         counts = snap.manifest["split_counts"]
         await self.manager.emit(

@@ -117,7 +117,8 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
     async def GetSweep(self, request, context):  # noqa: N802
         state = sweep_pb2.SWEEP_STATE_SUCCEEDED if self.finished else sweep_pb2.SWEEP_STATE_RUNNING
         return trainer_service_pb2.GetSweepResponse(sweep=sweep_pb2.Sweep(
-            sweep_id=request.sweep_id, state=state, model_version="2", promoted=self.finished))
+            sweep_id=request.sweep_id, state=state, model_version="2", promoted=self.finished,
+            trace_id="cd" * 16 if self.finished else ""))
 
 
 @pytest.fixture
@@ -191,6 +192,7 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     clock[0] += timedelta(seconds=15)
     await monitor.evaluate_once()
     assert all("version 2 promoted" in e.note for e in await monitor.events.list("parking"))
+    assert all(e.sweep_trace_id == "cd" * 16 for e in await monitor.events.list("parking"))
     deployments.version = "2"
     _insert(database_url, _rows("red", T0 + timedelta(minutes=20), 300, "2", rng))
     clock[0] = T0 + timedelta(minutes=25)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import grpc
 import numpy as np
+from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
@@ -29,7 +30,7 @@ from edgeloop.gateway.observations import (
     FrameOutcome,
     Recorder,
     build_observation,
-    new_observation_id,
+    observation_id_for,
     reservation_bytes,
 )
 from edgeloop.gateway.routing import NO_ARM, DeploymentView, Route, Router
@@ -89,7 +90,8 @@ class FrameProcessor:
         arrival = _Arrival(device_id, session_id, deployment, received_perf, received_at)
         span = start_frame_span(self.tracer, frame.traceparent, device_id, frame.seq)
         trace_id, traceparent = trace_ids(span)
-        with log_context(device=device_id, deployment=deployment, trace_id=trace_id):
+        with log_context(device=device_id, deployment=deployment, trace_id=trace_id), \
+                trace.use_span(span, end_on_exit=False):
             try:
                 return await self._answer(frame, arrival, previous_seq, trace_id, traceparent, span)
             except FrameRejected as exc:
@@ -136,7 +138,8 @@ class FrameProcessor:
     def _observation(frame: edge_pb2.Frame, ctx: FrameContext, outcome: FrameOutcome,
                      arrival: _Arrival) -> observation_pb2.Observation:
         latency_ms = (time.perf_counter() - arrival.received_perf) * 1000
-        return build_observation(new_observation_id(), frame, ctx, outcome, latency_ms)
+        observation_id = observation_id_for(arrival.device_id, arrival.session_id, frame)
+        return build_observation(observation_id, frame, ctx, outcome, latency_ms)
 
     def _view(self, name: str) -> DeploymentView:
         view = self.state.get(name)
@@ -165,8 +168,13 @@ class FrameProcessor:
         return outcome, route, shadows
 
     async def _call(self, key: ModelKey, rgb: np.ndarray) -> float:
+        # A child of the frame's span; the batcher adds its wait and batch size to it.
+        attributes = {"edgeloop.model_name": key.model_name, "edgeloop.model_version": key.version}
         try:
-            return await asyncio.wait_for(self.predictor.predict_one(key, rgb), PREDICT_TIMEOUT_S)
+            with self.tracer.start_as_current_span("model_host.predict", kind=trace.SpanKind.CLIENT,
+                                                   attributes=attributes):
+                return await asyncio.wait_for(self.predictor.predict_one(key, rgb),
+                                              PREDICT_TIMEOUT_S)
         except Exception as exc:
             raise FrameRejected(Reason.FRAME_ERROR_REASON_MODEL_UNAVAILABLE,
                                 f"model {key.model_name} v{key.version}: cannot answer now "

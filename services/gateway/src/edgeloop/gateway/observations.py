@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,8 +31,29 @@ RECORD_OVERHEAD_BYTES = 1024
 
 
 def new_observation_id() -> str:
-    """A UUIDv7: time-ordered, so ids sort by arrival and index well."""
+    """A random UUIDv7: time-ordered, so ids sort by time and index well."""
     return str(uuid6.uuid7())
+
+
+def observation_id_for(device_id: str, session_id: str, frame: edge_pb2.Frame) -> str:
+    """The UUIDv7 of a frame, the same every time the same frame arrives.
+
+    A robot resends a frame (same session, seq and capture time) when its answer was
+    lost in transit; deriving the id from those makes the feature store's idempotency
+    on observation id catch the copy, so a frame is recorded once end to end. The
+    48-bit timestamp is the capture time in ms (ids still sort by time); the random
+    bits come from a SHA-256 of the frame's identity. Without a capture time there is
+    nothing stable to derive from, and the id is random.
+    """
+    captured_ns = frame.captured_at.ToNanoseconds() if frame.HasField("captured_at") else 0
+    if captured_ns <= 0:
+        return new_observation_id()
+    identity = f"{device_id}\0{session_id}\0{frame.seq}\0{captured_ns}".encode()
+    rand = int.from_bytes(hashlib.sha256(identity).digest()[:10], "big")  # 80 bits, 74 used
+    millis = (captured_ns // 1_000_000) & ((1 << 48) - 1)
+    value = (millis << 80) | (0x7 << 76) | ((rand >> 62 & 0xFFF) << 64) | (0b10 << 62) \
+        | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
 
 
 def reservation_bytes(jpeg_size: int) -> int:

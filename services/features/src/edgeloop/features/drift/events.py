@@ -92,11 +92,15 @@ class DriftEvents:
                                "note = %s WHERE event_id = ANY(%s)",
                                (sweep_id, trace_id, note, [uuid.UUID(e) for e in event_ids]))
 
-    async def note(self, sweep_id: str, note: str) -> None:
-        """Say what came of a sweep on every event that started or waited for it."""
+    async def note(self, sweep_id: str, note: str, trace_id: str = "") -> None:
+        """Say what came of a sweep on every event that started or waited for it.
+
+        ``trace_id`` (the sweep's trace, known once it ran) is recorded when given.
+        """
         async with self.pool.connection() as conn:
-            await conn.execute("UPDATE features.drift_events SET note = %s WHERE sweep_id = %s",
-                               (note, sweep_id))
+            await conn.execute("UPDATE features.drift_events SET note = %s, sweep_trace_id = "
+                               "COALESCE(NULLIF(%s, ''), sweep_trace_id) WHERE sweep_id = %s",
+                               (note, trace_id, sweep_id))
 
     async def list(self, deployment: str = "", open_only: bool = False,
                    limit: int = 100) -> list[DriftEventRow]:

@@ -122,7 +122,7 @@ class Retrainer:
                                                                      "code": exc.code().name})
             return
         if reply.sweep.state in _FINISHED:
-            await self.events.note(sweep_id, outcome_note(reply.sweep))
+            await self.events.note(sweep_id, outcome_note(reply.sweep), reply.sweep.trace_id)
             del self.running[deployment]
             log.info("retraining finished", extra={"sweep_id": sweep_id,
                                                    "note": outcome_note(reply.sweep)})

@@ -23,5 +23,6 @@ def print_status(rows: list[PartStatus], topology: Topology) -> None:
     console = Console()
     console.print(table)
     console.print(f"MLflow UI:      {topology.mlflow_uri}")
-    console.print(f"Ray dashboard:  http://{topology.address('ray_dashboard')}")
+    console.print(f"Ray dashboard:  http://{topology.address('ray_dashboard')} "
+                  f"(token: {topology.ray_token_file})")
     console.print(f"grpcurl:        grpcurl -plaintext {topology.address('gateway')} list")

@@ -56,6 +56,11 @@ class Topology:
         return f"postgresql://postgres@127.0.0.1:{self.ports['postgres']}/edgeloop"
 
     @property
+    def ray_token_file(self) -> Path:
+        """The Ray dashboard's login token, written by the trainer when it starts Ray."""
+        return self.state_dir / "ray_token"
+
+    @property
     def mlflow_uri(self) -> str:
         return f"http://127.0.0.1:{self.ports['mlflow']}"
 
@@ -96,6 +101,8 @@ class Topology:
                         "EDGELOOP_WEBHOOK_ADDR": self.address("webhook"),
                         "EDGELOOP_WEBHOOK_SECRET": secrets["webhook_secret"],
                         "EDGELOOP_RAY_DASHBOARD_PORT": str(self.ports["ray_dashboard"]),
+                        "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(self.ray_token_file),
+                        "EDGELOOP_WORK_DIR": str(self.folder("trainer")),
                         **registry_client},
             "gateway": {"EDGELOOP_FEATURES_ADDR": self.address("features"),
                         "EDGELOOP_MODEL_HOST": "embedded",

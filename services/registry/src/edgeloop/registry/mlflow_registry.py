@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import mlflow.artifacts
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument, NotFound, Unavailable
 from edgeloop.registry.selectors import ModelState
@@ -59,6 +60,11 @@ class ModelRegistry:
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        # MLflow 3 resolves a logged model (models:/m-...) at registration through the
+        # process-wide tracking URI, not the client's; without this a registry process
+        # whose MLflow is given only to the client cannot find the trainer's models.
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
 
     def locate(self, run_id: str, artifact_path: str) -> LoggedModel:
         """The model a run logged at ``artifact_path``.

@@ -92,3 +92,19 @@ def test_grafana_payload_parser() -> None:
         parse_alerts({"status": "firing"})
     with pytest.raises(BadPayload, match=r"alerts\[0\].fingerprint"):
         parse_alerts({"alerts": [{**alert, "fingerprint": ""}]})
+
+
+def test_reference_keeps_each_source_deployment_as_its_own_world() -> None:
+    observations = [_obs(i, "beige" if i < 6 else "red") for i in range(10)]
+    for o in observations:
+        o.stats.saturation = 50.0 if o.deployment == "beige" else 71.0
+    labels = np.array([o.sensor_mm for o in observations], dtype=np.float32)
+    reference = snapshot.build_reference(observations, labels)
+    assert reference["stats"]["saturation"]["mean"] == pytest.approx((6 * 50 + 4 * 71) / 10)
+    groups = reference["groups"]
+    assert set(groups) == {"beige", "red"}
+    assert groups["beige"]["stats"]["saturation"]["mean"] == pytest.approx(50.0)
+    assert groups["red"]["stats"]["saturation"]["mean"] == pytest.approx(71.0)
+    assert groups["red"]["sample_count"] == 4
+    assert sum(groups["red"]["label_histogram"]["counts"]) == 4
+    assert (reference["label_min_mm"], reference["label_max_mm"]) == (100.0, 109.0)

@@ -224,10 +224,8 @@ def _selection_json(selection: sweep_pb2.DataSelection) -> dict[str, Any]:
     return json_format.MessageToDict(selection, preserving_proto_field_name=True)
 
 
-def build_reference(
-    observations: list[observation_pb2.Observation], labels: np.ndarray
-) -> dict[str, Any]:
-    """The drift monitor's reference: per statistic histogram, mean and std; label range."""
+def _world(observations: list[observation_pb2.Observation], labels: np.ndarray) -> dict[str, Any]:
+    """Per statistic histogram, mean, std and range, and the label histogram, of one world."""
     stats: dict[str, Any] = {}
     for name in STAT_NAMES:
         values = np.array([getattr(o.stats, name) for o in observations], dtype=np.float64)
@@ -242,13 +240,34 @@ def build_reference(
     counts, edges = np.histogram(labels, bins=HISTOGRAM_BINS)
     return {
         "stats": stats,
+        "label_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+        "sample_count": int(len(labels)),
+    }
+
+
+def build_reference(
+    observations: list[observation_pb2.Observation], labels: np.ndarray
+) -> dict[str, Any]:
+    """The drift monitor's reference: the whole snapshot, and each source deployment apart.
+
+    ``labels`` are in ``observations`` order. ``groups`` holds one world per deployment
+    the data came from: a model retrained on an old and a new world is compared with
+    each of them, so neither looks like drift to it (see the monitor's signals).
+    """
+    members: dict[str, list[int]] = {}
+    for index, observation in enumerate(observations):
+        members.setdefault(observation.deployment, []).append(index)
+    return {
+        **_world(observations, labels),
         "label_min_mm": float(labels.min()),
         "label_max_mm": float(labels.max()),
         "label_mean_mm": float(labels.mean()),
         "label_std_mm": float(labels.std()),
-        "label_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
-        "sample_count": int(len(labels)),
         "holdout_mae_mm": None,
+        "groups": {
+            name: _world([observations[i] for i in indexes], labels[indexes])
+            for name, indexes in sorted(members.items())
+        },
     }
 
 

@@ -226,7 +226,10 @@ class SweepManager:
         request = await self.deps.store.request(sweep_id)
         self.live[sweep_id] = sweep
         try:
-            with tracer.start_as_current_span("sweep") as span, log_context(sweep_id=sweep_id):
+            attributes = {"edgeloop.sweep_id": sweep_id, "edgeloop.model_name": sweep.model_name,
+                          "edgeloop.trigger": sweep.trigger}
+            with tracer.start_as_current_span("sweep", attributes=attributes) as span, \
+                    log_context(sweep_id=sweep_id):
                 sweep.trace_id = format(span.get_span_context().trace_id, "032x")
                 await self._run_states(sweep, request)
         finally:
@@ -290,12 +293,16 @@ class SweepRun:
 
     async def execute(self) -> None:
         """All phases; raises Cancelled, EdgeloopError or anything unexpected."""
-        snap = await self.build_snapshot()
+        with tracer.start_as_current_span("sweep.snapshot"):
+            snap = await self.build_snapshot()
         self._check_cancel()
         await asyncio.to_thread(self.start_tracking, snap)
-        outcome = await self.tune(snap)
+        with tracer.start_as_current_span("sweep.tune") as span:
+            outcome = await self.tune(snap)
+            span.set_attribute("edgeloop.best_trial_id", outcome.trial_id)
         self._check_cancel()
-        await self.register(snap, outcome)
+        with tracer.start_as_current_span("sweep.register"):
+            await self.register(snap, outcome)
 
     async def build_snapshot(self) -> snapshot.Snapshot:
         """Build the snapshot, or reload ``from_sweep``'s identical one."""
@@ -411,35 +418,20 @@ class SweepRun:
         candidate = await asyncio.to_thread(
             registration.export_candidate, outcome, snap.arrays_path, self.folder
         )
-        evaluation = await registration.evaluate(
-            self.deps.registry,
-            self.deps.settings.registry_token,
-            self.sweep.model_name,
-            snap.content_hash,
-            candidate,
-            snap.arrays_path,
-        )
-        seconds = await asyncio.to_thread(
-            registration.log_pyfunc,
-            self.deps.settings.mlflow_tracking_uri,
-            run_id,
-            candidate.saved_model_dir,
-        )
+        with tracer.start_as_current_span("sweep.evaluate_holdout"):
+            evaluation = await self._evaluate(snap, candidate)
+        with tracer.start_as_current_span("sweep.log_model", attributes={"mlflow.run_id": run_id}):
+            seconds = await asyncio.to_thread(
+                registration.log_pyfunc,
+                self.deps.settings.mlflow_tracking_uri,
+                run_id,
+                candidate.saved_model_dir,
+            )
         log.info("model logged", extra={"run_id": run_id, "seconds": round(seconds, 3)})
         metrics = {"holdout_mae_mm": candidate.holdout_mae_mm, "val_mae_mm": outcome.val_mae_mm}
         self.tracking.client.log_metric(run_id, "holdout_mae_mm", candidate.holdout_mae_mm)
-        answer = await registration.register(
-            self.deps.registry,
-            self.deps.settings.registry_token,
-            {
-                "model_name": self.sweep.model_name,
-                "run_id": run_id,
-                "metrics": metrics,
-                "tags": self.tracking.tags,
-                "promote": self.request.promote,
-            },
-            evaluation,
-        )
+        with tracer.start_as_current_span("sweep.register_version"):
+            answer = await self._register_version(run_id, metrics, evaluation)
         self.sweep.holdout_mae_mm = candidate.holdout_mae_mm
         self.sweep.model_version, self.sweep.promoted = answer.version, answer.promoted
         self.sweep.promotion_note = answer.note
@@ -455,6 +447,32 @@ class SweepRun:
             ("promoted: " if answer.promoted else "not promoted: ") + answer.note,
         )
         await asyncio.to_thread(self._write_results, snap, outcome, evaluation)
+
+    async def _evaluate(self, snap: snapshot.Snapshot, candidate: Any) -> Any:
+        return await registration.evaluate(
+            self.deps.registry,
+            self.deps.settings.registry_token,
+            self.sweep.model_name,
+            snap.content_hash,
+            candidate,
+            snap.arrays_path,
+        )
+
+    async def _register_version(self, run_id: str, metrics: dict[str, float],
+                                evaluation: Any) -> Any:
+        assert self.tracking is not None
+        return await registration.register(
+            self.deps.registry,
+            self.deps.settings.registry_token,
+            {
+                "model_name": self.sweep.model_name,
+                "run_id": run_id,
+                "metrics": metrics,
+                "tags": self.tracking.tags,
+                "promote": self.request.promote,
+            },
+            evaluation,
+        )
 
     def _write_results(
         self, snap: snapshot.Snapshot, outcome: tune.TuneOutcome, evaluation: Any

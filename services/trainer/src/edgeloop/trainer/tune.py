@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
+from edgeloop.trainer.trial_tracing import TRACEPARENT_KEY, current_traceparent, trial_span
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -144,9 +145,16 @@ def train_trial(config: dict[str, Any]) -> None:
     set_tf_threads(int(config["tf_threads"]))
     import keras
     import numpy as np
-    from edgeloop.trainer.model import TARGET_SCALE_MM, build_model, compile_model
 
     keras.utils.set_random_seed(int(config["seed"]))
+    with trial_span(config, tune.get_context().get_trial_id() or "") as span:
+        span.set_attribute("edgeloop.best_val_mae_mm", _train(config, keras, np))
+
+
+def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
+    """The trial's epochs; returns its best validation MAE in mm."""
+    from edgeloop.trainer.model import TARGET_SCALE_MM, build_model, compile_model
+
     with np.load(config["arrays_path"]) as data:
         images, labels, split = data["images"], data["labels"], data["split"]
     x_train, y_train = images[split == 0], labels[split == 0] / TARGET_SCALE_MM
@@ -182,6 +190,7 @@ def train_trial(config: dict[str, Any]) -> None:
             _report_with_weights(model, {**metrics, "best_val_mae_mm": best}, config)
         else:
             tune.report({**metrics, "best_val_mae_mm": best})
+    return best
 
 
 def _report_with_weights(model: Any, metrics: dict[str, Any], config: dict[str, Any]) -> None:
@@ -290,6 +299,8 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
         "arrays_path": str(plan.arrays_path),
         "seed": plan.seed,
         "tf_threads": plan.resources.tf_threads,
+        # The sweep's trace context, so each trial's span joins it (trial_tracing).
+        TRACEPARENT_KEY: current_traceparent(),
     }
     max_epochs = max(plan.values["epochs"])
     scheduler = ASHAScheduler(

@@ -49,6 +49,9 @@ def command(quick: bool, state: str | None, phases: str, warmup: float | None) -
         config = replace(config, warmup_s=warmup)
     folder = Path(state).resolve() if state else default_state_dir()
     console = Console()
+    if not console.is_terminal:
+        # Piped into a file or a CI log: keep the thesis table one row per phase.
+        console = Console(width=170)
     log_file = _log_to_file(folder)
 
     def progress(line: str) -> None:

@@ -33,7 +33,13 @@ def _seconds(value: float | None) -> str:
     return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
-def rows(result: DemoResult) -> list[list[str]]:
+def _short(note: str, limit: int) -> str:
+    """The note's first clause, at most ``limit`` characters (the full text is in report.md)."""
+    head = note.split(" on holdout")[0]
+    return head if len(head) <= limit else head[: limit - 1] + "…"
+
+
+def rows(result: DemoResult, note_limit: int = 10_000) -> list[list[str]]:
     """The table's rows, one per phase (shared by the console table and report.md)."""
     found = []
     for phase in result.phases:
@@ -47,7 +53,7 @@ def rows(result: DemoResult) -> list[list[str]]:
         found.append([f"{phase.number} {phase.title}", phase.scenario, _mm(before.mae_mm),
                       _mm(before.max_mm), _mm(after.mae_mm), _mm(after.max_mm),
                       f"{thesis[0]} -> {thesis[1]}", detection, _seconds(phase.retrain_s),
-                      versions, phase.note])
+                      versions, _short(phase.note, note_limit) if phase.note else ""])
     return found
 
 
@@ -56,7 +62,7 @@ def console_table(result: DemoResult) -> Table:
     table = Table(title=f"edgeloop demo ({result.mode}): errors in mm, model {result.model_name}")
     for column in COLUMNS:
         table.add_column(column, overflow="fold")
-    for row in rows(result):
+    for row in rows(result, note_limit=60):
         table.add_row(*row)
     return table
 

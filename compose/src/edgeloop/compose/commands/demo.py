@@ -24,8 +24,9 @@ def _phases(value: str) -> tuple[int, ...]:
 
 
 @click.command("demo")
-@click.option("--quick", is_flag=True, help="Fewer runs and small sweeps: a few minutes plus "
-              "the live phase 5 (which waits for a real retrain).")
+@click.option("--quick", is_flag=True, help="Fewer runs and smaller sweeps (about 20 minutes "
+              "on a busy 2-core machine, mostly training; phase 5 stays live and waits for a "
+              "real retrain).")
 @click.option("--state", "state", type=click.Path(file_okay=False), default=None,
               help="State folder of the stack (default $EDGELOOP_STATE_DIR or .edgeloop).")
 @click.option("--phases", default="1,2,3,4,5", show_default=True,

@@ -55,7 +55,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        """A few minutes of work plus the live phase 5 (which waits for a real retrain)."""
+        """Small drives and sweeps; phase 5 stays live and waits for a real retrain."""
         return cls(collect_runs=20, validate_runs=4, drift_runs=6,
                    sweep=SweepSize(trials=2, epochs=(15,)),
                    warmup_s=90.0, red_timeout_s=1200.0, after_switch_runs=4,

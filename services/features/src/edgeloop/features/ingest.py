@@ -9,6 +9,7 @@ written in one statement (:mod:`edgeloop.features.writes`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -106,8 +107,11 @@ class Ingestor:
         now = datetime.now(UTC)
         size = -(-len(pending) // self.workers)  # ceil: one contiguous chunk per thread
         chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
+        # Each thread runs in a copy of this context, so its object-store spans are
+        # children of the batch span rather than traces of their own.
         done = await asyncio.gather(*(loop.run_in_executor(
-            self.executor, prepare_chunk, chunk, now, self.store) for chunk in chunks))
+            self.executor, contextvars.copy_context().run, prepare_chunk, chunk, now, self.store)
+            for chunk in chunks))
         return [item for chunk in done for item in chunk]
 
     async def stage(self, observations: Sequence[observation_pb2.Observation]) -> Staged:

@@ -13,7 +13,7 @@ from edgeloop.platform.errors import ConfigError
 
 
 @click.command("up")
-@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for health.")
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
 def command(timeout: float) -> None:
     """Start PostgreSQL, MLflow and the four services in the state folder.
 

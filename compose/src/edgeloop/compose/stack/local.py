@@ -86,7 +86,7 @@ def _probe(record: PartRecord) -> str:
     return health.grpc_status(record.address)
 
 
-def up(topology: Topology, progress: Progress, timeout_s: float = 90.0) -> list[PartStatus]:
+def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list[PartStatus]:
     """Start every part that is not running yet and wait until all are healthy."""
     state = StackState.load(topology.state_dir)
     _check_ports(topology, state)

@@ -29,6 +29,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -194,7 +195,8 @@ def _context(beige_model: Context, services: Services, lines: list[str]) -> Cont
                    clock=HistoryClock())
 
 
-async def test_red_floor_closes_the_loop(beige_model: Context, services: Services) -> None:
+async def test_red_floor_closes_the_loop(stack: Stack, beige_model: Context,
+                                        services: Services) -> None:
     from edgeloop.features.settings import Settings as FeaturesSettings
 
     assert "drift_rules" in FeaturesSettings.model_fields, \
@@ -235,6 +237,54 @@ async def test_red_floor_closes_the_loop(beige_model: Context, services: Service
     assert phase.before is not None and phase.before.count >= 20, report
     assert phase.after is not None and phase.after.count >= 20, report
     assert phase.after.mae_mm < phase.before.mae_mm, report
+
+    # Lineage and traces: from the new version back to the drift that made it (issue #8).
+    await _check_lineage_and_traces(stack, ctx, sweep)
+
+
+async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2.Sweep) -> None:
+    """`edgeloop lineage` shows the whole chain, and the sweep's trace holds each trial."""
+    from click.testing import CliRunner
+    from edgeloop.compose.cli import cli
+    from edgeloop.compose.traces import read_spans, trace_tree
+    from edgeloop.contracts.registry.v1 import deployment_pb2
+    from edgeloop.contracts.registry.v1 import registry_service_pb2 as rpb
+
+    trigger_event = sweep.trigger.removeprefix("drift:")
+    env = {f"EDGELOOP_{name.upper()}_ADDR": endpoint.address
+           for name, endpoint in stack.endpoints.items()}
+    env["EDGELOOP_ADMIN_TOKEN"] = stack.admin_token
+    result = await asyncio.to_thread(CliRunner().invoke, cli,
+                                     ["lineage", f"{MODEL}@{sweep.model_version}"], env=env)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for expected in (f"drift event {trigger_event}", f"sweep {sweep.sweep_id}",
+                     f"dataset snapshot {sweep.dataset.snapshot_id}",
+                     f"MLflow parent run {sweep.mlflow_parent_run_id}",
+                     *(f"run {t.mlflow_run_id}" for t in sweep.trials),
+                     f"registered version {sweep.model_version}", f"{SERVING} (arm stable)",
+                     "first predictions it served"):
+        assert expected in text, f"{expected!r} missing from:\n{result.output}"
+
+    spans = list(read_spans(stack.topology.state_dir / "traces"))
+    names = [s.name for root in trace_tree(spans, sweep.trace_id) for s in _walk(root)]
+    assert {"sweep", "sweep.snapshot", "sweep.tune", "sweep.log_model",
+            "sweep.register_version"} <= set(names), names
+    assert names.count("sweep.trial") == len(sweep.trials), names
+    version = await ctx.services.registry.GetModelVersion(rpb.GetModelVersionRequest(
+        model_name=MODEL, selector=deployment_pb2.VersionSelector(version=sweep.model_version)),
+        metadata=ctx.services.admin, timeout=30)
+    assert version.version.tags["trace_id"] == sweep.trace_id
+    for _ in range(60):  # the monitor records the sweep's trace id once it sees it finish
+        event = next(e for e in await drift_events(ctx) if e.event_id == trigger_event)
+        if event.sweep_trace_id == sweep.trace_id:
+            break
+        await asyncio.sleep(0.5)
+    assert event.sweep_trace_id == sweep.trace_id
+
+
+def _walk(span: Any) -> list[Any]:
+    return [span, *(s for child in span.children for s in _walk(child))]
 
 
 async def test_each_drift_kind_fires_its_own_rule(stack: Stack, beige_model: Context,

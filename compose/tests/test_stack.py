@@ -86,6 +86,14 @@ def test_grpcurl_lists_and_describes_each_service(started: dict, service: str) -
     assert '"SERVING"' in health.stdout
 
 
+def test_up_again_leaves_the_running_stack_alone(stack_env: dict[str, str], started: dict) -> None:
+    result = _edgeloop(stack_env, "up", "--timeout", "600", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    again = json.loads((Path(stack_env["EDGELOOP_STATE_DIR"]) / "stack.json").read_text())
+    assert {n: p["pid"] for n, p in again["parts"].items()} == \
+        {n: p["pid"] for n, p in started["parts"].items()}
+
+
 def test_down_leaves_no_process_behind(stack_env: dict[str, str], started: dict) -> None:
     pids = [p["pid"] for p in started["parts"].values() if p["pid"]]
     trees = [proc for pid in pids for proc in process_tree(pid)]

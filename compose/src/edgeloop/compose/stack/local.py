@@ -45,9 +45,13 @@ def _cluster(topology: Topology, state: StackState) -> PostgresCluster:
     return PostgresCluster(data_dir=data_dir, port=topology.ports["postgres"])
 
 
+# Ports a part opens besides its own: they are taken exactly when that part runs.
+_PORT_OWNERS = {"webhook": "trainer", "ray_dashboard": "trainer"}
+
+
 def _check_ports(topology: Topology, state: StackState) -> None:
     for part, port in topology.ports.items():
-        record = state.parts.get(part)
+        record = state.parts.get(_PORT_OWNERS.get(part, part))
         if record and alive(record.pid):
             continue
         if part == "postgres" and state.postgres_data_dir and \

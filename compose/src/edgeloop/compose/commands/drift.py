@@ -63,7 +63,8 @@ def command(deployment: str, open_only: bool, limit: int) -> None:
             states = stub.ListRuleStates(pb.ListRuleStatesRequest(deployment=deployment),
                                          timeout=DEFAULT_DEADLINE_S)
         except grpc.RpcError as exc:
-            raise click.ClickException(f"features at {target}: {exc.code().name}: {exc.details()}")
+            raise click.ClickException(
+                f"features at {target}: {exc.code().name}: {exc.details()}") from exc
     console = Console()
     console.print(_events_table(list(events.events)))
     console.print(_states_table(list(states.states)))

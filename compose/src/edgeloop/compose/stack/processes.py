@@ -93,7 +93,7 @@ def stop_tree(pid: int | None, timeout_s: float = 20.0, root_first: bool = True)
     for process in rest:
         _signal(process, signal.SIGTERM)
     _, still = psutil.wait_procs(rest, timeout=5)
-    leftovers = [p for p in [*still, *([root] if root and root.is_running() else [])]]
+    leftovers = [*still, *([root] if root is not None and root.is_running() else [])]
     for process in leftovers:
         _signal(process, signal.SIGKILL)
     _, survivors = psutil.wait_procs(leftovers, timeout=5)

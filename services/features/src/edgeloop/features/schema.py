@@ -58,10 +58,28 @@ def split_statements(text: str) -> list[str]:
     return [s.rstrip(";").strip() for s in statements if s.strip(" ;\n")]
 
 
+ENABLE_HINT = ("add shared_preload_libraries = 'timescaledb' to postgresql.conf and restart "
+               "the server (the local stack of `edgeloop up` does this on its next start)")
+
+
 async def timescaledb_available(conn: psycopg.AsyncConnection) -> bool:
-    """Whether the server can load the timescaledb extension."""
-    cursor = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
-    return await cursor.fetchone() is not None
+    """Whether the server has loaded the timescaledb library, so the extension can be used.
+
+    Installed extension files alone are not enough: ``CREATE EXTENSION timescaledb`` fails
+    with "must be preloaded" unless the server was started with the library preloaded.
+    """
+    cursor = await conn.execute(
+        "SELECT name FROM pg_available_extensions WHERE name = 'timescaledb'")
+    if await cursor.fetchone() is None:
+        return False
+    cursor = await conn.execute("SELECT current_setting('shared_preload_libraries')")
+    row = await cursor.fetchone()
+    preloaded = {part.strip() for part in (row[0] if row else "").split(",")}
+    if "timescaledb" not in preloaded:
+        log.warning("timescaledb is installed but not preloaded: using plain PostgreSQL; "
+                    "to enable it, " + ENABLE_HINT)
+        return False
+    return True
 
 
 async def ensure_schema(conn: psycopg.AsyncConnection, policies: Policies) -> bool:

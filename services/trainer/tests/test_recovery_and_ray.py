@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
-from edgeloop.trainer.events import EventBus
+from edgeloop.trainer.events import EventBus, make_event
 from edgeloop.trainer.store import SweepStore
 from edgeloop.trainer.sweeps import RESTARTED, Dependencies, SweepManager
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -75,3 +75,53 @@ def test_ray_dashboard_requires_the_token(ray_info: Any) -> None:
     assert _get(url, None) in (401, 403)
     assert _get(url, "not-the-token") in (401, 403)
     assert _get(url, token) == 200
+
+
+async def test_a_watch_ends_with_the_final_state_even_before_its_event_is_stored(
+        database_url: str) -> None:
+    """The race of issue 16: the state was saved, the event carrying it not yet."""
+    store = SweepStore(database_url)
+    await store.open()
+    try:
+        sweep = sweep_pb2.Sweep(sweep_id="racing", model_name="distance",
+                                state=sweep_pb2.SWEEP_STATE_RUNNING)
+        await store.insert(sweep, trainer_service_pb2.StartSweepRequest())
+        bus = EventBus(store)
+        await bus.emit(make_event(sweep, sweep_pb2.SWEEP_EVENT_TYPE_PROMOTION, "promoted"))
+        sweep.state = sweep_pb2.SWEEP_STATE_SUCCEEDED
+        await store.save(sweep)  # ... and the process stops before it stores the event
+        events = [event async for event in bus.watch("racing")]
+        assert [e.message for e in events[:-1]] == ["promoted"]
+        assert events[-1].state == sweep_pb2.SWEEP_STATE_SUCCEEDED
+        assert events[-1].type == sweep_pb2.SWEEP_EVENT_TYPE_STATE_CHANGED
+    finally:
+        await store.close()
+
+
+async def test_a_finished_sweep_stores_its_final_event_before_its_state(database_url: str) -> None:
+    """Watchers stop at the final state, so the final event must be stored first."""
+    store = SweepStore(database_url)
+    await store.open()
+    try:
+        sweep = sweep_pb2.Sweep(sweep_id="finishing", model_name="distance",
+                                state=sweep_pb2.SWEEP_STATE_RUNNING)
+        await store.insert(sweep, trainer_service_pb2.StartSweepRequest())
+        seen: list[tuple[str, int]] = []
+
+        class Recording(EventBus):
+            async def emit(self, event: sweep_pb2.SweepEvent) -> None:
+                stored = await self.store.get(event.sweep_id)
+                seen.append((event.message, stored.state))
+                await super().emit(event)
+
+        deps = Dependencies(settings=None, store=store, bus=Recording(store),
+                            objects=None, features=None, registry=None,  # type: ignore[arg-type]
+                            work_dir=Path("."), total_cpus=1)  # type: ignore[arg-type]
+        await SweepManager(deps)._finish(sweep, sweep_pb2.SWEEP_STATE_SUCCEEDED, "done")
+        assert seen == [("done", sweep_pb2.SWEEP_STATE_RUNNING)]
+        assert (await store.get("finishing")).state == sweep_pb2.SWEEP_STATE_SUCCEEDED
+        events = [event async for event in deps.bus.watch("finishing")]
+        assert events[-1].message == "done"
+        assert events[-1].state == sweep_pb2.SWEEP_STATE_SUCCEEDED
+    finally:
+        await store.close()

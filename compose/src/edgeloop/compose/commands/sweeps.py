@@ -246,6 +246,11 @@ def _watch(sweep_id: str, console: Console) -> None:
                     pb.GetSweepRequest(sweep_id=sweep_id), timeout=UNARY_TIMEOUT_S
                 ).sweep
                 live.update(_view(sweep, lines))
+            # The stream ends only once the sweep's final state is stored: read it as it
+            # is now, not as it was at the last event.
+            sweep = stub.GetSweep(pb.GetSweepRequest(sweep_id=sweep_id),
+                                  timeout=UNARY_TIMEOUT_S).sweep
+            live.update(_view(sweep, lines))
     if not console.is_terminal:
         for line in lines:
             console.print(line, highlight=False)

@@ -68,19 +68,30 @@ class EventBus:
         return asyncio.run_coroutine_threadsafe(self.emit(event), self.loop)
 
     async def watch(self, sweep_id: str) -> AsyncIterator[sweep_pb2.SweepEvent]:
-        """Past events, then live ones, until the sweep has ended and all are delivered."""
+        """Past events, then live ones, until the sweep has ended and all are delivered.
+
+        The last event always carries the sweep's final state.
+        """
         await self.store.get(sweep_id)  # NotFound for an unknown id, before streaming
         last = 0
+        final_sent = False
         while True:
             changed = self._changed[sweep_id]
             changed.clear()
             for seq, event in await self.store.events_after(sweep_id, last):
-                last = seq
+                last, final_sent = seq, event.state in TERMINAL
                 yield event
-            if (await self.store.get(sweep_id)).state in TERMINAL:
+            sweep = await self.store.get(sweep_id)
+            if sweep.state in TERMINAL:
                 for seq, event in await self.store.events_after(sweep_id, last):
-                    last = seq
+                    last, final_sent = seq, event.state in TERMINAL
                     yield event
+                if not final_sent:
+                    # The state was saved but its event is not stored yet (or was lost):
+                    # the stream's last message must still carry the final state, or a
+                    # watcher that trusts it (a script's exit code) reads a running sweep.
+                    yield make_event(sweep, sweep_pb2.SWEEP_EVENT_TYPE_STATE_CHANGED,
+                                     f"final state {sweep_pb2.SweepState.Name(sweep.state)}")
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), POLL_S)

@@ -80,8 +80,8 @@ class SweepManager:
             sweep = await self.deps.store.get(sweep_id)
             sweep.state, sweep.error = S.SWEEP_STATE_FAILED, RESTARTED
             sweep.finished_at.CopyFrom(_now())
-            await self.deps.store.save(sweep)
             await self.deps.bus.emit(make_event(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED, RESTARTED))
+            await self.deps.store.save(sweep)
             log.warning("sweep failed by restart", extra={"sweep_id": sweep_id})
         models = {s.model_name for s in await self._queued()}
         for model in models:
@@ -219,7 +219,10 @@ class SweepManager:
         sweep.finished_at.CopyFrom(_now())
         if state == S.SWEEP_STATE_FAILED:
             sweep.error = message
-        await self.emit(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED, message)
+        # The final event is stored before the final state: a watcher ends its stream when
+        # it sees the state, so the event carrying it must already be there to be sent.
+        await self.deps.bus.emit(make_event(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED, message))
+        await self.persist(sweep)
 
     async def _run(self, sweep_id: str) -> None:
         sweep = await self.deps.store.get(sweep_id)

@@ -26,6 +26,7 @@ from grpc import aio
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.contracts.features.v1 import dead_letter_pb2 as dl_pb2
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc as fs_grpc
 from edgeloop.contracts.registry.v1 import deployment_pb2
@@ -406,3 +407,34 @@ async def test_gateway_killed_and_restarted_replays_its_spool(plane: Plane, fram
     finally:
         await asyncio.to_thread(process.stop)
     assert {r.observation_id for r in rows} == {a.prediction.observation_id for a in answers[1:]}
+
+
+async def test_a_device_without_deployment_loses_no_frame(plane: Plane, frames) -> None:
+    """Issue 16: such frames were answered, then refused by features and dropped."""
+    token = await plane.add_device("car-unassigned", "")
+    answers = await stream(plane.gateway_addr, "car-unassigned", token,
+                           drive("car-unassigned", frames, 30))
+    assert answers[0].welcome.deployment == "unassigned"
+    predictions = [a.prediction for a in answers[1:]]
+    assert len(predictions) == 30 and not any(p.HasField("distance_mm") for p in predictions)
+    rows = await plane.wait_observations(30, device_id="car-unassigned")
+    assert {o.observation_id for o in rows} == {p.observation_id for p in predictions}
+    assert {(r.deployment, r.data_group) for r in rows} == {("unassigned", "unassigned")}
+    assert sum(r.HasField("sensor_mm") for r in rows) == sum(
+        f.frame.HasField("sensor_mm") for f in drive("car-unassigned", frames, 30)[1:])
+    dead = await plane.features.ListDeadLetters(dl_pb2.ListDeadLettersRequest(), timeout=30)
+    assert dead.total == 0
+
+    await plane.put_deployment("assigned-later", "1")
+    await plane.registry.AssignDevices(
+        reg_pb2.AssignDevicesRequest(deployment="assigned-later", device_ids=["car-unassigned"]),
+        metadata=bearer(ADMIN), timeout=30)
+    async with asyncio.timeout(30):
+        while True:
+            later = await stream(plane.gateway_addr, "car-unassigned", token,
+                                 drive("car-unassigned", frames, 1, first_seq=100))
+            if later[1].prediction.HasField("distance_mm"):
+                break
+            await asyncio.sleep(0.2)
+    assert later[0].welcome.deployment == "assigned-later"
+    assert plane.version_of(later[1].prediction.distance_mm) == "1"

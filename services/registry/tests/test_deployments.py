@@ -40,6 +40,7 @@ INVALID = [
     (dpb.Deployment(name="x", selector=selector(latest=True)), "deployment.selector"),
     (dpb.Deployment(name="x", model_name="../etc", selector=selector(latest=True)),
      "deployment.model_name"),
+    (dpb.Deployment(name="unassigned"), "deployment.name"),  # gateways' group for no deployment
 ]
 
 

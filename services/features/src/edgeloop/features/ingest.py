@@ -14,11 +14,12 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import cv2
 from edgeloop.contracts.features.v1 import feature_store_service_pb2, observation_pb2
+from edgeloop.features.dead_letters import record as record_dead_letters
 from edgeloop.features.prepare import Rejection, prepare_chunk
 from edgeloop.features.rows import PreparedObservation
 from edgeloop.features.tracing import frame_links, tracer
@@ -51,7 +52,8 @@ class IngestResult:
         return feature_store_service_pb2.IngestResponse(
             stored=self.stored, duplicates=self.duplicates,
             rejected=[feature_store_service_pb2.Rejection(observation_id=r.observation_id,
-                                                          reason=r.reason)
+                                                          reason=r.reason,
+                                                          dead_letter_id=r.dead_letter_id)
                       for r in self.rejected])
 
 
@@ -65,7 +67,8 @@ def _split_ids(observations: Sequence[observation_pb2.Observation],
             observation_id = canonical_uuid(obs.observation_id, "observation_id")
         except InvalidArgument as exc:
             result.rejected.append(Rejection(obs.observation_id,
-                                             f"{exc.message} (observation {index} of the batch)"))
+                                             f"{exc.message} (observation {index} of the batch)",
+                                             obs))
             continue
         if observation_id in seen:
             result.duplicates += 1
@@ -81,6 +84,8 @@ class Staged:
 
     result: IngestResult = field(default_factory=IngestResult)
     prepared: list[PreparedObservation] = field(default_factory=list)
+    by_id: dict[str, observation_pb2.Observation] = field(default_factory=dict)
+    """The observations being stored, by canonical id (what a later refusal names)."""
 
 
 class Ingestor:
@@ -125,6 +130,7 @@ class Ingestor:
         pending = [(obs, oid) for obs, oid in pending if oid not in known]
         if not pending:
             return staged
+        staged.by_id = {observation_id: obs for obs, observation_id in pending}
         for item in await self._prepare(pending):
             if isinstance(item, Rejection):
                 staged.result.rejected.append(item)
@@ -132,19 +138,25 @@ class Ingestor:
                 staged.prepared.append(item)
         return staged
 
-    async def commit(self, staged: Staged) -> IngestResult:
-        """Insert a staged batch; the batch's counts."""
+    async def commit(self, staged: Staged, dead_letters: bool = True) -> IngestResult:
+        """Insert a staged batch; the batch's counts. Refused observations are kept in the
+        dead-letter store unless ``dead_letters`` is False (a replay of dead letters)."""
         result = staged.result
         written = await write_batch(self.pool, staged.prepared)
         result.stored += len(written.stored)
-        result.rejected.extend(written.rejected)
+        result.rejected.extend(replace(r, observation=staged.by_id.get(r.observation_id))
+                               for r in written.rejected)
         # Lost a race with a concurrent writer of the same id: a duplicate, not an error.
         result.duplicates += len(staged.prepared) - len(written.stored) - len(written.rejected)
+        if dead_letters and result.rejected:
+            result.rejected = await record_dead_letters(self.pool, result.rejected)
         return result
 
-    async def ingest(self, observations: Sequence[observation_pb2.Observation]) -> IngestResult:
-        """Store one batch; bad observations are rejected by id, the rest stored once."""
-        return await self.commit(await self.stage(observations))
+    async def ingest(self, observations: Sequence[observation_pb2.Observation],
+                     dead_letters: bool = True) -> IngestResult:
+        """Store one batch; bad observations are rejected by id (and kept as dead letters
+        unless ``dead_letters`` is False), the rest stored once."""
+        return await self.commit(await self.stage(observations), dead_letters)
 
     async def ingest_stream(self, batches: AsyncIterator[Sequence[observation_pb2.Observation]],
                             ) -> IngestResult:

@@ -10,7 +10,7 @@ fails with UNAVAILABLE and the sender retries it (ingest is idempotent).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import cv2
@@ -32,6 +32,9 @@ class Rejection:
 
     observation_id: str
     reason: str
+    observation: observation_pb2.Observation | None = field(default=None, compare=False)
+    """The refused observation itself, kept as a dead letter."""
+    dead_letter_id: int = 0
 
 
 def prepare(obs: observation_pb2.Observation, observation_id: str, now: datetime,
@@ -47,10 +50,11 @@ def prepare(obs: observation_pb2.Observation, observation_id: str, now: datetime
             store.put(key, obs.jpeg, content_type="image/jpeg")
         except InvalidArgument as exc:
             log.warning("observation rejected: %s", exc.message)
-            return Rejection(observation_id, exc.message)
+            return Rejection(observation_id, exc.message, obs)
         except cv2.error as exc:
             log.warning("observation rejected: OpenCV failed: %s", exc)
-            return Rejection(observation_id, f"jpeg: OpenCV could not process it ({exc.err})")
+            return Rejection(observation_id, f"jpeg: OpenCV could not process it ({exc.err})",
+                             obs)
         except EdgeloopError:
             raise  # the object store is unreachable: the whole call is retried
         except Exception as exc:
@@ -58,7 +62,7 @@ def prepare(obs: observation_pb2.Observation, observation_id: str, now: datetime
             # (it would retry the batch forever): reject this one, log the trace.
             log.exception("observation rejected: unexpected error")
             return Rejection(observation_id, f"internal error while processing it "
-                                             f"({type(exc).__name__})")
+                                             f"({type(exc).__name__})", obs)
         return PreparedObservation(observation_id, to_row(obs, observation_id, time, key, decoded),
                                    shadow_rows(obs, observation_id, time))
 

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Protocol
 
+from edgeloop.contracts.features.v1 import dead_letter_pb2, feature_store_service_pb2_grpc
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
-from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
+from edgeloop.features import dead_letters
 from edgeloop.features.drift.events import DriftEvents
 from edgeloop.features.drift.messages import event_message, state_message
 from edgeloop.features.drift.monitor import DriftMonitor
@@ -83,3 +84,19 @@ class FeatureStoreService(feature_store_service_pb2_grpc.FeatureStoreServiceServ
                                      "EDGELOOP_REGISTRY_TOKEN for the features service")
         return pb.ListRuleStatesResponse(
             states=[state_message(t) for t in monitor.states(request.deployment)])
+
+    async def ListDeadLetters(self, request: dead_letter_pb2.ListDeadLettersRequest,  # noqa: N802
+                              context: aio.ServicerContext,
+                              ) -> dead_letter_pb2.ListDeadLettersResponse:
+        """Refused observations kept in the dead-letter store, newest first."""
+        return await dead_letters.list_dead_letters(self.resources.pool, request)
+
+    async def ReplayDeadLetters(self, request: dead_letter_pb2.ReplayDeadLettersRequest,  # noqa: N802
+                                context: aio.ServicerContext,
+                                ) -> dead_letter_pb2.ReplayDeadLettersResponse:
+        """Ingest dead letters again; the stored ones leave the store."""
+        reply = await dead_letters.replay(self.resources.pool, self.resources.ingestor, request)
+        log.info("dead letters replayed", extra={
+            "stored": reply.stored, "duplicates": reply.duplicates,
+            "still_refused": reply.still_refused})
+        return reply

@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 RELEASE_GRACE_S = 5.0
 """How long a version no deployment names stays loaded for frames already routed to it."""
 MAX_BACKOFF_S = 10.0
+UNASSIGNED = "unassigned"
+"""The data group (and observation deployment) of frames from a device with no deployment.
+
+Such frames are answered without a prediction and recorded under this name, so a robot
+collecting data before it is assigned loses nothing; the registry refuses this name for
+a deployment of its own.
+"""
 
 
 class ModelsNotReady(Exception):
@@ -44,8 +51,9 @@ class DeploymentState:
         """Set once the first snapshot is applied."""
 
     def deployment_of(self, device_id: str, fallback: str = "") -> str:
-        """The device's deployment name: the watched assignment, else ``fallback`` (from auth)."""
-        return self.assignments.get(device_id, fallback)
+        """The device's deployment name: the watched assignment, else ``fallback`` (from auth),
+        else :data:`UNASSIGNED`."""
+        return self.assignments.get(device_id, fallback) or UNASSIGNED
 
     def get(self, name: str) -> DeploymentView | None:
         """The deployment called ``name``, if known."""

@@ -119,9 +119,11 @@ class Forwarder:
                                "observations": len(records)})
             return None
         for rejection in reply.rejected:
-            # Rejected observations are invalid and will never be taken: log and move on.
-            log.error("features rejected an observation", extra={
-                "observation_id": rejection.observation_id, "reason": rejection.reason})
+            # Refused for good: features keeps it whole in its dead-letter store (listed and
+            # replayed with `edgeloop dead-letters`), so the spool may move past it.
+            log.warning("features refused an observation; kept as a dead letter", extra={
+                "observation_id": rejection.observation_id, "reason": rejection.reason,
+                "dead_letter_id": rejection.dead_letter_id})
         await asyncio.to_thread(self.spool.ack, end)
         self.forwarded += len(records)
         log.debug("forwarded", extra={"stored": reply.stored, "duplicates": reply.duplicates})

@@ -145,7 +145,8 @@ class FrameProcessor:
         view = self.state.get(name)
         if view is None or not view.active:
             # Unassigned device or inactive deployment: record the frame, predict nothing.
-            return DeploymentView(name=name, data_group=view.data_group if view else "")
+            # Features needs a data group to file it under: the deployment's, else its name.
+            return DeploymentView(name=name, data_group=view.data_group if view else name)
         return view
 
     async def _predict(self, view: DeploymentView, device_id: str, rgb: np.ndarray,

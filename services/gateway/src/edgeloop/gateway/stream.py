@@ -27,7 +27,7 @@ from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.gateway.auth import DeviceAuthenticator, Grant, parse_bearer
-from edgeloop.gateway.deployments import DeploymentState
+from edgeloop.gateway.deployments import UNASSIGNED, DeploymentState
 from edgeloop.gateway.frames import FrameProcessor
 from edgeloop.platform import log_context
 from edgeloop.platform.errors import (
@@ -113,6 +113,10 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
         except TimeoutError as exc:
             raise Unavailable("no deployment state from the registry yet; retry shortly") from exc
         name = self.state.deployment_of(session.device_id, session.grant.deployment)
+        if name == UNASSIGNED:
+            log.warning("device has no deployment: its frames are answered without a prediction "
+                        "and recorded under data group %r; assign it with `edgeloop deployments "
+                        "assign DEPLOYMENT %s`", UNASSIGNED, session.device_id)
         view = self.state.get(name)
         keys = sorted(view.model_keys(), key=lambda k: k.model_name) if view else []
         return edge_pb2.Welcome(deployment=name, model_name=keys[0].model_name if keys else "",

@@ -22,6 +22,8 @@ Strategy = deployment_pb2.Strategy
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ARM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 RESERVED_ARMS = {"none"}
+UNASSIGNED = "unassigned"
+"""The data group gateways use for devices with no deployment (not a deployment name)."""
 _WITH_CHALLENGER = {Strategy.STRATEGY_SHADOW, Strategy.STRATEGY_CANARY, Strategy.STRATEGY_AB}
 _SPEC_FIELDS = ("model_name", "selector", "data_group", "strategy", "challenger",
                 "canary_fraction", "arms", "description")
@@ -41,6 +43,9 @@ def normalize(deployment: deployment_pb2.Deployment) -> deployment_pb2.Deploymen
     spec.CopyFrom(deployment)
     spec.ClearField("resolved")
     check_name(spec.name)
+    if spec.name == UNASSIGNED:
+        raise InvalidArgument("deployment.name", f"{UNASSIGNED!r} is reserved: gateways record the "
+                              "frames of devices with no deployment under it")
     if spec.strategy == Strategy.STRATEGY_UNSPECIFIED:
         spec.strategy = Strategy.STRATEGY_DIRECT
     if spec.strategy not in Strategy.values():

@@ -1,5 +1,6 @@
 import datetime
 
+from edgeloop.contracts.features.v1 import dead_letter_pb2 as _dead_letter_pb2
 from edgeloop.contracts.features.v1 import observation_pb2 as _observation_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -17,12 +18,14 @@ class IngestRequest(_message.Message):
     def __init__(self, observations: _Optional[_Iterable[_Union[_observation_pb2.Observation, _Mapping]]] = ...) -> None: ...
 
 class Rejection(_message.Message):
-    __slots__ = ("observation_id", "reason")
+    __slots__ = ("observation_id", "reason", "dead_letter_id")
     OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_ID_FIELD_NUMBER: _ClassVar[int]
     observation_id: str
     reason: str
-    def __init__(self, observation_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    dead_letter_id: int
+    def __init__(self, observation_id: _Optional[str] = ..., reason: _Optional[str] = ..., dead_letter_id: _Optional[int] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
     __slots__ = ("stored", "duplicates", "rejected")

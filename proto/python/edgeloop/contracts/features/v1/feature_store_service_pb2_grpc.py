@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from edgeloop.contracts.features.v1 import dead_letter_pb2 as edgeloop_dot_features_dot_v1_dot_dead__letter__pb2
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -60,6 +61,16 @@ class FeatureStoreServiceStub:
                 request_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListRuleStatesRequest.SerializeToString,
                 response_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListRuleStatesResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/edgeloop.features.v1.FeatureStoreService/ListDeadLetters',
+                request_serializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/edgeloop.features.v1.FeatureStoreService/ReplayDeadLetters',
+                request_serializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureStoreServiceServicer:
@@ -102,6 +113,21 @@ class FeatureStoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """ListDeadLetters lists observations Ingest refused, newest first: a refused
+        observation is kept whole in the dead-letter store, never dropped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """ReplayDeadLetters ingests dead letters again; the ones stored now leave the store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureStoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +155,16 @@ def add_FeatureStoreServiceServicer_to_server(servicer, server):
                     servicer.ListRuleStates,
                     request_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListRuleStatesRequest.FromString,
                     response_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListRuleStatesResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +303,60 @@ class FeatureStoreService:
             '/edgeloop.features.v1.FeatureStoreService/ListRuleStates',
             edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListRuleStatesRequest.SerializeToString,
             edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListRuleStatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.features.v1.FeatureStoreService/ListDeadLetters',
+            edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.SerializeToString,
+            edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.features.v1.FeatureStoreService/ReplayDeadLetters',
+            edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersRequest.SerializeToString,
+            edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +60,7 @@ def started(stack_env: dict[str, str]) -> dict:
 
 
 def test_up_brings_every_part_to_serving(started: dict) -> None:
-    assert set(started["parts"]) == {"postgres", "mlflow", *SERVICES}
+    assert set(started["parts"]) == {"postgres", "mlflow", *SERVICES, "supervisor"}
 
 
 def test_status_shows_every_part_serving(stack_env: dict[str, str], started: dict) -> None:
@@ -94,8 +97,49 @@ def test_up_again_leaves_the_running_stack_alone(stack_env: dict[str, str], star
         {n: p["pid"] for n, p in started["parts"].items()}
 
 
+def _parts(env: dict[str, str]) -> dict[str, dict]:
+    return json.loads((Path(env["EDGELOOP_STATE_DIR"]) / "stack.json").read_text())["parts"]
+
+
+def _wait_restarted(env: dict[str, str], part: str, old_pid: int, timeout_s: float = 600) -> dict:
+    """Wait until ``part`` runs under a new pid and the whole stack is SERVING again."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        record = _parts(env)[part]
+        if record["pid"] != old_pid and _edgeloop(env, "status").returncode == 0:
+            return record
+        time.sleep(1)
+    raise AssertionError(f"{part} was not started again within {timeout_s} s: {_parts(env)}")
+
+
+def test_a_killed_part_is_started_again_by_the_supervisor(stack_env: dict[str, str],
+                                                         started: dict) -> None:
+    old = _parts(stack_env)["registry"]
+    os.kill(old["pid"], signal.SIGKILL)
+    record = _wait_restarted(stack_env, "registry", old["pid"])
+    assert record["restarts"] == old["restarts"] + 1 and record["last_restart"]
+    shown = _edgeloop({**stack_env, "COLUMNS": "250"}, "status")
+    row = next(line for line in shown.stdout.splitlines() if record["address"] in line)
+    assert "SERVING" in row and re.search(rf"│\s*{record['restarts']}\s*│", row), shown.stdout
+
+
+def test_up_restarts_a_dead_part_and_a_dead_supervisor(stack_env: dict[str, str],
+                                                       started: dict) -> None:
+    parts = _parts(stack_env)
+    os.kill(parts["supervisor"]["pid"], signal.SIGKILL)
+    os.kill(parts["features"]["pid"], signal.SIGKILL)
+    psutil.wait_procs([psutil.Process(parts["supervisor"]["pid"])], timeout=30)
+    result = _edgeloop(stack_env, "up", "--timeout", "600", timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = _parts(stack_env)
+    assert after["features"]["pid"] != parts["features"]["pid"]
+    assert after["features"]["restarts"] == parts["features"]["restarts"] + 1
+    assert after["supervisor"]["pid"] != parts["supervisor"]["pid"]
+    assert psutil.pid_exists(after["supervisor"]["pid"])
+
+
 def test_down_leaves_no_process_behind(stack_env: dict[str, str], started: dict) -> None:
-    pids = [p["pid"] for p in started["parts"].values() if p["pid"]]
+    pids = [p["pid"] for p in _parts(stack_env).values() if p["pid"]]
     trees = [proc for pid in pids for proc in process_tree(pid)]
     assert len(trees) >= len(pids)
     result = _edgeloop(stack_env, "down")

@@ -14,12 +14,12 @@ _STYLE = {"SERVING": "green", "NOT_SERVING": "yellow"}
 def print_status(rows: list[PartStatus], topology: Topology) -> None:
     """The parts table plus the operator URLs."""
     table = Table(title=f"edgeloop stack ({topology.state_dir})")
-    for column in ("part", "address", "pid", "health", "log"):
+    for column in ("part", "address", "pid", "health", "restarts", "log"):
         table.add_column(column)
     for row in rows:
         style = _STYLE.get(row.status, "red")
         table.add_row(row.name, row.address, str(row.pid or "-"),
-                      f"[{style}]{row.status}[/{style}]", row.detail)
+                      f"[{style}]{row.status}[/{style}]", str(row.restarts), row.detail)
     console = Console()
     console.print(table)
     console.print(f"MLflow UI:      {topology.mlflow_uri}")

@@ -12,9 +12,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from edgeloop.compose.stack import health
+from edgeloop.compose.stack import health, supervisor
 from edgeloop.compose.stack.processes import alive, check_port_free, spawn, stop_tree
 from edgeloop.compose.stack.state import PartRecord, StackState, load_or_create_secrets
 from edgeloop.compose.stack.topology import SERVICES, Topology
@@ -33,6 +34,7 @@ class PartStatus:
     pid: int | None
     status: str
     detail: str = ""
+    restarts: int = 0
 
 
 class StackError(RuntimeError):
@@ -74,10 +76,15 @@ def _start_postgres(topology: Topology, state: StackState, progress: Progress) -
 
 
 def _start_process(state: StackState, record: PartRecord, command: list[str],
-                   env: dict[str, str]) -> None:
+                   env: dict[str, str], plan: dict[str, dict]) -> None:
+    plan[record.name] = {"command": command, "env": env}
     existing = state.parts.get(record.name)
     if existing and alive(existing.pid):
         return
+    if existing:  # died (and the supervisor had not restarted it): start it again
+        record.restarts = existing.restarts + 1
+        record.last_restart = datetime.now(UTC).isoformat(timespec="seconds")
+        stop_tree(existing.pid, timeout_s=5)
     record.pid = spawn(command, env, Path(record.log))
     state.parts[record.name] = record
 
@@ -87,37 +94,65 @@ def _probe(record: PartRecord) -> str:
         return health.http_status(record.url)
     if record.kind == "postgres":
         return health.postgres_status(record.url)
+    if record.kind == "process":
+        return "SERVING" if alive(record.pid) else "STOPPED"
     return health.grpc_status(record.address)
 
 
 def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list[PartStatus]:
-    """Start every part that is not running yet and wait until all are healthy."""
-    state = StackState.load(topology.state_dir)
-    _check_ports(topology, state)
-    secrets = load_or_create_secrets(topology.state_dir)
-    logs = topology.folder("logs")
-    _start_postgres(topology, state, progress)
-    mlflow = PartRecord("mlflow", topology.address("mlflow"), None, str(logs / "mlflow.log"),
-                        kind="http", url=f"{topology.mlflow_uri}/health")
-    _start_process(state, mlflow, topology.mlflow_command(), {})
-    for service in SERVICES:
-        record = PartRecord(service, topology.address(service), None, str(logs / f"{service}.log"))
-        progress(f"{service}: starting on {record.address}")
-        _start_process(state, record, [sys.executable, "-m", f"edgeloop.{service}"],
-                       topology.service_env(service, secrets))
-    state.save(topology.state_dir)
-    return _wait_healthy(state, progress, timeout_s)
+    """Start every part that is not running yet (a dead one again) and wait until all are
+    healthy; the supervisor then restarts any part that dies."""
+    with supervisor.locked(topology.state_dir):
+        state = StackState.load(topology.state_dir)
+        _check_ports(topology, state)
+        secrets = load_or_create_secrets(topology.state_dir)
+        logs = topology.folder("logs")
+        plan: dict[str, dict] = {}
+        _start_postgres(topology, state, progress)
+        mlflow = PartRecord("mlflow", topology.address("mlflow"), None, str(logs / "mlflow.log"),
+                            kind="http", url=f"{topology.mlflow_uri}/health")
+        _start_process(state, mlflow, topology.mlflow_command(), {}, plan)
+        for service in SERVICES:
+            record = PartRecord(service, topology.address(service), None,
+                                str(logs / f"{service}.log"))
+            progress(f"{service}: starting on {record.address}")
+            _start_process(state, record, [sys.executable, "-m", f"edgeloop.{service}"],
+                           topology.service_env(service, secrets), plan)
+        supervisor.write_plan(topology.state_dir, plan)
+        _start_process(state, PartRecord("supervisor", "-", None, str(logs / "supervisor.log"),
+                                         kind="process"),
+                       [sys.executable, "-m", "edgeloop.compose.stack.supervisor",
+                        str(topology.state_dir)], {}, {})
+        state.save(topology.state_dir)
+    return _wait_healthy(state, topology.state_dir, progress, timeout_s)
 
 
-def _wait_healthy(state: StackState, progress: Progress, timeout_s: float) -> list[PartStatus]:
+CRASH_LOOP_RESTARTS = 3
+"""Restarts while `up` waits after which a part counts as failing, not as starting."""
+
+
+def _wait_healthy(state: StackState, state_dir: Path, progress: Progress,
+                  timeout_s: float) -> list[PartStatus]:
     deadline = time.monotonic() + timeout_s
     rows = []
-    for record in state.parts.values():
+    for name, first in state.parts.items():
+        def current(name: str = name, first: PartRecord = first) -> PartRecord:
+            # The supervisor may have started the part again under a new pid.
+            return StackState.load(state_dir).parts.get(name, first)
+
+        def crash_looping(first: PartRecord = first, current=current) -> bool:  # noqa: ANN001
+            now = current()
+            return (now.kind != "postgres" and not alive(now.pid)
+                    and now.restarts >= first.restarts + CRASH_LOOP_RESTARTS)
+
         remaining = max(1.0, deadline - time.monotonic())
-        is_dead = (lambda r=record: r.kind != "postgres" and not alive(r.pid))
-        status = health.wait_until(lambda r=record: _probe(r), remaining, is_dead)
-        progress(f"{record.name}: {status}")
-        rows.append(PartStatus(record.name, record.address, record.pid, status, record.log))
+        status = health.wait_until(lambda current=current: _probe(current()), remaining,
+                                   crash_looping)
+        record = current()
+        progress(f"{name}: {status}" + (f" (restarted {record.restarts - first.restarts}x)"
+                                        if record.restarts > first.restarts else ""))
+        rows.append(PartStatus(name, record.address, record.pid, status, record.log,
+                               record.restarts))
     return rows
 
 
@@ -128,7 +163,8 @@ def status(topology: Topology) -> list[PartStatus]:
     for record in state.parts.values():
         running = alive(record.pid) if record.kind != "postgres" else True
         current = _probe(record) if running else "STOPPED"
-        rows.append(PartStatus(record.name, record.address, record.pid, current, record.log))
+        rows.append(PartStatus(record.name, record.address, record.pid, current, record.log,
+                               record.restarts))
     return rows
 
 
@@ -136,6 +172,12 @@ def down(topology: Topology, progress: Progress) -> list[int]:
     """Stop every part `up` started (services first, PostgreSQL last); return surviving pids."""
     state = StackState.load(topology.state_dir)
     survivors: list[int] = []
+    watcher = state.parts.pop("supervisor", None)
+    if watcher and watcher.pid:  # first, so that nothing is started again while we stop
+        progress(f"supervisor: stopping (pid {watcher.pid})")
+        survivors += stop_tree(watcher.pid)
+    state = StackState.load(topology.state_dir)  # the supervisor's last restarts
+    state.parts.pop("supervisor", None)
     for name in [*reversed(SERVICES), "mlflow"]:
         record = state.parts.pop(name, None)
         if record and record.pid:

@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edgeloop.compose.stack import health, supervisor
-from edgeloop.compose.stack.processes import alive, check_port_free, spawn, stop_tree
+from edgeloop.compose.stack.processes import (
+    alive,
+    check_port_free,
+    set_nice,
+    spawn,
+    stop_tree,
+)
 from edgeloop.compose.stack.state import PartRecord, StackState, load_or_create_secrets
 from edgeloop.compose.stack.topology import SERVICES, Topology
 from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
@@ -67,6 +73,9 @@ def _start_postgres(topology: Topology, state: StackState, progress: Progress) -
     progress(f"postgres: starting on {topology.address('postgres')} "
              f"(TimescaleDB {'found' if cluster.timescaledb else 'not installed: plain PostgreSQL'})")
     cluster.start()
+    if cluster.pid():
+        # The postmaster's backends are forked from it after this: they inherit the value.
+        set_nice(cluster.pid(), topology.nice["postgres"])
     cluster.ensure_database("edgeloop")
     state.postgres_data_dir = str(cluster.data_dir)
     state.postgres_port = cluster.port
@@ -76,8 +85,8 @@ def _start_postgres(topology: Topology, state: StackState, progress: Progress) -
 
 
 def _start_process(state: StackState, record: PartRecord, command: list[str],
-                   env: dict[str, str], plan: dict[str, dict]) -> None:
-    plan[record.name] = {"command": command, "env": env}
+                   env: dict[str, str], plan: dict[str, dict], nice: int = 0) -> None:
+    plan[record.name] = {"command": command, "env": env, "nice": nice}
     existing = state.parts.get(record.name)
     if existing and alive(existing.pid):
         return
@@ -85,7 +94,7 @@ def _start_process(state: StackState, record: PartRecord, command: list[str],
         record.restarts = existing.restarts + 1
         record.last_restart = datetime.now(UTC).isoformat(timespec="seconds")
         stop_tree(existing.pid, timeout_s=5)
-    record.pid = spawn(command, env, Path(record.log))
+    record.pid = spawn(command, env, Path(record.log), nice=nice)
     state.parts[record.name] = record
 
 
@@ -107,17 +116,17 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
         _check_ports(topology, state)
         secrets = load_or_create_secrets(topology.state_dir)
         logs = topology.folder("logs")
-        plan: dict[str, dict] = {}
+        plan: dict[str, dict] = {"postgres": {"nice": topology.nice["postgres"]}}
         _start_postgres(topology, state, progress)
         mlflow = PartRecord("mlflow", topology.address("mlflow"), None, str(logs / "mlflow.log"),
                             kind="http", url=f"{topology.mlflow_uri}/health")
-        _start_process(state, mlflow, topology.mlflow_command(), {}, plan)
+        _start_process(state, mlflow, topology.mlflow_command(), {}, plan, topology.nice["mlflow"])
         for service in SERVICES:
             record = PartRecord(service, topology.address(service), None,
                                 str(logs / f"{service}.log"))
             progress(f"{service}: starting on {record.address}")
             _start_process(state, record, [sys.executable, "-m", f"edgeloop.{service}"],
-                           topology.service_env(service, secrets), plan)
+                           topology.service_env(service, secrets), plan, topology.nice[service])
         supervisor.write_plan(topology.state_dir, plan)
         _start_process(state, PartRecord("supervisor", "-", None, str(logs / "supervisor.log"),
                                          kind="process"),

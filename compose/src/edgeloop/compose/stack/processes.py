@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -26,14 +27,25 @@ def check_port_free(part: str, port: int) -> None:
                             f"or choose another with EDGELOOP_{part.upper()}_PORT=<port>") from None
 
 
-def spawn(command: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> int:
-    """Start ``command`` in its own session, output appended to ``log_path``; return its pid."""
+def spawn(command: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None,
+          nice: int = 0) -> int:
+    """Start ``command`` in its own session at priority ``nice`` (inherited by everything it
+    starts), output appended to ``log_path``; return its pid."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, env={**_base_env(), **env}, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, cwd=cwd)
+                                   start_new_session=True, cwd=cwd,
+                                   preexec_fn=(lambda: set_nice(0, nice)) if nice else None)
     return process.pid
+
+
+def set_nice(pid: int, nice: int) -> None:
+    """Give ``pid`` (0: this process) scheduling priority ``nice`` (absolute, -20..19); its
+    later children inherit it. Without root a priority can only be lowered: a value above
+    the current one is then kept as it is."""
+    with contextlib.suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
 
 
 def _base_env() -> dict[str, str]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edgeloop.compose.stack.processes import alive, spawn, stop_tree
+from edgeloop.compose.stack.processes import alive, set_nice, spawn, stop_tree
 from edgeloop.compose.stack.state import PartRecord, StackState
 from edgeloop.platform.pgcluster import PostgresCluster
 
@@ -133,9 +133,12 @@ class Supervisor:
                 cluster = self._cluster(state)
                 cluster.start()
                 record.pid = cluster.pid()
+                if record.pid:
+                    set_nice(record.pid, spec.get("nice", 0) if spec else 0)
             else:
                 stop_tree(record.pid, timeout_s=5)  # what is left of its group (Ray, workers)
-                record.pid = spawn(spec["command"], spec["env"], Path(record.log))
+                record.pid = spawn(spec["command"], spec["env"], Path(record.log),
+                                   nice=spec.get("nice", 0))
         except Exception:
             log.exception("starting %s again failed; retrying after the backoff", name)
         record.restarts += 1

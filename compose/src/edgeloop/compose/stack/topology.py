@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORTS = {
@@ -23,6 +23,18 @@ DEFAULT_PORTS = {
 }
 SERVICES = ("registry", "features", "trainer", "gateway")
 """The edgeloop services, in start order."""
+DEFAULT_NICE = {
+    "gateway": 0,
+    "registry": 5,
+    "postgres": 5,
+    "features": 10,
+    "mlflow": 10,
+    "trainer": 15,
+}
+"""Scheduling priority (nice) per part: robots wait for the gateway's answers, nothing else
+has a robot waiting. Recording, drift checks, MLflow and training yield the CPU to the
+answer path; the trainer's Ray workers inherit its value and run last. Each moves with
+``EDGELOOP_<PART>_NICE`` (-20..19; negative values need root)."""
 
 
 @dataclass(frozen=True)
@@ -31,17 +43,19 @@ class Topology:
 
     state_dir: Path
     ports: dict[str, int]
+    nice: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_NICE))
 
     @classmethod
     def from_env(cls, state_dir: Path) -> Topology:
-        """Default ports, overridden by ``EDGELOOP_<PART>_PORT`` variables."""
+        """Default ports and priorities, overridden by ``EDGELOOP_<PART>_PORT`` and
+        ``EDGELOOP_<PART>_NICE`` variables."""
         ports = {}
         for part, default in DEFAULT_PORTS.items():
             raw = os.environ.get(f"EDGELOOP_{part.upper()}_PORT", "")
             if raw and not raw.isdigit():
                 raise ValueError(f"EDGELOOP_{part.upper()}_PORT: not a port number (got {raw!r})")
             ports[part] = int(raw) if raw else default
-        return cls(state_dir=state_dir, ports=ports)
+        return cls(state_dir=state_dir, ports=ports, nice=_nice_from_env())
 
     def address(self, part: str) -> str:
         return f"127.0.0.1:{self.ports[part]}"
@@ -112,3 +126,18 @@ class Topology:
                         "EDGELOOP_REGISTRY_TOKEN": secrets["read_token"]},
         }
         return {**common, **specific[service]}
+
+
+def _nice_from_env() -> dict[str, int]:
+    nice = {}
+    for part, default in DEFAULT_NICE.items():
+        name = f"EDGELOOP_{part.upper()}_NICE"
+        raw = os.environ.get(name, "").strip()
+        try:
+            value = int(raw) if raw else default
+        except ValueError:
+            raise ValueError(f"{name}: not a number from -20 to 19 (got {raw!r})") from None
+        if not -20 <= value <= 19:
+            raise ValueError(f"{name}: must be from -20 to 19 (got {value})")
+        nice[part] = value
+    return nice

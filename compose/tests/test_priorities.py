@@ -1,0 +1,50 @@
+"""Per-part scheduling priority: configured per part, applied to the process and inherited."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from edgeloop.compose.stack.processes import spawn, stop_tree
+from edgeloop.compose.stack.topology import DEFAULT_NICE, Topology
+
+
+def test_defaults_put_the_answer_path_first_and_training_last(monkeypatch) -> None:
+    for part in DEFAULT_NICE:
+        monkeypatch.delenv(f"EDGELOOP_{part.upper()}_NICE", raising=False)
+    nice = Topology.from_env(Path("state")).nice
+    assert nice["gateway"] == min(nice.values())
+    assert nice["trainer"] == max(nice.values())
+    assert nice["gateway"] < nice["features"] < nice["trainer"]
+
+
+def test_a_part_moves_with_its_variable_and_bad_values_are_named(monkeypatch) -> None:
+    monkeypatch.setenv("EDGELOOP_FEATURES_NICE", "3")
+    assert Topology.from_env(Path("state")).nice["features"] == 3
+    monkeypatch.setenv("EDGELOOP_TRAINER_NICE", "25")
+    with pytest.raises(ValueError, match="EDGELOOP_TRAINER_NICE: must be from -20 to 19"):
+        Topology.from_env(Path("state"))
+    monkeypatch.setenv("EDGELOOP_TRAINER_NICE", "low")
+    with pytest.raises(ValueError, match="EDGELOOP_TRAINER_NICE: not a number"):
+        Topology.from_env(Path("state"))
+
+
+def test_spawned_part_and_its_children_run_at_its_priority(tmp_path: Path) -> None:
+    # The child starts a grandchild (as the trainer starts Ray workers) and both sleep.
+    script = ("import subprocess, sys, time; "
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              "time.sleep(60)")
+    pid = spawn([sys.executable, "-c", script], {}, tmp_path / "part.log", nice=15)
+    try:
+        process = psutil.Process(pid)
+        deadline = time.monotonic() + 60
+        while not process.children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.children(), "the part did not start its child"
+        assert process.nice() == 15  # absolute, not relative to ours
+        assert all(child.nice() == process.nice() for child in process.children())
+    finally:
+        stop_tree(pid, timeout_s=5)

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -172,9 +173,12 @@ async def gateway_process(env: dict[str, str], log: Path) -> AsyncIterator[psuti
 @contextlib.contextmanager
 def real_features(root: Path) -> Iterator[str]:
     """The real features service on a private PostgreSQL cluster; yields its address."""
-    from edgeloop.platform.pgcluster import PostgresCluster
+    from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
 
-    cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=False)
+    # As root the cluster runs as the postgres user, who cannot enter a private temporary
+    # folder: choose_data_dir moves the data folder where that user can reach it.
+    cluster = PostgresCluster(data_dir=choose_data_dir(root / "pg"), port=free_port(),
+                              durable=False)
     cluster.start()
     address = f"127.0.0.1:{free_port()}"
     env = {"EDGELOOP_LISTEN_ADDR": address, "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"),
@@ -190,6 +194,8 @@ def real_features(root: Path) -> Iterator[str]:
         process.terminate()
         process.wait(60)
         cluster.stop()
+        if not cluster.data_dir.is_relative_to(root):
+            shutil.rmtree(cluster.data_dir.parent, ignore_errors=True)
 
 
 # --- robots -----------------------------------------------------------------------------

@@ -1,0 +1,455 @@
+"""Fleet benchmark: the whole local stack under N robots, the load generator in its own process.
+
+The stack is exactly what `edgeloop up` starts (PostgreSQL — TimescaleDB when installed —,
+MLflow, registry, features, trainer, gateway, supervisor), in a private state folder on
+free ports. The trainer's ``thesis`` CNN is logged to the stack's MLflow and registered
+through the registry like a trained version; one deployment serves it to N devices.
+
+For each row (N robots x fps, or full speed with a window of frames in flight) it prints:
+answered frames/s, frame→answer p50/p99/p99.9 (client side), recorded frames/s and ingest
+lag p50/p99 (the gateway's receive time → the row's insert time, read from the
+database), and per part: CPU ms per answered frame and peak RSS (each part's whole
+process tree: PostgreSQL backends, Ray workers, MLflow workers included). It checks
+that every answered frame was recorded exactly once. Beside it, in the same run, the
+model-only limit and the thesis transport (``bench/gateway_bench.py``'s).
+
+``--soak-minutes M`` runs one long row instead (default 100 robots x 4 fps) and samples
+RSS and open file descriptors of every part at start, middle and end, and the disk used
+by spool, traces and logs; the robots' world turns red halfway, so drift rules fire and
+the monitor may start a retrain inside the soak (drift events and sweeps are counted).
+
+Benchmark only on an otherwise idle machine: the load average is printed before and after.
+Run: ``uv run python bench/fleet_bench.py`` (``--help`` for the knobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+from grpc import aio
+
+sys.path.insert(0, str(Path(__file__).parent))
+import gateway_bench  # noqa: E402  (a sibling script: frames, robots, limit and thesis rows)
+from edgeloop.compose.stack.topology import DEFAULT_PORTS  # noqa: E402
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2  # noqa: E402
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc  # noqa: E402
+from edgeloop.contracts.edge.v1 import edge_pb2  # noqa: E402
+from edgeloop.contracts.registry.v1 import deployment_pb2  # noqa: E402
+from edgeloop.contracts.registry.v1 import registry_service_pb2 as reg_pb2  # noqa: E402
+from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc  # noqa: E402
+from edgeloop.testing import free_port  # noqa: E402
+
+MODEL = "distance"
+DEPLOYMENT = "fleet"
+PARTS = ("gateway", "features", "registry", "trainer", "mlflow", "postgres")
+
+
+# --- the stack --------------------------------------------------------------------------
+
+@dataclass
+class Stack:
+    """A running local stack and how to reach it."""
+
+    env: dict[str, str]
+    state_dir: Path
+
+    def record(self) -> dict:
+        return json.loads((self.state_dir / "stack.json").read_text())
+
+    def secrets(self) -> dict[str, str]:
+        return json.loads((self.state_dir / "secrets.json").read_text())
+
+    def address(self, part: str) -> str:
+        return self.record()["parts"][part]["address"]
+
+    def tree(self, part: str) -> list[psutil.Process]:
+        """The part's process and everything it started."""
+        pid = self.record()["parts"][part]["pid"]
+        try:
+            root = psutil.Process(pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+
+def _edgeloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeloop.compose", *args], env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+@contextlib.contextmanager
+def local_stack(root: Path) -> Iterator[Stack]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
+    env["EDGELOOP_STATE_DIR"] = str(root / "state")
+    for part in DEFAULT_PORTS:
+        env[f"EDGELOOP_{part.upper()}_PORT"] = str(free_port())
+    started = time.monotonic()
+    try:
+        result = _edgeloop(env, "up", "--timeout", "900")
+        if result.returncode != 0:
+            raise SystemExit(f"edgeloop up failed:\n{result.stdout}\n{result.stderr}")
+        print(f"stack up in {time.monotonic() - started:.0f} s ({root / 'state'})", flush=True)
+        yield Stack(env, root / "state")
+    finally:
+        _edgeloop(env, "down")
+
+
+def publish_model(stack: Stack, root: Path, robots: int) -> dict[str, str]:
+    """Log the thesis CNN to the stack's MLflow, register it, deploy it; device tokens."""
+    import grpc
+    import mlflow
+    from edgeloop.platform import bearer
+
+    saved = gateway_bench.export_model(root / "export", "thesis")
+    mlflow.set_tracking_uri(stack.record()["parts"]["mlflow"]["url"].removesuffix("/health"))
+
+    class Passthrough(mlflow.pyfunc.PythonModel):
+        def predict(self, context: object, model_input: list, params: dict | None = None) -> list:
+            return model_input
+
+    with mlflow.start_run(experiment_id=mlflow.create_experiment(f"fleet-{uuid.uuid4().hex[:6]}")
+                          ) as run:
+        mlflow.log_metric("holdout_mae_mm", 10.0)
+        mlflow.pyfunc.log_model(name="model", artifacts={"saved_model": str(saved)},
+                                python_model=Passthrough(), pip_requirements=["tensorflow"])
+    admin = bearer(stack.secrets()["admin_token"])
+    with grpc.insecure_channel(stack.address("registry")) as channel:
+        registry = reg_grpc.RegistryServiceStub(channel)
+        registry.RegisterModelVersion(reg_pb2.RegisterModelVersionRequest(
+            model_name=MODEL, run_id=run.info.run_id, artifact_path="model"),
+            metadata=admin, timeout=600)
+        registry.CreateDeployment(reg_pb2.CreateDeploymentRequest(
+            deployment=deployment_pb2.Deployment(
+                name=DEPLOYMENT, model_name=MODEL, active=True,
+                strategy=deployment_pb2.STRATEGY_DIRECT,
+                selector=deployment_pb2.VersionSelector(latest=True))),
+            metadata=admin, timeout=60)
+        tokens = {}
+        for index in range(robots):
+            device = f"fleet-{index}"
+            tokens[device] = registry.RegisterDevice(reg_pb2.RegisterDeviceRequest(
+                name=device, device_id=device, deployment=DEPLOYMENT),
+                metadata=admin, timeout=60).token
+    return tokens
+
+
+# --- the load generator (its own process) -----------------------------------------------
+
+@dataclass
+class LoadResult:
+    """What the load generator measured and sends back to the main process."""
+
+    answered: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    observation_ids: list[str] = field(default_factory=list)
+
+
+class FleetRobot(gateway_bench.Robot):
+    """gateway_bench's robot with a real device id and token, keeping observation ids."""
+
+    def __init__(self, device: str, token: str, frames: list, fps: float, window: int) -> None:
+        super().__init__(0, frames, fps, window)
+        self.device, self.token = device, token
+        self.observation_ids: list[str] = []
+
+    async def run(self, stub: gw_grpc.EdgeGatewayServiceStub, until: float) -> None:
+        call = stub.Stream(metadata=(("authorization", f"Bearer {self.token}"),
+                                     ("x-device-id", self.device)))
+        await call.write(gw_pb2.StreamRequest(hello=edge_pb2.Hello(
+            device_id=self.device, session_id=uuid.uuid4().hex, client_version="fleet-bench")))
+        await call.read()  # Welcome
+        slots = asyncio.Semaphore(self.window)
+        reader = asyncio.create_task(self._read(call, slots))
+        await self._send(call, slots, until)
+        await call.done_writing()
+        await reader
+
+    async def _read(self, call: aio.StreamStreamCall, slots: asyncio.Semaphore) -> None:
+        while (answer := await call.read()) != aio.EOF:
+            now = time.perf_counter()
+            if answer.HasField("prediction"):
+                seq = answer.prediction.seq
+                self.observation_ids.append(answer.prediction.observation_id)
+            elif answer.HasField("error"):
+                seq = answer.error.seq
+                self.errors += 1
+            else:
+                continue  # a model update or another message that answers no frame
+            self.latencies_ms.append((now, (now - self.sent_at.pop(seq)) * 1000))
+            slots.release()
+
+
+async def _drive(address: str, tokens: dict[str, str], frames: list, fps: float, seconds: float,
+                 window: int) -> LoadResult:
+    async with aio.insecure_channel(address) as channel:
+        stub = gw_grpc.EdgeGatewayServiceStub(channel)
+        start = time.perf_counter()
+        until = start + seconds
+        fleet = [FleetRobot(d, t, frames, fps, window) for d, t in tokens.items()]
+        await asyncio.gather(*(robot.run(stub, until) for robot in fleet))
+    samples = [ms for robot in fleet for _, ms in robot.latencies_ms]
+    return LoadResult(answered=len(samples), errors=sum(r.errors for r in fleet),
+                      seconds=time.perf_counter() - start, latencies_ms=samples,
+                      observation_ids=[o for r in fleet for o in r.observation_ids])
+
+
+def _load_process(address: str, tokens: dict[str, str], worlds: list[str], fps: float,
+                  seconds: float, window: int, out: multiprocessing.Queue) -> None:
+    """Entry point of the load generator process: render frames, drive, report."""
+    from edgeloop.edge_client.simulate import render_dataset
+
+    result = LoadResult()
+    share = seconds / len(worlds)
+    for world in worlds:  # a world change halfway (soak), else one world
+        frames = [(f.jpeg, f.sensor_mm) for f in render_dataset(world, 64, seed=11)]
+        part = asyncio.run(_drive(address, tokens, frames, fps, share, window))
+        result.answered += part.answered
+        result.errors += part.errors
+        result.seconds += part.seconds
+        result.latencies_ms += part.latencies_ms
+        result.observation_ids += part.observation_ids
+    out.put(result)
+
+
+def run_load(stack: Stack, tokens: dict[str, str], worlds: list[str], fps: float, seconds: float,
+             window: int) -> LoadResult:
+    context = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue = context.Queue()
+    process = context.Process(target=_load_process, args=(
+        stack.address("gateway"), tokens, worlds, fps, seconds, window, queue))
+    process.start()
+    try:
+        return queue.get(timeout=seconds + 600)
+    finally:
+        process.join(60)
+
+
+# --- what the parts used ----------------------------------------------------------------
+
+class PartMeter:
+    """CPU seconds and peak RSS of every part's process tree, sampled once a second."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.cpu: dict[str, float] = {}
+        self.peak_rss: dict[str, float] = dict.fromkeys(PARTS, 0.0)
+        self._known: dict[str, dict[int, float]] = {p: {} for p in PARTS}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _cpu_now(self, part: str) -> float:
+        # Per pid, the last reading: a worker that exits keeps what it used.
+        for process in self.stack.tree(part):
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                self._known[part][process.pid] = times.user + times.system + \
+                    times.children_user + times.children_system
+        return sum(self._known[part].values())
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            for part in PARTS:
+                rss = 0.0
+                for process in self.stack.tree(part):
+                    with contextlib.suppress(psutil.Error):
+                        rss += process.memory_info().rss
+                self.peak_rss[part] = max(self.peak_rss[part], rss / 2**20)
+                self._cpu_now(part)
+
+    def __enter__(self) -> PartMeter:
+        self._start = {part: self._cpu_now(part) for part in PARTS}
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.cpu = {part: self._cpu_now(part) - self._start[part] for part in PARTS}
+
+
+def open_fds(stack: Stack) -> dict[str, int]:
+    counts = {}
+    for part in PARTS:
+        total = 0
+        for process in stack.tree(part):
+            with contextlib.suppress(psutil.Error):
+                total += process.num_fds()
+        counts[part] = total
+    return counts
+
+
+def rss_now(stack: Stack) -> dict[str, float]:
+    values = {}
+    for part in PARTS:
+        total = 0.0
+        for process in stack.tree(part):
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_info().rss
+        values[part] = total / 2**20
+    return values
+
+
+def disk_use(stack: Stack) -> dict[str, float]:
+    def size(folder: Path) -> float:
+        return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20 \
+            if folder.exists() else 0.0
+
+    return {name: size(stack.state_dir / name) for name in ("spool", "traces", "logs", "objects")}
+
+
+# --- what got recorded ------------------------------------------------------------------
+
+def recorded(stack: Stack, observation_ids: list[str], timeout_s: float = 900.0) -> dict:
+    """Wait until every answered frame has its row; rows, duplicates and ingest lag."""
+    import psycopg
+
+    url = stack.record()["parts"]["postgres"]["url"]
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(url) as conn:
+        while True:
+            rows, distinct = conn.execute(
+                "SELECT count(*), count(DISTINCT observation_id) FROM features.observations "
+                "WHERE deployment = %s", (DEPLOYMENT,)).fetchone()
+            if distinct >= len(set(observation_ids)) or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        lag = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM "
+            "ingested_at - received_at)), percentile_cont(0.99) WITHIN GROUP (ORDER BY "
+            "extract(epoch FROM ingested_at - received_at)), "
+            "extract(epoch FROM max(ingested_at) - min(ingested_at)) "
+            "FROM features.observations WHERE deployment = %s", (DEPLOYMENT,)).fetchone()
+        missing = conn.execute(
+            "SELECT count(*) FROM unnest(%s::uuid[]) AS sent(id) WHERE NOT EXISTS "
+            "(SELECT 1 FROM features.observations o WHERE o.observation_id = sent.id)",
+            (list(set(observation_ids)),)).fetchone()[0]
+        conn.execute("DELETE FROM features.observations WHERE deployment = %s", (DEPLOYMENT,))
+        conn.commit()
+    return {"rows": rows, "distinct": distinct, "missing": missing, "lag_p50_s": lag[0] or 0.0,
+            "lag_p99_s": lag[1] or 0.0, "ingest_span_s": lag[2] or 0.0}
+
+
+# --- rows -------------------------------------------------------------------------------
+
+def report_row(label: str, load: LoadResult, rec: dict, meter: PartMeter) -> str:
+    lat = np.array(load.latencies_ms or [0.0])
+    p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
+    answered_s = load.answered / load.seconds if load.seconds else 0.0
+    recorded_s = rec["distinct"] / rec["ingest_span_s"] if rec["ingest_span_s"] else 0.0
+    lines = [f"{label}: answered {answered_s:.0f}/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+             f"p99.9 {p999:.1f} ms, errors {load.errors}; recorded {recorded_s:.0f}/s, "
+             f"ingest lag p50 {rec['lag_p50_s']:.2f} s p99 {rec['lag_p99_s']:.2f} s; "
+             f"answered {len(set(load.observation_ids))}, rows {rec['rows']}, "
+             f"missing {rec['missing']}, duplicated {rec['rows'] - rec['distinct']}"]
+    per_frame = {p: 1000 * meter.cpu[p] / max(load.answered, 1) for p in PARTS}
+    lines.append("  cpu ms/frame: " + ", ".join(f"{p} {v:.2f}" for p, v in per_frame.items()))
+    lines.append("  peak RSS MB:  " + ", ".join(f"{p} {meter.peak_rss[p]:.0f}" for p in PARTS))
+    return "\n".join(lines)
+
+
+def measure(stack: Stack, tokens: dict[str, str], worlds: list[str], fps: float, seconds: float,
+            window: int, label: str) -> tuple[str, bool]:
+    with PartMeter(stack) as meter:
+        load = run_load(stack, tokens, worlds, fps, seconds, window)
+    rec = recorded(stack, load.observation_ids)
+    ok = rec["missing"] == 0 and rec["rows"] == rec["distinct"]
+    return report_row(label, load, rec, meter), ok
+
+
+def soak(stack: Stack, tokens: dict[str, str], args: argparse.Namespace) -> bool:
+    seconds = args.soak_minutes * 60
+    samples = {"start": (rss_now(stack), open_fds(stack), disk_use(stack))}
+    timer = threading.Timer(seconds / 2, lambda: samples.__setitem__(
+        "middle", (rss_now(stack), open_fds(stack), disk_use(stack))))
+    timer.start()
+    row, ok = measure(stack, tokens, ["beige", "red"], args.fps[0], seconds, args.window,
+                      f"soak {len(tokens)} robots x {args.fps[0]:g} fps, {args.soak_minutes} min")
+    timer.cancel()
+    samples["end"] = (rss_now(stack), open_fds(stack), disk_use(stack))
+    print(row)
+    for when, (rss, fds, disk) in samples.items():
+        print(f"  {when:<6} RSS MB " + ", ".join(f"{p} {rss[p]:.0f}" for p in PARTS)
+              + " | fds " + ", ".join(f"{p} {fds[p]}" for p in PARTS)
+              + " | disk MB " + ", ".join(f"{k} {v:.1f}" for k, v in disk.items()))
+    _print_loop_activity(stack)
+    return ok
+
+
+def _print_loop_activity(stack: Stack) -> None:
+    import psycopg
+
+    with psycopg.connect(stack.record()["parts"]["postgres"]["url"]) as conn:
+        events = conn.execute("SELECT count(*) FROM features.drift_events").fetchone()[0]
+        sweeps = conn.execute("SELECT state, count(*) FROM trainer.sweeps GROUP BY state"
+                              ).fetchall()
+    print(f"  drift events {events}; sweeps {dict(sweeps) or 'none'}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--robots", type=gateway_bench._ints, default=[10, 100, 200])
+    parser.add_argument("--fps", type=gateway_bench._floats, default=[4.0],
+                        help="frames/s per robot; a full-speed row (10 robots) is added")
+    parser.add_argument("--window", type=int, default=4,
+                        help="frames in flight per robot at full speed")
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds per row")
+    parser.add_argument("--soak-minutes", type=float, default=0.0,
+                        help="run the soak instead of the rows (100 robots unless --robots)")
+    parser.add_argument("--skip-beside", action="store_true",
+                        help="skip the model-only limit and thesis transport rows")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
+    root = Path(tempfile.mkdtemp(prefix="edgeloop-fleet-bench-"))
+    os.chmod(root, 0o755)
+    ok = True
+    with local_stack(root) as stack:
+        robots = max(args.robots) if not args.soak_minutes else (
+            args.robots[0] if args.robots != [10, 100, 200] else 100)
+        tokens = publish_model(stack, root, robots)
+        if args.soak_minutes:
+            ok = soak(stack, tokens, args)
+        else:
+            rows = [(n, fps) for n in args.robots for fps in args.fps] + [(10, 0.0)]
+            for count, fps in rows:
+                fleet = dict(list(tokens.items())[:count])
+                rate = f"{fps:g} fps" if fps else f"full speed (window {args.window})"
+                row, good = measure(stack, fleet, ["beige"], fps, args.seconds, args.window,
+                                    f"{count} robots x {rate}")
+                ok &= good
+                print(row, flush=True)
+    if not args.skip_beside and not args.soak_minutes:
+        frames = gateway_bench.render_frames(64)
+        model = gateway_bench.export_model(root / "limit", "thesis")
+        gateway_bench.bench_limit(model, frames, 5.0)
+        with gateway_bench.flask_server(model, root) as (url, process):
+            thesis_args = argparse.Namespace(robots=[10], fps=[4.0, 0.0], seconds=10.0)
+            gateway_bench.bench_thesis(thesis_args, frames, url, process)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    print("recorded = sent in every row" if ok else "SOME FRAMES WERE LOST OR DUPLICATED")
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -114,13 +114,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     rules.write_text(SHORT_RULES)
     cluster = PostgresCluster(data_dir=choose_data_dir(state / "postgres"),
                               port=topology.ports["postgres"], durable=False)
-    cluster.start()
-    cluster.ensure_database("edgeloop")
-    mlflow_pid = spawn(topology.mlflow_command(), {}, logs / "mlflow.log")
     extra = {"features": {"EDGELOOP_DRIFT_RULES": str(rules)},
              "trainer": {"EDGELOOP_DEFAULT_TRIALS": "2"}}
     processes: list[ServiceProcess] = []
+    mlflow_pid = None
+    cluster.start()
+    # Everything started is stopped on every path, also when a later step fails.
     try:
+        cluster.ensure_database("edgeloop")
+        mlflow_pid = spawn(topology.mlflow_command(), {}, logs / "mlflow.log")
         assert health.wait_until(lambda: health.http_status(f"{topology.mlflow_uri}/health"),
                                  180.0, lambda: False) == "SERVING", "MLflow did not start"
         # All at once, like `edgeloop up`: each waits for the ones it needs on its own.
@@ -136,7 +138,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for process in reversed(processes):
             process.stop(timeout_s=60.0)
-        stop_tree(mlflow_pid, root_first=False)
+        if mlflow_pid is not None:
+            stop_tree(mlflow_pid, root_first=False)
         cluster.stop()
 
 

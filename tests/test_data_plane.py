@@ -190,13 +190,16 @@ async def plane(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[Pl
     )
     plane = Plane(root, registry_settings.listen_addr, features_settings, gateway_settings)
     registry = await start_server(RegistryApp(registry_settings), registry_settings)
-    await plane.start_features()
-    gateway = await start_server(build_gateway(gateway_settings), gateway_settings)
+    gateway = None
+    # Everything started is stopped on every path, also when a later start fails.
     try:
+        await plane.start_features()
+        gateway = await start_server(build_gateway(gateway_settings), gateway_settings)
         await _register_versions(plane, logged_models.run_ids)
         yield plane
     finally:
-        await gateway.stop(1.0)
+        if gateway is not None:
+            await gateway.stop(1.0)
         if plane.features_server is not None:
             await plane.stop_features()
         await registry.stop(1.0)

@@ -278,7 +278,7 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
         model_name=MODEL, selector=deployment_pb2.VersionSelector(version=sweep.model_version)),
         metadata=ctx.services.admin, timeout=30)
     assert version.version.tags["trace_id"] == sweep.trace_id
-    for _ in range(60):  # the monitor records the sweep's trace id once it sees it finish
+    for _ in range(360):  # the monitor records the sweep's trace id once it sees it finish
         event = next(e for e in await drift_events(ctx) if e.event_id == trigger_event)
         if event.sweep_trace_id == sweep.trace_id:
             break

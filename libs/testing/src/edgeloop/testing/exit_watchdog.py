@@ -13,7 +13,7 @@ CI would wait out its whole time limit. This plugin:
   hangs is not a passing run). A C-level ``faulthandler`` timer a little later is the
   backstop for a hang in interpreter finalization, where Python threads no longer run;
 - kills, at the very end of the run, the child processes the tests left behind (descendants
-  of the pytest process, and orphans of its process group), naming each on stderr.
+  of the pytest process), naming each on stderr.
 
 Only the outermost pytest session in a process arms it (an in-process ``pytester`` run does
 not), so a nested run never ends the process that hosts it.
@@ -66,17 +66,12 @@ def exit_timeout_s(config: pytest.Config) -> float:
 
 
 def leftover_processes() -> list[psutil.Process]:
-    """Processes this run left behind: our descendants and our process group's orphans."""
-    me = psutil.Process()
-    found = {p.pid: p for p in me.children(recursive=True)}
-    group = os.getpgrp()
-    for proc in psutil.process_iter(["ppid"]):
-        try:
-            if proc.pid != me.pid and proc.info["ppid"] == 1 and os.getpgid(proc.pid) == group:
-                found.setdefault(proc.pid, proc)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return list(found.values())
+    """Processes this run left behind: the pytest process's descendants still alive.
+
+    Only descendants: anything else in the process group (the shell or runner that
+    started pytest, its siblings) is not ours to end.
+    """
+    return psutil.Process().children(recursive=True)
 
 
 def _describe(proc: psutil.Process) -> str:

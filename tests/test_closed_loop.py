@@ -118,9 +118,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
              "trainer": {"EDGELOOP_DEFAULT_TRIALS": "2"}}
     processes: list[ServiceProcess] = []
     mlflow_pid = None
-    cluster.start()
-    # Everything started is stopped on every path, also when a later step fails.
+    # Everything started is stopped on every path, also when a later step fails (or the
+    # cluster's own start fails half-way, leaving a server running).
     try:
+        cluster.start()
         cluster.ensure_database("edgeloop")
         mlflow_pid = spawn(topology.mlflow_command(), {}, logs / "mlflow.log")
         assert health.wait_until(lambda: health.http_status(f"{topology.mlflow_uri}/health"),

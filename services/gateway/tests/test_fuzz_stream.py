@@ -98,6 +98,17 @@ def _field_named(message: str) -> bool:
                                         "frame.captured_at", "frame.traceparent"}
 
 
+def _valid(frame: edge_pb2.Frame, last_seq: int | None) -> bool:
+    """Whether the gateway must predict ``frame`` (a valid JPEG and envelope, seq increasing)."""
+    stamp_ok = not frame.HasField("captured_at") or (
+        -62_135_596_800 <= frame.captured_at.seconds <= 253_402_300_799
+        and 0 <= frame.captured_at.nanos <= 999_999_999)
+    sensor_ok = not frame.HasField("sensor_mm") or (
+        math.isfinite(frame.sensor_mm) and frame.sensor_mm >= 0)
+    return (frame.jpeg in VALID and stamp_ok and sensor_ok
+            and (last_seq is None or frame.seq > last_seq))
+
+
 def check_stream(address: str, first: gw_pb2.StreamRequest,
                  rest: list[gw_pb2.StreamRequest]) -> None:
     """Run one generated stream and check the properties of the module docstring."""
@@ -129,6 +140,15 @@ def check_stream(address: str, first: gw_pb2.StreamRequest,
     assert len(answers) == 1 + len(sent), "every frame gets exactly one answer"
     assert sorted(a.prediction.seq if a.HasField("prediction") else a.error.seq
                   for a in answers[1:]) == sorted(f.seq for f in sent)
+    expected, last_seq = {}, None
+    for frame in sent:
+        expected.setdefault(frame.seq, []).append(_valid(frame, last_seq))
+        if last_seq is None or frame.seq > last_seq:
+            last_seq = frame.seq  # a refused frame's number is used up too
+    for seq, valid in expected.items():
+        predicted = [a for a in answers[1:] if a.HasField("prediction")
+                     and a.prediction.seq == seq]
+        assert len(predicted) == sum(valid), (seq, valid, answers)
     for answer in answers[1:]:
         if answer.HasField("prediction"):
             assert math.isfinite(answer.prediction.distance_mm)

@@ -8,7 +8,6 @@ is slow, so it runs once there); the spool's own kill -9 test is in ``test_spool
 
 from __future__ import annotations
 
-import asyncio
 
 import grpc
 

@@ -20,13 +20,12 @@ from typing import Any
 import cv2
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 DEVICE, TOKEN = "robot-1", "secret-1"
 STREAM_DEADLINE_S = 120.0

@@ -250,7 +250,7 @@ class FeaturesDouble(fs_grpc.FeatureStoreServiceServicer):
                     reply.stored += 1
         return reply
 
-    async def wait_for(self, count: int, timeout_s: float = 20.0) -> None:
+    async def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
         """Wait until ``count`` observations are stored."""
         async with asyncio.timeout(timeout_s):
             while len(self.stored) < count:
@@ -308,7 +308,7 @@ class Harness:
         await sender
         return answers
 
-    async def wait_state(self, predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    async def wait_state(self, predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
         """Wait until ``predicate`` holds (a deployment change applied, ...)."""
         async with asyncio.timeout(timeout_s):
             while not predicate():

@@ -114,13 +114,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     rules.write_text(SHORT_RULES)
     cluster = PostgresCluster(data_dir=choose_data_dir(state / "postgres"),
                               port=topology.ports["postgres"], durable=False)
-    cluster.start()
-    cluster.ensure_database("edgeloop")
-    mlflow_pid = spawn(topology.mlflow_command(), {}, logs / "mlflow.log")
     extra = {"features": {"EDGELOOP_DRIFT_RULES": str(rules)},
              "trainer": {"EDGELOOP_DEFAULT_TRIALS": "2"}}
     processes: list[ServiceProcess] = []
+    mlflow_pid = None
+    # Everything started is stopped on every path, also when a later step fails (or the
+    # cluster's own start fails half-way, leaving a server running).
     try:
+        cluster.start()
+        cluster.ensure_database("edgeloop")
+        mlflow_pid = spawn(topology.mlflow_command(), {}, logs / "mlflow.log")
         assert health.wait_until(lambda: health.http_status(f"{topology.mlflow_uri}/health"),
                                  180.0, lambda: False) == "SERVING", "MLflow did not start"
         # All at once, like `edgeloop up`: each waits for the ones it needs on its own.
@@ -136,7 +139,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for process in reversed(processes):
             process.stop(timeout_s=60.0)
-        stop_tree(mlflow_pid, root_first=False)
+        if mlflow_pid is not None:
+            stop_tree(mlflow_pid, root_first=False)
         cluster.stop()
 
 
@@ -275,7 +279,7 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
         model_name=MODEL, selector=deployment_pb2.VersionSelector(version=sweep.model_version)),
         metadata=ctx.services.admin, timeout=30)
     assert version.version.tags["trace_id"] == sweep.trace_id
-    for _ in range(60):  # the monitor records the sweep's trace id once it sees it finish
+    for _ in range(360):  # the monitor records the sweep's trace id once it sees it finish
         event = next(e for e in await drift_events(ctx) if e.event_id == trigger_event)
         if event.sweep_trace_id == sweep.trace_id:
             break

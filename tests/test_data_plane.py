@@ -58,6 +58,12 @@ class Plane:
     versions: dict[str, float] = field(default_factory=dict)
     features_server: RunningServer | None = None
     channels: list[aio.Channel] = field(default_factory=list)
+    gateway_app: Any = None
+
+    def gateway_versions(self, deployment: str) -> set[str]:
+        """The model versions the in-process gateway routes ``deployment`` to right now."""
+        view = self.gateway_app.state.get(deployment)
+        return {key.version for key in view.arms.values() if key} if view else set()
 
     def channel(self, address: str) -> aio.Channel:
         channel = aio.insecure_channel(address)
@@ -124,7 +130,7 @@ class Plane:
         return found
 
     async def wait_observations(
-        self, count: int, timeout_s: float = 60.0, **query: Any
+        self, count: int, timeout_s: float = 180.0, **query: Any
     ) -> list[Any]:
         async with asyncio.timeout(timeout_s):
             while len(found := await self.observations(**query)) < count:
@@ -136,6 +142,13 @@ class Plane:
             if bias <= distance_mm <= bias + 100.0:
                 return version
         raise AssertionError(f"{distance_mm} mm comes from no registered version")
+
+
+async def _wait_until(predicate: Any, timeout_s: float = 120.0) -> None:
+    """Poll ``predicate`` until it holds; fail after a generous deadline."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.02)
 
 
 async def _register_versions(plane: Plane, run_ids: tuple[str, ...]) -> None:
@@ -191,13 +204,17 @@ async def plane(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[Pl
     )
     plane = Plane(root, registry_settings.listen_addr, features_settings, gateway_settings)
     registry = await start_server(RegistryApp(registry_settings), registry_settings)
-    await plane.start_features()
-    gateway = await start_server(build_gateway(gateway_settings), gateway_settings)
+    gateway = None
+    # Everything started is stopped on every path, also when a later start fails.
     try:
+        await plane.start_features()
+        gateway = await start_server(build_gateway(gateway_settings), gateway_settings)
+        plane.gateway_app = gateway.app
         await _register_versions(plane, logged_models.run_ids)
         yield plane
     finally:
-        await gateway.stop(1.0)
+        if gateway is not None:
+            await gateway.stop(1.0)
         if plane.features_server is not None:
             await plane.stop_features()
         await registry.stop(1.0)
@@ -231,22 +248,32 @@ async def stream(
     token: str,
     messages: list[gw_pb2.StreamRequest],
     pause_s: float = 0.0,
+    answers: list[gw_pb2.StreamResponse] | None = None,
+    hold: tuple[int, asyncio.Event] | None = None,
 ) -> list[gw_pb2.StreamResponse]:
-    """Send ``messages`` on one stream and return every answer."""
+    """Send ``messages`` on one stream and return every answer.
+
+    ``answers`` collects them as they come; with ``hold=(index, event)`` message ``index``
+    is sent only once ``event`` is set (the stream stays open meanwhile).
+    """
+    answers = [] if answers is None else answers
     async with aio.insecure_channel(address) as channel:
         call = gw_grpc.EdgeGatewayServiceStub(channel).Stream(
             metadata=(("authorization", f"Bearer {token}"), ("x-device-id", device_id))
         )
 
         async def send() -> None:
-            for message in messages:
+            for index, message in enumerate(messages):
+                if hold is not None and index == hold[0]:
+                    await hold[1].wait()
                 await call.write(message)
                 if pause_s:
                     await asyncio.sleep(pause_s)
             await call.done_writing()
 
         sender = asyncio.create_task(send())
-        answers = [answer async for answer in call]
+        async for answer in call:
+            answers.append(answer)
         await sender
         return answers
 
@@ -316,14 +343,22 @@ async def test_features_down_mid_stream_every_observation_once(plane: Plane, fra
 async def test_version_switch_while_ten_robots_stream(plane: Plane, frames) -> None:
     await plane.put_deployment("switch", "1")
     robots = {f"car-s{i}": await plane.add_device(f"car-s{i}", "switch") for i in range(10)}
+    # The switch happens while all ten streams are open; its moments are conditions, not
+    # durations: every robot has answers from version 1 before it, and frames 21-40 (message
+    # 21 after the Hello) are sent once the gateway routes to version 2.
+    answers: dict[str, list] = {device: [] for device in robots}
+    switched = asyncio.Event()
     drives = [
         asyncio.create_task(
-            stream(plane.gateway_addr, device, token, drive(device, frames, 40), pause_s=0.02)
+            stream(plane.gateway_addr, device, token, drive(device, frames, 40), pause_s=0.02,
+                   answers=answers[device], hold=(21, switched))
         )
         for device, token in robots.items()
     ]
-    await asyncio.sleep(0.4)
+    await _wait_until(lambda: all(len(a) >= 6 for a in answers.values()))
     await plane.put_deployment("switch", "2", create=False)
+    await _wait_until(lambda: plane.gateway_versions("switch") == {"2"})
+    switched.set()
     results = await asyncio.gather(*drives)
     seen = set()
     for answers in results:
@@ -374,6 +409,16 @@ async def test_bad_input_is_refused_clearly(plane: Plane, frames) -> None:
     assert [r.seq for r in rows] == [4]
 
 
+async def _wait_spooled(spool_dir: Path, at_least_bytes: int, timeout_s: float = 120.0) -> None:
+    """Wait until the spool's segment files hold ``at_least_bytes`` (nothing is acked)."""
+    def size() -> int:
+        return sum(p.stat().st_size for p in spool_dir.iterdir() if p.name != "ack")
+
+    async with asyncio.timeout(timeout_s):
+        while size() < at_least_bytes:
+            await asyncio.sleep(0.05)
+
+
 async def test_gateway_killed_and_restarted_replays_its_spool(plane: Plane, frames) -> None:
     """A second gateway as a real process, killed with SIGKILL while features is down."""
     await plane.put_deployment("crash", "1")
@@ -397,7 +442,10 @@ async def test_gateway_killed_and_restarted_replays_its_spool(plane: Plane, fram
         try:
             answers = await stream(address, "car-crash", token, drive("car-crash", frames, 50))
             assert [a.HasField("prediction") for a in answers[1:]] == [True] * 50
-            await asyncio.sleep(1.0)  # the group commit fsyncs within milliseconds
+            # The answer precedes the group commit: wait until the 50 records are written
+            # (SIGKILL loses nothing a write() handed to the kernel).
+            spooled = sum(len(frames[seq % len(frames)][0]) for seq in range(1, 51))
+            await _wait_spooled(plane.root / "crash-spool", spooled)
             process.kill()
         finally:
             await plane.start_features()

@@ -154,7 +154,7 @@ def wait_until() -> Callable[..., Awaitable[None]]:
     return _wait_until
 
 
-async def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+async def _wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:

@@ -28,6 +28,8 @@ from edgeloop.platform.pending import pending
 from edgeloop.testing import free_port
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FeatureStoreService"]
+CALL_STARTED_ENV = "EXAMPLE_CALL_STARTED_FILE"
+"""Test-only: a file the slow call creates when it starts."""
 
 
 class SlowServicer(pending(pb_grpc.FeatureStoreServiceServicer, SERVICE, "a later issue")):
@@ -39,6 +41,9 @@ class SlowServicer(pending(pb_grpc.FeatureStoreServiceServicer, SERVICE, "a late
             raise InvalidArgument("deployment", "must not be 'bad'")
         if request.deployment == "crash":
             raise RuntimeError("secret internals")
+        started = os.environ.get(CALL_STARTED_ENV)
+        if started:  # tells the drain test (another process) that the call is in flight
+            Path(started).touch()
         await asyncio.sleep(request.histogram_bins / 10)
         return pb.GetWindowStatsResponse(deployment=request.deployment)
 
@@ -124,21 +129,26 @@ SERVER_SCRIPT = textwrap.dedent('''
 
 def test_sigterm_drains_in_flight_calls_and_exits_zero(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "EDGELOOP_LISTEN_ADDR": address, "EDGELOOP_SHUTDOWN_GRACE_S": "10"}
+    started = tmp_path / "call-started"
+    env = {**os.environ, "EDGELOOP_LISTEN_ADDR": address, "EDGELOOP_SHUTDOWN_GRACE_S": "10",
+           CALL_STARTED_ENV: str(started)}
     script = SERVER_SCRIPT.format(tests=str(Path(__file__).parent))
     process = subprocess.Popen([sys.executable, "-c", script], env=env,
                                stderr=(tmp_path / "log").open("wb"))
     try:
         from edgeloop.testing import wait_serving
 
-        wait_serving(address, timeout_s=30)
+        wait_serving(address, timeout_s=120)
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.FeatureStoreServiceStub(channel)
             future = stub.GetWindowStats.future(
-                pb.GetWindowStatsRequest(deployment="slow", histogram_bins=20), timeout=15)
+                pb.GetWindowStatsRequest(deployment="slow", histogram_bins=30), timeout=60)
             import time
 
-            time.sleep(0.5)  # the 2 s call is in flight
+            deadline = time.monotonic() + 60
+            while not started.exists():  # the 3 s call has reached the server: in flight
+                assert time.monotonic() < deadline and not future.done(), "call never started"
+                time.sleep(0.02)
             process.send_signal(signal.SIGTERM)
             reply = future.result()
         assert reply.deployment == "slow"

@@ -250,7 +250,7 @@ class FeaturesDouble(fs_grpc.FeatureStoreServiceServicer):
                     reply.stored += 1
         return reply
 
-    async def wait_for(self, count: int, timeout_s: float = 20.0) -> None:
+    async def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
         """Wait until ``count`` observations are stored."""
         async with asyncio.timeout(timeout_s):
             while len(self.stored) < count:
@@ -308,7 +308,7 @@ class Harness:
         await sender
         return answers
 
-    async def wait_state(self, predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    async def wait_state(self, predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
         """Wait until ``predicate`` holds (a deployment change applied, ...)."""
         async with asyncio.timeout(timeout_s):
             while not predicate():
@@ -367,28 +367,33 @@ def start_gateway(tmp_path: Path, model_repository: Path) -> Callable[..., Any]:
         reg_server, reg_addr = await _start_double(
             reg_grpc.add_RegistryServiceServicer_to_server, registry
         )
-        fs_server, fs_addr = await _start_double(
-            fs_grpc.add_FeatureStoreServiceServicer_to_server, features
-        )
-        settings = Settings(
-            **{
-                "listen_addr": "127.0.0.1:0",
-                "registry_addr": reg_addr,
-                "registry_token": REGISTRY_TOKEN,
-                "features_addr": fs_addr,
-                "model_repository": str(model_repository),
-                "spool_dir": str(tmp_path / "spool"),
-                "forward_interval_ms": 50,
-                "gateway_id": "gw-test",
-                **overrides,
-            }
-        )
-        app = App(settings)
         try:
+            fs_server, fs_addr = await _start_double(
+                fs_grpc.add_FeatureStoreServiceServicer_to_server, features
+            )
+        except BaseException:
+            await reg_server.stop(0)
+            raise
+        # The doubles are stopped on every path, also when the settings or the gateway fail.
+        try:
+            settings = Settings(
+                **{
+                    "listen_addr": "127.0.0.1:0",
+                    "registry_addr": reg_addr,
+                    "registry_token": REGISTRY_TOKEN,
+                    "features_addr": fs_addr,
+                    "model_repository": str(model_repository),
+                    "spool_dir": str(tmp_path / "spool"),
+                    "forward_interval_ms": 50,
+                    "gateway_id": "gw-test",
+                    **overrides,
+                }
+            )
+            app = App(settings)
             async with serve(app, settings) as running:
                 harness = Harness(registry, features, app, running.address, model_repository)
-                await asyncio.wait_for(app.state.synced.wait(), 30)
                 try:
+                    await asyncio.wait_for(app.state.synced.wait(), 30)
                     yield harness
                 finally:
                     await harness.channel.close()

@@ -17,10 +17,16 @@ from edgeloop.contracts.registry.v1 import deployment_pb2
 S = deployment_pb2.Strategy
 
 
-async def _drive(gw, requests, jpegs, device: str, frames: int, pause_s: float = 0.005) -> list:
-    """One robot streaming ``frames`` frames, a little apart; returns every answer."""
+async def _drive(gw, requests, jpegs, device: str, frames: int, pause_s: float = 0.005,
+                 answers: list | None = None, hold: tuple[int, asyncio.Event] | None = None,
+                 ) -> list:
+    """One robot streaming ``frames`` frames, a little apart; returns every answer.
+
+    ``answers`` collects them as they come; with ``hold=(seq, event)`` the robot waits for
+    ``event`` before sending frame ``seq`` (its stream stays open meanwhile).
+    """
     call = gw.open(device, f"secret-{device}")
-    answers = []
+    answers = [] if answers is None else answers
 
     async def receive() -> None:
         async for answer in call:
@@ -29,6 +35,8 @@ async def _drive(gw, requests, jpegs, device: str, frames: int, pause_s: float =
     receiver = asyncio.create_task(receive())
     await call.write(requests.hello(device, f"session-{device}"))
     for seq in range(1, frames + 1):
+        if hold is not None and seq == hold[0]:
+            await hold[1].wait()
         await call.write(requests.frame(seq, jpegs[seq % 8], 1500.0))
         await asyncio.sleep(pause_s)
     await call.done_writing()
@@ -44,9 +52,18 @@ async def test_version_switch_while_ten_robots_stream(
         for robot in robots:
             gw.registry.assign(robot, f"secret-{robot}", "parking")
         await gw.wait_state(lambda: all(gw.app.state.deployment_of(r) == "parking" for r in robots))
-        drives = [asyncio.create_task(_drive(gw, requests, jpegs, r, 60)) for r in robots]
-        await asyncio.sleep(0.3)
+        # The switch happens while all ten streams are open and frames are in flight; its
+        # moments are conditions, not durations: every robot has answers from version 1
+        # before it, and frames 31-60 are sent once the gateway routes to version 2.
+        answers: dict[str, list] = {r: [] for r in robots}
+        switched = asyncio.Event()
+        drives = [asyncio.create_task(_drive(gw, requests, jpegs, r, 60, answers=answers[r],
+                                             hold=(31, switched))) for r in robots]
+        await gw.wait_state(lambda: all(len(a) >= 6 for a in answers.values()), timeout_s=120)
         gw.registry.put_deployment(deployments.direct("parking", "2"))
+        await gw.wait_state(lambda: gw.app.state.get("parking").arms["stable"].version == "2",
+                            timeout_s=120)
+        switched.set()
         results = await asyncio.gather(*drives)
 
         for answers in results:
@@ -98,13 +115,26 @@ async def test_new_version_is_loaded_before_it_takes_traffic_and_old_one_release
 
 
 async def test_unloadable_version_keeps_the_old_routing(
-    start_gateway, requests, jpegs, deployments, tmp_path
+    start_gateway, requests, jpegs, deployments, tmp_path, monkeypatch
 ) -> None:
     async with start_gateway() as gw:
+        host = gw.app.batcher.host
+        failed: list[str] = []
+        original_load = host.ensure_loaded
+
+        async def load(key):
+            try:
+                await original_load(key)
+            except Exception:
+                failed.append(key.version)
+                raise
+
+        monkeypatch.setattr(host, "ensure_loaded", load)
         broken = deployments.direct("parking", "9")
         broken.resolved[0].model_path = str(tmp_path / "no-such-model")
         gw.registry.put_deployment(broken)
-        await asyncio.sleep(1.0)
+        # The load of version 9 was tried and failed (the change is applied in the same step).
+        await gw.wait_state(lambda: "9" in failed)
         answers = await gw.exchange(
             "robot-1", "secret-1", [requests.hello("robot-1"), requests.frame(1, jpegs[0])]
         )
@@ -240,7 +270,8 @@ async def test_a_moved_version_label_does_not_unload_the_version(
         await gw.wait_state(lambda: gw.app.state.get("parking").revision == 1)
         gw.registry.put_deployment(deployments.direct("parking", "1"))  # label withdrawn
         await gw.wait_state(lambda: gw.app.state.get("parking").revision == 2)
-        await asyncio.sleep(0.3)  # past the release grace
+        # Past the release grace: every release the change scheduled has run.
+        await gw.wait_state(lambda: not gw.app.watcher._releases)
         answers = await gw.exchange(
             "robot-1", "secret-1", [requests.hello("robot-1"), requests.frame(1, jpegs[0])]
         )

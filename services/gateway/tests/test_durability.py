@@ -8,7 +8,6 @@ is slow, so it runs once there); the spool's own kill -9 test is in ``test_spool
 
 from __future__ import annotations
 
-import asyncio
 
 import grpc
 
@@ -42,7 +41,9 @@ async def test_features_down_mid_stream_then_back_every_observation_once(
             ],
         )
         assert all(a.HasField("prediction") for a in down[1:]) and len(down) == 201
-        await asyncio.sleep(0.5)
+        # The forwarder has tried (and was refused) at least once after the last answer.
+        calls = gw.features.calls
+        await gw.wait_state(lambda: gw.features.calls > calls, timeout_s=60)
         assert len(gw.features.stored) == 50 and gw.app.spool.backlog_bytes > 0
         gw.features.available = True
         await gw.features.wait_for(250)

@@ -114,10 +114,12 @@ def test_kill_9_while_appending_loses_nothing_that_was_fsynced(tmp_path: Path) -
     assert writer.stdout is not None
     confirmed = 0
     deadline = time.monotonic() + 30
-    while confirmed < 2000 and time.monotonic() < deadline:
-        confirmed = int(writer.stdout.readline())
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.wait()
+    try:
+        while confirmed < 2000 and time.monotonic() < deadline:
+            confirmed = int(writer.stdout.readline())
+    finally:  # the writer is killed on every path, also when its output is not a number
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
     got = read_all(Spool(tmp_path, max_bytes=1 << 30))
     assert len(got) >= confirmed  # everything confirmed is there (maybe a later batch too)
     assert got == [f"{i:08d}".encode() + b"x" * 500 for i in range(len(got))]  # in order, whole

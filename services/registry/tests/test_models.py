@@ -109,15 +109,17 @@ async def test_new_versions_and_aliases_reach_watchers(registry, mlflow_store) -
         active=True)), metadata=admin)
     stream = stub.WatchDeployments(pb.WatchDeploymentsRequest(), metadata=registry.read())
     try:
-        assert (await asyncio.wait_for(stream.read(), 10)).snapshot
+        # Generous bounds for a loaded machine, all well under the 60 s refresh poll: the
+        # changes below can only arrive in time if they are pushed.
+        assert (await asyncio.wait_for(stream.read(), 60)).snapshot
         await _register(registry, model, mlflow_store.good_run)
-        change = await asyncio.wait_for(stream.read(), 5)
+        change = await asyncio.wait_for(stream.read(), 20)
         stable, shadow = change.deployments[0].resolved
         assert (stable.arm, stable.model_version, stable.version_label) == ("stable", "1", "stable")
         assert stable.model_path.endswith(f"{model}/1") and shadow.model_version == ""
         await stub.SetAlias(pb.SetAliasRequest(model_name=model, alias="challenger", version="1"),
                             metadata=admin)
-        change = await asyncio.wait_for(stream.read(), 1)
+        change = await asyncio.wait_for(stream.read(), 20)
         assert change.deployments[0].resolved[1].model_version == "1"
     finally:
         stream.cancel()

@@ -8,12 +8,17 @@ from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
 
 
-async def _next(stream, timeout: float = 1.0) -> pb.WatchDeploymentsResponse:
+PUSHED_S = 20.0
+"""A change must reach watchers within this: generous for a loaded machine, yet well under
+the tests' 60 s refresh poll (conftest), so only a change that is pushed arrives in time."""
+
+
+async def _next(stream, timeout: float = PUSHED_S) -> pb.WatchDeploymentsResponse:
     """The next message, which must arrive within ``timeout`` seconds."""
     return await asyncio.wait_for(stream.read(), timeout)
 
 
-async def test_second_watcher_sees_a_change_within_one_second(registry) -> None:
+async def test_second_watcher_sees_a_change_pushed(registry) -> None:
     stub, admin = registry.stub, registry.admin()
     await stub.CreateDeployment(pb.CreateDeploymentRequest(deployment=dpb.Deployment(
         name="before", active=True)), metadata=admin)
@@ -25,7 +30,7 @@ async def test_second_watcher_sees_a_change_within_one_second(registry) -> None:
                                    metadata=registry.read())
     try:
         for stream in (first, second):
-            snapshot = await _next(stream, 10)
+            snapshot = await _next(stream, 60)
             assert snapshot.snapshot
             assert [d.name for d in snapshot.deployments] == ["before"]
             assert [(a.device_id, a.deployment) for a in snapshot.assignments] == [

@@ -15,6 +15,7 @@ Nothing is faked: TF Serving is not involved (the registry runs without it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -75,9 +76,13 @@ class ServiceThread:
 
     def start(self) -> ServiceThread:
         self._thread.start()
-        self._ready.wait(180)
+        started = self._ready.wait(180)
         if self._error is not None:
+            self._thread.join(30)
             raise RuntimeError(f"{self.app.name} did not start") from self._error
+        if not started:
+            self.stop()
+            raise RuntimeError(f"{self.app.name} did not start within 180 s")
         return self
 
     def run(self, coro: Any, timeout: float = 120) -> Any:
@@ -85,7 +90,7 @@ class ServiceThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
-        if self._stop is not None:
+        if self._stop is not None and self._thread.is_alive():
             self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(180)
 
@@ -218,41 +223,43 @@ def stack(pg_cluster: Any, ray_info: Any, private_tmp: Path) -> Iterator[Stack]:
     folder = Path(tempfile.mkdtemp(prefix="stack-", dir=private_tmp))
     database_url = pg_cluster.ensure_database(f"trainer_{uuid.uuid4().hex[:10]}")
     mlflow_uri = f"sqlite:///{folder / 'mlflow.db'}"
-    features = ServiceThread(
-        *_app(
-            build_features,
-            FeaturesSettings(
-                listen_addr="127.0.0.1:0",
-                database_url=database_url,
-                object_store_dir=str(folder / "objects"),
-            ),
-        )
-    ).start()
-    registry = ServiceThread(
-        *_app(
-            build_registry,
-            RegistrySettings(
-                listen_addr="127.0.0.1:0",
-                database_url=database_url,
-                mlflow_tracking_uri=mlflow_uri,
-                admin_token=ADMIN,
-                model_repository=str(folder / "models"),
-            ),
-        )
-    ).start()
-    observations = beige_observations(FRAMES)
-    ingest(features.address, observations)
-    trainer = ServiceThread(
-        *_app(
-            build_trainer,
-            trainer_settings(database_url, folder, mlflow_uri, features.address, registry.address),
-        )
-    ).start()
-    try:
+    # Every started service is stopped on every path, also when a later one fails to start.
+    with contextlib.ExitStack() as started:
+        features = ServiceThread(
+            *_app(
+                build_features,
+                FeaturesSettings(
+                    listen_addr="127.0.0.1:0",
+                    database_url=database_url,
+                    object_store_dir=str(folder / "objects"),
+                ),
+            )
+        ).start()
+        started.callback(features.stop)
+        registry = ServiceThread(
+            *_app(
+                build_registry,
+                RegistrySettings(
+                    listen_addr="127.0.0.1:0",
+                    database_url=database_url,
+                    mlflow_tracking_uri=mlflow_uri,
+                    admin_token=ADMIN,
+                    model_repository=str(folder / "models"),
+                ),
+            )
+        ).start()
+        started.callback(registry.stop)
+        observations = beige_observations(FRAMES)
+        ingest(features.address, observations)
+        trainer = ServiceThread(
+            *_app(
+                build_trainer,
+                trainer_settings(database_url, folder, mlflow_uri, features.address,
+                                 registry.address),
+            )
+        ).start()
+        started.callback(trainer.stop)
         yield Stack(features, registry, trainer, folder, mlflow_uri, observations, ray_info)
-    finally:
-        for service in (trainer, registry, features):
-            service.stop()
 
 
 def _app(build: Any, settings: Any) -> tuple[Any, Any]:

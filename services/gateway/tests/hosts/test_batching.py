@@ -88,10 +88,16 @@ async def test_batches_never_mix_versions_or_shapes(recording, keys, make_images
 
 async def test_lone_frame_waits_at_most_max_wait(recording, keys, make_images) -> None:
     batching = batcher(recording, size=8, wait_ms=50, when_idle=False)
+    loop = asyncio.get_running_loop()
+    started, fired = loop.time(), []
+    loop.call_later(0.05, lambda: fired.append(loop.time()))  # a twin of the batch's timer
     result = await batching.predict_batched(keys["1"], make_images(1)[0])
     assert result.batch_size == 1
     # The batch leaves when the timer fires: not before max_wait, and not much after it.
-    assert 0.045 <= result.batch_wait_s < 0.5
+    # "After" counts from when the loop actually ran its timers: a loaded machine can run
+    # them late, and that lateness is the scheduler's, not the batcher's.
+    lateness = fired[0] - started - 0.05
+    assert 0.045 <= result.batch_wait_s < 0.5 + lateness
 
 
 async def test_idle_model_takes_a_lone_frame_at_once(recording, keys, make_images) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -91,6 +92,13 @@ async def test_images_that_break_the_contract_are_invalid(host, keys) -> None:
         await host.predict(keys["1"], np.zeros((1, 240, 320, 3), np.float32))
 
 
+async def _wait_until(predicate, timeout_s: float = 60.0) -> None:  # noqa: ANN001
+    """Poll ``predicate`` on the loop until it holds; fail after a generous deadline."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
 async def test_version_switch_under_concurrent_load(host, keys, make_images,
                                                     which_version) -> None:
     """10 streams predict while v2 loads and v1 is released: no error, all answers valid."""
@@ -107,12 +115,16 @@ async def test_version_switch_under_concurrent_load(host, keys, make_images,
             answers.append((key.version, which_version(float(distance))))
             await asyncio.sleep(0)
 
+    def answered_by(version: str) -> int:
+        return sum(1 for _, answered in answers if answered == version)
+
     streams = [asyncio.create_task(stream(n)) for n in range(10)]
-    await asyncio.sleep(0.3)
+    # Moments by condition, not duration: v1 has answered before the switch, and v2 after.
+    await _wait_until(lambda: answered_by("1") >= 10)
     await host.ensure_loaded(keys["2"])  # loads + warms up while v1 serves
     current["key"] = keys["2"]           # route new frames to v2, then drain v1
     await host.release(keys["1"])
-    await asyncio.sleep(0.3)
+    await _wait_until(lambda: answered_by("2") >= 10)
     stop.set()
     await asyncio.gather(*streams)       # re-raises any error a stream met
 
@@ -123,14 +135,26 @@ async def test_version_switch_under_concurrent_load(host, keys, make_images,
 
 async def test_release_waits_for_in_flight_calls(host, keys, make_images) -> None:
     await host.ensure_loaded(keys["1"])
-    # A large batch keeps TF busy long enough for release to start while it runs.
-    images = make_images(64, 480, 640)
-    in_flight = asyncio.create_task(host.predict(keys["1"], images))
-    await asyncio.sleep(0.01)
-    assert not in_flight.done()
-    await host.release(keys["1"])
+    # The prediction's TF call waits for a gate the test opens: it is still running when
+    # release starts, however fast the machine is.
+    gate = threading.Event()
+    version = host._ready[next(iter(host._ready))]
+    serve = version.serve
+
+    def gated(**inputs):  # noqa: ANN003, ANN202 - the serving function's signature
+        gate.wait(60)
+        return serve(**inputs)
+
+    version.serve = gated
+    in_flight = asyncio.create_task(host.predict(keys["1"], make_images(4)))
+    await _wait_until(lambda: version.in_flight == 1)
+    releasing = asyncio.create_task(host.release(keys["1"]))
+    await _wait_until(lambda: not host.is_ready(keys["1"]))  # release has begun: admits no call
+    assert not releasing.done() and not in_flight.done()
+    gate.set()
+    await releasing
     assert in_flight.done(), "release returned while a prediction was still running"
-    assert in_flight.result().shape == (64,)
+    assert in_flight.result().shape == (4,)
     with pytest.raises(ModelUnavailable):
         await host.predict(keys["1"], make_images(1))
 

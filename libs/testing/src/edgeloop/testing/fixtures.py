@@ -21,8 +21,8 @@ def pg_cluster() -> Iterator[PostgresCluster]:
     root = Path(tempfile.mkdtemp(prefix="edgeloop-test-pg-"))
     os.chmod(root, 0o755)
     cluster = PostgresCluster(data_dir=root / "data", port=free_port(), durable=False)
-    cluster.start()
     try:
+        cluster.start()  # inside: a start that fails half-way may leave a server running
         yield cluster
     finally:
         cluster.stop()

@@ -45,7 +45,11 @@ class ServiceProcess:
         return self.env["EDGELOOP_LISTEN_ADDR"]
 
     def start(self, wait: bool = True, timeout_s: float = 90.0) -> ServiceProcess:
-        """Start the process; with ``wait``, block until it is SERVING."""
+        """Start the process; with ``wait``, block until it is SERVING.
+
+        A process that does not become SERVING in time is stopped before the error is
+        raised: the caller has no handle on it yet and would leak it.
+        """
         log = self.log_path.open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", self.module], env=self.env,
                                         stdout=log, stderr=subprocess.STDOUT)
@@ -53,8 +57,11 @@ class ServiceProcess:
         if wait:
             try:
                 wait_serving(self.address, timeout_s=timeout_s)
-            except TimeoutError as exc:
-                raise TimeoutError(f"{exc}; log:\n{self.log_tail()}") from exc
+            except BaseException as exc:
+                self.stop(timeout_s=10.0)
+                if isinstance(exc, TimeoutError):
+                    raise TimeoutError(f"{exc}; log:\n{self.log_tail()}") from exc
+                raise
         return self
 
     def log_tail(self, lines: int = 40) -> str:

@@ -12,10 +12,15 @@ from dataclasses import dataclass
 import cv2
 import grpc
 import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 
+MIN_TIMESTAMP_S = -62_135_596_800
+"""0001-01-01T00:00:00Z, the earliest google.protobuf.Timestamp."""
+MAX_TIMESTAMP_S = 253_402_300_799
+"""9999-12-31T23:59:59Z, the latest google.protobuf.Timestamp."""
 MIN_SIDE_PX = 16
 """Smaller images carry too little to predict from (the model's input is 75x100)."""
 MAX_SIDE_PX = 4096
@@ -53,10 +58,20 @@ def check_envelope(frame: edge_pb2.Frame, max_frame_bytes: int, last_seq: int | 
                        f"{len(frame.jpeg)} bytes exceed the limit of {max_frame_bytes} bytes")
     if not frame.jpeg:
         raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg", "is empty")
+    if frame.HasField("captured_at") and not _valid_timestamp(frame.captured_at):
+        raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_TIMESTAMP, "frame.captured_at",
+                       f"seconds={frame.captured_at.seconds} nanos={frame.captured_at.nanos} is "
+                       "not a valid timestamp (years 1-9999, nanos within [0, 999999999])")
     sensor = frame.sensor_mm
     if frame.HasField("sensor_mm") and not (math.isfinite(sensor) and sensor >= 0):
         raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_SENSOR, "frame.sensor_mm",
                        f"{frame.sensor_mm!r} is not a finite, non-negative distance")
+
+
+def _valid_timestamp(stamp: Timestamp) -> bool:
+    # The range google.protobuf.Timestamp documents; outside it, conversions raise.
+    return (MIN_TIMESTAMP_S <= stamp.seconds <= MAX_TIMESTAMP_S
+            and 0 <= stamp.nanos <= 999_999_999)
 
 
 @dataclass(frozen=True)

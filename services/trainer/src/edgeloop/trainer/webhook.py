@@ -45,6 +45,13 @@ def parse_alerts(payload: Any) -> list[dict[str, str]]:
         name = alert["labels"].get("alertname")
         if not isinstance(name, str) or not name:
             raise BadPayload(f"alerts[{i}].labels.alertname: expected a non-empty string")
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail storing the alert.
+        for field, value in (("fingerprint", alert["fingerprint"]),
+                             ("startsAt", alert["startsAt"]), ("labels.alertname", name),
+                             ("labels.model", str(alert["labels"].get("model", ""))),
+                             ("labels.deployment", str(alert["labels"].get("deployment", "")))):
+            if "\x00" in value:
+                raise BadPayload(f"alerts[{i}].{field}: contains a NUL character")
         if alert["status"] == "firing":
             firing.append(
                 {

@@ -270,6 +270,6 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
     path = Path(path) if path is not None else default_rules_path()
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise RulesError(f"{path}: cannot read the drift rules: {exc}") from exc
     return parse_rules(data, str(path))

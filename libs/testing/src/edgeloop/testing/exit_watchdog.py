@@ -1,0 +1,189 @@
+"""A bounded end for every pytest run (a pytest plugin, entry point ``edgeloop_exit_watchdog``).
+
+A fixture that leaves a grpc.aio server, a non-daemon thread or a child process behind can
+hang the interpreter *after* pytest printed its summary (a garbage-collected aio server
+schedules ``AioServer.shutdown`` on a closed loop, and its threads are then joined forever).
+CI would wait out its whole time limit. This plugin:
+
+- arms a watchdog when the session finishes (before session fixtures are torn down and the
+  summary is printed): if the process still runs ``EDGELOOP_TEST_EXIT_TIMEOUT_S`` seconds
+  later (default 120, ``0`` disables it; ini option ``edgeloop_exit_timeout``), it prints
+  which non-daemon threads are alive, dumps every thread's stack, kills the run's leftover
+  child processes and exits with pytest's exit status, or 1 if that status was 0 (a run that
+  hangs is not a passing run). A C-level ``faulthandler`` timer a little later is the
+  backstop for a hang in interpreter finalization, where Python threads no longer run;
+- kills, at the very end of the run, the child processes the tests left behind (descendants
+  of the pytest process), naming each on stderr.
+
+Only the outermost pytest session in a process arms it (an in-process ``pytester`` run does
+not), so a nested run never ends the process that hosts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import os
+import signal
+import sys
+import threading
+from typing import TextIO
+
+import psutil
+import pytest
+
+TIMEOUT_ENV = "EDGELOOP_TEST_EXIT_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 120.0
+HUNG_EXIT_STATUS = 1
+"""Exit status of a run that hung after all its tests passed."""
+BACKSTOP_EXTRA_S = 30.0
+"""The faulthandler backstop fires this long after the Python watchdog."""
+KILL_GRACE_S = 5.0
+
+_active_sessions = 0
+_watchdog: ExitWatchdog | None = None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "edgeloop_exit_timeout",
+        f"seconds the process may take to exit after the session finished before the "
+        f"edgeloop exit watchdog dumps stacks and exits (0 disables; env {TIMEOUT_ENV} wins)",
+        default=str(DEFAULT_TIMEOUT_S),
+    )
+
+
+def exit_timeout_s(config: pytest.Config) -> float:
+    """The configured bound: ``EDGELOOP_TEST_EXIT_TIMEOUT_S``, else the ini option."""
+    raw = os.environ.get(TIMEOUT_ENV) or str(config.getini("edgeloop_exit_timeout"))
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{TIMEOUT_ENV}: not a number of seconds: {raw!r}") from exc
+    if value < 0:
+        raise pytest.UsageError(f"{TIMEOUT_ENV}: must be >= 0, got {raw!r}")
+    return value
+
+
+def leftover_processes() -> list[psutil.Process]:
+    """Processes this run left behind: the pytest process's descendants still alive.
+
+    Only descendants: anything else in the process group (the shell or runner that
+    started pytest, its siblings) is not ours to end.
+    """
+    return psutil.Process().children(recursive=True)
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid}: {' '.join(proc.cmdline())[:200] or proc.name()}"
+    except psutil.Error:
+        return f"pid {proc.pid}"
+
+
+def kill_leftovers(out: TextIO) -> list[str]:
+    """SIGTERM the leftovers, SIGKILL those still alive after a grace; name each on ``out``."""
+    procs = leftover_processes()
+    if not procs:
+        return []
+    names = [_describe(p) for p in procs]
+    out.write("edgeloop: killing processes the test run left behind:\n")
+    for name in names:
+        out.write(f"  {name}\n")
+    out.flush()
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=KILL_GRACE_S)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            continue
+    psutil.wait_procs(alive, timeout=KILL_GRACE_S)
+    return names
+
+
+def _flush_std_streams() -> None:
+    """Flush pytest's buffered output (summary) before ``os._exit``, which would drop it.
+
+    In a helper thread with a bound: a main thread stuck inside a write holds the lock.
+    """
+
+    def flush() -> None:
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            with contextlib.suppress(Exception):
+                stream.flush()
+
+    flusher = threading.Thread(target=flush, name="edgeloop-exit-flush", daemon=True)
+    flusher.start()
+    flusher.join(KILL_GRACE_S)
+
+
+class ExitWatchdog:
+    """Ends the process with the session's status if it has not exited in time."""
+
+    def __init__(self, session: pytest.Session, timeout_s: float) -> None:
+        self.session = session
+        self.timeout_s = timeout_s
+        # A duplicate of stderr as it is now: output capture may replace fd 2 later.
+        self.out = os.fdopen(os.dup(sys.__stderr__.fileno()), "w", buffering=1)
+        self._thread = threading.Thread(target=self._run, name="edgeloop-exit-watchdog",
+                                        daemon=True)
+
+    def arm(self) -> None:
+        faulthandler.dump_traceback_later(self.timeout_s + BACKSTOP_EXTRA_S, exit=True,
+                                          file=self.out)
+        self._thread.start()
+
+    def status(self) -> int:
+        status = int(self.session.exitstatus)
+        return status if status != 0 else HUNG_EXIT_STATUS
+
+    def _run(self) -> None:
+        threading.Event().wait(self.timeout_s)
+        status = self.status()
+        _flush_std_streams()
+        threads = [f"{t.name}{' (daemon)' if t.daemon else ''}" for t in threading.enumerate()
+                   if t.is_alive() and t is not threading.current_thread()]
+        self.out.write(
+            f"\nedgeloop exit watchdog: the test process has not exited {self.timeout_s:g} s "
+            f"after the session finished (session exit status "
+            f"{int(self.session.exitstatus)}): it hangs at exit. Threads alive: "
+            f"{', '.join(threads)}. A fixture probably left a server, thread or process "
+            f"running (e.g. a grpc.aio server never stopped). Stacks of every thread:\n"
+        )
+        self.out.flush()
+        faulthandler.dump_traceback(file=self.out, all_threads=True)
+        try:
+            kill_leftovers(self.out)
+        finally:
+            self.out.write(f"edgeloop exit watchdog: exiting with status {status}\n")
+            self.out.flush()
+            os._exit(status)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    global _active_sessions
+    _active_sessions += 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    global _watchdog
+    timeout_s = exit_timeout_s(session.config)
+    if _active_sessions != 1 or timeout_s == 0 or _watchdog is not None:
+        return
+    _watchdog = ExitWatchdog(session, timeout_s)
+    _watchdog.arm()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _active_sessions
+    _active_sessions -= 1
+    if _active_sessions == 0:
+        kill_leftovers(sys.__stderr__)

@@ -1,0 +1,102 @@
+"""The exit watchdog: a pytest run whose fixtures leave something running still ends in time.
+
+Each case runs a small real pytest session in a subprocess (the plugin is loaded from its
+entry point, as in ``./run test``) and checks how and when that process ends.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+HANG_BOUND_S = 10
+"""The watchdog bound given to the hanging sessions."""
+MARGIN_S = 60
+"""Start-up of the subprocess and the watchdog's own work, on a loaded 2-core machine."""
+
+LEAKED_AIO_SERVER = """
+    import pytest
+    from grpc import aio
+
+    @pytest.fixture
+    async def server():
+        server = aio.server()
+        server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        yield server  # never stopped: garbage-collected after its loop closed
+
+    async def test_serves(server):
+        assert server is not None
+"""
+
+HANGING_THREAD = """
+    import threading
+    import pytest
+
+    @pytest.fixture
+    def worker():
+        thread = threading.Thread(target=threading.Event().wait, name="forgotten-worker")
+        thread.start()
+        yield thread  # never stopped: a non-daemon thread joined forever at exit
+
+    def test_interrupted(worker):
+        pytest.exit("stopping the run", returncode=7)
+"""
+
+LEFTOVER_CHILD = """
+    import subprocess
+
+    def test_starts_a_child(tmp_path):
+        child = subprocess.Popen(["sleep", "600"])
+        (tmp_path.parent.parent / "child.pid").write_text(str(child.pid))
+"""
+
+
+def run_session(tmp_path: Path, source: str, bound_s: float) -> tuple[int, str, float]:
+    """Run ``source`` as a test module in a pytest subprocess: (status, output, seconds)."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n"
+                                         "asyncio_default_fixture_loop_scope = function\n")
+    (tmp_path / "test_session.py").write_text(textwrap.dedent(source))
+    env = {**os.environ, "EDGELOOP_TEST_EXIT_TIMEOUT_S": str(bound_s)}
+    started = time.monotonic()
+    # The subprocess's own basetemp keeps its tmp_path under ours (LEFTOVER_CHILD uses it).
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-p", "no:hypothesispytest", f"--basetemp={tmp_path / 'base'}", "test_session.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=bound_s + MARGIN_S + 60,
+    )
+    return result.returncode, result.stdout + result.stderr, time.monotonic() - started
+
+
+def test_a_leaked_aio_server_cannot_hang_the_exit(tmp_path: Path) -> None:
+    status, output, seconds = run_session(tmp_path, LEAKED_AIO_SERVER, HANG_BOUND_S)
+    assert "1 passed" in output
+    assert "edgeloop exit watchdog: the test process has not exited" in output, output
+    assert "AioServer.shutdown" in output  # the cause is in the output next to the stacks
+    assert status == 1, output  # every test passed, but a run that hangs fails
+    assert seconds < HANG_BOUND_S + MARGIN_S
+
+
+def test_a_hanging_thread_is_named_and_the_real_status_kept(tmp_path: Path) -> None:
+    status, output, seconds = run_session(tmp_path, HANGING_THREAD, HANG_BOUND_S)
+    assert "Threads alive: forgotten-worker." in output, output
+    assert "in _shutdown" in output  # the main thread's stack: joining threads at exit
+    assert status == 7, output
+    assert seconds < HANG_BOUND_S + MARGIN_S
+
+
+def test_leftover_child_processes_are_killed_at_the_end(tmp_path: Path) -> None:
+    status, output, _ = run_session(tmp_path, LEFTOVER_CHILD, 120)
+    assert status == 0, output
+    assert "edgeloop exit watchdog" not in output  # a clean exit does not wait for the bound
+    pid = int((tmp_path / "child.pid").read_text())
+    assert "killing processes the test run left behind" in output
+    assert f"pid {pid}: sleep 600" in output
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -19,6 +19,8 @@ from edgeloop.edge_client.summary import DeliverySummary, summarise
 from edgeloop.platform import log_context
 
 log = logging.getLogger(__name__)
+SUMMARY_WAIT_S = 5.0
+"""How long a finished run waits for answers still on their way before summarising."""
 
 
 async def run_robot(camera: Camera, sensor: RangeSensor, client: StreamClient,
@@ -46,7 +48,10 @@ async def run_robot(camera: Camera, sensor: RangeSensor, client: StreamClient,
             # Late captures move the schedule rather than bursting to catch up.
             tick = max(tick + period, time.monotonic())
             await asyncio.sleep(tick - time.monotonic())
-    results = await client.results_for(seqs, timeout=2 * period)
+    # The car has stopped: the last answers may take their time (a busy gateway), and a
+    # summary that counted them as missing would be wrong. Offline, they never come: the
+    # wait is bounded.
+    results = await client.results_for(seqs, timeout=max(2 * period, SUMMARY_WAIT_S))
     return decision, summarise(seqs, sensors, results)
 
 

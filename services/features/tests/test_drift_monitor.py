@@ -29,6 +29,9 @@ from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.features.statistics import STAT_NAMES
 from edgeloop.testing import free_port
 
+# Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
+pytestmark = pytest.mark.db_branches()
+
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 FPS = 4
 WORLDS = {"beige": {"saturation": 50.0, "hue": 18.0, "mean_r": 180.0},

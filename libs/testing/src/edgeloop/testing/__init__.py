@@ -1,7 +1,10 @@
 """Test helpers shared by edgeloop's members (a pytest plugin, loaded automatically).
 
-Fixtures: ``pg_cluster`` (one private PostgreSQL cluster per test session) and
-``database_url`` (a fresh database per test). Helpers: :func:`free_port`,
+Fixtures: ``pg_cluster`` (one private PostgreSQL cluster per test session, with
+TimescaleDB preloaded when it is installed), ``pg_cluster_plain`` /
+``pg_cluster_timescaledb`` (one per features-schema branch), ``database_url`` (a fresh
+database per test) and ``db_branch`` (its branch); the ``db_branches`` marker runs a test
+on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers: :func:`free_port`,
 :class:`ServiceProcess` (a service started with ``python -m`` and waited for).
 """
 

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link
 
 from edgeloop.compose.cli import cli
-from edgeloop.platform.telemetry import FileSpanExporter
+from edgeloop.platform.telemetry import FileSpanExporter, Rotation
 
 
 def _provider(folder: Path, service: str) -> TracerProvider:
@@ -53,3 +53,25 @@ def test_unknown_trace_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["trace", "0" * 32, "--traces-dir", str(tmp_path)])
     assert result.exit_code != 0
     assert "no spans of trace" in result.output
+
+
+def test_trace_reads_rotated_files(tmp_path: Path) -> None:
+    """A long trace spread over a rotated span file and its backups shows whole."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "edgeloop-features"}))
+    exporter = FileSpanExporter(tmp_path / "features.jsonl",
+                                Rotation(max_bytes=1_500, max_age_s=0, backups=20))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("monitor.evaluate") as root:
+        for n in range(12):
+            with tracer.start_as_current_span(f"query-{n}"):
+                pass
+    assert len(list(tmp_path.glob("features.*.jsonl"))) >= 2  # it did rotate
+    trace_id = format(root.get_span_context().trace_id, "032x")
+
+    result = CliRunner().invoke(cli, ["trace", trace_id, "--traces-dir", str(tmp_path),
+                                      "--no-attributes"])
+
+    assert result.exit_code == 0, result.output
+    assert "monitor.evaluate" in result.output
+    assert all(f"query-{n} " in result.output for n in range(12)), result.output

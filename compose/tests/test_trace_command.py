@@ -75,3 +75,20 @@ def test_trace_reads_rotated_files(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "monitor.evaluate" in result.output
     assert all(f"query-{n} " in result.output for n in range(12)), result.output
+
+
+def test_the_local_stack_passes_span_export_settings_to_every_service(
+        tmp_path: Path, monkeypatch) -> None:
+    from edgeloop.compose.stack.topology import DEFAULT_PORTS, SERVICES, Topology
+
+    monkeypatch.setenv("EDGELOOP_OTLP_ENDPOINT", "127.0.0.1:4317")
+    monkeypatch.setenv("EDGELOOP_TRACE_FILE_MAX_BYTES", "1000000")
+    monkeypatch.delenv("EDGELOOP_TRACE_FILE_BACKUPS", raising=False)
+    topology = Topology(tmp_path, dict(DEFAULT_PORTS))
+    secrets = {k: "x" * 32 for k in ("admin_token", "read_token", "webhook_secret")}
+    for service in SERVICES:
+        env = topology.service_env(service, secrets)
+        assert env["EDGELOOP_OTLP_ENDPOINT"] == "127.0.0.1:4317"
+        assert env["EDGELOOP_TRACE_FILE_MAX_BYTES"] == "1000000"
+        assert "EDGELOOP_TRACE_FILE_BACKUPS" not in env
+        assert env["EDGELOOP_TRACE_FILE"].endswith(f"traces/{service}.jsonl")  # files stay

@@ -57,6 +57,7 @@ class Catalog:
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
+        self._submitted: Any = None
         self.listening = asyncio.Event()
         """Set while the LISTEN connection is up (tests wait on it)."""
 
@@ -83,8 +84,11 @@ class Catalog:
             resolution = await self._resolve(stored)
             config = hostconfig.build(resolution, self.serving_base or str(self.repository))
             await asyncio.to_thread(hostconfig.write, self.repository, config)
-            if self.reloader is not None:
+            # Only a changed config goes to TF Serving: refreshes come often (every change
+            # notification from any instance), and each reload is two round trips.
+            if self.reloader is not None and config != self._submitted:
                 self.reloader.submit(config)
+                self._submitted = config
             self._report_conflicts(resolution.conflicts)
             message = self._difference(resolution, fleet)
             self._deployments = {d.name: d for d in resolution.deployments}

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.features.drift.events import DriftEventRow, DriftEvents

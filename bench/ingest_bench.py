@@ -7,8 +7,13 @@ store), then sends N observations in batches over concurrent Ingest streams and
 prints observations/s. Beside it, the statistics alone (decode + every OpenCV
 statistic) on one thread and on the service's thread pool.
 
+``--branch`` picks the features schema's database branch: ``default`` (TimescaleDB when it
+is installed, as ``edgeloop up`` does), ``plain``, ``timescaledb``, or ``both`` (the ingest
+run once per branch, each on its own fresh cluster, and a line comparing them).
+
     uv run python bench/ingest_bench.py                 # 20,000 observations
     uv run python bench/ingest_bench.py -n 5000 --streams 1 --batch 100
+    uv run python bench/ingest_bench.py --branch both   # plain PostgreSQL vs TimescaleDB
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc, observation_pb2
 from edgeloop.edge_client.simulate import render_dataset
 from edgeloop.features.statistics import jpeg_stats
-from edgeloop.platform.pgcluster import PostgresCluster
+from edgeloop.platform.pgcluster import PostgresCluster, find_bindir, timescaledb_installed
 from edgeloop.testing import ServiceProcess, free_port
 
 
@@ -144,6 +149,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300, help="distinct rendered frames")
     parser.add_argument("--scenario", default="beige")
     parser.add_argument("--no-fsync", action="store_true", help="PostgreSQL without fsync")
+    parser.add_argument("--branch", choices=["default", "plain", "timescaledb", "both"],
+                        default="default", help="the features schema's database branch(es)")
     args = parser.parse_args()
 
     print(f"cpus={os.cpu_count()} observations={args.observations} batch={args.batch} "
@@ -161,9 +168,43 @@ def main() -> None:
     breakdown = stats_breakdown(jpegs)
     print("statistics CPU ms per image: " + ", ".join(f"{k} {v:.3f}" for k, v in breakdown.items()))
 
+    results = {branch: run_ingest(args, frames, branch) for branch in branches(args.branch)}
+    if len(results) == 2:
+        plain, timescale = results["plain"], results["timescaledb"]
+        print(f"branches: plain {plain:8.0f} vs timescaledb {timescale:8.0f} observations/s "
+              f"(timescaledb/plain = {timescale / plain:.2f}; wall clock: other load counts)")
+
+
+PRELOAD = {"default": None, "plain": False, "timescaledb": True}
+"""The cluster's TimescaleDB preload per --branch value (None: whenever installed)."""
+
+
+def branches(choice: str) -> list[str]:
+    """The branches to run for ``--branch``; TimescaleDB ones need the extension installed."""
+    wanted = ["plain", "timescaledb"] if choice == "both" else [choice]
+    if "timescaledb" in wanted and not timescaledb_installed(find_bindir()):
+        raise SystemExit("TimescaleDB is not installed for this PostgreSQL: run ./run test "
+                         "(as root) or ../shared/timescaledb/install.sh first")
+    return wanted
+
+
+def is_hypertable(url: str) -> bool:
+    """Whether the features service made ``features.observations`` a hypertable."""
+    with psycopg.connect(url) as conn:
+        if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+            return False
+        return bool(conn.execute("SELECT 1 FROM timescaledb_information.hypertables WHERE "
+                                 "hypertable_schema = 'features' AND hypertable_name = "
+                                 "'observations'").fetchone())
+
+
+def run_ingest(args: argparse.Namespace, frames: list[tuple[bytes, float | None]],
+               branch: str) -> float:
+    """One ingest run on a fresh cluster of ``branch``; prints its figures, returns obs/s."""
     root = Path(tempfile.mkdtemp(prefix="edgeloop-ingest-bench-"))
     os.chmod(root, 0o755)
-    cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=not args.no_fsync)
+    cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=not args.no_fsync,
+                              timescaledb_preload=PRELOAD[branch])
     service = None
     try:
         cluster.start()
@@ -172,6 +213,8 @@ def main() -> None:
                "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"), "EDGELOOP_LOG_LEVEL": "WARNING",
                "EDGELOOP_INGEST_WORKERS": str(args.workers)}
         service = ServiceProcess("edgeloop.features", env, root / "features.log").start()
+        print(f"--- branch {branch}: features.observations is "
+              f"{'a TimescaleDB hypertable' if is_hypertable(url) else 'a plain table'}")
         warm = build_requests(min(500, args.observations), args.batch, 1, frames)
         ingest(service.address, warm)  # connections, threads, first chunk of the table
         requests = build_requests(args.observations, args.batch, args.streams, frames)
@@ -194,12 +237,12 @@ def main() -> None:
               f"{os.cpu_count()} idle cores")
         print(f"load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
               "(other processes on the machine compete for the cores)")
+        return stored / elapsed
     finally:
         if service:
             service.stop()
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

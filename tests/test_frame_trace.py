@@ -1,10 +1,12 @@
-"""One frame's trace across real services on loopback, read back from the span files.
+"""One frame's trace across real services on loopback, from the span files and a collector.
 
 The registry runs in-process; features and the gateway run as real processes with
-``EDGELOOP_TRACE_FILE`` (the exporter the local stack uses when no OTLP endpoint is set),
-so the spans checked here are exactly what `edgeloop trace` reads: the gateway's frame
-span, its model-host child, and the features ingest batch that links the frame, with the
-database calls beneath it.
+``EDGELOOP_TRACE_FILE`` (the local stack's exporter) and an OTLP endpoint (the gateway
+``EDGELOOP_OTLP_ENDPOINT``, features the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``) of an
+OTLP/gRPC receiver the test runs (``edgeloop.testing.OtlpReceiver``, OpenTelemetry's own
+``TraceService``; Jaeger cannot be installed here). The same checks run on both: the
+gateway's frame span, its model-host child, and the features ingest batch that links the
+frame, with the database calls beneath it.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
-from grpc import aio
-
 from edgeloop.compose.traces import Span, read_spans, trace_tree
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
@@ -29,7 +30,8 @@ from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from edgeloop.edge_client.simulate import render_dataset
 from edgeloop.platform import bearer
 from edgeloop.platform.server import start_server
-from edgeloop.testing import ServiceProcess, free_port
+from edgeloop.testing import OtlpReceiver, ReceivedSpan, ServiceProcess, free_port
+from grpc import aio
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(900)]
 ADMIN = "trace-admin-token-0123456789abcdef"
@@ -50,7 +52,9 @@ async def traced(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[d
         mlflow_tracking_uri=logged_models.tracking_uri, admin_token=ADMIN, read_token=READ,
         model_repository=str(root / "models"), shutdown_grace_s=1.0)
     registry = await start_server(RegistryApp(registry_settings), registry_settings)
+    collector = OtlpReceiver().__enter__()
     features = ServiceProcess("edgeloop.features", {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{collector.endpoint}",
         "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_DATABASE_URL": database,
         "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"),
         "EDGELOOP_TRACE_FILE": str(root / "spans" / "features.jsonl")}, root / "features.log")
@@ -59,6 +63,7 @@ async def traced(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[d
         "EDGELOOP_REGISTRY_ADDR": registry.address, "EDGELOOP_REGISTRY_TOKEN": READ,
         "EDGELOOP_FEATURES_ADDR": features.address, "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
         "EDGELOOP_SPOOL_DIR": str(root / "spool"), "EDGELOOP_FORWARD_INTERVAL_MS": "50",
+        "EDGELOOP_OTLP_ENDPOINT": collector.endpoint,
         "EDGELOOP_TRACE_FILE": str(root / "spans" / "gateway.jsonl")}, root / "gateway.log")
     try:
         await asyncio.to_thread(features.start)
@@ -67,12 +72,26 @@ async def traced(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[d
         answers = await _stream(gateway.address, token)
         await _wait_for_rows(features.address, FRAMES)
     finally:
-        # SIGTERM flushes each process's batched span exporter before it exits. All are
+        # SIGTERM flushes each process's batched span exporters before it exits. All are
         # stopped before any exit code is checked, so a failed check leaks nothing.
         exits = {"gateway": gateway.stop(), "features": features.stop()}
         await registry.stop(1.0)
+        collector.__exit__(None, None, None)
     assert exits == {"gateway": 0, "features": 0}
-    yield {"answers": answers, "spans": list(read_spans(root / "spans"))}
+    yield {"answers": answers, "spans": list(read_spans(root / "spans")),
+           "collected": [_span(s) for s in collector.spans],
+           "pids": {"gateway": gateway.process.pid, "features": features.process.pid}}
+
+
+def _span(received: ReceivedSpan) -> Span:
+    """A span as the collector received it, in the shape `edgeloop trace` reads from files."""
+    return Span(trace_id=received.trace_id, span_id=received.span_id,
+                parent_id=received.parent_id, name=received.name, service=received.service,
+                start=datetime.fromtimestamp(received.start_ns / 1e9, UTC),
+                end=datetime.fromtimestamp(received.end_ns / 1e9, UTC),
+                status=received.status, attributes={**received.attributes,
+                                                    "process.pid": received.pid},
+                links=received.links)
 
 
 async def _deployment_with_device(registry_addr: str, run_id: str) -> str:
@@ -123,11 +142,12 @@ def _walk(spans: list[Span]) -> list[Span]:
     return found
 
 
-async def test_a_frame_yields_connected_spans_across_services(traced: dict) -> None:
+@pytest.mark.parametrize("source", ["spans", "collected"], ids=["files", "otlp"])
+async def test_a_frame_yields_connected_spans_across_services(traced: dict, source: str) -> None:
     answers = traced["answers"]
     assert len(answers) == FRAMES and all(a.model_version for a in answers)
     prediction = answers[0]
-    roots = trace_tree(traced["spans"], prediction.trace_id)
+    roots = trace_tree(traced[source], prediction.trace_id)
     frame = next(r for r in roots if r.name == "gateway.frame")
     assert frame.service == "edgeloop-gateway" and frame.trace_id == prediction.trace_id
     assert frame.attributes["edgeloop.observation_id"] == prediction.observation_id
@@ -153,3 +173,17 @@ async def test_every_frame_is_its_own_trace(traced: dict) -> None:
     assert len(trace_ids) == FRAMES
     frames = [s for s in traced["spans"] if s.name == "gateway.frame"]
     assert {s.trace_id for s in frames} >= trace_ids
+
+
+async def test_the_collector_got_each_process_spans_with_its_pid(traced: dict) -> None:
+    """The OTLP spans came from the real processes (their pids), the database layer's too."""
+    collected = traced["collected"]
+    pids = {s.service: s.attributes["process.pid"] for s in collected
+            if s.name in ("gateway.frame", "features.ingest_batch")}
+    assert pids == {"edgeloop-gateway": traced["pids"]["gateway"],
+                    "edgeloop-features": traced["pids"]["features"]}
+    database = [s for s in collected if s.attributes.get("db.system") == "postgresql"]
+    assert {s.attributes["process.pid"] for s in database} >= {traced["pids"]["features"]}
+    # the collector saw every frame's trace the files saw
+    frames = {s.trace_id for s in collected if s.name == "gateway.frame"}
+    assert frames == {s.trace_id for s in traced["spans"] if s.name == "gateway.frame"}

@@ -1,13 +1,15 @@
-"""docker-compose.yml and the services' Dockerfiles, checked without Docker.
+"""docker-compose.yml and the services' Dockerfile, checked without Docker.
 
 Docker cannot run on our machines, so the stack itself is not started here. These
-tests parse the compose file and check what can go wrong without it: the components
+tests parse the compose file and check what can go wrong without it: it is valid under
+the Compose specification's JSON schema (``compose/schema``); the components
 are there with the ports and options the platform relies on; every ``EDGELOOP_*``
 variable given to a service is a field of that service's ``Settings`` and, with the
 secrets filled in, the service's own ``load_settings`` accepts the environment; every
 address points at a compose service and a port it listens on; no secret is written into
-the file; each Dockerfile copies paths that exist, and the features Dockerfile's build
-stage, replayed without Docker, installs a service that imports; and the health-check
+the file; the one Dockerfile (``services/Dockerfile``, the service a build argument)
+copies paths that exist for each service, and its build stage for features, replayed
+without Docker, installs a service that imports; and the health-check
 command, run with this environment's Python, tells a serving gRPC server from one that
 is not.
 """
@@ -15,7 +17,9 @@ is not.
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib
+import json
 import os
 import re
 import shutil
@@ -25,6 +29,7 @@ import tomllib
 from pathlib import Path
 
 import grpc
+import jsonschema
 import pytest
 import yaml
 from edgeloop.platform.config import env_name, load_settings
@@ -41,6 +46,8 @@ OTHER_PORTS = {"tfserving": {8500, 8501}, "mlflow": {5000}, "minio": {9000}, "ja
                "timescaledb": {5432}, "ray-head": {10001, 6379, 8265}}
 """Ports the other components listen on inside the compose network."""
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?:[:?-][^}]*)?\}")
+DOCKERFILE = REPO / "services" / "Dockerfile"
+SCHEMA = json.loads((COMPOSE_DIR / "schema" / "compose-spec.json").read_text(encoding="utf-8"))
 
 
 def interpolate(value: str) -> str:
@@ -71,13 +78,64 @@ def test_the_real_components_are_composed() -> None:
     assert "--artifacts-destination=s3://edgeloop/mlflow" in mlflow
 
 
+def _schema() -> dict:
+    """The vendored 2021 schema plus, by name, what the specification gained since that
+    our file uses (compose/schema/README.md)."""
+    schema = copy.deepcopy(SCHEMA)
+    schema["properties"]["name"] = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"}
+    build = schema["definitions"]["service"]["properties"]["build"]["oneOf"][1]
+    build["properties"]["dockerfile_inline"] = {"type": "string"}
+    return schema
+
+
+def _violations(document: dict) -> list[str]:
+    validator = jsonschema.Draft201909Validator(_schema())
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:300]}"
+            for e in validator.iter_errors(document)]
+
+
+def test_the_file_is_valid_under_the_compose_specification() -> None:
+    assert _violations(COMPOSE) == []
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("services", "gateway", "enviroment"), {"A": "1"}),  # a misspelt key
+    (("services", "gateway", "build", "args"), 3),  # a wrong type
+    (("services", "jaeger", "ports"), "4317:4317"),  # a list expected
+])
+def test_the_schema_catches_mistakes(path: tuple[str, ...], value: object) -> None:
+    broken = copy.deepcopy(COMPOSE)
+    parent = broken
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    assert _violations(broken), f"{'/'.join(path)}={value!r} passed the schema"
+
+
+def render_dockerfile(service: str) -> str:
+    """services/Dockerfile with the build arguments compose gives ``service`` filled in."""
+    args = {k: str(v) for k, v in SERVICES[service]["build"]["args"].items()}
+    return re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)),
+                  DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def test_one_build_definition_for_every_service() -> None:
+    assert not list((REPO / "services").glob("*/Dockerfile")), "per-service Dockerfiles are back"
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    build, runtime = text.split("\nFROM ")[1:]
+    assert "ARG SERVICE" in build and "ARG SERVICE" in runtime and "ARG PORT" in runtime
+    assert "ray-head" in SERVICES and SERVICES["ray-head"]["build"] == SERVICES["trainer"]["build"]
+
+
 @pytest.mark.parametrize("service", sorted(EDGELOOP))
-def test_service_is_built_from_its_dockerfile_with_a_healthcheck(service: str) -> None:
+def test_service_is_built_from_the_dockerfile_with_a_healthcheck(service: str) -> None:
     spec = SERVICES[service]
-    assert spec["build"] == {"context": "..", "dockerfile": f"services/{service}/Dockerfile"}
-    assert (COMPOSE_DIR / spec["build"]["context"] / spec["build"]["dockerfile"]).is_file()
-    assert spec["healthcheck"]["test"][:2] == ["CMD", "python"]
     port = EDGELOOP[service]
+    assert spec["build"] == {"context": "..", "dockerfile": "services/Dockerfile",
+                             "args": {"SERVICE": service, "PORT": str(port)}}
+    assert (COMPOSE_DIR / spec["build"]["context"] / spec["build"]["dockerfile"]).resolve() \
+        == DOCKERFILE
+    assert spec["healthcheck"]["test"][:2] == ["CMD", "python"]
     assert environment(service)["EDGELOOP_LISTEN_ADDR"] == f"0.0.0.0:{port}"
     assert f"{port}:{port}" in spec["ports"]
 
@@ -158,11 +216,15 @@ def _workspace_members() -> list[str]:
 
 @pytest.mark.parametrize("service", sorted(EDGELOOP))
 def test_dockerfile(service: str) -> None:
-    text = (REPO / "services" / service / "Dockerfile").read_text(encoding="utf-8")
+    text = render_dockerfile(service)
+    assert "${" not in text.replace("$EDGELOOP_SERVICE", ""), "a build argument left unset"
     assert text.count("FROM python:3.11-slim") == 2
     assert f"uv sync --frozen --no-dev --no-editable --package edgeloop-{service}" in text
     assert re.search(r"^USER edgeloop$", text, re.MULTILINE)
-    assert text.rstrip().endswith(f'CMD ["python", "-m", "edgeloop.{service}"]')
+    assert f"EDGELOOP_SERVICE={service}" in text
+    assert f"EDGELOOP_LISTEN_ADDR=0.0.0.0:{EDGELOOP[service]}" in text
+    assert text.rstrip().endswith(
+        'CMD ["sh", "-c", "exec python -m \\"edgeloop.$EDGELOOP_SERVICE\\""]')
     copied = re.findall(r"^COPY (?!--from)(\S+)", text, re.MULTILINE)
     for source in copied:
         assert (REPO / source).exists(), f"Dockerfile copies {source}, which does not exist"
@@ -203,9 +265,8 @@ async def test_healthcheck_tells_serving_from_not_serving(status: int, exit_code
 
 def test_dockerfile_healthcheck_is_the_compose_one() -> None:
     command = COMPOSE["x-grpc-healthcheck"]["test"][3]
-    for service in EDGELOOP:
-        text = (REPO / "services" / service / "Dockerfile").read_text(encoding="utf-8")
-        assert command.replace('"', '\\"') in text or command in text, service
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert command.replace('"', '\\"') in text or command in text
 
 
 def test_every_variable_is_documented() -> None:
@@ -223,17 +284,17 @@ def _instructions(dockerfile: str) -> list[str]:
 
 
 def test_features_dockerfile_build_steps_install_a_runnable_service(tmp_path: Path) -> None:
-    """Replays the build stage of services/features/Dockerfile without Docker: its COPY
-    instructions (from the repository) and its ``uv sync`` steps (offline, from uv's
+    """Replays the build stage of services/Dockerfile for features without Docker: its
+    COPY instructions (from the repository) and its ``uv sync`` steps (offline, from uv's
     cache), then imports the service from the resulting environment alone. The four
-    Dockerfiles share these steps (test_dockerfile); features stands for them because
+    services share these steps (test_dockerfile); features stands for them because
     its dependencies install in seconds (the trainer's TensorFlow and Ray would not)."""
     workdir, venv = tmp_path / "src", tmp_path / "venv"
     workdir.mkdir()
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_LINK_MODE": "copy",
            "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
-    text = (REPO / "services" / "features" / "Dockerfile").read_text(encoding="utf-8")
+    text = render_dockerfile("features")
     build_stage = text.split("\nFROM ")[1]
     for instruction in _instructions(build_stage):
         if instruction.startswith("COPY ") and "--from" not in instruction:

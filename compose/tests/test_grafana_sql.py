@@ -9,9 +9,10 @@ and the trainer (its migrations) created exactly as they do at start, after the
 Grafana read-only role's init script — as that role. Each query must execute, return
 rows for the observations inserted here, and return the columns its panel needs.
 
-TimescaleDB is not installed here either: the schema takes its plain-PostgreSQL branch,
-where ``features.observations_5m`` is a ``date_bin`` view with the same columns as the
-continuous aggregate (both come from ``sql/rollup_select.sql``).
+Every database test runs on both branches of the features schema (``db_branches``): on
+TimescaleDB ``features.observations_5m`` is the real-time continuous aggregate, on plain
+PostgreSQL a ``date_bin`` view with the same columns (both come from
+``sql/rollup_select.sql``); the TimescaleDB run is skipped where it is not installed.
 
 Macros the expander supports (anything else starting with ``$`` fails the test):
 ``$__timeFilter(col)``, ``$__timeFrom()``, ``$__timeTo()``, ``$__unixEpochFilter(col)``,
@@ -43,6 +44,7 @@ from edgeloop.features.drift import load_rules
 from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.platform.migrations import apply_migrations, load_migrations
 from edgeloop.platform.pgcluster import PostgresCluster
+from edgeloop.testing.fixtures import cluster_of
 
 GRAFANA = Path(__file__).resolve().parents[1] / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -51,6 +53,9 @@ DATASOURCE_UID = "edgeloop-timescaledb"
 NOW = datetime.now(UTC).replace(microsecond=0)
 TIME_FROM, TIME_TO = NOW - timedelta(hours=1), NOW + timedelta(minutes=1)
 INTERVAL, INTERVAL_MS = "1m", 60_000
+
+# Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
+pytestmark = pytest.mark.db_branches()
 
 # PostgreSQL type OIDs of the result columns.
 TIME_TYPES = {1114, 1184}
@@ -251,10 +256,10 @@ def _insert_rows(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def grafana_db(pg_cluster: PostgresCluster) -> Iterator[psycopg.Connection]:
+def grafana_db(request: pytest.FixtureRequest, db_branch: str) -> Iterator[psycopg.Connection]:
     """A connection, as Grafana's read-only role, to a database with the services'
-    schemas and a few observations."""
-    url = pg_cluster.ensure_database(f"grafana_{uuid.uuid4().hex[:10]}")
+    schemas and a few observations, on the cluster of ``db_branch``."""
+    url = cluster_of(request, db_branch).ensure_database(f"grafana_{uuid.uuid4().hex[:10]}")
     asyncio.run(_create_schema(url))
     _insert_rows(url)
     with psycopg.connect(url, autocommit=True) as conn:

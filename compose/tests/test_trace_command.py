@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link
 
 from edgeloop.compose.cli import cli
-from edgeloop.platform.telemetry import FileSpanExporter
+from edgeloop.platform.telemetry import FileSpanExporter, Rotation
 
 
 def _provider(folder: Path, service: str) -> TracerProvider:
@@ -53,3 +53,42 @@ def test_unknown_trace_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["trace", "0" * 32, "--traces-dir", str(tmp_path)])
     assert result.exit_code != 0
     assert "no spans of trace" in result.output
+
+
+def test_trace_reads_rotated_files(tmp_path: Path) -> None:
+    """A long trace spread over a rotated span file and its backups shows whole."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "edgeloop-features"}))
+    exporter = FileSpanExporter(tmp_path / "features.jsonl",
+                                Rotation(max_bytes=1_500, max_age_s=0, backups=20))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("monitor.evaluate") as root:
+        for n in range(12):
+            with tracer.start_as_current_span(f"query-{n}"):
+                pass
+    assert len(list(tmp_path.glob("features.*.jsonl"))) >= 2  # it did rotate
+    trace_id = format(root.get_span_context().trace_id, "032x")
+
+    result = CliRunner().invoke(cli, ["trace", trace_id, "--traces-dir", str(tmp_path),
+                                      "--no-attributes"])
+
+    assert result.exit_code == 0, result.output
+    assert "monitor.evaluate" in result.output
+    assert all(f"query-{n} " in result.output for n in range(12)), result.output
+
+
+def test_the_local_stack_passes_span_export_settings_to_every_service(
+        tmp_path: Path, monkeypatch) -> None:
+    from edgeloop.compose.stack.topology import DEFAULT_PORTS, SERVICES, Topology
+
+    monkeypatch.setenv("EDGELOOP_OTLP_ENDPOINT", "127.0.0.1:4317")
+    monkeypatch.setenv("EDGELOOP_TRACE_FILE_MAX_BYTES", "1000000")
+    monkeypatch.delenv("EDGELOOP_TRACE_FILE_BACKUPS", raising=False)
+    topology = Topology(tmp_path, dict(DEFAULT_PORTS))
+    secrets = {k: "x" * 32 for k in ("admin_token", "read_token", "webhook_secret")}
+    for service in SERVICES:
+        env = topology.service_env(service, secrets)
+        assert env["EDGELOOP_OTLP_ENDPOINT"] == "127.0.0.1:4317"
+        assert env["EDGELOOP_TRACE_FILE_MAX_BYTES"] == "1000000"
+        assert "EDGELOOP_TRACE_FILE_BACKUPS" not in env
+        assert env["EDGELOOP_TRACE_FILE"].endswith(f"traces/{service}.jsonl")  # files stay

@@ -17,9 +17,6 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from grpc import aio
-from psycopg_pool import AsyncConnectionPool
-
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
 from edgeloop.features.drift.deployments import ActiveDeployment
 from edgeloop.features.drift.monitor import DriftMonitor
@@ -28,6 +25,11 @@ from edgeloop.features.drift.rules import load_rules
 from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.features.statistics import STAT_NAMES
 from edgeloop.testing import free_port
+from grpc import aio
+from psycopg_pool import AsyncConnectionPool
+
+# Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
+pytestmark = pytest.mark.db_branches()
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 FPS = 4

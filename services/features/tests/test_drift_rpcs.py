@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.features.drift.events import DriftEventRow, DriftEvents
+
+# Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
+pytestmark = pytest.mark.db_branches()
 
 
 async def test_drift_events_are_listed_newest_first(stub, app) -> None:

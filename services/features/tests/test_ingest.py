@@ -8,6 +8,9 @@ import pytest
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import observation_pb2
 
+# Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
+pytestmark = pytest.mark.db_branches()
+
 
 async def _rows(app, sql: str, *params):
     async with app.pool.connection() as conn:

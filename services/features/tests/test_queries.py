@@ -11,6 +11,9 @@ import pytest
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import observation_pb2
 
+# Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
+pytestmark = pytest.mark.db_branches()
+
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -1,21 +1,31 @@
-"""The features schema: the plain-PostgreSQL branch for real, the TimescaleDB branch as text.
+"""The features schema: both branches for real, and their statements as text.
 
-TimescaleDB cannot be installed on these machines (no package for this PostgreSQL),
-so its branch cannot run here. Instead these tests check the exact statements it
-would run: one statement each (continuous aggregates refuse transaction blocks), the
-continuous aggregate's SELECT list equal to the plain view's column for column with
-time_bucket in place of date_bin, and the policies following the settings.
+The text checks pin what each branch runs: one statement each (continuous aggregates
+refuse transaction blocks), the continuous aggregate's SELECT list equal to the plain
+view's column for column with time_bucket in place of date_bin, and the policies
+following the settings. Then each branch runs on a real server (the plain one on a
+cluster without the TimescaleDB preload, the TimescaleDB one where the extension is
+installed, as ``./run test`` does), and a plain cluster with rows upgrades: restarted
+with the preload, its rows move into the hypertable.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 import sqlparse
 from edgeloop.features.rollup import DATE_BIN, TIME_BUCKET
 from edgeloop.features.schema import Policies, branch_sql, ensure_schema, split_statements
+from edgeloop.platform.pgcluster import PostgresCluster
+from edgeloop.testing import free_port
+from edgeloop.testing.fixtures import NOT_INSTALLED, timescaledb_here
 from sqlparse.sql import Identifier, IdentifierList
 
 
@@ -118,6 +128,7 @@ async def _catalog(database_url: str, query: str, *params) -> list[tuple]:
         return await cursor.fetchall()
 
 
+@pytest.mark.db_branches("plain")
 async def test_plain_branch_runs_and_is_idempotent(database_url, plain):
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         assert await ensure_schema(conn, Policies()) is False
@@ -137,6 +148,91 @@ async def test_plain_branch_runs_and_is_idempotent(database_url, plain):
                                       "shadow_predictions"]
     versions = await _catalog(database_url, "SELECT version FROM features.schema_migrations")
     assert sorted(v for (v,) in versions) == [1, 2]
+
+
+async def _is_timescale_layout(url: str) -> None:
+    """Assert the TimescaleDB objects exist: hypertables (observations compressed), a
+    real-time continuous aggregate, its refresh and the compression policies."""
+    hypertables = await _catalog(url, "SELECT hypertable_name, compression_enabled "
+                                 "FROM timescaledb_information.hypertables "
+                                 "WHERE hypertable_schema = 'features' ORDER BY 1")
+    assert hypertables == [("observations", True), ("shadow_predictions", False)]
+    caggs = await _catalog(url, "SELECT view_name, materialized_only FROM "
+                           "timescaledb_information.continuous_aggregates "
+                           "WHERE view_schema = 'features'")
+    assert caggs == [("observations_5m", False)]
+    jobs = await _catalog(url, "SELECT proc_name FROM timescaledb_information.jobs "
+                          "WHERE hypertable_schema IS NOT NULL ORDER BY 1")
+    assert [j for (j,) in jobs] == ["policy_compression", "policy_refresh_continuous_aggregate"]
+    brin = await _catalog(url, "SELECT indexname FROM pg_indexes WHERE schemaname = 'features' "
+                          "AND indexdef LIKE '%%brin%%'")
+    assert brin == []
+
+
+@pytest.mark.db_branches("timescaledb")
+async def test_timescale_branch_runs_and_is_idempotent(database_url, plain):
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        assert await ensure_schema(conn, Policies()) is True
+        assert await ensure_schema(conn, Policies(compress_after_days=3)) is True  # a restart
+    await _is_timescale_layout(database_url)
+    columns = await _catalog(database_url, "SELECT column_name FROM information_schema.columns "
+                             "WHERE table_schema = 'features' AND table_name = 'observations_5m' "
+                             "ORDER BY ordinal_position")
+    view = select_list(statement_with(plain, "VIEW"))
+    assert [c for (c,) in columns] == [alias for _, alias in view]
+    config = await _catalog(database_url, "SELECT config->>'compress_after' FROM "
+                            "timescaledb_information.jobs WHERE proc_name = 'policy_compression'")
+    assert config == [("3 days",)]  # the policy follows the latest setting
+
+
+def _insert_plain_rows(url: str, count: int) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    rows = [(str(uuid.uuid4()), start + timedelta(minutes=7 * i), "car-1", "dep",
+             float(i), f"k/{i}.jpg") for i in range(count)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO features.observations (observation_id, time, device_id, deployment, "
+            "prediction_mm, image_key, image_bytes, width, height, mean_r, mean_g, mean_b, hue, "
+            "saturation, brightness, contrast, sharpness, edge_density, keypoints, entropy) "
+            "VALUES (%s, %s, %s, %s, %s, %s, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)", rows)
+
+
+@pytest.mark.skipif(not timescaledb_here(), reason=NOT_INSTALLED)
+async def test_a_plain_cluster_with_rows_upgrades_to_timescaledb_on_restart():
+    """A stack made before TimescaleDB was installed: its next start takes the preload
+    and the schema moves every row into the hypertable (and the rollup sees them)."""
+    root = Path(tempfile.mkdtemp(prefix="edgeloop-test-upgrade-"))
+    root.chmod(0o755)
+    before = PostgresCluster(root / "data", free_port(), durable=False, timescaledb_preload=False)
+    after = PostgresCluster(root / "data", free_port(), durable=False)
+    try:
+        before.start()
+        url = before.ensure_database("edgeloop")
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            assert await ensure_schema(conn, Policies()) is False
+        _insert_plain_rows(url, 500)
+        before.stop()
+
+        after.start()
+        url = after.dsn("edgeloop")
+        preload = await _catalog(url, "SELECT current_setting('shared_preload_libraries')")
+        assert preload == [("timescaledb",)]
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            assert await ensure_schema(conn, Policies()) is True
+        await _is_timescale_layout(url)
+        only = await _catalog(url, "SELECT count(*) FROM ONLY features.observations")
+        chunks = await _catalog(url, "SELECT count(*) FROM timescaledb_information.chunks "
+                                "WHERE hypertable_name = 'observations'")
+        total = await _catalog(url, "SELECT count(*), sum(prediction_mm) "
+                               "FROM features.observations")
+        rollup = await _catalog(url, "SELECT sum(observation_count) FROM features.observations_5m")
+        assert only == [(0,)] and chunks[0][0] >= 3  # rows left the parent for day chunks
+        assert total == [(500, sum(range(500)))]
+        assert rollup == [(500,)]
+    finally:
+        after.stop()
+        before.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_one_day_retention_is_refused_naming_the_variable(monkeypatch):

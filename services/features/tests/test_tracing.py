@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.features.tracing import MAX_LINKS, frame_links
+
+# Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
+pytestmark = pytest.mark.db_branches()
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

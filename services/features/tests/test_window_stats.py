@@ -11,6 +11,9 @@ from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.features.statistics import STAT_NAMES
 from psycopg.rows import dict_row
 
+# Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
+pytestmark = pytest.mark.db_branches()
+
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # on a 5-minute boundary
 
 

@@ -1,7 +1,8 @@
 """Reading the span files the local stack writes, and arranging a trace as a tree.
 
 Spans are the JSON lines written by ``edgeloop.platform.telemetry.FileSpanExporter``
-(OpenTelemetry's ``ReadableSpan.to_json``), one file per service in ``<state>/traces``.
+(OpenTelemetry's ``ReadableSpan.to_json``), one file per service in ``<state>/traces``,
+plus that file's rotated predecessors (``<service>.1.jsonl`` ...), read alike.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def _parse(raw: dict[str, Any]) -> Span:
 
 
 def read_spans(folder: Path) -> Iterator[Span]:
-    """Every span in the ``*.jsonl`` files of ``folder``; unreadable lines are skipped."""
+    """Every span in the ``*.jsonl`` files of ``folder`` (rotated ones included);
+    unreadable lines are skipped."""
     for path in sorted(folder.glob("*.jsonl")):
         with path.open(encoding="utf-8") as lines:
             for line in lines:

@@ -35,6 +35,11 @@ DEFAULT_NICE = {
 has a robot waiting. Recording, drift checks, MLflow and training yield the CPU to the
 answer path; the trainer's Ray workers inherit its value and run last. Each moves with
 ``EDGELOOP_<PART>_NICE`` (-20..19; negative values need root)."""
+TELEMETRY_VARIABLES = ("EDGELOOP_OTLP_ENDPOINT", "EDGELOOP_TRACE_FILE_MAX_BYTES",
+                       "EDGELOOP_TRACE_FILE_MAX_AGE_S", "EDGELOOP_TRACE_FILE_BACKUPS")
+"""Span export settings of the user's environment that every service gets (the services
+otherwise see none of the caller's EDGELOOP_* variables): a local stack pointed at a
+collector exports to it and keeps its span files for `edgeloop trace`."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class Topology:
             "EDGELOOP_LISTEN_ADDR": self.address(service),
             "EDGELOOP_LOG_FORMAT": "json",
             "EDGELOOP_TRACE_FILE": str(self.folder("traces") / f"{service}.jsonl"),
+            **{name: os.environ[name] for name in TELEMETRY_VARIABLES if os.environ.get(name)},
         }
         objects = str(self.folder("objects"))
         models = str(self.folder("models"))

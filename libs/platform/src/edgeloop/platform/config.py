@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from edgeloop.platform.errors import ConfigError
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from edgeloop.platform.errors import ConfigError
 
 ENV_PREFIX = "EDGELOOP_"
 
@@ -30,9 +29,17 @@ class ServiceSettings(BaseSettings):
     log_format: str = Field(default="json", pattern=r"^(json|text)$",
                             description="log format on stderr: json (one object a line) or text")
     otlp_endpoint: str = Field(default="", description="OTLP/gRPC endpoint for traces, e.g. "
-                               "localhost:4317; empty disables OTLP export")
+                               "localhost:4317; empty: OTEL_EXPORTER_OTLP_ENDPOINT if set, "
+                               "else no OTLP export")
     trace_file: str = Field(default="", description="file to append finished spans to as JSON "
-                            "lines when no OTLP endpoint is set; empty disables it")
+                            "lines (also when an OTLP endpoint is set); empty disables it")
+    trace_file_max_bytes: int = Field(default=50_000_000, ge=0,
+                                      description="rotate the span file at this size (0: never)")
+    trace_file_max_age_s: float = Field(default=86_400.0, ge=0,
+                                        description="rotate the span file once its first span "
+                                        "is this many seconds old (0: never)")
+    trace_file_backups: int = Field(default=5, ge=0, le=1000,
+                                    description="rotated span files kept (name.1.jsonl newest)")
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300,
                                     description="seconds in-flight calls get to finish on SIGTERM")
 

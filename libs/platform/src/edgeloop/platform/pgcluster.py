@@ -3,7 +3,11 @@
 Used by ``edgeloop up`` and by the tests. PostgreSQL refuses to run as root, so
 when the caller is root every server command runs as the ``postgres`` user. The
 cluster listens on 127.0.0.1 only and trusts local connections; it loads
-TimescaleDB when the extension is installed.
+TimescaleDB when the extension is installed (unless told not to).
+
+The settings edgeloop owns live in one block at the end of ``postgresql.conf``, rewritten
+at every start: a cluster created before TimescaleDB was installed takes the preload on
+its next start (the features schema then moves its rows into hypertables).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from edgeloop.platform.errors import ConfigError
 log = logging.getLogger(__name__)
 INSTALL_HINT = ("install the PostgreSQL server (Debian/Ubuntu: `apt-get install postgresql`) "
                 "or point EDGELOOP_PG_BINDIR at the folder holding initdb and pg_ctl")
+
+CONFIG_MARKER = "\n# edgeloop\n"
+"""Starts edgeloop's block in postgresql.conf; everything after it is rewritten at start."""
 
 
 class PostgresNotInstalled(ConfigError):
@@ -106,6 +113,9 @@ class PostgresCluster:
     durable: bool = True
     """False turns off fsync and synchronous commit: for throwaway test clusters."""
     superuser: str = "postgres"
+    timescaledb_preload: bool | None = None
+    """Preload TimescaleDB: None = whenever it is installed; False = never (a plain
+    PostgreSQL server, e.g. to test the features schema's plain branch); True = required."""
 
     @property
     def log_file(self) -> Path:
@@ -114,6 +124,17 @@ class PostgresCluster:
     @property
     def timescaledb(self) -> bool:
         return timescaledb_installed(self.bindir)
+
+    @property
+    def preloads_timescaledb(self) -> bool:
+        """Whether the server is (re)started with TimescaleDB in shared_preload_libraries."""
+        if self.timescaledb_preload is False:
+            return False
+        installed = self.timescaledb
+        if self.timescaledb_preload and not installed:
+            raise ConfigError("TimescaleDB preload requested but the extension is not installed "
+                              f"for the PostgreSQL binaries in {self.bindir}")
+        return installed
 
     def dsn(self, database: str = "postgres") -> str:
         """A libpq connection URI for ``database`` over loopback TCP."""
@@ -141,9 +162,9 @@ class PostgresCluster:
             shutil.chown(self.data_dir, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data_dir), "-U", self.superuser, "-A", "trust",
                   "-E", "UTF8", "--no-locale")
-        self._write_config()
 
-    def _write_config(self) -> None:
+    def config_lines(self) -> list[str]:
+        """The settings of edgeloop's block in postgresql.conf."""
         lines = [
             "listen_addresses = '127.0.0.1'",
             f"unix_socket_directories = '{self.data_dir}'",
@@ -152,11 +173,20 @@ class PostgresCluster:
         ]
         if not self.durable:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
-        if self.timescaledb:
-            lines += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
+        if self.preloads_timescaledb:
+            lines += ["shared_preload_libraries = 'timescaledb'",
+                      "timescaledb.telemetry_level = off"]
+        return lines
+
+    def write_config(self) -> None:
+        """Replace edgeloop's block at the end of postgresql.conf (takes effect at start)."""
         conf = self.data_dir / "postgresql.conf"
-        text = conf.read_text() + "\n# edgeloop\n" + "\n".join(lines) + "\n"
-        conf.write_text(text)
+        text = conf.read_text()
+        base, _, _ = text.partition(CONFIG_MARKER)
+        new = base.rstrip("\n") + "\n" + CONFIG_MARKER + "\n".join(self.config_lines()) + "\n"
+        if new == text:
+            return
+        conf.write_text(new)
         if _is_root():
             shutil.chown(conf, "postgres", "postgres")
 
@@ -170,10 +200,11 @@ class PostgresCluster:
         self.init()
         if self.is_running():
             return
+        self.write_config()
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
                   "-t", str(timeout_s), "-o", f"-p {self.port}", "start")
         log.info("postgres started", extra={"port": self.port, "data_dir": str(self.data_dir),
-                                            "timescaledb": self.timescaledb})
+                                            "timescaledb": self.preloads_timescaledb})
 
     def stop(self) -> None:
         """Stop the server (fast mode: running transactions are rolled back)."""

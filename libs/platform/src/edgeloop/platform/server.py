@@ -24,7 +24,7 @@ from edgeloop.platform.config import ServiceSettings, load_settings
 from edgeloop.platform.errors import ConfigError
 from edgeloop.platform.interceptors import ErrorInterceptor
 from edgeloop.platform.logs import configure_logging
-from edgeloop.platform.telemetry import configure_tracing, shutdown_tracing
+from edgeloop.platform.telemetry import Rotation, configure_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
@@ -151,7 +151,9 @@ def run_service(make_app: Callable[[SettingsT], ServiceApp], settings_type: type
         return 2
     app = make_app(settings)
     configure_logging(app.name, settings.log_level, settings.log_format)
-    configure_tracing(app.name, settings.otlp_endpoint, settings.trace_file)
+    configure_tracing(app.name, settings.otlp_endpoint, settings.trace_file,
+                      Rotation(settings.trace_file_max_bytes, settings.trace_file_max_age_s,
+                               settings.trace_file_backups))
     try:
         asyncio.run(_serve_until_signalled(app, settings))
     except ConfigError as exc:

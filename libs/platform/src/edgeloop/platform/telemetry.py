@@ -1,16 +1,25 @@
-"""OpenTelemetry tracing: one tracer provider per process, gRPC instrumented.
+"""OpenTelemetry tracing: one tracer provider per process, gRPC and psycopg instrumented.
 
-Spans go to ``EDGELOOP_OTLP_ENDPOINT`` over OTLP/gRPC when it is set, else to
-``EDGELOOP_TRACE_FILE`` as JSON lines (read by ``edgeloop trace``), else nowhere.
+Spans go over OTLP/gRPC to ``EDGELOOP_OTLP_ENDPOINT`` (or the standard
+``OTEL_EXPORTER_OTLP_ENDPOINT`` when ours is empty) and/or to ``EDGELOOP_TRACE_FILE`` as
+JSON lines (read by ``edgeloop trace``; the local stack's default). Both may be set: a
+local stack pointed at a collector keeps its files. Span files rotate by size and age
+(:class:`FileSpanExporter`), so they stay bounded however long the stack runs.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -19,40 +28,154 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 log = logging.getLogger(__name__)
 _configured = False
+OTEL_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def resolve_otlp_endpoint(explicit: str = "") -> str:
+    """``explicit`` (EDGELOOP_OTLP_ENDPOINT), else OpenTelemetry's standard variables."""
+    if explicit:
+        return explicit
+    return next((os.environ[v] for v in OTEL_ENDPOINT_VARIABLES if os.environ.get(v)), "")
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """When a span file is rotated, and how many rotated files are kept."""
+
+    max_bytes: int = 50_000_000
+    """Rotate once the file is this large (0: never by size)."""
+    max_age_s: float = 86_400.0
+    """Rotate once the file's first span is this old (0: never by age)."""
+    backups: int = 5
+    """Rotated files kept (``<name>.1.jsonl`` newest ... ``<name>.N.jsonl``); older ones go."""
+
+    @classmethod
+    def from_env(cls) -> Rotation:
+        """The rotation of ``EDGELOOP_TRACE_FILE_*`` (for processes without Settings)."""
+        env = os.environ
+        return cls(int(env.get("EDGELOOP_TRACE_FILE_MAX_BYTES", cls.max_bytes)),
+                   float(env.get("EDGELOOP_TRACE_FILE_MAX_AGE_S", cls.max_age_s)),
+                   int(env.get("EDGELOOP_TRACE_FILE_BACKUPS", cls.backups)))
+
+
+def rotated_path(path: Path, number: int) -> Path:
+    """The ``number``-th rotated file of ``path``: ``spans.jsonl`` -> ``spans.1.jsonl``.
+
+    The suffix stays last, so readers globbing ``*.jsonl`` read rotated files too.
+    """
+    return path.with_name(f"{path.stem}.{number}{path.suffix}")
 
 
 class FileSpanExporter(SpanExporter):
-    """Appends finished spans to a file, one compact JSON object a line."""
+    """Appends finished spans to a file, one compact JSON object a line, and rotates it.
 
-    def __init__(self, path: str | Path) -> None:
+    Several processes may share one file (the trainer and its Ray workers): every write
+    and rotation happens under an exclusive ``flock`` of the file, and a writer whose
+    file was renamed away by another process reopens the path.
+    """
+
+    def __init__(self, path: str | Path, rotation: Rotation | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rotation = rotation or Rotation()
         self._lock = threading.Lock()
+        self._first_span_at: dict[int, float] = {}  # inode -> time of its first span
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         lines = [json.dumps(json.loads(span.to_json()), separators=(",", ":")) for span in spans]
-        with self._lock, self.path.open("a", encoding="utf-8") as out:
-            out.write("".join(line + "\n" for line in lines))
+        with self._lock:
+            out = self._open_locked()
+            try:
+                out.write("".join(line + "\n" for line in lines))
+            finally:
+                out.close()  # releases the flock
         return SpanExportResult.SUCCESS
+
+    def _open_locked(self) -> IO[str]:
+        """The current file, opened for append and locked, rotated first when due."""
+        while True:
+            out = self.path.open("a", encoding="utf-8")
+            fcntl.flock(out, fcntl.LOCK_EX)
+            try:
+                on_disk = os.stat(self.path)
+            except FileNotFoundError:
+                out.close()
+                continue
+            if on_disk.st_ino != os.fstat(out.fileno()).st_ino:
+                out.close()  # another process rotated it between open and lock
+                continue
+            if not self._due(on_disk.st_ino, on_disk.st_size):
+                return out
+            self._rotate()
+            out.close()
+
+    def _due(self, inode: int, size: int) -> bool:
+        if size == 0:
+            return False
+        if self.rotation.max_bytes and size >= self.rotation.max_bytes:
+            return True
+        if not self.rotation.max_age_s:
+            return False
+        first = self._first_span_at.get(inode)
+        if first is None:
+            first = self._first_span_at[inode] = self._read_first_span_time()
+        return time.time() - first >= self.rotation.max_age_s
+
+    def _read_first_span_time(self) -> float:
+        try:
+            with self.path.open(encoding="utf-8") as lines:
+                first = json.loads(lines.readline())
+            return datetime.fromisoformat(first["start_time"].replace("Z", "+00:00")).timestamp()
+        except (OSError, ValueError, KeyError, TypeError):
+            return time.time()  # unreadable first line: count its age from now
+
+    def _rotate(self) -> None:
+        """Shift ``name.N.jsonl`` up by one (dropping the oldest) and move the file to ``.1``."""
+        keep = self.rotation.backups
+        if keep <= 0:
+            self.path.unlink(missing_ok=True)
+            return
+        rotated_path(self.path, keep).unlink(missing_ok=True)
+        for number in range(keep - 1, 0, -1):
+            older = rotated_path(self.path, number)
+            if older.exists():
+                older.rename(rotated_path(self.path, number + 1))
+        self.path.rename(rotated_path(self.path, 1))
+        self._first_span_at.clear()
+        log.info("rotated the span file", extra={"path": str(self.path), "kept": keep})
 
     def shutdown(self) -> None:
         """Nothing to release: every export opens and closes the file."""
 
 
-def configure_tracing(service: str, otlp_endpoint: str = "", trace_file: str = "") -> TracerProvider:
-    """Install the process's tracer provider and instrument gRPC clients and servers."""
-    global _configured
+def tracer_provider(service: str, otlp_endpoint: str = "", trace_file: str = "",
+                    rotation: Rotation | None = None) -> TracerProvider:
+    """A tracer provider for ``service`` exporting to the OTLP endpoint and/or the file."""
     provider = TracerProvider(resource=Resource.create({"service.name": f"edgeloop-{service}",
-                                                        "service.namespace": "edgeloop"}))
+                                                        "service.namespace": "edgeloop",
+                                                        "process.pid": os.getpid()}))
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
+        insecure = not otlp_endpoint.startswith("https://")
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint,
-                                                                        insecure=True)))
+                                                                        insecure=insecure)))
         log.info("exporting traces over OTLP", extra={"endpoint": otlp_endpoint})
-    elif trace_file:
-        provider.add_span_processor(BatchSpanProcessor(FileSpanExporter(trace_file)))
+    if trace_file:
+        exporter = FileSpanExporter(trace_file, rotation or Rotation.from_env())
+        provider.add_span_processor(BatchSpanProcessor(exporter))
         log.info("writing traces to a file", extra={"path": trace_file})
+    return provider
+
+
+def configure_tracing(service: str, otlp_endpoint: str = "", trace_file: str = "",
+                      rotation: Rotation | None = None) -> TracerProvider:
+    """Install the process's tracer provider and instrument gRPC clients and servers.
+
+    ``otlp_endpoint`` falls back to ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT``.
+    """
+    global _configured
+    provider = tracer_provider(service, resolve_otlp_endpoint(otlp_endpoint), trace_file, rotation)
     if not _configured:
         trace.set_tracer_provider(provider)
         _instrument_libraries()

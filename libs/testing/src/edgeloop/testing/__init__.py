@@ -1,11 +1,16 @@
 """Test helpers shared by edgeloop's members (a pytest plugin, loaded automatically).
 
-Fixtures: ``pg_cluster`` (one private PostgreSQL cluster per test session) and
-``database_url`` (a fresh database per test). Helpers: :func:`free_port`,
-:class:`ServiceProcess` (a service started with ``python -m`` and waited for).
+Fixtures: ``pg_cluster`` (one private PostgreSQL cluster per test session, with
+TimescaleDB preloaded when it is installed), ``pg_cluster_plain`` /
+``pg_cluster_timescaledb`` (one per features-schema branch), ``database_url`` (a fresh
+database per test) and ``db_branch`` (its branch); the ``db_branches`` marker runs a test
+on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers: :class:`OtlpReceiver`
+(an in-memory OTLP/gRPC trace collector), :func:`free_port`, :class:`ServiceProcess` (a
+service started with ``python -m`` and waited for).
 """
 
+from edgeloop.testing.otlp import OtlpReceiver, ReceivedSpan
 from edgeloop.testing.ports import free_port
 from edgeloop.testing.processes import ServiceProcess, wait_serving
 
-__all__ = ["ServiceProcess", "free_port", "wait_serving"]
+__all__ = ["OtlpReceiver", "ReceivedSpan", "ServiceProcess", "free_port", "wait_serving"]

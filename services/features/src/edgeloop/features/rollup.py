@@ -8,6 +8,7 @@ bucket widths. Columns named ``avg_<statistic>`` are the buckets' means.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 ROLLUP_VIEW = "features.observations_5m"
@@ -29,3 +30,8 @@ def rollup_select(bucket: str, where: str = "") -> str:
     body = "\n".join(line for line in sql_file("rollup_select.sql").splitlines()
                      if not line.startswith("--"))
     return body.format(bucket=bucket, where=f"\nWHERE {where}" if where else "").strip()
+
+
+def mean_columns() -> list[str]:
+    """The rollup's ``avg_<statistic>`` column names, in SELECT order."""
+    return re.findall(rf"\bAS ({MEAN_PREFIX}\w+)", sql_file("rollup_select.sql"))

@@ -4,10 +4,14 @@ Three queries over the window's rows: a summary (count, mean, min, max, populati
 stddev of every statistic), fixed-width histograms between each statistic's min and
 max, and rollup buckets. Buckets are whole buckets that overlap the window (as a
 dashboard draws them), so their counts may include observations just outside it.
-With 300-second buckets on TimescaleDB they come from the continuous aggregate
-``observations_5m``; otherwise the same SELECT (``rollup.py``) runs with a time-range
-WHERE (on plain PostgreSQL that is what the view computes, but the view has no time
-predicate for the planner to use).
+
+On TimescaleDB, buckets whose width is a whole number of 5-minute buckets come from the
+continuous aggregate ``observations_5m`` (wider ones re-bucketed from it, means weighted by
+the counts behind them): the aggregate keeps its rows after the retention policy drops raw
+chunks, so buckets reach past the raw retention while the summary and histograms cover
+the raw rows still kept. Otherwise the rollup SELECT (``rollup.py``) runs on the raw rows
+with a time-range WHERE (on plain PostgreSQL that is what the view computes, but the view
+has no time predicate for the planner to use).
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from typing import Any
 
 import numpy as np
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
-from edgeloop.features.rollup import MEAN_PREFIX, ORIGIN, ROLLUP_SECONDS, ROLLUP_VIEW, rollup_select
+from edgeloop.features.rollup import (
+    MEAN_PREFIX,
+    ORIGIN,
+    ROLLUP_SECONDS,
+    ROLLUP_VIEW,
+    mean_columns,
+    rollup_select,
+)
 from edgeloop.features.statistics import STAT_NAMES
 from edgeloop.platform.errors import InvalidArgument
 from psycopg import sql
@@ -104,7 +115,30 @@ def _histogram_sql() -> sql.Composed:
         "GROUP BY 1, 2").format(values=values)
 
 
-def _bucket_sql(from_view: bool) -> sql.SQL:
+MEAN_WEIGHTS = {"avg_prediction_mm": "predicted_count", "avg_sensor_mm": "labelled_count",
+                "avg_error_mm": "labelled_count", "avg_abs_error_mm": "labelled_count"}
+"""The rollup count behind each mean that is not over every observation (the image
+statistics and latency are never NULL). An error exists where a label and a prediction
+do: weighting errors by the labelled count is exact while labelled frames carry a
+prediction, as every frame through the gateway does."""
+
+
+def _rebucketed_view_sql() -> sql.SQL:
+    """Buckets of %(width)s (a multiple of 5 minutes) from the 5-minute aggregate."""
+    means = ", ".join(
+        f"sum({c} * {MEAN_WEIGHTS.get(c, 'observation_count')}) / "
+        f"nullif(sum({MEAN_WEIGHTS.get(c, 'observation_count')}) FILTER (WHERE {c} IS NOT NULL), 0)"
+        f" AS {c}" for c in mean_columns())
+    return sql.SQL(
+        "SELECT time_bucket(%(width)s, bucket) AS bucket, "
+        "sum(observation_count)::bigint AS observation_count, " + means + " "
+        f"FROM {ROLLUP_VIEW} WHERE deployment = %(deployment)s "
+        "AND bucket >= %(first)s AND bucket < %(bucket_end)s GROUP BY 1 ORDER BY 1")
+
+
+def _bucket_sql(from_view: bool, bucket_seconds: int = ROLLUP_SECONDS) -> sql.SQL:
+    if from_view and bucket_seconds != ROLLUP_SECONDS:
+        return _rebucketed_view_sql()
     if from_view:
         return sql.SQL(f"SELECT * FROM {ROLLUP_VIEW} WHERE deployment = %(deployment)s "
                        "AND bucket >= %(first)s AND bucket < %(end)s ORDER BY bucket")
@@ -166,8 +200,8 @@ async def window_stats(pool: AsyncConnectionPool, request: pb.GetWindowStatsRequ
             for name, bin_number, count in await cursor.fetchall():
                 by_name[name].histogram.counts[bin_number - 1] = count
         response.stats.extend(summaries)
-        from_view = timescale and window.bucket_seconds == ROLLUP_SECONDS
+        from_view = timescale and window.bucket_seconds % ROLLUP_SECONDS == 0
         async with conn.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(_bucket_sql(from_view), params)
+            await cursor.execute(_bucket_sql(from_view, window.bucket_seconds), params)
             response.buckets.extend(_bucket(r) for r in await cursor.fetchall())
     return response

@@ -3,11 +3,15 @@
 ``refresh`` re-reads deployments and devices from PostgreSQL and versions and aliases
 from MLflow, resolves every deployment's arms, rewrites ``models.config`` (and hands
 it to TF Serving), then broadcasts what changed since the last refresh. Mutating RPCs
-call it after their transaction commits; a background task also calls it every
-``EDGELOOP_REFRESH_INTERVAL_S``, so changes made by another registry instance or
-directly in MLflow reach the watchers too. Diffing against the last state (rather
-than announcing each write) means a failed refresh loses nothing: the next one
-sends the difference.
+call it after their transaction commits. Changes made by another registry instance reach
+this one's watchers through PostgreSQL: triggers (migration 0002) NOTIFY channel
+``edgeloop_registry`` at every commit that touches what watchers follow, and
+:meth:`Catalog.start` LISTENs on a dedicated connection and refreshes at once (several
+notifications during one refresh cause one more). A background task also refreshes every
+``EDGELOOP_REFRESH_INTERVAL_S``, for what PostgreSQL cannot announce (an alias moved in the
+MLflow UI) and as a safety net while the listening connection is down. Diffing against
+the last state (rather than announcing each write) means a failed refresh loses nothing:
+the next one sends the difference.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.registry import deployments, devices, hostconfig
 from edgeloop.registry.mlflow_registry import ModelRegistry
@@ -29,6 +35,9 @@ from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 Fleet = dict[str, tuple[str, bool, Any]]
+CHANNEL = "edgeloop_registry"
+"""The NOTIFY channel of migration 0002's triggers."""
+MAX_LISTEN_BACKOFF_S = 10.0
 
 
 class Catalog:
@@ -46,7 +55,11 @@ class Catalog:
         self._fleet: Fleet = {}
         self._conflicts: list[str] = []
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+        self._submitted: Any = None
+        self.listening = asyncio.Event()
+        """Set while the LISTEN connection is up (tests wait on it)."""
 
     async def resolve_all(self) -> Resolution:
         """Every stored deployment resolved against the registry now (no side effects)."""
@@ -71,8 +84,11 @@ class Catalog:
             resolution = await self._resolve(stored)
             config = hostconfig.build(resolution, self.serving_base or str(self.repository))
             await asyncio.to_thread(hostconfig.write, self.repository, config)
-            if self.reloader is not None:
+            # Only a changed config goes to TF Serving: refreshes come often (every change
+            # notification from any instance), and each reload is two round trips.
+            if self.reloader is not None and config != self._submitted:
                 self.reloader.submit(config)
+                self._submitted = config
             self._report_conflicts(resolution.conflicts)
             message = self._difference(resolution, fleet)
             self._deployments = {d.name: d for d in resolution.deployments}
@@ -128,18 +144,53 @@ class Catalog:
         return stored
 
     def start(self, interval_s: float) -> None:
-        """Refresh every ``interval_s`` in the background."""
-        self._task = asyncio.create_task(self._every(interval_s), name="catalog-refresh")
+        """Refresh on every change notification, and every ``interval_s``, in the background."""
+        self._tasks = [asyncio.create_task(self._every(interval_s), name="catalog-refresh"),
+                       asyncio.create_task(self._listen(), name="catalog-listen"),
+                       asyncio.create_task(self._refresh_on_change(), name="catalog-notified")]
 
     async def _every(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
             await self.refresh_quietly()
 
-    async def stop(self) -> None:
-        """Stop the background refresh."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def _listen(self) -> None:
+        """LISTEN on a dedicated connection; reconnect with backoff when it breaks."""
+        backoff = 0.2
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.pool.conninfo,
+                                                                 autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    backoff = 0.2
+                    self._changed.set()  # changes made while not listening
+                    async for _ in conn.notifies():
+                        self._changed.set()
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error as exc:
+                log.warning("change notifications lost; reconnecting",
+                            extra={"error": str(exc), "retry_in_s": backoff})
+            finally:
+                self.listening.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_LISTEN_BACKOFF_S)
 
+    async def _refresh_on_change(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            started = time.monotonic()
+            await self.refresh_quietly()
+            log.debug("refreshed on a change notification",
+                      extra={"seconds": round(time.monotonic() - started, 3)})
+
+    async def stop(self) -> None:
+        """Stop the background refreshes and the listening connection."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []

@@ -38,5 +38,6 @@ class Settings(ServiceSettings):
     device_auth_ttl_s: int = Field(default=30, ge=0, le=3600, description="seconds a gateway "
                                    "may cache a successful AuthenticateDevice answer")
     refresh_interval_s: float = Field(default=10.0, gt=0, description="seconds between "
-                                      "re-reads of the stored state, so changes made by another "
-                                      "registry instance or in the MLflow UI reach watchers")
+                                      "re-reads of the stored state, so changes made in the "
+                                      "MLflow UI reach watchers (another registry instance's "
+                                      "changes arrive at once by LISTEN/NOTIFY)")

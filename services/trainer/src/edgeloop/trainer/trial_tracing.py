@@ -1,9 +1,11 @@
 """Trial spans inside Ray workers, children of the sweep's trace.
 
-Ray workers are separate processes: the sweep's context travels in the trial config
-as a W3C ``traceparent``, and each worker sets up the same exporter as the trainer
-(``EDGELOOP_OTLP_ENDPOINT`` or ``EDGELOOP_TRACE_FILE``, inherited from the trainer's
-environment) before it opens its ``sweep.trial`` span.
+Ray workers are separate processes, possibly on other machines (a Ray cluster at
+``EDGELOOP_RAY_ADDRESS``) that do not share the trainer's environment. So the trial config
+carries both the sweep's context (a W3C ``traceparent``) and where the trainer exports
+spans (its OTLP endpoint and span file, :func:`trace_config`); each worker builds a tracer
+provider for that destination (one per destination, reused by later trials in the same
+worker) and flushes it when the trial's ``sweep.trial`` span ends.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from edgeloop.platform.telemetry import Rotation, resolve_otlp_endpoint, tracer_provider
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from edgeloop.platform.telemetry import configure_tracing
-
 TRACEPARENT_KEY = "traceparent"
+OTLP_KEY, TRACE_FILE_KEY = "trace_otlp_endpoint", "trace_file"
+_PROVIDERS: dict[tuple[str, str], TracerProvider] = {}
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRIAL_ATTRIBUTES = ("architecture", "learning_rate", "batch_size", "dropout", "filters",
                      "epochs", "dense_units")
@@ -32,26 +35,38 @@ def current_traceparent() -> str:
     return carrier.get(TRACEPARENT_KEY, "")
 
 
-def _provider() -> TracerProvider | None:
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, TracerProvider):
-        return provider
-    otlp, trace_file = os.environ.get("EDGELOOP_OTLP_ENDPOINT", ""), os.environ.get("EDGELOOP_TRACE_FILE", "")
+def trace_config() -> dict[str, str]:
+    """Trial-config entries: the current span's context and this process's span exporters."""
+    return {TRACEPARENT_KEY: current_traceparent(),
+            OTLP_KEY: resolve_otlp_endpoint(os.environ.get("EDGELOOP_OTLP_ENDPOINT", "")),
+            TRACE_FILE_KEY: os.environ.get("EDGELOOP_TRACE_FILE", "")}
+
+
+def _provider(config: dict[str, Any]) -> TracerProvider | None:
+    if OTLP_KEY in config or TRACE_FILE_KEY in config:
+        otlp, trace_file = str(config.get(OTLP_KEY, "")), str(config.get(TRACE_FILE_KEY, ""))
+    else:  # a config made without trace_config(): the worker's own environment
+        otlp = resolve_otlp_endpoint(os.environ.get("EDGELOOP_OTLP_ENDPOINT", ""))
+        trace_file = os.environ.get("EDGELOOP_TRACE_FILE", "")
     if not (otlp or trace_file):
         return None
-    return configure_tracing("trainer", otlp, trace_file)
+    key = (otlp, trace_file)
+    if key not in _PROVIDERS:
+        _PROVIDERS[key] = tracer_provider("trainer", otlp, trace_file, Rotation.from_env())
+    return _PROVIDERS[key]
 
 
 @contextlib.contextmanager
 def trial_span(config: dict[str, Any], trial_id: str) -> Iterator[trace.Span]:
     """A ``sweep.trial`` span under the sweep's trace; flushed when the trial ends."""
-    provider = _provider()
+    provider = _provider(config)
     tracer = (provider or trace.get_tracer_provider()).get_tracer("edgeloop.trainer")
     parent = _PROPAGATOR.extract({TRACEPARENT_KEY: config.get(TRACEPARENT_KEY, "")})
     attributes = {f"edgeloop.trial.{k}": str(config[k]) for k in _TRIAL_ATTRIBUTES if k in config}
     attributes["edgeloop.trial_id"] = trial_id
     try:
-        with tracer.start_as_current_span("sweep.trial", context=parent, attributes=attributes) as span:
+        with tracer.start_as_current_span("sweep.trial", context=parent,
+                                          attributes=attributes) as span:
             yield span
     finally:
         if provider is not None:

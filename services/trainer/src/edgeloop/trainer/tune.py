@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
-from edgeloop.trainer.trial_tracing import TRACEPARENT_KEY, current_traceparent, trial_span
+from edgeloop.trainer.trial_tracing import trace_config, trial_span
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -299,8 +299,9 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
         "arrays_path": str(plan.arrays_path),
         "seed": plan.seed,
         "tf_threads": plan.resources.tf_threads,
-        # The sweep's trace context, so each trial's span joins it (trial_tracing).
-        TRACEPARENT_KEY: current_traceparent(),
+        # The sweep's trace context and span exporters, so each trial's span joins it
+        # wherever its worker runs (trial_tracing).
+        **trace_config(),
     }
     max_epochs = max(plan.values["epochs"])
     scheduler = ASHAScheduler(

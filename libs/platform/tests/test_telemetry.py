@@ -1,0 +1,104 @@
+"""Span export: OTLP endpoint from either variable, and span files that stay bounded."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from edgeloop.platform import ServiceSettings, load_settings
+from edgeloop.platform.telemetry import (
+    FileSpanExporter,
+    Rotation,
+    resolve_otlp_endpoint,
+    rotated_path,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+
+def _tracer(path: Path, rotation: Rotation):
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(path, rotation)))
+    return provider.get_tracer("test")
+
+
+def _names(path: Path) -> list[str]:
+    return [json.loads(line)["name"] for line in path.read_text().splitlines()]
+
+
+def test_otlp_endpoint_falls_back_to_the_standard_variable(monkeypatch):
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    assert resolve_otlp_endpoint("") == ""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317")
+    assert resolve_otlp_endpoint("") == "http://jaeger:4317"
+    assert resolve_otlp_endpoint("collector:4317") == "collector:4317"  # ours wins
+
+
+def test_rotation_settings_come_from_edgeloop_variables(monkeypatch):
+    monkeypatch.setenv("EDGELOOP_TRACE_FILE_MAX_BYTES", "1000")
+    monkeypatch.setenv("EDGELOOP_TRACE_FILE_MAX_AGE_S", "60")
+    monkeypatch.setenv("EDGELOOP_TRACE_FILE_BACKUPS", "2")
+    settings = load_settings(ServiceSettings)
+    assert (settings.trace_file_max_bytes, settings.trace_file_max_age_s,
+            settings.trace_file_backups) == (1000, 60.0, 2)
+    assert Rotation.from_env() == Rotation(1000, 60.0, 2)
+
+
+def test_files_rotate_by_size_and_keep_a_bounded_number(tmp_path: Path):
+    path = tmp_path / "gateway.jsonl"
+    tracer = _tracer(path, Rotation(max_bytes=2_000, max_age_s=0, backups=2))
+    for n in range(60):
+        with tracer.start_as_current_span(f"span-{n}"):
+            pass
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["gateway.1.jsonl", "gateway.2.jsonl", "gateway.jsonl"]
+    line = max(len(x) for p in tmp_path.iterdir() for x in p.read_text().splitlines()) + 1
+    for file in tmp_path.iterdir():
+        assert file.stat().st_size < 2_000 + line  # rotated once past the limit
+    # the newest spans are kept, in order across the files (oldest file first)
+    kept = _names(rotated_path(path, 2)) + _names(rotated_path(path, 1)) + _names(path)
+    assert kept[-1] == "span-59"
+    assert kept == [f"span-{n}" for n in range(60 - len(kept), 60)]
+
+
+def test_files_rotate_by_age_of_their_first_span(tmp_path: Path):
+    path = tmp_path / "features.jsonl"
+    tracer = _tracer(path, Rotation(max_bytes=0, max_age_s=3_600, backups=3))
+    two_hours_ago = time.time_ns() - 7_200 * 10**9
+    tracer.start_span("old", start_time=two_hours_ago).end(end_time=two_hours_ago + 10**6)
+    assert _names(path) == ["old"]
+    with tracer.start_as_current_span("new"):
+        pass
+    assert _names(rotated_path(path, 1)) == ["old"] and _names(path) == ["new"]
+    with tracer.start_as_current_span("newer"):
+        pass
+    assert _names(path) == ["new", "newer"]  # the current file is young: no rotation
+
+
+def test_writers_of_one_file_follow_a_rotation_by_another(tmp_path: Path):
+    """The trainer and its Ray workers share one file: a writer whose file was rotated
+    away writes to the new file, never to the renamed one."""
+    path = tmp_path / "trainer.jsonl"
+    rotation = Rotation(max_bytes=1_500, max_age_s=0, backups=50)
+    first, second = _tracer(path, rotation), _tracer(path, rotation)
+    for n in range(40):
+        with (first if n % 2 else second).start_as_current_span(f"span-{n}"):
+            pass
+    files = [path] + [rotated_path(path, n) for n in range(1, 51) if rotated_path(path, n).exists()]
+    names = [name for file in reversed(files) for name in _names(file)]
+    assert names == [f"span-{n}" for n in range(40)]
+    assert len(files) > 2
+
+
+@pytest.mark.parametrize("backups", [0])
+def test_no_backups_drops_the_full_file(tmp_path: Path, backups: int):
+    path = tmp_path / "registry.jsonl"
+    tracer = _tracer(path, Rotation(max_bytes=300, max_age_s=0, backups=backups))
+    for n in range(10):
+        with tracer.start_as_current_span(f"span-{n}"):
+            pass
+    assert [p.name for p in tmp_path.iterdir()] == ["registry.jsonl"]
+    assert _names(path)[-1] == "span-9"

@@ -1,0 +1,135 @@
+"""TimescaleDB doing its work: compressed chunks still read, and the 5-minute continuous
+aggregate answering past the raw retention.
+
+Runs on the TimescaleDB branch only (skipped, saying why, where it is not installed).
+The service is served in-process over the real cluster; compression and retention are
+triggered here with the same functions the policies call (``compress_chunk``,
+``drop_chunks``), instead of waiting for the policies' schedules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
+from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc as pb_grpc
+from edgeloop.features.app import build_app
+from edgeloop.features.settings import Settings
+from edgeloop.platform import serve
+from grpc import aio
+
+pytestmark = pytest.mark.db_branches("timescaledb")
+
+DAY = timedelta(days=1)
+RETENTION_DAYS = 3
+
+
+async def _list(stub: pb_grpc.FeatureStoreServiceStub, **fields) -> list:
+    request = pb.ListObservationsRequest(deployments=["compressed"], include_jpeg=True, **fields)
+    return [obs async for page in stub.ListObservations(request, timeout=60)
+            for obs in page.observations]
+
+
+def _sql(url: str, query: str, *params) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+async def test_compressed_chunks_are_still_listed_and_deduplicated(
+        database_url, stub, make_observation, ingest_call, jpeg_of, scene_of):
+    start = datetime.now(UTC).replace(microsecond=0) - 3 * DAY
+    jpeg = jpeg_of(scene_of(1))
+    batch = [make_observation(i, jpeg=jpeg, deployment="compressed",
+                              time=start + timedelta(hours=i)) for i in range(30)]
+    assert (await ingest_call(stub, batch)).stored == 30
+    before = await _list(stub)
+
+    compressed = _sql(database_url, "SELECT compress_chunk(c) FROM "
+                      "show_chunks('features.observations') c")
+    assert len(compressed) >= 2  # 30 hours span two or three 1-day chunks
+    states = _sql(database_url, "SELECT is_compressed FROM timescaledb_information.chunks "
+                  "WHERE hypertable_name = 'observations'")
+    assert states and all(done for (done,) in states)
+    # the rows live in the compressed chunks now, not as plain heap rows
+    assert _sql(database_url, "SELECT count(*) FROM ONLY features.observations") == [(0,)]
+
+    after = await _list(stub)
+    assert [o.observation_id for o in after] == [o.observation_id for o in before]
+    assert after == before  # every field and the image, as stored
+    window = await _list(stub, start_time=after[10].time, end_time=after[20].time)
+    assert [o.seq for o in window] == list(range(10, 20))
+
+    # a robot resending the batch (late frames into compressed chunks): stored once
+    again = await ingest_call(stub, batch)
+    assert again.stored == 0 and again.duplicates == 30
+    assert _sql(database_url, "SELECT count(*) FROM features.observations") == [(30,)]
+
+
+@pytest.fixture
+async def kept_stub(database_url: str,
+                    tmp_path: Path) -> AsyncIterator[pb_grpc.FeatureStoreServiceStub]:
+    """The service with a 3-day raw retention (its rollup refresh looks back 2 days)."""
+    settings = Settings(database_url=database_url, object_store_dir=str(tmp_path / "objects"),
+                        listen_addr="127.0.0.1:0", log_format="text",
+                        retention_days=RETENTION_DAYS)
+    async with serve(build_app(settings), settings) as running, \
+            aio.insecure_channel(running.address) as channel:
+        yield pb_grpc.FeatureStoreServiceStub(channel)
+
+
+def _window(start: datetime, end: datetime, bucket_seconds: int) -> pb.GetWindowStatsRequest:
+    request = pb.GetWindowStatsRequest(deployment="long", bucket_seconds=bucket_seconds)
+    request.start_time.FromDatetime(start)
+    request.end_time.FromDatetime(end)
+    return request
+
+
+async def test_window_stats_reach_past_the_raw_retention(
+        database_url, kept_stub, make_observation, ingest_call, jpeg_of, scene_of):
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day = today - 8 * DAY
+    jpegs = [jpeg_of(scene_of(i)) for i in range(3)]
+    rng = np.random.default_rng(3)
+    batch, by_day = [], {}
+    for day in range(8):  # eight whole days before today, 6 frames a day
+        for k in range(6):
+            at = first_day + day * DAY + timedelta(hours=3 * k, minutes=k)
+            obs = make_observation(day * 10 + k, jpeg=jpegs[k % 3], deployment="long", time=at,
+                                   prediction_mm=float(rng.uniform(100, 900)))
+            batch.append(obs)
+            by_day.setdefault(day, []).append(obs)
+    assert (await ingest_call(kept_stub, batch)).stored == 48
+
+    # Materialise the rollup, then let retention drop raw chunks, as its policy would.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CALL refresh_continuous_aggregate('features.observations_5m', NULL, "
+                     "date_trunc('day', now()))")
+        dropped = conn.execute("SELECT drop_chunks('features.observations', "
+                               "older_than => now() - make_interval(days => %s))",
+                               (RETENTION_DAYS,)).fetchall()
+    assert len(dropped) >= 4
+    kept = _sql(database_url, "SELECT count(*) FROM features.observations "
+                "WHERE deployment = 'long'")[0][0]
+    assert 0 < kept < 48
+
+    end = today
+    daily = await kept_stub.GetWindowStats(_window(first_day, end, 86400), timeout=60)
+    assert daily.observation_count == kept  # the summary covers the raw rows still kept
+    assert [b.start.ToDatetime(tzinfo=UTC) for b in daily.buckets] == \
+        [first_day + d * DAY for d in range(8)]
+    assert [b.count for b in daily.buckets] == [6] * 8  # the rollup still has every day
+    for day, bucket in enumerate(daily.buckets):
+        assert bucket.means["prediction_mm"] == pytest.approx(
+            np.mean([o.prediction_mm for o in by_day[day]]), rel=1e-5)
+        assert bucket.means["latency_ms"] == pytest.approx(4.5)
+
+    five = await kept_stub.GetWindowStats(_window(first_day, first_day + DAY, 300), timeout=60)
+    assert five.observation_count == 0  # that day's raw rows are gone...
+    assert [b.count for b in five.buckets] == [1] * 6  # ...its 5-minute buckets are not
+    assert five.buckets[1].means["prediction_mm"] == pytest.approx(by_day[0][1].prediction_mm,
+                                                                   rel=1e-5)

@@ -1,0 +1,100 @@
+"""Trial spans from worker processes reach an OTLP collector under the sweep's span.
+
+The trial-side code (``trial_span``) runs in other processes with the trial config the
+trainer builds (``trace_config``: the sweep's traceparent and its OTLP endpoint), exactly
+as ``train_trial`` opens its span; training itself is left out (the sweep tests cover
+it). First in a plain child process whose environment lacks the endpoint (as a Ray node
+on another machine does: only the config carries it), then in the session's local Ray
+workers (``ray_info``). The collector is an OTLP/gRPC receiver run by the test
+(``edgeloop.testing.OtlpReceiver``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from edgeloop.platform.telemetry import tracer_provider
+from edgeloop.testing import OtlpReceiver
+from edgeloop.trainer.trial_tracing import OTLP_KEY, trace_config
+
+
+def _trial(config: dict[str, Any], trial_id: str) -> int:
+    """A trial's tracing as train_trial does it, inside a Ray worker; returns its pid."""
+    import os
+
+    from edgeloop.trainer.trial_tracing import trial_span
+
+    with trial_span(config, trial_id) as span:
+        span.set_attribute("edgeloop.best_val_mae_mm", 12.5)
+    return os.getpid()
+
+
+_CHILD = """
+import json, os, sys
+from edgeloop.trainer.trial_tracing import trial_span
+with trial_span(json.loads(sys.argv[1]), "trial-child") as span:
+    span.set_attribute("edgeloop.best_val_mae_mm", 9.0)
+print(os.getpid())
+"""
+
+
+def test_a_worker_without_the_trainer_environment_exports_where_the_config_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with OtlpReceiver() as collector:
+        monkeypatch.setenv("EDGELOOP_OTLP_ENDPOINT", collector.endpoint)
+        provider = tracer_provider("trainer", collector.endpoint)
+        try:
+            with provider.get_tracer("test").start_as_current_span("trainer.sweep") as sweep:
+                config = trace_config()
+        finally:
+            provider.shutdown()
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("EDGELOOP_OTLP", "EDGELOOP_TRACE", "OTEL_"))}
+        child = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(config)], env=env,
+                               capture_output=True, text=True, timeout=300)
+        assert child.returncode == 0, child.stderr
+        spans = collector.wait_for(lambda got: any(s.name == "sweep.trial" for s in got))
+    (trial,) = [s for s in spans if s.name == "sweep.trial"]
+    context = sweep.get_span_context()
+    assert trial.pid == int(child.stdout.split()[-1]) != os.getpid()
+    assert trial.trace_id == format(context.trace_id, "032x")
+    assert trial.parent_id == format(context.span_id, "016x")
+    assert trial.attributes["edgeloop.trial_id"] == "trial-child"
+
+
+def test_trial_spans_from_ray_workers_reach_the_collector(
+        ray_info: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    with OtlpReceiver() as collector:
+        monkeypatch.setenv("EDGELOOP_OTLP_ENDPOINT", collector.endpoint)
+        monkeypatch.delenv("EDGELOOP_TRACE_FILE", raising=False)
+        provider = tracer_provider("trainer", collector.endpoint)
+        try:
+            with provider.get_tracer("test").start_as_current_span("trainer.sweep") as sweep:
+                config = {**trace_config(), "architecture": "cnn", "learning_rate": 0.001}
+            assert config[OTLP_KEY] == collector.endpoint
+            trial = ray.remote(num_cpus=0)(_trial)
+            pids = ray.get([trial.remote(config, f"trial-{n}") for n in range(2)], timeout=300)
+        finally:
+            provider.shutdown()
+        spans = collector.wait_for(
+            lambda got: sum(s.name == "sweep.trial" for s in got) >= 2
+            and any(s.name == "trainer.sweep" for s in got))
+
+    context = sweep.get_span_context()
+    trials = [s for s in spans if s.name == "sweep.trial"]
+    assert {s.attributes["edgeloop.trial_id"] for s in trials} == {"trial-0", "trial-1"}
+    for span in trials:
+        assert span.trace_id == format(context.trace_id, "032x")
+        assert span.parent_id == format(context.span_id, "016x")
+        assert span.service == "edgeloop-trainer"
+        assert span.attributes["edgeloop.trial.architecture"] == "cnn"
+        assert span.attributes["edgeloop.best_val_mae_mm"] == 12.5
+    # exported by the Ray worker processes themselves, not by this (driver) process
+    assert {s.pid for s in trials} == set(pids) and os.getpid() not in pids

@@ -23,6 +23,7 @@ import pytest
 import sqlparse
 from edgeloop.features.rollup import DATE_BIN, TIME_BUCKET
 from edgeloop.features.schema import Policies, branch_sql, ensure_schema, split_statements
+from edgeloop.platform.migrations import load_migrations
 from edgeloop.platform.pgcluster import PostgresCluster
 from edgeloop.testing import free_port
 from edgeloop.testing.fixtures import NOT_INSTALLED, timescaledb_here
@@ -144,10 +145,11 @@ async def test_plain_branch_runs_and_is_idempotent(database_url, plain):
     assert [c for (c,) in columns] == [alias for _, alias in view]
     tables = await _catalog(database_url, "SELECT tablename FROM pg_tables "
                             "WHERE schemaname = 'features' ORDER BY 1")
-    assert [t for (t,) in tables] == ["drift_events", "observations", "schema_migrations",
-                                      "shadow_predictions"]
+    assert [t for (t,) in tables] == ["dead_letters", "drift_events", "observations",
+                                      "schema_migrations", "shadow_predictions"]
     versions = await _catalog(database_url, "SELECT version FROM features.schema_migrations")
-    assert sorted(v for (v,) in versions) == [1, 2]
+    assert sorted(v for (v,) in versions) == [m.version for m in load_migrations(
+        "edgeloop.features")]
 
 
 async def _is_timescale_layout(url: str) -> None:

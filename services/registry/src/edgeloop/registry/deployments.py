@@ -24,7 +24,7 @@ ARM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 RESERVED_ARMS = {"none"}
 _WITH_CHALLENGER = {Strategy.STRATEGY_SHADOW, Strategy.STRATEGY_CANARY, Strategy.STRATEGY_AB}
 _SPEC_FIELDS = ("model_name", "selector", "data_group", "strategy", "challenger",
-                "canary_fraction", "arms", "description")
+                "canary_fraction", "arms", "description", "device_shadow")
 
 
 def check_name(name: str, field: str = "deployment.name") -> str:

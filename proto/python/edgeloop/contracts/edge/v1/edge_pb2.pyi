@@ -20,6 +20,7 @@ class FrameErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FRAME_ERROR_REASON_OUT_OF_ORDER: _ClassVar[FrameErrorReason]
     FRAME_ERROR_REASON_MODEL_UNAVAILABLE: _ClassVar[FrameErrorReason]
     FRAME_ERROR_REASON_SPOOL_FULL: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_INVALID_DEVICE_PREDICTION: _ClassVar[FrameErrorReason]
 FRAME_ERROR_REASON_UNSPECIFIED: FrameErrorReason
 FRAME_ERROR_REASON_TOO_LARGE: FrameErrorReason
 FRAME_ERROR_REASON_INVALID_JPEG: FrameErrorReason
@@ -28,6 +29,7 @@ FRAME_ERROR_REASON_INVALID_SENSOR: FrameErrorReason
 FRAME_ERROR_REASON_OUT_OF_ORDER: FrameErrorReason
 FRAME_ERROR_REASON_MODEL_UNAVAILABLE: FrameErrorReason
 FRAME_ERROR_REASON_SPOOL_FULL: FrameErrorReason
+FRAME_ERROR_REASON_INVALID_DEVICE_PREDICTION: FrameErrorReason
 
 class Hello(_message.Message):
     __slots__ = ("device_id", "client_version", "capabilities", "session_id")

@@ -166,3 +166,24 @@ async def test_deployment_can_ask_for_a_server_shadow_of_device_predictions(
         assert (shadow.arm, shadow.model_name, shadow.model_version) == ("stable", "distance", "1")
         assert answer_version(shadow.prediction_mm) == "1"
         assert not obs.shadow_predictions
+
+
+async def test_a_version_whose_tflite_file_comes_later_is_announced_when_it_appears(
+        start_gateway, deployments, model_repository) -> None:
+    late_file = model_repository / "distance" / "3.tflite"
+    try:
+        async with start_gateway() as gw:
+            gw.registry.put_deployment(deployments.direct("parking", "3"))
+            await gw.wait_state(lambda: gw.app.state.get("parking").arms["stable"].version == "3")
+            call = gw.open("robot-1", "secret-1")
+            await call.write(_device_hello())
+            welcome = (await asyncio.wait_for(call.read(), 30)).welcome
+            assert welcome.model.model_version == "3" and not welcome.model.sha256
+            data = os.urandom(1000)
+            late_file.write_bytes(data)  # the registry's background conversion finished
+            update = await asyncio.wait_for(call.read(), 30)
+            assert update.model_update.model_version == "3"
+            assert update.model_update.sha256 == hashlib.sha256(data).hexdigest()
+            await call.done_writing()
+    finally:
+        late_file.unlink(missing_ok=True)

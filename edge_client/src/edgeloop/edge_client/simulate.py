@@ -238,6 +238,9 @@ class _Session:
                 for seqs, s in self.runs]
         all_seqs = [seq for seqs, _ in self.runs for seq in seqs]
         stats = self.client.stats
+        switches = self.onboard.model.switches if self.onboard.model is not None else []
         return SessionSummary(self.client.session_id, runs,
                               summarise(all_seqs, self.sensors, results), stats.fps(),
-                              stats.reconnects, self.client.buffer.count(self.client.session_id))
+                              stats.reconnects, self.client.buffer.count(self.client.session_id),
+                              [(s.model_version, datetime.fromtimestamp(s.at_wall, UTC).isoformat(
+                                  timespec="milliseconds")) for s in switches])

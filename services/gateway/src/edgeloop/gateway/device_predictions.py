@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 SERVER_SHADOW = "server:shadow"
 """Marks the server's shadow of a device prediction among a route's shadows (never an arm name)."""
 DEVICE = observation_pb2.PredictionSource.PREDICTION_SOURCE_DEVICE
+UNPUBLISHED_RECHECK_S = 1.0
+"""How often a version without its TFLite file yet is looked for again (the registry
+converts in the background after registering, so the file may follow the version)."""
 
 
 def device_route(view: DeploymentView | None, device_id: str, router: Router) -> Route:
@@ -77,7 +81,11 @@ async def model_updates(state: DeploymentState, files: ModelFiles, router: Route
         if update != last:
             last = update
             yield update
-        await changed.wait()
+        if update.model_version and not update.sha256:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), UNPUBLISHED_RECHECK_S)
+        else:
+            await changed.wait()
 
 
 def check_device_prediction(frame: edge_pb2.Frame) -> None:

@@ -94,7 +94,8 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
                               on_run: Callable[[RunSummary], None] | None = None,
                               inference: Inference = Inference.SERVER,
                               model_dir: Path | None = None,
-                              onboard: Onboard | None = None) -> SessionSummary:
+                              onboard: Onboard | None = None,
+                              keep_driving: Callable[[], bool] | None = None) -> SessionSummary:
     """Drive ``runs`` simulated runs against the gateway at ``gateway_addr``; summarise them.
 
     ``realtime`` paces captures at ``fps`` on the wall clock (``captured_at`` is the wall
@@ -106,6 +107,7 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
     ``inference`` chooses where frames are predicted (server, device, auto); device and
     auto keep their LiteRT model in ``model_dir`` (default: a temporary folder), or use
     the given ``onboard`` (whose ``model.switches`` then tell when each version took over).
+    After ``runs`` runs, more runs follow while ``keep_driving()`` is true.
     """
     with contextlib.ExitStack() as stack:
         if buffer_path is None:
@@ -128,8 +130,10 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
         # without a gateway the session still drives and the frames wait on disk.
         await client.wait_connected(client.config.connect_timeout_s)
         try:
-            for _ in range(runs):
+            done = 0
+            while done < runs or (keep_driving is not None and keep_driving()):
                 summary = await session.run()
+                done += 1
                 if on_run is not None:
                     on_run(summary)
         finally:

@@ -76,6 +76,10 @@ async def test_download_errors_name_the_problem(start_gateway, tflite_files) -> 
                 model_name="someone-elses", model_version="1"), metadata=METADATA)
             [c async for c in call]
         assert other_model.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(aio.AioRpcError) as traversal:
+            await _download(gw, "../../1")
+        assert traversal.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "model_version" in traversal.value.details()
         with pytest.raises(aio.AioRpcError) as bad_token:
             await _download(gw, "1", metadata=(("authorization", "Bearer wrong"),
                                                ("x-device-id", "robot-1")))

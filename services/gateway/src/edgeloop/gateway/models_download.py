@@ -80,8 +80,9 @@ class ModelFiles:
         """The model key of a version the device's deployment names, else an error value."""
         if not model_name:
             raise InvalidArgument("model_name", "is empty; name the model to download")
-        if not version:
-            raise InvalidArgument("model_version", "is empty; name the version to download")
+        if not version.isdigit():
+            # Registry versions are numbers; anything else could reach outside the repository.
+            raise InvalidArgument("model_version", f"{version[:40]!r} is not a version number")
         view = self.state.get(deployment)
         keys = view.model_keys() if view else set()
         for key in keys:

@@ -147,7 +147,8 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                              session: Session) -> AsyncIterator[gw_pb2.StreamResponse]:
         out: asyncio.Queue[Any] = asyncio.Queue()
         reader = asyncio.create_task(self._read_frames(requests, session, out))
-        pusher = asyncio.create_task(self._push_models(session, out)) if session.model else None
+        pusher = (asyncio.create_task(self._push_models(session, out))
+                  if session.model is not None else None)
         try:
             while (item := await out.get()) is not _END:
                 if isinstance(item, BaseException):

@@ -112,3 +112,17 @@ async def test_deployment_life_cycle_and_history(registry) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetDeployment(pb.GetDeploymentRequest(name="nope"), metadata=admin)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_device_shadow_is_stored_and_returned(registry) -> None:
+    stub, admin = registry.stub, registry.admin()
+    await stub.CreateDeployment(pb.CreateDeploymentRequest(deployment=dpb.Deployment(
+        name="robots", model_name="distance", selector=selector(alias="champion"),
+        device_shadow=True)), metadata=admin)
+    got = (await stub.GetDeployment(pb.GetDeploymentRequest(name="robots"),
+                                    metadata=admin)).deployment
+    assert got.device_shadow
+    updated = (await stub.UpdateDeployment(pb.UpdateDeploymentRequest(deployment=dpb.Deployment(
+        name="robots", model_name="distance", selector=selector(alias="champion"))),
+        metadata=admin)).deployment
+    assert not updated.device_shadow

@@ -14,6 +14,7 @@ from edgeloop.edge_client.camera.base import Camera, RangeSensor
 from edgeloop.edge_client.control.parking import Mode, ParkingController
 from edgeloop.edge_client.control.profile import SpeedProfile
 from edgeloop.edge_client.control.signals import ConsoleSignals, GpioSignals, Signals
+from edgeloop.edge_client.inference.onboard import Inference, Onboard, with_capability
 from edgeloop.edge_client.scene.floor import FloorSpec, parse_rgb
 from edgeloop.edge_client.scene.render import decode_jpeg
 from edgeloop.edge_client.scene.scenarios import (
@@ -30,6 +31,7 @@ from edgeloop.edge_client.summary import RunSummary, SessionSummary, format_deli
 from edgeloop.platform import configure_logging
 
 DEFAULT_BUFFER = Path.home() / ".cache" / "edgeloop" / "edge-buffer.db"
+DEFAULT_MODELS = Path.home() / ".cache" / "edgeloop" / "models"
 
 
 @click.group()
@@ -100,21 +102,32 @@ def scenario_options(fn):  # noqa: ANN001, ANN201 - click decorator
 @click.option("--camera-source", default="0", show_default=True, help="OpenCV source (index/URL).")
 @click.option("--i2c-bus", type=int, default=1, show_default=True)
 @click.option("--gpio/--no-gpio", default=False, help="Buzzer/LED on GPIO 17/27 (Pi).")
+@click.option("--inference", type=click.Choice([i.value for i in Inference]), default="server",
+              show_default=True, help="Where frames are predicted: the gateway, the robot "
+              "(LiteRT; the gateway only records), or the robot when it has a model.")
+@click.option("--model-dir", type=click.Path(path_type=Path), default=DEFAULT_MODELS,
+              show_default=True, help="The robot's verified model files (device/auto inference).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="LiteRT interpreter threads (default: all cores).")
 def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: float | None,
           change_at: float | None, change_to: str | None, seed: int, runs: int, gateway: str,
           device: str, token: str, fps: float, realtime: bool, mode: str, buffer_path: Path,
           session_id: str | None, hardware: str, camera_source: str, i2c_bus: int,
-          gpio: bool) -> None:
+          gpio: bool, inference: str, model_dir: Path, threads: int | None) -> None:
     """Drive runs toward the wall and stream every frame to the gateway."""
     try:
+        onboard = Onboard.create(Inference(inference), model_dir, threads)
+        if onboard.model is not None:
+            version = onboard.model.version or "none yet"
+            click.echo(f"on-device inference ({inference}): model {version} in {model_dir}")
         if hardware != "none":
             _drive_hardware(hardware, camera_source, i2c_bus, gpio, runs, gateway, device, token,
-                            fps, Mode(mode), buffer_path, session_id)
+                            fps, Mode(mode), buffer_path, session_id, onboard)
             return
         plan = _plan(scenario, floor_rgb, max_yaw, max_mm, change_at, change_to)
         summary = drive_session(gateway, device, token, plan, runs, seed, fps, realtime,
                                 mode=Mode(mode), buffer_path=buffer_path, session_id=session_id,
-                                on_run=_echo_run)
+                                on_run=_echo_run, onboard=onboard)
     except StreamClosed as exc:
         raise click.ClickException(f"the gateway ended the session: {exc}") from exc
     _echo_session(summary)
@@ -132,6 +145,9 @@ def _echo_session(summary: SessionSummary) -> None:
                f"left in offline buffer {summary.buffered_left}")
     if summary.buffered_left:
         click.echo(f"  deliver them later with --session-id {summary.session_id}")
+    if summary.device_switches:
+        click.echo("  device model: " + ", ".join(
+            f"v{version} from {when}" for version, when in summary.device_switches))
 
 
 def _open_hardware(kind: str, source: str, bus: int, gpio: bool) -> tuple[Camera, RangeSensor,
@@ -149,15 +165,17 @@ def _open_hardware(kind: str, source: str, bus: int, gpio: bool) -> tuple[Camera
 
 def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gateway: str,
                     device: str, token: str, fps: float, mode: Mode, buffer_path: Path,
-                    session_id: str | None) -> None:
+                    session_id: str | None, onboard: Onboard) -> None:
     from edgeloop.edge_client.robot import run_robot  # noqa: PLC0415
 
     camera, sensor, signals = _open_hardware(kind, source, bus, gpio)
     controller = ParkingController(SpeedProfile(), mode, signals=signals)
 
     async def session() -> None:
+        config = with_capability(None) if onboard.model is not None else None
         client = StreamClient(gateway, device, token, OfflineBuffer(buffer_path),
-                              session_id=session_id)
+                              session_id=session_id, config=config)
+        onboard.attach(client)
         await client.start()
         if not await client.wait_connected(client.config.connect_timeout_s):
             click.echo(f"gateway {gateway} not reachable yet; frames wait in {buffer_path}")
@@ -166,11 +184,13 @@ def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gat
                 if number > 1:
                     click.prompt("reposition the car and press Enter", default="",
                                  show_default=False)
-                decision, delivery = await run_robot(camera, sensor, client, controller, fps)
+                decision, delivery = await run_robot(camera, sensor, client, controller, fps,
+                                                     onboard=onboard)
                 reason = decision.reason if decision else "no frames"
                 click.echo(f"run {number:3d}  {format_delivery(delivery)}  ({reason})")
         finally:
             await client.close()
+            await onboard.stop()
             for device_part in (camera, sensor, signals):
                 device_part.close()
 

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 from edgeloop.edge_client.control.parking import Decision, Mode, ParkingController
 from edgeloop.edge_client.control.profile import SpeedProfile
+from edgeloop.edge_client.inference.litert import DeviceAnswer
+from edgeloop.edge_client.inference.onboard import Inference, Onboard, as_proto, with_capability
 from edgeloop.edge_client.scene.drive import Capture, DriveSimulator
 from edgeloop.edge_client.scene.scenarios import Scenario, ScenarioPlan, resolve_plan
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
@@ -89,7 +91,11 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
                               session_id: str | None = None, start_time: datetime | None = None,
                               prediction_timeout_s: float = 1.0, drain_timeout_s: float = 30.0,
                               config: StreamConfig | None = None,
-                              on_run: Callable[[RunSummary], None] | None = None) -> SessionSummary:
+                              on_run: Callable[[RunSummary], None] | None = None,
+                              inference: Inference = Inference.SERVER,
+                              model_dir: Path | None = None,
+                              onboard: Onboard | None = None,
+                              keep_driving: Callable[[], bool] | None = None) -> SessionSummary:
     """Drive ``runs`` simulated runs against the gateway at ``gateway_addr``; summarise them.
 
     ``realtime`` paces captures at ``fps`` on the wall clock (``captured_at`` is the wall
@@ -98,27 +104,43 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
     from ``start_time`` (default now), so a 20-minute session can be replayed in seconds.
     ``mode`` selects what steers the car (the platform's prediction or the sensor).
     The offline buffer lives at ``buffer_path`` (default: a temporary file).
+    ``inference`` chooses where frames are predicted (server, device, auto); device and
+    auto keep their LiteRT model in ``model_dir`` (default: a temporary folder), or use
+    the given ``onboard`` (whose ``model.switches`` then tell when each version took over).
+    After ``runs`` runs, more runs follow while ``keep_driving()`` is true.
     """
     with contextlib.ExitStack() as stack:
         if buffer_path is None:
             buffer_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "buffer.db"
         buffer = OfflineBuffer(buffer_path)
         stack.callback(buffer.close)
+        if onboard is None:
+            if inference is not Inference.SERVER and model_dir is None:
+                model_dir = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "models"
+            onboard = Onboard.create(inference, model_dir)
+        if onboard.model is not None:
+            config = with_capability(config)
         client = StreamClient(gateway_addr, device_id, token, buffer, session_id=session_id,
                               config=config)
+        onboard.attach(client)
         session = _Session(client, resolve_plan(scenario), seed, fps, realtime, mode,
-                           start_time or datetime.now(UTC), prediction_timeout_s)
+                           start_time or datetime.now(UTC), prediction_timeout_s, onboard)
         await client.start()
         # Give the first stream its chance, so the first frames go out live, not late;
         # without a gateway the session still drives and the frames wait on disk.
         await client.wait_connected(client.config.connect_timeout_s)
         try:
-            for _ in range(runs):
+            done = 0
+            while done < runs or (keep_driving is not None and keep_driving()):
                 summary = await session.run()
+                done += 1
                 if on_run is not None:
                     on_run(summary)
         finally:
-            await client.close(drain_timeout_s)
+            try:
+                await client.close(drain_timeout_s)
+            finally:
+                await onboard.stop()
         return session.summary()
 
 
@@ -135,8 +157,9 @@ class _Session:
 
     def __init__(self, client: StreamClient, plan: ScenarioPlan, seed: int, fps: float,
                  realtime: bool, mode: Mode, start_time: datetime,
-                 prediction_timeout_s: float) -> None:
+                 prediction_timeout_s: float, onboard: Onboard | None = None) -> None:
         self.client = client
+        self.onboard = onboard or Onboard(Inference.SERVER)
         self.sim = DriveSimulator(plan, seed=seed, fps=fps)
         self.realtime = realtime
         self.mode = Mode(mode)
@@ -157,11 +180,13 @@ class _Session:
             for _ in range(MAX_FRAMES_PER_RUN):
                 capture = sim.capture()
                 start_mm = capture.true_mm if start_mm is None else start_mm
+                answer = await self.onboard.predict(capture.jpeg)
                 seq = self.client.send(capture.jpeg, capture.sensor_mm,
-                                       self._captured_at(capture.t_s))
+                                       self._captured_at(capture.t_s),
+                                       device_prediction=as_proto(answer))
                 seqs.append(seq)
                 self.sensors[seq] = capture.sensor_mm
-                decision = await self._decide(controller, seq, capture.sensor_mm)
+                decision = await self._decide(controller, seq, capture.sensor_mm, answer)
                 if decision.stop:
                     reason = decision.reason
                     break
@@ -178,11 +203,16 @@ class _Session:
         return summary
 
     async def _decide(self, controller: ParkingController, seq: int,
-                      sensor_mm: float | None) -> Decision:
-        if self.mode is Mode.SENSOR:
+                      sensor_mm: float | None, answer: DeviceAnswer | None = None) -> Decision:
+        if self.mode is Mode.SENSOR or self.onboard.on_device:
             # Yield so the stream client can write and read while we render.
             await asyncio.sleep(0)
-            return controller.decide(sensor_mm)
+            if self.mode is Mode.SENSOR:
+                return controller.decide(sensor_mm)
+            # On the device: steer by the robot's own answer, gateway or not (no
+            # answer yet without a model: the sensor steers).
+            return controller.decide(sensor_mm, answer.distance_mm if answer else None,
+                                     answer.inference_ms / 1000 if answer else None)
         sent = time.monotonic()
         result = await self.client.result(seq, self.prediction_timeout_s)
         age = time.monotonic() - sent
@@ -212,6 +242,9 @@ class _Session:
                 for seqs, s in self.runs]
         all_seqs = [seq for seqs, _ in self.runs for seq in seqs]
         stats = self.client.stats
+        switches = self.onboard.model.switches if self.onboard.model is not None else []
         return SessionSummary(self.client.session_id, runs,
                               summarise(all_seqs, self.sensors, results), stats.fps(),
-                              stats.reconnects, self.client.buffer.count(self.client.session_id))
+                              stats.reconnects, self.client.buffer.count(self.client.session_id),
+                              [(s.model_version, datetime.fromtimestamp(s.at_wall, UTC).isoformat(
+                                  timespec="milliseconds")) for s in switches])

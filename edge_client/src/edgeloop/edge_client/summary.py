@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from edgeloop.edge_client.stream.client import FrameResult
@@ -49,6 +49,8 @@ class SessionSummary:
     fps: float
     reconnects: int
     buffered_left: int
+    device_switches: list[tuple[str, str]] = field(default_factory=list)
+    """On-device inference: (model version, ISO time it started predicting), in order."""
 
 
 def summarise(seqs: Iterable[int], sensors: dict[int, float | None],

@@ -33,7 +33,10 @@ def _phases(value: str) -> tuple[int, ...]:
               help="Phases to run (phase 1 trains the first model, so it always runs).")
 @click.option("--warmup", type=float, default=None,
               help="Phase 5: seconds of live beige driving before the floor turns red.")
-def command(quick: bool, state: str | None, phases: str, warmup: float | None) -> None:
+@click.option("--on-device", is_flag=True, help="Live runs predict on the robot with LiteRT; "
+              "robots download and swap to each promoted version on their own.")
+def command(quick: bool, state: str | None, phases: str, warmup: float | None,
+            on_device: bool) -> None:
     """Reproduce the thesis evaluation with the simulator on the local stack.
 
     Starts the stack (like `edgeloop up`), then: 1 collect beige without a model, train v1,
@@ -54,6 +57,10 @@ def command(quick: bool, state: str | None, phases: str, warmup: float | None) -
         # Piped into a file or a CI log: keep the thesis table one row per phase.
         console = Console(width=170)
     log_file = _log_to_file(folder)
+    if on_device:
+        from edgeloop.compose.demo import on_device as device_inference
+
+        device_inference.enable(folder)
 
     def progress(line: str) -> None:
         console.print(f"[dim]{_clock()}[/dim] {line}", highlight=False)
@@ -67,6 +74,9 @@ def command(quick: bool, state: str | None, phases: str, warmup: float | None) -
     console.print(console_table(result))
     for target in result.targets():
         console.print(f"  {target.describe()}")
+    if on_device:
+        for line in device_inference.report_lines():
+            console.print(f"  {line}")
     console.print(f"report: {report}")
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from edgeloop.compose.demo.services import DemoError
 from edgeloop.edge_client.scene.scenarios import ScenarioPlan
+from edgeloop.compose.demo import on_device
 from edgeloop.edge_client.simulate import drive_session_async
 from edgeloop.edge_client.summary import RunSummary, SessionSummary
 
@@ -96,7 +97,8 @@ async def live_run(gateway: str, device: Device, scenario: str, seed: int, fps: 
     start = datetime.now(UTC)
     summary = await drive_session_async(gateway, device.device_id, device.token, scenario, 1,
                                         seed, fps, realtime=True, start_time=start,
-                                        prediction_timeout_s=5.0, drain_timeout_s=30.0)
+                                        prediction_timeout_s=5.0, drain_timeout_s=30.0,
+                                        **on_device.session_kwargs(device.device_id))
     frames = summary.delivery.frames
     end = start + timedelta(seconds=frames / fps + PAUSE_S + 1.0)
     return Drive(start, end, summary)

@@ -33,7 +33,7 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -130,7 +130,8 @@ class StreamClient:
 
     def __init__(self, address: str, device_id: str, token: str, buffer: OfflineBuffer, *,
                  session_id: str | None = None, config: StreamConfig | None = None,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None,
+                 on_model_update: Callable[[edge_pb2.ModelUpdate], None] | None = None) -> None:
         self.address = address
         self.device_id = device_id
         self.session_id = session_id or str(uuid.uuid4())
@@ -140,6 +141,8 @@ class StreamClient:
         self.welcome: edge_pb2.Welcome | None = None
         self.results: dict[int, FrameResult] = {}
         self._metadata = (("authorization", f"Bearer {token}"), ("x-device-id", device_id))
+        self.on_model_update = on_model_update
+        """Called with every ModelUpdate (Welcome and stream) for on-device inference."""
         self._backoff = backoff or Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
         self._state = _State()
         self._sensor: dict[int, float | None] = {}
@@ -167,13 +170,23 @@ class StreamClient:
         return True
 
     @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The device's call metadata (token and id), e.g. for model downloads."""
+        return self._metadata
+
+    @property
     def connected(self) -> bool:
         """Whether a welcomed stream is open now."""
         return self._state.ready
 
     def send(self, jpeg: bytes, sensor_mm: float | None, captured_at: datetime | None = None,
-             traceparent: str | None = None) -> int:
-        """Queue one frame; returns its seq. Never blocks: offline frames go to the buffer."""
+             traceparent: str | None = None,
+             device_prediction: edge_pb2.DevicePrediction | None = None) -> int:
+        """Queue one frame; returns its seq. Never blocks: offline frames go to the buffer.
+
+        ``device_prediction`` is the robot's own answer (on-device inference); the
+        gateway records it instead of predicting again.
+        """
         if self._fatal is not None:
             raise StreamClosed(str(self._fatal)) from self._fatal
         seq = self._next_seq
@@ -182,6 +195,8 @@ class StreamClient:
         frame.captured_at.FromDatetime(captured_at or datetime.now(UTC))
         if sensor_mm is not None:
             frame.sensor_mm = sensor_mm
+        if device_prediction is not None:
+            frame.device_prediction.CopyFrom(device_prediction)
         self._sensor[seq] = sensor_mm
         self.stats.record_submit()
         if self._state.ready:
@@ -292,6 +307,8 @@ class StreamClient:
         if response.WhichOneof("kind") != "welcome":
             raise _StreamBroken(f"expected Welcome, got {response.WhichOneof('kind')}")
         self.welcome = response.welcome
+        if self.welcome.HasField("model"):
+            self._model_update(self.welcome.model)
         self._backoff.reset()
         # Backlog first, in seq order, then live frames: seq increases on the stream.
         backlog = [_Queued(buffered_seq=s) for s in self.buffer.seqs(self.session_id)]
@@ -364,6 +381,8 @@ class StreamClient:
                 self._answered(response.prediction.seq, prediction=response.prediction)
             elif kind == "error":
                 self._answered(response.error.seq, error=response.error)
+            elif kind == "model_update":
+                self._model_update(response.model_update)
             if self._closing or self._state.cycling:
                 self._wake.set()
 
@@ -406,6 +425,12 @@ class StreamClient:
                                                 "reason": error.reason if error else None,
                                                 "detail": error.message if error else None})
         self._resolve(FrameResult(seq, self._sensor.get(seq), prediction, error, rtt, late))
+
+    def _model_update(self, update: edge_pb2.ModelUpdate) -> None:
+        log.info("gateway announced the device model", extra={
+            "model": update.model_name, "version": update.model_version})
+        if self.on_model_update is not None:
+            self.on_model_update(update)
 
     def _retry_later(self, sent: _InFlight) -> None:
         # The gateway could not record the frame: it is not done. Keep it on disk and

@@ -17,7 +17,10 @@ CONTEXT_COLUMNS: tuple[str, ...] = (
     "error_mm", "latency_ms", "trace_id", "traceparent", "late", "image_key",
 )
 IMAGE_COLUMNS: tuple[str, ...] = ("image_bytes", "width", "height")
-COLUMNS: tuple[str, ...] = CONTEXT_COLUMNS + IMAGE_COLUMNS + STAT_NAMES
+SOURCE_COLUMNS: tuple[str, ...] = ("prediction_source", "server_shadow_mm",
+                                   "server_shadow_model_version")
+"""Where the prediction came from, and the server's shadow of a device prediction."""
+COLUMNS: tuple[str, ...] = CONTEXT_COLUMNS + IMAGE_COLUMNS + STAT_NAMES + SOURCE_COLUMNS
 """Columns written by ingest, in COPY order (``ingested_at`` takes its default)."""
 SHADOW_COLUMNS: tuple[str, ...] = ("observation_id", "time", "arm", "model_name",
                                    "model_version", "prediction_mm")
@@ -55,7 +58,23 @@ def to_row(obs: observation_pb2.Observation, observation_id: str, time: datetime
         _optional(obs, "prediction_mm"), _optional(obs, "sensor_mm"), _error_mm(obs),
         obs.latency_ms, obs.trace_id, obs.traceparent, obs.late, image_key,
     )
-    return (*context, len(obs.jpeg), decoded.width, decoded.height, *decoded.stats.values())
+    return (*context, len(obs.jpeg), decoded.width, decoded.height, *decoded.stats.values(),
+            *_source(obs))
+
+
+_SOURCE_NAMES = {observation_pb2.PredictionSource.PREDICTION_SOURCE_SERVER: "server",
+                 observation_pb2.PredictionSource.PREDICTION_SOURCE_DEVICE: "device"}
+_SOURCE_VALUES = {name: value for value, name in _SOURCE_NAMES.items()}
+
+
+def _source(obs: observation_pb2.Observation) -> tuple[str, float | None, str]:
+    """The ``SOURCE_COLUMNS`` values: unspecified with a prediction means served (old gateways)."""
+    source = ""
+    if obs.HasField("prediction_mm"):
+        source = _SOURCE_NAMES.get(obs.prediction_source, "server")
+    if not obs.HasField("server_shadow"):
+        return source, None, ""
+    return source, obs.server_shadow.prediction_mm, obs.server_shadow.model_version
 
 
 def shadow_rows(obs: observation_pb2.Observation, observation_id: str,
@@ -82,4 +101,10 @@ def from_row(row: dict[str, Any]) -> observation_pb2.Observation:
     for field in ("prediction_mm", "sensor_mm", "error_mm"):
         if row[field] is not None:
             setattr(obs, field, row[field])
+    obs.prediction_source = _SOURCE_VALUES.get(row["prediction_source"], 0)
+    if row["server_shadow_mm"] is not None:
+        obs.server_shadow.CopyFrom(observation_pb2.ArmPrediction(
+            arm=obs.arm, model_name=obs.model_name,
+            model_version=row["server_shadow_model_version"],
+            prediction_mm=row["server_shadow_mm"]))
     return obs

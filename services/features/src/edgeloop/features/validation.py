@@ -84,6 +84,16 @@ def validate(obs: observation_pb2.Observation) -> None:
     if len(obs.jpeg) > MAX_JPEG_BYTES:
         raise InvalidArgument("jpeg", f"{len(obs.jpeg)} bytes is more than {MAX_JPEG_BYTES}")
     _validate_shadows(obs)
+    _validate_source(obs)
+
+
+def _validate_source(obs: observation_pb2.Observation) -> None:
+    if obs.prediction_source not in observation_pb2.PredictionSource.values():
+        raise InvalidArgument("prediction_source", f"unknown source {obs.prediction_source}")
+    if obs.HasField("server_shadow"):
+        _text(obs.server_shadow.model_version, "server_shadow.model_version")
+        if not math.isfinite(obs.server_shadow.prediction_mm):
+            raise InvalidArgument("server_shadow.prediction_mm", "must be a finite number")
 
 
 def _validate_shadows(obs: observation_pb2.Observation) -> None:

@@ -19,10 +19,12 @@ from grpc import aio
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2, edge_gateway_service_pb2_grpc
 from edgeloop.gateway.auth import DeviceAuthenticator
 from edgeloop.gateway.deployments import DeploymentState, DeploymentWatcher
+from edgeloop.gateway.device_predictions import DeviceModels
 from edgeloop.gateway.forwarder import Forwarder
 from edgeloop.gateway.frames import FrameProcessor
 from edgeloop.gateway.hosts.base import ModelHost
 from edgeloop.gateway.hosts.batching import BatchingConfig, MicroBatcher
+from edgeloop.gateway.models_download import ModelFiles
 from edgeloop.gateway.observations import Recorder
 from edgeloop.gateway.routing import Router
 from edgeloop.gateway.settings import Settings
@@ -81,8 +83,9 @@ class App(ServiceApp):
         self.router = Router()
         self.frames = FrameProcessor(self.state, self.router, self.batcher, self.spool,
                                      self.recorder, s.max_frame_bytes)
+        models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router)
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
-                                          s.max_frame_bytes)
+                                          s.max_frame_bytes, models)
         edge_gateway_service_pb2_grpc.add_EdgeGatewayServiceServicer_to_server(self.service, server)
 
     async def start(self) -> None:

@@ -49,6 +49,16 @@ class DeploymentState:
         self.assignments: dict[str, str] = {}
         self.synced = asyncio.Event()
         """Set once the first snapshot is applied."""
+        self._changed = asyncio.Event()
+
+    def change_event(self) -> asyncio.Event:
+        """An event set at the next change of deployments or assignments (take it, then read)."""
+        return self._changed
+
+    def notify_changed(self) -> None:
+        """Wake everyone waiting on :meth:`change_event` (e.g. streams sending ModelUpdates)."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def deployment_of(self, device_id: str, fallback: str = "") -> str:
         """The device's deployment name: the watched assignment, else ``fallback`` (from auth),
@@ -152,6 +162,7 @@ class DeploymentWatcher:
         for assignment in change.assignments:
             assignments[assignment.device_id] = assignment.deployment
         self.state.deployments, self.state.assignments = deployments, assignments
+        self.state.notify_changed()
         self._schedule_releases()
         log.info("deployments updated", extra={"snapshot": change.snapshot,
                                                "changed": sorted(views),

@@ -24,6 +24,7 @@ from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.gateway.deployments import DeploymentState
+from edgeloop.gateway.device_predictions import SERVER_SHADOW, DevicePredictions, as_server_shadow
 from edgeloop.gateway.hosts.base import ModelKey
 from edgeloop.gateway.observations import (
     FrameContext,
@@ -76,6 +77,7 @@ class FrameProcessor:
         self.recorder = recorder
         self.max_frame_bytes = max_frame_bytes
         self.tracer = frame_tracer()
+        self.device = DevicePredictions(router, self._call)
         # cv2.imdecode releases the GIL: decoding on threads keeps the event loop free.
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="edgeloop-decode")
 
@@ -151,6 +153,9 @@ class FrameProcessor:
 
     async def _predict(self, view: DeploymentView, device_id: str, rgb: np.ndarray,
                        frame: edge_pb2.Frame) -> tuple[FrameOutcome, Route, list[Shadow]]:
+        if frame.HasField("device_prediction"):
+            # The robot predicted itself: record its answer, do not predict again.
+            return self.device.outcome(view, device_id, rgb, frame)
         route = self.router.route(view, device_id)
         outcome = FrameOutcome(view.name, view.data_group, route.arm)
         if route.key is None:
@@ -197,6 +202,9 @@ async def _with_shadows(observation: observation_pb2.Observation,
     for (arm, key), result in zip(route.shadows, results, strict=True):
         if isinstance(result, BaseException):
             log.warning("shadow arm failed", extra={"arm": arm, "error": str(result)})
+            continue
+        if arm == SERVER_SHADOW:
+            as_server_shadow(observation, route.arm, key, result)
             continue
         observation.shadow_predictions.append(observation_pb2.ArmPrediction(
             arm=arm, model_name=key.model_name, model_version=key.version, prediction_mm=result))

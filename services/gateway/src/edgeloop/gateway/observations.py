@@ -71,6 +71,8 @@ class FrameOutcome:
     model_name: str = ""
     model_version: str = ""
     prediction_mm: float | None = None
+    source: int = observation_pb2.PredictionSource.PREDICTION_SOURCE_SERVER
+    """Where prediction_mm was computed: the model host (server) or the robot (device)."""
     shadow: list[observation_pb2.ArmPrediction] = field(default_factory=list)
 
 
@@ -103,6 +105,7 @@ def build_observation(observation_id: str, frame: edge_pb2.Frame, ctx: FrameCont
     obs.time.CopyFrom(frame.captured_at if frame.HasField("captured_at") else received)
     if outcome.prediction_mm is not None:
         obs.prediction_mm = outcome.prediction_mm
+        obs.prediction_source = outcome.source
     if frame.HasField("sensor_mm"):
         obs.sensor_mm = frame.sensor_mm
         if outcome.prediction_mm is not None:

@@ -35,6 +35,8 @@ class DeploymentView:
     canary_fraction: float = 0.0
     active: bool = True
     revision: int = 0
+    device_shadow: bool = False
+    """Also predict device-predicted frames on the server (device/server agreement)."""
     arms: dict[str, ModelKey | None] = field(default_factory=dict)
     """Arm name → the model version it resolves to (None: resolves to nothing yet)."""
 
@@ -61,7 +63,8 @@ class DeploymentView:
                                           resolved.version_label if use_labels else "")
         return cls(name=deployment.name, data_group=deployment.data_group,
                    strategy=deployment.strategy, canary_fraction=deployment.canary_fraction,
-                   active=deployment.active, revision=deployment.revision, arms=arms)
+                   active=deployment.active, revision=deployment.revision,
+                   device_shadow=deployment.device_shadow, arms=arms)
 
     def model_keys(self) -> set[ModelKey]:
         """Every model version this deployment may call."""

@@ -28,6 +28,7 @@ from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.gateway.auth import DeviceAuthenticator, Grant, parse_bearer
 from edgeloop.gateway.deployments import UNASSIGNED, DeploymentState
+from edgeloop.gateway.device_predictions import CAPABILITY, DeviceModels
 from edgeloop.gateway.frames import FrameProcessor
 from edgeloop.platform import log_context
 from edgeloop.platform.errors import (
@@ -55,14 +56,18 @@ class Session:
     grant: Grant
     session_id: str = ""
     last_seq: int | None = None
+    model: edge_pb2.ModelUpdate | None = None
+    """The device model last announced, for robots that run models themselves."""
 
 
 class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
     """The robot-facing stream."""
 
     def __init__(self, auth: DeviceAuthenticator, state: DeploymentState,
-                 frames: FrameProcessor, gateway_id: str, max_frame_bytes: int) -> None:
+                 frames: FrameProcessor, gateway_id: str, max_frame_bytes: int,
+                 models: DeviceModels | None = None) -> None:
         self.auth = auth
+        self.models = models
         self.state = state
         self.frames = frames
         self.gateway_id = gateway_id
@@ -81,6 +86,9 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
         with log_context(device=session.device_id):
             hello = await self._read_hello(request_iterator, session)
             session.session_id = hello.session_id
+            if self.models is not None and CAPABILITY in hello.capabilities:
+                session.model = await self.models.current(session.device_id, self._deployment(
+                    session))
             yield gw_pb2.StreamResponse(welcome=await self._welcome(session))
             log.info("stream opened", extra={"session_id": hello.session_id,
                                              "client_version": hello.client_version})
@@ -120,12 +128,31 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
         view = self.state.get(name)
         keys = sorted(view.model_keys(), key=lambda k: k.model_name) if view else []
         return edge_pb2.Welcome(deployment=name, model_name=keys[0].model_name if keys else "",
-                                max_frame_bytes=self.max_frame_bytes, gateway_id=self.gateway_id)
+                                max_frame_bytes=self.max_frame_bytes, gateway_id=self.gateway_id,
+                                model=session.model)
+
+    def _deployment(self, session: Session) -> str:
+        return self.state.deployment_of(session.device_id, session.grant.deployment)
+
+    async def DownloadModel(self, request: gw_pb2.DownloadModelRequest,  # noqa: N802
+                            context: aio.ServicerContext
+                            ) -> AsyncIterator[gw_pb2.DownloadModelResponse]:
+        """A model version's TFLite file in chunks from ``request.offset`` (resumable)."""
+        session = await self._authenticate(context)
+        if self.models is None:
+            raise FailedPrecondition("this gateway does not serve model files")
+        with log_context(device=session.device_id):
+            async for chunk in self.models.download(session.device_id, self._deployment(session),
+                                                    request.model_name, request.model_version,
+                                                    request.offset):
+                yield chunk
 
     async def _answer_frames(self, requests: AsyncIterator[gw_pb2.StreamRequest],
                              session: Session) -> AsyncIterator[gw_pb2.StreamResponse]:
         out: asyncio.Queue[Any] = asyncio.Queue()
         reader = asyncio.create_task(self._read_frames(requests, session, out))
+        pusher = (asyncio.create_task(self._push_models(session, out))
+                  if session.model is not None else None)
         try:
             while (item := await out.get()) is not _END:
                 if isinstance(item, BaseException):
@@ -133,6 +160,18 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                 yield item
         finally:
             reader.cancel()
+            if pusher is not None:
+                pusher.cancel()
+
+    async def _push_models(self, session: Session, out: asyncio.Queue[Any]) -> None:
+        """Tell a robot that runs models itself each time its version changes."""
+        assert self.models is not None and session.model is not None
+        async for update in self.models.changes(session.device_id,
+                                                lambda: self._deployment(session), session.model):
+            session.model = update
+            log.info("device model changed", extra={"model": update.model_name,
+                                                    "version": update.model_version})
+            out.put_nowait(gw_pb2.StreamResponse(model_update=update))
 
     async def _read_frames(self, requests: AsyncIterator[gw_pb2.StreamRequest], session: Session,
                            out: asyncio.Queue[Any]) -> None:

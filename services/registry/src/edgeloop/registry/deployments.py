@@ -26,7 +26,7 @@ UNASSIGNED = "unassigned"
 """The data group gateways use for devices with no deployment (not a deployment name)."""
 _WITH_CHALLENGER = {Strategy.STRATEGY_SHADOW, Strategy.STRATEGY_CANARY, Strategy.STRATEGY_AB}
 _SPEC_FIELDS = ("model_name", "selector", "data_group", "strategy", "challenger",
-                "canary_fraction", "arms", "description")
+                "canary_fraction", "arms", "description", "device_shadow")
 
 
 def check_name(name: str, field: str = "deployment.name") -> str:

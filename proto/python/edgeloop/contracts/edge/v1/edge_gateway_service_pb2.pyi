@@ -6,6 +6,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DownloadModelRequest(_message.Message):
+    __slots__ = ("model_name", "model_version", "offset")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    offset: int
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class DownloadModelResponse(_message.Message):
+    __slots__ = ("size_bytes", "sha256", "offset", "data")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    sha256: str
+    offset: int
+    data: bytes
+    def __init__(self, size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class StreamRequest(_message.Message):
     __slots__ = ("hello", "frame")
     HELLO_FIELD_NUMBER: _ClassVar[int]
@@ -15,11 +37,13 @@ class StreamRequest(_message.Message):
     def __init__(self, hello: _Optional[_Union[_edge_pb2.Hello, _Mapping]] = ..., frame: _Optional[_Union[_edge_pb2.Frame, _Mapping]] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
-    __slots__ = ("welcome", "prediction", "error")
+    __slots__ = ("welcome", "prediction", "error", "model_update")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    MODEL_UPDATE_FIELD_NUMBER: _ClassVar[int]
     welcome: _edge_pb2.Welcome
     prediction: _edge_pb2.Prediction
     error: _edge_pb2.FrameError
-    def __init__(self, welcome: _Optional[_Union[_edge_pb2.Welcome, _Mapping]] = ..., prediction: _Optional[_Union[_edge_pb2.Prediction, _Mapping]] = ..., error: _Optional[_Union[_edge_pb2.FrameError, _Mapping]] = ...) -> None: ...
+    model_update: _edge_pb2.ModelUpdate
+    def __init__(self, welcome: _Optional[_Union[_edge_pb2.Welcome, _Mapping]] = ..., prediction: _Optional[_Union[_edge_pb2.Prediction, _Mapping]] = ..., error: _Optional[_Union[_edge_pb2.FrameError, _Mapping]] = ..., model_update: _Optional[_Union[_edge_pb2.ModelUpdate, _Mapping]] = ...) -> None: ...

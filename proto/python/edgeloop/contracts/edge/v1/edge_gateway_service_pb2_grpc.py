@@ -40,6 +40,11 @@ class EdgeGatewayServiceStub:
                 request_serializer=edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.StreamRequest.SerializeToString,
                 response_deserializer=edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.StreamResponse.FromString,
                 _registered_method=True)
+        self.DownloadModel = channel.unary_stream(
+                '/edgeloop.edge.v1.EdgeGatewayService/DownloadModel',
+                request_serializer=edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.DownloadModelRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.DownloadModelResponse.FromString,
+                _registered_method=True)
 
 
 class EdgeGatewayServiceServicer:
@@ -55,6 +60,15 @@ class EdgeGatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadModel(self, request, context):
+        """DownloadModel streams a model version's TFLite file in chunks, from `offset` on
+        (resume after a broken download). Same metadata as Stream; a device may fetch only
+        versions of its deployment's model. NOT_FOUND when the version has no TFLite file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeGatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +76,11 @@ def add_EdgeGatewayServiceServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.StreamRequest.FromString,
                     response_serializer=edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.StreamResponse.SerializeToString,
+            ),
+            'DownloadModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadModel,
+                    request_deserializer=edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.DownloadModelRequest.FromString,
+                    response_serializer=edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.DownloadModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,6 +111,33 @@ class EdgeGatewayService:
             '/edgeloop.edge.v1.EdgeGatewayService/Stream',
             edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.StreamRequest.SerializeToString,
             edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.StreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/edgeloop.edge.v1.EdgeGatewayService/DownloadModel',
+            edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.DownloadModelRequest.SerializeToString,
+            edgeloop_dot_edge_dot_v1_dot_edge__gateway__service__pb2.DownloadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,6 +21,7 @@ class FrameErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FRAME_ERROR_REASON_MODEL_UNAVAILABLE: _ClassVar[FrameErrorReason]
     FRAME_ERROR_REASON_SPOOL_FULL: _ClassVar[FrameErrorReason]
     FRAME_ERROR_REASON_INVALID_TIMESTAMP: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_INVALID_DEVICE_PREDICTION: _ClassVar[FrameErrorReason]
 FRAME_ERROR_REASON_UNSPECIFIED: FrameErrorReason
 FRAME_ERROR_REASON_TOO_LARGE: FrameErrorReason
 FRAME_ERROR_REASON_INVALID_JPEG: FrameErrorReason
@@ -30,6 +31,7 @@ FRAME_ERROR_REASON_OUT_OF_ORDER: FrameErrorReason
 FRAME_ERROR_REASON_MODEL_UNAVAILABLE: FrameErrorReason
 FRAME_ERROR_REASON_SPOOL_FULL: FrameErrorReason
 FRAME_ERROR_REASON_INVALID_TIMESTAMP: FrameErrorReason
+FRAME_ERROR_REASON_INVALID_DEVICE_PREDICTION: FrameErrorReason
 
 class Hello(_message.Message):
     __slots__ = ("device_id", "client_version", "capabilities", "session_id")
@@ -44,32 +46,64 @@ class Hello(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., client_version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("deployment", "model_name", "max_frame_bytes", "gateway_id")
+    __slots__ = ("deployment", "model_name", "max_frame_bytes", "gateway_id", "model")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_FRAME_BYTES_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     model_name: str
     max_frame_bytes: int
     gateway_id: str
-    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., max_frame_bytes: _Optional[int] = ..., gateway_id: _Optional[str] = ...) -> None: ...
+    model: ModelUpdate
+    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., max_frame_bytes: _Optional[int] = ..., gateway_id: _Optional[str] = ..., model: _Optional[_Union[ModelUpdate, _Mapping]] = ...) -> None: ...
+
+class DevicePrediction(_message.Message):
+    __slots__ = ("distance_mm", "model_name", "model_version", "inference_ms")
+    DISTANCE_MM_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_MS_FIELD_NUMBER: _ClassVar[int]
+    distance_mm: float
+    model_name: str
+    model_version: str
+    inference_ms: float
+    def __init__(self, distance_mm: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., inference_ms: _Optional[float] = ...) -> None: ...
+
+class ModelUpdate(_message.Message):
+    __slots__ = ("deployment", "model_name", "model_version", "arm", "size_bytes", "sha256")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    model_name: str
+    model_version: str
+    arm: str
+    size_bytes: int
+    sha256: str
+    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("seq", "captured_at", "jpeg", "sensor_mm", "traceparent", "late")
+    __slots__ = ("seq", "captured_at", "jpeg", "sensor_mm", "traceparent", "late", "device_prediction")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     CAPTURED_AT_FIELD_NUMBER: _ClassVar[int]
     JPEG_FIELD_NUMBER: _ClassVar[int]
     SENSOR_MM_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     LATE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_PREDICTION_FIELD_NUMBER: _ClassVar[int]
     seq: int
     captured_at: _timestamp_pb2.Timestamp
     jpeg: bytes
     sensor_mm: float
     traceparent: str
     late: bool
-    def __init__(self, seq: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jpeg: _Optional[bytes] = ..., sensor_mm: _Optional[float] = ..., traceparent: _Optional[str] = ..., late: _Optional[bool] = ...) -> None: ...
+    device_prediction: DevicePrediction
+    def __init__(self, seq: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jpeg: _Optional[bytes] = ..., sensor_mm: _Optional[float] = ..., traceparent: _Optional[str] = ..., late: _Optional[bool] = ..., device_prediction: _Optional[_Union[DevicePrediction, _Mapping]] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("seq", "distance_mm", "model_name", "model_version", "deployment", "arm", "server_latency_ms", "trace_id", "observation_id")

@@ -10,6 +10,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class PredictionSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PREDICTION_SOURCE_UNSPECIFIED: _ClassVar[PredictionSource]
+    PREDICTION_SOURCE_SERVER: _ClassVar[PredictionSource]
+    PREDICTION_SOURCE_DEVICE: _ClassVar[PredictionSource]
+
 class DriftKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DRIFT_KIND_UNSPECIFIED: _ClassVar[DriftKind]
@@ -22,6 +28,9 @@ class DriftEventState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DRIFT_EVENT_STATE_UNSPECIFIED: _ClassVar[DriftEventState]
     DRIFT_EVENT_STATE_OPEN: _ClassVar[DriftEventState]
     DRIFT_EVENT_STATE_RESOLVED: _ClassVar[DriftEventState]
+PREDICTION_SOURCE_UNSPECIFIED: PredictionSource
+PREDICTION_SOURCE_SERVER: PredictionSource
+PREDICTION_SOURCE_DEVICE: PredictionSource
 DRIFT_KIND_UNSPECIFIED: DriftKind
 DRIFT_KIND_COVARIATE: DriftKind
 DRIFT_KIND_LABEL: DriftKind
@@ -69,7 +78,7 @@ class ArmPrediction(_message.Message):
     def __init__(self, arm: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., prediction_mm: _Optional[float] = ...) -> None: ...
 
 class Observation(_message.Message):
-    __slots__ = ("observation_id", "time", "received_at", "device_id", "session_id", "seq", "deployment", "data_group", "model_name", "model_version", "arm", "prediction_mm", "sensor_mm", "error_mm", "latency_ms", "trace_id", "traceparent", "late", "jpeg", "image_key", "stats", "shadow_predictions")
+    __slots__ = ("observation_id", "time", "received_at", "device_id", "session_id", "seq", "deployment", "data_group", "model_name", "model_version", "arm", "prediction_mm", "sensor_mm", "error_mm", "latency_ms", "trace_id", "traceparent", "late", "jpeg", "image_key", "stats", "shadow_predictions", "prediction_source", "server_shadow")
     OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +101,8 @@ class Observation(_message.Message):
     IMAGE_KEY_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     SHADOW_PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_SHADOW_FIELD_NUMBER: _ClassVar[int]
     observation_id: str
     time: _timestamp_pb2.Timestamp
     received_at: _timestamp_pb2.Timestamp
@@ -114,7 +125,9 @@ class Observation(_message.Message):
     image_key: str
     stats: ImageStats
     shadow_predictions: _containers.RepeatedCompositeFieldContainer[ArmPrediction]
-    def __init__(self, observation_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., deployment: _Optional[str] = ..., data_group: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., prediction_mm: _Optional[float] = ..., sensor_mm: _Optional[float] = ..., error_mm: _Optional[float] = ..., latency_ms: _Optional[float] = ..., trace_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., late: _Optional[bool] = ..., jpeg: _Optional[bytes] = ..., image_key: _Optional[str] = ..., stats: _Optional[_Union[ImageStats, _Mapping]] = ..., shadow_predictions: _Optional[_Iterable[_Union[ArmPrediction, _Mapping]]] = ...) -> None: ...
+    prediction_source: PredictionSource
+    server_shadow: ArmPrediction
+    def __init__(self, observation_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., deployment: _Optional[str] = ..., data_group: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., prediction_mm: _Optional[float] = ..., sensor_mm: _Optional[float] = ..., error_mm: _Optional[float] = ..., latency_ms: _Optional[float] = ..., trace_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., late: _Optional[bool] = ..., jpeg: _Optional[bytes] = ..., image_key: _Optional[str] = ..., stats: _Optional[_Union[ImageStats, _Mapping]] = ..., shadow_predictions: _Optional[_Iterable[_Union[ArmPrediction, _Mapping]]] = ..., prediction_source: _Optional[_Union[PredictionSource, str]] = ..., server_shadow: _Optional[_Union[ArmPrediction, _Mapping]] = ...) -> None: ...
 
 class DriftEvent(_message.Message):
     __slots__ = ("event_id", "rule", "kind", "deployment", "model_name", "model_version", "state", "values", "threshold", "window_start", "window_end", "fired_at", "resolved_at", "sweep_id", "sweep_trace_id", "note")

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%edgeloop/registry/v1/deployment.proto\x12\x14\x65\x64geloop.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x0fVersionSelector\x12\x11\n\x07version\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x61lias\x18\x02 \x01(\tH\x00\x12\x10\n\x06latest\x18\x03 \x01(\x08H\x00\x42\x06\n\x04kind\"L\n\x03\x41rm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x08selector\x18\x02 \x01(\x0b\x32%.edgeloop.registry.v1.VersionSelector\"p\n\x0bResolvedArm\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x12\n\nmodel_path\x18\x04 \x01(\t\x12\x15\n\rversion_label\x18\x05 \x01(\t\"\xc6\x03\n\nDeployment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x37\n\x08selector\x18\x03 \x01(\x0b\x32%.edgeloop.registry.v1.VersionSelector\x12\x12\n\ndata_group\x18\x04 \x01(\t\x12\x30\n\x08strategy\x18\x05 \x01(\x0e\x32\x1e.edgeloop.registry.v1.Strategy\x12\x39\n\nchallenger\x18\x06 \x01(\x0b\x32%.edgeloop.registry.v1.VersionSelector\x12\x17\n\x0f\x63\x61nary_fraction\x18\x07 \x01(\x01\x12\'\n\x04\x61rms\x18\x08 \x03(\x0b\x32\x19.edgeloop.registry.v1.Arm\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x10\n\x08revision\x18\x0b \x01(\x04\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x08resolved\x18\r \x03(\x0b\x32!.edgeloop.registry.v1.ResolvedArm\"9\n\x10\x44\x65viceAssignment\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\"\x8b\x01\n\x0c\x43hangeRecord\x12\x11\n\tchange_id\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t*\x89\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTRATEGY_DIRECT\x10\x01\x12\x13\n\x0fSTRATEGY_SHADOW\x10\x02\x12\x13\n\x0fSTRATEGY_CANARY\x10\x03\x12\x0f\n\x0bSTRATEGY_AB\x10\x04\x12\x13\n\x0fSTRATEGY_BANDIT\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%edgeloop/registry/v1/deployment.proto\x12\x14\x65\x64geloop.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\x0fVersionSelector\x12\x11\n\x07version\x18\x01 \x01(\tH\x00\x12\x0f\n\x05\x61lias\x18\x02 \x01(\tH\x00\x12\x10\n\x06latest\x18\x03 \x01(\x08H\x00\x42\x06\n\x04kind\"L\n\x03\x41rm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x08selector\x18\x02 \x01(\x0b\x32%.edgeloop.registry.v1.VersionSelector\"p\n\x0bResolvedArm\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x12\n\nmodel_path\x18\x04 \x01(\t\x12\x15\n\rversion_label\x18\x05 \x01(\t\"\xdd\x03\n\nDeployment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x37\n\x08selector\x18\x03 \x01(\x0b\x32%.edgeloop.registry.v1.VersionSelector\x12\x12\n\ndata_group\x18\x04 \x01(\t\x12\x30\n\x08strategy\x18\x05 \x01(\x0e\x32\x1e.edgeloop.registry.v1.Strategy\x12\x39\n\nchallenger\x18\x06 \x01(\x0b\x32%.edgeloop.registry.v1.VersionSelector\x12\x17\n\x0f\x63\x61nary_fraction\x18\x07 \x01(\x01\x12\'\n\x04\x61rms\x18\x08 \x03(\x0b\x32\x19.edgeloop.registry.v1.Arm\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\n \x01(\t\x12\x10\n\x08revision\x18\x0b \x01(\x04\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x08resolved\x18\r \x03(\x0b\x32!.edgeloop.registry.v1.ResolvedArm\x12\x15\n\rdevice_shadow\x18\x0e \x01(\x08\"9\n\x10\x44\x65viceAssignment\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\"\x8b\x01\n\x0c\x43hangeRecord\x12\x11\n\tchange_id\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t*\x89\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTRATEGY_DIRECT\x10\x01\x12\x13\n\x0fSTRATEGY_SHADOW\x10\x02\x12\x13\n\x0fSTRATEGY_CANARY\x10\x03\x12\x0f\n\x0bSTRATEGY_AB\x10\x04\x12\x13\n\x0fSTRATEGY_BANDIT\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgeloop.registry.v1.deployment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STRATEGY']._serialized_start=1028
-  _globals['_STRATEGY']._serialized_end=1165
+  _globals['_STRATEGY']._serialized_start=1051
+  _globals['_STRATEGY']._serialized_end=1188
   _globals['_VERSIONSELECTOR']._serialized_start=96
   _globals['_VERSIONSELECTOR']._serialized_end=175
   _globals['_ARM']._serialized_start=177
@@ -41,9 +41,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOLVEDARM']._serialized_start=255
   _globals['_RESOLVEDARM']._serialized_end=367
   _globals['_DEPLOYMENT']._serialized_start=370
-  _globals['_DEPLOYMENT']._serialized_end=824
-  _globals['_DEVICEASSIGNMENT']._serialized_start=826
-  _globals['_DEVICEASSIGNMENT']._serialized_end=883
-  _globals['_CHANGERECORD']._serialized_start=886
-  _globals['_CHANGERECORD']._serialized_end=1025
+  _globals['_DEPLOYMENT']._serialized_end=847
+  _globals['_DEVICEASSIGNMENT']._serialized_start=849
+  _globals['_DEVICEASSIGNMENT']._serialized_end=906
+  _globals['_CHANGERECORD']._serialized_start=909
+  _globals['_CHANGERECORD']._serialized_end=1048
 # @@protoc_insertion_point(module_scope)

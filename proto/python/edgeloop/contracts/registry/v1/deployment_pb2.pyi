@@ -58,7 +58,7 @@ class ResolvedArm(_message.Message):
     def __init__(self, arm: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., model_path: _Optional[str] = ..., version_label: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("name", "model_name", "selector", "data_group", "strategy", "challenger", "canary_fraction", "arms", "active", "description", "revision", "updated_at", "resolved")
+    __slots__ = ("name", "model_name", "selector", "data_group", "strategy", "challenger", "canary_fraction", "arms", "active", "description", "revision", "updated_at", "resolved", "device_shadow")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class Deployment(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_SHADOW_FIELD_NUMBER: _ClassVar[int]
     name: str
     model_name: str
     selector: VersionSelector
@@ -85,7 +86,8 @@ class Deployment(_message.Message):
     revision: int
     updated_at: _timestamp_pb2.Timestamp
     resolved: _containers.RepeatedCompositeFieldContainer[ResolvedArm]
-    def __init__(self, name: _Optional[str] = ..., model_name: _Optional[str] = ..., selector: _Optional[_Union[VersionSelector, _Mapping]] = ..., data_group: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., challenger: _Optional[_Union[VersionSelector, _Mapping]] = ..., canary_fraction: _Optional[float] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., active: _Optional[bool] = ..., description: _Optional[str] = ..., revision: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved: _Optional[_Iterable[_Union[ResolvedArm, _Mapping]]] = ...) -> None: ...
+    device_shadow: bool
+    def __init__(self, name: _Optional[str] = ..., model_name: _Optional[str] = ..., selector: _Optional[_Union[VersionSelector, _Mapping]] = ..., data_group: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., challenger: _Optional[_Union[VersionSelector, _Mapping]] = ..., canary_fraction: _Optional[float] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., active: _Optional[bool] = ..., description: _Optional[str] = ..., revision: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved: _Optional[_Iterable[_Union[ResolvedArm, _Mapping]]] = ..., device_shadow: _Optional[bool] = ...) -> None: ...
 
 class DeviceAssignment(_message.Message):
     __slots__ = ("device_id", "deployment")

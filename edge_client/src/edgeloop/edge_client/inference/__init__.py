@@ -1,0 +1,1 @@
+"""On-device inference: LiteRT interpreter, verified model store, background updates."""

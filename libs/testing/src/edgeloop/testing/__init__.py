@@ -1,7 +1,8 @@
 """Test helpers shared by edgeloop's members (a pytest plugin, loaded automatically).
 
-Fixtures: ``pg_cluster`` (one private PostgreSQL cluster per test session) and
-``database_url`` (a fresh database per test). Helpers: :func:`free_port`,
+Fixtures: ``pg_cluster`` (one private PostgreSQL cluster per test session),
+``database_url`` (a fresh database per test) and ``tls_files`` (a local CA and
+certificates, :class:`edgeloop.testing.tls.TLSFiles`). Helpers: :func:`free_port`,
 :class:`ServiceProcess` (a service started with ``python -m`` and waited for).
 """
 

@@ -1,4 +1,4 @@
-"""pytest fixtures: a private PostgreSQL cluster per session and a database per test."""
+"""pytest fixtures: a private PostgreSQL cluster per session, a database per test, TLS files."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from edgeloop.platform.pgcluster import PostgresCluster
 from edgeloop.testing.ports import free_port
+from edgeloop.testing.tls import TLSFiles, make_tls_files
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +33,9 @@ def pg_cluster() -> Iterator[PostgresCluster]:
 def database_url(pg_cluster: PostgresCluster) -> str:
     """A new, empty database for one test."""
     return pg_cluster.ensure_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A local CA with a server certificate (127.0.0.1, localhost) and client certificates."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))

@@ -65,6 +65,7 @@ async def plain_server() -> AsyncIterator[str]:
 async def test_tls_client_is_served_by_tls_server(tls_server: str, tls_files: TLSFiles) -> None:
     assert await _check(tls_server, tls_files.client_tls()) == \
         health_pb2.HealthCheckResponse.SERVING
+    assert explain_unavailable(tls_server, tls_files.client_tls()) == "", "nothing to explain"
 
 
 async def test_plaintext_client_is_refused_by_tls_server(tls_server: str) -> None:
@@ -90,6 +91,7 @@ async def test_client_with_other_ca_does_not_trust_the_server(tls_server: str,
     with pytest.raises(aio.AioRpcError) as caught:
         await _check(tls_server, wrong)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "does not verify against EDGELOOP_TLS_CA" in explain_unavailable(tls_server, wrong)
 
 
 async def test_mutual_tls_accepts_a_client_certificate_of_its_ca(mtls_server: str,
@@ -107,9 +109,10 @@ async def test_mutual_tls_refuses_other_clients(mtls_server: str, tls_files: TLS
     with pytest.raises(aio.AioRpcError) as caught:
         await _check(mtls_server, tls)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    if who != "unknown certificate":
-        expected = "requires TLS" if tls is None else "requires a client certificate"
-        assert expected in explain_unavailable(mtls_server, tls)
+    expected = {"no certificate": "requires a client certificate",
+                "unknown certificate": "refused this client's certificate",
+                "plaintext": "requires TLS"}[who]
+    assert expected in explain_unavailable(mtls_server, tls)
 
 
 @pytest.mark.parametrize(("values", "variable"), [

@@ -27,6 +27,7 @@ from edgeloop.edge_client.stream.buffer import OfflineBuffer
 from edgeloop.edge_client.stream.client import StreamClient, StreamConfig
 from edgeloop.edge_client.summary import RunSummary, SessionSummary, summarise
 from edgeloop.platform import log_context
+from edgeloop.platform.tls import ClientTLS
 
 MAX_FRAMES_PER_RUN = 200
 """A run that has not stopped after this many frames is ended (a controller that never stops)."""
@@ -88,7 +89,7 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
                               mode: Mode = Mode.SENSOR, buffer_path: Path | None = None,
                               session_id: str | None = None, start_time: datetime | None = None,
                               prediction_timeout_s: float = 1.0, drain_timeout_s: float = 30.0,
-                              config: StreamConfig | None = None,
+                              config: StreamConfig | None = None, tls: ClientTLS | None = None,
                               on_run: Callable[[RunSummary], None] | None = None) -> SessionSummary:
     """Drive ``runs`` simulated runs against the gateway at ``gateway_addr``; summarise them.
 
@@ -97,7 +98,8 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
     go out as fast as the gateway answers and ``captured_at`` follows the simulated clock
     from ``start_time`` (default now), so a 20-minute session can be replayed in seconds.
     ``mode`` selects what steers the car (the platform's prediction or the sensor).
-    The offline buffer lives at ``buffer_path`` (default: a temporary file).
+    The offline buffer lives at ``buffer_path`` (default: a temporary file). With ``tls``
+    the stream is TLS (and presents the device certificate it holds, for mutual TLS).
     """
     with contextlib.ExitStack() as stack:
         if buffer_path is None:
@@ -105,7 +107,7 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
         buffer = OfflineBuffer(buffer_path)
         stack.callback(buffer.close)
         client = StreamClient(gateway_addr, device_id, token, buffer, session_id=session_id,
-                              config=config)
+                              config=config, tls=tls)
         session = _Session(client, resolve_plan(scenario), seed, fps, realtime, mode,
                            start_time or datetime.now(UTC), prediction_timeout_s)
         await client.start()

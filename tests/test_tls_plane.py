@@ -4,12 +4,13 @@ Registry, features and gateway are the real services, served in-process on loopb
 the TLS settings `edgeloop up` gives them: every port speaks only TLS with one server
 certificate, every channel between them verifies it against the CA, and the gateway
 requires device certificates signed by that CA (mutual TLS). The robot is the real
-stream client driving the scene simulator.
+stream client driving the scene simulator, as a library and as the `edgeloop-edge` command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -150,3 +151,18 @@ async def test_robot_without_device_certificate_is_refused(plane: SecurePlane,
                                   seed=4, buffer_path=tmp_path / "b.db",
                                   tls=tls_files.client_tls())
     assert await _observations(plane, "car-no-cert", 0) == []
+
+
+async def test_edgeloop_edge_cli_streams_with_tls_flags(plane: SecurePlane, tls_files: TLSFiles,
+                                                        tmp_path: Path) -> None:
+    token = await _add_device(plane, "car-cli")
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "edgeloop-edge"), "drive", "--fast", "--runs", "1",
+        "--gateway", plane.gateway_addr, "--device", "car-cli", "--token", token,
+        "--buffer", str(tmp_path / "b.db"), "--tls-ca", str(tls_files.ca.cert),
+        "--tls-cert", str(tls_files.client.cert), "--tls-key", str(tls_files.client.key),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), 600)
+    assert process.returncode == 0, output.decode()
+    assert "left in offline buffer 0" in output.decode()
+    assert await _observations(plane, "car-cli", 1)

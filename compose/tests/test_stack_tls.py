@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,22 @@ def test_tls_switch_names_the_variable() -> None:
     assert tls_mode({}) == "on" and tls_mode({"EDGELOOP_TLS": "OFF"}) == "off"
     with pytest.raises(ValueError, match="EDGELOOP_TLS"):
         tls_mode({"EDGELOOP_TLS": "yes"})
+
+
+def test_cli_takes_tls_from_the_stack_unless_given_another_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeloop.compose import endpoints
+
+    tls = stack_tls(tmp_path, "on")
+    assert tls is not None
+    (tmp_path / "stack.json").write_text(json.dumps({"parts": {}, "tls": tls.client_env()}))
+    for name in ("EDGELOOP_TLS_CA", "EDGELOOP_REGISTRY_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EDGELOOP_STATE_DIR", str(tmp_path))
+    recorded = endpoints.client_tls("registry")
+    assert recorded is not None and recorded.ca == str(tls.ca) and recorded.cert
+    monkeypatch.setenv("EDGELOOP_REGISTRY_ADDR", "127.0.0.1:1")
+    assert endpoints.client_tls("registry") is None, "a hand-given server is not the stack's"
+    monkeypatch.setenv("EDGELOOP_TLS_CA", str(tls.ca))
+    explicit = endpoints.client_tls("registry")
+    assert explicit is not None and explicit.ca == str(tls.ca) and not explicit.cert

@@ -69,11 +69,17 @@ def secret(name: str) -> str:
     return _secrets().get(name, "")
 
 
-def client_tls() -> ClientTLS | None:
-    """TLS to the services: ``EDGELOOP_TLS_CA`` (+ client cert/key), else the local stack's."""
+def client_tls(service: str = "") -> ClientTLS | None:
+    """TLS to ``service``: ``EDGELOOP_TLS_CA`` (+ client cert/key), else the local stack's.
+
+    An address given by ``EDGELOOP_<SERVICE>_ADDR`` is another server than the recorded
+    stack's, so it gets the stack's TLS only through ``EDGELOOP_TLS_CA``.
+    """
     try:
         if os.environ.get("EDGELOOP_TLS_CA"):
             return ClientTLS.from_env()
+        if service and os.environ.get(f"EDGELOOP_{service.upper()}_ADDR"):
+            return None
         return ClientTLS.from_env(_stack().get("tls", {}))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -81,14 +87,14 @@ def client_tls() -> ClientTLS | None:
 
 def channel(service: str) -> grpc.Channel:
     """A blocking channel to ``service`` (TLS when the stack or the environment says so)."""
-    return open_blocking_channel(address(service), tls=client_tls())
+    return open_blocking_channel(address(service), tls=client_tls(service))
 
 
 def call_error(service: str, exc: grpc.RpcError) -> click.ClickException:
     """One clear CLI error for a failed call; a TLS mismatch says which variable to set."""
     target = address(service)
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
-        mismatch = explain_unavailable(target, client_tls())
+        mismatch = explain_unavailable(target, client_tls(service))
         if mismatch:
             return click.ClickException(f"{service}: {mismatch}")
     return click.ClickException(f"{service} at {target}: {exc.code().name}: {exc.details()}")

@@ -105,7 +105,7 @@ def command(model_at_version: str | None, observation_id: str, predictions: int)
     if bool(model_at_version) == bool(observation_id):
         raise click.UsageError("give MODEL@VERSION or --observation ID")
     clients, channels = open_clients(address("registry"), address("trainer"), address("features"),
-                                     admin_token(), client_tls())
+                                     admin_token(), client_tls("registry"))
     try:
         if observation_id:
             tree = _observation_tree(observation_lineage(clients, observation_id))

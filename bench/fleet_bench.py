@@ -53,6 +53,8 @@ from edgeloop.contracts.edge.v1 import edge_pb2  # noqa: E402
 from edgeloop.contracts.registry.v1 import deployment_pb2  # noqa: E402
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as reg_pb2  # noqa: E402
 from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc  # noqa: E402
+from edgeloop.platform.channels import open_blocking_channel, open_channel  # noqa: E402
+from edgeloop.platform.tls import ClientTLS  # noqa: E402
 from edgeloop.testing import free_port  # noqa: E402
 
 MODEL = "distance"
@@ -77,6 +79,11 @@ class Stack:
 
     def address(self, part: str) -> str:
         return self.record()["parts"][part]["address"]
+
+    @property
+    def tls(self) -> ClientTLS | None:
+        """How clients reach the stack (TLS unless started with EDGELOOP_TLS=off)."""
+        return ClientTLS.from_env(self.record().get("tls", {}))
 
     def tree(self, part: str) -> list[psutil.Process]:
         """The part's process and everything it started."""
@@ -112,7 +119,6 @@ def local_stack(root: Path) -> Iterator[Stack]:
 
 def publish_model(stack: Stack, root: Path, robots: int) -> dict[str, str]:
     """Log the thesis CNN to the stack's MLflow, register it, deploy it; device tokens."""
-    import grpc
     import mlflow
     from edgeloop.platform import bearer
 
@@ -129,7 +135,7 @@ def publish_model(stack: Stack, root: Path, robots: int) -> dict[str, str]:
         mlflow.pyfunc.log_model(name="model", artifacts={"saved_model": str(saved)},
                                 python_model=Passthrough(), pip_requirements=["tensorflow"])
     admin = bearer(stack.secrets()["admin_token"])
-    with grpc.insecure_channel(stack.address("registry")) as channel:
+    with open_blocking_channel(stack.address("registry"), tls=stack.tls) as channel:
         registry = reg_grpc.RegistryServiceStub(channel)
         registry.RegisterModelVersion(reg_pb2.RegisterModelVersionRequest(
             model_name=MODEL, run_id=run.info.run_id, artifact_path="model"),
@@ -197,9 +203,9 @@ class FleetRobot(gateway_bench.Robot):
             slots.release()
 
 
-async def _drive(address: str, tokens: dict[str, str], frames: list, fps: float, seconds: float,
-                 window: int) -> LoadResult:
-    async with aio.insecure_channel(address) as channel:
+async def _drive(address: str, tls_env: dict[str, str], tokens: dict[str, str], frames: list,
+                 fps: float, seconds: float, window: int) -> LoadResult:
+    async with open_channel(address, tls=ClientTLS.from_env(tls_env)) as channel:
         stub = gw_grpc.EdgeGatewayServiceStub(channel)
         start = time.perf_counter()
         until = start + seconds
@@ -211,8 +217,9 @@ async def _drive(address: str, tokens: dict[str, str], frames: list, fps: float,
                       observation_ids=[o for r in fleet for o in r.observation_ids])
 
 
-def _load_process(address: str, tokens: dict[str, str], worlds: list[str], fps: float,
-                  seconds: float, window: int, out: multiprocessing.Queue) -> None:
+def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
+                  worlds: list[str], fps: float, seconds: float, window: int,
+                  out: multiprocessing.Queue) -> None:
     """Entry point of the load generator process: render frames, drive, report."""
     from edgeloop.edge_client.simulate import render_dataset
 
@@ -220,7 +227,7 @@ def _load_process(address: str, tokens: dict[str, str], worlds: list[str], fps: 
     share = seconds / len(worlds)
     for world in worlds:  # a world change halfway (soak), else one world
         frames = [(f.jpeg, f.sensor_mm) for f in render_dataset(world, 64, seed=11)]
-        part = asyncio.run(_drive(address, tokens, frames, fps, share, window))
+        part = asyncio.run(_drive(address, tls_env, tokens, frames, fps, share, window))
         result.answered += part.answered
         result.errors += part.errors
         result.seconds += part.seconds
@@ -234,7 +241,8 @@ def run_load(stack: Stack, tokens: dict[str, str], worlds: list[str], fps: float
     context = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue = context.Queue()
     process = context.Process(target=_load_process, args=(
-        stack.address("gateway"), tokens, worlds, fps, seconds, window, queue))
+        stack.address("gateway"), stack.record().get("tls", {}), tokens, worlds, fps, seconds,
+        window, queue))
     process.start()
     try:
         return queue.get(timeout=seconds + 600)

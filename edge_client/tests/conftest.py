@@ -17,6 +17,7 @@ import pytest
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.platform.tls import ServerTLS
 from edgeloop.testing import free_port
 from grpc import aio
 
@@ -117,7 +118,8 @@ class FakeGateway:
     token = TOKEN
     offset_mm = PREDICTION_OFFSET_MM
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ServerTLS | None = None) -> None:
+        self.tls = tls
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.state = GatewayState()
@@ -126,7 +128,9 @@ class FakeGateway:
     async def start(self) -> None:
         server = aio.server()
         gw_grpc.add_EdgeGatewayServiceServicer_to_server(FakeGatewayServicer(self.state), server)
-        if server.add_insecure_port(self.address) == 0:
+        bound = (server.add_secure_port(self.address, self.tls.grpc_credentials()) if self.tls
+                 else server.add_insecure_port(self.address))
+        if bound == 0:
             raise RuntimeError(f"cannot bind {self.address}")
         await server.start()
         self._server = server
@@ -160,3 +164,14 @@ async def _wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> N
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def mtls_gateway(tls_files) -> AsyncIterator[FakeGateway]:  # noqa: ANN001
+    """The in-test gateway speaking only TLS and requiring a certificate of the test CA."""
+    gw = FakeGateway(tls=tls_files.server_tls(mutual=True))
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()

@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import pytest
 from edgeloop.compose.stack.topology import DEFAULT_PORTS
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
@@ -38,6 +37,8 @@ from edgeloop.edge_client.simulate import render_dataset
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
 from edgeloop.edge_client.stream.client import StreamClient
 from edgeloop.platform import bearer
+from edgeloop.platform.channels import open_channel
+from edgeloop.platform.tls import ClientTLS
 from edgeloop.testing import free_port
 
 ROBOTS = 10
@@ -65,6 +66,12 @@ class Stack:
 
     def address(self, part: str) -> str:
         return self.parts()[part]["address"]
+
+    @property
+    def tls(self) -> ClientTLS | None:
+        """How clients reach the stack (TLS unless it was started with EDGELOOP_TLS=off)."""
+        state = json.loads((self.state_dir / "stack.json").read_text())
+        return ClientTLS.from_env(state.get("tls", {}))
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +111,7 @@ async def _setup_fleet(stack: Stack, buffers: Path) -> list[Robot]:
     admin = bearer(stack.secrets()["admin_token"])
     frames = [(f.jpeg, f.sensor_mm if f.sensor_mm is not None else 500.0)
               for f in render_dataset("beige", 24, seed=5)]
-    async with grpc.aio.insecure_channel(stack.address("registry")) as channel:
+    async with open_channel(stack.address("registry"), tls=stack.tls) as channel:
         registry = reg_grpc.RegistryServiceStub(channel)
         await registry.CreateDeployment(reg_pb2.CreateDeploymentRequest(
             deployment=deployment_pb2.Deployment(name="faults", active=True)),
@@ -116,7 +123,7 @@ async def _setup_fleet(stack: Stack, buffers: Path) -> list[Robot]:
                 name=device_id, device_id=device_id, deployment="faults"),
                 metadata=admin, timeout=60)
             client = StreamClient(stack.address("gateway"), device_id, reply.token,
-                                  OfflineBuffer(buffers / f"{device_id}.db"))
+                                  OfflineBuffer(buffers / f"{device_id}.db"), tls=stack.tls)
             robots.append(Robot(device_id, client, frames))
     return robots
 
@@ -153,7 +160,7 @@ async def _kill_in_turn(stack: Stack, robots: list[Robot]) -> list[tuple[str, in
 async def _recorded(stack: Stack) -> dict[str, list]:
     """The deployment's observations, by device."""
     rows: dict[str, list] = {}
-    async with grpc.aio.insecure_channel(stack.address("features")) as channel:
+    async with open_channel(stack.address("features"), tls=stack.tls) as channel:
         async for page in fs_grpc.FeatureStoreServiceStub(channel).ListObservations(
                 fs_pb2.ListObservationsRequest(deployments=["faults"]), timeout=120):
             for row in page.observations:

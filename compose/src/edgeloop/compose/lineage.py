@@ -22,6 +22,8 @@ from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as rgrpc
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.contracts.trainer.v1 import trainer_service_pb2 as tpb
 from edgeloop.contracts.trainer.v1 import trainer_service_pb2_grpc as tgrpc
+from edgeloop.platform.channels import open_blocking_channel
+from edgeloop.platform.tls import ClientTLS
 
 DEADLINE_S = 30.0
 DRIFT_TRIGGER = "drift:"
@@ -113,9 +115,9 @@ def observation_lineage(clients: Clients, observation_id: str) -> ObservationLin
 
 
 def open_clients(registry: str, trainer: str, features: str, token: str,
-                 ) -> tuple[Clients, list[grpc.Channel]]:
-    """Stubs over fresh channels (the caller closes the channels)."""
-    channels = [grpc.insecure_channel(a) for a in (registry, trainer, features)]
+                 tls: ClientTLS | None = None) -> tuple[Clients, list[grpc.Channel]]:
+    """Stubs over fresh channels, TLS with ``tls`` (the caller closes the channels)."""
+    channels = [open_blocking_channel(a, tls=tls) for a in (registry, trainer, features)]
     clients = Clients(rgrpc.RegistryServiceStub(channels[0]), tgrpc.TrainerServiceStub(channels[1]),
                       fgrpc.FeatureStoreServiceStub(channels[2]), token)
     return clients, channels

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeloop.compose.stack.local import PartStatus
+from edgeloop.compose.stack.state import StackState
 from edgeloop.compose.stack.topology import Topology
 
 _STYLE = {"SERVING": "green", "NOT_SERVING": "yellow"}
@@ -25,4 +26,9 @@ def print_status(rows: list[PartStatus], topology: Topology) -> None:
     console.print(f"MLflow UI:      {topology.mlflow_uri}")
     console.print(f"Ray dashboard:  http://{topology.address('ray_dashboard')} "
                   f"(token: {topology.ray_token_file})")
-    console.print(f"grpcurl:        grpcurl -plaintext {topology.address('gateway')} list")
+    # What the running stack uses (recorded by `up`), not what EDGELOOP_TLS says now.
+    ca = StackState.load(topology.state_dir).tls.get("EDGELOOP_TLS_CA", "")
+    transport = f"-cacert {ca}" if ca else "-plaintext"
+    console.print(f"grpcurl:        grpcurl {transport} {topology.address('gateway')} list")
+    if ca:
+        console.print(f"TLS:            CA {ca}; robots: edgeloop-edge drive --tls-ca {ca}")

@@ -28,7 +28,8 @@ from edgeloop.edge_client.simulate import drive_session, simulate_captures
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
 from edgeloop.edge_client.stream.client import StreamClient, StreamClosed
 from edgeloop.edge_client.summary import RunSummary, SessionSummary, format_delivery
-from edgeloop.platform import configure_logging
+from edgeloop.platform import ConfigError, configure_logging
+from edgeloop.platform.tls import ClientTLS
 
 DEFAULT_BUFFER = Path.home() / ".cache" / "edgeloop" / "edge-buffer.db"
 DEFAULT_MODELS = Path.home() / ".cache" / "edgeloop" / "models"
@@ -63,6 +64,21 @@ def _plan(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: f
         return plan
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scenario") from exc
+
+
+def tls_options(fn):  # noqa: ANN001, ANN201 - click decorator
+    """TLS to the gateway: the CA that verifies it and, for mutual TLS, the device certificate."""
+    for option in reversed([
+        click.option("--tls-ca", envvar="EDGELOOP_TLS_CA", default="",
+                     help="CA (PEM) that verifies the gateway; set, the stream uses TLS "
+                          "(`edgeloop up` writes <state>/tls/ca.pem)."),
+        click.option("--tls-cert", envvar="EDGELOOP_TLS_CLIENT_CERT", default="",
+                     help="This device's certificate (PEM), for a gateway that requires one."),
+        click.option("--tls-key", envvar="EDGELOOP_TLS_CLIENT_KEY", default="",
+                     help="The key (PEM) of --tls-cert."),
+    ]):
+        fn = option(fn)
+    return fn
 
 
 def scenario_options(fn):  # noqa: ANN001, ANN201 - click decorator
@@ -109,12 +125,18 @@ def scenario_options(fn):  # noqa: ANN001, ANN201 - click decorator
               show_default=True, help="The robot's verified model files (device/auto inference).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="LiteRT interpreter threads (default: all cores).")
+@tls_options
 def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: float | None,
           change_at: float | None, change_to: str | None, seed: int, runs: int, gateway: str,
           device: str, token: str, fps: float, realtime: bool, mode: str, buffer_path: Path,
           session_id: str | None, hardware: str, camera_source: str, i2c_bus: int,
-          gpio: bool, inference: str, model_dir: Path, threads: int | None) -> None:
+          gpio: bool, inference: str, model_dir: Path, threads: int | None, tls_ca: str,
+          tls_cert: str, tls_key: str) -> None:
     """Drive runs toward the wall and stream every frame to the gateway."""
+    try:
+        tls = ClientTLS.from_values(tls_ca, tls_cert, tls_key)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
     try:
         onboard = Onboard.create(Inference(inference), model_dir, threads)
         if onboard.model is not None:
@@ -122,14 +144,14 @@ def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: f
             click.echo(f"on-device inference ({inference}): model {version} in {model_dir}")
         if hardware != "none":
             _drive_hardware(hardware, camera_source, i2c_bus, gpio, runs, gateway, device, token,
-                            fps, Mode(mode), buffer_path, session_id, onboard)
+                            fps, Mode(mode), buffer_path, session_id, onboard, tls)
             return
         plan = _plan(scenario, floor_rgb, max_yaw, max_mm, change_at, change_to)
         summary = drive_session(gateway, device, token, plan, runs, seed, fps, realtime,
                                 mode=Mode(mode), buffer_path=buffer_path, session_id=session_id,
-                                on_run=_echo_run, onboard=onboard)
+                                tls=tls, on_run=_echo_run, onboard=onboard)
     except StreamClosed as exc:
-        raise click.ClickException(f"the gateway ended the session: {exc}") from exc
+        raise click.ClickException(f"the session ended: {exc}") from exc
     _echo_session(summary)
 
 
@@ -165,7 +187,7 @@ def _open_hardware(kind: str, source: str, bus: int, gpio: bool) -> tuple[Camera
 
 def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gateway: str,
                     device: str, token: str, fps: float, mode: Mode, buffer_path: Path,
-                    session_id: str | None, onboard: Onboard) -> None:
+                    session_id: str | None, onboard: Onboard, tls: ClientTLS | None) -> None:
     from edgeloop.edge_client.robot import run_robot  # noqa: PLC0415
 
     camera, sensor, signals = _open_hardware(kind, source, bus, gpio)
@@ -174,7 +196,7 @@ def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gat
     async def session() -> None:
         config = with_capability(None) if onboard.model is not None else None
         client = StreamClient(gateway, device, token, OfflineBuffer(buffer_path),
-                              session_id=session_id, config=config)
+                              session_id=session_id, config=config, tls=tls)
         onboard.attach(client)
         await client.start()
         if not await client.wait_connected(client.config.connect_timeout_s):

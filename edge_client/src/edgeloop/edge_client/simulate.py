@@ -29,6 +29,7 @@ from edgeloop.edge_client.stream.buffer import OfflineBuffer
 from edgeloop.edge_client.stream.client import StreamClient, StreamConfig
 from edgeloop.edge_client.summary import RunSummary, SessionSummary, summarise
 from edgeloop.platform import log_context
+from edgeloop.platform.tls import ClientTLS
 
 MAX_FRAMES_PER_RUN = 200
 """A run that has not stopped after this many frames is ended (a controller that never stops)."""
@@ -90,7 +91,7 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
                               mode: Mode = Mode.SENSOR, buffer_path: Path | None = None,
                               session_id: str | None = None, start_time: datetime | None = None,
                               prediction_timeout_s: float = 1.0, drain_timeout_s: float = 30.0,
-                              config: StreamConfig | None = None,
+                              config: StreamConfig | None = None, tls: ClientTLS | None = None,
                               on_run: Callable[[RunSummary], None] | None = None,
                               inference: Inference = Inference.SERVER,
                               model_dir: Path | None = None,
@@ -108,6 +109,8 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
     auto keep their LiteRT model in ``model_dir`` (default: a temporary folder), or use
     the given ``onboard`` (whose ``model.switches`` then tell when each version took over).
     After ``runs`` runs, more runs follow while ``keep_driving()`` is true.
+    With ``tls`` the stream is TLS (and presents the device certificate it holds, for
+    mutual TLS).
     """
     with contextlib.ExitStack() as stack:
         if buffer_path is None:
@@ -121,7 +124,7 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
         if onboard.model is not None:
             config = with_capability(config)
         client = StreamClient(gateway_addr, device_id, token, buffer, session_id=session_id,
-                              config=config)
+                              config=config, tls=tls)
         onboard.attach(client)
         session = _Session(client, resolve_plan(scenario), seed, fps, realtime, mode,
                            start_time or datetime.now(UTC), prediction_timeout_s, onboard)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import click
 import grpc
-from edgeloop.compose.endpoints import address, admin_token
+from edgeloop.compose.endpoints import admin_token, call_error, channel
 from edgeloop.contracts.registry.v1 import deployment_pb2, registry_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -37,14 +37,12 @@ class Registry:
 @contextmanager
 def registry() -> Iterator[Registry]:
     """The registry at ``EDGELOOP_REGISTRY_ADDR``; a gRPC error becomes one clear CLI error."""
-    target = address("registry")
     token = admin_token()
-    with grpc.insecure_channel(target) as channel:
+    with channel("registry") as opened:
         try:
-            yield Registry(registry_service_pb2_grpc.RegistryServiceStub(channel), token)
+            yield Registry(registry_service_pb2_grpc.RegistryServiceStub(opened), token)
         except grpc.RpcError as exc:
-            raise click.ClickException(
-                f"registry at {target}: {exc.code().name}: {exc.details()}") from exc
+            raise call_error("registry", exc) from exc
 
 
 def parse_selector(text: str) -> deployment_pb2.VersionSelector:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import click
 import grpc
-from edgeloop.compose.endpoints import address
+from edgeloop.compose.endpoints import call_error, channel
 from edgeloop.contracts.features.v1 import dead_letter_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc as pb_grpc
 from edgeloop.platform import DEFAULT_DEADLINE_S
@@ -22,13 +22,11 @@ REPLAY_DEADLINE_S = 600.0
 
 @contextmanager
 def _features() -> Iterator[pb_grpc.FeatureStoreServiceStub]:
-    target = address("features")
-    with grpc.insecure_channel(target) as channel:
+    with channel("features") as opened:
         try:
-            yield pb_grpc.FeatureStoreServiceStub(channel)
+            yield pb_grpc.FeatureStoreServiceStub(opened)
         except grpc.RpcError as exc:
-            raise click.ClickException(
-                f"features at {target}: {exc.code().name}: {exc.details()}") from exc
+            raise call_error("features", exc) from exc
 
 
 @click.group("dead-letters")

@@ -7,7 +7,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from edgeloop.compose.endpoints import address
+from edgeloop.compose.endpoints import call_error, channel
 from edgeloop.contracts.features.v1 import (
     feature_store_service_pb2 as pb,
     feature_store_service_pb2_grpc as pb_grpc,
@@ -54,17 +54,15 @@ def _states_table(states: list[observation_pb2.RuleState]) -> Table:
 @click.option("--limit", default=20, show_default=True, help="Events to show.")
 def command(deployment: str, open_only: bool, limit: int) -> None:
     """List drift events and the live value of every drift rule per active deployment."""
-    target = address("features")
-    with grpc.insecure_channel(target) as channel:
-        stub = pb_grpc.FeatureStoreServiceStub(channel)
+    with channel("features") as opened:
+        stub = pb_grpc.FeatureStoreServiceStub(opened)
         try:
             events = stub.ListDriftEvents(pb.ListDriftEventsRequest(
                 deployment=deployment, open_only=open_only, limit=limit), timeout=DEFAULT_DEADLINE_S)
             states = stub.ListRuleStates(pb.ListRuleStatesRequest(deployment=deployment),
                                          timeout=DEFAULT_DEADLINE_S)
         except grpc.RpcError as exc:
-            raise click.ClickException(
-                f"features at {target}: {exc.code().name}: {exc.details()}") from exc
+            raise call_error("features", exc) from exc
     console = Console()
     console.print(_events_table(list(events.events)))
     console.print(_states_table(list(states.states)))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import click
 import grpc
-from edgeloop.compose.endpoints import address
+from edgeloop.compose.endpoints import call_error, channel
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console, Group
@@ -48,14 +48,11 @@ def _console() -> Console:
 @contextmanager
 def _trainer() -> Iterator[trainer_service_pb2_grpc.TrainerServiceStub]:
     """A stub for the trainer; gRPC errors become one clear CLI error line."""
-    target = address("trainer")
-    with grpc.insecure_channel(target) as channel:
+    with channel("trainer") as opened:
         try:
-            yield trainer_service_pb2_grpc.TrainerServiceStub(channel)
+            yield trainer_service_pb2_grpc.TrainerServiceStub(opened)
         except grpc.RpcError as exc:
-            raise click.ClickException(
-                f"trainer at {target}: {exc.code().name}: {exc.details()}"
-            ) from exc
+            raise call_error("trainer", exc) from exc
 
 
 @click.group("sweeps")

@@ -20,6 +20,7 @@ from edgeloop.edge_client.scene.scenarios import ScenarioPlan
 from edgeloop.compose.demo import on_device
 from edgeloop.edge_client.simulate import drive_session_async
 from edgeloop.edge_client.summary import RunSummary, SessionSummary
+from edgeloop.platform.tls import ClientTLS
 
 log = logging.getLogger(__name__)
 PAUSE_S = 2.0
@@ -78,13 +79,14 @@ class HistoryClock:
 
 async def replay(gateway: str, device: Device, scenario: str | ScenarioPlan, runs: int,
                  seed: int, fps: float, clock: HistoryClock,
-                 on_run: Callable[[RunSummary], None] | None = None) -> Drive:
+                 on_run: Callable[[RunSummary], None] | None = None, *,
+                 tls: ClientTLS | None = None) -> Drive:
     """Drive ``runs`` runs as fast as the gateway answers, on the history clock."""
     start, limit = clock.take(runs, fps)
     summary = await drive_session_async(gateway, device.device_id, device.token, scenario, runs,
                                         seed, fps, realtime=False, start_time=start,
                                         prediction_timeout_s=15.0, drain_timeout_s=60.0,
-                                        on_run=on_run)
+                                        on_run=on_run, tls=tls)
     frames = summary.delivery.frames
     used = start + timedelta(seconds=frames / fps + runs * PAUSE_S + 1.0)
     clock.advance(used)
@@ -92,12 +94,14 @@ async def replay(gateway: str, device: Device, scenario: str | ScenarioPlan, run
     return Drive(start, min(used, limit), summary)
 
 
-async def live_run(gateway: str, device: Device, scenario: str, seed: int, fps: float) -> Drive:
+async def live_run(gateway: str, device: Device, scenario: str, seed: int, fps: float, *,
+                   tls: ClientTLS | None = None) -> Drive:
     """One run in real time, capture times from the wall clock (its own stream session)."""
     start = datetime.now(UTC)
     summary = await drive_session_async(gateway, device.device_id, device.token, scenario, 1,
                                         seed, fps, realtime=True, start_time=start,
                                         prediction_timeout_s=5.0, drain_timeout_s=30.0,
+                                        tls=tls,
                                         **on_device.session_kwargs(device.device_id))
     frames = summary.delivery.frames
     end = start + timedelta(seconds=frames / fps + PAUSE_S + 1.0)

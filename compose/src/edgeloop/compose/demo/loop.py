@@ -141,7 +141,7 @@ async def closed_loop(ctx: Context) -> tuple[PhaseResult, LoopResult]:
             deadline = time.monotonic() + cfg.red_timeout_s
             ctx.progress(f"  the floor is {scenario} now")
         drive = await live_run(ctx.services.gateway_addr, ctx.robot(), scenario, ctx.next_seed(),
-                               cfg.fps)
+                               cfg.fps, tls=ctx.services.tls)
         runs += 1
         ctx.progress(f"  live run {runs} ({scenario}): {format_delivery(drive.summary.delivery)}")
         await _look(ctx, watch)

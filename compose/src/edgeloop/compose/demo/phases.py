@@ -66,7 +66,7 @@ async def drive_and_read(ctx: Context, deployment: str, scenario: str, runs: int
         ctx.progress(f"  {label} run {run.run}/{runs}: {format_delivery(run.delivery)}")
 
     drive = await replay(ctx.services.gateway_addr, ctx.robot(), scenario, runs, ctx.next_seed(),
-                         ctx.config.fps, ctx.clock, on_run)
+                         ctx.config.fps, ctx.clock, on_run, tls=ctx.services.tls)
     records = await wait_for_records(ctx.services, deployment, ctx.robot().device_id, drive.start,
                                      drive.end, drive.expected_records,
                                      timeout_s=120.0 if strict else 20.0, strict=strict)

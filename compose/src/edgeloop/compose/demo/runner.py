@@ -17,7 +17,9 @@ from edgeloop.compose.demo.report import write_report
 from edgeloop.compose.demo.results import DemoResult
 from edgeloop.compose.demo.services import DemoError, Endpoint, Services, endpoints_from_rows
 from edgeloop.compose.stack import local
+from edgeloop.compose.stack.state import StackState
 from edgeloop.compose.stack.topology import Topology
+from edgeloop.platform.tls import ClientTLS
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -31,6 +33,7 @@ class StackHandle:
     endpoints: dict[str, Endpoint]
     admin_token: str
     state_dir: Path
+    tls: ClientTLS | None = None
 
 
 def start_stack(state_dir: Path, progress: Progress, timeout_s: float = 300.0) -> StackHandle:
@@ -54,7 +57,8 @@ def start_stack(state_dir: Path, progress: Progress, timeout_s: float = 300.0) -
     if broken:
         detail = "; ".join(f"{row.name} is {row.status} (log: {row.detail})" for row in broken)
         raise DemoError(f"the stack is not healthy: {detail}")
-    return StackHandle(endpoints_from_rows(rows, state_dir), _admin_token(state_dir), state_dir)
+    return StackHandle(endpoints_from_rows(rows, state_dir), _admin_token(state_dir), state_dir,
+                       ClientTLS.from_env(StackState.load(state_dir).tls))
 
 
 def _admin_token(state_dir: Path) -> str:
@@ -73,7 +77,7 @@ def run_id(now: datetime) -> str:
 async def run_phases(stack: StackHandle, config: DemoConfig, progress: Progress,
                      result: DemoResult, phases: tuple[int, ...] = ALL_PHASES) -> DemoResult:
     """Run ``phases`` in order, adding each phase's result to ``result`` as it finishes."""
-    services = Services(stack.endpoints, stack.admin_token)
+    services = Services(stack.endpoints, stack.admin_token, stack.tls)
     suffix = result.model_name.removeprefix("demo-distance-")
     ctx = Context(services, config, progress, result.model_name, f"demo-collect-{suffix}",
                   result.deployment, "demo")

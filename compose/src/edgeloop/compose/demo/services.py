@@ -18,6 +18,7 @@ from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
 from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
 from edgeloop.contracts.trainer.v1 import trainer_service_pb2_grpc
 from edgeloop.platform import bearer, open_channel
+from edgeloop.platform.tls import ClientTLS, explain_unavailable
 from grpc import aio
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,13 @@ class Services:
 
     endpoints: dict[str, Endpoint]
     admin_token: str
+    tls: ClientTLS | None = None
+    """The stack's client TLS (its CA and client certificate); None when it is plaintext."""
     channels: dict[str, aio.Channel] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("registry", "features", "trainer"):
-            self.channels[name] = open_channel(self.endpoints[name].address)
+            self.channels[name] = open_channel(self.endpoints[name].address, tls=self.tls)
         self.registry = registry_service_pb2_grpc.RegistryServiceStub(self.channels["registry"])
         self.features = feature_store_service_pb2_grpc.FeatureStoreServiceStub(
             self.channels["features"])
@@ -80,6 +83,10 @@ class Services:
         endpoint = self.endpoints[service]
         detail = f"{exc.code().name}: {exc.details()}"
         log.warning("call failed", extra={"service": service, "call": what, "status": detail})
+        mismatch = explain_unavailable(endpoint.address, self.tls) \
+            if exc.code() == grpc.StatusCode.UNAVAILABLE else ""
+        if mismatch:
+            return ServiceDown(f"{service} failed {what}: {mismatch}")
         if exc.code() in _DOWN:
             return ServiceDown(f"{service} at {endpoint.address} failed {what} ({detail}); "
                                f"is it running? see its log {endpoint.log}")

@@ -8,13 +8,15 @@ import urllib.request
 from collections.abc import Callable
 
 import grpc
+from edgeloop.platform.channels import open_blocking_channel
+from edgeloop.platform.tls import ClientTLS
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def grpc_status(address: str, timeout_s: float = 2.0) -> str:
+def grpc_status(address: str, timeout_s: float = 2.0, tls: ClientTLS | None = None) -> str:
     """The health status of the server at ``address``: SERVING, NOT_SERVING, or DOWN."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with open_blocking_channel(address, tls=tls) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -26,6 +26,7 @@ from edgeloop.compose.stack.processes import (
 from edgeloop.compose.stack.state import PartRecord, StackState, load_or_create_secrets
 from edgeloop.compose.stack.topology import SERVICES, Topology
 from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
+from edgeloop.platform.tls import ClientTLS
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -68,6 +69,15 @@ def _check_ports(topology: Topology, state: StackState) -> None:
         check_port_free(part, port)
 
 
+def _check_same_transport(state: StackState, tls_env: dict[str, str]) -> None:
+    running = [name for name, record in state.parts.items()
+               if record.kind == "grpc" and alive(record.pid)]
+    if running and bool(state.tls) != bool(tls_env):
+        now, asked = ("TLS", "off") if state.tls else ("plaintext", "on")
+        raise StackError(f"the running stack uses {now} ({', '.join(running)}); EDGELOOP_TLS="
+                         f"{asked} needs `edgeloop down` first")
+
+
 def _start_postgres(topology: Topology, state: StackState, progress: Progress) -> None:
     cluster = _cluster(topology, state)
     progress(f"postgres: starting on {topology.address('postgres')} "
@@ -98,14 +108,14 @@ def _start_process(state: StackState, record: PartRecord, command: list[str],
     state.parts[record.name] = record
 
 
-def _probe(record: PartRecord) -> str:
+def _probe(record: PartRecord, tls: ClientTLS | None = None) -> str:
     if record.kind == "http":
         return health.http_status(record.url)
     if record.kind == "postgres":
         return health.postgres_status(record.url)
     if record.kind == "process":
         return "SERVING" if alive(record.pid) else "STOPPED"
-    return health.grpc_status(record.address)
+    return health.grpc_status(record.address, tls=tls)
 
 
 def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list[PartStatus]:
@@ -115,6 +125,9 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
         state = StackState.load(topology.state_dir)
         _check_ports(topology, state)
         secrets = load_or_create_secrets(topology.state_dir)
+        tls = topology.tls
+        _check_same_transport(state, tls.client_env() if tls else {})
+        state.tls = tls.client_env() if tls else {}
         logs = topology.folder("logs")
         plan: dict[str, dict] = {"postgres": {"nice": topology.nice["postgres"]}}
         _start_postgres(topology, state, progress)
@@ -143,6 +156,7 @@ CRASH_LOOP_RESTARTS = 3
 def _wait_healthy(state: StackState, state_dir: Path, progress: Progress,
                   timeout_s: float) -> list[PartStatus]:
     deadline = time.monotonic() + timeout_s
+    tls = ClientTLS.from_env(state.tls)
     rows = []
     for name, first in state.parts.items():
         def current(name: str = name, first: PartRecord = first) -> PartRecord:
@@ -155,7 +169,7 @@ def _wait_healthy(state: StackState, state_dir: Path, progress: Progress,
                     and now.restarts >= first.restarts + CRASH_LOOP_RESTARTS)
 
         remaining = max(1.0, deadline - time.monotonic())
-        status = health.wait_until(lambda current=current: _probe(current()), remaining,
+        status = health.wait_until(lambda current=current: _probe(current(), tls), remaining,
                                    crash_looping)
         record = current()
         progress(f"{name}: {status}" + (f" (restarted {record.restarts - first.restarts}x)"
@@ -168,10 +182,11 @@ def _wait_healthy(state: StackState, state_dir: Path, progress: Progress,
 def status(topology: Topology) -> list[PartStatus]:
     """Health of every part recorded by `up`."""
     state = StackState.load(topology.state_dir)
+    tls = ClientTLS.from_env(state.tls)
     rows = []
     for record in state.parts.values():
         running = alive(record.pid) if record.kind != "postgres" else True
-        current = _probe(record) if running else "STOPPED"
+        current = _probe(record, tls) if running else "STOPPED"
         rows.append(PartStatus(record.name, record.address, record.pid, current, record.log,
                                record.restarts))
     return rows

@@ -32,6 +32,8 @@ class StackState:
     parts: dict[str, PartRecord] = field(default_factory=dict)
     postgres_data_dir: str = ""
     postgres_port: int = 0
+    tls: dict[str, str] = field(default_factory=dict)
+    """Client TLS variables of the stack (EDGELOOP_TLS_CA, ...); empty when plaintext."""
 
     @classmethod
     def load(cls, state_dir: Path) -> StackState:
@@ -41,12 +43,13 @@ class StackState:
         raw = json.loads(path.read_text())
         parts = {name: PartRecord(**record) for name, record in raw.get("parts", {}).items()}
         return cls(parts=parts, postgres_data_dir=raw.get("postgres_data_dir", ""),
-                   postgres_port=raw.get("postgres_port", 0))
+                   postgres_port=raw.get("postgres_port", 0), tls=raw.get("tls", {}))
 
     def save(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         data = {"parts": {n: asdict(p) for n, p in self.parts.items()},
-                "postgres_data_dir": self.postgres_data_dir, "postgres_port": self.postgres_port}
+                "postgres_data_dir": self.postgres_data_dir, "postgres_port": self.postgres_port,
+                "tls": self.tls}
         tmp = state_dir / "stack.json.tmp"
         tmp.write_text(json.dumps(data, indent=2))
         tmp.replace(state_dir / "stack.json")

@@ -1,7 +1,8 @@
 """The local topology: which parts run, on which ports, with which environment.
 
 Ports default to CONTRIBUTING.md's table and can be moved with ``EDGELOOP_<PART>_PORT``
-(e.g. ``EDGELOOP_REGISTRY_PORT=60051``) when a port is taken.
+(e.g. ``EDGELOOP_REGISTRY_PORT=60051``) when a port is taken. ``EDGELOOP_TLS`` (on, mutual,
+off; see :mod:`edgeloop.compose.stack.tls`) chooses the transport of the services.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edgeloop.compose.stack.tls import StackTLS, stack_tls, tls_mode
 
 DEFAULT_PORTS = {
     "postgres": 55432,
@@ -49,6 +52,7 @@ class Topology:
     state_dir: Path
     ports: dict[str, int]
     nice: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_NICE))
+    tls_mode: str = "on"
 
     @classmethod
     def from_env(cls, state_dir: Path) -> Topology:
@@ -60,7 +64,8 @@ class Topology:
             if raw and not raw.isdigit():
                 raise ValueError(f"EDGELOOP_{part.upper()}_PORT: not a port number (got {raw!r})")
             ports[part] = int(raw) if raw else default
-        return cls(state_dir=state_dir, ports=ports, nice=_nice_from_env())
+        return cls(state_dir=state_dir, ports=ports, nice=_nice_from_env(),
+                   tls_mode=tls_mode())
 
     def address(self, part: str) -> str:
         return f"127.0.0.1:{self.ports[part]}"
@@ -69,6 +74,11 @@ class Topology:
         path = self.state_dir / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def tls(self) -> StackTLS | None:
+        """The stack's CA and certificates (made once in ``<state>/tls``), or None when off."""
+        return stack_tls(self.state_dir, self.tls_mode)
 
     @property
     def database_url(self) -> str:
@@ -131,7 +141,8 @@ class Topology:
                         "EDGELOOP_REGISTRY_ADDR": self.address("registry"),
                         "EDGELOOP_REGISTRY_TOKEN": secrets["read_token"]},
         }
-        return {**common, **specific[service]}
+        tls = self.tls
+        return {**common, **specific[service], **(tls.service_env(service) if tls else {})}
 
 
 def _nice_from_env() -> dict[str, int]:

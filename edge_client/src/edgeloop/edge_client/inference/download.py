@@ -18,8 +18,8 @@ from pathlib import Path
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.edge_client.inference.store import ModelIdentity, ModelStore, VerificationError
-from edgeloop.platform.channels import channel_options
-from grpc import aio
+from edgeloop.platform.channels import channel_options, open_channel
+from edgeloop.platform.tls import ClientTLS
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,11 @@ DOWNLOAD_TIMEOUT_S = 120.0
 class ModelFetcher:
     """Downloads model files from one gateway with the device's credentials."""
 
-    def __init__(self, address: str, metadata: Sequence[tuple[str, str]]) -> None:
+    def __init__(self, address: str, metadata: Sequence[tuple[str, str]],
+                 tls: ClientTLS | None = None) -> None:
         self.address = address
         self.metadata = tuple(metadata)
+        self.tls = tls
 
     async def fetch(self, identity: ModelIdentity, store: ModelStore) -> Path:
         """The verified file of ``identity`` in ``store`` (resumes a partial download).
@@ -48,7 +50,7 @@ class ModelFetcher:
         if offset > identity.size_bytes:
             part.unlink()
             offset = 0
-        async with aio.insecure_channel(self.address, options=channel_options()) as channel:
+        async with open_channel(self.address, tls=self.tls, options=channel_options()) as channel:
             call = gw_grpc.EdgeGatewayServiceStub(channel).DownloadModel(
                 gw_pb2.DownloadModelRequest(model_name=identity.model_name,
                                             model_version=identity.model_version, offset=offset),

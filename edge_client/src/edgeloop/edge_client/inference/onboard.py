@@ -65,7 +65,7 @@ class Onboard:
         if self.model is None:
             return
         client.on_model_update = self.model.want
-        self.model.start(ModelFetcher(client.address, client.metadata))
+        self.model.start(ModelFetcher(client.address, client.metadata, client.tls))
 
     async def stop(self) -> None:
         """Stop the background updater."""

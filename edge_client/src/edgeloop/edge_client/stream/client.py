@@ -45,7 +45,8 @@ from edgeloop.edge_client.stream.backoff import Backoff
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
 from edgeloop.edge_client.stream.stats import StreamStats
 from edgeloop.platform import log_context
-from edgeloop.platform.channels import channel_options
+from edgeloop.platform.channels import channel_options, open_channel
+from edgeloop.platform.tls import ClientTLS, explain_unavailable
 from grpc import aio
 
 log = logging.getLogger(__name__)
@@ -130,9 +131,10 @@ class StreamClient:
 
     def __init__(self, address: str, device_id: str, token: str, buffer: OfflineBuffer, *,
                  session_id: str | None = None, config: StreamConfig | None = None,
-                 backoff: Backoff | None = None,
+                 backoff: Backoff | None = None, tls: ClientTLS | None = None,
                  on_model_update: Callable[[edge_pb2.ModelUpdate], None] | None = None) -> None:
         self.address = address
+        self.tls = tls
         self.device_id = device_id
         self.session_id = session_id or str(uuid.uuid4())
         self.buffer = buffer
@@ -162,12 +164,17 @@ class StreamClient:
             self._task = asyncio.create_task(self._run(), name=f"stream-{self.session_id}")
 
     async def wait_connected(self, timeout: float) -> bool:
-        """True once a stream is open and welcomed, False after ``timeout`` seconds."""
+        """True once a stream is open and welcomed; False after ``timeout`` seconds, or as soon
+        as the session ended for good (e.g. a TLS mismatch: ``send`` then says why)."""
+        connected = asyncio.ensure_future(self._connected.wait())
+        waiting: set[asyncio.Future] = {connected}
+        if self._task is not None:
+            waiting.add(self._task)
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            connected.cancel()
+        return self._connected.is_set()
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -270,6 +277,8 @@ class StreamClient:
                     if exc.code() in FATAL_CODES:
                         self._fail(exc)
                         return
+                    if await self._tls_mismatch(exc):
+                        return
                     log.warning("stream lost, reconnecting",
                                 extra={"code": exc.code().name, "details": exc.details()})
                 except (_StreamBroken, TimeoutError, aio.UsageError,
@@ -285,8 +294,22 @@ class StreamClient:
     def _done(self) -> bool:
         return self._closing and self.pending_labelled() == 0
 
+    async def _tls_mismatch(self, exc: aio.AioRpcError) -> bool:
+        """End the session when UNAVAILABLE is a TLS mismatch: no retry can fix that."""
+        if exc.code() != grpc.StatusCode.UNAVAILABLE or self.welcome is not None:
+            return False
+        reason = await asyncio.to_thread(explain_unavailable, self.address, self.tls)
+        if not reason:
+            return False
+        self._fatal = StreamClosed(reason)
+        log.error("cannot connect to the gateway: %s", reason)
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(StreamClosed(reason))
+        return True
+
     async def _stream_once(self) -> None:
-        async with aio.insecure_channel(self.address, options=_options()) as channel:
+        async with open_channel(self.address, tls=self.tls, options=_options()) as channel:
             call = gw_grpc.EdgeGatewayServiceStub(channel).Stream(
                 metadata=self._metadata, timeout=self.config.stream_deadline_s)
             try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import grpc
+from edgeloop.platform.tls import ClientTLS
 from grpc import aio
 
 DEFAULT_DEADLINE_S = 10.0
@@ -34,9 +36,25 @@ def channel_options(retries: bool = True) -> list[tuple[str, object]]:
     return options
 
 
-def open_channel(address: str, *, retries: bool = True) -> aio.Channel:
-    """An insecure channel to ``address`` (host:port) that retries UNAVAILABLE with backoff."""
-    return aio.insecure_channel(address, options=channel_options(retries))
+def open_channel(address: str, *, retries: bool = True, tls: ClientTLS | None = None,
+                 options: list[tuple[str, object]] | None = None) -> aio.Channel:
+    """An asyncio channel to ``address`` (host:port) that retries UNAVAILABLE with backoff.
+
+    With ``tls`` the channel speaks TLS and verifies the server against ``tls.ca``; without,
+    plaintext. ``options`` replaces :func:`channel_options` when given.
+    """
+    options = channel_options(retries) if options is None else options
+    if tls is None:
+        return aio.insecure_channel(address, options=options)
+    return aio.secure_channel(address, tls.grpc_credentials(), options=options)
+
+
+def open_blocking_channel(address: str, *, tls: ClientTLS | None = None) -> grpc.Channel:
+    """A synchronous channel (CLIs, probes): TLS with ``tls``, else plaintext."""
+    options = channel_options(retries=False)
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, tls.grpc_credentials(), options=options)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

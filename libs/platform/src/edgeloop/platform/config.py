@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from edgeloop.platform.errors import ConfigError
+from edgeloop.platform.tls import ClientTLS, ServerTLS
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,6 +43,27 @@ class ServiceSettings(BaseSettings):
                                     description="rotated span files kept (name.1.jsonl newest)")
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300,
                                     description="seconds in-flight calls get to finish on SIGTERM")
+    tls_cert: str = Field(default="", description="PEM certificate (chain) this service's servers "
+                          "present; with EDGELOOP_TLS_KEY the gRPC port (and the trainer's "
+                          "webhook) speak only TLS; empty: plaintext")
+    tls_key: str = Field(default="", description="PEM private key of EDGELOOP_TLS_CERT")
+    tls_client_ca: str = Field(default="", description="PEM CA bundle; set, clients must present "
+                               "a certificate it signed (mutual TLS, e.g. devices at the gateway)")
+    tls_ca: str = Field(default="", description="PEM CA bundle that verifies the servers this "
+                        "service calls; set, its channels use TLS; empty: plaintext")
+    tls_client_cert: str = Field(default="", description="PEM certificate this service presents "
+                                 "to servers that require client certificates (needs "
+                                 "EDGELOOP_TLS_CA)")
+    tls_client_key: str = Field(default="", description="PEM private key of "
+                                "EDGELOOP_TLS_CLIENT_CERT")
+
+    def server_tls(self) -> ServerTLS | None:
+        """The server's TLS material, or None for plaintext; ConfigError names a bad variable."""
+        return ServerTLS.from_values(self.tls_cert, self.tls_key, self.tls_client_ca)
+
+    def client_tls(self) -> ClientTLS | None:
+        """TLS for the channels this service opens, or None for plaintext."""
+        return ClientTLS.from_values(self.tls_ca, self.tls_client_cert, self.tls_client_key)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

@@ -25,6 +25,7 @@ from edgeloop.platform.errors import ConfigError
 from edgeloop.platform.interceptors import ErrorInterceptor
 from edgeloop.platform.logs import configure_logging
 from edgeloop.platform.telemetry import Rotation, configure_tracing, shutdown_tracing
+from edgeloop.platform.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
@@ -79,10 +80,11 @@ class RunningServer:
         await self.app.stop()
 
 
-def _bind(server: aio.Server, listen_addr: str) -> str:
+def _bind(server: aio.Server, listen_addr: str, tls: ServerTLS | None) -> str:
     host, _, port = listen_addr.rpartition(":")
     try:
-        bound = server.add_insecure_port(listen_addr)
+        bound = (server.add_secure_port(listen_addr, tls.grpc_credentials()) if tls
+                 else server.add_insecure_port(listen_addr))
     except RuntimeError as exc:
         raise PortInUse(f"EDGELOOP_LISTEN_ADDR: cannot listen on {listen_addr}: {exc}") from exc
     if bound == 0:
@@ -104,7 +106,8 @@ async def start_server(app: ServiceApp, settings: ServiceSettings) -> RunningSer
     reflection.enable_server_reflection(
         (*app.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME), server)
-    address = _bind(server, settings.listen_addr)
+    tls = settings.server_tls()
+    address = _bind(server, settings.listen_addr, tls)
     running = RunningServer(app, server, health_servicer, address)
     await running.set_serving(False)
     await server.start()
@@ -115,7 +118,8 @@ async def start_server(app: ServiceApp, settings: ServiceSettings) -> RunningSer
         raise
     errors.ready = True
     await running.set_serving(True)
-    log.info("serving", extra={"address": address, "services": list(app.service_names)})
+    log.info("serving", extra={"address": address, "services": list(app.service_names),
+                               "tls": "mutual" if tls and tls.client_ca else bool(tls)})
     return running
 
 

@@ -3,10 +3,11 @@
 Fixtures: ``pg_cluster`` (one private PostgreSQL cluster per test session, with
 TimescaleDB preloaded when it is installed), ``pg_cluster_plain`` /
 ``pg_cluster_timescaledb`` (one per features-schema branch), ``database_url`` (a fresh
-database per test) and ``db_branch`` (its branch); the ``db_branches`` marker runs a test
-on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers: :class:`OtlpReceiver`
-(an in-memory OTLP/gRPC trace collector), :func:`free_port`, :class:`ServiceProcess` (a
-service started with ``python -m`` and waited for).
+database per test) and ``db_branch`` (its branch), ``tls_files`` (a local CA and
+certificates, :class:`edgeloop.testing.tls.TLSFiles`); the ``db_branches`` marker runs a
+test on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers:
+:class:`OtlpReceiver` (an in-memory OTLP/gRPC trace collector), :func:`free_port`,
+:class:`ServiceProcess` (a service started with ``python -m`` and waited for).
 """
 
 from edgeloop.testing.otlp import OtlpReceiver, ReceivedSpan

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from edgeloop.platform.pgcluster import PostgresCluster, find_bindir, timescaledb_installed
 from edgeloop.testing.ports import free_port
+from edgeloop.testing.tls import TLSFiles, make_tls_files
 
 PLAIN, TIMESCALEDB = "plain", "timescaledb"
 DB_BRANCHES = (PLAIN, TIMESCALEDB)
@@ -114,3 +115,9 @@ def database_url(request: pytest.FixtureRequest, db_branch: str) -> str:
     """A new, empty database for one test, on the cluster of ``db_branch``."""
     cluster = cluster_of(request, db_branch)
     return cluster.ensure_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A local CA with a server certificate (127.0.0.1, localhost) and client certificates."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))

@@ -10,14 +10,17 @@ import time
 from pathlib import Path
 
 import grpc
+from edgeloop.platform.channels import open_blocking_channel
+from edgeloop.platform.tls import ClientTLS
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def wait_serving(address: str, service: str = "", timeout_s: float = 60.0) -> None:
+def wait_serving(address: str, service: str = "", timeout_s: float = 60.0,
+                 tls: ClientTLS | None = None) -> None:
     """Block until the health service at ``address`` answers SERVING for ``service``."""
     deadline = time.monotonic() + timeout_s
     last_error = "no answer"
-    with grpc.insecure_channel(address) as channel:
+    with open_blocking_channel(address, tls=tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:
@@ -44,6 +47,11 @@ class ServiceProcess:
     def address(self) -> str:
         return self.env["EDGELOOP_LISTEN_ADDR"]
 
+    @property
+    def client_tls(self) -> ClientTLS | None:
+        """TLS for probing this service: its own client-side ``EDGELOOP_TLS_*`` variables."""
+        return ClientTLS.from_env(self.env)
+
     def start(self, wait: bool = True, timeout_s: float = 90.0) -> ServiceProcess:
         """Start the process; with ``wait``, block until it is SERVING.
 
@@ -56,7 +64,7 @@ class ServiceProcess:
         log.close()
         if wait:
             try:
-                wait_serving(self.address, timeout_s=timeout_s)
+                wait_serving(self.address, timeout_s=timeout_s, tls=self.client_tls)
             except BaseException as exc:
                 self.stop(timeout_s=10.0)
                 if isinstance(exc, TimeoutError):

@@ -81,13 +81,13 @@ class App(ServiceApp):
             rules = load_rules(s.drift_rules or None)
         except RulesError as exc:
             raise ConfigError(f"EDGELOOP_DRIFT_RULES: {exc}") from exc
-        registry_channel = open_channel(s.registry_addr)
+        registry_channel = open_channel(s.registry_addr, tls=s.client_tls())
         self._channels.append(registry_channel)
         registry = registry_service_pb2_grpc.RegistryServiceStub(registry_channel)
         references = ReferenceCache(registry, s.registry_token, self.store)
         retrainer = None
         if s.trainer_addr:
-            trainer_channel = open_channel(s.trainer_addr)
+            trainer_channel = open_channel(s.trainer_addr, tls=s.client_tls())
             self._channels.append(trainer_channel)
             retrainer = Retrainer(self.pool, trainer_service_pb2_grpc.TrainerServiceStub(trainer_channel),
                                   references, s.drift_retrain_min_samples)

@@ -69,8 +69,8 @@ class App(ServiceApp):
         s = self.settings
         self.batcher = MicroBatcher(self._host or build_model_host(s), BatchingConfig(
             max_batch_size=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms))
-        self.registry_channel = open_channel(s.registry_addr)
-        self.features_channel = open_channel(s.features_addr)
+        self.registry_channel = open_channel(s.registry_addr, tls=s.client_tls())
+        self.features_channel = open_channel(s.features_addr, tls=s.client_tls())
         self.spool = Spool(s.spool_dir, s.spool_max_bytes)
         self.forwarder = Forwarder(self.spool, self.features_channel, s.forward_batch_size,
                                    s.forward_interval_ms / 1000)

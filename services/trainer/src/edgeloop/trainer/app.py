@@ -117,15 +117,16 @@ class App(ServiceApp):
                 store=self.store,
                 bus=self.bus,
                 objects=objects,
-                features=open_channel(s.features_addr),
-                registry=open_channel(s.registry_addr),
+                features=open_channel(s.features_addr, tls=s.client_tls()),
+                registry=open_channel(s.registry_addr, tls=s.client_tls()),
                 work_dir=work_dir,
                 total_cpus=self.ray.total_cpus,
             )
         )
         await self.manager.recover()
         if s.webhook_addr:
-            self.webhook = GrafanaWebhook(self.store, self.manager.submit, s.webhook_secret)
+            self.webhook = GrafanaWebhook(self.store, self.manager.submit, s.webhook_secret,
+                                          tls=s.server_tls())
             await self.webhook.start(s.webhook_addr)
 
     async def stop(self) -> None:

@@ -6,7 +6,8 @@ Grafana's webhook contact point sends ``{"status", "alerts": [{"status", "labels
 ``grafana:<alertname>``; alert labels ``model`` and ``deployment`` (when present) choose
 the model and restrict the data. Grafana repeats notifications of one alert while it
 fires: an occurrence (fingerprint, startsAt) starts at most one sweep, remembered in
-the database so restarts do not forget.
+the database so restarts do not forget. With ``EDGELOOP_TLS_CERT``/``EDGELOOP_TLS_KEY``
+set the webhook serves HTTPS only, with the trainer's gRPC certificate.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.platform.errors import ConfigError, EdgeloopError
+from edgeloop.platform.tls import ServerTLS
 from edgeloop.trainer.store import SweepStore
 
 log = logging.getLogger(__name__)
@@ -80,10 +82,12 @@ def sweep_request(alert: dict[str, str]) -> trainer_service_pb2.StartSweepReques
 class GrafanaWebhook:
     """The aiohttp application and its server."""
 
-    def __init__(self, store: SweepStore, submit: Submit, secret: str) -> None:
+    def __init__(self, store: SweepStore, submit: Submit, secret: str,
+                 tls: ServerTLS | None = None) -> None:
         self.store = store
         self.submit = submit
         self.secret = secret
+        self.tls = tls
         self.runner: web.AppRunner | None = None
         self.address = ""
 
@@ -98,7 +102,9 @@ class GrafanaWebhook:
         host, _, port = listen_addr.rpartition(":")
         self.runner = web.AppRunner(self.app(), access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host or "127.0.0.1", int(port))
+        # Same certificate as the gRPC port: with TLS configured the webhook is HTTPS only.
+        site = web.TCPSite(self.runner, host or "127.0.0.1", int(port),
+                           ssl_context=self.tls.ssl_context() if self.tls else None)
         try:
             await site.start()
         except OSError as exc:
@@ -107,7 +113,8 @@ class GrafanaWebhook:
             ) from exc
         bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
         self.address = f"{bound[0]}:{bound[1]}"
-        log.info("webhook listening", extra={"address": self.address, "path": PATH})
+        log.info("webhook listening", extra={"address": self.address, "path": PATH,
+                                             "https": self.tls is not None})
         return self.address
 
     async def stop(self) -> None:

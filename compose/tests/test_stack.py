@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from edgeloop.compose.stack.processes import process_tree
-from edgeloop.compose.stack.topology import DEFAULT_PORTS, SERVICES
+from edgeloop.compose.stack.topology import CONSOLE, DEFAULT_PORTS, SERVICES
 from edgeloop.testing import free_port
 
 SERVICE_NAMES = {
@@ -57,7 +57,7 @@ def started(stack_env: dict[str, str]) -> dict:
 
 
 def test_up_brings_every_part_to_serving(started: dict) -> None:
-    assert set(started["parts"]) == {"postgres", "mlflow", *SERVICES}
+    assert set(started["parts"]) == {"postgres", "mlflow", *SERVICES, CONSOLE}
 
 
 def test_status_shows_every_part_serving(stack_env: dict[str, str], started: dict) -> None:

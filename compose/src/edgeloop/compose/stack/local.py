@@ -17,7 +17,7 @@ from pathlib import Path
 from edgeloop.compose.stack import health
 from edgeloop.compose.stack.processes import alive, check_port_free, spawn, stop_tree
 from edgeloop.compose.stack.state import PartRecord, StackState, load_or_create_secrets
-from edgeloop.compose.stack.topology import SERVICES, Topology
+from edgeloop.compose.stack.topology import CONSOLE, SERVICES, Topology
 from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,11 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
         progress(f"{service}: starting on {record.address}")
         _start_process(state, record, [sys.executable, "-m", f"edgeloop.{service}"],
                        topology.service_env(service, secrets))
+    console = PartRecord(CONSOLE, topology.address(CONSOLE), None, str(logs / "console.log"),
+                         kind="http", url=f"{topology.console_url}/healthz")
+    progress(f"console: starting on {topology.console_url}")
+    _start_process(state, console, [sys.executable, "-m", "edgeloop.console"],
+                   topology.console_env(secrets))
     state.save(topology.state_dir)
     return _wait_healthy(state, progress, timeout_s)
 
@@ -136,7 +141,7 @@ def down(topology: Topology, progress: Progress) -> list[int]:
     """Stop every part `up` started (services first, PostgreSQL last); return surviving pids."""
     state = StackState.load(topology.state_dir)
     survivors: list[int] = []
-    for name in [*reversed(SERVICES), "mlflow"]:
+    for name in [CONSOLE, *reversed(SERVICES), "mlflow"]:
         record = state.parts.pop(name, None)
         if record and record.pid:
             progress(f"{name}: stopping (pid {record.pid})")

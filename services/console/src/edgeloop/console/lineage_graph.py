@@ -98,7 +98,7 @@ async def lineage_graph(backends: Backends, links: Links, model: str, version: s
     first = await backends.observations(model_name=model, model_version=version,
                                         limit=FIRST_PREDICTIONS)
     predictions = [Node(f"frame:{o.observation_id}", "prediction",
-                        f"frame {o.observation_id[:8]}",
+                        f"frame …{o.observation_id[-8:]}",
                         f"{o.prediction_mm:.0f} mm on {o.device_id}"[:32],
                         f"/frames/{o.observation_id}") for o in first]
     if predictions:

@@ -68,8 +68,8 @@
       if (charts[id]) {
         charts[id].setData(aligned);
       } else {
+        // cursor.sync.key subscribes the panel to the shared cursor.
         charts[id] = new uPlot(options(id, p.title, p.y, p.series, p.band), aligned, document.getElementById(id));
-        sync.sub(charts[id]);
       }
     }
     const list = document.getElementById("markers");

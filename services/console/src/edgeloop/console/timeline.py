@@ -144,7 +144,14 @@ async def _other_markers(backends: Backends, deployment: str,
             seconds = _seconds(when(record.time))
             if seconds is None:
                 continue
-            kind = _MODEL_ACTIONS.get(record.action, "change") if subject.startswith("model/") \
-                else "change"
+            # Only what changes the answers: alias moves, and deployment edits after creation.
+            if subject.startswith("model/"):
+                if record.action not in _MODEL_ACTIONS:
+                    continue
+                kind = _MODEL_ACTIONS[record.action]
+            elif record.action == "create":
+                continue
+            else:
+                kind = "change"
             markers.append(Marker(seconds, kind, f"{record.action} by {record.actor}"))
     return markers

@@ -12,12 +12,28 @@
   const charts = {};
   let latest = null;
 
-  function markerPlugin() {
+  const GAP_S = 15;
+  // Frames further apart than GAP_S are not joined by the rolling-mean lines.
+  function withGaps(columns) {
+    const [t, ...series] = columns;
+    const out = columns.map(() => []);
+    for (let i = 0; i < t.length; i++) {
+      if (i > 0 && t[i] - t[i - 1] > GAP_S) {
+        out[0].push(t[i - 1] + GAP_S / 2);
+        series.forEach((_, k) => out[k + 1].push(null));
+      }
+      out[0].push(t[i]);
+      series.forEach((values, k) => out[k + 1].push(values[i]));
+    }
+    return out;
+  }
+
+  function markerPlugin(band) {
     return { hooks: { draw: [(u) => {
       if (!latest) return;
       const ctx = u.ctx;
       ctx.save();
-      if (u.root.dataset.band && latest.band) {
+      if (band && latest.band) {
         const top = u.valToPos(latest.band.hi, "y", true), bottom = u.valToPos(latest.band.lo, "y", true);
         ctx.fillStyle = "rgba(22, 163, 74, 0.10)";
         ctx.fillRect(u.bbox.left, top, u.bbox.width, bottom - top);
@@ -38,15 +54,14 @@
     return { label, stroke: colour, paths: () => null, points: { show: true, size: 3, fill: colour, stroke: colour } };
   }
   function line(label, colour) {
-    return { label, stroke: colour, width: 2, spanGaps: true, points: { show: false } };
+    return { label, stroke: colour, width: 2, spanGaps: false, points: { show: false } };
   }
 
   function options(id, title, yLabel, series, band) {
     const el = document.getElementById(id);
-    if (band) el.dataset.band = "1";
     return { title, width: Math.max(400, el.clientWidth - 16), height: 190,
              cursor: { sync: { key: sync.key } }, scales: { x: { time: true } },
-             axes: [{}, { label: yLabel, size: 60 }], series: [{}, ...series], plugins: [markerPlugin()] };
+             axes: [{}, { label: yLabel, size: 60 }], series: [{}, ...series], plugins: [markerPlugin(band)] };
   }
 
   function draw(data) {
@@ -64,7 +79,7 @@
                       values: [data.error, data.error_mean] },
     };
     for (const [id, p] of Object.entries(panels)) {
-      const aligned = [data.t, ...p.values];
+      const aligned = withGaps([data.t, ...p.values]);
       if (charts[id]) {
         charts[id].setData(aligned);
       } else {

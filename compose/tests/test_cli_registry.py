@@ -130,3 +130,34 @@ def test_clear_errors(registry: dict[str, str]) -> None:
     assert missing.exit_code != 0 and "NOT_FOUND" in missing.output
     selector = _run(registry, "deployments", "create", "x", "--model", "m", "--select", "champion")
     assert selector.exit_code != 0 and "@alias" in selector.output
+
+
+def test_listings_as_json_and_at_80_columns(registry: dict[str, str]) -> None:
+    import json
+
+    assert _run(registry, "devices", "add", "a robot with a rather long name",
+                "--id", "car-with-a-long-identifier-0042").exit_code == 0
+    assert _run(registry, "deployments", "create", "narrow-parking", "--model", "distance",
+                "--select", "@champion", "--description", "x").exit_code == 0
+    devices = json.loads(_run(registry, "devices", "list", "-o", "json").stdout)
+    mine = next(d for d in devices if d["device"] == "car-with-a-long-identifier-0042")
+    assert mine["name"] == "a robot with a rather long name" and mine["state"] == "active"
+    assert mine["created"].endswith("Z")
+    deployments = json.loads(_run(registry, "deployments", "list", "--output", "json").stdout)
+    parking = next(d for d in deployments if d["name"] == "narrow-parking")
+    assert parking["selector"] == "@champion" and parking["active"] is False
+    history = json.loads(_run(registry, "deployments", "history", "narrow-parking",
+                              "-o", "json").stdout)
+    assert [h["action"] for h in history] == ["create"] and history[0]["actor"]
+    # Piped at 80 columns: no table squeezed to a word per line; a record per item instead.
+    for args in (("devices", "list"), ("deployments", "list"), ("deployments", "history")):
+        result = CliRunner().invoke(cli, list(args), env={
+            "EDGELOOP_REGISTRY_ADDR": registry["address"], "EDGELOOP_ADMIN_TOKEN": ADMIN,
+            "COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert all(len(line) <= 80 for line in lines), result.stdout
+        # Every value stays whole on its line (a folded table would split the id).
+        if args[0] == "devices":
+            assert any(line.split() == ["device:", "car-with-a-long-identifier-0042"]
+                       for line in lines), result.stdout

@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from edgeloop.compose.stack.processes import process_tree
-from edgeloop.compose.stack.topology import DEFAULT_PORTS, SERVICES
+from edgeloop.compose.stack.topology import CONSOLE, DEFAULT_PORTS, SERVICES
 from edgeloop.testing import free_port
 
 SERVICE_NAMES = {
@@ -67,7 +67,7 @@ def started(stack_env: dict[str, str]) -> dict:
 
 
 def test_up_brings_every_part_to_serving(started: dict) -> None:
-    assert set(started["parts"]) == {"postgres", "mlflow", *SERVICES, "supervisor"}
+    assert set(started["parts"]) == {"postgres", "mlflow", *SERVICES, CONSOLE, "supervisor"}
 
 
 def test_up_made_a_ca_and_certificates_with_private_keys(stack_env: dict[str, str],

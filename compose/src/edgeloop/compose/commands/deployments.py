@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import click
-from edgeloop.compose.commands._registry import parse_selector, registry, show_selector, show_time
+from edgeloop.compose.commands._registry import parse_selector, registry, show_selector
+from edgeloop.compose.views import Listing, output_option, show_listings, timestamp
+from edgeloop.compose.views import short_time as show_iso
 from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
-from rich.console import Console
-from rich.table import Table
 
 STRATEGIES = {"direct": dpb.STRATEGY_DIRECT, "shadow": dpb.STRATEGY_SHADOW,
               "canary": dpb.STRATEGY_CANARY, "ab": dpb.STRATEGY_AB, "bandit": dpb.STRATEGY_BANDIT}
@@ -57,30 +57,46 @@ def create(name: str, model: str, selector: str | None, strategy: str, challenge
     _print([stored])
 
 
-def _print(deployments: list[dpb.Deployment]) -> None:
-    table = Table(title="deployments")
-    for column in ("name", "active", "model", "strategy", "selector", "arms now", "rev", "updated"):
-        table.add_column(column)
-    for d in deployments:
-        strategy = dpb.Strategy.Name(d.strategy).removeprefix("STRATEGY_").lower()
-        selector = show_selector(d.selector)
-        if d.HasField("challenger"):
-            selector += f" / {show_selector(d.challenger)}"
-        if d.strategy == dpb.STRATEGY_CANARY:
-            selector += f" ({d.canary_fraction:.0%})"
-        arms = ", ".join(f"{a.arm}={a.model_version or '-'}" for a in d.resolved) or "-"
-        table.add_row(d.name, "yes" if d.active else "no", d.model_name or "-", strategy,
-                      selector, arms, str(d.revision), show_time(d.updated_at))
-    Console().print(table)
+def _record(d: dpb.Deployment) -> dict:
+    return {"name": d.name, "active": d.active, "model": d.model_name,
+            "strategy": dpb.Strategy.Name(d.strategy).removeprefix("STRATEGY_").lower(),
+            "selector": show_selector(d.selector),
+            "challenger": show_selector(d.challenger) if d.HasField("challenger") else None,
+            "canary_fraction": d.canary_fraction if d.strategy == dpb.STRATEGY_CANARY else None,
+            "arms": {a.arm: a.model_version for a in d.resolved},
+            "revision": d.revision, "updated": timestamp(d.updated_at)}
+
+
+def _selects(record: dict) -> str:
+    text = record["selector"]
+    if record["challenger"]:
+        text += f" / {record['challenger']}"
+    if record["canary_fraction"] is not None:
+        text += f" ({record['canary_fraction']:.0%})"
+    return text
+
+
+def _print(deployments: list[dpb.Deployment], output: str = "table") -> None:
+    rows = [_record(d) for d in deployments]
+    if output == "table":
+        for row in rows:
+            row["selects"] = _selects(row)
+    arms = ", ".join
+    show_listings([Listing("deployments", "deployments",
+                           ["name", "active", "model", "strategy", "selects", "arms", "revision",
+                            "updated"] if output == "table" else [], rows,
+                           {"arms": lambda a: arms(f"{k}={v or '-'}" for k, v in a.items()) or "-",
+                            "updated": show_iso})], output)
 
 
 @command.command("list")
 @click.option("--active-only", is_flag=True)
-def list_deployments(active_only: bool) -> None:
+@output_option
+def list_deployments(active_only: bool, output: str) -> None:
     """List deployments with what their arms resolve to now."""
     with registry() as reg:
         reply = reg.ListDeployments(pb.ListDeploymentsRequest(active_only=active_only))
-    _print(list(reply.deployments))
+    _print(list(reply.deployments), output)
 
 
 @command.command("activate")
@@ -109,15 +125,15 @@ def assign(deployment: str, device_ids: tuple[str, ...]) -> None:
 @command.command("history")
 @click.argument("name", default="")
 @click.option("--limit", type=int, default=50, show_default=True)
-def history(name: str, limit: int) -> None:
+@output_option
+def history(name: str, limit: int, output: str) -> None:
     """The change history of one deployment (or of everything), newest first."""
     with registry() as reg:
         reply = reg.ListHistory(pb.ListHistoryRequest(
             subject=f"deployment/{name}" if name else "", limit=limit))
-    table = Table(title=f"history of {name}" if name else "history")
-    for column in ("#", "time", "actor", "subject", "action", "detail"):
-        table.add_column(column)
-    for record in reply.records:
-        table.add_row(str(record.change_id), show_time(record.time), record.actor, record.subject,
-                      record.action, record.detail)
-    Console().print(table)
+    rows = [{"change": r.change_id, "time": timestamp(r.time), "actor": r.actor,
+             "subject": r.subject, "action": r.action, "detail": r.detail}
+            for r in reply.records]
+    show_listings([Listing("history", f"history of {name}" if name else "history",
+                           ["change", "time", "actor", "subject", "action", "detail"], rows,
+                           {"time": show_iso})], output)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 from edgeloop.compose.commands._registry import registry, show_time
+from edgeloop.compose.views import Listing, output_option, show_listings, timestamp
+from edgeloop.compose.views import short_time as show_iso
 from edgeloop.contracts.registry.v1 import device_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
-from rich.console import Console
-from rich.table import Table
 
 
 @click.group("devices")
@@ -36,18 +36,20 @@ def add(name: str, device_id: str, deployment: str) -> None:
 
 @command.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="include revoked devices")
-def list_devices(include_revoked: bool) -> None:
+@output_option
+def list_devices(include_revoked: bool, output: str) -> None:
     """List devices."""
     with registry() as reg:
         reply = reg.ListDevices(pb.ListDevicesRequest(include_revoked=include_revoked))
-    table = Table(title="devices")
-    for column in ("device", "name", "deployment", "state", "created", "token issued"):
-        table.add_column(column)
-    for device in reply.devices:
-        state = "[red]revoked[/red]" if device.revoked else "[green]active[/green]"
-        table.add_row(device.device_id, device.name, device.deployment or "-", state,
-                      show_time(device.created_at), show_time(device.token_rotated_at))
-    Console().print(table)
+    rows = [{"device": d.device_id, "name": d.name, "deployment": d.deployment,
+             "state": "revoked" if d.revoked else "active",
+             "created": timestamp(d.created_at), "token_issued": timestamp(d.token_rotated_at)}
+            for d in reply.devices]
+    states = {"revoked": "[red]revoked[/red]", "active": "[green]active[/green]"}
+    columns = ["device", "name", "deployment", "state", "created", "token_issued"]
+    show_listings([Listing("devices", "devices", columns, rows,
+                           {"state": states.get, "created": show_iso,
+                            "token_issued": show_iso})], output)
 
 
 @command.command("revoke")

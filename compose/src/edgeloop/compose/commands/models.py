@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-from edgeloop.compose.commands._registry import registry, show_time
+from edgeloop.compose.commands._registry import registry
+from edgeloop.compose.views import Listing, output_option, show_listings, timestamp
+from edgeloop.compose.views import short_time as show_iso
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
-from rich.console import Console
-from rich.table import Table
 
 LINEAGE = ("sweep_id", "dataset_snapshot", "trigger", "git_sha")
 
@@ -18,21 +18,27 @@ def command() -> None:
 
 @command.command("list")
 @click.argument("model", default="distance")
-def list_versions(model: str) -> None:
+@output_option
+def list_versions(model: str, output: str) -> None:
     """A model's versions, newest first, with metrics, aliases and lineage."""
     with registry() as reg:
         reply = reg.ListModelVersions(pb.ListModelVersionsRequest(model_name=model))
-    table = Table(title=f"model {model}")
-    for column in ("version", "aliases", "holdout MAE", "val MAE", "lineage", "created", "run"):
-        table.add_column(column)
-    for v in reply.versions:
-        metric = {k: f"{v.metrics[k]:.2f}" for k in ("holdout_mae_mm", "val_mae_mm")
-                  if k in v.metrics}
-        lineage = " ".join(f"{k}={v.tags[k]}" for k in LINEAGE if k in v.tags)
-        table.add_row(v.version, ", ".join(v.aliases) or "-", metric.get("holdout_mae_mm", "-"),
-                      metric.get("val_mae_mm", "-"), lineage or "-", show_time(v.created_at),
-                      v.run_id or "-")
-    Console().print(table)
+    rows = [{"version": v.version, "aliases": list(v.aliases),
+             "holdout_mae_mm": v.metrics.get("holdout_mae_mm"),
+             "val_mae_mm": v.metrics.get("val_mae_mm"),
+             "lineage": {k: v.tags[k] for k in LINEAGE if k in v.tags},
+             "created": timestamp(v.created_at), "run": v.run_id or None}
+            for v in reply.versions]
+    show_listings([Listing("versions", f"model {model}",
+                           ["version", "aliases", "holdout_mae_mm", "val_mae_mm", "lineage",
+                            "created", "run"], rows,
+                           {"holdout_mae_mm": _mm, "val_mae_mm": _mm, "created": show_iso,
+                            "lineage": lambda t: " ".join(f"{k}={v}" for k, v in t.items())
+                            or "-"})], output)
+
+
+def _mm(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 @command.command("promote")

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import click
-
 from edgeloop.compose.endpoints import state_dir
 from edgeloop.compose.stack import local
 from edgeloop.compose.stack.topology import Topology
-from edgeloop.compose.views import print_status
+from edgeloop.compose.views import output_option, print_status
 
 
 @click.command("status")
-def command() -> None:
+@output_option
+def command(output: str) -> None:
     """Show each part's health, address, pid and log; exit 1 if any part is not SERVING."""
     topology = Topology.from_env(state_dir())
     rows = local.status(topology)
     if not rows:
         raise click.ClickException(f"nothing is running from {topology.state_dir}; run `edgeloop up`")
-    print_status(rows, topology)
+    print_status(rows, topology, output)
     if any(row.status != "SERVING" for row in rows):
         raise SystemExit(1)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import click
 import grpc
 from edgeloop.compose.endpoints import call_error, channel
+from edgeloop.compose.views import Listing, output_option, short_time, show_listings, timestamp
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console, Group
@@ -306,38 +307,29 @@ def _outcome(sweep: S.Sweep) -> str:
 @command.command("list")
 @click.option("--model", default="", help="only this model's sweeps")
 @click.option("--limit", type=int, default=20, show_default=True)
-def list_sweeps(model: str, limit: int) -> None:
+@output_option
+def list_sweeps(model: str, limit: int, output: str) -> None:
     """List sweeps, newest first."""
     with _trainer() as stub:
         sweeps = stub.ListSweeps(
             pb.ListSweepsRequest(model_name=model, limit=limit), timeout=UNARY_TIMEOUT_S
         ).sweeps
-    table = Table(
-        "sweep",
-        "model",
-        "state",
-        "trigger",
-        "created (UTC)",
-        "trials",
-        "holdout MAE",
-        "version",
-        "promoted",
-    )
-    for sweep in sweeps:
-        state = _state(sweep.state)
-        created = sweep.created_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(
-            sweep.sweep_id,
-            sweep.model_name,
-            Text(state, style=STATE_STYLE.get(state, "")),
-            sweep.trigger,
-            created,
-            str(sweep.num_trials),
-            f"{sweep.holdout_mae_mm:.1f}" if sweep.model_version else "-",
-            sweep.model_version or "-",
-            "yes" if sweep.promoted else "no",
-        )
-    _console().print(table)
+    rows = [{"sweep": s.sweep_id, "model": s.model_name, "state": _state(s.state),
+             "trigger": s.trigger, "created": timestamp(s.created_at), "trials": s.num_trials,
+             "holdout_mae_mm": s.holdout_mae_mm if s.model_version else None,
+             "version": s.model_version or None, "promoted": s.promoted,
+             "deployment": s.deployment or None, "trace_id": s.trace_id or None}
+            for s in sweeps]
+
+    def state(value: str) -> str:
+        return f"[{STATE_STYLE.get(value, 'red')}]{value}[/]"
+
+    show_listings([Listing("sweeps", "sweeps",
+                           ["sweep", "model", "state", "trigger", "created", "trials",
+                            "holdout_mae_mm", "version", "promoted"], rows,
+                           {"state": state, "created": short_time,
+                            "holdout_mae_mm": lambda v: "-" if v is None else f"{v:.1f}"})],
+                  output)
 
 
 @command.command("cancel")

@@ -15,11 +15,11 @@ from edgeloop.platform.errors import ConfigError
 @click.command("up")
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
 def command(timeout: float) -> None:
-    """Start PostgreSQL, MLflow and the four services in the state folder.
+    """Start PostgreSQL, MLflow, the four services and the web console in the state folder.
 
     Parts already running are left alone. Logs go to <state>/logs/<part>.log. Ports move
     with EDGELOOP_<PART>_PORT (POSTGRES, MLFLOW, REGISTRY, FEATURES, TRAINER, GATEWAY,
-    WEBHOOK, RAY_DASHBOARD); the state folder with EDGELOOP_STATE_DIR.
+    WEBHOOK, RAY_DASHBOARD, CONSOLE); the state folder with EDGELOOP_STATE_DIR.
     """
     try:
         topology = Topology.from_env(state_dir())

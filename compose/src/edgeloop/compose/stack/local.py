@@ -24,7 +24,7 @@ from edgeloop.compose.stack.processes import (
     stop_tree,
 )
 from edgeloop.compose.stack.state import PartRecord, StackState, load_or_create_secrets
-from edgeloop.compose.stack.topology import SERVICES, Topology
+from edgeloop.compose.stack.topology import CONSOLE, SERVICES, Topology
 from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
 from edgeloop.platform.tls import ClientTLS
 
@@ -140,6 +140,11 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
             progress(f"{service}: starting on {record.address}")
             _start_process(state, record, [sys.executable, "-m", f"edgeloop.{service}"],
                            topology.service_env(service, secrets), plan, topology.nice[service])
+        console = PartRecord(CONSOLE, topology.address(CONSOLE), None, str(logs / "console.log"),
+                             kind="http", url=f"{topology.console_url}/healthz")
+        progress(f"console: starting on {topology.console_url}")
+        _start_process(state, console, [sys.executable, "-m", "edgeloop.console"],
+                       topology.console_env(secrets), plan, topology.nice[CONSOLE])
         supervisor.write_plan(topology.state_dir, plan)
         _start_process(state, PartRecord("supervisor", "-", None, str(logs / "supervisor.log"),
                                          kind="process"),
@@ -202,7 +207,7 @@ def down(topology: Topology, progress: Progress) -> list[int]:
         survivors += stop_tree(watcher.pid)
     state = StackState.load(topology.state_dir)  # the supervisor's last restarts
     state.parts.pop("supervisor", None)
-    for name in [*reversed(SERVICES), "mlflow"]:
+    for name in [CONSOLE, *reversed(SERVICES), "mlflow"]:
         record = state.parts.pop(name, None)
         if record and record.pid:
             progress(f"{name}: stopping (pid {record.pid})")

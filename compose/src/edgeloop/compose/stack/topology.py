@@ -23,6 +23,7 @@ DEFAULT_PORTS = {
     "gateway": 50050,
     "webhook": 50080,
     "ray_dashboard": 8265,
+    "console": 8080,
 }
 SERVICES = ("registry", "features", "trainer", "gateway")
 """The edgeloop services, in start order."""
@@ -32,6 +33,7 @@ DEFAULT_NICE = {
     "postgres": 5,
     "features": 10,
     "mlflow": 10,
+    "console": 10,
     "trainer": 15,
 }
 """Scheduling priority (nice) per part: robots wait for the gateway's answers, nothing else
@@ -43,6 +45,8 @@ TELEMETRY_VARIABLES = ("EDGELOOP_OTLP_ENDPOINT", "EDGELOOP_TRACE_FILE_MAX_BYTES"
 """Span export settings of the user's environment that every service gets (the services
 otherwise see none of the caller's EDGELOOP_* variables): a local stack pointed at a
 collector exports to it and keeps its span files for `edgeloop trace`."""
+CONSOLE = "console"
+"""The operators' web console (HTTP, services/console), started after the services."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,27 @@ class Topology:
                 "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
                 "--artifacts-destination", str(folder / "artifacts"),
                 "--host", "127.0.0.1", "--port", str(self.ports["mlflow"]), "--workers", "1"]
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.address(CONSOLE)}"
+
+    def console_env(self, secrets: dict[str, str]) -> dict[str, str]:
+        """The console's variables: every service's address, the tokens, the span files,
+        and the local tools' addresses for deep links."""
+        return {
+            "EDGELOOP_LISTEN_ADDR": self.address(CONSOLE),
+            "EDGELOOP_LOG_FORMAT": "json",
+            "EDGELOOP_REGISTRY_ADDR": self.address("registry"),
+            "EDGELOOP_FEATURES_ADDR": self.address("features"),
+            "EDGELOOP_TRAINER_ADDR": self.address("trainer"),
+            "EDGELOOP_READ_TOKEN": secrets["read_token"],
+            "EDGELOOP_ADMIN_TOKEN": secrets["admin_token"],
+            "EDGELOOP_TRACE_DIR": str(self.folder("traces")),
+            "EDGELOOP_MLFLOW_UI_URL": self.mlflow_uri,
+            "EDGELOOP_RAY_DASHBOARD_URL": f"http://{self.address('ray_dashboard')}",
+            **(self.tls.client_env() if self.tls else {}),
+        }
 
     def service_env(self, service: str, secrets: dict[str, str]) -> dict[str, str]:
         """The ``EDGELOOP_*`` variables one service reads, and nothing else of ours."""

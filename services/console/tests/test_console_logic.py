@@ -1,0 +1,101 @@
+"""The console's own logic, without services: timeline numbers, actor names, span trees,
+the lineage layout, per-device and per-arm summaries. The pages themselves are tested in
+a real browser against a running stack (tests/test_console.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from edgeloop.console.auth import check_password, operator_name
+from edgeloop.console.lineage_graph import NODE_W, Node, _layout
+from edgeloop.console.spans import flatten, span_tree
+from edgeloop.console.summaries import arm_traffic, device_activity
+from edgeloop.console.timeline import band_of, rolling_mean
+from edgeloop.contracts.features.v1 import observation_pb2
+
+
+def test_rolling_mean_skips_missing_values_and_trails_the_window() -> None:
+    times = [0.0, 10.0, 20.0, 45.0]
+    assert rolling_mean(times, [1.0, None, 3.0, 5.0], 30.0) == [1.0, 1.0, 2.0, 4.0]
+    assert rolling_mean([0.0], [None], 30.0) == [None]
+
+
+def test_band_comes_from_the_band_rule_not_the_label_range() -> None:
+    states = [observation_pb2.RuleState(rule="label_range", threshold="> 20% outside [80, 350] mm"),
+              observation_pb2.RuleState(rule="saturation_band", threshold="outside [40.0, 60.0]")]
+    assert band_of(states) == {"rule": "saturation_band", "lo": 40.0, "hi": 60.0}
+    assert band_of(states[:1]) is None
+
+
+def test_operator_names_fit_the_registry_actor_header() -> None:
+    assert operator_name("Ada Lovelace") == "Ada-Lovelace"
+    assert operator_name("  <script>  ") == "script"
+    assert operator_name("") == "operator"
+    assert len(operator_name("x" * 200)) == 40
+    assert check_password("admin-token-123456", "admin-token-123456")
+    assert not check_password("admin-token-12345", "admin-token-123456")
+
+
+def _span(trace: str, span: str, parent: str | None, name: str, start_ms: int,
+          links: tuple[str, ...] = ()) -> str:
+    begin = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=start_ms)
+    return json.dumps({
+        "name": name, "context": {"trace_id": f"0x{trace}", "span_id": f"0x{span}"},
+        "parent_id": f"0x{parent}" if parent else None,
+        "start_time": begin.isoformat().replace("+00:00", "Z"),
+        "end_time": (begin + timedelta(milliseconds=5)).isoformat().replace("+00:00", "Z"),
+        "status": {"status_code": "UNSET"}, "attributes": {},
+        "links": [{"context": {"trace_id": f"0x{t}"}} for t in links],
+        "resource": {"attributes": {"service.name": "gateway"}}})
+
+
+def test_span_tree_nests_children_and_adds_linked_batches(tmp_path: Path) -> None:
+    frame, batch, other = "a" * 32, "b" * 32, "c" * 32
+    (tmp_path / "gateway.jsonl").write_text("\n".join([
+        _span(frame, "01", None, "Stream frame", 0),
+        _span(frame, "02", "01", "predict", 1),
+        _span(batch, "03", None, "Ingest batch", 20, links=(frame,)),
+        _span(other, "04", None, "unrelated", 30),
+        "not json",
+    ]) + "\n")
+    rows = flatten(span_tree(tmp_path, frame))
+    assert [(depth, span.name) for depth, span, _ in rows] == [
+        (0, "Stream frame"), (1, "predict"), (0, "Ingest batch")]
+    assert rows[2][2] == 20.0
+    assert span_tree(tmp_path / "missing", frame) == []
+
+
+def test_lineage_layout_centres_columns_and_links_neighbours() -> None:
+    columns = [[Node("a", "sweep", "a")], [Node("b", "trial", "b"), Node("c", "trial", "c")],
+               [Node("d", "version", "d")]]
+    graph = _layout(columns)
+    assert [(a.key, b.key) for a, b in graph.edges] == [("a", "b"), ("a", "c"), ("b", "d"),
+                                                        ("c", "d")]
+    assert columns[1][0].x == columns[1][1].x > columns[0][0].x + NODE_W
+    assert columns[0][0].y == columns[2][0].y > columns[1][0].y
+
+
+def _obs(device: str, arm: str, version: str, error: float | None, seconds_ago: float,
+         shadow: float | None = None) -> observation_pb2.Observation:
+    obs = observation_pb2.Observation(device_id=device, arm=arm, model_version=version)
+    obs.time.FromDatetime((datetime.now(UTC) - timedelta(seconds=seconds_ago)).replace(tzinfo=None))
+    if error is not None:
+        obs.error_mm, obs.sensor_mm = error, 200.0
+    if shadow is not None:
+        obs.shadow_predictions.add(arm="challenger", model_version="9", prediction_mm=shadow)
+    return obs
+
+
+def test_device_activity_and_arm_traffic() -> None:
+    observations = [_obs("r1", "champion", "1", -10.0, 5, shadow=230.0),
+                    _obs("r1", "champion", "1", 30.0, 4, shadow=190.0),
+                    _obs("r2", "champion", "1", None, 120)]
+    activity = device_activity(observations)
+    assert activity["r1"].online and not activity["r2"].online
+    assert activity["r1"].mae_mm == 20.0 and activity["r2"].mae_mm is None
+    assert activity["r1"].frames_per_min == 2 / 5
+    traffic = {(t.arm, t.version): t for t in arm_traffic(observations)}
+    assert traffic[("champion", "1")].answered == 3
+    assert traffic[("challenger", "9")].shadow == 2 and traffic[("challenger", "9")].mae_mm == 20.0

@@ -1,0 +1,42 @@
+"""Fragments that the browser test cannot reach without a trainer (Ray's start costs
+minutes there): sweeps and trials render from real contract messages."""
+
+from __future__ import annotations
+
+from edgeloop.console.links import Links
+from edgeloop.console.rendering import TEMPLATES
+from edgeloop.contracts.registry.v1 import model_pb2
+from edgeloop.contracts.trainer.v1 import sweep_pb2
+
+
+def _sweep() -> sweep_pb2.Sweep:
+    sweep = sweep_pb2.Sweep(
+        sweep_id="5d9c0f1e-0000-4000-8000-000000000001", model_name="distance",
+        trigger="drift:abc", deployment="parking", num_trials=3,
+        state=sweep_pb2.SWEEP_STATE_RUNNING, best_trial_id="t2", mlflow_experiment_id="4",
+        mlflow_parent_run_id="parent", trace_id="f" * 32, model_version="3",
+        holdout_mae_mm=12.5, promoted=True)
+    sweep.created_at.GetCurrentTime()
+    sweep.trials.add(trial_id="t1", state="TERMINATED", best_val_mae_mm=20.0, epochs_done=5,
+                     mlflow_run_id="run1", params={"lr": "0.001"})
+    sweep.trials.add(trial_id="t2", state="RUNNING", best_val_mae_mm=14.0, epochs_done=3)
+    return sweep
+
+
+def test_sweeps_and_versions_render_with_progress_and_links() -> None:
+    version = model_pb2.ModelVersion(model_name="distance", version="3", aliases=["champion"],
+                                     metrics={"holdout_mae_mm": 12.5,
+                                              "holdout_red_mae_mm": 11.0},
+                                     tags={"sweep_id": "5d9c0f1e"})
+    html = TEMPLATES.env.get_template("models_live.html").render(
+        sweeps=[_sweep()], versions={"distance": [version]}, trainer=True,
+        links=Links(mlflow="http://mlflow.example", ray="http://ray.example"))
+    assert "1/3" in html and "14.0 mm" in html and "12.5 mm" in html
+    assert "red 11.0" in html and "http://mlflow.example/#/models/distance/versions/3" in html
+
+
+def test_sweep_page_lists_trials_with_bars_and_run_links() -> None:
+    html = TEMPLATES.env.get_template("sweep_live.html").render(
+        s=_sweep(), links=Links(mlflow="http://mlflow.example"))
+    assert "http://mlflow.example/#/experiments/4/runs/run1" in html
+    assert "lr=0.001" in html and "best" in html and "width: 84px" in html

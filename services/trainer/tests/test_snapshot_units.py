@@ -171,3 +171,42 @@ def test_world_metrics_name_each_world_for_the_gate() -> None:
                        "holdout_mae_mm/world/d_2026-12-01T10_00_00Z": 5.0,
                        "champion_mae_mm/world/d": 2.0,
                        "champion_mae_mm/world/d_2026-12-01T10_00_00Z": 40.0}
+
+
+def test_trials_map_the_snapshot_images_and_batch_without_copying(tmp_path) -> None:  # noqa: ANN001
+    import keras
+
+    images = np.arange(10 * 4 * 5 * 3, dtype=np.uint8).reshape(10, 4, 5, 3)
+    split = np.array([0, 0, 1, 0, 2, 0, 1, 0, 0, 2], np.int8)
+    arrays = tmp_path / "arrays.npz"
+    np.savez(arrays, images=images, labels=np.arange(10, dtype=np.float32), split=split)
+    mapped = snapshot.mapped_member(arrays, "images")
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, images)
+    batches = tune.batches_class(keras)(mapped, np.arange(10, dtype=np.float32),
+                                        np.flatnonzero(split == 0), 4, True, 1)
+    seen = [int(t) for i in range(len(batches)) for t in batches[i][1]]
+    assert sorted(seen) == [0, 1, 3, 5, 7, 8] and len(batches) == 2, "every training row once"
+    x, y = batches[0]
+    assert np.array_equal(x, images[y.astype(int)]), "images match their labels"
+
+
+def test_holdout_rows_are_read_from_the_mapped_archive(tmp_path) -> None:  # noqa: ANN001
+    from edgeloop.trainer import registration
+
+    images = np.random.default_rng(0).integers(0, 255, (12, 6, 8, 3), dtype=np.uint8)
+    split = np.array([0, 2, 0, 1, 2, 0, 0, 0, 2, 0, 1, 0], np.int8)
+    arrays = tmp_path / "arrays.npz"
+    np.savez(arrays, images=images, labels=np.arange(12, dtype=np.float32), split=split)
+    mapped = snapshot.mapped_member(arrays, "images")
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, images)
+    held, labels = registration.holdout_arrays(arrays)
+    assert np.array_equal(held, images[split == 2]) and list(labels) == [1.0, 4.0, 8.0]
+
+
+def test_tiny_worlds_still_give_the_trials_a_validation_and_the_gate_a_holdout() -> None:
+    observations = [o for run in range(2) for o in _run_frames(run, 24, session="a")]
+    observations += [o for run in range(2) for o in _run_frames(run, 24, session="b",
+                                                                  deployment="b")]
+    manifest = snapshot.build_manifest("s", observations, sweep_pb2.DataSelection(), 5)
+    counts = manifest["split_counts"]
+    assert counts["validation"] >= 24 and counts["holdout"] >= 24 and counts["train"] >= 24

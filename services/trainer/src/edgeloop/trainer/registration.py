@@ -60,9 +60,13 @@ class Registration:
 
 def holdout_arrays(arrays_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The holdout images and labels of a snapshot."""
+    from edgeloop.trainer.snapshot import mapped_member
+
     with np.load(arrays_path) as data:
         mask = data["split"] == 2
-        return data["images"][mask], data["labels"][mask]
+        labels = data["labels"][mask]
+    # only the holdout's rows are read from disk, not the whole image array
+    return np.asarray(mapped_member(arrays_path, "images")[np.flatnonzero(mask)]), labels
 
 
 def holdout_errors(saved_model_dir: str | Path, arrays_path: Path) -> np.ndarray:

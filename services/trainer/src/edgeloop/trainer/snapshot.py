@@ -26,6 +26,8 @@ import hashlib
 import io
 import json
 import logging
+import struct
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +225,24 @@ def split_by_unit(entries: list[dict[str, Any]], seed: int) -> list[str]:
         part = dict(zip(world_units, drawn, strict=True))
         for index in members:
             splits[index] = SPLITS[part[units[index]]]
+    _ensure_parts(splits, units, seed)
     return splits
+
+
+def _ensure_parts(splits: list[str], units: list[int], seed: int) -> None:
+    """Worlds of one or two runs have no validation (or holdout) of their own; the trials
+    and the gate need one overall, so a training unit moves there when none exists."""
+    rng = np.random.default_rng(seed)
+    for part in ("holdout", "validation"):
+        if part in splits:
+            continue
+        training = sorted({units[i] for i, s in enumerate(splits) if s == "train"})
+        if len(training) < 2:
+            return
+        chosen = training[int(rng.integers(len(training)))]
+        for index, unit in enumerate(units):
+            if unit == chosen:
+                splits[index] = part
 
 
 def decode_images(observations: list[observation_pb2.Observation]) -> np.ndarray:
@@ -347,6 +366,31 @@ def build_reference(
             for name, indexes in sorted(members.items())
         },
     }
+
+
+def mapped_member(arrays_path: Path, name: str) -> np.ndarray:
+    """A member of an uncompressed ``.npz`` (what :func:`build_snapshot` writes), memory-mapped.
+
+    Reading a few rows of ``images`` this way touches only their pages, where
+    ``np.load(...)["images"]`` reads the whole array. A compressed member is loaded instead.
+    """
+    with zipfile.ZipFile(arrays_path) as archive:
+        info = archive.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        with np.load(arrays_path) as data:
+            return data[name]
+    with open(arrays_path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the local file header; its name and extra field follow
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(handle)
+        offset = handle.tell()
+    return np.memmap(arrays_path, dtype=dtype, mode="r", shape=shape, offset=offset,
+                     order="F" if fortran else "C")
 
 
 def local_arrays_path(store: ObjectStore, work_dir: Path, snapshot_id: str) -> Path:

@@ -104,3 +104,14 @@ def test_history_clock_stays_out_of_the_monitor_windows() -> None:
     assert clock.cursor > start + timedelta(seconds=100)
     with pytest.raises(DemoError):
         clock.take(runs=10_000, fps=4.0)
+
+
+def test_monitored_phases_start_from_the_world_the_champion_knows() -> None:
+    from edgeloop.compose.demo.config import DemoConfig
+
+    config = DemoConfig.quick()
+    assert not config.manual, "every drifted phase goes through the monitor by default"
+    assert [config.world_before(n) for n in (2, 3, 4, 5)] == [
+        "beige", "beige-distant", "green", "beige"]
+    assert [config.scenarios[n] for n in (2, 3, 4, 5)] == [
+        "beige-distant", "green", "green-angle", "red"]

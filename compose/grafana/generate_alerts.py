@@ -51,6 +51,7 @@ SKIPPED_BECAUSE = {
     "js_distance": "needs the training reference histograms (reference.json)",
     "out_of_range_share": "needs the trained label range (reference.json)",
     "mae_ratio": "needs the model's holdout MAE (MLflow / reference.json)",
+    "cusum": "sequential (CUSUM) over single observations against reference.json",
 }
 
 

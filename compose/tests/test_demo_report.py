@@ -21,16 +21,26 @@ def _result() -> DemoResult:
         PhaseResult(2, "label shift", "beige-distant", before=ErrorStats.of([30, -40]),
                     after=ErrorStats.of([6, 8]), version_before="1", version_after="2",
                     errors_before=[30, -40], errors_after=[6, 8]),
+        PhaseResult(3, "covariate shift", "green", before=ErrorStats.of([20, -30]),
+                    after=ErrorStats.of([5, 9]), version_before="2", version_after="3",
+                    detection_s=12.0, retrain_s=50.0, errors_before=[20, -30],
+                    errors_after=[5, 9], rule="cusum_hue", rule_kind="covariate",
+                    onset_to_serving_s=80.0, monitored=True),
         PhaseResult(5, "closed loop", "red", before=ErrorStats.of([50, 60]),
-                    after=ErrorStats.of([8, 10]), version_before="2", version_after="3",
+                    after=ErrorStats.of([7, 9]), version_before="3", version_after="4",
                     detection_s=40.0, retrain_s=200.0, errors_before=[50, 60],
-                    errors_after=[8, 10]),
+                    errors_after=[7, 9], rule="js_hue", rule_kind="covariate",
+                    onset_to_serving_s=250.0, false_alarms=["js_hue at t"], monitored=True),
     ]
     timeline = [TimelinePoint(t, 50.0 if t < 60 else 71.0, 100.0, 95.0, 5.0 if t < 60 else 40.0,
                               "2" if t < 300 else "3") for t in range(0, 400, 5)]
     result.loop = LoopResult(red_at_s=60.0, fired_at_s=100.0, promoted_at_s=300.0,
                              serving_at_s=310.0, rule="js_hue", pre_drift=ErrorStats.of([6, 8]),
-                             timeline=timeline)
+                             timeline=timeline, false_alarms=["js_hue at t"], kind="covariate")
+    green = LoopResult(red_at_s=45.0, fired_at_s=57.0, promoted_at_s=107.0, serving_at_s=125.0,
+                       rule="cusum_hue", kind="covariate", pre_drift=ErrorStats.of([6, 8]),
+                       timeline=timeline, phase=3)
+    result.loops = [green, result.loop]
     result.finished = True
     return result
 
@@ -48,8 +58,20 @@ def test_targets_compare_against_the_right_baselines() -> None:
     assert drift.measured == pytest.approx(35.0 / 7.0) and drift.met  # vs phase 1's 7 mm
     loop = _result().loop
     assert loop is not None and loop.detection_s == 40.0 and loop.detection_to_serving_s == 210.0
-    recovery = next(t for t in _result().targets() if "after retraining" in t.name)
-    assert recovery.measured == pytest.approx(9.0 / 7.0) and recovery.met  # vs live beige 7 mm
+    recovery = next(t for t in _result().targets()
+                    if t.name.startswith("phase 5") and "after retraining" in t.name)
+    assert recovery.measured == pytest.approx(8.0 / 7.0) and recovery.met  # vs live beige 7 mm
+    # Every monitored phase has its targets: detection 30 s, change -> serving 90 s, 1.2x.
+    phase3 = {t.name: t for t in _result().targets() if t.name.startswith("phase 3")}
+    detection = next(t for n, t in phase3.items() if "detection delay" in n)
+    serving = next(t for n, t in phase3.items() if "-> retrained model serving" in n)
+    after = next(t for n, t in phase3.items() if "after retraining" in n)
+    assert (detection.measured, detection.met) == (12.0, True)
+    assert (serving.measured, serving.met) == (80.0, True)
+    assert after.measured == pytest.approx(7.0 / 7.0) and after.met
+    red_serving = next(t for t in _result().targets() if t.name.startswith("phase 5")
+                       and "-> retrained model serving" in t.name)
+    assert red_serving.measured == 250.0 and red_serving.met is False
     assert Target("x", None, 1.0, "s").met is None
     assert Target("x", 2.0, 1.0, "s").met is False
 
@@ -58,14 +80,19 @@ def test_report_round_trips_and_draws_every_plot(tmp_path: Path) -> None:
     path = write_report(_result(), tmp_path)
     text = path.read_text()
     assert "| 2 label shift | beige-distant | 35.0 | 40.0 | 7.0 | 8.0 |" in text
-    assert "detection -> new version serving: 3.5 min" in text
+    assert "| manual |" in text, "a hand-retrained phase says so"
+    assert "| cusum_hue (covariate) | 12 s | 80 s | 50 s | v2 -> v3 | 0 |" in text
+    assert "| js_hue (covariate) | 40 s | 4.2 min | 3.3 min | v3 -> v4 | 1 |" in text
+    assert "world change -> new version serving: 4.2 min" in text
+    assert "## Phase 3: covariate shift, monitored" in text
     for name in ("phase1_errors.png", "phase2_errors.png", "phase5_errors.png",
-                 "phase5_timeline.png"):
+                 "phase3_timeline.png", "phase5_timeline.png"):
         assert (tmp_path / name).stat().st_size > 1000
         assert f"]({name})" in text
     again = DemoResult.load(tmp_path / "result.json")
     assert rows(again) == rows(_result())
     assert again.loop is not None and again.loop.timeline[0] == _result().loop.timeline[0]
+    assert [lp.phase for lp in again.loops] == [3, 5] and again.loops[0].rule == "cusum_hue"
 
 
 def test_history_clock_stays_out_of_the_monitor_windows() -> None:
@@ -77,3 +104,14 @@ def test_history_clock_stays_out_of_the_monitor_windows() -> None:
     assert clock.cursor > start + timedelta(seconds=100)
     with pytest.raises(DemoError):
         clock.take(runs=10_000, fps=4.0)
+
+
+def test_monitored_phases_start_from_the_world_the_champion_knows() -> None:
+    from edgeloop.compose.demo.config import DemoConfig
+
+    config = DemoConfig.quick()
+    assert not config.manual, "every drifted phase goes through the monitor by default"
+    assert [config.world_before(n) for n in (2, 3, 4, 5)] == [
+        "beige", "beige-distant", "green", "beige"]
+    assert [config.scenarios[n] for n in (2, 3, 4, 5)] == [
+        "beige-distant", "green", "green-angle", "red"]

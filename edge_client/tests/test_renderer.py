@@ -81,3 +81,19 @@ def test_any_rgb_floor_and_bad_colours() -> None:
     image = SceneRenderer(seed=0).render(SceneState(200), blue, CLEAN)
     b, g, r = image[-40:].reshape(-1, 3).mean(axis=0)[::-1]
     assert b > 2 * r and b > 2 * g
+
+
+def test_angled_wall_shows_the_camera_another_distance_than_the_sensor_reads() -> None:
+    # Concept drift: the sensor (80 mm right of the camera) reads 150 mm along its axis;
+    # with the wall at +25 deg the camera's centre line meets it 80*tan(25) = 37 mm
+    # farther, so the image looks like a head-on wall at ~187 mm, not at 150 mm.
+    renderer = SceneRenderer(seed=0)
+    angled = renderer.render(SceneState(150, yaw_deg=25, sensor_x_mm=80), PRESETS["beige"], CLEAN)
+    seen = 150 + 80 * np.tan(np.radians(25))
+    looks_like = renderer.render(SceneState(seen), PRESETS["beige"], CLEAN)
+    head_on = renderer.render(SceneState(150), PRESETS["beige"], CLEAN)
+    assert abs(_wall_edge_row(angled) - _wall_edge_row(looks_like)) <= 1
+    assert _wall_edge_row(head_on) - _wall_edge_row(angled) >= 8
+    # Head-on, the sensor's place does not matter.
+    offset = renderer.render(SceneState(150, sensor_x_mm=80), PRESETS["beige"], CLEAN)
+    assert _wall_edge_row(offset) == _wall_edge_row(head_on)

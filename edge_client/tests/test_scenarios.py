@@ -80,3 +80,14 @@ def test_scenario_plan_changes_at_the_next_run() -> None:
     switch = names.index("red")
     assert set(names[:switch]) == {"beige"} and set(names[switch:]) == {"red"}
     assert captures[switch].t_s >= 20.0 and captures[switch].run > captures[switch - 1].run
+
+
+def test_angled_approach_moves_the_label_away_from_what_the_camera_sees() -> None:
+    # A model trained head-on reads the wall at the image centre; in green-angle the
+    # label (the sensor) differs from that by sensor_x_mm * tan(yaw). Its mean must be at
+    # least 3x the in-world error (~3.5 mm, the sensor's own noise at 100-200 mm).
+    scenario = get_scenario("green-angle")
+    captures = list(simulate_captures("green-angle", 240, seed=5))
+    gap = [abs(scenario.sensor_x_mm * np.tan(np.radians(c.yaw_deg))) for c in captures]
+    assert np.mean(gap) >= 3 * 3.5
+    assert get_scenario("green").max_yaw_deg == 0

@@ -38,22 +38,25 @@ WORLDS = {"beige": {"saturation": 50.0, "hue": 18.0, "mean_r": 180.0},
 
 
 def _rows(world: str, start: datetime, seconds: int, version: str, rng: np.random.Generator,
-          error_mm: float = 5.0) -> list[tuple[Any, ...]]:
+          error_mm: float = 5.0, deployment: str = "parking", labelled: bool = True,
+          data_group: str = "garage") -> list[tuple[Any, ...]]:
     rows = []
     for i in range(seconds * FPS):
         stats = {name: 100.0 for name in STAT_NAMES}
         stats.update({k: v + rng.normal(0, 3) for k, v in WORLDS[world].items()})
         stats["keypoints"] = 100
         sensor = float(rng.uniform(20, 240))
-        rows.append((uuid.uuid4(), start + timedelta(seconds=i / FPS), "car-1", "parking", "distance",
-                     version, sensor + error_mm, sensor, error_mm, "k", 1, 320, 240,
+        rows.append((uuid.uuid4(), start + timedelta(seconds=i / FPS), "car-1", deployment,
+                     "distance", version, sensor + error_mm, sensor if labelled else None,
+                     error_mm if labelled else None, "k", 1, 320, 240, data_group,
                      *[stats[n] for n in STAT_NAMES]))
     return rows
 
 
 def _insert(dsn: str, rows: list[tuple[Any, ...]]) -> None:
     columns = ("observation_id, time, device_id, deployment, model_name, model_version, prediction_mm, "
-               "sensor_mm, error_mm, image_key, image_bytes, width, height, " + ", ".join(STAT_NAMES))
+               "sensor_mm, error_mm, image_key, image_bytes, width, height, data_group, "
+               + ", ".join(STAT_NAMES))
     with psycopg.connect(dsn) as conn, conn.cursor() as cursor:
         with cursor.copy(f"COPY features.observations ({columns}) FROM STDIN") as copy:
             for row in rows:
@@ -83,11 +86,12 @@ def _reference(worlds: list[str], holdout_mae: float = 5.0) -> dict[str, Any]:
 class Deployments:
     """The monitor's deployment seam: one active deployment whose version tests move."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "parking") -> None:
         self.version = "1"
+        self.name = name
 
     async def active(self) -> list[ActiveDeployment]:
-        return [ActiveDeployment("parking", "distance", self.version)]
+        return [ActiveDeployment(self.name, "distance", self.version)]
 
 
 class References:
@@ -145,7 +149,8 @@ async def trainer() -> AsyncIterator[tuple[Trainer, trainer_service_pb2_grpc.Tra
 
 def _monitor(pool: AsyncConnectionPool, deployments: Deployments, references: References,
              stub: trainer_service_pb2_grpc.TrainerServiceStub, clock: list[datetime]) -> DriftMonitor:
-    retrainer = Retrainer(pool, stub, references, min_samples=200)  # type: ignore[arg-type]
+    # The synthetic drives are one continuous stream (no pauses between runs): one run.
+    retrainer = Retrainer(pool, stub, references, min_samples=200, min_runs=1)  # type: ignore[arg-type]
     return DriftMonitor(pool, load_rules(), deployments, references, retrainer,  # type: ignore[arg-type]
                         clock=lambda: clock[0])
 
@@ -166,17 +171,26 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     assert all(t.status in ("ok", "insufficient") for t in states.values()), \
         {n: (t.status, t.signal) for n, t in states.items() if t.status not in ("ok", "insufficient")}
 
-    # Five minutes into the red floor the 5-minute mean is red: pending, then firing.
-    for minutes in (15, 15.5, 16.1):
+    # Half a minute into the red floor the CUSUM rules fire; five minutes in, the 5-minute
+    # mean is red too: pending, then firing.
+    for minutes in (10.5, 15, 15.5, 16.1):
         clock[0] = T0 + timedelta(minutes=minutes)
         await monitor.evaluate_once()
     states = {t.rule.name: t for t in monitor.states("parking")}
     assert states["saturation_band"].status == "firing"
-    assert states["concept_mae_ratio"].status == "firing"
+    assert states["cusum_saturation"].status == "firing"
+    # The error is 8x the holdout MAE, but on a floor the model never saw: covariate
+    # shift explains it, so the concept rules wait instead of firing.
+    assert states["concept_mae_ratio"].status == "held"
+    assert states["concept_error_cusum"].status == "held"
     events = await monitor.events.list("parking", open_only=True)
-    assert {"saturation_band", "concept_mae_ratio", "js_hue"} <= {e.rule for e in events}
+    assert {"saturation_band", "cusum_saturation", "js_hue"} <= {e.rule for e in events}
+    assert not [e for e in events if e.kind == "concept"]
     saturation = next(e for e in events if e.rule == "saturation_band")
     assert saturation.values["value"] > 60 and saturation.model_version == "1"
+    # The CUSUM dates the change: its event starts at the first red frame, not a window ago.
+    cusum = next(e for e in events if e.rule == "cusum_saturation")
+    assert abs(cusum.window_start - (T0 + timedelta(minutes=10))) <= timedelta(seconds=1)
 
     # One sweep for the deployment, on the new world's data plus the old snapshot.
     assert len(servicer.started) == 1
@@ -184,6 +198,9 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     assert request.trigger.startswith("drift:") and request.promote
     assert list(request.data.deployments) == ["parking"]
     assert list(request.data.include_snapshots_of) == ["snap-beige"]
+    # The new world's data starts where the first event dated the change.
+    assert abs(request.data.start_time.ToDatetime(tzinfo=UTC)
+               - (T0 + timedelta(minutes=10))) <= timedelta(seconds=1)
     assert all(e.sweep_id == "sweep-1" for e in await monitor.events.list("parking", open_only=True))
     clock[0] += timedelta(seconds=15)
     await monitor.evaluate_once()
@@ -217,3 +234,49 @@ async def test_undrifted_drive_raises_no_alarm(database_url: str, pool: AsyncCon
         await monitor.evaluate_once()
     assert await monitor.events.list("parking") == []
     assert servicer.started == []
+
+
+async def test_after_a_promoted_retrain_the_windows_restart_and_stay_quiet(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # Version 1 met red for five minutes; version 2 (trained on beige and red) takes over.
+    # Every window still reaching into version 1's red minutes must not count against v2.
+    servicer, stub = trainer
+    rng = np.random.default_rng(4)
+    _insert(database_url, _rows("beige", T0, 300, "1", rng))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=5), 300, "1", rng, error_mm=40.0))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 600, "2", rng))
+    deployments, references = Deployments(), References()
+    deployments.version = "2"
+    clock = [T0 + timedelta(minutes=10, seconds=5)]
+    monitor = _monitor(pool, deployments, references, stub, clock)
+    while clock[0] <= T0 + timedelta(minutes=20):
+        await monitor.evaluate_once()
+        clock[0] += timedelta(seconds=20)
+    assert await monitor.events.list("parking") == []
+    assert servicer.started == []
+
+
+async def test_a_robot_without_labels_gets_covariate_drift_and_a_note_not_a_sweep(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    servicer, stub = trainer
+    rng = np.random.default_rng(5)
+    rows = _rows("beige", T0, 300, "1", rng, deployment="yard", labelled=False, data_group="yards")
+    rows += _rows("red", T0 + timedelta(minutes=5), 120, "1", rng, deployment="yard",
+                  labelled=False, data_group="yards")
+    _insert(database_url, rows)
+    clock = [T0 + timedelta(minutes=5, seconds=30)]
+    monitor = _monitor(pool, Deployments("yard"), References(), stub, clock)
+    for _ in range(4):
+        await monitor.evaluate_once()
+        clock[0] += timedelta(seconds=5)
+    events = await monitor.events.list("yard", open_only=True)
+    assert {e.kind for e in events} == {"covariate"}, "no labels: only the image rules can tell"
+    assert all("needs labelled data from data group yards" in e.note for e in events)
+    assert all(not e.sweep_id for e in events) and servicer.started == []
+    # Once a labelled robot of the same data group drives that world, the sweep can start.
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=6), 60, "1", rng,
+                                deployment="yard-labelled", data_group="yards"))
+    clock[0] = T0 + timedelta(minutes=7, seconds=5)
+    await monitor.evaluate_once()
+    assert len(servicer.started) == 1
+    assert list(servicer.started[0].data.data_groups) == ["yards"]

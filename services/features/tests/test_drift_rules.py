@@ -43,7 +43,7 @@ def test_shipped_file_loads_with_the_thesis_rule() -> None:
     assert thesis.threshold.band == (40.0, 60.0)
     assert thesis.window == timedelta(minutes=5)
     assert thesis.pending == timedelta(minutes=1)
-    assert rules.interval == timedelta(seconds=15)
+    assert rules.interval == timedelta(seconds=5)
 
 
 def test_shipped_file_covers_every_drift_kind_and_the_requested_statistics() -> None:
@@ -54,7 +54,10 @@ def test_shipped_file_covers_every_drift_kind_and_the_requested_statistics() -> 
     shares = {r.statistic for r in rules if r.signal == "out_of_range_share"}
     assert shares == {"sensor_mm", "prediction_mm"}
     concept = [r for r in rules if r.kind == "concept"]
-    assert concept and all(r.signal == "mae_ratio" and r.needs_labels for r in concept)
+    assert concept and all(r.signal in ("mae_ratio", "cusum") and r.needs_labels for r in concept)
+    # Sequential detection for every kind (issue 13: within 30 s at 4 fps).
+    sequential = {r.kind for r in rules if r.signal == "cusum"}
+    assert sequential == {"covariate", "label", "concept"}
 
 
 def test_statistics_are_observation_columns() -> None:
@@ -169,3 +172,38 @@ def test_follow_reference_moves_the_band_only_for_another_world() -> None:
     assert threshold.effective_band(71.0) == pytest.approx((61.0, 81.0))
     assert threshold.exceeded(68.0) and not threshold.exceeded(68.0, reference_mean=71.0)
     assert not threshold.exceeded(50.0) and threshold.exceeded(50.0, reference_mean=71.0)
+
+
+def test_cusum_rules_need_an_allowance_and_take_the_right_kind() -> None:
+    data = shipped()
+    del rule_data(data, "cusum_hue")["allowance"]
+    assert "rule 'cusum_hue' field allowance: a cusum rule needs allowance > 0" in refused(data)
+    data = shipped()
+    rule_data(data, "concept_error_cusum")["kind"] = "covariate"
+    assert "a cusum rule on errors is concept, not covariate" in refused(data)
+    data = shipped()
+    rule_data(data, "js_hue")["allowance"] = 2
+    assert "allowance: applies to cusum only" in refused(data)
+
+
+def test_cusum_finds_the_change_and_where_it_began() -> None:
+    import numpy as np
+    from edgeloop.features.drift.signals import Window, measure, page_cusum
+
+    quiet = np.tile([0.5, -0.5, 1.0, -1.0], 25)
+    assert page_cusum(np.abs(quiet), 3.0) == (0.0, 100)
+    shifted = np.concatenate([np.abs(quiet), np.full(10, 6.0)])
+    value, start = page_cusum(shifted, 3.0)
+    assert value == pytest.approx(30.0) and start == 100
+    rule = load_rules().get("cusum_saturation")
+    times = np.arange(110).astype("datetime64[s]").astype("datetime64[us]")
+    saturation = np.concatenate([50 + quiet * 3, np.full(10, 71.0)])
+    columns = {"saturation": saturation}
+    world = {"stats": {"saturation": {"mean": 50.0, "std": 3.0}}}
+    red = {"stats": {"saturation": {"mean": 71.0, "std": 3.0}}}
+    signal = measure(rule, Window(columns, {"saturation": times}), world)
+    assert signal.exceeded and signal.value == pytest.approx(10 * (7 - 3))
+    assert signal.onset == times[100], "the change point is the first red frame"
+    # A model that also knows the red world sees no change (the closest world counts).
+    both = {"groups": {"beige": world, "red": red}}
+    assert not measure(rule, Window(columns, {"saturation": times}), both).exceeded

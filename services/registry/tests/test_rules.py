@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
 from edgeloop.contracts.registry.v1 import model_pb2
-from edgeloop.registry.promotion import decide
+from edgeloop.registry.promotion import decide, world_maes
 from edgeloop.registry.resolution import resolve
 from edgeloop.registry.selectors import ModelState
 
@@ -25,6 +25,23 @@ def test_gate_needs_the_margin() -> None:
     assert decide("2", "1", evaluation(99.0, 10.0), margin_mm=0.0, force=True).promoted
     assert decide("2", None, None, margin_mm=0.0, force=False).promoted
     assert not decide("2", "2", None, margin_mm=0.0, force=True).promoted
+
+
+def test_gate_refuses_a_candidate_that_forgets_an_old_world_and_reports_each() -> None:
+    # Better overall (the new world pulls the champion's MAE up), but beige is forgotten.
+    metrics = {"holdout_mae_mm/world/beige": 9.0, "champion_mae_mm/world/beige": 3.5,
+               "holdout_mae_mm/world/red": 4.0, "champion_mae_mm/world/red": 30.0,
+               "holdout_mae_mm": 6.0, "champion_mae_mm/world/gone": 1.0}
+    worlds = world_maes(metrics)
+    assert worlds == {"beige": (9.0, 3.5), "red": (4.0, 30.0)}
+    refused = decide("2", "1", evaluation(6.0, 17.0), 0.0, False, worlds)
+    assert not refused.promoted and "forgets beige (9.00 vs 3.50 mm)" in refused.reason
+    assert "red 4.00/30.00 mm" in refused.reason
+    # Within 25 % (or 1 mm) of the champion on the old world: promoted, both reported.
+    kept = world_maes({**metrics, "holdout_mae_mm/world/beige": 4.2})
+    passed = decide("2", "1", evaluation(4.1, 17.0), 0.0, False, kept)
+    assert passed.promoted and "beige 4.20/3.50 mm" in passed.reason
+    assert decide("2", "1", evaluation(6.0, 17.0), 0.0, True, worlds).promoted, "force wins"
 
 
 def _deployment(name: str, active: bool = True, **fields: object) -> dpb.Deployment:

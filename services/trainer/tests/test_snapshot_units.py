@@ -108,3 +108,105 @@ def test_reference_keeps_each_source_deployment_as_its_own_world() -> None:
     assert groups["red"]["sample_count"] == 4
     assert sum(groups["red"]["label_histogram"]["counts"]) == 4
     assert (reference["label_min_mm"], reference["label_max_mm"]) == (100.0, 109.0)
+
+
+def _run_frames(run: int, frames: int, session: str = "s1", start_s: float = 0.0,
+                deployment: str = "a") -> list[observation_pb2.Observation]:
+    # 4 fps inside a run, 2 s pause between runs: what the simulator sends.
+    found = []
+    for k in range(frames):
+        ts = Timestamp()
+        ts.FromNanoseconds(int((1_700_000_000 + start_s + run * (frames / 4 + 2) + k / 4) * 1e9))
+        found.append(observation_pb2.Observation(
+            observation_id=f"{session}-{run:03d}-{k:02d}", time=ts, deployment=deployment,
+            device_id="car", session_id=session, sensor_mm=200.0 - k, jpeg=b"%d%d" % (run, k)))
+    return found
+
+
+def test_holdout_takes_whole_runs_never_frames_of_a_training_run() -> None:
+    observations = [o for run in range(20) for o in _run_frames(run, 24)]
+    manifest = snapshot.build_manifest("s", observations, sweep_pb2.DataSelection(), 7)
+    by_run: dict[str, set[str]] = {}
+    for entry in manifest["observations"]:
+        by_run.setdefault(entry["observation_id"][:6], set()).add(entry["split"])
+    assert all(len(parts) == 1 for parts in by_run.values()), "a run is split across parts"
+    holdout_runs = sum(parts == {"holdout"} for parts in by_run.values())
+    assert holdout_runs == 3 and sum(parts == {"validation"} for parts in by_run.values()) == 3
+    assert manifest["split_counts"]["holdout"] == 3 * 24
+
+
+def test_each_world_gets_its_own_holdout_and_carried_frames_keep_theirs() -> None:
+    old = [o for run in range(10) for o in _run_frames(run, 24, session="old")]
+    carried = {o.observation_id: {"world": "a", "split": "holdout" if i < 24 else "train"}
+               for i, o in enumerate(old)}
+    start = Timestamp()
+    start.FromSeconds(1_700_000_500)
+    selection = sweep_pb2.DataSelection(deployments=["a"], start_time=start)
+    new = [o for run in range(8) for o in _run_frames(run, 24, session="new", start_s=500)]
+    manifest = snapshot.build_manifest("s", old + new, selection, 3, carried)
+    entries = {e["observation_id"]: e for e in manifest["observations"]}
+    assert all(entries[i]["split"] == c["split"] and entries[i]["world"] == "a"
+               for i, c in carried.items())
+    new_world = {entries[o.observation_id]["world"] for o in new}
+    assert new_world == {f"a@{start.ToJsonString()}"}
+    new_splits = [entries[o.observation_id]["split"] for o in new]
+    assert new_splits.count("holdout") == 24, "one of the new world's 8 runs is its holdout"
+    reference = snapshot.build_reference(old + new, np.full(len(old + new), 100.0, np.float32),
+                                         [e["world"] for e in manifest["observations"]])
+    assert set(reference["groups"]) == {"a", f"a@{start.ToJsonString()}"}
+
+
+def test_world_metrics_name_each_world_for_the_gate() -> None:
+    from edgeloop.trainer import registration
+
+    manifest = {"observations": [
+        {"deployment": "d", "world": "d", "split": "holdout"},
+        {"deployment": "d", "world": "d@2026-12-01T10:00:00Z", "split": "holdout"},
+        {"deployment": "d", "world": "d", "split": "train"},
+        {"deployment": "d", "world": "d", "split": "holdout"}]}
+    worlds = registration.holdout_worlds(manifest)
+    metrics = registration.world_metrics(np.array([1.0, 5.0, 3.0]), np.array([2.0, 40.0, 2.0]),
+                                         worlds)
+    assert metrics == {"holdout_mae_mm/world/d": 2.0,
+                       "holdout_mae_mm/world/d_2026-12-01T10_00_00Z": 5.0,
+                       "champion_mae_mm/world/d": 2.0,
+                       "champion_mae_mm/world/d_2026-12-01T10_00_00Z": 40.0}
+
+
+def test_trials_map_the_snapshot_images_and_batch_without_copying(tmp_path) -> None:  # noqa: ANN001
+    import keras
+
+    images = np.arange(10 * 4 * 5 * 3, dtype=np.uint8).reshape(10, 4, 5, 3)
+    split = np.array([0, 0, 1, 0, 2, 0, 1, 0, 0, 2], np.int8)
+    arrays = tmp_path / "arrays.npz"
+    np.savez(arrays, images=images, labels=np.arange(10, dtype=np.float32), split=split)
+    mapped = snapshot.mapped_member(arrays, "images")
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, images)
+    batches = tune.batches_class(keras)(mapped, np.arange(10, dtype=np.float32),
+                                        np.flatnonzero(split == 0), 4, True, 1)
+    seen = [int(t) for i in range(len(batches)) for t in batches[i][1]]
+    assert sorted(seen) == [0, 1, 3, 5, 7, 8] and len(batches) == 2, "every training row once"
+    x, y = batches[0]
+    assert np.array_equal(x, images[y.astype(int)]), "images match their labels"
+
+
+def test_holdout_rows_are_read_from_the_mapped_archive(tmp_path) -> None:  # noqa: ANN001
+    from edgeloop.trainer import registration
+
+    images = np.random.default_rng(0).integers(0, 255, (12, 6, 8, 3), dtype=np.uint8)
+    split = np.array([0, 2, 0, 1, 2, 0, 0, 0, 2, 0, 1, 0], np.int8)
+    arrays = tmp_path / "arrays.npz"
+    np.savez(arrays, images=images, labels=np.arange(12, dtype=np.float32), split=split)
+    mapped = snapshot.mapped_member(arrays, "images")
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, images)
+    held, labels = registration.holdout_arrays(arrays)
+    assert np.array_equal(held, images[split == 2]) and list(labels) == [1.0, 4.0, 8.0]
+
+
+def test_tiny_worlds_still_give_the_trials_a_validation_and_the_gate_a_holdout() -> None:
+    observations = [o for run in range(2) for o in _run_frames(run, 24, session="a")]
+    observations += [o for run in range(2) for o in _run_frames(run, 24, session="b",
+                                                                  deployment="b")]
+    manifest = snapshot.build_manifest("s", observations, sweep_pb2.DataSelection(), 5)
+    counts = manifest["split_counts"]
+    assert counts["validation"] >= 24 and counts["holdout"] >= 24 and counts["train"] >= 24

@@ -35,22 +35,27 @@ def _phases(value: str) -> tuple[int, ...]:
               help="Phase 5: seconds of live beige driving before the floor turns red.")
 @click.option("--on-device", is_flag=True, help="Live runs predict on the robot with LiteRT; "
               "robots download and swap to each promoted version on their own.")
+@click.option("--manual", is_flag=True, help="Retrain phases 2-4 by hand, as the thesis did "
+              "(default: every drifted phase runs through the drift monitor with no human step).")
 def command(quick: bool, state: str | None, phases: str, warmup: float | None,
-            on_device: bool) -> None:
+            on_device: bool, manual: bool) -> None:
     """Reproduce the thesis evaluation with the simulator on the local stack.
 
     Starts the stack (like `edgeloop up`), then: 1 collect beige without a model, train v1,
     validate; 2 label shift (beige-distant); 3 covariate shift (green floor); 4 concept
-    drift (green, angled approach); 5 the floor turns red while the robot drives live:
-    the drift monitor detects it, a sweep retrains, the registry's gate promotes and the
-    gateway switches, with no human step. Prints a thesis-style table and writes
-    report.md with plots into the state folder.
+    drift (green, angled approach); 5 the floor turns red. In every drifted phase the robot
+    drives live, the world changes, and the drift monitor detects it, a sweep retrains, the
+    registry's gate promotes and the gateway switches, with no human step (--manual:
+    phases 2-4 retrained by hand). Prints a thesis-style table (per phase: first rule and
+    its kind, detection delay, change -> new version serving, errors, versions, false
+    alarms) and writes report.md with plots into the state folder.
     """
+    from dataclasses import replace
+
     config = DemoConfig.quick() if quick else DemoConfig.full()
     if warmup is not None:
-        from dataclasses import replace
-
         config = replace(config, warmup_s=warmup)
+    config = replace(config, manual=manual)
     folder = Path(state).resolve() if state else default_state_dir()
     console = Console()
     if not console.is_terminal:
@@ -67,7 +72,8 @@ def command(quick: bool, state: str | None, phases: str, warmup: float | None,
 
     result: DemoResult | None = None
     try:
-        result, report = run_demo(folder, config, "quick" if quick else "full", progress,
+        mode = ("quick" if quick else "full") + (", manual" if manual else "")
+        result, report = run_demo(folder, config, mode, progress,
                                   _phases(phases))
     except (DemoError, PortTaken, ConfigError, ValueError) as exc:
         raise click.ClickException(f"{exc} (demo log: {log_file})") from exc

@@ -41,10 +41,18 @@ class DemoConfig:
     """Phase 5: live runs on red measured after the new version serves."""
     fps: float = 4.0
     seed: int = 1
+    manual: bool = False
+    """Phases 2-4 retrained by hand, as the thesis did (default: the monitor does it)."""
+    phase_warmup_s: float = 60.0
+    """Monitored phases 2-4: seconds of the known world driven live before the change."""
     sweep_timeout_s: float = 1800.0
     switch_timeout_s: float = 300.0
     scenarios: dict[int, str] = field(default_factory=lambda: {
         2: "beige-distant", 3: "green", 4: "green-angle", 5: "red"})
+
+    def world_before(self, number: int) -> str:
+        """The world the serving model knows when monitored phase ``number`` begins."""
+        return "beige" if number in (2, 5) else self.scenarios[number - 1]
 
     @classmethod
     def full(cls) -> DemoConfig:
@@ -59,4 +67,4 @@ class DemoConfig:
         return cls(collect_runs=20, validate_runs=4, drift_runs=6,
                    sweep=SweepSize(trials=2, epochs=(15,)),
                    warmup_s=90.0, red_timeout_s=1200.0, after_switch_runs=4,
-                   sweep_timeout_s=900.0)
+                   sweep_timeout_s=900.0, phase_warmup_s=45.0)

@@ -1,11 +1,13 @@
-"""Phase 5: the red floor while the robot keeps driving, and nobody touches the platform.
+"""The monitored phases: the world changes while the robot keeps driving, nobody touches it.
 
-The robot drives live at 4 fps: beige for a warm-up, then red. The demo only watches:
-the features service's drift monitor must fire, start a sweep, the registry's gate must
-promote the result and the gateway must switch. Measured from the services' own records:
-detection delay (first red frame → first drift event's ``fired_at``), retraining (event →
-promotion), switch (promotion → first prediction of the new version), and the errors
-before the change, right after it, and after the switch.
+The robot drives live at 4 fps: the world the serving model knows for a warm-up, then the
+phase's new world. The demo only watches: the features service's drift monitor must fire,
+start a sweep, the registry's gate must promote the result and the gateway must switch.
+Measured from the services' own records: detection delay (first frame of the new world →
+first drift event's ``fired_at``), retraining (event → promotion), switch (promotion →
+first prediction of the new version), and the errors before the change, right after it,
+and after the switch. Phase 5 (red floor) is the thesis's closed loop; by default phases
+2-4 run the same way (``--manual`` retrains them by hand, as the thesis did).
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def _fired(event: observation_pb2.DriftEvent) -> datetime:
 
 async def _look(ctx: Context, watch: Watch) -> None:
     """One look at the services: events, the sweeps they started, the outcome."""
-    events = await drift_events(ctx)
+    # Only this phase's events: earlier phases' detections are theirs.
+    events = [e for e in await drift_events(ctx) if _fired(e) >= watch.started]
     if watch.red_at is None:
         watch.false_alarms = events
         return
@@ -78,7 +81,8 @@ async def _look(ctx: Context, watch: Watch) -> None:
     if watch.event is None and fresh:
         watch.event = fresh[0]
         delay = (_fired(fresh[0]) - watch.red_at).total_seconds()
-        ctx.progress(f"  DRIFT: rule {fresh[0].rule} fired {delay:.0f} s after the floor change "
+        ctx.progress(f"  DRIFT: rule {fresh[0].rule} ({_kind(fresh[0])}) fired {delay:.0f} s "
+                     "after the world changed "
                      f"({fresh[0].threshold}, value {fresh[0].values.get('value', 0):.3g})")
     if watch.new_version:
         return
@@ -101,6 +105,10 @@ async def _look(ctx: Context, watch: Watch) -> None:
             ctx.progress(f"  sweep {sweep_id}: version {sweep.model_version} promoted by the gate")
             return
         ctx.progress(f"  sweep {sweep_id} ended without a promotion: {_why(sweep)}")
+
+
+def _kind(event: observation_pb2.DriftEvent) -> str:
+    return observation_pb2.DriftKind.Name(event.kind).removeprefix("DRIFT_KIND_").lower()
 
 
 def _why(sweep: sweep_pb2.Sweep) -> str:
@@ -126,20 +134,28 @@ async def _check_switch(ctx: Context, watch: Watch, drive: Drive) -> None:
 
 
 async def closed_loop(ctx: Context) -> tuple[PhaseResult, LoopResult]:
-    """Drive live until the retrained model serves (or the time runs out); measure it all."""
+    """Phase 5: live beige, then the red floor; drive until the retrained model serves."""
     cfg = ctx.config
-    result = PhaseResult(5, TITLES[5], cfg.scenarios[5], version_before=ctx.champion)
+    return await monitored_phase(ctx, 5, "beige", cfg.scenarios[5], cfg.warmup_s)
+
+
+async def monitored_phase(ctx: Context, number: int, before: str, after: str,
+                          warmup_s: float) -> tuple[PhaseResult, LoopResult]:
+    """Drive ``before`` live for ``warmup_s``, then ``after`` until the retrained model serves
+    (or the time runs out); measure it all."""
+    cfg = ctx.config
+    result = PhaseResult(number, TITLES[number], after, version_before=ctx.champion)
     watch = Watch(started=datetime.now(UTC))
-    ctx.progress(f"live beige for {cfg.warmup_s:.0f} s, then the floor turns red; no human step")
+    ctx.progress(f"live {before} for {warmup_s:.0f} s, then {after}; no human step")
     deadline: float | None = None
     runs = 0
     while True:
-        scenario = "beige" if watch.red_at is None and \
-            (datetime.now(UTC) - watch.started).total_seconds() < cfg.warmup_s else cfg.scenarios[5]
-        if scenario != "beige" and watch.red_at is None:
+        scenario = before if watch.red_at is None and \
+            (datetime.now(UTC) - watch.started).total_seconds() < warmup_s else after
+        if scenario != before and watch.red_at is None:
             watch.red_at = datetime.now(UTC)
             deadline = time.monotonic() + cfg.red_timeout_s
-            ctx.progress(f"  the floor is {scenario} now")
+            ctx.progress(f"  the world is {scenario} now")
         drive = await live_run(ctx.services.gateway_addr, ctx.robot(), scenario, ctx.next_seed(),
                                cfg.fps, tls=ctx.services.tls)
         runs += 1
@@ -159,11 +175,11 @@ async def closed_loop(ctx: Context) -> tuple[PhaseResult, LoopResult]:
 
 def _missing(watch: Watch, timeout_s: float) -> str:
     if watch.event is None:
-        return f"no drift event within {timeout_s:.0f} s of the floor change"
+        return f"no drift event within {timeout_s:.0f} s of the change"
     if not watch.new_version:
         tried = "; ".join(f"sweep {sweep_id}: {_why(ended.sweep)}"
                           for sweep_id, ended in watch.finished_sweeps.items())
-        return (f"no retrained version promoted within {timeout_s:.0f} s of the floor change"
+        return (f"no retrained version promoted within {timeout_s:.0f} s of the change"
                 + (f" ({tried})" if tried else ""))
     return f"the gateway did not switch to version {watch.new_version} in time"
 
@@ -185,11 +201,12 @@ async def _measure(ctx: Context, watch: Watch,
         result.after = errors_of(after, watch.new_version)
         result.errors_after = _errors(after, watch.new_version)
     result.version_after = watch.new_version or old
-    loop = LoopResult(pre_drift=errors_of(pre, old))
+    loop = LoopResult(pre_drift=errors_of(pre, old), phase=result.number)
     loop.red_at_s = _since(watch.started, watch.red_at)
     if watch.event is not None:
         loop.fired_at_s = _since(watch.started, _fired(watch.event))
         loop.rule, loop.event_id = watch.event.rule, watch.event.event_id
+        loop.kind = _kind(watch.event)
     if watch.sweep is not None:
         result.sweep_id = watch.sweep.sweep.sweep_id
         result.promoted = watch.sweep.promoted
@@ -202,6 +219,9 @@ async def _measure(ctx: Context, watch: Watch,
     loop.timeline = [_point(r, watch.started) for r in records]
     result.detection_s, result.retrain_s = loop.detection_s, loop.retrain_s
     result.serving_s = loop.switch_s
+    result.onset_to_serving_s = loop.onset_to_serving_s
+    result.rule, result.rule_kind = loop.rule, loop.kind
+    result.false_alarms = list(loop.false_alarms)
     if watch.new_version:
         ctx.champion = await fleet.champion(ctx.services, ctx.model) or watch.new_version
     return result, loop

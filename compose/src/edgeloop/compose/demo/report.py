@@ -13,14 +13,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from edgeloop.compose.demo.metrics import ErrorStats  # noqa: E402
-from edgeloop.compose.demo.results import DemoResult, PhaseResult  # noqa: E402
+from edgeloop.compose.demo.results import DemoResult, LoopResult, PhaseResult  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 THESIS_MAE = {1: ("-", "6.85"), 2: ("19", "4.83"), 3: ("178", "15.5"), 4: ("30.0", "12.9"),
               5: ("45.5", "6.17")}
 """The thesis's mean errors (mm) before and after retraining, per phase."""
 COLUMNS = ("phase", "scenario", "MAE before", "max before", "MAE after", "max after",
-           "thesis MAE", "detection", "retraining", "versions", "note")
+           "thesis MAE", "first rule (kind)", "detection", "onset -> serving", "retraining",
+           "versions", "false alarms", "note")
 
 
 def _mm(value: float | None) -> str:
@@ -48,12 +49,17 @@ def rows(result: DemoResult, note_limit: int = 10_000) -> list[list[str]]:
         thesis = THESIS_MAE.get(phase.number, ("-", "-"))
         versions = f"v{phase.version_before} -> v{phase.version_after}" if phase.version_before \
             else f"v{phase.version_after}" if phase.version_after else "-"
-        detection = _seconds(phase.detection_s) if phase.number == 5 else \
+        watched = phase.monitored or phase.number == 5
+        detection = _seconds(phase.detection_s) if watched else \
             ("-" if phase.number == 1 else "manual")
+        rule = f"{phase.rule} ({phase.rule_kind})" if phase.rule else "-"
+        alarms = str(len(phase.false_alarms)) if watched else "-"
         found.append([f"{phase.number} {phase.title}", phase.scenario, _mm(before.mae_mm),
                       _mm(before.max_mm), _mm(after.mae_mm), _mm(after.max_mm),
-                      f"{thesis[0]} -> {thesis[1]}", detection, _seconds(phase.retrain_s),
-                      versions, _short(phase.note, note_limit) if phase.note else ""])
+                      f"{thesis[0]} -> {thesis[1]}", rule, detection,
+                      _seconds(phase.onset_to_serving_s) if watched else "-",
+                      _seconds(phase.retrain_s), versions, alarms,
+                      _short(phase.note, note_limit) if phase.note else ""])
     return found
 
 
@@ -81,32 +87,45 @@ def markdown(result: DemoResult, plots: list[str]) -> str:
                                           f" **Did not finish:** {result.failure}"), "",
              "Errors are |prediction - ToF sensor| in mm over the labelled frames each model "
              "version answered. 'before' is the champion in the new world, 'after' the "
-             "retrained version on fresh runs; phase 5's 'before' is the old version on red "
-             "until the switch. Phases 2-4 retrain by hand (as the thesis did); phase 5 is the "
-             "closed loop with no human step.", ""]
+             "retrained version on fresh runs; a monitored phase's 'before' is the old "
+             "version in the new world until the switch. Monitored phases (all drifted phases "
+             "by default; phase 5 always) run with no human step: the drift monitor detects, "
+             "retrains, the gate promotes, the gateway switches. With --manual, phases 2-4 "
+             "retrain by hand as the thesis did.", ""]
     lines += _markdown_table(COLUMNS, rows(result))
-    if result.loop is not None:
-        loop = result.loop
-        pre = loop.pre_drift.describe() if loop.pre_drift else "n/a"
-        lines += ["", "## Phase 5: the closed loop", "",
-                  f"- pre-drift (live beige, v{result.phases[-1].version_before}): {pre}",
-                  f"- floor change at {_seconds(loop.red_at_s)} into the phase",
-                  f"- first drift event: rule `{loop.rule or '-'}` after "
-                  f"{_seconds(loop.detection_s)}",
-                  f"- retraining (event -> version promoted): {_seconds(loop.retrain_s)}",
-                  f"- promotion -> first prediction of the new version: {_seconds(loop.switch_s)}",
-                  f"- detection -> new version serving: {_seconds(loop.detection_to_serving_s)}",
-                  f"- drift events before the floor change (false alarms): "
-                  f"{', '.join(loop.false_alarms) or 'none'}", ""]
-        if loop.events:
-            header = ("rule", "kind", "fired (s)", "value", "threshold", "version", "sweep", "note")
-            body = [[e["rule"], e["kind"], _mm(e["fired_at_s"]), f"{e['value'] or 0:.3g}",
-                     e["threshold"], e["model_version"], e["sweep_id"], e["note"]]
-                    for e in loop.events]
-            lines += ["Drift events of the phase:", ""] + _markdown_table(header, body)
+    loops = result.loops or ([result.loop] if result.loop is not None else [])
+    for loop in loops:
+        lines += _loop_lines(result, loop)
     lines += ["", "## Targets", ""] + [f"- {t.describe()}" for t in result.targets()]
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
+
+
+def _loop_lines(result: DemoResult, loop: LoopResult) -> list[str]:
+    phase = next((p for p in result.phases if p.number == loop.phase), None)
+    pre = loop.pre_drift.describe() if loop.pre_drift else "n/a"
+    title = TITLES_MD.get(loop.phase, "monitored")
+    lines = ["", f"## Phase {loop.phase}: {title}", "",
+             f"- pre-drift (live, v{phase.version_before if phase else '?'}): {pre}",
+             f"- world change at {_seconds(loop.red_at_s)} into the phase",
+             f"- first drift event: rule `{loop.rule or '-'}` ({loop.kind or '-'}) after "
+             f"{_seconds(loop.detection_s)}",
+             f"- retraining (event -> version promoted): {_seconds(loop.retrain_s)}",
+             f"- promotion -> first prediction of the new version: {_seconds(loop.switch_s)}",
+             f"- world change -> new version serving: {_seconds(loop.onset_to_serving_s)}",
+             f"- drift events before the change (false alarms): "
+             f"{', '.join(loop.false_alarms) or 'none'}", ""]
+    if loop.events:
+        header = ("rule", "kind", "fired (s)", "value", "threshold", "version", "sweep", "note")
+        body = [[e["rule"], e["kind"], _mm(e["fired_at_s"]), f"{e['value'] or 0:.3g}",
+                 e["threshold"], e["model_version"], e["sweep_id"], e["note"]]
+                for e in loop.events]
+        lines += ["Drift events of the phase:", ""] + _markdown_table(header, body)
+    return lines
+
+
+TITLES_MD = {2: "label shift, monitored", 3: "covariate shift, monitored",
+             4: "concept drift, monitored", 5: "the closed loop (red floor)"}
 
 
 def histogram(phase: PhaseResult, path: Path) -> None:
@@ -143,10 +162,8 @@ def _rolling(times: list[float], values: list[float], window_s: float) -> list[f
     return out
 
 
-def timeline(result: DemoResult, path: Path) -> None:
-    """Phase 5: 5-minute and 1-minute mean saturation, prediction and error over time."""
-    loop = result.loop
-    assert loop is not None
+def timeline(loop: LoopResult, path: Path) -> None:
+    """A monitored phase: 5- and 1-minute mean saturation, prediction and error over time."""
     points = sorted(loop.timeline, key=lambda p: p.t_s)
     fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
     times = [p.t_s / 60 for p in points]
@@ -172,8 +189,8 @@ def timeline(result: DemoResult, path: Path) -> None:
     if errs:
         axes[2].plot([t / 60 for t in err_t], _rolling(err_t, err_v, 60), label="1-min MAE")
     axes[2].set_ylabel("|error| (mm)")
-    axes[2].set_xlabel("minutes since phase 5 started")
-    marks = [(loop.red_at_s, "floor turns red", "red"), (loop.fired_at_s, "drift event", "orange"),
+    axes[2].set_xlabel(f"minutes since phase {loop.phase} started")
+    marks = [(loop.red_at_s, "world changes", "red"), (loop.fired_at_s, "drift event", "orange"),
              (loop.promoted_at_s, "promoted", "purple"), (loop.serving_at_s, "new version serves",
                                                           "blue")]
     for ax in axes:
@@ -182,7 +199,7 @@ def timeline(result: DemoResult, path: Path) -> None:
                 ax.axvline(at / 60, color=colour, linestyle="--", linewidth=1, label=label)
     for ax in axes:
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("phase 5: the closed loop")
+    fig.suptitle(f"phase {loop.phase}: {TITLES_MD.get(loop.phase, 'monitored')}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -197,9 +214,11 @@ def write_report(result: DemoResult, folder: Path) -> Path:
             name = f"phase{phase.number}_errors.png"
             histogram(phase, folder / name)
             plots.append(name)
-    if result.loop is not None and result.loop.timeline:
-        timeline(result, folder / "phase5_timeline.png")
-        plots.append("phase5_timeline.png")
+    for loop in result.loops or ([result.loop] if result.loop is not None else []):
+        if loop.timeline:
+            name = f"phase{loop.phase}_timeline.png"
+            timeline(loop, folder / name)
+            plots.append(name)
     result.save(folder / "result.json")
     path = folder / "report.md"
     path.write_text(markdown(result, plots))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edgeloop.compose.demo.config import DemoConfig
-from edgeloop.compose.demo.loop import closed_loop
+from edgeloop.compose.demo.loop import closed_loop, monitored_phase
 from edgeloop.compose.demo.phases import Context, drift_phase, phase_one
 from edgeloop.compose.demo.report import write_report
 from edgeloop.compose.demo.results import DemoResult
@@ -86,12 +86,21 @@ async def run_phases(stack: StackHandle, config: DemoConfig, progress: Progress,
             progress(f"[bold]phase {number}[/bold]")
             if number == 1:
                 result.phases.append(await phase_one(ctx))
-            elif number in (2, 3, 4):
+            elif number in (2, 3, 4) and config.manual:
                 result.phases.append(await drift_phase(ctx, number))
+            elif number in (2, 3, 4):
+                phase, loop = await monitored_phase(ctx, number, config.world_before(number),
+                                                    config.scenarios[number],
+                                                    config.phase_warmup_s)
+                phase.monitored = True
+                result.phases.append(phase)
+                result.loops.append(loop)
             else:
                 phase, loop = await closed_loop(ctx)
+                phase.monitored = True
                 result.phases.append(phase)
                 result.loop = loop
+                result.loops.append(loop)
         result.finished = True
     finally:
         await services.close()

@@ -87,7 +87,8 @@ class DriveSimulator:
         """Render the current view and read the sensor."""
         run = self._require_run()
         state = SceneState(run.distance_mm, run.yaw_deg,
-                           run.offset_mm + run.start_mm - run.distance_mm)
+                           run.offset_mm + run.start_mm - run.distance_mm,
+                           run.scenario.sensor_x_mm)
         renderer = self._renderer(run.scenario)
         jpeg = renderer.render_jpeg(state, run.scenario.floor, run.scenario.look)
         sensor = self.tof.read(run.distance_mm, run.yaw_deg, self._sensor_rng)

@@ -41,11 +41,18 @@ class Look:
 
 @dataclass(frozen=True)
 class SceneState:
-    """Where the wall is: range along the sensor axis, wall yaw, and how far the car moved."""
+    """Where the wall is: range along the sensor axis, wall yaw, and how far the car moved.
+
+    ``sensor_x_mm`` is where the range sensor sits on the bumper, to the right of the
+    camera's centre line. Head-on it changes nothing; with the wall at an angle the
+    sensor's axis meets the wall nearer or farther than the camera's centre line does
+    (by ``sensor_x_mm * tan(yaw)``): the concept drift of an angled approach.
+    """
 
     distance_mm: float
     yaw_deg: float = 0.0
     travelled_mm: float = 0.0
+    sensor_x_mm: float = 0.0
 
 
 class SceneRenderer:
@@ -89,9 +96,11 @@ class SceneRenderer:
         """One frame as an RGB uint8 array (H, W, 3)."""
         yaw = np.radians(state.yaw_deg)
         nx, nz = np.float32(np.sin(yaw)), np.float32(np.cos(yaw))
-        # The wall plane is n.p = d with the sensor at the world origin, so the sensor
-        # axis (the z axis) meets it exactly at distance_mm whatever the yaw.
-        plane = np.float32(state.distance_mm)
+        # The wall plane n.p = c passes through the point where the sensor's axis (parallel
+        # to z, from x = sensor_x_mm on the bumper) meets it: (sensor_x_mm, 0, distance_mm).
+        # So the sensor reads distance_mm whatever the yaw, while the camera's centre line
+        # meets the wall at distance_mm + sensor_x_mm * tan(yaw).
+        plane = np.float32(nx * state.sensor_x_mm + nz * state.distance_mm)
         denom = nx * self._rx + nz * self._rz
         t_wall = (plane - (nx * self._origin[0] + nz * self._origin[2])) / np.maximum(denom, 1e-6)
         wall = (denom > 1e-6) & (t_wall < self._t_floor)

@@ -18,6 +18,11 @@ from edgeloop.edge_client.scene.camera import CameraModel
 from edgeloop.edge_client.scene.floor import FloorSpec, floor_preset
 from edgeloop.edge_client.scene.render import Look
 
+SENSOR_X_MM = 80.0
+"""The VL53L0X sits beside the camera, 80 mm off the car's centre line (the camera needs
+the middle of the bumper). Head-on this does not matter; at a 30 degree wall angle the
+sensor's reading and the wall the camera sees in the image centre differ by 46 mm."""
+
 
 class ScenarioError(ValueError):
     """A scenario name, flag or YAML file is invalid; the message names the field."""
@@ -33,6 +38,8 @@ class Scenario:
     max_mm: float = 250.0
     max_yaw_deg: float = 0.0
     stop_mm: float = 30.0
+    sensor_x_mm: float = SENSOR_X_MM
+    """The range sensor's place on the bumper, mm right of the camera's centre line."""
     look: Look = field(default_factory=Look)
     camera: CameraModel = field(default_factory=CameraModel)
 
@@ -45,6 +52,9 @@ class Scenario:
                                 f"got {self.max_yaw_deg}")
         if not self.min_mm <= self.stop_mm < self.max_mm:
             raise ScenarioError(f"scenario {self.name}: stop_mm must be inside distance_mm")
+        if not -150 <= self.sensor_x_mm <= 150:
+            raise ScenarioError(f"scenario {self.name}: sensor_x_mm must be in [-150, 150] "
+                                f"(on the bumper), got {self.sensor_x_mm}")
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -126,8 +136,8 @@ def load_plan(path: Path) -> ScenarioPlan:
     return plan
 
 
-_FIELDS = {"name", "base", "floor", "distance_mm", "max_yaw_deg", "stop_mm", "look", "camera",
-           "changes"}
+_FIELDS = {"name", "base", "floor", "distance_mm", "max_yaw_deg", "stop_mm", "sensor_x_mm", "look",
+           "camera", "changes"}
 
 
 def scenario_from_mapping(data: Mapping[str, Any], default_name: str = "custom") -> Scenario:
@@ -141,7 +151,7 @@ def scenario_from_mapping(data: Mapping[str, Any], default_name: str = "custom")
         changes["floor"] = _floor(data["floor"])
     if "distance_mm" in data:
         changes["min_mm"], changes["max_mm"] = _pair(data["distance_mm"], "distance_mm")
-    for key in ("max_yaw_deg", "stop_mm"):
+    for key in ("max_yaw_deg", "stop_mm", "sensor_x_mm"):
         if key in data:
             changes[key] = _number(data[key], key)
     if "look" in data:

@@ -90,7 +90,8 @@ class App(ServiceApp):
             trainer_channel = open_channel(s.trainer_addr, tls=s.client_tls())
             self._channels.append(trainer_channel)
             retrainer = Retrainer(self.pool, trainer_service_pb2_grpc.TrainerServiceStub(trainer_channel),
-                                  references, s.drift_retrain_min_samples)
+                                  references, s.drift_retrain_min_samples,
+                                  s.drift_retrain_min_runs)
         self.monitor = DriftMonitor(self.pool, rules, DeploymentSource(registry, s.registry_token),
                                     references, retrainer)
         self._monitor_task = asyncio.create_task(self.monitor.run(), name="drift-monitor")

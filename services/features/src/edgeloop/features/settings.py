@@ -48,8 +48,11 @@ class Settings(ServiceSettings):
                               "monitor start retraining sweeps")
     drift_rules: str = Field(default="", description="path of the drift rules file; empty uses the "
                              "rules.yaml shipped with the service")
-    drift_retrain_min_samples: int = Field(default=300, ge=1, description="labelled observations "
+    drift_retrain_min_samples: int = Field(default=96, ge=1, description="labelled observations "
                                            "of the drifted world needed before a retraining sweep")
+    drift_retrain_min_runs: int = Field(default=4, ge=1, description="drive runs of the drifted "
+                                        "world needed before a retraining sweep (the trainer "
+                                        "holds whole runs out, so the gate judges unseen runs)")
 
     @model_validator(mode="after")
     def _registry_token_with_addr(self) -> Settings:

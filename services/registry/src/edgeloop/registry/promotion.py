@@ -18,6 +18,38 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 DEFAULT_ALIAS = "champion"
+WORLD_CANDIDATE = "holdout_mae_mm/world/"
+WORLD_CHAMPION = "champion_mae_mm/world/"
+"""Version metric prefixes of the per-world holdout MAE (candidate, champion); the trainer
+sets them at registration."""
+FORGET_RATIO = 1.25
+FORGET_SLACK_MM = 1.0
+"""A candidate forgets a world when its MAE there exceeds the champion's by more than 25 %
+and 1 mm (small per-world holdouts are noisy; both bounds must be exceeded)."""
+
+
+def world_maes(metrics: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Per world: (candidate MAE, champion MAE) from a version's metrics, where both exist."""
+    found = {}
+    for key, value in metrics.items():
+        if key.startswith(WORLD_CANDIDATE):
+            world = key.removeprefix(WORLD_CANDIDATE)
+            champion = metrics.get(WORLD_CHAMPION + world)
+            if champion is not None:
+                found[world] = (float(value), float(champion))
+    return found
+
+
+def forgotten(worlds: dict[str, tuple[float, float]], margin_mm: float) -> list[str]:
+    """The worlds on which the candidate is clearly worse than the champion."""
+    return [f"{world} ({candidate:.2f} vs {champion:.2f} mm)"
+            for world, (candidate, champion) in sorted(worlds.items())
+            if candidate > max(champion * FORGET_RATIO, champion + FORGET_SLACK_MM) + margin_mm]
+
+
+def _per_world(worlds: dict[str, tuple[float, float]]) -> str:
+    return "; per world (candidate/champion): " + ", ".join(
+        f"{w} {c:.2f}/{h:.2f} mm" for w, (c, h) in sorted(worlds.items())) if worlds else ""
 
 
 @dataclass(frozen=True)
@@ -29,8 +61,11 @@ class Decision:
 
 
 def decide(candidate: str, champion: str | None, evaluation: model_pb2.HoldoutEvaluation | None,
-           margin_mm: float, force: bool) -> Decision:
-    """The promotion gate: beat the current champion on the same holdout by ``margin_mm``."""
+           margin_mm: float, force: bool,
+           worlds: dict[str, tuple[float, float]] | None = None) -> Decision:
+    """The promotion gate: beat the current champion on the same holdout by ``margin_mm``,
+    and forget none of the worlds both were judged on (``worlds``: see :func:`world_maes`).
+    """
     if champion == candidate:
         return Decision(False, f"version {candidate} is the champion already")
     if force:
@@ -49,9 +84,13 @@ def decide(candidate: str, champion: str | None, evaluation: model_pb2.HoldoutEv
     numbers = (f"candidate MAE {evaluation.candidate_mae_mm:.3f} mm vs champion version {champion} "
                f"MAE {evaluation.champion_mae_mm:.3f} mm on holdout "
                f"{evaluation.holdout_id or '(unnamed)'} with margin {margin_mm:.3f} mm")
-    if evaluation.candidate_mae_mm + margin_mm < evaluation.champion_mae_mm:
-        return Decision(True, f"passed: {numbers}")
-    return Decision(False, f"refused: {numbers} (needs MAE below {needed:.3f} mm)")
+    numbers += _per_world(worlds or {})
+    if evaluation.candidate_mae_mm + margin_mm >= evaluation.champion_mae_mm:
+        return Decision(False, f"refused: {numbers} (needs MAE below {needed:.3f} mm)")
+    lost = forgotten(worlds or {}, margin_mm)
+    if lost:
+        return Decision(False, f"refused: forgets {', '.join(lost)}: {numbers}")
+    return Decision(True, f"passed: {numbers}")
 
 
 class Aliases:

@@ -17,7 +17,7 @@ from edgeloop.registry import deployments, devices, history
 from edgeloop.registry.auth import Tokens
 from edgeloop.registry.catalog import Catalog
 from edgeloop.registry.models import Models
-from edgeloop.registry.promotion import DEFAULT_ALIAS, Aliases, decide
+from edgeloop.registry.promotion import DEFAULT_ALIAS, Aliases, decide, world_maes
 from edgeloop.registry.selectors import check_alias, check_model_name, check_selector, check_version
 from grpc import aio
 
@@ -212,11 +212,12 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
         check_model_name(model)
         check_alias(alias)
         version = check_version(version)
-        await self.models.get(model, version)
+        found = await self.models.get(model, version)
         async with self.aliases.lock:
             current = await self.aliases.current(model, alias)
             evaluation = await self.models.evaluation(model, version)
-            decision = decide(version, current, evaluation, self.margin_mm, force)
+            decision = decide(version, current, evaluation, self.margin_mm, force,
+                              world_maes(dict(found.metrics)))
             with log_context(model=model, version=version):
                 log.info("promotion gate: %s", decision.reason, extra={"alias": alias})
             if decision.promoted:

@@ -3,6 +3,10 @@
 The candidate and the current champion are evaluated on the SAME holdout split of the
 sweep's snapshot, through their SavedModels' serving signatures (so what is measured is
 what will be served); the registry's gate then decides promotion from those numbers.
+Both are also judged per *world* (the snapshot's drift periods, see ``snapshot``): the
+per-world MAEs go to the version's metrics (``holdout_mae_mm/world/<w>`` and
+``champion_mae_mm/world/<w>``), where the gate refuses a candidate that forgets an old
+world even when it wins overall.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,8 @@ class Candidate:
     saved_model_dir: Path
     holdout_mae_mm: float
     holdout_count: int
+    errors: np.ndarray | None = None
+    """Absolute error per holdout frame, in the snapshot's order."""
 
 
 @dataclass(frozen=True)
@@ -53,18 +60,56 @@ class Registration:
 
 def holdout_arrays(arrays_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The holdout images and labels of a snapshot."""
+    from edgeloop.trainer.snapshot import mapped_member
+
     with np.load(arrays_path) as data:
         mask = data["split"] == 2
-        return data["images"][mask], data["labels"][mask]
+        labels = data["labels"][mask]
+    # only the holdout's rows are read from disk, not the whole image array
+    return np.asarray(mapped_member(arrays_path, "images")[np.flatnonzero(mask)]), labels
 
 
-def holdout_mae(saved_model_dir: str | Path, arrays_path: Path) -> float:
-    """MAE in mm of a SavedModel on a snapshot's holdout (blocking)."""
+def holdout_errors(saved_model_dir: str | Path, arrays_path: Path) -> np.ndarray:
+    """Absolute error in mm of a SavedModel on each holdout frame of a snapshot (blocking)."""
     from edgeloop.trainer.model import load_serving_function, predict_mm
 
     images, labels = holdout_arrays(arrays_path)
     predicted = predict_mm(load_serving_function(saved_model_dir), images)
-    return float(np.mean(np.abs(predicted - labels)))
+    return np.abs(np.asarray(predicted, np.float64) - labels)
+
+
+def holdout_mae(saved_model_dir: str | Path, arrays_path: Path) -> float:
+    """MAE in mm of a SavedModel on a snapshot's holdout (blocking)."""
+    return float(np.mean(holdout_errors(saved_model_dir, arrays_path)))
+
+
+def metric_name(world: str) -> str:
+    """A world name as a metric key part (MLflow and the registry allow A-Z a-z 0-9 _ . - /)."""
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", world)[:120]
+
+
+def holdout_worlds(manifest: dict[str, Any]) -> list[str]:
+    """The world of every holdout frame, in the arrays' order."""
+    return [e.get("world") or e["deployment"] for e in manifest["observations"]
+            if e["split"] == "holdout"]
+
+
+def mae_by_world(errors: np.ndarray, worlds: list[str]) -> dict[str, float]:
+    """Mean absolute error per world (metric-safe names)."""
+    found: dict[str, list[float]] = {}
+    for error, world in zip(errors, worlds, strict=True):
+        found.setdefault(metric_name(world), []).append(float(error))
+    return {world: float(np.mean(values)) for world, values in found.items()}
+
+
+def world_metrics(candidate: np.ndarray | None, champion: np.ndarray | None,
+                  worlds: list[str]) -> dict[str, float]:
+    """The per-world metrics of a registration: candidate's, and the champion's when known."""
+    metrics = {}
+    for prefix, errors in (("holdout_mae_mm", candidate), ("champion_mae_mm", champion)):
+        if errors is not None:
+            metrics |= {f"{prefix}/world/{w}": v for w, v in mae_by_world(errors, worlds).items()}
+    return metrics
 
 
 def export_candidate(outcome: TuneOutcome, arrays_path: Path, out_dir: Path) -> Candidate:
@@ -77,8 +122,8 @@ def export_candidate(outcome: TuneOutcome, arrays_path: Path, out_dir: Path) -> 
     )
     model.load_weights(outcome.checkpoint_dir / WEIGHTS_FILE)
     saved = export_saved_model(model, out_dir / "saved_model")
-    _, labels = holdout_arrays(arrays_path)
-    return Candidate(saved, holdout_mae(saved, arrays_path), int(len(labels)))
+    errors = holdout_errors(saved, arrays_path)
+    return Candidate(saved, float(np.mean(errors)), int(len(errors)), errors)
 
 
 def log_pyfunc(tracking_uri: str, run_id: str, saved_model_dir: Path) -> float:
@@ -139,8 +184,13 @@ async def evaluate(
     holdout_id: str,
     candidate: Candidate,
     arrays_path: Path,
+    champion_errors: dict[str, np.ndarray] | None = None,
 ) -> model_pb2.HoldoutEvaluation:
-    """Candidate and champion on the same holdout, as the gate's evidence."""
+    """Candidate and champion on the same holdout, as the gate's evidence.
+
+    The champion's error per holdout frame goes into ``champion_errors["errors"]`` when
+    given (for the per-world numbers).
+    """
     evaluation = model_pb2.HoldoutEvaluation(
         holdout_id=holdout_id,
         candidate_mae_mm=candidate.holdout_mae_mm,
@@ -157,9 +207,10 @@ async def evaluate(
         )
         return evaluation
     evaluation.champion_version = current.version
-    evaluation.champion_mae_mm = await asyncio.to_thread(
-        holdout_mae, current.published_path, arrays_path
-    )
+    errors = await asyncio.to_thread(holdout_errors, current.published_path, arrays_path)
+    evaluation.champion_mae_mm = float(np.mean(errors))
+    if champion_errors is not None:
+        champion_errors["errors"] = errors
     return evaluation
 
 

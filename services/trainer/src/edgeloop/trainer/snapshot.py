@@ -11,6 +11,13 @@ JPEGs) and stored under ``trainer/sweeps/<snapshot_id>/``:
 
 The train/validation/holdout split is drawn by a generator seeded from the content hash,
 so the same data always splits the same way, and a re-run (``from_sweep``) reuses all of it.
+It splits whole *drive units*, never single frames: consecutive frames of one approach run
+are near-identical, so a frame-level holdout would sit right beside its training twins and
+flatter the model. A unit is a run of one device session (frames less than
+``RUN_GAP_S`` apart, at most ``MAX_UNIT_FRAMES`` long), and units are split per *world*
+(the data of one drift period, see :func:`world_of`) so every world has a holdout of its
+own. Frames carried over from an earlier snapshot (``include_snapshots_of``) keep that
+snapshot's split and world: the champion's holdout stays unseen by both models.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import hashlib
 import io
 import json
 import logging
+import struct
+import zipfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +52,10 @@ HOLDOUT_FRACTION = 0.15
 SPLITS = ("train", "validation", "holdout")
 STAT_NAMES = tuple(f.name for f in observation_pb2.ImageStats.DESCRIPTOR.fields)
 HISTOGRAM_BINS = 20
+RUN_GAP_S = 1.0
+"""Frames further apart than this (a repositioning pause) belong to different runs."""
+MAX_UNIT_FRAMES = 40
+"""A run longer than this (10 s at 4 fps) is cut into several split units."""
 LIST_TIMEOUT_S = 300.0
 
 
@@ -151,14 +164,85 @@ def content_hash(entries: list[dict[str, Any]]) -> str:
 
 
 def assign_splits(count: int, seed: int) -> np.ndarray:
-    """0 train, 1 validation, 2 holdout for each of ``count`` items, from ``seed``."""
+    """0 train, 1 validation, 2 holdout for each of ``count`` items, from ``seed``.
+
+    With fewer than three items there is no validation item, with one no holdout either.
+    """
     order = np.random.default_rng(seed).permutation(count)
-    n_holdout = max(1, round(count * HOLDOUT_FRACTION))
-    n_val = max(1, round(count * VALIDATION_FRACTION))
+    n_holdout = max(1, round(count * HOLDOUT_FRACTION)) if count >= 2 else 0
+    n_val = max(1, round(count * VALIDATION_FRACTION)) if count >= 3 else 0
     split = np.zeros(count, dtype=np.int8)
     split[order[:n_holdout]] = 2
     split[order[n_holdout : n_holdout + n_val]] = 1
     return split
+
+
+def world_of(observation: observation_pb2.Observation, selection: sweep_pb2.DataSelection) -> str:
+    """The world a newly selected frame belongs to: its deployment, and since when.
+
+    A retraining selection starts at the drift's onset, so ``deployment@start`` names the
+    new world apart from the data the same deployment sent before it.
+    """
+    if selection.HasField("start_time"):
+        return f"{observation.deployment}@{selection.start_time.ToJsonString()}"
+    return observation.deployment
+
+
+def drive_units(entries: list[dict[str, Any]]) -> list[int]:
+    """Per entry, the index of its drive unit (a run of one device session); see module doc."""
+    seconds = [_seconds(e["time"]) for e in entries]
+    order = sorted(range(len(entries)), key=lambda i: (entries[i].get("device_id", ""),
+                                                       entries[i].get("session_id", ""),
+                                                       seconds[i]))
+    units = [0] * len(entries)
+    unit, size, previous = -1, 0, None
+    for index in order:
+        entry = entries[index]
+        key = (entry.get("device_id", ""), entry.get("session_id", ""))
+        moment = seconds[index]
+        if previous is None or key != previous[0] or moment - previous[1] > RUN_GAP_S \
+                or size >= MAX_UNIT_FRAMES:
+            unit, size = unit + 1, 0
+        units[index], size, previous = unit, size + 1, (key, moment)
+    return units
+
+
+def _seconds(text: str) -> float:
+    return timestamp(text).ToNanoseconds() / 1e9
+
+
+def split_by_unit(entries: list[dict[str, Any]], seed: int) -> list[str]:
+    """The split of every entry: inherited when it has one, else drawn by unit per world."""
+    units = drive_units(entries)
+    splits = [e.get("split", "") for e in entries]
+    worlds: dict[str, list[int]] = {}
+    for index, entry in enumerate(entries):
+        if not splits[index]:
+            worlds.setdefault(entry.get("world", entry["deployment"]), []).append(index)
+    for offset, (_, members) in enumerate(sorted(worlds.items())):
+        world_units = sorted({units[i] for i in members})
+        drawn = assign_splits(len(world_units), seed + offset)
+        part = dict(zip(world_units, drawn, strict=True))
+        for index in members:
+            splits[index] = SPLITS[part[units[index]]]
+    _ensure_parts(splits, units, seed)
+    return splits
+
+
+def _ensure_parts(splits: list[str], units: list[int], seed: int) -> None:
+    """Worlds of one or two runs have no validation (or holdout) of their own; the trials
+    and the gate need one overall, so a training unit moves there when none exists."""
+    rng = np.random.default_rng(seed)
+    for part in ("holdout", "validation"):
+        if part in splits:
+            continue
+        training = sorted({units[i] for i, s in enumerate(splits) if s == "train"})
+        if len(training) < 2:
+            return
+        chosen = training[int(rng.integers(len(training)))]
+        for index, unit in enumerate(units):
+            if unit == chosen:
+                splits[index] = part
 
 
 def decode_images(observations: list[observation_pb2.Observation]) -> np.ndarray:
@@ -184,8 +268,14 @@ def build_manifest(
     observations: list[observation_pb2.Observation],
     selection: sweep_pb2.DataSelection,
     seed: int,
+    carried: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The manifest: entries, hash, split (seeded by ``seed`` or else the hash) and ranges."""
+    """The manifest: entries, hash, split by drive unit and world, and ranges.
+
+    ``carried`` maps observation ids of earlier snapshots to their ``world`` and ``split``
+    there; those are kept. The split's seed is ``seed`` or else drawn from the hash.
+    """
+    carried = carried or {}
     entries = [
         {
             "observation_id": o.observation_id,
@@ -193,15 +283,18 @@ def build_manifest(
             "label_mm": float(o.sensor_mm),
             "sha256": hashlib.sha256(o.jpeg).hexdigest(),
             "deployment": o.deployment,
+            "device_id": o.device_id,
+            "session_id": o.session_id,
             "time": o.time.ToJsonString(),
+            "world": carried.get(o.observation_id, {}).get("world") or world_of(o, selection),
+            "split": carried.get(o.observation_id, {}).get("split", ""),
         }
         for o in observations
     ]
     digest = content_hash(entries)
     seed = (seed or int(digest[:8], 16)) % 2**32  # 32 bits: what Keras and Ray accept
-    split = assign_splits(len(entries), seed)
-    for entry, part in zip(entries, split, strict=True):
-        entry["split"] = SPLITS[part]
+    for entry, part in zip(entries, split_by_unit(entries, seed), strict=True):
+        entry["split"] = part
     labels = [e["label_mm"] for e in entries]
     return {
         "snapshot_id": snapshot_id,
@@ -210,11 +303,12 @@ def build_manifest(
         "selection": _selection_json(selection),
         "observations": entries,
         "deployments": sorted({e["deployment"] for e in entries}),
+        "worlds": sorted({e["world"] for e in entries}),
         "start_time": entries[0]["time"],
         "end_time": entries[-1]["time"],
         "label_min_mm": min(labels),
         "label_max_mm": max(labels),
-        "split_counts": {name: int((split == i).sum()) for i, name in enumerate(SPLITS)},
+        "split_counts": {name: sum(e["split"] == name for e in entries) for name in SPLITS},
     }
 
 
@@ -246,17 +340,20 @@ def _world(observations: list[observation_pb2.Observation], labels: np.ndarray) 
 
 
 def build_reference(
-    observations: list[observation_pb2.Observation], labels: np.ndarray
+    observations: list[observation_pb2.Observation], labels: np.ndarray,
+    worlds: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The drift monitor's reference: the whole snapshot, and each source deployment apart.
+    """The drift monitor's reference: the whole snapshot, and each world apart.
 
-    ``labels`` are in ``observations`` order. ``groups`` holds one world per deployment
-    the data came from: a model retrained on an old and a new world is compared with
-    each of them, so neither looks like drift to it (see the monitor's signals).
+    ``labels`` and ``worlds`` are in ``observations`` order; ``worlds`` defaults to each
+    frame's deployment. ``groups`` holds one entry per world: a model retrained on an old
+    and a new world is compared with each of them, so neither looks like drift to it (see
+    the monitor's signals).
     """
+    worlds = worlds or [o.deployment for o in observations]
     members: dict[str, list[int]] = {}
-    for index, observation in enumerate(observations):
-        members.setdefault(observation.deployment, []).append(index)
+    for index, world in enumerate(worlds):
+        members.setdefault(world, []).append(index)
     return {
         **_world(observations, labels),
         "label_min_mm": float(labels.min()),
@@ -269,6 +366,31 @@ def build_reference(
             for name, indexes in sorted(members.items())
         },
     }
+
+
+def mapped_member(arrays_path: Path, name: str) -> np.ndarray:
+    """A member of an uncompressed ``.npz`` (what :func:`build_snapshot` writes), memory-mapped.
+
+    Reading a few rows of ``images`` this way touches only their pages, where
+    ``np.load(...)["images"]`` reads the whole array. A compressed member is loaded instead.
+    """
+    with zipfile.ZipFile(arrays_path) as archive:
+        info = archive.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        with np.load(arrays_path) as data:
+            return data[name]
+    with open(arrays_path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the local file header; its name and extra field follow
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(handle)
+        offset = handle.tell()
+    return np.memmap(arrays_path, dtype=dtype, mode="r", shape=shape, offset=offset,
+                     order="F" if fortran else "C")
 
 
 def local_arrays_path(store: ObjectStore, work_dir: Path, snapshot_id: str) -> Path:
@@ -287,14 +409,18 @@ def build_snapshot(
     store: ObjectStore,
     work_dir: Path,
     min_observations: int,
+    carried: dict[str, dict[str, str]] | None = None,
 ) -> Snapshot:
-    """Freeze ``observations`` into a snapshot in the object store (blocking; run in a thread)."""
+    """Freeze ``observations`` into a snapshot in the object store (blocking; run in a thread).
+
+    ``carried``: world and split of frames from earlier snapshots (:func:`carried_entries`).
+    """
     if len(observations) < min_observations:
         raise FailedPrecondition(
             f"data: the selection matches {len(observations)} labelled observations; "
             f"a sweep needs at least {min_observations}"
         )
-    manifest = build_manifest(snapshot_id, observations, selection, seed)
+    manifest = build_manifest(snapshot_id, observations, selection, seed, carried)
     images = decode_images(observations)
     labels = np.array([e["label_mm"] for e in manifest["observations"]], dtype=np.float32)
     split = np.array([SPLITS.index(e["split"]) for e in manifest["observations"]], dtype=np.int8)
@@ -304,9 +430,9 @@ def build_snapshot(
     base = prefix(snapshot_id)
     store.put(f"{base}/arrays.npz", buffer.getvalue())
     _cache(store, work_dir, snapshot_id, buffer.getvalue())
-    store.put(
-        f"{base}/reference.json", _dumps(build_reference(observations, labels)), "application/json"
-    )
+    worlds = [e["world"] for e in manifest["observations"]]
+    reference = build_reference(observations, labels, worlds)
+    store.put(f"{base}/reference.json", _dumps(reference), "application/json")
     # the manifest goes last: its presence marks a complete snapshot
     store.put(f"{base}/manifest.json", _dumps(manifest), "application/json")
     log.info(
@@ -361,13 +487,23 @@ def save_reference(store: ObjectStore, snapshot_id: str, reference: dict[str, An
 
 def manifest_ids(store: ObjectStore, snapshot_id: str) -> list[str]:
     """The observation ids of an earlier snapshot (``include_snapshots_of``)."""
+    return list(carried_entries(store, snapshot_id))
+
+
+def carried_entries(store: ObjectStore, snapshot_id: str) -> dict[str, dict[str, str]]:
+    """Per observation id of an earlier snapshot: its world and split there.
+
+    Snapshots from before worlds existed name the frame's deployment as its world.
+    """
     try:
         manifest = json.loads(store.get(f"{prefix(snapshot_id)}/manifest.json"))
     except NotFound as exc:
         raise InvalidArgument(
             "data.include_snapshots_of", f"sweep {snapshot_id!r} has no dataset snapshot"
         ) from exc
-    return [e["observation_id"] for e in manifest["observations"]]
+    return {e["observation_id"]: {"world": e.get("world") or e["deployment"],
+                                  "split": e.get("split", "")}
+            for e in manifest["observations"]}
 
 
 def timestamp(text: str) -> Timestamp:

@@ -316,7 +316,7 @@ class SweepRun:
             )
             note = f"reused snapshot {reuse} ({snap.content_hash[:12]})"
         else:
-            observations = await self._observations()
+            observations, carried = await self._observations()
             snap = await asyncio.to_thread(
                 snapshot.build_snapshot,
                 self.sweep.sweep_id,
@@ -326,6 +326,7 @@ class SweepRun:
                 self.deps.objects,
                 self.deps.work_dir,
                 self.deps.settings.min_observations,
+                carried,
             )
             note = f"snapshot of {len(observations)} observations ({snap.content_hash[:12]})"
             await self.deps.store.add_snapshot_observations(
@@ -341,25 +342,21 @@ class SweepRun:
         )
         return snap
 
-    async def _observations(self) -> list[Any]:
+    async def _observations(self) -> tuple[list[Any], dict[str, dict[str, str]]]:
+        """The selected frames plus those of ``include_snapshots_of`` (with their world/split)."""
         data = self.request.data
         found = await snapshot.fetch_observations(self.deps.features, snapshot.list_request(data))
-        if data.include_snapshots_of:
-            ids = [
-                i
-                for sid in data.include_snapshots_of
-                for i in snapshot.manifest_ids(self.deps.objects, sid)
-            ]
+        carried: dict[str, dict[str, str]] = {}
+        for sid in data.include_snapshots_of:
+            carried.update(snapshot.carried_entries(self.deps.objects, sid))
+        if carried:
             query = feature_store_service_pb2.ListObservationsRequest(
-                observation_ids=ids, labelled_only=True, include_jpeg=True
+                observation_ids=list(carried), labelled_only=True, include_jpeg=True
             )
-            known = {o.observation_id for o in found}
-            found += [
-                o
-                for o in await snapshot.fetch_observations(self.deps.features, query)
-                if o.observation_id not in known
-            ]
-        return snapshot.apply_cap(found, data)
+            # Frames of the new selection that an old snapshot also holds stay old-world.
+            found = [o for o in found if o.observation_id not in carried]
+            found += await snapshot.fetch_observations(self.deps.features, query)
+        return snapshot.apply_cap(found, data), carried
 
     def start_tracking(self, snap: snapshot.Snapshot) -> None:
         """The MLflow parent run with lineage tags and the snapshot as dataset input."""
@@ -421,8 +418,9 @@ class SweepRun:
         candidate = await asyncio.to_thread(
             registration.export_candidate, outcome, snap.arrays_path, self.folder
         )
+        champion_errors: dict[str, Any] = {}
         with tracer.start_as_current_span("sweep.evaluate_holdout"):
-            evaluation = await self._evaluate(snap, candidate)
+            evaluation = await self._evaluate(snap, candidate, champion_errors)
         with tracer.start_as_current_span("sweep.log_model", attributes={"mlflow.run_id": run_id}):
             seconds = await asyncio.to_thread(
                 registration.log_pyfunc,
@@ -431,7 +429,9 @@ class SweepRun:
                 candidate.saved_model_dir,
             )
         log.info("model logged", extra={"run_id": run_id, "seconds": round(seconds, 3)})
-        metrics = {"holdout_mae_mm": candidate.holdout_mae_mm, "val_mae_mm": outcome.val_mae_mm}
+        metrics = {"holdout_mae_mm": candidate.holdout_mae_mm, "val_mae_mm": outcome.val_mae_mm,
+                   **registration.world_metrics(candidate.errors, champion_errors.get("errors"),
+                                                registration.holdout_worlds(snap.manifest))}
         self.tracking.client.log_metric(run_id, "holdout_mae_mm", candidate.holdout_mae_mm)
         with tracer.start_as_current_span("sweep.register_version"):
             answer = await self._register_version(run_id, metrics, evaluation)
@@ -451,7 +451,8 @@ class SweepRun:
         )
         await asyncio.to_thread(self._write_results, snap, outcome, evaluation)
 
-    async def _evaluate(self, snap: snapshot.Snapshot, candidate: Any) -> Any:
+    async def _evaluate(self, snap: snapshot.Snapshot, candidate: Any,
+                        champion_errors: dict[str, Any]) -> Any:
         return await registration.evaluate(
             self.deps.registry,
             self.deps.settings.registry_token,
@@ -459,6 +460,7 @@ class SweepRun:
             snap.content_hash,
             candidate,
             snap.arrays_path,
+            champion_errors,
         )
 
     async def _register_version(self, run_id: str, metrics: dict[str, float],

@@ -1,8 +1,11 @@
 """Ray Tune sweeps: the search space, the per-trial training function and the Tuner.
 
-Trials run in Ray workers. Each reads the snapshot's cached arrays from local disk
-(not through the driver's memory), caps TensorFlow's thread pools to its CPU share
-(Ray reserves CPUs but does not cap TF's threads), trains epoch by epoch and reports
+Trials run in Ray workers. They share the snapshot's images: ``arrays.npz`` is stored
+uncompressed, so every trial maps its ``images`` member read-only
+(:func:`~edgeloop.trainer.snapshot.mapped_member`) and feeds Keras batch by batch from it
+(``Batches``): the node's page cache holds the images once however many trials run, and
+no trial loads or copies the training set. Each trial caps TensorFlow's thread pools to
+its CPU share (Ray reserves CPUs but does not cap TF's threads), trains epoch by epoch and reports
 ``val_mae_mm`` after every epoch; ASHA stops the poor ones early. A checkpoint (the
 weights) is reported whenever the trial improves, so the best epoch of the best trial
 can be exported afterwards.
@@ -151,15 +154,52 @@ def train_trial(config: dict[str, Any]) -> None:
         span.set_attribute("edgeloop.best_val_mae_mm", _train(config, keras, np))
 
 
+def batches_class(keras: Any) -> type:
+    """:class:`Batches` on Keras's ``PyDataset`` (Keras is imported inside the trial)."""
+
+    class Batches(keras.utils.PyDataset):
+        """Batches of ``index`` rows from a memory-mapped image array, reshuffled per epoch."""
+
+        def __init__(self, images: Any, targets: Any, index: Any, batch_size: int,
+                     shuffle: bool, seed: int) -> None:
+            super().__init__()
+            import numpy as np
+
+            self.images, self.targets, self.index = images, targets, np.asarray(index)
+            self.batch_size, self.shuffle = batch_size, shuffle
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(self.index) if shuffle else self.index
+
+        def __len__(self) -> int:
+            return max(1, math.ceil(len(self.index) / self.batch_size))
+
+        def __getitem__(self, i: int) -> tuple[Any, Any]:
+            import numpy as np
+
+            rows = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
+            return np.asarray(self.images[rows]), self.targets[rows]
+
+        def on_epoch_end(self) -> None:
+            if self.shuffle:
+                self.order = self.rng.permutation(self.index)
+
+    return Batches
+
+
 def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
     """The trial's epochs; returns its best validation MAE in mm."""
     from edgeloop.trainer.model import TARGET_SCALE_MM, build_model, compile_model
+    from edgeloop.trainer.snapshot import mapped_member
 
-    with np.load(config["arrays_path"]) as data:
-        images, labels, split = data["images"], data["labels"], data["split"]
-    x_train, y_train = images[split == 0], labels[split == 0] / TARGET_SCALE_MM
-    x_val, y_val = images[split == 1], labels[split == 1] / TARGET_SCALE_MM
-    del images  # the holdout stays unseen and its memory is freed before training
+    with np.load(config["arrays_path"]) as data:  # npz members load one by one: no images
+        labels, split = data["labels"], data["split"]
+    images = mapped_member(Path(config["arrays_path"]), "images")
+    targets = (labels / TARGET_SCALE_MM).astype("float32")
+    batch = int(config["batch_size"])
+    batches = batches_class(keras)
+    train = batches(images, targets, np.flatnonzero(split == 0), batch, True, int(config["seed"]))
+    # the holdout (split 2) is never read by a trial
+    val = batches(images, targets, np.flatnonzero(split == 1), batch, False, 0)
     model = build_model(
         config["architecture"],
         int(config["filters"]),
@@ -169,15 +209,7 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
     compile_model(model, float(config["learning_rate"]))
     best = math.inf
     for epoch in range(1, int(config["epochs"]) + 1):
-        history = model.fit(
-            x_train,
-            y_train,
-            batch_size=int(config["batch_size"]),
-            epochs=1,
-            validation_data=(x_val, y_val),
-            verbose=0,
-            shuffle=True,
-        )
+        history = model.fit(train, epochs=1, validation_data=val, verbose=0)
         val_mae_mm = float(history.history["val_loss"][-1]) * TARGET_SCALE_MM
         metrics = {
             "epoch": epoch,

@@ -92,6 +92,12 @@ class DriftEvents:
                                "note = %s WHERE event_id = ANY(%s)",
                                (sweep_id, trace_id, note, [uuid.UUID(e) for e in event_ids]))
 
+    async def set_note(self, event_ids: list[str], note: str) -> None:
+        """Say on open events why nothing is done about them (no sweep attached)."""
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE features.drift_events SET note = %s WHERE event_id = ANY(%s)",
+                               (note, [uuid.UUID(e) for e in event_ids]))
+
     async def note(self, sweep_id: str, note: str, trace_id: str = "") -> None:
         """Say what came of a sweep on every event that started or waited for it.
 

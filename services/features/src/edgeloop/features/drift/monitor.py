@@ -2,7 +2,9 @@
 
 Per (rule, deployment) a small state machine: ``ok`` → ``pending`` (condition holds,
 waiting out the rule's pending period) → ``firing`` (an open drift event) → back to
-``ok`` when the rule is quiet again (the event resolves), then ``cooldown``. A
+``ok`` when the rule is quiet again (the event resolves), then ``cooldown``. A concept
+rule is ``held`` while a covariate or label rule of the deployment is exceeded: the
+error of a model shown another world is that world's doing, not concept drift. A
 deployment with open events and no retraining yet gets one sweep (trigger = the first
 event) once enough labelled data of the new world has arrived; the sweep's outcome
 (promoted, refused by the gate, failed) is noted on its events. One sweep at a time per
@@ -33,6 +35,13 @@ log = logging.getLogger(__name__)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _onset(signal: SignalValue, fallback: datetime) -> datetime:
+    """The event's window start: where the signal says the change began, else the window's."""
+    if signal.onset is None:
+        return fallback
+    return max(fallback, signal.onset.astype(datetime).replace(tzinfo=UTC))
 
 
 @dataclass
@@ -85,10 +94,19 @@ class DriftMonitor:
         longest = max(rule.window for rule in self.rules)
         recent = await fetch_recent(self.pool, deployment.name, now - longest, now)
         open_events = {e.rule: e for e in await self.events.open_events(deployment.name)}
+        signals = {rule.name: measure(rule, recent.window(now - rule.window,
+                                                          deployment.model_version), reference)
+                   for rule in self.rules}
+        # Concept drift means: the model is wrong on inputs that look familiar. While the
+        # inputs or the labels have left the trained world, the error rises for that
+        # reason; a concept rule then waits (it neither fires nor resolves).
+        shifted = any(signals[r.name].exceeded for r in self.rules if r.kind != "concept")
         for rule in self.rules:
-            signal = measure(rule, recent.window(now - rule.window, deployment.model_version),
-                             reference)
-            await self._step(rule, deployment, signal, open_events.get(rule.name), now)
+            if rule.kind == "concept" and shifted and signals[rule.name].exceeded \
+                    and rule.name not in open_events:
+                self._hold(rule, deployment.name, signals[rule.name], now)
+                continue
+            await self._step(rule, deployment, signals[rule.name], open_events.get(rule.name), now)
         if self.retrainer is not None:
             await self.retrainer.follow(deployment, now)
 
@@ -97,6 +115,11 @@ class DriftMonitor:
         if key not in self.tracks:
             self.tracks[key] = RuleTrack(rule, deployment)
         return self.tracks[key]
+
+    def _hold(self, rule: Rule, deployment: str, signal: SignalValue, now: datetime) -> None:
+        track = self.track(rule, deployment)
+        track.signal, track.evaluated_at = signal, now
+        track.status, track.pending_since = "held", None
 
     async def _step(self, rule: Rule, deployment: ActiveDeployment, signal: SignalValue,
                     open_event: DriftEventRow | None, now: datetime) -> None:
@@ -114,12 +137,13 @@ class DriftMonitor:
             track.status = "firing"
         elif await self._cooling(rule, deployment.name, now):
             track.status = "cooldown"
-        elif track.pending_since is None:
-            track.status, track.pending_since = "pending", now
-        elif now - track.pending_since >= rule.pending:
-            await self._fire(rule, deployment, signal, track, now)
         else:
-            track.status = "pending"
+            # A rule without a pending period fires on the evaluation that sees it.
+            track.pending_since = track.pending_since or now
+            if now - track.pending_since >= rule.pending:
+                await self._fire(rule, deployment, signal, track, now)
+            else:
+                track.status = "pending"
 
     async def _cooling(self, rule: Rule, deployment: str, now: datetime) -> bool:
         resolved = await self.events.last_resolved_at(rule.name, deployment)
@@ -131,7 +155,8 @@ class DriftMonitor:
             event_id="", rule=rule.name, kind=rule.kind, deployment=deployment.name,
             model_name=deployment.model_name, model_version=deployment.model_version, state="open",
             values={"value": float(signal.value or 0), "samples": float(signal.samples)},
-            threshold=signal.threshold, window_start=now - rule.window, window_end=now,
+            threshold=signal.threshold, window_start=_onset(signal, now - rule.window),
+            window_end=now,
             fired_at=now))
         track.status, track.pending_since = "firing", None
         log.warning("drift detected", extra={"rule": rule.name, "value": signal.value,

@@ -2,9 +2,19 @@
 
 The sweep trains on the deployment's labelled data since the drift began (the
 earliest open event's window start) plus the serving model's own training snapshot,
-so the new model knows the new world without forgetting the old one. It starts once
-``min_samples`` labelled observations of the new world exist: a sweep on a handful of
-frames would only be refused by the gate.
+so the new model knows the new world without forgetting the old one.
+
+When retraining starts (the rule): as soon as the new world's labelled data is enough
+for the gate to judge it, i.e. at least ``min_samples`` labelled observations in at least
+``min_runs`` drive runs (frames of one device session less than a second apart). The
+trainer splits train / validation / holdout by run, so with four runs one whole run of
+the new world is the holdout the gate judges on and one the validation; waiting longer
+only delays the recovery (at 4 fps four runs take about 32 s).
+
+A robot without a range sensor sends no labels. Its frames still feed the covariate
+rules; when its world drifts, the sweep may use labelled frames of the same world from
+any deployment of its data group. When there are none, no sweep is started (it could
+not learn the new world): the events say "needs labelled data from data group X".
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ from edgeloop.platform import DEFAULT_DEADLINE_S
 
 log = logging.getLogger(__name__)
 STARTED_NOTE = "retraining: sweep"
+NEEDS_LABELS_NOTE = "needs labelled data from data group"
+RUN_GAP = "1 second"
+"""Frames of one device session further apart than this belong to different runs."""
 _FINISHED = {sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep_pb2.SWEEP_STATE_FAILED,
              sweep_pb2.SWEEP_STATE_CANCELLED}
 
@@ -49,12 +62,13 @@ class Retrainer:
     """Starts and follows the retraining sweeps of drifted deployments."""
 
     def __init__(self, pool: AsyncConnectionPool, trainer: trainer_service_pb2_grpc.TrainerServiceStub,
-                 references: ReferenceCache, min_samples: int) -> None:
+                 references: ReferenceCache, min_samples: int, min_runs: int = 4) -> None:
         self.pool = pool
         self.events = DriftEvents(pool)
         self.trainer = trainer
         self.references = references
         self.min_samples = min_samples
+        self.min_runs = min_runs
         self.running: dict[str, str] = {}
         """deployment → the sweep retraining it now."""
 
@@ -75,21 +89,80 @@ class Retrainer:
             await self.events.attach_sweep([e.event_id for e in waiting], sweep_id, "",
                                            f"{STARTED_NOTE} {sweep_id} started")
             return
-        since = min(e.window_start for e in waiting)
-        if await self._labelled_since(deployment.name, since) < self.min_samples:
+        # The new world began where the first event says its change began (a CUSUM's
+        # change point, else its window's start); later events' windows reach further back.
+        since = min(waiting, key=lambda e: e.fired_at).window_start
+        scope = await self._scope(deployment.name, since)
+        if scope is None:
+            group = await self._data_group(deployment.name)
+            note = (f"{NEEDS_LABELS_NOTE} {group or '(none)'}: this deployment's robots send no "
+                    "labels and no labelled frame of the new world exists; a sweep could not "
+                    "learn it")
+            fresh = [e for e in waiting if e.note != note]
+            if fresh:
+                await self.events.set_note([e.event_id for e in fresh], note)
+                log.warning("drift without labelled data; no sweep", extra={"data_group": group})
             return
-        await self._start(deployment, [e.event_id for e in waiting], since)
+        await self._start(deployment, [e.event_id for e in waiting], since, scope)
 
-    async def _labelled_since(self, deployment: str, since: datetime) -> int:
+    async def _scope(self, deployment: str, since: datetime) -> sweep_pb2.DataSelection | None:
+        """Where the new world's labels come from, once there are enough; None if nowhere.
+
+        The deployment's own labelled frames first; for a deployment without labels, those of
+        its data group. ``DataSelection()`` (empty) means: not enough yet, wait.
+        """
+        own = await self._labelled_runs("deployment = %s", deployment, since)
+        if own[0]:
+            return self._enough(own, sweep_pb2.DataSelection(deployments=[deployment]))
+        group = await self._data_group(deployment)
+        if group:
+            shared = await self._labelled_runs("data_group = %s", group, since)
+            if shared[0]:
+                return self._enough(shared, sweep_pb2.DataSelection(data_groups=[group]))
+        if await self._unlabelled_since(deployment, since):
+            return None
+        return sweep_pb2.DataSelection()
+
+    def _enough(self, found: tuple[int, int],
+                scope: sweep_pb2.DataSelection) -> sweep_pb2.DataSelection:
+        frames, runs = found
+        enough = frames >= self.min_samples and runs >= self.min_runs
+        return scope if enough else sweep_pb2.DataSelection()
+
+    async def _labelled_runs(self, where: str, value: str, since: datetime) -> tuple[int, int]:
+        """Labelled frames and drive runs (gaps over RUN_GAP start a run) since ``since``."""
         async with self.pool.connection() as conn:
-            cursor = await conn.execute("SELECT count(*) FROM features.observations WHERE deployment = %s "
-                                        "AND time >= %s AND sensor_mm IS NOT NULL", (deployment, since))
-            return int((await cursor.fetchone())[0])
+            cursor = await conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE gap IS NULL OR gap > INTERVAL "
+                f"'{RUN_GAP}') FROM (SELECT time - lag(time) OVER (PARTITION BY device_id, "
+                "session_id ORDER BY time) AS gap FROM features.observations WHERE "
+                f"{where} AND time >= %s AND sensor_mm IS NOT NULL) AS frames", (value, since))
+            frames, runs = await cursor.fetchone()
+            return int(frames), int(runs)
 
-    async def _start(self, deployment: ActiveDeployment, event_ids: list[str], since: datetime) -> None:
+    async def _unlabelled_since(self, deployment: str, since: datetime) -> bool:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute("SELECT EXISTS (SELECT 1 FROM features.observations WHERE "
+                                        "deployment = %s AND time >= %s AND sensor_mm IS NULL)",
+                                        (deployment, since))
+            return bool((await cursor.fetchone())[0])
+
+    async def _data_group(self, deployment: str) -> str:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute("SELECT data_group FROM features.observations WHERE "
+                                        "deployment = %s ORDER BY time DESC LIMIT 1", (deployment,))
+            row = await cursor.fetchone()
+            return row[0] if row else ""
+
+    async def _start(self, deployment: ActiveDeployment, event_ids: list[str], since: datetime,
+                     scope: sweep_pb2.DataSelection) -> None:
+        if not (scope.deployments or scope.data_groups):
+            return  # not enough of the new world yet
         snapshot = self.references.snapshot_of(deployment.model_name, deployment.model_version)
-        data = sweep_pb2.DataSelection(deployments=[deployment.name], start_time=_timestamp(since),
+        data = sweep_pb2.DataSelection(start_time=_timestamp(since),
                                        include_snapshots_of=[snapshot] if snapshot else [])
+        data.deployments.extend(scope.deployments)
+        data.data_groups.extend(scope.data_groups)
         request = trainer_service_pb2.StartSweepRequest(
             model_name=deployment.model_name, trigger=f"drift:{event_ids[-1]}", data=data,
             deployment=deployment.name, promote=True)

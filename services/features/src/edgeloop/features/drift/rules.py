@@ -23,6 +23,22 @@ A rule computes one *signal* over a sliding *window* of a deployment's observati
 ``mae_ratio``
     realized mean absolute error of the window's labelled observations divided by the
     model's ``holdout_mae_mm``; fires when above ``threshold.max``.
+``cusum``
+    sequential change detection: a CUSUM (Page's cumulative sum) over the window's
+    observations in capture order, restarted at the window's start, whose current value
+    is compared with ``threshold.max`` (the decision interval *h*). Per observation the
+    sum grows by ``x - allowance`` and never drops below 0, where ``x`` is
+
+    - an image statistic: ``|value - mean| / std`` of the training reference, against the
+      world closest to that frame, so ``allowance`` is in reference standard deviations;
+    - ``sensor_mm`` / ``prediction_mm``: 1 outside the trained label range
+      ``± tolerance_mm``, else 0 (``allowance``: the share of such values tolerated);
+    - no statistic (concept): ``|error| / holdout_mae_mm``, so ``allowance`` is in
+      multiples of the model's holdout MAE.
+
+    A change of the mean by more than ``allowance`` is detected about
+    ``h / (shift - allowance)`` observations after it began; while the world is the
+    trained one the sum keeps returning to 0.
 
 Every rule needs ``min_samples`` observations in the window (labelled ones for
 ``mae_ratio`` and for ``sensor_mm``) before it is evaluated at all; it fires only
@@ -56,7 +72,7 @@ FORMAT_VERSION = 1
 LABEL_STATISTICS: tuple[str, ...] = ("sensor_mm", "prediction_mm")
 """Statistics compared with the training labels (label shift)."""
 Kind = Literal["covariate", "label", "concept"]
-Signal = Literal["window_mean", "js_distance", "out_of_range_share", "mae_ratio"]
+Signal = Literal["window_mean", "js_distance", "out_of_range_share", "mae_ratio", "cusum"]
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -144,8 +160,10 @@ class Rule(BaseModel):
     threshold: Threshold
     pending: Duration = Field(description="how long the condition must hold before firing")
     cooldown: Duration = Field(description="quiet time after an event before it fires again")
-    tolerance_mm: float = Field(default=0.0, ge=0, description="out_of_range_share only: "
-                                "margin around the trained label range")
+    tolerance_mm: float = Field(default=0.0, ge=0, description="out_of_range_share and label "
+                                "cusum: margin around the trained label range")
+    allowance: float = Field(default=0.0, ge=0, description="cusum only: the per-observation "
+                             "allowance k (see the signal's definition for its unit)")
     description: str = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -165,14 +183,22 @@ class Rule(BaseModel):
             raise ValueError(f"threshold: max of {self.signal} must be in (0, 1]")
         elif self.signal == "mae_ratio" and not self.threshold.max > 1:
             raise ValueError("threshold: max of mae_ratio must be above 1 (the holdout MAE)")
-        if self.tolerance_mm and self.signal != "out_of_range_share":
-            raise ValueError("tolerance_mm: applies to out_of_range_share only")
+        if self.tolerance_mm and not (self.signal == "out_of_range_share" or (
+                self.signal == "cusum" and self.statistic in LABEL_STATISTICS)):
+            raise ValueError("tolerance_mm: applies to out_of_range_share and label cusum only")
+        if self.signal == "cusum" and not self.allowance > 0:
+            raise ValueError("allowance: a cusum rule needs allowance > 0")
+        if self.allowance and self.signal != "cusum":
+            raise ValueError("allowance: applies to cusum only")
         return self
 
     def _check_statistic(self) -> None:
         allowed = {"window_mean": STAT_NAMES + LABEL_STATISTICS,
                    "js_distance": STAT_NAMES + LABEL_STATISTICS,
-                   "out_of_range_share": LABEL_STATISTICS, "mae_ratio": ()}[self.signal]
+                   "out_of_range_share": LABEL_STATISTICS, "mae_ratio": (),
+                   "cusum": STAT_NAMES + LABEL_STATISTICS}[self.signal]
+        if self.signal == "cusum" and self.statistic is None:
+            return  # a cusum without a statistic watches the labelled error
         if not allowed and self.statistic is not None:
             raise ValueError(f"statistic: {self.signal} takes no statistic")
         if allowed and self.statistic not in allowed:
@@ -182,14 +208,14 @@ class Rule(BaseModel):
     def _expected_kind(self) -> str:
         # The kind follows from what is measured: labels and predictions are label
         # shift, image statistics covariate shift, errors concept drift.
-        if self.signal == "mae_ratio":
+        if self.signal == "mae_ratio" or (self.signal == "cusum" and self.statistic is None):
             return "concept"
         return "label" if self.statistic in LABEL_STATISTICS else "covariate"
 
     @property
     def needs_labels(self) -> bool:
         """Whether only labelled observations count towards ``min_samples``."""
-        return self.signal == "mae_ratio" or self.statistic == "sensor_mm"
+        return self.kind == "concept" or self.statistic == "sensor_mm"
 
 
 class RuleSet(BaseModel):

@@ -26,6 +26,8 @@ class Window:
 
     columns: dict[str, np.ndarray]
     """Per statistic (and sensor_mm, prediction_mm, abs_error_mm), NaN where missing."""
+    times: dict[str, np.ndarray] | None = None
+    """Per column, the capture time (datetime64[us], UTC) of each value, when known."""
 
     @property
     def size(self) -> int:
@@ -34,6 +36,12 @@ class Window:
     def values(self, name: str) -> np.ndarray:
         column = self.columns[name]
         return column[np.isfinite(column)]
+
+    def value_times(self, name: str) -> np.ndarray | None:
+        """The capture times of :meth:`values` (None when the window has no times)."""
+        if self.times is None:
+            return None
+        return self.times[name][np.isfinite(self.columns[name])]
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,8 @@ class SignalValue:
     samples: int
     threshold: str
     exceeded: bool = False
+    onset: np.datetime64 | None = None
+    """Where the change began, when the signal can tell (CUSUM: its last zero)."""
 
 
 def _worlds(reference: dict[str, Any]) -> list[dict[str, Any]]:
@@ -124,8 +134,65 @@ def _mae_ratio(rule: Rule, window: Window, reference: dict[str, Any] | None) -> 
     return SignalValue(ratio, len(errors), f"{limit} ({holdout:.1f} mm)", rule.threshold.exceeded(ratio))
 
 
+def page_cusum(x: np.ndarray, allowance: float) -> tuple[float, int]:
+    """Page's one-sided CUSUM of ``x`` (started at 0) with allowance k: its current value,
+    and the index where it last left 0 (the change-point estimate; ``len(x)`` at 0)."""
+    total, start = 0.0, len(x)
+    for index, value in enumerate(x - allowance):
+        if total == 0.0 and value > 0:
+            start = index
+        total = max(0.0, total + float(value))
+    return total, (start if total > 0 else len(x))
+
+
+def _cusum(rule: Rule, window: Window, reference: dict[str, Any] | None) -> SignalValue:
+    limit = f"> {rule.threshold.max:g} (CUSUM, allowance {rule.allowance:g})"
+    column = rule.statistic or "abs_error_mm"
+    if rule.statistic is None:
+        scores = _error_scores(window, reference)
+    elif rule.statistic in LABEL_STATISTICS:
+        scores = _outside_scores(rule, window, reference)
+    else:
+        scores = _z_scores(rule, window, reference)
+    samples = len(window.values(column))
+    if not scores or samples < rule.min_samples:
+        return SignalValue(None, samples, limit)
+    value, start = min(page_cusum(x, rule.allowance) for x in scores)
+    times = window.value_times(column)
+    onset = times[start] if times is not None and start < len(times) else None
+    return SignalValue(value, samples, limit, rule.threshold.exceeded(value), onset)
+
+
+def _error_scores(window: Window, reference: dict[str, Any] | None) -> list[np.ndarray]:
+    holdout = (reference or {}).get("holdout_mae_mm")
+    return [window.values("abs_error_mm") / holdout] if holdout else []
+
+
+def _outside_scores(rule: Rule, window: Window,
+                    reference: dict[str, Any] | None) -> list[np.ndarray]:
+    if reference is None or reference.get("label_min_mm") is None:
+        return []
+    values = window.values(rule.statistic or "")
+    lo = reference["label_min_mm"] - rule.tolerance_mm
+    hi = reference["label_max_mm"] + rule.tolerance_mm
+    return [((values < lo) | (values > hi)).astype(np.float64)]
+
+
+def _z_scores(rule: Rule, window: Window, reference: dict[str, Any] | None) -> list[np.ndarray]:
+    values = window.values(rule.statistic or "")
+    scores = []
+    for world in _worlds(reference or {}):
+        stats = (world.get("stats") or {}).get(rule.statistic or "", {})
+        mean, std = stats.get("mean"), stats.get("std")
+        if mean is not None and std:
+            scores.append(np.abs(values - mean) / std)
+    # Each frame is scored against the trained world closest to it: driving from one known
+    # world into another is no change for a model that knows both.
+    return [np.min(scores, axis=0)] if scores else []
+
+
 _SIGNALS = {"window_mean": _window_mean, "js_distance": _js,
-            "out_of_range_share": _out_of_range, "mae_ratio": _mae_ratio}
+            "out_of_range_share": _out_of_range, "mae_ratio": _mae_ratio, "cusum": _cusum}
 
 
 def measure(rule: Rule, window: Window, reference: dict[str, Any] | None) -> SignalValue:

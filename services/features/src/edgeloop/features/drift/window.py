@@ -33,11 +33,37 @@ class Recent:
     columns: dict[str, np.ndarray]
 
     def window(self, since: datetime, model_version: str) -> Window:
-        """The observations at or after ``since``; model answers only from ``model_version``."""
-        mask = self.times >= _naive_utc(since)
+        """The observations at or after ``since`` and since ``model_version`` began serving.
+
+        Windows restart when the deployment's version changes: after a retrained version
+        is promoted, only the world it serves counts, never the frames that made its
+        predecessor drift (so no rule fires again on the world the new version knows).
+        Model answers come only from ``model_version``.
+        """
+        start = max(_naive_utc(since), self.serving_since(model_version))
+        mask = self.times >= start
         same_model = mask & (self.model_versions == model_version)
         return Window({name: column[same_model if name in MODEL_DEPENDENT else mask]
-                       for name, column in self.columns.items()})
+                       for name, column in self.columns.items()},
+                      {name: self.times[same_model if name in MODEL_DEPENDENT else mask]
+                       for name in self.columns})
+
+
+    def serving_since(self, model_version: str) -> np.datetime64:
+        """When ``model_version`` took over: its first observation, if another came before.
+
+        Earlier than every observation when the version served from the start (or shares
+        the deployment with other arms throughout); later than every observation when it
+        has not answered yet (the windows are then empty until it does).
+        """
+        mine = self.times[self.model_versions == model_version]
+        others = self.times[self.model_versions != model_version]
+        if not len(others):
+            return np.datetime64("1970-01-01T00:00:00", "us")
+        if not len(mine):
+            return others.max() + np.timedelta64(1, "us")
+        first = mine.min()
+        return first if others.min() < first else np.datetime64("1970-01-01T00:00:00", "us")
 
 
 async def fetch_recent(pool: AsyncConnectionPool, deployment: str, since: datetime,

@@ -1,6 +1,6 @@
 """TF Serving's gRPC protocol served by edgeloop's own hosts, over a model repository.
 
-:class:`ServingProtocol` answers ``PredictionService/Predict``,
+:class:`ServingProtocol` answers ``PredictionService/Predict`` and ``GetModelMetadata``,
 ``ModelService/GetModelStatus`` and ``ModelService/HandleReloadConfigRequest`` the way
 TF Serving does, with the versions run by any :class:`ModelHost` (the embedded host in
 practice). The Ray Serve application (:mod:`edgeloop.gateway.hosts.rayserve`) is a thin
@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
+from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
     model_pb2,
@@ -38,6 +42,21 @@ log = logging.getLogger(__name__)
 
 Status = get_model_status_pb2.ModelVersionStatus
 SIGNATURE = "serving_default"
+SIGNATURE_DEF = "signature_def"
+
+
+def read_signature_defs(saved_model: str) -> get_model_metadata_pb2.SignatureDefMap:
+    """The signatures of the SavedModel in ``saved_model`` (its first, serving MetaGraph)."""
+    path = Path(saved_model) / "saved_model.pb"
+    try:
+        graph = saved_model_pb2.SavedModel.FromString(path.read_bytes())
+    except (OSError, DecodeError) as exc:
+        raise ModelUnavailable(f"cannot read {path}: {exc}") from exc
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    if graph.meta_graphs:
+        for name, signature in graph.meta_graphs[0].signature_def.items():
+            signatures.signature_def[name].CopyFrom(signature)
+    return signatures
 
 
 class ServingProtocol:
@@ -75,6 +94,22 @@ class ServingProtocol:
         response.model_spec.version.value = int(key.version)
         response.model_spec.signature_name = SIGNATURE
         response.outputs["distance_mm"].CopyFrom(to_tensor_proto(distances))
+        return response
+
+    async def model_metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest
+                             ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """The addressed version's ``signature_def`` map, read from its SavedModel as TF
+        Serving does (``metadata["signature_def"]`` holds a packed ``SignatureDefMap``)."""
+        fields = list(request.metadata_field)
+        if fields != [SIGNATURE_DEF]:
+            raise InvalidArgument("metadata_field", f"only [{SIGNATURE_DEF!r}] is supported "
+                                  f"(got {fields})")
+        key = self._unlabelled(self.repository.resolve(request.model_spec))
+        signatures = await asyncio.to_thread(read_signature_defs, key.path)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = key.model_name
+        response.model_spec.version.value = int(key.version)
+        response.metadata[SIGNATURE_DEF].Pack(signatures)
         return response
 
     async def model_status(self, request: get_model_status_pb2.GetModelStatusRequest
@@ -147,6 +182,10 @@ class ProtocolServicer(prediction_service_pb2_grpc.PredictionServiceServicer,
     async def Predict(self, request, context):  # noqa: ANN001, ANN201, N802 - grpc names
         """PredictionService/Predict."""
         return await _answer(self.protocol.predict(request), context)
+
+    async def GetModelMetadata(self, request, context):  # noqa: ANN001, ANN201, N802
+        """PredictionService/GetModelMetadata."""
+        return await _answer(self.protocol.model_metadata(request), context)
 
     async def GetModelStatus(self, request, context):  # noqa: ANN001, ANN201, N802
         """ModelService/GetModelStatus."""

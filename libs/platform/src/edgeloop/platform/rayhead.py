@@ -133,6 +133,56 @@ def _ray() -> list[str]:
     return [sys.executable, "-m", "edgeloop.platform.rayhead", "--"]
 
 
+def _child_running(name: str) -> bool:
+    """Whether a live child process of this one is called ``name`` (from /proc)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)
+        except OSError:
+            continue
+        command = fields[0].split("(", 1)[-1]
+        state, parent = fields[1].split()[:2]
+        if command == name and int(parent) == os.getpid() and state not in ("Z", "X"):
+            return True
+    return False
+
+
+def _announce_agent_ports_early() -> None:
+    """Write the agents' port files before the raylet starts, from the explicit ports.
+
+    The raylet waits a hard-coded 15 s for the dashboard agent to write its port file and
+    aborts when it is late (node_manager.cc; ray-project/ray#65983); on a busy small machine
+    the agent needs longer just to import its modules. The ports are fixed on the command
+    line (:func:`_node_ports`), so the files can say them at once; the agents write the same
+    values when they are up, and a raylet whose agents die still fails as before.
+    """
+    from ray._private.node import Node
+    from ray._raylet import (
+        DASHBOARD_AGENT_LISTEN_PORT_NAME,
+        METRICS_AGENT_PORT_NAME,
+        METRICS_EXPORT_PORT_NAME,
+        RUNTIME_ENV_AGENT_PORT_NAME,
+        persist_port,
+    )
+
+    start_raylet = Node.start_raylet
+
+    def start_raylet_with_known_ports(node: Node, *args: object, **kwargs: object) -> object:
+        params = node._ray_params
+        for name, port in ((DASHBOARD_AGENT_LISTEN_PORT_NAME, params.dashboard_agent_listen_port),
+                           (METRICS_AGENT_PORT_NAME, params.metrics_agent_port),
+                           (METRICS_EXPORT_PORT_NAME, params.metrics_export_port),
+                           (RUNTIME_ENV_AGENT_PORT_NAME, params.runtime_env_agent_port)):
+            if port:
+                persist_port(node._session_dir, node._node_id, name, int(port))
+        return start_raylet(node, *args, **kwargs)
+
+    Node.start_raylet = start_raylet_with_known_ports
+
+
 def _patient_ray_cli(args: list[str]) -> None:
     """Ray's CLI with the node-registration lookup retried for up to REGISTER_WAIT_S."""
     import ray._private.services as services
@@ -146,11 +196,13 @@ def _patient_ray_cli(args: list[str]) -> None:
             try:
                 return lookup(*args, **kwargs)
             except RuntimeError:
-                if time.monotonic() > deadline:
+                # A raylet that died (e.g. its agents were too slow) never registers.
+                if time.monotonic() > deadline or not _child_running("raylet"):
                     raise
                 time.sleep(1.0)
 
     services.get_node = patient_get_node
+    _announce_agent_ports_early()
     sys.argv = ["ray", *args]
     ray_main()
 

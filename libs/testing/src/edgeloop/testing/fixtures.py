@@ -1,4 +1,5 @@
-"""pytest fixtures: a private PostgreSQL cluster per session and a database per test."""
+"""pytest fixtures: a private PostgreSQL cluster per session and a database per test; one
+real Ray cluster (head node process) per session for the tests that need Ray."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from edgeloop.platform.pgcluster import PostgresCluster
 from edgeloop.testing.ports import free_port
+from edgeloop.testing.raynodes import RayNodes
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +35,17 @@ def pg_cluster() -> Iterator[PostgresCluster]:
 def database_url(pg_cluster: PostgresCluster) -> str:
     """A new, empty database for one test."""
     return pg_cluster.ensure_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def ray_nodes() -> Iterator[RayNodes]:
+    """One Ray head node (2 CPUs, token auth) as its own process, shared by the session.
+
+    Ray is heavy on a small machine: modules join it (``edgeloop.testing.raynodes.driver``)
+    rather than starting their own, and keep their replicas and trials small.
+    """
+    nodes = RayNodes(num_cpus=2).start()
+    try:
+        yield nodes
+    finally:
+        nodes.stop()

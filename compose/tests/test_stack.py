@@ -57,7 +57,7 @@ def started(stack_env: dict[str, str]) -> dict:
 
 
 def test_up_brings_every_part_to_serving(started: dict) -> None:
-    assert set(started["parts"]) == {"postgres", "mlflow", *SERVICES}
+    assert set(started["parts"]) == {"postgres", "mlflow", "ray", *SERVICES}
 
 
 def test_status_shows_every_part_serving(stack_env: dict[str, str], started: dict) -> None:

@@ -55,3 +55,13 @@ def test_a_start_that_fails_before_ready_is_retried(tmp_path: Path, capfd) -> No
 def test_a_failure_after_ready_is_not_retried(tmp_path: Path) -> None:
     script = f"print({rayhead.READY_LINE!r}); raise SystemExit(3)"
     assert rayhead.supervise([sys.executable, "-c", script], attempts=4) == 3
+
+
+def test_cpu_count_none_means_all_and_zero_means_none(tmp_path: Path) -> None:
+    def cpus(num_cpus: int | None) -> str:
+        command = rayhead.head_command(rayhead.RayHeadConfig(1, 2, tmp_path / "t", num_cpus))
+        return command[command.index("--num-cpus") + 1]
+
+    assert cpus(0) == "0"
+    assert cpus(3) == "3"
+    assert int(cpus(None)) >= 1

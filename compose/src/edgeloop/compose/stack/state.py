@@ -18,8 +18,10 @@ class PartRecord:
     pid: int | None
     log: str
     kind: str = "grpc"
-    """How to probe it: grpc (health service), http (GET url), postgres."""
+    """How to probe it: grpc (health service), http (GET url), postgres, ray (the head's
+    dashboard with the token in ``token_file``), serve (Ray Serve's gRPC proxy)."""
     url: str = ""
+    token_file: str = ""
 
 
 @dataclass

@@ -98,8 +98,8 @@ class RayHeadConfig:
     """The GCS port: the cluster's address is ``127.0.0.1:<port>``."""
     dashboard_port: int
     token_file: Path
-    num_cpus: int = 0
-    """0: every core of the machine."""
+    num_cpus: int | None = None
+    """None: every core of the machine; 0: none (a head that only coordinates)."""
     object_store_bytes: int = DEFAULT_OBJECT_STORE_BYTES
     temp_dir: str = ""
     """Ray's session folder (short: it holds Unix sockets); empty for Ray's default."""
@@ -207,10 +207,11 @@ def _patient_ray_cli(args: list[str]) -> None:
     ray_main()
 
 
-def _common(num_cpus: int, object_store_bytes: int, temp_dir: str,
+def _common(num_cpus: int | None, object_store_bytes: int, temp_dir: str,
             resources: dict[str, float]) -> list[str]:
+    cpus = (os.cpu_count() or 1) if num_cpus is None else num_cpus
     args = ["--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
-            "--num-cpus", str(num_cpus or os.cpu_count() or 1),
+            "--num-cpus", str(cpus),
             "--object-store-memory", str(object_store_bytes), *_node_ports()]
     if temp_dir:
         args += ["--temp-dir", temp_dir]
@@ -230,7 +231,7 @@ def head_command(config: RayHeadConfig) -> list[str]:
                      config.resources)]
 
 
-def worker_command(address: str, num_cpus: int, resources: dict[str, float] | None = None,
+def worker_command(address: str, num_cpus: int | None, resources: dict[str, float] | None = None,
                    object_store_bytes: int = DEFAULT_OBJECT_STORE_BYTES,
                    temp_dir: str = "") -> list[str]:
     """``ray start --address --block``: a worker node joining the head at ``address``."""

@@ -63,9 +63,12 @@ class ServingProtocol:
     """Predict / GetModelStatus / HandleReloadConfigRequest over ``repository`` and ``host``."""
 
     def __init__(self, host: ModelHost, repository: ModelRepository,
-                 retry_failed_after_s: float = 30.0) -> None:
+                 retry_failed_after_s: float = 30.0, loading_wait_s: float = 0.0) -> None:
         self.host = host
         self.repository = repository
+        self.loading_wait_s = loading_wait_s
+        """How long Predict waits for a version already loading here (0: answer UNAVAILABLE
+        at once); replicas of a scaled-out host wait, as their peers may be ahead."""
         self.retry_failed_after_s = retry_failed_after_s
         """A failed load is reported (END) this long before a poll tries it again."""
         self._loads: dict[ModelKey, asyncio.Task[None]] = {}
@@ -84,6 +87,11 @@ class ServingProtocol:
         if "image" not in request.inputs:
             raise InvalidArgument("inputs", f"'image' is missing (got {sorted(request.inputs)})")
         key = self._unlabelled(self.repository.resolve(request.model_spec))
+        load = self._loads.get(key)
+        if self._status(key) == Status.LOADING and load is not None and self.loading_wait_s:
+            # Loading already (another replica answered AVAILABLE first, or models.config
+            # named it): wait a little rather than fail the frame.
+            await asyncio.wait({load}, timeout=self.loading_wait_s)
         if self._status(key) != Status.AVAILABLE:
             self._start_load(key)
             raise ModelUnavailable(f"{key.model_name} v{key.version} is loading; "
@@ -125,6 +133,23 @@ class ServingProtocol:
             status.status.error_code = grpc.StatusCode.UNAVAILABLE.value[0]
             status.status.error_message = str(load.exception())
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=[status])
+
+    def preload_configured(self) -> None:
+        """Start loading every version the repository's ``models.config`` names, as TF
+        Serving loads its config; a replica of a scaled-out host calls this on every call
+        and health check, so all replicas warm up a new version, not only the one that
+        received the reload."""
+        config = self.repository.config()
+        if config is None:
+            return
+        for model in config.model_config_list.config:
+            for version in model.model_version_policy.specific.versions:
+                spec = model_pb2.ModelSpec(name=model.name)
+                spec.version.value = version
+                try:
+                    self._start_load(self._unlabelled(self.repository.resolve(spec)))
+                except EdgeloopError:
+                    continue  # not published yet: the next call tries again
 
     async def reload_config(self, request: model_management_pb2.ReloadConfigRequest
                             ) -> model_management_pb2.ReloadConfigResponse:

@@ -8,8 +8,13 @@ gateway process's CPU use and peak RSS. Beside it, in the same run:
 - ``thesis``: one HTTP POST per frame to a Flask server doing the same work (decode the
   JPEG with OpenCV, predict with the same SavedModel), N robots as N client threads.
 
-The gateway runs as its own process (``python -m edgeloop.gateway``) with the embedded
-host and micro-batching, exactly as deployed. Its registry is a contract double in this
+The gateway runs as its own process (``python -m edgeloop.gateway``) with micro-batching,
+exactly as deployed, on the embedded host (models in the gateway) and/or, with
+``--model-host rayserve|both``, on the Ray Serve model host: a Ray head node process, the
+Serve application (``python -m edgeloop.gateway.hosts.rayserve``, ``--rayserve-replicas``)
+and the gateway's TF Serving client calling Serve's gRPC proxy. For Ray Serve rows the
+gateway's CPU column leaves out the replicas' (they run in Ray's processes). Its registry
+is a contract double in this
 process (one deployment, N devices; it only answers AuthenticateDevice and
 WatchDeployments). Features is either a null sink in this process that accepts every
 Ingest (``--features null``, the default) or the real features service on a private
@@ -424,14 +429,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--architecture", default="thesis", help="trainer model family member")
     parser.add_argument("--batch-max-size", type=int, default=32)
     parser.add_argument("--batch-max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--model-host", choices=["embedded", "rayserve", "both"],
+                        default="embedded", help="the gateway's model host(s) to measure")
+    parser.add_argument("--rayserve-replicas", type=int, default=2)
     parser.add_argument("--skip-thesis", action="store_true")
     parser.add_argument("--skip-limit", action="store_true")
     return parser.parse_args()
 
 
 def gateway_env(root: Path, registry: str, features: str, args: argparse.Namespace,
-                label: str) -> dict[str, str]:
-    return {"EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_REGISTRY_ADDR": registry,
+                label: str, serve_addr: str = "") -> dict[str, str]:
+    host = {"EDGELOOP_MODEL_HOST": "tfserving", "EDGELOOP_TFSERVING_ADDR": serve_addr,
+            "EDGELOOP_TFSERVING_DEADLINE_S": "5"} if serve_addr else {}
+    return {**host, "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
+            "EDGELOOP_REGISTRY_ADDR": registry,
             "EDGELOOP_REGISTRY_TOKEN": REGISTRY_TOKEN, "EDGELOOP_FEATURES_ADDR": features,
             "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
             "EDGELOOP_SPOOL_DIR": str(root / f"spool-{label}"), "EDGELOOP_LOG_LEVEL": "WARNING",
@@ -440,8 +451,46 @@ def gateway_env(root: Path, registry: str, features: str, args: argparse.Namespa
             "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+@contextlib.contextmanager
+def ray_serve_host(root: Path, replicas: int) -> Iterator[str]:
+    """A Ray head node and the Serve application over ``root/models``; yields its gRPC proxy."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from edgeloop.compose.stack import health
+    from edgeloop.testing import RayNodes
+
+    config = model_server_config_pb2.ModelServerConfig()
+    entry = config.model_config_list.config.add(name=MODEL, model_platform="tensorflow",
+                                                base_path=str(root / "models" / MODEL))
+    entry.model_version_policy.specific.versions.append(1)
+    (root / "models" / "models.config").write_text(text_format.MessageToString(config))
+    nodes = RayNodes(num_cpus=os.cpu_count() or 2).start()
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, **nodes.env(), "EDGELOOP_RAY_ADDRESS": nodes.address,
+           "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
+           "EDGELOOP_RAYSERVE_GRPC_PORT": address.rsplit(":", 1)[1],
+           "EDGELOOP_RAYSERVE_HTTP_PORT": str(free_port()),
+           "EDGELOOP_RAYSERVE_REPLICAS": str(replicas), "EDGELOOP_LOG_LEVEL": "WARNING"}
+    with (root / "rayserve.log").open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "edgeloop.gateway.hosts.rayserve"],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        status = health.wait_until(lambda: health.serve_status(address), 1200,
+                                   lambda: process.poll() is not None)
+        if status != "SERVING":
+            raise RuntimeError(f"Ray Serve did not start ({status}); see {root}/rayserve.log")
+        yield address
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(120)
+        process.kill()
+        nodes.stop()
+
+
 async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
-                           features_label: str) -> list[Result]:
+                           features_label: str, serve_addr: str = "") -> list[Result]:
     # The gateway's channels send keepalive pings every 30 s; allow them.
     server = aio.server(options=[("grpc.keepalive_permit_without_calls", 1),
                                  ("grpc.http2.min_ping_interval_without_data_ms", 10_000)])
@@ -455,12 +504,16 @@ async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
             features = f"127.0.0.1:{port}"
             if features_label == "real":
                 features = stack.enter_context(real_features(root / "features"))
-            env = gateway_env(root, f"127.0.0.1:{port}", features, args, features_label)
-            log = root / f"gateway-{features_label}.log"
+            env = gateway_env(root, f"127.0.0.1:{port}", features, args, features_label,
+                              serve_addr)
+            host = "rayserve" if serve_addr else "embedded"
+            log = root / f"gateway-{host}-{features_label}.log"
             process = await stack.enter_async_context(gateway_process(env, log))
             print(f"gateway {features_label}: serving; warming up", flush=True)
             await drive_robots(env["EDGELOOP_LISTEN_ADDR"], frames, 2, 0, 2.0, 2)
             label = "+ null features" if features_label == "null" else "+ real features"
+            if serve_addr:
+                label = f"Ray Serve x{args.rayserve_replicas} {label}"
             return await bench_gateway(args, frames, process, env["EDGELOOP_LISTEN_ADDR"], label)
     finally:
         await server.stop(0)
@@ -476,8 +529,15 @@ def main() -> None:
           f"load average before: {os.getloadavg()[0]:.1f}; work dir {root}", flush=True)
     print(HEADER, flush=True)
     results = [] if args.skip_limit else bench_limit(model, frames, min(args.seconds, 5.0))
-    for label in (["null", "real"] if args.features == "both" else [args.features]):
-        results += asyncio.run(run_gateway_rows(args, root, frames, label))
+    labels = ["null", "real"] if args.features == "both" else [args.features]
+    if args.model_host in ("embedded", "both"):
+        for label in labels:
+            results += asyncio.run(run_gateway_rows(args, root, frames, label))
+    if args.model_host in ("rayserve", "both"):
+        with ray_serve_host(root, args.rayserve_replicas) as serve_addr:
+            print(f"Ray Serve: serving on {serve_addr}", flush=True)
+            for label in labels:
+                results += asyncio.run(run_gateway_rows(args, root, frames, label, serve_addr))
     if not args.skip_thesis:
         with flask_server(model, root) as (url, process):
             results += bench_thesis(args, frames, url, process)

@@ -42,13 +42,14 @@ from edgeloop.compose.demo.records import wait_for_records
 from edgeloop.compose.demo.services import Endpoint, Services
 from edgeloop.compose.demo.sweeps import get_sweep
 from edgeloop.compose.stack import health
-from edgeloop.compose.stack.processes import spawn, stop_tree
+from edgeloop.compose.stack.processes import alive, spawn, stop_tree
 from edgeloop.compose.stack.state import load_or_create_secrets
 from edgeloop.compose.stack.topology import DEFAULT_PORTS, SERVICES, Topology
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.edge_client.scene.floor import floor_preset
 from edgeloop.edge_client.scene.scenarios import Scenario, get_scenario
+from edgeloop.platform import rayhead
 from edgeloop.platform.objectstore import open_object_store
 from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
 from edgeloop.testing import ServiceProcess, free_port, wait_serving
@@ -117,15 +118,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     extra = {"features": {"EDGELOOP_DRIFT_RULES": str(rules)},
              "trainer": {"EDGELOOP_DEFAULT_TRIALS": "2"}}
     processes: list[ServiceProcess] = []
-    mlflow_pid = None
+    mlflow_pid = ray_pid = None
     # Everything started is stopped on every path, also when a later step fails (or the
     # cluster's own start fails half-way, leaving a server running).
     try:
         cluster.start()
         cluster.ensure_database("edgeloop")
         mlflow_pid = spawn(topology.mlflow_command(), {}, logs / "mlflow.log")
+        # The Ray head node the trainer joins, as `edgeloop up` starts it.
+        ray_command, ray_env = topology.ray_head_command()
+        ray_pid = spawn(ray_command, ray_env, logs / "ray.log")
         assert health.wait_until(lambda: health.http_status(f"{topology.mlflow_uri}/health"),
                                  180.0, lambda: False) == "SERVING", "MLflow did not start"
+        token = topology.ray_token_file.read_text().strip()
+        assert health.wait_until(
+            lambda: rayhead.dashboard_status(topology.ray_head.dashboard_url, token),
+            900.0, lambda: not alive(ray_pid)) == "SERVING", "the Ray head did not start"
         # All at once, like `edgeloop up`: each waits for the ones it needs on its own.
         for service in SERVICES:
             env = {**topology.service_env(service, secrets), **extra.get(service, {})}
@@ -139,6 +147,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for process in reversed(processes):
             process.stop(timeout_s=60.0)
+        if ray_pid is not None:
+            stop_tree(ray_pid, timeout_s=40.0)
         if mlflow_pid is not None:
             stop_tree(mlflow_pid, root_first=False)
         cluster.stop()

@@ -67,7 +67,7 @@ def started(stack_env: dict[str, str]) -> dict:
 
 
 def test_up_brings_every_part_to_serving(started: dict) -> None:
-    assert set(started["parts"]) == {"postgres", "mlflow", *SERVICES, CONSOLE, "supervisor"}
+    assert set(started["parts"]) == {"postgres", "mlflow", "ray", *SERVICES, CONSOLE, "supervisor"}
 
 
 def test_up_made_a_ca_and_certificates_with_private_keys(stack_env: dict[str, str],

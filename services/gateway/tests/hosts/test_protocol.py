@@ -128,3 +128,30 @@ async def test_broken_version_fails_ensure_loaded_at_once(client, repo) -> None:
     (repo / "parking" / "2").mkdir()  # a folder without a SavedModel in it
     with pytest.raises(ModelUnavailable, match="failed to load.*cannot load"):
         await client.ensure_loaded(ModelKey("parking", "2"))
+
+
+async def test_model_metadata_is_the_saved_models_signature(served) -> None:
+    from tensorflow.core.framework import types_pb2
+    from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    async with aio.insecure_channel(served) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = "parking"
+        request.model_spec.version_label = "canary"
+        reply = await stub.GetModelMetadata(request, timeout=10)
+        bad = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["everything"])
+        bad.model_spec.name = "parking"
+        with pytest.raises(aio.AioRpcError) as refused:
+            await stub.GetModelMetadata(bad, timeout=10)
+    assert reply.model_spec.version.value == 2
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    assert reply.metadata["signature_def"].Unpack(signatures)
+    serving = signatures.signature_def["serving_default"]
+    assert serving.inputs["image"].dtype == types_pb2.DT_UINT8
+    assert serving.outputs["distance_mm"].dtype == types_pb2.DT_FLOAT
+    assert refused.value.code().name == "INVALID_ARGUMENT"
+    assert "metadata_field" in refused.value.details()

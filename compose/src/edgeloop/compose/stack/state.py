@@ -18,8 +18,11 @@ class PartRecord:
     pid: int | None
     log: str
     kind: str = "grpc"
-    """How to probe it: grpc (health service), http (GET url), postgres, process (alive)."""
+    """How to probe it: grpc (health service), http (GET url), postgres, process (alive),
+    ray (the head's dashboard with the token in ``token_file``), serve (Ray Serve's gRPC
+    proxy)."""
     url: str = ""
+    token_file: str = ""
     restarts: int = 0
     """How often the supervisor started it again after it died."""
     last_restart: str = ""

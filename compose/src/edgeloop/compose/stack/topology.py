@@ -3,6 +3,11 @@
 Ports default to CONTRIBUTING.md's table and can be moved with ``EDGELOOP_<PART>_PORT``
 (e.g. ``EDGELOOP_REGISTRY_PORT=60051``) when a port is taken. ``EDGELOOP_TLS`` (on, mutual,
 off; see :mod:`edgeloop.compose.stack.tls`) chooses the transport of the services.
+
+Ray is one head node for the whole stack (``ray start --head``, token auth, dashboard):
+the trainer's Tune sweeps join it, and with ``EDGELOOP_MODEL_HOST=rayserve`` so does the
+Ray Serve model host, which the registry reloads and the gateway calls with its TF
+Serving client.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeloop.compose.stack.tls import StackTLS, stack_tls, tls_mode
+from edgeloop.platform import rayhead
 
 DEFAULT_PORTS = {
     "postgres": 55432,
@@ -24,7 +30,11 @@ DEFAULT_PORTS = {
     "webhook": 50080,
     "ray_dashboard": 8265,
     "console": 8080,
+    "ray_gcs": 6379,
 }
+RAYSERVE_PORTS = {"rayserve_grpc": 50054, "rayserve_http": 50055}
+"""Ports of Ray Serve's proxies, only with ``EDGELOOP_MODEL_HOST=rayserve``."""
+MODEL_HOSTS = ("embedded", "rayserve")
 SERVICES = ("registry", "features", "trainer", "gateway")
 """The edgeloop services, in start order."""
 DEFAULT_NICE = {
@@ -34,12 +44,16 @@ DEFAULT_NICE = {
     "features": 10,
     "mlflow": 10,
     "console": 10,
+    "modelserver": 0,
     "trainer": 15,
+    "ray": 15,
 }
 """Scheduling priority (nice) per part: robots wait for the gateway's answers, nothing else
 has a robot waiting. Recording, drift checks, MLflow and training yield the CPU to the
-answer path; the trainer's Ray workers inherit its value and run last. Each moves with
-``EDGELOOP_<PART>_NICE`` (-20..19; negative values need root)."""
+answer path; the Ray head's workers (the sweeps' trials) inherit its value and run last.
+With ``EDGELOOP_MODEL_HOST=rayserve`` the Serve replicas are Ray workers on the answer path,
+so Ray's default becomes 0 then. Each moves with ``EDGELOOP_<PART>_NICE`` (-20..19;
+negative values need root)."""
 TELEMETRY_VARIABLES = ("EDGELOOP_OTLP_ENDPOINT", "EDGELOOP_TRACE_FILE_MAX_BYTES",
                        "EDGELOOP_TRACE_FILE_MAX_AGE_S", "EDGELOOP_TRACE_FILE_BACKUPS")
 """Span export settings of the user's environment that every service gets (the services
@@ -57,19 +71,32 @@ class Topology:
     ports: dict[str, int]
     nice: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_NICE))
     tls_mode: str = "on"
+    model_host: str = "embedded"
+    """``embedded`` (models inside the gateway) or ``rayserve`` (``EDGELOOP_MODEL_HOST``)."""
+    rayserve_replicas: int = 1
 
     @classmethod
     def from_env(cls, state_dir: Path) -> Topology:
         """Default ports and priorities, overridden by ``EDGELOOP_<PART>_PORT`` and
-        ``EDGELOOP_<PART>_NICE`` variables."""
+        ``EDGELOOP_<PART>_NICE`` variables; the model host from ``EDGELOOP_MODEL_HOST`` and
+        ``EDGELOOP_RAYSERVE_REPLICAS``."""
+        model_host = os.environ.get("EDGELOOP_MODEL_HOST", "") or "embedded"
+        if model_host not in MODEL_HOSTS:
+            raise ValueError(f"EDGELOOP_MODEL_HOST: {model_host!r} is not one of "
+                             f"{', '.join(MODEL_HOSTS)}")
+        replicas = os.environ.get("EDGELOOP_RAYSERVE_REPLICAS", "") or "1"
+        if not replicas.isdigit() or int(replicas) < 1:
+            raise ValueError("EDGELOOP_RAYSERVE_REPLICAS: not a positive number "
+                             f"(got {replicas!r})")
+        defaults = {**DEFAULT_PORTS, **(RAYSERVE_PORTS if model_host == "rayserve" else {})}
         ports = {}
-        for part, default in DEFAULT_PORTS.items():
+        for part, default in defaults.items():
             raw = os.environ.get(f"EDGELOOP_{part.upper()}_PORT", "")
             if raw and not raw.isdigit():
                 raise ValueError(f"EDGELOOP_{part.upper()}_PORT: not a port number (got {raw!r})")
             ports[part] = int(raw) if raw else default
-        return cls(state_dir=state_dir, ports=ports, nice=_nice_from_env(),
-                   tls_mode=tls_mode())
+        return cls(state_dir=state_dir, ports=ports, nice=_nice_from_env(model_host),
+                   tls_mode=tls_mode(), model_host=model_host, rayserve_replicas=int(replicas))
 
     def address(self, part: str) -> str:
         return f"127.0.0.1:{self.ports[part]}"
@@ -90,8 +117,35 @@ class Topology:
 
     @property
     def ray_token_file(self) -> Path:
-        """The Ray dashboard's login token, written by the trainer when it starts Ray."""
+        """The Ray cluster's token (dashboard login, joining nodes), made by `up` (mode 600)."""
         return self.state_dir / "ray_token"
+
+    @property
+    def ray_head(self) -> rayhead.RayHeadConfig:
+        """The local Ray head node: GCS on ``ray_gcs``, dashboard on ``ray_dashboard``."""
+        cpus = os.environ.get("EDGELOOP_RAY_NUM_CPUS", "") or "0"
+        if not cpus.isdigit():
+            raise ValueError(f"EDGELOOP_RAY_NUM_CPUS: not a number (got {cpus!r})")
+        return rayhead.RayHeadConfig(port=self.ports["ray_gcs"],
+                                     dashboard_port=self.ports["ray_dashboard"],
+                                     token_file=self.ray_token_file,
+                                     num_cpus=int(cpus) or None)
+
+    def ray_head_command(self) -> tuple[list[str], dict[str, str]]:
+        """The head node's command and environment (token auth)."""
+        rayhead.ensure_token(self.ray_token_file)
+        return rayhead.head_command(self.ray_head), rayhead.node_env(self.ray_token_file)
+
+    def modelserver_command(self) -> tuple[list[str], dict[str, str]]:
+        """The Ray Serve model host joining the head: command and environment."""
+        env = {**rayhead.auth_env(self.ray_token_file),
+               "EDGELOOP_RAY_ADDRESS": self.ray_head.address,
+               "EDGELOOP_MODEL_REPOSITORY": str(self.folder("models")),
+               "EDGELOOP_RAYSERVE_GRPC_PORT": str(self.ports["rayserve_grpc"]),
+               "EDGELOOP_RAYSERVE_HTTP_PORT": str(self.ports["rayserve_http"]),
+               "EDGELOOP_RAYSERVE_REPLICAS": str(self.rayserve_replicas),
+               "EDGELOOP_LOG_FORMAT": "json"}
+        return [sys.executable, "-m", "edgeloop.gateway.hosts.rayserve"], env
 
     @property
     def mlflow_uri(self) -> str:
@@ -155,7 +209,7 @@ class Topology:
                         "EDGELOOP_FEATURES_ADDR": self.address("features"),
                         "EDGELOOP_WEBHOOK_ADDR": self.address("webhook"),
                         "EDGELOOP_WEBHOOK_SECRET": secrets["webhook_secret"],
-                        "EDGELOOP_RAY_DASHBOARD_PORT": str(self.ports["ray_dashboard"]),
+                        "EDGELOOP_RAY_ADDRESS": self.ray_head.address,
                         "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(self.ray_token_file),
                         "EDGELOOP_WORK_DIR": str(self.folder("trainer")),
                         **registry_client},
@@ -166,13 +220,20 @@ class Topology:
                         "EDGELOOP_REGISTRY_ADDR": self.address("registry"),
                         "EDGELOOP_REGISTRY_TOKEN": secrets["read_token"]},
         }
+        if self.model_host == "rayserve":
+            # The registry reloads Ray Serve and the gateway calls it as it would TF Serving.
+            serve = self.address("rayserve_grpc")
+            specific["registry"]["EDGELOOP_TFSERVING_ADDR"] = serve
+            specific["gateway"].update({"EDGELOOP_MODEL_HOST": "tfserving",
+                                        "EDGELOOP_TFSERVING_ADDR": serve})
         tls = self.tls
         return {**common, **specific[service], **(tls.service_env(service) if tls else {})}
 
 
-def _nice_from_env() -> dict[str, int]:
+def _nice_from_env(model_host: str = "embedded") -> dict[str, int]:
     nice = {}
-    for part, default in DEFAULT_NICE.items():
+    defaults = {**DEFAULT_NICE, **({"ray": 0} if model_host == "rayserve" else {})}
+    for part, default in defaults.items():
         name = f"EDGELOOP_{part.upper()}_NICE"
         raw = os.environ.get(name, "").strip()
         try:

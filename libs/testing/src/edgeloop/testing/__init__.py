@@ -3,7 +3,8 @@
 Fixtures: ``pg_cluster`` (one private PostgreSQL cluster per test session, with
 TimescaleDB preloaded when it is installed), ``pg_cluster_plain`` /
 ``pg_cluster_timescaledb`` (one per features-schema branch), ``database_url`` (a fresh
-database per test) and ``db_branch`` (its branch), ``tls_files`` (a local CA and
+database per test) and ``db_branch`` (its branch), ``ray_nodes`` (one Ray head node
+process per session; :class:`RayNodes` for more nodes), ``tls_files`` (a local CA and
 certificates, :class:`edgeloop.testing.tls.TLSFiles`); the ``db_branches`` marker runs a
 test on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers:
 :class:`OtlpReceiver` (an in-memory OTLP/gRPC trace collector), :func:`free_port`,
@@ -13,5 +14,7 @@ test on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers:
 from edgeloop.testing.otlp import OtlpReceiver, ReceivedSpan
 from edgeloop.testing.ports import free_port
 from edgeloop.testing.processes import ServiceProcess, wait_serving
+from edgeloop.testing.raynodes import RayNodes, driver
 
-__all__ = ["OtlpReceiver", "ReceivedSpan", "ServiceProcess", "free_port", "wait_serving"]
+__all__ = ["OtlpReceiver", "RayNodes", "ReceivedSpan", "ServiceProcess", "driver", "free_port",
+           "wait_serving"]

@@ -8,7 +8,8 @@ extension is installed, as ``edgeloop up`` does. The features schema has two bra
 The plain branch runs on a second cluster started without the preload (only when
 TimescaleDB is installed: otherwise the default cluster is plain already); the
 TimescaleDB variants are skipped, with the reason, where the extension is not installed
-(``./run test`` installs it, so CI runs both).
+(``./run test`` installs it, so CI runs both). ``ray_nodes`` is one real Ray cluster (a
+head node process) per session for the tests that need Ray; ``tls_files`` a local CA.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from edgeloop.platform.pgcluster import PostgresCluster, find_bindir, timescaledb_installed
 from edgeloop.testing.ports import free_port
+from edgeloop.testing.raynodes import RayNodes
 from edgeloop.testing.tls import TLSFiles, make_tls_files
 
 PLAIN, TIMESCALEDB = "plain", "timescaledb"
@@ -121,3 +123,17 @@ def database_url(request: pytest.FixtureRequest, db_branch: str) -> str:
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     """A local CA with a server certificate (127.0.0.1, localhost) and client certificates."""
     return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def ray_nodes() -> Iterator[RayNodes]:
+    """One Ray head node (2 CPUs, token auth) as its own process, shared by the session.
+
+    Ray is heavy on a small machine: modules join it (``edgeloop.testing.raynodes.driver``)
+    rather than starting their own, and keep their replicas and trials small.
+    """
+    nodes = RayNodes(num_cpus=2).start()
+    try:
+        yield nodes
+    finally:
+        nodes.stop()

@@ -44,7 +44,8 @@ def build_model_host(settings: Settings) -> ModelHost:
     if settings.model_host == "tfserving":
         from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
 
-        return TFServingHost(TFServingConfig(address=settings.tfserving_addr))
+        return TFServingHost(TFServingConfig(address=settings.tfserving_addr,
+                                             deadline_s=settings.tfserving_deadline_s))
     from edgeloop.gateway.hosts.embedded import EmbeddedHost
 
     return EmbeddedHost()

@@ -34,6 +34,9 @@ class Settings(ServiceSettings):
     tfserving_addr: str = Field(default="", validate_default=True,
                                 description="host:port of TF Serving's gRPC API; "
                                 "required when EDGELOOP_MODEL_HOST=tfserving")
+    tfserving_deadline_s: float = Field(default=1.0, gt=0, le=300,
+                                        description="deadline of one Predict attempt on TF "
+                                        "Serving (or the Ray Serve model host), in seconds")
     spool_dir: str = Field(min_length=1, description="folder of the durable observation spool "
                            "(fsynced segment files); required")
     spool_max_bytes: int = Field(default=1024 * MIB, gt=0, description="capacity of the spool; "

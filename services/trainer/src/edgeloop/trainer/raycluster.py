@@ -1,4 +1,14 @@
-"""Ray for the sweeps: a local Ray started inside the trainer, or an existing cluster.
+"""Ray for the sweeps: an existing cluster (``EDGELOOP_RAY_ADDRESS``), or a local Ray.
+
+``edgeloop up`` runs a Ray head node of its own and gives the trainer its address, so Tune
+trials run on that cluster (and on any worker node that joins it with ``ray start
+--address``); users scale out by pointing ``EDGELOOP_RAY_ADDRESS`` at a bigger cluster.
+Without the variable the trainer starts a local Ray inside itself, so
+``python -m edgeloop.trainer`` runs alone.
+
+Trials run in worker processes of the cluster's nodes, which do not inherit the trainer's
+environment: the variables a trial reads (its trace exporter) travel in the job's
+``runtime_env``.
 
 Token authentication: Ray 2.59+ turns it on by default for local clusters and keeps the
 token in ``~/.ray/auth_token``. The trainer sets it deliberately: ``RAY_AUTH_MODE=token``
@@ -33,13 +43,20 @@ class RayInfo:
     token_file: str
 
 
-def configure_token(token_file: str) -> str:
-    """Turn on Ray token auth for this process and its workers; returns the token file used."""
+def configure_token(token_file: str, create: bool = True) -> str:
+    """Turn on Ray token auth for this process and its workers; returns the token file used.
+
+    A missing token file is created only with ``create`` (a Ray started here); joining a
+    cluster needs that cluster's token.
+    """
     os.environ["RAY_AUTH_MODE"] = "token"
     if not token_file:
         _refresh_ray_config()
         return str(Path.home() / ".ray" / "auth_token")
     path = Path(token_file)
+    if not create and not path.exists():
+        raise ConfigError(f"EDGELOOP_RAY_AUTH_TOKEN_FILE: {token_file} does not exist; joining "
+                          "a Ray cluster needs its token (`ray get-auth-token` on its head)")
     if not path.exists() or not path.read_text().strip():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(32))
@@ -61,7 +78,10 @@ def start_ray(settings: Settings) -> RayInfo:
     """Connect to ``EDGELOOP_RAY_ADDRESS`` or start a local Ray with its dashboard on loopback."""
     # Tune's checkpoint-frequency warning fires on every improving epoch of small sweeps
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    token_file = configure_token(settings.ray_auth_token_file)
+    # Workers run this environment's Python directly (Ray would wrap them in `uv run`).
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    token_file = configure_token(settings.ray_auth_token_file,
+                                 create=not settings.ray_address)
     started = False
     if not ray.is_initialized():
         context = _init_with_retries(settings)
@@ -75,9 +95,20 @@ def start_ray(settings: Settings) -> RayInfo:
     return RayInfo(url, cpus, started, token_file)
 
 
+TRIAL_ENV = ("EDGELOOP_OTLP_ENDPOINT", "EDGELOOP_TRACE_FILE", "OTEL_EXPORTER_OTLP_ENDPOINT",
+             "TF_CPP_MIN_LOG_LEVEL")
+"""The trainer's variables its trials read (trial_tracing), passed to the cluster's workers."""
+
+
+def _runtime_env() -> dict[str, object]:
+    env = {name: os.environ[name] for name in TRIAL_ENV if os.environ.get(name)}
+    return {"env_vars": env} if env else {}
+
+
 def _init_once(settings: Settings) -> object:
     if settings.ray_address:
-        return ray.init(address=settings.ray_address, log_to_driver=False)
+        return ray.init(address=settings.ray_address, log_to_driver=False,
+                        runtime_env=_runtime_env())
     return ray.init(
         num_cpus=settings.ray_num_cpus or os.cpu_count(),
         include_dashboard=True,

@@ -59,8 +59,9 @@ class Settings(ServiceSettings):
     )
     ray_address: str = Field(
         default="",
-        description="Ray cluster to join (e.g. ray://host:10001 "
-        "or auto); empty starts a local Ray inside the trainer",
+        description="Ray cluster to join: its head's GCS address host:port (edgeloop up sets "
+        "its own head node), ray://host:10001 or auto; empty starts a local Ray inside the "
+        "trainer",
     )
     ray_dashboard_port: int = Field(
         default=8265, ge=0, le=65535, description="port of the local Ray dashboard (127.0.0.1)"
@@ -70,9 +71,9 @@ class Settings(ServiceSettings):
     )
     ray_auth_token_file: str = Field(
         default="",
-        description="file holding the Ray token "
-        "(created with a random token when missing); empty uses "
-        "Ray's default ~/.ray/auth_token",
+        description="file holding the Ray token (created with a random token when missing "
+        "and the trainer starts Ray itself; must exist to join EDGELOOP_RAY_ADDRESS); empty "
+        "uses Ray's default ~/.ray/auth_token",
     )
     tf_threads: int = Field(
         default=0,

@@ -56,6 +56,16 @@ def _provider(config: dict[str, Any]) -> TracerProvider | None:
     return _PROVIDERS[key]
 
 
+def _node_id() -> str:
+    """The Ray node this trial runs on (where a sweep's trials ran, in its trace)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() or ""
+    except Exception:  # outside a Ray worker (unit tests call trials directly)
+        return ""
+
+
 @contextlib.contextmanager
 def trial_span(config: dict[str, Any], trial_id: str) -> Iterator[trace.Span]:
     """A ``sweep.trial`` span under the sweep's trace; flushed when the trial ends."""
@@ -64,6 +74,7 @@ def trial_span(config: dict[str, Any], trial_id: str) -> Iterator[trace.Span]:
     parent = _PROPAGATOR.extract({TRACEPARENT_KEY: config.get(TRACEPARENT_KEY, "")})
     attributes = {f"edgeloop.trial.{k}": str(config[k]) for k in _TRIAL_ATTRIBUTES if k in config}
     attributes["edgeloop.trial_id"] = trial_id
+    attributes["edgeloop.ray_node_id"] = _node_id()
     try:
         with tracer.start_as_current_span("sweep.trial", context=parent,
                                           attributes=attributes) as span:

@@ -1,6 +1,6 @@
 """TF Serving's gRPC protocol served by edgeloop's own hosts, over a model repository.
 
-:class:`ServingProtocol` answers ``PredictionService/Predict``,
+:class:`ServingProtocol` answers ``PredictionService/Predict`` and ``GetModelMetadata``,
 ``ModelService/GetModelStatus`` and ``ModelService/HandleReloadConfigRequest`` the way
 TF Serving does, with the versions run by any :class:`ModelHost` (the embedded host in
 practice). The Ray Serve application (:mod:`edgeloop.gateway.hosts.rayserve`) is a thin
@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
+from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
     model_pb2,
@@ -38,15 +42,33 @@ log = logging.getLogger(__name__)
 
 Status = get_model_status_pb2.ModelVersionStatus
 SIGNATURE = "serving_default"
+SIGNATURE_DEF = "signature_def"
+
+
+def read_signature_defs(saved_model: str) -> get_model_metadata_pb2.SignatureDefMap:
+    """The signatures of the SavedModel in ``saved_model`` (its first, serving MetaGraph)."""
+    path = Path(saved_model) / "saved_model.pb"
+    try:
+        graph = saved_model_pb2.SavedModel.FromString(path.read_bytes())
+    except (OSError, DecodeError) as exc:
+        raise ModelUnavailable(f"cannot read {path}: {exc}") from exc
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    if graph.meta_graphs:
+        for name, signature in graph.meta_graphs[0].signature_def.items():
+            signatures.signature_def[name].CopyFrom(signature)
+    return signatures
 
 
 class ServingProtocol:
     """Predict / GetModelStatus / HandleReloadConfigRequest over ``repository`` and ``host``."""
 
     def __init__(self, host: ModelHost, repository: ModelRepository,
-                 retry_failed_after_s: float = 30.0) -> None:
+                 retry_failed_after_s: float = 30.0, loading_wait_s: float = 0.0) -> None:
         self.host = host
         self.repository = repository
+        self.loading_wait_s = loading_wait_s
+        """How long Predict waits for a version already loading here (0: answer UNAVAILABLE
+        at once); replicas of a scaled-out host wait, as their peers may be ahead."""
         self.retry_failed_after_s = retry_failed_after_s
         """A failed load is reported (END) this long before a poll tries it again."""
         self._loads: dict[ModelKey, asyncio.Task[None]] = {}
@@ -65,6 +87,11 @@ class ServingProtocol:
         if "image" not in request.inputs:
             raise InvalidArgument("inputs", f"'image' is missing (got {sorted(request.inputs)})")
         key = self._unlabelled(self.repository.resolve(request.model_spec))
+        load = self._loads.get(key)
+        if self._status(key) == Status.LOADING and load is not None and self.loading_wait_s:
+            # Loading already (another replica answered AVAILABLE first, or models.config
+            # named it): wait a little rather than fail the frame.
+            await asyncio.wait({load}, timeout=self.loading_wait_s)
         if self._status(key) != Status.AVAILABLE:
             self._start_load(key)
             raise ModelUnavailable(f"{key.model_name} v{key.version} is loading; "
@@ -75,6 +102,22 @@ class ServingProtocol:
         response.model_spec.version.value = int(key.version)
         response.model_spec.signature_name = SIGNATURE
         response.outputs["distance_mm"].CopyFrom(to_tensor_proto(distances))
+        return response
+
+    async def model_metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest
+                             ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """The addressed version's ``signature_def`` map, read from its SavedModel as TF
+        Serving does (``metadata["signature_def"]`` holds a packed ``SignatureDefMap``)."""
+        fields = list(request.metadata_field)
+        if fields != [SIGNATURE_DEF]:
+            raise InvalidArgument("metadata_field", f"only [{SIGNATURE_DEF!r}] is supported "
+                                  f"(got {fields})")
+        key = self._unlabelled(self.repository.resolve(request.model_spec))
+        signatures = await asyncio.to_thread(read_signature_defs, key.path)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = key.model_name
+        response.model_spec.version.value = int(key.version)
+        response.metadata[SIGNATURE_DEF].Pack(signatures)
         return response
 
     async def model_status(self, request: get_model_status_pb2.GetModelStatusRequest
@@ -90,6 +133,23 @@ class ServingProtocol:
             status.status.error_code = grpc.StatusCode.UNAVAILABLE.value[0]
             status.status.error_message = str(load.exception())
         return get_model_status_pb2.GetModelStatusResponse(model_version_status=[status])
+
+    def preload_configured(self) -> None:
+        """Start loading every version the repository's ``models.config`` names, as TF
+        Serving loads its config; a replica of a scaled-out host calls this on every call
+        and health check, so all replicas warm up a new version, not only the one that
+        received the reload."""
+        config = self.repository.config()
+        if config is None:
+            return
+        for model in config.model_config_list.config:
+            for version in model.model_version_policy.specific.versions:
+                spec = model_pb2.ModelSpec(name=model.name)
+                spec.version.value = version
+                try:
+                    self._start_load(self._unlabelled(self.repository.resolve(spec)))
+                except EdgeloopError:
+                    continue  # not published yet: the next call tries again
 
     async def reload_config(self, request: model_management_pb2.ReloadConfigRequest
                             ) -> model_management_pb2.ReloadConfigResponse:
@@ -147,6 +207,10 @@ class ProtocolServicer(prediction_service_pb2_grpc.PredictionServiceServicer,
     async def Predict(self, request, context):  # noqa: ANN001, ANN201, N802 - grpc names
         """PredictionService/Predict."""
         return await _answer(self.protocol.predict(request), context)
+
+    async def GetModelMetadata(self, request, context):  # noqa: ANN001, ANN201, N802
+        """PredictionService/GetModelMetadata."""
+        return await _answer(self.protocol.model_metadata(request), context)
 
     async def GetModelStatus(self, request, context):  # noqa: ANN001, ANN201, N802
         """ModelService/GetModelStatus."""

@@ -1,0 +1,333 @@
+"""A Ray head node (and worker nodes) as separate processes, with token authentication.
+
+``edgeloop up`` runs the head as a part of the local topology and the tests start one the
+same way; the trainer (Tune) and the Ray Serve model host join it through its address
+(``EDGELOOP_RAY_ADDRESS``). The processes are plain ``ray start --block`` commands, so a
+user's own cluster (``ray start --head`` on one machine, ``ray start --address`` on the
+others) is the same thing at a larger size.
+
+Token auth: Ray reads ``RAY_AUTH_MODE=token`` and the token from ``RAY_AUTH_TOKEN_PATH``;
+every process that joins (driver, worker node, ``ray`` CLI) needs both variables, which
+:func:`auth_env` gives. The dashboard asks for the same token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_OBJECT_STORE_BYTES = 200 * 1024 * 1024
+"""Ray's default is 30% of RAM; edgeloop's sweeps and replicas move small arrays."""
+
+
+def ensure_token(token_file: Path) -> str:
+    """The token in ``token_file``, created (random, mode 0600) when missing or empty."""
+    if not token_file.exists() or not token_file.read_text().strip():
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return token_file.read_text().strip()
+
+
+def auth_env(token_file: Path) -> dict[str, str]:
+    """The variables a Ray process needs to run or join a token-authenticated cluster."""
+    return {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_file.resolve()),
+        # Workers run this environment's Python directly (Ray would wrap them in `uv run`).
+        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+
+
+SLOW_START_ENV = {
+    # The raylet waits this long for its agents' port files (default 30 s; on a busy machine
+    # the dashboard agent takes longer to import and the raylet aborts: ray-project/ray#65983)
+    "RAY_raylet_start_wait_time_s": "300",
+    "RAY_agent_register_timeout_ms": "300000",
+    # Worker processes import Ray (and actors TensorFlow) before they register.
+    "RAY_worker_register_timeout_seconds": "300",
+    # Serve's gRPC proxy imports the TF Serving protos (so all of TensorFlow): tens of
+    # seconds on a loaded 2-core machine, where Serve's 5 s readiness check would kill and
+    # restart it forever. These are read by the controller and proxies, i.e. the nodes.
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "300",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_GRACEFUL_SHUTDOWN_TIMEOUT_S": "10",
+}
+
+
+def node_env(token_file: Path) -> dict[str, str]:
+    """The variables of a head or worker node process: :func:`auth_env` plus start-up
+    timeouts that tolerate a small, busy machine."""
+    return {**auth_env(token_file), **SLOW_START_ENV}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _node_ports() -> list[str]:
+    """Explicit free ports for a node's side servers: Ray's fixed defaults (e.g. the client
+    server's 10001, the dashboard agent's 52365) collide when several nodes share a host."""
+    return ["--node-manager-port", str(_free_port()),
+            "--object-manager-port", str(_free_port()),
+            "--dashboard-agent-listen-port", str(_free_port()),
+            "--dashboard-agent-grpc-port", str(_free_port()),
+            "--runtime-env-agent-port", str(_free_port()),
+            "--metrics-export-port", str(_free_port())]
+
+
+@dataclass(frozen=True)
+class RayHeadConfig:
+    """Where a head node listens and what it offers."""
+
+    port: int
+    """The GCS port: the cluster's address is ``127.0.0.1:<port>``."""
+    dashboard_port: int
+    token_file: Path
+    num_cpus: int | None = None
+    """None: every core of the machine; 0: none (a head that only coordinates)."""
+    object_store_bytes: int = DEFAULT_OBJECT_STORE_BYTES
+    temp_dir: str = ""
+    """Ray's session folder (short: it holds Unix sockets); empty for Ray's default."""
+    resources: dict[str, float] = field(default_factory=dict)
+    dashboard: bool = True
+    """Without it a head starts with ~10 fewer processes (tests on a small machine)."""
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+
+START_ATTEMPTS = 4
+READY_LINE = "Ray runtime started"
+"""What ``ray start`` prints once its node is registered with the GCS."""
+
+
+REGISTER_WAIT_S = 300.0
+"""How long a node's ``ray start`` waits for its raylet to register with the GCS."""
+
+
+def _ray() -> list[str]:
+    # `ray start` through this module (main below): it gives up when its raylet takes longer
+    # than a hard-coded 30 s to register with the GCS (ray/_private/node.py; its message
+    # names a RAY_raylet_start_wait_time_s setting that nothing reads), which happens on a
+    # busy small machine. The supervisor also retries a start that failed all the same.
+    return [sys.executable, "-m", "edgeloop.platform.rayhead", "--"]
+
+
+def _child_running(name: str) -> bool:
+    """Whether a live child process of this one is called ``name`` (from /proc)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)
+        except OSError:
+            continue
+        command = fields[0].split("(", 1)[-1]
+        state, parent = fields[1].split()[:2]
+        if command == name and int(parent) == os.getpid() and state not in ("Z", "X"):
+            return True
+    return False
+
+
+def _announce_agent_ports_early() -> None:
+    """Write the agents' port files before the raylet starts, from the explicit ports.
+
+    The raylet waits a hard-coded 15 s for the dashboard agent to write its port file and
+    aborts when it is late (node_manager.cc; ray-project/ray#65983); on a busy small machine
+    the agent needs longer just to import its modules. The ports are fixed on the command
+    line (:func:`_node_ports`), so the files can say them at once; the agents write the same
+    values when they are up, and a raylet whose agents die still fails as before.
+    """
+    from ray._private.node import Node
+    from ray._raylet import (
+        DASHBOARD_AGENT_LISTEN_PORT_NAME,
+        METRICS_AGENT_PORT_NAME,
+        METRICS_EXPORT_PORT_NAME,
+        RUNTIME_ENV_AGENT_PORT_NAME,
+        persist_port,
+    )
+
+    start_raylet = Node.start_raylet
+
+    def start_raylet_with_known_ports(node: Node, *args: object, **kwargs: object) -> object:
+        params = node._ray_params
+        for name, port in ((DASHBOARD_AGENT_LISTEN_PORT_NAME, params.dashboard_agent_listen_port),
+                           (METRICS_AGENT_PORT_NAME, params.metrics_agent_port),
+                           (METRICS_EXPORT_PORT_NAME, params.metrics_export_port),
+                           (RUNTIME_ENV_AGENT_PORT_NAME, params.runtime_env_agent_port)):
+            if port:
+                persist_port(node._session_dir, node._node_id, name, int(port))
+        return start_raylet(node, *args, **kwargs)
+
+    Node.start_raylet = start_raylet_with_known_ports
+
+
+def _patient_ray_cli(args: list[str]) -> None:
+    """Ray's CLI with the node-registration lookup retried for up to REGISTER_WAIT_S."""
+    import ray._private.services as services
+    from ray.scripts.scripts import main as ray_main
+
+    lookup = services.get_node
+
+    def patient_get_node(*args: object, **kwargs: object) -> object:
+        deadline = time.monotonic() + REGISTER_WAIT_S
+        while True:
+            try:
+                return lookup(*args, **kwargs)
+            except RuntimeError:
+                # A raylet that died (e.g. its agents were too slow) never registers.
+                if time.monotonic() > deadline or not _child_running("raylet"):
+                    raise
+                time.sleep(1.0)
+
+    services.get_node = patient_get_node
+    _announce_agent_ports_early()
+    sys.argv = ["ray", *args]
+    ray_main()
+
+
+def _common(num_cpus: int | None, object_store_bytes: int, temp_dir: str,
+            resources: dict[str, float]) -> list[str]:
+    cpus = (os.cpu_count() or 1) if num_cpus is None else num_cpus
+    args = ["--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
+            "--num-cpus", str(cpus),
+            "--object-store-memory", str(object_store_bytes), *_node_ports()]
+    if temp_dir:
+        args += ["--temp-dir", temp_dir]
+    if resources:
+        args += ["--resources", json.dumps(resources)]
+    return args
+
+
+def head_command(config: RayHeadConfig) -> list[str]:
+    """``ray start --head --block`` on loopback, dashboard included; run with :func:`node_env`."""
+    return [*_ray(), "start", "--head", "--port", str(config.port),
+            "--ray-client-server-port", str(_free_port()),
+            "--include-dashboard", "true" if config.dashboard else "false",
+            "--dashboard-host", "127.0.0.1",
+            "--dashboard-port", str(config.dashboard_port),
+            *_common(config.num_cpus, config.object_store_bytes, config.temp_dir,
+                     config.resources)]
+
+
+def worker_command(address: str, num_cpus: int | None, resources: dict[str, float] | None = None,
+                   object_store_bytes: int = DEFAULT_OBJECT_STORE_BYTES,
+                   temp_dir: str = "") -> list[str]:
+    """``ray start --address --block``: a worker node joining the head at ``address``."""
+    return [*_ray(), "start", "--address", address,
+            *_common(num_cpus, object_store_bytes, temp_dir, resources or {})]
+
+
+def supervise(command: list[str], attempts: int = START_ATTEMPTS) -> int:
+    """Run ``command`` (a ``ray start --block``), again when it fails before its node is up.
+
+    Output goes to this process's stdout; SIGTERM/SIGINT are passed on (and end the
+    retries), so the node drains and stops its processes. Returns the last exit code.
+    """
+    state: dict[str, object] = {"child": None, "stopping": False}
+
+    def forward(signum: int, _frame: object) -> None:
+        state["stopping"] = True
+        child = state["child"]
+        if isinstance(child, subprocess.Popen) and child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward)
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = 1
+        for attempt in range(1, attempts + 1):
+            if state["stopping"]:
+                break
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            state["child"] = child
+            started = False
+            assert child.stdout is not None
+            for raw in child.stdout:
+                sys.stdout.buffer.write(raw)
+                sys.stdout.flush()
+                started = started or READY_LINE.encode() in raw
+            code = child.wait()
+            if started or code == 0:
+                return code
+            print(f"edgeloop: ray start failed before its node was up (exit {code}); "
+                  f"attempt {attempt} of {attempts}", flush=True)
+        return code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def alive_nodes(dashboard_url: str, token: str, timeout_s: float = 5.0) -> list[dict]:
+    """The cluster's nodes in state ALIVE, from the dashboard's state API ([] if down)."""
+    request = urllib.request.Request(f"{dashboard_url}/api/v0/nodes?limit=1000",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            body = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
+    nodes = body.get("data", {}).get("result", {}).get("result", [])
+    return [node for node in nodes if node.get("state") == "ALIVE"]
+
+
+def dashboard_status(dashboard_url: str, token: str, timeout_s: float = 5.0) -> str:
+    """SERVING when the dashboard answers and the head node is registered ALIVE, else DOWN."""
+    nodes = alive_nodes(dashboard_url, token, timeout_s)
+    return "SERVING" if any(node.get("is_head_node") for node in nodes) else "DOWN"
+
+
+def wait_head(config: RayHeadConfig, timeout_s: float = 180.0,
+              is_dead: object = None) -> None:
+    """Block until the head's dashboard answers healthy; TimeoutError after ``timeout_s``.
+
+    ``is_dead`` (a callable) ends the wait early when the head process exited.
+    """
+    token = ensure_token(config.token_file)
+    deadline = time.monotonic() + timeout_s
+    while dashboard_status(config.dashboard_url, token) != "SERVING":
+        if callable(is_dead) and is_dead():
+            raise RuntimeError("the Ray head exited before it was ready")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Ray head on {config.address} not ready after {timeout_s}s")
+        time.sleep(0.5)
+
+
+def main() -> None:
+    """``python -m edgeloop.platform.rayhead -- start ... --block``: ``ray start`` under
+    :func:`supervise`, with a patient node registration."""
+    args = sys.argv[1:]
+    if args[:1] == ["--cli"]:
+        _patient_ray_cli(args[1:])
+        return
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args:
+        sys.exit("usage: python -m edgeloop.platform.rayhead -- start ... --block")
+    sys.exit(supervise([sys.executable, "-m", "edgeloop.platform.rayhead", "--cli", *args]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The Ray node launcher's own logic, without Ray: token file, commands, start-up retries.
+
+(Ray itself is started for real by edgeloop.testing.RayNodes in the gateway, trainer and
+cross-service tests.)
+"""
+
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+
+from edgeloop.platform import rayhead
+
+
+def test_token_is_created_private_once(tmp_path: Path) -> None:
+    token_file = tmp_path / "state" / "ray_token"
+    token = rayhead.ensure_token(token_file)
+    assert len(token) == 64 and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert rayhead.ensure_token(token_file) == token
+    env = rayhead.node_env(token_file)
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert env["RAY_AUTH_TOKEN_PATH"] == str(token_file.resolve())
+
+
+def test_head_command_binds_loopback_with_its_ports(tmp_path: Path) -> None:
+    config = rayhead.RayHeadConfig(port=61000, dashboard_port=61001,
+                                   token_file=tmp_path / "t", num_cpus=0)
+    command = rayhead.head_command(config)
+    assert command[1:4] == ["-m", "edgeloop.platform.rayhead", "--"]
+    for flag, value in (("--port", "61000"), ("--dashboard-port", "61001"),
+                        ("--dashboard-host", "127.0.0.1"), ("--include-dashboard", "true")):
+        assert command[command.index(flag) + 1] == value
+    assert "--head" in command and "--block" in command
+    worker = rayhead.worker_command(config.address, 2, {"gpu_box": 1.0})
+    assert worker[worker.index("--address") + 1] == "127.0.0.1:61000"
+    assert worker[worker.index("--resources") + 1] == '{"gpu_box": 1.0}'
+
+
+def test_a_start_that_fails_before_ready_is_retried(tmp_path: Path, capfd) -> None:  # noqa: ANN001
+    attempts = tmp_path / "attempts"
+    script = (
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(attempts)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "if n < 3: sys.exit(1)\n"
+        f"print({rayhead.READY_LINE!r})\n"
+    )
+    assert rayhead.supervise([sys.executable, "-c", script], attempts=4) == 0
+    assert attempts.read_text() == "3"
+    assert "attempt 2 of 4" in capfd.readouterr().out
+
+
+def test_a_failure_after_ready_is_not_retried(tmp_path: Path) -> None:
+    script = f"print({rayhead.READY_LINE!r}); raise SystemExit(3)"
+    assert rayhead.supervise([sys.executable, "-c", script], attempts=4) == 3
+
+
+def test_cpu_count_none_means_all_and_zero_means_none(tmp_path: Path) -> None:
+    def cpus(num_cpus: int | None) -> str:
+        command = rayhead.head_command(rayhead.RayHeadConfig(1, 2, tmp_path / "t", num_cpus))
+        return command[command.index("--num-cpus") + 1]
+
+    assert cpus(0) == "0"
+    assert cpus(3) == "3"
+    assert int(cpus(None)) >= 1

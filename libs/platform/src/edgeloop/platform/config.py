@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
                                         "is this many seconds old (0: never)")
     trace_file_backups: int = Field(default=5, ge=0, le=1000,
                                     description="rotated span files kept (name.1.jsonl newest)")
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0, le=1024 * 1024 * 1024,
+                                   description="largest request message the gRPC server takes; "
+                                   "a larger one is refused with RESOURCE_EXHAUSTED")
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300,
                                     description="seconds in-flight calls get to finish on SIGTERM")
     tls_cert: str = Field(default="", description="PEM certificate (chain) this service's servers "

@@ -98,7 +98,7 @@ async def start_server(app: ServiceApp, settings: ServiceSettings) -> RunningSer
     errors = ErrorInterceptor()
     server = aio.server(interceptors=[errors], options=[
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", settings.max_request_bytes),
     ])
     app.add_to_server(server)
     health_servicer = health.aio.HealthServicer()

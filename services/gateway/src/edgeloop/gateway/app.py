@@ -21,6 +21,7 @@ from edgeloop.gateway.auth import DeviceAuthenticator
 from edgeloop.gateway.deployments import DeploymentState, DeploymentWatcher
 from edgeloop.gateway.device_predictions import DeviceModels
 from edgeloop.gateway.forwarder import Forwarder
+from edgeloop.gateway.limits import DeviceLimits
 from edgeloop.gateway.frames import FrameProcessor
 from edgeloop.gateway.hosts.base import ModelHost
 from edgeloop.gateway.hosts.batching import BatchingConfig, MicroBatcher
@@ -86,7 +87,9 @@ class App(ServiceApp):
                                      self.recorder, s.max_frame_bytes)
         models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router)
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
-                                          s.max_frame_bytes, models)
+                                          s.max_frame_bytes, models,
+                                          DeviceLimits(s.max_streams_per_device,
+                                                       s.max_fps_per_device))
         edge_gateway_service_pb2_grpc.add_EdgeGatewayServiceServicer_to_server(self.service, server)
 
     async def start(self) -> None:

@@ -41,6 +41,18 @@ class Settings(ServiceSettings):
                            "(fsynced segment files); required")
     spool_max_bytes: int = Field(default=1024 * MIB, gt=0, description="capacity of the spool; "
                                  "when full, frames are refused with SPOOL_FULL")
+    max_streams_per_device: int = Field(
+        default=2, ge=0, description="streams one device may hold open at once (a reconnect "
+        "may briefly overlap the dead stream); more are refused; 0 = no limit")
+    max_fps_per_device: float = Field(
+        default=60.0, ge=0, description="live frames per second one device may send (bursts "
+        "of one second's worth); faster frames get RATE_LIMITED, late ones are paced; 0 = no "
+        "limit")
+    max_request_bytes: int = Field(
+        default=4 * MIB, gt=0, le=64 * MIB,
+        description="largest stream message the gateway takes: above EDGELOOP_MAX_FRAME_BYTES "
+        "(a frame a little over that gets its FRAME_TOO_LARGE error; a message over this ends "
+        "the stream with RESOURCE_EXHAUSTED)")
     max_frame_bytes: int = Field(default=2 * MIB, gt=0, le=32 * MIB,
                                  description="largest JPEG accepted per frame, in bytes")
     batch_max_size: int = Field(default=32, gt=0, le=1024,
@@ -62,6 +74,15 @@ class Settings(ServiceSettings):
         # Fail at start, naming the variable, rather than at the first frame.
         if info.data.get("model_host") == "embedded" and not value:
             raise ValueError("required when EDGELOOP_MODEL_HOST=embedded")
+        return value
+
+    @field_validator("max_frame_bytes")
+    @classmethod
+    def _frames_fit_in_a_request(cls, value: int, info: ValidationInfo) -> int:
+        limit = info.data.get("max_request_bytes")
+        if limit is not None and value >= limit:
+            raise ValueError(f"must be below EDGELOOP_MAX_REQUEST_BYTES ({limit}): a frame "
+                             "message carries its JPEG and a little more")
         return value
 
     @field_validator("tfserving_addr")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 from grpc import aio
 
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
@@ -30,6 +31,7 @@ from edgeloop.gateway.auth import DeviceAuthenticator, Grant, parse_bearer
 from edgeloop.gateway.deployments import UNASSIGNED, DeploymentState
 from edgeloop.gateway.device_predictions import CAPABILITY, DeviceModels
 from edgeloop.gateway.frames import FrameProcessor
+from edgeloop.gateway.limits import DeviceLimits
 from edgeloop.platform import log_context
 from edgeloop.platform.errors import (
     FailedPrecondition,
@@ -65,8 +67,9 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
 
     def __init__(self, auth: DeviceAuthenticator, state: DeploymentState,
                  frames: FrameProcessor, gateway_id: str, max_frame_bytes: int,
-                 models: DeviceModels | None = None) -> None:
+                 models: DeviceModels | None = None, limits: DeviceLimits | None = None) -> None:
         self.auth = auth
+        self.limits = limits or DeviceLimits(max_streams=0, max_fps=0.0)
         self.models = models
         self.state = state
         self.frames = frames
@@ -83,7 +86,7 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                      context: aio.ServicerContext) -> AsyncIterator[gw_pb2.StreamResponse]:
         """Authenticate, greet, then answer every frame (see the module docstring)."""
         session = await self._authenticate(context)
-        with log_context(device=session.device_id):
+        with log_context(device=session.device_id), self.limits.stream(session.device_id):
             hello = await self._read_hello(request_iterator, session)
             session.session_id = hello.session_id
             if self.models is not None and CAPABILITY in hello.capabilities:
@@ -184,6 +187,8 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                     continue
                 received = time.perf_counter()
                 await self._check_credentials(session)
+                if not await self._within_rate(request.frame, session, out):
+                    continue
                 await slots.acquire()
                 previous, session.last_seq = session.last_seq, _next_seq(session, request.frame)
                 task = asyncio.create_task(
@@ -197,6 +202,22 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
             raise
         except Exception as exc:  # ends the stream with the exception's status code
             out.put_nowait(exc)
+
+    async def _within_rate(self, frame: edge_pb2.Frame, session: Session,
+                           out: asyncio.Queue[Any]) -> bool:
+        """Late frames wait for their turn; a live frame over the device's rate is refused."""
+        if frame.late:
+            await self.limits.take(session.device_id)
+            return True
+        if self.limits.try_take(session.device_id):
+            return True
+        out.put_nowait(gw_pb2.StreamResponse(error=edge_pb2.FrameError(
+            seq=frame.seq, reason=edge_pb2.FRAME_ERROR_REASON_RATE_LIMITED,
+            code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+            message=f"frame: device {session.device_id!r} sends faster than its limit of "
+                    f"{self.limits.max_fps:g} frames/s (EDGELOOP_MAX_FPS_PER_DEVICE); "
+                    "this frame was not recorded")))
+        return False
 
     async def _check_credentials(self, session: Session) -> None:
         """Re-ask the registry when the cached grant expired or the device was revoked."""

@@ -22,6 +22,7 @@ class FrameErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FRAME_ERROR_REASON_SPOOL_FULL: _ClassVar[FrameErrorReason]
     FRAME_ERROR_REASON_INVALID_TIMESTAMP: _ClassVar[FrameErrorReason]
     FRAME_ERROR_REASON_INVALID_DEVICE_PREDICTION: _ClassVar[FrameErrorReason]
+    FRAME_ERROR_REASON_RATE_LIMITED: _ClassVar[FrameErrorReason]
 FRAME_ERROR_REASON_UNSPECIFIED: FrameErrorReason
 FRAME_ERROR_REASON_TOO_LARGE: FrameErrorReason
 FRAME_ERROR_REASON_INVALID_JPEG: FrameErrorReason
@@ -32,6 +33,7 @@ FRAME_ERROR_REASON_MODEL_UNAVAILABLE: FrameErrorReason
 FRAME_ERROR_REASON_SPOOL_FULL: FrameErrorReason
 FRAME_ERROR_REASON_INVALID_TIMESTAMP: FrameErrorReason
 FRAME_ERROR_REASON_INVALID_DEVICE_PREDICTION: FrameErrorReason
+FRAME_ERROR_REASON_RATE_LIMITED: FrameErrorReason
 
 class Hello(_message.Message):
     __slots__ = ("device_id", "client_version", "capabilities", "session_id")

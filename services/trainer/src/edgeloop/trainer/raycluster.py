@@ -109,7 +109,10 @@ def _init_once(settings: Settings) -> object:
     if settings.ray_address:
         return ray.init(address=settings.ray_address, log_to_driver=False,
                         runtime_env=_runtime_env())
+    # address="local": a new Ray of our own. Without it ray.init joins whatever cluster
+    # this machine started last (/tmp/ray/ray_current_cluster), e.g. a stack's head node.
     return ray.init(
+        address="local",
         num_cpus=settings.ray_num_cpus or os.cpu_count(),
         include_dashboard=True,
         dashboard_host="127.0.0.1",

@@ -108,7 +108,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """PostgreSQL, MLflow and the four services with the test settings, stopped after."""
     state = tmp_path_factory.mktemp("loop")
-    topology = Topology(state, {part: free_port() for part in DEFAULT_PORTS})
+    # Plaintext: this is about the loop; TLS is covered by test_tls_plane and the stack test.
+    topology = Topology(state, {part: free_port() for part in DEFAULT_PORTS}, tls_mode="off")
     secrets = load_or_create_secrets(state)
     logs = topology.folder("logs")
     rules = state / "rules.yaml"

@@ -26,7 +26,7 @@ def _sweep() -> sweep_pb2.Sweep:
 def test_sweeps_and_versions_render_with_progress_and_links() -> None:
     version = model_pb2.ModelVersion(model_name="distance", version="3", aliases=["champion"],
                                      metrics={"holdout_mae_mm": 12.5,
-                                              "holdout_red_mae_mm": 11.0},
+                                              "holdout_mae_mm/world/red": 11.0},
                                      tags={"sweep_id": "5d9c0f1e"})
     html = TEMPLATES.env.get_template("models_live.html").render(
         sweeps=[_sweep()], versions={"distance": [version]}, trainer=True,

@@ -109,7 +109,8 @@ def test_frame_limit_must_fit_in_the_request_limit(monkeypatch, tmp_path) -> Non
 
     for name, value in {"REGISTRY_ADDR": "r:1", "REGISTRY_TOKEN": "t", "FEATURES_ADDR": "f:1",
                         "MODEL_REPOSITORY": str(tmp_path), "SPOOL_DIR": str(tmp_path / "s"),
-                        "MAX_FRAME_BYTES": str(8 * 2**20)}.items():
+                        "MAX_FRAME_BYTES": str(8 * 2**20),
+                        "MAX_REQUEST_BYTES": str(4 * 2**20)}.items():
         monkeypatch.setenv(f"EDGELOOP_{name}", value)
     with pytest.raises(ConfigError, match="EDGELOOP_MAX_FRAME_BYTES"):
         load_settings(Settings)

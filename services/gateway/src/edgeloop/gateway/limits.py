@@ -2,7 +2,7 @@
 
 A robot that opens stream after stream, or sends faster than its camera could, takes the
 gateway's CPU from every other robot. Each device may hold ``max_streams`` streams at once
-(one more than one, so a reconnect is not refused while the dead stream is noticed); a
+(more than one, so a reconnect is not refused while a dead stream is noticed); a
 further Hello is refused with RESOURCE_EXHAUSTED. Frames pass a token bucket per device
 (``max_fps`` frames a second, bursts of one second's worth): a live frame over the rate is
 refused with a ``FrameError`` RATE_LIMITED (code 8, RESOURCE_EXHAUSTED) — the robot knows,

@@ -42,17 +42,12 @@ class Settings(ServiceSettings):
     spool_max_bytes: int = Field(default=1024 * MIB, gt=0, description="capacity of the spool; "
                                  "when full, frames are refused with SPOOL_FULL")
     max_streams_per_device: int = Field(
-        default=2, ge=0, description="streams one device may hold open at once (a reconnect "
+        default=4, ge=0, description="streams one device may hold open at once (a reconnect "
         "may briefly overlap the dead stream); more are refused; 0 = no limit")
     max_fps_per_device: float = Field(
-        default=60.0, ge=0, description="live frames per second one device may send (bursts "
+        default=0.0, ge=0, description="live frames per second one device may send (bursts "
         "of one second's worth); faster frames get RATE_LIMITED, late ones are paced; 0 = no "
-        "limit")
-    max_request_bytes: int = Field(
-        default=4 * MIB, gt=0, le=64 * MIB,
-        description="largest stream message the gateway takes: above EDGELOOP_MAX_FRAME_BYTES "
-        "(a frame a little over that gets its FRAME_TOO_LARGE error; a message over this ends "
-        "the stream with RESOURCE_EXHAUSTED)")
+        "limit (the default: benchmarks and replays send at full speed; set it for a fleet)")
     max_frame_bytes: int = Field(default=2 * MIB, gt=0, le=32 * MIB,
                                  description="largest JPEG accepted per frame, in bytes")
     batch_max_size: int = Field(default=32, gt=0, le=1024,

@@ -41,6 +41,7 @@ from edgeloop.platform.channels import open_channel
 from edgeloop.platform.tls import ClientTLS
 from edgeloop.testing import free_port
 
+pytestmark = pytest.mark.timeout(1800)  # six restarts, each importing TensorFlow or Ray
 ROBOTS = 10
 FPS = 4.0
 KILL_ORDER = ("gateway", "features", "registry", "trainer", "mlflow", "postgres")

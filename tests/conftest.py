@@ -9,6 +9,7 @@ Version ``n`` answers ``1000 * n + [0, 100]`` mm, so every answer says which ver
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,8 +71,8 @@ def _log_run(experiment_id: str, saved_model: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def logged_models() -> Iterator[LoggedModels]:
-    """A SQLite MLflow store for the session holding a run per tiny model."""
+def _logged_runs() -> Iterator[LoggedModels]:
+    """A SQLite MLflow store for the session holding a run per tiny model (no model versions)."""
     import mlflow
 
     root = Path(tempfile.mkdtemp(prefix="edgeloop-e2e-mlflow-"))
@@ -89,3 +90,19 @@ def logged_models() -> Iterator[LoggedModels]:
         yield LoggedModels(uri, runs)
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def logged_models(_logged_runs: LoggedModels, tmp_path_factory) -> LoggedModels:
+    """The session's runs in a model registry of the module's own.
+
+    Every module registers the runs as versions 1 and 2 of the same model: a registry shared
+    across modules would number them 3, 4, ... in the second module and its fresh registry
+    database would disagree with MLflow about which version is which. The copy keeps the
+    runs (their artifacts stay in the session's folder, read only).
+    """
+    source = Path(_logged_runs.tracking_uri.removeprefix("sqlite:///"))
+    target = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    with sqlite3.connect(source) as original, sqlite3.connect(target) as copy:
+        original.backup(copy)
+    return LoggedModels(f"sqlite:///{target}", _logged_runs.run_ids)

@@ -52,9 +52,17 @@ class GatewayState:
     """Refuse these seqs once with SPOOL_FULL (not recorded), like a gateway whose spool is full."""
     silent: bool = False
     """Receive frames but never answer (a stuck gateway)."""
+    sends_recorded: bool = True
+    """Send Recorded messages to clients that ask for them (a gateway before them does not)."""
+    never_record: set[int] = field(default_factory=set)
+    """Answer these seqs but never record them (a gateway killed between answer and spool)."""
+    recorded: list[tuple[str, int]] = field(default_factory=list)
 
     def labelled_seqs(self, session: str) -> set[int]:
         return {r.seq for r in self.received if r.session == session and r.sensor_mm is not None}
+
+    def recorded_seqs(self, session: str) -> set[int]:
+        return {seq for name, seq in self.recorded if name == session}
 
 
 class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
@@ -69,18 +77,31 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
         authorised = metadata.get("authorization") == f"Bearer {TOKEN}"
         if not authorised or metadata.get("x-device-id") != DEVICE:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
-        session = ""
+        session, acks = "", False
         async for request in request_iterator:
             if request.WhichOneof("kind") == "hello":
                 session = request.hello.session_id
+                acks = self.state.sends_recorded and "recorded_acks" in request.hello.capabilities
                 self.state.hellos.append(request.hello)
                 yield gw_pb2.StreamResponse(welcome=edge_pb2.Welcome(
                     deployment="test", model_name="m", max_frame_bytes=1 << 20,
-                    gateway_id="gw-test"))
+                    gateway_id="gw-test", sends_recorded=acks))
                 continue
             response = await self._frame(session, request.frame, context)
             if response is not None:
                 yield response
+                recorded = self._record(session, request.frame, response)
+                if acks and recorded:
+                    yield gw_pb2.StreamResponse(recorded=edge_pb2.Recorded(seqs=[recorded]))
+
+    def _record(self, session: str, frame: edge_pb2.Frame,
+                response: gw_pb2.StreamResponse) -> int | None:
+        """The seq of a labelled frame this answer recorded, like the real gateway's spool."""
+        if response.WhichOneof("kind") != "prediction" or not frame.HasField("sensor_mm") \
+                or frame.seq in self.state.never_record:
+            return None
+        self.state.recorded.append((session, frame.seq))
+        return frame.seq
 
     async def _frame(self, session: str, frame: edge_pb2.Frame,
                      context: aio.ServicerContext) -> gw_pb2.StreamResponse | None:

@@ -117,6 +117,46 @@ async def test_frames_unanswered_at_a_crash_are_resent_with_the_same_seq(
     assert results[5].late and results[5].prediction is not None
 
 
+async def test_answered_frames_the_gateway_never_recorded_go_again(
+        gateway, tmp_path: Path, wait_until) -> None:  # noqa: ANN001
+    """A gateway killed after answering, before its spool commit (issue 16's fault suite)."""
+    gateway.state.never_record = {4, 5}
+    client = make_client(gateway, tmp_path)
+    await client.start()
+    assert await client.wait_connected(30)
+    seqs = [client.send(JPEG, 80.0) for _ in range(6)]
+    # Every frame is answered; the four recorded ones are done, the other two are kept.
+    await wait_until(lambda: set(seqs) <= set(client.results) and client.pending_labelled() == 2)
+    assert client.results[4].prediction is not None and client.results[5].prediction is not None
+
+    await gateway.stop(grace=None)
+    gateway.state.never_record = set()
+    await gateway.start()
+    await client.close(drain_timeout_s=60)
+
+    sends = Counter(r.seq for r in gateway.state.received)
+    assert sends[4] == sends[5] == 2
+    assert [r.late for r in gateway.state.received if r.seq in (4, 5)] == [False, False, True,
+                                                                          True]
+    assert all(sends[seq] == 1 for seq in (1, 2, 3, 6)), sends
+    assert gateway.state.recorded_seqs(client.session_id) == set(seqs)
+    assert client.buffer.count() == 0
+
+
+async def test_a_gateway_without_recorded_messages_settles_frames_at_their_answer(
+        gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    gateway.state.sends_recorded = False
+    client = make_client(gateway, tmp_path)
+    await client.start()
+    assert await client.wait_connected(30)
+    seqs = [client.send(JPEG, 80.0) for _ in range(5)]
+    results = await client.results_for(seqs, timeout=30)
+    assert sorted(results) == seqs and client.pending_labelled() == 0
+    await client.close()
+    assert not client.welcome.sends_recorded
+    assert "recorded_acks" in gateway.state.hellos[0].capabilities
+
+
 async def test_labelled_frames_the_gateway_could_not_record_go_again(
         gateway, tmp_path: Path) -> None:  # noqa: ANN001
     gateway.state.spool_full_once = {3, 4}

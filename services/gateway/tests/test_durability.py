@@ -12,6 +12,7 @@ from __future__ import annotations
 import grpc
 
 from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.contracts.features.v1 import observation_pb2
 
 Reason = edge_pb2.FrameErrorReason
 START_TIMEOUT_S = 300.0
@@ -79,3 +80,37 @@ async def test_full_spool_refuses_frames_with_resource_exhausted_then_recovers(
         )
         assert again[1].HasField("prediction")
         assert set(gw.features.stored) >= {p.observation_id for p in accepted}
+
+
+async def test_recorded_names_every_labelled_frame_once_it_is_in_the_spool(
+    start_gateway, requests, jpegs
+) -> None:
+    """A client that asks for ``recorded_acks`` learns which labelled frames it may forget."""
+    hello = requests.hello("robot-1")
+    hello.hello.capabilities.append("recorded_acks")
+    labelled = set(range(1, 31, 2))
+    async with start_gateway() as gw:
+        gw.features.available = False  # everything stays in the spool, where Recorded points
+        answers = await gw.exchange("robot-1", "secret-1", [hello, *(
+            requests.frame(s, jpegs[s % 8], 500.0 if s in labelled else None)
+            for s in range(1, 31))])
+        assert answers[0].welcome.sends_recorded
+        order = [(a.WhichOneof("kind"), list(a.recorded.seqs) if a.HasField("recorded")
+                  else [a.prediction.seq]) for a in answers[1:]]
+        named = [seq for kind, seqs in order if kind == "recorded" for seq in seqs]
+        assert sorted(named) == sorted(labelled)
+        answered_at = {seqs[0]: i for i, (kind, seqs) in enumerate(order) if kind == "prediction"}
+        for i, (kind, seqs) in enumerate(order):
+            if kind == "recorded":
+                assert all(answered_at[seq] < i for seq in seqs), "Recorded before the answer"
+        records, _ = gw.app.spool.read(gw.app.spool.ack_position, 100)
+        spooled = {observation_pb2.Observation.FromString(r).seq for r in records}
+        assert set(named) <= spooled and len(spooled) == 30
+
+
+async def test_no_recorded_messages_unless_the_client_asks(start_gateway, requests, jpegs) -> None:
+    async with start_gateway() as gw:
+        answers = await gw.exchange("robot-1", "secret-1", [
+            requests.hello("robot-1"), *(requests.frame(s, jpegs[0], 500.0) for s in range(1, 6))])
+        assert not answers[0].welcome.sends_recorded
+        assert [a.WhichOneof("kind") for a in answers[1:]] == ["prediction"] * 5

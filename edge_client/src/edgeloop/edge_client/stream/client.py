@@ -4,13 +4,18 @@ Delivery rules (what the gateway can rely on):
 
 - The first message of every stream is a ``Hello`` with the session id; frames follow in
   strictly increasing ``seq`` order on each stream.
-- A frame is *done* when a ``Prediction`` or ``FrameError`` with its seq arrives.
-- Labelled frames (with a sensor reading) are never lost: frames that were in flight when
-  the stream broke, and frames captured while disconnected, go to the bounded on-disk
+- A frame is *answered* when a ``Prediction`` or ``FrameError`` with its seq arrives; the
+  result goes to the caller at once. An unlabelled frame is then done. A labelled frame is
+  done once the gateway says it is durably recorded (a ``Recorded`` naming its seq, asked
+  for with the ``recorded_acks`` capability), or at its answer when the frame is not
+  recorded (a FrameError without ``recorded``) or the gateway sends no Recorded messages.
+- Labelled frames (with a sensor reading) are never lost: frames that were not done when
+  the stream broke (in flight, or answered but not yet recorded: the gateway may have been
+  killed in between), and frames captured while disconnected, go to the bounded on-disk
   :class:`OfflineBuffer` and are sent again after reconnecting, with the same seq and
-  ``late = true``. A frame that was answered is never sent again, so the gateway sees a
-  labelled frame more than once only if an answer was lost in transit; it deduplicates
-  those by (session id, seq).
+  ``late = true``. The gateway sees a labelled frame more than once only when its answer
+  or its Recorded was lost in transit; the copy gets the same observation id, so the
+  feature store keeps one.
 - A labelled frame refused with ``SPOOL_FULL`` (the gateway could not record it) is not
   done either: it is kept on disk and, ``refused_retry_s`` later, the stream is reopened
   gracefully (in-flight frames answered first) so it goes again in seq order.
@@ -73,7 +78,7 @@ class StreamConfig:
     stream_deadline_s: float = 3600.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
-    capabilities: tuple[str, ...] = ("tof", "late_upload")
+    capabilities: tuple[str, ...] = ("tof", "late_upload", "recorded_acks")
     refused_retry_s: float = 1.0
     """Wait before reopening the stream to resend labelled frames refused with SPOOL_FULL."""
 
@@ -115,6 +120,8 @@ class _Queued:
 class _State:
     outbox: deque[_Queued] = field(default_factory=deque)
     inflight: dict[int, _InFlight] = field(default_factory=dict)
+    unrecorded: dict[int, _InFlight] = field(default_factory=dict)
+    """Labelled frames answered but not yet named by a Recorded message."""
     ready: bool = False
     cycle_at: float | None = None
     """When to reopen the stream to resend frames the gateway could not record."""
@@ -238,7 +245,7 @@ class StreamClient:
         buffered = self.buffer.count(self.session_id)
         live = sum(1 for q in self._state.outbox if q.frame is not None
                    and q.frame.HasField("sensor_mm"))
-        live += sum(1 for f in self._state.inflight.values()
+        live += sum(1 for f in (*self._state.inflight.values(), *self._state.unrecorded.values())
                     if not f.buffered and f.frame.HasField("sensor_mm"))
         return buffered + live
 
@@ -376,7 +383,7 @@ class StreamClient:
 
     def _should_half_close(self) -> bool:
         state = self._state
-        if state.inflight:
+        if state.inflight or state.unrecorded:
             return False
         # Cycling: the stream is reopened so refused frames go again, in seq order.
         return state.cycling or (self._closing and not state.outbox
@@ -406,6 +413,8 @@ class StreamClient:
                 self._answered(response.error.seq, error=response.error)
             elif kind == "model_update":
                 self._model_update(response.model_update)
+            elif kind == "recorded":
+                self._recorded(response.recorded.seqs)
             if self._closing or self._state.cycling:
                 self._wake.set()
 
@@ -417,9 +426,9 @@ class StreamClient:
             if state.cycle_at is not None and time.monotonic() >= state.cycle_at:
                 state.cycle_at, state.cycling = None, True
                 self._wake.set()
-            inflight = state.inflight
-            if inflight and time.monotonic() - min(f.sent_at for f in inflight.values()) > timeout:
-                raise _StreamBroken(f"no answer within ack_timeout_s={timeout}")
+            waiting = (*state.inflight.values(), *state.unrecorded.values())
+            if waiting and time.monotonic() - min(f.sent_at for f in waiting) > timeout:
+                raise _StreamBroken(f"no answer or Recorded within ack_timeout_s={timeout}")
 
     # -- bookkeeping ----------------------------------------------------------------
 
@@ -433,7 +442,9 @@ class StreamClient:
                 and sent.frame.HasField("sensor_mm"):
             self._retry_later(sent)
             return
-        if sent.buffered:
+        if self._awaits_record(sent, error):
+            self._state.unrecorded[seq] = sent
+        elif sent.buffered:
             self.buffer.delete(self.session_id, seq)
         late = sent.frame.late
         rtt = None if late else (time.monotonic() - sent.sent_at) * 1000.0
@@ -448,6 +459,18 @@ class StreamClient:
                                                 "reason": error.reason if error else None,
                                                 "detail": error.message if error else None})
         self._resolve(FrameResult(seq, self._sensor.get(seq), prediction, error, rtt, late))
+
+    def _awaits_record(self, sent: _InFlight, error: edge_pb2.FrameError | None) -> bool:
+        """Whether an answered frame stays kept until a Recorded names it."""
+        return (self.welcome is not None and self.welcome.sends_recorded
+                and sent.frame.HasField("sensor_mm") and (error is None or error.recorded))
+
+    def _recorded(self, seqs: Sequence[int]) -> None:
+        # Durable at the gateway: forget the frames (also their copies on disk).
+        for seq in seqs:
+            sent = self._state.unrecorded.pop(seq, None)
+            if sent is not None and sent.buffered:
+                self.buffer.delete(self.session_id, seq)
 
     def _model_update(self, update: edge_pb2.ModelUpdate) -> None:
         log.info("gateway announced the device model", extra={
@@ -489,9 +512,11 @@ class StreamClient:
 
     def _flush_to_buffer(self) -> None:
         state = self._state
-        pending = [f.frame for f in state.inflight.values() if not f.buffered]
+        pending = [f.frame for f in (*state.inflight.values(), *state.unrecorded.values())
+                   if not f.buffered]
         pending += [q.frame for q in state.outbox if q.frame is not None]
         state.inflight.clear()
+        state.unrecorded.clear()
         state.outbox.clear()
         for frame in sorted(pending, key=lambda f: f.seq):
             self._park(frame)

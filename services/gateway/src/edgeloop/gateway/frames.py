@@ -1,8 +1,9 @@
 """One frame's way through the gateway: validate, reserve, decode, route, predict, record.
 
 The answer goes back as soon as the answering arm has predicted; the observation is
-recorded afterwards (after shadow arms finished, if any) through the spool. Spool room
-is reserved before the model runs, so a full spool refuses the frame up front.
+recorded afterwards (after shadow arms finished, if any) through the spool, and the
+:class:`Answer` carries the future that says when the record is durable. Spool room is
+reserved before the model runs, so a full spool refuses the frame up front.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from edgeloop.gateway.deployments import DeploymentState
 from edgeloop.gateway.device_predictions import SERVER_SHADOW, DevicePredictions, as_server_shadow
 from edgeloop.gateway.hosts.base import ModelKey
 from edgeloop.gateway.observations import (
+    Durable,
     FrameContext,
     FrameOutcome,
     Recorder,
@@ -53,6 +55,14 @@ class Predictor(Protocol):
 
     async def predict_one(self, key: ModelKey, image: np.ndarray) -> float:
         """Distance in mm for one RGB ``uint8[h, w, 3]`` image from model version ``key``."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The response to a frame and, if the frame is recorded, when its record is durable."""
+
+    response: gw_pb2.StreamResponse
+    durable: Durable | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,7 @@ class FrameProcessor:
 
     async def process(self, frame: edge_pb2.Frame, device_id: str, session_id: str,
                       deployment: str, previous_seq: int | None, received_perf: float,
-                      received_at: datetime) -> gw_pb2.StreamResponse:
+                      received_at: datetime) -> Answer:
         """The answer to ``frame``; a refused frame is answered by a FrameError."""
         arrival = _Arrival(device_id, session_id, deployment, received_perf, received_at)
         span = start_frame_span(self.tracer, frame.traceparent, device_id, frame.seq)
@@ -97,15 +107,12 @@ class FrameProcessor:
             try:
                 return await self._answer(frame, arrival, previous_seq, trace_id, traceparent, span)
             except FrameRejected as exc:
-                span.set_attribute("edgeloop.frame_error", Reason.Name(exc.reason))
-                log.info("frame refused", extra={"seq": frame.seq, "detail": exc.message,
-                                                 "reason": Reason.Name(exc.reason)})
-                return gw_pb2.StreamResponse(error=exc.to_proto(frame.seq))
+                return Answer(_refusal(exc, frame.seq, span))
             finally:
                 span.end()
 
     async def _answer(self, frame: edge_pb2.Frame, arrival: _Arrival, previous_seq: int | None,
-                      trace_id: str, traceparent: str, span: Span) -> gw_pb2.StreamResponse:
+                      trace_id: str, traceparent: str, span: Span) -> Answer:
         check_envelope(frame, self.max_frame_bytes, previous_seq)
         reserved = reservation_bytes(len(frame.jpeg))
         if not self.spool.reserve(reserved):
@@ -123,18 +130,19 @@ class FrameProcessor:
         view = self._view(arrival.deployment)
         try:
             outcome, route, shadows = await self._predict(view, arrival.device_id, image.rgb, frame)
-        except FrameRejected:
+        except FrameRejected as exc:
             # The model could not answer, but the frame and its label are still data:
             # record it without a prediction, then refuse the frame.
             unanswered = FrameOutcome(view.name, view.data_group, NO_ARM)
-            self._record(self._observation(frame, ctx, unanswered, arrival), route=None,
-                         shadows=[], reserved=reserved)
-            raise
+            durable = self._record(self._observation(frame, ctx, unanswered, arrival), route=None,
+                                   shadows=[], reserved=reserved)
+            return Answer(_refusal(exc, frame.seq, span, recorded=True), durable)
         observation = self._observation(frame, ctx, outcome, arrival)
-        self._record(observation, route, shadows, reserved)
+        durable = self._record(observation, route, shadows, reserved)
         _annotate(span, outcome, observation.observation_id)
-        return gw_pb2.StreamResponse(prediction=_prediction(
-            frame.seq, outcome, observation.latency_ms, trace_id, observation.observation_id))
+        return Answer(gw_pb2.StreamResponse(prediction=_prediction(
+            frame.seq, outcome, observation.latency_ms, trace_id, observation.observation_id)),
+            durable)
 
     @staticmethod
     def _observation(frame: edge_pb2.Frame, ctx: FrameContext, outcome: FrameOutcome,
@@ -188,11 +196,22 @@ class FrameProcessor:
                                 grpc.StatusCode.UNAVAILABLE) from exc
 
     def _record(self, observation: observation_pb2.Observation, route: Route | None,
-                shadows: list[Shadow], reserved: int) -> None:
+                shadows: list[Shadow], reserved: int) -> Durable:
         if route is None or not shadows:
-            self.recorder.submit(observation, reserved)
-            return
-        self.recorder.submit_when_ready(_with_shadows(observation, shadows, route), reserved)
+            return self.recorder.submit(observation, reserved)
+        return self.recorder.submit_when_ready(_with_shadows(observation, shadows, route),
+                                               reserved)
+
+
+def _refusal(exc: FrameRejected, seq: int, span: Span,
+             recorded: bool = False) -> gw_pb2.StreamResponse:
+    """The FrameError answering frame ``seq``, noted on its span and in the log."""
+    span.set_attribute("edgeloop.frame_error", Reason.Name(exc.reason))
+    log.info("frame refused", extra={"seq": seq, "detail": exc.message,
+                                     "reason": Reason.Name(exc.reason), "recorded": recorded})
+    error = exc.to_proto(seq)
+    error.recorded = recorded
+    return gw_pb2.StreamResponse(error=error)
 
 
 async def _with_shadows(observation: observation_pb2.Observation,

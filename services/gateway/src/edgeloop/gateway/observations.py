@@ -3,7 +3,9 @@
 The stream reserves spool room for a frame *before* answering it (so a full spool is
 refused per frame with SPOOL_FULL instead of growing), answers, and then hands the
 observation to the :class:`Recorder`, which appends whatever has queued up as one
-fsynced batch (group commit) off the event loop.
+fsynced batch (group commit) off the event loop. Each submission returns a future that
+says when (and whether) the observation is durable, so the stream can tell the robot
+which frames it may forget (``Recorded``): the answer itself never waits for the disk.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from edgeloop.gateway.spool import Spool
 
 log = logging.getLogger(__name__)
 
+Durable = asyncio.Future[bool]
+"""True once an observation is fsynced to the spool; False if it will not be recorded."""
 RECORD_OVERHEAD_BYTES = 1024
 """Room reserved per observation beyond its JPEG (ids, names, numbers, spool header)."""
 
@@ -121,7 +125,7 @@ class Recorder:
         self.spool = spool
         self.on_written = on_written
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[bytes, int, Durable]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._completing: set[asyncio.Future[None]] = set()
 
@@ -129,26 +133,39 @@ class Recorder:
         """Start the writer task."""
         self._task = asyncio.create_task(self._run(), name="spool-writer")
 
-    def submit(self, observation: observation_pb2.Observation, reserved: int) -> None:
-        """Queue ``observation`` (whose spool room is already reserved) for the next commit."""
-        self._queue.put_nowait((observation.SerializeToString(), reserved))
+    def submit(self, observation: observation_pb2.Observation, reserved: int) -> Durable:
+        """Queue ``observation`` (whose spool room is already reserved) for the next commit.
+
+        The returned future becomes True once the observation is fsynced to the spool.
+        """
+        durable: Durable = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((observation.SerializeToString(), reserved, durable))
+        return durable
 
     def submit_when_ready(self, pending: Awaitable[observation_pb2.Observation],
-                          reserved: int) -> None:
-        """Queue an observation still being completed (e.g. awaiting a shadow prediction)."""
-        task = asyncio.ensure_future(self._submit_later(pending, reserved))
+                          reserved: int) -> Durable:
+        """Queue an observation still being completed (e.g. awaiting a shadow prediction).
+
+        The returned future becomes True once it is durable, False if it could not be
+        completed (and is not recorded).
+        """
+        durable: Durable = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._submit_later(pending, reserved, durable))
         self._completing.add(task)
         task.add_done_callback(self._completing.discard)
+        return durable
 
     async def _submit_later(self, pending: Awaitable[observation_pb2.Observation],
-                            reserved: int) -> None:
+                            reserved: int, durable: Durable) -> None:
         try:
             observation = await pending
         except Exception:
             self.spool.unreserve(reserved)
             log.exception("observation could not be completed; not recorded")
+            _settle(durable, False)
             return
-        self.submit(observation, reserved)
+        committed = self.submit(observation, reserved)
+        committed.add_done_callback(lambda done: _settle(durable, done.result()))
 
     async def _run(self) -> None:
         while True:
@@ -157,9 +174,9 @@ class Recorder:
                 batch.append(self._queue.get_nowait())
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[bytes, int]]) -> None:
-        records = [record for record, _ in batch]
-        reserved = sum(size for _, size in batch)
+    async def _commit(self, batch: list[tuple[bytes, int, Durable]]) -> None:
+        records = [record for record, _, _ in batch]
+        reserved = sum(size for _, size, _ in batch)
         while True:
             try:
                 await asyncio.to_thread(self.spool.append, records, reserved)
@@ -169,6 +186,8 @@ class Recorder:
                 # keep them in memory and retry; the reservation keeps new frames out.
                 log.exception("spool append failed; retrying", extra={"records": len(records)})
                 await asyncio.sleep(1.0)
+        for _, _, durable in batch:
+            _settle(durable, True)
         self.on_written()
 
     async def drain(self) -> None:
@@ -187,3 +206,9 @@ class Recorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.drain()
+
+
+def _settle(durable: Durable, value: bool) -> None:
+    # A future whose stream is gone may have been cancelled: nobody waits for it then.
+    if not durable.done():
+        durable.set_result(value)

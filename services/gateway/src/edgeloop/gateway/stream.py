@@ -9,6 +9,12 @@ end the stream with UNAUTHENTICATED; frames before Hello end it with FAILED_PREC
 Frames of one stream are checked in order (sequence numbers) and then processed
 concurrently (decode, predict), so a robot sending at full speed keeps the
 micro-batcher fed; answers carry ``seq`` and may overtake each other.
+
+A client that says ``recorded_acks`` in its Hello also gets ``Recorded`` messages naming
+its labelled frames once their observations are fsynced to the spool (one message per
+group commit): the answer goes out first, so steering never waits for the disk, and the
+robot keeps each labelled frame until it is named, so a gateway killed between answering
+and recording loses nothing (the robot sends the frame again on its next stream).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 
 SYNC_WAIT_S = 5.0
 """How long a Hello waits for the first deployment snapshot from the registry."""
+RECORDED_ACKS = "recorded_acks"
+"""The Hello capability of a client that keeps labelled frames until a Recorded names them."""
 MAX_IN_FLIGHT = 32
 """Frames of one stream processed at once; more waits (backpressure to the robot)."""
 _END = object()
@@ -60,6 +68,30 @@ class Session:
     last_seq: int | None = None
     model: edge_pb2.ModelUpdate | None = None
     """The device model last announced, for robots that run models themselves."""
+    acks: RecordedAcks | None = None
+    """Set when the client asked for Recorded messages."""
+
+
+class RecordedAcks:
+    """Collects the seqs of one stream's labelled frames as they become durable and sends
+    them as one Recorded message per event-loop turn (a group commit settles together)."""
+
+    def __init__(self, out: asyncio.Queue[Any]) -> None:
+        self._out = out
+        self._seqs: list[int] = []
+
+    def add(self, seq: int) -> None:
+        """Name ``seq`` in the next Recorded message."""
+        if not self._seqs:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._seqs.append(seq)
+
+    def flush(self) -> None:
+        """Send what has been collected (nothing if empty)."""
+        if self._seqs:
+            recorded = edge_pb2.Recorded(seqs=sorted(self._seqs))
+            self._seqs.clear()
+            self._out.put_nowait(gw_pb2.StreamResponse(recorded=recorded))
 
 
 class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
@@ -89,13 +121,14 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
         with log_context(device=session.device_id), self.limits.stream(session.device_id):
             hello = await self._read_hello(request_iterator, session)
             session.session_id = hello.session_id
+            wants_acks = RECORDED_ACKS in hello.capabilities
             if self.models is not None and CAPABILITY in hello.capabilities:
                 session.model = await self.models.current(session.device_id, self._deployment(
                     session))
-            yield gw_pb2.StreamResponse(welcome=await self._welcome(session))
+            yield gw_pb2.StreamResponse(welcome=await self._welcome(session, wants_acks))
             log.info("stream opened", extra={"session_id": hello.session_id,
                                              "client_version": hello.client_version})
-            async for response in self._answer_frames(request_iterator, session):
+            async for response in self._answer_frames(request_iterator, session, wants_acks):
                 yield response
 
     async def _authenticate(self, context: aio.ServicerContext) -> Session:
@@ -118,7 +151,7 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                                   f"metadata x-device-id {session.device_id!r}")
         return first.hello
 
-    async def _welcome(self, session: Session) -> edge_pb2.Welcome:
+    async def _welcome(self, session: Session, wants_acks: bool) -> edge_pb2.Welcome:
         try:
             await asyncio.wait_for(self.state.synced.wait(), SYNC_WAIT_S)
         except TimeoutError as exc:
@@ -132,7 +165,7 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
         keys = sorted(view.model_keys(), key=lambda k: k.model_name) if view else []
         return edge_pb2.Welcome(deployment=name, model_name=keys[0].model_name if keys else "",
                                 max_frame_bytes=self.max_frame_bytes, gateway_id=self.gateway_id,
-                                model=session.model)
+                                model=session.model, sends_recorded=wants_acks)
 
     def _deployment(self, session: Session) -> str:
         return self.state.deployment_of(session.device_id, session.grant.deployment)
@@ -151,8 +184,10 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                 yield chunk
 
     async def _answer_frames(self, requests: AsyncIterator[gw_pb2.StreamRequest],
-                             session: Session) -> AsyncIterator[gw_pb2.StreamResponse]:
+                             session: Session, wants_acks: bool,
+                             ) -> AsyncIterator[gw_pb2.StreamResponse]:
         out: asyncio.Queue[Any] = asyncio.Queue()
+        session.acks = RecordedAcks(out) if wants_acks else None
         reader = asyncio.create_task(self._read_frames(requests, session, out))
         pusher = (asyncio.create_task(self._push_models(session, out))
                   if session.model is not None else None)
@@ -197,6 +232,8 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             await asyncio.gather(*running)
+            if session.acks is not None:
+                session.acks.flush()
             out.put_nowait(_END)
         except asyncio.CancelledError:
             raise
@@ -236,13 +273,16 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                          received: float, out: asyncio.Queue[Any],
                          slots: asyncio.Semaphore) -> None:
         try:
-            response = await self.frames.process(
+            answer = await self.frames.process(
                 frame, session.device_id, session.session_id,
                 self.state.deployment_of(session.device_id, session.grant.deployment),
                 previous, received, datetime.now(UTC))
-            out.put_nowait(response)
+            out.put_nowait(answer.response)
         finally:
             slots.release()
+        if session.acks is not None and answer.durable is not None \
+                and frame.HasField("sensor_mm") and await answer.durable:
+            session.acks.add(frame.seq)
 
 
 def _next_seq(session: Session, frame: edge_pb2.Frame) -> int | None:

@@ -37,13 +37,15 @@ class StreamRequest(_message.Message):
     def __init__(self, hello: _Optional[_Union[_edge_pb2.Hello, _Mapping]] = ..., frame: _Optional[_Union[_edge_pb2.Frame, _Mapping]] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
-    __slots__ = ("welcome", "prediction", "error", "model_update")
+    __slots__ = ("welcome", "prediction", "error", "model_update", "recorded")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MODEL_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
     welcome: _edge_pb2.Welcome
     prediction: _edge_pb2.Prediction
     error: _edge_pb2.FrameError
     model_update: _edge_pb2.ModelUpdate
-    def __init__(self, welcome: _Optional[_Union[_edge_pb2.Welcome, _Mapping]] = ..., prediction: _Optional[_Union[_edge_pb2.Prediction, _Mapping]] = ..., error: _Optional[_Union[_edge_pb2.FrameError, _Mapping]] = ..., model_update: _Optional[_Union[_edge_pb2.ModelUpdate, _Mapping]] = ...) -> None: ...
+    recorded: _edge_pb2.Recorded
+    def __init__(self, welcome: _Optional[_Union[_edge_pb2.Welcome, _Mapping]] = ..., prediction: _Optional[_Union[_edge_pb2.Prediction, _Mapping]] = ..., error: _Optional[_Union[_edge_pb2.FrameError, _Mapping]] = ..., model_update: _Optional[_Union[_edge_pb2.ModelUpdate, _Mapping]] = ..., recorded: _Optional[_Union[_edge_pb2.Recorded, _Mapping]] = ...) -> None: ...

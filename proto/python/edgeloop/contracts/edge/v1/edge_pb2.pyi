@@ -48,18 +48,26 @@ class Hello(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., client_version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("deployment", "model_name", "max_frame_bytes", "gateway_id", "model")
+    __slots__ = ("deployment", "model_name", "max_frame_bytes", "gateway_id", "model", "sends_recorded")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_FRAME_BYTES_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SENDS_RECORDED_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     model_name: str
     max_frame_bytes: int
     gateway_id: str
     model: ModelUpdate
-    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., max_frame_bytes: _Optional[int] = ..., gateway_id: _Optional[str] = ..., model: _Optional[_Union[ModelUpdate, _Mapping]] = ...) -> None: ...
+    sends_recorded: bool
+    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., max_frame_bytes: _Optional[int] = ..., gateway_id: _Optional[str] = ..., model: _Optional[_Union[ModelUpdate, _Mapping]] = ..., sends_recorded: _Optional[bool] = ...) -> None: ...
+
+class Recorded(_message.Message):
+    __slots__ = ("seqs",)
+    SEQS_FIELD_NUMBER: _ClassVar[int]
+    seqs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, seqs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DevicePrediction(_message.Message):
     __slots__ = ("distance_mm", "model_name", "model_version", "inference_ms")
@@ -130,13 +138,15 @@ class Prediction(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., distance_mm: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., deployment: _Optional[str] = ..., arm: _Optional[str] = ..., server_latency_ms: _Optional[float] = ..., trace_id: _Optional[str] = ..., observation_id: _Optional[str] = ...) -> None: ...
 
 class FrameError(_message.Message):
-    __slots__ = ("seq", "reason", "code", "message")
+    __slots__ = ("seq", "reason", "code", "message", "recorded")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     reason: FrameErrorReason
     code: int
     message: str
-    def __init__(self, seq: _Optional[int] = ..., reason: _Optional[_Union[FrameErrorReason, str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    recorded: bool
+    def __init__(self, seq: _Optional[int] = ..., reason: _Optional[_Union[FrameErrorReason, str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., recorded: _Optional[bool] = ...) -> None: ...

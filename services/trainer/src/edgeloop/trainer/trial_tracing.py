@@ -61,8 +61,11 @@ def _node_id() -> str:
     try:
         import ray
 
+        # Asking a process outside Ray would start (or join the machine's last) cluster.
+        if not ray.is_initialized():
+            return ""
         return ray.get_runtime_context().get_node_id() or ""
-    except Exception:  # outside a Ray worker (unit tests call trials directly)
+    except Exception:  # an unusable Ray: the span just names no node
         return ""
 
 

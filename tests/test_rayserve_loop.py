@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -33,6 +34,9 @@ from edgeloop.platform import bearer
 from edgeloop.platform.server import start_server
 from edgeloop.testing import driver, free_port
 
+if TYPE_CHECKING:  # only the type: the loop fixture imports the gateway lazily
+    from edgeloop.gateway.app import App as GatewayApp
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ADMIN = "serve-admin-token-0123456789abcdef"
@@ -44,17 +48,19 @@ ROBOTS, FRAMES = 4, 30
 class Loop:
     """Addresses and clients of the module's running services."""
 
-    def __init__(self, registry: str, features: str, gateway: str) -> None:
+    def __init__(self, registry: str, features: str, gateway: str,
+                 gateway_app: GatewayApp) -> None:
         self.registry_addr, self.features_addr, self.gateway_addr = registry, features, gateway
+        self.gateway_app = gateway_app
+        """The in-process gateway: :meth:`routed` looks at its routing."""
         self.versions: dict[str, float] = {}
         self.channel = aio.insecure_channel(registry)
         self.registry = reg_grpc.RegistryServiceStub(self.channel)
 
-    def version_of(self, distance_mm: float) -> str:
-        for version, bias in self.versions.items():
-            if bias <= distance_mm <= bias + 100.0:
-                return version
-        raise AssertionError(f"{distance_mm} mm comes from no registered version")
+    def made_by(self, version: str, distance_mm: float) -> bool:
+        """Whether ``distance_mm`` is in ``version``'s range (``1000 * n + [0, 100]`` mm)."""
+        bias = self.versions.get(version)
+        return bias is not None and bias <= distance_mm <= bias + 100.0
 
     async def put_deployment(self, name: str, version: str, create: bool) -> None:
         deployment = deployment_pb2.Deployment(
@@ -67,6 +73,17 @@ class Loop:
         else:
             await self.registry.UpdateDeployment(
                 reg_pb2.UpdateDeploymentRequest(deployment=deployment), metadata=bearer(ADMIN))
+
+    async def routed(self, deployment: str, version: str, timeout_s: float = 600.0) -> None:
+        """Wait until the gateway routes ``deployment``'s stable arm to ``version``: it has
+        loaded the version (Serve warms it up first) and installed the new routing."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                view = self.gateway_app.state.get(deployment)
+                key = view.arms.get("stable") if view is not None else None
+                if key is not None and key.version == version:
+                    return
+                await asyncio.sleep(0.1)
 
     async def observations(self, deployment: str) -> list:
         found = []
@@ -127,7 +144,7 @@ async def loop(pg_cluster, logged_models, serve_app, tmp_path_factory) -> AsyncI
     features = await start_server(build_features(features_settings), features_settings)
     gateway = await start_server(build_gateway(gateway_settings), gateway_settings)
     plane = Loop(registry_settings.listen_addr, features_settings.listen_addr,
-                 gateway_settings.listen_addr)
+                 gateway_settings.listen_addr, gateway.app)
     try:
         for index, run_id in enumerate(logged_models.run_ids):
             reply = await plane.registry.RegisterModelVersion(
@@ -158,16 +175,20 @@ def _requests(device_id: str, frames: list, count: int) -> list[gw_pb2.StreamReq
 
 
 async def _stream(address: str, device_id: str, token: str, messages: list,
-                  switched: asyncio.Event) -> list[gw_pb2.StreamResponse]:
-    """Send the frames: half before the switch, the rest after it (so both versions answer)."""
+                  switching: asyncio.Event, switched: asyncio.Event
+                  ) -> list[gw_pb2.StreamResponse]:
+    """Send the frames: half before the switch, a quarter while it happens (the registry
+    moves the label and reloads Serve while the gateway still routes to v1 and loads v2),
+    the rest once the gateway routes to v2 (so both versions answer)."""
+    gates = {len(messages) // 2: switching, 3 * len(messages) // 4: switched}
     async with aio.insecure_channel(address) as channel:
         call = gw_grpc.EdgeGatewayServiceStub(channel).Stream(
             metadata=(("authorization", f"Bearer {token}"), ("x-device-id", device_id)))
 
         async def send() -> None:
             for index, message in enumerate(messages):
-                if index == len(messages) // 2:
-                    await switched.wait()
+                if index in gates:
+                    await gates[index].wait()
                 await call.write(message)
                 await asyncio.sleep(0.02)
             await call.done_writing()
@@ -178,13 +199,6 @@ async def _stream(address: str, device_id: str, token: str, messages: list,
         return answers
 
 
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    "known bug found by this test: with EDGELOOP_MODEL_HOST=tfserving the gateway addresses "
-    "versions by label; Serve's replicas follow models.config, so during a switch a frame the "
-    "gateway sends to 'stable' (v1) can be answered by v2 once the registry moved the label, "
-    "and TFServingHost keeps that answer (only logging 'version label points elsewhere', as "
-    "test_tfserving.py requires), so the answer names v1 but carries v2's distance. Every "
-    "frame is answered and none is lost; the naming is what fails (a race: not strict)."))
 async def test_version_switch_while_robots_stream_through_ray_serve(loop: Loop) -> None:
     frames = [(f.jpeg, f.sensor_mm) for f in render_dataset("beige", 20, seed=5)]
     await loop.put_deployment("serve-switch", "1", create=True)
@@ -195,24 +209,33 @@ async def test_version_switch_while_robots_stream_through_ray_serve(loop: Loop) 
             reg_pb2.RegisterDeviceRequest(name=device, device_id=device,
                                           deployment="serve-switch"), metadata=bearer(ADMIN))
         tokens[device] = reply.token
-    switched = asyncio.Event()
+    # Until the gateway has loaded v1 it answers the deployment's frames with arm "none".
+    await loop.routed("serve-switch", "1")
+    switching, switched = asyncio.Event(), asyncio.Event()
     drives = [asyncio.create_task(_stream(loop.gateway_addr, device, token,
-                                          _requests(device, frames, FRAMES), switched))
+                                          _requests(device, frames, FRAMES), switching,
+                                          switched))
               for device, token in tokens.items()]
     await asyncio.sleep(1.0)
     await loop.put_deployment("serve-switch", "2", create=False)
+    switching.set()
+    await loop.routed("serve-switch", "2")
     switched.set()
     results = await asyncio.wait_for(asyncio.gather(*drives), timeout=900)
     seen = set()
     for answers in results:
         assert all(a.HasField("prediction") for a in answers[1:]), "no frame may fail"
         assert sorted(a.prediction.seq for a in answers[1:]) == list(range(1, FRAMES + 1))
+        named = [(a.prediction.seq, a.prediction.arm, a.prediction.model_version,
+                  round(a.prediction.distance_mm, 1)) for a in answers[1:]]
         for a in answers[1:]:
-            assert a.prediction.model_version == loop.version_of(a.prediction.distance_mm)
+            assert loop.made_by(a.prediction.model_version, a.prediction.distance_mm), named
             seen.add(a.prediction.model_version)
     assert seen == {"1", "2"}, "the switch happened while the robots streamed"
     async with asyncio.timeout(120):
         while len(rows := await loop.observations("serve-switch")) < ROBOTS * FRAMES:
             await asyncio.sleep(0.2)
     assert len(rows) == ROBOTS * FRAMES
-    assert all(r.model_version == loop.version_of(r.prediction_mm) for r in rows)
+    misnamed = [(r.observation_id, r.arm, r.model_version, r.prediction_mm) for r in rows
+                if not loop.made_by(r.model_version, r.prediction_mm)]
+    assert not misnamed, f"observations naming another version than their own: {misnamed}"

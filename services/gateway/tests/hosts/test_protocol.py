@@ -11,17 +11,24 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytest_asyncio
 from google.protobuf import text_format
 from grpc import aio
-from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+from tensorflow_serving.apis import (
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.embedded import EmbeddedHost
 from edgeloop.gateway.hosts.protocol import ProtocolServicer, ServingProtocol
 from edgeloop.gateway.hosts.repository import ModelRepository
+from edgeloop.gateway.hosts.tensors import to_ndarray, to_tensor_proto
 from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
 from edgeloop.testing import free_port
 
@@ -90,17 +97,34 @@ async def test_load_on_status_poll_then_predict(served: str, client, make_images
     assert got.tolist() == pytest.approx(direct_model("2", images).tolist(), rel=1e-5)
 
 
-async def test_labels_follow_models_config(client, repo, make_images, which_version) -> None:
+async def predict_by_label(address: str, label: str,
+                           images: np.ndarray) -> tuple[int, list[float]]:
+    """Predict through the label (TFServingHost addresses by number only, so a raw stub):
+    the version the answer names, and its distances."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "parking"
+    request.model_spec.version_label = label
+    request.inputs["image"].CopyFrom(to_tensor_proto(images))
+    async with aio.insecure_channel(address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        reply = await stub.Predict(request, timeout=10)
+    return reply.model_spec.version.value, to_ndarray(reply.outputs["distance_mm"]).tolist()
+
+
+async def test_labels_follow_models_config(served: str, client, repo, make_images,
+                                           which_version) -> None:
     for version in ("1", "2"):
         await client.ensure_loaded(ModelKey("parking", version))
-    stable = ModelKey("parking", "1", version_label="stable")
-    canary = ModelKey("parking", "2", version_label="canary")
-    assert [which_version(d) for d in await client.predict(stable, make_images(2))] == ["1", "1"]
-    assert [which_version(d) for d in await client.predict(canary, make_images(2))] == ["2", "2"]
+    images = make_images(2)
+    for label, version in (("stable", 1), ("canary", 2)):
+        answered, distances = await predict_by_label(served, label, images)
+        assert answered == version and [which_version(d) for d in distances] == [str(version)] * 2
     write_config(repo, {"stable": 2})  # the registry promotes v2 and drops canary
-    assert [which_version(d) for d in await client.predict(stable, make_images(2))] == ["2", "2"]
-    with pytest.raises(ModelUnavailable, match="no version labelled 'canary'"):
-        await client.predict(canary, make_images(1))
+    answered, distances = await predict_by_label(served, "stable", images)
+    assert answered == 2 and [which_version(d) for d in distances] == ["2", "2"]
+    with pytest.raises(aio.AioRpcError, match="no version labelled 'canary'") as refused:
+        await predict_by_label(served, "canary", images)
+    assert refused.value.code().name == "NOT_FOUND"
 
 
 async def test_unknown_version_is_not_found(client, make_images) -> None:
@@ -132,10 +156,7 @@ async def test_broken_version_fails_ensure_loaded_at_once(client, repo) -> None:
 
 async def test_model_metadata_is_the_saved_models_signature(served) -> None:
     from tensorflow.core.framework import types_pb2
-    from tensorflow_serving.apis import (
-        get_model_metadata_pb2,
-        prediction_service_pb2_grpc,
-    )
+    from tensorflow_serving.apis import get_model_metadata_pb2
 
     async with aio.insecure_channel(served) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -45,8 +45,12 @@ class Behaviour:
     """Report LOADING for this many GetModelStatus calls before AVAILABLE."""
     delay_s: float = 0.0
     labels: dict[str, int] = field(default_factory=lambda: {"stable": 1, "canary": 2})
+    answer_version: int = 0
+    """Answer Predict with this version whatever the request names (0: the named one)."""
     predict_calls: int = 0
     requests: list[predict_pb2.PredictRequest] = field(default_factory=list)
+    status_requests: list[get_model_status_pb2.GetModelStatusRequest] = field(
+        default_factory=list)
 
 
 class InTestTFServing(prediction_service_pb2_grpc.PredictionServiceServicer,
@@ -80,7 +84,7 @@ class InTestTFServing(prediction_service_pb2_grpc.PredictionServiceServicer,
             b.unavailable_calls -= 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, "in-test TF Serving: restarting")
         await asyncio.sleep(b.delay_s)
-        version = self._resolve(request.model_spec, context)
+        version = b.answer_version or self._resolve(request.model_spec, context)
         if version < 0:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: "
                                 f"{request.model_spec}")
@@ -99,6 +103,7 @@ class InTestTFServing(prediction_service_pb2_grpc.PredictionServiceServicer,
         return response
 
     async def GetModelStatus(self, request, context):  # noqa: ANN001, ANN201, N802
+        self.behaviour.status_requests.append(request)
         version = self._resolve(request.model_spec, context)
         if version < 0:
             await context.abort(grpc.StatusCode.NOT_FOUND, "Could not find any versions of model")
@@ -151,21 +156,25 @@ async def test_predict_by_version_equals_direct_tf_call(host, servicer, keys, ma
     np.testing.assert_array_equal(tf.make_ndarray(request.inputs["image"]), images)
 
 
-async def test_version_label_addresses_the_labelled_version(host, servicer, make_images,
-                                                            which_version, caplog) -> None:
+async def test_a_labelled_key_is_addressed_by_its_number(host, servicer, make_images,
+                                                         which_version) -> None:
     images = make_images(2)
     stable = await host.predict(ModelKey("parking", "1", version_label="stable"), images)
-    canary = await host.predict(ModelKey("parking", "2", version_label="canary"), images)
     assert [which_version(d) for d in stable] == ["1", "1"]
-    assert [which_version(d) for d in canary] == ["2", "2"]
     spec = servicer.behaviour.requests[-1].model_spec
-    assert spec.WhichOneof("version_choice") == "version_label" and spec.version_label == "canary"
-    servicer.behaviour.labels["stable"] = 2  # the registry moved the label
+    assert spec.WhichOneof("version_choice") == "version" and spec.version.value == 1
+    # The registry moves the label mid-switch: the key still gets the version it names.
+    servicer.behaviour.labels["stable"] = 2
     moved = await host.predict(ModelKey("parking", "1", version_label="stable"), images)
-    assert [which_version(d) for d in moved] == ["2", "2"]
-    # The key said v1: the answer is kept, and the mismatch is logged for the operator.
-    assert any(r.getMessage() == "version label points elsewhere" and r.answered_version == 2
-               for r in caplog.records)
+    assert [which_version(d) for d in moved] == ["1", "1"]
+
+
+async def test_an_answer_from_another_version_is_refused(host, servicer, make_images) -> None:
+    # A server that answers v2 for a request naming v1 (a label-following proxy): the
+    # gateway would record v2's distances under v1, so the answer must not be used.
+    servicer.behaviour.answer_version = 2
+    with pytest.raises(ModelUnavailable, match="v1: answered by v2, not the version asked for"):
+        await host.predict(ModelKey("parking", "1"), make_images(1))
 
 
 async def test_unavailable_is_retried_then_answered(host, servicer, make_images,
@@ -219,7 +228,12 @@ async def test_ensure_loaded_polls_until_available(host, servicer) -> None:
     servicer.behaviour.loading_polls = 3
     await host.ensure_loaded(ModelKey("parking", "2"))
     assert servicer.behaviour.loading_polls == 0
+    # Polled by number too: a label would report the version it points at now, which
+    # during a switch is still the old one, so the new one would take traffic unloaded.
+    servicer.behaviour.labels["stable"] = 2
     await host.ensure_loaded(ModelKey("parking", "1", version_label="stable"))
+    spec = servicer.behaviour.status_requests[-1].model_spec
+    assert spec.WhichOneof("version_choice") == "version" and spec.version.value == 1
 
 
 async def test_ensure_loaded_gives_up_with_the_last_state(address, servicer) -> None:

@@ -81,7 +81,7 @@ class App(ServiceApp):
         self.state = DeploymentState()
         self.watcher = DeploymentWatcher(self.registry_channel, s.registry_token, self.state,
                                          self.batcher, self.auth.revoke, f"gateway/{s.gateway_id}",
-                                         s.model_repository, use_labels=s.model_host == "tfserving")
+                                         s.model_repository)
         self.router = Router()
         self.frames = FrameProcessor(self.state, self.router, self.batcher, self.spool,
                                      self.recorder, s.max_frame_bytes)

@@ -79,8 +79,7 @@ class DeploymentWatcher:
 
     def __init__(self, channel: aio.Channel, registry_token: str, state: DeploymentState,
                  host: ModelHost, on_revoked: Callable[[list[str]], None],
-                 watcher_name: str = "gateway", model_repository: str = "",
-                 use_labels: bool = True) -> None:
+                 watcher_name: str = "gateway", model_repository: str = "") -> None:
         self.stub = reg_grpc.RegistryServiceStub(channel)
         self.metadata = bearer(registry_token)
         self.state = state
@@ -88,7 +87,6 @@ class DeploymentWatcher:
         self.on_revoked = on_revoked
         self.watcher_name = watcher_name
         self.model_repository = model_repository
-        self.use_labels = use_labels
         self._loaded: set[ModelKey] = set()
         self._task: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()
@@ -142,7 +140,7 @@ class DeploymentWatcher:
             self.state.synced.set()
 
     async def _apply(self, change: reg_pb2.WatchDeploymentsResponse) -> None:
-        views = {d.name: DeploymentView.from_proto(d, self.model_repository, self.use_labels)
+        views = {d.name: DeploymentView.from_proto(d, self.model_repository)
                  for d in change.deployments}
         deployments = {} if change.snapshot else dict(self.state.deployments)
         failed = []

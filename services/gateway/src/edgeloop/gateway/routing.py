@@ -41,15 +41,16 @@ class DeploymentView:
     """Arm name → the model version it resolves to (None: resolves to nothing yet)."""
 
     @classmethod
-    def from_proto(cls, deployment: deployment_pb2.Deployment, model_repository: str = "",
-                   use_labels: bool = True) -> DeploymentView:
+    def from_proto(cls, deployment: deployment_pb2.Deployment,
+                   model_repository: str = "") -> DeploymentView:
         """The view of a registry ``Deployment`` with its ``resolved`` arms.
 
         A relative or missing ``model_path`` is taken inside ``model_repository``
-        (``<repository>/<model>/<version>``, the TF Serving layout). Without
-        ``use_labels`` (hosts other than TF Serving) version labels are dropped: the
-        registry moves or withdraws a label without the version changing, and the same
-        version must stay the same model key or it would be reloaded and released.
+        (``<repository>/<model>/<version>``, the TF Serving layout). Version labels are
+        dropped: every host is called by version number (a label can move to another
+        version mid-switch), and the registry moves or withdraws a label without the
+        version changing, so the same version must stay the same model key or it would
+        be reloaded and released.
         """
         arms: dict[str, ModelKey | None] = {}
         for resolved in deployment.resolved:
@@ -59,8 +60,7 @@ class DeploymentView:
             path = resolved.model_path or os.path.join(resolved.model_name, resolved.model_version)
             if model_repository and not os.path.isabs(path):
                 path = os.path.join(model_repository, path)
-            arms[resolved.arm] = ModelKey(resolved.model_name, resolved.model_version, path,
-                                          resolved.version_label if use_labels else "")
+            arms[resolved.arm] = ModelKey(resolved.model_name, resolved.model_version, path)
         return cls(name=deployment.name, data_group=deployment.data_group,
                    strategy=deployment.strategy, canary_fraction=deployment.canary_fraction,
                    active=deployment.active, revision=deployment.revision,

@@ -25,7 +25,10 @@ class ModelKey:
     """The SavedModel folder in the model repository (embedded host); may be empty for
     TF Serving."""
     version_label: str = ""
-    """TF Serving version label (``stable``/``canary``) to address instead of the number, if set."""
+    """The TF Serving version label (``stable``/``canary``) a request named, if any (the
+    served side, :class:`~edgeloop.gateway.hosts.repository.ModelRepository`). The gateway
+    never addresses by label: a label moves during a version switch, so it could be
+    answered by another version than ``version``."""
 
 
 class ModelUnavailable(Unavailable):

@@ -2,10 +2,12 @@
 
 TF Serving (or anything speaking its protocol, such as the Ray Serve application)
 owns the models; the registry tells it what to load. This client addresses a version
-by number, or by label (``stable``/``canary``) when the key carries one, gives every
-attempt a deadline, retries UNAVAILABLE with exponential backoff a bounded number of
-times, and turns every failure into :class:`ModelUnavailable` (or
-:class:`InvalidArgument` when TF Serving rejects the images themselves).
+by its number, never by label: the registry moves a label (``stable``/``canary``) during a
+version switch, so a label can be answered by another version than the one the gateway
+names. An answer from any other version than the requested one is refused. Every attempt
+has a deadline, UNAVAILABLE is retried with exponential backoff a bounded number of
+times, and every failure becomes :class:`ModelUnavailable` (or :class:`InvalidArgument`
+when TF Serving rejects the images themselves).
 """
 
 from __future__ import annotations
@@ -61,11 +63,13 @@ class TFServingConfig:
 
 
 def model_spec(key: ModelKey, signature_name: str = "") -> model_pb2.ModelSpec:
-    """The ModelSpec for ``key``: its version label if it has one, else its version number."""
+    """The ModelSpec for ``key``: its version number (none: the latest version).
+
+    ``key.version_label`` is ignored on purpose: the version a label points at changes
+    under the gateway during a switch, and the answer must be the named version's.
+    """
     spec = model_pb2.ModelSpec(name=key.model_name, signature_name=signature_name)
-    if key.version_label:
-        spec.version_label = key.version_label
-    elif key.version:
+    if key.version:
         try:
             spec.version.value = int(key.version)
         except ValueError as exc:
@@ -135,6 +139,7 @@ class TFServingHost(ModelHost):
 
     def _distances(self, key: ModelKey, response: predict_pb2.PredictResponse,
                    batch: int) -> np.ndarray:
+        _check_answering_version(key, response.model_spec.version.value)
         if OUTPUT not in response.outputs:
             raise ModelUnavailable(f"{key.model_name} {_describe(key)}: the answer has no "
                                    f"'{OUTPUT}' (has {sorted(response.outputs)})")
@@ -143,13 +148,6 @@ class TFServingHost(ModelHost):
         if distances.shape != (batch,):
             raise ModelUnavailable(f"{key.model_name} {_describe(key)}: {distances.size} "
                                    f"distances for {batch} images")
-        answered = response.model_spec.version.value
-        expected = int(key.version) if key.version.isdigit() else 0
-        if key.version_label and expected and answered and answered != expected:
-            # The label moved to another version since the registry resolved it; the
-            # prediction is still valid, but the version recorded with it is not.
-            log.warning("version label points elsewhere", extra={
-                "version_label": key.version_label, "answered_version": answered})
         return distances
 
     async def ensure_loaded(self, key: ModelKey) -> None:
@@ -203,5 +201,18 @@ class TFServingHost(ModelHost):
             self._channel = None
 
 
+def _check_answering_version(key: ModelKey, answered: int) -> None:
+    """Refuse an answer from another version than ``key``'s: the gateway records the
+    answer under ``key.version``, so another version's distances would be misattributed.
+
+    ``answered`` is 0 when the server does not say, and ``key`` may ask for the latest
+    version (no number): then there is nothing to compare. (:func:`model_spec` has
+    checked that ``key.version`` is a number before the request went out.)
+    """
+    if answered and key.version and answered != int(key.version):
+        raise ModelUnavailable(f"{key.model_name} {_describe(key)}: answered by v{answered}, "
+                               "not the version asked for")
+
+
 def _describe(key: ModelKey) -> str:
-    return f"label {key.version_label!r}" if key.version_label else f"v{key.version}"
+    return f"v{key.version}" if key.version else "latest version"

@@ -16,30 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from edgeloop.testing.tiny_models import save_tiny_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 BIASES_MM = (1000.0, 2000.0)
-
-
-def save_tiny_model(folder: Path, bias_mm: float) -> Path:
-    """A SavedModel with the serving signature: resize to 75x100, rescale, one number."""
-    import numpy as np
-    import tensorflow as tf
-
-    class TinyModel(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bias = tf.Variable(np.float32(bias_mm))
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
-        def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-            x = tf.image.resize(tf.cast(image, tf.float32), (75, 100)) / 255.0
-            return {"distance_mm": tf.reduce_mean(x, axis=[1, 2, 3]) * 100.0 + self.bias}
-
-    module = TinyModel()
-    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
-    return folder
 
 
 @dataclass(frozen=True)

@@ -261,7 +261,7 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
     """`edgeloop lineage` shows the whole chain, and the sweep's trace holds each trial."""
     from click.testing import CliRunner
     from edgeloop.compose.cli import cli
-    from edgeloop.compose.traces import read_spans, trace_tree
+    from edgeloop.platform.span_files import read_spans, trace_tree
     from edgeloop.contracts.registry.v1 import deployment_pb2
     from edgeloop.contracts.registry.v1 import registry_service_pb2 as rpb
 

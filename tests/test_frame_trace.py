@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
-from edgeloop.compose.traces import Span, read_spans, trace_tree
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
@@ -30,6 +29,7 @@ from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from edgeloop.edge_client.simulate import render_dataset
 from edgeloop.platform import bearer
 from edgeloop.platform.server import start_server
+from edgeloop.platform.span_files import Span, read_spans, trace_tree
 from edgeloop.testing import OtlpReceiver, ReceivedSpan, ServiceProcess, free_port
 from grpc import aio
 

@@ -13,31 +13,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
+from edgeloop.testing.tiny_models import save_tiny_model
 
 HERE = Path(__file__).resolve().parent
-
-
-class Tiny(tf.Module):
-    """The serving signature of CONTRIBUTING.md with one variable."""
-
-    def __init__(self, bias_mm: float) -> None:
-        super().__init__()
-        self.bias = tf.Variable(np.float32(bias_mm))
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
-    def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-        x = tf.image.resize(tf.cast(image, tf.float32), (75, 100)) / 255.0
-        return {"distance_mm": tf.reduce_mean(x, axis=[1, 2, 3]) * 100.0 + self.bias}
 
 
 def main() -> None:
     """Write both versions beside this script."""
     for version, bias in (("1", 1000.0), ("2", 2000.0)):
-        module = Tiny(bias)
         with tempfile.TemporaryDirectory() as tmp:
-            tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+            save_tiny_model(Path(tmp), bias)
             converter = tf.lite.TFLiteConverter.from_saved_model(
                 tmp, signature_keys=["serving_default"])
             (HERE / f"tiny_v{version}.tflite").write_bytes(converter.convert())

@@ -20,9 +20,6 @@ import cv2
 import grpc
 import numpy as np
 import pytest
-import tensorflow as tf
-from grpc import aio
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
@@ -35,6 +32,8 @@ from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from edgeloop.gateway.app import App
 from edgeloop.gateway.settings import Settings
 from edgeloop.platform import serve
+from edgeloop.testing.tiny_models import save_tiny_model
+from grpc import aio
 
 MODEL = "distance"
 REGISTRY_TOKEN = "gateway-registry-token"
@@ -45,28 +44,12 @@ BIAS_MM = {"1": 1000.0, "2": 2000.0, "3": 3000.0}
 # --- models ---------------------------------------------------------------------------
 
 
-class TinyModel(tf.Module):
-    """The serving signature of CONTRIBUTING.md: resize to 75x100, rescale, one number."""
-
-    def __init__(self, bias_mm: float) -> None:
-        super().__init__()
-        self.bias = tf.Variable(np.float32(bias_mm))
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="image")])
-    def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-        x = tf.image.resize(tf.cast(image, tf.float32), (75, 100)) / 255.0
-        return {"distance_mm": tf.reduce_mean(x, axis=[1, 2, 3]) * 100.0 + self.bias}
-
-
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``<repo>/distance/{1,2,3}``: three versions of the tiny SavedModel."""
     repo = tmp_path_factory.mktemp("models")
     for version, bias in BIAS_MM.items():
-        module = TinyModel(bias)
-        tf.saved_model.save(
-            module, str(repo / MODEL / version), signatures={"serving_default": module.serve}
-        )
+        save_tiny_model(repo / MODEL / version, bias)
     return repo
 
 

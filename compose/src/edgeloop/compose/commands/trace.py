@@ -5,18 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from edgeloop.compose.endpoints import state_dir
+from edgeloop.platform.span_files import Span, span_tree
 from rich.console import Console
 from rich.tree import Tree
-
-from edgeloop.compose.endpoints import state_dir
-from edgeloop.compose.traces import Span, read_spans, trace_tree
 
 _HIDDEN_ATTRIBUTES = ("rpc.system",)
 
 
 def _label(span: Span, origin: Span) -> str:
     offset = (span.start - origin.start).total_seconds() * 1000
-    linked = "" if span.trace_id == origin.trace_id else f" [magenta](linked, trace {span.trace_id[:8]}…)[/]"
+    linked = ("" if span.trace_id == origin.trace_id
+              else f" [magenta](linked, trace {span.trace_id[:8]}…)[/]")
     status = "" if span.status in ("UNSET", "OK") else f" [red]{span.status}[/]"
     return (f"[bold]{span.name}[/] [dim]{span.service}[/] "
             f"[cyan]{span.duration_ms:.1f} ms[/] [dim]@+{offset:.1f} ms[/]{status}{linked}")
@@ -45,7 +45,7 @@ def command(trace_id: str, traces_dir: Path | None, attributes: bool) -> None:
     with Jaeger, open http://localhost:16686/trace/TRACE_ID instead.
     """
     folder = traces_dir or state_dir() / "traces"
-    roots = trace_tree(read_spans(folder), trace_id)
+    roots = span_tree(folder, trace_id)
     if not roots:
         raise click.ClickException(f"no spans of trace {trace_id} in {folder}")
     origin = min(roots, key=lambda s: s.start)

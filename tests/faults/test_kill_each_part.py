@@ -188,10 +188,6 @@ async def _wait_all_recorded(stack: Stack, robots: list[Robot]) -> dict[str, lis
         await asyncio.sleep(2)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug: across the reconnects of this run the edge client's stream client lost "
-    "about 12 labelled frames per robot that the gateway never received (seqs right after "
-    "a replayed backlog); see the issue-16 note"))
 async def test_kill_each_part_in_turn_loses_and_duplicates_nothing(stack: Stack,
                                                                     tmp_path: Path) -> None:
     robots = await _setup_fleet(stack, tmp_path)

@@ -126,7 +126,8 @@ def publish_model(stack: Stack, root: Path, robots: int) -> dict[str, str]:
     mlflow.set_tracking_uri(stack.record()["parts"]["mlflow"]["url"].removesuffix("/health"))
 
     class Passthrough(mlflow.pyfunc.PythonModel):
-        def predict(self, context: object, model_input: list, params: dict | None = None) -> list:
+        def predict(self, context: object, model_input: list[str],
+                    params: dict | None = None) -> list[str]:
             return model_input
 
     with mlflow.start_run(experiment_id=mlflow.create_experiment(f"fleet-{uuid.uuid4().hex[:6]}")

@@ -489,6 +489,20 @@ def ray_serve_host(root: Path, replicas: int) -> Iterator[str]:
         nodes.stop()
 
 
+async def warm_up(address: str, frames: list, timeout_s: float = 600.0) -> None:
+    """Drive two robots briefly, retrying while the gateway says it is not ready yet (its
+    first deployment state waits for the models to load; through Ray Serve that is slow)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await drive_robots(address, frames, 2, 0, 2.0, 2)
+            return
+        except aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
 async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
                            features_label: str, serve_addr: str = "") -> list[Result]:
     # The gateway's channels send keepalive pings every 30 s; allow them.
@@ -510,7 +524,7 @@ async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
             log = root / f"gateway-{host}-{features_label}.log"
             process = await stack.enter_async_context(gateway_process(env, log))
             print(f"gateway {features_label}: serving; warming up", flush=True)
-            await drive_robots(env["EDGELOOP_LISTEN_ADDR"], frames, 2, 0, 2.0, 2)
+            await warm_up(env["EDGELOOP_LISTEN_ADDR"], frames)
             label = "+ null features" if features_label == "null" else "+ real features"
             if serve_addr:
                 label = f"Ray Serve x{args.rayserve_replicas} {label}"

@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,8 @@ class LoadResult:
 
     answered: int = 0
     errors: int = 0
+    error_reasons: dict[str, int] = field(default_factory=dict)
+    """FrameErrors by reason name (e.g. FRAME_ERROR_REASON_SPOOL_FULL)."""
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     observation_ids: list[str] = field(default_factory=list)
@@ -176,6 +179,7 @@ class FleetRobot(gateway_bench.Robot):
         super().__init__(0, frames, fps, window)
         self.device, self.token = device, token
         self.observation_ids: list[str] = []
+        self.error_reasons: Counter[str] = Counter()
 
     async def run(self, stub: gw_grpc.EdgeGatewayServiceStub, until: float) -> None:
         call = stub.Stream(metadata=(("authorization", f"Bearer {self.token}"),
@@ -198,6 +202,7 @@ class FleetRobot(gateway_bench.Robot):
             elif answer.HasField("error"):
                 seq = answer.error.seq
                 self.errors += 1
+                self.error_reasons[edge_pb2.FrameErrorReason.Name(answer.error.reason)] += 1
             else:
                 continue  # a model update or another message that answers no frame
             self.latencies_ms.append((now, (now - self.sent_at.pop(seq)) * 1000))
@@ -214,6 +219,7 @@ async def _drive(address: str, tls_env: dict[str, str], tokens: dict[str, str], 
         await asyncio.gather(*(robot.run(stub, until) for robot in fleet))
     samples = [ms for robot in fleet for _, ms in robot.latencies_ms]
     return LoadResult(answered=len(samples), errors=sum(r.errors for r in fleet),
+                      error_reasons=dict(sum((r.error_reasons for r in fleet), Counter())),
                       seconds=time.perf_counter() - start, latencies_ms=samples,
                       observation_ids=[o for r in fleet for o in r.observation_ids])
 
@@ -231,6 +237,8 @@ def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
         part = asyncio.run(_drive(address, tls_env, tokens, frames, fps, share, window))
         result.answered += part.answered
         result.errors += part.errors
+        for reason, count in part.error_reasons.items():
+            result.error_reasons[reason] = result.error_reasons.get(reason, 0) + count
         result.seconds += part.seconds
         result.latencies_ms += part.latencies_ms
         result.observation_ids += part.observation_ids
@@ -368,6 +376,10 @@ def report_row(label: str, load: LoadResult, rec: dict, meter: PartMeter) -> str
              f"ingest lag p50 {rec['lag_p50_s']:.2f} s p99 {rec['lag_p99_s']:.2f} s; "
              f"answered {len(set(load.observation_ids))}, rows {rec['rows']}, "
              f"missing {rec['missing']}, duplicated {rec['rows'] - rec['distinct']}"]
+    if load.error_reasons:
+        lines.append("  errors by reason: " + ", ".join(
+            f"{reason.removeprefix('FRAME_ERROR_REASON_')} {count}"
+            for reason, count in sorted(load.error_reasons.items())))
     per_frame = {p: 1000 * meter.cpu[p] / max(load.answered, 1) for p in PARTS}
     lines.append("  cpu ms/frame: " + ", ".join(f"{p} {v:.2f}" for p, v in per_frame.items()))
     lines.append("  peak RSS MB:  " + ", ".join(f"{p} {meter.peak_rss[p]:.0f}" for p in PARTS))

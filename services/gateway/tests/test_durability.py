@@ -1,15 +1,24 @@
-"""Nothing answered is lost: features outages and a full spool.
+"""Nothing answered is lost: features outages, a full spool and a full disk.
 
 Features is a contract double whose Ingest can be switched to UNAVAILABLE (a features
-service that is down). A gateway process killed with SIGKILL and restarted is tested
-end to end in ``tests/test_data_plane.py`` (a process start imports TensorFlow, which
-is slow, so it runs once there); the spool's own kill -9 test is in ``test_spool.py``.
+service that is down). The full disk is a real one: a 1 MiB tmpfs filled up (mounting
+needs root, as CI has; elsewhere that test is skipped). A gateway process killed with
+SIGKILL and restarted is tested end to end in ``tests/test_data_plane.py`` (a process
+start imports TensorFlow, which is slow, so it runs once there) and in the fault suite;
+the spool's own kill -9 test is in ``test_spool.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
+import pytest
 
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
@@ -114,3 +123,95 @@ async def test_no_recorded_messages_unless_the_client_asks(start_gateway, reques
             requests.hello("robot-1"), *(requests.frame(s, jpegs[0], 500.0) for s in range(1, 6))])
         assert not answers[0].welcome.sends_recorded
         assert [a.WhichOneof("kind") for a in answers[1:]] == ["prediction"] * 5
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs, a disk that can be filled; skipped where mounting is not allowed."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Write a file until the disk refuses more; returns it."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+async def _read_until(call: Any, done: Any, seen: list) -> None:
+    while not done(seen):
+        answer = await call.read()
+        assert answer is not grpc.aio.EOF, "the stream ended early"
+        seen.append(answer)
+
+
+def _recorded(seen: list) -> set[int]:
+    return {seq for a in seen if a.HasField("recorded") for seq in a.recorded.seqs}
+
+
+async def test_a_full_disk_refuses_frames_clearly_and_recovers_when_space_returns(
+    start_gateway, requests, jpegs, small_disk
+) -> None:
+    """Frames answered before the gateway noticed are kept until the disk takes them (and
+    only then named in Recorded); later ones get SPOOL_FULL; all is well once space returns."""
+    hello = requests.hello("robot-1")
+    hello.hello.capabilities.append("recorded_acks")
+    filler = small_disk / "filler"
+    try:
+        async with start_gateway(spool_dir=str(small_disk / "spool")) as gw, \
+                asyncio.timeout(120):
+            await _fill_then_recover(gw, requests, jpegs, hello, small_disk)
+    finally:
+        filler.unlink(missing_ok=True)  # a failure must not leave the gateway's stop retrying
+
+
+async def _fill_then_recover(gw: Any, requests: Any, jpegs: list, hello: Any,
+                             small_disk: Path) -> None:
+    gw.features.available = False
+    filler = _fill(small_disk)
+    call = gw.open("robot-1", "secret-1")
+    await call.write(hello)
+    seen: list = [await call.read()]
+    # Frames go one at a time until the gateway notices the disk and refuses one.
+    seq = 0
+    while not any(a.HasField("error") for a in seen):
+        seq += 1
+        await call.write(requests.frame(seq, jpegs[seq % 8], 400.0))
+        answer = await call.read()
+        assert answer is not grpc.aio.EOF, "the stream ended early"
+        seen.append(answer)
+    refused = next(a.error for a in seen if a.HasField("error"))
+    answered = {a.prediction.seq for a in seen if a.HasField("prediction")}
+    assert refused.reason == Reason.FRAME_ERROR_REASON_SPOOL_FULL and not refused.recorded
+    assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "spool" in refused.message
+    assert answered and _recorded(seen) == set(), "a frame was called durable on a full disk"
+    assert gw.app.spool.write_failed
+
+    filler.unlink()  # space returns: the kept frames are written, then named
+    await _read_until(call, lambda got: answered <= _recorded(got), seen)
+    assert not gw.app.spool.write_failed
+    await call.write(requests.frame(seq + 1, jpegs[0], 400.0))
+    await _read_until(call, lambda got: seq + 1 in _recorded(got), seen)
+    assert any(a.HasField("prediction") and a.prediction.seq == seq + 1 for a in seen)
+    await call.done_writing()
+    assert await call.read() is grpc.aio.EOF
+
+    gw.features.available = True
+    await gw.features.wait_for(len(answered) + 1)
+    stored = sorted(o.seq for o in gw.features.stored.values())
+    assert stored == sorted(answered | {seq + 1}), "refused frames must not be recorded"

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 SERVICE = edge_gateway_service_pb2.DESCRIPTOR.services_by_name["EdgeGatewayService"]
 STOP_FLUSH_S = 3.0
 """How long a stopping gateway tries to empty its spool into features."""
+STOP_RECORD_S = 30.0
+"""How long a stopping gateway keeps retrying observations its disk refuses."""
 
 
 def build_model_host(settings: Settings) -> ModelHost:
@@ -101,7 +103,7 @@ class App(ServiceApp):
     async def stop(self) -> None:
         """Finish in-flight frames, commit them, try to flush, and close everything."""
         await self.service.drain()
-        await self.recorder.stop()
+        await self.recorder.stop(STOP_RECORD_S)
         await self.forwarder.stop()
         flushed = await self.forwarder.flush(STOP_FLUSH_S)
         log.info("gateway stopped", extra={"spool_empty": flushed,

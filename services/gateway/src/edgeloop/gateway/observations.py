@@ -174,38 +174,53 @@ class Recorder:
                 batch.append(self._queue.get_nowait())
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[bytes, int, Durable]]) -> None:
+    async def _commit(self, batch: list[tuple[bytes, int, Durable]],
+                      deadline: float | None = None) -> bool:
+        """Append ``batch``, retrying while the disk refuses; False if ``deadline`` (event
+        loop time) passed first."""
         records = [record for record, _, _ in batch]
         reserved = sum(size for _, size, _ in batch)
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 await asyncio.to_thread(self.spool.append, records, reserved)
                 break
             except OSError:
                 # A disk error must not drop observations that were already answered:
-                # keep them in memory and retry; the reservation keeps new frames out.
-                log.exception("spool append failed; retrying", extra={"records": len(records)})
+                # keep them in memory and retry; the spool refuses new frames meanwhile.
+                log.warning("spool append failed; retrying in 1 s",
+                            extra={"records": len(records)})
+                if deadline is not None and loop.time() + 1.0 > deadline:
+                    return False
                 await asyncio.sleep(1.0)
         for _, _, durable in batch:
             _settle(durable, True)
         self.on_written()
+        return True
 
-    async def drain(self) -> None:
-        """Commit everything queued (at shutdown)."""
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Commit everything queued (at shutdown), giving up after ``timeout_s`` if the disk
+        keeps refusing: robots that asked for Recorded messages still hold those frames."""
+        deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         while not self._queue.empty():
             size = min(self._queue.qsize(), self.max_batch)
             batch = [self._queue.get_nowait() for _ in range(size)]
-            await self._commit(batch)
+            if not await self._commit(batch, deadline):
+                lost = len(batch) + self._queue.qsize()
+                log.error("stopping with observations the disk refused; not recorded here "
+                          "(robots resend the labelled ones they were not told are recorded)",
+                          extra={"records": lost})
+                return
 
-    async def stop(self) -> None:
-        """Stop the writer task after committing what is queued."""
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the writer task after committing what is queued (see :meth:`drain`)."""
         if self._completing:
             await asyncio.gather(*self._completing, return_exceptions=True)
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.drain()
+        await self.drain(timeout_s)
 
 
 def _settle(durable: Durable, value: bool) -> None:

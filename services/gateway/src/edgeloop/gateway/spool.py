@@ -13,7 +13,9 @@ and reading resumes at the ack offset, so replay is in order and at least once; 
 makes it exactly once by deduplicating on observation id.
 
 Capacity (``max_bytes``) covers the unacknowledged bytes on disk plus bytes reserved by
-frames being answered; :meth:`Spool.reserve` says no when it would be exceeded.
+frames being answered; :meth:`Spool.reserve` says no when it would be exceeded, and also
+while the disk itself is full (an append failed; the next one that succeeds clears it). A
+failed append is cut off the segment again, so the disk never keeps half a batch.
 Methods doing I/O are blocking: call them from a worker thread.
 """
 
@@ -79,6 +81,7 @@ class Spool:
         self._ack_lock = threading.Lock()
         self._sizes: dict[int, int] = {}
         self._reserved = 0
+        self._write_failed = False
         self._ack = Position(1, 0)
         self._open()
 
@@ -134,9 +137,11 @@ class Spool:
         return sum(self._sizes.values()) - self._ack.offset
 
     def reserve(self, nbytes: int) -> bool:
-        """Reserve room for a record about to be appended; False when the spool is full."""
+        """Reserve room for a record about to be appended; False when the spool is full
+        (its capacity is used up, or the disk refused the last append)."""
         with self._lock:
-            if self._backlog_locked() + self._reserved + nbytes > self.max_bytes:
+            if self._write_failed or \
+                    self._backlog_locked() + self._reserved + nbytes > self.max_bytes:
                 return False
             self._reserved += nbytes
             return True
@@ -148,19 +153,53 @@ class Spool:
 
     # --- writing --------------------------------------------------------------------
 
+    @property
+    def write_failed(self) -> bool:
+        """Whether the last append failed (e.g. the disk is full); new frames are refused."""
+        return self._write_failed
+
     def append(self, records: list[bytes], reserved: int = 0) -> Position:
-        """Append ``records`` in order, fsync, and return the end position (blocking)."""
+        """Append ``records`` in order, fsync, and return the end position (blocking).
+
+        On an OSError (a full disk, an I/O error) nothing of the batch stays on disk,
+        :meth:`reserve` refuses until an append succeeds, and the error is raised: the
+        caller keeps the records and tries again.
+        """
         data = b"".join(_HEADER.pack(len(r), zlib.crc32(r)) + r for r in records)
         with self._write_lock:
-            number = self._segment_for_write()
-            with self._path(number).open("ab") as segment:
-                segment.write(data)
-                segment.flush()
-                os.fsync(segment.fileno())
+            try:
+                number = self._segment_for_write()
+                self._write(number, data)
+            except OSError:
+                if not self._write_failed:
+                    log.error("spool append failed: refusing new frames until it works again",
+                              exc_info=True, extra={"spool_dir": str(self.directory)})
+                self._write_failed = True
+                raise
             with self._lock:
+                if self._write_failed:
+                    log.warning("spool append works again: accepting frames",
+                                extra={"spool_dir": str(self.directory)})
+                self._write_failed = False
                 self._sizes[number] += len(data)
                 self._reserved = max(0, self._reserved - reserved)
                 return Position(number, self._sizes[number])
+
+    def _write(self, number: int, data: bytes) -> None:
+        # Unbuffered, so a failure leaves nothing queued to be written later.
+        fd = os.open(self._path(number), os.O_WRONLY | os.O_APPEND)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            # Part of the batch may have reached the file: cut it, or the next batch
+            # would land behind bytes no reader can parse.
+            os.ftruncate(fd, self._sizes[number])
+            raise
+        finally:
+            os.close(fd)
 
     def _segment_for_write(self) -> int:
         number = max(self._sizes)

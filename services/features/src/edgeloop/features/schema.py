@@ -82,15 +82,34 @@ async def timescaledb_available(conn: psycopg.AsyncConnection) -> bool:
     return True
 
 
+async def _continuous_rollup_exists(conn: psycopg.AsyncConnection) -> bool:
+    cursor = await conn.execute(
+        "SELECT to_regclass('timescaledb_information.continuous_aggregates') IS NOT NULL")
+    row = await cursor.fetchone()
+    if not (row and row[0]):
+        return False  # TimescaleDB not created in this database yet
+    cursor = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates "
+        "WHERE view_schema = 'features' AND view_name = 'observations_5m')")
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
 async def ensure_schema(conn: psycopg.AsyncConnection, policies: Policies) -> bool:
     """Apply migrations and the database's branch; return whether TimescaleDB is used."""
     applied = await apply_migrations(conn, SCHEMA, load_migrations("edgeloop.features"))
     timescale = await timescaledb_available(conn)
     await conn.set_autocommit(True)
+    rollup_existed = timescale and await _continuous_rollup_exists(conn)
     # One statement at a time in autocommit: a multi-statement string is one implicit
     # transaction, and continuous aggregates refuse to be created inside a transaction.
     for statement in split_statements(branch_sql(timescale, policies)):
         await conn.execute(statement.encode())
+    if timescale and not rollup_existed:
+        # The rollup is created WITH NO DATA and its policy refreshes only recent buckets;
+        # rows a plain-PostgreSQL stack had before would fall below the watermark unseen.
+        await conn.execute(b"CALL refresh_continuous_aggregate('features.observations_5m', "
+                           b"NULL, NULL)")
     log.info("schema ready", extra={"schema": SCHEMA, "migrations_applied": applied,
                                     "branch": "timescaledb" if timescale else "postgresql"})
     return timescale

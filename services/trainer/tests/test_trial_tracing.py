@@ -98,3 +98,38 @@ def test_trial_spans_from_ray_workers_reach_the_collector(
         assert span.attributes["edgeloop.best_val_mae_mm"] == 12.5
     # exported by the Ray worker processes themselves, not by this (driver) process
     assert {s.pid for s in trials} == set(pids) and os.getpid() not in pids
+
+
+_STOPPED_CHILD = """
+import json, sys, threading
+from edgeloop.trainer.trial_tracing import trial_span
+
+inside = threading.Event()
+
+def train():  # blocks inside its span forever, like a trial stopped in tune.report
+    with trial_span(json.loads(sys.argv[1]), "trial-stopped"):
+        inside.set()
+        threading.Event().wait()
+
+threading.Thread(target=train, daemon=True).start()
+assert inside.wait(240), "the trial never opened its span"
+"""
+
+
+def test_a_trial_stopped_inside_its_span_still_exports_it(tmp_path) -> None:
+    """ASHA stops trials early: Tune ends the worker with the trial's thread still inside
+    ``trial_span``; its span must reach the sweep's trace anyway, marked as stopped."""
+    from edgeloop.platform.span_files import read_spans
+
+    trace_file = tmp_path / "trainer.jsonl"
+    config = {"traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01",
+              "trace_otlp_endpoint": "", "trace_file": str(trace_file)}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EDGELOOP_OTLP", "EDGELOOP_TRACE", "OTEL_"))}
+    child = subprocess.run([sys.executable, "-c", _STOPPED_CHILD, json.dumps(config)], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr
+    (span,) = [s for s in read_spans(tmp_path) if s.name == "sweep.trial"]
+    assert span.trace_id == "ab" * 16 and span.parent_id == "cd" * 8
+    assert span.attributes["edgeloop.trial_id"] == "trial-stopped"
+    assert span.attributes["edgeloop.trial_stopped"] is True

@@ -10,6 +10,7 @@ worker) and flushes it when the trial's ``sweep.trial`` span ends.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from collections.abc import Iterator
@@ -71,17 +72,49 @@ def _node_id() -> str:
 
 @contextlib.contextmanager
 def trial_span(config: dict[str, Any], trial_id: str) -> Iterator[trace.Span]:
-    """A ``sweep.trial`` span under the sweep's trace; flushed when the trial ends."""
+    """A ``sweep.trial`` span under the sweep's trace; flushed when the trial ends.
+
+    A trial the scheduler stops early never returns: Tune leaves its (daemon) training
+    thread blocked in ``tune.report`` and ends the worker process. Spans still open then
+    are ended and flushed at the process's exit, marked ``edgeloop.trial_stopped``.
+    """
     provider = _provider(config)
     tracer = (provider or trace.get_tracer_provider()).get_tracer("edgeloop.trainer")
     parent = _PROPAGATOR.extract({TRACEPARENT_KEY: config.get(TRACEPARENT_KEY, "")})
     attributes = {f"edgeloop.trial.{k}": str(config[k]) for k in _TRIAL_ATTRIBUTES if k in config}
     attributes["edgeloop.trial_id"] = trial_id
     attributes["edgeloop.ray_node_id"] = _node_id()
+    span = tracer.start_span("sweep.trial", context=parent, attributes=attributes)
+    _track_open(span, provider)
     try:
-        with tracer.start_as_current_span("sweep.trial", context=parent,
-                                          attributes=attributes) as span:
+        with trace.use_span(span, end_on_exit=False, record_exception=True,
+                            set_status_on_exception=True):
             yield span
     finally:
+        _OPEN_TRIALS.pop(id(span), None)
+        span.end()
         if provider is not None:
             provider.force_flush()
+
+
+_OPEN_TRIALS: dict[int, tuple[trace.Span, TracerProvider | None]] = {}
+_EXIT_HOOK: list[bool] = []
+
+
+def _track_open(span: trace.Span, provider: TracerProvider | None) -> None:
+    if not _EXIT_HOOK:
+        # Registered after the first provider, so it runs before the providers' own
+        # exit handlers shut them down (atexit runs last-registered first).
+        atexit.register(_end_open_trials)
+        _EXIT_HOOK.append(True)
+    _OPEN_TRIALS[id(span)] = (span, provider)
+
+
+def _end_open_trials() -> None:
+    """End and flush the spans of trials stopped before they returned (at process exit)."""
+    for span, provider in list(_OPEN_TRIALS.values()):
+        span.set_attribute("edgeloop.trial_stopped", True)
+        span.end()
+        if provider is not None:
+            provider.force_flush(timeout_millis=5000)
+    _OPEN_TRIALS.clear()

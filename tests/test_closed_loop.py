@@ -6,7 +6,9 @@ environment `edgeloop up` gives it (``Topology.service_env``) plus test settings
 features service reads a rules file with short windows (``EDGELOOP_DRIFT_RULES``), and
 the trainer runs two trials per sweep it is not told the size of (the monitor's sweeps).
 With one trial and 120 red frames the retrained model lost to v1 at the registry's gate
-on the mixed holdout (the gate doing its job, but no loop to test).
+on the mixed holdout (the gate doing its job, but no loop to test); trained from scratch,
+the two-trial sweep still sometimes forgot beige (6.5 vs 3.3 mm) and the per-world gate
+refused it. The monitor's sweep fine-tunes v1 (a warm start), as it does by default.
 Nothing is faked: frames come from the scene simulator through the gateway's stream,
 models are trained by Ray Tune and served by the gateway's embedded host.
 
@@ -235,6 +237,7 @@ async def test_red_floor_closes_the_loop(stack: Stack, beige_model: Context,
     sweep = await get_sweep(services, first.sweep_id)
     assert sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep.error
     assert sweep.trigger.startswith("drift:") and sweep.deployment == SERVING
+    assert sweep.warm_start_version == "1", "the monitor fine-tunes the serving version"
     assert sweep.promoted, sweep.promotion_note
     new = sweep.model_version
     assert new not in ("", "1")
@@ -277,6 +280,7 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
                      f"dataset snapshot {sweep.dataset.snapshot_id}",
                      f"MLflow parent run {sweep.mlflow_parent_run_id}",
                      *(f"run {t.mlflow_run_id}" for t in sweep.trials),
+                     f"fine-tuned from {MODEL}@1",
                      f"registered version {sweep.model_version}", f"{SERVING} (arm stable)",
                      "first predictions it served"):
         assert expected in text, f"{expected!r} missing from:\n{result.output}"

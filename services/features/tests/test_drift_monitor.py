@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import numpy as np
 import psycopg
 import pytest
@@ -113,9 +114,13 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
     def __init__(self) -> None:
         self.started: list[trainer_service_pb2.StartSweepRequest] = []
         self.finished = False
+        self.can_fine_tune = True
 
     async def StartSweep(self, request, context):  # noqa: N802 - gRPC method name
         self.started.append(request)
+        if request.HasField("warm_start") and not self.can_fine_tune:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "warm_start: version 1 of 'distance' has no training weights")
         return trainer_service_pb2.StartSweepResponse(sweep=sweep_pb2.Sweep(
             sweep_id=f"sweep-{len(self.started)}", state=sweep_pb2.SWEEP_STATE_QUEUED,
             trace_id="ab" * 16))
@@ -198,6 +203,8 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     assert request.trigger.startswith("drift:") and request.promote
     assert list(request.data.deployments) == ["parking"]
     assert list(request.data.include_snapshots_of) == ["snap-beige"]
+    # It fine-tunes the serving version rather than forgetting the old world from scratch.
+    assert request.warm_start.version == "1"
     # The new world's data starts where the first event dated the change.
     assert abs(request.data.start_time.ToDatetime(tzinfo=UTC)
                - (T0 + timedelta(minutes=10))) <= timedelta(seconds=1)
@@ -220,6 +227,23 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     states = {t.rule.name: t for t in monitor.states("parking")}
     assert states["saturation_band"].status == "cooldown"
     assert len(servicer.started) == 1
+
+
+async def test_a_version_that_cannot_be_fine_tuned_is_retrained_from_scratch(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    servicer, stub = trainer
+    servicer.can_fine_tune = False
+    rng = np.random.default_rng(4)
+    _insert(database_url, _rows("beige", T0, 600, "1", rng))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 600, "1", rng, error_mm=40.0))
+    clock = [T0 + timedelta(minutes=10)]
+    monitor = _monitor(pool, Deployments(), References(), stub, clock)
+    for minutes in (10, 10.5, 15, 15.5, 16.1):
+        clock[0] = T0 + timedelta(minutes=minutes)
+        await monitor.evaluate_once()
+
+    assert [r.HasField("warm_start") for r in servicer.started] == [True, False]
+    assert all(e.sweep_id == "sweep-2" for e in await monitor.events.list("parking"))
 
 
 async def test_undrifted_drive_raises_no_alarm(database_url: str, pool: AsyncConnectionPool,

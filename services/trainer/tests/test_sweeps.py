@@ -246,6 +246,51 @@ def test_from_sweep_reuses_the_identical_snapshot(stack: Any, first_sweep: dict[
     assert version.evaluation.holdout_id == first.dataset.content_hash
 
 
+def test_warm_start_fine_tunes_the_named_version(stack: Any, first_sweep: dict[str, Any]) -> None:
+    first = first_sweep["sweep"]
+    # The request asks for another shape and a learning rate too small to move the
+    # weights in one epoch: a warm-started trial keeps the version's shape and so its
+    # candidate measures like the version on the same holdout; from scratch it would not.
+    space = S.SearchSpace(learning_rates=[1e-9], batch_sizes=[32], epochs=[1],
+                          architectures=["thesis"], filters=[8], dropouts=[0.1], dense_units=[16])
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        stub = stack.trainer_stub(channel)
+        started = stub.StartSweep(
+            pb.StartSweepRequest(
+                from_sweep=first.sweep_id, search_space=space, num_trials=1, promote=False,
+                warm_start=deployment_pb2.VersionSelector(version=first.model_version),
+            ),
+            timeout=60,
+        ).sweep
+        wait_done(stub, started.sweep_id)
+        tuned = stub.GetSweep(pb.GetSweepRequest(sweep_id=started.sweep_id), timeout=30).sweep
+    assert tuned.state == S.SWEEP_STATE_SUCCEEDED, tuned.error
+    assert started.warm_start_version == tuned.warm_start_version == first.model_version
+    params = tuned.trials[0].params
+    assert (params["architecture"], params["filters"], params["dense_units"]) == ("small", "16", "32")
+    assert params["learning_rate"] == "1e-09"
+    assert tuned.holdout_mae_mm == pytest.approx(first.holdout_mae_mm, rel=0.01)
+    with grpc.insecure_channel(stack.registry.address) as channel:
+        version = stack.registry_stub(channel).GetModelVersion(
+            registry_service_pb2.GetModelVersionRequest(
+                model_name="distance",
+                selector=deployment_pb2.VersionSelector(version=tuned.model_version)),
+            metadata=bearer("trainer-tests-admin-token-0123456789"), timeout=30).version
+    assert version.tags["warm_start_version"] == first.model_version
+
+
+def test_warm_start_from_an_unknown_version_is_refused(stack: Any,
+                                                       first_sweep: dict[str, Any]) -> None:
+    with grpc.insecure_channel(stack.trainer.address) as channel, \
+            pytest.raises(grpc.RpcError) as caught:
+        stack.trainer_stub(channel).StartSweep(
+            pb.StartSweepRequest(from_sweep=first_sweep["sweep"].sweep_id,
+                                 warm_start=deployment_pb2.VersionSelector(version="999")),
+            timeout=60)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert caught.value.details().startswith("warm_start: model 'distance' has no version 999")
+
+
 def test_list_sweeps_by_observation_follows_the_snapshot(
     stack: Any, first_sweep: dict[str, Any]
 ) -> None:

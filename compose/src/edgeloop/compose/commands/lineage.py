@@ -43,6 +43,8 @@ def _add_sweep(node: Tree, sweep: sweep_pb2.Sweep) -> None:
                    f"{data.holdout_count}) from {', '.join(data.deployments) or '-'}, "
                    f"{_when(data.start_time)} → {_when(data.end_time)}, labels "
                    f"{data.label_min_mm:.0f}–{data.label_max_mm:.0f} mm, hash {data.content_hash[:12]}")
+    if sweep.warm_start_version:
+        branch.add(f"fine-tuned from {sweep.model_name}@{sweep.warm_start_version}")
     runs = branch.add(f"MLflow parent run {sweep.mlflow_parent_run_id or '-'} "
                       f"(experiment {sweep.experiment or '-'})")
     for trial in sweep.trials:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import click
 import grpc
+from edgeloop.compose.commands._registry import parse_selector
 from edgeloop.compose.endpoints import call_error, channel
 from edgeloop.compose.views import Listing, output_option, short_time, show_listings, timestamp
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
@@ -101,6 +102,13 @@ def _space_options(func):  # noqa: ANN001, ANN202 - click decorator stack
         click.option(
             "--promote/--no-promote", default=False, help="ask the registry's gate to promote"
         ),
+        click.option(
+            "--warm-start",
+            default=None,
+            metavar="VERSION",
+            help="fine-tune this version (3, @champion or latest) instead of training from "
+            "scratch; trials keep its architecture, filters and dense units",
+        ),
         click.option("--watch/--no-watch", default=True, help="follow the sweep live"),
     ]
     for option in reversed(options):
@@ -127,6 +135,7 @@ def _request(opts: dict, **fields: object) -> pb.StartSweepRequest:
         max_concurrent_trials=opts["concurrency"],
         seed=opts["seed"],
         promote=opts["promote"],
+        warm_start=parse_selector(str(opts["warm_start"])) if opts["warm_start"] else None,
         **fields,
     )
 
@@ -272,6 +281,8 @@ def _view(sweep: S.Sweep, lines: list[str]) -> Group:
         (state, STATE_STYLE.get(state, "")),
         f"  model {sweep.model_name}  trigger {sweep.trigger}",
     )
+    if sweep.warm_start_version:
+        head.append(f"\nfine-tuning version {sweep.warm_start_version}")
     if sweep.dataset.content_hash:
         head.append(
             f"\nsnapshot {sweep.dataset.snapshot_id} ({sweep.dataset.observation_count} frames, "

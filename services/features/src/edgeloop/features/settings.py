@@ -53,6 +53,10 @@ class Settings(ServiceSettings):
     drift_retrain_min_runs: int = Field(default=4, ge=1, description="drive runs of the drifted "
                                         "world needed before a retraining sweep (the trainer "
                                         "holds whole runs out, so the gate judges unseen runs)")
+    drift_retrain_warm_start: bool = Field(default=True, description="retraining sweeps "
+                                           "fine-tune the version the deployment serves instead "
+                                           "of training from scratch (keeps the old world, needs "
+                                           "fewer epochs)")
 
     @model_validator(mode="after")
     def _registry_token_with_addr(self) -> Settings:

@@ -4,9 +4,9 @@ One sweep runs at a time per model; further requests for that model queue and st
 in order when it ends. Sweeps are persisted (``store``), so a trainer restart marks
 the sweeps it was running as FAILED with the reason and resumes the queue.
 
-A running sweep: snapshot (or reuse ``from_sweep``'s) -> MLflow parent run ->
-Ray Tune sweep in a worker thread -> export, holdout evaluation, MLflow model,
-registration. Cancelling stops the Tuner's trials through its stopper.
+A running sweep: snapshot (or reuse ``from_sweep``'s) -> the weights of the version it
+fine-tunes, if any (``warm_start``) -> MLflow parent run -> Ray Tune sweep in a worker
+thread -> export, holdout evaluation, MLflow model, registration. Cancelling stops the Tuner's trials through its stopper.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from typing import Any
 import grpc
 import mlflow
 from edgeloop.contracts.features.v1 import feature_store_service_pb2
+from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.platform import log_context
 from edgeloop.platform.errors import EdgeloopError, FailedPrecondition, InvalidArgument, NotFound
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
-from edgeloop.trainer import registration, snapshot, tune
+from edgeloop.trainer import registration, snapshot, tune, warm_start
 from edgeloop.trainer.events import EventBus, make_event
 from edgeloop.trainer.settings import Settings
 from edgeloop.trainer.store import TERMINAL, SweepStore
@@ -96,6 +97,7 @@ class SweepManager:
         request = self._with_defaults(request)
         tune.search_values(request.search_space)  # InvalidArgument naming the field
         from_snapshot = await self._check_data(request)
+        warm_version = await self._check_warm_start(request)
         sweep = S.Sweep(
             sweep_id=uuid.uuid4().hex[:12],
             model_name=request.model_name,
@@ -108,6 +110,7 @@ class SweepManager:
             from_sweep=request.from_sweep,
             deployment=request.deployment,
             created_at=_now(),
+            warm_start_version=warm_version,
         )
         if from_snapshot:
             sweep.dataset.snapshot_id = from_snapshot
@@ -161,6 +164,16 @@ class SweepManager:
                 f"a sweep needs at least {minimum}"
             )
         return ""
+
+    async def _check_warm_start(self, request: trainer_service_pb2.StartSweepRequest) -> str:
+        """The version a warm start names (resolved now: an alias may move), or ''."""
+        if not request.HasField("warm_start"):
+            return ""
+        version = await warm_start.resolve(self.deps.registry, self.deps.settings.registry_token,
+                                           request.model_name, request.warm_start)
+        await asyncio.to_thread(warm_start.check_available,
+                                self.deps.settings.mlflow_tracking_uri, version)
+        return version.version
 
     async def get(self, sweep_id: str) -> S.Sweep:
         """The sweep as it is now (the live message while it runs)."""
@@ -289,6 +302,7 @@ class SweepRun:
         self.request = request
         self.tracking: SweepTracking | None = None
         self.folder = self.deps.work_dir / "sweeps" / sweep.sweep_id
+        self.warm: warm_start.WarmStart | None = None
 
     def _check_cancel(self) -> None:
         if self.manager.cancelled(self.sweep.sweep_id):
@@ -299,6 +313,8 @@ class SweepRun:
         with tracer.start_as_current_span("sweep.snapshot"):
             snap = await self.build_snapshot()
         self._check_cancel()
+        if self.sweep.warm_start_version:
+            self.warm = await self.fetch_warm_start()
         await asyncio.to_thread(self.start_tracking, snap)
         with tracer.start_as_current_span("sweep.tune") as span:
             outcome = await self.tune(snap)
@@ -342,6 +358,20 @@ class SweepRun:
         )
         return snap
 
+    async def fetch_warm_start(self) -> warm_start.WarmStart:
+        """The weights of the version the trials start from, downloaded once."""
+        settings = self.deps.settings
+        version = await warm_start.resolve(
+            self.deps.registry, settings.registry_token, self.sweep.model_name,
+            deployment_pb2.VersionSelector(version=self.sweep.warm_start_version))
+        return await asyncio.to_thread(warm_start.download, settings.mlflow_tracking_uri,
+                                       version, self.folder / "warm_start")
+
+    def search_values(self) -> dict[str, list[Any]]:
+        """The sweep's search values; a warm start fixes the model's shape to its version's."""
+        values = tune.search_values(self.sweep.search_space)
+        return warm_start.pin_shape(values, self.warm) if self.warm else values
+
     async def _observations(self) -> tuple[list[Any], dict[str, dict[str, str]]]:
         """The selected frames plus those of ``include_snapshots_of`` (with their world/split)."""
         data = self.request.data
@@ -373,8 +403,10 @@ class SweepRun:
             "trace_id": self.sweep.trace_id,
             "model_name": self.sweep.model_name,
         }
+        if self.warm:
+            tags["warm_start_version"] = self.warm.version
         self.tracking = SweepTracking(client, experiment_id, tags)
-        values = tune.search_values(self.sweep.search_space)
+        values = self.search_values()
         self.sweep.mlflow_experiment_id = experiment_id
         self.sweep.mlflow_parent_run_id = self.tracking.start_parent(
             f"sweep-{self.sweep.sweep_id}",
@@ -389,7 +421,7 @@ class SweepRun:
 
     async def tune(self, snap: snapshot.Snapshot) -> tune.TuneOutcome:
         """Run the Ray Tune sweep in a worker thread, reporting progress."""
-        values = tune.search_values(self.sweep.search_space)
+        values = self.search_values()
         resources = tune.fit_resources(
             self.deps.total_cpus,
             self.sweep.num_trials,
@@ -405,6 +437,7 @@ class SweepRun:
             resources,
             int(self.request.seed or snap.manifest["seed"]) % 2**32,
             self.folder / "ray",
+            {"init_weights": str(self.warm.weights_path)} if self.warm else {},
         )
         hooks = Progress(self, asyncio.get_running_loop())
         outcome = await asyncio.to_thread(tune.run_sweep, plan, hooks)
@@ -428,6 +461,8 @@ class SweepRun:
                 run_id,
                 candidate.saved_model_dir,
             )
+            await asyncio.to_thread(warm_start.log_weights, self.deps.settings.mlflow_tracking_uri,
+                                    run_id, outcome.checkpoint_dir, outcome.config)
         log.info("model logged", extra={"run_id": run_id, "seconds": round(seconds, 3)})
         metrics = {"holdout_mae_mm": candidate.holdout_mae_mm, "val_mae_mm": outcome.val_mae_mm,
                    **registration.world_metrics(candidate.errors, champion_errors.get("errors"),

@@ -206,6 +206,8 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
         float(config["dropout"]),
         int(config["dense_units"]),
     )
+    if config.get("init_weights"):  # a warm start: fine-tune a registered version
+        model.load_weights(config["init_weights"])
     compile_model(model, float(config["learning_rate"]))
     best = math.inf
     for epoch in range(1, int(config["epochs"]) + 1):
@@ -294,6 +296,7 @@ class SweepPlan:
     seed: int
     storage_dir: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    """Config every trial gets as is (``init_weights`` of a warm start)."""
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,7 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
         # The sweep's trace context and span exporters, so each trial's span joins it
         # wherever its worker runs (trial_tracing).
         **trace_config(),
+        **plan.extra,
     }
     max_epochs = max(plan.values["epochs"])
     scheduler = ASHAScheduler(

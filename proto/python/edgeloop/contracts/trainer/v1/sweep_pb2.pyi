@@ -134,7 +134,7 @@ class Trial(_message.Message):
     def __init__(self, trial_id: _Optional[str] = ..., state: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., mlflow_run_id: _Optional[str] = ..., epochs_done: _Optional[int] = ..., best_val_mae_mm: _Optional[float] = ...) -> None: ...
 
 class Sweep(_message.Message):
-    __slots__ = ("sweep_id", "model_name", "experiment", "trigger", "state", "data", "search_space", "num_trials", "from_sweep", "dataset", "trials", "best_trial_id", "mlflow_experiment_id", "mlflow_parent_run_id", "holdout_mae_mm", "model_version", "promoted", "promotion_note", "error", "created_at", "started_at", "finished_at", "trace_id", "deployment", "max_concurrent_trials")
+    __slots__ = ("sweep_id", "model_name", "experiment", "trigger", "state", "data", "search_space", "num_trials", "from_sweep", "dataset", "trials", "best_trial_id", "mlflow_experiment_id", "mlflow_parent_run_id", "holdout_mae_mm", "model_version", "promoted", "promotion_note", "error", "created_at", "started_at", "finished_at", "trace_id", "deployment", "max_concurrent_trials", "warm_start_version")
     SWEEP_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +160,7 @@ class Sweep(_message.Message):
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    WARM_START_VERSION_FIELD_NUMBER: _ClassVar[int]
     sweep_id: str
     model_name: str
     experiment: str
@@ -185,7 +186,8 @@ class Sweep(_message.Message):
     trace_id: str
     deployment: str
     max_concurrent_trials: int
-    def __init__(self, sweep_id: _Optional[str] = ..., model_name: _Optional[str] = ..., experiment: _Optional[str] = ..., trigger: _Optional[str] = ..., state: _Optional[_Union[SweepState, str]] = ..., data: _Optional[_Union[DataSelection, _Mapping]] = ..., search_space: _Optional[_Union[SearchSpace, _Mapping]] = ..., num_trials: _Optional[int] = ..., from_sweep: _Optional[str] = ..., dataset: _Optional[_Union[DatasetSnapshot, _Mapping]] = ..., trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ..., best_trial_id: _Optional[str] = ..., mlflow_experiment_id: _Optional[str] = ..., mlflow_parent_run_id: _Optional[str] = ..., holdout_mae_mm: _Optional[float] = ..., model_version: _Optional[str] = ..., promoted: _Optional[bool] = ..., promotion_note: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., deployment: _Optional[str] = ..., max_concurrent_trials: _Optional[int] = ...) -> None: ...
+    warm_start_version: str
+    def __init__(self, sweep_id: _Optional[str] = ..., model_name: _Optional[str] = ..., experiment: _Optional[str] = ..., trigger: _Optional[str] = ..., state: _Optional[_Union[SweepState, str]] = ..., data: _Optional[_Union[DataSelection, _Mapping]] = ..., search_space: _Optional[_Union[SearchSpace, _Mapping]] = ..., num_trials: _Optional[int] = ..., from_sweep: _Optional[str] = ..., dataset: _Optional[_Union[DatasetSnapshot, _Mapping]] = ..., trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ..., best_trial_id: _Optional[str] = ..., mlflow_experiment_id: _Optional[str] = ..., mlflow_parent_run_id: _Optional[str] = ..., holdout_mae_mm: _Optional[float] = ..., model_version: _Optional[str] = ..., promoted: _Optional[bool] = ..., promotion_note: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., deployment: _Optional[str] = ..., max_concurrent_trials: _Optional[int] = ..., warm_start_version: _Optional[str] = ...) -> None: ...
 
 class SweepEvent(_message.Message):
     __slots__ = ("sweep_id", "type", "time", "trial_id", "epoch", "metrics", "message", "state")

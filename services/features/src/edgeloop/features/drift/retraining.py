@@ -11,6 +11,11 @@ trainer splits train / validation / holdout by run, so with four runs one whole 
 the new world is the holdout the gate judges on and one the validation; waiting longer
 only delays the recovery (at 4 fps four runs take about 32 s).
 
+The sweep fine-tunes the version the deployment serves (a warm start) unless that is
+switched off: trained from scratch in a few epochs a model often forgets the old world,
+which the registry's gate then refuses. A version that cannot be fine-tuned (registered
+before warm starts existed) is retrained from scratch.
+
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
 any deployment of its data group. When there are none, no sweep is started (it could
@@ -22,15 +27,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from grpc import aio
-from psycopg_pool import AsyncConnectionPool
-
+import grpc
+from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
 from edgeloop.features.drift.deployments import ActiveDeployment
 from edgeloop.features.drift.events import DriftEvents
 from edgeloop.features.drift.references import ReferenceCache
 from edgeloop.platform import DEFAULT_DEADLINE_S
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc import aio
+from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 STARTED_NOTE = "retraining: sweep"
@@ -62,13 +68,15 @@ class Retrainer:
     """Starts and follows the retraining sweeps of drifted deployments."""
 
     def __init__(self, pool: AsyncConnectionPool, trainer: trainer_service_pb2_grpc.TrainerServiceStub,
-                 references: ReferenceCache, min_samples: int, min_runs: int = 4) -> None:
+                 references: ReferenceCache, min_samples: int, min_runs: int = 4,
+                 warm_start: bool = True) -> None:
         self.pool = pool
         self.events = DriftEvents(pool)
         self.trainer = trainer
         self.references = references
         self.min_samples = min_samples
         self.min_runs = min_runs
+        self.warm_start = warm_start
         self.running: dict[str, str] = {}
         """deployment → the sweep retraining it now."""
 
@@ -166,8 +174,11 @@ class Retrainer:
         request = trainer_service_pb2.StartSweepRequest(
             model_name=deployment.model_name, trigger=f"drift:{event_ids[-1]}", data=data,
             deployment=deployment.name, promote=True)
+        if self.warm_start and deployment.model_version:
+            request.warm_start.CopyFrom(deployment_pb2.VersionSelector(
+                version=deployment.model_version))
         try:
-            reply = await self.trainer.StartSweep(request, timeout=DEFAULT_DEADLINE_S)
+            reply = await self._start_sweep(request)
         except aio.AioRpcError as exc:
             log.warning("could not start a retraining sweep; retrying next interval",
                         extra={"code": exc.code().name, "details": exc.details()})
@@ -177,6 +188,21 @@ class Retrainer:
         await self.events.attach_sweep(event_ids, sweep.sweep_id, sweep.trace_id,
                                        f"{STARTED_NOTE} {sweep.sweep_id} started")
         log.info("retraining started", extra={"sweep_id": sweep.sweep_id, "events": event_ids})
+
+    async def _start_sweep(self, request: trainer_service_pb2.StartSweepRequest
+                           ) -> trainer_service_pb2.StartSweepResponse:
+        """StartSweep; a version the trainer cannot fine-tune is retrained from scratch."""
+        try:
+            return await self.trainer.StartSweep(request, timeout=DEFAULT_DEADLINE_S)
+        except aio.AioRpcError as exc:
+            refused = (exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+                       and (exc.details() or "").startswith("warm_start"))
+            if not refused:
+                raise
+            log.warning("cannot fine-tune the serving version; retraining from scratch",
+                        extra={"details": exc.details()})
+            request.ClearField("warm_start")
+            return await self.trainer.StartSweep(request, timeout=DEFAULT_DEADLINE_S)
 
     async def _recover_running(self, deployment: str) -> None:
         # After a restart the in-memory map is empty; the events remember the sweep.

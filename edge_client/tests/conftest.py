@@ -50,6 +50,8 @@ class GatewayState:
     refuse_seqs: set[int] = field(default_factory=set)
     spool_full_once: set[int] = field(default_factory=set)
     """Refuse these seqs once with SPOOL_FULL (not recorded), like a gateway whose spool is full."""
+    rate_limited_live: set[int] = field(default_factory=set)
+    """Refuse these seqs with RATE_LIMITED when live (not recorded); late copies are taken."""
     silent: bool = False
     """Receive frames but never answer (a stuck gateway)."""
     sends_recorded: bool = True
@@ -121,6 +123,10 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
             return gw_pb2.StreamResponse(error=edge_pb2.FrameError(
                 seq=frame.seq, reason=edge_pb2.FRAME_ERROR_REASON_SPOOL_FULL, code=8,
                 message="spool: full"))
+        if frame.seq in state.rate_limited_live and not frame.late:
+            return gw_pb2.StreamResponse(error=edge_pb2.FrameError(
+                seq=frame.seq, reason=edge_pb2.FRAME_ERROR_REASON_RATE_LIMITED, code=8,
+                message="rate: over the device's live frame limit"))
         state.answered.add((session, frame.seq))
         if frame.seq in state.refuse_seqs:
             return gw_pb2.StreamResponse(error=edge_pb2.FrameError(

@@ -178,6 +178,27 @@ async def test_labelled_frames_the_gateway_could_not_record_go_again(
     assert unlabelled in client.results
 
 
+async def test_labelled_frames_over_the_rate_limit_go_again_late(
+        gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    gateway.state.rate_limited_live = {2, 5, 6}
+    client = make_client(gateway, tmp_path, config=StreamConfig(refused_retry_s=0.2,
+                                                                backoff_initial_s=0.05))
+    await client.start()
+    assert await client.wait_connected(30)
+    seqs = [client.send(JPEG, 70.0) for _ in range(4)]
+    unlabelled = [client.send(JPEG, None) for _ in range(2)]  # seqs 5, 6
+    results = await client.results_for(seqs, timeout=30)
+    await client.close()
+
+    assert all(results[s].prediction is not None for s in seqs)
+    assert results[2].late and not results[1].late
+    assert [(r.seq, r.late) for r in gateway.state.received].count((2, True)) == 1
+    # An unlabelled frame has nothing to learn from: its refusal ends it.
+    assert all(client.results[s].error is not None for s in unlabelled)
+    assert not any(r.late for r in gateway.state.received if r.seq in unlabelled)
+    assert client.stats.refused == 1
+
+
 async def test_a_stuck_gateway_is_abandoned_after_the_ack_timeout(
         gateway, tmp_path: Path, wait_until) -> None:  # noqa: ANN001
     gateway.state.silent = True

@@ -16,9 +16,11 @@ Delivery rules (what the gateway can rely on):
   ``late = true``. The gateway sees a labelled frame more than once only when its answer
   or its Recorded was lost in transit; the copy gets the same observation id, so the
   feature store keeps one.
-- A labelled frame refused with ``SPOOL_FULL`` (the gateway could not record it) is not
-  done either: it is kept on disk and, ``refused_retry_s`` later, the stream is reopened
-  gracefully (in-flight frames answered first) so it goes again in seq order.
+- A labelled frame refused with ``SPOOL_FULL`` (the gateway could not record it) or
+  ``RATE_LIMITED`` (sent faster than the device's live frame rate) is not done either: it
+  is kept on disk and, ``refused_retry_s`` later, the stream is reopened gracefully
+  (in-flight frames answered first) so it goes again in seq order, late (the gateway paces
+  late frames instead of refusing them).
 - Unlabelled frames that cannot be delivered live are dropped (there is nothing to learn
   from them and their prediction would be too late to steer by).
 - Reconnects use exponential backoff with jitter; UNAUTHENTICATED, PERMISSION_DENIED,
@@ -80,7 +82,12 @@ class StreamConfig:
     backoff_max_s: float = 10.0
     capabilities: tuple[str, ...] = ("tof", "late_upload", "recorded_acks")
     refused_retry_s: float = 1.0
-    """Wait before reopening the stream to resend labelled frames refused with SPOOL_FULL."""
+    """Wait before reopening the stream to resend labelled frames the gateway did not record."""
+
+
+RESEND_REASONS = frozenset({edge_pb2.FRAME_ERROR_REASON_SPOOL_FULL,
+                            edge_pb2.FRAME_ERROR_REASON_RATE_LIMITED})
+"""Refusals that mean "not recorded, send it again later" for a labelled frame."""
 
 
 @dataclass(frozen=True)
@@ -438,7 +445,7 @@ class StreamClient:
         if sent is None:
             log.debug("answer for a frame not in flight", extra={"seq": seq})
             return
-        if error is not None and error.reason == edge_pb2.FRAME_ERROR_REASON_SPOOL_FULL \
+        if error is not None and error.reason in RESEND_REASONS \
                 and sent.frame.HasField("sensor_mm"):
             self._retry_later(sent)
             return
@@ -486,7 +493,7 @@ class StreamClient:
         self.stats.refused += 1
         state = self._state
         state.cycle_at = state.cycle_at or time.monotonic() + self.config.refused_retry_s
-        log.warning("gateway could not record a labelled frame; resending it",
+        log.warning("gateway did not record a labelled frame; resending it late",
                     extra={"seq": sent.frame.seq, "retry_in_s": self.config.refused_retry_s})
 
     def _resolve(self, result: FrameResult) -> None:

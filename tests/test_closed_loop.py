@@ -285,8 +285,14 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
                      "first predictions it served"):
         assert expected in text, f"{expected!r} missing from:\n{result.output}"
 
-    spans = list(read_spans(stack.topology.state_dir / "traces"))
-    names = [s.name for root in trace_tree(spans, sweep.trace_id) for s in _walk(root)]
+    # Spans are exported in batches, and a trial the scheduler stopped exports its span when
+    # its Ray worker exits: wait for them (a trial span that never comes still fails).
+    for _ in range(240):
+        spans = list(read_spans(stack.topology.state_dir / "traces"))
+        names = [s.name for root in trace_tree(spans, sweep.trace_id) for s in _walk(root)]
+        if names.count("sweep.trial") >= len(sweep.trials):
+            break
+        await asyncio.sleep(0.5)
     assert {"sweep", "sweep.snapshot", "sweep.tune", "sweep.log_model",
             "sweep.register_version"} <= set(names), names
     assert names.count("sweep.trial") == len(sweep.trials), names

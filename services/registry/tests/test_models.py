@@ -178,3 +178,23 @@ async def test_alias_on_a_version_made_outside_the_registry_publishes_it(registr
         model_name=model, selector=dpb.VersionSelector(alias="champion")), metadata=registry.read())
     assert champion.version.version == "1"
     await registry.app.models.wait_conversions()
+
+
+async def test_a_retried_registration_returns_the_version_it_registered(registry,
+                                                                        mlflow_store) -> None:
+    model = _name()
+    first = await _register(registry, model, mlflow_store.good_run, request_id="sweep-abc",
+                            promote=True)
+    # The same request again (its answer was lost, or the caller could not tell): no second
+    # version, and the promotion is reported, not judged again against itself.
+    again = await _register(registry, model, mlflow_store.good_run, request_id="sweep-abc",
+                            promote=True)
+    other = await _register(registry, model, mlflow_store.good_run, request_id="sweep-def")
+
+    assert first.version.version == again.version.version == "1"
+    assert first.promotion.promoted and again.promotion.promoted
+    assert "earlier attempt of request sweep-abc" in again.promotion.reason
+    assert other.version.version == "2"
+    listed = await registry.stub.ListModelVersions(pb.ListModelVersionsRequest(model_name=model),
+                                                   metadata=registry.read())
+    assert [v.version for v in listed.versions] == ["2", "1"]

@@ -66,11 +66,36 @@ class Models:
         self.registry = registry
         self.repository = repository
         self._conversions: set[asyncio.Task[None]] = set()
+        self._request_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def register(self, actor: str, request: registry_service_pb2.RegisterModelVersionRequest
-                       ) -> model_pb2.ModelVersion:
-        """Register the run's model as the next version, publish its SavedModel, record it."""
+                       ) -> tuple[model_pb2.ModelVersion, bool]:
+        """Register the run's model as the next version, publish its SavedModel, record it.
+
+        Returns the version and whether it was registered before under the request's
+        ``request_id`` (a retry): then nothing new is registered.
+        """
         check_request(request)
+        if not request.request_id:
+            return await self._register(actor, request), False
+        key = (request.model_name, request.request_id)
+        async with self._request_locks.setdefault(key, asyncio.Lock()):
+            earlier = await self._version_of_request(*key)
+            if earlier:
+                log.info("registration retried: returning the earlier version",
+                         extra={"request_id": request.request_id, "version": earlier})
+                return await self.get(request.model_name, earlier), True
+            return await self._register(actor, request), False
+
+    async def _version_of_request(self, model: str, request_id: str) -> str:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute("SELECT version FROM model_versions WHERE model_name = %s "
+                                        "AND request_id = %s", (model, request_id))
+            row = await cursor.fetchone()
+            return row["version"] if row else ""
+
+    async def _register(self, actor: str, request: registry_service_pb2.RegisterModelVersionRequest
+                        ) -> model_pb2.ModelVersion:
         artifact_path = request.artifact_path or DEFAULT_ARTIFACT_PATH
         with tempfile.TemporaryDirectory(prefix="edgeloop-register-") as workdir:
             logged, saved_model = await asyncio.to_thread(
@@ -109,11 +134,11 @@ class Models:
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO model_versions (model_name, version, run_id, source, metrics, "
-                "evaluation, published_path) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "evaluation, published_path, request_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (model_name, version) "
                 "DO UPDATE SET published_path = EXCLUDED.published_path",
                 (request.model_name, version, request.run_id, source,
-                 json.dumps(metrics), evaluation, str(published)))
+                 json.dumps(metrics), evaluation, str(published), request.request_id))
             await history.record(conn, actor, f"model/{request.model_name}", action,
                                  {"version": version, "run_id": request.run_id,
                                   "source": source, "published_path": str(published),

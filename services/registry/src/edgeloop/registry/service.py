@@ -163,9 +163,15 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
     async def RegisterModelVersion(self, request: pb.RegisterModelVersionRequest,
                                    context: aio.ServicerContext) -> pb.RegisterModelVersionResponse:
         actor = self.tokens.require_admin(context, "RegisterModelVersion")
-        version = await self.models.register(actor, request)
+        version, retried = await self.models.register(actor, request)
         response = pb.RegisterModelVersionResponse(version=version)
-        if request.promote:
+        if request.promote and retried and DEFAULT_ALIAS in version.aliases:
+            # The first attempt promoted it; its answer was lost. Say so, do not judge again.
+            response.promotion.CopyFrom(pb.PromoteModelVersionResponse(
+                promoted=True, version=version,
+                reason=f"version {version.version} was promoted by an earlier attempt of "
+                       f"request {request.request_id}"))
+        elif request.promote:
             response.promotion.CopyFrom(await self._promote(
                 actor, request.model_name, version.version, DEFAULT_ALIAS, force=False))
             response.version.CopyFrom(response.promotion.version)

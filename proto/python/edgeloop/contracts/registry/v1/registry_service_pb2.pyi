@@ -192,7 +192,7 @@ class WatchDeploymentsResponse(_message.Message):
     def __init__(self, snapshot: _Optional[bool] = ..., deployments: _Optional[_Iterable[_Union[_deployment_pb2.Deployment, _Mapping]]] = ..., assignments: _Optional[_Iterable[_Union[_deployment_pb2.DeviceAssignment, _Mapping]]] = ..., revoked_device_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterModelVersionRequest(_message.Message):
-    __slots__ = ("model_name", "run_id", "artifact_path", "metrics", "tags", "evaluation", "promote")
+    __slots__ = ("model_name", "run_id", "artifact_path", "metrics", "tags", "evaluation", "promote", "request_id")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +214,7 @@ class RegisterModelVersionRequest(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     run_id: str
     artifact_path: str
@@ -221,7 +222,8 @@ class RegisterModelVersionRequest(_message.Message):
     tags: _containers.ScalarMap[str, str]
     evaluation: _model_pb2.HoldoutEvaluation
     promote: bool
-    def __init__(self, model_name: _Optional[str] = ..., run_id: _Optional[str] = ..., artifact_path: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., tags: _Optional[_Mapping[str, str]] = ..., evaluation: _Optional[_Union[_model_pb2.HoldoutEvaluation, _Mapping]] = ..., promote: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    def __init__(self, model_name: _Optional[str] = ..., run_id: _Optional[str] = ..., artifact_path: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., tags: _Optional[_Mapping[str, str]] = ..., evaluation: _Optional[_Union[_model_pb2.HoldoutEvaluation, _Mapping]] = ..., promote: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RegisterModelVersionResponse(_message.Message):
     __slots__ = ("version", "promotion")

@@ -30,6 +30,7 @@ class SweepEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SWEEP_EVENT_TYPE_BEST_SO_FAR: _ClassVar[SweepEventType]
     SWEEP_EVENT_TYPE_VERSION_REGISTERED: _ClassVar[SweepEventType]
     SWEEP_EVENT_TYPE_PROMOTION: _ClassVar[SweepEventType]
+    SWEEP_EVENT_TYPE_WAITING: _ClassVar[SweepEventType]
 SWEEP_STATE_UNSPECIFIED: SweepState
 SWEEP_STATE_QUEUED: SweepState
 SWEEP_STATE_RUNNING: SweepState
@@ -45,6 +46,7 @@ SWEEP_EVENT_TYPE_TRIAL_FINISHED: SweepEventType
 SWEEP_EVENT_TYPE_BEST_SO_FAR: SweepEventType
 SWEEP_EVENT_TYPE_VERSION_REGISTERED: SweepEventType
 SWEEP_EVENT_TYPE_PROMOTION: SweepEventType
+SWEEP_EVENT_TYPE_WAITING: SweepEventType
 
 class DataSelection(_message.Message):
     __slots__ = ("deployments", "data_groups", "start_time", "end_time", "max_observations", "balance_deployments", "include_snapshots_of")

@@ -188,6 +188,15 @@ class Stack:
     def registry_stub(self, channel: grpc.Channel) -> registry_service_pb2_grpc.RegistryServiceStub:
         return registry_service_pb2_grpc.RegistryServiceStub(channel)
 
+    def start_registry_again(self) -> None:
+        """A new registry on the stopped one's address, database and model store."""
+        from edgeloop.registry.app import build_app
+
+        settings = self.registry.settings.model_copy(
+            update={"listen_addr": self.registry.address})
+        self.registry.stop()
+        self.registry = ServiceThread(build_app(settings), settings).start()
+
 
 def trainer_settings(
     database_url: str, folder: Path, mlflow_uri: str, features: str, registry: str, **extra: Any
@@ -248,7 +257,8 @@ def stack(pg_cluster: Any, ray_info: Any, private_tmp: Path) -> Iterator[Stack]:
                 ),
             )
         ).start()
-        started.callback(registry.stop)
+        # the registry a test started again is the one to stop
+        started.callback(lambda: stack.registry.stop())
         observations = beige_observations(FRAMES)
         ingest(features.address, observations)
         trainer = ServiceThread(
@@ -259,7 +269,8 @@ def stack(pg_cluster: Any, ray_info: Any, private_tmp: Path) -> Iterator[Stack]:
             )
         ).start()
         started.callback(trainer.stop)
-        yield Stack(features, registry, trainer, folder, mlflow_uri, observations, ray_info)
+        stack = Stack(features, registry, trainer, folder, mlflow_uri, observations, ray_info)
+        yield stack
 
 
 def _app(build: Any, settings: Any) -> tuple[Any, Any]:

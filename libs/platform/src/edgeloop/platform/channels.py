@@ -20,6 +20,7 @@ _RETRY_POLICY = {
 }
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+RECONNECT_BACKOFF_MAX_MS = 10_000
 
 
 def channel_options(retries: bool = True) -> list[tuple[str, object]]:
@@ -28,6 +29,9 @@ def channel_options(retries: bool = True) -> list[tuple[str, object]]:
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.keepalive_time_ms", 30_000),
+        # gRPC's default reconnect backoff grows to 120 s: a service restarted after a long
+        # outage would then wait up to two minutes for its clients to come back.
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
         ("grpc.enable_retries", 1 if retries else 0),
     ]
     if retries:

@@ -29,7 +29,7 @@ from edgeloop.contracts.registry.v1 import (
     registry_service_pb2_grpc,
 )
 from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
-from edgeloop.platform.errors import Unavailable
+from edgeloop.platform.errors import EdgeloopError, Unavailable
 from edgeloop.trainer.tune import WEIGHTS_FILE, TuneOutcome
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,15 @@ def log_pyfunc(tracking_uri: str, run_id: str, saved_model_dir: Path) -> float:
     return time.perf_counter() - started
 
 
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def registry_error(method: str, exc: grpc.aio.AioRpcError) -> EdgeloopError:
+    """``Unavailable`` when waiting may help (the registry is down or slow), else a failure."""
+    message = f"registry: {method} failed: {exc.code().name} {exc.details()}"
+    return Unavailable(message) if exc.code() in TRANSIENT else EdgeloopError(message)
+
+
 async def champion(
     channel: grpc.aio.Channel, token: str, model_name: str
 ) -> model_pb2.ModelVersion | None:
@@ -171,9 +180,7 @@ async def champion(
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return None
-        raise Unavailable(
-            f"registry: GetModelVersion failed: {exc.code().name} {exc.details()}"
-        ) from exc
+        raise registry_error("GetModelVersion", exc) from exc
     return reply.version
 
 
@@ -230,15 +237,14 @@ async def register(
         tags=request["tags"],
         evaluation=evaluation,
         promote=request["promote"],
+        request_id=request["request_id"],
     )
     try:
         reply = await stub.RegisterModelVersion(
             message, metadata=bearer(token), timeout=REGISTER_DEADLINE_S
         )
     except grpc.aio.AioRpcError as exc:
-        raise Unavailable(
-            f"registry: RegisterModelVersion failed: {exc.code().name} {exc.details()}"
-        ) from exc
+        raise registry_error("RegisterModelVersion", exc) from exc
     promoted = reply.HasField("promotion") and reply.promotion.promoted
     note = reply.promotion.reason if reply.HasField("promotion") else "promotion not requested"
     return Registration(reply.version.version, promoted, note, evaluation)

@@ -43,6 +43,12 @@ class Settings(ServiceSettings):
     registry_token: str = Field(
         default="", description="bearer token sent to the registry (its admin token)"
     )
+    registry_wait_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="how long a sweep waits for an unreachable registry before it fails "
+        "(the trained model is kept while it waits)",
+    )
     webhook_addr: str = Field(
         default="127.0.0.1:50080",
         description="host:port of the HTTP "

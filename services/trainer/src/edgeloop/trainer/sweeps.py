@@ -6,7 +6,8 @@ the sweeps it was running as FAILED with the reason and resumes the queue.
 
 A running sweep: snapshot (or reuse ``from_sweep``'s) -> the weights of the version it
 fine-tunes, if any (``warm_start``) -> MLflow parent run -> Ray Tune sweep in a worker
-thread -> export, holdout evaluation, MLflow model, registration. Cancelling stops the Tuner's trials through its stopper.
+thread -> export, holdout evaluation, MLflow model, registration (waiting out a registry
+outage, ``registry_wait_s``). Cancelling stops the Tuner's trials through its stopper.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import asyncio
 import json
 import logging
 import tempfile
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import mlflow
@@ -26,7 +29,13 @@ from edgeloop.contracts.features.v1 import feature_store_service_pb2
 from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.platform import log_context
-from edgeloop.platform.errors import EdgeloopError, FailedPrecondition, InvalidArgument, NotFound
+from edgeloop.platform.errors import (
+    EdgeloopError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
 from edgeloop.trainer import registration, snapshot, tune, warm_start
 from edgeloop.trainer.events import EventBus, make_event
@@ -42,6 +51,8 @@ S = sweep_pb2
 DEFAULT_MODEL = "distance"
 RESTARTED = "trainer restarted while the sweep was running"
 CANCEL_WAIT_S = 120.0
+REGISTRY_RETRY_S, REGISTRY_RETRY_MAX_S = 1.0, 10.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -361,9 +372,9 @@ class SweepRun:
     async def fetch_warm_start(self) -> warm_start.WarmStart:
         """The weights of the version the trials start from, downloaded once."""
         settings = self.deps.settings
-        version = await warm_start.resolve(
+        version = await self._while_registry_down(lambda: warm_start.resolve(
             self.deps.registry, settings.registry_token, self.sweep.model_name,
-            deployment_pb2.VersionSelector(version=self.sweep.warm_start_version))
+            deployment_pb2.VersionSelector(version=self.sweep.warm_start_version)))
         return await asyncio.to_thread(warm_start.download, settings.mlflow_tracking_uri,
                                        version, self.folder / "warm_start")
 
@@ -453,7 +464,8 @@ class SweepRun:
         )
         champion_errors: dict[str, Any] = {}
         with tracer.start_as_current_span("sweep.evaluate_holdout"):
-            evaluation = await self._evaluate(snap, candidate, champion_errors)
+            evaluation = await self._while_registry_down(
+                lambda: self._evaluate(snap, candidate, champion_errors))
         with tracer.start_as_current_span("sweep.log_model", attributes={"mlflow.run_id": run_id}):
             seconds = await asyncio.to_thread(
                 registration.log_pyfunc,
@@ -469,7 +481,8 @@ class SweepRun:
                                                 registration.holdout_worlds(snap.manifest))}
         self.tracking.client.log_metric(run_id, "holdout_mae_mm", candidate.holdout_mae_mm)
         with tracer.start_as_current_span("sweep.register_version"):
-            answer = await self._register_version(run_id, metrics, evaluation)
+            answer = await self._while_registry_down(
+                lambda: self._register_version(run_id, metrics, evaluation))
         self.sweep.holdout_mae_mm = candidate.holdout_mae_mm
         self.sweep.model_version, self.sweep.promoted = answer.version, answer.promoted
         self.sweep.promotion_note = answer.note
@@ -485,6 +498,32 @@ class SweepRun:
             ("promoted: " if answer.promoted else "not promoted: ") + answer.note,
         )
         await asyncio.to_thread(self._write_results, snap, outcome, evaluation)
+
+    async def _while_registry_down(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, retried while the registry is unreachable, up to ``registry_wait_s``.
+
+        A sweep that trained for minutes should not be thrown away because the registry
+        restarts: it says it waits (a WAITING event) and goes on when the registry answers.
+        """
+        limit = self.deps.settings.registry_wait_s
+        started, delay, said = time.monotonic(), REGISTRY_RETRY_S, False
+        while True:
+            try:
+                return await call()
+            except Unavailable as exc:
+                waited = time.monotonic() - started
+                if waited >= limit:
+                    raise Unavailable(f"{exc.message} (waited {waited:.0f} s, "
+                                      f"EDGELOOP_REGISTRY_WAIT_S={limit:.0f})") from exc
+                if not said:
+                    await self.manager.emit(self.sweep, S.SWEEP_EVENT_TYPE_WAITING,
+                                            f"waiting for the registry (up to {limit:.0f} s): "
+                                            f"{exc.message}")
+                    said = True
+                log.warning("registry unreachable; waiting", extra={"error": exc.message})
+                await asyncio.sleep(min(delay, max(0.0, limit - waited)))
+                delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
+                self._check_cancel()
 
     async def _evaluate(self, snap: snapshot.Snapshot, candidate: Any,
                         champion_errors: dict[str, Any]) -> Any:
@@ -510,6 +549,8 @@ class SweepRun:
                 "metrics": metrics,
                 "tags": self.tracking.tags,
                 "promote": self.request.promote,
+                # a retry after a lost answer finds this sweep's version, not a second one
+                "request_id": f"sweep-{self.sweep.sweep_id}",
             },
             evaluation,
         )

@@ -31,7 +31,8 @@ from edgeloop.contracts.registry.v1 import (
     registry_service_pb2_grpc,
 )
 from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
-from edgeloop.platform.errors import FailedPrecondition, NotFound, Unavailable
+from edgeloop.platform.errors import FailedPrecondition, NotFound
+from edgeloop.trainer.registration import registry_error
 from edgeloop.trainer.tune import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,7 @@ async def resolve(channel: grpc.aio.Channel, token: str, model_name: str,
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             raise NotFound(f"warm_start: model {model_name!r} has no {describe(selector)}") from exc
-        raise Unavailable(f"registry: GetModelVersion failed: {exc.code().name} "
-                          f"{exc.details()}") from exc
+        raise registry_error("GetModelVersion", exc) from exc
     return reply.version
 
 

@@ -134,6 +134,6 @@ def describe_event(event: sweep_pb2.SweepEvent) -> str:
         return f"trial {event.trial_id} epoch {event.epoch}: val MAE {mae:.1f} mm" if mae else ""
     if kind in (S.SWEEP_EVENT_TYPE_STATE_CHANGED, S.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT,
                 S.SWEEP_EVENT_TYPE_TRIAL_FINISHED, S.SWEEP_EVENT_TYPE_VERSION_REGISTERED,
-                S.SWEEP_EVENT_TYPE_PROMOTION):
+                S.SWEEP_EVENT_TYPE_PROMOTION, S.SWEEP_EVENT_TYPE_WAITING):
         return event.message
     return ""

@@ -619,14 +619,15 @@ class Progress:
 
     async def _started(self, trial_id: str, params: dict[str, Any], run_id: str) -> None:
         trial = self._trial(trial_id)
+        # Tune starts a trial again when its worker died (tune.TRIAL_RETRIES)
+        again = bool(trial.mlflow_run_id)
         trial.state, trial.mlflow_run_id = "RUNNING", run_id
         trial.params.update({k: str(v) for k, v in params.items()})
+        message = (f"trial {trial_id} started again after its worker failed, from its best "
+                   f"checkpoint (epoch {trial.epochs_done} reported)" if again
+                   else f"trial {trial_id} started: {params}")
         await self.run.manager.emit(
-            self.run.sweep,
-            S.SWEEP_EVENT_TYPE_TRIAL_STARTED,
-            f"trial {trial_id} started: {params}",
-            trial_id=trial_id,
-        )
+            self.run.sweep, S.SWEEP_EVENT_TYPE_TRIAL_STARTED, message, trial_id=trial_id)
 
     def epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
         if self.run.tracking:

@@ -88,7 +88,10 @@ class SweepTracking:
         )
 
     def start_trial(self, trial_id: str, params: dict[str, Any]) -> str:
-        """Create a trial's run nested under the parent."""
+        """Create a trial's run nested under the parent (a restarted trial keeps its run)."""
+        with self._lock:
+            if trial_id in self.trial_runs:
+                return self.trial_runs[trial_id]
         tags = {**self.tags, PARENT_TAG: self.parent_run_id, "ray_trial_id": trial_id}
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
         with self._lock:

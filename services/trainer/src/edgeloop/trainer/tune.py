@@ -37,6 +37,9 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 log = logging.getLogger(__name__)
 METRIC = "val_mae_mm"
 WEIGHTS_FILE = "model.weights.h5"
+PROGRESS_FILE = "progress.json"
+TRIAL_RETRIES = 2
+"""Times a trial is started again after its worker died (node lost, OOM-killed, killed)."""
 
 DEFAULTS: dict[str, list[Any]] = {
     "learning_rate": [1e-3, 3e-4],
@@ -208,9 +211,9 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
     )
     if config.get("init_weights"):  # a warm start: fine-tune a registered version
         model.load_weights(config["init_weights"])
+    done, best = _resume(model)
     compile_model(model, float(config["learning_rate"]))
-    best = math.inf
-    for epoch in range(1, int(config["epochs"]) + 1):
+    for epoch in range(done + 1, int(config["epochs"]) + 1):
         history = model.fit(train, epochs=1, validation_data=val, verbose=0)
         val_mae_mm = float(history.history["val_loss"][-1]) * TARGET_SCALE_MM
         metrics = {
@@ -227,10 +230,28 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
     return best
 
 
+def _resume(model: Any) -> tuple[int, float]:
+    """Epochs done and best validation MAE so far: (0, inf), or the checkpoint's.
+
+    A trial whose Ray worker died is started again by Tune (``TRIAL_RETRIES``) with its
+    last checkpoint (its best epoch so far): it goes on from there instead of from zero.
+    """
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0, math.inf
+    with checkpoint.as_directory() as folder:
+        model.load_weights(os.path.join(folder, WEIGHTS_FILE))
+        progress = json.loads(Path(folder, PROGRESS_FILE).read_text())
+    log.info("trial resumed from its checkpoint", extra=progress)
+    return int(progress["epoch"]), float(progress["best_val_mae_mm"])
+
+
 def _report_with_weights(model: Any, metrics: dict[str, Any], config: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         model.save_weights(os.path.join(folder, WEIGHTS_FILE))
         Path(folder, "config.json").write_text(json.dumps(config, sort_keys=True, default=str))
+        Path(folder, PROGRESS_FILE).write_text(json.dumps(
+            {"epoch": metrics["epoch"], "best_val_mae_mm": metrics["best_val_mae_mm"]}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
@@ -366,6 +387,7 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
             stop=SweepStopper(plan.sweep_id),
             callbacks=[HooksCallback(plan.sweep_id)],
             verbose=0,
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order="min"
             ),

@@ -285,8 +285,8 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
                      "first predictions it served"):
         assert expected in text, f"{expected!r} missing from:\n{result.output}"
 
-    # Spans are exported in batches, and a trial the scheduler stopped exports its span when
-    # its Ray worker exits: wait for them (a trial span that never comes still fails).
+    # Spans are exported in batches: wait for the trainer's trial spans (one per trial, also
+    # for a trial the scheduler stopped early; a span that never comes still fails).
     for _ in range(240):
         spans = list(read_spans(stack.topology.state_dir / "traces"))
         names = [s.name for root in trace_tree(spans, sweep.trace_id) for s in _walk(root)]

@@ -5,7 +5,7 @@ and one worker node with 2 CPUs, each its own ``ray start --block`` process
 (:class:`edgeloop.testing.RayNodes`). The trainer's own Ray code (``start_ray`` joining
 ``EDGELOOP_RAY_ADDRESS``, then ``run_sweep``) runs in a separate Python process, as the
 trainer service does: this test session keeps its own local Ray (``ray_info``) in the
-pytest process. Each trial records the node it ran on in its ``sweep.trial`` span, and
+pytest process. Each trial records the node it ran on in its ``sweep.trial.train`` span, and
 the trace file the trials write (their exporter travels to the workers in the job's
 runtime_env) must name the worker node for every trial.
 """
@@ -72,7 +72,7 @@ def cluster() -> Iterator[RayNodes]:
 
 def _trial_spans(trace_file: Path) -> list[dict]:
     spans = [json.loads(line) for line in trace_file.read_text().splitlines() if line.strip()]
-    return [s for s in spans if s["name"] == "sweep.trial"]
+    return [s for s in spans if s["name"] == "sweep.trial.train"]
 
 
 def test_trials_run_on_the_worker_node(cluster: RayNodes, tmp_path: Path) -> None:

@@ -58,8 +58,8 @@ def test_a_worker_without_the_trainer_environment_exports_where_the_config_says(
         child = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(config)], env=env,
                                capture_output=True, text=True, timeout=300)
         assert child.returncode == 0, child.stderr
-        spans = collector.wait_for(lambda got: any(s.name == "sweep.trial" for s in got))
-    (trial,) = [s for s in spans if s.name == "sweep.trial"]
+        spans = collector.wait_for(lambda got: any(s.name == "sweep.trial.train" for s in got))
+    (trial,) = [s for s in spans if s.name == "sweep.trial.train"]
     context = sweep.get_span_context()
     assert trial.pid == int(child.stdout.split()[-1]) != os.getpid()
     assert trial.trace_id == format(context.trace_id, "032x")
@@ -84,11 +84,11 @@ def test_trial_spans_from_ray_workers_reach_the_collector(
         finally:
             provider.shutdown()
         spans = collector.wait_for(
-            lambda got: sum(s.name == "sweep.trial" for s in got) >= 2
+            lambda got: sum(s.name == "sweep.trial.train" for s in got) >= 2
             and any(s.name == "trainer.sweep" for s in got))
 
     context = sweep.get_span_context()
-    trials = [s for s in spans if s.name == "sweep.trial"]
+    trials = [s for s in spans if s.name == "sweep.trial.train"]
     assert {s.attributes["edgeloop.trial_id"] for s in trials} == {"trial-0", "trial-1"}
     for span in trials:
         assert span.trace_id == format(context.trace_id, "032x")
@@ -129,7 +129,44 @@ def test_a_trial_stopped_inside_its_span_still_exports_it(tmp_path) -> None:
     child = subprocess.run([sys.executable, "-c", _STOPPED_CHILD, json.dumps(config)], env=env,
                            capture_output=True, text=True, timeout=300)
     assert child.returncode == 0, child.stderr
-    (span,) = [s for s in read_spans(tmp_path) if s.name == "sweep.trial"]
+    (span,) = [s for s in read_spans(tmp_path) if s.name == "sweep.trial.train"]
     assert span.trace_id == "ab" * 16 and span.parent_id == "cd" * 8
     assert span.attributes["edgeloop.trial_id"] == "trial-stopped"
     assert span.attributes["edgeloop.trial_stopped"] is True
+
+
+def test_the_driver_records_one_trial_span_per_trial_whatever_its_worker_does() -> None:
+    from edgeloop.trainer.trial_tracing import TrialSpans
+    from opentelemetry.sdk.trace import TracerProvider as SdkProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = SdkProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("sweep.tune") as tune_span:
+        spans = TrialSpans()
+    spans.tracer = tracer
+    config = {"learning_rate": 0.001, "epochs": 10, "arrays_path": "/not/an/attribute"}
+    spans.started("t0", config)
+    spans.started("t1", config)
+    spans.started("t2", config)
+    spans.started("t1", config)  # its worker died: Tune starts it again
+    spans.ended("t0", "TERMINATED", {"epoch": 2, "best_val_mae_mm": 7.5})  # stopped early
+    spans.ended("t1", "ERROR", {"epoch": 4})
+    spans.close()  # t2 never ended: the sweep was cancelled
+
+    trials = [s for s in exporter.get_finished_spans() if s.name != "sweep.tune"]
+    got = {s.attributes["edgeloop.trial_id"]: s for s in trials}
+    assert sorted(got) == ["t0", "t1", "t2"] and len(trials) == 3
+    assert all(s.name == "sweep.trial" for s in trials)
+    assert all(s.parent.span_id == tune_span.get_span_context().span_id for s in got.values())
+    assert got["t0"].attributes["edgeloop.trial.status"] == "TERMINATED"
+    assert got["t0"].attributes["edgeloop.trial.epochs_done"] == 2
+    assert got["t0"].attributes["edgeloop.best_val_mae_mm"] == 7.5
+    assert got["t0"].attributes["edgeloop.trial.learning_rate"] == "0.001"
+    assert "edgeloop.trial.arrays_path" not in got["t0"].attributes
+    assert got["t1"].status.status_code.name == "ERROR"
+    assert [e.name for e in got["t1"].events] == ["started again after its worker failed"]
+    assert got["t2"].attributes["edgeloop.trial.status"] == "CANCELLED"

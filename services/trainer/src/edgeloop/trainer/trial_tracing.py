@@ -1,11 +1,17 @@
-"""Trial spans inside Ray workers, children of the sweep's trace.
+"""Trial spans of a sweep's trace: one from the driver, one from the Ray worker.
 
-Ray workers are separate processes, possibly on other machines (a Ray cluster at
-``EDGELOOP_RAY_ADDRESS``) that do not share the trainer's environment. So the trial config
-carries both the sweep's context (a W3C ``traceparent``) and where the trainer exports
-spans (its OTLP endpoint and span file, :func:`trace_config`); each worker builds a tracer
-provider for that destination (one per destination, reused by later trials in the same
-worker) and flushes it when the trial's ``sweep.trial`` span ends.
+- ``sweep.trial`` (the driver, :class:`TrialSpans`): from Tune's start of the trial to its
+  end as Tune sees it (finished, stopped early by the scheduler, failed), with its
+  outcome. One per trial, always, whatever happens to its worker.
+- ``sweep.trial.train`` (the worker, :func:`trial_span`): the training itself, with the
+  Ray node it ran on. Ray workers are separate processes, possibly on other machines (a Ray
+  cluster at ``EDGELOOP_RAY_ADDRESS``) that do not share the trainer's environment. So the
+  trial config carries both the sweep's context (a W3C ``traceparent``) and where the
+  trainer exports spans (its OTLP endpoint and span file, :func:`trace_config`); each
+  worker builds a tracer provider for that destination (one per destination, reused by
+  later trials in the same worker) and flushes it when the span ends. A trial the
+  scheduler stops never returns from ``tune.report``: its span ends at the worker's exit,
+  which may be as late as the Ray cluster's shutdown.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from edgeloop.platform.telemetry import Rotation, resolve_otlp_endpoint, tracer_provider
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -72,7 +79,7 @@ def _node_id() -> str:
 
 @contextlib.contextmanager
 def trial_span(config: dict[str, Any], trial_id: str) -> Iterator[trace.Span]:
-    """A ``sweep.trial`` span under the sweep's trace; flushed when the trial ends.
+    """A ``sweep.trial.train`` span under the sweep's trace; flushed when the trial ends.
 
     A trial the scheduler stops early never returns: Tune leaves its (daemon) training
     thread blocked in ``tune.report`` and ends the worker process. Spans still open then
@@ -84,7 +91,7 @@ def trial_span(config: dict[str, Any], trial_id: str) -> Iterator[trace.Span]:
     attributes = {f"edgeloop.trial.{k}": str(config[k]) for k in _TRIAL_ATTRIBUTES if k in config}
     attributes["edgeloop.trial_id"] = trial_id
     attributes["edgeloop.ray_node_id"] = _node_id()
-    span = tracer.start_span("sweep.trial", context=parent, attributes=attributes)
+    span = tracer.start_span("sweep.trial.train", context=parent, attributes=attributes)
     _track_open(span, provider)
     try:
         with trace.use_span(span, end_on_exit=False, record_exception=True,
@@ -118,3 +125,42 @@ def _end_open_trials() -> None:
         if provider is not None:
             provider.force_flush(timeout_millis=5000)
     _OPEN_TRIALS.clear()
+
+
+class TrialSpans:
+    """The driver's ``sweep.trial`` spans, children of the span current at construction."""
+
+    def __init__(self) -> None:
+        self.parent = otel_context.get_current()
+        self.tracer = trace.get_tracer("edgeloop.trainer")
+        self.open: dict[str, trace.Span] = {}
+
+    def started(self, trial_id: str, config: dict[str, Any]) -> None:
+        """Tune started the trial (again, when its worker failed: an event on its span)."""
+        if trial_id in self.open:
+            self.open[trial_id].add_event("started again after its worker failed")
+            return
+        attributes = {f"edgeloop.trial.{k}": str(config[k])
+                      for k in _TRIAL_ATTRIBUTES if k in config}
+        attributes["edgeloop.trial_id"] = trial_id
+        self.open[trial_id] = self.tracer.start_span("sweep.trial", context=self.parent,
+                                                     attributes=attributes)
+
+    def ended(self, trial_id: str, status: str, result: dict[str, Any]) -> None:
+        """Tune ended the trial: TERMINATED (finished or stopped early) or ERROR."""
+        span = self.open.pop(trial_id, None)
+        if span is None:
+            return
+        span.set_attribute("edgeloop.trial.status", status)
+        for key, name in (("best_val_mae_mm", "edgeloop.best_val_mae_mm"),
+                          ("epoch", "edgeloop.trial.epochs_done")):
+            if key in result:
+                span.set_attribute(name, result[key])
+        if status == "ERROR":
+            span.set_status(trace.Status(trace.StatusCode.ERROR, "the trial failed"))
+        span.end()
+
+    def close(self) -> None:
+        """End the spans of trials Tune never ended (a cancelled sweep)."""
+        for trial_id in list(self.open):
+            self.ended(trial_id, "CANCELLED", {})

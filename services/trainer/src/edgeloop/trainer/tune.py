@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
-from edgeloop.trainer.trial_tracing import trace_config, trial_span
+from edgeloop.trainer.trial_tracing import TrialSpans, trace_config, trial_span
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -274,11 +274,13 @@ class HooksCallback(tune.Callback):
 
     def __init__(self, sweep_id: str) -> None:
         self.sweep_id = sweep_id
+        self.spans = TrialSpans()  # built in the sweep's thread: children of sweep.tune
 
     def _hooks(self) -> TrialHooks | None:
         return _HOOKS.get(self.sweep_id)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.spans.started(trial.trial_id, trial.config)
         if hooks := self._hooks():
             params = {k: v for k, v in trial.config.items() if k in _FIELDS}
             hooks.trial_started(trial.trial_id, params)
@@ -297,12 +299,17 @@ class HooksCallback(tune.Callback):
             )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.spans.ended(trial.trial_id, "TERMINATED", trial.last_result or {})
         if hooks := self._hooks():
             hooks.trial_finished(trial.trial_id, "TERMINATED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.spans.ended(trial.trial_id, "ERROR", trial.last_result or {})
         if hooks := self._hooks():
             hooks.trial_finished(trial.trial_id, "ERROR")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.spans.close()
 
 
 @dataclass

@@ -75,6 +75,7 @@ class TrialHooks(Protocol):
 
 _CANCEL: dict[str, threading.Event] = {}
 _HOOKS: dict[str, TrialHooks] = {}
+_SPANS: dict[str, TrialSpans] = {}
 
 
 def search_values(space: sweep_pb2.SearchSpace) -> dict[str, list[Any]]:
@@ -274,13 +275,17 @@ class HooksCallback(tune.Callback):
 
     def __init__(self, sweep_id: str) -> None:
         self.sweep_id = sweep_id
-        self.spans = TrialSpans()  # built in the sweep's thread: children of sweep.tune
 
     def _hooks(self) -> TrialHooks | None:
         return _HOOKS.get(self.sweep_id)
 
+    def _spans(self) -> TrialSpans | None:
+        # Tune pickles its callbacks with the experiment state: spans live outside them.
+        return _SPANS.get(self.sweep_id)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.spans.started(trial.trial_id, trial.config)
+        if spans := self._spans():
+            spans.started(trial.trial_id, trial.config)
         if hooks := self._hooks():
             params = {k: v for k, v in trial.config.items() if k in _FIELDS}
             hooks.trial_started(trial.trial_id, params)
@@ -299,17 +304,17 @@ class HooksCallback(tune.Callback):
             )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.spans.ended(trial.trial_id, "TERMINATED", trial.last_result or {})
+        if spans := self._spans():
+            spans.ended(trial.trial_id, "TERMINATED", trial.last_result or {})
         if hooks := self._hooks():
             hooks.trial_finished(trial.trial_id, "TERMINATED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.spans.ended(trial.trial_id, "ERROR", trial.last_result or {})
+        if spans := self._spans():
+            spans.ended(trial.trial_id, "ERROR", trial.last_result or {})
         if hooks := self._hooks():
             hooks.trial_finished(trial.trial_id, "ERROR")
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.spans.close()
 
 
 @dataclass
@@ -346,6 +351,7 @@ def run_sweep(plan: SweepPlan, hooks: TrialHooks) -> TuneOutcome:
     """Run the Tuner to the end (blocking; call from a worker thread)."""
     event = _CANCEL.setdefault(plan.sweep_id, threading.Event())
     _HOOKS[plan.sweep_id] = hooks
+    _SPANS[plan.sweep_id] = TrialSpans()  # in the sweep's thread: children of its span
     try:
         results = _tuner(plan).fit()
         if event.is_set():
@@ -354,6 +360,7 @@ def run_sweep(plan: SweepPlan, hooks: TrialHooks) -> TuneOutcome:
     finally:
         _HOOKS.pop(plan.sweep_id, None)
         _CANCEL.pop(plan.sweep_id, None)
+        _SPANS.pop(plan.sweep_id).close()
 
 
 def _tuner(plan: SweepPlan) -> tune.Tuner:

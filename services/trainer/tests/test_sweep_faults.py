@@ -72,11 +72,12 @@ def test_a_sweep_waits_for_the_registry_and_registers_once(stack: Any) -> None:
 
 
 def _trial_workers() -> list[psutil.Process]:
-    """The Ray worker processes running a trial now (their title names the trainable)."""
+    """The Ray actor processes of function trials. Ray titles them ``ray::ImplicitFunc``,
+    plus ``.train()`` only while a training step runs, so the match ignores the method."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         title = " ".join(process.info["cmdline"] or [])
-        if title.startswith("ray::") and "train" in title and "IDLE" not in title:
+        if title.startswith("ray::ImplicitFunc"):
             found.append(process)
     return found
 

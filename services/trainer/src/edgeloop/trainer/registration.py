@@ -169,10 +169,20 @@ async def champion(
     channel: grpc.aio.Channel, token: str, model_name: str
 ) -> model_pb2.ModelVersion | None:
     """The version aliased ``champion``, or None when the model has none yet."""
-    stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
-    request = registry_service_pb2.GetModelVersionRequest(
-        model_name=model_name, selector=deployment_pb2.VersionSelector(alias="champion")
+    return await find_version(
+        channel, token, model_name, deployment_pb2.VersionSelector(alias="champion")
     )
+
+
+async def find_version(
+    channel: grpc.aio.Channel,
+    token: str,
+    model_name: str,
+    selector: deployment_pb2.VersionSelector,
+) -> model_pb2.ModelVersion | None:
+    """The version ``selector`` names, or None when the registry has none."""
+    stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+    request = registry_service_pb2.GetModelVersionRequest(model_name=model_name, selector=selector)
     try:
         reply = await stub.GetModelVersion(
             request, metadata=bearer(token), timeout=DEFAULT_DEADLINE_S

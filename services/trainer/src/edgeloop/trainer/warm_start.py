@@ -27,12 +27,9 @@ import grpc
 from edgeloop.contracts.registry.v1 import (
     deployment_pb2,
     model_pb2,
-    registry_service_pb2,
-    registry_service_pb2_grpc,
 )
-from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
 from edgeloop.platform.errors import FailedPrecondition, NotFound
-from edgeloop.trainer.registration import registry_error
+from edgeloop.trainer.registration import find_version
 from edgeloop.trainer.tune import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
@@ -60,16 +57,10 @@ def describe(selector: deployment_pb2.VersionSelector) -> str:
 async def resolve(channel: grpc.aio.Channel, token: str, model_name: str,
                   selector: deployment_pb2.VersionSelector) -> model_pb2.ModelVersion:
     """The registered version ``selector`` names; NotFound when the registry has none."""
-    stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
-    request = registry_service_pb2.GetModelVersionRequest(model_name=model_name, selector=selector)
-    try:
-        reply = await stub.GetModelVersion(request, metadata=bearer(token),
-                                           timeout=DEFAULT_DEADLINE_S)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
-            raise NotFound(f"warm_start: model {model_name!r} has no {describe(selector)}") from exc
-        raise registry_error("GetModelVersion", exc) from exc
-    return reply.version
+    found = await find_version(channel, token, model_name, selector)
+    if found is None:
+        raise NotFound(f"warm_start: model {model_name!r} has no {describe(selector)}")
+    return found
 
 
 def check_available(tracking_uri: str, version: model_pb2.ModelVersion) -> None:

@@ -35,7 +35,9 @@ pytestmark = pytest.mark.db_branches()
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 FPS = 4
 WORLDS = {"beige": {"saturation": 50.0, "hue": 18.0, "mean_r": 180.0},
-          "red": {"saturation": 71.0, "hue": 170.0, "mean_r": 200.0}}
+          "red": {"saturation": 71.0, "hue": 170.0, "mean_r": 200.0},
+          # beige's hue and red channel, red's saturation: only the saturation rules see it
+          "warm": {"saturation": 71.0, "hue": 18.0, "mean_r": 180.0}}
 
 
 def _rows(world: str, start: datetime, seconds: int, version: str, rng: np.random.Generator,
@@ -98,8 +100,9 @@ class Deployments:
 class References:
     """The monitor's reference seam: version 1 knows beige, version 2 beige and red."""
 
-    def __init__(self) -> None:
-        self.by_version = {"1": _reference(["beige"]), "2": _reference(["beige", "red"])}
+    def __init__(self, **worlds: list[str]) -> None:
+        worlds = worlds or {"1": ["beige"], "2": ["beige", "red"]}
+        self.by_version = {version: _reference(known) for version, known in worlds.items()}
 
     async def get(self, model_name: str, version: str) -> dict[str, Any] | None:
         return self.by_version.get(version)
@@ -113,7 +116,8 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
 
     def __init__(self) -> None:
         self.started: list[trainer_service_pb2.StartSweepRequest] = []
-        self.finished = False
+        self.finished: set[str] = set()
+        """Sweeps that have succeeded (and promoted version 2)."""
         self.can_fine_tune = True
 
     async def StartSweep(self, request, context):  # noqa: N802 - gRPC method name
@@ -126,10 +130,11 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
             trace_id="ab" * 16))
 
     async def GetSweep(self, request, context):  # noqa: N802
-        state = sweep_pb2.SWEEP_STATE_SUCCEEDED if self.finished else sweep_pb2.SWEEP_STATE_RUNNING
+        done = request.sweep_id in self.finished
+        state = sweep_pb2.SWEEP_STATE_SUCCEEDED if done else sweep_pb2.SWEEP_STATE_RUNNING
         return trainer_service_pb2.GetSweepResponse(sweep=sweep_pb2.Sweep(
-            sweep_id=request.sweep_id, state=state, model_version="2", promoted=self.finished,
-            trace_id="cd" * 16 if self.finished else ""))
+            sweep_id=request.sweep_id, state=state, model_version="2", promoted=done,
+            trace_id="cd" * 16 if done else ""))
 
 
 @pytest.fixture
@@ -214,7 +219,7 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     assert len(servicer.started) == 1, "one sweep at a time per deployment"
 
     # The sweep promotes version 2 (trained on beige and red): the rules go quiet.
-    servicer.finished = True
+    servicer.finished.add("sweep-1")
     clock[0] += timedelta(seconds=15)
     await monitor.evaluate_once()
     assert all("version 2 promoted" in e.note for e in await monitor.events.list("parking"))
@@ -244,6 +249,90 @@ async def test_a_version_that_cannot_be_fine_tuned_is_retrained_from_scratch(
 
     assert [r.HasField("warm_start") for r in servicer.started] == [True, False]
     assert all(e.sweep_id == "sweep-2" for e in await monitor.events.list("parking"))
+
+
+async def _evaluate_at(monitor: DriftMonitor, clock: list[datetime], *minutes: float) -> None:
+    for minute in minutes:
+        clock[0] = T0 + timedelta(minutes=minute)
+        await monitor.evaluate_once()
+
+
+async def test_a_drift_during_a_retrain_gets_a_new_sweep_on_its_world_afterwards(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # The floor turns warm (saturation only) and version 1 retrains; while it does, the floor
+    # turns red (hue and red channel too). That sweep's data holds no red frame: attaching
+    # the red events to it would count its version as the red recovery.
+    servicer, stub = trainer
+    rng = np.random.default_rng(6)
+    _insert(database_url, _rows("beige", T0, 600, "1", rng))
+    _insert(database_url, _rows("warm", T0 + timedelta(minutes=10), 300, "1", rng, error_mm=30.0))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=15), 300, "1", rng, error_mm=40.0))
+    deployments = Deployments()
+    references = References(**{"1": ["beige"], "2": ["beige", "warm"]})
+    clock: list[datetime] = [T0]
+    monitor = _monitor(pool, deployments, references, stub, clock)
+
+    await _evaluate_at(monitor, clock, 10.5, 12)
+    assert len(servicer.started) == 1, "the warm floor retrains"
+    warm_events = await monitor.events.list("parking", open_only=True)
+    assert warm_events and all(e.sweep_id == "sweep-1" for e in warm_events)
+
+    await _evaluate_at(monitor, clock, 15.5)
+    red_events = [e for e in await monitor.events.list("parking", open_only=True)
+                  if e.event_id not in {w.event_id for w in warm_events}]
+    assert {"cusum_hue", "cusum_mean_r"} <= {e.rule for e in red_events}
+    assert all(not e.sweep_id for e in red_events), "sweep-1 never saw the red floor"
+    assert all(e.note.startswith("waits for retraining sweep sweep-1") for e in red_events)
+    assert len(servicer.started) == 1, "one sweep at a time per deployment"
+
+    # Sweep-1 ends and promotes version 2 (beige and warm). The next sweep fine-tunes that
+    # version on the red floor's data, from where the red events dated the change.
+    servicer.finished.add("sweep-1")
+    await _evaluate_at(monitor, clock, 16)
+    assert len(servicer.started) == 1, "not before the new version is the one serving"
+    deployments.version = "2"
+    await _evaluate_at(monitor, clock, 16.1)
+    assert len(servicer.started) == 2
+    request = servicer.started[1]
+    assert request.warm_start.version == "2"
+    assert list(request.data.include_snapshots_of) == ["snap-beige-warm"]
+    assert abs(request.data.start_time.ToDatetime(tzinfo=UTC)
+               - (T0 + timedelta(minutes=15))) <= timedelta(seconds=1)
+    by_id = {e.event_id: e for e in await monitor.events.list("parking")}
+    assert all(by_id[e.event_id].sweep_id == "sweep-2" for e in red_events)
+    assert all("version 2 promoted" in by_id[e.event_id].note for e in warm_events)
+
+
+async def test_a_retrained_version_that_still_drifts_supersedes_the_event_and_retrains(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # Sweep-1's version 2 serves but did not learn the red floor (its reference is beige
+    # alone). The events sweep-1 answered must not stay open and forgotten.
+    servicer, stub = trainer
+    rng = np.random.default_rng(7)
+    _insert(database_url, _rows("beige", T0, 600, "1", rng))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 150, "1", rng, error_mm=40.0))
+    deployments = Deployments()
+    references = References(**{"1": ["beige"], "2": ["beige"]})
+    clock: list[datetime] = [T0]
+    monitor = _monitor(pool, deployments, references, stub, clock)
+    await _evaluate_at(monitor, clock, 10.5, 12)
+    answered = await monitor.events.list("parking", open_only=True)
+    assert answered and all(e.sweep_id == "sweep-1" for e in answered)
+    servicer.finished.add("sweep-1")
+    await _evaluate_at(monitor, clock, 12.5)
+    deployments.version = "2"
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=12, seconds=30), 120, "2", rng,
+                                error_mm=40.0))
+
+    await _evaluate_at(monitor, clock, 13.5)
+    events = {e.event_id: e for e in await monitor.events.list("parking")}
+    cusum = next(e for e in answered if e.rule == "cusum_saturation")
+    assert events[cusum.event_id].state == "superseded"
+    assert "version 2 promoted; superseded: version 2 serves" in events[cusum.event_id].note
+    fresh = [e for e in events.values() if e.state == "open" and e.rule == "cusum_saturation"]
+    assert len(fresh) == 1 and fresh[0].model_version == "2", "a new event about version 2"
+    assert len(servicer.started) == 2 and servicer.started[1].warm_start.version == "2"
+    assert fresh[0].sweep_id == "sweep-2"
 
 
 async def test_undrifted_drive_raises_no_alarm(database_url: str, pool: AsyncConnectionPool,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from typing import Any
 
 import grpc
@@ -18,6 +19,9 @@ from edgeloop.contracts.registry.v1 import deployment_pb2, registry_service_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.contracts.trainer.v1 import trainer_service_pb2 as pb
 from edgeloop.platform import bearer
+
+WEBHOOK_SECRET = "grafana-webhook-secret-for-tests"
+"""The stack's webhook secret (conftest.WEBHOOK_SECRET)."""
 
 S = sweep_pb2
 FAST_SPACE = S.SearchSpace(
@@ -189,6 +193,9 @@ def test_manifest_lists_exactly_the_observations_used(
     arrays = np.load(base / "arrays.npz")
     assert arrays["images"].shape == (len(labelled), 240, 320, 3), "original size, no resizing"
     assert arrays["images"].dtype == np.uint8
+    # the trials balance worlds by this index; it must name each frame's world
+    assert [manifest["worlds"][i] for i in arrays["world"]] == [
+        e["world"] for e in manifest["observations"]]
     reference = json.loads((base / "reference.json").read_text())
     assert reference["holdout_mae_mm"] == pytest.approx(sweep.holdout_mae_mm)
     assert 40 <= reference["stats"]["saturation"]["mean"] <= 60, "beige is inside the thesis band"
@@ -350,3 +357,25 @@ def test_cancel_stops_a_running_sweep_and_queue_waits(stack: Any) -> None:
     assert not cancelled.model_version
     parent = mlflow.MlflowClient(stack.mlflow_uri).get_run(cancelled.mlflow_parent_run_id)
     assert parent.info.status == "KILLED"
+
+
+def test_a_grafana_alert_fine_tunes_the_champion(stack: Any, first_sweep: dict[str, Any]) -> None:
+    first = first_sweep["sweep"]
+    assert first.promoted, first.promotion_note
+    alert = {"status": "firing", "fingerprint": "fp-champion", "startsAt": "2026-11-30T10:00:00Z",
+             "labels": {"alertname": "saturation-out-of-band", "deployment": "garage-beige",
+                        "model": "distance"}}
+    request = urllib.request.Request(
+        stack.webhook_url, data=json.dumps({"status": "firing", "alerts": [alert]}).encode(),
+        method="POST", headers={"Content-Type": "application/json",
+                                "Authorization": f"Bearer {WEBHOOK_SECRET}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    assert answer["results"][0]["result"] == "started", answer
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        stub = stack.trainer_stub(channel)
+        sweep_id = answer["results"][0]["sweep_id"]
+        sweep = stub.GetSweep(pb.GetSweepRequest(sweep_id=sweep_id), timeout=30).sweep
+        # the sweep itself is the other tests' business; stop it to free the CPUs
+        stub.CancelSweep(pb.CancelSweepRequest(sweep_id=sweep_id), timeout=200)
+    assert sweep.warm_start_version == first.model_version, "the champion, not from scratch"

@@ -95,6 +95,7 @@ def test_grafana_alert_starts_one_sweep_and_refuses_bad_calls(stack: Any) -> Non
     assert sweep.sweep_id == answer["results"][0]["sweep_id"]
     assert sweep.trigger == "grafana:saturation-out-of-band"
     assert list(sweep.data.deployments) == ["garage-beige"] and sweep.deployment == "garage-beige"
+    assert sweep.warm_start_version == "", "webhook-model has no champion: trained from scratch"
     with grpc.insecure_channel(stack.trainer.address) as channel:
         # the sweep itself is the other tests' business; stop it to free the CPUs
         stopped = (

@@ -6,7 +6,8 @@ JPEGs) and stored under ``trainer/sweeps/<snapshot_id>/``:
 - ``manifest.json``: every observation used (id, image key, label, SHA-256 of the JPEG,
   deployment, time, split), the deployments, the time range and a content hash over all;
 - ``arrays.npz``: ``images`` (decoded uint8 RGB at the original size: preprocessing lives
-  in the model), ``labels`` (mm, float32) and ``split`` (0 train, 1 validation, 2 holdout);
+  in the model), ``labels`` (mm, float32), ``split`` (0 train, 1 validation, 2 holdout) and
+  ``world`` (index into the manifest's ``worlds``: training balances the worlds, see ``balance``);
 - ``reference.json``: the training reference for the drift monitor.
 
 The train/validation/holdout split is drawn by a generator seeded from the content hash,
@@ -424,9 +425,11 @@ def build_snapshot(
     images = decode_images(observations)
     labels = np.array([e["label_mm"] for e in manifest["observations"]], dtype=np.float32)
     split = np.array([SPLITS.index(e["split"]) for e in manifest["observations"]], dtype=np.int8)
+    world = np.array([manifest["worlds"].index(e["world"]) for e in manifest["observations"]],
+                     dtype=np.int16)
     manifest["image_shape"] = list(images.shape[1:])
     buffer = io.BytesIO()
-    np.savez(buffer, images=images, labels=labels, split=split)
+    np.savez(buffer, images=images, labels=labels, split=split, world=world)
     base = prefix(snapshot_id)
     store.put(f"{base}/arrays.npz", buffer.getvalue())
     _cache(store, work_dir, snapshot_id, buffer.getvalue())

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
+from edgeloop.trainer.balance import epoch_rows, validation_rows
 from edgeloop.trainer.trial_tracing import TrialSpans, trace_config, trial_span
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -162,20 +163,27 @@ def batches_class(keras: Any) -> type:
     """:class:`Batches` on Keras's ``PyDataset`` (Keras is imported inside the trial)."""
 
     class Batches(keras.utils.PyDataset):
-        """Batches of ``index`` rows from a memory-mapped image array, reshuffled per epoch."""
+        """Batches of ``index`` rows from a memory-mapped image array.
+
+        Shuffled batches are training: every epoch draws its rows anew, each world of the
+        snapshot its equal share (:func:`~edgeloop.trainer.balance.epoch_rows`).
+        """
 
         def __init__(self, images: Any, targets: Any, index: Any, batch_size: int,
-                     shuffle: bool, seed: int) -> None:
+                     shuffle: bool, seed: int, worlds: Any = None) -> None:
             super().__init__()
             import numpy as np
 
             self.images, self.targets, self.index = images, targets, np.asarray(index)
-            self.batch_size, self.shuffle = batch_size, shuffle
+            self.batch_size, self.shuffle, self.worlds = batch_size, shuffle, worlds
             self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(self.index) if shuffle else self.index
+            self.order = self._draw() if shuffle else self.index
+
+        def _draw(self) -> Any:
+            return self.rng.permutation(epoch_rows(self.index, self.worlds, self.rng))
 
         def __len__(self) -> int:
-            return max(1, math.ceil(len(self.index) / self.batch_size))
+            return max(1, math.ceil(len(self.order) / self.batch_size))
 
         def __getitem__(self, i: int) -> tuple[Any, Any]:
             import numpy as np
@@ -185,7 +193,7 @@ def batches_class(keras: Any) -> type:
 
         def on_epoch_end(self) -> None:
             if self.shuffle:
-                self.order = self.rng.permutation(self.index)
+                self.order = self._draw()
 
     return Batches
 
@@ -197,13 +205,16 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
 
     with np.load(config["arrays_path"]) as data:  # npz members load one by one: no images
         labels, split = data["labels"], data["split"]
+        worlds = data["world"] if "world" in data.files else None  # older snapshots: none
     images = mapped_member(Path(config["arrays_path"]), "images")
     targets = (labels / TARGET_SCALE_MM).astype("float32")
     batch = int(config["batch_size"])
     batches = batches_class(keras)
-    train = batches(images, targets, np.flatnonzero(split == 0), batch, True, int(config["seed"]))
+    train = batches(images, targets, np.flatnonzero(split == 0), batch, True, int(config["seed"]),
+                    worlds)
     # the holdout (split 2) is never read by a trial
-    val = batches(images, targets, np.flatnonzero(split == 1), batch, False, 0)
+    val = batches(images, targets, validation_rows(np.flatnonzero(split == 1), worlds), batch,
+                  False, 0)
     model = build_model(
         config["architecture"],
         int(config["filters"]),

@@ -4,7 +4,8 @@ Grafana's webhook contact point sends ``{"status", "alerts": [{"status", "labels
 {"alertname", ...}, "fingerprint", "startsAt", ...}], ...}`` with the configured
 ``Authorization: Bearer <secret>``. Each *firing* alert starts a sweep with trigger
 ``grafana:<alertname>``; alert labels ``model`` and ``deployment`` (when present) choose
-the model and restrict the data. Grafana repeats notifications of one alert while it
+the model and restrict the data; the sweep fine-tunes the model's champion (from scratch
+when it has none that can be). Grafana repeats notifications of one alert while it
 fires: an occurrence (fingerprint, startsAt) starts at most one sweep, remembered in
 the database so restarts do not forget. With ``EDGELOOP_TLS_CERT``/``EDGELOOP_TLS_KEY``
 set the webhook serves HTTPS only, with the trainer's gRPC certificate.
@@ -18,14 +19,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
-from edgeloop.platform.errors import ConfigError, EdgeloopError
+from edgeloop.platform.errors import ConfigError, EdgeloopError, FailedPrecondition, NotFound
 from edgeloop.platform.tls import ServerTLS
 from edgeloop.trainer.store import SweepStore
 
 log = logging.getLogger(__name__)
 PATH = "/hooks/grafana"
 MAX_BODY = 1024 * 1024
+WARM_START_ALIAS = "champion"
 Submit = Callable[[trainer_service_pb2.StartSweepRequest], Awaitable[sweep_pb2.Sweep]]
 
 
@@ -68,7 +71,11 @@ def parse_alerts(payload: Any) -> list[dict[str, str]]:
 
 
 def sweep_request(alert: dict[str, str]) -> trainer_service_pb2.StartSweepRequest:
-    """The sweep an alert asks for: its deployment's data, default search space, promotion on."""
+    """The sweep an alert asks for: its deployment's data, default search space, promotion on.
+
+    It fine-tunes the model's champion (an alert names a model, not the version it saw; the
+    champion is what serves by default), as the drift monitor's sweeps fine-tune theirs.
+    """
     data = sweep_pb2.DataSelection(deployments=[alert["deployment"]] if alert["deployment"] else [])
     return trainer_service_pb2.StartSweepRequest(
         model_name=alert["model"],
@@ -76,6 +83,7 @@ def sweep_request(alert: dict[str, str]) -> trainer_service_pb2.StartSweepReques
         data=data,
         deployment=alert["deployment"],
         promote=True,
+        warm_start=deployment_pb2.VersionSelector(alias=WARM_START_ALIAS),
     )
 
 
@@ -138,13 +146,25 @@ class GrafanaWebhook:
         results = [await self._one(alert) for alert in alerts]
         return web.json_response({"results": results})
 
+    async def _submit(self, request: trainer_service_pb2.StartSweepRequest) -> sweep_pb2.Sweep:
+        """Start the sweep; without a champion that can be fine-tuned, from scratch."""
+        try:
+            return await self.submit(request)
+        except (FailedPrecondition, NotFound) as exc:
+            if not exc.message.startswith("warm_start"):
+                raise
+            log.info("alert's sweep trains from scratch: %s", exc.message,
+                     extra={"model": request.model_name})
+            request.ClearField("warm_start")
+            return await self.submit(request)
+
     async def _one(self, alert: dict[str, str]) -> dict[str, str]:
         if not await self.store.claim_alert(
             alert["fingerprint"], alert["startsAt"], alert["alertname"]
         ):
             return {"alertname": alert["alertname"], "result": "duplicate"}
         try:
-            sweep = await self.submit(sweep_request(alert))
+            sweep = await self._submit(sweep_request(alert))
         except EdgeloopError as exc:
             log.warning(
                 "alert did not start a sweep: %s",

@@ -28,6 +28,7 @@ class DriftEventState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DRIFT_EVENT_STATE_UNSPECIFIED: _ClassVar[DriftEventState]
     DRIFT_EVENT_STATE_OPEN: _ClassVar[DriftEventState]
     DRIFT_EVENT_STATE_RESOLVED: _ClassVar[DriftEventState]
+    DRIFT_EVENT_STATE_SUPERSEDED: _ClassVar[DriftEventState]
 PREDICTION_SOURCE_UNSPECIFIED: PredictionSource
 PREDICTION_SOURCE_SERVER: PredictionSource
 PREDICTION_SOURCE_DEVICE: PredictionSource
@@ -38,6 +39,7 @@ DRIFT_KIND_CONCEPT: DriftKind
 DRIFT_EVENT_STATE_UNSPECIFIED: DriftEventState
 DRIFT_EVENT_STATE_OPEN: DriftEventState
 DRIFT_EVENT_STATE_RESOLVED: DriftEventState
+DRIFT_EVENT_STATE_SUPERSEDED: DriftEventState
 
 class ImageStats(_message.Message):
     __slots__ = ("mean_r", "mean_g", "mean_b", "hue", "saturation", "brightness", "contrast", "sharpness", "edge_density", "keypoints", "entropy")

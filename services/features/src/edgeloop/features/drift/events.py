@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+CHANGE_POINT = "change_point_unix_s"
+"""Key in an event's values: when the change began, for rules that date it (CUSUM)."""
 _COLUMNS = ("event_id, rule, kind, deployment, model_name, model_version, state, \"values\", "
             "threshold, window_start, window_end, fired_at, resolved_at, sweep_id, sweep_trace_id, note")
 
@@ -35,6 +37,12 @@ class DriftEventRow:
     sweep_id: str = ""
     sweep_trace_id: str = ""
     note: str = ""
+
+    @property
+    def change_point(self) -> datetime | None:
+        """When the change began, if the rule dated it (else None: a window's rule)."""
+        seconds = self.values.get(CHANGE_POINT)
+        return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def _row(record: dict[str, Any]) -> DriftEventRow:
@@ -84,6 +92,16 @@ class DriftEvents:
         async with self.pool.connection() as conn:
             await conn.execute("UPDATE features.drift_events SET state = 'resolved', resolved_at = %s "
                                "WHERE event_id = %s AND state = 'open'", (at, event_id))
+
+    async def supersede(self, event_id: str, at: datetime, reason: str) -> None:
+        """End an open event whose rule still exceeds on a newer version (a new event follows).
+
+        ``reason`` is appended to the note, which keeps what the event's retraining did.
+        """
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE features.drift_events SET state = 'superseded', "
+                               "resolved_at = %s, note = concat_ws('; ', NULLIF(note, ''), %s::text) "
+                               "WHERE event_id = %s AND state = 'open'", (at, reason, event_id))
 
     async def attach_sweep(self, event_ids: list[str], sweep_id: str, trace_id: str, note: str) -> None:
         """Record the retraining sweep the events started."""

@@ -13,7 +13,8 @@ from edgeloop.features.drift.monitor import RuleTrack
 _KINDS = {"covariate": observation_pb2.DRIFT_KIND_COVARIATE, "label": observation_pb2.DRIFT_KIND_LABEL,
           "concept": observation_pb2.DRIFT_KIND_CONCEPT}
 _STATES = {"open": observation_pb2.DRIFT_EVENT_STATE_OPEN,
-           "resolved": observation_pb2.DRIFT_EVENT_STATE_RESOLVED}
+           "resolved": observation_pb2.DRIFT_EVENT_STATE_RESOLVED,
+           "superseded": observation_pb2.DRIFT_EVENT_STATE_SUPERSEDED}
 
 
 def _stamp(moment: datetime | None) -> Timestamp | None:

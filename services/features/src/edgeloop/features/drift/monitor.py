@@ -8,7 +8,9 @@ error of a model shown another world is that world's doing, not concept drift. A
 deployment with open events and no retraining yet gets one sweep (trigger = the first
 event) once enough labelled data of the new world has arrived; the sweep's outcome
 (promoted, refused by the gate, failed) is noted on its events. One sweep at a time per
-deployment; an event whose retrained model was refused stays open with that reason.
+deployment; an event whose retrained model was refused stays open with that reason. An
+event whose retrained version serves but still exceeds the rule is ``superseded`` by a
+new event about that version (which retrains again), never left open and forgotten.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from psycopg_pool import AsyncConnectionPool
 
 from edgeloop.features.drift.deployments import ActiveDeployment, DeploymentSource
-from edgeloop.features.drift.events import DriftEventRow, DriftEvents
+from edgeloop.features.drift.events import CHANGE_POINT, DriftEventRow, DriftEvents
 from edgeloop.features.drift.references import ReferenceCache
 from edgeloop.features.drift.retraining import Retrainer
 from edgeloop.features.drift.rules import Rule, RuleSet
@@ -133,17 +135,41 @@ class DriftMonitor:
                 await self.events.resolve(open_event.event_id, now)
                 log.info("drift resolved", extra={"rule": rule.name, "value": signal.value})
             track.status = "cooldown" if await self._cooling(rule, deployment.name, now) else "ok"
+        elif open_event is not None and self._answered_before(open_event, deployment):
+            await self.events.supersede(
+                open_event.event_id, now, f"superseded: version {deployment.model_version} "
+                "serves and still exceeds the rule; a new event follows")
+            log.info("drift event superseded", extra={"rule": rule.name,
+                                                      "event_id": open_event.event_id})
+            await self._arm(rule, deployment, signal, track, now)
         elif open_event is not None:
             track.status = "firing"
-        elif await self._cooling(rule, deployment.name, now):
-            track.status = "cooldown"
         else:
-            # A rule without a pending period fires on the evaluation that sees it.
-            track.pending_since = track.pending_since or now
-            if now - track.pending_since >= rule.pending:
-                await self._fire(rule, deployment, signal, track, now)
-            else:
-                track.status = "pending"
+            await self._arm(rule, deployment, signal, track, now)
+
+    def _answered_before(self, event: DriftEventRow, deployment: ActiveDeployment) -> bool:
+        """Whether the event's retraining has ended and a newer version serves.
+
+        Its rule then judges the version that serves now: still exceeded, that is new
+        drift for this version (a new event, and a new retrain), not the old event's.
+        An event still waiting for its retrain, or whose sweep runs, is not.
+        """
+        running = self.retrainer.running.get(deployment.name) if self.retrainer else None
+        return (bool(event.sweep_id) and event.model_version != deployment.model_version
+                and (running is None or running.sweep_id != event.sweep_id))
+
+    async def _arm(self, rule: Rule, deployment: ActiveDeployment, signal: SignalValue,
+                   track: RuleTrack, now: datetime) -> None:
+        """An exceeded rule without an open event: cooldown, pending, or fire."""
+        if await self._cooling(rule, deployment.name, now):
+            track.status = "cooldown"
+            return
+        # A rule without a pending period fires on the evaluation that sees it.
+        track.pending_since = track.pending_since or now
+        if now - track.pending_since >= rule.pending:
+            await self._fire(rule, deployment, signal, track, now)
+        else:
+            track.status = "pending"
 
     async def _cooling(self, rule: Rule, deployment: str, now: datetime) -> bool:
         resolved = await self.events.last_resolved_at(rule.name, deployment)
@@ -151,11 +177,14 @@ class DriftMonitor:
 
     async def _fire(self, rule: Rule, deployment: ActiveDeployment, signal: SignalValue,
                     track: RuleTrack, now: datetime) -> None:
+        values = {"value": float(signal.value or 0), "samples": float(signal.samples)}
+        window_start = _onset(signal, now - rule.window)
+        if signal.onset is not None:  # the signal dated the change (a CUSUM's change point)
+            values[CHANGE_POINT] = window_start.timestamp()
         event = await self.events.open(DriftEventRow(
             event_id="", rule=rule.name, kind=rule.kind, deployment=deployment.name,
             model_name=deployment.model_name, model_version=deployment.model_version, state="open",
-            values={"value": float(signal.value or 0), "samples": float(signal.samples)},
-            threshold=signal.threshold, window_start=_onset(signal, now - rule.window),
+            values=values, threshold=signal.threshold, window_start=window_start,
             window_end=now,
             fired_at=now))
         track.status, track.pending_since = "firing", None

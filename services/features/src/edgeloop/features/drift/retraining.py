@@ -16,6 +16,14 @@ switched off: trained from scratch in a few epochs a model often forgets the old
 which the registry's gate then refuses. A version that cannot be fine-tuned (registered
 before warm starts existed) is retrained from scratch.
 
+One sweep at a time per deployment. An event that fires while a sweep runs is answered by
+that sweep when it is a slower rule seeing the same change late. When the monitor dated
+the event's change (a CUSUM's change point) and the sweep's data holds too little after
+it (the same rule as above, counted from the change point to the sweep's start), the
+world changed again while the deployment retrained: the event waits, and once the
+running sweep has ended and its version serves, a new sweep fine-tunes that version on
+the new world.
+
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
 any deployment of its data group. When there are none, no sweep is started (it could
@@ -25,13 +33,14 @@ not learn the new world): the events say "needs labelled data from data group X"
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import grpc
 from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
 from edgeloop.features.drift.deployments import ActiveDeployment
-from edgeloop.features.drift.events import DriftEvents
+from edgeloop.features.drift.events import DriftEventRow, DriftEvents
 from edgeloop.features.drift.references import ReferenceCache
 from edgeloop.platform import DEFAULT_DEADLINE_S
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -41,6 +50,7 @@ from psycopg_pool import AsyncConnectionPool
 log = logging.getLogger(__name__)
 STARTED_NOTE = "retraining: sweep"
 NEEDS_LABELS_NOTE = "needs labelled data from data group"
+WAITS_NOTE = "waits for retraining sweep"
 RUN_GAP = "1 second"
 """Frames of one device session further apart than this belong to different runs."""
 _FINISHED = {sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep_pb2.SWEEP_STATE_FAILED,
@@ -64,6 +74,15 @@ def outcome_note(sweep: sweep_pb2.Sweep) -> str:
     return f"retraining sweep {sweep.sweep_id} {state}: {sweep.error or 'no reason given'}"
 
 
+@dataclass
+class RunningSweep:
+    """The sweep retraining a deployment now, and where its new-world data ends."""
+
+    sweep_id: str
+    data_end: datetime | None
+    """When the sweep was started (its data was selected up to then); None until known."""
+
+
 class Retrainer:
     """Starts and follows the retraining sweeps of drifted deployments."""
 
@@ -77,25 +96,23 @@ class Retrainer:
         self.min_samples = min_samples
         self.min_runs = min_runs
         self.warm_start = warm_start
-        self.running: dict[str, str] = {}
+        self.running: dict[str, RunningSweep] = {}
         """deployment → the sweep retraining it now."""
 
     async def follow(self, deployment: ActiveDeployment, now: datetime) -> None:
         """Note finished sweeps, then start one if the deployment drifted and none runs."""
         if deployment.name not in self.running:
             await self._recover_running(deployment.name)
-        if deployment.name in self.running:
-            await self._check_running(deployment.name)
+        if deployment.name in self.running and await self._check_running(deployment.name):
+            # A new version may serve now: the next evaluation sees it (and fine-tunes it).
+            return
         if not deployment.model_name:
             return
         waiting = [e for e in await self.events.open_events(deployment.name) if not e.sweep_id]
         if not waiting:
             return
         if deployment.name in self.running:
-            # Drift seen while the deployment retrains is answered by that same sweep.
-            sweep_id = self.running[deployment.name]
-            await self.events.attach_sweep([e.event_id for e in waiting], sweep_id, "",
-                                           f"{STARTED_NOTE} {sweep_id} started")
+            await self._answer_by_running(deployment.name, waiting)
             return
         # The new world began where the first event says its change began (a CUSUM's
         # change point, else its window's start); later events' windows reach further back.
@@ -106,12 +123,45 @@ class Retrainer:
             note = (f"{NEEDS_LABELS_NOTE} {group or '(none)'}: this deployment's robots send no "
                     "labels and no labelled frame of the new world exists; a sweep could not "
                     "learn it")
-            fresh = [e for e in waiting if e.note != note]
-            if fresh:
-                await self.events.set_note([e.event_id for e in fresh], note)
+            if await self._note_once(waiting, note):
                 log.warning("drift without labelled data; no sweep", extra={"data_group": group})
             return
-        await self._start(deployment, [e.event_id for e in waiting], since, scope)
+        await self._start(deployment, [e.event_id for e in waiting], since, scope, now)
+
+    async def _answer_by_running(self, deployment: str, waiting: list[DriftEventRow]) -> None:
+        """Attach events the running sweep's data covers; the others wait for a new sweep.
+
+        A window's rule firing late sees the change the sweep answers. A change the
+        monitor dated (a CUSUM's change point) is covered only when the sweep's data holds
+        enough of it, counted from the change point to the sweep's start.
+        """
+        running = self.running[deployment]
+        if running.data_end is None:
+            return  # not known yet (after a restart): decided once the trainer answers
+        covered, later = [], []
+        for event in waiting:
+            (covered if await self._covers(deployment, running, event) else later).append(event)
+        if covered:
+            await self.events.attach_sweep([e.event_id for e in covered], running.sweep_id, "",
+                                           f"{STARTED_NOTE} {running.sweep_id} started")
+        if later:
+            await self._note_once(later, f"{WAITS_NOTE} {running.sweep_id} to end: its data "
+                                  "holds too little of this drift's world; a new sweep follows")
+
+    async def _covers(self, deployment: str, running: RunningSweep, event: DriftEventRow) -> bool:
+        changed = event.change_point
+        if changed is None:
+            return True
+        frames, runs = await self._labelled_runs("deployment = %s", deployment, changed,
+                                                 running.data_end)
+        return frames >= self.min_samples and runs >= self.min_runs
+
+    async def _note_once(self, events: list[DriftEventRow], note: str) -> bool:
+        """Set ``note`` on the events that do not have it yet; True if there were any."""
+        fresh = [e for e in events if e.note != note]
+        if fresh:
+            await self.events.set_note([e.event_id for e in fresh], note)
+        return bool(fresh)
 
     async def _scope(self, deployment: str, since: datetime) -> sweep_pb2.DataSelection | None:
         """Where the new world's labels come from, once there are enough; None if nowhere.
@@ -137,14 +187,17 @@ class Retrainer:
         enough = frames >= self.min_samples and runs >= self.min_runs
         return scope if enough else sweep_pb2.DataSelection()
 
-    async def _labelled_runs(self, where: str, value: str, since: datetime) -> tuple[int, int]:
+    async def _labelled_runs(self, where: str, value: str, since: datetime,
+                             until: datetime | None = None) -> tuple[int, int]:
         """Labelled frames and drive runs (gaps over RUN_GAP start a run) since ``since``."""
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT count(*), count(*) FILTER (WHERE gap IS NULL OR gap > INTERVAL "
                 f"'{RUN_GAP}') FROM (SELECT time - lag(time) OVER (PARTITION BY device_id, "
                 "session_id ORDER BY time) AS gap FROM features.observations WHERE "
-                f"{where} AND time >= %s AND sensor_mm IS NOT NULL) AS frames", (value, since))
+                f"{where} AND time >= %s {'AND time < %s' if until else ''} "
+                "AND sensor_mm IS NOT NULL) AS frames",
+                (value, since, until) if until else (value, since))
             frames, runs = await cursor.fetchone()
             return int(frames), int(runs)
 
@@ -163,7 +216,7 @@ class Retrainer:
             return row[0] if row else ""
 
     async def _start(self, deployment: ActiveDeployment, event_ids: list[str], since: datetime,
-                     scope: sweep_pb2.DataSelection) -> None:
+                     scope: sweep_pb2.DataSelection, now: datetime) -> None:
         if not (scope.deployments or scope.data_groups):
             return  # not enough of the new world yet
         snapshot = self.references.snapshot_of(deployment.model_name, deployment.model_version)
@@ -184,7 +237,7 @@ class Retrainer:
                         extra={"code": exc.code().name, "details": exc.details()})
             return
         sweep = reply.sweep
-        self.running[deployment.name] = sweep.sweep_id
+        self.running[deployment.name] = RunningSweep(sweep.sweep_id, now)
         await self.events.attach_sweep(event_ids, sweep.sweep_id, sweep.trace_id,
                                        f"{STARTED_NOTE} {sweep.sweep_id} started")
         log.info("retraining started", extra={"sweep_id": sweep.sweep_id, "events": event_ids})
@@ -208,20 +261,27 @@ class Retrainer:
         # After a restart the in-memory map is empty; the events remember the sweep.
         for event in await self.events.open_events(deployment):
             if event.sweep_id and event.note.startswith(STARTED_NOTE):
-                self.running[deployment] = event.sweep_id
+                self.running[deployment] = RunningSweep(event.sweep_id, None)
                 return
 
-    async def _check_running(self, deployment: str) -> None:
-        sweep_id = self.running[deployment]
+    async def _check_running(self, deployment: str) -> bool:
+        """Follow the running sweep; True when it has just ended (its outcome is noted)."""
+        running = self.running[deployment]
         try:
-            reply = await self.trainer.GetSweep(trainer_service_pb2.GetSweepRequest(sweep_id=sweep_id),
-                                                timeout=DEFAULT_DEADLINE_S)
+            reply = await self.trainer.GetSweep(
+                trainer_service_pb2.GetSweepRequest(sweep_id=running.sweep_id),
+                timeout=DEFAULT_DEADLINE_S)
         except aio.AioRpcError as exc:
-            log.warning("cannot follow the retraining sweep", extra={"sweep_id": sweep_id,
+            log.warning("cannot follow the retraining sweep", extra={"sweep_id": running.sweep_id,
                                                                      "code": exc.code().name})
-            return
-        if reply.sweep.state in _FINISHED:
-            await self.events.note(sweep_id, outcome_note(reply.sweep), reply.sweep.trace_id)
-            del self.running[deployment]
-            log.info("retraining finished", extra={"sweep_id": sweep_id,
-                                                   "note": outcome_note(reply.sweep)})
+            return False
+        sweep = reply.sweep
+        if running.data_end is None and sweep.HasField("created_at"):
+            running.data_end = sweep.created_at.ToDatetime(tzinfo=UTC)
+        if sweep.state not in _FINISHED:
+            return False
+        await self.events.note(running.sweep_id, outcome_note(sweep), sweep.trace_id)
+        del self.running[deployment]
+        log.info("retraining finished", extra={"sweep_id": running.sweep_id,
+                                               "note": outcome_note(sweep)})
+        return True

@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edgeloop.console.auth import check_password, operator_name
+from edgeloop.console.auth import OperatorTokens, check_password, operator_name
 from edgeloop.console.lineage_graph import NODE_W, Node, _layout
 from edgeloop.console.spans import flatten, span_tree
 from edgeloop.console.summaries import arm_traffic, device_activity
@@ -36,6 +36,19 @@ def test_operator_names_fit_the_registry_actor_header() -> None:
     assert len(operator_name("x" * 200)) == 40
     assert check_password("admin-token-123456", "admin-token-123456")
     assert not check_password("admin-token-12345", "admin-token-123456")
+
+
+def test_kept_operator_tokens_expire_with_the_session_and_on_log_out() -> None:
+    now = [0.0]
+    kept = OperatorTokens(max_age_s=60.0, clock=lambda: now[0])
+    first, second = kept.keep("token-a"), kept.keep("token-b")
+    assert first != second and "token-a" not in first
+    assert (kept.token(first), kept.token(second), kept.token("guess")) == (
+        "token-a", "token-b", None)
+    kept.forget(first)
+    assert kept.token(first) is None and kept.token(second) == "token-b"
+    now[0] = 61.0
+    assert kept.token(second) is None
 
 
 def _span(trace: str, span: str, parent: str | None, name: str, start_ms: int,

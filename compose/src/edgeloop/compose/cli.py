@@ -23,6 +23,10 @@ def cli() -> None:
     `edgeloop up` starts the local stack (PostgreSQL, MLflow, the four services) in the
     state folder (EDGELOOP_STATE_DIR, default .edgeloop); `edgeloop status` shows it;
     `edgeloop down` stops it.
+
+    Registry commands send EDGELOOP_OPERATOR_TOKEN when it is set (an operator's own
+    token: the registry's history names them, see `edgeloop operators`), else the admin
+    token (EDGELOOP_ADMIN_TOKEN or the local stack's).
     """
 
 

@@ -1,10 +1,17 @@
-"""Shared by the registry command groups (devices, deployments, models): the stub and errors.
+"""Shared by the registry command groups (devices, deployments, models, operators): the
+stub, the token it sends, and errors.
+
+Registry commands send ``EDGELOOP_OPERATOR_TOKEN`` when it is set — an operator's own
+token, so the registry's history records their changes as ``operator:<name>`` — and
+otherwise the admin token (``EDGELOOP_ADMIN_TOKEN`` or the local stack's), recorded as
+``admin``.
 
 Not a command module (it defines no ``command``); the CLI's discovery skips it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,10 +23,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 DEADLINE_S = 30.0
 """Deadline of each registry call made by the CLI."""
+OPERATOR_TOKEN_ENV = "EDGELOOP_OPERATOR_TOKEN"
+
+
+def registry_token() -> str:
+    """The token registry commands send: ``$EDGELOOP_OPERATOR_TOKEN``, else the admin token."""
+    return os.environ.get(OPERATOR_TOKEN_ENV, "").strip() or admin_token()
 
 
 class Registry:
-    """A registry stub whose calls carry the admin token and a deadline."""
+    """A registry stub whose calls carry the caller's token and a deadline."""
 
     def __init__(self, stub: registry_service_pb2_grpc.RegistryServiceStub, token: str) -> None:
         self._stub = stub
@@ -37,7 +50,7 @@ class Registry:
 @contextmanager
 def registry() -> Iterator[Registry]:
     """The registry at ``EDGELOOP_REGISTRY_ADDR``; a gRPC error becomes one clear CLI error."""
-    token = admin_token()
+    token = registry_token()
     with channel("registry") as opened:
         try:
             yield Registry(registry_service_pb2_grpc.RegistryServiceStub(opened), token)

@@ -7,7 +7,8 @@ import grpc
 from rich.console import Console
 from rich.tree import Tree
 
-from edgeloop.compose.endpoints import address, admin_token, client_tls
+from edgeloop.compose.commands._registry import registry_token
+from edgeloop.compose.endpoints import address, client_tls
 from edgeloop.compose.lineage import (
     ModelLineage,
     ObservationLineage,
@@ -107,7 +108,7 @@ def command(model_at_version: str | None, observation_id: str, predictions: int)
     if bool(model_at_version) == bool(observation_id):
         raise click.UsageError("give MODEL@VERSION or --observation ID")
     clients, channels = open_clients(address("registry"), address("trainer"), address("features"),
-                                     admin_token(), client_tls("registry"))
+                                     registry_token(), client_tls("registry"))
     try:
         if observation_id:
             tree = _observation_tree(observation_lineage(clients, observation_id))

@@ -1,9 +1,10 @@
 """The console's writes: login/logout, devices, deployments' strategy, model aliases.
 
 Each write checks the login and CSRF token first (:mod:`edgeloop.console.auth`), then
-calls the registry with the admin token and ``x-edgeloop-actor: <operator>@console``,
-so the registry's history records who made the change. The outcome comes back to the
-page it was made on as a one-line message.
+calls the registry with the logged-in operator's own token (recorded as
+``operator:<name>``), or with the admin token and ``x-edgeloop-actor: <name>@console``
+(recorded as ``admin (on behalf of <name>@console)``), so the registry's history says who
+made the change. The outcome comes back to the page it was made on as a one-line message.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from edgeloop.console import auth
 from edgeloop.console.backends import Writer, rpc_error_text
 from edgeloop.console.rendering import page
 from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
+from edgeloop.contracts.registry.v1 import operator_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as rpb
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -31,7 +33,14 @@ class InvalidField(ValueError):
 
 def _writer(request: Request) -> Writer:
     state = request.app.state
-    return Writer(state.backends.registry, state.settings.admin_token, auth.actor(request))
+    key = auth.operator_token_key(request)
+    if key is None:
+        return Writer(state.backends.registry, state.settings.admin_token, auth.actor(request))
+    token = state.operator_tokens.token(key)
+    if token is None:  # the console restarted, or the session outlived the kept token
+        auth.log_out(request)
+        raise auth.NotLoggedIn()
+    return Writer(state.backends.registry, token)
 
 
 def _back(request: Request, fallback: str, message: str) -> RedirectResponse:
@@ -47,21 +56,42 @@ async def login_form(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    """Log in with a name and the admin token."""
+    """Log in with the admin token and a name, or with an admin operator's own token."""
     form = await request.form()
     name, token = str(form.get("name", "")), str(form.get("token", ""))
     back = str(form.get("back", "/"))
-    if not auth.check_password(token, request.app.state.settings.admin_token):
-        log.warning("console login refused", extra={"operator": auth.operator_name(name)})
-        return page(request, "login.html", status_code=401, error="wrong admin token", back=back)
-    auth.log_in(request, name)
+    state = request.app.state
+    if auth.check_password(token, state.settings.admin_token):
+        auth.log_in(request, name)
+    else:
+        caller = await state.backends.who_is(token) if _sendable(token) else None
+        if caller is None:
+            log.warning("console login refused", extra={"operator": auth.operator_name(name)})
+            return page(request, "login.html", status_code=401, back=back,
+                        error="wrong token: give the registry's admin token or your own "
+                              "operator token")
+        if caller.role != operator_pb2.OPERATOR_ROLE_ADMIN:
+            log.warning("console login refused: the token only reads",
+                        extra={"operator": caller.actor})
+            return page(request, "login.html", status_code=403, back=back,
+                        error=f"{caller.actor} only reads: changes need the admin token or "
+                              "an admin operator's token")
+        auth.log_in_operator(request, caller.actor, state.operator_tokens.keep(token))
     log.info("console login", extra={"operator": auth.operator(request)})
     safe = back if back.startswith("/") and not back.startswith("//") else "/"
     return RedirectResponse(safe, status_code=303)
 
 
+def _sendable(token: str) -> bool:
+    """Whether ``token`` can travel as gRPC metadata (printable ASCII, no spaces)."""
+    return 0 < len(token) <= 512 and token.isascii() and token.isprintable() and " " not in token
+
+
 async def logout(request: Request) -> Response:
     await auth.require_write(request)
+    key = auth.operator_token_key(request)
+    if key is not None:
+        request.app.state.operator_tokens.forget(key)
     auth.log_out(request)
     return RedirectResponse("/", status_code=303)
 
@@ -155,7 +185,8 @@ async def rollback(request: Request) -> Response:
 
 async def not_logged_in(request: Request, exc: Exception) -> Response:
     return page(request, "error.html", status_code=401,
-                message="log in with the admin token to change anything")
+                message="log in (the admin token, or your admin operator token) to change "
+                        "anything")
 
 
 async def bad_csrf(request: Request, exc: Exception) -> Response:

@@ -84,6 +84,7 @@ def build_app(settings: Settings) -> Starlette:
                             actions.InvalidField: actions.invalid_field,
                             grpc.RpcError: actions.registry_refused})
     app.state.settings = settings
+    app.state.operator_tokens = auth.OperatorTokens(SESSION_MAX_AGE_S)
     app.state.links = Links(settings.mlflow_ui_url, settings.ray_dashboard_url,
                             settings.jaeger_url, settings.grafana_url)
     return app

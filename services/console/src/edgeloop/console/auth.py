@@ -1,11 +1,20 @@
 """Operators' logins and CSRF protection of the console's writes.
 
 Reading needs no login: the console reads with the registry's read token. A write needs a
-login with the admin token (the password; compared in constant time); the session then
-holds the operator's name and a random CSRF token, signed in a cookie (Starlette's
-SessionMiddleware, ``SameSite=strict``). Every write form carries the CSRF token, and a
-POST without a session, or with a token that does not match, is refused before any
-service is called.
+login with one of two tokens (the password):
+
+- the registry's admin token (compared in constant time), with a typed name: writes then
+  carry the admin token and ``x-edgeloop-actor: <name>@console``, which the registry
+  records as ``admin (on behalf of <name>@console)`` — a claim, not an identity;
+- an admin operator's own token (``edgeloop operators add NAME --role admin``), checked
+  with the registry's ``WhoAmI``: writes then carry that token, and the registry records
+  ``operator:<name>``. The token stays in this process's memory
+  (:class:`OperatorTokens`); the cookie holds only a random key to it.
+
+The session then holds who is logged in and a random CSRF token, signed in a cookie
+(Starlette's SessionMiddleware, ``SameSite=strict``). Every write form carries the CSRF
+token, and a POST without a session, or with a token that does not match, is refused
+before any service is called.
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+import time
+from collections.abc import Callable
 
 from starlette.requests import Request
 
@@ -40,11 +51,60 @@ def check_password(given: str, admin_token: str) -> bool:
     return hmac.compare_digest(given.encode(), admin_token.encode())
 
 
+class OperatorTokens:
+    """Operator tokens of logged-in sessions, in this process's memory only.
+
+    The session cookie is signed, not encrypted, so it carries a random key to the token
+    rather than the token. Entries expire with the session; a restart forgets them all
+    (operators who logged in with their own token log in again).
+    """
+
+    def __init__(self, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def keep(self, token: str) -> str:
+        """Keep ``token`` for one session; return the key the session holds."""
+        now = self._clock()
+        self._tokens = {k: v for k, v in self._tokens.items() if v[1] > now}
+        key = secrets.token_urlsafe(24)
+        self._tokens[key] = (token, now + self._max_age_s)
+        return key
+
+    def token(self, key: str) -> str | None:
+        """The token kept under ``key``, or None when it expired or was never kept here."""
+        kept = self._tokens.get(key)
+        if kept is None or kept[1] <= self._clock():
+            return None
+        return kept[0]
+
+    def forget(self, key: str) -> None:
+        """Drop the token kept under ``key`` (log-out)."""
+        self._tokens.pop(key, None)
+
+
 def log_in(request: Request, name: str) -> None:
-    """Start a session for ``name`` with a fresh CSRF token."""
+    """Start an admin-token session for ``name`` with a fresh CSRF token."""
     request.session.clear()
     request.session["operator"] = operator_name(name)
     request.session["csrf"] = secrets.token_urlsafe(24)
+
+
+def log_in_operator(request: Request, actor: str, token_key: str) -> None:
+    """Start a session for an operator token kept under ``token_key``.
+
+    ``actor`` is what the registry records for the token (``operator:<name>``).
+    """
+    request.session.clear()
+    request.session["operator"] = actor
+    request.session["token_key"] = token_key
+    request.session["csrf"] = secrets.token_urlsafe(24)
+
+
+def operator_token_key(request: Request) -> str | None:
+    """The key of the session's operator token; None for an admin-token session."""
+    return request.session.get("token_key")
 
 
 def log_out(request: Request) -> None:
@@ -62,7 +122,7 @@ def csrf_token(request: Request) -> str:
 
 
 def actor(request: Request) -> str:
-    """The actor the registry records for this operator's changes, e.g. ``alice@console``."""
+    """The name an admin-token session declares in ``x-edgeloop-actor``, e.g. ``alice@console``."""
     name = operator(request)
     if name is None:
         raise NotLoggedIn()

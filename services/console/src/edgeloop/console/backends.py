@@ -1,8 +1,9 @@
 """The services the console reads and changes, through their gRPC contracts only.
 
 Reads carry the registry's read token; the features and trainer services take no token.
-Writes carry the admin token of a logged-in operator and the ``x-edgeloop-actor``
-metadata the registry records in its history (``edgeloop.registry.auth.actor``).
+Writes carry the token of a logged-in operator: their own operator token (the registry
+records ``operator:<name>``), or the admin token with the ``x-edgeloop-actor`` metadata
+(recorded as ``admin (on behalf of <name>@console)``, see ``edgeloop.registry.auth``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from grpc import aio
 
 DEADLINE_S = 15.0
 ACTOR_HEADER = "x-edgeloop-actor"
-"""The registry records this metadata as the actor of a change (registry/auth.py)."""
+"""With the admin token, the registry records this name as on whose behalf (registry/auth.py)."""
 
 
 def stamp(moment: datetime) -> Timestamp:
@@ -76,6 +77,16 @@ class Backends:
     @property
     def _read(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.read_token}"),)
+
+    async def who_is(self, token: str) -> rpb.WhoAmIResponse | None:
+        """Who the registry takes ``token`` for (a login); None when it knows no such token."""
+        try:
+            return await self.registry.WhoAmI(rpb.WhoAmIRequest(), timeout=DEADLINE_S,
+                                              metadata=(("authorization", f"Bearer {token}"),))
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return None
+            raise
 
     # --- registry reads -------------------------------------------------------------------
 
@@ -159,15 +170,17 @@ class Backends:
 
 @dataclass(frozen=True)
 class Writer:
-    """Registry writes made for one logged-in operator: admin token plus the actor header."""
+    """Registry writes made for one logged-in operator: their token (+ the actor header)."""
 
     registry: rgrpc.RegistryServiceStub
-    admin_token: str
-    actor: str
+    token: str
+    actor: str = ""
+    """The name declared with the admin token; '' with an operator's own token."""
 
     @property
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.admin_token}"), (ACTOR_HEADER, self.actor))
+        authorization = ("authorization", f"Bearer {self.token}")
+        return (authorization, (ACTOR_HEADER, self.actor)) if self.actor else (authorization,)
 
     async def call(self, rpc: str, request: object) -> object:
         """Call registry ``rpc`` with ``request``; gRPC errors propagate as ``grpc.RpcError``."""

@@ -19,8 +19,9 @@ class Settings(ServiceSettings):
                               "empty hides sweeps")
     read_token: str = Field(min_length=1, description="registry read token: every page reads "
                             "with it")
-    admin_token: str = Field(min_length=16, description="registry admin token: the login "
-                             "password, and the token writes are made with after a login")
+    admin_token: str = Field(min_length=16, description="registry admin token: a login "
+                             "password, and the token writes are made with after such a login "
+                             "(operators may log in with their own registry token instead)")
     session_secret: str = Field(default="", description="key that signs session cookies; "
                                 "empty: a random key per process (logins end on restart)")
     trace_dir: str = Field(default="", description="folder of the services' span files "

@@ -14,6 +14,7 @@ from edgeloop.registry.catalog import Catalog
 from edgeloop.registry.database import open_pool
 from edgeloop.registry.mlflow_registry import ModelRegistry
 from edgeloop.registry.models import Models
+from edgeloop.registry.operators import ActiveOperators
 from edgeloop.registry.promotion import Aliases
 from edgeloop.registry.service import RegistryService
 from edgeloop.registry.settings import Settings
@@ -62,7 +63,8 @@ class App(ServiceApp):
         await self.catalog.refresh()
         self.catalog.start(settings.refresh_interval_s)
         self.models = Models(self._pool, registry, repository)
-        self.servicer.attach(self.catalog, self.models, Aliases(self._pool, registry))
+        self.servicer.attach(self.catalog, self.models, Aliases(self._pool, registry),
+                             ActiveOperators(self._pool, settings.operator_auth_ttl_s))
 
     async def stop(self) -> None:
         """Stop background work and close the pool."""

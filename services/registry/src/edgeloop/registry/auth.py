@@ -1,9 +1,19 @@
-"""Who may call: the admin and read bearer tokens, and device tokens.
+"""Who may call, and who a change is recorded as: the registry's tokens.
 
-Callers send ``authorization: Bearer <token>``. Mutating calls need the admin token;
-reads accept the admin or the read token. Device tokens are random, returned once,
-and stored only as a SHA-256; every comparison is constant-time. Tokens never reach
-a log record or an error message.
+Callers send ``authorization: Bearer <token>``. A token is one of
+
+- the admin token (``EDGELOOP_ADMIN_TOKEN``): every call; its changes are recorded as
+  ``admin``, or as ``admin (on behalf of <name>)`` when the call carries an
+  ``x-edgeloop-actor: <name>`` header (services acting for someone, e.g. the console for a
+  logged-in person) — the name is the caller's claim, so the history never shows it bare;
+- the read token (``EDGELOOP_READ_TOKEN``): reads only;
+- an operator's token (:mod:`edgeloop.registry.operators`): reads, and with role admin
+  every call; its changes are recorded as ``operator:<name>`` whatever headers it sends.
+
+Mutating calls need the admin role (PERMISSION_DENIED otherwise); an unknown token is
+UNAUTHENTICATED. Device tokens and operator tokens are random, returned once, and stored
+only as a SHA-256; every comparison is constant-time. Tokens never reach a log record or
+an error message.
 """
 
 from __future__ import annotations
@@ -12,12 +22,16 @@ import enum
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
+from typing import Protocol
 
 from edgeloop.platform.errors import PermissionDenied, Unauthenticated
 from grpc import aio
 
 TOKEN_BYTES = 32
 ACTOR_HEADER = "x-edgeloop-actor"
+ADMIN_ACTOR = "admin"
+OPERATOR_ACTOR_PREFIX = "operator:"
 _ACTOR_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-@")
 
 
@@ -28,35 +42,64 @@ class Role(enum.Enum):
     READ = "read"
 
 
-class Tokens:
-    """The registry's own tokens, checked against call metadata."""
+@dataclass(frozen=True)
+class Caller:
+    """Who presented a token: its role and the actor the history records for its changes."""
 
-    def __init__(self, admin_token: str, read_token: str = "") -> None:
+    role: Role
+    actor: str
+    operator: str = ""
+    """The operator's name for an operator token; '' for the admin and read tokens."""
+
+
+class OperatorLookup(Protocol):
+    """Finds the active operator a token belongs to (``operators.ActiveOperators``)."""
+
+    async def find(self, token: str) -> tuple[str, Role] | None:
+        """(name, role) of the active operator whose token this is, or None."""
+
+
+class Tokens:
+    """The registry's tokens, checked against call metadata."""
+
+    def __init__(self, admin_token: str, read_token: str = "",
+                 operators: OperatorLookup | None = None) -> None:
         self._admin = admin_token.encode()
         self._read = read_token.encode() if read_token else b""
+        self._operators = operators
 
-    def role(self, context: aio.ServicerContext) -> Role:
-        """The caller's role; UNAUTHENTICATED when the token is missing or unknown."""
-        presented = _bearer(context).encode()
+    def attach(self, operators: OperatorLookup) -> None:
+        """Check operator tokens too (the app attaches them once the database is open)."""
+        self._operators = operators
+
+    async def caller(self, context: aio.ServicerContext) -> Caller:
+        """Who the caller is; UNAUTHENTICATED when the token is missing or unknown."""
+        token = _bearer(context)
+        presented = token.encode()
         # Compare against both tokens every time so timing does not tell which one is near.
         is_admin = hmac.compare_digest(presented, self._admin)
         is_read = bool(self._read) and hmac.compare_digest(presented, self._read)
         if is_admin:
-            return Role.ADMIN
+            return Caller(Role.ADMIN, admin_actor(context))
         if is_read:
-            return Role.READ
-        raise Unauthenticated("invalid bearer token")
+            return Caller(Role.READ, "read")
+        found = await self._operators.find(token) if self._operators is not None else None
+        if found is None:
+            raise Unauthenticated("invalid bearer token")
+        name, role = found
+        return Caller(role, f"{OPERATOR_ACTOR_PREFIX}{name}", operator=name)
 
-    def require_read(self, context: aio.ServicerContext) -> Role:
-        """Allow the admin and the read token."""
-        return self.role(context)
+    async def require_read(self, context: aio.ServicerContext) -> Caller:
+        """Allow every known token."""
+        return await self.caller(context)
 
-    def require_admin(self, context: aio.ServicerContext, rpc: str) -> str:
-        """Allow only the admin token; return the actor to record in the history."""
-        if self.role(context) is not Role.ADMIN:
-            raise PermissionDenied(f"{rpc} changes the registry and needs the admin token; "
-                                   "the read token only reads")
-        return actor(context)
+    async def require_admin(self, context: aio.ServicerContext, rpc: str) -> str:
+        """Allow only the admin role; return the actor to record in the history."""
+        caller = await self.caller(context)
+        if caller.role is not Role.ADMIN:
+            raise PermissionDenied(f"{rpc} changes the registry and needs the admin token or "
+                                   "an admin operator's token; this token only reads")
+        return caller.actor
 
 
 def _bearer(context: aio.ServicerContext) -> str:
@@ -69,23 +112,33 @@ def _bearer(context: aio.ServicerContext) -> str:
     raise Unauthenticated("missing authorization metadata ('authorization: Bearer <token>')")
 
 
-def actor(context: aio.ServicerContext) -> str:
-    """Who made a change, for the history: the ``x-edgeloop-actor`` header or "admin"."""
+def declared_actor(context: aio.ServicerContext) -> str:
+    """The caller's ``x-edgeloop-actor`` header if well-formed (<= 64 safe chars), else ''."""
     for key, value in context.invocation_metadata() or ():
         if key == ACTOR_HEADER:
             name = str(value)[:64]
             if name and set(name) <= _ACTOR_CHARS:
                 return name
-    return "admin"
+    return ""
+
+
+def admin_actor(context: aio.ServicerContext) -> str:
+    """The actor of an admin-token change: ``admin``, or ``admin (on behalf of <header>)``.
+
+    Anyone holding the admin token can send any header, so a declared name is recorded
+    only as a claim made by the admin token, never as an identity of its own.
+    """
+    declared = declared_actor(context)
+    return f"{ADMIN_ACTOR} (on behalf of {declared})" if declared else ADMIN_ACTOR
 
 
 def new_device_token() -> str:
-    """A fresh random device token (URL-safe, 256 bits)."""
+    """A fresh random device or operator token (URL-safe, 256 bits)."""
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
 def token_digest(token: str) -> bytes:
-    """The SHA-256 of a device token: the only form that is stored."""
+    """The SHA-256 of a device or operator token: the only form that is stored."""
     return hashlib.sha256(token.encode()).digest()
 
 

@@ -1,5 +1,7 @@
 """The RegistryService servicer: authorisation, then one domain call per RPC.
 
+The token decides the actor every change is recorded with (:mod:`edgeloop.registry.auth`).
+
 Mutating RPCs commit their transaction, then refresh the catalog, which rewrites the
 model host config and tells watchers what changed.
 """
@@ -11,12 +13,14 @@ from collections.abc import AsyncIterator
 
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
 from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
+from edgeloop.contracts.registry.v1.operator_pb2 import OperatorRole
 from edgeloop.platform import log_context
 from edgeloop.platform.errors import NotFound
-from edgeloop.registry import deployments, devices, history
+from edgeloop.registry import deployments, devices, history, operators
 from edgeloop.registry.auth import Tokens
 from edgeloop.registry.catalog import Catalog
 from edgeloop.registry.models import Models
+from edgeloop.registry.operators import ActiveOperators
 from edgeloop.registry.promotion import DEFAULT_ALIAS, Aliases, decide, world_maes
 from edgeloop.registry.selectors import check_alias, check_model_name, check_selector, check_version
 from grpc import aio
@@ -32,18 +36,21 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
         self.margin_mm = margin_mm
         self.auth_ttl_s = auth_ttl_s
 
-    def attach(self, catalog: Catalog, models: Models, aliases: Aliases) -> None:
+    def attach(self, catalog: Catalog, models: Models, aliases: Aliases,
+               active_operators: ActiveOperators) -> None:
         """Give the servicer what the app opened at start (calls are refused until then)."""
         self.catalog = catalog
         self.pool = catalog.pool
         self.models = models
         self.aliases = aliases
+        self.active_operators = active_operators
+        self.tokens.attach(active_operators)
 
     # Devices
 
     async def RegisterDevice(self, request: pb.RegisterDeviceRequest,
                              context: aio.ServicerContext) -> pb.RegisterDeviceResponse:
-        actor = self.tokens.require_admin(context, "RegisterDevice")
+        actor = await self.tokens.require_admin(context, "RegisterDevice")
         async with self.pool.connection() as conn:
             device, token = await devices.register(conn, actor, request.name, request.device_id,
                                                    request.deployment)
@@ -54,14 +61,14 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def ListDevices(self, request: pb.ListDevicesRequest,
                           context: aio.ServicerContext) -> pb.ListDevicesResponse:
-        self.tokens.require_read(context)
+        await self.tokens.require_read(context)
         async with self.pool.connection() as conn:
             return pb.ListDevicesResponse(devices=await devices.list_devices(
                 conn, request.include_revoked))
 
     async def RevokeDevice(self, request: pb.RevokeDeviceRequest,
                            context: aio.ServicerContext) -> pb.RevokeDeviceResponse:
-        actor = self.tokens.require_admin(context, "RevokeDevice")
+        actor = await self.tokens.require_admin(context, "RevokeDevice")
         async with self.pool.connection() as conn:
             device = await devices.revoke(conn, actor, request.device_id)
         with log_context(device=device.device_id):
@@ -71,7 +78,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def RotateDeviceToken(self, request: pb.RotateDeviceTokenRequest,
                                 context: aio.ServicerContext) -> pb.RotateDeviceTokenResponse:
-        actor = self.tokens.require_admin(context, "RotateDeviceToken")
+        actor = await self.tokens.require_admin(context, "RotateDeviceToken")
         async with self.pool.connection() as conn:
             device, token = await devices.rotate(conn, actor, request.device_id)
         with log_context(device=device.device_id):
@@ -81,14 +88,14 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def AuthenticateDevice(self, request: pb.AuthenticateDeviceRequest,
                                  context: aio.ServicerContext) -> pb.AuthenticateDeviceResponse:
-        self.tokens.require_read(context)
+        await self.tokens.require_read(context)
         async with self.pool.connection() as conn:
             device = await devices.authenticate(conn, request.device_id, request.token)
         return pb.AuthenticateDeviceResponse(device=device, cache_ttl_seconds=self.auth_ttl_s)
 
     async def AssignDevices(self, request: pb.AssignDevicesRequest,
                             context: aio.ServicerContext) -> pb.AssignDevicesResponse:
-        actor = self.tokens.require_admin(context, "AssignDevices")
+        actor = await self.tokens.require_admin(context, "AssignDevices")
         async with self.pool.connection() as conn:
             assignments = await devices.assign(conn, actor, request.deployment, request.device_ids)
         await self.catalog.refresh_quietly()
@@ -98,7 +105,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def CreateDeployment(self, request: pb.CreateDeploymentRequest,
                                context: aio.ServicerContext) -> pb.CreateDeploymentResponse:
-        actor = self.tokens.require_admin(context, "CreateDeployment")
+        actor = await self.tokens.require_admin(context, "CreateDeployment")
         async with self.pool.connection() as conn:
             stored = await deployments.create(conn, actor, request.deployment)
         await self.catalog.refresh_quietly()
@@ -106,7 +113,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def UpdateDeployment(self, request: pb.UpdateDeploymentRequest,
                                context: aio.ServicerContext) -> pb.UpdateDeploymentResponse:
-        actor = self.tokens.require_admin(context, "UpdateDeployment")
+        actor = await self.tokens.require_admin(context, "UpdateDeployment")
         async with self.pool.connection() as conn:
             stored = await deployments.update(conn, actor, request.deployment,
                                               request.expected_revision)
@@ -115,7 +122,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def ActivateDeployment(self, request: pb.ActivateDeploymentRequest,
                                  context: aio.ServicerContext) -> pb.ActivateDeploymentResponse:
-        actor = self.tokens.require_admin(context, "ActivateDeployment")
+        actor = await self.tokens.require_admin(context, "ActivateDeployment")
         async with self.pool.connection() as conn:
             stored = await deployments.activate(conn, actor, request.name, request.active)
         await self.catalog.refresh_quietly()
@@ -123,7 +130,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def GetDeployment(self, request: pb.GetDeploymentRequest,
                             context: aio.ServicerContext) -> pb.GetDeploymentResponse:
-        self.tokens.require_read(context)
+        await self.tokens.require_read(context)
         deployments.check_name(request.name, "name")
         for deployment in (await self.catalog.resolve_all()).deployments:
             if deployment.name == request.name:
@@ -132,14 +139,14 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def ListDeployments(self, request: pb.ListDeploymentsRequest,
                               context: aio.ServicerContext) -> pb.ListDeploymentsResponse:
-        self.tokens.require_read(context)
+        await self.tokens.require_read(context)
         resolved = (await self.catalog.resolve_all()).deployments
         return pb.ListDeploymentsResponse(deployments=[
             d for d in resolved if d.active or not request.active_only])
 
     async def ListHistory(self, request: pb.ListHistoryRequest,
                           context: aio.ServicerContext) -> pb.ListHistoryResponse:
-        self.tokens.require_read(context)
+        await self.tokens.require_read(context)
         async with self.pool.connection() as conn:
             records = await history.list_changes(conn, request.subject, request.limit)
         return pb.ListHistoryResponse(records=records)
@@ -147,7 +154,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
     async def WatchDeployments(self, request: pb.WatchDeploymentsRequest,
                                context: aio.ServicerContext
                                ) -> AsyncIterator[pb.WatchDeploymentsResponse]:
-        self.tokens.require_read(context)
+        await self.tokens.require_read(context)
         subscription, snapshot = self.catalog.watchers.subscribe(request.watcher or context.peer())
         log.info("watch opened", extra={"watcher": subscription.name})
         try:
@@ -162,7 +169,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def RegisterModelVersion(self, request: pb.RegisterModelVersionRequest,
                                    context: aio.ServicerContext) -> pb.RegisterModelVersionResponse:
-        actor = self.tokens.require_admin(context, "RegisterModelVersion")
+        actor = await self.tokens.require_admin(context, "RegisterModelVersion")
         version, retried = await self.models.register(actor, request)
         response = pb.RegisterModelVersionResponse(version=version)
         if request.promote and retried and DEFAULT_ALIAS in version.aliases:
@@ -180,13 +187,13 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def ListModelVersions(self, request: pb.ListModelVersionsRequest,
                                 context: aio.ServicerContext) -> pb.ListModelVersionsResponse:
-        self.tokens.require_read(context)
+        await self.tokens.require_read(context)
         return pb.ListModelVersionsResponse(
             versions=await self.models.list_versions(request.model_name))
 
     async def GetModelVersion(self, request: pb.GetModelVersionRequest,
                               context: aio.ServicerContext) -> pb.GetModelVersionResponse:
-        self.tokens.require_read(context)
+        await self.tokens.require_read(context)
         check_selector(request.selector, "selector", required=True)
         version = await self.models.select(request.model_name, request.selector)
         found = await self.models.get(request.model_name, version)
@@ -194,7 +201,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def SetAlias(self, request: pb.SetAliasRequest,
                        context: aio.ServicerContext) -> pb.SetAliasResponse:
-        actor = self.tokens.require_admin(context, "SetAlias")
+        actor = await self.tokens.require_admin(context, "SetAlias")
         model = check_model_name(request.model_name)
         alias = check_alias(request.alias)
         version = check_version(request.version)
@@ -207,7 +214,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def PromoteModelVersion(self, request: pb.PromoteModelVersionRequest,
                                   context: aio.ServicerContext) -> pb.PromoteModelVersionResponse:
-        actor = self.tokens.require_admin(context, "PromoteModelVersion")
+        actor = await self.tokens.require_admin(context, "PromoteModelVersion")
         response = await self._promote(actor, request.model_name, request.version,
                                        request.alias or DEFAULT_ALIAS, request.force)
         await self.catalog.refresh_quietly()
@@ -244,7 +251,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
 
     async def RollbackModel(self, request: pb.RollbackModelRequest,
                             context: aio.ServicerContext) -> pb.RollbackModelResponse:
-        actor = self.tokens.require_admin(context, "RollbackModel")
+        actor = await self.tokens.require_admin(context, "RollbackModel")
         model = check_model_name(request.model_name)
         alias = check_alias(request.alias or DEFAULT_ALIAS)
         restored, rolled_back_from = await self.aliases.rollback(actor, model, alias)
@@ -254,3 +261,50 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
         return pb.RollbackModelResponse(version=await self.models.get(model, restored),
                                         rolled_back_from=rolled_back_from)
 
+
+    # Operators
+
+    async def CreateOperator(self, request: pb.CreateOperatorRequest,
+                             context: aio.ServicerContext) -> pb.CreateOperatorResponse:
+        actor = await self.tokens.require_admin(context, "CreateOperator")
+        async with self.pool.connection() as conn:
+            operator, token = await operators.create(conn, actor, request.name, request.role)
+        self.active_operators.invalidate()
+        log.info("operator created", extra={"operator": operator.name,  # never the token
+                                            "role": OperatorRole.Name(operator.role),
+                                            "actor": actor})
+        return pb.CreateOperatorResponse(operator=operator, token=token)
+
+    async def ListOperators(self, request: pb.ListOperatorsRequest,
+                            context: aio.ServicerContext) -> pb.ListOperatorsResponse:
+        await self.tokens.require_admin(context, "ListOperators")
+        async with self.pool.connection() as conn:
+            return pb.ListOperatorsResponse(operators=await operators.list_operators(
+                conn, request.include_revoked))
+
+    async def RevokeOperator(self, request: pb.RevokeOperatorRequest,
+                             context: aio.ServicerContext) -> pb.RevokeOperatorResponse:
+        actor = await self.tokens.require_admin(context, "RevokeOperator")
+        async with self.pool.connection() as conn:
+            operator = await operators.revoke(conn, actor, request.name)
+        self.active_operators.invalidate()
+        log.info("operator revoked", extra={"operator": operator.name, "actor": actor})
+        return pb.RevokeOperatorResponse(operator=operator)
+
+    async def RotateOperatorToken(self, request: pb.RotateOperatorTokenRequest,
+                                  context: aio.ServicerContext) -> pb.RotateOperatorTokenResponse:
+        actor = await self.tokens.require_admin(context, "RotateOperatorToken")
+        async with self.pool.connection() as conn:
+            operator, token = await operators.rotate(conn, actor, request.name)
+        self.active_operators.invalidate()
+        log.info("operator token rotated", extra={"operator": operator.name, "actor": actor})
+        return pb.RotateOperatorTokenResponse(operator=operator, token=token)
+
+    async def WhoAmI(self, request: pb.WhoAmIRequest,
+                     context: aio.ServicerContext) -> pb.WhoAmIResponse:
+        caller = await self.tokens.require_read(context)
+        response = pb.WhoAmIResponse(actor=caller.actor, role=operators.role_to_proto(caller.role))
+        if caller.operator:
+            async with self.pool.connection() as conn:
+                response.operator.CopyFrom(await operators.get(conn, caller.operator))
+        return response

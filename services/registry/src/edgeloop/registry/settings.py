@@ -18,7 +18,9 @@ class Settings(ServiceSettings):
     mlflow_tracking_uri: str = Field(min_length=1, description="MLflow tracking and model "
                                      "registry URI, e.g. sqlite:///mlflow.db or http://127.0.0.1:5000")
     admin_token: str = Field(min_length=16, description="bearer token for every call, "
-                             "including mutating ones (at least 16 characters)")
+                             "including mutating ones (at least 16 characters); its changes "
+                             "are recorded as 'admin', or 'admin (on behalf of <name>)' with "
+                             "an x-edgeloop-actor header")
     read_token: str = Field(default="", description="bearer token for read-only calls "
                             "(gateways: AuthenticateDevice, WatchDeployments); empty disables it")
     model_repository: str = Field(min_length=1, description="folder of published models: "
@@ -35,6 +37,11 @@ class Settings(ServiceSettings):
     promotion_margin_mm: float = Field(default=0.0, ge=0, description="the promotion gate: "
                                        "a candidate's holdout MAE plus this margin must be "
                                        "below the champion's")
+    operator_auth_ttl_s: float = Field(default=5.0, ge=0, le=300, description="seconds the "
+                                       "active operators' token digests are kept in memory; "
+                                       "a change through this instance applies at once, one "
+                                       "through another instance sharing the database within "
+                                       "this time (0: read them at every call)")
     device_auth_ttl_s: int = Field(default=30, ge=0, le=3600, description="seconds a gateway "
                                    "may cache a successful AuthenticateDevice answer")
     refresh_interval_s: float = Field(default=10.0, gt=0, description="seconds between "

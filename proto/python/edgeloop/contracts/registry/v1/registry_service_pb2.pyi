@@ -1,6 +1,7 @@
 from edgeloop.contracts.registry.v1 import deployment_pb2 as _deployment_pb2
 from edgeloop.contracts.registry.v1 import device_pb2 as _device_pb2
 from edgeloop.contracts.registry.v1 import model_pb2 as _model_pb2
+from edgeloop.contracts.registry.v1 import operator_pb2 as _operator_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -314,3 +315,71 @@ class RollbackModelResponse(_message.Message):
     version: _model_pb2.ModelVersion
     rolled_back_from: str
     def __init__(self, version: _Optional[_Union[_model_pb2.ModelVersion, _Mapping]] = ..., rolled_back_from: _Optional[str] = ...) -> None: ...
+
+class CreateOperatorRequest(_message.Message):
+    __slots__ = ("name", "role")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: _operator_pb2.OperatorRole
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[_operator_pb2.OperatorRole, str]] = ...) -> None: ...
+
+class CreateOperatorResponse(_message.Message):
+    __slots__ = ("operator", "token")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    operator: _operator_pb2.Operator
+    token: str
+    def __init__(self, operator: _Optional[_Union[_operator_pb2.Operator, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListOperatorsRequest(_message.Message):
+    __slots__ = ("include_revoked",)
+    INCLUDE_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    include_revoked: bool
+    def __init__(self, include_revoked: _Optional[bool] = ...) -> None: ...
+
+class ListOperatorsResponse(_message.Message):
+    __slots__ = ("operators",)
+    OPERATORS_FIELD_NUMBER: _ClassVar[int]
+    operators: _containers.RepeatedCompositeFieldContainer[_operator_pb2.Operator]
+    def __init__(self, operators: _Optional[_Iterable[_Union[_operator_pb2.Operator, _Mapping]]] = ...) -> None: ...
+
+class RevokeOperatorRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RevokeOperatorResponse(_message.Message):
+    __slots__ = ("operator",)
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    operator: _operator_pb2.Operator
+    def __init__(self, operator: _Optional[_Union[_operator_pb2.Operator, _Mapping]] = ...) -> None: ...
+
+class RotateOperatorTokenRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RotateOperatorTokenResponse(_message.Message):
+    __slots__ = ("operator", "token")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    operator: _operator_pb2.Operator
+    token: str
+    def __init__(self, operator: _Optional[_Union[_operator_pb2.Operator, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("actor", "role", "operator")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    role: _operator_pb2.OperatorRole
+    operator: _operator_pb2.Operator
+    def __init__(self, actor: _Optional[str] = ..., role: _Optional[_Union[_operator_pb2.OperatorRole, str]] = ..., operator: _Optional[_Union[_operator_pb2.Operator, _Mapping]] = ...) -> None: ...

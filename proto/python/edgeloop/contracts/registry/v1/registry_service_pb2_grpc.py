@@ -28,7 +28,9 @@ if _version_not_supported:
 class RegistryServiceStub:
     """RegistryService decides who may stream, which model version answers which
     device, and which versions the model hosts load. Mutating calls need the admin
-    token (`authorization: Bearer <token>`); reads accept the admin or the read token.
+    token or an admin operator's token (`authorization: Bearer <token>`); reads accept
+    any of the registry's tokens (admin, read, or an operator's). The history records a
+    change's actor from the token: `operator:<name>`, or `admin` for the admin token.
     """
 
     def __init__(self, channel):
@@ -132,12 +134,39 @@ class RegistryServiceStub:
                 request_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RollbackModelRequest.SerializeToString,
                 response_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RollbackModelResponse.FromString,
                 _registered_method=True)
+        self.CreateOperator = channel.unary_unary(
+                '/edgeloop.registry.v1.RegistryService/CreateOperator',
+                request_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.CreateOperatorRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.CreateOperatorResponse.FromString,
+                _registered_method=True)
+        self.ListOperators = channel.unary_unary(
+                '/edgeloop.registry.v1.RegistryService/ListOperators',
+                request_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.ListOperatorsRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.ListOperatorsResponse.FromString,
+                _registered_method=True)
+        self.RevokeOperator = channel.unary_unary(
+                '/edgeloop.registry.v1.RegistryService/RevokeOperator',
+                request_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RevokeOperatorRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RevokeOperatorResponse.FromString,
+                _registered_method=True)
+        self.RotateOperatorToken = channel.unary_unary(
+                '/edgeloop.registry.v1.RegistryService/RotateOperatorToken',
+                request_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RotateOperatorTokenRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RotateOperatorTokenResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/edgeloop.registry.v1.RegistryService/WhoAmI',
+                request_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
     """RegistryService decides who may stream, which model version answers which
     device, and which versions the model hosts load. Mutating calls need the admin
-    token (`authorization: Bearer <token>`); reads accept the admin or the read token.
+    token or an admin operator's token (`authorization: Bearer <token>`); reads accept
+    any of the registry's tokens (admin, read, or an operator's). The history records a
+    change's actor from the token: `operator:<name>`, or `admin` for the admin token.
     """
 
     def RegisterDevice(self, request, context):
@@ -273,6 +302,41 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateOperator(self, request, context):
+        """CreateOperator creates an operator and returns its token exactly once (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOperators(self, request, context):
+        """ListOperators lists operators (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeOperator(self, request, context):
+        """RevokeOperator refuses an operator's token from now on (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateOperatorToken(self, request, context):
+        """RotateOperatorToken issues a new token and invalidates the old one (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """WhoAmI says who the presented token is: its role and the actor the history records.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -371,6 +435,31 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RollbackModelRequest.FromString,
                     response_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RollbackModelResponse.SerializeToString,
             ),
+            'CreateOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOperator,
+                    request_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.CreateOperatorRequest.FromString,
+                    response_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.CreateOperatorResponse.SerializeToString,
+            ),
+            'ListOperators': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOperators,
+                    request_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.ListOperatorsRequest.FromString,
+                    response_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.ListOperatorsResponse.SerializeToString,
+            ),
+            'RevokeOperator': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeOperator,
+                    request_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RevokeOperatorRequest.FromString,
+                    response_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RevokeOperatorResponse.SerializeToString,
+            ),
+            'RotateOperatorToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateOperatorToken,
+                    request_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RotateOperatorTokenRequest.FromString,
+                    response_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RotateOperatorTokenResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.WhoAmIRequest.FromString,
+                    response_serializer=edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.WhoAmIResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'edgeloop.registry.v1.RegistryService', rpc_method_handlers)
@@ -382,7 +471,9 @@ def add_RegistryServiceServicer_to_server(servicer, server):
 class RegistryService:
     """RegistryService decides who may stream, which model version answers which
     device, and which versions the model hosts load. Mutating calls need the admin
-    token (`authorization: Bearer <token>`); reads accept the admin or the read token.
+    token or an admin operator's token (`authorization: Bearer <token>`); reads accept
+    any of the registry's tokens (admin, read, or an operator's). The history records a
+    change's actor from the token: `operator:<name>`, or `admin` for the admin token.
     """
 
     @staticmethod
@@ -888,6 +979,141 @@ class RegistryService:
             '/edgeloop.registry.v1.RegistryService/RollbackModel',
             edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RollbackModelRequest.SerializeToString,
             edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RollbackModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.registry.v1.RegistryService/CreateOperator',
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.CreateOperatorRequest.SerializeToString,
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.CreateOperatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOperators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.registry.v1.RegistryService/ListOperators',
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.ListOperatorsRequest.SerializeToString,
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.ListOperatorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeOperator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.registry.v1.RegistryService/RevokeOperator',
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RevokeOperatorRequest.SerializeToString,
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RevokeOperatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateOperatorToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.registry.v1.RegistryService/RotateOperatorToken',
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RotateOperatorTokenRequest.SerializeToString,
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.RotateOperatorTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.registry.v1.RegistryService/WhoAmI',
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.WhoAmIRequest.SerializeToString,
+            edgeloop_dot_registry_dot_v1_dot_registry__service__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -160,7 +160,8 @@ async def trainer() -> AsyncIterator[tuple[Trainer, trainer_service_pb2_grpc.Tra
 def _monitor(pool: AsyncConnectionPool, deployments: Deployments, references: References,
              stub: trainer_service_pb2_grpc.TrainerServiceStub, clock: list[datetime]) -> DriftMonitor:
     # The synthetic drives are one continuous stream (no pauses between runs): one run.
-    retrainer = Retrainer(pool, stub, references, min_samples=200, min_runs=1)  # type: ignore[arg-type]
+    retrainer = Retrainer(pool, stub, references, min_samples=200, min_runs=1,  # type: ignore[arg-type]
+                          trials=2, epochs=8)
     return DriftMonitor(pool, load_rules(), deployments, references, retrainer,  # type: ignore[arg-type]
                         clock=lambda: clock[0])
 
@@ -208,8 +209,10 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     assert request.trigger.startswith("drift:") and request.promote
     assert list(request.data.deployments) == ["parking"]
     assert list(request.data.include_snapshots_of) == ["snap-beige"]
-    # It fine-tunes the serving version rather than forgetting the old world from scratch.
+    # It fine-tunes the serving version rather than forgetting the old world from scratch,
+    # in a small sweep: a drift retrain is urgent.
     assert request.warm_start.version == "1"
+    assert request.num_trials == 2 and list(request.search_space.epochs) == [8]
     # The new world's data starts where the first event dated the change.
     assert abs(request.data.start_time.ToDatetime(tzinfo=UTC)
                - (T0 + timedelta(minutes=10))) <= timedelta(seconds=1)
@@ -248,6 +251,8 @@ async def test_a_version_that_cannot_be_fine_tuned_is_retrained_from_scratch(
         await monitor.evaluate_once()
 
     assert [r.HasField("warm_start") for r in servicer.started] == [True, False]
+    # from scratch, a sweep needs the trainer's default epochs, not a fine-tune's few
+    assert list(servicer.started[1].search_space.epochs) == []
     assert all(e.sweep_id == "sweep-2" for e in await monitor.events.list("parking"))
 
 

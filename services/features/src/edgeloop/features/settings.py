@@ -57,6 +57,12 @@ class Settings(ServiceSettings):
                                            "fine-tune the version the deployment serves instead "
                                            "of training from scratch (keeps the old world, needs "
                                            "fewer epochs)")
+    drift_retrain_trials: int = Field(default=2, ge=0, le=256, description="trials of a "
+                                      "retraining sweep (0: the trainer's default); a drift "
+                                      "retrain is urgent, two trials run at once on two cores")
+    drift_retrain_epochs: int = Field(default=8, ge=0, le=1000, description="epochs of a "
+                                      "fine-tuning retraining sweep (0: the trainer's default); "
+                                      "a sweep from scratch always gets the trainer's default")
 
     @model_validator(mode="after")
     def _registry_token_with_addr(self) -> Settings:

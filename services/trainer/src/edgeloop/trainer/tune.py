@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
-from edgeloop.trainer.balance import epoch_rows, validation_rows
+from edgeloop.trainer.balance import epoch_rows
 from edgeloop.trainer.trial_tracing import TrialSpans, trace_config, trial_span
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -165,8 +165,8 @@ def batches_class(keras: Any) -> type:
     class Batches(keras.utils.PyDataset):
         """Batches of ``index`` rows from a memory-mapped image array.
 
-        Shuffled batches are training: every epoch draws its rows anew, each world of the
-        snapshot its equal share (:func:`~edgeloop.trainer.balance.epoch_rows`).
+        Shuffled batches are training: every epoch draws its rows anew, small worlds of the
+        snapshot repeated up to their share (:func:`~edgeloop.trainer.balance.epoch_rows`).
         """
 
         def __init__(self, images: Any, targets: Any, index: Any, batch_size: int,
@@ -213,8 +213,7 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
     train = batches(images, targets, np.flatnonzero(split == 0), batch, True, int(config["seed"]),
                     worlds)
     # the holdout (split 2) is never read by a trial
-    val = batches(images, targets, validation_rows(np.flatnonzero(split == 1), worlds), batch,
-                  False, 0)
+    val = batches(images, targets, np.flatnonzero(split == 1), batch, False, 0)
     model = build_model(
         config["architecture"],
         int(config["filters"]),

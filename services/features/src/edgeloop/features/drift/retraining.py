@@ -86,9 +86,10 @@ class RunningSweep:
 class Retrainer:
     """Starts and follows the retraining sweeps of drifted deployments."""
 
-    def __init__(self, pool: AsyncConnectionPool, trainer: trainer_service_pb2_grpc.TrainerServiceStub,
+    def __init__(self, pool: AsyncConnectionPool,
+                 trainer: trainer_service_pb2_grpc.TrainerServiceStub,
                  references: ReferenceCache, min_samples: int, min_runs: int = 4,
-                 warm_start: bool = True) -> None:
+                 warm_start: bool = True, trials: int = 0, epochs: int = 0) -> None:
         self.pool = pool
         self.events = DriftEvents(pool)
         self.trainer = trainer
@@ -96,6 +97,9 @@ class Retrainer:
         self.min_samples = min_samples
         self.min_runs = min_runs
         self.warm_start = warm_start
+        self.trials = trials
+        self.epochs = epochs
+        """Epochs of a fine-tuning sweep (0: the trainer's default; never for one from scratch)."""
         self.running: dict[str, RunningSweep] = {}
         """deployment → the sweep retraining it now."""
 
@@ -226,10 +230,12 @@ class Retrainer:
         data.data_groups.extend(scope.data_groups)
         request = trainer_service_pb2.StartSweepRequest(
             model_name=deployment.model_name, trigger=f"drift:{event_ids[-1]}", data=data,
-            deployment=deployment.name, promote=True)
+            deployment=deployment.name, promote=True, num_trials=self.trials)
         if self.warm_start and deployment.model_version:
             request.warm_start.CopyFrom(deployment_pb2.VersionSelector(
                 version=deployment.model_version))
+            if self.epochs:
+                request.search_space.epochs.append(self.epochs)
         try:
             reply = await self._start_sweep(request)
         except aio.AioRpcError as exc:
@@ -255,6 +261,7 @@ class Retrainer:
             log.warning("cannot fine-tune the serving version; retraining from scratch",
                         extra={"details": exc.details()})
             request.ClearField("warm_start")
+            request.search_space.ClearField("epochs")  # from scratch: the trainer's default
             return await self.trainer.StartSweep(request, timeout=DEFAULT_DEADLINE_S)
 
     async def _recover_running(self, deployment: str) -> None:

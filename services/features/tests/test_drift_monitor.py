@@ -118,6 +118,8 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
         self.started: list[trainer_service_pb2.StartSweepRequest] = []
         self.finished: set[str] = set()
         """Sweeps that have succeeded (and promoted version 2)."""
+        self.refused: set[str] = set()
+        """Sweeps that have succeeded and whose version 2 the gate refused."""
         self.can_fine_tune = True
 
     async def StartSweep(self, request, context):  # noqa: N802 - gRPC method name
@@ -131,9 +133,12 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
 
     async def GetSweep(self, request, context):  # noqa: N802
         done = request.sweep_id in self.finished
-        state = sweep_pb2.SWEEP_STATE_SUCCEEDED if done else sweep_pb2.SWEEP_STATE_RUNNING
+        refused = request.sweep_id in self.refused
+        state = (sweep_pb2.SWEEP_STATE_SUCCEEDED if done or refused
+                 else sweep_pb2.SWEEP_STATE_RUNNING)
         return trainer_service_pb2.GetSweepResponse(sweep=sweep_pb2.Sweep(
             sweep_id=request.sweep_id, state=state, model_version="2", promoted=done,
+            promotion_note="refused: forgets beige" if refused else "",
             trace_id="cd" * 16 if done else ""))
 
 
@@ -338,6 +343,42 @@ async def test_a_retrained_version_that_still_drifts_supersedes_the_event_and_re
     assert len(fresh) == 1 and fresh[0].model_version == "2", "a new event about version 2"
     assert len(servicer.started) == 2 and servicer.started[1].warm_start.version == "2"
     assert fresh[0].sweep_id == "sweep-2"
+
+
+async def test_a_refused_retrain_is_tried_again_with_twice_the_data_then_left_to_an_operator(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    servicer, stub = trainer
+    rng = np.random.default_rng(8)
+    _insert(database_url, _rows("beige", T0, 600, "1", rng))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 60, "1", rng, error_mm=40.0))
+    clock: list[datetime] = [T0]
+    monitor = _monitor(pool, Deployments(), References(), stub, clock)
+    await _evaluate_at(monitor, clock, 10.5, 11)
+    assert len(servicer.started) == 1  # at 240 labelled red frames (200 needed)
+
+    servicer.refused.add("sweep-1")
+    await _evaluate_at(monitor, clock, 11.2, 11.4)
+    events = await monitor.events.list("parking", open_only=True)
+    assert events and all(not e.sweep_id for e in events), "the events wait again"
+    assert all("version 2 refused by the gate: refused: forgets beige; retrying at 480 "
+               "labelled frames of the new world (attempt 2 of 3)" in e.note for e in events)
+    assert len(servicer.started) == 1, "not before the new world has twice the frames"
+
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=11), 60, "1", rng, error_mm=40.0))
+    await _evaluate_at(monitor, clock, 12)
+    assert len(servicer.started) == 2
+    assert servicer.started[1].data.start_time == servicer.started[0].data.start_time
+    servicer.refused.add("sweep-2")
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=12), 120, "1", rng, error_mm=40.0))
+    await _evaluate_at(monitor, clock, 12.1, 14)
+    assert len(servicer.started) == 3
+    servicer.refused.add("sweep-3")
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=14), 240, "1", rng, error_mm=40.0))
+    await _evaluate_at(monitor, clock, 14.1, 16, 18)
+    assert len(servicer.started) == 3, "three refusals: an operator decides"
+    events = await monitor.events.list("parking", open_only=True)
+    answered = [e for e in events if e.sweep_id == "sweep-3"]
+    assert answered and all("3 sweeps refused: left to an operator" in e.note for e in answered)
 
 
 async def test_undrifted_drive_raises_no_alarm(database_url: str, pool: AsyncConnectionPool,

@@ -110,6 +110,13 @@ class DriftEvents:
                                "note = %s WHERE event_id = ANY(%s)",
                                (sweep_id, trace_id, note, [uuid.UUID(e) for e in event_ids]))
 
+    async def detach(self, sweep_id: str, note: str) -> None:
+        """Open events of a sweep wait for another one (the note says why; its id is in it)."""
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE features.drift_events SET sweep_id = '', sweep_trace_id = "
+                               "'', note = %s WHERE sweep_id = %s AND state = 'open'",
+                               (note, sweep_id))
+
     async def set_note(self, event_ids: list[str], note: str) -> None:
         """Say on open events why nothing is done about them (no sweep attached)."""
         async with self.pool.connection() as conn:

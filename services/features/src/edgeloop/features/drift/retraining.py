@@ -24,6 +24,11 @@ world changed again while the deployment retrained: the event waits, and once th
 running sweep has ended and its version serves, a new sweep fine-tunes that version on
 the new world.
 
+A candidate the gate refuses is not the end: the events wait again, and a new sweep
+starts once the new world has twice the labelled frames the refused one had (more data
+to learn it and a larger holdout to judge it), up to ``MAX_ATTEMPTS`` sweeps per drift;
+after the last refusal the events stay open with the gate's reason for an operator.
+
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
 any deployment of its data group. When there are none, no sweep is started (it could
@@ -51,6 +56,8 @@ log = logging.getLogger(__name__)
 STARTED_NOTE = "retraining: sweep"
 NEEDS_LABELS_NOTE = "needs labelled data from data group"
 WAITS_NOTE = "waits for retraining sweep"
+MAX_ATTEMPTS = 3
+"""Retraining sweeps per drift before a refusal is left to an operator."""
 RUN_GAP = "1 second"
 """Frames of one device session further apart than this belong to different runs."""
 _FINISHED = {sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep_pb2.SWEEP_STATE_FAILED,
@@ -81,6 +88,17 @@ class RunningSweep:
     sweep_id: str
     data_end: datetime | None
     """When the sweep was started (its data was selected up to then); None until known."""
+    frames: int = 0
+    """Labelled frames of the new world it was started with (0: unknown, after a restart)."""
+
+
+@dataclass
+class Attempts:
+    """Refused retraining sweeps of a deployment's current drift."""
+
+    refused: int = 0
+    min_frames: int = 0
+    """Labelled frames of the new world the next attempt waits for."""
 
 
 class Retrainer:
@@ -102,6 +120,8 @@ class Retrainer:
         """Epochs of a fine-tuning sweep (0: the trainer's default; never for one from scratch)."""
         self.running: dict[str, RunningSweep] = {}
         """deployment → the sweep retraining it now."""
+        self.attempts: dict[str, Attempts] = {}
+        """deployment → its refused sweeps since the last promotion."""
 
     async def follow(self, deployment: ActiveDeployment, now: datetime) -> None:
         """Note finished sweeps, then start one if the deployment drifted and none runs."""
@@ -118,10 +138,12 @@ class Retrainer:
         if deployment.name in self.running:
             await self._answer_by_running(deployment.name, waiting)
             return
+        if self.attempts.get(deployment.name, Attempts()).refused >= MAX_ATTEMPTS:
+            return
         # The new world began where the first event says its change began (a CUSUM's
         # change point, else its window's start); later events' windows reach further back.
         since = min(waiting, key=lambda e: e.fired_at).window_start
-        scope = await self._scope(deployment.name, since)
+        scope, frames = await self._scope(deployment.name, since)
         if scope is None:
             group = await self._data_group(deployment.name)
             note = (f"{NEEDS_LABELS_NOTE} {group or '(none)'}: this deployment's robots send no "
@@ -130,7 +152,7 @@ class Retrainer:
             if await self._note_once(waiting, note):
                 log.warning("drift without labelled data; no sweep", extra={"data_group": group})
             return
-        await self._start(deployment, [e.event_id for e in waiting], since, scope, now)
+        await self._start(deployment, [e.event_id for e in waiting], since, scope, now, frames)
 
     async def _answer_by_running(self, deployment: str, waiting: list[DriftEventRow]) -> None:
         """Attach events the running sweep's data covers; the others wait for a new sweep.
@@ -167,29 +189,40 @@ class Retrainer:
             await self.events.set_note([e.event_id for e in fresh], note)
         return bool(fresh)
 
-    async def _scope(self, deployment: str, since: datetime) -> sweep_pb2.DataSelection | None:
+    async def _scope(self, deployment: str,
+                     since: datetime) -> tuple[sweep_pb2.DataSelection | None, int]:
         """Where the new world's labels come from, once there are enough; None if nowhere.
 
         The deployment's own labelled frames first; for a deployment without labels, those of
-        its data group. ``DataSelection()`` (empty) means: not enough yet, wait.
+        its data group. ``DataSelection()`` (empty) means: not enough yet, wait. The count is
+        the new world's labelled frames found there.
         """
         own = await self._labelled_runs("deployment = %s", deployment, since)
         if own[0]:
-            return self._enough(own, sweep_pb2.DataSelection(deployments=[deployment]))
+            return self._enough_for(deployment, own,
+                                    sweep_pb2.DataSelection(deployments=[deployment])), own[0]
         group = await self._data_group(deployment)
         if group:
             shared = await self._labelled_runs("data_group = %s", group, since)
             if shared[0]:
-                return self._enough(shared, sweep_pb2.DataSelection(data_groups=[group]))
+                return self._enough_for(deployment, shared,
+                                        sweep_pb2.DataSelection(data_groups=[group])), shared[0]
         if await self._unlabelled_since(deployment, since):
-            return None
-        return sweep_pb2.DataSelection()
+            return None, 0
+        return sweep_pb2.DataSelection(), 0
 
     def _enough(self, found: tuple[int, int],
                 scope: sweep_pb2.DataSelection) -> sweep_pb2.DataSelection:
         frames, runs = found
         enough = frames >= self.min_samples and runs >= self.min_runs
         return scope if enough else sweep_pb2.DataSelection()
+
+    def _enough_for(self, deployment: str, found: tuple[int, int],
+                    scope: sweep_pb2.DataSelection) -> sweep_pb2.DataSelection:
+        """Like ``_enough``; after a refusal also twice the frames of the refused sweep."""
+        if found[0] < self.attempts.get(deployment, Attempts()).min_frames:
+            return sweep_pb2.DataSelection()
+        return self._enough(found, scope)
 
     async def _labelled_runs(self, where: str, value: str, since: datetime,
                              until: datetime | None = None) -> tuple[int, int]:
@@ -220,7 +253,7 @@ class Retrainer:
             return row[0] if row else ""
 
     async def _start(self, deployment: ActiveDeployment, event_ids: list[str], since: datetime,
-                     scope: sweep_pb2.DataSelection, now: datetime) -> None:
+                     scope: sweep_pb2.DataSelection, now: datetime, frames: int) -> None:
         if not (scope.deployments or scope.data_groups):
             return  # not enough of the new world yet
         snapshot = self.references.snapshot_of(deployment.model_name, deployment.model_version)
@@ -243,7 +276,7 @@ class Retrainer:
                         extra={"code": exc.code().name, "details": exc.details()})
             return
         sweep = reply.sweep
-        self.running[deployment.name] = RunningSweep(sweep.sweep_id, now)
+        self.running[deployment.name] = RunningSweep(sweep.sweep_id, now, frames)
         await self.events.attach_sweep(event_ids, sweep.sweep_id, sweep.trace_id,
                                        f"{STARTED_NOTE} {sweep.sweep_id} started")
         log.info("retraining started", extra={"sweep_id": sweep.sweep_id, "events": event_ids})
@@ -287,8 +320,28 @@ class Retrainer:
             running.data_end = sweep.created_at.ToDatetime(tzinfo=UTC)
         if sweep.state not in _FINISHED:
             return False
-        await self.events.note(running.sweep_id, outcome_note(sweep), sweep.trace_id)
         del self.running[deployment]
         log.info("retraining finished", extra={"sweep_id": running.sweep_id,
                                                "note": outcome_note(sweep)})
+        if sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED and not sweep.promoted:
+            await self._refused(deployment, running, sweep)
+        else:
+            if sweep.promoted:
+                self.attempts.pop(deployment, None)
+            await self.events.note(running.sweep_id, outcome_note(sweep), sweep.trace_id)
         return True
+
+    async def _refused(self, deployment: str, running: RunningSweep,
+                       sweep: sweep_pb2.Sweep) -> None:
+        """The gate refused the candidate: try again with twice the data, or give up."""
+        attempts = self.attempts.setdefault(deployment, Attempts())
+        attempts.refused += 1
+        if attempts.refused >= MAX_ATTEMPTS:
+            await self.events.note(running.sweep_id, f"{outcome_note(sweep)}; "
+                                   f"{attempts.refused} sweeps refused: left to an operator",
+                                   sweep.trace_id)
+            return
+        attempts.min_frames = 2 * max(running.frames, self.min_samples)
+        await self.events.detach(running.sweep_id, f"{outcome_note(sweep)}; retrying at "
+                                 f"{attempts.min_frames} labelled frames of the new world "
+                                 f"(attempt {attempts.refused + 1} of {MAX_ATTEMPTS})")

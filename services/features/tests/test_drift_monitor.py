@@ -352,7 +352,9 @@ async def test_a_refused_retrain_is_tried_again_with_twice_the_data_then_left_to
     _insert(database_url, _rows("beige", T0, 600, "1", rng))
     _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 60, "1", rng, error_mm=40.0))
     clock: list[datetime] = [T0]
-    monitor = _monitor(pool, Deployments(), References(), stub, clock)
+    deployments = Deployments()
+    monitor = _monitor(pool, deployments, References(**{"1": ["beige"], "2": ["beige"]}), stub,
+                       clock)
     await _evaluate_at(monitor, clock, 10.5, 11)
     assert len(servicer.started) == 1  # at 240 labelled red frames (200 needed)
 
@@ -379,6 +381,12 @@ async def test_a_refused_retrain_is_tried_again_with_twice_the_data_then_left_to
     events = await monitor.events.list("parking", open_only=True)
     answered = [e for e in events if e.sweep_id == "sweep-3"]
     assert answered and all("3 sweeps refused: left to an operator" in e.note for e in answered)
+
+    # An operator promotes version 2 (which does not know red either): judged afresh on it.
+    deployments.version = "2"
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=18), 120, "2", rng, error_mm=40.0))
+    await _evaluate_at(monitor, clock, 18.5, 20)
+    assert len(servicer.started) == 4 and servicer.started[3].warm_start.version == "2"
 
 
 async def test_undrifted_drive_raises_no_alarm(database_url: str, pool: AsyncConnectionPool,

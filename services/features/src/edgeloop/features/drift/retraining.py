@@ -27,7 +27,8 @@ the new world.
 A candidate the gate refuses is not the end: the events wait again, and a new sweep
 starts once the new world has twice the labelled frames the refused one had (more data
 to learn it and a larger holdout to judge it), up to ``MAX_ATTEMPTS`` sweeps per drift;
-after the last refusal the events stay open with the gate's reason for an operator.
+after the last refusal the events stay open with the gate's reason for an operator. The
+count starts afresh when another version serves or no event is open any more.
 
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
@@ -90,12 +91,16 @@ class RunningSweep:
     """When the sweep was started (its data was selected up to then); None until known."""
     frames: int = 0
     """Labelled frames of the new world it was started with (0: unknown, after a restart)."""
+    version: str = ""
+    """The version that served when it started."""
 
 
 @dataclass
 class Attempts:
     """Refused retraining sweeps of a deployment's current drift."""
 
+    version: str
+    """The serving version they tried to replace; another version serving starts afresh."""
     refused: int = 0
     min_frames: int = 0
     """Labelled frames of the new world the next attempt waits for."""
@@ -132,13 +137,17 @@ class Retrainer:
             return
         if not deployment.model_name:
             return
-        waiting = [e for e in await self.events.open_events(deployment.name) if not e.sweep_id]
+        open_events = await self.events.open_events(deployment.name)
+        attempts = self.attempts.get(deployment.name)
+        if attempts and (not open_events or attempts.version != deployment.model_version):
+            del self.attempts[deployment.name]  # that drift is over, or another version serves
+        waiting = [e for e in open_events if not e.sweep_id]
         if not waiting:
             return
         if deployment.name in self.running:
             await self._answer_by_running(deployment.name, waiting)
             return
-        if self.attempts.get(deployment.name, Attempts()).refused >= MAX_ATTEMPTS:
+        if self._attempts(deployment.name).refused >= MAX_ATTEMPTS:
             return
         # The new world began where the first event says its change began (a CUSUM's
         # change point, else its window's start); later events' windows reach further back.
@@ -217,10 +226,13 @@ class Retrainer:
         enough = frames >= self.min_samples and runs >= self.min_runs
         return scope if enough else sweep_pb2.DataSelection()
 
+    def _attempts(self, deployment: str) -> Attempts:
+        return self.attempts.get(deployment) or Attempts(version="")
+
     def _enough_for(self, deployment: str, found: tuple[int, int],
                     scope: sweep_pb2.DataSelection) -> sweep_pb2.DataSelection:
         """Like ``_enough``; after a refusal also twice the frames of the refused sweep."""
-        if found[0] < self.attempts.get(deployment, Attempts()).min_frames:
+        if found[0] < self._attempts(deployment).min_frames:
             return sweep_pb2.DataSelection()
         return self._enough(found, scope)
 
@@ -276,7 +288,8 @@ class Retrainer:
                         extra={"code": exc.code().name, "details": exc.details()})
             return
         sweep = reply.sweep
-        self.running[deployment.name] = RunningSweep(sweep.sweep_id, now, frames)
+        self.running[deployment.name] = RunningSweep(sweep.sweep_id, now, frames,
+                                                     deployment.model_version)
         await self.events.attach_sweep(event_ids, sweep.sweep_id, sweep.trace_id,
                                        f"{STARTED_NOTE} {sweep.sweep_id} started")
         log.info("retraining started", extra={"sweep_id": sweep.sweep_id, "events": event_ids})
@@ -334,7 +347,7 @@ class Retrainer:
     async def _refused(self, deployment: str, running: RunningSweep,
                        sweep: sweep_pb2.Sweep) -> None:
         """The gate refused the candidate: try again with twice the data, or give up."""
-        attempts = self.attempts.setdefault(deployment, Attempts())
+        attempts = self.attempts.setdefault(deployment, Attempts(running.version))
         attempts.refused += 1
         if attempts.refused >= MAX_ATTEMPTS:
             await self.events.note(running.sweep_id, f"{outcome_note(sweep)}; "

@@ -8,7 +8,8 @@ error of a model shown another world is that world's doing, not concept drift. A
 deployment with open events and no retraining yet gets one sweep (trigger = the first
 event) once enough labelled data of the new world has arrived; the sweep's outcome
 (promoted, refused by the gate, failed) is noted on its events. One sweep at a time per
-deployment; an event whose retrained model was refused stays open with that reason. An
+deployment; a candidate the gate refuses is tried again with more data, and after the
+third refusal the events stay open with the gate's reason (see ``retraining``). An
 event whose retrained version serves but still exceeds the rule is ``superseded`` by a
 new event about that version (which retrains again), never left open and forgotten.
 """

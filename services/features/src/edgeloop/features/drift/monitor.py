@@ -155,9 +155,10 @@ class DriftMonitor:
         drift for this version (a new event, and a new retrain), not the old event's.
         An event still waiting for its retrain, or whose sweep runs, is not.
         """
-        running = self.retrainer.running.get(deployment.name) if self.retrainer else None
+        running = (self.retrainer is not None
+                   and self.retrainer.is_running(deployment.name, event.sweep_id))
         return (bool(event.sweep_id) and event.model_version != deployment.model_version
-                and (running is None or running.sweep_id != event.sweep_id))
+                and not running)
 
     async def _arm(self, rule: Rule, deployment: ActiveDeployment, signal: SignalValue,
                    track: RuleTrack, now: datetime) -> None:

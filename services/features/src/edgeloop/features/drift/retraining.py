@@ -128,6 +128,11 @@ class Retrainer:
         self.attempts: dict[str, Attempts] = {}
         """deployment → its refused sweeps since the last promotion."""
 
+    def is_running(self, deployment: str, sweep_id: str) -> bool:
+        """Whether ``sweep_id`` is the sweep retraining ``deployment`` now."""
+        running = self.running.get(deployment)
+        return running is not None and running.sweep_id == sweep_id
+
     async def follow(self, deployment: ActiveDeployment, now: datetime) -> None:
         """Note finished sweeps, then start one if the deployment drifted and none runs."""
         if deployment.name not in self.running:
@@ -187,9 +192,8 @@ class Retrainer:
         changed = event.change_point
         if changed is None:
             return True
-        frames, runs = await self._labelled_runs("deployment = %s", deployment, changed,
-                                                 running.data_end)
-        return frames >= self.min_samples and runs >= self.min_runs
+        return self._is_enough(await self._labelled_runs("deployment = %s", deployment, changed,
+                                                         running.data_end))
 
     async def _note_once(self, events: list[DriftEventRow], note: str) -> bool:
         """Set ``note`` on the events that do not have it yet; True if there were any."""
@@ -220,11 +224,14 @@ class Retrainer:
             return None, 0
         return sweep_pb2.DataSelection(), 0
 
+    def _is_enough(self, found: tuple[int, int]) -> bool:
+        """Whether (labelled frames, runs) of a new world let the gate judge it."""
+        frames, runs = found
+        return frames >= self.min_samples and runs >= self.min_runs
+
     def _enough(self, found: tuple[int, int],
                 scope: sweep_pb2.DataSelection) -> sweep_pb2.DataSelection:
-        frames, runs = found
-        enough = frames >= self.min_samples and runs >= self.min_runs
-        return scope if enough else sweep_pb2.DataSelection()
+        return scope if self._is_enough(found) else sweep_pb2.DataSelection()
 
     def _attempts(self, deployment: str) -> Attempts:
         return self.attempts.get(deployment) or Attempts(version="")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -24,6 +23,7 @@ from opentelemetry.trace import Span
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.gateway.decoding import BatchDecoder
 from edgeloop.gateway.deployments import DeploymentState
 from edgeloop.gateway.device_predictions import SERVER_SHADOW, DevicePredictions, as_server_shadow
 from edgeloop.gateway.hosts.base import ModelKey
@@ -39,7 +39,13 @@ from edgeloop.gateway.observations import (
 from edgeloop.gateway.routing import NO_ARM, DeploymentView, Route, Router
 from edgeloop.gateway.spool import Spool
 from edgeloop.gateway.tracing import frame_tracer, start_frame_span, trace_ids
-from edgeloop.gateway.validation import FrameRejected, Reason, check_envelope, decode_jpeg
+from edgeloop.gateway.validation import (
+    DecodedImage,
+    FrameRejected,
+    Reason,
+    check_envelope,
+    decode_jpeg,
+)
 from edgeloop.platform import log_context
 
 log = logging.getLogger(__name__)
@@ -89,11 +95,11 @@ class FrameProcessor:
         self.tracer = frame_tracer()
         self.device = DevicePredictions(router, self._call)
         # cv2.imdecode releases the GIL: decoding on threads keeps the event loop free.
-        self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="edgeloop-decode")
+        self._decoder: BatchDecoder[DecodedImage] = BatchDecoder(decode_jpeg, decode_threads)
 
     def close(self) -> None:
         """Stop the decode threads."""
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
+        self._decoder.close()
 
     async def process(self, frame: edge_pb2.Frame, device_id: str, session_id: str,
                       deployment: str, previous_seq: int | None, received_perf: float,
@@ -120,8 +126,7 @@ class FrameProcessor:
                                 "spool: full; the gateway cannot record frame.jpeg durably now",
                                 grpc.StatusCode.RESOURCE_EXHAUSTED)
         try:
-            image = await asyncio.get_running_loop().run_in_executor(
-                self._decode_pool, decode_jpeg, frame.jpeg)
+            image = await self._decoder.decode(frame.jpeg)
         except BaseException:
             self.spool.unreserve(reserved)
             raise
@@ -187,8 +192,9 @@ class FrameProcessor:
         try:
             with self.tracer.start_as_current_span("model_host.predict", kind=trace.SpanKind.CLIENT,
                                                    attributes=attributes):
-                return await asyncio.wait_for(self.predictor.predict_one(key, rgb),
-                                              PREDICT_TIMEOUT_S)
+                # asyncio.timeout, not wait_for: wait_for wraps the call in a task of its own
+                async with asyncio.timeout(PREDICT_TIMEOUT_S):
+                    return await self.predictor.predict_one(key, rgb)
         except Exception as exc:
             raise FrameRejected(Reason.FRAME_ERROR_REASON_MODEL_UNAVAILABLE,
                                 f"model {key.model_name} v{key.version}: cannot answer now "

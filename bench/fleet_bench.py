@@ -87,13 +87,17 @@ class Stack:
         return ClientTLS.from_env(self.record().get("tls", {}))
 
     def tree(self, part: str) -> list[psutil.Process]:
-        """The part's process and everything it started."""
-        pid = self.record()["parts"][part]["pid"]
-        try:
-            root = psutil.Process(pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        """The part's processes (every gateway process for ``gateway``) and all they started."""
+        parts = self.record()["parts"]
+        names = [n for n in parts if n == part or (part == "gateway" and n.startswith("gateway-"))]
+        processes: list[psutil.Process] = []
+        for name in names:
+            try:
+                root = psutil.Process(parts[name]["pid"])
+                processes += [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        return processes
 
 
 def _edgeloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -102,9 +106,10 @@ def _edgeloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def local_stack(root: Path) -> Iterator[Stack]:
+def local_stack(root: Path, gateway_processes: int = 1) -> Iterator[Stack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
     env["EDGELOOP_STATE_DIR"] = str(root / "state")
+    env["EDGELOOP_GATEWAY_PROCESSES"] = str(gateway_processes)
     for part in DEFAULT_PORTS:
         env[f"EDGELOOP_{part.upper()}_PORT"] = str(free_port())
     started = time.monotonic()
@@ -112,7 +117,8 @@ def local_stack(root: Path) -> Iterator[Stack]:
         result = _edgeloop(env, "up", "--timeout", "900")
         if result.returncode != 0:
             raise SystemExit(f"edgeloop up failed:\n{result.stdout}\n{result.stderr}")
-        print(f"stack up in {time.monotonic() - started:.0f} s ({root / 'state'})", flush=True)
+        print(f"stack up in {time.monotonic() - started:.0f} s with {gateway_processes} gateway "
+              f"process(es) ({root / 'state'})", flush=True)
         yield Stack(env, root / "state")
     finally:
         _edgeloop(env, "down")
@@ -424,6 +430,27 @@ def _print_loop_activity(stack: Stack) -> None:
     print(f"  drift events {events}; sweeps {dict(sweeps) or 'none'}")
 
 
+def run_stack(root: Path, gateway_processes: int, args: argparse.Namespace) -> bool:
+    """The soak or every row on one stack; whether every row recorded exactly what was sent."""
+    root.mkdir(mode=0o755)
+    ok = True
+    with local_stack(root, gateway_processes) as stack:
+        robots = max(args.robots) if not args.soak_minutes else (
+            args.robots[0] if args.robots != [10, 100, 200] else 100)
+        tokens = publish_model(stack, root, robots)
+        if args.soak_minutes:
+            return soak(stack, tokens, args)
+        rows = [(n, fps) for n in args.robots for fps in args.fps] + [(10, 0.0)]
+        for count, fps in rows:
+            fleet = dict(list(tokens.items())[:count])
+            rate = f"{fps:g} fps" if fps else f"full speed (window {args.window})"
+            row, good = measure(stack, fleet, ["beige"], fps, args.seconds, args.window,
+                                f"{count} robots x {rate}, {gateway_processes} gateway process(es)")
+            ok &= good
+            print(row, flush=True)
+    return ok
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--robots", type=gateway_bench._ints, default=[10, 100, 200])
@@ -434,6 +461,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per row")
     parser.add_argument("--soak-minutes", type=float, default=0.0,
                         help="run the soak instead of the rows (100 robots unless --robots)")
+    parser.add_argument("--gateway-processes", type=gateway_bench._ints, default=[1],
+                        help="gateway processes on the one port (EDGELOOP_GATEWAY_PROCESSES); "
+                        "several values: one stack, and every row, per value")
     parser.add_argument("--skip-beside", action="store_true",
                         help="skip the model-only limit and thesis transport rows")
     return parser.parse_args()
@@ -445,21 +475,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="edgeloop-fleet-bench-"))
     os.chmod(root, 0o755)
     ok = True
-    with local_stack(root) as stack:
-        robots = max(args.robots) if not args.soak_minutes else (
-            args.robots[0] if args.robots != [10, 100, 200] else 100)
-        tokens = publish_model(stack, root, robots)
-        if args.soak_minutes:
-            ok = soak(stack, tokens, args)
-        else:
-            rows = [(n, fps) for n in args.robots for fps in args.fps] + [(10, 0.0)]
-            for count, fps in rows:
-                fleet = dict(list(tokens.items())[:count])
-                rate = f"{fps:g} fps" if fps else f"full speed (window {args.window})"
-                row, good = measure(stack, fleet, ["beige"], fps, args.seconds, args.window,
-                                    f"{count} robots x {rate}")
-                ok &= good
-                print(row, flush=True)
+    for processes in args.gateway_processes:
+        ok &= run_stack(root / f"gateways-{processes}", processes, args)
     if not args.skip_beside and not args.soak_minutes:
         frames = gateway_bench.render_frames(64)
         model = gateway_bench.export_model(root / "limit", "thesis")

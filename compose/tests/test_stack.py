@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import signal
@@ -26,6 +27,11 @@ import pytest
 
 from edgeloop.compose.stack.processes import process_tree
 from edgeloop.compose.stack.topology import CONSOLE, DEFAULT_PORTS, SERVICES
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
+from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
+from edgeloop.contracts.edge.v1 import edge_pb2
+from edgeloop.platform.channels import open_channel
+from edgeloop.platform.tls import ClientTLS
 from edgeloop.testing import free_port
 
 SERVICE_NAMES = {
@@ -52,6 +58,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     """Environment for a private stack: its own state folder and free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
     env["EDGELOOP_STATE_DIR"] = str(tmp_path_factory.mktemp("stack") / "state")
+    env["EDGELOOP_GATEWAY_PROCESSES"] = "2"  # two gateways share the port (SO_REUSEPORT)
     for part in DEFAULT_PORTS:
         env[f"EDGELOOP_{part.upper()}_PORT"] = str(free_port())
     yield env
@@ -67,7 +74,40 @@ def started(stack_env: dict[str, str]) -> dict:
 
 
 def test_up_brings_every_part_to_serving(started: dict) -> None:
-    assert set(started["parts"]) == {"postgres", "mlflow", "ray", *SERVICES, CONSOLE, "supervisor"}
+    assert set(started["parts"]) == {"postgres", "mlflow", "ray", *SERVICES, "gateway-2", CONSOLE,
+                                     "supervisor"}
+    gateways = [started["parts"][name] for name in ("gateway", "gateway-2")]
+    assert gateways[0]["address"] == gateways[1]["address"]
+    assert gateways[0]["pid"] != gateways[1]["pid"]
+
+
+async def _welcomed_by(address: str, tls: ClientTLS | None, device_id: str, token: str) -> str:
+    """The gateway id that greets a new connection (its own TCP connection each time)."""
+    options = [("grpc.use_local_subchannel_pool", 1)]  # no connection shared between channels
+    async with open_channel(address, tls=tls, options=options) as channel:
+        stream = gw_grpc.EdgeGatewayServiceStub(channel).Stream(
+            metadata=(("authorization", f"Bearer {token}"), ("x-device-id", device_id)),
+            timeout=60)
+        await stream.write(gw_pb2.StreamRequest(hello=edge_pb2.Hello(
+            device_id=device_id, session_id=f"s-{secrets.token_hex(4)}")))
+        first = await stream.read()
+        await stream.done_writing()
+        stream.cancel()
+        return first.welcome.gateway_id
+
+
+async def test_robots_are_spread_over_both_gateway_processes(stack_env: dict[str, str],
+                                                             started: dict) -> None:
+    added = _edgeloop(stack_env, "devices", "add", "spread-robot", "--id", "spread-1", timeout=60)
+    assert added.returncode == 0, added.stdout + added.stderr
+    token = added.stdout.split("token:")[1].split()[0]
+    tls = ClientTLS.from_env(started["tls"])
+    address = started["parts"]["gateway"]["address"]
+    # The kernel hashes each new connection to one of the two listeners: 24 connections all
+    # landing on one of them has a chance of 2**-23.
+    greeters = [await _welcomed_by(address, tls, "spread-1", token) for _ in range(24)]
+    hostname = socket.gethostname()
+    assert set(greeters) == {hostname, f"{hostname}-gateway-2"}, greeters
 
 
 def test_up_made_a_ca_and_certificates_with_private_keys(stack_env: dict[str, str],

@@ -155,3 +155,19 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(tmp_path: Path) -> None:
         assert process.wait(20) == 0
     finally:
         process.kill()
+
+
+async def test_a_taken_port_is_refused_unless_both_servers_share_it() -> None:
+    from edgeloop.platform.server import PortInUse
+
+    address = f"127.0.0.1:{free_port()}"
+    async with serve(ExampleApp(), ServiceSettings(listen_addr=address)):
+        with pytest.raises(PortInUse, match="EDGELOOP_LISTEN_ADDR"):
+            async with serve(ExampleApp(), ServiceSettings(listen_addr=address)):
+                pass
+    shared = ServiceSettings(listen_addr=f"127.0.0.1:{free_port()}", reuse_port=True)
+    async with serve(ExampleApp(), shared), serve(ExampleApp(), shared) as second:
+        async with aio.insecure_channel(second.address) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING

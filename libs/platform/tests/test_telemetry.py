@@ -102,3 +102,16 @@ def test_no_backups_drops_the_full_file(tmp_path: Path, backups: int):
             pass
     assert [p.name for p in tmp_path.iterdir()] == ["registry.jsonl"]
     assert _names(path)[-1] == "span-9"
+
+
+def test_the_standard_sampler_variables_choose_which_frames_are_traced(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeloop.platform.telemetry import tracer_provider
+
+    every = tracer_provider("sampling-test").get_tracer("t")
+    assert every.start_span("frame").is_recording()  # the default: every frame is traced
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    sampled = tracer_provider("sampling-test").get_tracer("t")
+    kept = sum(sampled.start_span("frame").is_recording() for _ in range(4000))
+    assert 800 < kept < 1200  # a quarter, decided per trace id

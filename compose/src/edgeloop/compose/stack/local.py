@@ -114,6 +114,33 @@ def _start_process(state: StackState, record: PartRecord, command: list[str],
     state.parts[record.name] = record
 
 
+def _extra_gateways(state: StackState) -> list[str]:
+    return sorted((name for name in state.parts if name.startswith("gateway-")),
+                  key=lambda name: int(name.rpartition("-")[2]))
+
+
+def _with_extra_gateways(services: tuple[str, ...], state: StackState) -> list[str]:
+    """``services`` with every extra gateway process the state records after ``gateway``."""
+    names: list[str] = []
+    for service in services:
+        names += [service, *(_extra_gateways(state) if service == "gateway" else [])]
+    return names
+
+
+def _stop_extra_gateways(state: StackState, topology: Topology, progress: Progress,
+                         wanted: list[str] | None) -> None:
+    """Gateway processes beyond ``EDGELOOP_GATEWAY_PROCESSES`` (a smaller number than the
+    last `up`) are stopped; their spools are kept and replayed when the number grows again."""
+    if wanted is None:
+        return
+    for name in _extra_gateways(state):
+        if name not in wanted:
+            record = state.parts.pop(name)
+            progress(f"{name}: stopping (EDGELOOP_GATEWAY_PROCESSES={topology.gateway_processes})")
+            if record.pid:
+                stop_tree(record.pid, timeout_s=20.0)
+
+
 def _probe(record: PartRecord, tls: ClientTLS | None = None) -> str:
     if record.kind == "ray":
         token_file = Path(record.token_file)
@@ -150,11 +177,16 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
         if topology.model_host == "rayserve":
             _start_modelserver(topology, state, progress, plan)
         for service in SERVICES:
-            record = PartRecord(service, topology.address(service), None,
-                                str(logs / f"{service}.log"))
-            progress(f"{service}: starting on {record.address}")
-            _start_process(state, record, [sys.executable, "-m", f"edgeloop.{service}"],
-                           topology.service_env(service, secrets), plan, topology.nice[service])
+            parts = topology.gateway_parts if service == "gateway" else [service]
+            for part in parts:
+                record = PartRecord(part, topology.address(service), None,
+                                    str(logs / f"{part}.log"))
+                progress(f"{part}: starting on {record.address}")
+                env = (topology.gateway_env(part, secrets) if service == "gateway"
+                       else topology.service_env(service, secrets))
+                _start_process(state, record, [sys.executable, "-m", f"edgeloop.{service}"],
+                               env, plan, topology.nice[service])
+            _stop_extra_gateways(state, topology, progress, parts if service == "gateway" else None)
         console = PartRecord(CONSOLE, topology.address(CONSOLE), None, str(logs / "console.log"),
                              kind="http", url=f"{topology.console_url}/healthz")
         progress(f"console: starting on {topology.console_url}")
@@ -250,7 +282,8 @@ def down(topology: Topology, progress: Progress) -> list[int]:
         survivors += stop_tree(watcher.pid)
     state = StackState.load(topology.state_dir)  # the supervisor's last restarts
     state.parts.pop("supervisor", None)
-    for name in [CONSOLE, *reversed(SERVICES), "modelserver", "ray", "mlflow"]:
+    for name in [CONSOLE, *reversed(_with_extra_gateways(SERVICES, state)), "modelserver", "ray",
+                 "mlflow"]:
         record = state.parts.pop(name, None)
         if record and record.pid:
             progress(f"{name}: stopping (pid {record.pid})")

@@ -13,6 +13,7 @@ Serving client.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ TELEMETRY_VARIABLES = ("EDGELOOP_OTLP_ENDPOINT", "EDGELOOP_TRACE_FILE_MAX_BYTES"
 """Span export settings of the user's environment that every service gets (the services
 otherwise see none of the caller's EDGELOOP_* variables): a local stack pointed at a
 collector exports to it and keeps its span files for `edgeloop trace`."""
+MAX_GATEWAY_PROCESSES = 64
 CONSOLE = "console"
 """The operators' web console (HTTP, services/console), started after the services."""
 
@@ -74,6 +76,8 @@ class Topology:
     model_host: str = "embedded"
     """``embedded`` (models inside the gateway) or ``rayserve`` (``EDGELOOP_MODEL_HOST``)."""
     rayserve_replicas: int = 1
+    gateway_processes: int = 1
+    """Gateway processes sharing the gateway port (``EDGELOOP_GATEWAY_PROCESSES``)."""
 
     @classmethod
     def from_env(cls, state_dir: Path) -> Topology:
@@ -96,7 +100,26 @@ class Topology:
                 raise ValueError(f"EDGELOOP_{part.upper()}_PORT: not a port number (got {raw!r})")
             ports[part] = int(raw) if raw else default
         return cls(state_dir=state_dir, ports=ports, nice=_nice_from_env(model_host),
-                   tls_mode=tls_mode(), model_host=model_host, rayserve_replicas=int(replicas))
+                   tls_mode=tls_mode(), model_host=model_host, rayserve_replicas=int(replicas),
+                   gateway_processes=_gateway_processes_from_env())
+
+    @property
+    def gateway_parts(self) -> list[str]:
+        """The gateway processes' part names: ``gateway``, then ``gateway-2``, ``gateway-3``..."""
+        return ["gateway", *(f"gateway-{n}" for n in range(2, self.gateway_processes + 1))]
+
+    def gateway_env(self, part: str, secrets: dict[str, str]) -> dict[str, str]:
+        """One gateway process's variables: the gateway's, with its own spool, id and span
+        file, and the shared port when there are several (each process follows the registry
+        and forwards its own spool, so they need nothing else in common)."""
+        env = self.service_env("gateway", secrets)
+        if self.gateway_processes > 1:
+            env["EDGELOOP_REUSE_PORT"] = "true"
+        if part != "gateway":
+            env.update({"EDGELOOP_SPOOL_DIR": str(self.folder(part.replace("gateway", "spool"))),
+                        "EDGELOOP_GATEWAY_ID": f"{socket.gethostname()}-{part}",
+                        "EDGELOOP_TRACE_FILE": str(self.folder("traces") / f"{part}.jsonl")})
+        return env
 
     def address(self, part: str) -> str:
         return f"127.0.0.1:{self.ports[part]}"
@@ -228,6 +251,14 @@ class Topology:
                                         "EDGELOOP_TFSERVING_ADDR": serve})
         tls = self.tls
         return {**common, **specific[service], **(tls.service_env(service) if tls else {})}
+
+
+def _gateway_processes_from_env() -> int:
+    raw = os.environ.get("EDGELOOP_GATEWAY_PROCESSES", "") or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_GATEWAY_PROCESSES:
+        raise ValueError(f"EDGELOOP_GATEWAY_PROCESSES: not a number within "
+                         f"1..{MAX_GATEWAY_PROCESSES} (got {raw!r})")
+    return int(raw)
 
 
 def _nice_from_env(model_host: str = "embedded") -> dict[str, int]:

@@ -44,6 +44,10 @@ class ServiceSettings(BaseSettings):
     max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0, le=1024 * 1024 * 1024,
                                    description="largest request message the gRPC server takes; "
                                    "a larger one is refused with RESOURCE_EXHAUSTED")
+    reuse_port: bool = Field(default=False, description="let several processes of this "
+                             "service listen on the same EDGELOOP_LISTEN_ADDR (SO_REUSEPORT: the "
+                             "kernel spreads new connections over them); off, a second process "
+                             "on a taken port fails at start")
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=300,
                                     description="seconds in-flight calls get to finish on SIGTERM")
     tls_cert: str = Field(default="", description="PEM certificate (chain) this service's servers "

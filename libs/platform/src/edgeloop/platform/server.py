@@ -99,6 +99,9 @@ async def start_server(app: ServiceApp, settings: ServiceSettings) -> RunningSer
     server = aio.server(interceptors=[errors], options=[
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", settings.max_request_bytes),
+        # gRPC turns SO_REUSEPORT on by default; a port is shared only when asked for, so an
+        # accidental second copy of a service fails loudly instead of taking half the calls.
+        ("grpc.so_reuseport", int(settings.reuse_port)),
     ])
     app.add_to_server(server)
     health_servicer = health.aio.HealthServicer()

@@ -105,6 +105,6 @@ def _check_jpeg_header(jpeg: bytes) -> None:
     # libjpeg fills a truncated image with grey and returns it, and features refuses
     # such frames; refuse them here so the robot hears it. FF D9 can only be the
     # end-of-image marker (entropy-coded data stuffs every FF), so look near the end.
-    if b"\xff\xd9" not in jpeg[-4096:]:
+    if jpeg.find(b"\xff\xd9", max(0, len(jpeg) - 4096)) < 0:  # no slice: no copy
         raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg",
                        "is truncated (no FF D9 end-of-image marker)")

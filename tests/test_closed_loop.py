@@ -300,6 +300,12 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
         model_name=MODEL, selector=deployment_pb2.VersionSelector(version=sweep.model_version)),
         metadata=ctx.services.admin, timeout=30)
     assert version.version.tags["trace_id"] == sweep.trace_id
+    # The trainer has a token of its own: its registration and promotion are its, not admin's.
+    history = await ctx.services.registry.ListHistory(rpb.ListHistoryRequest(
+        subject=f"model/{MODEL}"), metadata=ctx.services.admin, timeout=30)
+    actors = {record.actor for record in history.records if record.action in ("register",
+                                                                               "promote")}
+    assert actors == {"service:trainer"}, [(r.action, r.actor) for r in history.records]
     for _ in range(360):  # the monitor records the sweep's trace id once it sees it finish
         event = next(e for e in await drift_events(ctx) if e.event_id == trigger_event)
         if event.sweep_trace_id == sweep.trace_id:

@@ -35,7 +35,7 @@ def test_server_certificate_names_loopback_and_localhost(tmp_path: Path) -> None
 
 def test_every_service_gets_tls_and_only_the_gateway_asks_devices_for_certificates(
         tmp_path: Path) -> None:
-    secrets = {"admin_token": "a", "read_token": "r", "webhook_secret": "w"}
+    secrets = {"admin_token": "a", "read_token": "r", "webhook_secret": "w", "trainer_token": "t"}
     mutual = Topology(tmp_path, dict(DEFAULT_PORTS), tls_mode="mutual")
     for service in ("registry", "features", "trainer", "gateway"):
         env = mutual.service_env(service, secrets)

@@ -12,7 +12,8 @@ from edgeloop.compose.stack import health
 from edgeloop.compose.stack.topology import Topology
 from edgeloop.testing import free_port
 
-SECRETS = {"admin_token": "a" * 24, "read_token": "r" * 24, "webhook_secret": "w" * 24}
+SECRETS = {"admin_token": "a" * 24, "read_token": "r" * 24, "webhook_secret": "w" * 24,
+           "trainer_token": "t" * 24}
 
 
 @pytest.fixture(autouse=True)

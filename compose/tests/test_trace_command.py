@@ -85,7 +85,8 @@ def test_the_local_stack_passes_span_export_settings_to_every_service(
     monkeypatch.setenv("EDGELOOP_TRACE_FILE_MAX_BYTES", "1000000")
     monkeypatch.delenv("EDGELOOP_TRACE_FILE_BACKUPS", raising=False)
     topology = Topology(tmp_path, dict(DEFAULT_PORTS))
-    secrets = {k: "x" * 32 for k in ("admin_token", "read_token", "webhook_secret")}
+    secrets = {k: "x" * 32 for k in ("admin_token", "read_token", "webhook_secret",
+                                               "trainer_token")}
     for service in SERVICES:
         env = topology.service_env(service, secrets)
         assert env["EDGELOOP_OTLP_ENDPOINT"] == "127.0.0.1:4317"

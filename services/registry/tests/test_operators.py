@@ -191,3 +191,39 @@ async def test_another_instance_refuses_a_revoked_operator_within_its_ttl(
                 grpc.StatusCode.OK:
             assert time.monotonic() - revoked_at < ttl_s + 5.0, "still accepted"
             await asyncio.sleep(0.05)
+
+
+TRAINER_TOKEN = "trainer-service-token-0123456789"
+
+
+async def test_a_service_token_changes_as_that_service(registry_factory, tmp_path) -> None:
+    async with registry_factory(tmp_path / "repository",
+                                service_tokens=f"trainer={TRAINER_TOKEN}") as registry:
+        as_trainer = (*bearer(TRAINER_TOKEN), ("x-edgeloop-actor", "alice"))
+        await registry.stub.RegisterDevice(pb.RegisterDeviceRequest(device_id="car-3"),
+                                           metadata=as_trainer)
+        assert await _actors(registry, "device/car-3") == [("register", "service:trainer")]
+        me = await registry.stub.WhoAmI(pb.WhoAmIRequest(), metadata=bearer(TRAINER_TOKEN))
+        assert (me.actor, me.role) == ("service:trainer", ADMIN_ROLE)
+        assert await _code(registry.stub.WhoAmI(
+            pb.WhoAmIRequest(), metadata=bearer(TRAINER_TOKEN[:-1]))) == \
+            grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("trainer", "must be name=token"), ("trainer=short", "at least 16 characters"),
+    (f"bad name={TRAINER_TOKEN}", "must be name=token"),
+    (f"trainer={TRAINER_TOKEN},trainer={TRAINER_TOKEN}x", "named twice")])
+def test_bad_service_tokens_are_refused_naming_the_problem_not_the_token(
+        value: str, problem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeloop.platform import ConfigError, load_settings
+    from edgeloop.registry.settings import Settings
+
+    for name, setting in {"DATABASE_URL": "postgresql://x", "MLFLOW_TRACKING_URI": "sqlite://",
+                          "ADMIN_TOKEN": "a" * 16, "MODEL_REPOSITORY": "models",
+                          "SERVICE_TOKENS": value}.items():
+        monkeypatch.setenv(f"EDGELOOP_{name}", setting)
+    with pytest.raises(ConfigError, match=problem) as refused:
+        load_settings(Settings)
+    assert "EDGELOOP_SERVICE_TOKENS" in str(refused.value)
+    assert "short" not in str(refused.value) and TRAINER_TOKEN not in str(refused.value)

@@ -58,18 +58,25 @@ class StackState:
         tmp.replace(state_dir / "stack.json")
 
 
+SECRET_NAMES = ("admin_token", "read_token", "webhook_secret", "trainer_token")
+"""The stack's secrets; ``trainer_token`` is the trainer's own registry token (its changes
+are recorded as ``service:trainer``)."""
+
+
 def load_or_create_secrets(state_dir: Path) -> dict[str, str]:
-    """The stack's tokens (admin, read, webhook), generated once and kept private (mode 600)."""
+    """The stack's tokens (admin, read, webhook, trainer), generated once and kept private
+    (mode 600); a secret added in a later release is generated into an existing file."""
     path = state_dir / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {
-        "admin_token": secrets.token_urlsafe(24),
-        "read_token": secrets.token_urlsafe(24),
-        "webhook_secret": secrets.token_urlsafe(24),
-    }
+    values = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in SECRET_NAMES if name not in values]
+    if not missing:
+        return values
+    values.update({name: secrets.token_urlsafe(24) for name in missing})
     state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = state_dir / "secrets.json.tmp"
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(values, out, indent=2)
+    tmp.replace(path)
     return values

@@ -213,13 +213,12 @@ class Topology:
         }
         objects = str(self.folder("objects"))
         models = str(self.folder("models"))
-        registry_client = {"EDGELOOP_REGISTRY_ADDR": self.address("registry"),
-                           "EDGELOOP_REGISTRY_TOKEN": secrets["admin_token"]}
         specific: dict[str, dict[str, str]] = {
             "registry": {"EDGELOOP_DATABASE_URL": self.database_url,
                          "EDGELOOP_MLFLOW_TRACKING_URI": self.mlflow_uri,
                          "EDGELOOP_ADMIN_TOKEN": secrets["admin_token"],
                          "EDGELOOP_READ_TOKEN": secrets["read_token"],
+                         "EDGELOOP_SERVICE_TOKENS": f"trainer={secrets['trainer_token']}",
                          "EDGELOOP_MODEL_REPOSITORY": models},
             "features": {"EDGELOOP_DATABASE_URL": self.database_url,
                          "EDGELOOP_OBJECT_STORE_DIR": objects,
@@ -235,7 +234,9 @@ class Topology:
                         "EDGELOOP_RAY_ADDRESS": self.ray_head.address,
                         "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(self.ray_token_file),
                         "EDGELOOP_WORK_DIR": str(self.folder("trainer")),
-                        **registry_client},
+                        # its own token: automatic promotions are recorded as service:trainer
+                        "EDGELOOP_REGISTRY_ADDR": self.address("registry"),
+                        "EDGELOOP_REGISTRY_TOKEN": secrets["trainer_token"]},
             "gateway": {"EDGELOOP_FEATURES_ADDR": self.address("features"),
                         "EDGELOOP_MODEL_HOST": "embedded",
                         "EDGELOOP_MODEL_REPOSITORY": models,

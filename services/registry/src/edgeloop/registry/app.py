@@ -32,7 +32,8 @@ class App(ServiceApp):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.servicer = RegistryService(Tokens(settings.admin_token, settings.read_token),
+        self.servicer = RegistryService(Tokens(settings.admin_token, settings.read_token,
+                                              services=settings.service_token_map()),
                                         settings.promotion_margin_mm, settings.device_auth_ttl_s)
         self.catalog: Catalog | None = None
         self.models: Models | None = None

@@ -6,6 +6,9 @@ Callers send ``authorization: Bearer <token>``. A token is one of
   ``admin``, or as ``admin (on behalf of <name>)`` when the call carries an
   ``x-edgeloop-actor: <name>`` header (services acting for someone, e.g. the console for a
   logged-in person) — the name is the caller's claim, so the history never shows it bare;
+- a service token (``EDGELOOP_SERVICE_TOKENS``, e.g. the trainer's): every call; its
+  changes are recorded as ``service:<name>``, so an automatic promotion is told apart from
+  a person's;
 - the read token (``EDGELOOP_READ_TOKEN``): reads only;
 - an operator's token (:mod:`edgeloop.registry.operators`): reads, and with role admin
   every call; its changes are recorded as ``operator:<name>`` whatever headers it sends.
@@ -32,6 +35,8 @@ TOKEN_BYTES = 32
 ACTOR_HEADER = "x-edgeloop-actor"
 ADMIN_ACTOR = "admin"
 OPERATOR_ACTOR_PREFIX = "operator:"
+SERVICE_ACTOR_PREFIX = "service:"
+MIN_TOKEN_CHARS = 16
 _ACTOR_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-@")
 
 
@@ -63,10 +68,12 @@ class Tokens:
     """The registry's tokens, checked against call metadata."""
 
     def __init__(self, admin_token: str, read_token: str = "",
-                 operators: OperatorLookup | None = None) -> None:
+                 operators: OperatorLookup | None = None,
+                 services: dict[str, str] | None = None) -> None:
         self._admin = admin_token.encode()
         self._read = read_token.encode() if read_token else b""
         self._operators = operators
+        self._services = [(name, token.encode()) for name, token in (services or {}).items()]
 
     def attach(self, operators: OperatorLookup) -> None:
         """Check operator tokens too (the app attaches them once the database is open)."""
@@ -83,6 +90,10 @@ class Tokens:
             return Caller(Role.ADMIN, admin_actor(context))
         if is_read:
             return Caller(Role.READ, "read")
+        services = [name for name, known in self._services
+                    if hmac.compare_digest(presented, known)]
+        if services:
+            return Caller(Role.ADMIN, f"{SERVICE_ACTOR_PREFIX}{services[0]}")
         found = await self._operators.find(token) if self._operators is not None else None
         if found is None:
             raise Unauthenticated("invalid bearer token")
@@ -100,6 +111,24 @@ class Tokens:
             raise PermissionDenied(f"{rpc} changes the registry and needs the admin token or "
                                    "an admin operator's token; this token only reads")
         return caller.actor
+
+
+def parse_service_tokens(value: str) -> dict[str, str]:
+    """``name=token,name=token`` as a dict; ValueError names what is wrong (not the token)."""
+    tokens: dict[str, str] = {}
+    for number, pair in enumerate(filter(None, (p.strip() for p in value.split(","))), 1):
+        name, sep, token = pair.partition("=")
+        name, token = name.strip(), token.strip()
+        if not sep or not name or not set(name) <= _ACTOR_CHARS or len(name) > 64:
+            raise ValueError(f"pair {number}: must be name=token with a name of letters, "
+                             "digits and _.-@ (at most 64)")
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"service {name!r}: its token must have at least "
+                             f"{MIN_TOKEN_CHARS} characters")
+        if name in tokens:
+            raise ValueError(f"service {name!r} is named twice")
+        tokens[name] = token
+    return tokens
 
 
 def _bearer(context: aio.ServicerContext) -> str:

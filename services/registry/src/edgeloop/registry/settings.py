@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from edgeloop.platform import ServiceSettings
-from pydantic import Field
+from pydantic import Field, field_validator
+
+from edgeloop.registry.auth import parse_service_tokens
 
 DEFAULT_PORT = 50051
 
@@ -23,6 +25,10 @@ class Settings(ServiceSettings):
                              "an x-edgeloop-actor header")
     read_token: str = Field(default="", description="bearer token for read-only calls "
                             "(gateways: AuthenticateDevice, WatchDeployments); empty disables it")
+    service_tokens: str = Field(default="", description="admin tokens of the platform's own "
+                                "services, 'name=token' pairs separated by commas (e.g. "
+                                "trainer=...); a change made with one is recorded as "
+                                "'service:<name>' (tokens at least 16 characters)")
     model_repository: str = Field(min_length=1, description="folder of published models: "
                                   "<model>/<version>/ SavedModels, <model>/<version>.tflite, "
                                   "models.config")
@@ -44,6 +50,16 @@ class Settings(ServiceSettings):
                                        "this time (0: read them at every call)")
     device_auth_ttl_s: int = Field(default=30, ge=0, le=3600, description="seconds a gateway "
                                    "may cache a successful AuthenticateDevice answer")
+    @field_validator("service_tokens")
+    @classmethod
+    def _service_tokens_parse(cls, value: str) -> str:
+        parse_service_tokens(value)
+        return value
+
+    def service_token_map(self) -> dict[str, str]:
+        """``EDGELOOP_SERVICE_TOKENS`` as {service name: token}."""
+        return parse_service_tokens(self.service_tokens)
+
     refresh_interval_s: float = Field(default=10.0, gt=0, description="seconds between "
                                       "re-reads of the stored state, so changes made in the "
                                       "MLflow UI reach watchers (another registry instance's "

@@ -353,8 +353,8 @@ async def test_a_refused_retrain_is_tried_again_with_twice_the_data_then_left_to
     _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 60, "1", rng, error_mm=40.0))
     clock: list[datetime] = [T0]
     deployments = Deployments()
-    monitor = _monitor(pool, deployments, References(**{"1": ["beige"], "2": ["beige"]}), stub,
-                       clock)
+    references = References(**{"1": ["beige"], "2": ["beige"]})
+    monitor = _monitor(pool, deployments, references, stub, clock)
     await _evaluate_at(monitor, clock, 10.5, 11)
     assert len(servicer.started) == 1  # at 240 labelled red frames (200 needed)
 
@@ -375,6 +375,8 @@ async def test_a_refused_retrain_is_tried_again_with_twice_the_data_then_left_to
     await _evaluate_at(monitor, clock, 12.1, 14)
     assert len(servicer.started) == 3
     servicer.refused.add("sweep-3")
+    # The features service restarts while sweep 3 runs: the count goes on from the events.
+    monitor = _monitor(pool, deployments, references, stub, clock)
     _insert(database_url, _rows("red", T0 + timedelta(minutes=14), 240, "1", rng, error_mm=40.0))
     await _evaluate_at(monitor, clock, 14.1, 16, 18)
     assert len(servicer.started) == 3, "three refusals: an operator decides"

@@ -13,6 +13,10 @@ from psycopg_pool import AsyncConnectionPool
 
 CHANGE_POINT = "change_point_unix_s"
 """Key in an event's values: when the change began, for rules that date it (CUSUM)."""
+REFUSED_SWEEPS = "retrain_refused_sweeps"
+"""Key in an event's values: retraining sweeps of its drift the gate refused so far."""
+NEXT_SWEEP_FRAMES = "retrain_next_sweep_frames"
+"""Key in an event's values: labelled frames of the new world the next sweep waits for."""
 _COLUMNS = ("event_id, rule, kind, deployment, model_name, model_version, state, \"values\", "
             "threshold, window_start, window_end, fired_at, resolved_at, sweep_id, sweep_trace_id, note")
 
@@ -109,6 +113,14 @@ class DriftEvents:
             await conn.execute("UPDATE features.drift_events SET sweep_id = %s, sweep_trace_id = %s, "
                                "note = %s WHERE event_id = ANY(%s)",
                                (sweep_id, trace_id, note, [uuid.UUID(e) for e in event_ids]))
+
+    async def record_refusal(self, sweep_id: str, refused: int, next_frames: int) -> None:
+        """Keep on the sweep's events how many sweeps were refused and what the next waits
+        for, so a restarted monitor goes on counting."""
+        values = json.dumps({REFUSED_SWEEPS: refused, NEXT_SWEEP_FRAMES: next_frames})
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE features.drift_events SET \"values\" = \"values\" || "
+                               "%s::jsonb WHERE sweep_id = %s", (values, sweep_id))
 
     async def detach(self, sweep_id: str, note: str) -> None:
         """Open events of a sweep wait for another one (the note says why; its id is in it)."""

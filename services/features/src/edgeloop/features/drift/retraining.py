@@ -46,7 +46,12 @@ import grpc
 from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
 from edgeloop.features.drift.deployments import ActiveDeployment
-from edgeloop.features.drift.events import DriftEventRow, DriftEvents
+from edgeloop.features.drift.events import (
+    NEXT_SWEEP_FRAMES,
+    REFUSED_SWEEPS,
+    DriftEventRow,
+    DriftEvents,
+)
 from edgeloop.features.drift.references import ReferenceCache
 from edgeloop.platform import DEFAULT_DEADLINE_S
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -136,7 +141,7 @@ class Retrainer:
     async def follow(self, deployment: ActiveDeployment, now: datetime) -> None:
         """Note finished sweeps, then start one if the deployment drifted and none runs."""
         if deployment.name not in self.running:
-            await self._recover_running(deployment.name)
+            await self._recover(deployment)
         if deployment.name in self.running and await self._check_running(deployment.name):
             # A new version may serve now: the next evaluation sees it (and fine-tunes it).
             return
@@ -317,11 +322,21 @@ class Retrainer:
             request.search_space.ClearField("epochs")  # from scratch: the trainer's default
             return await self.trainer.StartSweep(request, timeout=DEFAULT_DEADLINE_S)
 
-    async def _recover_running(self, deployment: str) -> None:
-        # After a restart the in-memory map is empty; the events remember the sweep.
-        for event in await self.events.open_events(deployment):
+    async def _recover(self, deployment: ActiveDeployment) -> None:
+        # After a restart the in-memory maps are empty; the open events remember the running
+        # sweep and how many sweeps of this drift the gate refused.
+        events = await self.events.open_events(deployment.name)
+        if deployment.name not in self.attempts:
+            refused = [e.values for e in events if e.model_version == deployment.model_version
+                       and e.values.get(REFUSED_SWEEPS)]
+            if refused:
+                self.attempts[deployment.name] = Attempts(
+                    deployment.model_version, int(max(v[REFUSED_SWEEPS] for v in refused)),
+                    int(max(v.get(NEXT_SWEEP_FRAMES, 0) for v in refused)))
+        for event in events:
             if event.sweep_id and event.note.startswith(STARTED_NOTE):
-                self.running[deployment] = RunningSweep(event.sweep_id, None)
+                self.running[deployment.name] = RunningSweep(event.sweep_id, None,
+                                                             version=deployment.model_version)
                 return
 
     async def _check_running(self, deployment: str) -> bool:
@@ -356,12 +371,14 @@ class Retrainer:
         """The gate refused the candidate: try again with twice the data, or give up."""
         attempts = self.attempts.setdefault(deployment, Attempts(running.version))
         attempts.refused += 1
+        if attempts.refused < MAX_ATTEMPTS:
+            attempts.min_frames = 2 * max(running.frames, self.min_samples)
+        await self.events.record_refusal(running.sweep_id, attempts.refused, attempts.min_frames)
         if attempts.refused >= MAX_ATTEMPTS:
             await self.events.note(running.sweep_id, f"{outcome_note(sweep)}; "
                                    f"{attempts.refused} sweeps refused: left to an operator",
                                    sweep.trace_id)
             return
-        attempts.min_frames = 2 * max(running.frames, self.min_samples)
         await self.events.detach(running.sweep_id, f"{outcome_note(sweep)}; retrying at "
                                  f"{attempts.min_frames} labelled frames of the new world "
                                  f"(attempt {attempts.refused + 1} of {MAX_ATTEMPTS})")

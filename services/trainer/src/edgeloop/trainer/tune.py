@@ -4,7 +4,9 @@ Trials run in Ray workers. They share the snapshot's images: ``arrays.npz`` is s
 uncompressed, so every trial maps its ``images`` member read-only
 (:func:`~edgeloop.trainer.snapshot.mapped_member`) and feeds Keras batch by batch from it
 (``Batches``): the node's page cache holds the images once however many trials run, and
-no trial loads or copies the training set. Each trial caps TensorFlow's thread pools to
+no trial loads or copies the training set. Those images are already at the model's input
+size (float32, resized by the model's own layer when the snapshot was built), so no epoch
+resizes a frame again; the trial's model takes float32 and its resize is the identity. Each trial caps TensorFlow's thread pools to
 its CPU share (Ray reserves CPUs but does not cap TF's threads), trains epoch by epoch and reports
 ``val_mae_mm`` after every epoch; ASHA stops the poor ones early. A checkpoint (the
 weights) is reported whenever the trial improves, so the best epoch of the best trial
@@ -207,6 +209,9 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
         labels, split = data["labels"], data["split"]
         worlds = data["world"] if "world" in data.files else None  # older snapshots: none
     images = mapped_member(Path(config["arrays_path"]), "images")
+    # float32: the snapshot's frames, already resized as the model would (snapshot module
+    # doc); uint8: raw frames of a format 1 archive, resized by the model as when served
+    input_dtype = "float32" if images.dtype == np.float32 else "uint8"
     targets = (labels / TARGET_SCALE_MM).astype("float32")
     batch = int(config["batch_size"])
     batches = batches_class(keras)
@@ -219,6 +224,7 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
         int(config["filters"]),
         float(config["dropout"]),
         int(config["dense_units"]),
+        input_dtype,
     )
     if config.get("init_weights"):  # a warm start: fine-tune a registered version
         model.load_weights(config["init_weights"])

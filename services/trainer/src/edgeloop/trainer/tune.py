@@ -6,8 +6,9 @@ uncompressed, so every trial maps its ``images`` member read-only
 (``Batches``): the node's page cache holds the images once however many trials run, and
 no trial loads or copies the training set. Those images are already at the model's input
 size (float32, resized by the model's own layer when the snapshot was built), so no epoch
-resizes a frame again; the trial's model takes float32 and its resize is the identity. Each trial caps TensorFlow's thread pools to
-its CPU share (Ray reserves CPUs but does not cap TF's threads), trains epoch by epoch and reports
+resizes a frame again; the trial's model takes float32 and its resize is the identity.
+Each trial caps TensorFlow's thread pools to its CPU share (Ray reserves CPUs but does not
+cap TF's threads), trains epoch by epoch and reports
 ``val_mae_mm`` after every epoch; ASHA stops the poor ones early. A checkpoint (the
 weights) is reported whenever the trial improves, so the best epoch of the best trial
 can be exported afterwards.

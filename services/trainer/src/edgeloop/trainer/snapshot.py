@@ -306,16 +306,13 @@ def model_arrays(observations: list[observation_pb2.Observation],
 
     images = np.empty((len(observations), *INPUT_SHAPE), dtype=np.float32)
     holdout: list[np.ndarray] = []
-    start = 0
+    start, frame_shape = 0, INPUT_SHAPE
     for frames in decode_chunks(observations):
         images[start:start + len(frames)] = resize_frames(frames)
         holdout.extend(frames[split[start:start + len(frames)] == 2])
-        start += len(frames)
-    return images, _stack(holdout, images.shape[1:])
-
-
-def _stack(frames: list[np.ndarray], fallback: tuple[int, ...]) -> np.ndarray:
-    return np.stack(frames) if frames else np.zeros((0, *fallback), np.uint8)
+        start, frame_shape = start + len(frames), frames.shape[1:]
+    # an empty holdout still has the camera's frame shape (the manifest's image_shape)
+    return images, np.stack(holdout) if holdout else np.zeros((0, *frame_shape), np.uint8)
 
 
 def build_manifest(
@@ -481,7 +478,7 @@ def build_snapshot(
     world = np.array([manifest["worlds"].index(e["world"]) for e in manifest["observations"]],
                      dtype=np.int16)
     images, holdout_frames = model_arrays(observations, split)
-    manifest["image_shape"] = list(decode_frame(observations[0]).shape)
+    manifest["image_shape"] = list(holdout_frames.shape[1:])  # the camera's frame size
     manifest["input_shape"] = list(images.shape[1:])
     manifest["arrays_format"] = ARRAYS_FORMAT
     buffer = io.BytesIO()

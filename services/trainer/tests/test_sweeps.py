@@ -170,7 +170,8 @@ def test_mlflow_runs_carry_lineage(stack: Any, first_sweep: dict[str, Any]) -> N
         stack.folder / "objects" / "trainer" / "sweeps" / sweep.dataset.snapshot_id / "arrays.npz"
     )
     holdout = arrays["split"] == 2
-    predicted = np.asarray(model.predict({"image": arrays["images"][holdout]}))
+    # the raw frames a robot sends (the trials' images are pre-resized, see the snapshot doc)
+    predicted = np.asarray(model.predict({"image": arrays["holdout_frames"]}))
     mae = float(np.mean(np.abs(predicted - arrays["labels"][holdout])))
     assert mae == pytest.approx(sweep.holdout_mae_mm, rel=1e-3)
 
@@ -191,8 +192,12 @@ def test_manifest_lists_exactly_the_observations_used(
     counts = manifest["split_counts"]
     assert sum(counts.values()) == len(labelled) and min(counts.values()) > 0
     arrays = np.load(base / "arrays.npz")
-    assert arrays["images"].shape == (len(labelled), 240, 320, 3), "original size, no resizing"
-    assert arrays["images"].dtype == np.uint8
+    # resized once, as the model resizes: float32 so that training sees what serving computes
+    assert arrays["images"].shape == (len(labelled), 75, 100, 3)
+    assert arrays["images"].dtype == np.float32
+    assert arrays["holdout_frames"].shape == (counts["holdout"], 240, 320, 3), "raw, for serving"
+    assert arrays["holdout_frames"].dtype == np.uint8
+    assert manifest["arrays_format"] == 2 and manifest["image_shape"] == [240, 320, 3]
     # the trials balance worlds by this index; it must name each frame's world
     assert [manifest["worlds"][i] for i in arrays["world"]] == [
         e["world"] for e in manifest["observations"]]
@@ -379,3 +384,42 @@ def test_a_grafana_alert_fine_tunes_the_champion(stack: Any, first_sweep: dict[s
         # the sweep itself is the other tests' business; stop it to free the CPUs
         stub.CancelSweep(pb.CancelSweepRequest(sweep_id=sweep_id), timeout=200)
     assert sweep.warm_start_version == first.model_version, "the champion, not from scratch"
+
+
+def test_a_snapshot_from_before_preresizing_still_trains(stack: Any,
+                                                        first_sweep: dict[str, Any]) -> None:
+    """A format 1 snapshot (raw uint8 frames of every split) reused with from_sweep."""
+    import cv2
+
+    first = first_sweep["sweep"]
+    base = stack.folder / "objects" / "trainer" / "sweeps" / first.dataset.snapshot_id
+    manifest = json.loads((base / "manifest.json").read_text())
+    jpegs = {o.observation_id: o.jpeg for o in stack.observations}
+    raw = np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(jpegs[e["observation_id"]], np.uint8),
+                                              cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                    for e in manifest["observations"]])
+    current = (base / "arrays.npz").read_bytes()
+    with np.load(base / "arrays.npz") as data:
+        rest = {name: data[name] for name in ("labels", "split", "world")}
+    try:
+        with open(base / "arrays.npz", "wb") as handle:
+            np.savez(handle, images=raw, **rest)
+        with grpc.insecure_channel(stack.trainer.address) as channel:
+            stub = stack.trainer_stub(channel)
+            started = stub.StartSweep(pb.StartSweepRequest(
+                from_sweep=first.sweep_id, num_trials=1, promote=False,
+                search_space=S.SearchSpace(batch_sizes=[16], epochs=[1], architectures=["small"],
+                                           filters=[4], learning_rates=[1e-3], dropouts=[0.1],
+                                           dense_units=[8])), timeout=60).sweep
+            wait_done(stub, started.sweep_id)
+            rerun = stub.GetSweep(pb.GetSweepRequest(sweep_id=started.sweep_id), timeout=30).sweep
+    finally:
+        (base / "arrays.npz").write_bytes(current)
+    assert rerun.state == S.SWEEP_STATE_SUCCEEDED, rerun.error
+    assert rerun.dataset.holdout_count == first.dataset.holdout_count
+    assert rerun.holdout_mae_mm > 0 and rerun.model_version
+    converted = (stack.folder / "work" / "trainer" / "sweeps" / first.dataset.snapshot_id
+                 / "arrays.v2.npz")
+    with np.load(converted) as data:
+        assert data["images"].shape == (len(raw), 75, 100, 3)
+        assert np.array_equal(data["holdout_frames"], raw[rest["split"] == 2])

@@ -135,6 +135,21 @@ def test_a_trial_stopped_inside_its_span_still_exports_it(tmp_path) -> None:
     assert span.attributes["edgeloop.trial_stopped"] is True
 
 
+def test_a_stopped_trial_whose_worker_is_reused_ends_its_span_as_stopped(tmp_path) -> None:
+    """With ``reuse_actors`` Tune wakes a stopped trial's ``tune.report`` with SystemExit
+    to hand the worker to the next trial: the span ends then, stopped, not failed."""
+    from edgeloop.platform.span_files import read_spans
+    from edgeloop.trainer.trial_tracing import trial_span
+
+    config = {"traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01",
+              "trace_otlp_endpoint": "", "trace_file": str(tmp_path / "trainer.jsonl")}
+    with pytest.raises(SystemExit), trial_span(config, "trial-reused"):
+        sys.exit(0)
+    (span,) = [s for s in read_spans(tmp_path) if s.name == "sweep.trial.train"]
+    assert span.attributes["edgeloop.trial_stopped"] is True
+    assert span.status != "ERROR"
+
+
 def test_the_driver_records_one_trial_span_per_trial_whatever_its_worker_does() -> None:
     from edgeloop.trainer.trial_tracing import TrialSpans
     from opentelemetry.sdk.trace import TracerProvider as SdkProvider

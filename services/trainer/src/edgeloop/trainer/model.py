@@ -5,6 +5,13 @@ Every model takes the raw camera frame (``uint8`` RGB of any size), resizes it t
 the training loop all feed the same bytes. Training targets are ``mm / TARGET_SCALE_MM``
 (numbers near 1 train better than thousands); :func:`export_saved_model` multiplies
 back, so the served ``distance_mm`` is in millimetres.
+
+Training does not pay for the resize every epoch: the snapshot stores every frame already
+resized by :func:`resize_frames` (the very layer the model holds, on the same float32
+values) and the trials build the model with ``input_dtype="float32"``. Resizing a
+75x100 input to 75x100 is the identity (bilinear with half-pixel centres samples each
+pixel exactly), so the network sees the same numbers in training as when it is served
+the raw frame; ``tests/test_preresize.py`` checks both.
 """
 
 from __future__ import annotations
@@ -14,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 INPUT_HEIGHT = 75
 INPUT_WIDTH = 100
+INPUT_SHAPE = (INPUT_HEIGHT, INPUT_WIDTH, 3)
+"""The shape every model works at: frames of any size are resized to it first."""
 TARGET_SCALE_MM = 100.0
 """Targets are trained in units of 100 mm."""
 
@@ -41,15 +51,43 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+def input_resizing() -> keras.layers.Resizing:
+    """The resize every model starts with; :func:`resize_frames` uses the same layer."""
+    return keras.layers.Resizing(INPUT_HEIGHT, INPUT_WIDTH)
+
+
+def resize_frames(frames: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Frames uint8 [n, h, w, 3] as the model sees them after its resize: float32 [n, 75, 100, 3].
+
+    Exactly the model's first step (cast to float32, then :func:`input_resizing`), so a
+    model fed these numbers computes what it computes on the raw frames. They stay float32:
+    rounding them back to uint8 would change what the network sees. ``chunk`` frames at a
+    time bound the float32 copy of the raw frames (64 x 320x240 is 59 MB).
+    """
+    resizing = input_resizing()
+    out = np.empty((len(frames), *INPUT_SHAPE), dtype=np.float32)
+    for start in range(0, len(frames), chunk):
+        part = np.asarray(frames[start:start + chunk])
+        out[start:start + len(part)] = keras.ops.convert_to_numpy(
+            resizing(keras.ops.cast(part, "float32")))
+    return out
+
+
 def build_model(
-    architecture: str = "thesis", filters: int = 16, dropout: float = 0.2, dense_units: int = 64
+    architecture: str = "thesis", filters: int = 16, dropout: float = 0.2, dense_units: int = 64,
+    input_dtype: str = "uint8",
 ) -> keras.Model:
-    """A CNN regressor: ``image`` uint8 [b, h, w, 3] -> distance / TARGET_SCALE_MM [b, 1]."""
+    """A CNN regressor: ``image`` [b, h, w, 3] -> distance / TARGET_SCALE_MM [b, 1].
+
+    ``input_dtype`` is ``uint8`` for raw frames (export, serving) and ``float32`` for the
+    snapshot's pre-resized frames (trials: a uint8 input would truncate them). The layers
+    and weights are the same either way, so a trial's weights load into the served model.
+    """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     shape = ARCHITECTURES[architecture]
-    inputs = keras.Input(shape=(None, None, 3), dtype="uint8", name="image")
-    x = keras.layers.Resizing(INPUT_HEIGHT, INPUT_WIDTH)(keras.ops.cast(inputs, "float32"))
+    inputs = keras.Input(shape=(None, None, 3), dtype=input_dtype, name="image")
+    x = input_resizing()(keras.ops.cast(inputs, "float32"))
     x = keras.layers.Rescaling(1.0 / 255)(x)
     for block in range(shape.conv_blocks):
         for _ in range(shape.convs_per_block):
@@ -105,8 +143,6 @@ def load_serving_function(directory: str | Path) -> Any:
 
 def predict_mm(serving: Any, images: Any, batch_size: int = 64) -> Any:
     """Distances in mm predicted by a serving signature for uint8 ``images`` [n, h, w, 3]."""
-    import numpy as np
-
     out = [
         serving(image=tf.constant(images[i : i + batch_size]))["distance_mm"].numpy()
         for i in range(0, len(images), batch_size)

@@ -59,13 +59,16 @@ class Registration:
 
 
 def holdout_arrays(arrays_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The holdout images and labels of a snapshot."""
-    from edgeloop.trainer.snapshot import mapped_member
+    """The holdout's raw frames (uint8, camera size: what serving gets) and labels."""
+    from edgeloop.trainer.snapshot import ARRAYS_FORMAT, arrays_format, mapped_member
 
     with np.load(arrays_path) as data:
         mask = data["split"] == 2
         labels = data["labels"][mask]
-    # only the holdout's rows are read from disk, not the whole image array
+    if arrays_format(arrays_path) >= ARRAYS_FORMAT:
+        # the trials' images are pre-resized; the serving signatures get the raw frames
+        return np.asarray(mapped_member(arrays_path, "holdout_frames")), labels
+    # format 1: only the holdout's rows are read from disk, not the whole image array
     return np.asarray(mapped_member(arrays_path, "images")[np.flatnonzero(mask)]), labels
 
 

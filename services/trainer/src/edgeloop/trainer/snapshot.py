@@ -5,9 +5,26 @@ JPEGs) and stored under ``trainer/sweeps/<snapshot_id>/``:
 
 - ``manifest.json``: every observation used (id, image key, label, SHA-256 of the JPEG,
   deployment, time, split), the deployments, the time range and a content hash over all;
-- ``arrays.npz``: ``images`` (decoded uint8 RGB at the original size: preprocessing lives
-  in the model), ``labels`` (mm, float32), ``split`` (0 train, 1 validation, 2 holdout) and
-  ``world`` (index into the manifest's ``worlds``: training balances the worlds, see ``balance``);
+- ``arrays.npz`` (uncompressed, so members can be memory-mapped), format 2
+  (``ARRAYS_FORMAT``, also in the manifest's ``arrays_format``):
+
+  - ``images``: every frame as the model sees it after its own resize, float32
+    [n, 75, 100, 3] in 0..255 (:func:`edgeloop.trainer.model.resize_frames`: the model's
+    Resizing layer, once, here, instead of in every epoch of every trial). Float32 on
+    purpose: rounding to uint8 would feed the network other numbers than it computes from
+    the raw frame when served, and the served model still takes the raw frame and resizes
+    it itself; the trials' model takes these as float32 and its resize is then the identity.
+    90,000 bytes a frame instead of 230,400 for a raw 320x240 one.
+  - ``holdout_frames``: the holdout's frames (split 2, in order) decoded raw, uint8 RGB at
+    the camera's size: candidate and champion are judged through their serving signatures
+    on what a robot sends.
+  - ``labels`` (mm, float32), ``split`` (0 train, 1 validation, 2 holdout) and ``world``
+    (index into the manifest's ``worlds``: training balances the worlds, see ``balance``).
+
+  Format 1 (snapshots from before) has ``images`` as raw uint8 frames of every split and no
+  ``holdout_frames``; :func:`load_snapshot` converts such a snapshot once into a format 2
+  copy in the work folder (:func:`model_arrays_path`), and trials handed one still train
+  (the model then resizes the frames itself, as it always did).
 - ``reference.json``: the training reference for the drift monitor.
 
 The train/validation/holdout split is drawn by a generator seeded from the content hash,
@@ -27,9 +44,12 @@ import hashlib
 import io
 import json
 import logging
+import os
 import struct
+import uuid
 import zipfile
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +78,10 @@ RUN_GAP_S = 1.0
 MAX_UNIT_FRAMES = 40
 """A run longer than this (10 s at 4 fps) is cut into several split units."""
 LIST_TIMEOUT_S = 300.0
+ARRAYS_FORMAT = 2
+"""``arrays.npz`` layout: 2 = pre-resized float32 ``images`` + raw ``holdout_frames``."""
+DECODE_CHUNK = 64
+"""Frames decoded and resized at a time: the raw frames of a snapshot are never all in memory."""
 
 
 def prefix(snapshot_id: str) -> str:
@@ -246,22 +270,49 @@ def _ensure_parts(splits: list[str], units: list[int], seed: int) -> None:
                 splits[index] = part
 
 
-def decode_images(observations: list[observation_pb2.Observation]) -> np.ndarray:
-    """Decode the JPEGs to one uint8 RGB array [n, h, w, 3] at their original size."""
-    images = []
-    for obs in observations:
-        bgr = cv2.imdecode(np.frombuffer(obs.jpeg, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FailedPrecondition(f"observation {obs.observation_id}: its JPEG does not decode")
-        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    shapes = {image.shape for image in images}
-    if len(shapes) > 1:
-        # one array per snapshot keeps trials simple; mixed cameras need separate sweeps
-        raise FailedPrecondition(
-            f"data: the selected frames have {len(shapes)} different sizes "
-            f"{sorted(shapes)[:4]}; select one camera's deployments"
-        )
-    return np.stack(images)
+def decode_frame(obs: observation_pb2.Observation) -> np.ndarray:
+    """One observation's JPEG as a uint8 RGB frame [h, w, 3] at its original size."""
+    bgr = cv2.imdecode(np.frombuffer(obs.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FailedPrecondition(f"observation {obs.observation_id}: its JPEG does not decode")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode_chunks(observations: list[observation_pb2.Observation],
+                  chunk: int = DECODE_CHUNK) -> Iterator[np.ndarray]:
+    """The frames, ``chunk`` at a time as uint8 [k, h, w, 3]; all must have one size."""
+    first: tuple[int, ...] | None = None
+    for start in range(0, len(observations), chunk):
+        frames = [decode_frame(o) for o in observations[start:start + chunk]]
+        for obs, frame in zip(observations[start:start + chunk], frames, strict=True):
+            first = first or frame.shape
+            if frame.shape != first:
+                # one array per snapshot keeps trials simple; mixed cameras need separate sweeps
+                raise FailedPrecondition(
+                    f"data: the selected frames have different sizes ({first} and "
+                    f"{frame.shape}, observation {obs.observation_id}); select one camera's "
+                    "deployments")
+        yield np.stack(frames)
+
+
+def model_arrays(observations: list[observation_pb2.Observation],
+                 split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``images`` (pre-resized float32) and ``holdout_frames`` (raw uint8) of format 2.
+
+    Decoded and resized a chunk at a time: the raw frames of the whole selection (690 MB
+    for 3,000 at 320x240) are never held at once, only the holdout's.
+    """
+    from edgeloop.trainer.model import INPUT_SHAPE, resize_frames
+
+    images = np.empty((len(observations), *INPUT_SHAPE), dtype=np.float32)
+    holdout: list[np.ndarray] = []
+    start, frame_shape = 0, INPUT_SHAPE
+    for frames in decode_chunks(observations):
+        images[start:start + len(frames)] = resize_frames(frames)
+        holdout.extend(frames[split[start:start + len(frames)] == 2])
+        start, frame_shape = start + len(frames), frames.shape[1:]
+    # an empty holdout still has the camera's frame shape (the manifest's image_shape)
+    return images, np.stack(holdout) if holdout else np.zeros((0, *frame_shape), np.uint8)
 
 
 def build_manifest(
@@ -422,17 +473,22 @@ def build_snapshot(
             f"a sweep needs at least {min_observations}"
         )
     manifest = build_manifest(snapshot_id, observations, selection, seed, carried)
-    images = decode_images(observations)
     labels = np.array([e["label_mm"] for e in manifest["observations"]], dtype=np.float32)
     split = np.array([SPLITS.index(e["split"]) for e in manifest["observations"]], dtype=np.int8)
     world = np.array([manifest["worlds"].index(e["world"]) for e in manifest["observations"]],
                      dtype=np.int16)
-    manifest["image_shape"] = list(images.shape[1:])
+    images, holdout_frames = model_arrays(observations, split)
+    manifest["image_shape"] = list(holdout_frames.shape[1:])  # the camera's frame size
+    manifest["input_shape"] = list(images.shape[1:])
+    manifest["arrays_format"] = ARRAYS_FORMAT
     buffer = io.BytesIO()
-    np.savez(buffer, images=images, labels=labels, split=split, world=world)
+    np.savez(buffer, images=images, holdout_frames=holdout_frames, labels=labels, split=split,
+             world=world)
+    del images, holdout_frames  # the archive holds them now
     base = prefix(snapshot_id)
-    store.put(f"{base}/arrays.npz", buffer.getvalue())
-    _cache(store, work_dir, snapshot_id, buffer.getvalue())
+    # getbuffer(): no second copy of the archive for the store and the cache
+    store.put(f"{base}/arrays.npz", buffer.getbuffer())
+    _cache(store, work_dir, snapshot_id, buffer.getbuffer())
     worlds = [e["world"] for e in manifest["observations"]]
     reference = build_reference(observations, labels, worlds)
     store.put(f"{base}/reference.json", _dumps(reference), "application/json")
@@ -449,7 +505,7 @@ def build_snapshot(
     return Snapshot(snapshot_id, manifest, local_arrays_path(store, work_dir, snapshot_id))
 
 
-def _cache(store: ObjectStore, work_dir: Path, snapshot_id: str, data: bytes) -> None:
+def _cache(store: ObjectStore, work_dir: Path, snapshot_id: str, data: bytes | memoryview) -> None:
     if not isinstance(store, LocalFolderStore):
         path = local_arrays_path(store, work_dir, snapshot_id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -475,7 +531,43 @@ def load_snapshot(snapshot_id: str, store: ObjectStore, work_dir: Path) -> Snaps
     path = local_arrays_path(store, work_dir, snapshot_id)
     if not path.exists():
         _cache(store, work_dir, snapshot_id, store.get(f"{prefix(snapshot_id)}/arrays.npz"))
+    if arrays_format(path) < ARRAYS_FORMAT:
+        path = upgrade_arrays(path, model_arrays_path(work_dir, snapshot_id))
     return Snapshot(snapshot_id, manifest, path)
+
+
+def arrays_format(arrays_path: Path) -> int:
+    """The layout of an ``arrays.npz``: 2 with ``holdout_frames`` (see the module doc), else 1."""
+    with zipfile.ZipFile(arrays_path) as archive:
+        return ARRAYS_FORMAT if "holdout_frames.npy" in archive.namelist() else 1
+
+
+def model_arrays_path(work_dir: Path, snapshot_id: str) -> Path:
+    """Where the format 2 copy of an older snapshot's arrays is kept (never in the store)."""
+    return work_dir / prefix(snapshot_id) / f"arrays.v{ARRAYS_FORMAT}.npz"
+
+
+def upgrade_arrays(old: Path, target: Path) -> Path:
+    """A format 1 ``arrays.npz`` converted to format 2 at ``target`` (once; reused after).
+
+    The raw frames are read through a memory map and resized a chunk at a time, as a new
+    snapshot's are; the stored snapshot itself is left as it is (its hash covers the manifest).
+    """
+    from edgeloop.trainer.model import resize_frames
+
+    if target.exists():
+        return target
+    frames = mapped_member(old, "images")
+    with np.load(old) as data:
+        rest = {name: data[name] for name in data.files if name != "images"}
+    holdout = np.asarray(frames[np.flatnonzero(rest["split"] == 2)])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    with open(partial, "wb") as handle:
+        np.savez(handle, images=resize_frames(frames), holdout_frames=holdout, **rest)
+    os.replace(partial, target)  # whole or absent, even with two sweeps reusing it at once
+    log.info("snapshot arrays converted to format 2", extra={"path": str(target)})
+    return target
 
 
 def load_reference(store: ObjectStore, snapshot_id: str) -> dict[str, Any]:

@@ -10,8 +10,10 @@
   trainer exports spans (its OTLP endpoint and span file, :func:`trace_config`); each
   worker builds a tracer provider for that destination (one per destination, reused by
   later trials in the same worker) and flushes it when the span ends. A trial the
-  scheduler stops never returns from ``tune.report``: its span ends at the worker's exit,
-  which may be as late as the Ray cluster's shutdown.
+  scheduler stops never returns from ``tune.report``: its span ends when Tune hands the
+  worker to the next trial (``reuse_actors``: the blocked ``tune.report`` then raises
+  ``SystemExit``) or else at the worker's exit, which may be as late as the Ray cluster's
+  shutdown; either way it is marked ``edgeloop.trial_stopped``.
 """
 
 from __future__ import annotations
@@ -97,6 +99,11 @@ def trial_span(config: dict[str, Any], trial_id: str) -> Iterator[trace.Span]:
         with trace.use_span(span, end_on_exit=False, record_exception=True,
                             set_status_on_exception=True):
             yield span
+    except SystemExit:
+        # Tune reuses the worker for another trial: this stopped one leaves tune.report
+        # by SystemExit (not an error, and use_span records only Exceptions)
+        span.set_attribute("edgeloop.trial_stopped", True)
+        raise
     finally:
         _OPEN_TRIALS.pop(id(span), None)
         span.end()

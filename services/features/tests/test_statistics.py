@@ -229,3 +229,13 @@ def test_size_is_refused_from_the_header_before_decoding(monkeypatch):
     monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a bomb"))
     with pytest.raises(InvalidArgument, match="60000x60000 is outside 8..4096"):
         decode_jpeg(bytes(data))
+
+
+def test_a_decode_that_disagrees_with_the_header_is_refused(monkeypatch):
+    # the size we report comes from the header; if libjpeg decoded another size (a second
+    # frame header, say), that size would be a lie: refuse the JPEG instead
+    data = jpeg(solid(RGB, (240, 320)))
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: np.zeros((60, 80, 3), np.uint8))
+    with pytest.raises(InvalidArgument, match="header 320x240, decoded 80x60") as err:
+        jpeg_stats(data)
+    assert err.value.field == "jpeg"

@@ -32,7 +32,7 @@ calibration"). Definitions, fixed so training references and live windows agree:
   grey image, at most 500. Suppression keeps strict local maxima of the corner score, so
   a perfectly sharp synthetic corner (a plateau of equal scores) counts 0; camera images
   have no such plateaus. (Until issue 11: ORB with OpenCV's defaults, 8 pyramid levels,
-  at most 500, on the full-size image. FAST on the half-size image costs ~1/40 of that;
+  at most 500, on the full-size image. FAST on the half-size image costs ~1/30 of that;
   over simulator frames of varied texture its count rank-correlates 0.72 with the ORB
   count. Its cost grows with the pixels only, bounded by ``MAX_SIDE``.)
 - ``entropy``: Shannon entropy of the 256-bin grey histogram, in bits (0-8).

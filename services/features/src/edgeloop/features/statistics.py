@@ -9,11 +9,12 @@ Every statistic is computed on the JPEG decoded at **half resolution** by libjpe
 scaling (``cv2.IMREAD_REDUCED_COLOR_2``: each 8x8 block is inverse-transformed to 4x4,
 so a 320x240 frame is measured as 160x120). The entropy-coded data is still read whole,
 but the inverse DCT, colour conversion and every statistic see a quarter of the pixels.
-On simulator frames the means barely move (saturation by < 0.1 on the 0-100 scale, hue by
-< 0.1); sharpness, edge density and keypoints are defined at this scale and their values
-differ from full-size ones (a quarter-resolution decode, ``_4``, halved or worse their
-response to a focus change, hence half). Measurements: ``bench/README.md`` ("Drift
-calibration"). Definitions, fixed so training references and live windows agree:
+On simulator frames the means barely move (saturation by < 0.1 per frame on the 0-100
+scale, hue by < 0.1 on average); sharpness, edge density and keypoints are defined at this
+scale and their values differ from full-size ones (a quarter-resolution decode, ``_4``,
+halved or worse their response to a focus change, hence half). Measurements:
+``bench/README.md`` ("Cheaper statistics (issue 11)", "Drift calibration"). Definitions,
+fixed so training references and live windows agree:
 
 - ``mean_r``/``mean_g``/``mean_b``: channel means, 0-255.
 - ``hue``: arithmetic mean of OpenCV's HSV hue (0-179). Hue is circular; like the

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import cv2
 import grpc
-import numpy as np
 import psutil
 import psycopg
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc, observation_pb2
 from edgeloop.edge_client.simulate import render_dataset
+from edgeloop.features import statistics
 from edgeloop.features.statistics import jpeg_stats
 from edgeloop.platform.pgcluster import PostgresCluster, find_bindir, timescaledb_installed
 from edgeloop.testing import ServiceProcess, free_port
@@ -78,18 +78,24 @@ def stats_throughput(jpegs: list[bytes], workers: int, repeat: int) -> tuple[flo
 
 
 def stats_breakdown(jpegs: list[bytes]) -> dict[str, float]:
-    """CPU ms per image of each step of the statistics, on one thread."""
-    images = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
+    """CPU ms per image of each step of ``jpeg_stats``, on one thread.
+
+    The steps of ``statistics.image_stats`` one by one, on the half-resolution decode the
+    statistics are defined at (``statistics.decode_jpeg``), with the module's constants.
+    """
+    images = [statistics.decode_jpeg(j)[0] for j in jpegs]
     greys = [cv2.cvtColor(i, cv2.COLOR_BGR2GRAY) for i in images]
-    orb = cv2.ORB_create()
+    fast = statistics._fast()  # noqa: SLF001 - the service's own detector settings
     steps = {
-        "decode": (jpegs, lambda j: cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)),
-        "rgb+hsv means": (images, lambda i: cv2.mean(cv2.cvtColor(i, cv2.COLOR_BGR2HSV))),
+        "decode (header + 1/2 scale)": (jpegs, statistics.decode_jpeg),
+        "rgb+hsv means": (images, lambda i: (cv2.mean(i),
+                                             cv2.mean(cv2.cvtColor(i, cv2.COLOR_BGR2HSV)))),
         "grey+contrast": (images, lambda i: cv2.meanStdDev(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY))),
         "laplacian": (greys, lambda g: cv2.meanStdDev(cv2.Laplacian(g, cv2.CV_16S))),
-        "canny": (greys, lambda g: cv2.countNonZero(cv2.Canny(g, 100, 200))),
-        "orb": (greys, lambda g: orb.detect(g, None)),
-        "entropy": (greys, lambda g: cv2.calcHist([g], [0], None, [256], [0, 256])),
+        "canny": (greys, lambda g: cv2.countNonZero(
+            cv2.Canny(g, statistics.CANNY_LOW, statistics.CANNY_HIGH))),
+        "fast keypoints": (greys, lambda g: fast.detect(g, None)),
+        "entropy": (greys, statistics._entropy),  # noqa: SLF001
     }
     costs = {}
     for name, (items, step) in steps.items():

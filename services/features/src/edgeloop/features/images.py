@@ -7,4 +7,5 @@ from datetime import datetime
 
 def image_key(deployment: str, time: datetime, observation_id: str) -> str:
     """``features/<deployment>/<yyyy-mm-dd>/<observation_id>.jpg``, the day of capture in UTC."""
-    return f"features/{deployment}/{time:%Y-%m-%d}/{observation_id}.jpg"
+    # date().isoformat() is yyyy-mm-dd as %Y-%m-%d is, without strftime's cost per row
+    return f"features/{deployment}/{time.date().isoformat()}/{observation_id}.jpg"

@@ -87,8 +87,12 @@ def validate(obs: observation_pb2.Observation) -> None:
     _validate_source(obs)
 
 
+_SOURCES = frozenset(observation_pb2.PredictionSource.values())
+"""Known prediction sources (``values()`` builds a new list on every call)."""
+
+
 def _validate_source(obs: observation_pb2.Observation) -> None:
-    if obs.prediction_source not in observation_pb2.PredictionSource.values():
+    if obs.prediction_source not in _SOURCES:
         raise InvalidArgument("prediction_source", f"unknown source {obs.prediction_source}")
     if obs.HasField("server_shadow"):
         _text(obs.server_shadow.model_version, "server_shadow.model_version")

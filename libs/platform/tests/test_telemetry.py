@@ -14,8 +14,8 @@ from edgeloop.platform.telemetry import (
     resolve_otlp_endpoint,
     rotated_path,
 )
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 
 def _tracer(path: Path, rotation: Rotation):
@@ -115,3 +115,34 @@ def test_the_standard_sampler_variables_choose_which_frames_are_traced(
     sampled = tracer_provider("sampling-test").get_tracer("t")
     kept = sum(sampled.start_span("frame").is_recording() for _ in range(4000))
     assert 800 < kept < 1200  # a quarter, decided per trace id
+
+
+def test_span_lines_are_the_documents_to_json_makes() -> None:
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+    from edgeloop.platform.telemetry import SpanLineEncoder, tracer_provider
+
+    class Keep(SpanExporter):
+        def __init__(self) -> None:
+            self.spans: list[ReadableSpan] = []
+
+        def export(self, spans):  # noqa: ANN001, ANN201
+            self.spans.extend(spans)
+            return SpanExportResult.SUCCESS
+
+    kept = Keep()
+    provider = tracer_provider("encoder-test")
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("frame", attributes={"seq": 7, "ok": True}) as root:
+        root.add_event("batched", {"size": 8, "waits": (1.5, 2.0)})
+        with tracer.start_as_current_span("model_host.predict", kind=SpanKind.CLIENT,
+                                          links=[Link(root.get_span_context(), {"why": "x"})]):
+            pass
+        root.set_status(Status(StatusCode.ERROR, "model: unavailable"))
+    encoder = SpanLineEncoder()
+    assert len(kept.spans) == 2
+    for span in kept.spans:
+        line = encoder.line(span)
+        assert "\n" not in line
+        assert json.loads(line) == json.loads(span.to_json())

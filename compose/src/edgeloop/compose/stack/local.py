@@ -127,14 +127,11 @@ def _with_extra_gateways(services: tuple[str, ...], state: StackState) -> list[s
     return names
 
 
-def _stop_extra_gateways(state: StackState, topology: Topology, progress: Progress,
-                         wanted: list[str] | None) -> None:
+def _stop_extra_gateways(state: StackState, topology: Topology, progress: Progress) -> None:
     """Gateway processes beyond ``EDGELOOP_GATEWAY_PROCESSES`` (a smaller number than the
     last `up`) are stopped; their spools are kept and replayed when the number grows again."""
-    if wanted is None:
-        return
     for name in _extra_gateways(state):
-        if name not in wanted:
+        if name not in topology.gateway_parts:
             record = state.parts.pop(name)
             progress(f"{name}: stopping (EDGELOOP_GATEWAY_PROCESSES={topology.gateway_processes})")
             if record.pid:
@@ -186,7 +183,7 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
                        else topology.service_env(service, secrets))
                 _start_process(state, record, [sys.executable, "-m", f"edgeloop.{service}"],
                                env, plan, topology.nice[service])
-            _stop_extra_gateways(state, topology, progress, parts if service == "gateway" else None)
+        _stop_extra_gateways(state, topology, progress)
         console = PartRecord(CONSOLE, topology.address(CONSOLE), None, str(logs / "console.log"),
                              kind="http", url=f"{topology.console_url}/healthz")
         progress(f"console: starting on {topology.console_url}")

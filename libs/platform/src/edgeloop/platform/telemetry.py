@@ -76,7 +76,8 @@ class SpanLineEncoder:
     """
 
     def __init__(self) -> None:
-        self._resources: dict[int, tuple[Any, str]] = {}
+        self._resource: Resource | None = None
+        self._resource_json = ""
 
     def line(self, span: ReadableSpan) -> str:
         """The span's JSON document on one line (no newline)."""
@@ -96,14 +97,15 @@ class SpanLineEncoder:
                        "attributes": _attributes(link.attributes)} for link in span.links],
         }
         encoded = json.dumps(document, separators=(",", ":"))
-        return f'{encoded[:-1]},"resource":{self._resource(span.resource)}}}'
+        return f'{encoded[:-1]},"resource":{self._resource_of(span.resource)}}}'
 
-    def _resource(self, resource: Resource) -> str:
-        cached = self._resources.get(id(resource))
-        if cached is None or cached[0] is not resource:  # the id of a freed object is reused
-            cached = self._resources[id(resource)] = (
-                resource, json.dumps(json.loads(resource.to_json()), separators=(",", ":")))
-        return cached[1]
+    def _resource_of(self, resource: Resource) -> str:
+        # A provider's spans share one resource: encode it again only when another comes.
+        if resource is not self._resource:
+            self._resource = resource
+            self._resource_json = json.dumps(json.loads(resource.to_json()),
+                                             separators=(",", ":"))
+        return self._resource_json
 
 
 def _context(context: SpanContext) -> dict[str, str]:

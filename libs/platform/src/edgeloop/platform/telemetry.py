@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanContext, format_span_id, format_trace_id
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanContext, format_span_id, format_trace_id
 
 log = logging.getLogger(__name__)
 _configured = False

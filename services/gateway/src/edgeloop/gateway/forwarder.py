@@ -19,10 +19,9 @@ import contextlib
 import logging
 import time
 
-from grpc import aio
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
 from edgeloop.gateway.spool import Spool
+from grpc import aio
 
 log = logging.getLogger(__name__)
 

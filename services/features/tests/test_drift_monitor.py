@@ -9,6 +9,7 @@ end-to-end loop with the real trainer lives in the cross-service tests).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ import numpy as np
 import psycopg
 import pytest
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
+from edgeloop.features.drift import retraining
 from edgeloop.features.drift.deployments import ActiveDeployment
 from edgeloop.features.drift.monitor import DriftMonitor
 from edgeloop.features.drift.retraining import Retrainer
@@ -121,9 +123,13 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
         self.refused: set[str] = set()
         """Sweeps that have succeeded and whose version 2 the gate refused."""
         self.can_fine_tune = True
+        self.hang_first = False
+        """The first StartSweep never answers (its caller's deadline passes)."""
 
     async def StartSweep(self, request, context):  # noqa: N802 - gRPC method name
         self.started.append(request)
+        if self.hang_first and len(self.started) == 1:
+            await asyncio.Event().wait()
         if request.HasField("warm_start") and not self.can_fine_tune:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 "warm_start: version 1 of 'distance' has no training weights")
@@ -261,6 +267,30 @@ async def test_a_version_that_cannot_be_fine_tuned_is_retrained_from_scratch(
     assert all(e.sweep_id == "sweep-2" for e in await monitor.events.list("parking"))
 
 
+async def test_a_start_that_timed_out_is_retried_with_the_same_request_id(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer may have queued the sweep before the deadline: the retry must say so."""
+    servicer, stub = trainer
+    servicer.hang_first = True
+    monkeypatch.setattr(retraining, "START_SWEEP_DEADLINE_S", 0.5)
+    rng = np.random.default_rng(5)
+    _insert(database_url, _rows("beige", T0, 600, "1", rng))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 600, "1", rng, error_mm=40.0))
+    clock = [T0 + timedelta(minutes=10)]
+    monitor = _monitor(pool, Deployments(), References(), stub, clock)
+    await _evaluate_at(monitor, clock, 10, 10.5)
+    events = await monitor.events.list("parking", open_only=True)
+    assert len(servicer.started) == 1 and events and not any(e.sweep_id for e in events)
+
+    await _evaluate_at(monitor, clock, 10.6)
+    assert len(servicer.started) == 2
+    first, retry = servicer.started
+    assert first.request_id == retry.request_id
+    assert first.request_id.startswith("drift:parking:")
+    assert all(e.sweep_id == "sweep-2" for e in await monitor.events.list("parking"))
+
+
 async def _evaluate_at(monitor: DriftMonitor, clock: list[datetime], *minutes: float) -> None:
     for minute in minutes:
         clock[0] = T0 + timedelta(minutes=minute)
@@ -380,6 +410,7 @@ async def test_a_refused_retrain_is_tried_again_with_twice_the_data_then_left_to
     _insert(database_url, _rows("red", T0 + timedelta(minutes=14), 240, "1", rng, error_mm=40.0))
     await _evaluate_at(monitor, clock, 14.1, 16, 18)
     assert len(servicer.started) == 3, "three refusals: an operator decides"
+    assert len({r.request_id for r in servicer.started}) == 3, "each attempt is a new request"
     events = await monitor.events.list("parking", open_only=True)
     answered = [e for e in events if e.sweep_id == "sweep-3"]
     assert answered and all("3 sweeps refused: left to an operator" in e.note for e in answered)

@@ -364,6 +364,35 @@ def test_cancel_stops_a_running_sweep_and_queue_waits(stack: Any) -> None:
     assert parent.info.status == "KILLED"
 
 
+def test_a_retried_start_returns_the_sweep_it_queued(stack: Any) -> None:
+    """A caller whose StartSweep timed out retries with the same request_id: one sweep."""
+    slow = S.SearchSpace(epochs=[50], architectures=["small"], batch_sizes=[8], filters=[8],
+                         learning_rates=[1e-3], dropouts=[0.1], dense_units=[16])
+    request = pb.StartSweepRequest(model_name="retry-me", search_space=slow, num_trials=1,
+                                   request_id="drift:garage-beige:event-1:0")
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        stub = stack.trainer_stub(channel)
+        # Two at once (the race a slow first call leaves), then one more after.
+        calls = [stub.StartSweep.future(request, timeout=60) for _ in range(2)]
+        first, second = (call.result().sweep for call in calls)
+        third = stub.StartSweep(request, timeout=60).sweep
+        other = stub.StartSweep(pb.StartSweepRequest(
+            model_name="retry-me", search_space=slow, num_trials=1,
+            request_id="drift:garage-beige:event-1:1"), timeout=60).sweep
+        listed = [s for s in stub.ListSweeps(pb.ListSweepsRequest(), timeout=30).sweeps
+                  if s.model_name == "retry-me"]
+        for sweep in (first, other):
+            stub.CancelSweep(pb.CancelSweepRequest(sweep_id=sweep.sweep_id), timeout=200)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.StartSweep(pb.StartSweepRequest(model_name="retry-me", request_id="x" * 129),
+                            timeout=60)
+    assert first.sweep_id == second.sweep_id == third.sweep_id
+    assert other.sweep_id != first.sweep_id, "another request_id is another sweep"
+    assert sorted(s.sweep_id for s in listed) == sorted({first.sweep_id, other.sweep_id})
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request_id" in caught.value.details()
+
+
 def test_a_grafana_alert_fine_tunes_the_champion(stack: Any, first_sweep: dict[str, Any]) -> None:
     first = first_sweep["sweep"]
     assert first.promoted, first.promotion_note

@@ -61,12 +61,13 @@ class SweepStore:
 
     async def insert(
         self, sweep: sweep_pb2.Sweep, request: trainer_service_pb2.StartSweepRequest
-    ) -> None:
-        """Store a new sweep."""
+    ) -> bool:
+        """Store a new sweep; False if a sweep already has the request's ``request_id``."""
         async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO sweeps (sweep_id, model_name, state, created_at, sweep, request) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
+            cursor = await conn.execute(
+                "INSERT INTO sweeps (sweep_id, model_name, state, created_at, sweep, request, "
+                "request_id) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING",
                 (
                     sweep.sweep_id,
                     sweep.model_name,
@@ -74,8 +75,19 @@ class SweepStore:
                     sweep.created_at.ToDatetime(tzinfo=UTC),
                     _json(sweep),
                     _json(request),
+                    request.request_id or None,
                 ),
             )
+            return cursor.rowcount == 1
+
+    async def by_request_id(self, request_id: str) -> str | None:
+        """The sweep a StartSweep with this ``request_id`` queued, if any."""
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT sweep_id FROM sweeps WHERE request_id = %s", (request_id,)
+            )
+            row = await cursor.fetchone()
+            return row[0] if row else None
 
     async def save(self, sweep: sweep_pb2.Sweep) -> None:
         """Replace a sweep's stored message and state."""

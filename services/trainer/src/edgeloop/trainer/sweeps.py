@@ -51,6 +51,7 @@ S = sweep_pb2
 DEFAULT_MODEL = "distance"
 RESTARTED = "trainer restarted while the sweep was running"
 CANCEL_WAIT_S = 120.0
+MAX_REQUEST_ID = 128
 REGISTRY_RETRY_S, REGISTRY_RETRY_MAX_S = 1.0, 10.0
 T = TypeVar("T")
 
@@ -104,8 +105,13 @@ class SweepManager:
         return [await self.deps.store.get(i) for i in ids]
 
     async def submit(self, request: trainer_service_pb2.StartSweepRequest) -> S.Sweep:
-        """Validate and queue a sweep; it starts when its model has no running sweep."""
+        """Validate and queue a sweep; it starts when its model has no running sweep.
+
+        A request whose ``request_id`` a sweep already has returns that sweep (a retry).
+        """
         request = self._with_defaults(request)
+        if request.request_id and (queued := await self._by_request_id(request.request_id)):
+            return queued
         tune.search_values(request.search_space)  # InvalidArgument naming the field
         from_snapshot = await self._check_data(request)
         warm_version = await self._check_warm_start(request)
@@ -125,7 +131,9 @@ class SweepManager:
         )
         if from_snapshot:
             sweep.dataset.snapshot_id = from_snapshot
-        await self.deps.store.insert(sweep, request)
+        if not await self.deps.store.insert(sweep, request):
+            # The same request_id raced this one in and won: answer with its sweep.
+            return await self._by_request_id(request.request_id)  # type: ignore[return-value]
         await self.deps.bus.emit(
             make_event(sweep, S.SWEEP_EVENT_TYPE_STATE_CHANGED, f"queued (trigger {sweep.trigger})")
         )
@@ -135,6 +143,14 @@ class SweepManager:
         )
         await self.kick(sweep.model_name)
         return await self.get(sweep.sweep_id)
+
+    async def _by_request_id(self, request_id: str) -> S.Sweep | None:
+        sweep_id = await self.deps.store.by_request_id(request_id)
+        if sweep_id is None:
+            return None
+        log.info("StartSweep retried; answering with the sweep it queued",
+                 extra={"sweep_id": sweep_id, "request_id": request_id})
+        return await self.get(sweep_id)
 
     def _with_defaults(
         self, request: trainer_service_pb2.StartSweepRequest
@@ -147,6 +163,8 @@ class SweepManager:
         filled.num_trials = filled.num_trials or self.deps.settings.default_trials
         if filled.num_trials > 256:
             raise InvalidArgument("num_trials", f"{filled.num_trials} is more than 256")
+        if len(filled.request_id) > MAX_REQUEST_ID:
+            raise InvalidArgument("request_id", f"is longer than {MAX_REQUEST_ID} characters")
         return filled
 
     async def _check_data(self, request: trainer_service_pb2.StartSweepRequest) -> str:
@@ -165,10 +183,13 @@ class SweepManager:
                     "snapshot (it never built one)"
                 )
             return snapshot_id
+        minimum = self.deps.settings.min_observations
         query = snapshot.list_request(request.data)
         query.include_jpeg = False
+        # Enough is all this answers: counting every row of a fleet's selection took longer
+        # than a caller's deadline under load.
+        query.limit = minimum
         found = await snapshot.fetch_observations_meta(self.deps.features, query)
-        minimum = self.deps.settings.min_observations
         if found < minimum and not request.data.include_snapshots_of:
             raise FailedPrecondition(
                 f"data: the selection matches {found} labelled observations; "

@@ -26,7 +26,7 @@ from edgeloop.contracts.registry.v1 import deployment_pb2 as edgeloop_dot_regist
 from edgeloop.contracts.trainer.v1 import sweep_pb2 as edgeloop_dot_trainer_dot_v1_dot_sweep__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)edgeloop/trainer/v1/trainer_service.proto\x12\x13\x65\x64geloop.trainer.v1\x1a%edgeloop/registry/v1/deployment.proto\x1a\x1f\x65\x64geloop/trainer/v1/sweep.proto\"\xeb\x02\n\x11StartSweepRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\x30\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\".edgeloop.trainer.v1.DataSelection\x12\x36\n\x0csearch_space\x18\x05 \x01(\x0b\x32 .edgeloop.trainer.v1.SearchSpace\x12\x12\n\nnum_trials\x18\x06 \x01(\r\x12\x1d\n\x15max_concurrent_trials\x18\x07 \x01(\r\x12\x12\n\nfrom_sweep\x18\x08 \x01(\t\x12\x12\n\ndeployment\x18\t \x01(\t\x12\x0c\n\x04seed\x18\n \x01(\x04\x12\x0f\n\x07promote\x18\x0b \x01(\x08\x12\x39\n\nwarm_start\x18\x0c \x01(\x0b\x32%.edgeloop.registry.v1.VersionSelector\"?\n\x12StartSweepResponse\x12)\n\x05sweep\x18\x01 \x01(\x0b\x32\x1a.edgeloop.trainer.v1.Sweep\"#\n\x0fGetSweepRequest\x12\x10\n\x08sweep_id\x18\x01 \x01(\t\"=\n\x10GetSweepResponse\x12)\n\x05sweep\x18\x01 \x01(\x0b\x32\x1a.edgeloop.trainer.v1.Sweep\"%\n\x11WatchSweepRequest\x12\x10\n\x08sweep_id\x18\x01 \x01(\t\"D\n\x12WatchSweepResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.edgeloop.trainer.v1.SweepEvent\"N\n\x11ListSweepsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x16\n\x0eobservation_id\x18\x03 \x01(\t\"@\n\x12ListSweepsResponse\x12*\n\x06sweeps\x18\x01 \x03(\x0b\x32\x1a.edgeloop.trainer.v1.Sweep\"&\n\x12\x43\x61ncelSweepRequest\x12\x10\n\x08sweep_id\x18\x01 \x01(\t\"@\n\x13\x43\x61ncelSweepResponse\x12)\n\x05sweep\x18\x01 \x01(\x0b\x32\x1a.edgeloop.trainer.v1.Sweep2\xea\x03\n\x0eTrainerService\x12]\n\nStartSweep\x12&.edgeloop.trainer.v1.StartSweepRequest\x1a\'.edgeloop.trainer.v1.StartSweepResponse\x12W\n\x08GetSweep\x12$.edgeloop.trainer.v1.GetSweepRequest\x1a%.edgeloop.trainer.v1.GetSweepResponse\x12_\n\nWatchSweep\x12&.edgeloop.trainer.v1.WatchSweepRequest\x1a\'.edgeloop.trainer.v1.WatchSweepResponse0\x01\x12]\n\nListSweeps\x12&.edgeloop.trainer.v1.ListSweepsRequest\x1a\'.edgeloop.trainer.v1.ListSweepsResponse\x12`\n\x0b\x43\x61ncelSweep\x12\'.edgeloop.trainer.v1.CancelSweepRequest\x1a(.edgeloop.trainer.v1.CancelSweepResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)edgeloop/trainer/v1/trainer_service.proto\x12\x13\x65\x64geloop.trainer.v1\x1a%edgeloop/registry/v1/deployment.proto\x1a\x1f\x65\x64geloop/trainer/v1/sweep.proto\"\xff\x02\n\x11StartSweepRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\x30\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\".edgeloop.trainer.v1.DataSelection\x12\x36\n\x0csearch_space\x18\x05 \x01(\x0b\x32 .edgeloop.trainer.v1.SearchSpace\x12\x12\n\nnum_trials\x18\x06 \x01(\r\x12\x1d\n\x15max_concurrent_trials\x18\x07 \x01(\r\x12\x12\n\nfrom_sweep\x18\x08 \x01(\t\x12\x12\n\ndeployment\x18\t \x01(\t\x12\x0c\n\x04seed\x18\n \x01(\x04\x12\x0f\n\x07promote\x18\x0b \x01(\x08\x12\x39\n\nwarm_start\x18\x0c \x01(\x0b\x32%.edgeloop.registry.v1.VersionSelector\x12\x12\n\nrequest_id\x18\r \x01(\t\"?\n\x12StartSweepResponse\x12)\n\x05sweep\x18\x01 \x01(\x0b\x32\x1a.edgeloop.trainer.v1.Sweep\"#\n\x0fGetSweepRequest\x12\x10\n\x08sweep_id\x18\x01 \x01(\t\"=\n\x10GetSweepResponse\x12)\n\x05sweep\x18\x01 \x01(\x0b\x32\x1a.edgeloop.trainer.v1.Sweep\"%\n\x11WatchSweepRequest\x12\x10\n\x08sweep_id\x18\x01 \x01(\t\"D\n\x12WatchSweepResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.edgeloop.trainer.v1.SweepEvent\"N\n\x11ListSweepsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x16\n\x0eobservation_id\x18\x03 \x01(\t\"@\n\x12ListSweepsResponse\x12*\n\x06sweeps\x18\x01 \x03(\x0b\x32\x1a.edgeloop.trainer.v1.Sweep\"&\n\x12\x43\x61ncelSweepRequest\x12\x10\n\x08sweep_id\x18\x01 \x01(\t\"@\n\x13\x43\x61ncelSweepResponse\x12)\n\x05sweep\x18\x01 \x01(\x0b\x32\x1a.edgeloop.trainer.v1.Sweep2\xea\x03\n\x0eTrainerService\x12]\n\nStartSweep\x12&.edgeloop.trainer.v1.StartSweepRequest\x1a\'.edgeloop.trainer.v1.StartSweepResponse\x12W\n\x08GetSweep\x12$.edgeloop.trainer.v1.GetSweepRequest\x1a%.edgeloop.trainer.v1.GetSweepResponse\x12_\n\nWatchSweep\x12&.edgeloop.trainer.v1.WatchSweepRequest\x1a\'.edgeloop.trainer.v1.WatchSweepResponse0\x01\x12]\n\nListSweeps\x12&.edgeloop.trainer.v1.ListSweepsRequest\x1a\'.edgeloop.trainer.v1.ListSweepsResponse\x12`\n\x0b\x43\x61ncelSweep\x12\'.edgeloop.trainer.v1.CancelSweepRequest\x1a(.edgeloop.trainer.v1.CancelSweepResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,25 +34,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgeloop.trainer.v1.trainer
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STARTSWEEPREQUEST']._serialized_start=139
-  _globals['_STARTSWEEPREQUEST']._serialized_end=502
-  _globals['_STARTSWEEPRESPONSE']._serialized_start=504
-  _globals['_STARTSWEEPRESPONSE']._serialized_end=567
-  _globals['_GETSWEEPREQUEST']._serialized_start=569
-  _globals['_GETSWEEPREQUEST']._serialized_end=604
-  _globals['_GETSWEEPRESPONSE']._serialized_start=606
-  _globals['_GETSWEEPRESPONSE']._serialized_end=667
-  _globals['_WATCHSWEEPREQUEST']._serialized_start=669
-  _globals['_WATCHSWEEPREQUEST']._serialized_end=706
-  _globals['_WATCHSWEEPRESPONSE']._serialized_start=708
-  _globals['_WATCHSWEEPRESPONSE']._serialized_end=776
-  _globals['_LISTSWEEPSREQUEST']._serialized_start=778
-  _globals['_LISTSWEEPSREQUEST']._serialized_end=856
-  _globals['_LISTSWEEPSRESPONSE']._serialized_start=858
-  _globals['_LISTSWEEPSRESPONSE']._serialized_end=922
-  _globals['_CANCELSWEEPREQUEST']._serialized_start=924
-  _globals['_CANCELSWEEPREQUEST']._serialized_end=962
-  _globals['_CANCELSWEEPRESPONSE']._serialized_start=964
-  _globals['_CANCELSWEEPRESPONSE']._serialized_end=1028
-  _globals['_TRAINERSERVICE']._serialized_start=1031
-  _globals['_TRAINERSERVICE']._serialized_end=1521
+  _globals['_STARTSWEEPREQUEST']._serialized_end=522
+  _globals['_STARTSWEEPRESPONSE']._serialized_start=524
+  _globals['_STARTSWEEPRESPONSE']._serialized_end=587
+  _globals['_GETSWEEPREQUEST']._serialized_start=589
+  _globals['_GETSWEEPREQUEST']._serialized_end=624
+  _globals['_GETSWEEPRESPONSE']._serialized_start=626
+  _globals['_GETSWEEPRESPONSE']._serialized_end=687
+  _globals['_WATCHSWEEPREQUEST']._serialized_start=689
+  _globals['_WATCHSWEEPREQUEST']._serialized_end=726
+  _globals['_WATCHSWEEPRESPONSE']._serialized_start=728
+  _globals['_WATCHSWEEPRESPONSE']._serialized_end=796
+  _globals['_LISTSWEEPSREQUEST']._serialized_start=798
+  _globals['_LISTSWEEPSREQUEST']._serialized_end=876
+  _globals['_LISTSWEEPSRESPONSE']._serialized_start=878
+  _globals['_LISTSWEEPSRESPONSE']._serialized_end=942
+  _globals['_CANCELSWEEPREQUEST']._serialized_start=944
+  _globals['_CANCELSWEEPREQUEST']._serialized_end=982
+  _globals['_CANCELSWEEPRESPONSE']._serialized_start=984
+  _globals['_CANCELSWEEPRESPONSE']._serialized_end=1048
+  _globals['_TRAINERSERVICE']._serialized_start=1051
+  _globals['_TRAINERSERVICE']._serialized_end=1541
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StartSweepRequest(_message.Message):
-    __slots__ = ("model_name", "experiment", "trigger", "data", "search_space", "num_trials", "max_concurrent_trials", "from_sweep", "deployment", "seed", "promote", "warm_start")
+    __slots__ = ("model_name", "experiment", "trigger", "data", "search_space", "num_trials", "max_concurrent_trials", "from_sweep", "deployment", "seed", "promote", "warm_start", "request_id")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class StartSweepRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_FIELD_NUMBER: _ClassVar[int]
     WARM_START_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     experiment: str
     trigger: str
@@ -34,7 +35,8 @@ class StartSweepRequest(_message.Message):
     seed: int
     promote: bool
     warm_start: _deployment_pb2.VersionSelector
-    def __init__(self, model_name: _Optional[str] = ..., experiment: _Optional[str] = ..., trigger: _Optional[str] = ..., data: _Optional[_Union[_sweep_pb2.DataSelection, _Mapping]] = ..., search_space: _Optional[_Union[_sweep_pb2.SearchSpace, _Mapping]] = ..., num_trials: _Optional[int] = ..., max_concurrent_trials: _Optional[int] = ..., from_sweep: _Optional[str] = ..., deployment: _Optional[str] = ..., seed: _Optional[int] = ..., promote: _Optional[bool] = ..., warm_start: _Optional[_Union[_deployment_pb2.VersionSelector, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, model_name: _Optional[str] = ..., experiment: _Optional[str] = ..., trigger: _Optional[str] = ..., data: _Optional[_Union[_sweep_pb2.DataSelection, _Mapping]] = ..., search_space: _Optional[_Union[_sweep_pb2.SearchSpace, _Mapping]] = ..., num_trials: _Optional[int] = ..., max_concurrent_trials: _Optional[int] = ..., from_sweep: _Optional[str] = ..., deployment: _Optional[str] = ..., seed: _Optional[int] = ..., promote: _Optional[bool] = ..., warm_start: _Optional[_Union[_deployment_pb2.VersionSelector, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class StartSweepResponse(_message.Message):
     __slots__ = ("sweep",)

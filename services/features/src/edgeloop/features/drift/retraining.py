@@ -63,6 +63,10 @@ STARTED_NOTE = "retraining: sweep"
 NEEDS_LABELS_NOTE = "needs labelled data from data group"
 WAITS_NOTE = "waits for retraining sweep"
 MAX_ATTEMPTS = 3
+START_SWEEP_DEADLINE_S = 60.0
+"""StartSweep's deadline: the trainer checks the data and the version to fine-tune first
+(and imports TensorFlow on its first call), which under a fleet's load takes far longer
+than a plain call. A call that times out is retried with the same request_id."""
 """Retraining sweeps per drift before a refusal is left to an operator."""
 RUN_GAP = "1 second"
 """Frames of one device session further apart than this belong to different runs."""
@@ -161,7 +165,8 @@ class Retrainer:
             return
         # The new world began where the first event says its change began (a CUSUM's
         # change point, else its window's start); later events' windows reach further back.
-        since = min(waiting, key=lambda e: e.fired_at).window_start
+        first = min(waiting, key=lambda e: e.fired_at)
+        since = first.window_start
         scope, frames = await self._scope(deployment.name, since)
         if scope is None:
             group = await self._data_group(deployment.name)
@@ -171,7 +176,10 @@ class Retrainer:
             if await self._note_once(waiting, note):
                 log.warning("drift without labelled data; no sweep", extra={"data_group": group})
             return
-        await self._start(deployment, [e.event_id for e in waiting], since, scope, now, frames)
+        request_id = f"drift:{deployment.name}:{first.event_id}:" \
+                     f"{self._attempts(deployment.name).refused}"
+        await self._start(deployment, [e.event_id for e in waiting], since, scope, now, frames,
+                          request_id)
 
     async def _answer_by_running(self, deployment: str, waiting: list[DriftEventRow]) -> None:
         """Attach events the running sweep's data covers; the others wait for a new sweep.
@@ -277,7 +285,9 @@ class Retrainer:
             return row[0] if row else ""
 
     async def _start(self, deployment: ActiveDeployment, event_ids: list[str], since: datetime,
-                     scope: sweep_pb2.DataSelection, now: datetime, frames: int) -> None:
+                     scope: sweep_pb2.DataSelection, now: datetime, frames: int,
+                     request_id: str) -> None:
+        """Start the sweep; ``request_id`` (the first event and the attempt) makes retries safe."""
         if not (scope.deployments or scope.data_groups):
             return  # not enough of the new world yet
         snapshot = self.references.snapshot_of(deployment.model_name, deployment.model_version)
@@ -287,7 +297,8 @@ class Retrainer:
         data.data_groups.extend(scope.data_groups)
         request = trainer_service_pb2.StartSweepRequest(
             model_name=deployment.model_name, trigger=f"drift:{event_ids[-1]}", data=data,
-            deployment=deployment.name, promote=True, num_trials=self.trials)
+            deployment=deployment.name, promote=True, num_trials=self.trials,
+            request_id=request_id)
         if self.warm_start and deployment.model_version:
             request.warm_start.CopyFrom(deployment_pb2.VersionSelector(
                 version=deployment.model_version))
@@ -310,7 +321,7 @@ class Retrainer:
                            ) -> trainer_service_pb2.StartSweepResponse:
         """StartSweep; a version the trainer cannot fine-tune is retrained from scratch."""
         try:
-            return await self.trainer.StartSweep(request, timeout=DEFAULT_DEADLINE_S)
+            return await self.trainer.StartSweep(request, timeout=START_SWEEP_DEADLINE_S)
         except aio.AioRpcError as exc:
             refused = (exc.code() == grpc.StatusCode.FAILED_PRECONDITION
                        and (exc.details() or "").startswith("warm_start"))
@@ -320,7 +331,7 @@ class Retrainer:
                         extra={"details": exc.details()})
             request.ClearField("warm_start")
             request.search_space.ClearField("epochs")  # from scratch: the trainer's default
-            return await self.trainer.StartSweep(request, timeout=DEFAULT_DEADLINE_S)
+            return await self.trainer.StartSweep(request, timeout=START_SWEEP_DEADLINE_S)
 
     async def _recover(self, deployment: ActiveDeployment) -> None:
         # After a restart the in-memory maps are empty; the open events remember the running

@@ -172,7 +172,7 @@ def _monitor(pool: AsyncConnectionPool, deployments: Deployments, references: Re
              stub: trainer_service_pb2_grpc.TrainerServiceStub, clock: list[datetime]) -> DriftMonitor:
     # The synthetic drives are one continuous stream (no pauses between runs): one run.
     retrainer = Retrainer(pool, stub, references, min_samples=200, min_runs=1,  # type: ignore[arg-type]
-                          trials=2, epochs=8)
+                          trials=2, epochs=8, max_samples=500)
     return DriftMonitor(pool, load_rules(), deployments, references, retrainer,  # type: ignore[arg-type]
                         clock=lambda: clock[0])
 
@@ -220,6 +220,7 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     assert request.trigger.startswith("drift:") and request.promote
     assert list(request.data.deployments) == ["parking"]
     assert list(request.data.include_snapshots_of) == ["snap-beige"]
+    assert request.data.max_observations == 500, "the newest of the new world, not all of it"
     # It fine-tunes the serving version rather than forgetting the old world from scratch,
     # in a small sweep: a drift retrain is urgent.
     assert request.warm_start.version == "1"

@@ -6,6 +6,7 @@ registry services (see conftest.py), simulated beige frames.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.request
@@ -322,6 +323,23 @@ def test_list_sweeps_by_observation_follows_the_snapshot(
     assert first.sweep_id in ids
     assert all(s.dataset.snapshot_id == first.dataset.snapshot_id for s in found)
     assert list(none) == []
+
+
+def test_a_capped_selection_fetches_the_newest_frames_only(stack: Any) -> None:
+    """The cap is applied to the listing; only the kept frames' images are fetched."""
+    from edgeloop.trainer import snapshot
+
+    async def fetch(selection: S.DataSelection) -> list[Any]:
+        async with grpc.aio.insecure_channel(stack.features.address) as channel:
+            return await snapshot.fetch_selection(channel, selection)
+
+    everything = asyncio.run(fetch(S.DataSelection(deployments=["garage-beige"])))
+    capped = asyncio.run(fetch(S.DataSelection(deployments=["garage-beige"],
+                                           max_observations=25)))
+    newest = sorted(everything, key=lambda o: (o.time.ToNanoseconds(), o.observation_id))[-25:]
+    assert len(everything) > 25
+    assert [o.observation_id for o in capped] == [o.observation_id for o in newest]
+    assert all(o.jpeg and o.HasField("sensor_mm") for o in capped)
 
 
 def test_cancel_stops_a_running_sweep_and_queue_waits(stack: Any) -> None:

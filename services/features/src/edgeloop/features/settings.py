@@ -53,6 +53,11 @@ class Settings(ServiceSettings):
     drift_retrain_min_runs: int = Field(default=4, ge=1, description="drive runs of the drifted "
                                         "world needed before a retraining sweep (the trainer "
                                         "holds whole runs out, so the gate judges unseen runs)")
+    drift_retrain_max_samples: int = Field(default=3000, ge=0, description="the newest labelled "
+                                           "observations of the drifted world a retraining sweep "
+                                           "takes at most (0: all); the old world's snapshot "
+                                           "comes on top. A fleet records thousands of frames a "
+                                           "second: without a cap one sweep would train on all")
     drift_retrain_warm_start: bool = Field(default=True, description="retraining sweeps "
                                            "fine-tune the version the deployment serves instead "
                                            "of training from scratch (keeps the old world, needs "

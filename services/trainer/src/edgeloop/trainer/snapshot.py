@@ -78,6 +78,8 @@ RUN_GAP_S = 1.0
 MAX_UNIT_FRAMES = 40
 """A run longer than this (10 s at 4 fps) is cut into several split units."""
 LIST_TIMEOUT_S = 300.0
+IDS_PER_REQUEST = 2000
+"""Observation ids per ListObservations when fetching the images of a capped selection."""
 ARRAYS_FORMAT = 2
 """``arrays.npz`` layout: 2 = pre-resized float32 ``images`` + raw ``holdout_frames``."""
 DECODE_CHUNK = 64
@@ -142,17 +144,45 @@ def list_request(
 async def fetch_observations(
     channel: grpc.aio.Channel, request: feature_store_service_pb2.ListObservationsRequest
 ) -> list[observation_pb2.Observation]:
-    """Stream the matching observations from the feature store."""
+    """Stream the matching labelled observations that have their JPEG from the feature store."""
+    return [o for o in await _fetch_labelled(channel, request) if o.jpeg]
+
+
+async def fetch_selection(
+    channel: grpc.aio.Channel, selection: sweep_pb2.DataSelection
+) -> list[observation_pb2.Observation]:
+    """The selection's labelled frames with their JPEGs, capped and balanced.
+
+    With a cap or balancing, the rows are listed without images first and only the kept
+    frames' images are fetched: a fleet's selection can hold many times the cap.
+    """
+    request = list_request(selection)
+    if not (selection.max_observations or selection.balance_deployments):
+        return await fetch_observations(channel, request)
+    request.include_jpeg = False
+    kept = apply_cap(await _fetch_labelled(channel, request), selection)
+    found: list[observation_pb2.Observation] = []
+    for start in range(0, len(kept), IDS_PER_REQUEST):
+        ids = [o.observation_id for o in kept[start : start + IDS_PER_REQUEST]]
+        request = feature_store_service_pb2.ListObservationsRequest(
+            observation_ids=ids, labelled_only=True, include_jpeg=True)
+        found += await fetch_observations(channel, request)
+    return found
+
+
+async def _fetch_labelled(
+    channel: grpc.aio.Channel, request: feature_store_service_pb2.ListObservationsRequest
+) -> list[observation_pb2.Observation]:
     stub = feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
     found: list[observation_pb2.Observation] = []
     try:
         async for page in stub.ListObservations(request, timeout=LIST_TIMEOUT_S):
-            found.extend(page.observations)
+            found.extend(o for o in page.observations if o.HasField("sensor_mm"))
     except grpc.aio.AioRpcError as exc:
         raise Unavailable(
             f"features service: ListObservations failed: {exc.code().name} {exc.details()}"
         ) from exc
-    return [o for o in found if o.HasField("sensor_mm") and o.jpeg]
+    return found
 
 
 def apply_cap(
@@ -613,13 +643,4 @@ async def fetch_observations_meta(
 ) -> int:
     """How many labelled observations a query matches (no JPEGs transferred)."""
     request.include_jpeg = False
-    stub = feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
-    count = 0
-    try:
-        async for page in stub.ListObservations(request, timeout=LIST_TIMEOUT_S):
-            count += sum(1 for o in page.observations if o.HasField("sensor_mm"))
-    except grpc.aio.AioRpcError as exc:
-        raise Unavailable(
-            f"features service: ListObservations failed: {exc.code().name} {exc.details()}"
-        ) from exc
-    return count
+    return len(await _fetch_labelled(channel, request))

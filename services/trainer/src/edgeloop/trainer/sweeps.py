@@ -407,7 +407,7 @@ class SweepRun:
     async def _observations(self) -> tuple[list[Any], dict[str, dict[str, str]]]:
         """The selected frames plus those of ``include_snapshots_of`` (with their world/split)."""
         data = self.request.data
-        found = await snapshot.fetch_observations(self.deps.features, snapshot.list_request(data))
+        found = await snapshot.fetch_selection(self.deps.features, data)
         carried: dict[str, dict[str, str]] = {}
         for sid in data.include_snapshots_of:
             carried.update(snapshot.carried_entries(self.deps.objects, sid))
@@ -418,7 +418,7 @@ class SweepRun:
             # Frames of the new selection that an old snapshot also holds stay old-world.
             found = [o for o in found if o.observation_id not in carried]
             found += await snapshot.fetch_observations(self.deps.features, query)
-        return snapshot.apply_cap(found, data), carried
+        return sorted(found, key=lambda o: (o.time.ToNanoseconds(), o.observation_id)), carried
 
     def start_tracking(self, snap: snapshot.Snapshot) -> None:
         """The MLflow parent run with lineage tags and the snapshot as dataset input."""

@@ -121,7 +121,8 @@ class Retrainer:
     def __init__(self, pool: AsyncConnectionPool,
                  trainer: trainer_service_pb2_grpc.TrainerServiceStub,
                  references: ReferenceCache, min_samples: int, min_runs: int = 4,
-                 warm_start: bool = True, trials: int = 0, epochs: int = 0) -> None:
+                 warm_start: bool = True, trials: int = 0, epochs: int = 0,
+                 max_samples: int = 0) -> None:
         self.pool = pool
         self.events = DriftEvents(pool)
         self.trainer = trainer
@@ -132,6 +133,8 @@ class Retrainer:
         self.trials = trials
         self.epochs = epochs
         """Epochs of a fine-tuning sweep (0: the trainer's default; never for one from scratch)."""
+        self.max_samples = max_samples
+        """The newest labelled frames of the new world a sweep takes at most (0: all)."""
         self.running: dict[str, RunningSweep] = {}
         """deployment → the sweep retraining it now."""
         self.attempts: dict[str, Attempts] = {}
@@ -292,6 +295,7 @@ class Retrainer:
             return  # not enough of the new world yet
         snapshot = self.references.snapshot_of(deployment.model_name, deployment.model_version)
         data = sweep_pb2.DataSelection(start_time=_timestamp(since),
+                                       max_observations=self.max_samples,
                                        include_snapshots_of=[snapshot] if snapshot else [])
         data.deployments.extend(scope.deployments)
         data.data_groups.extend(scope.data_groups)

@@ -13,10 +13,16 @@ process tree: PostgreSQL backends, Ray workers, MLflow workers included). It che
 that every answered frame was recorded exactly once. Beside it, in the same run, the
 model-only limit and the thesis transport (``bench/gateway_bench.py``'s).
 
-``--soak-minutes M`` runs one long row instead (default 100 robots x 4 fps) and samples
-RSS and open file descriptors of every part at start, middle and end, and the disk used
-by spool, traces and logs; the robots' world turns red halfway, so drift rules fire and
-the monitor may start a retrain inside the soak (drift events and sweeps are counted).
+``--soak-minutes M`` runs one long row instead (default 100 robots x 4 fps). Before it, a
+10-robot beige drive feeds the trainer's first sweep, whose promoted version (with its
+training weights and dataset snapshot, as in production) serves the soak. The soak samples
+RSS, USS (memory no other process shares: what a leak grows; RSS also counts shared
+libraries and the PostgreSQL shared buffers a process has touched), processes and open file
+descriptors of every part at start, middle and end, and the disk used by spool, traces and
+logs. The robots' world turns red at ``--drift-at`` of
+the soak: the drift monitor fires, starts a fine-tuning sweep and promotes it, all under
+the load; the timeline (change → first event → sweep started → new version serving) is
+printed, waiting up to ``--retrain-wait-minutes`` after the load for a sweep still running.
 
 Benchmark only on an otherwise idle machine: the load average is printed before and after.
 Run: ``uv run python bench/fleet_bench.py`` (``--help`` for the knobs).
@@ -60,6 +66,9 @@ from edgeloop.testing import free_port  # noqa: E402
 
 MODEL = "distance"
 DEPLOYMENT = "fleet"
+WARMUP = "fleet-warmup"
+"""The deployment of the beige drive that trains the soak's first version."""
+WARMUP_ROBOTS = 10
 PARTS = ("gateway", "features", "registry", "trainer", "mlflow", "postgres")
 
 
@@ -124,8 +133,12 @@ def local_stack(root: Path, gateway_processes: int = 1) -> Iterator[Stack]:
         _edgeloop(env, "down")
 
 
-def publish_model(stack: Stack, root: Path, robots: int) -> dict[str, str]:
-    """Log the thesis CNN to the stack's MLflow, register it, deploy it; device tokens."""
+def publish_model(stack: Stack, root: Path, robots: int,
+                  deployments: tuple[str, ...] = (DEPLOYMENT,)) -> dict[str, str]:
+    """Log the thesis CNN to the stack's MLflow, register it, deploy it; device tokens.
+
+    ``robots`` devices on the first deployment, WARMUP_ROBOTS on each other one.
+    """
     import mlflow
     from edgeloop.platform import bearer
 
@@ -148,19 +161,49 @@ def publish_model(stack: Stack, root: Path, robots: int) -> dict[str, str]:
         registry.RegisterModelVersion(reg_pb2.RegisterModelVersionRequest(
             model_name=MODEL, run_id=run.info.run_id, artifact_path="model"),
             metadata=admin, timeout=600)
-        registry.CreateDeployment(reg_pb2.CreateDeploymentRequest(
-            deployment=deployment_pb2.Deployment(
-                name=DEPLOYMENT, model_name=MODEL, active=True,
-                strategy=deployment_pb2.STRATEGY_DIRECT,
-                selector=deployment_pb2.VersionSelector(latest=True))),
-            metadata=admin, timeout=60)
         tokens = {}
-        for index in range(robots):
-            device = f"fleet-{index}"
-            tokens[device] = registry.RegisterDevice(reg_pb2.RegisterDeviceRequest(
-                name=device, device_id=device, deployment=DEPLOYMENT),
-                metadata=admin, timeout=60).token
+        for deployment in deployments:
+            registry.CreateDeployment(reg_pb2.CreateDeploymentRequest(
+                deployment=deployment_pb2.Deployment(
+                    name=deployment, model_name=MODEL, active=True,
+                    strategy=deployment_pb2.STRATEGY_DIRECT,
+                    selector=deployment_pb2.VersionSelector(latest=True))),
+                metadata=admin, timeout=60)
+            count = robots if deployment == deployments[0] else WARMUP_ROBOTS
+            for index in range(count):
+                device = f"{deployment}-{index}"
+                tokens[device] = registry.RegisterDevice(reg_pb2.RegisterDeviceRequest(
+                    name=device, device_id=device, deployment=deployment),
+                    metadata=admin, timeout=60).token
     return tokens
+
+
+def train_first_version(stack: Stack, tokens: dict[str, str], seconds: float) -> str:
+    """A beige drive on WARMUP, then the trainer's sweep on it, promoted: the version's number."""
+    from edgeloop.contracts.trainer.v1 import sweep_pb2
+    from edgeloop.contracts.trainer.v1 import trainer_service_pb2 as tr_pb2
+    from edgeloop.contracts.trainer.v1 import trainer_service_pb2_grpc as tr_grpc
+
+    started = time.monotonic()
+    load = run_load(stack, tokens, [("beige", seconds)], 4.0, 4)
+    rec = recorded(stack, load.observation_ids, deployment=WARMUP, delete=False)
+    with open_blocking_channel(stack.address("trainer"), tls=stack.tls) as channel:
+        trainer = tr_grpc.TrainerServiceStub(channel)
+        sweep = trainer.StartSweep(tr_pb2.StartSweepRequest(
+            model_name=MODEL, trigger="fleet-bench", num_trials=1, deployment=DEPLOYMENT,
+            promote=True, seed=7, data=sweep_pb2.DataSelection(deployments=[WARMUP]),
+            search_space=sweep_pb2.SearchSpace(epochs=[8])), timeout=600).sweep
+        for _ in trainer.WatchSweep(tr_pb2.WatchSweepRequest(sweep_id=sweep.sweep_id),
+                                    timeout=1800):
+            pass
+        sweep = trainer.GetSweep(tr_pb2.GetSweepRequest(sweep_id=sweep.sweep_id),
+                                 timeout=60).sweep
+    if not sweep.model_version:
+        raise SystemExit(f"the first sweep registered no version: {sweep.error}")
+    print(f"first version {sweep.model_version} trained on {rec['distinct']} beige frames of "
+          f"{len(tokens)} robots in {time.monotonic() - started:.0f} s "
+          f"(holdout MAE {sweep.holdout_mae_mm:.1f} mm)", flush=True)
+    return sweep.model_version
 
 
 # --- the load generator (its own process) -----------------------------------------------
@@ -176,6 +219,8 @@ class LoadResult:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     observation_ids: list[str] = field(default_factory=list)
+    world_started: dict[str, float] = field(default_factory=dict)
+    """World → when its first frame was sent (epoch seconds)."""
 
 
 class FleetRobot(gateway_bench.Robot):
@@ -231,16 +276,18 @@ async def _drive(address: str, tls_env: dict[str, str], tokens: dict[str, str], 
 
 
 def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
-                  worlds: list[str], fps: float, seconds: float, window: int,
+                  worlds: list[tuple[str, float]], fps: float, window: int,
                   out: multiprocessing.Queue) -> None:
     """Entry point of the load generator process: render frames, drive, report."""
     from edgeloop.edge_client.simulate import render_dataset
 
     result = LoadResult()
-    share = seconds / len(worlds)
-    for world in worlds:  # a world change halfway (soak), else one world
-        frames = [(f.jpeg, f.sensor_mm) for f in render_dataset(world, 64, seed=11)]
-        part = asyncio.run(_drive(address, tls_env, tokens, frames, fps, share, window))
+    rendered = {world: [(f.jpeg, f.sensor_mm) for f in render_dataset(world, 64, seed=11)]
+                for world, _ in worlds}
+    for world, seconds in worlds:  # a world change inside the soak, else one world
+        result.world_started[world] = time.time()
+        part = asyncio.run(_drive(address, tls_env, tokens, rendered[world], fps, seconds,
+                                  window))
         result.answered += part.answered
         result.errors += part.errors
         for reason, count in part.error_reasons.items():
@@ -251,16 +298,17 @@ def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
     out.put(result)
 
 
-def run_load(stack: Stack, tokens: dict[str, str], worlds: list[str], fps: float, seconds: float,
+def run_load(stack: Stack, tokens: dict[str, str], worlds: list[tuple[str, float]], fps: float,
              window: int) -> LoadResult:
+    """Drive ``tokens``' robots through ``worlds`` (world, seconds) from another process."""
     context = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue = context.Queue()
     process = context.Process(target=_load_process, args=(
-        stack.address("gateway"), stack.record().get("tls", {}), tokens, worlds, fps, seconds,
-        window, queue))
+        stack.address("gateway"), stack.record().get("tls", {}), tokens, worlds, fps, window,
+        queue))
     process.start()
     try:
-        return queue.get(timeout=seconds + 600)
+        return queue.get(timeout=sum(seconds for _, seconds in worlds) + 600)
     finally:
         process.join(60)
 
@@ -308,28 +356,6 @@ class PartMeter:
         self.cpu = {part: self._cpu_now(part) - self._start[part] for part in PARTS}
 
 
-def open_fds(stack: Stack) -> dict[str, int]:
-    counts = {}
-    for part in PARTS:
-        total = 0
-        for process in stack.tree(part):
-            with contextlib.suppress(psutil.Error):
-                total += process.num_fds()
-        counts[part] = total
-    return counts
-
-
-def rss_now(stack: Stack) -> dict[str, float]:
-    values = {}
-    for part in PARTS:
-        total = 0.0
-        for process in stack.tree(part):
-            with contextlib.suppress(psutil.Error):
-                total += process.memory_info().rss
-        values[part] = total / 2**20
-    return values
-
-
 def disk_use(stack: Stack) -> dict[str, float]:
     def size(folder: Path) -> float:
         return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20 \
@@ -340,8 +366,12 @@ def disk_use(stack: Stack) -> dict[str, float]:
 
 # --- what got recorded ------------------------------------------------------------------
 
-def recorded(stack: Stack, observation_ids: list[str], timeout_s: float = 900.0) -> dict:
-    """Wait until every answered frame has its row; rows, duplicates and ingest lag."""
+def recorded(stack: Stack, observation_ids: list[str], timeout_s: float = 900.0,
+             deployment: str = DEPLOYMENT, delete: bool = True) -> dict:
+    """Wait until every answered frame has its row; rows, duplicates and ingest lag.
+
+    ``delete`` removes the rows afterwards, so the next row starts on an empty table.
+    """
     import psycopg
 
     url = stack.record()["parts"]["postgres"]["url"]
@@ -350,7 +380,7 @@ def recorded(stack: Stack, observation_ids: list[str], timeout_s: float = 900.0)
         while True:
             rows, distinct = conn.execute(
                 "SELECT count(*), count(DISTINCT observation_id) FROM features.observations "
-                "WHERE deployment = %s", (DEPLOYMENT,)).fetchone()
+                "WHERE deployment = %s", (deployment,)).fetchone()
             if distinct >= len(set(observation_ids)) or time.monotonic() > deadline:
                 break
             time.sleep(1.0)
@@ -359,13 +389,15 @@ def recorded(stack: Stack, observation_ids: list[str], timeout_s: float = 900.0)
             "ingested_at - received_at)), percentile_cont(0.99) WITHIN GROUP (ORDER BY "
             "extract(epoch FROM ingested_at - received_at)), "
             "extract(epoch FROM max(ingested_at) - min(ingested_at)) "
-            "FROM features.observations WHERE deployment = %s", (DEPLOYMENT,)).fetchone()
+            "FROM features.observations WHERE deployment = %s", (deployment,)).fetchone()
         missing = conn.execute(
             "SELECT count(*) FROM unnest(%s::uuid[]) AS sent(id) WHERE NOT EXISTS "
             "(SELECT 1 FROM features.observations o WHERE o.observation_id = sent.id)",
             (list(set(observation_ids)),)).fetchone()[0]
-        conn.execute("DELETE FROM features.observations WHERE deployment = %s", (DEPLOYMENT,))
-        conn.commit()
+        if delete:
+            conn.execute("DELETE FROM features.observations WHERE deployment = %s",
+                         (deployment,))
+            conn.commit()
     return {"rows": rows, "distinct": distinct, "missing": missing, "lag_p50_s": lag[0] or 0.0,
             "lag_p99_s": lag[1] or 0.0, "ingest_span_s": lag[2] or 0.0}
 
@@ -392,42 +424,116 @@ def report_row(label: str, load: LoadResult, rec: dict, meter: PartMeter) -> str
     return "\n".join(lines)
 
 
-def measure(stack: Stack, tokens: dict[str, str], worlds: list[str], fps: float, seconds: float,
+def measure(stack: Stack, tokens: dict[str, str], worlds: list[tuple[str, float]], fps: float,
             window: int, label: str) -> tuple[str, bool]:
+    """One row: drive, wait for every row, report; whether recorded = sent."""
     with PartMeter(stack) as meter:
-        load = run_load(stack, tokens, worlds, fps, seconds, window)
+        load = run_load(stack, tokens, worlds, fps, window)
     rec = recorded(stack, load.observation_ids)
     ok = rec["missing"] == 0 and rec["rows"] == rec["distinct"]
     return report_row(label, load, rec, meter), ok
 
 
 def soak(stack: Stack, tokens: dict[str, str], args: argparse.Namespace) -> bool:
+    """The long row with a world change inside; whether recorded = sent."""
     seconds = args.soak_minutes * 60
-    samples = {"start": (rss_now(stack), open_fds(stack), disk_use(stack))}
-    timer = threading.Timer(seconds / 2, lambda: samples.__setitem__(
-        "middle", (rss_now(stack), open_fds(stack), disk_use(stack))))
+    worlds = [("beige", seconds * args.drift_at), ("red", seconds * (1 - args.drift_at))]
+    samples = {"start": sample_parts(stack)}
+    timer = threading.Timer(seconds / 2, lambda: samples.__setitem__("middle",
+                                                                     sample_parts(stack)))
     timer.start()
-    row, ok = measure(stack, tokens, ["beige", "red"], args.fps[0], seconds, args.window,
-                      f"soak {len(tokens)} robots x {args.fps[0]:g} fps, {args.soak_minutes} min")
+    with PartMeter(stack) as meter:
+        load = run_load(stack, tokens, worlds, args.fps[0], args.window)
     timer.cancel()
-    samples["end"] = (rss_now(stack), open_fds(stack), disk_use(stack))
-    print(row)
-    for when, (rss, fds, disk) in samples.items():
-        print(f"  {when:<6} RSS MB " + ", ".join(f"{p} {rss[p]:.0f}" for p in PARTS)
-              + " | fds " + ", ".join(f"{p} {fds[p]}" for p in PARTS)
-              + " | disk MB " + ", ".join(f"{k} {v:.1f}" for k, v in disk.items()))
-    _print_loop_activity(stack)
-    return ok
+    samples["end"] = sample_parts(stack)
+    rec = recorded(stack, load.observation_ids, delete=False)
+    label = f"soak {len(tokens)} robots x {args.fps[0]:g} fps, {args.soak_minutes:g} min"
+    print(report_row(label, load, rec, meter))
+    for when, sample in samples.items():
+        print(f"  {when:<6} " + sample.describe())
+    if "middle" in samples:
+        print("  middle -> end: " + samples["middle"].growth(samples["end"]))
+    print_retrain_timeline(stack, load.world_started["red"], args.retrain_wait_minutes * 60)
+    return rec["missing"] == 0 and rec["rows"] == rec["distinct"]
 
 
-def _print_loop_activity(stack: Stack) -> None:
+@dataclass
+class PartSample:
+    """Memory, open files and disk of the stack at one moment."""
+
+    rss_mb: dict[str, float]
+    uss_mb: dict[str, float]
+    processes: dict[str, int]
+    fds: dict[str, int]
+    disk_mb: dict[str, float]
+
+    def describe(self) -> str:
+        return ("RSS MB " + ", ".join(f"{p} {self.rss_mb[p]:.0f}" for p in PARTS)
+                + " | USS MB " + ", ".join(f"{p} {self.uss_mb[p]:.0f}" for p in PARTS)
+                + " | processes " + ", ".join(f"{p} {self.processes[p]}" for p in PARTS)
+                + " | fds " + ", ".join(f"{p} {self.fds[p]}" for p in PARTS)
+                + " | disk MB " + ", ".join(f"{k} {v:.1f}" for k, v in self.disk_mb.items()))
+
+    def growth(self, later: PartSample) -> str:
+        def pct(before: float, after: float) -> str:
+            return f"{100 * (after - before) / before:+.0f} %" if before else "-"
+
+        return ", ".join(f"{p} RSS {pct(self.rss_mb[p], later.rss_mb[p])} "
+                         f"USS {pct(self.uss_mb[p], later.uss_mb[p])} "
+                         f"processes {later.processes[p] - self.processes[p]:+d} "
+                         f"fds {later.fds[p] - self.fds[p]:+d}" for p in PARTS)
+
+
+def sample_parts(stack: Stack) -> PartSample:
+    """RSS, USS, processes and open fds of every part's tree, and the state folder's disk use."""
+    rss, uss, processes, fds = {}, {}, {}, {}
+    for part in PARTS:
+        rss[part] = uss[part] = 0.0
+        processes[part] = fds[part] = 0
+        for process in stack.tree(part):
+            with contextlib.suppress(psutil.Error):
+                memory = process.memory_full_info()
+                rss[part] += memory.rss / 2**20
+                uss[part] += memory.uss / 2**20
+                fds[part] += process.num_fds()
+                processes[part] += 1
+    return PartSample(rss, uss, processes, fds, disk_use(stack))
+
+
+def print_retrain_timeline(stack: Stack, changed_at: float, wait_s: float) -> None:
+    """World change → first drift event → sweep started → its version's first answer."""
     import psycopg
 
-    with psycopg.connect(stack.record()["parts"]["postgres"]["url"]) as conn:
-        events = conn.execute("SELECT count(*) FROM features.drift_events").fetchone()[0]
-        sweeps = conn.execute("SELECT state, count(*) FROM trainer.sweeps GROUP BY state"
-                              ).fetchall()
-    print(f"  drift events {events}; sweeps {dict(sweeps) or 'none'}")
+    deadline = time.monotonic() + wait_s
+    with psycopg.connect(stack.record()["parts"]["postgres"]["url"], autocommit=True) as conn:
+        while True:
+            sweeps = conn.execute(
+                "SELECT sweep_id, state, extract(epoch FROM created_at)::float8, "
+                "sweep->>'model_version', coalesce((sweep->>'promoted')::bool, false), "
+                "sweep->>'promotion_note' FROM trainer.sweeps "
+                "WHERE sweep->>'trigger' LIKE 'drift:%%' ORDER BY created_at").fetchall()
+            running = [s for s in sweeps if s[1] in ("QUEUED", "RUNNING")]
+            if not running or time.monotonic() > deadline:
+                break
+            time.sleep(5.0)
+        events = conn.execute(
+            "SELECT rule, kind, extract(epoch FROM fired_at)::float8 FROM features.drift_events "
+            "WHERE deployment = %s ORDER BY fired_at", (DEPLOYMENT,)).fetchall()
+        print(f"  drift events {len(events)}; drift sweeps "
+              f"{dict(Counter(s[1] for s in sweeps)) or 'none'}")
+        if events:
+            rule, kind, fired = events[0]
+            print(f"  first event {fired - changed_at:+.0f} s after the change to red "
+                  f"({rule}, {kind})")
+        for sweep_id, state, created, version, promoted, note in sweeps:
+            served = conn.execute(
+                "SELECT extract(epoch FROM min(received_at))::float8 FROM features.observations "
+                "WHERE deployment = %s AND model_version = %s", (DEPLOYMENT, version or "")
+            ).fetchone()[0] if promoted else None
+            print(f"  sweep {sweep_id} started {created - changed_at:+.0f} s after the change: "
+                  f"{state}, version {version or '-'}, "
+                  + (f"promoted, first answer {served - changed_at:+.0f} s after the change"
+                     if promoted and served else f"promoted {promoted} ({note or '-'})"))
 
 
 def run_stack(root: Path, gateway_processes: int, args: argparse.Namespace) -> bool:
@@ -437,14 +543,17 @@ def run_stack(root: Path, gateway_processes: int, args: argparse.Namespace) -> b
     with local_stack(root, gateway_processes) as stack:
         robots = max(args.robots) if not args.soak_minutes else (
             args.robots[0] if args.robots != [10, 100, 200] else 100)
-        tokens = publish_model(stack, root, robots)
         if args.soak_minutes:
-            return soak(stack, tokens, args)
+            tokens = publish_model(stack, root, robots, (DEPLOYMENT, WARMUP))
+            warmup = {d: t for d, t in tokens.items() if d.startswith(f"{WARMUP}-")}
+            train_first_version(stack, warmup, args.warmup_seconds)
+            return soak(stack, {d: t for d, t in tokens.items() if d not in warmup}, args)
+        tokens = publish_model(stack, root, robots)
         rows = [(n, fps) for n in args.robots for fps in args.fps] + [(10, 0.0)]
         for count, fps in rows:
             fleet = dict(list(tokens.items())[:count])
             rate = f"{fps:g} fps" if fps else f"full speed (window {args.window})"
-            row, good = measure(stack, fleet, ["beige"], fps, args.seconds, args.window,
+            row, good = measure(stack, fleet, [("beige", args.seconds)], fps, args.window,
                                 f"{count} robots x {rate}, {gateway_processes} gateway process(es)")
             ok &= good
             print(row, flush=True)
@@ -461,6 +570,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per row")
     parser.add_argument("--soak-minutes", type=float, default=0.0,
                         help="run the soak instead of the rows (100 robots unless --robots)")
+    parser.add_argument("--drift-at", type=float, default=0.3,
+                        help="soak: fraction of the soak after which the world turns red")
+    parser.add_argument("--warmup-seconds", type=float, default=60.0,
+                        help=f"soak: the {WARMUP_ROBOTS}-robot beige drive the first version "
+                        "is trained on")
+    parser.add_argument("--retrain-wait-minutes", type=float, default=15.0,
+                        help="soak: how long to wait after the load for a drift sweep to end")
     parser.add_argument("--gateway-processes", type=gateway_bench._ints, default=[1],
                         help="gateway processes on the one port (EDGELOOP_GATEWAY_PROCESSES); "
                         "several values: one stack, and every row, per value")

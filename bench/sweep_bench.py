@@ -172,6 +172,27 @@ def phases(events: list[sweep_pb2.SweepEvent]) -> dict[str, float]:
     }
 
 
+def trial_timeline(events: list[sweep_pb2.SweepEvent]) -> list[str]:
+    """Per trial: when it started (after the snapshot) and how long its epochs took."""
+    snap = next((e.time.ToNanoseconds() / 1e9 for e in events
+                 if e.type == sweep_pb2.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT), None)
+    if snap is None:
+        return []
+    lines = []
+    for trial in dict.fromkeys(e.trial_id for e in events if e.trial_id):
+        times = [(e.type, e.time.ToNanoseconds() / 1e9) for e in events if e.trial_id == trial]
+        started = next(t for k, t in times if k == sweep_pb2.SWEEP_EVENT_TYPE_TRIAL_STARTED)
+        epochs = [t for k, t in times if k == sweep_pb2.SWEEP_EVENT_TYPE_EPOCH]
+        ended = next((t for k, t in times if k == sweep_pb2.SWEEP_EVENT_TYPE_TRIAL_FINISHED),
+                     epochs[-1] if epochs else started)
+        gaps = [b - a for a, b in zip([started, *epochs], epochs, strict=False)]
+        lines.append(f"  trial {trial}: started +{started - snap:.1f} s, ended "
+                     f"+{ended - snap:.1f} s, first epoch {gaps[0] if gaps else 0:.1f} s "
+                     f"(from its start), later epochs "
+                     + (", ".join(f"{g:.1f}" for g in gaps[1:]) or "-") + " s")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -257,6 +278,7 @@ def main() -> None:
         )
         if sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED:
             print("  phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases(events).items()))
+            print("\n".join(trial_timeline(events)))
         print(f"WALL TIME  {wall:.1f} s  (target <= 60 s for 4 trials on 3,000 frames)")
         print(f"PEAK PSS   {memory.peak / 2**20:.0f} MiB  (trainer + Ray processes; summed RSS "
               f"{memory.peak_rss / 2**20:.0f} MiB counts shared pages once per process)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from edgeloop.platform import ServiceSettings
 from pydantic import Field
 
@@ -86,6 +88,11 @@ class Settings(ServiceSettings):
         ge=0,
         description="TensorFlow intra- and inter-op threads "
         "per trial (Ray does not cap them); 0 = the trial's CPU share",
+    )
+    train_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="arithmetic of the trials: auto = bfloat16 on CPUs that compute it natively "
+        "(AMX or AVX512-BF16, about twice as fast), float32 elsewhere; weights stay float32",
     )
     min_observations: int = Field(
         default=30, ge=3, description="smallest dataset a sweep trains on"

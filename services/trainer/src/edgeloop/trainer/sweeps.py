@@ -470,6 +470,7 @@ class SweepRun:
             int(self.request.seed or snap.manifest["seed"]) % 2**32,
             self.folder / "ray",
             {"init_weights": str(self.warm.weights_path)} if self.warm else {},
+            self.deps.settings.train_precision,
         )
         hooks = Progress(self, asyncio.get_running_loop())
         outcome = await asyncio.to_thread(tune.run_sweep, plan, hooks)

@@ -151,7 +151,7 @@ def fit_resources(
 
 def train_trial(config: dict[str, Any]) -> None:
     """One trial in a Ray worker: train, report val_mae_mm per epoch, checkpoint improvements."""
-    from edgeloop.trainer.model import set_tf_threads
+    from edgeloop.trainer.model import set_tf_threads, set_training_precision
 
     set_tf_threads(int(config["tf_threads"]))
     import keras
@@ -160,7 +160,10 @@ def train_trial(config: dict[str, Any]) -> None:
     # the worker may have run an earlier trial (reuse_actors): drop its models and graphs
     keras.backend.clear_session()
     keras.utils.set_random_seed(int(config["seed"]))
+    # decided on the worker's own node: Ray nodes may have different CPUs
+    precision = set_training_precision(str(config.get("precision", "float32")))
     with trial_span(config, tune.get_context().get_trial_id() or "") as span:
+        span.set_attribute("edgeloop.precision", precision)
         span.set_attribute("edgeloop.best_val_mae_mm", _train(config, keras, np))
 
 
@@ -349,6 +352,8 @@ class SweepPlan:
     storage_dir: Path
     extra: dict[str, Any] = field(default_factory=dict)
     """Config every trial gets as is (``init_weights`` of a warm start)."""
+    precision: str = "float32"
+    """Training arithmetic: ``auto``, ``float32`` or ``bfloat16`` (model.resolve_precision)."""
 
 
 @dataclass(frozen=True)
@@ -388,6 +393,7 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
         "arrays_path": str(plan.arrays_path),
         "seed": plan.seed,
         "tf_threads": plan.resources.tf_threads,
+        "precision": plan.precision,
         # The sweep's trace context and span exporters, so each trial's span joins it
         # wherever its worker runs (trial_tracing).
         **trace_config(),

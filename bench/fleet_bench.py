@@ -19,7 +19,8 @@ training weights and dataset snapshot, as in production) serves the soak. The so
 RSS, USS (memory no other process shares: what a leak grows; RSS also counts shared
 libraries and the PostgreSQL shared buffers a process has touched), processes and open file
 descriptors of every part at start, middle and end, and the disk used by spool, traces and
-logs. The robots' world turns red at ``--drift-at`` of
+logs, and once more when the last row is in ("drained": what the ingest backlog held is
+released). The robots' world turns red at ``--drift-at`` of
 the soak: the drift monitor fires, starts a fine-tuning sweep and promotes it, all under
 the load; the timeline (change → first event → sweep started → new version serving) is
 printed, waiting up to ``--retrain-wait-minutes`` after the load for a sweep still running.
@@ -447,12 +448,14 @@ def soak(stack: Stack, tokens: dict[str, str], args: argparse.Namespace) -> bool
     timer.cancel()
     samples["end"] = sample_parts(stack)
     rec = recorded(stack, load.observation_ids, delete=False)
+    samples["drained"] = sample_parts(stack)  # every row in: no backlog held in memory
     label = f"soak {len(tokens)} robots x {args.fps[0]:g} fps, {args.soak_minutes:g} min"
     print(report_row(label, load, rec, meter))
     for when, sample in samples.items():
         print(f"  {when:<6} " + sample.describe())
     if "middle" in samples:
         print("  middle -> end: " + samples["middle"].growth(samples["end"]))
+        print("  middle -> drained: " + samples["middle"].growth(samples["drained"]))
     print_retrain_timeline(stack, load.world_started["red"], args.retrain_wait_minutes * 60)
     return rec["missing"] == 0 and rec["rows"] == rec["distinct"]
 

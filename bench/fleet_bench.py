@@ -70,7 +70,7 @@ DEPLOYMENT = "fleet"
 WARMUP = "fleet-warmup"
 """The deployment of the beige drive that trains the soak's first version."""
 WARMUP_ROBOTS = 10
-PARTS = ("gateway", "features", "registry", "trainer", "mlflow", "postgres")
+PARTS = ("gateway", "features", "registry", "trainer", "ray", "mlflow", "postgres")
 
 
 # --- the stack --------------------------------------------------------------------------

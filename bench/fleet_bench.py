@@ -99,6 +99,8 @@ class Stack:
     def tree(self, part: str) -> list[psutil.Process]:
         """The part's processes (every gateway process for ``gateway``) and all they started."""
         parts = self.record()["parts"]
+        if part == "ray":
+            return _ray_tree(parts.get("ray", {}).get("address", ""))
         names = [n for n in parts if n == part or (part == "gateway" and n.startswith("gateway-"))]
         processes: list[psutil.Process] = []
         for name in names:
@@ -108,6 +110,25 @@ class Stack:
             except psutil.NoSuchProcess:
                 continue
         return processes
+
+
+def _ray_tree(gcs_address: str) -> list[psutil.Process]:
+    """The Ray head's processes (GCS, raylet, dashboard) and the workers they started.
+
+    `ray start` detaches them, so the stack records no pid: they are the processes whose
+    command line names the head's GCS port.
+    """
+    port = gcs_address.rpartition(":")[2]
+    if not port:
+        return []
+    found: dict[int, psutil.Process] = {}
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "gcs" in cmdline and (f":{port}" in cmdline or f"={port}" in cmdline):
+            with contextlib.suppress(psutil.Error):
+                for member in (process, *process.children(recursive=True)):
+                    found[member.pid] = member
+    return list(found.values())
 
 
 def _edgeloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

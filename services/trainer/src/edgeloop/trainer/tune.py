@@ -353,7 +353,7 @@ class SweepPlan:
     extra: dict[str, Any] = field(default_factory=dict)
     """Config every trial gets as is (``init_weights`` of a warm start)."""
     precision: str = "float32"
-    """Training arithmetic: ``auto``, ``float32`` or ``bfloat16`` (model.resolve_precision)."""
+    """Training arithmetic: ``float32``, ``bfloat16`` or ``auto`` (model.resolve_precision)."""
 
 
 @dataclass(frozen=True)

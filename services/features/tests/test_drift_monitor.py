@@ -20,7 +20,7 @@ import numpy as np
 import psycopg
 import pytest
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2, trainer_service_pb2_grpc
-from edgeloop.features.drift import retraining
+from edgeloop.features.drift import retraining, window
 from edgeloop.features.drift.deployments import ActiveDeployment
 from edgeloop.features.drift.monitor import DriftMonitor
 from edgeloop.features.drift.retraining import Retrainer
@@ -290,6 +290,27 @@ async def test_a_start_that_timed_out_is_retried_with_the_same_request_id(
     assert first.request_id == retry.request_id
     assert first.request_id.startswith("drift:parking:")
     assert all(e.sweep_id == "sweep-2" for e in await monitor.events.list("parking"))
+
+
+async def test_the_window_reads_in_chunks_the_same_rows(
+        database_url: str, pool: AsyncConnectionPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(9)
+    _insert(database_url, _rows("beige", T0, 10, "1", rng))
+    _insert(database_url, _rows("beige", T0 + timedelta(seconds=10), 5, "2", rng,
+                                labelled=False))
+    whole = await window.fetch_recent(pool, "parking", T0, T0 + timedelta(minutes=1))
+    monkeypatch.setattr(window, "CHUNK_ROWS", 7)
+    chunked = await window.fetch_recent(pool, "parking", T0, T0 + timedelta(minutes=1))
+    empty = await window.fetch_recent(pool, "nowhere", T0, T0 + timedelta(minutes=1))
+
+    assert len(whole.times) == 15 * FPS and list(chunked.times) == list(whole.times)
+    assert list(chunked.model_versions) == list(whole.model_versions)
+    assert sorted(set(whole.model_versions)) == ["1", "2"]
+    for name, column in whole.columns.items():
+        assert np.array_equal(chunked.columns[name], column, equal_nan=True), name
+    assert np.isnan(whole.columns["sensor_mm"][10 * FPS:]).all(), "no label: NaN"
+    assert not np.isnan(whole.columns["sensor_mm"][:10 * FPS]).any()
+    assert len(empty.times) == 0 and all(len(c) == 0 for c in empty.columns.values())
 
 
 async def _evaluate_at(monitor: DriftMonitor, clock: list[datetime], *minutes: float) -> None:

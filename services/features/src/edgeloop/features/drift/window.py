@@ -16,6 +16,7 @@ _QUERY = (
     "SELECT time, model_version, " + ", ".join(_COLUMNS) + ", abs(error_mm) AS abs_error_mm "
     "FROM features.observations WHERE deployment = %s AND time >= %s AND time < %s ORDER BY time"
 )
+CHUNK_ROWS = 5000
 MODEL_DEPENDENT = ("prediction_mm", "abs_error_mm")
 """Columns that describe the model's answers, not the world: judged per serving version."""
 
@@ -68,13 +69,25 @@ class Recent:
 
 async def fetch_recent(pool: AsyncConnectionPool, deployment: str, since: datetime,
                        until: datetime) -> Recent:
-    """Observations of ``deployment`` captured in [since, until)."""
-    async with pool.connection() as conn:
-        cursor = await conn.execute(_QUERY, (deployment, since, until))
-        rows = await cursor.fetchall()
-    times = np.array([_naive_utc(row[0]) for row in rows], dtype="datetime64[us]")
-    versions = np.array([row[1] for row in rows], dtype=object)
+    """Observations of ``deployment`` captured in [since, until).
+
+    Read from a server-side cursor, CHUNK_ROWS at a time, each chunk turned into arrays at
+    once: a fleet's 5-minute window holds 120,000 rows at 400 frames/s, and as Python
+    tuples all at once they took about four times the memory of the arrays.
+    """
     names = (*_COLUMNS, "abs_error_mm")
-    columns = {name: np.array([np.nan if row[i + 2] is None else row[i + 2] for row in rows],
-                              dtype=np.float64) for i, name in enumerate(names)}
-    return Recent(times, versions, columns)
+    times: list[np.ndarray] = []
+    versions: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    async with (pool.connection() as conn, conn.transaction(),
+                conn.cursor(name="drift_window") as cursor):
+        await cursor.execute(_QUERY, (deployment, since, until))
+        while rows := await cursor.fetchmany(CHUNK_ROWS):
+            times.append(np.array([_naive_utc(row[0]) for row in rows], dtype="datetime64[us]"))
+            versions.append(np.array([row[1] for row in rows], dtype=object))
+            # None (no label, no prediction) becomes NaN
+            values.append(np.array([row[2:] for row in rows], dtype=np.float64))
+    table = np.concatenate(values) if values else np.empty((0, len(names)))
+    return Recent(np.concatenate(times) if times else np.array([], dtype="datetime64[us]"),
+                  np.concatenate(versions) if versions else np.array([], dtype=object),
+                  {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(names)})

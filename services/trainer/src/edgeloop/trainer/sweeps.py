@@ -185,7 +185,6 @@ class SweepManager:
             return snapshot_id
         minimum = self.deps.settings.min_observations
         query = snapshot.list_request(request.data)
-        query.include_jpeg = False
         # Enough is all this answers: counting every row of a fleet's selection took longer
         # than a caller's deadline under load.
         query.limit = minimum

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import grpc
@@ -43,9 +44,14 @@ async def test_register_alias_promote_refuse_rollback(registry, mlflow_store) ->
     better = model_pb2.HoldoutEvaluation(holdout_id="h1", candidate_mae_mm=10.0,
                                          champion_version="1", champion_mae_mm=20.0,
                                          sample_count=50)
+    asked = time.time()
     second = await _register(registry, model, mlflow_store.better_run, evaluation=better,
                              promote=True)
+    answered = time.time()
     assert second.version.version == "2"
+    # The decision's time is the registry's, inside the call: what a sweep reports as
+    # "promoted at" must not come after the deployments following the alias switched.
+    assert asked <= second.promotion.decided_at.ToNanoseconds() / 1e9 <= answered
     assert second.promotion.promoted and second.promotion.previous_version == "1"
     assert "10.000" in second.promotion.reason and "20.000" in second.promotion.reason
     assert list(second.version.aliases) == ["champion"]

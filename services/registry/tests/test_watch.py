@@ -7,7 +7,6 @@ import asyncio
 from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
 
-
 PUSHED_S = 20.0
 """A change must reach watchers within this: generous for a loaded machine, yet well under
 the tests' 60 s refresh poll (conftest), so only a change that is pushed arrives in time."""

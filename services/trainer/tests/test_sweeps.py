@@ -142,6 +142,16 @@ def test_sweep_registers_a_version_better_than_the_mean(
     assert version.tags["sweep_id"] == sweep.sweep_id
     assert version.tags["dataset_snapshot"] == sweep.dataset.snapshot_id
     assert version.evaluation.sample_count == sweep.dataset.holdout_count
+    # The promotion event carries the registry gate's time, not the moment its answer
+    # reached the trainer: the alias moved (and deployments switched) before that answer.
+    with grpc.insecure_channel(stack.registry.address) as channel:
+        changes = stack.registry_stub(channel).ListHistory(
+            registry_service_pb2.ListHistoryRequest(subject="model/distance"),
+            metadata=bearer("trainer-tests-admin-token-0123456789"), timeout=30).records
+    moved = next(c for c in changes if c.action == "promote"
+                 and json.loads(c.detail)["version"] == sweep.model_version)
+    promotion = next(e for e in events if e.type == S.SWEEP_EVENT_TYPE_PROMOTION)
+    assert promotion.time.ToNanoseconds() <= moved.time.ToNanoseconds(), (promotion, moved)
 
 
 def test_mlflow_runs_carry_lineage(stack: Any, first_sweep: dict[str, Any]) -> None:

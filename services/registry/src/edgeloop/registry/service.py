@@ -23,6 +23,7 @@ from edgeloop.registry.models import Models
 from edgeloop.registry.operators import ActiveOperators
 from edgeloop.registry.promotion import DEFAULT_ALIAS, Aliases, decide, world_maes
 from edgeloop.registry.selectors import check_alias, check_model_name, check_selector, check_version
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,8 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
             evaluation = await self.models.evaluation(model, version)
             decision = decide(version, current, evaluation, self.margin_mm, force,
                               world_maes(dict(found.metrics)))
+            decided_at = Timestamp()
+            decided_at.GetCurrentTime()
             with log_context(model=model, version=version):
                 log.info("promotion gate: %s", decision.reason, extra={"alias": alias})
             if decision.promoted:
@@ -241,7 +244,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
                 await self._record_refusal(actor, model, alias, version, decision.reason)
         return pb.PromoteModelVersionResponse(
             promoted=decision.promoted, reason=decision.reason, previous_version=current or "",
-            version=await self.models.get(model, version))
+            version=await self.models.get(model, version), decided_at=decided_at)
 
     async def _record_refusal(self, actor: str, model: str, alias: str, version: str,
                               reason: str) -> None:

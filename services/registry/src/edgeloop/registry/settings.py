@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from edgeloop.platform import ServiceSettings
-from pydantic import Field, field_validator
-
 from edgeloop.registry.auth import parse_service_tokens
+from pydantic import Field, field_validator
 
 DEFAULT_PORT = 50051
 

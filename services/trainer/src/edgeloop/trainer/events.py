@@ -29,10 +29,14 @@ def make_event(
     trial_id: str = "",
     epoch: int = 0,
     metrics: dict[str, float] | None = None,
+    at: Timestamp | None = None,
 ) -> sweep_pb2.SweepEvent:
-    """A progress event of ``sweep`` stamped now, carrying the sweep's current state."""
+    """A progress event of ``sweep`` stamped ``at`` (default now), with the sweep's state."""
     now = Timestamp()
-    now.GetCurrentTime()
+    if at is not None and at.ToNanoseconds():
+        now.CopyFrom(at)
+    else:
+        now.GetCurrentTime()
     return sweep_pb2.SweepEvent(
         sweep_id=sweep.sweep_id,
         type=kind,

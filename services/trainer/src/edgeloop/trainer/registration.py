@@ -31,6 +31,7 @@ from edgeloop.contracts.registry.v1 import (
 from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
 from edgeloop.platform.errors import EdgeloopError, Unavailable
 from edgeloop.trainer.tune import WEIGHTS_FILE, TuneOutcome
+from google.protobuf.timestamp_pb2 import Timestamp
 
 log = logging.getLogger(__name__)
 PIP_REQUIREMENTS = ["mlflow>=3.5,<4", "tensorflow==2.21.*", "numpy"]
@@ -56,6 +57,9 @@ class Registration:
     promoted: bool
     note: str
     evaluation: model_pb2.HoldoutEvaluation
+    # when the registry's gate decided (unset when promotion was not asked for, or an
+    # earlier attempt of the same request had promoted it)
+    decided_at: Timestamp | None = None
 
 
 def holdout_arrays(arrays_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -260,4 +264,5 @@ async def register(
         raise registry_error("RegisterModelVersion", exc) from exc
     promoted = reply.HasField("promotion") and reply.promotion.promoted
     note = reply.promotion.reason if reply.HasField("promotion") else "promotion not requested"
-    return Registration(reply.version.version, promoted, note, evaluation)
+    decided_at = reply.promotion.decided_at if reply.promotion.HasField("decided_at") else None
+    return Registration(reply.version.version, promoted, note, evaluation, decided_at)

@@ -511,12 +511,15 @@ class SweepRun:
             self.sweep,
             S.SWEEP_EVENT_TYPE_VERSION_REGISTERED,
             f"registered {self.sweep.model_name} version {answer.version}",
-            metrics=metrics,
+            metrics=metrics, at=answer.decided_at,
         )
         await self.manager.emit(
             self.sweep,
             S.SWEEP_EVENT_TYPE_PROMOTION,
             ("promoted: " if answer.promoted else "not promoted: ") + answer.note,
+            # the gate's own time: the deployments following the alias may switch before
+            # this answer arrives, and the event must not say the promotion came after them
+            at=answer.decided_at,
         )
         await asyncio.to_thread(self._write_results, snap, outcome, evaluation)
 

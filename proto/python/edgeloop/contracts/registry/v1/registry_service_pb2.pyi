@@ -1,7 +1,10 @@
+import datetime
+
 from edgeloop.contracts.registry.v1 import deployment_pb2 as _deployment_pb2
 from edgeloop.contracts.registry.v1 import device_pb2 as _device_pb2
 from edgeloop.contracts.registry.v1 import model_pb2 as _model_pb2
 from edgeloop.contracts.registry.v1 import operator_pb2 as _operator_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -289,16 +292,18 @@ class PromoteModelVersionRequest(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., version: _Optional[str] = ..., alias: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class PromoteModelVersionResponse(_message.Message):
-    __slots__ = ("promoted", "reason", "previous_version", "version")
+    __slots__ = ("promoted", "reason", "previous_version", "version", "decided_at")
     PROMOTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
     promoted: bool
     reason: str
     previous_version: str
     version: _model_pb2.ModelVersion
-    def __init__(self, promoted: _Optional[bool] = ..., reason: _Optional[str] = ..., previous_version: _Optional[str] = ..., version: _Optional[_Union[_model_pb2.ModelVersion, _Mapping]] = ...) -> None: ...
+    decided_at: _timestamp_pb2.Timestamp
+    def __init__(self, promoted: _Optional[bool] = ..., reason: _Optional[str] = ..., previous_version: _Optional[str] = ..., version: _Optional[_Union[_model_pb2.ModelVersion, _Mapping]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RollbackModelRequest(_message.Message):
     __slots__ = ("model_name", "alias")

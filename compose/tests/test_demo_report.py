@@ -115,3 +115,19 @@ def test_monitored_phases_start_from_the_world_the_champion_knows() -> None:
         "beige", "beige-distant", "green", "beige"]
     assert [config.scenarios[n] for n in (2, 3, 4, 5)] == [
         "beige-distant", "green", "green-angle", "red"]
+
+
+def test_before_is_the_version_that_met_the_change() -> None:
+    """A retrain during the warm-up replaced the phase's first champion: "before" follows."""
+    from edgeloop.compose.demo.records import Record, answering_version
+
+    at = datetime(2026, 12, 2, tzinfo=UTC)
+
+    def record(version: str, prediction: float | None) -> Record:
+        return Record(at, at, version, prediction, 100.0, None if prediction is None
+                      else prediction - 100.0, 50.0)
+
+    assert answering_version([record("3", 120.0), record("3", 130.0), record("2", 110.0),
+                              record("4", None), record("4", None)]) == "3"
+    assert answering_version([record("2", None)]) is None
+    assert answering_version([]) is None

@@ -21,7 +21,13 @@ from datetime import UTC, datetime
 from edgeloop.compose.demo import fleet
 from edgeloop.compose.demo.drives import Drive, live_run
 from edgeloop.compose.demo.phases import TITLES, Context
-from edgeloop.compose.demo.records import Record, errors_of, list_records, wait_for_records
+from edgeloop.compose.demo.records import (
+    Record,
+    answering_version,
+    errors_of,
+    list_records,
+    wait_for_records,
+)
 from edgeloop.compose.demo.results import LoopResult, PhaseResult, TimelinePoint
 from edgeloop.compose.demo.sweeps import (
     FINISHED,
@@ -189,11 +195,14 @@ async def _measure(ctx: Context, watch: Watch,
     end = datetime.now(UTC)
     records = await wait_for_records(ctx.services, ctx.serving, ctx.robot().device_id,
                                      watch.started, end, 1, timeout_s=30.0)
-    old = result.version_before
     red_at = watch.red_at or end
     pre = [r for r in records if r.time < red_at]
     switch = watch.serving_at or end
     right_after = [r for r in records if red_at <= r.time and r.received_at < switch]
+    # "before" is the version that met the change: a retrain during the warm-up (a false
+    # alarm) may have replaced the phase's first champion before the world changed
+    old = answering_version(right_after) or result.version_before
+    result.version_before = old
     after = [r for r in records if r.time >= red_at and r.model_version == watch.new_version]
     result.before = errors_of(right_after, old)
     result.errors_before = _errors(right_after, old)

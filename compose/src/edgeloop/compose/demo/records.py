@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,3 +96,10 @@ def errors_of(records: Iterable[Record], model_version: str | None = None) -> Er
     """Error statistics of labelled, predicted frames (optionally of one model version)."""
     return ErrorStats.of(r.error_mm for r in records if r.error_mm is not None
                          and (model_version is None or r.model_version == model_version))
+
+
+def answering_version(records: Iterable[Record]) -> str | None:
+    """The model version that answered most of ``records`` (None when none was answered)."""
+    versions = Counter(r.model_version for r in records
+                       if r.prediction_mm is not None and r.model_version)
+    return versions.most_common(1)[0][0] if versions else None

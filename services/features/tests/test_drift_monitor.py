@@ -39,7 +39,9 @@ FPS = 4
 WORLDS = {"beige": {"saturation": 50.0, "hue": 18.0, "mean_r": 180.0},
           "red": {"saturation": 71.0, "hue": 170.0, "mean_r": 200.0},
           # beige's hue and red channel, red's saturation: only the saturation rules see it
-          "warm": {"saturation": 71.0, "hue": 18.0, "mean_r": 180.0}}
+          "warm": {"saturation": 71.0, "hue": 18.0, "mean_r": 180.0},
+          # a floor neither version was trained on
+          "green": {"saturation": 30.0, "hue": 60.0, "mean_r": 90.0}}
 
 
 def _rows(world: str, start: datetime, seconds: int, version: str, rng: np.random.Generator,
@@ -245,8 +247,38 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     await monitor.evaluate_once()
     assert await monitor.events.list("parking", open_only=True) == []
     states = {t.rule.name: t for t in monitor.states("parking")}
-    assert states["saturation_band"].status == "cooldown"
+    # Quiet because version 2 knows red, not because of a cooldown: version 1's events
+    # resolved, and their cooldown belongs to version 1.
+    assert states["saturation_band"].status == "ok"
+    assert states["cusum_hue"].status == "ok"
     assert len(servicer.started) == 1
+
+    # A floor version 2 never saw, within 15 minutes of version 1's events: version 2 is
+    # judged afresh and the CUSUM rules that fired for version 1 fire for it at once.
+    resolved_v1 = {e.rule for e in await monitor.events.list("parking")
+                   if e.model_version == "1" and e.state == "resolved"}
+    assert "cusum_hue" in resolved_v1
+    _insert(database_url, _rows("green", T0 + timedelta(minutes=25), 60, "2", rng))
+    clock[0] = T0 + timedelta(minutes=26)
+    await monitor.evaluate_once()
+    green = await monitor.events.list("parking", open_only=True)
+    assert "cusum_hue" in {e.rule for e in green}
+    assert all(e.model_version == "2" for e in green)
+
+    # Within one version the cooldown holds: red again until the CUSUMs are back at 0 (the
+    # green events resolve), then green again: cusum_hue stays in its cooldown.
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=26), 180, "2", rng))
+    clock[0] = T0 + timedelta(minutes=29)
+    await monitor.evaluate_once()
+    assert "cusum_hue" not in {e.rule for e in await monitor.events.list("parking",
+                                                                          open_only=True)}
+    _insert(database_url, _rows("green", T0 + timedelta(minutes=29), 60, "2", rng))
+    clock[0] = T0 + timedelta(minutes=30)
+    await monitor.evaluate_once()
+    states = {t.rule.name: t for t in monitor.states("parking")}
+    assert states["cusum_hue"].status == "cooldown", states["cusum_hue"]
+    assert "cusum_hue" not in {e.rule for e in await monitor.events.list("parking",
+                                                                          open_only=True)}
 
 
 async def test_a_version_that_cannot_be_fine_tuned_is_retrained_from_scratch(

@@ -85,10 +85,12 @@ class DriftEvents:
         """The deployment's open events, newest first."""
         return await self._select("deployment = %s AND state = 'open'", (deployment,))
 
-    async def last_resolved_at(self, rule: str, deployment: str) -> datetime | None:
-        """When the rule's latest event for the deployment resolved (for the cooldown)."""
-        events = await self._select("rule = %s AND deployment = %s AND state = 'resolved'",
-                                    (rule, deployment), limit=1)
+    async def last_resolved_at(self, rule: str, deployment: str,
+                               model_version: str) -> datetime | None:
+        """When the rule's latest event about this version of the deployment resolved."""
+        events = await self._select("rule = %s AND deployment = %s AND model_version = %s "
+                                    "AND state = 'resolved' AND resolved_at IS NOT NULL",
+                                    (rule, deployment, model_version), limit=1)
         return events[0].resolved_at if events else None
 
     async def resolve(self, event_id: str, at: datetime) -> None:

@@ -135,7 +135,7 @@ class DriftMonitor:
             if open_event is not None:
                 await self.events.resolve(open_event.event_id, now)
                 log.info("drift resolved", extra={"rule": rule.name, "value": signal.value})
-            track.status = "cooldown" if await self._cooling(rule, deployment.name, now) else "ok"
+            track.status = "cooldown" if await self._cooling(rule, deployment, now) else "ok"
         elif open_event is not None and self._answered_before(open_event, deployment):
             await self.events.supersede(
                 open_event.event_id, now, f"superseded: version {deployment.model_version} "
@@ -163,7 +163,7 @@ class DriftMonitor:
     async def _arm(self, rule: Rule, deployment: ActiveDeployment, signal: SignalValue,
                    track: RuleTrack, now: datetime) -> None:
         """An exceeded rule without an open event: cooldown, pending, or fire."""
-        if await self._cooling(rule, deployment.name, now):
+        if await self._cooling(rule, deployment, now):
             track.status = "cooldown"
             return
         # A rule without a pending period fires on the evaluation that sees it.
@@ -173,8 +173,14 @@ class DriftMonitor:
         else:
             track.status = "pending"
 
-    async def _cooling(self, rule: Rule, deployment: str, now: datetime) -> bool:
-        resolved = await self.events.last_resolved_at(rule.name, deployment)
+    async def _cooling(self, rule: Rule, deployment: ActiveDeployment, now: datetime) -> bool:
+        """Whether the rule is in its cooldown for the version that serves now.
+
+        A cooldown keeps a rule from flapping on the model it judged. A newer version is
+        judged afresh: the next world's drift must not wait out its predecessor's event.
+        """
+        resolved = await self.events.last_resolved_at(rule.name, deployment.name,
+                                                      deployment.model_version)
         return resolved is not None and now - resolved < rule.cooldown
 
     async def _fire(self, rule: Rule, deployment: ActiveDeployment, signal: SignalValue,

@@ -43,7 +43,8 @@ A rule computes one *signal* over a sliding *window* of a deployment's observati
 Every rule needs ``min_samples`` observations in the window (labelled ones for
 ``mae_ratio`` and for ``sensor_mm``) before it is evaluated at all; it fires only
 after its condition has held for ``pending`` and, once fired for a deployment, does
-not fire again for it within ``cooldown`` of the event's resolution.
+not fire again for it within ``cooldown`` of the event's resolution, while the same
+model version serves (a newer version is judged afresh).
 """
 
 from __future__ import annotations

@@ -33,10 +33,10 @@ def make_event(
 ) -> sweep_pb2.SweepEvent:
     """A progress event of ``sweep`` stamped ``at`` (default now), with the sweep's state."""
     now = Timestamp()
-    if at is not None and at.ToNanoseconds():
-        now.CopyFrom(at)
-    else:
+    if at is None:
         now.GetCurrentTime()
+    else:
+        now.CopyFrom(at)
     return sweep_pb2.SweepEvent(
         sweep_id=sweep.sweep_id,
         type=kind,

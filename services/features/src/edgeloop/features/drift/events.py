@@ -89,8 +89,8 @@ class DriftEvents:
                                model_version: str) -> datetime | None:
         """When the rule's latest event about this version of the deployment resolved."""
         events = await self._select("rule = %s AND deployment = %s AND model_version = %s "
-                                    "AND state = 'resolved' AND resolved_at IS NOT NULL",
-                                    (rule, deployment, model_version), limit=1)
+                                    "AND state = 'resolved'", (rule, deployment, model_version),
+                                    limit=1)
         return events[0].resolved_at if events else None
 
     async def resolve(self, event_id: str, at: datetime) -> None:

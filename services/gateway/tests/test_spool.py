@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from edgeloop.gateway.spool import Spool
+from edgeloop.gateway.spool import Spool, count_records
 
 
 def records(first: int, count: int, size: int = 100) -> list[bytes]:
@@ -93,6 +93,21 @@ def test_a_torn_tail_is_cut_off_on_open(tmp_path: Path) -> None:
     assert segment.stat().st_size == good_size
     reopened.append(records(3, 1))
     assert read_all(Spool(tmp_path, max_bytes=1 << 20)) == records(0, 4)
+
+
+def test_count_records_reads_whole_records_of_every_segment_without_opening(
+        tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1000)
+    for batch in range(4):
+        spool.append(records(batch * 5, 5))
+    assert len(list(tmp_path.glob("*.seg"))) > 1
+    assert count_records(tmp_path) == 20
+    last = sorted(tmp_path.glob("*.seg"))[-1]
+    size = last.stat().st_size
+    with last.open("ab") as out:  # a record being written: counted once it is whole
+        out.write(b"\x80\x00\x00\x00\x12\x34\x56\x78" + b"partial")
+    assert count_records(tmp_path) == 20
+    assert last.stat().st_size == size + 15, "counting leaves the files as they are"
 
 
 WRITER = textwrap.dedent("""

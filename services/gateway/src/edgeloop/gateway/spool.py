@@ -27,6 +27,7 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,19 +54,32 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _valid_length(path: Path) -> int:
-    """Bytes of ``path`` that hold whole records with matching checksums."""
-    good = 0
+def _whole_records(path: Path) -> Iterator[int]:
+    """The size (header included) of each whole record with a matching checksum at the
+    start of segment ``path``, up to the first torn or damaged one."""
     with path.open("rb") as segment:
         while header := segment.read(_HEADER.size):
             if len(header) < _HEADER.size:
-                break
+                return
             length, crc = _HEADER.unpack(header)
             payload = segment.read(length)
             if len(payload) < length or zlib.crc32(payload) != crc:
-                break
-            good += _HEADER.size + length
-    return good
+                return
+            yield _HEADER.size + length
+
+
+def _valid_length(path: Path) -> int:
+    """Bytes of ``path`` that hold whole records with matching checksums."""
+    return sum(_whole_records(path))
+
+
+def count_records(directory: str | Path) -> int:
+    """Whole records in a spool's segment files, acknowledged ones included.
+
+    Only reads, so it may run beside the gateway that writes them (tests, diagnostics).
+    """
+    segments = sorted(Path(directory).glob(f"*{SEGMENT_SUFFIX}"))
+    return sum(1 for path in segments for _ in _whole_records(path))
 
 
 class Spool:

@@ -20,9 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
-import numpy as np
-import tensorflow as tf
+from edgeloop.platform.tensorflow_import import import_tensorflow
+
+import_tensorflow()  # the trainer's and its trial workers' first TensorFlow import: lean
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 INPUT_HEIGHT = 75
 INPUT_WIDTH = 100

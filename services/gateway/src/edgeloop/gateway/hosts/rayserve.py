@@ -30,17 +30,20 @@ from typing import Any, TypeVar
 
 import grpc
 import ray
+from edgeloop.platform.tensorflow_import import import_tensorflow
 from pydantic import Field
 from ray import serve
 from ray.serve.config import gRPCOptions
 from ray.serve.grpc_util import RayServegRPCContext
 
-from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
-from edgeloop.gateway.hosts.protocol import ServingProtocol
-from edgeloop.gateway.hosts.repository import ModelRepository
-from edgeloop.platform.config import ServiceSettings, load_settings
-from edgeloop.platform.errors import ConfigError, EdgeloopError
-from edgeloop.platform.logs import configure_logging
+import_tensorflow()  # each replica and proxy imports this module first: see that module
+
+from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost  # noqa: E402
+from edgeloop.gateway.hosts.protocol import ServingProtocol  # noqa: E402
+from edgeloop.gateway.hosts.repository import ModelRepository  # noqa: E402
+from edgeloop.platform.config import ServiceSettings, load_settings  # noqa: E402
+from edgeloop.platform.errors import ConfigError, EdgeloopError  # noqa: E402
+from edgeloop.platform.logs import configure_logging  # noqa: E402
 
 log = logging.getLogger(__name__)
 

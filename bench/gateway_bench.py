@@ -4,12 +4,17 @@ Measures, for N concurrent robots (default 10 and 100) at 4 fps each and at full
 frames/s answered, frame→prediction latency p50/p99 (client side, send to answer), the
 gateway process's CPU use and peak RSS. Beside it, in the same run:
 
-- ``limit``: the same SavedModel called in-process in a loop (batch 1 and batch 32);
+- ``limit``: the same SavedModel called in-process in a loop (batch 1 and batch 32), and
+  its TFLite file (converted by the registry's own converter) in LiteRT, one thread,
+  frame by frame;
 - ``thesis``: one HTTP POST per frame to a Flask server doing the same work (decode the
   JPEG with OpenCV, predict with the same SavedModel), N robots as N client threads.
 
 The gateway runs as its own process (``python -m edgeloop.gateway``) with micro-batching,
-exactly as deployed, on the embedded host (models in the gateway) and/or, with
+exactly as deployed, on the embedded host (models in the gateway; ``--runtime`` picks
+TensorFlow, LiteRT or both: the TFLite file is published beside the SavedModel as the
+registry publishes it, and LiteRT rows start once the gateway has logged the switch)
+and/or, with
 ``--model-host rayserve|both``, on the Ray Serve model host: a Ray head node process, the
 Serve application (``python -m edgeloop.gateway.hosts.rayserve``, ``--rayserve-replicas``)
 and the gateway's TF Serving client calling Serve's gRPC proxy. For Ray Serve rows the
@@ -49,8 +54,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psutil
-from grpc import aio
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
@@ -60,6 +63,7 @@ from edgeloop.contracts.registry.v1 import deployment_pb2, device_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as reg_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from edgeloop.testing import free_port, wait_serving
+from grpc import aio
 
 REGISTRY_TOKEN = "bench-registry-token"
 MODEL = "distance"
@@ -95,10 +99,14 @@ HEADER = (f"{'configuration':<44} {'frames/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'
 # --- model and frames -----------------------------------------------------------------------
 
 def export_model(repo: Path, architecture: str) -> Path:
-    """The trainer's model family member, exported with the trainer's exporter as version 1."""
+    """The trainer's model family member, exported with the trainer's exporter as version 1,
+    and its TFLite file beside it, converted and named as the registry publishes it."""
+    from edgeloop.registry.publishing import convert_tflite, tflite_path
     from edgeloop.trainer.model import build_model, export_saved_model
 
-    return export_saved_model(build_model(architecture), repo / MODEL / "1")
+    saved_model = export_saved_model(build_model(architecture), repo / MODEL / "1")
+    convert_tflite(saved_model, tflite_path(repo, MODEL, "1"))
+    return saved_model
 
 
 def render_frames(count: int) -> list[tuple[bytes, float | None]]:
@@ -412,7 +420,26 @@ def bench_limit(model: Path, frames: list, seconds: float) -> list[Result]:
                               time.perf_counter() - start, latencies,
                               cpu_s=time.process_time() - cpu, note="latency per call"))
         print(results[-1].row(), flush=True)
+    results.append(_limit_litert(model, rgb[:1], seconds))
+    print(results[-1].row(), flush=True)
     return results
+
+
+def _limit_litert(model: Path, image: np.ndarray, seconds: float) -> Result:
+    """The version's TFLite file through the gateway's own LiteRT runner, frame by frame."""
+    from edgeloop.gateway.hosts.litert import LiteRTRunner, tflite_beside
+
+    runner = LiteRTRunner(tflite_beside(model, model.name))
+    runner(image)
+    done, latencies, cpu = 0, [], time.process_time()
+    start = time.perf_counter()
+    while (now := time.perf_counter()) - start < seconds:
+        runner(image)
+        latencies.append((time.perf_counter() - now) * 1000)
+        done += 1
+    return Result("limit: LiteRT in-process, 1 thread, batch 1", done,
+                  time.perf_counter() - start, latencies, cpu_s=time.process_time() - cpu,
+                  note="latency per call")
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -440,20 +467,27 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model-host", choices=["embedded", "rayserve", "both"],
                         default="embedded", help="the gateway's model host(s) to measure")
     parser.add_argument("--rayserve-replicas", type=int, default=2)
+    parser.add_argument("--runtime", choices=["tensorflow", "litert", "both"], default="both",
+                        help="embedded host runtime (EDGELOOP_MODEL_RUNTIME): tensorflow, "
+                        "litert (auto with the TFLite file published) or both")
     parser.add_argument("--skip-thesis", action="store_true")
     parser.add_argument("--skip-limit", action="store_true")
     return parser.parse_args()
 
 
 def gateway_env(root: Path, registry: str, features: str, args: argparse.Namespace,
-                label: str, serve_addr: str = "") -> dict[str, str]:
+                label: str, serve_addr: str = "", runtime: str = "tensorflow"
+                ) -> dict[str, str]:
     host = {"EDGELOOP_MODEL_HOST": "tfserving", "EDGELOOP_TFSERVING_ADDR": serve_addr,
             "EDGELOOP_TFSERVING_DEADLINE_S": "5"} if serve_addr else {}
     return {**host, "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
             "EDGELOOP_REGISTRY_ADDR": registry,
             "EDGELOOP_REGISTRY_TOKEN": REGISTRY_TOKEN, "EDGELOOP_FEATURES_ADDR": features,
             "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
-            "EDGELOOP_SPOOL_DIR": str(root / f"spool-{label}"), "EDGELOOP_LOG_LEVEL": "WARNING",
+            "EDGELOOP_SPOOL_DIR": str(root / f"spool-{label}-{runtime}"),
+            # INFO for the runtime switch's log line; nothing is logged per frame
+            "EDGELOOP_LOG_LEVEL": "INFO",
+            "EDGELOOP_MODEL_RUNTIME": "auto" if runtime == "litert" else "tensorflow",
             "EDGELOOP_BATCH_MAX_SIZE": str(args.batch_max_size),
             "EDGELOOP_BATCH_MAX_WAIT_MS": str(args.batch_max_wait_ms),
             "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -462,11 +496,10 @@ def gateway_env(root: Path, registry: str, features: str, args: argparse.Namespa
 @contextlib.contextmanager
 def ray_serve_host(root: Path, replicas: int) -> Iterator[str]:
     """A Ray head node and the Serve application over ``root/models``; yields its gRPC proxy."""
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
     from edgeloop.compose.stack import health
     from edgeloop.testing import RayNodes
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
 
     config = model_server_config_pb2.ModelServerConfig()
     entry = config.model_config_list.config.add(name=MODEL, model_platform="tensorflow",
@@ -511,8 +544,18 @@ async def warm_up(address: str, frames: list, timeout_s: float = 600.0) -> None:
             await asyncio.sleep(1.0)
 
 
+async def on_litert(log: Path, timeout_s: float = 120.0) -> None:
+    """Wait until the gateway's log says the version runs on LiteRT."""
+    deadline = time.monotonic() + timeout_s
+    while "now runs on LiteRT" not in log.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the gateway did not move to LiteRT within {timeout_s:.0f} s: {log}")
+        await asyncio.sleep(0.5)
+
+
 async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
-                           features_label: str, serve_addr: str = "") -> list[Result]:
+                           features_label: str, serve_addr: str = "",
+                           runtime: str = "tensorflow") -> list[Result]:
     # The gateway's channels send keepalive pings every 30 s; allow them.
     server = aio.server(options=[("grpc.keepalive_permit_without_calls", 1),
                                  ("grpc.http2.min_ping_interval_without_data_ms", 10_000)])
@@ -527,13 +570,17 @@ async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
             if features_label == "real":
                 features = stack.enter_context(real_features(root / "features"))
             env = gateway_env(root, f"127.0.0.1:{port}", features, args, features_label,
-                              serve_addr)
+                              serve_addr, runtime)
             host = "rayserve" if serve_addr else "embedded"
-            log = root / f"gateway-{host}-{features_label}.log"
+            log = root / f"gateway-{host}-{features_label}-{runtime}.log"
             process = await stack.enter_async_context(gateway_process(env, log))
-            print(f"gateway {features_label}: serving; warming up", flush=True)
+            print(f"gateway {features_label} ({runtime}): serving; warming up", flush=True)
             await warm_up(env["EDGELOOP_LISTEN_ADDR"], frames)
+            if runtime == "litert" and not serve_addr:
+                await on_litert(log)
             label = "+ null features" if features_label == "null" else "+ real features"
+            if not serve_addr:
+                label = f"({'LiteRT' if runtime == 'litert' else 'TF'}) {label}"
             if serve_addr:
                 label = f"Ray Serve x{args.rayserve_replicas} {label}"
             return await bench_gateway(args, frames, process, env["EDGELOOP_LISTEN_ADDR"], label)
@@ -552,9 +599,12 @@ def main() -> None:
     print(HEADER, flush=True)
     results = [] if args.skip_limit else bench_limit(model, frames, min(args.seconds, 5.0))
     labels = ["null", "real"] if args.features == "both" else [args.features]
+    runtimes = ["tensorflow", "litert"] if args.runtime == "both" else [args.runtime]
     if args.model_host in ("embedded", "both"):
-        for label in labels:
-            results += asyncio.run(run_gateway_rows(args, root, frames, label))
+        for runtime in runtimes:
+            for label in labels:
+                results += asyncio.run(run_gateway_rows(args, root, frames, label,
+                                                        runtime=runtime))
     if args.model_host in ("rayserve", "both"):
         with ray_serve_host(root, args.rayserve_replicas) as serve_addr:
             print(f"Ray Serve: serving on {serve_addr}", flush=True)

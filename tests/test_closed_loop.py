@@ -28,11 +28,13 @@ models are trained by Ray Tune and served by the gateway's embedded host.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from edgeloop.compose.demo import fleet
@@ -251,6 +253,10 @@ async def test_red_floor_closes_the_loop(stack: Stack, beige_model: Context,
             if p.t_s > loop.serving_at_s + 15 and p.prediction_mm is not None]
     assert tail and {p.model_version for p in tail} == {new}, report
 
+    # ... moved the new version to LiteRT once the registry had converted it to TFLite ...
+    await _logged(stack.topology.folder("logs") / "gateway.log", "model now runs on LiteRT",
+                  new)
+
     # ... and better on red than the old version right after the change.
     assert phase.before is not None and phase.before.count >= 20, report
     assert phase.after is not None and phase.after.count >= 20, report
@@ -312,6 +318,18 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
             break
         await asyncio.sleep(0.5)
     assert event.sweep_trace_id == sweep.trace_id
+
+
+async def _logged(log: Path, message: str, version: str, timeout_s: float = 300.0) -> None:
+    """Wait for a JSON log line ``message`` about ``version`` (the registry converts to
+    TFLite in the background: a minute or more on a busy 2-core machine)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if message in line and json.loads(line).get("version") == version:
+                return
+        await asyncio.sleep(1.0)
+    raise AssertionError(f"no {message!r} for version {version} in {log} within {timeout_s} s")
 
 
 def _walk(span: Any) -> list[Any]:

@@ -135,17 +135,17 @@ async def test_version_switch_under_concurrent_load(host, keys, make_images,
 
 async def test_release_waits_for_in_flight_calls(host, keys, make_images) -> None:
     await host.ensure_loaded(keys["1"])
-    # The prediction's TF call waits for a gate the test opens: it is still running when
+    # The prediction's model call waits for a gate the test opens: it is still running when
     # release starts, however fast the machine is.
     gate = threading.Event()
     version = host._ready[next(iter(host._ready))]
-    serve = version.serve
+    runner = version.runner
 
-    def gated(**inputs):  # noqa: ANN003, ANN202 - the serving function's signature
+    def gated(images: np.ndarray) -> np.ndarray:
         gate.wait(60)
-        return serve(**inputs)
+        return runner(images)
 
-    version.serve = gated
+    version.runner = gated
     in_flight = asyncio.create_task(host.predict(keys["1"], make_images(4)))
     await _wait_until(lambda: version.in_flight == 1)
     releasing = asyncio.create_task(host.release(keys["1"]))

@@ -240,6 +240,8 @@ class Topology:
             "gateway": {"EDGELOOP_FEATURES_ADDR": self.address("features"),
                         "EDGELOOP_MODEL_HOST": "embedded",
                         "EDGELOOP_MODEL_REPOSITORY": models,
+                        "EDGELOOP_MODEL_RUNTIME": os.environ.get("EDGELOOP_MODEL_RUNTIME",
+                                                                 "") or "auto",
                         "EDGELOOP_SPOOL_DIR": str(self.folder("spool")),
                         "EDGELOOP_REGISTRY_ADDR": self.address("registry"),
                         "EDGELOOP_REGISTRY_TOKEN": secrets["read_token"]},

@@ -49,9 +49,9 @@ def build_model_host(settings: Settings) -> ModelHost:
 
         return TFServingHost(TFServingConfig(address=settings.tfserving_addr,
                                              deadline_s=settings.tfserving_deadline_s))
-    from edgeloop.gateway.hosts.embedded import EmbeddedHost
+    from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
 
-    return EmbeddedHost()
+    return EmbeddedHost(EmbeddedConfig(runtime=settings.model_runtime))
 
 
 class App(ServiceApp):

@@ -11,20 +11,30 @@ the old one.
 TensorFlow releases the GIL while it computes, so predictions run on a small
 dedicated thread pool and the event loop stays free for the streams; loads run on
 their own thread so a new version loading never stalls the one serving.
+
+Runtime (``EmbeddedConfig.runtime``): a version always starts on its SavedModel under
+TensorFlow, so it serves the moment it is loaded. With ``auto`` (the default) the host
+then watches for the version's TFLite file, which the registry converts in the
+background after publishing, and hands the version over to LiteRT once the file is
+there and its answers agree with TensorFlow's on check frames (``litert`` module: about
+a quarter of TensorFlow's CPU per frame). A file that does not agree, or does not come,
+leaves the version on TensorFlow, with a log line saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import tensorflow as tf
-
+from edgeloop.gateway.hosts import litert
 from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.tensors import check_images
 from edgeloop.platform import log_context
@@ -53,6 +63,13 @@ class EmbeddedConfig:
     """Width of the warm-up image (the robot's camera frame is 320x240)."""
     drain_timeout_s: float = 30.0
     """How long :meth:`EmbeddedHost.release` waits for in-flight calls before dropping."""
+    runtime: Literal["auto", "tensorflow"] = "auto"
+    """``auto``: LiteRT once the version's TFLite file is published and agrees with the
+    SavedModel; ``tensorflow``: the SavedModel only (``EDGELOOP_MODEL_RUNTIME``)."""
+    litert_wait_s: float = 600.0
+    """How long after a load the host watches for the version's TFLite file."""
+    litert_poll_s: float = 1.0
+    """How often it looks for the file meanwhile."""
 
 
 def configure_tf_threads(intra_op: int, inter_op: int) -> None:
@@ -73,13 +90,20 @@ def configure_tf_threads(intra_op: int, inter_op: int) -> None:
             "inter_op_threads": threading.get_inter_op_parallelism_threads()})
 
 
+Runner = Callable[[np.ndarray], np.ndarray]
+"""A runtime's prediction function: images uint8 [b, h, w, 3] -> distances float32 [b]."""
+
+
 class _Version:
-    """One loaded version: its serving function and the calls running on it."""
+    """One loaded version: the runner that predicts with it and the calls running on it."""
 
     def __init__(self, key: ModelKey, module: Any, serve: Any) -> None:
         self.key = key
-        self.module = module  # keeps the SavedModel's variables alive
+        self.module: Any = module  # keeps the SavedModel's variables alive while TF runs it
         self.serve = serve
+        self.runner: Runner = functools.partial(_run, serve)
+        self.runtime = "tensorflow"
+        self.adopting: asyncio.Task[None] | None = None
         self.in_flight = 0
         self.drained = asyncio.Event()
         self.drained.set()
@@ -150,9 +174,50 @@ class EmbeddedHost(ModelHost):
                     f"{key.model_name} v{key.version}: cannot load {key.path}: {exc}") from exc
             version = _Version(key, module, serve)
             self._ready[_slot(key)] = version
-            log.info("model ready", extra={"path": key.path,
+            log.info("model ready", extra={"path": key.path, "runtime": version.runtime,
                                            "load_s": round(time.perf_counter() - started, 3)})
+            if self.config.runtime == "auto":
+                version.adopting = asyncio.get_running_loop().create_task(
+                    self._adopt_litert(version), name=f"litert-{key.model_name}-{key.version}")
             return version
+
+    def runtime(self, key: ModelKey) -> str | None:
+        """The runtime predicting with ``key`` now (``tensorflow``, ``litert``); None if not
+        loaded."""
+        version = self._ready.get(_slot(key))
+        return version.runtime if version else None
+
+    async def _adopt_litert(self, version: _Version) -> None:
+        """Hand ``version`` to LiteRT once its TFLite file is there and agrees with TF."""
+        key = version.key
+        path = litert.tflite_beside(key.path, key.version)
+        deadline = time.monotonic() + self.config.litert_wait_s
+        with log_context(model=key.model_name, version=key.version):
+            while not path.exists():
+                if time.monotonic() >= deadline:
+                    log.info("no TFLite file published; the version stays on TensorFlow",
+                             extra={"path": str(path), "waited_s": self.config.litert_wait_s})
+                    return
+                await asyncio.sleep(self.config.litert_poll_s)
+            loop = asyncio.get_running_loop()
+            try:
+                runner, difference = await loop.run_in_executor(
+                    self._load_pool, _load_litert, path, version.runner, self._check_frames())
+            except litert.LiteRTError as exc:
+                log.warning("TFLite file not usable; the version stays on TensorFlow: %s", exc)
+                return
+            if difference > litert.AGREEMENT_MM:
+                log.warning("TFLite answers differ from the SavedModel's; the version stays on "
+                            "TensorFlow",
+                            extra={"path": str(path), "max_difference_mm": difference})
+                return
+            version.runner, version.runtime = runner, "litert"
+            version.module = version.serve = None  # calls still running keep their own
+            log.info("model now runs on LiteRT", extra={"path": str(path),
+                                                        "max_difference_mm": difference})
+
+    def _check_frames(self) -> np.ndarray:
+        return litert.check_frames(self.config.warmup_height, self.config.warmup_width)
 
     def _warmup_image(self) -> np.ndarray:
         return np.zeros((1, self.config.warmup_height, self.config.warmup_width, 3), np.uint8)
@@ -166,10 +231,11 @@ class EmbeddedHost(ModelHost):
         version.enter()
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._predict_pool, _run, version.serve, images)
-        except tf.errors.OpError as exc:
+            return await loop.run_in_executor(self._predict_pool, version.runner, images)
+        except (tf.errors.OpError, ValueError, RuntimeError) as exc:  # TF's, LiteRT's
+            message = exc.message if isinstance(exc, tf.errors.OpError) else str(exc)
             raise ModelUnavailable(f"{key.model_name} v{key.version} failed on images of shape "
-                                   f"{list(images.shape)}: {exc.message}") from exc
+                                   f"{list(images.shape)}: {message}") from exc
         finally:
             version.leave()
 
@@ -182,6 +248,8 @@ class EmbeddedHost(ModelHost):
         version = self._ready.pop(_slot(key), None)
         if version is None:
             return
+        if version.adopting is not None:
+            version.adopting.cancel()
         with log_context(model=key.model_name, version=key.version):
             try:
                 await asyncio.wait_for(version.drained.wait(), self.config.drain_timeout_s)
@@ -218,6 +286,13 @@ def _load_and_warm(path: str, warmup: np.ndarray) -> tuple[Any, Any]:
         raise ModelUnavailable(f"{path}: '{OUTPUT}' has shape {list(result.shape)} for a batch of "
                                f"{warmup.shape[0]}; the contract is float32[batch]")
     return module, serve
+
+
+def _load_litert(path: Any, tensorflow: Runner, frames: np.ndarray
+                 ) -> tuple[litert.LiteRTRunner, float]:
+    """Load the TFLite file and measure how far it is from TF on ``frames`` (load thread)."""
+    runner = litert.LiteRTRunner(path)
+    return runner, litert.max_difference_mm(runner(frames), tensorflow(frames))
 
 
 def _run(serve: Any, images: np.ndarray) -> np.ndarray:

@@ -1,0 +1,136 @@
+"""EmbeddedHost hands a version to LiteRT once its TFLite file is published and agrees.
+
+Real SavedModels and real TFLite files (converted here as the registry converts them),
+in a repository of this module's own: the session's shared repository has no TFLite
+files, so every other test runs on TensorFlow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from edgeloop.gateway.hosts import ModelKey
+from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
+from edgeloop.gateway.hosts.litert import tflite_beside
+
+FAST_POLL = dict(litert_poll_s=0.02, drain_timeout_s=10.0)
+
+
+def _convert(saved_model: Path, target: Path) -> Path:
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
+                                                         signature_keys=["serving_default"])
+    staging = target.with_name(f".{target.name}.tmp")  # as the registry writes it
+    staging.write_bytes(converter.convert())
+    staging.replace(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def tflite_files(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The TFLite file of each tiny version, converted once (kept outside any repository)."""
+    folder = tmp_path_factory.mktemp("tflite")
+    return {v: _convert(model_repo / "parking" / v, folder / f"{v}.tflite") for v in ("1", "2")}
+
+
+@pytest.fixture
+def repo(model_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of the repository: this test's TFLite files stay in it."""
+    copy = tmp_path / "models"
+    shutil.copytree(model_repo, copy)
+    return copy
+
+
+def _key(repo: Path, version: str) -> ModelKey:
+    return ModelKey("parking", version, path=str(repo / "parking" / version))
+
+
+async def _host(**config: object) -> EmbeddedHost:
+    return EmbeddedHost(EmbeddedConfig(**{**FAST_POLL, **config}))
+
+
+@pytest.fixture
+async def host() -> AsyncIterator[EmbeddedHost]:
+    embedded = await _host()
+    yield embedded
+    await embedded.close()
+
+
+async def _until(condition, what: str, timeout_s: float = 60.0) -> None:  # noqa: ANN001
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.02)
+    assert condition(), what
+
+
+async def test_a_version_moves_to_litert_when_its_file_appears_and_answers_alike(
+        host, repo, tflite_files, make_images, direct_model) -> None:
+    key = _key(repo, "1")
+    await host.ensure_loaded(key)
+    # no file yet: the version serves on TensorFlow at once
+    assert host.runtime(key) == "tensorflow"
+    images = make_images(3, seed=11)
+    on_tf = await host.predict(key, images)
+
+    shutil.copy(tflite_files["1"], tflite_beside(key.path, key.version))
+    await _until(lambda: host.runtime(key) == "litert", "the version moved to LiteRT")
+
+    for batch, (height, width) in [(1, (240, 320)), (5, (240, 320)), (2, (480, 640))]:
+        frames = make_images(batch, height, width, seed=batch)
+        got = await host.predict(key, frames)
+        assert got.dtype == np.float32 and got.shape == (batch,)
+        np.testing.assert_allclose(got, direct_model("1", frames), atol=0.5)
+    np.testing.assert_allclose(await host.predict(key, images), on_tf, atol=0.5)
+
+
+async def test_a_file_that_answers_differently_leaves_the_version_on_tensorflow(
+        host, repo, tflite_files, make_images, direct_model, caplog) -> None:
+    key = _key(repo, "1")
+    # version 2's file under version 1's name: its answers are ~1000 mm off
+    shutil.copy(tflite_files["2"], tflite_beside(key.path, key.version))
+    with caplog.at_level(logging.WARNING, logger="edgeloop.gateway.hosts.embedded"):
+        await host.ensure_loaded(key)
+        await _until(lambda: "differ from the SavedModel" in caplog.text, "the warning")
+    assert host.runtime(key) == "tensorflow"
+    images = make_images(2, seed=3)
+    np.testing.assert_allclose(await host.predict(key, images), direct_model("1", images),
+                               rtol=1e-5)
+
+
+async def test_an_unreadable_file_leaves_the_version_on_tensorflow(host, repo, caplog) -> None:
+    key = _key(repo, "2")
+    tflite_beside(key.path, key.version).write_bytes(b"not a flatbuffer")
+    with caplog.at_level(logging.WARNING, logger="edgeloop.gateway.hosts.embedded"):
+        await host.ensure_loaded(key)
+        await _until(lambda: "not usable" in caplog.text, "the warning")
+    assert host.runtime(key) == "tensorflow"
+
+
+async def test_runtime_tensorflow_never_looks_for_a_file(repo, tflite_files) -> None:
+    key = _key(repo, "1")
+    shutil.copy(tflite_files["1"], tflite_beside(key.path, key.version))
+    host = await _host(runtime="tensorflow")
+    try:
+        await host.ensure_loaded(key)
+        assert host.runtime(key) == "tensorflow"
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("litert-")]
+    finally:
+        await host.close()
+
+
+async def test_release_stops_watching_for_the_file(host, repo) -> None:
+    key = _key(repo, "2")
+    await host.ensure_loaded(key)
+    watching = [t for t in asyncio.all_tasks() if t.get_name() == "litert-parking-2"]
+    assert len(watching) == 1 and not watching[0].done()
+    await host.release(key)
+    await asyncio.wait(watching, timeout=10)
+    assert watching[0].cancelled()
+    assert host.runtime(key) is None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from edgeloop.contracts.registry.v1 import model_pb2
 from edgeloop.platform.errors import FailedPrecondition
+from edgeloop.platform.forgetting import allowed_mae_mm
 from edgeloop.registry import history
 from edgeloop.registry.mlflow_registry import ModelRegistry
 from psycopg import AsyncConnection
@@ -22,10 +23,6 @@ WORLD_CANDIDATE = "holdout_mae_mm/world/"
 WORLD_CHAMPION = "champion_mae_mm/world/"
 """Version metric prefixes of the per-world holdout MAE (candidate, champion); the trainer
 sets them at registration."""
-FORGET_RATIO = 1.25
-FORGET_SLACK_MM = 1.0
-"""A candidate forgets a world when its MAE there exceeds the champion's by more than 25 %
-and 1 mm (small per-world holdouts are noisy; both bounds must be exceeded)."""
 
 
 def world_maes(metrics: dict[str, float]) -> dict[str, tuple[float, float]]:
@@ -41,10 +38,11 @@ def world_maes(metrics: dict[str, float]) -> dict[str, tuple[float, float]]:
 
 
 def forgotten(worlds: dict[str, tuple[float, float]], margin_mm: float) -> list[str]:
-    """The worlds on which the candidate is clearly worse than the champion."""
+    """The worlds on which the candidate is clearly worse than the champion
+    (``edgeloop.platform.forgetting``)."""
     return [f"{world} ({candidate:.2f} vs {champion:.2f} mm)"
             for world, (candidate, champion) in sorted(worlds.items())
-            if candidate > max(champion * FORGET_RATIO, champion + FORGET_SLACK_MM) + margin_mm]
+            if candidate > allowed_mae_mm(champion) + margin_mm]
 
 
 def _per_world(worlds: dict[str, tuple[float, float]]) -> str:

@@ -672,16 +672,19 @@ class Progress:
             metrics=metrics,
         )
         value = metrics.get(tune.METRIC, float("inf"))
-        if value < self.best:
-            self.best = value
+        score = metrics.get(tune.SCORE, value)  # what Tune selects by (tune module doc)
+        if score < self.best:
+            self.best = score
             self.run.sweep.best_trial_id = trial_id
+            forgets = metrics.get("val_forgetting_mm", 0.0)
             await self.run.manager.emit(
                 self.run.sweep,
                 S.SWEEP_EVENT_TYPE_BEST_SO_FAR,
-                f"best so far: trial {trial_id} val_mae_mm {value:.1f}",
+                f"best so far: trial {trial_id} val_mae_mm {value:.1f}"
+                + (f", forgetting {forgets:.1f} mm of an old world" if forgets else ""),
                 trial_id=trial_id,
                 epoch=epoch,
-                metrics={tune.METRIC: value},
+                metrics={tune.METRIC: value, tune.SCORE: score},
             )
 
     def trial_finished(self, trial_id: str, status: str) -> None:

@@ -9,9 +9,11 @@ size (float32, resized by the model's own layer when the snapshot was built), so
 resizes a frame again; the trial's model takes float32 and its resize is the identity.
 Each trial caps TensorFlow's thread pools to its CPU share (Ray reserves CPUs but does not
 cap TF's threads), trains epoch by epoch and reports
-``val_mae_mm`` after every epoch; ASHA stops the poor ones early. A checkpoint (the
-weights) is reported whenever the trial improves, so the best epoch of the best trial
-can be exported afterwards.
+``val_mae_mm`` after every epoch, and ``val_score_mm``, what Tune selects by: the
+validation MAE, plus, for a trial fine-tuning a version, the millimetres by which it
+forgets a world the gate would hold against it (``forgetting`` module). ASHA stops the
+poor ones early. A checkpoint (the weights) is reported whenever the score improves, so
+the best epoch of the best trial can be exported afterwards.
 
 The Tuner runs in a worker thread of the trainer; cancelling sets an event that the
 sweep's :class:`SweepStopper` turns into ``stop_all``. Stoppers and callbacks only
@@ -32,6 +34,7 @@ from typing import Any, Protocol
 
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
+from edgeloop.trainer import forgetting
 from edgeloop.trainer.balance import epoch_rows
 from edgeloop.trainer.trial_tracing import TrialSpans, trace_config, trial_span
 from ray import tune
@@ -40,6 +43,8 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 log = logging.getLogger(__name__)
 METRIC = "val_mae_mm"
+SCORE = "val_score_mm"
+"""What Tune selects by: ``val_mae_mm`` plus the forgetting penalty (module doc)."""
 WEIGHTS_FILE = "model.weights.h5"
 PROGRESS_FILE = "progress.json"
 TRIAL_RETRIES = 2
@@ -207,7 +212,7 @@ def batches_class(keras: Any) -> type:
 
 
 def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
-    """The trial's epochs; returns its best validation MAE in mm."""
+    """The trial's epochs; returns the validation MAE in mm of its best-scoring epoch."""
     from edgeloop.trainer.model import TARGET_SCALE_MM, build_model, compile_model
     from edgeloop.trainer.snapshot import mapped_member
 
@@ -224,7 +229,9 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
     train = batches(images, targets, np.flatnonzero(split == 0), batch, True, int(config["seed"]),
                     worlds)
     # the holdout (split 2) is never read by a trial
-    val = batches(images, targets, np.flatnonzero(split == 1), batch, False, 0)
+    val_rows = np.flatnonzero(split == 1)
+    val = batches(images, targets, val_rows, batch, False, 0)
+    val_worlds = worlds[val_rows] if worlds is not None else np.zeros(len(val_rows), np.int64)
     model = build_model(
         config["architecture"],
         int(config["filters"]),
@@ -232,41 +239,70 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
         int(config["dense_units"]),
         input_dtype,
     )
+    reference: dict[int, float] = {}
     if config.get("init_weights"):  # a warm start: fine-tune a registered version
         model.load_weights(config["init_weights"])
+        # what the gate will hold the candidate to, per world, before any epoch moves it
+        reference = forgetting.mae_by_world(_val_errors_mm(model, val, targets[val_rows]),
+                                            val_worlds)
     done, best = _resume(model)
     compile_model(model, float(config["learning_rate"]))
     for epoch in range(done + 1, int(config["epochs"]) + 1):
-        history = model.fit(train, epochs=1, validation_data=val, verbose=0)
-        val_mae_mm = float(history.history["val_loss"][-1]) * TARGET_SCALE_MM
+        history = model.fit(train, epochs=1, verbose=0)
+        errors = _val_errors_mm(model, val, targets[val_rows])
+        val_mae_mm = float(np.abs(errors).mean()) if len(errors) else math.inf
+        penalty = forgetting.penalty_mm(forgetting.mae_by_world(errors, val_worlds), reference)
         metrics = {
             "epoch": epoch,
             METRIC: val_mae_mm,
+            SCORE: val_mae_mm + penalty,
+            "val_forgetting_mm": penalty,
             "loss": float(history.history["loss"][-1]),
             "train_mae_mm": float(history.history["loss"][-1]) * TARGET_SCALE_MM,
         }
-        if val_mae_mm < best:
-            best = val_mae_mm
-            _report_with_weights(model, {**metrics, "best_val_mae_mm": best}, config)
+        if metrics[SCORE] < best.score:
+            best = Best(metrics[SCORE], val_mae_mm)
+            _report_with_weights(model, {**metrics, **best.metrics()}, config)
         else:
-            tune.report({**metrics, "best_val_mae_mm": best})
-    return best
+            tune.report({**metrics, **best.metrics()})
+    return best.val_mae_mm
 
 
-def _resume(model: Any) -> tuple[int, float]:
-    """Epochs done and best validation MAE so far: (0, inf), or the checkpoint's.
+@dataclass(frozen=True)
+class Best:
+    """A trial's best epoch so far: its score and its validation MAE."""
+
+    score: float = math.inf
+    val_mae_mm: float = math.inf
+
+    def metrics(self) -> dict[str, float]:
+        return {"best_val_score_mm": self.score, "best_val_mae_mm": self.val_mae_mm}
+
+
+def _val_errors_mm(model: Any, val: Any, targets: Any) -> Any:
+    """Signed errors in mm of ``model`` on the validation batches (rows in order)."""
+    from edgeloop.trainer.model import TARGET_SCALE_MM
+
+    predicted = model.predict(val, verbose=0).reshape(-1)
+    return (predicted - targets) * TARGET_SCALE_MM
+
+
+def _resume(model: Any) -> tuple[int, Best]:
+    """Epochs done and the best epoch so far: (0, none), or the checkpoint's.
 
     A trial whose Ray worker died is started again by Tune (``TRIAL_RETRIES``) with its
     last checkpoint (its best epoch so far): it goes on from there instead of from zero.
     """
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return 0, math.inf
+        return 0, Best()
     with checkpoint.as_directory() as folder:
         model.load_weights(os.path.join(folder, WEIGHTS_FILE))
         progress = json.loads(Path(folder, PROGRESS_FILE).read_text())
     log.info("trial resumed from its checkpoint", extra=progress)
-    return int(progress["epoch"]), float(progress["best_val_mae_mm"])
+    val_mae = float(progress["best_val_mae_mm"])
+    return int(progress["epoch"]), Best(float(progress.get("best_val_score_mm", val_mae)),
+                                        val_mae)
 
 
 def _report_with_weights(model: Any, metrics: dict[str, Any], config: dict[str, Any]) -> None:
@@ -274,7 +310,7 @@ def _report_with_weights(model: Any, metrics: dict[str, Any], config: dict[str, 
         model.save_weights(os.path.join(folder, WEIGHTS_FILE))
         Path(folder, "config.json").write_text(json.dumps(config, sort_keys=True, default=str))
         Path(folder, PROGRESS_FILE).write_text(json.dumps(
-            {"epoch": metrics["epoch"], "best_val_mae_mm": metrics["best_val_mae_mm"]}))
+            {key: metrics[key] for key in ("epoch", "best_val_mae_mm", "best_val_score_mm")}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
@@ -318,7 +354,8 @@ class HooksCallback(tune.Callback):
         if hooks := self._hooks():
             metrics = {
                 k: float(result[k])
-                for k in (METRIC, "loss", "train_mae_mm", "best_val_mae_mm")
+                for k in (METRIC, SCORE, "val_forgetting_mm", "loss", "train_mae_mm",
+                          "best_val_mae_mm")
                 if k in result
             }
             hooks.epoch(
@@ -410,7 +447,7 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
         tune.with_resources(train_trial, {"cpu": plan.resources.cpus_per_trial}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=METRIC,
+            metric=SCORE,
             mode="min",
             scheduler=scheduler,
             num_samples=plan.num_trials,
@@ -431,7 +468,7 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order="min"
+                num_to_keep=1, checkpoint_score_attribute=SCORE, checkpoint_score_order="min"
             ),
         ),
     )
@@ -439,17 +476,17 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
 
 def _best(results: tune.ResultGrid) -> TuneOutcome:
     try:
-        best = results.get_best_result(METRIC, "min", scope="all", filter_nan_and_inf=True)
+        best = results.get_best_result(SCORE, "min", scope="all", filter_nan_and_inf=True)
     except RuntimeError as exc:
         errors = [str(r.error).splitlines()[0] for r in results if r.error]
-        raise EdgeloopError(f"no trial reported {METRIC}: {errors[:1] or exc}") from exc
-    checkpoint = best.get_best_checkpoint(METRIC, "min")
+        raise EdgeloopError(f"no trial reported {SCORE}: {errors[:1] or exc}") from exc
+    checkpoint = best.get_best_checkpoint(SCORE, "min")
     if checkpoint is None:
         raise EdgeloopError(f"best trial {best.metrics.get('trial_id')} has no checkpoint")
     metrics = best.metrics_dataframe
     return TuneOutcome(
         trial_id=str(best.metrics["trial_id"]),
         config={k: best.config[k] for k in _FIELDS},
-        val_mae_mm=float(metrics[METRIC].min()),
+        val_mae_mm=float(metrics.loc[metrics[SCORE].idxmin(), METRIC]),
         checkpoint_dir=Path(checkpoint.path),
     )

@@ -30,8 +30,8 @@ class Settings(ServiceSettings):
     model_runtime: Literal["auto", "tensorflow"] = Field(
         default="auto", description="what runs a version in the embedded host: auto (its "
         "SavedModel under TensorFlow at once, then its TFLite file under LiteRT once the "
-        "registry has published it and it agrees with the SavedModel: about a quarter of the "
-        "CPU per frame) or tensorflow (the SavedModel only)")
+        "registry has published it and it agrees with the SavedModel: less CPU per frame at "
+        "a fleet's rate) or tensorflow (the SavedModel only)")
     model_repository: str = Field(default="", validate_default=True,
                                   description="folder of published models "
                                   "(<model>/<version>/ SavedModels); required when "

@@ -82,6 +82,55 @@ async def test_version_switch_while_ten_robots_stream(
         )
 
 
+async def test_a_frame_decoded_late_keeps_the_version_it_was_routed_to(
+    start_gateway, requests, jpegs, deployments, answer_version, monkeypatch
+) -> None:
+    # A stream's frames decode side by side: frame 1's decode is held until the deployment
+    # has switched to version 2 while frame 2's finishes at once. Routing at the end of the
+    # decode sent frame 2 to version 1 and frame 1 to version 2 (CI found it in the test
+    # above); routed when received, both go to version 1, in the robot's order.
+    async with start_gateway() as gw:
+        gw.registry.assign("late", "secret-late", "parking")
+        await gw.wait_state(lambda: gw.app.state.deployment_of("late") == "parking")
+        decoder = gw.app.frames._decoder
+        decode, held, release = decoder.decode, asyncio.Event(), asyncio.Event()
+        calls = 0
+
+        async def first_one_late(jpeg: bytes):  # noqa: ANN202 - the decoder's own type
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                held.set()
+                await release.wait()
+            return await decode(jpeg)
+
+        monkeypatch.setattr(decoder, "decode", first_one_late)
+        answers: list = []
+        call = gw.open("late", "secret-late")
+
+        async def receive() -> None:
+            async for answer in call:
+                answers.append(answer)
+
+        receiver = asyncio.create_task(receive())
+        await call.write(requests.hello("late", "session-late"))
+        await call.write(requests.frame(1, jpegs[1], 1500.0))
+        await held.wait()
+        await call.write(requests.frame(2, jpegs[2], 1500.0))
+        await gw.wait_state(lambda: any(a.HasField("prediction") for a in answers))
+        gw.registry.put_deployment(deployments.direct("parking", "2"))
+        await gw.wait_state(lambda: gw.app.state.get("parking").arms["stable"].version == "2",
+                            timeout_s=120)
+        release.set()
+        await call.done_writing()
+        await receiver
+        by_seq = {a.prediction.seq: a.prediction for a in answers if a.HasField("prediction")}
+        assert sorted(by_seq) == [1, 2]
+        for p in by_seq.values():
+            assert p.model_version == answer_version(p.distance_mm)
+        assert [by_seq[1].model_version, by_seq[2].model_version] == ["1", "1"]
+
+
 async def test_new_version_is_loaded_before_it_takes_traffic_and_old_one_released(
     start_gateway, requests, jpegs, deployments, monkeypatch
 ) -> None:

@@ -125,6 +125,12 @@ class FrameProcessor:
             raise FrameRejected(Reason.FRAME_ERROR_REASON_SPOOL_FULL,
                                 "spool: full; the gateway cannot record frame.jpeg durably now",
                                 grpc.StatusCode.RESOURCE_EXHAUSTED)
+        view = self._view(arrival.deployment)
+        # Routed before the first await, so in the order the robot sent its frames: a
+        # stream's frames decode side by side and may finish out of order, and a version
+        # switch between two of them must not send the later frame to the old version.
+        route = (None if frame.HasField("device_prediction")
+                 else self.router.route(view, arrival.device_id))
         try:
             image = await self._decoder.decode(frame.jpeg)
         except BaseException:
@@ -132,9 +138,9 @@ class FrameProcessor:
             raise
         ctx = FrameContext(arrival.device_id, arrival.session_id, arrival.received_at,
                            trace_id, traceparent)
-        view = self._view(arrival.deployment)
         try:
-            outcome, route, shadows = await self._predict(view, arrival.device_id, image.rgb, frame)
+            outcome, route, shadows = await self._predict(view, route, arrival.device_id,
+                                                          image.rgb, frame)
         except FrameRejected as exc:
             # The model could not answer, but the frame and its label are still data:
             # record it without a prediction, then refuse the frame.
@@ -164,12 +170,12 @@ class FrameProcessor:
             return DeploymentView(name=name, data_group=view.data_group if view else name)
         return view
 
-    async def _predict(self, view: DeploymentView, device_id: str, rgb: np.ndarray,
-                       frame: edge_pb2.Frame) -> tuple[FrameOutcome, Route, list[Shadow]]:
-        if frame.HasField("device_prediction"):
+    async def _predict(self, view: DeploymentView, route: Route | None, device_id: str,
+                       rgb: np.ndarray, frame: edge_pb2.Frame
+                       ) -> tuple[FrameOutcome, Route, list[Shadow]]:
+        if route is None:
             # The robot predicted itself: record its answer, do not predict again.
             return self.device.outcome(view, device_id, rgb, frame)
-        route = self.router.route(view, device_id)
         outcome = FrameOutcome(view.name, view.data_group, route.arm)
         if route.key is None:
             return outcome, route, []

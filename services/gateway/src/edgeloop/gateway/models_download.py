@@ -22,6 +22,7 @@ from pathlib import Path
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.gateway.deployments import DeploymentState
 from edgeloop.gateway.hosts.base import ModelKey
+from edgeloop.gateway.hosts.litert import tflite_beside
 from edgeloop.platform.errors import FailedPrecondition, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def tflite_path(key: ModelKey, model_repository: str = "") -> Path:
     """The TFLite file of ``key``: in the model repository, else beside its SavedModel."""
     if model_repository:
         return Path(model_repository) / key.model_name / f"{key.version}.tflite"
-    return Path(key.path).parent / f"{key.version}.tflite"
+    return tflite_beside(key.path, key.version)
 
 
 def _sha256(path: Path) -> str:

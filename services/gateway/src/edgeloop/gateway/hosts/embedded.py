@@ -100,7 +100,6 @@ class _Version:
     def __init__(self, key: ModelKey, module: Any, serve: Any) -> None:
         self.key = key
         self.module: Any = module  # keeps the SavedModel's variables alive while TF runs it
-        self.serve = serve
         self.runner: Runner = functools.partial(_run, serve)
         self.runtime = "tensorflow"
         self.adopting: asyncio.Task[None] | None = None
@@ -212,7 +211,7 @@ class EmbeddedHost(ModelHost):
                             extra={"path": str(path), "max_difference_mm": difference})
                 return
             version.runner, version.runtime = runner, "litert"
-            version.module = version.serve = None  # calls still running keep their own
+            version.module = None  # calls still running keep their own reference
             log.info("model now runs on LiteRT", extra={"path": str(path),
                                                         "max_difference_mm": difference})
 

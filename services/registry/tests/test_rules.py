@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
 from edgeloop.contracts.registry.v1 import model_pb2
-from edgeloop.registry.promotion import decide, world_maes
+from edgeloop.registry.promotion import World, decide, world_maes
 from edgeloop.registry.resolution import resolve
 from edgeloop.registry.selectors import ModelState
 
@@ -33,7 +33,7 @@ def test_gate_refuses_a_candidate_that_forgets_an_old_world_and_reports_each() -
                "holdout_mae_mm/world/red": 4.0, "champion_mae_mm/world/red": 30.0,
                "holdout_mae_mm": 6.0, "champion_mae_mm/world/gone": 1.0}
     worlds = world_maes(metrics)
-    assert worlds == {"beige": (9.0, 3.5), "red": (4.0, 30.0)}
+    assert worlds == {"beige": World(9.0, 3.5), "red": World(4.0, 30.0)}
     refused = decide("2", "1", evaluation(6.0, 17.0), 0.0, False, worlds)
     assert not refused.promoted and "forgets beige (9.00 vs 3.50 mm)" in refused.reason
     assert "red 4.00/30.00 mm" in refused.reason
@@ -42,6 +42,35 @@ def test_gate_refuses_a_candidate_that_forgets_an_old_world_and_reports_each() -
     passed = decide("2", "1", evaluation(4.1, 17.0), 0.0, False, kept)
     assert passed.promoted and "beige 4.20/3.50 mm" in passed.reason
     assert decide("2", "1", evaluation(6.0, 17.0), 0.0, True, worlds).promoted, "force wins"
+
+
+def test_a_world_with_a_single_holdout_run_is_refused_only_beyond_run_to_run_spread() -> None:
+    # Beige has three holdout runs, green (the previous drift's world) one, red is new.
+    metrics = {"holdout_mae_mm/world/beige": 2.4, "champion_mae_mm/world/beige": 2.2,
+               "holdout_runs/world/beige": 3.0,
+               "holdout_mae_mm/world/green": 3.37, "champion_mae_mm/world/green": 2.14,
+               "holdout_runs/world/green": 1.0,
+               "holdout_mae_mm/world/red": 3.0, "champion_mae_mm/world/red": 35.0,
+               "holdout_runs/world/red": 1.0}
+    worlds = world_maes(metrics)
+    assert worlds["green"] == World(3.37, 2.14, 1) and worlds["beige"].holdout_runs == 3
+    # 3.37 vs 2.14 mm is forgetting by the tight rule (allowed 3.14 mm), within the spread
+    # of one run (allowed 4.28 mm): promoted, the single run named in the reason
+    passed = decide("2", "1", evaluation(2.9, 12.0), 0.0, False, worlds)
+    assert passed.promoted, passed.reason
+    assert "green 3.37/2.14 mm (1 holdout run)" in passed.reason
+    assert "beige 2.40/2.20 mm," in passed.reason
+    # more than twice the champion's MAE on that one run: refused
+    doubled = world_maes({**metrics, "holdout_mae_mm/world/green": 4.3})
+    refused = decide("2", "1", evaluation(2.9, 12.0), 0.0, False, doubled)
+    assert not refused.promoted
+    assert "forgets green (4.30 vs 2.14 mm, 1 holdout run)" in refused.reason
+    # the same numbers on a world with several runs are judged by the tight rule
+    several = world_maes({**metrics, "holdout_runs/world/green": 2.0})
+    assert not decide("2", "1", evaluation(2.9, 12.0), 0.0, False, several).promoted
+    # and so is a beige regression of 1.25x + 1 mm, though the candidate wins overall
+    beige = world_maes({**metrics, "holdout_mae_mm/world/beige": 3.3})
+    assert "forgets beige" in decide("2", "1", evaluation(2.9, 12.0), 0.0, False, beige).reason
 
 
 def _deployment(name: str, active: bool = True, **fields: object) -> dpb.Deployment:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.forgetting import allowed_mae_mm
-from edgeloop.registry.promotion import forgotten
+from edgeloop.registry.promotion import World, forgotten
 from edgeloop.trainer import forgetting, tune
 from edgeloop.trainer.model import INPUT_SHAPE, TARGET_SCALE_MM, build_model, compile_model
 
@@ -26,8 +26,8 @@ def test_the_trial_rule_is_the_gates() -> None:
     for champion in (0.5, 2.0, 4.0, 8.0):
         limit = allowed_mae_mm(champion)
         assert limit == pytest.approx(max(champion * 1.25, champion + 1.0))
-        assert forgotten({"w": (limit + 0.01, champion)}, 0.0)
-        assert not forgotten({"w": (limit, champion)}, 0.0)
+        assert forgotten({"w": World(limit + 0.01, champion, 2)}, 0.0)
+        assert not forgotten({"w": World(limit, champion, 2)}, 0.0)
         assert forgetting.penalty_mm({0: limit + 0.5}, {0: champion}) == pytest.approx(0.5)
         assert forgetting.penalty_mm({0: limit}, {0: champion}) == 0.0
 

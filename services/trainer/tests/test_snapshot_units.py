@@ -159,18 +159,24 @@ def test_each_world_gets_its_own_holdout_and_carried_frames_keep_theirs() -> Non
 def test_world_metrics_name_each_world_for_the_gate() -> None:
     from edgeloop.trainer import registration
 
+    def frame(world: str, split: str, session: str, time: str) -> dict[str, str]:
+        return {"deployment": "d", "world": world, "split": split, "device_id": "car",
+                "session_id": session, "time": f"2026-12-01T10:00:{time}Z"}
+
+    new = "d@2026-12-01T10:00:00Z"
     manifest = {"observations": [
-        {"deployment": "d", "world": "d", "split": "holdout"},
-        {"deployment": "d", "world": "d@2026-12-01T10:00:00Z", "split": "holdout"},
-        {"deployment": "d", "world": "d", "split": "train"},
-        {"deployment": "d", "world": "d", "split": "holdout"}]}
-    worlds = registration.holdout_worlds(manifest)
-    metrics = registration.world_metrics(np.array([1.0, 5.0, 3.0]), np.array([2.0, 40.0, 2.0]),
-                                         worlds)
+        frame("d", "holdout", "s1", "00.0"), frame(new, "holdout", "s2", "00.0"),
+        frame("d", "train", "s1", "00.5"), frame("d", "holdout", "s1", "00.9"),
+        # a second run of world d: the same session, 5 s later
+        frame("d", "holdout", "s1", "05.0")]}
+    metrics = registration.world_metrics(np.array([1.0, 5.0, 3.0, 2.0]),
+                                         np.array([2.0, 40.0, 2.0, 2.0]), manifest)
     assert metrics == {"holdout_mae_mm/world/d": 2.0,
                        "holdout_mae_mm/world/d_2026-12-01T10_00_00Z": 5.0,
                        "champion_mae_mm/world/d": 2.0,
-                       "champion_mae_mm/world/d_2026-12-01T10_00_00Z": 40.0}
+                       "champion_mae_mm/world/d_2026-12-01T10_00_00Z": 40.0,
+                       "holdout_runs/world/d": 2.0,
+                       "holdout_runs/world/d_2026-12-01T10_00_00Z": 1.0}
 
 
 def test_trials_map_the_snapshot_images_and_batch_without_copying(tmp_path) -> None:  # noqa: ANN001

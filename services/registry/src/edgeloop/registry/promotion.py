@@ -21,33 +21,57 @@ from psycopg_pool import AsyncConnectionPool
 DEFAULT_ALIAS = "champion"
 WORLD_CANDIDATE = "holdout_mae_mm/world/"
 WORLD_CHAMPION = "champion_mae_mm/world/"
-"""Version metric prefixes of the per-world holdout MAE (candidate, champion); the trainer
-sets them at registration."""
+WORLD_RUNS = "holdout_runs/world/"
+"""Version metric prefixes of the per-world holdout MAE (candidate, champion) and of the
+number of drive runs in the world's holdout; the trainer sets them at registration."""
 
 
-def world_maes(metrics: dict[str, float]) -> dict[str, tuple[float, float]]:
-    """Per world: (candidate MAE, champion MAE) from a version's metrics, where both exist."""
+@dataclass(frozen=True)
+class World:
+    """One world of the holdout, as the gate judges it."""
+
+    candidate_mae_mm: float
+    champion_mae_mm: float
+    holdout_runs: int | None = None
+    """Drive runs in the world's holdout (None: not recorded, judged as several)."""
+
+    def allowed_mae_mm(self) -> float:
+        """The candidate's largest MAE here that is not forgetting (``edgeloop.platform.forgetting``)."""
+        return allowed_mae_mm(self.champion_mae_mm, self.holdout_runs)
+
+    def describe(self) -> str:
+        """'c/h mm', plus the evidence when the world's holdout is a single run."""
+        text = f"{self.candidate_mae_mm:.2f}/{self.champion_mae_mm:.2f} mm"
+        return text + (" (1 holdout run)" if self.holdout_runs == 1 else "")
+
+
+def world_maes(metrics: dict[str, float]) -> dict[str, World]:
+    """Per world: the candidate's and the champion's MAE from a version's metrics, where
+    both exist, and the world's holdout runs when recorded."""
     found = {}
     for key, value in metrics.items():
         if key.startswith(WORLD_CANDIDATE):
             world = key.removeprefix(WORLD_CANDIDATE)
             champion = metrics.get(WORLD_CHAMPION + world)
+            runs = metrics.get(WORLD_RUNS + world)
             if champion is not None:
-                found[world] = (float(value), float(champion))
+                found[world] = World(float(value), float(champion),
+                                     int(runs) if runs is not None else None)
     return found
 
 
-def forgotten(worlds: dict[str, tuple[float, float]], margin_mm: float) -> list[str]:
+def forgotten(worlds: dict[str, World], margin_mm: float) -> list[str]:
     """The worlds on which the candidate is clearly worse than the champion
-    (``edgeloop.platform.forgetting``)."""
-    return [f"{world} ({candidate:.2f} vs {champion:.2f} mm)"
-            for world, (candidate, champion) in sorted(worlds.items())
-            if candidate > allowed_mae_mm(champion) + margin_mm]
+    (``edgeloop.platform.forgetting``; a single-run world by its wider bounds)."""
+    return [f"{name} ({w.candidate_mae_mm:.2f} vs {w.champion_mae_mm:.2f} mm"
+            + (", 1 holdout run)" if w.holdout_runs == 1 else ")")
+            for name, w in sorted(worlds.items())
+            if w.candidate_mae_mm > w.allowed_mae_mm() + margin_mm]
 
 
-def _per_world(worlds: dict[str, tuple[float, float]]) -> str:
+def _per_world(worlds: dict[str, World]) -> str:
     return "; per world (candidate/champion): " + ", ".join(
-        f"{w} {c:.2f}/{h:.2f} mm" for w, (c, h) in sorted(worlds.items())) if worlds else ""
+        f"{name} {w.describe()}" for name, w in sorted(worlds.items())) if worlds else ""
 
 
 @dataclass(frozen=True)
@@ -60,9 +84,10 @@ class Decision:
 
 def decide(candidate: str, champion: str | None, evaluation: model_pb2.HoldoutEvaluation | None,
            margin_mm: float, force: bool,
-           worlds: dict[str, tuple[float, float]] | None = None) -> Decision:
+           worlds: dict[str, World] | None = None) -> Decision:
     """The promotion gate: beat the current champion on the same holdout by ``margin_mm``,
-    and forget none of the worlds both were judged on (``worlds``: see :func:`world_maes`).
+    and forget none of the worlds both were judged on (``worlds``: see :func:`world_maes`;
+    a world whose holdout is one drive run only by what run-to-run spread cannot explain).
     """
     if champion == candidate:
         return Decision(False, f"version {candidate} is the champion already")

@@ -5,8 +5,10 @@ sweep's snapshot, through their SavedModels' serving signatures (so what is meas
 what will be served); the registry's gate then decides promotion from those numbers.
 Both are also judged per *world* (the snapshot's drift periods, see ``snapshot``): the
 per-world MAEs go to the version's metrics (``holdout_mae_mm/world/<w>`` and
-``champion_mae_mm/world/<w>``), where the gate refuses a candidate that forgets an old
-world even when it wins overall.
+``champion_mae_mm/world/<w>``, with the number of drive runs the world's holdout has in
+``holdout_runs/world/<w>``), where the gate refuses a candidate that forgets an old world
+even when it wins overall (a single-run world by wider bounds:
+``edgeloop.platform.forgetting``).
 """
 
 from __future__ import annotations
@@ -101,6 +103,17 @@ def holdout_worlds(manifest: dict[str, Any]) -> list[str]:
             if e["split"] == "holdout"]
 
 
+def holdout_runs_by_world(manifest: dict[str, Any]) -> dict[str, int]:
+    """Per world (metric-safe name): how many drive runs its holdout frames come from."""
+    from edgeloop.trainer.snapshot import drive_units
+
+    holdout = [e for e in manifest["observations"] if e["split"] == "holdout"]
+    runs: dict[str, set[int]] = {}
+    for entry, unit in zip(holdout, drive_units(holdout), strict=True):
+        runs.setdefault(metric_name(entry.get("world") or entry["deployment"]), set()).add(unit)
+    return {world: len(units) for world, units in runs.items()}
+
+
 def mae_by_world(errors: np.ndarray, worlds: list[str]) -> dict[str, float]:
     """Mean absolute error per world (metric-safe names)."""
     found: dict[str, list[float]] = {}
@@ -110,12 +123,17 @@ def mae_by_world(errors: np.ndarray, worlds: list[str]) -> dict[str, float]:
 
 
 def world_metrics(candidate: np.ndarray | None, champion: np.ndarray | None,
-                  worlds: list[str]) -> dict[str, float]:
-    """The per-world metrics of a registration: candidate's, and the champion's when known."""
-    metrics = {}
+                  manifest: dict[str, Any]) -> dict[str, float]:
+    """The per-world metrics of a registration: candidate's MAE, the champion's when known,
+    and the drive runs of each world's holdout."""
+    worlds = holdout_worlds(manifest)
+    metrics: dict[str, float] = {}
     for prefix, errors in (("holdout_mae_mm", candidate), ("champion_mae_mm", champion)):
         if errors is not None:
             metrics |= {f"{prefix}/world/{w}": v for w, v in mae_by_world(errors, worlds).items()}
+    if candidate is not None:
+        metrics |= {f"holdout_runs/world/{w}": float(n)
+                    for w, n in holdout_runs_by_world(manifest).items()}
     return metrics
 
 

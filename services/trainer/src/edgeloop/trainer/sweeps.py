@@ -499,7 +499,7 @@ class SweepRun:
         log.info("model logged", extra={"run_id": run_id, "seconds": round(seconds, 3)})
         metrics = {"holdout_mae_mm": candidate.holdout_mae_mm, "val_mae_mm": outcome.val_mae_mm,
                    **registration.world_metrics(candidate.errors, champion_errors.get("errors"),
-                                                registration.holdout_worlds(snap.manifest))}
+                                                snap.manifest)}
         self.tracking.client.log_metric(run_id, "holdout_mae_mm", candidate.holdout_mae_mm)
         with tracer.start_as_current_span("sweep.register_version"):
             answer = await self._while_registry_down(

@@ -99,6 +99,7 @@ async def test_arbitrary_batches_are_stored_or_refused_naming_the_field(
     @given(st.lists(changes(), min_size=1, max_size=4))
     @example([{"time": (2**62, 0)}, {"seq": 2**64 - 1}, {"sensor_mm": float("nan")},
               {"jpeg": b"\xff\xd8\xff\xd9"}])
+    @example([{"device_id": "with\x00nul"}])  # refused, and its dead letter must store
     def fuzz(batch_changes: list[dict[str, Any]]) -> None:
         batch = []
         for index, fields in enumerate(batch_changes):

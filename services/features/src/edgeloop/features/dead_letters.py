@@ -51,9 +51,10 @@ async def record(pool: AsyncConnectionPool, rejected: Sequence[Rejection]) -> li
                 continue
             payload = rejection.observation.SerializeToString()
             await cursor.execute(_RECORD, (
-                rejection.observation_id[:200], hashlib.sha256(payload).digest(),
-                rejection.observation.device_id[:200], rejection.observation.deployment[:200],
-                rejection.reason, payload))
+                _column_text(rejection.observation_id), hashlib.sha256(payload).digest(),
+                _column_text(rejection.observation.device_id),
+                _column_text(rejection.observation.deployment),
+                _column_text(rejection.reason, None), payload))
             row = await cursor.fetchone()
             kept.append(replace(rejection, dead_letter_id=row[0] if row else 0))
     for rejection in kept:
@@ -61,6 +62,12 @@ async def record(pool: AsyncConnectionPool, rejected: Sequence[Rejection]) -> li
             "observation_id": rejection.observation_id, "reason": rejection.reason,
             "dead_letter_id": rejection.dead_letter_id})
     return kept
+
+
+def _column_text(value: str, limit: int | None = 200) -> str:
+    """``value`` as a text column can hold it: PostgreSQL text cannot contain NUL, and a
+    refused observation may carry one in any field (the payload keeps the original)."""
+    return value.replace("\x00", "\ufffd")[:limit]
 
 
 def _filters(deployment: str, device_id: str) -> tuple[str, list[Any]]:

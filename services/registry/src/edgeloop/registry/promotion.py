@@ -13,17 +13,13 @@ from dataclasses import dataclass
 from edgeloop.contracts.registry.v1 import model_pb2
 from edgeloop.platform.errors import FailedPrecondition
 from edgeloop.platform.forgetting import allowed_mae_mm
+from edgeloop.platform.worlds import CANDIDATE_MAE, CHAMPION_MAE, HOLDOUT_RUNS
 from edgeloop.registry import history
 from edgeloop.registry.mlflow_registry import ModelRegistry
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 DEFAULT_ALIAS = "champion"
-WORLD_CANDIDATE = "holdout_mae_mm/world/"
-WORLD_CHAMPION = "champion_mae_mm/world/"
-WORLD_RUNS = "holdout_runs/world/"
-"""Version metric prefixes of the per-world holdout MAE (candidate, champion) and of the
-number of drive runs in the world's holdout; the trainer sets them at registration."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +32,8 @@ class World:
     """Drive runs in the world's holdout (None: not recorded, judged as several)."""
 
     def allowed_mae_mm(self) -> float:
-        """The candidate's largest MAE here that is not forgetting (``edgeloop.platform.forgetting``)."""
+        """The candidate's largest MAE here that is not forgetting
+        (``edgeloop.platform.forgetting``)."""
         return allowed_mae_mm(self.champion_mae_mm, self.holdout_runs)
 
     def describe(self) -> str:
@@ -47,13 +44,13 @@ class World:
 
 def world_maes(metrics: dict[str, float]) -> dict[str, World]:
     """Per world: the candidate's and the champion's MAE from a version's metrics, where
-    both exist, and the world's holdout runs when recorded."""
+    both exist, and the world's holdout runs when recorded (``edgeloop.platform.worlds``)."""
     found = {}
     for key, value in metrics.items():
-        if key.startswith(WORLD_CANDIDATE):
-            world = key.removeprefix(WORLD_CANDIDATE)
-            champion = metrics.get(WORLD_CHAMPION + world)
-            runs = metrics.get(WORLD_RUNS + world)
+        if key.startswith(CANDIDATE_MAE):
+            world = key.removeprefix(CANDIDATE_MAE)
+            champion = metrics.get(CHAMPION_MAE + world)
+            runs = metrics.get(HOLDOUT_RUNS + world)
             if champion is not None:
                 found[world] = World(float(value), float(champion),
                                      int(runs) if runs is not None else None)

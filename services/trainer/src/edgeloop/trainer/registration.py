@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from edgeloop.contracts.registry.v1 import (
 )
 from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
 from edgeloop.platform.errors import EdgeloopError, Unavailable
+from edgeloop.platform.worlds import CANDIDATE_MAE, CHAMPION_MAE, HOLDOUT_RUNS, metric_name
 from edgeloop.trainer.tune import WEIGHTS_FILE, TuneOutcome
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -92,11 +92,6 @@ def holdout_mae(saved_model_dir: str | Path, arrays_path: Path) -> float:
     return float(np.mean(holdout_errors(saved_model_dir, arrays_path)))
 
 
-def metric_name(world: str) -> str:
-    """A world name as a metric key part (MLflow and the registry allow A-Z a-z 0-9 _ . - /)."""
-    return re.sub(r"[^A-Za-z0-9_.\-]", "_", world)[:120]
-
-
 def holdout_worlds(manifest: dict[str, Any]) -> list[str]:
     """The world of every holdout frame, in the arrays' order."""
     return [e.get("world") or e["deployment"] for e in manifest["observations"]
@@ -128,11 +123,11 @@ def world_metrics(candidate: np.ndarray | None, champion: np.ndarray | None,
     and the drive runs of each world's holdout."""
     worlds = holdout_worlds(manifest)
     metrics: dict[str, float] = {}
-    for prefix, errors in (("holdout_mae_mm", candidate), ("champion_mae_mm", champion)):
+    for prefix, errors in ((CANDIDATE_MAE, candidate), (CHAMPION_MAE, champion)):
         if errors is not None:
-            metrics |= {f"{prefix}/world/{w}": v for w, v in mae_by_world(errors, worlds).items()}
+            metrics |= {prefix + w: v for w, v in mae_by_world(errors, worlds).items()}
     if candidate is not None:
-        metrics |= {f"holdout_runs/world/{w}": float(n)
+        metrics |= {HOLDOUT_RUNS + w: float(n)
                     for w, n in holdout_runs_by_world(manifest).items()}
     return metrics
 

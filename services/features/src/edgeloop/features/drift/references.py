@@ -2,7 +2,9 @@
 
 A version's lineage tags name its dataset snapshot (``dataset_snapshot``); the trainer
 saved ``trainer/sweeps/<snapshot>/reference.json`` beside it. The version's
-``holdout_mae_mm`` metric (set at registration) wins over the file's copy.
+``holdout_mae_mm`` metric (set at registration) wins over the file's copy, and each world's
+group gets the version's holdout MAE on that world (``holdout_mae_mm/world/<w>``, see
+``edgeloop.platform.worlds``): the concept rules judge a frame against its world's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from grpc import aio
 from edgeloop.contracts.registry.v1 import deployment_pb2, registry_service_pb2, registry_service_pb2_grpc
 from edgeloop.platform import DEFAULT_DEADLINE_S, NotFound, bearer
 from edgeloop.platform.objectstore import ObjectStore
+from edgeloop.platform.worlds import CANDIDATE_MAE, metric_name
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,11 @@ class ReferenceCache:
             return None
         reference = json.loads(raw)
         reference["snapshot_id"] = snapshot
-        holdout = reply.version.metrics.get("holdout_mae_mm")
-        if holdout:
-            reference["holdout_mae_mm"] = holdout
+        metrics = reply.version.metrics
+        if metrics.get("holdout_mae_mm"):
+            reference["holdout_mae_mm"] = metrics["holdout_mae_mm"]
+        for world, group in (reference.get("groups") or {}).items():
+            world_mae = metrics.get(CANDIDATE_MAE + metric_name(world))
+            if world_mae:
+                group["holdout_mae_mm"] = world_mae
         return reference

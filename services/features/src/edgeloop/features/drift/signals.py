@@ -124,12 +124,59 @@ def _out_of_range(rule: Rule, window: Window, reference: dict[str, Any] | None) 
     return SignalValue(share, len(values), limit, rule.threshold.exceeded(share))
 
 
+WORLD_STATISTICS = ("hue", "saturation", "mean_r", "mean_g", "mean_b")
+"""The colour statistics that tell the trained worlds apart (the covariate rules' own)."""
+AMBIGUITY_Z = 1.0
+"""Worlds within this mean |z| of a frame's closest world are as likely its world."""
+
+
+def expected_errors(window: Window, reference: dict[str, Any] | None) -> np.ndarray | None:
+    """Per labelled frame of ``window``, the holdout MAE the serving version reached on the
+    world the frame looks like; None without a holdout MAE.
+
+    A version retrained after a drift knows several worlds, and its holdout MAE differs
+    among them: a world learned from a few runs is harder than the one it learned from
+    forty. Judging every frame against the overall MAE (mostly the old world's) made the
+    concept rules fire on a freshly promoted version in its own new world. So each frame
+    is judged against its world's MAE (the version's ``holdout_mae_mm/world/<w>``, which
+    ``ReferenceCache`` puts in the world's group), the world chosen as the covariate rules
+    choose it (the closest by colour statistics); a frame that looks like several worlds
+    (within ``AMBIGUITY_Z``) is judged against the least accurate of them, so a concept
+    alarm never comes from picking the wrong world. Worlds without their own MAE use the
+    overall one.
+    """
+    holdout = (reference or {}).get("holdout_mae_mm")
+    labelled = np.isfinite(window.columns["abs_error_mm"])
+    if not holdout:
+        return None
+    worlds = _worlds(reference or {})
+    maes = np.array([w.get("holdout_mae_mm") or holdout for w in worlds], np.float64)
+    distances = [_colour_distance(window, labelled, w) for w in worlds]
+    if len(worlds) == 1 or any(d is None for d in distances):
+        return np.full(int(labelled.sum()), float(maes.max() if len(worlds) > 1 else maes[0]))
+    z = np.nan_to_num(np.vstack(distances), nan=0.0)  # worlds x frames
+    candidates = z <= z.min(axis=0) + AMBIGUITY_Z
+    return np.where(candidates, maes[:, None], 0.0).max(axis=0)
+
+
+def _colour_distance(window: Window, labelled: np.ndarray,
+                     world: dict[str, Any]) -> np.ndarray | None:
+    """Mean |z| of each labelled frame's colour statistics against one world's."""
+    scores = []
+    for name in WORLD_STATISTICS:
+        stats = (world.get("stats") or {}).get(name, {})
+        if name in window.columns and stats.get("mean") is not None and stats.get("std"):
+            scores.append(np.abs(window.columns[name][labelled] - stats["mean"]) / stats["std"])
+    return np.mean(scores, axis=0) if scores else None
+
+
 def _mae_ratio(rule: Rule, window: Window, reference: dict[str, Any] | None) -> SignalValue:
     errors = window.values("abs_error_mm")
-    holdout = (reference or {}).get("holdout_mae_mm")
+    expected = expected_errors(window, reference)
     limit = f"> {rule.threshold.max}x holdout MAE"
-    if not holdout or len(errors) < rule.min_samples:
+    if expected is None or len(errors) < rule.min_samples:
         return SignalValue(None, len(errors), limit)
+    holdout = float(expected.mean())
     ratio = float(errors.mean() / holdout)
     return SignalValue(ratio, len(errors), f"{limit} ({holdout:.1f} mm)", rule.threshold.exceeded(ratio))
 
@@ -164,8 +211,8 @@ def _cusum(rule: Rule, window: Window, reference: dict[str, Any] | None) -> Sign
 
 
 def _error_scores(window: Window, reference: dict[str, Any] | None) -> list[np.ndarray]:
-    holdout = (reference or {}).get("holdout_mae_mm")
-    return [window.values("abs_error_mm") / holdout] if holdout else []
+    expected = expected_errors(window, reference)
+    return [window.values("abs_error_mm") / expected] if expected is not None else []
 
 
 def _outside_scores(rule: Rule, window: Window,

@@ -137,10 +137,11 @@ def _edgeloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def local_stack(root: Path, gateway_processes: int = 1) -> Iterator[Stack]:
+def local_stack(root: Path, gateway_processes: int = 1, runtime: str = "auto") -> Iterator[Stack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
     env["EDGELOOP_STATE_DIR"] = str(root / "state")
     env["EDGELOOP_GATEWAY_PROCESSES"] = str(gateway_processes)
+    env["EDGELOOP_MODEL_RUNTIME"] = runtime
     for part in DEFAULT_PORTS:
         env[f"EDGELOOP_{part.upper()}_PORT"] = str(free_port())
     started = time.monotonic()
@@ -198,6 +199,23 @@ def publish_model(stack: Stack, root: Path, robots: int,
                     name=device, device_id=device, deployment=deployment),
                     metadata=admin, timeout=60).token
     return tokens
+
+
+def wait_for_litert(stack: Stack, timeout_s: float = 300.0) -> None:
+    """Wait until every gateway process says the model runs on LiteRT (``--runtime auto``):
+    the registry converts a version to TFLite in the background after publishing it, and
+    rows measured before the switch would measure TensorFlow."""
+    started = time.monotonic()
+    logs = sorted((stack.state_dir / "logs").glob("gateway*.log"))
+    while time.monotonic() - started < timeout_s:
+        if logs and all("model now runs on LiteRT" in log.read_text(errors="replace")
+                        for log in logs):
+            print(f"the gateway runs the model on LiteRT ({time.monotonic() - started:.0f} s "
+                  "after it was published)", flush=True)
+            return
+        time.sleep(2.0)
+    print(f"the gateway still runs the model on TensorFlow after {timeout_s:.0f} s: the rows "
+          "measure TensorFlow", flush=True)
 
 
 def train_first_version(stack: Stack, tokens: dict[str, str], seconds: float) -> str:
@@ -564,7 +582,7 @@ def run_stack(root: Path, gateway_processes: int, args: argparse.Namespace) -> b
     """The soak or every row on one stack; whether every row recorded exactly what was sent."""
     root.mkdir(mode=0o755)
     ok = True
-    with local_stack(root, gateway_processes) as stack:
+    with local_stack(root, gateway_processes, args.runtime) as stack:
         robots = max(args.robots) if not args.soak_minutes else (
             args.robots[0] if args.robots != [10, 100, 200] else 100)
         if args.soak_minutes:
@@ -573,6 +591,8 @@ def run_stack(root: Path, gateway_processes: int, args: argparse.Namespace) -> b
             train_first_version(stack, warmup, args.warmup_seconds)
             return soak(stack, {d: t for d, t in tokens.items() if d not in warmup}, args)
         tokens = publish_model(stack, root, robots)
+        if args.runtime == "auto":
+            wait_for_litert(stack)
         rows = [(n, fps) for n in args.robots for fps in args.fps] + [(10, 0.0)]
         for count, fps in rows:
             fleet = dict(list(tokens.items())[:count])
@@ -604,6 +624,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--gateway-processes", type=gateway_bench._ints, default=[1],
                         help="gateway processes on the one port (EDGELOOP_GATEWAY_PROCESSES); "
                         "several values: one stack, and every row, per value")
+    parser.add_argument("--runtime", choices=("auto", "tensorflow"), default="auto",
+                        help="the gateway's EDGELOOP_MODEL_RUNTIME: auto (LiteRT once the "
+                             "registry has converted the version; the rows wait for it) or "
+                             "tensorflow")
     parser.add_argument("--skip-beside", action="store_true",
                         help="skip the model-only limit and thesis transport rows")
     return parser.parse_args()

@@ -31,11 +31,13 @@ async def test_each_world_gets_the_versions_holdout_mae_there(tmp_path: Path) ->
     ).encode())
     metrics = {"holdout_mae_mm": 2.6, "holdout_mae_mm/world/parking": 2.2,
                "holdout_mae_mm/world/parking_2026-12-02T11_17_51Z": 3.4,
+               "holdout_runs/world/parking": 5.0,
+               "holdout_runs/world/parking_2026-12-02T11_17_51Z": 1.0,
                "champion_mae_mm/world/unjudged": 9.0}
     reference = await ReferenceCache(Registry(metrics), "token", store).get("distance", "2")
     assert reference is not None
     assert reference["holdout_mae_mm"] == 2.6
     groups = reference["groups"]
-    assert groups["parking"]["holdout_mae_mm"] == 2.2
-    assert groups[new_world]["holdout_mae_mm"] == 3.4
+    assert (groups["parking"]["holdout_mae_mm"], groups["parking"]["holdout_runs"]) == (2.2, 5)
+    assert (groups[new_world]["holdout_mae_mm"], groups[new_world]["holdout_runs"]) == (3.4, 1)
     assert "holdout_mae_mm" not in groups["unjudged"], "the champion's MAE is not the version's"

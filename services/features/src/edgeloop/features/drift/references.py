@@ -3,8 +3,9 @@
 A version's lineage tags name its dataset snapshot (``dataset_snapshot``); the trainer
 saved ``trainer/sweeps/<snapshot>/reference.json`` beside it. The version's
 ``holdout_mae_mm`` metric (set at registration) wins over the file's copy, and each world's
-group gets the version's holdout MAE on that world (``holdout_mae_mm/world/<w>``, see
-``edgeloop.platform.worlds``): the concept rules judge a frame against its world's.
+group gets the version's holdout MAE on that world and the drive runs behind it
+(``holdout_mae_mm/world/<w>``, ``holdout_runs/world/<w>``, see ``edgeloop.platform.worlds``):
+the concept rules judge a frame against its world's error level.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from grpc import aio
 from edgeloop.contracts.registry.v1 import deployment_pb2, registry_service_pb2, registry_service_pb2_grpc
 from edgeloop.platform import DEFAULT_DEADLINE_S, NotFound, bearer
 from edgeloop.platform.objectstore import ObjectStore
-from edgeloop.platform.worlds import CANDIDATE_MAE, metric_name
+from edgeloop.platform.worlds import CANDIDATE_MAE, HOLDOUT_RUNS, metric_name
 
 log = logging.getLogger(__name__)
 
@@ -78,4 +79,5 @@ class ReferenceCache:
             world_mae = metrics.get(CANDIDATE_MAE + metric_name(world))
             if world_mae:
                 group["holdout_mae_mm"] = world_mae
+                group["holdout_runs"] = metrics.get(HOLDOUT_RUNS + metric_name(world))
         return reference

@@ -128,29 +128,48 @@ WORLD_STATISTICS = ("hue", "saturation", "mean_r", "mean_g", "mean_b")
 """The colour statistics that tell the trained worlds apart (the covariate rules' own)."""
 AMBIGUITY_Z = 1.0
 """Worlds within this mean |z| of a frame's closest world are as likely its world."""
+PRIOR_RUNS = 2.0
+"""How many holdout runs of a world the overall holdout MAE weighs as (see world_mae_mm)."""
+
+
+def world_mae_mm(world: dict[str, Any], overall_mm: float) -> float:
+    """The error level expected of the serving version on one of its worlds.
+
+    The world's own holdout MAE over its n drive runs, shrunk toward the overall holdout MAE
+    as if that were ``PRIOR_RUNS`` more runs: (n x world + 2 x overall) / (n + 2). A new
+    world's holdout is typically one run, and one run's MAE is noisy both ways (in the
+    quick demo of 2026-12-02 13:57 a version served green at 4-7 mm live but scored
+    11.27 mm on green's single holdout run); unshrunk, its concept rules would have waited
+    for errors of 28 mm. Runs not recorded (versions from before) count as one.
+    """
+    own = world.get("holdout_mae_mm")
+    if not own:
+        return overall_mm
+    runs = float(world.get("holdout_runs") or 1)
+    return (runs * own + PRIOR_RUNS * overall_mm) / (runs + PRIOR_RUNS)
 
 
 def expected_errors(window: Window, reference: dict[str, Any] | None) -> np.ndarray | None:
-    """Per labelled frame of ``window``, the holdout MAE the serving version reached on the
-    world the frame looks like; None without a holdout MAE.
+    """Per labelled frame of ``window``, the error level expected of the serving version on
+    the world the frame looks like; None without a holdout MAE.
 
     A version retrained after a drift knows several worlds, and its holdout MAE differs
     among them: a world learned from a few runs is harder than the one it learned from
     forty. Judging every frame against the overall MAE (mostly the old world's) made the
     concept rules fire on a freshly promoted version in its own new world. So each frame
-    is judged against its world's MAE (the version's ``holdout_mae_mm/world/<w>``, which
-    ``ReferenceCache`` puts in the world's group), the world chosen as the covariate rules
-    choose it (the closest by colour statistics); a frame that looks like several worlds
-    (within ``AMBIGUITY_Z``) is judged against the least accurate of them, so a concept
-    alarm never comes from picking the wrong world. Worlds without their own MAE use the
-    overall one.
+    is judged against its world's level (:func:`world_mae_mm`, from the version's
+    ``holdout_mae_mm/world/<w>`` and ``holdout_runs/world/<w>`` that ``ReferenceCache``
+    puts in the world's group), the world chosen as the covariate rules choose it (the
+    closest by colour statistics); a frame that looks like several worlds (within
+    ``AMBIGUITY_Z``) is judged against the least accurate of them, so a concept alarm never
+    comes from picking the wrong world. Worlds without their own MAE use the overall one.
     """
     holdout = (reference or {}).get("holdout_mae_mm")
     labelled = np.isfinite(window.columns["abs_error_mm"])
     if not holdout:
         return None
     worlds = _worlds(reference or {})
-    maes = np.array([w.get("holdout_mae_mm") or holdout for w in worlds], np.float64)
+    maes = np.array([world_mae_mm(w, holdout) for w in worlds], np.float64)
     distances = [_colour_distance(window, labelled, w) for w in worlds]
     if len(worlds) == 1 or any(d is None for d in distances):
         return np.full(int(labelled.sum()), float(maes.max() if len(worlds) > 1 else maes[0]))

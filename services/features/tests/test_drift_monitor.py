@@ -127,6 +127,8 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
         self.can_fine_tune = True
         self.hang_first = False
         """The first StartSweep never answers (its caller's deadline passes)."""
+        self.cancelled: set[str] = set()
+        self.can_cancel = True
 
     async def StartSweep(self, request, context):  # noqa: N802 - gRPC method name
         self.started.append(request)
@@ -139,10 +141,18 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
             sweep_id=f"sweep-{len(self.started)}", state=sweep_pb2.SWEEP_STATE_QUEUED,
             trace_id="ab" * 16))
 
+    async def CancelSweep(self, request, context):  # noqa: N802
+        if not self.can_cancel:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "trainer restarting")
+        self.cancelled.add(request.sweep_id)
+        return trainer_service_pb2.CancelSweepResponse(sweep=sweep_pb2.Sweep(
+            sweep_id=request.sweep_id, state=sweep_pb2.SWEEP_STATE_CANCELLED))
+
     async def GetSweep(self, request, context):  # noqa: N802
         done = request.sweep_id in self.finished
         refused = request.sweep_id in self.refused
         state = (sweep_pb2.SWEEP_STATE_SUCCEEDED if done or refused
+                 else sweep_pb2.SWEEP_STATE_CANCELLED if request.sweep_id in self.cancelled
                  else sweep_pb2.SWEEP_STATE_RUNNING)
         return trainer_service_pb2.GetSweepResponse(sweep=sweep_pb2.Sweep(
             sweep_id=request.sweep_id, state=state, model_version="2", promoted=done,
@@ -351,12 +361,10 @@ async def _evaluate_at(monitor: DriftMonitor, clock: list[datetime], *minutes: f
         await monitor.evaluate_once()
 
 
-async def test_a_drift_during_a_retrain_gets_a_new_sweep_on_its_world_afterwards(
-        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
-    # The floor turns warm (saturation only) and version 1 retrains; while it does, the floor
-    # turns red (hue and red channel too). That sweep's data holds no red frame: attaching
-    # the red events to it would count its version as the red recovery.
-    servicer, stub = trainer
+async def _warm_then_red(database_url: str, pool: AsyncConnectionPool,
+                         stub: Any) -> tuple[Deployments, DriftMonitor, list[datetime], list]:
+    """Beige, then a warm floor (saturation only) that version 1 starts retraining for;
+    while it does, at minute 15, the floor turns red (hue and red channel too)."""
     rng = np.random.default_rng(6)
     _insert(database_url, _rows("beige", T0, 600, "1", rng))
     _insert(database_url, _rows("warm", T0 + timedelta(minutes=10), 300, "1", rng, error_mm=30.0))
@@ -365,35 +373,72 @@ async def test_a_drift_during_a_retrain_gets_a_new_sweep_on_its_world_afterwards
     references = References(**{"1": ["beige"], "2": ["beige", "warm"]})
     clock: list[datetime] = [T0]
     monitor = _monitor(pool, deployments, references, stub, clock)
-
     await _evaluate_at(monitor, clock, 10.5, 12)
-    assert len(servicer.started) == 1, "the warm floor retrains"
     warm_events = await monitor.events.list("parking", open_only=True)
     assert warm_events and all(e.sweep_id == "sweep-1" for e in warm_events)
-
     await _evaluate_at(monitor, clock, 15.5)
     red_events = [e for e in await monitor.events.list("parking", open_only=True)
                   if e.event_id not in {w.event_id for w in warm_events}]
     assert {"cusum_hue", "cusum_mean_r"} <= {e.rule for e in red_events}
     assert all(not e.sweep_id for e in red_events), "sweep-1 never saw the red floor"
-    assert all(e.note.startswith("waits for retraining sweep sweep-1") for e in red_events)
+    return deployments, monitor, clock, [warm_events, red_events]
+
+
+async def _red_floor_retrained(servicer: Trainer, monitor: DriftMonitor, red_events: list,
+                               version: str, snapshot: str) -> dict[str, Any]:
+    """Assert sweep-2 fine-tunes ``version`` on the red floor from its change; the events."""
+    request = servicer.started[1]
+    assert request.warm_start.version == version
+    assert list(request.data.include_snapshots_of) == [snapshot]
+    assert abs(request.data.start_time.ToDatetime(tzinfo=UTC)
+               - (T0 + timedelta(minutes=15))) <= timedelta(seconds=1)
+    by_id = {e.event_id: e for e in await monitor.events.list("parking")}
+    assert all(by_id[e.event_id].sweep_id == "sweep-2" for e in red_events)
+    return by_id
+
+
+async def test_a_change_after_a_sweep_started_cancels_it_and_retrains_the_new_world(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # Sweep-1's data ends before the red floor: its version would answer a world the robots
+    # have left. It is cancelled at once, and the red floor's sweep fine-tunes version 1.
+    servicer, stub = trainer
+    _, monitor, clock, (warm_events, red_events) = await _warm_then_red(database_url, pool, stub)
+    assert servicer.cancelled == {"sweep-1"}
+    assert len(servicer.started) == 1, "one sweep at a time per deployment"
+    by_id = {e.event_id: e for e in await monitor.events.list("parking")}
+    assert all(by_id[e.event_id].note.startswith("waits for retraining sweep sweep-1 to stop")
+               for e in red_events)
+
+    await _evaluate_at(monitor, clock, 15.6, 15.9)  # stopped; then 200 labelled red frames
+    assert len(servicer.started) == 2, "the red floor retrains once sweep-1 has stopped"
+    by_id = await _red_floor_retrained(servicer, monitor, red_events, "1", "snap-beige")
+    for warm in warm_events:
+        event = by_id[warm.event_id]
+        assert event.state == "superseded", event
+        assert "the world changed again" in event.note and "sweep-1" in event.note, event.note
+
+
+async def test_a_sweep_that_cannot_be_cancelled_is_waited_for_and_its_version_fine_tuned(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # The same drift, but the trainer cannot take the cancel: the red events wait for
+    # sweep-1, and the next sweep fine-tunes the version it promoted on the red floor.
+    servicer, stub = trainer
+    servicer.can_cancel = False
+    deployments, monitor, clock, (warm_events, red_events) = await _warm_then_red(
+        database_url, pool, stub)
+    assert not servicer.cancelled
+    by_id = {e.event_id: e for e in await monitor.events.list("parking")}
+    assert all(by_id[e.event_id].note.startswith("waits for retraining sweep sweep-1 to end")
+               for e in red_events)
     assert len(servicer.started) == 1, "one sweep at a time per deployment"
 
-    # Sweep-1 ends and promotes version 2 (beige and warm). The next sweep fine-tunes that
-    # version on the red floor's data, from where the red events dated the change.
     servicer.finished.add("sweep-1")
     await _evaluate_at(monitor, clock, 16)
     assert len(servicer.started) == 1, "not before the new version is the one serving"
     deployments.version = "2"
     await _evaluate_at(monitor, clock, 16.1)
     assert len(servicer.started) == 2
-    request = servicer.started[1]
-    assert request.warm_start.version == "2"
-    assert list(request.data.include_snapshots_of) == ["snap-beige-warm"]
-    assert abs(request.data.start_time.ToDatetime(tzinfo=UTC)
-               - (T0 + timedelta(minutes=15))) <= timedelta(seconds=1)
-    by_id = {e.event_id: e for e in await monitor.events.list("parking")}
-    assert all(by_id[e.event_id].sweep_id == "sweep-2" for e in red_events)
+    by_id = await _red_floor_retrained(servicer, monitor, red_events, "2", "snap-beige-warm")
     assert all("version 2 promoted" in by_id[e.event_id].note for e in warm_events)
 
 

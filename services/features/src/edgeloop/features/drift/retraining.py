@@ -231,26 +231,31 @@ class Retrainer:
         if not after:
             return False
         if not running.superseded:
+            if not await self._request_cancel(running.sweep_id):
+                return False  # wait for it as before
             first = min(after, key=lambda e: e.change_point or e.fired_at)
             running.superseded = (f"superseded: the world changed again at "
                                   f"{first.change_point:%H:%M:%S} ({first.rule}) while sweep "
                                   f"{running.sweep_id} retrained the world before; it was "
                                   "cancelled and the new world's sweep follows")
-            try:
-                await self.trainer.CancelSweep(
-                    trainer_service_pb2.CancelSweepRequest(sweep_id=running.sweep_id),
-                    timeout=CANCEL_DEADLINE_S)
-            except aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED,
-                                      grpc.StatusCode.FAILED_PRECONDITION):
-                    running.superseded = ""  # not cancelled: wait for it as before
-                    log.warning("could not cancel a sweep the world moved past",
-                                extra={"sweep_id": running.sweep_id, "code": exc.code().name})
-                    return False
             log.info("world changed during a retrain; its sweep cancelled",
                      extra={"sweep_id": running.sweep_id, "rule": first.rule})
         await self._note_once(later, f"{WAITS_NOTE} {running.sweep_id} to stop: it retrained "
                               "the world before this change; a new sweep follows")
+        return True
+
+    async def _request_cancel(self, sweep_id: str) -> bool:
+        """CancelSweep; True when the trainer took it (or the sweep had ended already)."""
+        try:
+            await self.trainer.CancelSweep(trainer_service_pb2.CancelSweepRequest(
+                sweep_id=sweep_id), timeout=CANCEL_DEADLINE_S)
+        except aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                              grpc.StatusCode.FAILED_PRECONDITION):
+                return True
+            log.warning("could not cancel a sweep the world moved past",
+                        extra={"sweep_id": sweep_id, "code": exc.code().name})
+            return False
         return True
 
     async def _covers(self, deployment: str, running: RunningSweep, event: DriftEventRow) -> bool:

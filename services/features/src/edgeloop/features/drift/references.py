@@ -76,8 +76,8 @@ class ReferenceCache:
         if metrics.get("holdout_mae_mm"):
             reference["holdout_mae_mm"] = metrics["holdout_mae_mm"]
         for world, group in (reference.get("groups") or {}).items():
-            world_mae = metrics.get(CANDIDATE_MAE + metric_name(world))
-            if world_mae:
-                group["holdout_mae_mm"] = world_mae
-                group["holdout_runs"] = metrics.get(HOLDOUT_RUNS + metric_name(world))
+            name = metric_name(world)
+            if metrics.get(CANDIDATE_MAE + name):
+                group["holdout_mae_mm"] = metrics[CANDIDATE_MAE + name]
+                group["holdout_runs"] = metrics.get(HOLDOUT_RUNS + name)
         return reference

@@ -172,7 +172,7 @@ def expected_errors(window: Window, reference: dict[str, Any] | None) -> np.ndar
     maes = np.array([world_mae_mm(w, holdout) for w in worlds], np.float64)
     distances = [_colour_distance(window, labelled, w) for w in worlds]
     if len(worlds) == 1 or any(d is None for d in distances):
-        return np.full(int(labelled.sum()), float(maes.max() if len(worlds) > 1 else maes[0]))
+        return np.full(int(labelled.sum()), float(maes.max()))
     z = np.nan_to_num(np.vstack(distances), nan=0.0)  # worlds x frames
     candidates = z <= z.min(axis=0) + AMBIGUITY_Z
     return np.where(candidates, maes[:, None], 0.0).max(axis=0)

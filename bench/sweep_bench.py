@@ -54,22 +54,29 @@ class TreeMemory:
         self.period_s = period_s
         self.peak = 0
         self.peak_rss = 0
+        self.at_peak: list[tuple[str, int]] = []
+        """Each process's PSS at the peak, largest first: where the memory is."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _sample(self) -> tuple[int, int]:
+    def _sample(self) -> tuple[int, int, list[tuple[str, int]]]:
         pss = rss = 0
+        parts: list[tuple[str, int]] = []
         for proc in [self.root, *self.root.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
                 info = proc.memory_full_info()
-                pss += getattr(info, "pss", info.rss)
+                share = getattr(info, "pss", info.rss)
+                pss += share
                 rss += info.rss
-        return pss, rss
+                parts.append((process_label(proc), share))
+        return pss, rss, sorted(parts, key=lambda part: -part[1])
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            pss, rss = self._sample()
-            self.peak, self.peak_rss = max(self.peak, pss), max(self.peak_rss, rss)
+            pss, rss, parts = self._sample()
+            if pss > self.peak:
+                self.peak, self.at_peak = pss, parts
+            self.peak_rss = max(self.peak_rss, rss)
             self._stop.wait(self.period_s)
 
     def __enter__(self) -> TreeMemory:
@@ -79,6 +86,18 @@ class TreeMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def process_label(proc: psutil.Process) -> str:
+    """A short name for a process: Ray sets its workers' titles (``ray::ImplicitFunc``)."""
+    cmdline = proc.cmdline()
+    if cmdline and cmdline[0].startswith("ray::"):
+        return cmdline[0].split()[0]
+    modules = [arg for arg in cmdline if arg.startswith(("edgeloop.", "ray."))]
+    if "-m" in cmdline and modules:
+        return modules[0]
+    scripts = [Path(arg).name for arg in cmdline[1:] if arg.endswith(".py")]
+    return scripts[0] if scripts else proc.name()
 
 
 def ingest_frames(address: str, frames: int) -> int:
@@ -119,13 +138,14 @@ def ingest_frames(address: str, frames: int) -> int:
 
 
 def run_sweep(
-    address: str, trials: int, epochs: int
+    address: str, trials: int, epochs: int, concurrent: int = 0
 ) -> tuple[sweep_pb2.Sweep, list[sweep_pb2.SweepEvent], float]:
     """StartSweep and follow it to the end; returns the sweep, its events and the wall time."""
     request = trainer_service_pb2.StartSweepRequest(
         model_name="bench",
         data=sweep_pb2.DataSelection(deployments=["bench-beige"]),
         num_trials=trials,
+        max_concurrent_trials=concurrent,
         search_space=sweep_pb2.SearchSpace(epochs=[epochs]),
         promote=True,
         seed=1,
@@ -200,6 +220,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=3000)
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--concurrent", type=int, default=0,
+                        help="trials at a time (default 0: the trainer fits them to its CPUs)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="edgeloop-sweep-bench-"))
     os.chmod(root, 0o755)  # PostgreSQL runs as an unprivileged user when we are root
@@ -260,7 +282,8 @@ def main() -> None:
         processes.append(trainer)
         trainer.start(timeout_s=300)
         with TreeMemory(trainer.process.pid) as memory:
-            sweep, events, wall = run_sweep(trainer.address, args.trials, args.epochs)
+            sweep, events, wall = run_sweep(trainer.address, args.trials, args.epochs,
+                                            args.concurrent)
         state = sweep_pb2.SweepState.Name(sweep.state)
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         print(f"sweep {sweep.sweep_id}: {state} {sweep.error}")
@@ -282,6 +305,8 @@ def main() -> None:
         print(f"WALL TIME  {wall:.1f} s  (target <= 60 s for 4 trials on 3,000 frames)")
         print(f"PEAK PSS   {memory.peak / 2**20:.0f} MiB  (trainer + Ray processes; summed RSS "
               f"{memory.peak_rss / 2**20:.0f} MiB counts shared pages once per process)")
+        print("  at the peak: " + ", ".join(f"{label} {share / 2**20:.0f}"
+                                           for label, share in memory.at_peak) + " MiB")
     finally:
         for process in reversed(processes):
             process.stop()

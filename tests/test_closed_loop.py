@@ -120,7 +120,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     rules.write_text(SHORT_RULES)
     cluster = PostgresCluster(data_dir=choose_data_dir(state / "postgres"),
                               port=topology.ports["postgres"], durable=False)
-    extra = {"features": {"EDGELOOP_DRIFT_RULES": str(rules)},
+    # No consolidation (a second fine-tune once the red floor has 3x the data): it could
+    # replace the retrained version during the measured runs; the monitor tests cover it.
+    extra = {"features": {"EDGELOOP_DRIFT_RULES": str(rules),
+                          "EDGELOOP_DRIFT_RETRAIN_CONSOLIDATE_FACTOR": "0"},
              "trainer": {"EDGELOOP_DEFAULT_TRIALS": "2"}}
     processes: list[ServiceProcess] = []
     mlflow_pid = ray_pid = None

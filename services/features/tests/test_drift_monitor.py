@@ -129,6 +129,8 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
         """The first StartSweep never answers (its caller's deadline passes)."""
         self.cancelled: set[str] = set()
         self.can_cancel = True
+        self.versions: dict[str, str] = {}
+        """The version a sweep registers (default 2)."""
 
     async def StartSweep(self, request, context):  # noqa: N802 - gRPC method name
         self.started.append(request)
@@ -155,7 +157,8 @@ class Trainer(trainer_service_pb2_grpc.TrainerServiceServicer):
                  else sweep_pb2.SWEEP_STATE_CANCELLED if request.sweep_id in self.cancelled
                  else sweep_pb2.SWEEP_STATE_RUNNING)
         return trainer_service_pb2.GetSweepResponse(sweep=sweep_pb2.Sweep(
-            sweep_id=request.sweep_id, state=state, model_version="2", promoted=done,
+            sweep_id=request.sweep_id, state=state,
+            model_version=self.versions.get(request.sweep_id, "2"), promoted=done,
             promotion_note="refused: forgets beige" if refused else "",
             trace_id="cd" * 16 if done else ""))
 
@@ -181,10 +184,12 @@ async def trainer() -> AsyncIterator[tuple[Trainer, trainer_service_pb2_grpc.Tra
 
 
 def _monitor(pool: AsyncConnectionPool, deployments: Deployments, references: References,
-             stub: trainer_service_pb2_grpc.TrainerServiceStub, clock: list[datetime]) -> DriftMonitor:
+             stub: trainer_service_pb2_grpc.TrainerServiceStub, clock: list[datetime],
+             consolidate_factor: float = 0.0) -> DriftMonitor:
     # The synthetic drives are one continuous stream (no pauses between runs): one run.
     retrainer = Retrainer(pool, stub, references, min_samples=200, min_runs=1,  # type: ignore[arg-type]
-                          trials=2, epochs=8, max_samples=500)
+                          trials=2, epochs=8, max_samples=500,
+                          consolidate_factor=consolidate_factor)
     return DriftMonitor(pool, load_rules(), deployments, references, retrainer,  # type: ignore[arg-type]
                         clock=lambda: clock[0])
 
@@ -519,6 +524,87 @@ async def test_a_refused_retrain_is_tried_again_with_twice_the_data_then_left_to
     _insert(database_url, _rows("red", T0 + timedelta(minutes=18), 120, "2", rng, error_mm=40.0))
     await _evaluate_at(monitor, clock, 18.5, 20)
     assert len(servicer.started) == 4 and servicer.started[3].warm_start.version == "2"
+
+
+Recovered = tuple[Deployments, DriftMonitor, list[datetime], np.random.Generator]
+
+
+async def _recovered_red_floor(database_url: str, pool: AsyncConnectionPool, stub: Any,
+                               servicer: Trainer) -> Recovered:
+    """Red for a minute (240 labelled frames): sweep-1 fine-tunes v1, version 2 serves red."""
+    rng = np.random.default_rng(9)
+    _insert(database_url, _rows("beige", T0, 600, "1", rng))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 60, "1", rng, error_mm=40.0))
+    deployments = Deployments()
+    references = References(**{"1": ["beige"], "2": ["beige", "red"], "3": ["beige", "red"]})
+    clock: list[datetime] = [T0]
+    monitor = _monitor(pool, deployments, references, stub, clock, consolidate_factor=3)
+    await _evaluate_at(monitor, clock, 10.5, 11)
+    assert len(servicer.started) == 1
+    servicer.finished.add("sweep-1")
+    await _evaluate_at(monitor, clock, 11.1)
+    deployments.version = "2"
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=11), 60, "2", rng))
+    await _evaluate_at(monitor, clock, 12.1)
+    assert len(servicer.started) == 1, "480 red frames: not 3x the 240 the drift retrain had"
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=12), 60, "2", rng))
+    await _evaluate_at(monitor, clock, 13.1)
+    return deployments, monitor, clock, rng
+
+
+async def test_a_recovered_world_is_consolidated_once_with_three_times_the_data(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # The drift retrain learnt the red floor from its first 240 frames; at 720 the serving
+    # version is fine-tuned again on all of them, from the same start (the first sweep's
+    # holdout stays holdout), with no drift event involved.
+    servicer, stub = trainer
+    deployments, monitor, clock, rng = await _recovered_red_floor(database_url, pool, stub,
+                                                                  servicer)
+    assert len(servicer.started) == 2
+    drift, consolidation = servicer.started
+    assert consolidation.trigger == "consolidate:sweep-1" and consolidation.promote
+    assert consolidation.warm_start.version == "2"
+    assert consolidation.data.start_time == drift.data.start_time
+    assert list(consolidation.data.deployments) == ["parking"]
+    assert list(consolidation.data.include_snapshots_of) == ["snap-beige-red"]
+    assert all(e.sweep_id == "sweep-1" for e in await monitor.events.list("parking")), \
+        "no drift event belongs to a consolidation"
+
+    # The gate refuses its candidate: version 2 keeps serving, and that is the end of it
+    # (one consolidation per drift; a later drift on version 2 needs no extra data).
+    servicer.refused.add("sweep-2")
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=13), 180, "2", rng))
+    await _evaluate_at(monitor, clock, 13.2, 14, 16)
+    assert len(servicer.started) == 2
+    assert monitor.retrainer is not None and not monitor.retrainer.attempts
+    assert not monitor.retrainer.consolidations and not monitor.retrainer.running
+
+
+async def test_a_drift_during_a_consolidation_cancels_it_and_retrains_the_new_world(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    servicer, stub = trainer
+    deployments, monitor, clock, rng = await _recovered_red_floor(database_url, pool, stub,
+                                                                  servicer)
+    assert [r.trigger for r in servicer.started][1] == "consolidate:sweep-1"
+    # A green floor version 2 never saw: the recovery comes first.
+    _insert(database_url, _rows("green", T0 + timedelta(minutes=13), 60, "2", rng,
+                                error_mm=40.0))
+    await _evaluate_at(monitor, clock, 13.5)
+    assert servicer.cancelled == {"sweep-2"}
+    green = [e for e in await monitor.events.list("parking", open_only=True)
+             if e.model_version == "2"]
+    assert green and all(e.note.startswith("waits for retraining sweep sweep-2 to stop: a "
+                                           "consolidation gives way to a drift") for e in green)
+    assert len(servicer.started) == 2
+
+    await _evaluate_at(monitor, clock, 13.6, 14)
+    assert len(servicer.started) == 3, "the green floor retrains once sweep-2 has stopped"
+    retrain = servicer.started[2]
+    assert retrain.trigger.startswith("drift:") and retrain.warm_start.version == "2"
+    assert abs(retrain.data.start_time.ToDatetime(tzinfo=UTC)
+               - (T0 + timedelta(minutes=13))) <= timedelta(seconds=1)
+    by_id = {e.event_id: e for e in await monitor.events.list("parking")}
+    assert all(by_id[e.event_id].sweep_id == "sweep-3" for e in green)
 
 
 async def test_undrifted_drive_raises_no_alarm(database_url: str, pool: AsyncConnectionPool,

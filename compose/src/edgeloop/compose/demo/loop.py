@@ -59,6 +59,11 @@ class Watch:
     new_version: str = ""
     false_alarms: list[observation_pb2.DriftEvent] = field(default_factory=list)
     runs_after_switch: int = 0
+    consolidated_version: str = ""
+    """A version newer than ``new_version`` that answered after the switch (the monitor's
+    consolidation of the new world)."""
+    consolidated_at: datetime | None = None
+    runs_consolidated: int = 0
     finished_sweeps: dict[str, SweepOutcome] = field(default_factory=dict)
 
 
@@ -170,13 +175,45 @@ async def monitored_phase(ctx: Context, number: int, before: str, after: str,
         await _check_switch(ctx, watch, drive)
         if watch.serving_at is not None:
             watch.runs_after_switch += 1
-            if watch.runs_after_switch > cfg.after_switch_runs:
+            if watch.runs_after_switch > cfg.after_switch_runs and \
+                    await _consolidation_done(ctx, watch, drive):
                 break
         if deadline is not None and time.monotonic() > deadline:
             result.note = _missing(watch, cfg.red_timeout_s)
             ctx.progress(f"  giving up: {result.note}")
             break
     return await _measure(ctx, watch, result)
+
+
+async def _consolidation_done(ctx: Context, watch: Watch, drive: Drive) -> bool:
+    """Whether the phase may end: its consolidation measured, or not waited for (any more)."""
+    timeout_s = ctx.config.consolidation_timeout_s
+    assert watch.serving_at is not None
+    if watch.consolidated_version:
+        watch.runs_consolidated += 1
+        return watch.runs_consolidated > ctx.config.after_switch_runs
+    if not timeout_s:
+        return True
+    records = await list_records(ctx.services, ctx.serving, ctx.robot().device_id,
+                                 drive.start, drive.end)
+    newer = sorted({r.model_version for r in records if _newer(r.model_version,
+                                                               watch.new_version)}, key=int)
+    if newer:
+        watch.consolidated_version = newer[0]
+        watch.consolidated_at = min(r.received_at for r in records
+                                    if r.model_version == newer[0])
+        ctx.progress(f"  CONSOLIDATED: the gateway answers with version {newer[0]}")
+        return False
+    waited = (datetime.now(UTC) - watch.serving_at).total_seconds()
+    if waited > timeout_s:
+        ctx.progress(f"  no consolidated version {timeout_s:.0f} s after the switch; "
+                     "the phase ends")
+        return True
+    return False
+
+
+def _newer(version: str, than: str) -> bool:
+    return version.isdigit() and than.isdigit() and int(version) > int(than)
 
 
 def _missing(watch: Watch, timeout_s: float) -> str:
@@ -204,6 +241,10 @@ async def _measure(ctx: Context, watch: Watch,
     old = answering_version(right_after) or result.version_before
     result.version_before = old
     after = [r for r in records if r.time >= red_at and r.model_version == watch.new_version]
+    if watch.consolidated_version:
+        result.version_consolidated = watch.consolidated_version
+        result.consolidated = errors_of(records, watch.consolidated_version)
+        result.onset_to_consolidated_s = _since(red_at, watch.consolidated_at)
     result.before = errors_of(right_after, old)
     result.errors_before = _errors(right_after, old)
     if watch.new_version:

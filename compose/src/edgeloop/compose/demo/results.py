@@ -47,6 +47,11 @@ class PhaseResult:
     """Drift events before the change (the serving model's own world)."""
     monitored: bool = False
     """Detected and retrained by the platform (False: retrained by hand)."""
+    consolidated: ErrorStats | None = None
+    """The monitor's consolidation (a second fine-tune with 3x the new world's data)."""
+    version_consolidated: str = ""
+    onset_to_consolidated_s: float | None = None
+    """The world's change to the first prediction of the consolidated version."""
 
 
 @dataclass
@@ -161,6 +166,10 @@ class DemoResult:
                        ratio(phase.after.mae_mm if phase and phase.after else None, pre),
                        RECOVERY_TARGET_RATIO, "x"),
             ]
+            if phase is not None and phase.consolidated is not None:
+                found.append(Target(f"phase {n} MAE once consolidated / pre-drift MAE",
+                                    ratio(phase.consolidated.mae_mm, pre),
+                                    RECOVERY_TARGET_RATIO, "x"))
         return found
 
     def save(self, path: Path) -> None:
@@ -171,7 +180,8 @@ class DemoResult:
     def load(cls, path: Path) -> DemoResult:
         """Read a result written by :meth:`save`."""
         raw = json.loads(path.read_text())
-        phases = [PhaseResult(**{**p, "before": _stats(p["before"]), "after": _stats(p["after"])})
+        phases = [PhaseResult(**{**p, "before": _stats(p["before"]), "after": _stats(p["after"]),
+                                 "consolidated": _stats(p.get("consolidated"))})
                   for p in raw.pop("phases")]
         loop = _loop(raw.pop("loop"))
         loops = [_loop(lp) for lp in raw.pop("loops", [])]

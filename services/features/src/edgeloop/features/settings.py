@@ -58,6 +58,11 @@ class Settings(ServiceSettings):
                                            "takes at most (0: all); the old world's snapshot "
                                            "comes on top. A fleet records thousands of frames a "
                                            "second: without a cap one sweep would train on all")
+    drift_retrain_consolidate_factor: float = Field(
+        default=3.0, ge=0, description="after a drift retrain is promoted, fine-tune the "
+        "serving version again once its new world has this many times the labelled frames the "
+        "drift retrain had (a fast first recovery learns the world from its first runs only); "
+        "0 turns it off")
     drift_retrain_warm_start: bool = Field(default=True, description="retraining sweeps "
                                            "fine-tune the version the deployment serves instead "
                                            "of training from scratch (keeps the old world, needs "

@@ -36,6 +36,18 @@ to learn it and a larger holdout to judge it), up to ``MAX_ATTEMPTS`` sweeps per
 after the last refusal the events stay open with the gate's reason for an operator. The
 count starts afresh when another version serves or no event is open any more.
 
+A drift retrain learns the new world from its first few runs: fast, but partly (in the
+quick demos the label and concept phases served at 1.3-2.6x their pre-drift error). Once
+its version serves, the robots keep driving the new world; when that world has
+``consolidate_factor`` times the labelled frames the drift retrain had (3x by default:
+about 12 runs instead of 4), a *consolidation* sweep fine-tunes the serving version on all
+of them, with the same start, so the first sweep's holdout runs stay holdout and the gate
+judges on more runs. It is a follow-up, not a recovery: no drift event is attached, one
+per drift, and it is dropped when another version serves first; a drift event while it
+runs cancels it (the recovery comes first); a refused candidate leaves the serving
+version. Kept in memory: after a restart of the features service a pending consolidation
+is forgotten (the drift stays recovered).
+
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
 any deployment of its data group. When there are none, no sweep is started (it could
@@ -113,6 +125,25 @@ class RunningSweep:
     """The version that served when it started."""
     superseded: str = ""
     """Why the monitor cancelled it (a change after its start), once it did."""
+    since: datetime | None = None
+    """Where its new-world data begins (the selection's start); None after a restart."""
+    consolidation: bool = False
+    """A follow-up of a recovered drift (no events attached), not a drift retrain."""
+    trace_id: str = ""
+
+
+@dataclass
+class Consolidation:
+    """A follow-up retrain due once the recovered world has more labelled data."""
+
+    version: str
+    """The version the drift retrain promoted; another version serving drops the plan."""
+    since: datetime
+    """Where the new world's data begins: the drift retrain's selection start."""
+    due_frames: int
+    """Labelled frames of the new world that start it."""
+    after_sweep: str
+    """The drift retrain it follows."""
 
 
 @dataclass
@@ -133,7 +164,7 @@ class Retrainer:
                  trainer: trainer_service_pb2_grpc.TrainerServiceStub,
                  references: ReferenceCache, min_samples: int, min_runs: int = 4,
                  warm_start: bool = True, trials: int = 0, epochs: int = 0,
-                 max_samples: int = 0) -> None:
+                 max_samples: int = 0, consolidate_factor: float = 0.0) -> None:
         self.pool = pool
         self.events = DriftEvents(pool)
         self.trainer = trainer
@@ -146,6 +177,10 @@ class Retrainer:
         """Epochs of a fine-tuning sweep (0: the trainer's default; never for one from scratch)."""
         self.max_samples = max_samples
         """The newest labelled frames of the new world a sweep takes at most (0: all)."""
+        self.consolidate_factor = consolidate_factor
+        """Consolidate a recovered world at this many times the drift retrain's frames (0: off)."""
+        self.consolidations: dict[str, Consolidation] = {}
+        """deployment → the follow-up retrain due for the world it recovered from."""
         self.running: dict[str, RunningSweep] = {}
         """deployment → the sweep retraining it now."""
         self.attempts: dict[str, Attempts] = {}
@@ -171,7 +206,10 @@ class Retrainer:
             del self.attempts[deployment.name]  # that drift is over, or another version serves
         waiting = [e for e in open_events if not e.sweep_id]
         if not waiting:
+            if deployment.name not in self.running:
+                await self._consolidate(deployment, now)
             return
+        self.consolidations.pop(deployment.name, None)  # a new drift: its retrain comes first
         if deployment.name in self.running:
             await self._answer_by_running(deployment.name, waiting)
             return
@@ -192,8 +230,35 @@ class Retrainer:
             return
         request_id = f"drift:{deployment.name}:{first.event_id}:" \
                      f"{self._attempts(deployment.name).refused}"
-        await self._start(deployment, [e.event_id for e in waiting], since, scope, now, frames,
-                          request_id)
+        running = await self._start(deployment, f"drift:{waiting[-1].event_id}", since, scope,
+                                    now, frames, request_id)
+        if running is not None:
+            event_ids = [e.event_id for e in waiting]
+            await self.events.attach_sweep(event_ids, running.sweep_id, running.trace_id,
+                                           f"{STARTED_NOTE} {running.sweep_id} started")
+            log.info("retraining started", extra={"sweep_id": running.sweep_id,
+                                                  "events": event_ids})
+
+    async def _consolidate(self, deployment: ActiveDeployment, now: datetime) -> None:
+        """Start the follow-up retrain of a recovered world once it has enough more data."""
+        plan = self.consolidations.get(deployment.name)
+        if plan is None:
+            return
+        if plan.version != deployment.model_version:
+            del self.consolidations[deployment.name]  # another version serves: not its world
+            return
+        scope, frames = await self._scope(deployment.name, plan.since)
+        if scope is None or frames < plan.due_frames:
+            return
+        running = await self._start(deployment, f"consolidate:{plan.after_sweep}", plan.since,
+                                    scope, now, frames,
+                                    f"consolidate:{deployment.name}:{plan.after_sweep}")
+        if running is None:
+            return
+        running.consolidation = True
+        del self.consolidations[deployment.name]
+        log.info("consolidation started", extra={"sweep_id": running.sweep_id, "frames": frames,
+                                                 "after_sweep": plan.after_sweep})
 
     async def _answer_by_running(self, deployment: str, waiting: list[DriftEventRow]) -> None:
         """Attach events the running sweep's data covers; the others wait for a new sweep.
@@ -203,6 +268,9 @@ class Retrainer:
         enough of it, counted from the change point to the sweep's start.
         """
         running = self.running[deployment]
+        if running.consolidation:
+            await self._give_way(deployment, running, waiting)
+            return
         if running.data_end is None:
             return  # not known yet (after a restart): decided once the trainer answers
         covered, later = [], []
@@ -214,6 +282,22 @@ class Retrainer:
         if later and not await self._cancel_stale(deployment, running, later):
             await self._note_once(later, f"{WAITS_NOTE} {running.sweep_id} to end: its data "
                                   "holds too little of this drift's world; a new sweep follows")
+
+    async def _give_way(self, deployment: str, running: RunningSweep,
+                        waiting: list[DriftEventRow]) -> None:
+        """A drift during a consolidation: the recovery comes first, the follow-up is cancelled."""
+        if not running.superseded:
+            if not await self._request_cancel(running.sweep_id):
+                await self._note_once(waiting, f"{WAITS_NOTE} {running.sweep_id} (a "
+                                      "consolidation the trainer could not cancel) to end")
+                return
+            running.superseded = f"superseded: a drift ({waiting[-1].rule}) during the " \
+                                 "consolidation; its own retrain comes first"
+            log.info("consolidation cancelled for a drift", extra={
+                "sweep_id": running.sweep_id, "deployment": deployment,
+                "rule": waiting[-1].rule})
+        await self._note_once(waiting, f"{WAITS_NOTE} {running.sweep_id} to stop: a "
+                              "consolidation gives way to a drift; a new sweep follows")
 
     async def _cancel_stale(self, deployment: str, running: RunningSweep,
                             later: list[DriftEventRow]) -> bool:
@@ -341,12 +425,16 @@ class Retrainer:
             row = await cursor.fetchone()
             return row[0] if row else ""
 
-    async def _start(self, deployment: ActiveDeployment, event_ids: list[str], since: datetime,
+    async def _start(self, deployment: ActiveDeployment, trigger: str, since: datetime,
                      scope: sweep_pb2.DataSelection, now: datetime, frames: int,
-                     request_id: str) -> None:
-        """Start the sweep; ``request_id`` (the first event and the attempt) makes retries safe."""
+                     request_id: str) -> RunningSweep | None:
+        """Start a sweep on the new world since ``since`` plus the serving version's snapshot.
+
+        ``request_id`` (e.g. the first event and the attempt) makes retries safe. None when
+        there is not enough data yet or the trainer could not be reached (tried again later).
+        """
         if not (scope.deployments or scope.data_groups):
-            return  # not enough of the new world yet
+            return None  # not enough of the new world yet
         snapshot = self.references.snapshot_of(deployment.model_name, deployment.model_version)
         data = sweep_pb2.DataSelection(start_time=_timestamp(since),
                                        max_observations=self.max_samples,
@@ -354,7 +442,7 @@ class Retrainer:
         data.deployments.extend(scope.deployments)
         data.data_groups.extend(scope.data_groups)
         request = trainer_service_pb2.StartSweepRequest(
-            model_name=deployment.model_name, trigger=f"drift:{event_ids[-1]}", data=data,
+            model_name=deployment.model_name, trigger=trigger, data=data,
             deployment=deployment.name, promote=True, num_trials=self.trials,
             request_id=request_id)
         if self.warm_start and deployment.model_version:
@@ -367,13 +455,11 @@ class Retrainer:
         except aio.AioRpcError as exc:
             log.warning("could not start a retraining sweep; retrying next interval",
                         extra={"code": exc.code().name, "details": exc.details()})
-            return
-        sweep = reply.sweep
-        self.running[deployment.name] = RunningSweep(sweep.sweep_id, now, frames,
-                                                     deployment.model_version)
-        await self.events.attach_sweep(event_ids, sweep.sweep_id, sweep.trace_id,
-                                       f"{STARTED_NOTE} {sweep.sweep_id} started")
-        log.info("retraining started", extra={"sweep_id": sweep.sweep_id, "events": event_ids})
+            return None
+        running = RunningSweep(reply.sweep.sweep_id, now, frames, deployment.model_version,
+                               since=since, trace_id=reply.sweep.trace_id)
+        self.running[deployment.name] = running
+        return running
 
     async def _start_sweep(self, request: trainer_service_pb2.StartSweepRequest
                            ) -> trainer_service_pb2.StartSweepResponse:
@@ -427,6 +513,8 @@ class Retrainer:
         del self.running[deployment]
         log.info("retraining finished", extra={"sweep_id": running.sweep_id,
                                                "note": outcome_note(sweep)})
+        if running.consolidation:
+            return True  # no events to note; a refusal leaves the serving version, as it should
         if running.superseded and sweep.state == sweep_pb2.SWEEP_STATE_CANCELLED:
             await self._supersede_events(deployment, running, now)
         elif sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED and not sweep.promoted:
@@ -434,8 +522,19 @@ class Retrainer:
         else:
             if sweep.promoted:
                 self.attempts.pop(deployment, None)
+                self._plan_consolidation(deployment, running, sweep)
             await self.events.note(running.sweep_id, outcome_note(sweep), sweep.trace_id)
         return True
+
+    def _plan_consolidation(self, deployment: str, running: RunningSweep,
+                            sweep: sweep_pb2.Sweep) -> None:
+        """After a drift retrain's promotion: its world gets one follow-up with more data."""
+        if running.consolidation or not self.consolidate_factor or running.since is None:
+            return
+        due = int(self.consolidate_factor * max(running.frames, self.min_samples))
+        self.consolidations[deployment] = Consolidation(sweep.model_version, running.since, due,
+                                                        sweep.sweep_id)
+        log.info("consolidation planned", extra={"sweep_id": sweep.sweep_id, "due_frames": due})
 
     async def _supersede_events(self, deployment: str, running: RunningSweep,
                                 now: datetime) -> None:

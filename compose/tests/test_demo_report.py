@@ -26,8 +26,9 @@ def _result() -> DemoResult:
                     detection_s=12.0, retrain_s=50.0, errors_before=[20, -30],
                     errors_after=[5, 9], rule="cusum_hue", rule_kind="covariate",
                     onset_to_serving_s=80.0, monitored=True,
-                    consolidated=ErrorStats.of([4, -6]), version_consolidated="4",
-                    onset_to_consolidated_s=190.0),
+                    settled=ErrorStats.of([4, -6]), version_settled="4",
+                    settled_trigger="consolidate:ab12",
+                    onset_to_settled_s=190.0),
         PhaseResult(5, "closed loop", "red", before=ErrorStats.of([50, 60]),
                     after=ErrorStats.of([7, 9]), version_before="3", version_after="4",
                     detection_s=40.0, retrain_s=200.0, errors_before=[50, 60],
@@ -71,10 +72,10 @@ def test_targets_compare_against_the_right_baselines() -> None:
     assert (detection.measured, detection.met) == (12.0, True)
     assert (serving.measured, serving.met) == (80.0, True)
     assert after.measured == pytest.approx(7.0 / 7.0) and after.met
-    consolidated = next(t for n, t in phase3.items() if "once consolidated" in n)
-    assert consolidated.measured == pytest.approx(5.0 / 7.0) and consolidated.met
+    settled = next(t for n, t in phase3.items() if "once settled" in n)
+    assert settled.measured == pytest.approx(5.0 / 7.0) and settled.met
     assert not [t for t in _result().targets() if t.name.startswith("phase 5")
-                and "consolidated" in t.name], "no consolidation measured: no target line"
+                and "settled" in t.name], "no settled version measured: no target line"
     red_serving = next(t for t in _result().targets() if t.name.startswith("phase 5")
                        and "-> retrained model serving" in t.name)
     assert red_serving.measured == 250.0 and red_serving.met is False
@@ -88,10 +89,12 @@ def test_report_round_trips_and_draws_every_plot(tmp_path: Path) -> None:
     assert "| 2 label shift | beige-distant | 35.0 | 40.0 | 7.0 | 8.0 |" in text
     assert "| manual |" in text, "a hand-retrained phase says so"
     assert ("| 7.0 | 9.0 | 5.0 (3.2 min) | 178 -> 15.5 | cusum_hue (covariate) | 12 s | 80 s "
-            "| 50 s | v2 -> v3 -> v4 | 0 |") in text
+            "| 50 s | v2 -> v3 -> v4 (consolidate) | 0 |") in text
     assert "| js_hue (covariate) | 40 s | 4.2 min | 3.3 min | v3 -> v4 | 1 |" in text
     assert "world change -> new version serving: 4.2 min" in text
     assert "## Phase 3: covariate shift, monitored" in text
+    assert "- settled: version 4 (trigger `consolidate:ab12`) served the new world 3.2 min " \
+           "after the change: MAE 5.0 mm" in text
     for name in ("phase1_errors.png", "phase2_errors.png", "phase5_errors.png",
                  "phase3_timeline.png", "phase5_timeline.png"):
         assert (tmp_path / name).stat().st_size > 1000

@@ -45,10 +45,11 @@ class DemoConfig:
     """Phases 2-4 retrained by hand, as the thesis did (default: the monitor does it)."""
     phase_warmup_s: float = 60.0
     """Monitored phases 2-4: seconds of the known world driven live before the change."""
-    consolidation_timeout_s: float = 0.0
-    """Monitored phases: after the switch's runs, drive on until the monitor's consolidation
-    (a second fine-tune once the new world has 3x the data) serves, for at most this many
-    seconds, then measure it on ``after_switch_runs`` runs (0: do not wait for it)."""
+    settle_timeout_s: float = 0.0
+    """Monitored phases: after the switch's runs, drive on until a newer version serves the
+    new world (the monitor's consolidation, a second fine-tune once the world has 3x the
+    data, or a further drift retrain), for at most this many seconds, then measure it on
+    ``after_switch_runs`` runs (0: do not wait for one)."""
     sweep_timeout_s: float = 1800.0
     switch_timeout_s: float = 300.0
     scenarios: dict[int, str] = field(default_factory=lambda: {
@@ -64,7 +65,7 @@ class DemoConfig:
         return cls(collect_runs=40, validate_runs=10, drift_runs=14,
                    sweep=SweepSize(trials=4, epochs=(25,), learning_rates=(1e-3, 3e-4)),
                    warmup_s=300.0, red_timeout_s=1800.0, after_switch_runs=10,
-                   consolidation_timeout_s=300.0)
+                   settle_timeout_s=300.0)
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -72,4 +73,4 @@ class DemoConfig:
         return cls(collect_runs=20, validate_runs=4, drift_runs=6,
                    sweep=SweepSize(trials=2, epochs=(15,)),
                    warmup_s=90.0, red_timeout_s=1200.0, after_switch_runs=4,
-                   sweep_timeout_s=900.0, phase_warmup_s=45.0, consolidation_timeout_s=240.0)
+                   sweep_timeout_s=900.0, phase_warmup_s=45.0, settle_timeout_s=240.0)

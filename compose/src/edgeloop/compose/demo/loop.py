@@ -59,11 +59,11 @@ class Watch:
     new_version: str = ""
     false_alarms: list[observation_pb2.DriftEvent] = field(default_factory=list)
     runs_after_switch: int = 0
-    consolidated_version: str = ""
+    settled_version: str = ""
     """A version newer than ``new_version`` that answered after the switch (the monitor's
-    consolidation of the new world)."""
-    consolidated_at: datetime | None = None
-    runs_consolidated: int = 0
+    consolidation of the new world, or a further drift retrain)."""
+    settled_at: datetime | None = None
+    runs_settled: int = 0
     finished_sweeps: dict[str, SweepOutcome] = field(default_factory=dict)
 
 
@@ -176,7 +176,7 @@ async def monitored_phase(ctx: Context, number: int, before: str, after: str,
         if watch.serving_at is not None:
             watch.runs_after_switch += 1
             if watch.runs_after_switch > cfg.after_switch_runs and \
-                    await _consolidation_done(ctx, watch, drive):
+                    await _settled(ctx, watch, drive):
                 break
         if deadline is not None and time.monotonic() > deadline:
             result.note = _missing(watch, cfg.red_timeout_s)
@@ -185,13 +185,13 @@ async def monitored_phase(ctx: Context, number: int, before: str, after: str,
     return await _measure(ctx, watch, result)
 
 
-async def _consolidation_done(ctx: Context, watch: Watch, drive: Drive) -> bool:
-    """Whether the phase may end: its consolidation measured, or not waited for (any more)."""
-    timeout_s = ctx.config.consolidation_timeout_s
+async def _settled(ctx: Context, watch: Watch, drive: Drive) -> bool:
+    """Whether the phase may end: its settled version measured, or not waited for (any more)."""
+    timeout_s = ctx.config.settle_timeout_s
     assert watch.serving_at is not None
-    if watch.consolidated_version:
-        watch.runs_consolidated += 1
-        return watch.runs_consolidated > ctx.config.after_switch_runs
+    if watch.settled_version:
+        watch.runs_settled += 1
+        return watch.runs_settled > ctx.config.after_switch_runs
     if not timeout_s:
         return True
     records = await list_records(ctx.services, ctx.serving, ctx.robot().device_id,
@@ -199,14 +199,14 @@ async def _consolidation_done(ctx: Context, watch: Watch, drive: Drive) -> bool:
     newer = sorted({r.model_version for r in records if _newer(r.model_version,
                                                                watch.new_version)}, key=int)
     if newer:
-        watch.consolidated_version = newer[0]
-        watch.consolidated_at = min(r.received_at for r in records
+        watch.settled_version = newer[0]
+        watch.settled_at = min(r.received_at for r in records
                                     if r.model_version == newer[0])
-        ctx.progress(f"  CONSOLIDATED: the gateway answers with version {newer[0]}")
+        ctx.progress(f"  SETTLED: the gateway answers with version {newer[0]}")
         return False
     waited = (datetime.now(UTC) - watch.serving_at).total_seconds()
     if waited > timeout_s:
-        ctx.progress(f"  no consolidated version {timeout_s:.0f} s after the switch; "
+        ctx.progress(f"  no newer version {timeout_s:.0f} s after the switch; "
                      "the phase ends")
         return True
     return False
@@ -241,10 +241,13 @@ async def _measure(ctx: Context, watch: Watch,
     old = answering_version(right_after) or result.version_before
     result.version_before = old
     after = [r for r in records if r.time >= red_at and r.model_version == watch.new_version]
-    if watch.consolidated_version:
-        result.version_consolidated = watch.consolidated_version
-        result.consolidated = errors_of(records, watch.consolidated_version)
-        result.onset_to_consolidated_s = _since(red_at, watch.consolidated_at)
+    if watch.settled_version:
+        result.version_settled = watch.settled_version
+        result.settled = errors_of(records, watch.settled_version)
+        result.onset_to_settled_s = _since(red_at, watch.settled_at)
+        result.settled_trigger = next((v.tags.get("trigger", "") for v in
+                                       await fleet.versions(ctx.services, ctx.model)
+                                       if v.version == watch.settled_version), "")
     result.before = errors_of(right_after, old)
     result.errors_before = _errors(right_after, old)
     if watch.new_version:

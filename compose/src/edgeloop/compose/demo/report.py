@@ -20,7 +20,7 @@ THESIS_MAE = {1: ("-", "6.85"), 2: ("19", "4.83"), 3: ("178", "15.5"), 4: ("30.0
               5: ("45.5", "6.17")}
 """The thesis's mean errors (mm) before and after retraining, per phase."""
 COLUMNS = ("phase", "scenario", "MAE before", "max before", "MAE after", "max after",
-           "MAE consolidated", "thesis MAE", "first rule (kind)", "detection", "onset -> serving",
+           "MAE settled", "thesis MAE", "first rule (kind)", "detection", "onset -> serving",
            "retraining", "versions", "false alarms", "note")
 
 
@@ -49,18 +49,20 @@ def rows(result: DemoResult, note_limit: int = 10_000) -> list[list[str]]:
         thesis = THESIS_MAE.get(phase.number, ("-", "-"))
         versions = f"v{phase.version_before} -> v{phase.version_after}" if phase.version_before \
             else f"v{phase.version_after}" if phase.version_after else "-"
-        if phase.version_consolidated:
-            versions += f" -> v{phase.version_consolidated}"
-        consolidated = (f"{phase.consolidated.mae_mm:.1f} "
-                        f"({_seconds(phase.onset_to_consolidated_s)})"
-                        if phase.consolidated and phase.consolidated.mae_mm is not None else "-")
+        if phase.version_settled:
+            versions += f" -> v{phase.version_settled}"
+            if phase.settled_trigger:
+                versions += f" ({phase.settled_trigger.split(':')[0]})"
+        settled = (f"{phase.settled.mae_mm:.1f} "
+                        f"({_seconds(phase.onset_to_settled_s)})"
+                        if phase.settled and phase.settled.mae_mm is not None else "-")
         watched = phase.monitored or phase.number == 5
         detection = _seconds(phase.detection_s) if watched else \
             ("-" if phase.number == 1 else "manual")
         rule = f"{phase.rule} ({phase.rule_kind})" if phase.rule else "-"
         alarms = str(len(phase.false_alarms)) if watched else "-"
         found.append([f"{phase.number} {phase.title}", phase.scenario, _mm(before.mae_mm),
-                      _mm(before.max_mm), _mm(after.mae_mm), _mm(after.max_mm), consolidated,
+                      _mm(before.max_mm), _mm(after.mae_mm), _mm(after.max_mm), settled,
                       f"{thesis[0]} -> {thesis[1]}", rule, detection,
                       _seconds(phase.onset_to_serving_s) if watched else "-",
                       _seconds(phase.retrain_s), versions, alarms,
@@ -93,9 +95,10 @@ def markdown(result: DemoResult, plots: list[str]) -> str:
              "Errors are |prediction - ToF sensor| in mm over the labelled frames each model "
              "version answered. 'before' is the champion in the new world, 'after' the "
              "retrained version on fresh runs; a monitored phase's 'before' is the old "
-             "version in the new world until the switch, 'MAE consolidated' the version of the "
-             "monitor's second fine-tune once the new world had 3x the data (with the time "
-             "from the change to its first answer). Monitored phases (all drifted phases "
+             "version in the new world until the switch, 'MAE settled' the next version that "
+             "served the new world (the monitor's consolidation once the world had 3x the "
+             "data, or a further drift retrain; the time is from the change to its first "
+             "answer). Monitored phases (all drifted phases "
              "by default; phase 5 always) run with no human step: the drift monitor detects, "
              "retrains, the gate promotes, the gateway switches. With --manual, phases 2-4 "
              "retrain by hand as the thesis did.", ""]
@@ -121,7 +124,13 @@ def _loop_lines(result: DemoResult, loop: LoopResult) -> list[str]:
              f"- promotion -> first prediction of the new version: {_seconds(loop.switch_s)}",
              f"- world change -> new version serving: {_seconds(loop.onset_to_serving_s)}",
              f"- drift events before the change (false alarms): "
-             f"{', '.join(loop.false_alarms) or 'none'}", ""]
+             f"{', '.join(loop.false_alarms) or 'none'}"]
+    if phase is not None and phase.version_settled and phase.settled is not None:
+        lines.append(f"- settled: version {phase.version_settled} (trigger "
+                     f"`{phase.settled_trigger or '?'}`) served the new world "
+                     f"{_seconds(phase.onset_to_settled_s)} after the change: "
+                     f"{phase.settled.describe()}")
+    lines.append("")
     if loop.events:
         header = ("rule", "kind", "fired (s)", "value", "threshold", "version", "sweep", "note")
         body = [[e["rule"], e["kind"], _mm(e["fired_at_s"]), f"{e['value'] or 0:.3g}",

@@ -47,11 +47,13 @@ class PhaseResult:
     """Drift events before the change (the serving model's own world)."""
     monitored: bool = False
     """Detected and retrained by the platform (False: retrained by hand)."""
-    consolidated: ErrorStats | None = None
-    """The monitor's consolidation (a second fine-tune with 3x the new world's data)."""
-    version_consolidated: str = ""
-    onset_to_consolidated_s: float | None = None
-    """The world's change to the first prediction of the consolidated version."""
+    settled: ErrorStats | None = None
+    """The next version serving the new world after the first retrain (monitored phases)."""
+    version_settled: str = ""
+    onset_to_settled_s: float | None = None
+    """The world's change to the first prediction of the settled version."""
+    settled_trigger: str = ""
+    """What made it: ``consolidate:<sweep>`` (the monitor's consolidation) or ``drift:<event>``."""
 
 
 @dataclass
@@ -166,9 +168,9 @@ class DemoResult:
                        ratio(phase.after.mae_mm if phase and phase.after else None, pre),
                        RECOVERY_TARGET_RATIO, "x"),
             ]
-            if phase is not None and phase.consolidated is not None:
-                found.append(Target(f"phase {n} MAE once consolidated / pre-drift MAE",
-                                    ratio(phase.consolidated.mae_mm, pre),
+            if phase is not None and phase.settled is not None:
+                found.append(Target(f"phase {n} MAE once settled / pre-drift MAE",
+                                    ratio(phase.settled.mae_mm, pre),
                                     RECOVERY_TARGET_RATIO, "x"))
         return found
 
@@ -181,7 +183,7 @@ class DemoResult:
         """Read a result written by :meth:`save`."""
         raw = json.loads(path.read_text())
         phases = [PhaseResult(**{**p, "before": _stats(p["before"]), "after": _stats(p["after"]),
-                                 "consolidated": _stats(p.get("consolidated"))})
+                                 "settled": _stats(p.get("settled"))})
                   for p in raw.pop("phases")]
         loop = _loop(raw.pop("loop"))
         loops = [_loop(lp) for lp in raw.pop("loops", [])]

@@ -252,6 +252,10 @@ def test_concept_rules_judge_each_frame_against_the_error_level_of_its_world() -
     # any holdout MAE cannot be judged
     assert world_mae_mm(world(0, 0, 11.27, 1), 3.78) == pytest.approx((11.27 + 2 * 3.78) / 3)
     assert world_mae_mm(world(0, 0, 11.27), 3.78) == pytest.approx((11.27 + 2 * 3.78) / 3)
+    # a lucky thin holdout (one red run at 1.38 mm, 2.8 mm overall) does not set a level
+    # below the overall MAE; several runs that good do
+    assert world_mae_mm(world(0, 0, 1.38, 1), 2.8) == pytest.approx(2.8)
+    assert world_mae_mm(world(0, 0, 1.38, 4), 2.8) == pytest.approx((4 * 1.38 + 2 * 2.8) / 6)
     unmeasured = {**reference, "groups": {"beige": world(50.0, 20.0, None),
                                           "green": world(68.0, 40.0, 4.0, 2)}}
     np.testing.assert_allclose(expected_errors(Window(beige), unmeasured), 2.4)

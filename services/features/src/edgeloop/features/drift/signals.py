@@ -130,6 +130,8 @@ AMBIGUITY_Z = 1.0
 """Worlds within this mean |z| of a frame's closest world are as likely its world."""
 PRIOR_RUNS = 2.0
 """How many holdout runs of a world the overall holdout MAE weighs as (see world_mae_mm)."""
+THIN_HOLDOUT_RUNS = 3
+"""A world judged on fewer holdout runs is never expected to be better than overall."""
 
 
 def world_mae_mm(world: dict[str, Any], overall_mm: float) -> float:
@@ -141,12 +143,19 @@ def world_mae_mm(world: dict[str, Any], overall_mm: float) -> float:
     quick demo of 2026-12-02 13:57 a version served green at 4-7 mm live but scored
     11.27 mm on green's single holdout run); unshrunk, its concept rules would have waited
     for errors of 28 mm. Runs not recorded (versions from before) count as one.
+
+    A world with fewer than ``THIN_HOLDOUT_RUNS`` holdout runs is expected at the overall
+    MAE at least: the gate promoted the version *because* it scored well there, so a lucky
+    run is what a thin holdout usually shows. In the quick demo of 2026-12-02 16:44 the red
+    floor's retrain scored 1.38 mm on its one red run (2.33 mm shrunk), served red at
+    about 3.4 mm, and ``concept_mae_ratio`` fired 3 minutes after the recovery.
     """
     own = world.get("holdout_mae_mm")
     if not own:
         return overall_mm
     runs = float(world.get("holdout_runs") or 1)
-    return (runs * own + PRIOR_RUNS * overall_mm) / (runs + PRIOR_RUNS)
+    level = (runs * own + PRIOR_RUNS * overall_mm) / (runs + PRIOR_RUNS)
+    return max(level, overall_mm) if runs < THIN_HOLDOUT_RUNS else level
 
 
 def expected_errors(window: Window, reference: dict[str, Any] | None) -> np.ndarray | None:

@@ -200,14 +200,12 @@ async def _settled(ctx: Context, watch: Watch, drive: Drive) -> bool:
                                                                watch.new_version)}, key=int)
     if newer:
         watch.settled_version = newer[0]
-        watch.settled_at = min(r.received_at for r in records
-                                    if r.model_version == newer[0])
+        watch.settled_at = min(r.received_at for r in records if r.model_version == newer[0])
         ctx.progress(f"  SETTLED: the gateway answers with version {newer[0]}")
         return False
     waited = (datetime.now(UTC) - watch.serving_at).total_seconds()
     if waited > timeout_s:
-        ctx.progress(f"  no newer version {timeout_s:.0f} s after the switch; "
-                     "the phase ends")
+        ctx.progress(f"  no newer version {timeout_s:.0f} s after the switch; the phase ends")
         return True
     return False
 

@@ -53,9 +53,8 @@ def rows(result: DemoResult, note_limit: int = 10_000) -> list[list[str]]:
             versions += f" -> v{phase.version_settled}"
             if phase.settled_trigger:
                 versions += f" ({phase.settled_trigger.split(':')[0]})"
-        settled = (f"{phase.settled.mae_mm:.1f} "
-                        f"({_seconds(phase.onset_to_settled_s)})"
-                        if phase.settled and phase.settled.mae_mm is not None else "-")
+        settled = (f"{phase.settled.mae_mm:.1f} ({_seconds(phase.onset_to_settled_s)})"
+                   if phase.settled and phase.settled.mae_mm is not None else "-")
         watched = phase.monitored or phase.number == 5
         detection = _seconds(phase.detection_s) if watched else \
             ("-" if phase.number == 1 else "manual")

@@ -530,8 +530,9 @@ Recovered = tuple[Deployments, DriftMonitor, list[datetime], np.random.Generator
 
 
 async def _recovered_red_floor(database_url: str, pool: AsyncConnectionPool, stub: Any,
-                               servicer: Trainer) -> Recovered:
-    """Red for a minute (240 labelled frames): sweep-1 fine-tunes v1, version 2 serves red."""
+                               servicer: Trainer, due: bool = True) -> Recovered:
+    """Red for a minute (240 labelled frames): sweep-1 fine-tunes v1, version 2 serves red;
+    then red until the consolidation is due (720 frames), unless ``due`` is False."""
     rng = np.random.default_rng(9)
     _insert(database_url, _rows("beige", T0, 600, "1", rng))
     _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 60, "1", rng, error_mm=40.0))
@@ -547,8 +548,9 @@ async def _recovered_red_floor(database_url: str, pool: AsyncConnectionPool, stu
     _insert(database_url, _rows("red", T0 + timedelta(minutes=11), 60, "2", rng))
     await _evaluate_at(monitor, clock, 12.1)
     assert len(servicer.started) == 1, "480 red frames: not 3x the 240 the drift retrain had"
-    _insert(database_url, _rows("red", T0 + timedelta(minutes=12), 60, "2", rng))
-    await _evaluate_at(monitor, clock, 13.1)
+    if due:
+        _insert(database_url, _rows("red", T0 + timedelta(minutes=12), 60, "2", rng))
+        await _evaluate_at(monitor, clock, 13.1)
     return deployments, monitor, clock, rng
 
 
@@ -578,6 +580,19 @@ async def test_a_recovered_world_is_consolidated_once_with_three_times_the_data(
     assert len(servicer.started) == 2
     assert monitor.retrainer is not None and not monitor.retrainer.attempts
     assert not monitor.retrainer.consolidations and not monitor.retrainer.running
+
+
+async def test_a_consolidation_not_due_within_half_an_hour_is_dropped(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    servicer, stub = trainer
+    _, monitor, clock, rng = await _recovered_red_floor(database_url, pool, stub, servicer,
+                                                        due=False)
+    assert monitor.retrainer is not None and monitor.retrainer.consolidations
+    await _evaluate_at(monitor, clock, 30, 41.2)  # the robots left; 30 min after promotion
+    assert not monitor.retrainer.consolidations
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=41), 120, "2", rng))
+    await _evaluate_at(monitor, clock, 43.1)
+    assert len(servicer.started) == 1, "a dropped plan starts nothing later"
 
 
 async def test_a_drift_during_a_consolidation_cancels_it_and_retrains_the_new_world(

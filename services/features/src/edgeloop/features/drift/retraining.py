@@ -45,7 +45,8 @@ of them, with the same start, so the first sweep's holdout runs stay holdout and
 judges on more runs. It is a follow-up, not a recovery: no drift event is attached, one
 per drift, and it is dropped when another version serves first; a drift event while it
 runs cancels it (the recovery comes first); a refused candidate leaves the serving
-version. Kept in memory: after a restart of the features service a pending consolidation
+version; a plan not due within ``CONSOLIDATE_WITHIN`` is dropped (the robots left that
+world, and its count is not queried forever). Kept in memory: after a restart of the features service a pending consolidation
 is forgotten (the drift stays recovered).
 
 A robot without a range sensor sends no labels. Its frames still feed the covariate
@@ -58,7 +59,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from edgeloop.contracts.registry.v1 import deployment_pb2
@@ -89,6 +90,8 @@ START_SWEEP_DEADLINE_S = 60.0
 (and imports TensorFlow on its first call), which under a fleet's load takes far longer
 than a plain call. A call that times out is retried with the same request_id."""
 """Retraining sweeps per drift before a refusal is left to an operator."""
+CONSOLIDATE_WITHIN = timedelta(minutes=30)
+"""A consolidation not due this long after its drift retrain's promotion is dropped."""
 RUN_GAP = "1 second"
 """Frames of one device session further apart than this belong to different runs."""
 _FINISHED = {sweep_pb2.SWEEP_STATE_SUCCEEDED, sweep_pb2.SWEEP_STATE_FAILED,
@@ -144,6 +147,8 @@ class Consolidation:
     """Labelled frames of the new world that start it."""
     after_sweep: str
     """The drift retrain it follows."""
+    expires: datetime
+    """Dropped when not due by then."""
 
 
 @dataclass
@@ -246,6 +251,11 @@ class Retrainer:
             return
         if plan.version != deployment.model_version:
             del self.consolidations[deployment.name]  # another version serves: not its world
+            return
+        if now > plan.expires:
+            del self.consolidations[deployment.name]
+            log.info("consolidation dropped: not due in time", extra={
+                "after_sweep": plan.after_sweep, "due_frames": plan.due_frames})
             return
         scope, frames = await self._scope(deployment.name, plan.since)
         if scope is None or frames < plan.due_frames:
@@ -522,18 +532,18 @@ class Retrainer:
         else:
             if sweep.promoted:
                 self.attempts.pop(deployment, None)
-                self._plan_consolidation(deployment, running, sweep)
+                self._plan_consolidation(deployment, running, sweep, now)
             await self.events.note(running.sweep_id, outcome_note(sweep), sweep.trace_id)
         return True
 
     def _plan_consolidation(self, deployment: str, running: RunningSweep,
-                            sweep: sweep_pb2.Sweep) -> None:
+                            sweep: sweep_pb2.Sweep, now: datetime) -> None:
         """After a drift retrain's promotion: its world gets one follow-up with more data."""
         if running.consolidation or not self.consolidate_factor or running.since is None:
             return
         due = int(self.consolidate_factor * max(running.frames, self.min_samples))
         self.consolidations[deployment] = Consolidation(sweep.model_version, running.since, due,
-                                                        sweep.sweep_id)
+                                                        sweep.sweep_id, now + CONSOLIDATE_WITHIN)
         log.info("consolidation planned", extra={"sweep_id": sweep.sweep_id, "due_frames": due})
 
     async def _supersede_events(self, deployment: str, running: RunningSweep,

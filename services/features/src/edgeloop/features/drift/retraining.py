@@ -46,8 +46,8 @@ judges on more runs. It is a follow-up, not a recovery: no drift event is attach
 per drift, and it is dropped when another version serves first; a drift event while it
 runs cancels it (the recovery comes first); a refused candidate leaves the serving
 version; a plan not due within ``CONSOLIDATE_WITHIN`` is dropped (the robots left that
-world, and its count is not queried forever). Kept in memory: after a restart of the features service a pending consolidation
-is forgotten (the drift stays recovered).
+world, and its count is not queried forever). Kept in memory: after a restart of the
+features service a pending consolidation is forgotten (the drift stays recovered).
 
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from

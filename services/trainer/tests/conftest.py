@@ -43,6 +43,8 @@ ADMIN = "trainer-tests-admin-token-0123456789"
 WEBHOOK_SECRET = "grafana-webhook-secret-for-tests"
 DEPLOYMENT = "garage-beige"
 FRAMES = 240
+CARRIED_TRAIN_FRAMES = 60
+"""The stack trainer's budget of carried training frames (of the ~170 beige ones)."""
 
 
 class ServiceThread:
@@ -264,8 +266,9 @@ def stack(pg_cluster: Any, ray_info: Any, private_tmp: Path) -> Iterator[Stack]:
         trainer = ServiceThread(
             *_app(
                 build_trainer,
+                # a budget the beige frames exceed, so a sweep carrying them shows it
                 trainer_settings(database_url, folder, mlflow_uri, features.address,
-                                 registry.address),
+                                 registry.address, carried_train_frames=CARRIED_TRAIN_FRAMES),
             )
         ).start()
         started.callback(trainer.stop)

@@ -23,6 +23,8 @@ from edgeloop.platform import bearer
 
 WEBHOOK_SECRET = "grafana-webhook-secret-for-tests"
 """The stack's webhook secret (conftest.WEBHOOK_SECRET)."""
+CARRIED_TRAIN_FRAMES = 60
+"""The stack trainer's budget of carried training frames (conftest.CARRIED_TRAIN_FRAMES)."""
 
 S = sweep_pb2
 FAST_SPACE = S.SearchSpace(
@@ -480,3 +482,44 @@ def test_a_snapshot_from_before_preresizing_still_trains(stack: Any,
     with np.load(converted) as data:
         assert data["images"].shape == (len(raw), 75, 100, 3)
         assert np.array_equal(data["holdout_frames"], raw[rest["split"] == 2])
+
+
+def test_a_retrain_carries_judged_frames_whole_and_training_runs_within_the_budget(
+        stack: Any, first_sweep: dict[str, Any]) -> None:
+    """include_snapshots_of: every validation and holdout frame keeps its split; the
+    training frames come as whole runs, no more than the trainer's budget."""
+    from edgeloop.trainer.snapshot import drive_units
+
+    def manifest(snapshot_id: str) -> dict[str, Any]:
+        path = stack.folder / "objects" / "trainer" / "sweeps" / snapshot_id / "manifest.json"
+        return json.loads(path.read_text())
+
+    old = manifest(first_sweep["sweep"].dataset.snapshot_id)
+    nothing_new = S.DataSelection(deployments=["garage-beige"])
+    nothing_new.start_time.FromSeconds(int(time.time()) + 3600)
+    nothing_new.include_snapshots_of.append(old["snapshot_id"])
+    with grpc.insecure_channel(stack.trainer.address) as channel:
+        stub = stack.trainer_stub(channel)
+        sweep_id = stub.StartSweep(pb.StartSweepRequest(
+            model_name="carry", data=nothing_new, search_space=FAST_SPACE, num_trials=1),
+            timeout=60).sweep.sweep_id
+        built = None
+        for response in stub.WatchSweep(pb.WatchSweepRequest(sweep_id=sweep_id), timeout=300):
+            if response.event.type == S.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT:
+                built = response.event
+                break
+        stub.CancelSweep(pb.CancelSweepRequest(sweep_id=sweep_id), timeout=200)
+    assert built is not None, "the sweep never built its snapshot"
+    new = {e["observation_id"]: e for e in manifest(sweep_id)["observations"]}
+    judged = [e for e in old["observations"] if e["split"] != "train"]
+    assert all(new[e["observation_id"]]["split"] == e["split"] for e in judged)
+    training = [e for e in old["observations"] if e["split"] == "train"]
+    assert len(training) > CARRIED_TRAIN_FRAMES, "the beige frames must exceed the budget"
+    kept = [e for e in training if e["observation_id"] in new]
+    assert 0 < len(kept) <= CARRIED_TRAIN_FRAMES
+    assert len(new) == len(judged) + len(kept), "nothing else came along"
+    runs: dict[int, set[bool]] = {}
+    for entry, unit in zip(training, drive_units(training), strict=True):
+        runs.setdefault(unit, set()).add(entry["observation_id"] in new)
+    assert all(len(kept_or_not) == 1 for kept_or_not in runs.values()), "a run was cut"
+    assert f"{len(kept)} of their {len(training)} training frames (budget)" in built.message

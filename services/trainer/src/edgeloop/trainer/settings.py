@@ -99,4 +99,11 @@ class Settings(ServiceSettings):
     min_observations: int = Field(
         default=30, ge=3, description="smallest dataset a sweep trains on"
     )
+    carried_train_frames: int = Field(
+        default=800,
+        ge=0,
+        description="training frames a snapshot takes at most from the snapshots it carries "
+        "(include_snapshots_of), shared fairly across their worlds in whole runs; their "
+        "validation and holdout frames are always carried whole. 0 = carry everything",
+    )
     default_trials: int = Field(default=4, ge=1, description="trials when a request gives none")

@@ -495,7 +495,7 @@ def build_snapshot(
 ) -> Snapshot:
     """Freeze ``observations`` into a snapshot in the object store (blocking; run in a thread).
 
-    ``carried``: world and split of frames from earlier snapshots (:func:`carried_entries`).
+    ``carried``: world and split of frames from earlier snapshots (:mod:`edgeloop.trainer.carry`).
     """
     if len(observations) < min_observations:
         raise FailedPrecondition(
@@ -608,27 +608,6 @@ def load_reference(store: ObjectStore, snapshot_id: str) -> dict[str, Any]:
 def save_reference(store: ObjectStore, snapshot_id: str, reference: dict[str, Any]) -> None:
     """Write a snapshot's reference.json back (after the holdout MAE is known)."""
     store.put(f"{prefix(snapshot_id)}/reference.json", _dumps(reference), "application/json")
-
-
-def manifest_ids(store: ObjectStore, snapshot_id: str) -> list[str]:
-    """The observation ids of an earlier snapshot (``include_snapshots_of``)."""
-    return list(carried_entries(store, snapshot_id))
-
-
-def carried_entries(store: ObjectStore, snapshot_id: str) -> dict[str, dict[str, str]]:
-    """Per observation id of an earlier snapshot: its world and split there.
-
-    Snapshots from before worlds existed name the frame's deployment as its world.
-    """
-    try:
-        manifest = json.loads(store.get(f"{prefix(snapshot_id)}/manifest.json"))
-    except NotFound as exc:
-        raise InvalidArgument(
-            "data.include_snapshots_of", f"sweep {snapshot_id!r} has no dataset snapshot"
-        ) from exc
-    return {e["observation_id"]: {"world": e.get("world") or e["deployment"],
-                                  "split": e.get("split", "")}
-            for e in manifest["observations"]}
 
 
 def timestamp(text: str) -> Timestamp:

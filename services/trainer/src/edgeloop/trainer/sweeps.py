@@ -37,7 +37,7 @@ from edgeloop.platform.errors import (
     Unavailable,
 )
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
-from edgeloop.trainer import registration, snapshot, tune, warm_start
+from edgeloop.trainer import carry, registration, snapshot, tune, warm_start
 from edgeloop.trainer.events import EventBus, make_event
 from edgeloop.trainer.settings import Settings
 from edgeloop.trainer.store import TERMINAL, SweepStore
@@ -373,9 +373,11 @@ class SweepRun:
                 self.deps.objects,
                 self.deps.work_dir,
                 self.deps.settings.min_observations,
-                carried,
+                carried.entries,
             )
             note = f"snapshot of {len(observations)} observations ({snap.content_hash[:12]})"
+            if carried.entries:
+                note += f"; {carried.describe()}"
             await self.deps.store.add_snapshot_observations(
                 snap.snapshot_id, [e["observation_id"] for e in snap.manifest["observations"]]
             )
@@ -403,19 +405,21 @@ class SweepRun:
         values = tune.search_values(self.sweep.search_space)
         return warm_start.pin_shape(values, self.warm) if self.warm else values
 
-    async def _observations(self) -> tuple[list[Any], dict[str, dict[str, str]]]:
-        """The selected frames plus those of ``include_snapshots_of`` (with their world/split)."""
+    async def _observations(self) -> tuple[list[Any], carry.Carried]:
+        """The selected frames plus those ``include_snapshots_of`` carries (see ``carry``)."""
         data = self.request.data
         found = await snapshot.fetch_selection(self.deps.features, data)
-        carried: dict[str, dict[str, str]] = {}
-        for sid in data.include_snapshots_of:
-            carried.update(snapshot.carried_entries(self.deps.objects, sid))
-        if carried:
+        carried = await asyncio.to_thread(
+            carry.carried_frames, self.deps.objects, list(data.include_snapshots_of),
+            self.deps.settings.carried_train_frames)
+        if carried.entries:
             query = feature_store_service_pb2.ListObservationsRequest(
-                observation_ids=list(carried), labelled_only=True, include_jpeg=True
+                observation_ids=list(carried.entries), labelled_only=True, include_jpeg=True
             )
-            # Frames of the new selection that an old snapshot also holds stay old-world.
-            found = [o for o in found if o.observation_id not in carried]
+            # Frames of the new selection that an old snapshot also holds stay old-world
+            # (or stay out, when the budget left them out).
+            found = [o for o in found if o.observation_id not in carried.entries
+                     and o.observation_id not in carried.left_out]
             found += await snapshot.fetch_observations(self.deps.features, query)
         return sorted(found, key=lambda o: (o.time.ToNanoseconds(), o.observation_id)), carried
 

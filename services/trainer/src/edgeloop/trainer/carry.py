@@ -19,13 +19,11 @@ stay unseen by both models. They cost inference only, not training.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from edgeloop.platform.errors import InvalidArgument, NotFound
 from edgeloop.platform.objectstore import ObjectStore
-from edgeloop.trainer.snapshot import drive_units, prefix
+from edgeloop.trainer.snapshot import drive_units, read_manifest
 
 
 @dataclass(frozen=True)
@@ -54,12 +52,7 @@ class Carried:
 def manifest_entries(store: ObjectStore, snapshot_id: str) -> list[dict[str, Any]]:
     """The manifest entries of an earlier snapshot; the world defaults to the deployment
     (snapshots from before worlds existed)."""
-    try:
-        manifest = json.loads(store.get(f"{prefix(snapshot_id)}/manifest.json"))
-    except NotFound as exc:
-        raise InvalidArgument(
-            "data.include_snapshots_of", f"sweep {snapshot_id!r} has no dataset snapshot"
-        ) from exc
+    manifest = read_manifest(store, snapshot_id, "data.include_snapshots_of")
     return [{**e, "world": e.get("world") or e["deployment"]} for e in manifest["observations"]]
 
 

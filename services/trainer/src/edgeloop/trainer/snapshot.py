@@ -546,14 +546,18 @@ def _dumps(data: Any) -> bytes:
     return json.dumps(data, indent=1, sort_keys=True).encode()
 
 
+def read_manifest(store: ObjectStore, snapshot_id: str, field: str) -> dict[str, Any]:
+    """A stored snapshot's manifest; INVALID_ARGUMENT naming the request's ``field`` when
+    that sweep has none."""
+    try:
+        return json.loads(store.get(f"{prefix(snapshot_id)}/manifest.json"))
+    except NotFound as exc:
+        raise InvalidArgument(field, f"sweep {snapshot_id!r} has no dataset snapshot") from exc
+
+
 def load_snapshot(snapshot_id: str, store: ObjectStore, work_dir: Path) -> Snapshot:
     """Reload a stored snapshot (``from_sweep``), checking its hash; arrays cached locally."""
-    try:
-        manifest = json.loads(store.get(f"{prefix(snapshot_id)}/manifest.json"))
-    except NotFound as exc:
-        raise InvalidArgument(
-            "from_sweep", f"sweep {snapshot_id!r} has no dataset snapshot"
-        ) from exc
+    manifest = read_manifest(store, snapshot_id, "from_sweep")
     if content_hash(manifest["observations"]) != manifest["content_hash"]:
         raise FailedPrecondition(
             f"from_sweep: the manifest of {snapshot_id} does not match its hash"

@@ -20,6 +20,11 @@ def command(timeout: float) -> None:
     Parts already running are left alone. Logs go to <state>/logs/<part>.log. Ports move
     with EDGELOOP_<PART>_PORT (POSTGRES, MLFLOW, REGISTRY, FEATURES, TRAINER, GATEWAY,
     WEBHOOK, RAY_DASHBOARD, CONSOLE); the state folder with EDGELOOP_STATE_DIR.
+
+    A service's own setting goes to it as EDGELOOP_<PART>__<SETTING> (PART: REGISTRY,
+    FEATURES, TRAINER, GATEWAY, CONSOLE), e.g. EDGELOOP_TRAINER__CARRIED_TRAIN_FRAMES=400
+    gives the trainer EDGELOOP_CARRIED_TRAIN_FRAMES=400; each part's README lists its
+    settings. Parts already running keep theirs (down, then up).
     """
     try:
         topology = Topology.from_env(state_dir())

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeloop.compose.stack.passed_settings import passed_settings, with_passed
 from edgeloop.compose.stack.tls import StackTLS, stack_tls, tls_mode
 from edgeloop.platform import rayhead
 
@@ -78,12 +79,16 @@ class Topology:
     rayserve_replicas: int = 1
     gateway_processes: int = 1
     """Gateway processes sharing the gateway port (``EDGELOOP_GATEWAY_PROCESSES``)."""
+    passed: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per part, its own settings passed as ``EDGELOOP_<PART>__<SETTING>``
+    (:mod:`edgeloop.compose.stack.passed_settings`)."""
 
     @classmethod
     def from_env(cls, state_dir: Path) -> Topology:
         """Default ports and priorities, overridden by ``EDGELOOP_<PART>_PORT`` and
         ``EDGELOOP_<PART>_NICE`` variables; the model host from ``EDGELOOP_MODEL_HOST`` and
-        ``EDGELOOP_RAYSERVE_REPLICAS``."""
+        ``EDGELOOP_RAYSERVE_REPLICAS``; services' own settings from
+        ``EDGELOOP_<PART>__<SETTING>``."""
         model_host = os.environ.get("EDGELOOP_MODEL_HOST", "") or "embedded"
         if model_host not in MODEL_HOSTS:
             raise ValueError(f"EDGELOOP_MODEL_HOST: {model_host!r} is not one of "
@@ -101,7 +106,8 @@ class Topology:
             ports[part] = int(raw) if raw else default
         return cls(state_dir=state_dir, ports=ports, nice=_nice_from_env(model_host),
                    tls_mode=tls_mode(), model_host=model_host, rayserve_replicas=int(replicas),
-                   gateway_processes=_gateway_processes_from_env())
+                   gateway_processes=_gateway_processes_from_env(),
+                   passed=passed_settings(os.environ))
 
     @property
     def gateway_parts(self) -> list[str]:
@@ -189,7 +195,7 @@ class Topology:
     def console_env(self, secrets: dict[str, str]) -> dict[str, str]:
         """The console's variables: every service's address, the tokens, the span files,
         and the local tools' addresses for deep links."""
-        return {
+        return with_passed(CONSOLE, {
             "EDGELOOP_LISTEN_ADDR": self.address(CONSOLE),
             "EDGELOOP_LOG_FORMAT": "json",
             "EDGELOOP_REGISTRY_ADDR": self.address("registry"),
@@ -201,7 +207,7 @@ class Topology:
             "EDGELOOP_MLFLOW_UI_URL": self.mlflow_uri,
             "EDGELOOP_RAY_DASHBOARD_URL": f"http://{self.address('ray_dashboard')}",
             **(self.tls.client_env() if self.tls else {}),
-        }
+        }, self.passed)
 
     def service_env(self, service: str, secrets: dict[str, str]) -> dict[str, str]:
         """The ``EDGELOOP_*`` variables one service reads, and nothing else of ours."""
@@ -253,7 +259,8 @@ class Topology:
             specific["gateway"].update({"EDGELOOP_MODEL_HOST": "tfserving",
                                         "EDGELOOP_TFSERVING_ADDR": serve})
         tls = self.tls
-        return {**common, **specific[service], **(tls.service_env(service) if tls else {})}
+        env = {**common, **specific[service], **(tls.service_env(service) if tls else {})}
+        return with_passed(service, env, self.passed)
 
 
 def _gateway_processes_from_env() -> int:

@@ -53,12 +53,16 @@ def _grpcurl() -> str:
     return found
 
 
+PASSED_SETTING = "EDGELOOP_REGISTRY__OPERATOR_AUTH_TTL_S"
+
+
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment for a private stack: its own state folder and free ports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
     env["EDGELOOP_STATE_DIR"] = str(tmp_path_factory.mktemp("stack") / "state")
     env["EDGELOOP_GATEWAY_PROCESSES"] = "2"  # two gateways share the port (SO_REUSEPORT)
+    env[PASSED_SETTING] = "7.5"  # the registry's own setting, through `up`
     for part in DEFAULT_PORTS:
         env[f"EDGELOOP_{part.upper()}_PORT"] = str(free_port())
     yield env
@@ -213,9 +217,12 @@ def _wait_restarted(env: dict[str, str], part: str, old_pid: int, timeout_s: flo
 def test_a_killed_part_is_started_again_by_the_supervisor(stack_env: dict[str, str],
                                                          started: dict) -> None:
     old = _parts(stack_env)["registry"]
+    assert psutil.Process(old["pid"]).environ()["EDGELOOP_OPERATOR_AUTH_TTL_S"] == "7.5"
     os.kill(old["pid"], signal.SIGKILL)
     record = _wait_restarted(stack_env, "registry", old["pid"])
     assert record["restarts"] == old["restarts"] + 1 and record["last_restart"]
+    # a setting passed as EDGELOOP_REGISTRY__... reaches the restarted part too
+    assert psutil.Process(record["pid"]).environ()["EDGELOOP_OPERATOR_AUTH_TTL_S"] == "7.5"
     shown = _edgeloop({**stack_env, "COLUMNS": "250"}, "status")
     row = next(line for line in shown.stdout.splitlines() if record["address"] in line)
     assert "SERVING" in row and re.search(rf"│\s*{record['restarts']}\s*│", row), shown.stdout

@@ -52,11 +52,11 @@ def with_passed(part: str, env: dict[str, str],
                 passed: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     """``env`` (what the topology gives ``part``) with the settings passed to it; ValueError
     when one of them is a variable the topology sets itself."""
-    mine = passed.get(part.split("-")[0], {})  # gateway-2 is a gateway
+    mine = passed.get(part, {})
     for name in mine:
         if name in env:
-            raise ValueError(f"{PREFIX}{part.split('-')[0].upper()}{SEPARATOR}"
-                             f"{name.removeprefix(PREFIX)}: edgeloop up sets {name} itself")
+            raise ValueError(f"{PREFIX}{part.upper()}{SEPARATOR}{name.removeprefix(PREFIX)}: "
+                             f"edgeloop up sets {name} itself")
     return {**env, **mine}
 
 

@@ -99,15 +99,9 @@ class RayNodes:
             except RuntimeError:
                 if attempt == WORKER_START_ATTEMPTS:
                     raise
-                self._kill(worker)
+                _kill_session(worker)
+                self.processes.remove(worker)
         raise AssertionError("unreachable")
-
-    def _kill(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGKILL a node's whole session and forget it."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        self.processes.remove(process)
 
     def log(self, name: str, lines: int = 40) -> str:
         path = self.root / f"{name}.log"
@@ -134,12 +128,17 @@ class RayNodes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.1, deadline - time.monotonic()))
         for process in self.processes:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            if process.poll() is None:
-                process.wait()
+            _kill_session(process)
         self.processes.clear()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _kill_session(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a node's whole process session and reap the node."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.wait()
 
 
 @contextlib.contextmanager

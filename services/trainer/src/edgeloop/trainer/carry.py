@@ -4,7 +4,7 @@ A drift retrain names the serving version's snapshot in ``include_snapshots_of``
 candidate does not forget the worlds that version knows; that snapshot carried its own
 predecessor's, and so on. Carried whole, every drift adds a world for good and every later
 retrain trains on all of them: in the full demo of 2026-12-02 the fifth retrain's snapshot
-held 1,514 training frames of five earlier worlds for 67 of the new one, and a fleet that
+held 1,447 training frames of five earlier worlds beside 67 of the new one, and a fleet that
 drifts weekly would train on a year of worlds.
 
 So the training frames of the carried worlds share a budget (``EDGELOOP_CARRIED_TRAIN_FRAMES``,
@@ -35,9 +35,16 @@ class Carried:
     left_out: frozenset[str]
     """Training frames of the earlier snapshots the budget left out: a new selection that
     matches them must not bring them back as frames of a new world (with a new split)."""
-    training_offered: int
-    """Training frames the earlier snapshots held (the budget kept ``training_kept``)."""
-    training_kept: int
+
+    @property
+    def training_kept(self) -> int:
+        """Training frames carried."""
+        return sum(e["split"] == "train" for e in self.entries.values())
+
+    @property
+    def training_offered(self) -> int:
+        """Training frames the earlier snapshots held (only training frames are left out)."""
+        return self.training_kept + len(self.left_out)
 
     def describe(self) -> str:
         """A short phrase for the sweep's SNAPSHOT_BUILT event."""
@@ -68,8 +75,7 @@ def carried_frames(store: ObjectStore, snapshot_ids: list[str], budget: int) -> 
     kept_ids = {e["observation_id"] for e in kept_training}
     kept = {i: {"world": e["world"], "split": e.get("split", "")} for i, e in entries.items()
             if e.get("split") != "train" or i in kept_ids}
-    left_out = frozenset(entries) - frozenset(kept)
-    return Carried(kept, left_out, len(training), len(kept_training))
+    return Carried(kept, frozenset(entries) - frozenset(kept))
 
 
 def within_budget(training: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:

@@ -36,10 +36,17 @@ class World:
         (``edgeloop.platform.forgetting``)."""
         return allowed_mae_mm(self.champion_mae_mm, self.holdout_runs)
 
+    def evidence(self) -> str:
+        """'k holdout run(s)' when recorded: the bounds the world was judged by widen as
+        its runs get fewer (``edgeloop.platform.forgetting``)."""
+        if self.holdout_runs is None:
+            return ""
+        return f"{self.holdout_runs} holdout run" + ("" if self.holdout_runs == 1 else "s")
+
     def describe(self) -> str:
-        """'c/h mm', plus the evidence when the world's holdout is a single run."""
+        """'c/h mm', plus the world's holdout runs when recorded."""
         text = f"{self.candidate_mae_mm:.2f}/{self.champion_mae_mm:.2f} mm"
-        return text + (" (1 holdout run)" if self.holdout_runs == 1 else "")
+        return text + (f" ({self.evidence()})" if self.evidence() else "")
 
 
 def world_maes(metrics: dict[str, float]) -> dict[str, World]:
@@ -59,9 +66,9 @@ def world_maes(metrics: dict[str, float]) -> dict[str, World]:
 
 def forgotten(worlds: dict[str, World], margin_mm: float) -> list[str]:
     """The worlds on which the candidate is clearly worse than the champion
-    (``edgeloop.platform.forgetting``; a single-run world by its wider bounds)."""
+    (``edgeloop.platform.forgetting``: bounds graded by the world's holdout runs)."""
     return [f"{name} ({w.candidate_mae_mm:.2f} vs {w.champion_mae_mm:.2f} mm"
-            + (", 1 holdout run)" if w.holdout_runs == 1 else ")")
+            + (f", {w.evidence()})" if w.evidence() else ")")
             for name, w in sorted(worlds.items())
             if w.candidate_mae_mm > w.allowed_mae_mm() + margin_mm]
 
@@ -84,7 +91,7 @@ def decide(candidate: str, champion: str | None, evaluation: model_pb2.HoldoutEv
            worlds: dict[str, World] | None = None) -> Decision:
     """The promotion gate: beat the current champion on the same holdout by ``margin_mm``,
     and forget none of the worlds both were judged on (``worlds``: see :func:`world_maes`;
-    a world whose holdout is one drive run only by what run-to-run spread cannot explain).
+    a world whose holdout has few drive runs only by what run-to-run spread cannot explain).
     """
     if champion == candidate:
         return Decision(False, f"version {candidate} is the champion already")

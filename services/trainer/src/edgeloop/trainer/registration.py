@@ -7,7 +7,7 @@ Both are also judged per *world* (the snapshot's drift periods, see ``snapshot``
 per-world MAEs go to the version's metrics (``holdout_mae_mm/world/<w>`` and
 ``champion_mae_mm/world/<w>``, with the number of drive runs the world's holdout has in
 ``holdout_runs/world/<w>``), where the gate refuses a candidate that forgets an old world
-even when it wins overall (a single-run world by wider bounds:
+even when it wins overall (a world of few runs by wider bounds:
 ``edgeloop.platform.forgetting``).
 """
 

@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from opentelemetry import trace
-
 from edgeloop.platform.telemetry import tracer_provider
+from opentelemetry import trace
 
 
 def cpu_ms_per_frame(frames: int, span_file: Path) -> float:

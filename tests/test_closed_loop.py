@@ -32,9 +32,9 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from edgeloop.compose.demo import fleet
@@ -273,9 +273,9 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
     """`edgeloop lineage` shows the whole chain, and the sweep's trace holds each trial."""
     from click.testing import CliRunner
     from edgeloop.compose.cli import cli
-    from edgeloop.platform.span_files import read_spans, trace_tree
     from edgeloop.contracts.registry.v1 import deployment_pb2
     from edgeloop.contracts.registry.v1 import registry_service_pb2 as rpb
+    from edgeloop.platform.span_files import read_spans, trace_tree
 
     trigger_event = sweep.trigger.removeprefix("drift:")
     env = {f"EDGELOOP_{name.upper()}_ADDR": endpoint.address

@@ -21,8 +21,6 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from grpc import aio
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
@@ -37,6 +35,7 @@ from edgeloop.gateway.spool import count_records
 from edgeloop.platform import bearer
 from edgeloop.platform.server import RunningServer, start_server
 from edgeloop.testing import ServiceProcess, free_port
+from grpc import aio
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

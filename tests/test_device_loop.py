@@ -27,8 +27,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from grpc import aio
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc as fs_grpc
 from edgeloop.contracts.features.v1 import observation_pb2
@@ -44,6 +42,7 @@ from edgeloop.edge_client.stream.buffer import OfflineBuffer
 from edgeloop.platform import bearer
 from edgeloop.platform.server import RunningServer, start_server
 from edgeloop.testing import free_port
+from grpc import aio
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 log = logging.getLogger(__name__)

@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
-from grpc import aio
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
@@ -33,6 +31,7 @@ from edgeloop.edge_client.simulate import render_dataset
 from edgeloop.platform import bearer
 from edgeloop.platform.server import start_server
 from edgeloop.testing import driver, free_port
+from grpc import aio
 
 if TYPE_CHECKING:  # only the type: the loop fixture imports the gateway lazily
     from edgeloop.gateway.app import App as GatewayApp
@@ -100,9 +99,8 @@ def serve_app(ray_nodes, tmp_path_factory):  # noqa: ANN001, ANN201
     repository = tmp_path_factory.mktemp("serve-loop") / "models"
     repository.mkdir()
     with driver(ray_nodes):
-        from ray import serve
-
         from edgeloop.gateway.hosts.rayserve import start
+        from ray import serve
 
         port = free_port()
         try:

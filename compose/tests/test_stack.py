@@ -11,8 +11,8 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -24,7 +24,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from edgeloop.compose.stack.processes import process_tree
 from edgeloop.compose.stack.topology import CONSOLE, DEFAULT_PORTS, SERVICES
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2

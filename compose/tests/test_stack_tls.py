@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-
 from edgeloop.compose.stack.tls import stack_tls, tls_mode
 from edgeloop.compose.stack.topology import DEFAULT_PORTS, Topology
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from edgeloop.compose.stack import health
 from edgeloop.compose.stack.topology import Topology
 from edgeloop.testing import free_port

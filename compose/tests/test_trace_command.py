@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from click.testing import CliRunner
+from edgeloop.compose.cli import cli
+from edgeloop.platform.telemetry import FileSpanExporter, Rotation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Link
-
-from edgeloop.compose.cli import cli
-from edgeloop.platform.telemetry import FileSpanExporter, Rotation
 
 
 def _provider(folder: Path, service: str) -> TracerProvider:

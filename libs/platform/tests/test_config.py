@@ -6,9 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from pydantic import Field
-
 from edgeloop.platform import ConfigError, ServiceSettings, load_settings
+from pydantic import Field
 
 
 class ExampleSettings(ServiceSettings):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import psycopg
-
 from edgeloop.platform.migrations import Migration, apply_migrations
 
 MIGRATIONS = [

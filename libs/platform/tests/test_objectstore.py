@@ -131,11 +131,10 @@ def test_unreachable_s3_is_unavailable():
 
 
 def test_store_calls_are_traced(tmp_path: Path) -> None:
+    from edgeloop.platform import objectstore
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from edgeloop.platform import objectstore
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

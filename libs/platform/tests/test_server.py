@@ -13,10 +13,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from edgeloop.contracts.features.v1 import (
     feature_store_service_pb2 as pb,
 )
@@ -26,6 +22,9 @@ from edgeloop.contracts.features.v1 import (
 from edgeloop.platform import InvalidArgument, ServiceApp, ServiceSettings, serve
 from edgeloop.platform.pending import pending
 from edgeloop.testing import free_port
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 SERVICE = pb.DESCRIPTOR.services_by_name["FeatureStoreService"]
 CALL_STARTED_ENV = "EXAMPLE_CALL_STARTED_FILE"

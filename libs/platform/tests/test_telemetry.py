@@ -118,9 +118,8 @@ def test_the_standard_sampler_variables_choose_which_frames_are_traced(
 
 
 def test_span_lines_are_the_documents_to_json_makes() -> None:
-    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-
     from edgeloop.platform.telemetry import SpanLineEncoder, tracer_provider
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
     class Keep(SpanExporter):
         def __init__(self) -> None:

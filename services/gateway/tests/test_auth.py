@@ -6,7 +6,6 @@ The registry is the contract double of conftest.py (AuthenticateDevice only here
 from __future__ import annotations
 
 import pytest
-
 from edgeloop.gateway import auth as auth_module
 from edgeloop.gateway.auth import parse_bearer
 from edgeloop.platform.errors import Unauthenticated

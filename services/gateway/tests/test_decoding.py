@@ -6,7 +6,6 @@ import asyncio
 import threading
 
 import pytest
-
 from edgeloop.gateway.decoding import BatchDecoder
 
 

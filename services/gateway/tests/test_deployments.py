@@ -10,9 +10,8 @@ import asyncio
 
 import grpc
 import pytest
-from grpc import aio
-
 from edgeloop.contracts.registry.v1 import deployment_pb2
+from grpc import aio
 
 S = deployment_pb2.Strategy
 

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc import aio
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
+from grpc import aio
 
 Reason = edge_pb2.FrameErrorReason
 DEVICE = observation_pb2.PredictionSource.PREDICTION_SOURCE_DEVICE

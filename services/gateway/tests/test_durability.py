@@ -19,7 +19,6 @@ from typing import Any
 
 import grpc
 import pytest
-
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
 

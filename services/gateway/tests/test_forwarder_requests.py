@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.gateway.forwarder import MESSAGE_OBSERVATIONS, _requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 observations = st.builds(
     observation_pb2.Observation,

@@ -6,11 +6,10 @@ import asyncio
 
 import grpc
 import pytest
-from grpc import aio
-
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.gateway.limits import DeviceLimits
 from edgeloop.platform.errors import ResourceExhausted
+from grpc import aio
 
 Reason = edge_pb2.FrameErrorReason
 

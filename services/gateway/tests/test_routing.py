@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import pytest
-
 from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.gateway.hosts.base import ModelKey
 from edgeloop.gateway.routing import DeploymentView, Router, device_fraction

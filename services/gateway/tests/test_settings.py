@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from edgeloop.gateway.settings import Settings
 from edgeloop.platform import load_settings
 from edgeloop.platform.errors import ConfigError

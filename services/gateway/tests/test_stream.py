@@ -12,9 +12,8 @@ import uuid
 
 import grpc
 import pytest
-from grpc import aio
-
 from edgeloop.contracts.edge.v1 import edge_pb2
+from grpc import aio
 
 Reason = edge_pb2.FrameErrorReason
 
@@ -87,9 +86,8 @@ async def test_frame_span_continues_the_device_trace(start_gateway, requests, jp
 
 def test_each_untraced_frame_starts_its_own_trace_linked_to_the_stream() -> None:
     """Under the gRPC server span, untraced frames are still separate traces (with a link)."""
-    from opentelemetry.sdk.trace import TracerProvider
-
     from edgeloop.gateway.tracing import frame_tracer, start_frame_span, trace_ids
+    from opentelemetry.sdk.trace import TracerProvider
 
     with TracerProvider().get_tracer("test").start_as_current_span("rpc") as rpc:
         spans = [start_frame_span(frame_tracer(), "", "robot-1", seq) for seq in (1, 2)]

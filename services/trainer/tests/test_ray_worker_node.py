@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from edgeloop.testing import RayNodes
 
 SCRIPT = r"""

@@ -11,7 +11,6 @@ import importlib
 import pkgutil
 
 import click
-
 from edgeloop.compose import commands
 
 

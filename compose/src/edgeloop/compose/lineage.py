@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import grpc
-
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc as fgrpc
 from edgeloop.contracts.features.v1 import observation_pb2

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from edgeloop.gateway.hosts import ModelKey
 
 MODEL = "parking"

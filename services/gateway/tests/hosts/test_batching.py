@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 import pytest_asyncio
-
 from edgeloop.gateway.hosts import ModelHost, ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.batching import BatchingConfig, MicroBatcher
 from edgeloop.gateway.hosts.embedded import EmbeddedHost

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
 from edgeloop.platform.errors import InvalidArgument

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from edgeloop.gateway.hosts import ModelKey
 from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
 from edgeloop.gateway.hosts.litert import tflite_beside

@@ -14,6 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
+from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.embedded import EmbeddedHost
+from edgeloop.gateway.hosts.protocol import ProtocolServicer, ServingProtocol
+from edgeloop.gateway.hosts.repository import ModelRepository
+from edgeloop.gateway.hosts.tensors import to_ndarray, to_tensor_proto
+from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
+from edgeloop.testing import free_port
 from google.protobuf import text_format
 from grpc import aio
 from tensorflow_serving.apis import (
@@ -23,14 +30,6 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
-
-from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
-from edgeloop.gateway.hosts.embedded import EmbeddedHost
-from edgeloop.gateway.hosts.protocol import ProtocolServicer, ServingProtocol
-from edgeloop.gateway.hosts.repository import ModelRepository
-from edgeloop.gateway.hosts.tensors import to_ndarray, to_tensor_proto
-from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
-from edgeloop.testing import free_port
 
 
 def server_config(base: Path, labels: dict[str, int]) -> model_server_config_pb2.ModelServerConfig:

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
-
 from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.protoset import tfserving_protoset
 from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
 from edgeloop.testing import driver, free_port
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
 
 REPLICAS = 2
 
@@ -41,9 +40,8 @@ def ray_serve(ray_nodes, model_repo: Path) -> Iterator[str]:  # noqa: ANN001
     entry.version_labels["stable"] = 1
     (model_repo / "models.config").write_text(text_format.MessageToString(config))
     with driver(ray_nodes):
-        from ray import serve
-
         from edgeloop.gateway.hosts.rayserve import start
+        from ray import serve
 
         port = free_port()
         try:

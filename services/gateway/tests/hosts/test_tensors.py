@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from edgeloop.gateway.hosts.tensors import check_images, to_ndarray, to_tensor_proto
 from edgeloop.platform.errors import InvalidArgument
 

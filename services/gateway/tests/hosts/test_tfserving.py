@@ -19,6 +19,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 import tensorflow as tf
+from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
+from edgeloop.platform.errors import InvalidArgument
+from edgeloop.testing import free_port
 from grpc import aio
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -26,11 +30,6 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-
-from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
-from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
-from edgeloop.platform.errors import InvalidArgument
-from edgeloop.testing import free_port
 
 Status = get_model_status_pb2.ModelVersionStatus
 

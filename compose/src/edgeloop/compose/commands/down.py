@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-
 from edgeloop.compose.endpoints import state_dir
 from edgeloop.compose.stack import local
 from edgeloop.compose.stack.topology import Topology

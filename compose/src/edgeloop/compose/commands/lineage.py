@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import click
 import grpc
-from rich.console import Console
-from rich.tree import Tree
-
 from edgeloop.compose.commands._registry import registry_token
 from edgeloop.compose.endpoints import address, client_tls
 from edgeloop.compose.lineage import (
@@ -18,6 +15,8 @@ from edgeloop.compose.lineage import (
 )
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
+from rich.console import Console
+from rich.tree import Tree
 
 
 def _when(stamp) -> str:  # noqa: ANN001 - a protobuf Timestamp

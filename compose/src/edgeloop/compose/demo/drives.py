@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from edgeloop.compose.demo import on_device
 from edgeloop.compose.demo.services import DemoError
 from edgeloop.edge_client.scene.scenarios import ScenarioPlan
-from edgeloop.compose.demo import on_device
 from edgeloop.edge_client.simulate import drive_session_async
 from edgeloop.edge_client.summary import RunSummary, SessionSummary
 from edgeloop.platform.tls import ClientTLS

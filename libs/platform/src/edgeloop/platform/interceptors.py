@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from edgeloop.platform.errors import EdgeloopError
 from grpc import aio
 from opentelemetry import trace
-
-from edgeloop.platform.errors import EdgeloopError
 
 log = logging.getLogger(__name__)
 _ALWAYS_OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")

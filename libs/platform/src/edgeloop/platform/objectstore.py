@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import io
 import os
-import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from opentelemetry import trace
-
 from edgeloop.platform.errors import ConfigError, NotFound, Unavailable
+from opentelemetry import trace
 
 _tracer = trace.get_tracer("edgeloop.objectstore")
 MethodT = TypeVar("MethodT", bound=Callable[..., Any])

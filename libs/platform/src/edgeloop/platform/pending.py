@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from google.protobuf.descriptor import ServiceDescriptor
-
 from edgeloop.platform.errors import Unimplemented
+from google.protobuf.descriptor import ServiceDescriptor
 
 
 def _unary(rpc: str, arrives_with: str) -> Callable[..., Any]:

@@ -15,10 +15,6 @@ import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
-from grpc import aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from edgeloop.platform.channels import MAX_MESSAGE_BYTES
 from edgeloop.platform.config import ServiceSettings, load_settings
 from edgeloop.platform.errors import ConfigError
@@ -26,6 +22,9 @@ from edgeloop.platform.interceptors import ErrorInterceptor
 from edgeloop.platform.logs import configure_logging
 from edgeloop.platform.telemetry import Rotation, configure_tracing, shutdown_tracing
 from edgeloop.platform.tls import ServerTLS
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger(__name__)
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)

@@ -22,9 +22,9 @@ from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as rgrpc
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.contracts.trainer.v1 import trainer_service_pb2 as tpb
 from edgeloop.contracts.trainer.v1 import trainer_service_pb2_grpc as tgrpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from edgeloop.platform.channels import open_channel
 from edgeloop.platform.tls import ClientTLS
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 DEADLINE_S = 15.0

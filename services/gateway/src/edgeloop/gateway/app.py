@@ -14,17 +14,15 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from grpc import aio
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2, edge_gateway_service_pb2_grpc
 from edgeloop.gateway.auth import DeviceAuthenticator
 from edgeloop.gateway.deployments import DeploymentState, DeploymentWatcher
 from edgeloop.gateway.device_predictions import DeviceModels
 from edgeloop.gateway.forwarder import Forwarder
-from edgeloop.gateway.limits import DeviceLimits
 from edgeloop.gateway.frames import FrameProcessor
 from edgeloop.gateway.hosts.base import ModelHost
 from edgeloop.gateway.hosts.batching import BatchingConfig, MicroBatcher
+from edgeloop.gateway.limits import DeviceLimits
 from edgeloop.gateway.models_download import ModelFiles
 from edgeloop.gateway.observations import Recorder
 from edgeloop.gateway.routing import Router
@@ -32,6 +30,7 @@ from edgeloop.gateway.settings import Settings
 from edgeloop.gateway.spool import Spool
 from edgeloop.gateway.stream import EdgeGatewayService
 from edgeloop.platform import ServiceApp, open_channel
+from grpc import aio
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-from grpc import aio
-
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as reg_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
 from edgeloop.platform.errors import Unauthenticated, Unavailable
+from grpc import aio
 
 log = logging.getLogger(__name__)
 

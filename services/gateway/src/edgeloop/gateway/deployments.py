@@ -15,13 +15,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from grpc import aio
-
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as reg_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from edgeloop.gateway.hosts.base import ModelHost, ModelKey
 from edgeloop.gateway.routing import DeploymentView
 from edgeloop.platform import bearer
+from grpc import aio
 
 log = logging.getLogger(__name__)
 

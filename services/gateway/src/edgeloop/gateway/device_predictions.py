@@ -20,7 +20,6 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2

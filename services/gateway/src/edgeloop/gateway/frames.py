@@ -17,9 +17,6 @@ from typing import Protocol
 
 import grpc
 import numpy as np
-from opentelemetry import trace
-from opentelemetry.trace import Span
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
@@ -47,6 +44,8 @@ from edgeloop.gateway.validation import (
     decode_jpeg,
 )
 from edgeloop.platform import log_context
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import uuid6
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.gateway.spool import Spool
+from google.protobuf.timestamp_pb2 import Timestamp
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
-
 from edgeloop.platform import ServiceSettings
+from pydantic import Field, ValidationInfo, field_validator
 
 DEFAULT_PORT = 50050
 MIB = 1024 * 1024

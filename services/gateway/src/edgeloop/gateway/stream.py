@@ -28,8 +28,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from grpc import aio
-
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
@@ -45,6 +43,7 @@ from edgeloop.platform.errors import (
     Unauthenticated,
     Unavailable,
 )
+from grpc import aio
 
 log = logging.getLogger(__name__)
 

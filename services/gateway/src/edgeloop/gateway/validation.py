@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import cv2
 import grpc
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
+from google.protobuf.timestamp_pb2 import Timestamp
 
 MIN_TIMESTAMP_S = -62_135_596_800
 """0001-01-01T00:00:00Z, the earliest google.protobuf.Timestamp."""

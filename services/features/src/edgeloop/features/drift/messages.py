@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.features.drift.events import DriftEventRow
 from edgeloop.features.drift.monitor import RuleTrack
+from google.protobuf.timestamp_pb2 import Timestamp
 
 _KINDS = {"covariate": observation_pb2.DRIFT_KIND_COVARIATE, "label": observation_pb2.DRIFT_KIND_LABEL,
           "concept": observation_pb2.DRIFT_KIND_CONCEPT}

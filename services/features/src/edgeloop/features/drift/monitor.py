@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from psycopg_pool import AsyncConnectionPool
-
 from edgeloop.features.drift.deployments import ActiveDeployment, DeploymentSource
 from edgeloop.features.drift.events import CHANGE_POINT, DriftEventRow, DriftEvents
 from edgeloop.features.drift.references import ReferenceCache
@@ -32,6 +30,7 @@ from edgeloop.features.drift.rules import Rule, RuleSet
 from edgeloop.features.drift.signals import SignalValue, measure
 from edgeloop.features.drift.window import fetch_recent
 from edgeloop.platform import log_context
+from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,15 @@ import logging
 from typing import Any
 
 import grpc
-from grpc import aio
-
-from edgeloop.contracts.registry.v1 import deployment_pb2, registry_service_pb2, registry_service_pb2_grpc
+from edgeloop.contracts.registry.v1 import (
+    deployment_pb2,
+    registry_service_pb2,
+    registry_service_pb2_grpc,
+)
 from edgeloop.platform import DEFAULT_DEADLINE_S, NotFound, bearer
 from edgeloop.platform.objectstore import ObjectStore
 from edgeloop.platform.worlds import CANDIDATE_MAE, HOLDOUT_RUNS, metric_name
+from grpc import aio
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
-
 from edgeloop.features.drift.rules import LABEL_STATISTICS, Rule
+from scipy.spatial.distance import jensenshannon
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from psycopg_pool import AsyncConnectionPool
-
 from edgeloop.features.drift.signals import Window
 from edgeloop.features.statistics import STAT_NAMES
+from psycopg_pool import AsyncConnectionPool
 
 _COLUMNS = (*STAT_NAMES, "sensor_mm", "prediction_mm")
 _QUERY = (

@@ -11,7 +11,6 @@ import abc
 from dataclasses import dataclass
 
 import numpy as np
-
 from edgeloop.platform.errors import Unavailable
 
 

@@ -20,11 +20,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from opentelemetry import trace
-
 from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.tensors import check_images
 from edgeloop.platform import log_context
+from opentelemetry import trace
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,10 @@ import logging
 from pathlib import Path
 
 import grpc
+from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.repository import ModelRepository
+from edgeloop.gateway.hosts.tensors import to_ndarray, to_tensor_proto
+from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 from google.protobuf.message import DecodeError
 from grpc import aio
 from tensorflow.core.protobuf import saved_model_pb2
@@ -32,11 +36,6 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-
-from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
-from edgeloop.gateway.hosts.repository import ModelRepository
-from edgeloop.gateway.hosts.tensors import to_ndarray, to_tensor_proto
-from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 
 log = logging.getLogger(__name__)
 

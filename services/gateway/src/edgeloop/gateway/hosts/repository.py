@@ -15,12 +15,11 @@ import os
 import time
 from pathlib import Path
 
+from edgeloop.gateway.hosts.base import ModelKey
+from edgeloop.platform.errors import NotFound
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.config import model_server_config_pb2
-
-from edgeloop.gateway.hosts.base import ModelKey
-from edgeloop.platform.errors import NotFound
 
 log = logging.getLogger(__name__)
 

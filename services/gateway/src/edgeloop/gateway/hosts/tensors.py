@@ -9,9 +9,8 @@ needs dense arrays of a handful of dtypes, which map straight to ``tensor_conten
 from __future__ import annotations
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-
 from edgeloop.platform.errors import InvalidArgument
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 _TO_NUMPY: dict[int, np.dtype] = {
     types_pb2.DT_FLOAT: np.dtype("<f4"),

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
+from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.tensors import check_images, to_ndarray, to_tensor_proto
+from edgeloop.platform import log_context, open_channel
+from edgeloop.platform.errors import InvalidArgument
 from grpc import aio
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -26,11 +30,6 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-
-from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
-from edgeloop.gateway.hosts.tensors import check_images, to_ndarray, to_tensor_proto
-from edgeloop.platform import log_context, open_channel
-from edgeloop.platform.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 

@@ -77,11 +77,13 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the committed stubs are stale")
+    parser.add_argument("--check", action="store_true",
+                        help="fail if the committed stubs are stale")
     args = parser.parse_args()
     if not args.check:
         generate(OUTPUT_ROOT)
-        print(f"generated {len(_proto_files())} proto files into {OUTPUT_ROOT.relative_to(PROTO_ROOT.parent)}")
+        print(f"generated {len(_proto_files())} proto files into "
+              f"{OUTPUT_ROOT.relative_to(PROTO_ROOT.parent)}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "contracts"

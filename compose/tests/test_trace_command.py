@@ -22,15 +22,19 @@ def _provider(folder: Path, service: str) -> TracerProvider:
 def test_trace_prints_tree_with_linked_spans(tmp_path: Path) -> None:
     gateway = _provider(tmp_path, "edgeloop-gateway").get_tracer("test")
     features = _provider(tmp_path, "edgeloop-features").get_tracer("test")
-    with gateway.start_as_current_span("frame", attributes={"edgeloop.device": "car-1"}) as frame:
-        with gateway.start_as_current_span("model_host.predict"):
-            pass
+    with (
+        gateway.start_as_current_span("frame", attributes={"edgeloop.device": "car-1"}) as frame,
+        gateway.start_as_current_span("model_host.predict"),
+    ):
+        pass
     other = _provider(tmp_path, "edgeloop-gateway").get_tracer("test")
     with other.start_as_current_span("unrelated"):
         pass
-    with features.start_as_current_span("ingest.batch", links=[Link(frame.get_span_context())]):
-        with features.start_as_current_span("db.insert"):
-            pass
+    with (
+        features.start_as_current_span("ingest.batch", links=[Link(frame.get_span_context())]),
+        features.start_as_current_span("db.insert"),
+    ):
+        pass
     trace_id = format(frame.get_span_context().trace_id, "032x")
 
     result = CliRunner().invoke(cli, ["trace", trace_id, "--traces-dir", str(tmp_path)])
@@ -44,7 +48,8 @@ def test_trace_prints_tree_with_linked_spans(tmp_path: Path) -> None:
     assert "edgeloop.device = car-1" in result.output
     assert "linked" in result.output
     predict = next(i for i, line in enumerate(lines) if "model_host.predict" in line)
-    frame_line = next(i for i, line in enumerate(lines) if "frame" in line and "edgeloop-gateway" in line)
+    frame_line = next(i for i, line in enumerate(lines)
+                      if "frame" in line and "edgeloop-gateway" in line)
     assert predict > frame_line
 
 

@@ -21,7 +21,8 @@ async def test_migrations_apply_once_in_order(database_url: str) -> None:
         assert await apply_migrations(conn, "example", more) == [3]
         cursor = await conn.execute("SELECT version, name FROM example.schema_migrations "
                                     "ORDER BY version")
-        assert await cursor.fetchall() == [(1, "create_things"), (2, "add_index"), (3, "add_column")]
+        assert await cursor.fetchall() == [(1, "create_things"), (2, "add_index"),
+                                           (3, "add_column")]
         cursor = await conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'example'")
         assert {"things_name", "things_id"} <= {row[0] for row in await cursor.fetchall()}
 

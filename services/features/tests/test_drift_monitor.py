@@ -61,13 +61,17 @@ def _rows(world: str, start: datetime, seconds: int, version: str, rng: np.rando
 
 
 def _insert(dsn: str, rows: list[tuple[Any, ...]]) -> None:
-    columns = ("observation_id, time, device_id, deployment, model_name, model_version, prediction_mm, "
-               "sensor_mm, error_mm, image_key, image_bytes, width, height, data_group, "
+    columns = ("observation_id, time, device_id, deployment, model_name, model_version, "
+               "prediction_mm, sensor_mm, error_mm, image_key, image_bytes, width, height, "
+               "data_group, "
                + ", ".join(STAT_NAMES))
-    with psycopg.connect(dsn) as conn, conn.cursor() as cursor:
-        with cursor.copy(f"COPY features.observations ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    with (
+        psycopg.connect(dsn) as conn,
+        conn.cursor() as cursor,
+        cursor.copy(f"COPY features.observations ({columns}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 def _reference(worlds: list[str], holdout_mae: float = 5.0) -> dict[str, Any]:
@@ -77,7 +81,8 @@ def _reference(worlds: list[str], holdout_mae: float = 5.0) -> dict[str, Any]:
         stats = {}
         for name in STAT_NAMES:
             centre = WORLDS[world].get(name, 100.0)
-            values = centre + rng.normal(0, 3, 600) if name in WORLDS[world] else np.full(600, 100.0)
+            values = (centre + rng.normal(0, 3, 600) if name in WORLDS[world]
+                      else np.full(600, 100.0))
             counts, edges = np.histogram(values, bins=20)
             stats[name] = {"mean": float(values.mean()), "std": float(values.std()),
                            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()}}
@@ -208,7 +213,8 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     assert states["saturation_band"].status == "ok"
     assert 45 < states["saturation_band"].signal.value < 55
     assert all(t.status in ("ok", "insufficient") for t in states.values()), \
-        {n: (t.status, t.signal) for n, t in states.items() if t.status not in ("ok", "insufficient")}
+        {n: (t.status, t.signal) for n, t in states.items()
+         if t.status not in ("ok", "insufficient")}
 
     # Half a minute into the red floor the CUSUM rules fire; five minutes in, the 5-minute
     # mean is red too: pending, then firing.
@@ -245,7 +251,8 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
     # The new world's data starts where the first event dated the change.
     assert abs(request.data.start_time.ToDatetime(tzinfo=UTC)
                - (T0 + timedelta(minutes=10))) <= timedelta(seconds=1)
-    assert all(e.sweep_id == "sweep-1" for e in await monitor.events.list("parking", open_only=True))
+    assert all(e.sweep_id == "sweep-1"
+               for e in await monitor.events.list("parking", open_only=True))
     clock[0] += timedelta(seconds=15)
     await monitor.evaluate_once()
     assert len(servicer.started) == 1, "one sweep at a time per deployment"

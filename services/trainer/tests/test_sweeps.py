@@ -292,7 +292,8 @@ def test_warm_start_fine_tunes_the_named_version(stack: Any, first_sweep: dict[s
     assert tuned.state == S.SWEEP_STATE_SUCCEEDED, tuned.error
     assert started.warm_start_version == tuned.warm_start_version == first.model_version
     params = tuned.trials[0].params
-    assert (params["architecture"], params["filters"], params["dense_units"]) == ("small", "16", "32")
+    assert ((params["architecture"], params["filters"], params["dense_units"])
+            == ("small", "16", "32"))
     assert params["learning_rate"] == "1e-09"
     assert tuned.holdout_mae_mm == pytest.approx(first.holdout_mae_mm, rel=0.01)
     with grpc.insecure_channel(stack.registry.address) as channel:

@@ -63,7 +63,8 @@ class ObservationLineage:
     sweeps: list[sweep_pb2.Sweep] = field(default_factory=list)
 
 
-def model_lineage(clients: Clients, model_name: str, version: str, predictions: int = 5) -> ModelLineage:
+def model_lineage(clients: Clients, model_name: str, version: str,
+                  predictions: int = 5) -> ModelLineage:
     """Gather the lineage of ``model_name`` ``version``."""
     reply = clients.registry.GetModelVersion(rpb.GetModelVersionRequest(
         model_name=model_name, selector=deployment_pb2.VersionSelector(version=version)),

@@ -35,14 +35,16 @@ def _event_text(event: observation_pb2.DriftEvent) -> str:
 
 def _add_sweep(node: Tree, sweep: sweep_pb2.Sweep) -> None:
     state = sweep_pb2.SweepState.Name(sweep.state).removeprefix("SWEEP_STATE_").lower()
-    branch = node.add(f"sweep {sweep.sweep_id} ({state}, trigger {sweep.trigger}, trace {sweep.trace_id or '-'})")
+    branch = node.add(f"sweep {sweep.sweep_id} ({state}, trigger {sweep.trigger}, "
+                      f"trace {sweep.trace_id or '-'})")
     data = sweep.dataset
     if data.snapshot_id:
         branch.add(f"dataset snapshot {data.snapshot_id}: {data.observation_count} observations "
                    f"(train {data.train_count}, validation {data.validation_count}, holdout "
                    f"{data.holdout_count}) from {', '.join(data.deployments) or '-'}, "
                    f"{_when(data.start_time)} → {_when(data.end_time)}, labels "
-                   f"{data.label_min_mm:.0f}–{data.label_max_mm:.0f} mm, hash {data.content_hash[:12]}")
+                   f"{data.label_min_mm:.0f}–{data.label_max_mm:.0f} mm, "
+                   f"hash {data.content_hash[:12]}")
     if sweep.warm_start_version:
         branch.add(f"fine-tuned from {sweep.model_name}@{sweep.warm_start_version}")
     runs = branch.add(f"MLflow parent run {sweep.mlflow_parent_run_id or '-'} "
@@ -64,9 +66,10 @@ def _model_tree(lineage: ModelLineage) -> Tree:
         tree.add(f"no sweep recorded (trigger {version.tags.get('trigger', '-')})")
     holdout = version.metrics.get("holdout_mae_mm")
     tree.add(f"registered version {version.version}: run {version.run_id}, holdout MAE "
-             f"{holdout:.2f} mm" if holdout is not None else f"registered version {version.version}: "
-             f"run {version.run_id}")
-    tree.add(f"aliases: {', '.join(version.aliases) or '-'}; git {version.tags.get('git_sha', '-')[:12]}")
+             f"{holdout:.2f} mm" if holdout is not None
+             else f"registered version {version.version}: run {version.run_id}")
+    tree.add(f"aliases: {', '.join(version.aliases) or '-'}; "
+             f"git {version.tags.get('git_sha', '-')[:12]}")
     serving = tree.add("deployments using it now")
     for deployment, arm in lineage.deployments or [("-", "-")]:
         serving.add(f"{deployment} (arm {arm})")
@@ -79,7 +82,8 @@ def _model_tree(lineage: ModelLineage) -> Tree:
 
 def _observation_tree(lineage: ObservationLineage) -> Tree:
     obs = lineage.observation
-    tree = Tree(f"[bold]observation {obs.observation_id}[/] ({_when(obs.time)}, device {obs.device_id})")
+    tree = Tree(f"[bold]observation {obs.observation_id}[/] "
+                f"({_when(obs.time)}, device {obs.device_id})")
     answered = (f"{obs.model_name}@{obs.model_version}" if obs.model_name else "no model")
     prediction = f"{obs.prediction_mm:.1f} mm" if obs.HasField("prediction_mm") else "none"
     sensor = f"{obs.sensor_mm:.1f} mm" if obs.HasField("sensor_mm") else "none"

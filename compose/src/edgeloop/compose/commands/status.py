@@ -16,7 +16,8 @@ def command(output: str) -> None:
     topology = Topology.from_env(state_dir())
     rows = local.status(topology)
     if not rows:
-        raise click.ClickException(f"nothing is running from {topology.state_dir}; run `edgeloop up`")
+        raise click.ClickException(f"nothing is running from {topology.state_dir}; "
+                                   "run `edgeloop up`")
     print_status(rows, topology, output)
     if any(row.status != "SERVING" for row in rows):
         raise SystemExit(1)

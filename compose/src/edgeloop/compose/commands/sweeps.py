@@ -161,7 +161,10 @@ def _timestamp(value: datetime | None) -> Timestamp | None:
 @click.option(
     "--until", type=click.DateTime(), default=None, help="latest capture time (UTC, exclusive)"
 )
-@click.option("--max-observations", type=int, default=0, help="cap the frames the selection adds (newest kept; 0 = all)")
+@click.option(
+    "--max-observations", type=int, default=0,
+    help="cap the frames the selection adds (newest kept; 0 = all)"
+)
 @click.option("--balance", is_flag=True, help="take equally many frames per deployment")
 @click.option(
     "--include-snapshot-of", "include", multiple=True, help="add an earlier sweep's data (repeat)"

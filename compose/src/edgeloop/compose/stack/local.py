@@ -86,8 +86,8 @@ def _check_same_transport(state: StackState, tls_env: dict[str, str]) -> None:
 
 def _start_postgres(topology: Topology, state: StackState, progress: Progress) -> None:
     cluster = _cluster(topology, state)
-    progress(f"postgres: starting on {topology.address('postgres')} "
-             f"(TimescaleDB {'found' if cluster.timescaledb else 'not installed: plain PostgreSQL'})")
+    progress(f"postgres: starting on {topology.address('postgres')} (TimescaleDB "
+             f"{'found' if cluster.timescaledb else 'not installed: plain PostgreSQL'})")
     cluster.start()
     if cluster.pid():
         # The postmaster's backends are forked from it after this: they inherit the value.

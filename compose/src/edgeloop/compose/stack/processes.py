@@ -113,7 +113,5 @@ def stop_tree(pid: int | None, timeout_s: float = 20.0, root_first: bool = True)
 
 
 def _signal(process: psutil.Process, signum: int) -> None:
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         process.send_signal(signum)
-    except psutil.NoSuchProcess:
-        pass

@@ -60,12 +60,16 @@ class ErrorInterceptor(aio.ServerInterceptor):
         codec = {"request_deserializer": handler.request_deserializer,
                  "response_serializer": handler.response_serializer}
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method), **codec)
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method),
+                                                       **codec)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method), **codec)
+            return grpc.stream_unary_rpc_method_handler(self._unary(handler.stream_unary, method),
+                                                        **codec)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, method), **codec)
-        return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, method), **codec)
+            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, method),
+                                                        **codec)
+        return grpc.stream_stream_rpc_method_handler(self._stream(handler.stream_stream, method),
+                                                     **codec)
 
     def _unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def wrapper(request: Any, context: aio.ServicerContext) -> Any:

@@ -12,20 +12,24 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
 
-_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("edgeloop_log_context",
-                                                                         default={})
+# The default is a read-only empty mapping, shared by every context: log_context never mutates
+# the current mapping, it sets a new dict.
+_CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "edgeloop_log_context", default=MappingProxyType({}))
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 @contextlib.contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Add ``fields`` to every record logged inside the ``with`` block."""
-    token = _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in fields.items() if v not in (None, "")}})
+    token = _CONTEXT.set({**_CONTEXT.get(),
+                          **{k: v for k, v in fields.items() if v not in (None, "")}})
     try:
         yield
     finally:

@@ -63,7 +63,8 @@ async def apply_migrations(conn: psycopg.AsyncConnection, schema: str,
         await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         table = sql.Identifier(schema, "schema_migrations")
         await conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
-                                   "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+                                   "name text NOT NULL, "
+                                   "applied_at timestamptz NOT NULL DEFAULT now())")
                            .format(table))
         cursor = await conn.execute(sql.SQL("SELECT version FROM {}").format(table))
         done = {row[0] for row in await cursor.fetchall()}

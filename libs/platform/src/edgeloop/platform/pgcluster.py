@@ -37,7 +37,10 @@ class PostgresNotInstalled(ConfigError):
 
 
 def find_bindir() -> Path:
-    """The folder with ``initdb``/``pg_ctl``/``postgres``: $EDGELOOP_PG_BINDIR, Debian's, or PATH."""
+    """The folder with ``initdb``/``pg_ctl``/``postgres``.
+
+    Looked up in $EDGELOOP_PG_BINDIR, Debian's, or PATH.
+    """
     explicit = os.environ.get("EDGELOOP_PG_BINDIR")
     if explicit:
         if all((Path(explicit) / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
@@ -224,7 +227,8 @@ class PostgresCluster:
         import psycopg
 
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                  (name,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{name}"')
         return self.dsn(name)

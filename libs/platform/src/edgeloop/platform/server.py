@@ -45,11 +45,13 @@ class ServiceApp(abc.ABC):
     def add_to_server(self, server: aio.Server) -> None:
         """Register the servicers on ``server``."""
 
-    async def start(self) -> None:
-        """Open connections, apply migrations, start background tasks."""
+    # start and stop are optional hooks, deliberately not abstract: an app with nothing to open
+    # or close does not override them, so by default they do nothing.
+    async def start(self) -> None:  # noqa: B027
+        """Optional hook: open connections, apply migrations, start background tasks."""
 
-    async def stop(self) -> None:
-        """Close what :meth:`start` opened; called after in-flight calls drained."""
+    async def stop(self) -> None:  # noqa: B027
+        """Optional hook: close what :meth:`start` opened; called after in-flight calls drained."""
 
 
 class PortInUse(ConfigError):
@@ -59,8 +61,8 @@ class PortInUse(ConfigError):
 class RunningServer:
     """A started server: its bound address and the means to stop it."""
 
-    def __init__(self, app: ServiceApp, server: aio.Server, health_servicer: health.aio.HealthServicer,
-                 address: str) -> None:
+    def __init__(self, app: ServiceApp, server: aio.Server,
+                 health_servicer: health.aio.HealthServicer, address: str) -> None:
         self.app = app
         self.server = server
         self.health = health_servicer

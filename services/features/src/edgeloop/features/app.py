@@ -89,7 +89,8 @@ class App(ServiceApp):
         if s.trainer_addr:
             trainer_channel = open_channel(s.trainer_addr, tls=s.client_tls())
             self._channels.append(trainer_channel)
-            retrainer = Retrainer(self.pool, trainer_service_pb2_grpc.TrainerServiceStub(trainer_channel),
+            retrainer = Retrainer(self.pool,
+                                  trainer_service_pb2_grpc.TrainerServiceStub(trainer_channel),
                                   references, s.drift_retrain_min_samples,
                                   s.drift_retrain_min_runs, s.drift_retrain_warm_start,
                                   s.drift_retrain_trials, s.drift_retrain_epochs,
@@ -98,7 +99,8 @@ class App(ServiceApp):
         self.monitor = DriftMonitor(self.pool, rules, DeploymentSource(registry, s.registry_token),
                                     references, retrainer)
         self._monitor_task = asyncio.create_task(self.monitor.run(), name="drift-monitor")
-        log.info("drift monitor on", extra={"rules": len(rules.rules), "retraining": bool(retrainer)})
+        log.info("drift monitor on",
+                 extra={"rules": len(rules.rules), "retraining": bool(retrainer)})
 
     async def stop(self) -> None:
         if self._monitor_task is not None:

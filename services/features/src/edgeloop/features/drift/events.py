@@ -18,7 +18,8 @@ REFUSED_SWEEPS = "retrain_refused_sweeps"
 NEXT_SWEEP_FRAMES = "retrain_next_sweep_frames"
 """Key in an event's values: labelled frames of the new world the next sweep waits for."""
 _COLUMNS = ("event_id, rule, kind, deployment, model_name, model_version, state, \"values\", "
-            "threshold, window_start, window_end, fired_at, resolved_at, sweep_id, sweep_trace_id, note")
+            "threshold, window_start, window_end, fired_at, resolved_at, sweep_id, "
+            "sweep_trace_id, note")
 
 
 @dataclass
@@ -74,7 +75,8 @@ class DriftEvents:
         event.state = "open"
         return event
 
-    async def _select(self, where: str, params: tuple[Any, ...], limit: int = 100) -> list[DriftEventRow]:
+    async def _select(self, where: str, params: tuple[Any, ...],
+                      limit: int = 100) -> list[DriftEventRow]:
         async with self.pool.connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(f"SELECT {_COLUMNS} FROM features.drift_events WHERE {where} "
@@ -96,8 +98,9 @@ class DriftEvents:
     async def resolve(self, event_id: str, at: datetime) -> None:
         """Mark an event resolved: its rule has been quiet again."""
         async with self.pool.connection() as conn:
-            await conn.execute("UPDATE features.drift_events SET state = 'resolved', resolved_at = %s "
-                               "WHERE event_id = %s AND state = 'open'", (at, event_id))
+            await conn.execute("UPDATE features.drift_events SET state = 'resolved', "
+                               "resolved_at = %s WHERE event_id = %s AND state = 'open'",
+                               (at, event_id))
 
     async def supersede(self, event_id: str, at: datetime, reason: str) -> None:
         """End an open event whose rule still exceeds on a newer version (a new event follows).
@@ -106,14 +109,16 @@ class DriftEvents:
         """
         async with self.pool.connection() as conn:
             await conn.execute("UPDATE features.drift_events SET state = 'superseded', "
-                               "resolved_at = %s, note = concat_ws('; ', NULLIF(note, ''), %s::text) "
+                               "resolved_at = %s, "
+                               "note = concat_ws('; ', NULLIF(note, ''), %s::text) "
                                "WHERE event_id = %s AND state = 'open'", (at, reason, event_id))
 
-    async def attach_sweep(self, event_ids: list[str], sweep_id: str, trace_id: str, note: str) -> None:
+    async def attach_sweep(self, event_ids: list[str], sweep_id: str, trace_id: str,
+                           note: str) -> None:
         """Record the retraining sweep the events started."""
         async with self.pool.connection() as conn:
-            await conn.execute("UPDATE features.drift_events SET sweep_id = %s, sweep_trace_id = %s, "
-                               "note = %s WHERE event_id = ANY(%s)",
+            await conn.execute("UPDATE features.drift_events SET sweep_id = %s, "
+                               "sweep_trace_id = %s, note = %s WHERE event_id = ANY(%s)",
                                (sweep_id, trace_id, note, [uuid.UUID(e) for e in event_ids]))
 
     async def record_refusal(self, sweep_id: str, refused: int, next_frames: int) -> None:
@@ -134,7 +139,8 @@ class DriftEvents:
     async def set_note(self, event_ids: list[str], note: str) -> None:
         """Say on open events why nothing is done about them (no sweep attached)."""
         async with self.pool.connection() as conn:
-            await conn.execute("UPDATE features.drift_events SET note = %s WHERE event_id = ANY(%s)",
+            await conn.execute("UPDATE features.drift_events SET note = %s "
+                               "WHERE event_id = ANY(%s)",
                                (note, [uuid.UUID(e) for e in event_ids]))
 
     async def note(self, sweep_id: str, note: str, trace_id: str = "") -> None:

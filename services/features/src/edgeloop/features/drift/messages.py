@@ -9,7 +9,8 @@ from edgeloop.features.drift.events import DriftEventRow
 from edgeloop.features.drift.monitor import RuleTrack
 from google.protobuf.timestamp_pb2 import Timestamp
 
-_KINDS = {"covariate": observation_pb2.DRIFT_KIND_COVARIATE, "label": observation_pb2.DRIFT_KIND_LABEL,
+_KINDS = {"covariate": observation_pb2.DRIFT_KIND_COVARIATE,
+          "label": observation_pb2.DRIFT_KIND_LABEL,
           "concept": observation_pb2.DRIFT_KIND_CONCEPT}
 _STATES = {"open": observation_pb2.DRIFT_EVENT_STATE_OPEN,
            "resolved": observation_pb2.DRIFT_EVENT_STATE_RESOLVED,

@@ -196,7 +196,8 @@ class DriftMonitor:
             fired_at=now))
         track.status, track.pending_since = "firing", None
         log.warning("drift detected", extra={"rule": rule.name, "value": signal.value,
-                                             "threshold": signal.threshold, "event_id": event.event_id})
+                                             "threshold": signal.threshold,
+                                             "event_id": event.event_id})
 
     def states(self, deployment: str = "") -> list[RuleTrack]:
         """Live rule states, optionally of one deployment."""

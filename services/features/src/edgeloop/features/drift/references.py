@@ -66,10 +66,12 @@ class ReferenceCache:
         snapshot = reply.version.tags.get("dataset_snapshot", "")
         if not snapshot:
             log.warning("model version has no dataset snapshot tag; rules needing a "
-                        "reference stay unevaluated", extra={"model": model_name, "version": version})
+                        "reference stay unevaluated",
+                        extra={"model": model_name, "version": version})
             return None
         try:
-            raw = await asyncio.to_thread(self.store.get, f"trainer/sweeps/{snapshot}/reference.json")
+            raw = await asyncio.to_thread(self.store.get,
+                                          f"trainer/sweeps/{snapshot}/reference.json")
         except NotFound:
             log.warning("reference.json missing", extra={"snapshot": snapshot})
             return None

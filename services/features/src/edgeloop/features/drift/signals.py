@@ -86,7 +86,8 @@ def _window_mean(rule: Rule, window: Window, reference: dict[str, Any] | None) -
     if len(values) < rule.min_samples:
         return SignalValue(None, len(values), _band_text(rule, None))
     mean = float(values.mean())
-    means = [w.get("stats", {}).get(rule.statistic, {}).get("mean") for w in _worlds(reference or {})]
+    means = [w.get("stats", {}).get(rule.statistic, {}).get("mean")
+             for w in _worlds(reference or {})]
     means = [m for m in means if m is not None] or [None]
     # In band for any world the model was trained on means no drift.
     exceeded = all(rule.threshold.exceeded(mean, m) for m in means)
@@ -113,7 +114,8 @@ def _js(rule: Rule, window: Window, reference: dict[str, Any] | None) -> SignalV
 def _out_of_range(rule: Rule, window: Window, reference: dict[str, Any] | None) -> SignalValue:
     values = window.values(rule.statistic or "")
     if reference is None or reference.get("label_min_mm") is None:
-        return SignalValue(None, len(values), f"> {rule.threshold.max:.0%} outside the trained range")
+        return SignalValue(None, len(values),
+                           f"> {rule.threshold.max:.0%} outside the trained range")
     lo = reference["label_min_mm"] - rule.tolerance_mm
     hi = reference["label_max_mm"] + rule.tolerance_mm
     limit = f"> {rule.threshold.max:.0%} outside [{lo:.0f}, {hi:.0f}] mm"
@@ -205,7 +207,8 @@ def _mae_ratio(rule: Rule, window: Window, reference: dict[str, Any] | None) -> 
         return SignalValue(None, len(errors), limit)
     holdout = float(expected.mean())
     ratio = float(errors.mean() / holdout)
-    return SignalValue(ratio, len(errors), f"{limit} ({holdout:.1f} mm)", rule.threshold.exceeded(ratio))
+    return SignalValue(ratio, len(errors), f"{limit} ({holdout:.1f} mm)",
+                       rule.threshold.exceeded(ratio))
 
 
 def page_cusum(x: np.ndarray, allowance: float) -> tuple[float, int]:

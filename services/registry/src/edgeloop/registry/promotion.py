@@ -46,7 +46,7 @@ class World:
     def describe(self) -> str:
         """'c/h mm', plus the world's holdout runs when recorded."""
         text = f"{self.candidate_mae_mm:.2f}/{self.champion_mae_mm:.2f} mm"
-        return text + (f" ({self.evidence()})" if self.evidence() else "")
+        return text + (f" ({evidence})" if (evidence := self.evidence()) else "")
 
 
 def world_maes(metrics: dict[str, float]) -> dict[str, World]:
@@ -68,7 +68,7 @@ def forgotten(worlds: dict[str, World], margin_mm: float) -> list[str]:
     """The worlds on which the candidate is clearly worse than the champion
     (``edgeloop.platform.forgetting``: bounds graded by the world's holdout runs)."""
     return [f"{name} ({w.candidate_mae_mm:.2f} vs {w.champion_mae_mm:.2f} mm"
-            + (f", {w.evidence()})" if w.evidence() else ")")
+            + (f", {evidence})" if (evidence := w.evidence()) else ")")
             for name, w in sorted(worlds.items())
             if w.candidate_mae_mm > w.allowed_mae_mm() + margin_mm]
 

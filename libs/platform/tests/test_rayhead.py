@@ -37,6 +37,33 @@ def test_head_command_binds_loopback_with_its_ports(tmp_path: Path) -> None:
     assert worker[worker.index("--resources") + 1] == '{"gpu_box": 1.0}'
 
 
+def test_side_ports_are_distinct_and_never_a_named_port(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    # The kernel handing out the same port twice (as in one CI run: the client server and
+    # the dashboard got one port, and all four start attempts failed alike).
+    handed = iter([61001, 40000, 40000, 61000, 40001, 40002, 40003, 40004, 40005, 40006])
+    monkeypatch.setattr(rayhead.socket.socket, "getsockname",
+                        lambda _self: ("127.0.0.1", next(handed)))
+    config = rayhead.RayHeadConfig(port=61000, dashboard_port=61001, token_file=tmp_path / "t")
+    args = rayhead.head_command(config)[4:]
+    extra = rayhead.side_port_args(args)
+    flags, ports = extra[0::2], [int(port) for port in extra[1::2]]
+    assert sorted(flags) == sorted([*rayhead.NODE_SIDE_PORT_FLAGS,
+                                    *rayhead.HEAD_SIDE_PORT_FLAGS])
+    assert len(set(ports)) == len(ports) == 7
+    assert not {61000, 61001} & set(ports)
+    monkeypatch.undo()
+    worker = rayhead.worker_command(config.address, 1)[4:]
+    assert "--ray-client-server-port" not in rayhead.side_port_args(worker)
+
+
+def test_side_ports_are_fresh_for_each_start_and_explicit_ones_kept() -> None:
+    args = ["start", "--head", "--port", "6379", "--node-manager-port", "6380"]
+    first, second = rayhead.side_port_args(args), rayhead.side_port_args(args)
+    assert "--node-manager-port" not in first
+    assert len(first) == 2 * 6
+    assert first != second, "a retry gets ports chosen anew"
+
+
 def test_a_start_that_fails_before_ready_is_retried(tmp_path: Path, capfd) -> None:  # noqa: ANN001
     attempts = tmp_path / "attempts"
     script = (

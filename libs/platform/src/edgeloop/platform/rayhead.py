@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,21 +74,50 @@ def node_env(token_file: Path) -> dict[str, str]:
     return {**auth_env(token_file), **SLOW_START_ENV}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+NODE_SIDE_PORT_FLAGS = ("--node-manager-port", "--object-manager-port",
+                        "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+                        "--runtime-env-agent-port", "--metrics-export-port")
+HEAD_SIDE_PORT_FLAGS = ("--ray-client-server-port",)
 
 
-def _node_ports() -> list[str]:
-    """Explicit free ports for a node's side servers: Ray's fixed defaults (e.g. the client
-    server's 10001, the dashboard agent's 52365) collide when several nodes share a host."""
-    return ["--node-manager-port", str(_free_port()),
-            "--object-manager-port", str(_free_port()),
-            "--dashboard-agent-listen-port", str(_free_port()),
-            "--dashboard-agent-grpc-port", str(_free_port()),
-            "--runtime-env-agent-port", str(_free_port()),
-            "--metrics-export-port", str(_free_port())]
+def _free_ports(count: int, avoid: Collection[int]) -> list[int]:
+    """``count`` distinct loopback ports that nothing listens on, none of them in ``avoid``.
+
+    Every probe socket stays bound until all are chosen: the kernel may hand a just-closed
+    port out again, and Ray refuses a node two of whose servers were given one port (a
+    clean-clone CI run lost its Ray Serve tests to exactly that).
+    """
+    probes: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probes.append(probe)
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+            if port not in avoid and port not in ports:
+                ports.append(port)
+        return ports
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def side_port_args(args: list[str]) -> list[str]:
+    """Explicit free ports for the side servers of the node ``ray start <args>`` starts.
+
+    Ray's fixed defaults (e.g. the client server's 10001, the dashboard agent's 52365)
+    collide when several nodes share a host. The ports are chosen when a start attempt
+    begins, so a retry after a port was taken meanwhile gets fresh ones, and never equal
+    a port ``args`` names already (the GCS's, the dashboard's) or one given explicitly.
+    """
+    named = {int(args[i + 1]) for i, arg in enumerate(args[:-1])
+             if arg.endswith("-port") and args[i + 1].isdigit()}
+    flags = [flag for flag in (*NODE_SIDE_PORT_FLAGS,
+                               *(HEAD_SIDE_PORT_FLAGS if "--head" in args else ()))
+             if flag not in args]
+    ports = _free_ports(len(flags), named)
+    return [item for flag, port in zip(flags, ports, strict=True) for item in (flag, str(port))]
 
 
 @dataclass(frozen=True)
@@ -156,7 +186,7 @@ def _announce_agent_ports_early() -> None:
     The raylet waits a hard-coded 15 s for the dashboard agent to write its port file and
     aborts when it is late (node_manager.cc; ray-project/ray#65983); on a busy small machine
     the agent needs longer just to import its modules. The ports are fixed on the command
-    line (:func:`_node_ports`), so the files can say them at once; the agents write the same
+    line (:func:`side_port_args`), so the files can say them at once; the agents write the same
     values when they are up, and a raylet whose agents die still fails as before.
     """
     from ray._private.node import Node
@@ -184,7 +214,8 @@ def _announce_agent_ports_early() -> None:
 
 
 def _patient_ray_cli(args: list[str]) -> None:
-    """Ray's CLI with the node-registration lookup retried for up to REGISTER_WAIT_S."""
+    """Ray's CLI with the node-registration lookup retried for up to REGISTER_WAIT_S and
+    the node's side servers on ports chosen now (:func:`side_port_args`)."""
     import ray._private.services as services
     from ray.scripts.scripts import main as ray_main
 
@@ -203,7 +234,7 @@ def _patient_ray_cli(args: list[str]) -> None:
 
     services.get_node = patient_get_node
     _announce_agent_ports_early()
-    sys.argv = ["ray", *args]
+    sys.argv = ["ray", *args, *side_port_args(args)]
     ray_main()
 
 
@@ -212,7 +243,7 @@ def _common(num_cpus: int | None, object_store_bytes: int, temp_dir: str,
     cpus = (os.cpu_count() or 1) if num_cpus is None else num_cpus
     args = ["--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
             "--num-cpus", str(cpus),
-            "--object-store-memory", str(object_store_bytes), *_node_ports()]
+            "--object-store-memory", str(object_store_bytes)]
     if temp_dir:
         args += ["--temp-dir", temp_dir]
     if resources:
@@ -223,7 +254,6 @@ def _common(num_cpus: int | None, object_store_bytes: int, temp_dir: str,
 def head_command(config: RayHeadConfig) -> list[str]:
     """``ray start --head --block`` on loopback, dashboard included; run with :func:`node_env`."""
     return [*_ray(), "start", "--head", "--port", str(config.port),
-            "--ray-client-server-port", str(_free_port()),
             "--include-dashboard", "true" if config.dashboard else "false",
             "--dashboard-host", "127.0.0.1",
             "--dashboard-port", str(config.dashboard_port),

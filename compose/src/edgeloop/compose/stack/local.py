@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,8 +270,28 @@ def status(topology: Topology) -> list[PartStatus]:
     return rows
 
 
+def _stop_together(records: list[PartRecord], progress: Progress) -> list[int]:
+    """Stop the parts' process trees at once; return the pids that survived."""
+    for record in records:
+        progress(f"{record.name}: stopping (pid {record.pid})")
+    if not records:
+        return []
+    with ThreadPoolExecutor(max_workers=len(records)) as pool:
+        stopped = pool.map(lambda record: stop_tree(
+            record.pid, timeout_s=RAY_STOP_S if record.name == "ray" else 20.0,
+            root_first=record.name != "mlflow"), records)
+        return [pid for survivors in stopped for pid in survivors]
+
+
 def down(topology: Topology, progress: Progress) -> list[int]:
-    """Stop every part `up` started (services first, PostgreSQL last); return surviving pids."""
+    """Stop every part `up` started (services first, PostgreSQL last); return surviving pids.
+
+    The services stop together, then Ray, the model server and MLflow together: each waits
+    out its own drain (a service's grace for its open streams, Ray's node shutdown), so one
+    after another they took the sum of those waits (about 25 s for an idle stack) where
+    together they take the longest. Nothing is lost by the overlap: a gateway whose
+    features service stops first keeps the frames in its spool for the next start.
+    """
     state = StackState.load(topology.state_dir)
     survivors: list[int] = []
     watcher = state.parts.pop("supervisor", None)
@@ -279,13 +300,11 @@ def down(topology: Topology, progress: Progress) -> list[int]:
         survivors += stop_tree(watcher.pid)
     state = StackState.load(topology.state_dir)  # the supervisor's last restarts
     state.parts.pop("supervisor", None)
-    for name in [CONSOLE, *reversed(_with_extra_gateways(SERVICES, state)), "modelserver", "ray",
-                 "mlflow"]:
-        record = state.parts.pop(name, None)
-        if record and record.pid:
-            progress(f"{name}: stopping (pid {record.pid})")
-            survivors += stop_tree(record.pid, timeout_s=RAY_STOP_S if name == "ray" else 20.0,
-                                   root_first=name != "mlflow")
+    for wave in ([CONSOLE, *reversed(_with_extra_gateways(SERVICES, state))],
+                 ["modelserver", "ray", "mlflow"]):
+        records = [record for name in wave
+                   if (record := state.parts.pop(name, None)) and record.pid]
+        survivors += _stop_together(records, progress)
     if state.postgres_data_dir:
         progress("postgres: stopping")
         _cluster(topology, state).stop()

@@ -80,9 +80,11 @@ def test_services_stop_together_and_ray_and_mlflow_after_them(
     survivors = down(Topology.from_env(state_dir), said.append)
 
     assert survivors == []
-    for name, process in stand_ins.items():
-        assert process.wait(timeout=30) == 0, f"{name} was killed, not stopped"
-        together, after_before = (tmp_path / "marks" / f"{name}.result").read_text().split()
+    for name in stand_ins:
+        # The result is written by the SIGTERM handler: a part killed instead has none.
+        result = tmp_path / "marks" / f"{name}.result"
+        assert result.exists(), f"{name} was killed, not stopped"
+        together, after_before = result.read_text().split()
         assert together == "True", f"{name} was stopped apart from the rest of its wave"
         assert after_before == "True", f"{name} was stopped before the wave it comes after"
     assert said == [f"{name}: stopping (pid {stand_ins[name].pid})"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edgeloop.compose.stack import health, supervisor
+from edgeloop.compose.stack import bytecode, health, supervisor
 from edgeloop.compose.stack.processes import (
     alive,
     check_port_free,
@@ -158,6 +158,8 @@ def _probe(record: PartRecord, tls: ClientTLS | None = None) -> str:
 def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list[PartStatus]:
     """Start every part that is not running yet (a dead one again) and wait until all are
     healthy; the supervisor then restarts any part that dies."""
+    if hint := bytecode.advice():
+        progress(hint)
     with supervisor.locked(topology.state_dir):
         state = StackState.load(topology.state_dir)
         _check_ports(topology, state)

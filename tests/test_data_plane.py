@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import tarfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as reg_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from edgeloop.edge_client.simulate import drive_session_async, render_dataset
+from edgeloop.features.images import locate
 from edgeloop.gateway.spool import count_records
 from edgeloop.platform import bearer
 from edgeloop.platform.server import RunningServer, start_server
@@ -310,11 +312,11 @@ async def test_simulated_robot_frames_become_rows(plane: Plane) -> None:
         assert (row.model_name, row.model_version, row.arm) == (MODEL, "1", "stable")
         assert plane.version_of(row.prediction_mm) == "1"
         assert row.session_id == summary.session_id
-        assert (
-            row.image_key
-            == f"features/parking/{row.time.ToDatetime():%Y-%m-%d}/{row.observation_id}.jpg"
-        )
-        assert (Path(objects) / row.image_key).stat().st_size > 0
+        where = locate(row.image_key)
+        assert where.object_key.startswith(f"features/parking/{row.time.ToDatetime():%Y-%m-%d}/")
+        with tarfile.open(Path(objects) / where.object_key) as pack:
+            member = pack.getmember(f"{row.observation_id}.jpg")
+        assert (member.offset_data, member.size) == (where.offset, where.length) != (None, 0)
     labelled = [r for r in rows if r.HasField("sensor_mm")]
     assert len(labelled) == summary.delivery.labelled > 0
     for row in labelled:

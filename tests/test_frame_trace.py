@@ -27,6 +27,7 @@ from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as reg_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from edgeloop.edge_client.simulate import render_dataset
+from edgeloop.features.images import locate
 from edgeloop.platform import bearer
 from edgeloop.platform.server import start_server
 from edgeloop.platform.span_files import Span, read_spans, trace_tree
@@ -71,7 +72,7 @@ async def traced(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[d
         token = await _deployment_with_device(registry.address, logged_models.run_ids[0])
         await asyncio.to_thread(gateway.start, True, 300.0)
         answers = await _stream(gateway.address, token)
-        await _wait_for_rows(features.address, FRAMES)
+        image_keys = await _wait_for_rows(features.address, FRAMES)
     finally:
         # SIGTERM flushes each process's batched span exporters before it exits. All are
         # stopped before any exit code is checked, so a failed check leaks nothing.
@@ -79,7 +80,8 @@ async def traced(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[d
         await registry.stop(1.0)
         collector.__exit__(None, None, None)
     assert exits == {"gateway": 0, "features": 0}
-    yield {"answers": answers, "spans": list(read_spans(root / "spans")),
+    yield {"answers": answers, "image_keys": image_keys,
+           "spans": list(read_spans(root / "spans")),
            "collected": [_span(s) for s in collector.spans],
            "pids": {"gateway": gateway.process.pid, "features": features.process.pid}}
 
@@ -127,14 +129,16 @@ async def _stream(address: str, token: str) -> list[edge_pb2.Prediction]:
     return [a.prediction for a in answers if a.HasField("prediction")]
 
 
-async def _wait_for_rows(features_addr: str, count: int) -> None:
+async def _wait_for_rows(features_addr: str, count: int) -> dict[str, str]:
+    """Each stored observation's image key, once ``count`` are stored."""
     async with aio.insecure_channel(features_addr) as channel:
         stub = fs_grpc.FeatureStoreServiceStub(channel)
         for _ in range(300):
             pages = stub.ListObservations(fs_pb2.ListObservationsRequest(deployments=["parking"]),
                                           timeout=10)
-            if sum([len(p.observations) async for p in pages]) >= count:
-                return
+            keys = {o.observation_id: o.image_key async for p in pages for o in p.observations}
+            if len(keys) >= count:
+                return keys
             await asyncio.sleep(0.2)
     raise AssertionError(f"features never stored {count} observations")
 
@@ -167,9 +171,9 @@ async def test_a_frame_yields_connected_spans_across_services(traced: dict, sour
     database = [s for s in beneath if s.attributes.get("db.system") == "postgresql"]
     assert any("INSERT" in s.attributes.get("db.statement", "") for s in database), \
         "the batch's database insert is a span beneath it"
-    images = [s for s in beneath if s.name == "objectstore.put"]
-    assert prediction.observation_id in {s.attributes["edgeloop.object_key"].rsplit("/", 1)[-1][:-4]
-                                         for s in images}
+    packs = {s.attributes["edgeloop.object_key"] for s in beneath if s.name == "objectstore.put"}
+    assert locate(traced["image_keys"][prediction.observation_id]).object_key in packs, \
+        "the pack holding the frame's image was written beneath the batch"
 
 
 async def test_every_frame_is_its_own_trace(traced: dict) -> None:

@@ -98,6 +98,15 @@ def test_bad_keys_are_refused(store, key):
         store.put(key, b"1")
 
 
+def test_get_range_reads_a_slice(store):
+    store.put("packs/p.tar", bytes(range(200)))
+    assert store.get_range("packs/p.tar", 10, 5) == bytes(range(10, 15))
+    assert store.get_range("packs/p.tar", 195, 10) == bytes(range(195, 200))  # short at the end
+    assert store.get_range("packs/p.tar", 0, 0) == b""
+    with pytest.raises(NotFound):
+        store.get_range("packs/missing.tar", 0, 5)
+
+
 def test_empty_object(store):
     store.put("empty", b"")
     assert store.get("empty") == b"" and store.exists("empty")
@@ -125,6 +134,7 @@ def test_open_object_store_names_missing_settings():
 def test_unreachable_s3_is_unavailable():
     dead = S3Store(f"127.0.0.1:{free_port()}", "k", "s", "bucket")
     for call in (lambda: dead.put("a", b"1"), lambda: dead.get("a"), lambda: dead.exists("a"),
+                 lambda: dead.get_range("a", 0, 1),
                  lambda: list(dead.list("")), dead.ensure_bucket):
         with pytest.raises(Unavailable, match="s3://bucket"):
             call()

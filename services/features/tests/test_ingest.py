@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import re
+import tarfile
 import uuid
 
 import pytest
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.features.images import locate, read_image
 
 # Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
 pytestmark = pytest.mark.db_branches()
@@ -35,10 +39,10 @@ async def test_batch_is_stored_with_context_stats_and_image(stub, app, make_obse
     first = rows[0]
     assert first[1:5] == ("car-1", "parking", "3", 490.0)
     assert first[5] == pytest.approx(10.0)  # derived: prediction - sensor
-    assert first[6] == f"features/parking/2026-03-01/{batch[0].observation_id}.jpg"
+    assert re.fullmatch(r"features/parking/2026-03-01/[0-9a-f]{32}\.tar#\d+\+\d+", first[6])
     assert 0 < first[7] < 100 and first[8] > 0 and first[9] == 320
     assert first[10] == batch[0].trace_id
-    assert app.store.get(first[6]) == batch[0].jpeg
+    assert [read_image(app.store, r[6]) for r in rows] == [o.jpeg for o in batch]
     shadows = await _rows(app, "SELECT observation_id::text, arm, model_version, prediction_mm "
                                "FROM features.shadow_predictions")
     assert shadows == [(batch[0].observation_id, "shadow", "4", 510.0)]
@@ -101,7 +105,18 @@ async def test_bad_jpeg_is_rejected_by_id_and_the_rest_stored(stub, app, make_ob
         [(batch[1].observation_id, True)], reply.rejected
     ids = await _rows(app, "SELECT observation_id::text FROM features.observations")
     assert {i for (i,) in ids} == {batch[0].observation_id, batch[2].observation_id}
-    assert not app.store.exists(f"features/parking/2026-03-01/{batch[1].observation_id}.jpg")
+    keys = await _rows(app, "SELECT image_key FROM features.observations")
+    stored = {f"{batch[i].observation_id}.jpg": batch[i].jpeg for i in (0, 2)}
+    assert _pack_members(app, [k for (k,) in keys]) == stored  # the refused one is in no pack
+
+
+def _pack_members(app, image_keys: list[str]) -> dict[str, bytes]:
+    """Every member of the packs holding these images, read as any tar reader would."""
+    members = {}
+    for pack in {locate(key).object_key for key in image_keys}:
+        with tarfile.open(fileobj=io.BytesIO(app.store.get(pack))) as tar:
+            members |= {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    return members
 
 
 async def test_truncated_jpeg_is_rejected(stub, make_observation, ingest_call):

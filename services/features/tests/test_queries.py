@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.features.images import locate
 
 # Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
 pytestmark = pytest.mark.db_branches()
@@ -97,7 +99,7 @@ async def test_rows_come_back_as_stored(stub, dataset):
     assert first.error_mm == pytest.approx(sent.prediction_mm - sent.sensor_mm)
     assert (first.trace_id, first.traceparent) == (sent.trace_id, sent.traceparent)
     assert first.late and first.HasField("received_at")
-    assert first.image_key == f"features/b/2026-03-01/{sent.observation_id}.jpg"
+    assert re.fullmatch(r"features/b/2026-03-01/[0-9a-f]{32}\.tar#\d+\+\d+", first.image_key)
     assert first.jpeg == b""  # only when asked for
     assert first.stats.brightness == pytest.approx(128 / 255 * 100, abs=1)
 
@@ -149,10 +151,27 @@ async def test_end_before_start_is_invalid(stub, features):
 
 
 async def test_missing_image_leaves_jpeg_empty_and_keeps_the_row(stub, app, dataset, tmp_path):
-    lost = dataset[2]
-    (tmp_path / "objects" / f"features/a/2026-03-01/{lost.observation_id}.jpg").unlink()
+    keys = {o.observation_id: o.image_key
+            for page in await _list(stub, deployments=["a"]) for o in page}
+    lost_pack = locate(keys[dataset[2].observation_id]).object_key
+    (tmp_path / "objects" / lost_pack).unlink()
     pages = await _list(stub, include_jpeg=True, deployments=["a"])
     listed = {obs.observation_id: obs for page in pages for obs in page}
     assert len(listed) == 6
-    assert listed[lost.observation_id].jpeg == b""
-    assert listed[dataset[0].observation_id].jpeg == dataset[0].jpeg
+    lost = {i for i, key in keys.items() if locate(key).object_key == lost_pack}
+    assert dataset[2].observation_id in lost and len(lost) < 6
+    assert {i: o.jpeg for i, o in listed.items()} == {
+        o.observation_id: b"" if o.observation_id in lost else o.jpeg
+        for o in dataset if o.deployment == "a"}
+
+
+async def test_an_image_stored_whole_before_packs_is_still_read(stub, app, dataset):
+    """Rows written before images were packed name an object per image: still readable."""
+    legacy = dataset[4]
+    key = f"features/a/2026-03-01/{legacy.observation_id}.jpg"
+    app.store.put(key, legacy.jpeg)
+    async with app.pool.connection() as conn:
+        await conn.execute("UPDATE features.observations SET image_key = %s "
+                           "WHERE observation_id = %s", (key, legacy.observation_id))
+    (listed,), = await _list(stub, include_jpeg=True, observation_ids=[legacy.observation_id])
+    assert (listed.image_key, listed.jpeg) == (key, legacy.jpeg)

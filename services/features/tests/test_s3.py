@@ -18,6 +18,7 @@ import grpc
 import pytest
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
+from edgeloop.features.images import locate, read_image
 from edgeloop.platform.objectstore import S3Store
 from edgeloop.testing import ServiceProcess, free_port
 
@@ -64,10 +65,12 @@ def test_ingest_stores_images_in_s3(database_url, s3_endpoint, tmp_path: Path, m
                                                timeout=30))
         listed = [obs for page in pages for obs in page.observations]
         assert [o.jpeg for o in listed] == [o.jpeg for o in batch]
+        # Each image is a byte range of a tar pack in the bucket, read with a ranged GET.
         bucket = S3Store(s3_endpoint, "testing", "testing", "features-test")
-        for obs in batch:
-            key = f"features/parking/2026-03-01/{obs.observation_id}.jpg"
-            assert bucket.get(key) == obs.jpeg
+        assert [read_image(bucket, o.image_key) for o in listed] == [o.jpeg for o in batch]
+        packs = {locate(o.image_key).object_key for o in listed}
+        assert set(bucket.list("features/parking/2026-03-01/")) == packs
+        assert all(key.endswith(".tar") for key in packs)
     finally:
         assert service.stop() == 0, service.log_tail()
 

@@ -1,7 +1,7 @@
 """Object store: a local folder by default, S3/MinIO when an endpoint is configured.
 
-The seam is :class:`ObjectStore` (put, get, exists, list); keys are ``/``-separated
-paths such as ``features/<deployment>/<yyyy-mm-dd>/<observation_id>.jpg``.
+The seam is :class:`ObjectStore` (put, get, get_range, exists, list); keys are ``/``-separated
+paths such as ``features/<deployment>/<yyyy-mm-dd>/<pack>.tar``.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
         """The bytes under ``key``; :class:`NotFound` if there are none."""
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """At most ``length`` bytes of the object under ``key`` from byte ``offset`` on."""
+        return self.get(key)[offset:offset + length]
 
     @abc.abstractmethod
     def exists(self, key: str) -> bool:
@@ -118,6 +122,15 @@ class LocalFolderStore(ObjectStore):
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFound(f"object {key} not found") from exc
+
+    @_traced("get")
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as file:
+                file.seek(offset)
+                return file.read(length)
         except FileNotFoundError as exc:
             raise NotFound(f"object {key} not found") from exc
 
@@ -201,6 +214,19 @@ class S3Store(ObjectStore):
     def get(self, key: str) -> bytes:
         with self._errors("read", key):
             response = self.client.get_object(self.bucket, _check_key(key))
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+    @_traced("get")
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""  # minio reads length=0 as "to the end"
+        with self._errors("read", key):
+            response = self.client.get_object(self.bucket, _check_key(key), offset=offset,
+                                              length=length)
             try:
                 return response.read()
             finally:

@@ -1,25 +1,28 @@
-"""Per-observation work done on the ingest threads: check, measure, store the image.
+"""Work done on the ingest threads: check and measure each observation, store the images.
 
 Runs outside the event loop: OpenCV and file/S3 writes release the GIL, so a thread
 per core measures images in parallel. Bad input becomes a :class:`Rejection` naming the
-observation and the rest of the batch goes on. An unreachable object store is not the
-observation's fault: :class:`~edgeloop.platform.errors.Unavailable` propagates, the call
-fails with UNAVAILABLE and the sender retries it (ingest is idempotent).
+observation and the rest of the batch goes on. The measured images of a thread's share
+of the batch are stored as one pack per deployment and day (:mod:`edgeloop.features.images`).
+An unreachable object store is not the observations' fault:
+:class:`~edgeloop.platform.errors.Unavailable` propagates, the call fails with UNAVAILABLE
+and the sender retries it (ingest is idempotent).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import cv2
 from edgeloop.contracts.features.v1 import observation_pb2
-from edgeloop.features.images import image_key
+from edgeloop.features.images import PackMember, write_pack
 from edgeloop.features.rows import PreparedObservation, shadow_rows, to_row
-from edgeloop.features.statistics import jpeg_stats
+from edgeloop.features.statistics import DecodedStats, jpeg_stats
 from edgeloop.features.validation import capture_time, validate
-from edgeloop.platform.errors import EdgeloopError, InvalidArgument
+from edgeloop.platform.errors import InvalidArgument
 from edgeloop.platform.logs import log_context
 from edgeloop.platform.objectstore import ObjectStore
 
@@ -37,17 +40,25 @@ class Rejection:
     dead_letter_id: int = 0
 
 
-def prepare(obs: observation_pb2.Observation, observation_id: str, now: datetime,
-            store: ObjectStore) -> PreparedObservation | Rejection:
-    """Validate ``obs``, compute its statistics and store its JPEG before its row exists."""
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A validated observation with its statistics, its image not stored yet."""
+
+    obs: observation_pb2.Observation
+    observation_id: str
+    time: datetime
+    decoded: DecodedStats
+
+
+def measure(obs: observation_pb2.Observation, observation_id: str,
+            now: datetime) -> Measured | Rejection:
+    """Validate ``obs`` and compute its statistics, or say why it is refused."""
     with log_context(deployment=obs.deployment, device=obs.device_id,
                      observation_id=observation_id, trace_id=obs.trace_id):
         try:
             validate(obs)
             time = capture_time(obs, now)
             decoded = jpeg_stats(obs.jpeg)
-            key = image_key(obs.deployment, time, observation_id)
-            store.put(key, obs.jpeg, content_type="image/jpeg")
         except InvalidArgument as exc:
             log.warning("observation rejected: %s", exc.message)
             return Rejection(observation_id, exc.message, obs)
@@ -55,19 +66,42 @@ def prepare(obs: observation_pb2.Observation, observation_id: str, now: datetime
             log.warning("observation rejected: OpenCV failed: %s", exc)
             return Rejection(observation_id, f"jpeg: OpenCV could not process it ({exc.err})",
                              obs)
-        except EdgeloopError:
-            raise  # the object store is unreachable: the whole call is retried
         except Exception as exc:
             # A bug met by one observation must not block the sender's queue behind it
             # (it would retry the batch forever): reject this one, log the trace.
             log.exception("observation rejected: unexpected error")
             return Rejection(observation_id, f"internal error while processing it "
                                              f"({type(exc).__name__})", obs)
-        return PreparedObservation(observation_id, to_row(obs, observation_id, time, key, decoded),
-                                   shadow_rows(obs, observation_id, time))
+        return Measured(obs, observation_id, time, decoded)
+
+
+def store_images(store: ObjectStore, measured: list[Measured]) -> dict[str, str]:
+    """Write the images of ``measured`` as one pack per deployment and capture day.
+
+    Returns each observation's image key. An unreachable store raises
+    :class:`~edgeloop.platform.errors.Unavailable` (the whole call is retried).
+    """
+    groups: dict[tuple[str, date], list[Measured]] = defaultdict(list)
+    for item in measured:
+        groups[item.obs.deployment, item.time.date()].append(item)
+    keys: dict[str, str] = {}
+    for (deployment, day), items in groups.items():
+        members = [PackMember(m.observation_id, m.obs.jpeg, m.time.timestamp()) for m in items]
+        for item, key in zip(items, write_pack(store, deployment, day, members), strict=True):
+            keys[item.observation_id] = key
+    return keys
 
 
 def prepare_chunk(chunk: list[tuple[observation_pb2.Observation, str]], now: datetime,
                   store: ObjectStore) -> list[PreparedObservation | Rejection]:
-    """:func:`prepare` each ``(observation, canonical id)`` of ``chunk`` in order."""
-    return [prepare(obs, observation_id, now, store) for obs, observation_id in chunk]
+    """Measure each ``(observation, canonical id)`` of ``chunk`` and store the images.
+
+    The results are in ``chunk``'s order; every image is stored before its row exists.
+    """
+    results = [measure(obs, observation_id, now) for obs, observation_id in chunk]
+    keys = store_images(store, [r for r in results if isinstance(r, Measured)])
+    return [r if isinstance(r, Rejection) else PreparedObservation(
+                r.observation_id, to_row(r.obs, r.observation_id, r.time,
+                                         keys[r.observation_id], r.decoded),
+                shadow_rows(r.obs, r.observation_id, r.time))
+            for r in results]

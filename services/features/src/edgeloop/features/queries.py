@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.features.images import read_image
 from edgeloop.features.rows import COLUMNS, from_row
 from edgeloop.features.validation import canonical_uuid
 from edgeloop.platform.errors import InvalidArgument, NotFound, Unavailable
@@ -97,7 +98,7 @@ async def _attach_shadows(conn: psycopg.AsyncConnection,
 
 def _read_image(store: ObjectStore, obs: observation_pb2.Observation) -> None:
     try:
-        obs.jpeg = store.get(obs.image_key)
+        obs.jpeg = read_image(store, obs.image_key)
     except NotFound:
         # The row stays useful (statistics, labels); the caller sees an empty jpeg.
         log.warning("image missing from the object store",

@@ -13,6 +13,7 @@ import struct
 import cv2
 import numpy as np
 import pytest
+from edgeloop.features import statistics
 from edgeloop.features.statistics import (
     MAX_KEYPOINTS,
     STAT_NAMES,
@@ -235,7 +236,7 @@ def test_a_decode_that_disagrees_with_the_header_is_refused(monkeypatch):
     # the size we report comes from the header; if libjpeg decoded another size (a second
     # frame header, say), that size would be a lie: refuse the JPEG instead
     data = jpeg(solid(RGB, (240, 320)))
-    monkeypatch.setattr(cv2, "imdecode", lambda *a: np.zeros((60, 80, 3), np.uint8))
+    monkeypatch.setattr(statistics, "jpeg_decode", lambda *a, **k: np.zeros((60, 80, 3), np.uint8))
     with pytest.raises(InvalidArgument, match="header 320x240, decoded 80x60") as err:
         jpeg_stats(data)
     assert err.value.field == "jpeg"

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+from edgeloop.platform.jpeg import decode as jpeg_decode
 
 
 class ModelLoadError(Exception):
@@ -38,11 +38,11 @@ def default_threads() -> int:
 
 
 def decode_rgb(jpeg: bytes) -> np.ndarray:
-    """The JPEG as RGB ``uint8[h, w, 3]``, decoded as the gateway decodes it (OpenCV)."""
-    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
+    """The JPEG as RGB ``uint8[h, w, 3]``, decoded as the gateway decodes it."""
+    rgb = jpeg_decode(jpeg, "RGB")
+    if rgb is None:
         raise ValueError("frame does not decode as a JPEG image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
 
 
 class LiteRTModel:

@@ -22,6 +22,7 @@ from edgeloop.edge_client.scene.floor import (
     FloorSpec,
     floor_texture,
 )
+from edgeloop.platform.jpeg import decode as jpeg_decode
 
 _FAR_MM = 1.0e6
 _NOISE_POOL = 6
@@ -158,7 +159,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
 
 def decode_jpeg(data: bytes) -> np.ndarray:
     """Decode JPEG bytes into an RGB uint8 image; ``ValueError`` if they are not an image."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    image = jpeg_decode(data, "RGB")
     if image is None:
         raise ValueError("bytes do not decode as an image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image

@@ -6,7 +6,8 @@ and ``bench/drift_calibration.py`` calls it too, so live windows and references 
 agree. Do not compute statistics any other way.
 
 Every statistic is computed on the JPEG decoded at **half resolution** by libjpeg's DCT
-scaling (``cv2.IMREAD_REDUCED_COLOR_2``: each 8x8 block is inverse-transformed to 4x4,
+scaling (:func:`edgeloop.platform.jpeg.decode` with ``reduction=2``, the pixels of
+OpenCV's ``IMREAD_REDUCED_COLOR_2``: each 8x8 block is inverse-transformed to 4x4,
 so a 320x240 frame is measured as 160x120). The entropy-coded data is still read whole,
 but the inverse DCT, colour conversion and every statistic see a quarter of the pixels.
 On simulator frames the means barely move (saturation by < 0.1 per frame on the 0-100
@@ -55,6 +56,7 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 from edgeloop.platform.errors import InvalidArgument
+from edgeloop.platform.jpeg import decode as jpeg_decode
 
 CANNY_LOW, CANNY_HIGH = 75, 150
 FAST_THRESHOLD = 10
@@ -65,7 +67,6 @@ MAX_SIDE = 4096
 MIN_SIDE = 8
 REDUCTION = 2
 """The statistics are measured on the image decoded at 1/REDUCTION of its width and height."""
-_DECODE_FLAGS = cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 # Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic):
@@ -203,7 +204,7 @@ def decode_jpeg(jpeg: bytes) -> tuple[np.ndarray, int, int]:
     if width > MAX_SIDE or height > MAX_SIDE or min(width, height) < MIN_SIDE:
         raise InvalidArgument(
             "jpeg", f"{width}x{height} is outside {MIN_SIDE}..{MAX_SIDE} pixels a side")
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), _DECODE_FLAGS)
+    image = jpeg_decode(jpeg, "BGR", reduction=REDUCTION, apply_orientation=False)
     if image is None:
         raise InvalidArgument("jpeg", "cannot be decoded")
     # libjpeg scales to ceil(side / 2); anything else means the header we read is not the

@@ -8,7 +8,8 @@ and the flush splits what has gathered over the decode threads, one submission p
 thread. No frame waits for company (the flush runs in the same turn), so a lone frame
 costs what it did before, and a busy stream pays one hop per group.
 
-``cv2.imdecode`` releases the GIL, so the threads decode in parallel with the event loop.
+The decoder (:mod:`edgeloop.platform.jpeg`) releases the GIL, so the threads decode in
+parallel with the event loop.
 Each frame keeps its own outcome: a bad JPEG fails only its own future.
 """
 

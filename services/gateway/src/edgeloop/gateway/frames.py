@@ -93,7 +93,7 @@ class FrameProcessor:
         self.max_frame_bytes = max_frame_bytes
         self.tracer = frame_tracer()
         self.device = DevicePredictions(router, self._call)
-        # cv2.imdecode releases the GIL: decoding on threads keeps the event loop free.
+        # The JPEG decoder releases the GIL: decoding on threads keeps the event loop free.
         self._decoder: BatchDecoder[DecodedImage] = BatchDecoder(decode_jpeg, decode_threads)
 
     def close(self) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import grpc
 import numpy as np
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
+from edgeloop.platform.jpeg import decode as jpeg_decode
 from google.protobuf.timestamp_pb2 import Timestamp
 
 MIN_TIMESTAMP_S = -62_135_596_800
@@ -83,16 +83,16 @@ class DecodedImage:
 def decode_jpeg(jpeg: bytes) -> DecodedImage:
     """Decode ``jpeg`` to RGB and check its dimensions (CPU-bound: run it off the event loop)."""
     _check_jpeg_header(jpeg)
-    bgr = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
+    rgb = jpeg_decode(jpeg, "RGB")
+    if rgb is None:
         raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg",
                        "does not decode as a JPEG image")
-    height, width = bgr.shape[:2]
+    height, width = rgb.shape[:2]
     if not (MIN_SIDE_PX <= height <= MAX_SIDE_PX and MIN_SIDE_PX <= width <= MAX_SIDE_PX):
         raise _invalid(Reason.FRAME_ERROR_REASON_BAD_DIMENSIONS, "frame.jpeg",
                        f"image is {width}x{height} px; each side must be within "
                        f"[{MIN_SIDE_PX}, {MAX_SIDE_PX}]")
-    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return DecodedImage(rgb)
 
 
 def _check_jpeg_header(jpeg: bytes) -> None:

@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import grpc
 import numpy as np
 from edgeloop.contracts.features.v1 import (
@@ -64,6 +63,7 @@ from edgeloop.contracts.features.v1 import (
 )
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from edgeloop.platform.jpeg import decode as jpeg_decode
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -302,10 +302,10 @@ def _ensure_parts(splits: list[str], units: list[int], seed: int) -> None:
 
 def decode_frame(obs: observation_pb2.Observation) -> np.ndarray:
     """One observation's JPEG as a uint8 RGB frame [h, w, 3] at its original size."""
-    bgr = cv2.imdecode(np.frombuffer(obs.jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
+    rgb = jpeg_decode(obs.jpeg, "RGB")
+    if rgb is None:
         raise FailedPrecondition(f"observation {obs.observation_id}: its JPEG does not decode")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
 
 
 def decode_chunks(observations: list[observation_pb2.Observation],

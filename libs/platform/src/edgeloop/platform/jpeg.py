@@ -5,8 +5,9 @@ for the statistics, the trainer for a snapshot) decodes through :func:`decode`, 
 the same pixels. simplejpeg and ``cv2.imdecode`` both run libjpeg-turbo with its default
 (accurate) inverse DCT and upsampling and give the same pixels bit for bit
 (``libs/platform/tests/test_jpeg.py``), but simplejpeg writes RGB directly (OpenCV decodes to
-BGR and needs a second pass to swap the channels) and costs about half the CPU per frame:
-0.19 against 0.38 ms for a 320x240 frame to RGB. It releases the GIL while it decodes.
+BGR and needs a second pass to swap the channels) and costs less CPU per frame: 0.22
+against 0.32 ms for a 320x240 frame to RGB, 0.17 against 0.21 at half size
+(``bench/jpeg_bench.py``). It releases the GIL while it decodes.
 
 Two kinds of input go to OpenCV, so that what decoded before decodes to the same pixels:
 a JPEG with an Exif segment, unless orientation is ignored (OpenCV turns the image as its

@@ -8,8 +8,11 @@ through the registry like a trained version; one deployment serves it to N devic
 For each row (N robots x fps, or full speed with a window of frames in flight) it prints:
 answered frames/s, frame→answer p50/p99/p99.9 (client side), recorded frames/s and ingest
 lag p50/p99 (the gateway's receive time → the row's insert time, read from the
-database), and per part: CPU ms per answered frame and peak RSS (each part's whole
-process tree: PostgreSQL backends, Ray workers, MLflow workers included). It checks
+database), the time inside the gateway (receive → answer, the ``latency_ms`` the gateway
+recorded in every row: what is not the transport or the load generator), and per part:
+CPU ms per answered frame and peak RSS (each part's whole process tree: PostgreSQL
+backends, Ray workers, MLflow workers included; the load generator's own CPU beside
+them). It checks
 that every answered frame was recorded exactly once. Beside it, in the same run, the
 model-only limit and the thesis transport (``bench/gateway_bench.py``'s).
 
@@ -37,6 +40,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -137,7 +141,10 @@ def _edgeloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def local_stack(root: Path, gateway_processes: int = 1, runtime: str = "auto") -> Iterator[Stack]:
+def local_stack(root: Path, gateway_processes: int = 1, runtime: str = "auto",
+                traces_to: Path | None = None) -> Iterator[Stack]:
+    """The stack as ``edgeloop up`` starts it in ``root``; its span files are copied to
+    ``traces_to`` (if given) before the state folder goes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
     env["EDGELOOP_STATE_DIR"] = str(root / "state")
     env["EDGELOOP_GATEWAY_PROCESSES"] = str(gateway_processes)
@@ -154,6 +161,8 @@ def local_stack(root: Path, gateway_processes: int = 1, runtime: str = "auto") -
         yield Stack(env, root / "state")
     finally:
         _edgeloop(env, "down")
+        if traces_to is not None and (root / "state" / "traces").is_dir():
+            shutil.copytree(root / "state" / "traces", traces_to, dirs_exist_ok=True)
 
 
 def publish_model(stack: Stack, root: Path, robots: int,
@@ -261,6 +270,8 @@ class LoadResult:
     observation_ids: list[str] = field(default_factory=list)
     world_started: dict[str, float] = field(default_factory=dict)
     """World → when its first frame was sent (epoch seconds)."""
+    cpu_s: float = 0.0
+    """CPU seconds the load generator itself used (it shares the cores with the stack)."""
 
 
 class FleetRobot(gateway_bench.Robot):
@@ -324,6 +335,7 @@ def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
     result = LoadResult()
     rendered = {world: [(f.jpeg, f.sensor_mm) for f in render_dataset(world, 64, seed=11)]
                 for world, _ in worlds}
+    began_cpu = time.process_time()
     for world, seconds in worlds:  # a world change inside the soak, else one world
         result.world_started[world] = time.time()
         part = asyncio.run(_drive(address, tls_env, tokens, rendered[world], fps, seconds,
@@ -335,6 +347,7 @@ def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
         result.seconds += part.seconds
         result.latencies_ms += part.latencies_ms
         result.observation_ids += part.observation_ids
+    result.cpu_s = time.process_time() - began_cpu
     out.put(result)
 
 
@@ -430,6 +443,11 @@ def recorded(stack: Stack, observation_ids: list[str], timeout_s: float = 900.0,
             "extract(epoch FROM ingested_at - received_at)), "
             "extract(epoch FROM max(ingested_at) - min(ingested_at)) "
             "FROM features.observations WHERE deployment = %s", (deployment,)).fetchone()
+        # the gateway's own receive -> answer time, as it recorded it in every row
+        inside = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms), "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) "
+            "FROM features.observations WHERE deployment = %s", (deployment,)).fetchone()
         missing = conn.execute(
             "SELECT count(*) FROM unnest(%s::uuid[]) AS sent(id) WHERE NOT EXISTS "
             "(SELECT 1 FROM features.observations o WHERE o.observation_id = sent.id)",
@@ -439,7 +457,8 @@ def recorded(stack: Stack, observation_ids: list[str], timeout_s: float = 900.0,
                          (deployment,))
             conn.commit()
     return {"rows": rows, "distinct": distinct, "missing": missing, "lag_p50_s": lag[0] or 0.0,
-            "lag_p99_s": lag[1] or 0.0, "ingest_span_s": lag[2] or 0.0}
+            "lag_p99_s": lag[1] or 0.0, "ingest_span_s": lag[2] or 0.0,
+            "gateway_p50_ms": inside[0] or 0.0, "gateway_p99_ms": inside[1] or 0.0}
 
 
 # --- rows -------------------------------------------------------------------------------
@@ -458,7 +477,10 @@ def report_row(label: str, load: LoadResult, rec: dict, meter: PartMeter) -> str
         lines.append("  errors by reason: " + ", ".join(
             f"{reason.removeprefix('FRAME_ERROR_REASON_')} {count}"
             for reason, count in sorted(load.error_reasons.items())))
+    lines.append(f"  inside the gateway (receive -> answer, from the rows): "
+                 f"p50 {rec['gateway_p50_ms']:.1f} ms, p99 {rec['gateway_p99_ms']:.1f} ms")
     per_frame = {p: 1000 * meter.cpu[p] / max(load.answered, 1) for p in PARTS}
+    per_frame["load generator"] = 1000 * load.cpu_s / max(load.answered, 1)
     lines.append("  cpu ms/frame: " + ", ".join(f"{p} {v:.2f}" for p, v in per_frame.items()))
     lines.append("  peak RSS MB:  " + ", ".join(f"{p} {meter.peak_rss[p]:.0f}" for p in PARTS))
     return "\n".join(lines)
@@ -582,7 +604,8 @@ def run_stack(root: Path, gateway_processes: int, args: argparse.Namespace) -> b
     """The soak or every row on one stack; whether every row recorded exactly what was sent."""
     root.mkdir(mode=0o755)
     ok = True
-    with local_stack(root, gateway_processes, args.runtime) as stack:
+    traces_to = args.traces_to / f"gateways-{gateway_processes}" if args.traces_to else None
+    with local_stack(root, gateway_processes, args.runtime, traces_to) as stack:
         robots = max(args.robots) if not args.soak_minutes else (
             args.robots[0] if args.robots != [10, 100, 200] else 100)
         if args.soak_minutes:
@@ -630,6 +653,10 @@ def parse_args() -> argparse.Namespace:
                              "tensorflow")
     parser.add_argument("--skip-beside", action="store_true",
                         help="skip the model-only limit and thesis transport rows")
+    parser.add_argument("--traces-to", type=Path, default=None,
+                        help="copy the stack's span files (traces/*.jsonl) to this folder "
+                             "before the stack's state is removed, e.g. to see where a "
+                             "frame's time went (gateway.frame, model_host.predict spans)")
     return parser.parse_args()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from edgeloop.gateway.hosts import ModelKey
+from edgeloop.gateway.hosts import ModelKey, litert
 from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
 from edgeloop.gateway.hosts.litert import tflite_beside
 
@@ -133,3 +133,32 @@ async def test_release_stops_watching_for_the_file(host, repo) -> None:
     await asyncio.wait(watching, timeout=10)
     assert watching[0].cancelled()
     assert host.runtime(key) is None
+
+
+def test_chunks_cover_every_frame_once_with_the_largest_sizes_first() -> None:
+    for count in range(40):
+        parts = list(litert.chunks(count))
+        covered = 0
+        for start, size in parts:
+            assert start == covered and size in litert.CHUNK_SIZES
+            covered += size
+        assert covered == count
+        sizes = [size for _, size in parts]
+        assert sizes == sorted(sizes, reverse=True)
+        # below the largest size, each size at most once: as few invokes as the sizes allow
+        below = [size for size in sizes if size < litert.CHUNK_SIZES[0]]
+        assert len(below) == len(set(below))
+
+
+def test_a_batch_run_in_chunks_answers_what_single_frames_answer(
+        tflite_files, make_images) -> None:
+    runner = litert.LiteRTRunner(tflite_files["1"])
+    frames = make_images(27, seed=5)  # 8 + 8 + 8 + 2 + 1
+    one_by_one = np.concatenate([runner(frames[i:i + 1]) for i in range(len(frames))])
+    for count in (27, 13, 8, 3):
+        np.testing.assert_array_equal(runner(frames[:count]), one_by_one[:count])
+    # another frame size: the thread's interpreters are replaced, the answers still agree
+    large = make_images(3, 480, 640, seed=6)
+    np.testing.assert_array_equal(
+        runner(large), np.concatenate([runner(large[i:i + 1]) for i in range(3)]))
+    np.testing.assert_array_equal(runner(frames[:13]), one_by_one[:13])

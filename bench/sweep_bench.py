@@ -220,6 +220,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=3000)
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epoch-frames", type=int, default=0,
+                        help="the trainer's EDGELOOP_TRAIN_EPOCH_FRAMES: training frames per "
+                             "epoch at most (0: every frame)")
     parser.add_argument("--concurrent", type=int, default=0,
                         help="trials at a time (default 0: the trainer fits them to its CPUs)")
     args = parser.parse_args()
@@ -276,6 +279,7 @@ def main() -> None:
                 "EDGELOOP_WORK_DIR": str(root / "work"),
                 "EDGELOOP_RAY_DASHBOARD_PORT": str(free_port()),
                 "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(root / "ray_token"),
+                "EDGELOOP_TRAIN_EPOCH_FRAMES": str(args.epoch_frames),
             },
             root / "trainer.log",
         )

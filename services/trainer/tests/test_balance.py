@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from edgeloop.trainer.balance import MAX_OVERSAMPLING, epoch_rows
+from edgeloop.trainer.balance import MAX_OVERSAMPLING, capped, epoch_rows
 
 
 def _worlds(*sizes: int) -> np.ndarray:
@@ -52,3 +52,39 @@ def test_the_trial_batches_give_the_new_world_its_share_each_epoch() -> None:
         fed = np.concatenate([train[i][1] for i in range(len(train))]).astype(int)
         assert np.bincount(worlds[fed]).tolist() == [300, 160]
         train.on_epoch_end()
+
+
+def test_a_capped_epoch_draws_that_many_distinct_rows_afresh_each_epoch() -> None:
+    rng = np.random.default_rng(3)
+    rows = np.arange(100, 2100)
+    epochs = [capped(rows, 500, rng) for _ in range(8)]
+    for drawn in epochs:
+        assert len(drawn) == 500 and len(np.unique(drawn)) == 500
+        assert np.isin(drawn, rows).all()
+    assert not np.array_equal(np.sort(epochs[0]), np.sort(epochs[1]))
+    # over its epochs a trial sees most of the set, not the same part again and again
+    assert len(np.unique(np.concatenate(epochs))) > 0.9 * len(rows)
+    np.testing.assert_array_equal(capped(rows, 0, rng), rows)
+    np.testing.assert_array_equal(capped(rows[:300], 500, rng), rows[:300])
+
+
+def test_a_capped_epoch_keeps_the_new_worlds_share_on_average() -> None:
+    worlds = _worlds(1800, 60)
+    rng = np.random.default_rng(5)
+    shares = [np.bincount(worlds[epoch_rows(np.arange(1860), worlds, rng, limit=600)],
+                          minlength=2) for _ in range(50)]
+    assert all(share.sum() == 600 for share in shares)
+    # balanced, the new world is 480 of 2,280 rows: 21 % of a capped epoch too
+    assert abs(np.mean([share[1] for share in shares]) / 600 - 480 / 2280) < 0.02
+
+
+def test_the_trial_batches_honour_the_epoch_cap() -> None:
+    import keras
+    from edgeloop.trainer.tune import batches_class
+
+    images = np.zeros((1000, 2, 2, 3), dtype=np.uint8)
+    targets = np.arange(1000, dtype=np.float32)
+    train = batches_class(keras)(images, targets, np.arange(1000), 32, True, 7, None, 256)
+    assert len(train) == 8
+    fed = np.concatenate([train[i][1] for i in range(len(train))]).astype(int)
+    assert len(fed) == 256 and len(np.unique(fed)) == 256

@@ -23,13 +23,31 @@ MAX_OVERSAMPLING = 8
 
 
 def epoch_rows(rows: np.ndarray, worlds: np.ndarray | None,
-               rng: np.random.Generator) -> np.ndarray:
+               rng: np.random.Generator, limit: int = 0) -> np.ndarray:
     """One epoch's training rows: ``rows``, small worlds repeated up to the average share.
 
     ``worlds`` holds the world index of every row of the arrays (None: one world, and
-    ``rows`` are returned as they are). Unordered; the caller shuffles.
+    ``rows`` are returned as they are). ``limit`` > 0 caps the epoch: that many of the
+    balanced rows, drawn afresh each epoch (see :func:`capped`). Unordered; the caller
+    shuffles.
     """
-    rows = np.asarray(rows)
+    return capped(_balanced(np.asarray(rows), worlds, rng), limit, rng)
+
+
+def capped(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``limit`` of ``rows`` (0: all), drawn without replacement.
+
+    Consecutive frames of a drive are nearly the same image, so an epoch of a random part
+    of a large training set teaches about what the whole would, for that part's cost;
+    drawn anew every epoch, the trial still sees every frame over its epochs.
+    """
+    if limit <= 0 or len(rows) <= limit:
+        return rows
+    return rng.choice(rows, limit, replace=False)
+
+
+def _balanced(rows: np.ndarray, worlds: np.ndarray | None,
+              rng: np.random.Generator) -> np.ndarray:
     if worlds is None or len(rows) == 0:
         return rows
     of_rows = worlds[rows]

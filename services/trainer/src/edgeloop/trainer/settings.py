@@ -96,6 +96,13 @@ class Settings(ServiceSettings):
         "cheaper), float32 elsewhere. Opt-in: a bfloat16 model's live error relative to its "
         "holdout error differed enough to raise a concept false alarm in one closed-loop test",
     )
+    train_epoch_frames: int = Field(
+        default=0,
+        ge=0,
+        description="training frames per epoch at most, drawn afresh every epoch from the "
+        "(world-balanced) training rows; 0 = every row. Bounds an epoch's cost on large "
+        "snapshots: consecutive frames of a drive are nearly the same image",
+    )
     min_observations: int = Field(
         default=30, ge=3, description="smallest dataset a sweep trains on"
     )

@@ -474,6 +474,7 @@ class SweepRun:
             self.folder / "ray",
             {"init_weights": str(self.warm.weights_path)} if self.warm else {},
             self.deps.settings.train_precision,
+            self.deps.settings.train_epoch_frames,
         )
         hooks = Progress(self, asyncio.get_running_loop())
         outcome = await asyncio.to_thread(tune.run_sweep, plan, hooks)

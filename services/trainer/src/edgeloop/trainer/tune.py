@@ -183,17 +183,19 @@ def batches_class(keras: Any) -> type:
         """
 
         def __init__(self, images: Any, targets: Any, index: Any, batch_size: int,
-                     shuffle: bool, seed: int, worlds: Any = None) -> None:
+                     shuffle: bool, seed: int, worlds: Any = None, limit: int = 0) -> None:
             super().__init__()
             import numpy as np
 
             self.images, self.targets, self.index = images, targets, np.asarray(index)
             self.batch_size, self.shuffle, self.worlds = batch_size, shuffle, worlds
+            self.limit = limit
             self.rng = np.random.default_rng(seed)
             self.order = self._draw() if shuffle else self.index
 
         def _draw(self) -> Any:
-            return self.rng.permutation(epoch_rows(self.index, self.worlds, self.rng))
+            return self.rng.permutation(epoch_rows(self.index, self.worlds, self.rng,
+                                                   self.limit))
 
         def __len__(self) -> int:
             return max(1, math.ceil(len(self.order) / self.batch_size))
@@ -227,7 +229,7 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
     batch = int(config["batch_size"])
     batches = batches_class(keras)
     train = batches(images, targets, np.flatnonzero(split == 0), batch, True, int(config["seed"]),
-                    worlds)
+                    worlds, int(config.get("epoch_frames", 0)))
     # the holdout (split 2) is never read by a trial
     val_rows = np.flatnonzero(split == 1)
     val = batches(images, targets, val_rows, batch, False, 0)
@@ -391,6 +393,8 @@ class SweepPlan:
     """Config every trial gets as is (``init_weights`` of a warm start)."""
     precision: str = "float32"
     """Training arithmetic: ``float32``, ``bfloat16`` or ``auto`` (model.resolve_precision)."""
+    epoch_frames: int = 0
+    """Training rows per epoch at most, drawn afresh each epoch (0: every row)."""
 
 
 @dataclass(frozen=True)
@@ -431,6 +435,7 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
         "seed": plan.seed,
         "tf_threads": plan.resources.tf_threads,
         "precision": plan.precision,
+        "epoch_frames": plan.epoch_frames,
         # The sweep's trace context and span exporters, so each trial's span joins it
         # wherever its worker runs (trial_tracing).
         **trace_config(),

@@ -3,7 +3,7 @@
 The registry converts every version it publishes to ``<model>/<version>.tflite`` beside
 the SavedModel (for robots that predict on the device). The same file runs here far
 cheaper than the SavedModel under TensorFlow: the `thesis` CNN costs 0.66 CPU ms per
-frame in LiteRT (XNNPACK, one thread, one frame at a time) against 2.11 ms in TensorFlow
+frame in LiteRT (XNNPACK, one thread, frame by frame) against 2.11 ms in TensorFlow
 at batch 1 and 0.84 ms at batch 32 (bench/README "LiteRT in the gateway"). Its answers agree with
 the SavedModel's to 0.0001 mm (``bench/device_bench.py``), and the embedded host checks that
 again on every version before LiteRT takes over from TensorFlow.

@@ -32,7 +32,8 @@ AGREEMENT_MM = 0.5
 """Largest |difference| from the SavedModel on the check frames (the on-device target)."""
 CHUNK_SIZES = (8, 4, 2, 1)
 """Frames per ``invoke``, largest first. Chunks of 8 keep most of the gain at +33 MiB of
-interpreters per predict thread; chunks of 16 would hold +63 MiB for ~10 % less."""
+interpreters per predict thread; chunks of 16 would hold +63 MiB for ~5 % less CPU per frame
+(0.56 against 0.59 ms, measured alone)."""
 
 
 def chunks(count: int) -> Iterator[tuple[int, int]]:

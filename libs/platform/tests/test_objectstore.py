@@ -7,9 +7,7 @@ through the same ``minio`` client the services use against MinIO.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,35 +20,14 @@ from edgeloop.platform.objectstore import (
     S3Store,
     open_object_store,
 )
-from edgeloop.testing import free_port
-
-
-def _wait_listening(port: int, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"moto_server not listening on {port} after {timeout_s}s")
+from edgeloop.testing import free_port, moto_s3
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on a free loopback port, for the module."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        _wait_listening(port, process)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(params=["folder", "s3"])
@@ -110,6 +87,33 @@ def test_get_range_reads_a_slice(store):
 def test_empty_object(store):
     store.put("empty", b"")
     assert store.get("empty") == b"" and store.exists("empty")
+
+
+def test_put_file_stores_the_file_and_leaves_it_alone(store, tmp_path):
+    source = tmp_path / "arrays.npz"
+    source.write_bytes(b"old")
+    store.put("snapshots/s1/arrays.npz", b"replaced")
+    data = os.urandom(3 * 2**20 + 5)  # larger than one multipart part of small uploads
+    source.write_bytes(data)
+    store.put_file("snapshots/s1/arrays.npz", source)
+    assert store.get("snapshots/s1/arrays.npz") == data
+    assert source.read_bytes() == data
+    # the stored object does not change with the file: a later write to the file, if it
+    # replaces it, leaves the object as stored
+    replacement = tmp_path / "other"
+    replacement.write_bytes(b"new")
+    replacement.replace(source)
+    assert store.get("snapshots/s1/arrays.npz") == data
+    assert list(store.list("snapshots/")) == ["snapshots/s1/arrays.npz"]
+
+
+def test_folder_put_file_links_the_file_on_the_same_disk(tmp_path):
+    store = LocalFolderStore(tmp_path / "objects")
+    source = tmp_path / "objects" / "staging.bin"
+    source.write_bytes(b"x" * 1000)
+    store.put_file("a/b.bin", source)
+    assert os.stat(source).st_ino == os.stat(store.root / "a" / "b.bin").st_ino
+    assert [p.name for p in (store.root / "a").iterdir()] == ["b.bin"]  # no temp file left
 
 
 def test_folder_writes_leave_no_temp_files(tmp_path):

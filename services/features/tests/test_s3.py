@@ -7,10 +7,6 @@ S3-compatible server) stands in for it on a loopback port, reached through the s
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,29 +16,14 @@ from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
 from edgeloop.features.images import locate, read_image
 from edgeloop.platform.objectstore import S3Store
-from edgeloop.testing import ServiceProcess, free_port
+from edgeloop.testing import ServiceProcess, free_port, moto_s3
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on a free loopback port."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "moto_server"
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 def _env(database_url: str, **extra: str) -> dict[str, str]:

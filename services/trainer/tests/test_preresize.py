@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
-from edgeloop.platform.objectstore import LocalFolderStore
+from edgeloop.platform.objectstore import LocalFolderStore, open_object_store
 from edgeloop.trainer import model as M
+from edgeloop.testing import moto_s3
 from edgeloop.trainer import registration, snapshot
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -127,6 +128,28 @@ def test_a_snapshot_stores_pre_resized_float32_images_and_raw_holdout_frames(bui
     assert np.array_equal(frames, raw[split == 2]) and len(labels) == (split == 2).sum()
     # trials map the float32 images without loading them
     assert isinstance(snapshot.mapped_member(snap.arrays_path, "images"), np.memmap)
+
+
+def test_a_snapshot_goes_to_the_store_from_a_file_and_stays_as_the_local_copy(
+        built, tmp_path: Path) -> None:  # noqa: ANN001
+    snap, store, observations = built
+    # the local folder store: the file trials read is the stored object itself
+    key = f"{snapshot.prefix('snap')}/arrays.npz"
+    assert snap.arrays_path == store.root / key
+    assert not [p for p in snap.arrays_path.parent.iterdir() if p.name.startswith(".tmp-")]
+    with moto_s3() as endpoint:
+        s3 = open_object_store("", endpoint, "testing", "testing", "snapshots-from-files")
+        on_s3 = snapshot.build_snapshot("s3snap", observations, sweep_pb2.DataSelection(), 5,
+                                        s3, tmp_path / "work", 30)
+        stored = s3.get(f"{snapshot.prefix('s3snap')}/arrays.npz")
+        # the node's copy is the uploaded file, whole, with nothing left beside it
+        assert on_s3.arrays_path == tmp_path / "work" / snapshot.prefix("s3snap") / "arrays.npz"
+        assert on_s3.arrays_path.read_bytes() == stored
+        assert [p.name for p in on_s3.arrays_path.parent.iterdir()] == ["arrays.npz"]
+        assert stored == snap.arrays_path.read_bytes(), "the same frames, the same archive"
+        # another node (an empty work folder) loads it from the store
+        again = snapshot.load_snapshot("s3snap", s3, tmp_path / "other")
+        assert again.arrays_path.read_bytes() == stored
 
 
 def test_an_older_full_size_snapshot_is_converted_once_at_load(built, tmp_path: Path) -> None:  # noqa: ANN001

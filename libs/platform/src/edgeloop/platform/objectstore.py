@@ -1,16 +1,18 @@
 """Object store: a local folder by default, S3/MinIO when an endpoint is configured.
 
-The seam is :class:`ObjectStore` (put, get, get_range, exists, list); keys are ``/``-separated
-paths such as ``features/<deployment>/<yyyy-mm-dd>/<pack>.tar``.
+The seam is :class:`ObjectStore` (put, put_file, get, get_range, exists, list); keys are
+``/``-separated paths such as ``features/<deployment>/<yyyy-mm-dd>/<pack>.tar``.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import functools
 import io
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +49,16 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Store ``data`` under ``key``, replacing what was there."""
+
+    def put_file(self, key: str, path: str | Path,
+                 content_type: str = "application/octet-stream") -> None:
+        """Store the content of the file at ``path`` under ``key``; the file stays as it is.
+
+        For objects too large to hold in memory twice (a snapshot's arrays): the stores
+        stream the file (S3) or hard-link it into place (a local folder on the same disk,
+        else a copy). So do not write into the file afterwards; replacing it is fine.
+        """
+        self.put(key, Path(path).read_bytes(), content_type)
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
@@ -117,6 +129,24 @@ class LocalFolderStore(ObjectStore):
             raise
         os.close(fd)
         os.replace(tmp, path)
+
+    @_traced("put")
+    def put_file(self, key: str, path: str | Path,
+                 content_type: str = "application/octet-stream") -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".tmp-{os.urandom(16).hex()}"
+        try:
+            os.link(path, tmp)  # same file system: no copy, and the file stays where it is
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            shutil.copyfile(path, tmp)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @_traced("get")
     def get(self, key: str) -> bytes:
@@ -209,6 +239,13 @@ class S3Store(ObjectStore):
         with self._errors("write", key):
             self.client.put_object(self.bucket, _check_key(key), io.BytesIO(data), len(data),
                                    content_type=content_type)
+
+    @_traced("put")
+    def put_file(self, key: str, path: str | Path,
+                 content_type: str = "application/octet-stream") -> None:
+        with self._errors("write", key):
+            self.client.fput_object(self.bucket, _check_key(key), str(path),
+                                    content_type=content_type)
 
     @_traced("get")
     def get(self, key: str) -> bytes:

@@ -8,13 +8,15 @@ process per session; :class:`RayNodes` for more nodes), ``tls_files`` (a local C
 certificates, :class:`edgeloop.testing.tls.TLSFiles`); the ``db_branches`` marker runs a
 test on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers:
 :class:`OtlpReceiver` (an in-memory OTLP/gRPC trace collector), :func:`free_port`,
-:class:`ServiceProcess` (a service started with ``python -m`` and waited for).
+:class:`ServiceProcess` (a service started with ``python -m`` and waited for),
+:func:`moto_s3` (an S3 server on loopback).
 """
 
 from edgeloop.testing.otlp import OtlpReceiver, ReceivedSpan
 from edgeloop.testing.ports import free_port
 from edgeloop.testing.processes import ServiceProcess, wait_serving
 from edgeloop.testing.raynodes import RayNodes, driver
+from edgeloop.testing.s3 import moto_s3
 
 __all__ = ["OtlpReceiver", "RayNodes", "ReceivedSpan", "ServiceProcess", "driver", "free_port",
-           "wait_serving"]
+           "moto_s3", "wait_serving"]

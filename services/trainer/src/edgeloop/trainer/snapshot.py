@@ -41,7 +41,6 @@ snapshot's split and world: the champion's holdout stays unseen by both models.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -524,14 +523,10 @@ def build_snapshot(
     manifest["image_shape"] = list(holdout_frames.shape[1:])  # the camera's frame size
     manifest["input_shape"] = list(images.shape[1:])
     manifest["arrays_format"] = ARRAYS_FORMAT
-    buffer = io.BytesIO()
-    np.savez(buffer, images=images, holdout_frames=holdout_frames, labels=labels, split=split,
-             world=world)
+    _write_arrays(store, work_dir, snapshot_id, images=images, holdout_frames=holdout_frames,
+                  labels=labels, split=split, world=world)
     del images, holdout_frames  # the archive holds them now
     base = prefix(snapshot_id)
-    # getbuffer(): no second copy of the archive for the store and the cache
-    store.put(f"{base}/arrays.npz", buffer.getbuffer())
-    _cache(store, work_dir, snapshot_id, buffer.getbuffer())
     worlds = [e["world"] for e in manifest["observations"]]
     reference = build_reference(observations, labels, worlds)
     store.put(f"{base}/reference.json", _dumps(reference), "application/json")
@@ -546,6 +541,26 @@ def build_snapshot(
         },
     )
     return Snapshot(snapshot_id, manifest, local_arrays_path(store, work_dir, snapshot_id))
+
+
+def _write_arrays(store: ObjectStore, work_dir: Path, snapshot_id: str,
+                  **arrays: np.ndarray) -> None:
+    """Write ``arrays.npz`` to where trials read it, and store it.
+
+    The archive goes straight to a file beside that place, never to memory: 350 MB for
+    3,000 frames, which a buffer held on top of the arrays themselves. A local store then
+    links the file into place; for S3 it is uploaded and stays as the node's cache.
+    """
+    target = local_arrays_path(store, work_dir, snapshot_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".tmp-{uuid.uuid4().hex}"  # skipped by the store's listing
+    try:
+        with open(staging, "wb") as out:
+            np.savez(out, **arrays)
+        store.put_file(f"{prefix(snapshot_id)}/arrays.npz", staging)
+        staging.replace(target)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _cache(store: ObjectStore, work_dir: Path, snapshot_id: str, data: bytes | memoryview) -> None:

@@ -18,8 +18,8 @@ import pytest
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.objectstore import LocalFolderStore, open_object_store
-from edgeloop.trainer import model as M
 from edgeloop.testing import moto_s3
+from edgeloop.trainer import model as M
 from edgeloop.trainer import registration, snapshot
 from google.protobuf.timestamp_pb2 import Timestamp
 

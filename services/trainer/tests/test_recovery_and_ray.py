@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -123,5 +124,42 @@ async def test_a_finished_sweep_stores_its_final_event_before_its_state(database
         events = [event async for event in deps.bus.watch("finishing")]
         assert events[-1].message == "done"
         assert events[-1].state == sweep_pb2.SWEEP_STATE_SUCCEEDED
+    finally:
+        await store.close()
+
+
+async def test_a_cancel_while_the_sweep_is_being_started_keeps_it_cancelled(
+        database_url: str) -> None:
+    """CancelSweep between the start of a sweep's task and its first state: it never runs."""
+    store = SweepStore(database_url)
+    await store.open()
+    try:
+        sweep = sweep_pb2.Sweep(sweep_id="cancel-early", model_name="distance",
+                                state=sweep_pb2.SWEEP_STATE_QUEUED)
+        await store.insert(sweep, trainer_service_pb2.StartSweepRequest())
+        loading, release = asyncio.Event(), asyncio.Event()
+        read_request = store.request
+
+        async def slow_request(sweep_id: str) -> trainer_service_pb2.StartSweepRequest:
+            loading.set()  # the task has read the sweep (still QUEUED) and waits here
+            await release.wait()
+            return await read_request(sweep_id)
+
+        store.request = slow_request  # type: ignore[method-assign]
+        deps = Dependencies(settings=None, store=store, bus=EventBus(store),
+                            objects=None, features=None, registry=None,  # type: ignore[arg-type]
+                            work_dir=Path("."), total_cpus=1)  # type: ignore[arg-type]
+        manager = SweepManager(deps)
+        await manager.kick("distance")
+        task = manager.running["distance"]
+        await asyncio.wait_for(loading.wait(), 30)
+        answered = await manager.cancel("cancel-early")
+        release.set()
+        await asyncio.wait_for(task, 30)
+        assert answered.state == sweep_pb2.SWEEP_STATE_CANCELLED
+        assert (await store.get("cancel-early")).state == sweep_pb2.SWEEP_STATE_CANCELLED
+        messages = [e.message for _, e in await store.events_after("cancel-early", 0)]
+        assert "running" not in messages, messages
+        assert "distance" not in manager.running and "cancel-early" not in manager.live
     finally:
         await store.close()

@@ -271,8 +271,13 @@ class SweepManager:
     async def _run(self, sweep_id: str) -> None:
         sweep = await self.deps.store.get(sweep_id)
         request = await self.deps.store.request(sweep_id)
-        self.live[sweep_id] = sweep
         try:
+            if sweep_id in self._cancelled or sweep.state != S.SWEEP_STATE_QUEUED:
+                # CancelSweep came while this task was loading the sweep, and ended it as
+                # queued: running it now would overwrite CANCELLED with RUNNING
+                log.info("cancelled before it started", extra={"sweep_id": sweep_id})
+                return
+            self.live[sweep_id] = sweep
             attributes = {"edgeloop.sweep_id": sweep_id, "edgeloop.model_name": sweep.model_name,
                           "edgeloop.trigger": sweep.trigger}
             with tracer.start_as_current_span("sweep", attributes=attributes) as span, \

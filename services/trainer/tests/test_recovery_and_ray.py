@@ -15,6 +15,13 @@ from edgeloop.trainer.sweeps import RESTARTED, Dependencies, SweepManager
 from google.protobuf.timestamp_pb2 import Timestamp
 
 
+def _deps(store: SweepStore, bus: EventBus | None = None) -> Dependencies:
+    """What a SweepManager needs to recover, finish and cancel sweeps: the store and its bus."""
+    return Dependencies(settings=None, store=store, bus=bus or EventBus(store),  # type: ignore[arg-type]
+                        objects=None, features=None, registry=None,  # type: ignore[arg-type]
+                        work_dir=Path("."), total_cpus=1)
+
+
 async def test_a_sweep_left_running_is_failed_at_start(database_url: str) -> None:
     store = SweepStore(database_url)
     await store.open()
@@ -35,18 +42,7 @@ async def test_a_sweep_left_running_is_failed_at_start(database_url: str) -> Non
         )
         for sweep in (left, done):
             await store.insert(sweep, trainer_service_pb2.StartSweepRequest())
-        bus = EventBus(store)
-        deps = Dependencies(
-            settings=None,
-            store=store,
-            bus=bus,
-            objects=None,  # type: ignore[arg-type]
-            features=None,
-            registry=None,
-            work_dir=Path("."),
-            total_cpus=1,
-        )  # type: ignore[arg-type]
-        await SweepManager(deps).recover()
+        await SweepManager(_deps(store)).recover()
         failed = await store.get("left-running")
         assert failed.state == sweep_pb2.SWEEP_STATE_FAILED and failed.error == RESTARTED
         assert failed.HasField("finished_at")
@@ -115,9 +111,7 @@ async def test_a_finished_sweep_stores_its_final_event_before_its_state(database
                 seen.append((event.message, stored.state))
                 await super().emit(event)
 
-        deps = Dependencies(settings=None, store=store, bus=Recording(store),
-                            objects=None, features=None, registry=None,  # type: ignore[arg-type]
-                            work_dir=Path("."), total_cpus=1)  # type: ignore[arg-type]
+        deps = _deps(store, Recording(store))
         await SweepManager(deps)._finish(sweep, sweep_pb2.SWEEP_STATE_SUCCEEDED, "done")
         assert seen == [("done", sweep_pb2.SWEEP_STATE_RUNNING)]
         assert (await store.get("finishing")).state == sweep_pb2.SWEEP_STATE_SUCCEEDED
@@ -146,10 +140,7 @@ async def test_a_cancel_while_the_sweep_is_being_started_keeps_it_cancelled(
             return await read_request(sweep_id)
 
         store.request = slow_request  # type: ignore[method-assign]
-        deps = Dependencies(settings=None, store=store, bus=EventBus(store),
-                            objects=None, features=None, registry=None,  # type: ignore[arg-type]
-                            work_dir=Path("."), total_cpus=1)  # type: ignore[arg-type]
-        manager = SweepManager(deps)
+        manager = SweepManager(_deps(store))
         await manager.kick("distance")
         task = manager.running["distance"]
         await asyncio.wait_for(loading.wait(), 30)

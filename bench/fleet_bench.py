@@ -267,6 +267,8 @@ class LoadResult:
     """FrameErrors by reason name (e.g. FRAME_ERROR_REASON_SPOOL_FULL)."""
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    """(seconds since the drive began, frame->answer ms) per answer, in answer order."""
     observation_ids: list[str] = field(default_factory=list)
     world_started: dict[str, float] = field(default_factory=dict)
     """World → when its first frame was sent (epoch seconds)."""
@@ -277,8 +279,9 @@ class LoadResult:
 class FleetRobot(gateway_bench.Robot):
     """gateway_bench's robot with a real device id and token, keeping observation ids."""
 
-    def __init__(self, device: str, token: str, frames: list, fps: float, window: int) -> None:
-        super().__init__(0, frames, fps, window)
+    def __init__(self, index: int, device: str, token: str, frames: list, fps: float,
+                 window: int, phase: float) -> None:
+        super().__init__(index, frames, fps, window, phase)
         self.device, self.token = device, token
         self.observation_ids: list[str] = []
         self.error_reasons: Counter[str] = Counter()
@@ -311,23 +314,42 @@ class FleetRobot(gateway_bench.Robot):
             slots.release()
 
 
+PHASINGS = ("random", "lockstep")
+
+
+def robot_phases(count: int, phasing: str) -> list[float]:
+    """Where in its frame period each robot starts sending (0-1).
+
+    ``random``: independent robots, as a fleet is (seeded, so runs compare). ``lockstep``:
+    every robot in phase, so the gateway gets all of them at once every period: the worst
+    case, and what the fleet rows in bench/README measured before this option.
+    """
+    if phasing == "lockstep":
+        return [0.0] * count
+    return [float(p) for p in np.random.default_rng(7).uniform(0.0, 1.0, count)]
+
+
 async def _drive(address: str, tls_env: dict[str, str], tokens: dict[str, str], frames: list,
-                 fps: float, seconds: float, window: int) -> LoadResult:
+                 fps: float, seconds: float, window: int, phasing: str) -> LoadResult:
     async with open_channel(address, tls=ClientTLS.from_env(tls_env)) as channel:
         stub = gw_grpc.EdgeGatewayServiceStub(channel)
         start = time.perf_counter()
         until = start + seconds
-        fleet = [FleetRobot(d, t, frames, fps, window) for d, t in tokens.items()]
+        phases = robot_phases(len(tokens), phasing)
+        fleet = [FleetRobot(i, device, token, frames, fps, window, phases[i])
+                 for i, (device, token) in enumerate(tokens.items())]
         await asyncio.gather(*(robot.run(stub, until) for robot in fleet))
-    samples = [ms for robot in fleet for _, ms in robot.latencies_ms]
+    timeline = sorted((at - start, ms) for robot in fleet for at, ms in robot.latencies_ms)
+    samples = [ms for _, ms in timeline]
     return LoadResult(answered=len(samples), errors=sum(r.errors for r in fleet),
                       error_reasons=dict(sum((r.error_reasons for r in fleet), Counter())),
                       seconds=time.perf_counter() - start, latencies_ms=samples,
+                      timeline=timeline,
                       observation_ids=[o for r in fleet for o in r.observation_ids])
 
 
 def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
-                  worlds: list[tuple[str, float]], fps: float, window: int,
+                  worlds: list[tuple[str, float]], fps: float, window: int, phasing: str,
                   out: multiprocessing.Queue) -> None:
     """Entry point of the load generator process: render frames, drive, report."""
     from edgeloop.edge_client.simulate import render_dataset
@@ -339,26 +361,28 @@ def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
     for world, seconds in worlds:  # a world change inside the soak, else one world
         result.world_started[world] = time.time()
         part = asyncio.run(_drive(address, tls_env, tokens, rendered[world], fps, seconds,
-                                  window))
+                                  window, phasing))
         result.answered += part.answered
         result.errors += part.errors
         for reason, count in part.error_reasons.items():
             result.error_reasons[reason] = result.error_reasons.get(reason, 0) + count
         result.seconds += part.seconds
         result.latencies_ms += part.latencies_ms
+        result.timeline += [(result.seconds - part.seconds + at, ms) for at, ms in part.timeline]
         result.observation_ids += part.observation_ids
     result.cpu_s = time.process_time() - began_cpu
     out.put(result)
 
 
 def run_load(stack: Stack, tokens: dict[str, str], worlds: list[tuple[str, float]], fps: float,
-             window: int) -> LoadResult:
-    """Drive ``tokens``' robots through ``worlds`` (world, seconds) from another process."""
+             window: int, phasing: str = "random") -> LoadResult:
+    """Drive ``tokens``' robots through ``worlds`` (world, seconds) from another process
+    (``phasing``: see :func:`robot_phases`)."""
     context = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue = context.Queue()
     process = context.Process(target=_load_process, args=(
         stack.address("gateway"), stack.record().get("tls", {}), tokens, worlds, fps, window,
-        queue))
+        phasing, queue))
     process.start()
     try:
         return queue.get(timeout=sum(seconds for _, seconds in worlds) + 600)
@@ -486,10 +510,16 @@ def report_row(label: str, load: LoadResult, rec: dict, meter: PartMeter) -> str
 
 
 def measure(stack: Stack, tokens: dict[str, str], worlds: list[tuple[str, float]], fps: float,
-            window: int, label: str) -> tuple[str, bool]:
-    """One row: drive, wait for every row, report; whether recorded = sent."""
+            window: int, phasing: str, label: str,
+            timeline_to: Path | None = None) -> tuple[str, bool]:
+    """One row: drive, wait for every row, report; whether recorded = sent. ``timeline_to``:
+    a CSV of every answer's time and latency, to see when the slow answers came."""
     with PartMeter(stack) as meter:
-        load = run_load(stack, tokens, worlds, fps, window)
+        load = run_load(stack, tokens, worlds, fps, window, phasing)
+    if timeline_to is not None:
+        timeline_to.parent.mkdir(parents=True, exist_ok=True)
+        timeline_to.write_text("seconds,latency_ms\n" + "".join(
+            f"{at:.4f},{ms:.2f}\n" for at, ms in load.timeline))
     rec = recorded(stack, load.observation_ids)
     ok = rec["missing"] == 0 and rec["rows"] == rec["distinct"]
     return report_row(label, load, rec, meter), ok
@@ -504,12 +534,13 @@ def soak(stack: Stack, tokens: dict[str, str], args: argparse.Namespace) -> bool
                                                                      sample_parts(stack)))
     timer.start()
     with PartMeter(stack) as meter:
-        load = run_load(stack, tokens, worlds, args.fps[0], args.window)
+        load = run_load(stack, tokens, worlds, args.fps[0], args.window, args.phasing)
     timer.cancel()
     samples["end"] = sample_parts(stack)
     rec = recorded(stack, load.observation_ids, delete=False)
     samples["drained"] = sample_parts(stack)  # every row in: no backlog held in memory
-    label = f"soak {len(tokens)} robots x {args.fps[0]:g} fps, {args.soak_minutes:g} min"
+    label = (f"soak {len(tokens)} robots x {args.fps[0]:g} fps ({args.phasing} phases), "
+             f"{args.soak_minutes:g} min")
     print(report_row(label, load, rec, meter))
     for when, sample in samples.items():
         print(f"  {when:<6} " + sample.describe())
@@ -618,9 +649,13 @@ def run_stack(root: Path, gateway_processes: int, args: argparse.Namespace) -> b
         rows = [(n, fps) for n in args.robots for fps in args.fps] + [(10, 0.0)]
         for count, fps in rows:
             fleet = dict(list(tokens.items())[:count])
-            rate = f"{fps:g} fps" if fps else f"full speed (window {args.window})"
+            rate = (f"{fps:g} fps ({args.phasing} phases)" if fps
+                    else f"full speed (window {args.window})")
             row, good = measure(stack, fleet, [("beige", args.seconds)], fps, args.window,
-                                f"{count} robots x {rate}, {gateway_processes} gateway process(es)")
+                                args.phasing,
+                                f"{count} robots x {rate}, {gateway_processes} gateway process(es)",
+                                args.latencies_to / f"gateways-{gateway_processes}-{count}x"
+                                f"{fps:g}fps.csv" if args.latencies_to else None)
             ok &= good
             print(row, flush=True)
     return ok
@@ -631,6 +666,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--robots", type=gateway_bench._ints, default=[10, 100, 200])
     parser.add_argument("--fps", type=gateway_bench._floats, default=[4.0],
                         help="frames/s per robot; a full-speed row (10 robots) is added")
+    parser.add_argument("--phasing", choices=PHASINGS, default="random",
+                        help="where in its frame period each robot starts: random "
+                             "(independent robots, seeded) or lockstep (all at once every "
+                             "period: the worst burst)")
     parser.add_argument("--window", type=int, default=4,
                         help="frames in flight per robot at full speed")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per row")
@@ -652,6 +691,9 @@ def parse_args() -> argparse.Namespace:
                              "tensorflow")
     parser.add_argument("--skip-beside", action="store_true",
                         help="skip the model-only limit and thesis transport rows")
+    parser.add_argument("--latencies-to", type=Path, default=None,
+                        help="write each row's answers (seconds since the row began, "
+                             "latency ms) as CSV files into this folder")
     parser.add_argument("--traces-to", type=Path, default=None,
                         help="copy the stack's span files (traces/*.jsonl) to this folder "
                              "before the stack's state is removed, e.g. to see where a "

@@ -221,6 +221,8 @@ class Robot:
     frames: list[tuple[bytes, float | None]]
     fps: float
     window: int
+    phase: float | None = None
+    """Where in its frame period the robot starts, 0-1 (None: spread by index, 25 slots)."""
     sent_at: dict[int, float] = field(default_factory=dict)
     latencies_ms: list[tuple[float, float]] = field(default_factory=list)
     errors: int = 0
@@ -240,7 +242,8 @@ class Robot:
 
     async def _send(self, call: aio.StreamStreamCall, slots: asyncio.Semaphore,
                     until: float) -> None:
-        seq, next_at = 0, time.perf_counter() + (self.index % 25) / 25 / max(self.fps, 1)
+        phase = (self.index % 25) / 25 if self.phase is None else self.phase
+        seq, next_at = 0, time.perf_counter() + phase / max(self.fps, 1)
         while (now := time.perf_counter()) < until:
             if self.fps:
                 await asyncio.sleep(max(0.0, next_at - now))

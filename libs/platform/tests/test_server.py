@@ -152,6 +152,7 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(tmp_path: Path) -> None:
             reply = future.result()
         assert reply.deployment == "slow"
         assert process.wait(20) == 0
+        assert "heap frozen" in (tmp_path / "log").read_text()  # run_service froze it
     finally:
         process.kill()
 

@@ -189,3 +189,30 @@ async def test_model_breaking_the_signature_never_becomes_ready(host, tmp_path, 
     with pytest.raises(ModelUnavailable, match=problem):
         await host.ensure_loaded(key)
     assert not host.is_ready(key)
+
+
+@pytest.mark.parametrize("refreeze", [True, False], ids=["refrozen", "control-without"])
+async def test_a_frozen_heap_keeps_models_out_of_collections_and_frees_a_released_one(
+        host, keys, monkeypatch, refreeze) -> None:
+    """A gateway freezes its heap at start (full collections stalled every answer for
+    ~130+ ms); a loaded model joins the frozen heap and a released one is still freed. The
+    control shows the released model's cycles need the refreeze."""
+    import gc
+    import weakref
+
+    import edgeloop.gateway.hosts.embedded as embedded
+    from edgeloop.platform.heap import freeze_heap, thaw_heap
+
+    if not refreeze:
+        monkeypatch.setattr(embedded, "refreeze_heap", lambda reason: None)
+    freeze_heap("test")
+    try:
+        before = gc.get_freeze_count()
+        await host.ensure_loaded(keys["1"])
+        assert gc.get_freeze_count() > before, "the loaded model is frozen with the rest"
+        module = weakref.ref(host._ready[embedded._slot(keys["1"])].module)
+        await host.release(keys["1"])
+        gc.collect()
+        assert (module() is None) is refreeze
+    finally:
+        thaw_heap()

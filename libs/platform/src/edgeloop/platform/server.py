@@ -18,6 +18,7 @@ from typing import TypeVar
 from edgeloop.platform.channels import MAX_MESSAGE_BYTES
 from edgeloop.platform.config import ServiceSettings, load_settings
 from edgeloop.platform.errors import ConfigError
+from edgeloop.platform.heap import freeze_heap
 from edgeloop.platform.interceptors import ErrorInterceptor
 from edgeloop.platform.logs import configure_logging
 from edgeloop.platform.telemetry import Rotation, configure_tracing, shutdown_tracing
@@ -143,6 +144,7 @@ async def _serve_until_signalled(app: ServiceApp, settings: ServiceSettings) -> 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     running = await start_server(app, settings)
+    freeze_heap("started")
     await stop.wait()
     log.info("shutting down", extra={"grace_s": settings.shutdown_grace_s})
     await running.stop(settings.shutdown_grace_s)

@@ -38,6 +38,7 @@ from edgeloop.gateway.hosts import litert
 from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.tensors import check_images
 from edgeloop.platform import log_context
+from edgeloop.platform.heap import freeze_new_objects, refreeze_heap
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class EmbeddedHost(ModelHost):
                     f"{key.model_name} v{key.version}: cannot load {key.path}: {exc}") from exc
             version = _Version(key, module, serve)
             self._ready[_slot(key)] = version
+            freeze_new_objects("model loaded")
             log.info("model ready", extra={"path": key.path, "runtime": version.runtime,
                                            "load_s": round(time.perf_counter() - started, 3)})
             if self.config.runtime == "auto":
@@ -212,6 +214,7 @@ class EmbeddedHost(ModelHost):
                 return
             version.runner, version.runtime = runner, "litert"
             version.module = None  # calls still running keep their own reference
+            refreeze_heap("model moved to LiteRT")  # frees the TensorFlow module's cycles
             log.info("model now runs on LiteRT", extra={"path": str(path),
                                                         "max_difference_mm": difference})
 
@@ -257,6 +260,8 @@ class EmbeddedHost(ModelHost):
                 # ours is memory-safe; it only means the memory is freed when they end.
                 log.warning("release: calls still running after drain timeout",
                             extra={"in_flight": version.in_flight})
+            del version
+            refreeze_heap("model released")
             log.info("model released")
 
     async def close(self) -> None:

@@ -43,6 +43,7 @@ from edgeloop.gateway.hosts.protocol import ServingProtocol  # noqa: E402
 from edgeloop.gateway.hosts.repository import ModelRepository  # noqa: E402
 from edgeloop.platform.config import ServiceSettings, load_settings  # noqa: E402
 from edgeloop.platform.errors import ConfigError, EdgeloopError  # noqa: E402
+from edgeloop.platform.heap import freeze_heap  # noqa: E402
 from edgeloop.platform.logs import configure_logging  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class PredictionDeployment:
     def __init__(self, repository: str, embedded: EmbeddedConfig | None = None) -> None:
         self.protocol = ServingProtocol(EmbeddedHost(embedded), ModelRepository(repository),
                                         loading_wait_s=LOADING_WAIT_S)
+        freeze_heap("replica started")  # TensorFlow and Ray: out of every full collection
 
     async def check_health(self) -> None:
         """Serve's periodic replica health check: also warms up what models.config names."""

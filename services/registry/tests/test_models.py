@@ -107,6 +107,33 @@ async def test_gate_refuses_an_evaluation_against_another_champion(registry, mlf
     await registry.app.models.wait_conversions()
 
 
+async def test_gate_reads_which_worlds_the_champion_knew_from_its_registration(
+        registry, mlflow_store) -> None:
+    """A world new to the champion is not judged for forgetting; one it knew still is."""
+    model = _name()
+    await _register(registry, model, mlflow_store.good_run, promote=True,
+                    metrics={"holdout_mae_mm/world/beige": 2.1})
+    candidate = {"holdout_mae_mm/world/beige": 2.2, "champion_mae_mm/world/beige": 2.1,
+                 "holdout_mae_mm/world/angle": 5.3, "champion_mae_mm/world/angle": 2.5,
+                 "holdout_runs/world/angle": 1.0}
+    against_1 = model_pb2.HoldoutEvaluation(candidate_mae_mm=3.1, champion_version="1",
+                                            champion_mae_mm=3.3)
+    second = await _register(registry, model, mlflow_store.better_run, evaluation=against_1,
+                             promote=True, metrics=candidate)
+    assert second.promotion.promoted, second.promotion.reason
+    assert "not judged for forgetting: angle" in second.promotion.reason
+    # Version 2 knew both worlds: a candidate that forgets the angled world is refused.
+    against_2 = model_pb2.HoldoutEvaluation(candidate_mae_mm=3.0, champion_version="2",
+                                            champion_mae_mm=3.1)
+    third = await _register(registry, model, mlflow_store.good_run, evaluation=against_2,
+                            promote=True, metrics={**candidate,
+                                                   "holdout_mae_mm/world/angle": 12.0,
+                                                   "champion_mae_mm/world/angle": 5.3})
+    assert not third.promotion.promoted
+    assert "forgets angle (12.00 vs 5.30 mm, 1 holdout run)" in third.promotion.reason
+    await registry.app.models.wait_conversions()
+
+
 async def test_new_versions_and_aliases_reach_watchers(registry, mlflow_store) -> None:
     stub, admin, model = registry.stub, registry.admin(), _name()
     await stub.CreateDeployment(pb.CreateDeploymentRequest(deployment=dpb.Deployment(

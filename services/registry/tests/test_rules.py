@@ -6,7 +6,7 @@ import pytest
 from edgeloop.contracts.registry.v1 import deployment_pb2 as dpb
 from edgeloop.contracts.registry.v1 import model_pb2
 from edgeloop.platform.forgetting import allowed_mae_mm
-from edgeloop.registry.promotion import World, decide, world_maes
+from edgeloop.registry.promotion import World, decide, known_worlds, world_maes
 from edgeloop.registry.resolution import resolve
 from edgeloop.registry.selectors import ModelState
 
@@ -67,6 +67,37 @@ def test_a_world_with_a_single_holdout_run_is_refused_only_beyond_run_to_run_spr
     refused = decide("2", "1", evaluation(2.9, 12.0), 0.0, False, doubled)
     assert not refused.promoted
     assert "forgets green (4.30 vs 2.14 mm, 1 holdout run)" in refused.reason
+
+
+def test_a_world_new_to_the_champion_cannot_be_forgotten() -> None:
+    # The quick demo of 2026-12-03 19:36: the head-on champion scored 2.49 mm on the angled
+    # world's one holdout run, the candidate trained on it 5.26 mm, better overall.
+    champion_metrics = {"holdout_mae_mm": 3.3, "holdout_mae_mm/world/beige": 2.1,
+                        "holdout_mae_mm/world/green": 4.6, "holdout_runs/world/green": 3.0}
+    assert known_worlds(champion_metrics) == {"beige", "green"}
+    assert known_worlds({"holdout_mae_mm": 3.3}) is None
+    candidate = world_maes({
+        "holdout_mae_mm/world/beige": 2.23, "champion_mae_mm/world/beige": 2.11,
+        "holdout_runs/world/beige": 3.0,
+        "holdout_mae_mm/world/green": 3.67, "champion_mae_mm/world/green": 4.60,
+        "holdout_runs/world/green": 3.0,
+        "holdout_mae_mm/world/angle": 5.26, "champion_mae_mm/world/angle": 2.49,
+        "holdout_runs/world/angle": 1.0})
+    passed = decide("6", "5", evaluation(3.159, 3.281, "5"), 0.0, False, candidate,
+                    known_worlds(champion_metrics))
+    assert passed.promoted, passed.reason
+    assert "angle 5.26/2.49 mm (1 holdout run)" in passed.reason
+    assert "new to the champion, so not judged for forgetting: angle" in passed.reason
+    # Without knowing the champion's worlds (None) the world is judged as before.
+    refused = decide("6", "5", evaluation(3.159, 3.281, "5"), 0.0, False, candidate)
+    assert not refused.promoted and "forgets angle (5.26 vs 2.49 mm" in refused.reason
+    # A world the champion knew is still guarded.
+    forgetting_green = world_maes({"holdout_mae_mm/world/green": 9.9,
+                                   "champion_mae_mm/world/green": 4.6,
+                                   "holdout_runs/world/green": 3.0})
+    refused = decide("6", "5", evaluation(3.1, 3.3, "5"), 0.0, False, forgetting_green,
+                     known_worlds(champion_metrics))
+    assert not refused.promoted and "forgets green" in refused.reason
 
 
 def test_the_bounds_narrow_with_a_worlds_holdout_runs_to_the_tight_rule() -> None:

@@ -1,7 +1,8 @@
 """When a model forgets a world: the one rule the registry's gate and the trainer share.
 
 A candidate forgets a world when its MAE there exceeds the champion's by more than 25 %
-and 1 mm (small per-world sets are noisy; both bounds must be exceeded). The registry's
+and 1 mm (small per-world sets are noisy; both bounds must be exceeded). The gate judges
+only worlds the champion knew (``edgeloop.registry.promotion.known_worlds``). The registry's
 promotion gate refuses such a candidate (``edgeloop.registry.promotion``); a fine-tuning
 trial scores its checkpoints by the same rule on its validation frames
 (``edgeloop.trainer.forgetting``), so a sweep offers the gate a checkpoint it can accept.

@@ -21,7 +21,13 @@ from edgeloop.registry.auth import Tokens
 from edgeloop.registry.catalog import Catalog
 from edgeloop.registry.models import Models
 from edgeloop.registry.operators import ActiveOperators
-from edgeloop.registry.promotion import DEFAULT_ALIAS, Aliases, decide, world_maes
+from edgeloop.registry.promotion import (
+    DEFAULT_ALIAS,
+    Aliases,
+    decide,
+    known_worlds,
+    world_maes,
+)
 from edgeloop.registry.selectors import check_alias, check_model_name, check_selector, check_version
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
@@ -230,8 +236,10 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
         async with self.aliases.lock:
             current = await self.aliases.current(model, alias)
             evaluation = await self.models.evaluation(model, version)
+            champion_knew = (known_worlds(dict((await self.models.get(model, current)).metrics))
+                             if current is not None and current != version else None)
             decision = decide(version, current, evaluation, self.margin_mm, force,
-                              world_maes(dict(found.metrics)))
+                              world_maes(dict(found.metrics)), champion_knew)
             decided_at = Timestamp()
             decided_at.GetCurrentTime()
             with log_context(model=model, version=version):

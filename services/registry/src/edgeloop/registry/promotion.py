@@ -78,11 +78,8 @@ def forgotten(worlds: dict[str, World], margin_mm: float,
     (``edgeloop.platform.forgetting``: bounds graded by the world's holdout runs).
 
     Only worlds the champion knew (``champion_knew``; None: all of them) can be forgotten:
-    on a world new to it the champion's MAE is luck, not knowledge. In the quick demo of
-    2026-12-03 19:36 the first drift retrain of the angled world was refused because the
-    head-on champion scored 2.49 mm on that world's one holdout run, a nearly head-on
-    approach, against the candidate's 5.26 mm, although the candidate was better overall;
-    the retrain that replaced it cost the robots half a minute more of the old model.
+    on a world new to it the champion's MAE is luck, not knowledge (a head-on champion
+    scores well on an angled world's one nearly head-on holdout run; registry README).
     """
     return [f"{name} ({w.candidate_mae_mm:.2f} vs {w.champion_mae_mm:.2f} mm"
             + (f", {evidence})" if (evidence := w.evidence()) else ")")

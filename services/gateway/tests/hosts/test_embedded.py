@@ -195,7 +195,7 @@ async def test_model_breaking_the_signature_never_becomes_ready(host, tmp_path, 
 async def test_a_frozen_heap_keeps_models_out_of_collections_and_frees_a_released_one(
         host, keys, monkeypatch, refreeze) -> None:
     """A gateway freezes its heap at start (full collections stalled every answer for
-    ~130+ ms); a loaded model joins the frozen heap and a released one is still freed. The
+    70+ ms); a loaded model joins the frozen heap and a released one is still freed. The
     control shows the released model's cycles need the refreeze."""
     import gc
     import weakref

@@ -2,11 +2,12 @@
 
 A service that has imported TensorFlow holds ~300,000 objects that live as long as the
 process. Python's cyclic collector walks all of them in every full (generation 2)
-collection: ~130 ms on an idle core and 250-400 ms under load, every few seconds at a
-fleet's frame rate, with every Python thread stopped. In the gateway that set the p99 of a
-frame's answer (bench/README, "Full collections"). :func:`freeze_heap` moves what exists
-once a service has started (modules, TensorFlow, loaded models) into the permanent
-generation, which collections skip (``gc.freeze``), so they walk only what came since.
+collection: 70-100 ms on an idle core and a quarter second or more under load, every few
+seconds at a fleet's frame rate, with every Python thread stopped. In the gateway that set
+the p99 of a frame's answer (bench/README, "Full collections"). :func:`freeze_heap` moves
+what exists once a service has started (modules, TensorFlow, loaded models) into the
+permanent generation, which collections skip (``gc.freeze``), so they walk only what came
+since.
 
 Frozen objects are still freed by reference counting; only cycles among them are never
 collected. So a process that froze its heap freezes a loaded model too

@@ -266,7 +266,6 @@ class LoadResult:
     error_reasons: dict[str, int] = field(default_factory=dict)
     """FrameErrors by reason name (e.g. FRAME_ERROR_REASON_SPOOL_FULL)."""
     seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
     timeline: list[tuple[float, float]] = field(default_factory=list)
     """(seconds since the drive began, frame->answer ms) per answer, in answer order."""
     observation_ids: list[str] = field(default_factory=list)
@@ -340,11 +339,9 @@ async def _drive(address: str, tls_env: dict[str, str], tokens: dict[str, str], 
                  for i, (device, token) in enumerate(tokens.items())]
         await asyncio.gather(*(robot.run(stub, until) for robot in fleet))
     timeline = sorted((at - start, ms) for robot in fleet for at, ms in robot.latencies_ms)
-    samples = [ms for _, ms in timeline]
-    return LoadResult(answered=len(samples), errors=sum(r.errors for r in fleet),
+    return LoadResult(answered=len(timeline), errors=sum(r.errors for r in fleet),
                       error_reasons=dict(sum((r.error_reasons for r in fleet), Counter())),
-                      seconds=time.perf_counter() - start, latencies_ms=samples,
-                      timeline=timeline,
+                      seconds=time.perf_counter() - start, timeline=timeline,
                       observation_ids=[o for r in fleet for o in r.observation_ids])
 
 
@@ -366,9 +363,8 @@ def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
         result.errors += part.errors
         for reason, count in part.error_reasons.items():
             result.error_reasons[reason] = result.error_reasons.get(reason, 0) + count
+        result.timeline += [(result.seconds + at, ms) for at, ms in part.timeline]
         result.seconds += part.seconds
-        result.latencies_ms += part.latencies_ms
-        result.timeline += [(result.seconds - part.seconds + at, ms) for at, ms in part.timeline]
         result.observation_ids += part.observation_ids
     result.cpu_s = time.process_time() - began_cpu
     out.put(result)
@@ -487,7 +483,7 @@ def recorded(stack: Stack, observation_ids: list[str], timeout_s: float = 900.0,
 # --- rows -------------------------------------------------------------------------------
 
 def report_row(label: str, load: LoadResult, rec: dict, meter: PartMeter) -> str:
-    lat = np.array(load.latencies_ms or [0.0])
+    lat = np.array([ms for _, ms in load.timeline] or [0.0])
     p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
     answered_s = load.answered / load.seconds if load.seconds else 0.0
     recorded_s = rec["distinct"] / rec["ingest_span_s"] if rec["ingest_span_s"] else 0.0
@@ -651,11 +647,12 @@ def run_stack(root: Path, gateway_processes: int, args: argparse.Namespace) -> b
             fleet = dict(list(tokens.items())[:count])
             rate = (f"{fps:g} fps ({args.phasing} phases)" if fps
                     else f"full speed (window {args.window})")
+            csv_name = f"gateways-{gateway_processes}-{count}x{fps:g}fps.csv"
+            timeline_to = args.latencies_to / csv_name if args.latencies_to else None
             row, good = measure(stack, fleet, [("beige", args.seconds)], fps, args.window,
                                 args.phasing,
                                 f"{count} robots x {rate}, {gateway_processes} gateway process(es)",
-                                args.latencies_to / f"gateways-{gateway_processes}-{count}x"
-                                f"{fps:g}fps.csv" if args.latencies_to else None)
+                                timeline_to)
             ok &= good
             print(row, flush=True)
     return ok

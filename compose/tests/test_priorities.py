@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from edgeloop.compose.stack.processes import spawn, stop_tree
+from edgeloop.compose.stack.processes import set_nice, spawn, stop_tree
 from edgeloop.compose.stack.topology import DEFAULT_NICE, Topology
 
 
@@ -48,3 +50,41 @@ def test_spawned_part_and_its_children_run_at_its_priority(tmp_path: Path) -> No
         assert all(child.nice() == process.nice() for child in process.children())
     finally:
         stop_tree(pid, timeout_s=5)
+
+
+def _autogroup_nice(pid: int) -> int:
+    # "/autogroup-<id> nice <n>"
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+
+needs_autogroups = pytest.mark.skipif(not Path("/proc/self/autogroup").exists(),
+                                      reason="this kernel has no autogroups")
+
+
+@needs_autogroups
+def test_a_part_weighs_against_the_other_parts_by_its_sessions_autogroup(tmp_path: Path) -> None:
+    # Each part leads its own session; with autogroups the kernel shares the CPU between
+    # sessions first, so the part's nice must be its session's too.
+    ours = _autogroup_nice(os.getpid())
+    pid = spawn([sys.executable, "-c", "import time; time.sleep(60)"], {},
+                tmp_path / "part.log", nice=12)
+    try:
+        assert _autogroup_nice(pid) == 12
+        assert _autogroup_nice(os.getpid()) == ours
+    finally:
+        stop_tree(pid, timeout_s=5)
+
+
+@needs_autogroups
+def test_a_process_in_our_session_leaves_our_autogroup_alone() -> None:
+    # Setting the autogroup of a process that shares our session would deprioritize us.
+    ours = _autogroup_nice(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        set_nice(child.pid, 9)
+        assert psutil.Process(child.pid).nice() == 9
+        assert _autogroup_nice(child.pid) == ours
+        assert _autogroup_nice(os.getpid()) == ours
+    finally:
+        child.kill()
+        child.wait()

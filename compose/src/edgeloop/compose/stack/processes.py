@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -43,9 +44,41 @@ def spawn(command: list[str], env: dict[str, str], log_path: Path, cwd: Path | N
 def set_nice(pid: int, nice: int) -> None:
     """Give ``pid`` (0: this process) scheduling priority ``nice`` (absolute, -20..19); its
     later children inherit it. Without root a priority can only be lowered: a value above
-    the current one is then kept as it is."""
+    the current one is then kept as it is.
+
+    A part that leads its own session also gets ``nice`` as its session's autogroup
+    priority (:func:`set_autogroup_nice`): where the kernel groups sessions, that is the
+    value that weighs one part against another.
+    """
     with contextlib.suppress(PermissionError):
         os.setpriority(os.PRIO_PROCESS, pid, nice)
+    target = pid or os.getpid()
+    with contextlib.suppress(ProcessLookupError):
+        if os.getsid(target) == target:
+            set_autogroup_nice(target, nice)
+
+
+def set_autogroup_nice(pid: int, nice: int, attempts: int = 10) -> bool:
+    """Set the scheduling priority of the autogroup of ``pid``'s session; False where the
+    kernel has no autogroups or refused.
+
+    With ``CONFIG_SCHED_AUTOGROUP`` on (most desktop and many server kernels), the kernel
+    first shares the CPU fairly between sessions and applies a thread's nice only among
+    the threads of its own session (sched(7)). Every part starts in its own session, so
+    nice values alone would leave the features service weighing as much as the gateway.
+    The kernel lets a non-root user raise this value (never lower it below 0) and only
+    once per 100 ms machine-wide, hence the retries.
+    """
+    path = Path(f"/proc/{pid}/autogroup")
+    for attempt in range(attempts):
+        try:
+            path.write_text(str(nice))
+            return True
+        except BlockingIOError:  # EAGAIN: another autogroup changed in the last 100 ms
+            time.sleep(0.11 * (attempt + 1))
+        except OSError:  # no autogroups in this kernel, gone, or not allowed
+            return False
+    return False
 
 
 def _base_env() -> dict[str, str]:

@@ -66,8 +66,8 @@ def set_autogroup_nice(pid: int, nice: int, attempts: int = 10) -> bool:
     first shares the CPU fairly between sessions and applies a thread's nice only among
     the threads of its own session (sched(7)). Every part starts in its own session, so
     nice values alone would leave the features service weighing as much as the gateway.
-    The kernel lets a non-root user raise this value (never lower it below 0) and only
-    once per 100 ms machine-wide, hence the retries.
+    Without root the kernel accepts 0..19 only (a negative value is refused) and one
+    change per 100 ms machine-wide, hence the retries.
     """
     path = Path(f"/proc/{pid}/autogroup")
     for attempt in range(attempts):

@@ -70,6 +70,8 @@ def set_autogroup_nice(pid: int, nice: int, attempts: int = 10) -> bool:
     change per 100 ms machine-wide, hence the retries.
     """
     path = Path(f"/proc/{pid}/autogroup")
+    if not has_own_autogroup(pid):
+        return False
     for attempt in range(attempts):
         try:
             path.write_text(str(nice))
@@ -79,6 +81,20 @@ def set_autogroup_nice(pid: int, nice: int, attempts: int = 10) -> bool:
         except OSError:  # no autogroups in this kernel, gone, or not allowed
             return False
     return False
+
+
+def has_own_autogroup(pid: int) -> bool:
+    """Whether ``pid``'s session has an autogroup of its own.
+
+    The file exists wherever the kernel has autogroups, but reads empty for a process in
+    the kernel's default group: a tree started by init that never called ``setsid`` (as a
+    CI runner or a container's first process may be). The default group's weight cannot
+    be changed.
+    """
+    try:
+        return bool(Path(f"/proc/{pid}/autogroup").read_text().strip())
+    except OSError:
+        return False
 
 
 def _base_env() -> dict[str, str]:

@@ -698,9 +698,21 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def describe_sampling() -> str:
+    """Which frames' traces the stack keeps (the environment it inherits)."""
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        return (f"OTEL_TRACES_SAMPLER={os.environ['OTEL_TRACES_SAMPLER']} "
+                f"OTEL_TRACES_SAMPLER_ARG={os.environ.get('OTEL_TRACES_SAMPLER_ARG', '')}")
+    limit = os.environ.get("EDGELOOP_TRACES_PER_SECOND", "")
+    if limit and float(limit) == 0:
+        return "every frame (EDGELOOP_TRACES_PER_SECOND=0)"
+    return f"up to {limit or 'the default of 50'} frame traces a second per gateway process"
+
+
 def main() -> None:
     args = parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"traces: {describe_sampling()}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="edgeloop-fleet-bench-"))
     os.chmod(root, 0o755)
     ok = True

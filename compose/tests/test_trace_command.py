@@ -87,6 +87,7 @@ def test_the_local_stack_passes_span_export_settings_to_every_service(
 
     monkeypatch.setenv("EDGELOOP_OTLP_ENDPOINT", "127.0.0.1:4317")
     monkeypatch.setenv("EDGELOOP_TRACE_FILE_MAX_BYTES", "1000000")
+    monkeypatch.setenv("EDGELOOP_TRACES_PER_SECOND", "0")
     monkeypatch.delenv("EDGELOOP_TRACE_FILE_BACKUPS", raising=False)
     topology = Topology(tmp_path, dict(DEFAULT_PORTS))
     secrets = {k: "x" * 32 for k in ("admin_token", "read_token", "webhook_secret",
@@ -95,5 +96,6 @@ def test_the_local_stack_passes_span_export_settings_to_every_service(
         env = topology.service_env(service, secrets)
         assert env["EDGELOOP_OTLP_ENDPOINT"] == "127.0.0.1:4317"
         assert env["EDGELOOP_TRACE_FILE_MAX_BYTES"] == "1000000"
+        assert env["EDGELOOP_TRACES_PER_SECOND"] == "0"
         assert "EDGELOOP_TRACE_FILE_BACKUPS" not in env
         assert env["EDGELOOP_TRACE_FILE"].endswith(f"traces/{service}.jsonl")  # files stay

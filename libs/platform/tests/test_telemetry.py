@@ -145,3 +145,95 @@ def test_span_lines_are_the_documents_to_json_makes() -> None:
         line = encoder.line(span)
         assert "\n" not in line
         assert json.loads(line) == json.loads(span.to_json())
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _drive(sampler, clock: _Clock, rate: float, seconds: int, robots: int = 1) -> list[int]:
+    """Kept traces per robot for ``rate`` new traces a second, robots taking turns."""
+    import random
+
+    draw = random.Random(7)
+    kept = [0] * robots
+    for n in range(int(rate * seconds)):
+        clock.now = n / rate
+        result = sampler.should_sample(None, draw.getrandbits(128), "gateway.frame")
+        kept[n % robots] += result.decision.is_sampled()
+    return kept
+
+
+def test_a_demo_rate_keeps_every_trace() -> None:
+    from edgeloop.platform.telemetry import RateLimitedSampler
+
+    clock = _Clock()
+    assert _drive(RateLimitedSampler(50, clock=clock), clock, rate=12, seconds=30) == [360]
+
+
+def test_a_fleet_rate_keeps_about_the_limit_and_every_robot_its_share() -> None:
+    from edgeloop.platform.telemetry import RateLimitedSampler
+
+    clock = _Clock()
+    # 100 robots at 4 fps, always in the same order: the first of each turn must not win
+    kept = _drive(RateLimitedSampler(50, clock=clock), clock, rate=400, seconds=60, robots=100)
+    assert 0.7 * 50 * 60 < sum(kept) <= 50 * 61
+    assert min(kept) >= 10  # each robot's expected share is ~30 frames
+
+
+def test_a_burst_never_keeps_more_than_the_limit_in_a_second() -> None:
+    from edgeloop.platform.telemetry import RateLimitedSampler
+
+    clock = _Clock()
+    sampler = RateLimitedSampler(50, clock=clock)
+    _drive(sampler, clock, rate=10, seconds=5)  # quiet: the next window keeps everything
+    clock.now = 5.0
+    burst = sum(sampler.should_sample(None, n, "gateway.frame").decision.is_sampled()
+                for n in range(1000))
+    assert burst == 50
+
+
+def test_the_default_limits_new_traces_and_children_follow_their_parent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeloop.platform.telemetry import tracer_provider
+    from opentelemetry import trace
+
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    monkeypatch.setenv("EDGELOOP_TRACES_PER_SECOND", "5")
+    tracer = tracer_provider("limit-test").get_tracer("t")
+    roots = [tracer.start_span("gateway.frame") for _ in range(200)]
+    kept = [root for root in roots if root.is_recording()]
+    # 5 in the first second; a machine slower than 200 spans a second adds a few more
+    assert 5 <= len(kept) <= 10
+    # a robot's frame comes with a traceparent marked sampled: limited all the same
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    robot = [TraceContextTextMapPropagator().extract(
+        {"traceparent": f"00-{n + 1:032x}-{n + 1:016x}-01"}) for n in range(200)]
+    assert sum(tracer.start_span("gateway.frame", context=c).is_recording() for c in robot) <= 10
+    assert all(tracer.start_span("rpc", context=c).is_recording() for c in robot)
+    # rare traces are never limited: a drift event or a sweep is always kept
+    assert all(tracer.start_span("sweep").is_recording() for _ in range(200))
+    for root in roots:  # a kept trace stays whole, a dropped one stays dropped
+        child = tracer.start_span("predict", context=trace.set_span_in_context(root))
+        assert child.is_recording() == root.is_recording()
+
+
+def test_the_trace_limit_is_configurable_and_bad_values_are_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeloop.platform.telemetry import default_sampler, tracer_provider
+
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    monkeypatch.setenv("EDGELOOP_TRACES_PER_SECOND", "0")  # every trace
+    tracer = tracer_provider("limit-test").get_tracer("t")
+    assert all(tracer.start_span("gateway.frame").is_recording() for _ in range(500))
+    for bad, message in (("many", "not a number"), ("-1", "must be 0"), ("inf", "must be 0")):
+        monkeypatch.setenv("EDGELOOP_TRACES_PER_SECOND", bad)
+        with pytest.raises(ValueError, match=f"EDGELOOP_TRACES_PER_SECOND: {message}"):
+            default_sampler()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")  # the standard variable wins
+    assert not tracer_provider("limit-test").get_tracer("t").start_span("sweep").is_recording()

@@ -47,7 +47,11 @@ def command(trace_id: str, traces_dir: Path | None, attributes: bool) -> None:
     folder = traces_dir or state_dir() / "traces"
     roots = span_tree(folder, trace_id)
     if not roots:
-        raise click.ClickException(f"no spans of trace {trace_id} in {folder}")
+        raise click.ClickException(
+            f"no spans of trace {trace_id} in {folder}: not written yet (spans are written "
+            "every few seconds), rotated away, or a frame's trace that was not kept (each "
+            "gateway keeps EDGELOOP_TRACES_PER_SECOND frame traces a second, 50 by default; "
+            "0 keeps every one)")
     origin = min(roots, key=lambda s: s.start)
     tree = Tree(f"trace [bold]{trace_id}[/]")
     for root in roots:

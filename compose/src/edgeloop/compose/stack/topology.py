@@ -57,7 +57,8 @@ With ``EDGELOOP_MODEL_HOST=rayserve`` the Serve replicas are Ray workers on the 
 so Ray's default becomes 0 then. Each moves with ``EDGELOOP_<PART>_NICE`` (-20..19;
 negative values need root)."""
 TELEMETRY_VARIABLES = ("EDGELOOP_OTLP_ENDPOINT", "EDGELOOP_TRACE_FILE_MAX_BYTES",
-                       "EDGELOOP_TRACE_FILE_MAX_AGE_S", "EDGELOOP_TRACE_FILE_BACKUPS")
+                       "EDGELOOP_TRACE_FILE_MAX_AGE_S", "EDGELOOP_TRACE_FILE_BACKUPS",
+                       "EDGELOOP_TRACES_PER_SECOND")
 """Span export settings of the user's environment that every service gets (the services
 otherwise see none of the caller's EDGELOOP_* variables): a local stack pointed at a
 collector exports to it and keeps its span files for `edgeloop trace`."""

@@ -5,6 +5,13 @@ Spans go over OTLP/gRPC to ``EDGELOOP_OTLP_ENDPOINT`` (or the standard
 JSON lines (read by ``edgeloop trace``; the local stack's default). Both may be set: a
 local stack pointed at a collector keeps its files. Span files rotate by size and age
 (:class:`FileSpanExporter`), so they stay bounded however long the stack runs.
+
+Which traces are kept: with ``OTEL_TRACES_SAMPLER`` set, the SDK's standard samplers; else
+every trace, except that frames (``gateway.frame``, the one trace whose rate grows with the
+fleet) are limited to ``EDGELOOP_TRACES_PER_SECOND`` (default 50) a second per process,
+a fair share of them kept above that (:class:`RateLimitedSampler`). Drift events, sweeps,
+promotions and calls are always kept. A child follows its parent's decision, so a kept
+trace is whole.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -25,11 +33,21 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
 from opentelemetry.trace import SpanContext, format_span_id, format_trace_id
 
 log = logging.getLogger(__name__)
 _configured = False
 OTEL_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+DEFAULT_TRACES_PER_SECOND = 50.0
+FRAME_SPAN = "gateway.frame"
+"""The root span of one frame's trace: the span name whose rate grows with the fleet."""
 
 
 def resolve_otlp_endpoint(explicit: str = "") -> str:
@@ -213,10 +231,89 @@ class FileSpanExporter(SpanExporter):
         """Nothing to release: every export opens and closes the file."""
 
 
+class RateLimitedSampler(Sampler):
+    """Keeps every new trace named in ``limited`` up to ``per_second`` a second, then a
+    fair share of them; every other new trace is kept.
+
+    Each one-second window keeps limited traces with the probability that would have kept
+    ``per_second`` of the previous window's, decided by the trace id as ``traceidratio``
+    does, and never more than ``per_second`` in one window. At a demo's frame rate every
+    frame is traced; at a fleet's, the tracing cost stays bounded and every robot's frames
+    are equally likely to be kept (not the first to arrive after a refill, as a token
+    bucket would choose).
+    """
+
+    def __init__(self, per_second: float, limited: frozenset[str] = frozenset({FRAME_SPAN}),
+                 clock: Any = time.monotonic) -> None:
+        if not per_second > 0:
+            raise ValueError("per_second must be above 0")
+        self.per_second = per_second
+        self.limited = limited
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window_start = clock()
+        self._seen = self._kept = 0
+        self._bound = 1 << 64  # keep a trace when its id's low 64 bits are below this
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: Any = None,
+                      attributes: Any = None, links: Any = None,
+                      trace_state: Any = None) -> SamplingResult:
+        """Whether to keep the new trace ``trace_id``."""
+        if name not in self.limited:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+        with self._lock:
+            self._roll_window()
+            self._seen += 1
+            keep = (trace_id & 0xFFFF_FFFF_FFFF_FFFF) < self._bound and self._kept < self.per_second
+            self._kept += keep
+        decision = Decision.RECORD_AND_SAMPLE if keep else Decision.DROP
+        return SamplingResult(decision, attributes if keep else None, trace_state)
+
+    def _roll_window(self) -> None:
+        now = self._clock()
+        elapsed = now - self._window_start
+        if elapsed < 1.0:
+            return
+        rate = self._seen / elapsed
+        ratio = min(1.0, self.per_second / rate) if rate else 1.0
+        self._bound = math.ceil(ratio * (1 << 64))
+        self._window_start, self._seen, self._kept = now, 0, 0
+
+    def get_description(self) -> str:
+        """The sampler's name as the SDK reports it."""
+        return f"RateLimitedSampler{{{self.per_second:g}/s}}"
+
+
+def default_sampler() -> Sampler | None:
+    """The sampler of a process that did not choose one.
+
+    ``None`` when ``OTEL_TRACES_SAMPLER`` is set (the SDK reads it and its argument);
+    otherwise parent-based, new frame traces limited by ``EDGELOOP_TRACES_PER_SECOND`` (0:
+    keep every trace).
+    """
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        return None
+    text = os.environ.get("EDGELOOP_TRACES_PER_SECOND", "")
+    try:
+        per_second = float(text) if text else DEFAULT_TRACES_PER_SECOND
+    except ValueError:
+        raise ValueError(f"EDGELOOP_TRACES_PER_SECOND: not a number: {text!r}") from None
+    if per_second < 0 or not math.isfinite(per_second):
+        raise ValueError(f"EDGELOOP_TRACES_PER_SECOND: must be 0 (every trace) or more, "
+                         f"got {text!r}")
+    if not per_second:
+        return ParentBased(ALWAYS_ON)
+    # A robot's frame arrives with a traceparent it marked sampled without deciding
+    # anything (it mints one per frame), so a frame with a remote parent is limited too.
+    limiter = RateLimitedSampler(per_second)
+    return ParentBased(limiter, remote_parent_sampled=limiter)
+
+
 def tracer_provider(service: str, otlp_endpoint: str = "", trace_file: str = "",
                     rotation: Rotation | None = None) -> TracerProvider:
     """A tracer provider for ``service`` exporting to the OTLP endpoint and/or the file."""
-    provider = TracerProvider(resource=Resource.create({"service.name": f"edgeloop-{service}",
+    provider = TracerProvider(sampler=default_sampler(),
+                              resource=Resource.create({"service.name": f"edgeloop-{service}",
                                                         "service.namespace": "edgeloop",
                                                         "process.pid": os.getpid()}))
     if otlp_endpoint:

@@ -8,6 +8,7 @@ private one still mints real ids; its spans are just not exported.
 
 from __future__ import annotations
 
+from edgeloop.platform.telemetry import FRAME_SPAN
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
@@ -38,7 +39,7 @@ def start_frame_span(tracer: Tracer, traceparent: str, device_id: str, seq: int)
     stream_span = trace.get_current_span().get_span_context()
     links = [Link(stream_span)] if stream_span.is_valid else []
     parent = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else Context()
-    return tracer.start_span("gateway.frame", context=parent, kind=trace.SpanKind.SERVER,
+    return tracer.start_span(FRAME_SPAN, context=parent, kind=trace.SpanKind.SERVER,
                              links=links,
                              attributes={"edgeloop.device_id": device_id, "edgeloop.seq": seq})
 

@@ -133,6 +133,9 @@ class RegistryDouble(reg_grpc.RegistryServiceServicer):
         self.deployments: dict[str, deployment_pb2.Deployment] = {}
         self.watchers: list[asyncio.Queue[reg_pb2.WatchDeploymentsResponse]] = []
         self.auth_calls = 0
+        self.auth_finished = 0
+        self.auth_gate: asyncio.Event | None = None
+        """When set, AuthenticateDevice waits for it (a slow registry)."""
 
     def add_device(self, device_id: str, token: str, deployment: str) -> None:
         self.devices[device_id] = (token, deployment)
@@ -146,13 +149,18 @@ class RegistryDouble(reg_grpc.RegistryServiceServicer):
         self, request: reg_pb2.AuthenticateDeviceRequest, context: aio.ServicerContext
     ) -> reg_pb2.AuthenticateDeviceResponse:
         self.auth_calls += 1
-        if not self._check_caller(context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "caller token")
-        token, deployment = self.devices.get(request.device_id, (None, ""))
-        if token is None or token != request.token:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "device token refused")
-        device = device_pb2.Device(device_id=request.device_id, deployment=deployment)
-        return reg_pb2.AuthenticateDeviceResponse(device=device, cache_ttl_seconds=self.ttl_s)
+        try:
+            if self.auth_gate is not None:
+                await self.auth_gate.wait()
+            if not self._check_caller(context):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "caller token")
+            token, deployment = self.devices.get(request.device_id, (None, ""))
+            if token is None or token != request.token:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "device token refused")
+            device = device_pb2.Device(device_id=request.device_id, deployment=deployment)
+            return reg_pb2.AuthenticateDeviceResponse(device=device, cache_ttl_seconds=self.ttl_s)
+        finally:
+            self.auth_finished += 1
 
     async def WatchDeployments(
         self, request: reg_pb2.WatchDeploymentsRequest, context: aio.ServicerContext

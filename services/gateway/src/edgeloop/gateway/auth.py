@@ -5,12 +5,18 @@ The registry's ``AuthenticateDevice`` answer says how long it may be cached
 token itself is never kept), and a device's entries are dropped as soon as
 ``WatchDeployments`` reports it revoked or re-keyed; live streams notice through
 :meth:`DeviceAuthenticator.is_current` and re-authenticate.
+
+A live stream renews its grant in the background once it is due
+(:meth:`DeviceAuthenticator.due_for_renewal`, at a random point between 60 and 85 % of the
+TTL), so its frames never wait for the registry while the grant still holds, and a fleet
+that connected together does not ask the registry all at once 30 s later.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MAX_CACHED_GRANTS = 10_000
 """Above this many cached grants, expired ones are swept out."""
+RENEWAL_WINDOW = (0.60, 0.85)
+"""Where in its TTL a live stream's grant is renewed in the background (a random point, so
+devices that connected together renew at different times)."""
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
             grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
 
@@ -38,6 +47,12 @@ class Grant:
     deployment: str
     expires_at: float
     generation: int
+    renew_at: float = float("inf")
+    """When a live stream should renew it in the background (monotonic seconds)."""
+
+
+def _key(device_id: str, token: str) -> tuple[str, str]:
+    return device_id, hashlib.sha256(token.encode()).hexdigest()
 
 
 def parse_bearer(metadata: dict[str, str]) -> str:
@@ -63,14 +78,20 @@ class DeviceAuthenticator:
 
     async def authenticate(self, device_id: str, token: str) -> Grant:
         """The grant for ``device_id`` with ``token``; Unauthenticated if the registry refuses."""
-        key = (device_id, hashlib.sha256(token.encode()).hexdigest())
-        cached = self._cache.get(key)
+        cached = self._cache.get(_key(device_id, token))
         if cached is not None and self.is_current(cached):
             return cached
+        return await self.renew(device_id, token)
+
+    async def renew(self, device_id: str, token: str) -> Grant:
+        """A fresh grant from the registry, cached; Unauthenticated if it refuses."""
+        key = _key(device_id, token)
         generation = self._generation.get(device_id, 0)
         reply = await self._ask_registry(device_id, token)
+        now, ttl = self.clock(), reply.cache_ttl_seconds
         grant = Grant(device_id=device_id, deployment=reply.device.deployment,
-                      expires_at=self.clock() + reply.cache_ttl_seconds, generation=generation)
+                      expires_at=now + ttl, generation=generation,
+                      renew_at=now + ttl * random.uniform(*RENEWAL_WINDOW))
         if self._generation.get(device_id, 0) == generation:
             self._cache[key] = grant  # not revoked while we asked
             if len(self._cache) > MAX_CACHED_GRANTS:
@@ -101,6 +122,10 @@ class DeviceAuthenticator:
         """Whether ``grant`` is neither expired nor from before a revocation of its device."""
         return (grant.expires_at > self.clock()
                 and grant.generation == self._generation.get(grant.device_id, 0))
+
+    def due_for_renewal(self, grant: Grant) -> bool:
+        """Whether a live stream should renew ``grant`` in the background now."""
+        return self.clock() >= grant.renew_at
 
     def generation(self, device_id: str) -> int:
         """How many times ``device_id`` was revoked or re-keyed since start."""

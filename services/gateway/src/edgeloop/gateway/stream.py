@@ -20,6 +20,7 @@ and recording loses nothing (the robot sends the frame again on its next stream)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -69,6 +70,10 @@ class Session:
     """The device model last announced, for robots that run models themselves."""
     acks: RecordedAcks | None = None
     """Set when the client asked for Recorded messages."""
+    renewal: asyncio.Task[None] | None = None
+    """The background renewal of ``grant`` in flight, if any."""
+    refused: Unauthenticated | None = None
+    """The registry refused the token when asked in the background: the stream ends."""
 
 
 class RecordedAcks:
@@ -238,6 +243,9 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
             raise
         except Exception as exc:  # ends the stream with the exception's status code
             out.put_nowait(exc)
+        finally:
+            if session.renewal is not None:
+                session.renewal.cancel()
 
     async def _within_rate(self, frame: edge_pb2.Frame, session: Session,
                            out: asyncio.Queue[Any]) -> bool:
@@ -256,8 +264,13 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
         return False
 
     async def _check_credentials(self, session: Session) -> None:
-        """Re-ask the registry when the cached grant expired or the device was revoked."""
+        """Re-ask the registry when the cached grant expired or the device was revoked;
+        renew a grant that still holds in the background, so no frame waits for it."""
+        if session.refused is not None:
+            raise session.refused
         if self.auth.is_current(session.grant):
+            if session.renewal is None and self.auth.due_for_renewal(session.grant):
+                session.renewal = asyncio.create_task(self._renew_credentials(session))
             return
         revoked = session.grant.generation != self.auth.generation(session.device_id)
         try:
@@ -267,6 +280,19 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                 raise
             # Expired but not revoked, and the registry is down: keep the robot driving.
             log.warning("registry unreachable; continuing on the expired grant")
+
+    async def _renew_credentials(self, session: Session) -> None:
+        try:
+            session.grant = await self.auth.renew(session.device_id, session.token)
+        except Unauthenticated as exc:
+            session.refused = exc
+        except Unavailable:
+            # Ask again only once the grant expired (the blocking path keeps the robot
+            # driving while the registry is down), not on every frame until then.
+            session.grant = dataclasses.replace(session.grant, renew_at=float("inf"))
+            log.warning("registry unreachable; renewing the grant once it expires")
+        finally:
+            session.renewal = None
 
     async def _one_frame(self, frame: edge_pb2.Frame, session: Session, previous: int | None,
                          received: float, out: asyncio.Queue[Any],

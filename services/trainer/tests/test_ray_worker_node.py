@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -58,6 +59,25 @@ finally:
 """
 
 
+UV_RUN_SCRIPT = r"""
+import json, sys
+import ray
+from edgeloop.trainer.raycluster import start_ray, stop_ray
+from edgeloop.trainer.settings import Settings
+
+info = start_ray(Settings(database_url="unused", mlflow_tracking_uri="unused"))
+try:
+    @ray.remote(num_cpus=1)
+    def python() -> str:
+        return sys.executable
+
+    where = ray.get(python.remote(), timeout=300)  # under uv's wrapping it may never start
+    print(json.dumps({"driver": sys.executable, "worker": where}))
+finally:
+    stop_ray(info)
+"""
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayNodes]:
     """A head without CPUs and a worker node with 2 (and an ``edgeloop_worker`` label)."""
@@ -90,3 +110,21 @@ def test_trials_run_on_the_worker_node(cluster: RayNodes, tmp_path: Path) -> Non
     trials = _trial_spans(trace_file)
     assert len(trials) == 2, f"one span per trial, got {len(trials)}"
     assert {t["attributes"]["edgeloop.ray_node_id"] for t in trials} == set(workers)
+
+
+def test_under_uv_run_the_workers_run_the_trainers_python(cluster: RayNodes) -> None:
+    """Started by ``uv run`` (``uv run edgeloop up``), Ray would wrap every worker in
+    ``uv run`` in an uploaded copy of the folder, with a second environment built there."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    env = {**os.environ, **cluster.env(),
+           "EDGELOOP_RAY_ADDRESS": cluster.address,
+           "EDGELOOP_RAY_AUTH_TOKEN_FILE": str(cluster.token_file)}
+    env.pop("RAY_ENABLE_UV_RUN_RUNTIME_ENV")  # as a user's shell would have it
+    done = subprocess.run([uv, "run", "--frozen", "--no-sync", "python", "-c", UV_RUN_SCRIPT],
+                          env=env, cwd=Path(__file__).parents[3], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["worker"] == result["driver"]

@@ -153,6 +153,7 @@ def driver(nodes: RayNodes, **init: object) -> Iterator[object]:
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
     ray.shutdown()
+    rayhead.workers_run_this_python()
     try:
         yield ray.init(address=nodes.address, log_to_driver=False, **init)
     finally:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+from edgeloop.platform import rayhead
 from edgeloop.platform.errors import ConfigError
 from edgeloop.trainer.settings import Settings
 
@@ -78,8 +79,7 @@ def start_ray(settings: Settings) -> RayInfo:
     """Connect to ``EDGELOOP_RAY_ADDRESS`` or start a local Ray with its dashboard on loopback."""
     # Tune's checkpoint-frequency warning fires on every improving epoch of small sweeps
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Workers run this environment's Python directly (Ray would wrap them in `uv run`).
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    rayhead.workers_run_this_python()
     token_file = configure_token(settings.ray_auth_token_file,
                                  create=not settings.ray_address)
     started = False

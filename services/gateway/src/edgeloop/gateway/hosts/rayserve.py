@@ -41,6 +41,7 @@ import_tensorflow()  # each replica and proxy imports this module first: see tha
 from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost  # noqa: E402
 from edgeloop.gateway.hosts.protocol import ServingProtocol  # noqa: E402
 from edgeloop.gateway.hosts.repository import ModelRepository  # noqa: E402
+from edgeloop.platform import rayhead  # noqa: E402
 from edgeloop.platform.config import ServiceSettings, load_settings  # noqa: E402
 from edgeloop.platform.errors import ConfigError, EdgeloopError  # noqa: E402
 from edgeloop.platform.heap import freeze_heap  # noqa: E402
@@ -183,6 +184,7 @@ class RayServeSettings(ServiceSettings):
 
 def connect(address: str, timeout_s: float) -> None:
     """``ray.init(address)``, retried until ``timeout_s``: the head may still be starting."""
+    rayhead.workers_run_this_python()
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -48,9 +48,9 @@ def workers_run_this_python() -> None:
     every worker in ``uv run`` inside a copy of the current folder: it uploads the folder,
     lets uv build a second environment in the copy, starts each worker through uv (the
     trials then import the copy's code, not the trainer's), and refuses to start at all
-    when the project is not in the current folder. ``RAY_ENABLE_UV_RUN_RUNTIME_ENV=0`` turns that off, but Ray reads
-    it once, when it is first imported; so the variable is set (unless the user set it)
-    and Ray's copy of it updated. Call before ``ray.init``.
+    when the project is not in the current folder. ``RAY_ENABLE_UV_RUN_RUNTIME_ENV=0``
+    turns that off, but Ray reads it once, when it is first imported; so the variable is
+    set (unless the user set it) and Ray's copy of it updated. Call before ``ray.init``.
     """
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     from ray._private import ray_constants  # Ray's copy of the variable, read at import

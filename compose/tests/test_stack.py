@@ -85,6 +85,19 @@ def test_up_brings_every_part_to_serving(started: dict) -> None:
     assert gateways[0]["pid"] != gateways[1]["pid"]
 
 
+def test_mlflow_runs_without_its_job_runner(started: dict) -> None:
+    # MLflow 3 would also start a job runner and seven huey consumers (~1.4 GB) for GenAI
+    # jobs edgeloop never submits.
+    commands = []
+    for process in process_tree(started["parts"]["mlflow"]["pid"]):
+        try:
+            commands.append(" ".join(process.cmdline()))
+        except psutil.Error:
+            continue
+    assert any("mlflow" in command for command in commands)
+    assert not [c for c in commands if "huey" in c or "_job_runner" in c]
+
+
 async def _welcomed_by(address: str, tls: ClientTLS | None, device_id: str, token: str) -> str:
     """The gateway id that greets a new connection (its own TCP connection each time)."""
     options = [("grpc.use_local_subchannel_pool", 1)]  # no connection shared between channels

@@ -172,7 +172,8 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
         _start_postgres(topology, state, progress)
         mlflow = PartRecord("mlflow", topology.address("mlflow"), None, str(logs / "mlflow.log"),
                             kind="http", url=f"{topology.mlflow_uri}/health")
-        _start_process(state, mlflow, topology.mlflow_command(), {}, plan, topology.nice["mlflow"])
+        _start_process(state, mlflow, topology.mlflow_command(), topology.mlflow_env(), plan,
+                       topology.nice["mlflow"])
         _start_ray(topology, state, progress, timeout_s, plan)
         if topology.model_host == "rayserve":
             _start_modelserver(topology, state, progress, plan)

@@ -189,6 +189,17 @@ class Topology:
                 "--artifacts-destination", str(folder / "artifacts"),
                 "--host", "127.0.0.1", "--port", str(self.ports["mlflow"]), "--workers", "1"]
 
+    @staticmethod
+    def mlflow_env() -> dict[str, str]:
+        """MLflow 3's job runner off unless the user turned it on.
+
+        Its server otherwise starts a job runner and seven huey consumers (~180 MB each,
+        ~1.4 GB together) for GenAI jobs that edgeloop never submits; the tracking server
+        and the model registry do not need them.
+        """
+        return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION":
+                os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+
     @property
     def console_url(self) -> str:
         return f"http://{self.address(CONSOLE)}"

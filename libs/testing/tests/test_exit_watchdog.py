@@ -57,6 +57,17 @@ LEFTOVER_CHILD = """
         (tmp_path.parent.parent / "child.pid").write_text(str(child.pid))
 """
 
+SPAWNED_POOL = """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    def test_uses_a_spawned_child():
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            assert pool.submit(os.getpid).result() != os.getpid()
+"""
+
 
 def run_session(tmp_path: Path, source: str, bound_s: float) -> tuple[int, str, float]:
     """Run ``source`` as a test module in a pytest subprocess: (status, output, seconds)."""
@@ -100,3 +111,10 @@ def test_leftover_child_processes_are_killed_at_the_end(tmp_path: Path) -> None:
     assert "killing processes the test run left behind" in output
     assert f"pid {pid}: sleep 600" in output
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_multiprocessings_resource_tracker_is_left_to_end_by_itself(tmp_path: Path) -> None:
+    status, output, seconds = run_session(tmp_path, SPAWNED_POOL, 120)
+    assert status == 0 and "1 passed" in output, output
+    assert "resource_tracker" not in output and "left behind" not in output, output
+    assert seconds < MARGIN_S  # no kill grace spent on a helper that ignores SIGTERM

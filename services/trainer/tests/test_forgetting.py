@@ -18,7 +18,8 @@ from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.forgetting import allowed_mae_mm
 from edgeloop.registry.promotion import World, forgotten
 from edgeloop.trainer import forgetting, tune
-from edgeloop.trainer.model import INPUT_SHAPE, TARGET_SCALE_MM, build_model, compile_model
+from edgeloop.trainer.model import build_model, compile_model
+from edgeloop.trainer.model_input import INPUT_SHAPE, TARGET_SCALE_MM
 
 
 def test_the_trial_rule_is_the_gates() -> None:

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 from edgeloop.trainer import model as M
+from edgeloop.trainer.model_input import INPUT_SHAPE, TARGET_SCALE_MM
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +36,7 @@ def test_an_explicit_precision_is_kept_and_an_unknown_one_refused() -> None:
 
 def test_a_model_trained_in_bfloat16_keeps_float32_weights_that_serve_in_float32() -> None:
     rng = np.random.default_rng(3)
-    images = rng.uniform(0, 255, (64, *M.INPUT_SHAPE)).astype(np.float32)
+    images = rng.uniform(0, 255, (64, *INPUT_SHAPE)).astype(np.float32)
     targets = rng.uniform(1, 8, (64, 1)).astype(np.float32)
     assert M.set_training_precision("bfloat16") == "bfloat16"
     trial = M.build_model("small", 8, 0.1, 16, input_dtype="float32")
@@ -54,4 +55,4 @@ def test_a_model_trained_in_bfloat16_keeps_float32_weights_that_serve_in_float32
     in_f32 = keras.ops.convert_to_numpy(served(images, training=False))
     assert in_bf16.dtype == in_f32.dtype == np.float32
     # bfloat16 keeps 8 significant bits: the same model, within a few mm (targets are /100 mm)
-    assert np.max(np.abs(in_bf16 - in_f32)) * M.TARGET_SCALE_MM < 10.0
+    assert np.max(np.abs(in_bf16 - in_f32)) * TARGET_SCALE_MM < 10.0

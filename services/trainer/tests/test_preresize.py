@@ -1,9 +1,10 @@
-"""Snapshots hold frames pre-resized by the model's own layer: train == serve, exactly.
+"""Snapshots hold frames pre-resized as the model's own layer does: train == serve, exactly.
 
 The trials train a float32-input model on ``arrays.npz``'s pre-resized ``images``; the
 served model takes the raw uint8 frame and resizes it itself. These tests check that the
-two compute the same numbers, what a format 2 archive holds, and that a format 1 archive
-(raw frames, from before) is converted once when it is reused.
+NumPy resize of the trainer (which never imports TensorFlow) is that layer bit for bit,
+that the two models compute the same numbers, what a format 2 archive holds, and that a
+format 1 archive (raw frames, from before) is converted once when it is reused.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from edgeloop.platform.objectstore import LocalFolderStore, open_object_store
 from edgeloop.testing import moto_s3
 from edgeloop.trainer import model as M
 from edgeloop.trainer import registration, snapshot
+from edgeloop.trainer.model_input import INPUT_SHAPE, resize_frames
 from google.protobuf.timestamp_pb2 import Timestamp
 
 FRAME = (240, 320, 3)
@@ -43,20 +45,29 @@ def _pair(architecture: str = "thesis") -> tuple[keras.Model, keras.Model]:
 
 
 def test_resizing_an_input_of_the_model_size_is_the_identity() -> None:
-    values = np.random.default_rng(1).uniform(0, 255, (4, *M.INPUT_SHAPE)).astype(np.float32)
+    values = np.random.default_rng(1).uniform(0, 255, (4, *INPUT_SHAPE)).astype(np.float32)
     resized = keras.ops.convert_to_numpy(M.input_resizing()(values))
     assert resized.dtype == np.float32
     assert np.array_equal(resized, values), "bit for bit: pre-resized frames pass unchanged"
-    assert np.array_equal(M.resize_frames(values.astype(np.uint8)),
+    assert np.array_equal(resize_frames(values.astype(np.uint8)),
                           values.astype(np.uint8).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(240, 320), (480, 640), (241, 333), (75, 100), (50, 60)])
+def test_the_numpy_resize_is_the_models_layer_bit_for_bit(shape: tuple[int, int]) -> None:
+    frames = np.random.default_rng(sum(shape)).integers(0, 256, (5, *shape, 3), dtype=np.uint8)
+    layer = keras.ops.convert_to_numpy(M.input_resizing()(keras.ops.cast(frames, "float32")))
+    ours = resize_frames(frames, chunk=2)
+    assert ours.dtype == np.float32 and ours.shape == (5, *INPUT_SHAPE)
+    assert np.array_equal(ours, layer), f"max difference {np.max(np.abs(ours - layer))}"
 
 
 @pytest.mark.parametrize("architecture", ["thesis", "small"])
 def test_the_model_on_raw_frames_equals_the_model_on_pre_resized_ones(architecture: str) -> None:
     raw = _frames(6)
     served, trial = _pair(architecture)
-    pre = M.resize_frames(raw, chunk=4)  # chunks change nothing
-    assert pre.shape == (6, *M.INPUT_SHAPE) and pre.dtype == np.float32
+    pre = resize_frames(raw, chunk=4)  # chunks change nothing
+    assert pre.shape == (6, *INPUT_SHAPE) and pre.dtype == np.float32
     assert not np.array_equal(pre, np.round(pre)), "bilinear gives fractions: uint8 would round"
     on_raw = keras.ops.convert_to_numpy(served(raw, training=False))
     on_pre = keras.ops.convert_to_numpy(trial(pre, training=False))
@@ -73,7 +84,7 @@ def test_trial_weights_serve_through_the_raw_frame_signature(tmp_path: Path) -> 
     served = M.build_model("thesis", 8, 0.2, 16)  # what export_candidate rebuilds
     served.load_weights(tmp_path / "model.weights.h5")
     signature = M.load_serving_function(M.export_saved_model(served, tmp_path / "saved"))
-    expected = keras.ops.convert_to_numpy(trial(M.resize_frames(raw), training=False))
+    expected = keras.ops.convert_to_numpy(trial(resize_frames(raw), training=False))
     np.testing.assert_allclose(M.predict_mm(signature, raw),
                                expected.reshape(-1) * M.TARGET_SCALE_MM, rtol=1e-5, atol=1e-4)
     # and a warm start (weights of the served shape) loads into a trial's model
@@ -122,7 +133,7 @@ def test_a_snapshot_stores_pre_resized_float32_images_and_raw_holdout_frames(bui
     with np.load(snap.arrays_path) as data:
         images, split, held = data["images"], data["split"], data["holdout_frames"]
     assert images.shape == (160, 75, 100, 3) and images.dtype == np.float32
-    assert np.array_equal(images, M.resize_frames(raw)), "exactly the model's resize"
+    assert np.array_equal(images, resize_frames(raw)), "exactly the model's resize"
     assert held.dtype == np.uint8 and np.array_equal(held, raw[split == 2])
     frames, labels = registration.holdout_arrays(snap.arrays_path)
     assert np.array_equal(frames, raw[split == 2]) and len(labels) == (split == 2).sum()

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.trainer import tune
-from edgeloop.trainer.model import INPUT_SHAPE, build_model
+from edgeloop.trainer.model import build_model
+from edgeloop.trainer.model_input import INPUT_SHAPE
 
 
 class _Hooks:

@@ -69,9 +69,20 @@ def leftover_processes() -> list[psutil.Process]:
     """Processes this run left behind: the pytest process's descendants still alive.
 
     Only descendants: anything else in the process group (the shell or runner that
-    started pytest, its siblings) is not ours to end.
+    started pytest, its siblings) is not ours to end. Not multiprocessing's resource
+    tracker either: Python starts one for the first spawned child process and it ends by
+    itself when pytest exits (it reads a pipe only pytest holds); it ignores SIGTERM, so
+    ending it here would only add the kill grace to every run.
     """
-    return psutil.Process().children(recursive=True)
+    return [proc for proc in psutil.Process().children(recursive=True)
+            if not _is_resource_tracker(proc)]
+
+
+def _is_resource_tracker(proc: psutil.Process) -> bool:
+    try:
+        return "multiprocessing.resource_tracker" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
 
 
 def _describe(proc: psutil.Process) -> str:

@@ -7,7 +7,6 @@ previous process left RUNNING, resuming the queue) and the Grafana webhook.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -106,9 +105,6 @@ class App(ServiceApp):
         await self.store.open()
         self.bus.loop = asyncio.get_running_loop()
         self.ray = await asyncio.to_thread(start_ray, s)
-        # TensorFlow takes tens of seconds to import on a busy machine: pay it before
-        # SERVING, not in the first StartSweep (which validates architectures against it)
-        await asyncio.to_thread(importlib.import_module, "edgeloop.trainer.model")
         work_dir = Path(s.work_dir) if s.work_dir else default_work_dir()
         work_dir.mkdir(parents=True, exist_ok=True)
         self.manager = SweepManager(

@@ -7,16 +7,16 @@ the training loop all feed the same bytes. Training targets are ``mm / TARGET_SC
 back, so the served ``distance_mm`` is in millimetres.
 
 Training does not pay for the resize every epoch: the snapshot stores every frame already
-resized by :func:`resize_frames` (the very layer the model holds, on the same float32
-values) and the trials build the model with ``input_dtype="float32"``. Resizing a
-75x100 input to 75x100 is the identity (bilinear with half-pixel centres samples each
-pixel exactly), so the network sees the same numbers in training as when it is served
-the raw frame; ``tests/test_preresize.py`` checks both.
+resized by :func:`~edgeloop.trainer.model_input.resize_frames` (the arithmetic of the very
+layer the model holds, on the same float32 values, without TensorFlow) and the trials
+build the model with ``input_dtype="float32"``. Resizing a 75x100 input to 75x100 is the
+identity (bilinear with half-pixel centres samples each pixel exactly), so the network
+sees the same numbers in training as when it is served the raw frame;
+``tests/test_preresize.py`` checks both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,57 +27,22 @@ import_tensorflow()  # the trainer's and its trial workers' first TensorFlow imp
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from edgeloop.trainer.model_input import (  # noqa: E402
+    ARCHITECTURES,
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    TARGET_SCALE_MM,
+)
 
-INPUT_HEIGHT = 75
-INPUT_WIDTH = 100
-INPUT_SHAPE = (INPUT_HEIGHT, INPUT_WIDTH, 3)
-"""The shape every model works at: frames of any size are resized to it first."""
-TARGET_SCALE_MM = 100.0
-"""Targets are trained in units of 100 mm."""
 PRECISIONS = ("auto", "float32", "bfloat16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 """CPU flags with native bfloat16 arithmetic (oneDNN uses them; elsewhere it is emulated)."""
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """A named shape of the conv stack: how many blocks and how the dense head looks."""
-
-    conv_blocks: int
-    convs_per_block: int
-    dense_layers: int
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    # the thesis's network: three conv/pool blocks, one dense layer
-    "thesis": Architecture(conv_blocks=3, convs_per_block=1, dense_layers=1),
-    # fewer blocks for small devices and quick sweeps
-    "small": Architecture(conv_blocks=2, convs_per_block=1, dense_layers=1),
-    # two convs per block and two dense layers: more capacity for varied floors
-    "wide": Architecture(conv_blocks=3, convs_per_block=2, dense_layers=2),
-}
-
-
 def input_resizing() -> keras.layers.Resizing:
-    """The resize every model starts with; :func:`resize_frames` uses the same layer."""
+    """The resize every model starts with (:func:`~edgeloop.trainer.model_input.resize_frames`
+    computes the same numbers without TensorFlow)."""
     return keras.layers.Resizing(INPUT_HEIGHT, INPUT_WIDTH)
-
-
-def resize_frames(frames: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """Frames uint8 [n, h, w, 3] as the model sees them after its resize: float32 [n, 75, 100, 3].
-
-    Exactly the model's first step (cast to float32, then :func:`input_resizing`), so a
-    model fed these numbers computes what it computes on the raw frames. They stay float32:
-    rounding them back to uint8 would change what the network sees. ``chunk`` frames at a
-    time bound the float32 copy of the raw frames (64 x 320x240 is 59 MB).
-    """
-    resizing = input_resizing()
-    out = np.empty((len(frames), *INPUT_SHAPE), dtype=np.float32)
-    for start in range(0, len(frames), chunk):
-        part = np.asarray(frames[start:start + chunk])
-        out[start:start + len(part)] = keras.ops.convert_to_numpy(
-            resizing(keras.ops.cast(part, "float32")))
-    return out
 
 
 def build_model(

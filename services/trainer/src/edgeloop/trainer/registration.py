@@ -13,10 +13,10 @@ even when it wins overall (a world of few runs by wider bounds:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,12 +221,15 @@ async def evaluate(
     holdout_id: str,
     candidate: Candidate,
     arrays_path: Path,
+    measure: Callable[[str, Path], Awaitable[np.ndarray]],
     champion_errors: dict[str, np.ndarray] | None = None,
 ) -> model_pb2.HoldoutEvaluation:
     """Candidate and champion on the same holdout, as the gate's evidence.
 
-    The champion's error per holdout frame goes into ``champion_errors["errors"]`` when
-    given (for the per-world numbers).
+    ``measure(saved_model_dir, arrays_path)`` computes the champion's error per holdout
+    frame (:func:`holdout_errors`, run where TensorFlow is: the sweep's
+    :class:`~edgeloop.trainer.model_process.ModelProcess`); the errors go into
+    ``champion_errors["errors"]`` when given (for the per-world numbers).
     """
     evaluation = model_pb2.HoldoutEvaluation(
         holdout_id=holdout_id,
@@ -244,7 +247,7 @@ async def evaluate(
         )
         return evaluation
     evaluation.champion_version = current.version
-    errors = await asyncio.to_thread(holdout_errors, current.published_path, arrays_path)
+    errors = await measure(current.published_path, arrays_path)
     evaluation.champion_mae_mm = float(np.mean(errors))
     if champion_errors is not None:
         champion_errors["errors"] = errors

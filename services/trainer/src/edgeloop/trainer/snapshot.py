@@ -9,8 +9,8 @@ JPEGs) and stored under ``trainer/sweeps/<snapshot_id>/``:
   (``ARRAYS_FORMAT``, also in the manifest's ``arrays_format``):
 
   - ``images``: every frame as the model sees it after its own resize, float32
-    [n, 75, 100, 3] in 0..255 (:func:`edgeloop.trainer.model.resize_frames`: the model's
-    Resizing layer, once, here, instead of in every epoch of every trial). Float32 on
+    [n, 75, 100, 3] in 0..255 (:func:`~edgeloop.trainer.model_input.resize_frames`: the
+    model's Resizing layer, once, here, instead of in every epoch of every trial). Float32 on
     purpose: rounding to uint8 would feed the network other numbers than it computes from
     the raw frame when served, and the served model still takes the raw frame and resizes
     it itself; the trials' model takes these as float32 and its resize is then the identity.
@@ -64,6 +64,7 @@ from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from edgeloop.platform.jpeg import decode as jpeg_decode
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
+from edgeloop.trainer.model_input import INPUT_SHAPE, resize_frames
 from google.protobuf.timestamp_pb2 import Timestamp
 
 log = logging.getLogger(__name__)
@@ -340,8 +341,6 @@ def model_arrays(observations: list[observation_pb2.Observation],
     Decoded and resized a chunk at a time: the raw frames of the whole selection (690 MB
     for 3,000 at 320x240) are never held at once, only the holdout's, written in place.
     """
-    from edgeloop.trainer.model import INPUT_SHAPE, resize_frames
-
     images = np.empty((len(observations), *INPUT_SHAPE), dtype=np.float32)
     in_holdout = split == 2
     holdout: np.ndarray | None = None
@@ -615,8 +614,6 @@ def upgrade_arrays(old: Path, target: Path) -> Path:
     The raw frames are read through a memory map and resized a chunk at a time, as a new
     snapshot's are; the stored snapshot itself is left as it is (its hash covers the manifest).
     """
-    from edgeloop.trainer.model import resize_frames
-
     if target.exists():
         return target
     frames = mapped_member(old, "images")

@@ -39,6 +39,7 @@ from edgeloop.platform.errors import (
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
 from edgeloop.trainer import carry, registration, snapshot, tune, warm_start
 from edgeloop.trainer.events import EventBus, make_event
+from edgeloop.trainer.model_process import ModelProcess
 from edgeloop.trainer.settings import Settings
 from edgeloop.trainer.store import TERMINAL, SweepStore
 from edgeloop.trainer.tracking import SweepTracking, ensure_experiment, git_sha
@@ -490,13 +491,14 @@ class SweepRun:
         """Export, evaluate on the holdout, log to MLflow, register; record the answer."""
         assert self.tracking is not None
         run_id = self.tracking.trial_runs[outcome.trial_id]
-        candidate = await asyncio.to_thread(
-            registration.export_candidate, outcome, snap.arrays_path, self.folder
-        )
         champion_errors: dict[str, Any] = {}
-        with tracer.start_as_current_span("sweep.evaluate_holdout"):
-            evaluation = await self._while_registry_down(
-                lambda: self._evaluate(snap, candidate, champion_errors))
+        async with ModelProcess() as tensorflow:
+            candidate = await tensorflow.run(
+                registration.export_candidate, outcome, snap.arrays_path, self.folder
+            )
+            with tracer.start_as_current_span("sweep.evaluate_holdout"):
+                evaluation = await self._while_registry_down(
+                    lambda: self._evaluate(snap, candidate, champion_errors, tensorflow))
         with tracer.start_as_current_span("sweep.log_model", attributes={"mlflow.run_id": run_id}):
             seconds = await asyncio.to_thread(
                 registration.log_pyfunc,
@@ -560,7 +562,7 @@ class SweepRun:
                 self._check_cancel()
 
     async def _evaluate(self, snap: snapshot.Snapshot, candidate: Any,
-                        champion_errors: dict[str, Any]) -> Any:
+                        champion_errors: dict[str, Any], tensorflow: ModelProcess) -> Any:
         return await registration.evaluate(
             self.deps.registry,
             self.deps.settings.registry_token,
@@ -568,6 +570,7 @@ class SweepRun:
             snap.content_hash,
             candidate,
             snap.arrays_path,
+            lambda saved, arrays: tensorflow.run(registration.holdout_errors, saved, arrays),
             champion_errors,
         )
 

@@ -36,6 +36,7 @@ from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 from edgeloop.trainer import forgetting
 from edgeloop.trainer.balance import epoch_rows
+from edgeloop.trainer.model_input import ARCHITECTURES
 from edgeloop.trainer.trial_tracing import TrialSpans, trace_config, trial_span
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -89,8 +90,6 @@ _SPANS: dict[str, TrialSpans] = {}
 
 def search_values(space: sweep_pb2.SearchSpace) -> dict[str, list[Any]]:
     """The values to try per hyperparameter: the request's, else the defaults; validated."""
-    from edgeloop.trainer.model import ARCHITECTURES
-
     values = {name: list(getattr(space, fld)) or DEFAULTS[name] for name, fld in _FIELDS.items()}
     checks = {
         "learning_rate": lambda v: 0 < v < 1,

@@ -1,0 +1,66 @@
+"""A sweep's TensorFlow work in a child process, so the trainer process never imports it.
+
+The trainer needs TensorFlow only at the end of a sweep: to export the best trial as a
+SavedModel and to measure it and the champion on the holdout. Imported in the trainer
+itself, TensorFlow would stay for the process's whole life (about 550 MiB PSS, and a
+third TensorFlow process beside the two trial workers at a sweep's peak). Instead, each
+registration opens a :class:`ModelProcess`: one spawned child that imports TensorFlow
+once, runs the export and both evaluations, and exits when the registration is done,
+giving its memory back. It runs on the trainer's machine (it reads the trial's checkpoint,
+the snapshot's arrays and the champion's published SavedModel from local paths) and
+inherits the trainer's environment and scheduling priority.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from types import TracebackType
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _import_tensorflow() -> None:
+    """The child's initializer: TensorFlow and the model family, imported once, lean."""
+    import edgeloop.trainer.model  # noqa: F401, PLC0415 - the point of the child process
+
+
+class ModelProcess:
+    """One child process for the TensorFlow calls of one registration (``async with``).
+
+    Calls run one at a time, in the order given; an exception raised in the child is
+    raised again by :meth:`run`. The child is spawned (not forked: the trainer holds
+    threads, gRPC channels and a Ray driver that a fork would copy half-way).
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._opened = 0.0
+
+    async def __aenter__(self) -> ModelProcess:
+        self._opened = time.monotonic()
+        self._pool = ProcessPoolExecutor(max_workers=1,
+                                         mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_import_tensorflow)
+        return self
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in the child; ``function`` and its arguments must pickle."""
+        if self._pool is None:
+            raise RuntimeError("ModelProcess.run outside 'async with'")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # waits for a call still running (a cancelled registration's export: seconds)
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        log.debug("model process closed",
+                  extra={"seconds": round(time.monotonic() - self._opened, 3)})

@@ -1,0 +1,73 @@
+"""The trainer process never imports TensorFlow; a registration's child process does.
+
+``test_sweeps.py`` registers real versions through the child (export and holdout
+evaluation); these tests check the child itself and what the trainer's own process imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+from edgeloop.trainer.model_process import ModelProcess
+
+
+def _maps_tensorflow(pid: int) -> bool:
+    return "tensorflow" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_calls_run_in_one_child_that_holds_tensorflow_and_is_gone_after() -> None:
+    async def scenario() -> tuple[int, int, bool]:
+        async with ModelProcess() as child:
+            first = await child.run(os.getpid)
+            second = await child.run(os.getpid)
+            return first, second, _maps_tensorflow(first)
+
+    first, second, loaded = asyncio.run(scenario())
+    assert first == second != os.getpid(), "one child for every call of a registration"
+    assert loaded, "the child imported TensorFlow"
+    assert not psutil.pid_exists(first), "the child exits (and is reaped) with the block"
+
+
+def test_an_error_in_the_child_is_raised_in_the_trainer() -> None:
+    async def scenario() -> None:
+        async with ModelProcess() as child:
+            await child.run(int, "not a number")
+
+    with pytest.raises(ValueError, match="not a number"):
+        asyncio.run(scenario())
+
+
+def test_the_trainer_process_does_not_import_tensorflow(tmp_path: Path) -> None:
+    """Starting the service's modules, validating a search space and building a snapshot's
+    model arrays (the pre-resize) all run without TensorFlow or Keras."""
+    code = textwrap.dedent("""
+        import sys
+        import cv2
+        import numpy as np
+        import edgeloop.trainer.app, edgeloop.trainer.sweeps  # the service's whole graph
+        from edgeloop.contracts.features.v1 import observation_pb2
+        from edgeloop.contracts.trainer.v1 import sweep_pb2
+        from edgeloop.trainer import snapshot, tune
+
+        values = tune.search_values(sweep_pb2.SearchSpace(architectures=["thesis", "small"]))
+        assert values["architecture"] == ["thesis", "small"], values
+        frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+        jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+        observations = [observation_pb2.Observation(observation_id=str(i), jpeg=jpeg)
+                        for i in range(3)]
+        images, holdout = snapshot.model_arrays(observations, np.array([0, 1, 2]))
+        assert images.shape == (3, 75, 100, 3) and holdout.shape == (1, 240, 320, 3)
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        print(" ".join(loaded[:5]) or "none")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "none", f"imported: {result.stdout.strip()}"

@@ -93,6 +93,10 @@ def process_label(proc: psutil.Process) -> str:
     cmdline = proc.cmdline()
     if cmdline and cmdline[0].startswith("ray::"):
         return cmdline[0].split()[0]
+    if "--multiprocessing-fork" in cmdline:
+        return "multiprocessing child (the registration's model process)"
+    if any("resource_tracker" in arg for arg in cmdline):
+        return "multiprocessing resource tracker"
     modules = [arg for arg in cmdline if arg.startswith(("edgeloop.", "ray."))]
     if "-m" in cmdline and modules:
         return modules[0]

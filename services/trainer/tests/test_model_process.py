@@ -35,6 +35,29 @@ def test_calls_run_in_one_child_that_holds_tensorflow_and_is_gone_after() -> Non
     assert not psutil.pid_exists(first), "the child exits (and is reaped) with the block"
 
 
+def _spawned_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True)
+            if "--multiprocessing-fork" in p.cmdline()]
+
+
+def test_a_child_started_early_serves_the_later_calls_and_close_ends_it() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        process = ModelProcess()
+        await process.close()  # nothing started: nothing to end
+        assert not _spawned_children()
+        process.start()
+        process.start()  # once is enough: one child
+        spawned = [p.pid for p in _spawned_children()]
+        served_by = await process.run(os.getpid)
+        await process.close()
+        await process.close()
+        return spawned, served_by
+
+    spawned, served_by = asyncio.run(scenario())
+    assert spawned == [served_by], "the early child serves the calls"
+    assert not psutil.pid_exists(served_by)
+
+
 def test_an_error_in_the_child_is_raised_in_the_trainer() -> None:
     async def scenario() -> None:
         async with ModelProcess() as child:

@@ -4,11 +4,12 @@ The trainer needs TensorFlow only at the end of a sweep: to export the best tria
 SavedModel and to measure it and the champion on the holdout. Imported in the trainer
 itself, TensorFlow would stay for the process's whole life (about 550 MiB PSS, and a
 third TensorFlow process beside the two trial workers at a sweep's peak). Instead, each
-registration opens a :class:`ModelProcess`: one spawned child that imports TensorFlow
-once, runs the export and both evaluations, and exits when the registration is done,
-giving its memory back. It runs on the trainer's machine (it reads the trial's checkpoint,
-the snapshot's arrays and the champion's published SavedModel from local paths) and
-inherits the trainer's environment and scheduling priority.
+sweep has a :class:`ModelProcess`: one spawned child that imports TensorFlow once, runs
+the export and both evaluations, and exits when the registration is done, giving its
+memory back. The sweep starts it while its last trial trains (a CPU is free then), so the
+import's seconds are not added to the sweep's end. It runs on the trainer's machine (it
+reads the trial's checkpoint, the snapshot's arrays and the champion's published
+SavedModel from local paths) and inherits the trainer's environment and priority.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -32,35 +34,49 @@ def _import_tensorflow() -> None:
 
 
 class ModelProcess:
-    """One child process for the TensorFlow calls of one registration (``async with``).
+    """One child process for a sweep's TensorFlow calls, started when first needed.
 
-    Calls run one at a time, in the order given; an exception raised in the child is
-    raised again by :meth:`run`. The child is spawned (not forked: the trainer holds
-    threads, gRPC channels and a Ray driver that a fork would copy half-way).
+    :meth:`start` spawns it early (the sweep does once its last trial runs and a CPU is
+    free, so TensorFlow's import is off the sweep's end); :meth:`run` starts it if that has
+    not happened; :meth:`close` ends it. Calls run one at a time, in the order given; an
+    exception raised in the child is raised again by :meth:`run`. The child is spawned (not
+    forked: the trainer holds threads, gRPC channels and a Ray driver that a fork would
+    copy half-way).
     """
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
-        self._opened = 0.0
+        self._started = 0.0
 
-    async def __aenter__(self) -> ModelProcess:
-        self._opened = time.monotonic()
+    def start(self) -> None:
+        """Spawn the child and let it import TensorFlow now (idempotent, non-blocking)."""
+        if self._pool is not None:
+            return
+        self._started = time.monotonic()
         self._pool = ProcessPoolExecutor(max_workers=1,
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_import_tensorflow)
-        return self
+        self._pool.submit(os.getpid)  # a pool spawns its process at the first call
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in the child; ``function`` and its arguments must pickle."""
-        if self._pool is None:
-            raise RuntimeError("ModelProcess.run outside 'async with'")
+        self.start()
+        assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
+    async def close(self) -> None:
+        """End the child, if one was started; waits for a call still running (seconds)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        log.debug("model process closed",
+                  extra={"seconds": round(time.monotonic() - self._started, 3)})
+
+    async def __aenter__(self) -> ModelProcess:
+        self.start()
+        return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         trace: TracebackType | None) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            # waits for a call still running (a cancelled registration's export: seconds)
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-        log.debug("model process closed",
-                  extra={"seconds": round(time.monotonic() - self._opened, 3)})
+        await self.close()

@@ -340,6 +340,8 @@ class SweepRun:
         self.tracking: SweepTracking | None = None
         self.folder = self.deps.work_dir / "sweeps" / sweep.sweep_id
         self.warm: warm_start.WarmStart | None = None
+        self.tensorflow = ModelProcess()
+        """The registration's child process (export, holdout evaluations)."""
 
     def _check_cancel(self) -> None:
         if self.manager.cancelled(self.sweep.sweep_id):
@@ -347,18 +349,21 @@ class SweepRun:
 
     async def execute(self) -> None:
         """All phases; raises Cancelled, EdgeloopError or anything unexpected."""
-        with tracer.start_as_current_span("sweep.snapshot"):
-            snap = await self.build_snapshot()
-        self._check_cancel()
-        if self.sweep.warm_start_version:
-            self.warm = await self.fetch_warm_start()
-        await asyncio.to_thread(self.start_tracking, snap)
-        with tracer.start_as_current_span("sweep.tune") as span:
-            outcome = await self.tune(snap)
-            span.set_attribute("edgeloop.best_trial_id", outcome.trial_id)
-        self._check_cancel()
-        with tracer.start_as_current_span("sweep.register"):
-            await self.register(snap, outcome)
+        try:
+            with tracer.start_as_current_span("sweep.snapshot"):
+                snap = await self.build_snapshot()
+            self._check_cancel()
+            if self.sweep.warm_start_version:
+                self.warm = await self.fetch_warm_start()
+            await asyncio.to_thread(self.start_tracking, snap)
+            with tracer.start_as_current_span("sweep.tune") as span:
+                outcome = await self.tune(snap)
+                span.set_attribute("edgeloop.best_trial_id", outcome.trial_id)
+            self._check_cancel()
+            with tracer.start_as_current_span("sweep.register"):
+                await self.register(snap, outcome)
+        finally:
+            await self.tensorflow.close()
 
     async def build_snapshot(self) -> snapshot.Snapshot:
         """Build the snapshot, or reload ``from_sweep``'s identical one."""
@@ -492,13 +497,13 @@ class SweepRun:
         assert self.tracking is not None
         run_id = self.tracking.trial_runs[outcome.trial_id]
         champion_errors: dict[str, Any] = {}
-        async with ModelProcess() as tensorflow:
-            candidate = await tensorflow.run(
-                registration.export_candidate, outcome, snap.arrays_path, self.folder
-            )
-            with tracer.start_as_current_span("sweep.evaluate_holdout"):
-                evaluation = await self._while_registry_down(
-                    lambda: self._evaluate(snap, candidate, champion_errors, tensorflow))
+        candidate = await self.tensorflow.run(
+            registration.export_candidate, outcome, snap.arrays_path, self.folder
+        )
+        with tracer.start_as_current_span("sweep.evaluate_holdout"):
+            evaluation = await self._while_registry_down(
+                lambda: self._evaluate(snap, candidate, champion_errors))
+        await self.tensorflow.close()  # its memory back before MLflow and the registry
         with tracer.start_as_current_span("sweep.log_model", attributes={"mlflow.run_id": run_id}):
             seconds = await asyncio.to_thread(
                 registration.log_pyfunc,
@@ -562,7 +567,7 @@ class SweepRun:
                 self._check_cancel()
 
     async def _evaluate(self, snap: snapshot.Snapshot, candidate: Any,
-                        champion_errors: dict[str, Any], tensorflow: ModelProcess) -> Any:
+                        champion_errors: dict[str, Any]) -> Any:
         return await registration.evaluate(
             self.deps.registry,
             self.deps.settings.registry_token,
@@ -570,7 +575,7 @@ class SweepRun:
             snap.content_hash,
             candidate,
             snap.arrays_path,
-            lambda saved, arrays: tensorflow.run(registration.holdout_errors, saved, arrays),
+            lambda saved, arrays: self.tensorflow.run(registration.holdout_errors, saved, arrays),
             champion_errors,
         )
 
@@ -708,6 +713,10 @@ class Progress:
     async def _finished(self, trial_id: str, status: str) -> None:
         trial = self._trial(trial_id)
         trial.state = status
+        if len(self.run.sweep.trials) >= self.run.sweep.num_trials:
+            # no trial waits for this one's CPU: the registration's child imports
+            # TensorFlow on it while the last trials train, not after them
+            self.run.tensorflow.start()
         await self.run.manager.emit(
             self.run.sweep,
             S.SWEEP_EVENT_TYPE_TRIAL_FINISHED,

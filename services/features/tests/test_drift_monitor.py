@@ -629,6 +629,36 @@ async def test_a_drift_during_a_consolidation_cancels_it_and_retrains_the_new_wo
     assert all(by_id[e.event_id].sweep_id == "sweep-3" for e in green)
 
 
+async def test_a_consolidation_that_gave_way_to_a_drift_resolved_before_its_retrain_runs_again(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # The quick demo of 2026-12-04 09:07, phase 4: a CUSUM on the version that half knew the
+    # new world fired during the consolidation, cancelled it, and resolved before a retrain
+    # of its own could start; the world kept its first, partial retrain for good.
+    servicer, stub = trainer
+    deployments, monitor, clock, rng = await _recovered_red_floor(database_url, pool, stub,
+                                                                  servicer)
+    assert [r.trigger for r in servicer.started][1] == "consolidate:sweep-1"
+    _insert(database_url, _rows("green", T0 + timedelta(minutes=13), 15, "2", rng,
+                                error_mm=40.0))
+    await _evaluate_at(monitor, clock, 13.3)
+    assert servicer.cancelled == {"sweep-2"}, "a drift during the consolidation cancels it"
+    await _evaluate_at(monitor, clock, 13.35)
+    assert len(servicer.started) == 2, "15 s of green is not enough to retrain on"
+    assert monitor.retrainer is not None and not monitor.retrainer.running
+
+    # Red again, which version 2 knows: the drift resolves with no retrain of its own.
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=13, seconds=15), 585, "2", rng))
+    await _evaluate_at(monitor, clock, 16, 19, 22.9)
+    drifts = [e for e in await monitor.events.list("parking") if e.model_version == "2"]
+    assert drifts and all(e.state == "resolved" and not e.sweep_id for e in drifts), \
+        [(e.rule, e.state, e.sweep_id) for e in drifts]
+    assert len(servicer.started) == 3, "the consolidation is planned again and starts"
+    again = servicer.started[2]
+    assert again.trigger == "consolidate:sweep-1" and again.warm_start.version == "2"
+    assert again.data.start_time == servicer.started[1].data.start_time
+    assert again.request_id != servicer.started[1].request_id, "not the cancelled sweep again"
+
+
 async def test_undrifted_drive_raises_no_alarm(database_url: str, pool: AsyncConnectionPool,
                                                trainer: tuple[Trainer, Any]) -> None:
     servicer, stub = trainer

@@ -24,15 +24,18 @@ def _maps_tensorflow(pid: int) -> bool:
 
 def test_calls_run_in_one_child_that_holds_tensorflow_and_is_gone_after() -> None:
     async def scenario() -> tuple[int, int, bool]:
-        async with ModelProcess() as child:
+        child = ModelProcess()
+        try:
             first = await child.run(os.getpid)
             second = await child.run(os.getpid)
             return first, second, _maps_tensorflow(first)
+        finally:
+            await child.close()
 
     first, second, loaded = asyncio.run(scenario())
     assert first == second != os.getpid(), "one child for every call of a registration"
     assert loaded, "the child imported TensorFlow"
-    assert not psutil.pid_exists(first), "the child exits (and is reaped) with the block"
+    assert not psutil.pid_exists(first), "the child exits (and is reaped) at close"
 
 
 def _spawned_children() -> list[psutil.Process]:
@@ -60,8 +63,11 @@ def test_a_child_started_early_serves_the_later_calls_and_close_ends_it() -> Non
 
 def test_an_error_in_the_child_is_raised_in_the_trainer() -> None:
     async def scenario() -> None:
-        async with ModelProcess() as child:
+        child = ModelProcess()
+        try:
             await child.run(int, "not a number")
+        finally:
+            await child.close()
 
     with pytest.raises(ValueError, match="not a number"):
         asyncio.run(scenario())

@@ -22,7 +22,7 @@ from typing import Any
 
 from edgeloop.platform.tensorflow_import import import_tensorflow
 
-import_tensorflow()  # the trainer's and its trial workers' first TensorFlow import: lean
+import_tensorflow()  # the trial workers' and the registration child's import: lean
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

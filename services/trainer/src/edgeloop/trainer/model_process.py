@@ -15,16 +15,12 @@ SavedModel from local paths) and inherits the trainer's environment and priority
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing
 import os
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from types import TracebackType
 from typing import Any, TypeVar
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -46,13 +42,11 @@ class ModelProcess:
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
-        self._started = 0.0
 
     def start(self) -> None:
         """Spawn the child and let it import TensorFlow now (idempotent, non-blocking)."""
         if self._pool is not None:
             return
-        self._started = time.monotonic()
         self._pool = ProcessPoolExecutor(max_workers=1,
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_import_tensorflow)
@@ -70,13 +64,3 @@ class ModelProcess:
         if pool is None:
             return
         await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
-        log.debug("model process closed",
-                  extra={"seconds": round(time.monotonic() - self._started, 3)})
-
-    async def __aenter__(self) -> ModelProcess:
-        self.start()
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        trace: TracebackType | None) -> None:
-        await self.close()

@@ -44,10 +44,14 @@ about 12 runs instead of 4), a *consolidation* sweep fine-tunes the serving vers
 of them, with the same start, so the first sweep's holdout runs stay holdout and the gate
 judges on more runs. It is a follow-up, not a recovery: no drift event is attached, one
 per drift, and it is dropped when another version serves first; a drift event while it
-runs cancels it (the recovery comes first); a refused candidate leaves the serving
-version; a plan not due within ``CONSOLIDATE_WITHIN`` is dropped (the robots left that
-world, and its count is not queried forever). Kept in memory: after a restart of the
-features service a pending consolidation is forgotten (the drift stays recovered).
+runs cancels it (the recovery comes first) and plans it again, so a drift that resolves
+before its own retrain starts (the quick demo of 2026-12-04 09:07: phase 4's concept CUSUM
+on a version that half knew the angled world fired, cancelled the consolidation and
+resolved 10 s later) does not leave the world with its first, partial retrain; a refused
+candidate leaves the serving version; a plan not due within ``CONSOLIDATE_WITHIN`` is
+dropped (the robots left that world, and its count is not queried forever). Kept in
+memory: after a restart of the features service a pending consolidation is forgotten (the
+drift stays recovered).
 
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
@@ -58,7 +62,7 @@ not learn the new world): the events say "needs labelled data from data group X"
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -133,6 +137,8 @@ class RunningSweep:
     consolidation: bool = False
     """A follow-up of a recovered drift (no events attached), not a drift retrain."""
     trace_id: str = ""
+    plan: Consolidation | None = None
+    """The plan a consolidation carries out (planned again if it gives way to a drift)."""
 
 
 @dataclass
@@ -149,6 +155,13 @@ class Consolidation:
     """The drift retrain it follows."""
     expires: datetime
     """Dropped when not due by then."""
+    attempt: int = 0
+    """Consolidations of this plan started before (each gave way to a drift)."""
+
+    def request_id(self, deployment: str) -> str:
+        """StartSweep's idempotency key: one per attempt (a retry returns its sweep)."""
+        key = f"consolidate:{deployment}:{self.after_sweep}"
+        return f"{key}:{self.attempt}" if self.attempt else key
 
 
 @dataclass
@@ -261,11 +274,10 @@ class Retrainer:
         if scope is None or frames < plan.due_frames:
             return
         running = await self._start(deployment, f"consolidate:{plan.after_sweep}", plan.since,
-                                    scope, now, frames,
-                                    f"consolidate:{deployment.name}:{plan.after_sweep}")
+                                    scope, now, frames, plan.request_id(deployment.name))
         if running is None:
             return
-        running.consolidation = True
+        running.consolidation, running.plan = True, plan
         del self.consolidations[deployment.name]
         log.info("consolidation started", extra={"sweep_id": running.sweep_id, "frames": frames,
                                                  "after_sweep": plan.after_sweep})
@@ -524,6 +536,13 @@ class Retrainer:
         log.info("retraining finished", extra={"sweep_id": running.sweep_id,
                                                "note": outcome_note(sweep)})
         if running.consolidation:
+            if running.superseded and running.plan is not None \
+                    and sweep.state == sweep_pb2.SWEEP_STATE_CANCELLED:
+                # It gave way to a drift. When that drift gets its own retrain, the plan is
+                # dropped as before; when it resolves first (a CUSUM on a world the version
+                # half knows comes and goes), the follow-up must not be lost with it.
+                self.consolidations[deployment] = replace(running.plan,
+                                                          attempt=running.plan.attempt + 1)
             return True  # no events to note; a refusal leaves the serving version, as it should
         if running.superseded and sweep.state == sweep_pb2.SWEEP_STATE_CANCELLED:
             await self._supersede_events(deployment, running, now)

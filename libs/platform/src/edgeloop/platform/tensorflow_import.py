@@ -4,9 +4,9 @@ Keras 3 imports scikit-learn (its scikit-learn wrappers), pandas (to slice DataF
 matplotlib (an image-gallery plot) while it is imported, whenever they are installed, and
 MLflow installs all three. No edgeloop process uses them through Keras, yet they are about
 a third of TensorFlow's import: on the 2-core dev VM ``import tensorflow, keras`` takes
-15 CPU seconds with them and 9–10 without. Every process pays it at start: the gateway,
-the registry, the trainer, each of the trainer's Ray trial workers (on a sweep's critical
-path) and each Ray Serve replica.
+15 CPU seconds with them and 9–10 without. Every process that imports TensorFlow pays it:
+the gateway and the registry at start, each of the trainer's Ray trial workers and its
+registration child (on a sweep's critical path) and each Ray Serve replica.
 
 So those processes call :func:`import_tensorflow` before anything else imports TensorFlow.
 The three libraries stay importable afterwards (MLflow still uses pandas); only Keras's

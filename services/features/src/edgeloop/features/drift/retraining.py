@@ -86,14 +86,14 @@ STARTED_NOTE = "retraining: sweep"
 NEEDS_LABELS_NOTE = "needs labelled data from data group"
 WAITS_NOTE = "waits for retraining sweep"
 MAX_ATTEMPTS = 3
+"""Retraining sweeps per drift before a refusal is left to an operator."""
 CANCEL_DEADLINE_S = 5.0
 """CancelSweep's deadline: the trainer answers once the sweep has stopped, which may take a
 while; the cancel is under way once the call arrived, and the monitor sees the sweep end."""
 START_SWEEP_DEADLINE_S = 60.0
-"""StartSweep's deadline: the trainer checks the data and the version to fine-tune first
-(and imports TensorFlow on its first call), which under a fleet's load takes far longer
-than a plain call. A call that times out is retried with the same request_id."""
-"""Retraining sweeps per drift before a refusal is left to an operator."""
+"""StartSweep's deadline: the trainer checks the data and the version to fine-tune first,
+which under a fleet's load takes far longer than a plain call. A call that times out is
+retried with the same request_id."""
 CONSOLIDATE_WITHIN = timedelta(minutes=30)
 """A consolidation not due this long after its drift retrain's promotion is dropped."""
 RUN_GAP = "1 second"

@@ -602,17 +602,27 @@ async def test_a_consolidation_not_due_within_half_an_hour_is_dropped(
     assert len(servicer.started) == 1, "a dropped plan starts nothing later"
 
 
+async def _green_during_the_consolidation(database_url: str, pool: AsyncConnectionPool,
+                                          stub: Any, servicer: Trainer, seconds: int,
+                                          minute: float) -> Recovered:
+    """The red floor recovered and its consolidation (sweep-2) running, then ``seconds`` of
+    a green floor version 2 never saw, evaluated at ``minute``: the drift cancels sweep-2."""
+    recovered = await _recovered_red_floor(database_url, pool, stub, servicer)
+    _, monitor, clock, rng = recovered
+    assert [r.trigger for r in servicer.started][1] == "consolidate:sweep-1"
+    _insert(database_url, _rows("green", T0 + timedelta(minutes=13), seconds, "2", rng,
+                                error_mm=40.0))
+    await _evaluate_at(monitor, clock, minute)
+    assert servicer.cancelled == {"sweep-2"}, "a drift during the consolidation cancels it"
+    return recovered
+
+
 async def test_a_drift_during_a_consolidation_cancels_it_and_retrains_the_new_world(
         database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
     servicer, stub = trainer
-    deployments, monitor, clock, rng = await _recovered_red_floor(database_url, pool, stub,
-                                                                  servicer)
-    assert [r.trigger for r in servicer.started][1] == "consolidate:sweep-1"
     # A green floor version 2 never saw: the recovery comes first.
-    _insert(database_url, _rows("green", T0 + timedelta(minutes=13), 60, "2", rng,
-                                error_mm=40.0))
-    await _evaluate_at(monitor, clock, 13.5)
-    assert servicer.cancelled == {"sweep-2"}
+    _, monitor, clock, _ = await _green_during_the_consolidation(database_url, pool, stub,
+                                                                 servicer, 60, 13.5)
     green = [e for e in await monitor.events.list("parking", open_only=True)
              if e.model_version == "2"]
     assert green and all(e.note.startswith("waits for retraining sweep sweep-2 to stop: a "
@@ -635,13 +645,8 @@ async def test_a_consolidation_that_gave_way_to_a_drift_resolved_before_its_retr
     # new world fired during the consolidation, cancelled it, and resolved before a retrain
     # of its own could start; the world kept its first, partial retrain for good.
     servicer, stub = trainer
-    deployments, monitor, clock, rng = await _recovered_red_floor(database_url, pool, stub,
-                                                                  servicer)
-    assert [r.trigger for r in servicer.started][1] == "consolidate:sweep-1"
-    _insert(database_url, _rows("green", T0 + timedelta(minutes=13), 15, "2", rng,
-                                error_mm=40.0))
-    await _evaluate_at(monitor, clock, 13.3)
-    assert servicer.cancelled == {"sweep-2"}, "a drift during the consolidation cancels it"
+    _, monitor, clock, rng = await _green_during_the_consolidation(database_url, pool, stub,
+                                                                   servicer, 15, 13.3)
     await _evaluate_at(monitor, clock, 13.35)
     assert len(servicer.started) == 2, "15 s of green is not enough to retrain on"
     assert monitor.retrainer is not None and not monitor.retrainer.running

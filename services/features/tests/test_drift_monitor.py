@@ -647,9 +647,12 @@ async def test_a_consolidation_that_gave_way_to_a_drift_resolved_before_its_retr
     servicer, stub = trainer
     _, monitor, clock, rng = await _green_during_the_consolidation(database_url, pool, stub,
                                                                    servicer, 15, 13.3)
-    await _evaluate_at(monitor, clock, 13.35)
+    await _evaluate_at(monitor, clock, 13.35, 13.4)
     assert len(servicer.started) == 2, "15 s of green is not enough to retrain on"
     assert monitor.retrainer is not None and not monitor.retrainer.running
+    waiting = [e for e in await monitor.events.list("parking", open_only=True)
+               if e.model_version == "2" and not e.sweep_id]
+    assert waiting, "the drift still waits for frames to retrain on"
 
     # Red again, which version 2 knows: the drift resolves with no retrain of its own.
     _insert(database_url, _rows("red", T0 + timedelta(minutes=13, seconds=15), 585, "2", rng))

@@ -227,7 +227,6 @@ class Retrainer:
             if deployment.name not in self.running:
                 await self._consolidate(deployment, now)
             return
-        self.consolidations.pop(deployment.name, None)  # a new drift: its retrain comes first
         if deployment.name in self.running:
             await self._answer_by_running(deployment.name, waiting)
             return
@@ -251,6 +250,9 @@ class Retrainer:
         running = await self._start(deployment, f"drift:{waiting[-1].event_id}", since, scope,
                                     now, frames, request_id)
         if running is not None:
+            # the new drift's retrain comes first; kept until then, a consolidation plan
+            # survives a drift that resolves before it has the frames for a retrain
+            self.consolidations.pop(deployment.name, None)
             event_ids = [e.event_id for e in waiting]
             await self.events.attach_sweep(event_ids, running.sweep_id, running.trace_id,
                                            f"{STARTED_NOTE} {running.sweep_id} started")

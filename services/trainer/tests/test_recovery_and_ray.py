@@ -1,4 +1,5 @@
-"""Restart recovery (real PostgreSQL) and the Ray dashboard's token authentication (real Ray)."""
+"""Restart recovery (real PostgreSQL); the trainer's own Ray (real Ray): the dashboard's token
+authentication, no idle workers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.trainer.events import EventBus, make_event
 from edgeloop.trainer.store import SweepStore
@@ -72,6 +74,27 @@ def test_ray_dashboard_requires_the_token(ray_info: Any) -> None:
     assert _get(url, None) in (401, 403)
     assert _get(url, "not-the-token") in (401, 403)
     assert _get(url, token) == 200
+
+
+def _idle_ray_workers() -> list[str]:
+    """This process's Ray worker processes that run no actor: still starting, or ray::IDLE."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            command = process.cmdline()
+        except psutil.Error:
+            continue
+        if command and (command[0].startswith("ray::IDLE") or (
+                "raylet" not in command[0] and any("default_worker.py" in a for a in command))):
+            found.append(" ".join(command)[:80])
+    return found
+
+
+def test_the_trainers_ray_starts_no_idle_workers(ray_info: Any) -> None:
+    # A raylet forks one worker per CPU as the driver registers, i.e. before start_ray
+    # returns; they would stay until Ray stops, never used (trials are actors).
+    assert ray_info.started_here
+    assert _idle_ray_workers() == []
 
 
 async def test_a_watch_ends_with_the_final_state_even_before_its_event_is_stored(

@@ -86,10 +86,19 @@ SLOW_START_ENV = {
 }
 
 
+NO_IDLE_WORKERS_ENV = {
+    # A raylet starts one idle Python worker per CPU ahead of need (~46 MiB each). edgeloop's
+    # Ray work is actors (Tune trials, Serve replicas), and Ray starts a fresh process for
+    # every actor, so those workers only ever wait: 92 MiB of a 2-core sweep's peak.
+    "RAY_prestart_worker_first_driver": "0",
+    "RAY_enable_worker_prestart": "0",
+}
+
+
 def node_env(token_file: Path) -> dict[str, str]:
-    """The variables of a head or worker node process: :func:`auth_env` plus start-up
-    timeouts that tolerate a small, busy machine."""
-    return {**auth_env(token_file), **SLOW_START_ENV}
+    """The variables of a head or worker node process: :func:`auth_env`, start-up
+    timeouts that tolerate a small, busy machine, and no idle workers started ahead."""
+    return {**auth_env(token_file), **SLOW_START_ENV, **NO_IDLE_WORKERS_ENV}
 
 
 NODE_SIDE_PORT_FLAGS = ("--node-manager-port", "--object-manager-port",

@@ -80,6 +80,8 @@ def start_ray(settings: Settings) -> RayInfo:
     # Tune's checkpoint-frequency warning fires on every improving epoch of small sweeps
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     rayhead.workers_run_this_python()
+    for name, value in rayhead.NO_IDLE_WORKERS_ENV.items():  # read by a raylet started here
+        os.environ.setdefault(name, value)
     token_file = configure_token(settings.ray_auth_token_file,
                                  create=not settings.ray_address)
     started = False

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 from edgeloop.trainer import model as M
+from edgeloop.trainer import precision
 from edgeloop.trainer.model_input import INPUT_SHAPE, TARGET_SCALE_MM
 
 
@@ -24,12 +25,16 @@ def _float32_afterwards() -> Iterator[None]:
     ("", "float32"),
 ])
 def test_auto_is_bfloat16_only_where_the_cpu_has_it(flags: str, chosen: str) -> None:
-    assert M.resolve_precision("auto", f"processor : 0\nflags : {flags}\n") == chosen
+    cpuinfo = f"processor : 0\nflags : {flags}\n"
+    assert M.resolve_precision("auto", cpuinfo) == chosen
+    # bfloat16 trials are fitted two CPUs each, float32 ones one
+    assert precision.min_cpus_per_trial("auto", cpuinfo) == (2 if chosen == "bfloat16" else 1)
 
 
 def test_an_explicit_precision_is_kept_and_an_unknown_one_refused() -> None:
     assert M.resolve_precision("float32", "flags : amx_bf16") == "float32"
     assert M.resolve_precision("bfloat16", "flags : sse2") == "bfloat16"
+    assert precision.min_cpus_per_trial("float32", "flags : amx_bf16") == 1
     with pytest.raises(ValueError, match="float16"):
         M.resolve_precision("float16")
 

@@ -83,6 +83,13 @@ def test_resources_fit_the_machine() -> None:
     assert (fitted.concurrent, fitted.cpus_per_trial, fitted.tf_threads) == (2, 1.0, 1)
     single = tune.fit_resources(2, num_trials=4, requested=1, tf_threads=0)
     assert (single.concurrent, single.cpus_per_trial, single.tf_threads) == (1, 2.0, 2)
+    # bfloat16 trials get two CPUs each: one at a time on 2 CPUs, four at a time on 8
+    paired = tune.fit_resources(2, num_trials=4, requested=0, tf_threads=0, min_cpus=2)
+    assert (paired.concurrent, paired.cpus_per_trial, paired.tf_threads) == (1, 2.0, 2)
+    wide = tune.fit_resources(8, num_trials=4, requested=0, tf_threads=0, min_cpus=2)
+    assert (wide.concurrent, wide.cpus_per_trial, wide.tf_threads) == (4, 2.0, 2)
+    asked = tune.fit_resources(2, num_trials=4, requested=2, tf_threads=0, min_cpus=2)
+    assert (asked.concurrent, asked.cpus_per_trial) == (2, 1.0), "a request outranks the fit"
 
 
 def test_grafana_payload_parser() -> None:

@@ -33,10 +33,7 @@ from edgeloop.trainer.model_input import (  # noqa: E402
     INPUT_WIDTH,
     TARGET_SCALE_MM,
 )
-
-PRECISIONS = ("auto", "float32", "bfloat16")
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-"""CPU flags with native bfloat16 arithmetic (oneDNN uses them; elsewhere it is emulated)."""
+from edgeloop.trainer.precision import resolve_precision  # noqa: E402
 
 
 def input_resizing() -> keras.layers.Resizing:
@@ -77,25 +74,6 @@ def build_model(
 def compile_model(model: keras.Model, learning_rate: float) -> None:
     """Adam on MAE: the metric operators read (mm) is a mean absolute error too."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mae")
-
-
-def resolve_precision(precision: str, cpuinfo: str | None = None) -> str:
-    """``float32`` or ``bfloat16`` for a requested precision on this machine's CPU.
-
-    ``auto`` is bfloat16 where the CPU computes it natively (AMX or AVX512-BF16: training
-    runs about twice as fast) and float32 elsewhere. ``cpuinfo`` is /proc/cpuinfo's text.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return "float32"
-    flags = set(cpuinfo.split())
-    return "bfloat16" if any(flag in flags for flag in BF16_CPU_FLAGS) else "float32"
 
 
 def set_training_precision(precision: str) -> str:

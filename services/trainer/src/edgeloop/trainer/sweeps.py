@@ -37,7 +37,7 @@ from edgeloop.platform.errors import (
     Unavailable,
 )
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
-from edgeloop.trainer import carry, registration, snapshot, tune, warm_start
+from edgeloop.trainer import carry, precision, registration, snapshot, tune, warm_start
 from edgeloop.trainer.events import EventBus, make_event
 from edgeloop.trainer.model_process import ModelProcess
 from edgeloop.trainer.settings import Settings
@@ -473,6 +473,7 @@ class SweepRun:
             self.sweep.num_trials,
             self.request.max_concurrent_trials,
             self.deps.settings.tf_threads,
+            precision.min_cpus_per_trial(self.deps.settings.train_precision),
         )
         self.sweep.max_concurrent_trials = resources.concurrent
         plan = tune.SweepPlan(

@@ -145,10 +145,12 @@ class TrialResources:
 
 
 def fit_resources(
-    total_cpus: float, num_trials: int, requested: int, tf_threads: int
+    total_cpus: float, num_trials: int, requested: int, tf_threads: int, min_cpus: int = 1
 ) -> TrialResources:
-    """Fit concurrency to the CPUs: one CPU per trial at least; TF threads = the CPU share."""
-    concurrent = max(1, min(requested or int(total_cpus), num_trials, int(total_cpus) or 1))
+    """Fit concurrency to the CPUs: ``min_cpus`` per trial at least (unless ``requested``
+    asks for more trials at once); TF threads = the CPU share."""
+    fitting = max(1, int(total_cpus) // max(1, min_cpus))
+    concurrent = max(1, min(requested or fitting, num_trials, int(total_cpus) or 1))
     cpus = max(1.0, math.floor(total_cpus / concurrent))
     return TrialResources(concurrent, cpus, tf_threads or int(cpus))
 
@@ -391,7 +393,7 @@ class SweepPlan:
     extra: dict[str, Any] = field(default_factory=dict)
     """Config every trial gets as is (``init_weights`` of a warm start)."""
     precision: str = "float32"
-    """Training arithmetic: ``float32``, ``bfloat16`` or ``auto`` (model.resolve_precision)."""
+    """Training arithmetic: ``float32``, ``bfloat16`` or ``auto`` (precision.resolve_precision)."""
     epoch_frames: int = 0
     """Training rows per epoch at most, drawn afresh each epoch (0: every row)."""
 

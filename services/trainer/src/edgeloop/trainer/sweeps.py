@@ -656,9 +656,6 @@ class Progress:
                 return trial
         return self.run.sweep.trials.add(trial_id=trial_id)
 
-    def _all_started(self) -> bool:
-        return len(self.run.sweep.trials) >= self.run.sweep.num_trials
-
     def trial_started(self, trial_id: str, params: dict[str, Any]) -> None:
         run_id = self.run.tracking.start_trial(trial_id, params) if self.run.tracking else ""
         self._on_loop(self._started(trial_id, params, run_id))
@@ -669,10 +666,6 @@ class Progress:
         again = bool(trial.mlflow_run_id)
         trial.state, trial.mlflow_run_id = "RUNNING", run_id
         trial.params.update({k: str(v) for k, v in params.items()})
-        if self.run.sweep.max_concurrent_trials == 1 and self._all_started():
-            # one trial at a time holds every CPU to its end: the child imports TensorFlow
-            # beside the last trial (which leaves its threads' idle moments) or after it
-            self.run.tensorflow.start()
         message = (f"trial {trial_id} started again after its worker failed, from its best "
                    f"checkpoint (epoch {trial.epochs_done} reported)" if again
                    else f"trial {trial_id} started: {params}")
@@ -721,7 +714,7 @@ class Progress:
     async def _finished(self, trial_id: str, status: str) -> None:
         trial = self._trial(trial_id)
         trial.state = status
-        if self._all_started():
+        if len(self.run.sweep.trials) >= self.run.sweep.num_trials:
             # no trial waits for this one's CPU: the registration's child imports
             # TensorFlow on it while the last trials train, not after them
             self.run.tensorflow.start()

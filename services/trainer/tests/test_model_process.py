@@ -100,3 +100,52 @@ def test_the_trainer_process_does_not_import_tensorflow(tmp_path: Path) -> None:
                             timeout=300, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "none", f"imported: {result.stdout.strip()}"
+
+
+class _Child:
+    """Counts starts of the registration's child (ModelProcess.start is idempotent)."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+
+
+class _Manager:
+    async def emit(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def _progress(num_trials: int, concurrent: int) -> tuple[object, _Child]:
+    from types import SimpleNamespace
+
+    from edgeloop.contracts.trainer.v1 import sweep_pb2
+    from edgeloop.trainer.sweeps import Progress
+
+    child = _Child()
+    sweep = sweep_pb2.Sweep(sweep_id="s", num_trials=num_trials, max_concurrent_trials=concurrent)
+    run = SimpleNamespace(sweep=sweep, tensorflow=child, manager=_Manager(), tracking=None)
+    return Progress(run, None), child  # type: ignore[arg-type]  # (no Tune thread here)
+
+
+@pytest.mark.parametrize("concurrent", [1, 2])
+def test_the_child_starts_once_a_trial_ends_and_none_waits(concurrent: int) -> None:
+    progress, child = _progress(num_trials=3, concurrent=concurrent)
+
+    async def scenario() -> list[bool]:
+        seen = []
+        for name in ("a", "b"):
+            await progress._started(name, {}, "")  # type: ignore[attr-defined]
+            await progress._finished(name, "TERMINATED")  # type: ignore[attr-defined]
+            seen.append(child.started)
+        await progress._started("c", {}, "")  # type: ignore[attr-defined]
+        seen.append(child.started)
+        await progress._finished("c", "TERMINATED")  # type: ignore[attr-defined]
+        return [*seen, child.started]
+
+    seen = asyncio.run(scenario())
+    # the last trial's start takes the CPU the finished one left, so the child waits for
+    # the next finish. One at a time that is the sweep's end: started beside the last
+    # trial, its TensorFlow import would add ~270 MiB to the sweep's peak (bench/README).
+    assert seen == [False, False, False, True]

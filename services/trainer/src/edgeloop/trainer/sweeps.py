@@ -716,7 +716,9 @@ class Progress:
         trial.state = status
         if len(self.run.sweep.trials) >= self.run.sweep.num_trials:
             # no trial waits for this one's CPU: the registration's child imports
-            # TensorFlow on it while the last trials train, not after them
+            # TensorFlow on it while the last trials train, not after them. One trial at a
+            # time, that is after the last: beside it, the child's import would add its
+            # ~270 MiB to the sweep's peak for ~5 s of the registration (bench/README).
             self.run.tensorflow.start()
         await self.run.manager.emit(
             self.run.sweep,

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -278,3 +278,16 @@ def stack(pg_cluster: Any, ray_info: Any, private_tmp: Path) -> Iterator[Stack]:
 
 def _app(build: Any, settings: Any) -> tuple[Any, Any]:
     return build(settings), settings
+
+
+@pytest.fixture
+def spawned_children() -> Callable[[], list[Any]]:
+    """Lists this process's spawned multiprocessing children (the registration's
+    TensorFlow child, ``model_process``), at any depth."""
+    import psutil
+
+    def children() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children(recursive=True)
+                if "--multiprocessing-fork" in p.cmdline()]
+
+    return children

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -38,19 +39,15 @@ def test_calls_run_in_one_child_that_holds_tensorflow_and_is_gone_after() -> Non
     assert not psutil.pid_exists(first), "the child exits (and is reaped) at close"
 
 
-def _spawned_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True)
-            if "--multiprocessing-fork" in p.cmdline()]
-
-
-def test_a_child_started_early_serves_the_later_calls_and_close_ends_it() -> None:
+def test_a_child_started_early_serves_the_later_calls_and_close_ends_it(
+        spawned_children: Any) -> None:
     async def scenario() -> tuple[list[int], int]:
         process = ModelProcess()
         await process.close()  # nothing started: nothing to end
-        assert not _spawned_children()
+        assert not spawned_children()
         process.start()
         process.start()  # once is enough: one child
-        spawned = [p.pid for p in _spawned_children()]
+        spawned = [p.pid for p in spawned_children()]
         served_by = await process.run(os.getpid)
         await process.close()
         await process.close()

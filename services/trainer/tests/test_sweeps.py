@@ -15,7 +15,6 @@ from typing import Any
 import grpc
 import mlflow
 import numpy as np
-import psutil
 import pytest
 from edgeloop.contracts.registry.v1 import deployment_pb2, registry_service_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
@@ -103,7 +102,7 @@ def test_bad_search_space_names_the_field(stack: Any) -> None:
 
 
 def test_sweep_registers_a_version_better_than_the_mean(
-    stack: Any, first_sweep: dict[str, Any]
+    stack: Any, first_sweep: dict[str, Any], spawned_children: Any
 ) -> None:
     sweep, events = first_sweep["sweep"], first_sweep["events"]
     assert sweep.state == S.SWEEP_STATE_SUCCEEDED, sweep.error
@@ -121,8 +120,7 @@ def test_sweep_registers_a_version_better_than_the_mean(
     assert kinds.count(S.SWEEP_EVENT_TYPE_TRIAL_STARTED) == 2
     assert events[-1].state == S.SWEEP_STATE_SUCCEEDED
     # the registration's TensorFlow child (model_process) exported, evaluated and is gone
-    assert not [p for p in psutil.Process().children(recursive=True)
-                if "--multiprocessing-fork" in p.cmdline()]
+    assert not spawned_children()
     assert sweep.model_version and sweep.promoted, sweep.promotion_note
     # Bound: half the MAE of always answering the mean label. The beige labels spread
     # over ~25-250 mm (mean-predictor MAE ~50 mm); a CNN that reads the wall's position

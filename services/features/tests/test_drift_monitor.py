@@ -561,7 +561,7 @@ async def _recovered_red_floor(database_url: str, pool: AsyncConnectionPool, stu
     return deployments, monitor, clock, rng
 
 
-async def test_a_recovered_world_is_consolidated_once_with_three_times_the_data(
+async def test_a_recovered_world_is_consolidated_with_three_then_six_times_the_data(
         database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
     # The drift retrain learnt the red floor from its first 240 frames; at 720 the serving
     # version is fine-tuned again on all of them, from the same start (the first sweep's
@@ -579,12 +579,25 @@ async def test_a_recovered_world_is_consolidated_once_with_three_times_the_data(
     assert all(e.sweep_id == "sweep-1" for e in await monitor.events.list("parking")), \
         "no drift event belongs to a consolidation"
 
-    # The gate refuses its candidate: version 2 keeps serving, and that is the end of it
-    # (one consolidation per drift; a later drift on version 2 needs no extra data).
+    # The gate refuses its candidate: version 2 keeps serving, and the plan is tried once
+    # more at twice the frames (1,440): more of red to learn, more holdout runs to judge on.
     servicer.refused.add("sweep-2")
-    _insert(database_url, _rows("red", T0 + timedelta(minutes=13), 180, "2", rng))
-    await _evaluate_at(monitor, clock, 13.2, 14, 16)
-    assert len(servicer.started) == 2
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=13), 60, "2", rng))
+    await _evaluate_at(monitor, clock, 13.2, 14.1)
+    assert len(servicer.started) == 2, "960 red frames: not twice the 720 it had"
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=14), 120, "2", rng))
+    await _evaluate_at(monitor, clock, 16.1)
+    assert len(servicer.started) == 3
+    again = servicer.started[2]
+    assert again.trigger == "consolidate:sweep-1" and again.warm_start.version == "2"
+    assert again.data.start_time == drift.data.start_time
+    assert again.request_id != consolidation.request_id
+
+    # Refused again: that is the end of it (a later drift on version 2 needs no extra data).
+    servicer.refused.add("sweep-3")
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=16), 360, "2", rng))
+    await _evaluate_at(monitor, clock, 16.2, 18, 22.1)
+    assert len(servicer.started) == 3
     assert monitor.retrainer is not None and not monitor.retrainer.attempts
     assert not monitor.retrainer.consolidations and not monitor.retrainer.running
 

@@ -47,11 +47,14 @@ per drift, and it is dropped when another version serves first; a drift event wh
 runs cancels it (the recovery comes first) and plans it again, so a drift that resolves
 before its own retrain starts (the quick demo of 2026-12-04 09:07: phase 4's concept CUSUM
 on a version that half knew the angled world fired, cancelled the consolidation and
-resolved 10 s later) does not leave the world with its first, partial retrain; a refused
-candidate leaves the serving version; a plan not due within ``CONSOLIDATE_WITHIN`` is
-dropped (the robots left that world, and its count is not queried forever). Kept in
-memory: after a restart of the features service a pending consolidation is forgotten (the
-drift stays recovered).
+resolved 10 s later) does not leave the world with its first, partial retrain. A refused
+candidate leaves the serving version, and the plan is tried once more at twice the frames
+the refused sweep had (``MAX_CONSOLIDATIONS``): in the quick demo of 2026-12-04 14:32 the
+gate refused phase 2's consolidation as a tie (better on the new world, worse on beige,
+judged on 2 and 3 holdout runs) and the world kept its first retrain at 2.2x its pre-drift
+error. A plan not due within ``CONSOLIDATE_WITHIN`` is dropped (the robots left that
+world, and its count is not queried forever). Kept in memory: after a restart of the
+features service a pending consolidation is forgotten (the drift stays recovered).
 
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
@@ -94,6 +97,8 @@ START_SWEEP_DEADLINE_S = 60.0
 """StartSweep's deadline: the trainer checks the data and the version to fine-tune first,
 which under a fleet's load takes far longer than a plain call. A call that times out is
 retried with the same request_id."""
+MAX_CONSOLIDATIONS = 2
+"""Consolidations of one recovered drift the gate may refuse before the plan is dropped."""
 CONSOLIDATE_WITHIN = timedelta(minutes=30)
 """A consolidation not due this long after its drift retrain's promotion is dropped."""
 RUN_GAP = "1 second"
@@ -156,7 +161,9 @@ class Consolidation:
     expires: datetime
     """Dropped when not due by then."""
     attempt: int = 0
-    """Consolidations of this plan started before (each gave way to a drift)."""
+    """Consolidations of this plan started before (each gave way to a drift or was refused)."""
+    refused: int = 0
+    """Its candidates the gate refused."""
 
     def request_id(self, deployment: str) -> str:
         """StartSweep's idempotency key: one per attempt (a retry returns its sweep)."""
@@ -545,6 +552,9 @@ class Retrainer:
                 # half knows comes and goes), the follow-up must not be lost with it.
                 self.consolidations[deployment] = replace(running.plan,
                                                           attempt=running.plan.attempt + 1)
+            elif running.plan is not None and sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED \
+                    and not sweep.promoted:
+                self._consolidate_again(deployment, running.plan, running.frames)
             return True  # no events to note; a refusal leaves the serving version, as it should
         if running.superseded and sweep.state == sweep_pb2.SWEEP_STATE_CANCELLED:
             await self._supersede_events(deployment, running, now)
@@ -566,6 +576,20 @@ class Retrainer:
         self.consolidations[deployment] = Consolidation(sweep.model_version, running.since, due,
                                                         sweep.sweep_id, now + CONSOLIDATE_WITHIN)
         log.info("consolidation planned", extra={"sweep_id": sweep.sweep_id, "due_frames": due})
+
+    def _consolidate_again(self, deployment: str, plan: Consolidation, frames: int) -> None:
+        """A refused consolidation: once more at twice its frames (more of the world to
+        learn, more holdout runs to judge on), up to ``MAX_CONSOLIDATIONS`` refusals."""
+        refused = plan.refused + 1
+        if refused >= MAX_CONSOLIDATIONS:
+            log.info("consolidation refused: the serving version stays",
+                     extra={"after_sweep": plan.after_sweep, "refused": refused})
+            return
+        due = 2 * max(frames, plan.due_frames)
+        self.consolidations[deployment] = replace(plan, due_frames=due, refused=refused,
+                                                  attempt=plan.attempt + 1)
+        log.info("consolidation planned again", extra={"after_sweep": plan.after_sweep,
+                                                       "due_frames": due, "refused": refused})
 
     async def _supersede_events(self, deployment: str, running: RunningSweep,
                                 now: datetime) -> None:

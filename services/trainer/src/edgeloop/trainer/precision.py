@@ -18,7 +18,7 @@ BFLOAT16_CPUS_PER_TRIAL = 2
 Measured on a 2-vCPU VM (bench/README, "One bfloat16 trial at a time"): two bfloat16
 trials at once took 5.2-5.6 s an epoch each, one alone on two threads 2.5-3.1 s, so the
 pair trained no faster and held a second TensorFlow process (~0.5 GiB). float32 trials do
-gain from running side by side there (one alone on two threads: 3.4-5.7 s an epoch), so
+gain from running side by side there (one alone on two threads: 3.0-5.7 s an epoch), so
 they keep one CPU each."""
 
 

@@ -100,7 +100,7 @@ def test_the_trainer_process_does_not_import_tensorflow(tmp_path: Path) -> None:
 
 
 class _Child:
-    """Counts starts of the registration's child (ModelProcess.start is idempotent)."""
+    """Records whether the registration's child was started (ModelProcess.start is idempotent)."""
 
     def __init__(self) -> None:
         self.started = False

@@ -99,6 +99,32 @@ def test_the_trainer_process_does_not_import_tensorflow(tmp_path: Path) -> None:
     assert result.stdout.strip() == "none", f"imported: {result.stdout.strip()}"
 
 
+def test_the_registration_child_imports_neither_ray_nor_mlflow(tmp_path: Path) -> None:
+    """What the child gets (the registration's functions and the best trial, pickled) pulls
+    in TensorFlow only: Ray Tune, pandas and MLflow would add ~120 MiB and a second of
+    import to a process that only exports and measures a model."""
+    import pickle
+
+    from edgeloop.trainer import holdout, tune
+
+    outcome = tune.TuneOutcome("t1", {"architecture": "thesis"}, 2.5, tmp_path / "checkpoint")
+    calls = pickle.dumps((holdout.export_candidate, holdout.holdout_errors, outcome))
+    code = textwrap.dedent("""
+        import pickle, sys
+        from edgeloop.trainer.model_process import _import_tensorflow
+
+        _import_tensorflow()  # the child's initializer
+        export, evaluate, outcome = pickle.loads(bytes.fromhex(sys.argv[1]))
+        assert outcome.trial_id == "t1" and callable(export) and callable(evaluate)
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("ray", "mlflow", "pandas"))
+        print(" ".join(heavy[:5]) or "none")
+    """)
+    result = subprocess.run([sys.executable, "-c", code, calls.hex()], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "none", f"imported: {result.stdout.strip()}"
+
+
 class _Child:
     """Records whether the registration's child was started (ModelProcess.start is idempotent)."""
 

@@ -20,8 +20,8 @@ from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.objectstore import LocalFolderStore, open_object_store
 from edgeloop.testing import moto_s3
+from edgeloop.trainer import holdout, snapshot
 from edgeloop.trainer import model as M
-from edgeloop.trainer import registration, snapshot
 from edgeloop.trainer.model_input import INPUT_SHAPE, resize_frames
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -135,7 +135,7 @@ def test_a_snapshot_stores_pre_resized_float32_images_and_raw_holdout_frames(bui
     assert images.shape == (160, 75, 100, 3) and images.dtype == np.float32
     assert np.array_equal(images, resize_frames(raw)), "exactly the model's resize"
     assert held.dtype == np.uint8 and np.array_equal(held, raw[split == 2])
-    frames, labels = registration.holdout_arrays(snap.arrays_path)
+    frames, labels = holdout.holdout_arrays(snap.arrays_path)
     assert np.array_equal(frames, raw[split == 2]) and len(labels) == (split == 2).sum()
     # trials map the float32 images without loading them
     assert isinstance(snapshot.mapped_member(snap.arrays_path, "images"), np.memmap)
@@ -184,4 +184,4 @@ def test_an_older_full_size_snapshot_is_converted_once_at_load(built, tmp_path: 
             assert np.array_equal(data[name], value), name
     again = snapshot.load_snapshot("old", old_store, tmp_path / "work")
     assert again.arrays_path == loaded.arrays_path
-    assert registration.holdout_arrays(loaded.arrays_path)[0].shape[1:] == FRAME
+    assert holdout.holdout_arrays(loaded.arrays_path)[0].shape[1:] == FRAME

@@ -204,7 +204,7 @@ def test_trials_map_the_snapshot_images_and_batch_without_copying(tmp_path) -> N
 
 
 def test_holdout_rows_are_read_from_the_mapped_archive(tmp_path) -> None:  # noqa: ANN001
-    from edgeloop.trainer import registration
+    from edgeloop.trainer import holdout
 
     images = np.random.default_rng(0).integers(0, 255, (12, 6, 8, 3), dtype=np.uint8)
     split = np.array([0, 2, 0, 1, 2, 0, 0, 0, 2, 0, 1, 0], np.int8)
@@ -212,7 +212,7 @@ def test_holdout_rows_are_read_from_the_mapped_archive(tmp_path) -> None:  # noq
     np.savez(arrays, images=images, labels=np.arange(12, dtype=np.float32), split=split)
     mapped = snapshot.mapped_member(arrays, "images")
     assert isinstance(mapped, np.memmap) and np.array_equal(mapped, images)
-    held, labels = registration.holdout_arrays(arrays)
+    held, labels = holdout.holdout_arrays(arrays)
     assert np.array_equal(held, images[split == 2]) and list(labels) == [1.0, 4.0, 8.0]
 
 

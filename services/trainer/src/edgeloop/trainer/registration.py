@@ -32,23 +32,12 @@ from edgeloop.contracts.registry.v1 import (
 from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
 from edgeloop.platform.errors import EdgeloopError, Unavailable
 from edgeloop.platform.worlds import CANDIDATE_MAE, CHAMPION_MAE, HOLDOUT_RUNS, metric_name
-from edgeloop.trainer.tune import WEIGHTS_FILE, TuneOutcome
+from edgeloop.trainer.holdout import Candidate
 from google.protobuf.timestamp_pb2 import Timestamp
 
 log = logging.getLogger(__name__)
 PIP_REQUIREMENTS = ["mlflow>=3.5,<4", "tensorflow==2.21.*", "numpy"]
 REGISTER_DEADLINE_S = 120.0
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """The exported best model and its holdout evaluation."""
-
-    saved_model_dir: Path
-    holdout_mae_mm: float
-    holdout_count: int
-    errors: np.ndarray | None = None
-    """Absolute error per holdout frame, in the snapshot's order."""
 
 
 @dataclass(frozen=True)
@@ -62,34 +51,6 @@ class Registration:
     # when the registry's gate decided (unset when promotion was not asked for, or an
     # earlier attempt of the same request had promoted it)
     decided_at: Timestamp | None = None
-
-
-def holdout_arrays(arrays_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The holdout's raw frames (uint8, camera size: what serving gets) and labels."""
-    from edgeloop.trainer.snapshot import ARRAYS_FORMAT, arrays_format, mapped_member
-
-    with np.load(arrays_path) as data:
-        mask = data["split"] == 2
-        labels = data["labels"][mask]
-    if arrays_format(arrays_path) >= ARRAYS_FORMAT:
-        # the trials' images are pre-resized; the serving signatures get the raw frames
-        return np.asarray(mapped_member(arrays_path, "holdout_frames")), labels
-    # format 1: only the holdout's rows are read from disk, not the whole image array
-    return np.asarray(mapped_member(arrays_path, "images")[np.flatnonzero(mask)]), labels
-
-
-def holdout_errors(saved_model_dir: str | Path, arrays_path: Path) -> np.ndarray:
-    """Absolute error in mm of a SavedModel on each holdout frame of a snapshot (blocking)."""
-    from edgeloop.trainer.model import load_serving_function, predict_mm
-
-    images, labels = holdout_arrays(arrays_path)
-    predicted = predict_mm(load_serving_function(saved_model_dir), images)
-    return np.abs(np.asarray(predicted, np.float64) - labels)
-
-
-def holdout_mae(saved_model_dir: str | Path, arrays_path: Path) -> float:
-    """MAE in mm of a SavedModel on a snapshot's holdout (blocking)."""
-    return float(np.mean(holdout_errors(saved_model_dir, arrays_path)))
 
 
 def holdout_worlds(manifest: dict[str, Any]) -> list[str]:
@@ -130,20 +91,6 @@ def world_metrics(candidate: np.ndarray | None, champion: np.ndarray | None,
         metrics |= {HOLDOUT_RUNS + w: float(n)
                     for w, n in holdout_runs_by_world(manifest).items()}
     return metrics
-
-
-def export_candidate(outcome: TuneOutcome, arrays_path: Path, out_dir: Path) -> Candidate:
-    """Rebuild the best trial's model at its best epoch, export it, measure its holdout MAE."""
-    from edgeloop.trainer.model import build_model, export_saved_model
-
-    cfg = outcome.config
-    model = build_model(
-        cfg["architecture"], int(cfg["filters"]), float(cfg["dropout"]), int(cfg["dense_units"])
-    )
-    model.load_weights(outcome.checkpoint_dir / WEIGHTS_FILE)
-    saved = export_saved_model(model, out_dir / "saved_model")
-    errors = holdout_errors(saved, arrays_path)
-    return Candidate(saved, float(np.mean(errors)), int(len(errors)), errors)
 
 
 def log_pyfunc(tracking_uri: str, run_id: str, saved_model_dir: Path) -> float:
@@ -227,7 +174,7 @@ async def evaluate(
     """Candidate and champion on the same holdout, as the gate's evidence.
 
     ``measure(saved_model_dir, arrays_path)`` computes the champion's error per holdout
-    frame (:func:`holdout_errors`, run where TensorFlow is: the sweep's
+    frame (:func:`~edgeloop.trainer.holdout.holdout_errors`, run where TensorFlow is: the sweep's
     :class:`~edgeloop.trainer.model_process.ModelProcess`); the errors go into
     ``champion_errors["errors"]`` when given (for the per-world numbers).
     """

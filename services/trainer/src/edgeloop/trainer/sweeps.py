@@ -37,7 +37,7 @@ from edgeloop.platform.errors import (
     Unavailable,
 )
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
-from edgeloop.trainer import carry, precision, registration, snapshot, tune, warm_start
+from edgeloop.trainer import carry, holdout, precision, registration, snapshot, tune, warm_start
 from edgeloop.trainer.events import EventBus, make_event
 from edgeloop.trainer.model_process import ModelProcess
 from edgeloop.trainer.settings import Settings
@@ -499,7 +499,7 @@ class SweepRun:
         run_id = self.tracking.trial_runs[outcome.trial_id]
         champion_errors: dict[str, Any] = {}
         candidate = await self.tensorflow.run(
-            registration.export_candidate, outcome, snap.arrays_path, self.folder
+            holdout.export_candidate, outcome, snap.arrays_path, self.folder
         )
         with tracer.start_as_current_span("sweep.evaluate_holdout"):
             evaluation = await self._while_registry_down(
@@ -576,7 +576,7 @@ class SweepRun:
             snap.content_hash,
             candidate,
             snap.arrays_path,
-            lambda saved, arrays: self.tensorflow.run(registration.holdout_errors, saved, arrays),
+            lambda saved, arrays: self.tensorflow.run(holdout.holdout_errors, saved, arrays),
             champion_errors,
         )
 

@@ -37,6 +37,7 @@ from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 from edgeloop.trainer import forgetting
 from edgeloop.trainer.balance import epoch_rows
 from edgeloop.trainer.model_input import ARCHITECTURES
+from edgeloop.trainer.outcome import WEIGHTS_FILE, TuneOutcome
 from edgeloop.trainer.trial_tracing import TrialSpans, trace_config, trial_span
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 METRIC = "val_mae_mm"
 SCORE = "val_score_mm"
 """What Tune selects by: ``val_mae_mm`` plus the forgetting penalty (module doc)."""
-WEIGHTS_FILE = "model.weights.h5"
 PROGRESS_FILE = "progress.json"
 TRIAL_RETRIES = 2
 """Times a trial is started again after its worker died (node lost, OOM-killed, killed)."""
@@ -396,16 +396,6 @@ class SweepPlan:
     """Training arithmetic: ``float32``, ``bfloat16`` or ``auto`` (precision.resolve_precision)."""
     epoch_frames: int = 0
     """Training rows per epoch at most, drawn afresh each epoch (0: every row)."""
-
-
-@dataclass(frozen=True)
-class TuneOutcome:
-    """The best trial of a finished sweep."""
-
-    trial_id: str
-    config: dict[str, Any]
-    val_mae_mm: float
-    checkpoint_dir: Path
 
 
 def cancel(sweep_id: str) -> None:

@@ -39,3 +39,27 @@ def test_first_tensorflow_import_leaves_out_what_only_keras_would_load() -> None
     assert report["after_trainer"] == []
     assert report["tensorflow"] and report["prediction_rows"] == 1.0
     assert report["pandas"]
+
+
+JSON_LOG_PROBE = """
+import sys
+from edgeloop.platform.logs import configure_logging
+from edgeloop.platform.tensorflow_import import import_tensorflow
+
+configure_logging("probe", "DEBUG", "json")
+import_tensorflow()
+import tensorflow as tf
+
+tf.config.threading.set_intra_op_parallelism_threads(1)  # still possible after the import
+print(int(tf.constant(1) + 1), tf.config.threading.get_intra_op_parallelism_threads())
+"""
+
+
+def test_tensorflows_start_up_lines_are_json_records_in_the_log() -> None:
+    result = subprocess.run([sys.executable, "-c", JSON_LOG_PROBE], capture_output=True,
+                            text=True, timeout=300, check=True)
+    assert result.stdout.split() == ["2", "1"]
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    # this TensorFlow build writes its oneDNN and CUDA start-up lines on every CPU machine
+    native = [r for r in records if r["logger"] == "edgeloop.platform.tensorflow_import"]
+    assert native and all(r["msg"].startswith("tensorflow: ") and r["source"] for r in native)

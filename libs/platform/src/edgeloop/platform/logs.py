@@ -2,15 +2,27 @@
 
 Context (device, deployment, observation id, ...) is bound with :func:`log_context`
 and added to every record logged inside it, across ``await`` points.
+
+A service's log holds its own lines only in that format: libraries that write text of
+their own are routed through it (:func:`route_library_output`): Python warnings become
+records, MLflow's and Ray's loggers give up their own handlers, and MLflow's progress bars
+and "View run" prints are off. What is still printed to ``sys.stdout`` in a service (Ray's
+driver prints a dead worker's error there) becomes a warning of logger ``stdout``
+(:func:`printed_lines_to_log`). TensorFlow's C++ start-up lines are caught where it is
+imported (``tensorflow_import``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import io
 import json
 import logging
+import os
+import re
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
@@ -91,3 +103,73 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root.setLevel(level)
     for noisy in ("grpc", "urllib3", "botocore", "alembic", "absl"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    route_library_output()
+
+
+LIBRARY_OUTPUT_ENV: dict[str, str] = {
+    # MLflow gives its logger a plain-text stdout handler at import unless told not to
+    "MLFLOW_CONFIGURE_LOGGING": "false",
+    # a tqdm bar on stderr for every artifact download (each warm start, each registration)
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # "🏃 View run ... at: <url>" on stdout for every run ended; our records carry run ids
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+"""Library settings that keep their own text out of a service's log (a user's value wins)."""
+SELF_HANDLED_LOGGERS = ("mlflow", "ray")
+"""Loggers their libraries give a handler of their own (plain text, not propagated)."""
+
+
+def route_library_output() -> None:
+    """Send what MLflow, Ray and ``warnings`` write through the root logger's handler."""
+    logging.captureWarnings(True)
+    for name, value in LIBRARY_OUTPUT_ENV.items():
+        os.environ.setdefault(name, value)
+    for name in SELF_HANDLED_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
+
+
+_STDOUT_LOG = logging.getLogger("stdout")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class PrintedLines(io.TextIOBase):
+    """A service's ``sys.stdout``: each line printed becomes a warning of logger ``stdout``.
+
+    A server prints nothing on purpose, so a printed line is a library speaking in its own
+    format (colour codes removed). Writes through :meth:`fileno` reach the real stream.
+    """
+
+    def __init__(self, original: io.TextIOBase) -> None:
+        super().__init__()
+        self._original = original
+        self._pending = ""
+        self._lock = threading.Lock()  # Ray prints from its own threads
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._original, "encoding", None) or "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._original.fileno()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                _STDOUT_LOG.warning("%s", _ANSI_ESCAPE.sub("", line))
+        return len(text)
+
+
+def printed_lines_to_log() -> None:
+    """Make ``sys.stdout`` a :class:`PrintedLines` (a service's entry point calls it once)."""
+    if not isinstance(sys.stdout, PrintedLines):
+        sys.stdout = PrintedLines(sys.stdout)

@@ -20,7 +20,7 @@ from edgeloop.platform.config import ServiceSettings, load_settings
 from edgeloop.platform.errors import ConfigError
 from edgeloop.platform.heap import freeze_heap
 from edgeloop.platform.interceptors import ErrorInterceptor
-from edgeloop.platform.logs import configure_logging
+from edgeloop.platform.logs import configure_logging, printed_lines_to_log
 from edgeloop.platform.telemetry import Rotation, configure_tracing, shutdown_tracing
 from edgeloop.platform.tls import ServerTLS
 from grpc import aio
@@ -161,6 +161,7 @@ def run_service(make_app: Callable[[SettingsT], ServiceApp], settings_type: type
         return 2
     app = make_app(settings)
     configure_logging(app.name, settings.log_level, settings.log_format)
+    printed_lines_to_log()
     configure_tracing(app.name, settings.otlp_endpoint, settings.trace_file,
                       Rotation(settings.trace_file_max_bytes, settings.trace_file_max_age_s,
                                settings.trace_file_backups))

@@ -79,6 +79,9 @@ def start_ray(settings: Settings) -> RayInfo:
     """Connect to ``EDGELOOP_RAY_ADDRESS`` or start a local Ray with its dashboard on loopback."""
     # Tune's checkpoint-frequency warning fires on every improving epoch of small sweeps
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's new console output prints a table and paths to stdout at every sweep's start,
+    # whatever the Tuner's verbose=0 says; its classic reporter honours verbose=0
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     rayhead.workers_run_this_python()
     for name, value in rayhead.NO_IDLE_WORKERS_ENV.items():  # read by a raylet started here
         os.environ.setdefault(name, value)

@@ -18,7 +18,7 @@ from edgeloop.platform.logs import configure_logging, printed_lines_to_log
 configure_logging("probe", "INFO", "json")
 logging.getLogger("mlflow.tracking").warning("from mlflow")
 logging.getLogger("ray.tune").warning("from ray")
-warnings.warn("a library's warning")
+warnings.warn("\\x1b[1;33ma library's warning\\x1b[0m")  # coloured, as MLflow's are
 settings = (os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"],
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"],
             os.environ["MLFLOW_CONFIGURE_LOGGING"])
@@ -48,7 +48,7 @@ def test_mlflow_ray_and_warnings_are_records_of_the_service() -> None:
     by_logger = {r["logger"]: r for r in records}
     assert by_logger["mlflow.tracking"]["msg"] == "from mlflow"
     assert by_logger["ray.tune"]["msg"] == "from ray"
-    assert "a library's warning" in by_logger["py.warnings"]["msg"]
+    assert "UserWarning: a library's warning\n" in by_logger["py.warnings"]["msg"]
     assert all(r["service"] == "probe" for r in records)
     assert result.stdout.split() == ["false", "true", "false"], "nothing printed reaches stdout"
     printed = [(r["level"], r["msg"]) for r in records if r["logger"] == "stdout"]

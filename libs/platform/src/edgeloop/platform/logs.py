@@ -115,13 +115,27 @@ LIBRARY_OUTPUT_ENV: dict[str, str] = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 """Library settings that keep their own text out of a service's log (a user's value wins)."""
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 SELF_HANDLED_LOGGERS = ("mlflow", "ray")
 """Loggers their libraries give a handler of their own (plain text, not propagated)."""
+
+
+class PlainText(logging.Filter):
+    """Takes terminal colour codes out of a record's message (MLflow colours its warnings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\x1b[" in message:
+            record.msg, record.args = _ANSI_ESCAPE.sub("", message), None
+        return True
 
 
 def route_library_output() -> None:
     """Send what MLflow, Ray and ``warnings`` write through the root logger's handler."""
     logging.captureWarnings(True)
+    warnings_log = logging.getLogger("py.warnings")
+    if not any(isinstance(f, PlainText) for f in warnings_log.filters):
+        warnings_log.addFilter(PlainText())
     for name, value in LIBRARY_OUTPUT_ENV.items():
         os.environ.setdefault(name, value)
     for name in SELF_HANDLED_LOGGERS:
@@ -131,7 +145,6 @@ def route_library_output() -> None:
 
 
 _STDOUT_LOG = logging.getLogger("stdout")
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class PrintedLines(io.TextIOBase):

@@ -115,13 +115,15 @@ LIBRARY_OUTPUT_ENV: dict[str, str] = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 """Library settings that keep their own text out of a service's log (a user's value wins)."""
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 SELF_HANDLED_LOGGERS = ("mlflow", "ray")
 """Loggers their libraries give a handler of their own (plain text, not propagated)."""
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_STDOUT_LOG = logging.getLogger("stdout")
 
 
 class PlainText(logging.Filter):
-    """Takes terminal colour codes out of a record's message (MLflow colours its warnings)."""
+    """Takes terminal colour codes out of a record's message (MLflow colours its warnings,
+    Ray its printed errors)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -133,9 +135,9 @@ class PlainText(logging.Filter):
 def route_library_output() -> None:
     """Send what MLflow, Ray and ``warnings`` write through the root logger's handler."""
     logging.captureWarnings(True)
-    warnings_log = logging.getLogger("py.warnings")
-    if not any(isinstance(f, PlainText) for f in warnings_log.filters):
-        warnings_log.addFilter(PlainText())
+    for coloured in (logging.getLogger("py.warnings"), _STDOUT_LOG):
+        if not any(isinstance(f, PlainText) for f in coloured.filters):
+            coloured.addFilter(PlainText())
     for name, value in LIBRARY_OUTPUT_ENV.items():
         os.environ.setdefault(name, value)
     for name in SELF_HANDLED_LOGGERS:
@@ -144,14 +146,12 @@ def route_library_output() -> None:
         library.propagate = True
 
 
-_STDOUT_LOG = logging.getLogger("stdout")
-
-
 class PrintedLines(io.TextIOBase):
     """A service's ``sys.stdout``: each line printed becomes a warning of logger ``stdout``.
 
     A server prints nothing on purpose, so a printed line is a library speaking in its own
-    format (colour codes removed). Writes through :meth:`fileno` reach the real stream.
+    format (:class:`PlainText` takes its colour codes out). Writes through :meth:`fileno`
+    reach the real stream.
     """
 
     def __init__(self, original: io.TextIOBase) -> None:
@@ -178,7 +178,7 @@ class PrintedLines(io.TextIOBase):
             *lines, self._pending = (self._pending + text).split("\n")
         for line in lines:
             if line.strip():
-                _STDOUT_LOG.warning("%s", _ANSI_ESCAPE.sub("", line))
+                _STDOUT_LOG.warning("%s", line)
         return len(text)
 
 

@@ -283,7 +283,7 @@ def _app(build: Any, settings: Any) -> tuple[Any, Any]:
 @pytest.fixture
 def spawned_children() -> Callable[[], list[Any]]:
     """Lists this process's spawned multiprocessing children (the registration's
-    TensorFlow child, ``model_process``), at any depth."""
+    TensorFlow child, a ``TensorFlowProcess``), at any depth."""
     import psutil
 
     def children() -> list[psutil.Process]:

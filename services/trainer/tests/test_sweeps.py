@@ -119,7 +119,7 @@ def test_sweep_registers_a_version_better_than_the_mean(
         assert kind in kinds, S.SweepEventType.Name(kind)
     assert kinds.count(S.SWEEP_EVENT_TYPE_TRIAL_STARTED) == 2
     assert events[-1].state == S.SWEEP_STATE_SUCCEEDED
-    # the registration's TensorFlow child (model_process) exported, evaluated and is gone
+    # the registration's TensorFlow child (TensorFlowProcess) exported, evaluated and is gone
     assert not spawned_children()
     assert sweep.model_version and sweep.promoted, sweep.promotion_note
     # Bound: half the MAE of always answering the mean label. The beige labels spread

@@ -21,6 +21,8 @@ caught with ``raise X(...) from exc``; :mod:`edgeloop.platform.interceptors` tur
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 
@@ -32,6 +34,18 @@ class EdgeloopError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled as message and attributes: subclasses' __init__ take other arguments, and
+        # an error raised in a child process (TensorFlowProcess) must arrive whole
+        return _rebuild, (type(self), self.message, dict(self.__dict__))
+
+
+def _rebuild(cls: type[EdgeloopError], message: str, state: dict[str, Any]) -> EdgeloopError:
+    error = cls.__new__(cls)
+    EdgeloopError.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidArgument(EdgeloopError):

@@ -48,6 +48,11 @@ def log_context(**fields: Any) -> Iterator[None]:
         _CONTEXT.reset(token)
 
 
+def current_log_context() -> Mapping[str, Any]:
+    """The fields :func:`log_context` binds here (to bind them again in another process)."""
+    return _CONTEXT.get()
+
+
 def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = dict(_CONTEXT.get())
     fields.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS})

@@ -1,10 +1,11 @@
 """The registration's TensorFlow half: export the best trial, measure SavedModels on the holdout.
 
-These functions run in the sweep's child process (:mod:`~edgeloop.trainer.model_process`),
-which imports this module, :mod:`~edgeloop.trainer.outcome` and the model family and
-nothing else of the trainer: no Ray, gRPC registry client or MLflow, so the child costs
-TensorFlow's import and memory only (the rest of the registration, in the trainer
-process, is :mod:`~edgeloop.trainer.registration`).
+These functions run in the sweep's child process (a
+:class:`~edgeloop.platform.tensorflow_process.TensorFlowProcess`), which imports this
+module, :mod:`~edgeloop.trainer.outcome` and the model family and nothing else of the
+trainer: no Ray, gRPC registry client or MLflow, so the child costs TensorFlow's import and
+memory only (the rest of the registration, in the trainer process, is
+:mod:`~edgeloop.trainer.registration`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """What a model takes, without TensorFlow: the input size, the architectures' names, the
 target scale and the resize every model starts with.
 
-The trainer process itself never imports TensorFlow (its trial workers and the child
-process of :mod:`edgeloop.trainer.model_process` do): it validates architectures and
-pre-resizes a snapshot's frames with this module alone. :func:`resize_frames` is the
-model's own first layer (Keras ``Resizing``, i.e. TensorFlow's half-pixel bilinear
-resize, on the frame cast to float32) written in NumPy with the same float32 arithmetic
+The trainer process itself never imports TensorFlow (its trial workers and a sweep's
+child process do): it validates architectures and pre-resizes a snapshot's frames with
+this module alone. :func:`resize_frames` is the model's own first layer (Keras
+``Resizing``, i.e. TensorFlow's half-pixel bilinear resize, on the frame cast to float32)
+written in NumPy with the same float32 arithmetic
 in the same order, so the trials see bit for bit what the served model computes from the
 raw frame; ``tests/test_preresize.py`` checks it against the layer.
 """

@@ -175,7 +175,7 @@ async def evaluate(
 
     ``measure(saved_model_dir, arrays_path)`` computes the champion's error per holdout
     frame (:func:`~edgeloop.trainer.holdout.holdout_errors`, run where TensorFlow is: the sweep's
-    :class:`~edgeloop.trainer.model_process.ModelProcess`); the errors go into
+    :class:`~edgeloop.platform.tensorflow_process.TensorFlowProcess`); the errors go into
     ``champion_errors["errors"]`` when given (for the per-world numbers).
     """
     evaluation = model_pb2.HoldoutEvaluation(

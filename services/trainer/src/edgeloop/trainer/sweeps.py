@@ -37,9 +37,9 @@ from edgeloop.platform.errors import (
     Unavailable,
 )
 from edgeloop.platform.objectstore import LocalFolderStore, ObjectStore
+from edgeloop.platform.tensorflow_process import TensorFlowProcess
 from edgeloop.trainer import carry, holdout, precision, registration, snapshot, tune, warm_start
 from edgeloop.trainer.events import EventBus, make_event
-from edgeloop.trainer.model_process import ModelProcess
 from edgeloop.trainer.settings import Settings
 from edgeloop.trainer.store import TERMINAL, SweepStore
 from edgeloop.trainer.tracking import SweepTracking, ensure_experiment, git_sha
@@ -340,8 +340,9 @@ class SweepRun:
         self.tracking: SweepTracking | None = None
         self.folder = self.deps.work_dir / "sweeps" / sweep.sweep_id
         self.warm: warm_start.WarmStart | None = None
-        self.tensorflow = ModelProcess()
-        """The registration's child process (export, holdout evaluations)."""
+        self.tensorflow = TensorFlowProcess(imports=("edgeloop.trainer.model",))
+        """The registration's child process (export, holdout evaluations): the trainer
+        process never imports TensorFlow."""
 
     def _check_cancel(self) -> None:
         if self.manager.cancelled(self.sweep.sweep_id):

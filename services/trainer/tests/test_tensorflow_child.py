@@ -1,73 +1,19 @@
 """The trainer process never imports TensorFlow; a registration's child process does.
 
 ``test_sweeps.py`` registers real versions through the child (export and holdout
-evaluation); these tests check the child itself and what the trainer's own process imports.
+evaluation); the child itself (a ``TensorFlowProcess``) is tested with the platform. These
+tests check what the trainer's own process and the child import, and when it starts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
-import psutil
 import pytest
-from edgeloop.trainer.model_process import ModelProcess
-
-
-def _maps_tensorflow(pid: int) -> bool:
-    return "tensorflow" in Path(f"/proc/{pid}/maps").read_text()
-
-
-def test_calls_run_in_one_child_that_holds_tensorflow_and_is_gone_after() -> None:
-    async def scenario() -> tuple[int, int, bool]:
-        child = ModelProcess()
-        try:
-            first = await child.run(os.getpid)
-            second = await child.run(os.getpid)
-            return first, second, _maps_tensorflow(first)
-        finally:
-            await child.close()
-
-    first, second, loaded = asyncio.run(scenario())
-    assert first == second != os.getpid(), "one child for every call of a registration"
-    assert loaded, "the child imported TensorFlow"
-    assert not psutil.pid_exists(first), "the child exits (and is reaped) at close"
-
-
-def test_a_child_started_early_serves_the_later_calls_and_close_ends_it(
-        spawned_children: Any) -> None:
-    async def scenario() -> tuple[list[int], int]:
-        process = ModelProcess()
-        await process.close()  # nothing started: nothing to end
-        assert not spawned_children()
-        process.start()
-        process.start()  # once is enough: one child
-        spawned = [p.pid for p in spawned_children()]
-        served_by = await process.run(os.getpid)
-        await process.close()
-        await process.close()
-        return spawned, served_by
-
-    spawned, served_by = asyncio.run(scenario())
-    assert spawned == [served_by], "the early child serves the calls"
-    assert not psutil.pid_exists(served_by)
-
-
-def test_an_error_in_the_child_is_raised_in_the_trainer() -> None:
-    async def scenario() -> None:
-        child = ModelProcess()
-        try:
-            await child.run(int, "not a number")
-        finally:
-            await child.close()
-
-    with pytest.raises(ValueError, match="not a number"):
-        asyncio.run(scenario())
 
 
 def test_the_trainer_process_does_not_import_tensorflow(tmp_path: Path) -> None:
@@ -111,9 +57,9 @@ def test_the_registration_child_imports_neither_ray_nor_mlflow(tmp_path: Path) -
     calls = pickle.dumps((holdout.export_candidate, holdout.holdout_errors, outcome))
     code = textwrap.dedent("""
         import pickle, sys
-        from edgeloop.trainer.model_process import _import_tensorflow
+        from edgeloop.platform.tensorflow_process import _start_child
 
-        _import_tensorflow()  # the child's initializer
+        _start_child(("edgeloop.trainer.model",), None)  # the sweep child's initializer
         export, evaluate, outcome = pickle.loads(bytes.fromhex(sys.argv[1]))
         assert outcome.trial_id == "t1" and callable(export) and callable(evaluate)
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("ray", "mlflow", "pandas"))
@@ -126,7 +72,7 @@ def test_the_registration_child_imports_neither_ray_nor_mlflow(tmp_path: Path) -
 
 
 class _Child:
-    """Records whether the registration's child was started (ModelProcess.start is idempotent)."""
+    """Records whether the registration's child was started (``start`` is idempotent)."""
 
     def __init__(self) -> None:
         self.started = False

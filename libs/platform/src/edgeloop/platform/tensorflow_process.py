@@ -1,0 +1,148 @@
+"""TensorFlow work in a child process, so a service that needs it now and then never imports it.
+
+Imported once, TensorFlow stays for a process's whole life: ~600 MiB RSS and ~4 CPU seconds
+of import on the 2-core dev VM, for a service that uses it a few seconds an hour (the
+trainer exports and measures a model at a sweep's end; the registry checks a SavedModel's
+signature and converts it to TFLite at registration). A :class:`TensorFlowProcess` is one
+spawned child that imports TensorFlow (leanly, :mod:`edgeloop.platform.tensorflow_import`)
+and the modules named, runs the calls given to it one at a time, and ends when told to
+(:meth:`TensorFlowProcess.close`) or after ``idle_s`` without a call, giving its memory back.
+
+The child is spawned, not forked: a service holds threads, gRPC channels and a Ray driver
+that a fork would copy half-way. It inherits the service's environment and priority, and
+logs like the service: its records go to the same stderr in the same format, with the
+caller's log context (model, version, ...), and TensorFlow's C++ lines written during a
+call become records too (:func:`~edgeloop.platform.tensorflow_import.native_lines_logged`),
+so the service's log stays JSON records only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from edgeloop.platform.logs import (
+    JsonFormatter,
+    TextFormatter,
+    configure_logging,
+    current_log_context,
+    log_context,
+)
+from edgeloop.platform.tensorflow_import import import_tensorflow, native_lines_logged
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+LoggingSetup = tuple[str, int, str]
+"""(service, level, "json" or "text"): how the parent logs, for the child to do the same."""
+
+
+def parent_logging() -> LoggingSetup | None:
+    """How this process logs, if :func:`configure_logging` set it up (else None)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            return handler.formatter.service, root.level, "json"
+        if isinstance(handler.formatter, TextFormatter):
+            return "", root.level, "text"
+    return None
+
+
+def _start_child(imports: tuple[str, ...], setup: LoggingSetup | None) -> None:
+    """The child's initializer: the parent's logging, then TensorFlow and ``imports``."""
+    if setup is not None:
+        service, level, fmt = setup
+        configure_logging(service, logging.getLevelName(level), fmt)
+    import_tensorflow()
+    for name in imports:
+        importlib.import_module(name)
+
+
+def _call(function: Callable[..., T], args: tuple[Any, ...], context: Mapping[str, Any]) -> T:
+    """One call in the child, with the caller's log context and TensorFlow's lines logged."""
+    with log_context(**context), native_lines_logged():
+        return function(*args)
+
+
+class TensorFlowProcess:
+    """One child process for TensorFlow calls, started when first needed.
+
+    :meth:`start` spawns it early (so the import's seconds are off the path of the call
+    that follows); :meth:`run` starts it if that has not happened; :meth:`close` ends it;
+    with ``idle_s`` it also ends by itself that long after its last call, and the next
+    call starts a new one. Calls run one at a time, in the order given; an exception raised
+    in the child is raised again by :meth:`run`. A child that dies in a call (a crash in
+    TensorFlow's C++) raises ``BrokenProcessPool`` there, and the next call gets a new child.
+    """
+
+    def __init__(self, imports: tuple[str, ...] = (), idle_s: float | None = None) -> None:
+        self.imports = imports
+        self.idle_s = idle_s
+        self._pool: ProcessPoolExecutor | None = None
+        self._running = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether a child is started (or starting) now."""
+        return self._pool is not None
+
+    def start(self) -> None:
+        """Spawn the child and let it import TensorFlow now (idempotent, non-blocking)."""
+        if self._pool is not None:
+            return
+        self._pool = ProcessPoolExecutor(max_workers=1,
+                                         mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_start_child,
+                                         initargs=(self.imports, parent_logging()))
+        self._pool.submit(os.getpid)  # a pool spawns its process at the first call
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in the child; ``function`` and its arguments must pickle."""
+        self._cancel_idle_timer()
+        self.start()
+        pool = self._pool
+        assert pool is not None
+        self._running += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                pool, _call, function, args, dict(current_log_context()))
+        except BrokenProcessPool:
+            if self._pool is pool:
+                self._pool = None  # the next call starts a new child
+            log.error("the TensorFlow child process died in a call",
+                      extra={"function": getattr(function, "__qualname__", str(function))})
+            raise
+        finally:
+            self._running -= 1
+            if self._running == 0 and self.idle_s is not None:
+                self._idle_timer = asyncio.get_running_loop().call_later(
+                    self.idle_s, self._end_idle)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _end_idle(self) -> None:
+        self._idle_timer = None
+        if self._pool is None or self._running:
+            return
+        pool, self._pool = self._pool, None
+        log.debug("TensorFlow child process idle: ended", extra={"idle_s": self.idle_s})
+        pool.shutdown(wait=False)  # nothing queued: the child exits at once
+
+    async def close(self) -> None:
+        """End the child, if one was started; waits for a call still running (seconds)."""
+        self._cancel_idle_timer()
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+

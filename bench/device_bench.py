@@ -66,7 +66,8 @@ def make_model(root: Path, version: str, args: argparse.Namespace, bias_mm: floa
     import keras
     import tensorflow as tf
     from edgeloop.edge_client.simulate import render_dataset
-    from edgeloop.registry.publishing import convert_tflite, tflite_path
+    from edgeloop.registry.publishing import tflite_path
+    from edgeloop.registry.saved_models import convert_tflite
     from edgeloop.trainer.model import (
         TARGET_SCALE_MM,
         build_model,
@@ -262,7 +263,8 @@ def main() -> None:
           f"work dir {root}", flush=True)
     repo = root / "models"
     if args.saved_model:
-        from edgeloop.registry.publishing import convert_tflite, tflite_path
+        from edgeloop.registry.publishing import tflite_path
+        from edgeloop.registry.saved_models import convert_tflite
 
         saved = args.saved_model
         tflite = convert_tflite(saved, tflite_path(repo, MODEL, "1"))

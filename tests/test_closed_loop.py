@@ -401,12 +401,13 @@ async def test_each_drift_kind_fires_its_own_rule(stack: Stack, beige_model: Con
 def test_the_services_logs_hold_only_their_own_json_lines(stack: Stack,
                                                           beige_model: Context) -> None:
     """After this module's sweeps (MLflow runs and model logging, Ray Tune, TensorFlow in
-    the trial workers and the registration's child) and served frames, every line of the
-    trainer's, the gateway's and the features service's logs is one of their JSON records:
-    nothing a library wrote in its own format (Tune's tables, MLflow's "View run" prints and
-    progress bars, Python warnings, TensorFlow's C++ start-up lines). The registry's log is
-    left out: the TFLite converter's C++ lines come while it serves and are not caught."""
-    for service in ("trainer", "gateway", "features"):
+    the trial workers and the registration's child), registrations (the registry's
+    TensorFlow child checks signatures and runs the TFLite converter) and served frames,
+    every line of the trainer's, the gateway's, the features service's and the registry's
+    logs is one of their JSON records: nothing a library wrote in its own format (Tune's
+    tables, MLflow's "View run" prints and progress bars, Python warnings, TensorFlow's C++
+    lines)."""
+    for service in ("trainer", "gateway", "features", "registry"):
         lines = Path(stack.endpoints[service].log).read_text(errors="replace").splitlines()
         strays = []
         for line in lines:

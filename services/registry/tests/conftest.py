@@ -90,6 +90,18 @@ def mlflow_store() -> Iterator[MlflowStore]:
         mlflow.set_tracking_uri(previous)
 
 
+@pytest.fixture
+def log_model_run(mlflow_store: MlflowStore):
+    """Log a SavedModel the way the trainer does, in a new run of the session's store:
+    ``log_model_run(saved_model_dir) -> run_id``."""
+    import mlflow
+
+    def log(saved_model: Path) -> str:
+        experiment = mlflow.get_experiment_by_name("registry-tests")
+        return _log_run(experiment.experiment_id, saved_model, 20.0)
+    return log
+
+
 @dataclass
 class Registry:
     """A running registry and stubs for it."""

@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from edgeloop.platform.logs import (
@@ -52,6 +53,19 @@ def parent_logging() -> LoggingSetup | None:
         if isinstance(handler.formatter, TextFormatter):
             return "", root.level, "text"
     return None
+
+
+@dataclass(frozen=True)
+class FunctionByName:
+    """A function named by its module, imported only where it is called: a caller that must
+    not import TensorFlow hands :meth:`TensorFlowProcess.run` a function of a module that does.
+    """
+
+    module: str
+    name: str
+
+    def __call__(self, *args: Any) -> Any:
+        return getattr(importlib.import_module(self.module), self.name)(*args)
 
 
 def _start_child(imports: tuple[str, ...], setup: LoggingSetup | None) -> None:

@@ -15,6 +15,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "models.config"
+ModelServerConfig = model_server_config_pb2.ModelServerConfig  # imports no TensorFlow
 
 
 def build(resolution: Resolution, base_path: str) -> model_server_config_pb2.ModelServerConfig:

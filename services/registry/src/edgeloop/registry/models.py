@@ -19,6 +19,7 @@ from typing import Any
 from edgeloop.contracts.registry.v1 import deployment_pb2, model_pb2, registry_service_pb2
 from edgeloop.platform import log_context
 from edgeloop.platform.errors import EdgeloopError, FailedPrecondition, InvalidArgument, NotFound
+from edgeloop.platform.tensorflow_process import FunctionByName, TensorFlowProcess
 from edgeloop.registry import history, publishing
 from edgeloop.registry.mlflow_registry import LoggedModel, ModelRegistry
 from edgeloop.registry.selectors import ModelState, check_model_name
@@ -29,6 +30,9 @@ from psycopg_pool import AsyncConnectionPool
 log = logging.getLogger(__name__)
 TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,250}$")
 DEFAULT_ARTIFACT_PATH = "model"
+SAVED_MODELS = "edgeloop.registry.saved_models"  # TensorFlow's part, run in the child
+CHECK_SIGNATURE = FunctionByName(SAVED_MODELS, "check_signature")
+CONVERT_TFLITE = FunctionByName(SAVED_MODELS, "convert_tflite")
 
 
 def check_request(request: registry_service_pb2.RegisterModelVersionRequest) -> None:
@@ -58,13 +62,20 @@ def _mlflow_tags(request: registry_service_pb2.RegisterModelVersionRequest) -> d
 
 
 class Models:
-    """Registration, publishing and lookup of model versions."""
+    """Registration, publishing and lookup of model versions.
+
+    TensorFlow (the signature check before a version is registered or published, the TFLite
+    conversion after) runs in a child process that ends ``tensorflow_idle_s`` after its
+    last call (:mod:`~edgeloop.registry.saved_models`); :meth:`close` ends it at once.
+    """
 
     def __init__(self, pool: AsyncConnectionPool, registry: ModelRegistry,
-                 repository: Path) -> None:
+                 repository: Path, tensorflow_idle_s: float = 120.0) -> None:
         self.pool = pool
         self.registry = registry
         self.repository = repository
+        self.tensorflow = TensorFlowProcess(imports=(SAVED_MODELS,),
+                                            idle_s=tensorflow_idle_s)
         self._conversions: set[asyncio.Task[None]] = set()
         self._request_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -100,6 +111,7 @@ class Models:
         with tempfile.TemporaryDirectory(prefix="edgeloop-register-") as workdir:
             logged, saved_model = await asyncio.to_thread(
                 self._fetch, request.run_id, artifact_path, Path(workdir))
+            await self.tensorflow.run(CHECK_SIGNATURE, saved_model)
             version, published, metrics = await asyncio.to_thread(
                 self._create_and_publish, request, logged, saved_model)
         number = str(version.version)
@@ -111,11 +123,9 @@ class Models:
         return await self.get(request.model_name, number)
 
     def _fetch(self, run_id: str, artifact_path: str, workdir: Path) -> tuple[LoggedModel, Path]:
-        """Find and download the model, check its serving signature (before registering)."""
+        """Find and download the model and the SavedModel in it."""
         logged = self.registry.locate(run_id, artifact_path)
-        saved_model = publishing.find_saved_model(self.registry.download(logged, workdir))
-        publishing.check_signature(saved_model)
-        return logged, saved_model
+        return logged, publishing.find_saved_model(self.registry.download(logged, workdir))
 
     def _create_and_publish(self, request: registry_service_pb2.RegisterModelVersionRequest,
                             logged: LoggedModel, saved_model: Path
@@ -157,7 +167,8 @@ class Models:
         path, error = "", ""
         with log_context(model=model, version=version):
             try:
-                path = str(await asyncio.to_thread(publishing.convert_tflite, published, target))
+                path = str(await self.tensorflow.run(CONVERT_TFLITE, published,
+                                                     target))
                 log.info("converted to TFLite", extra={"path": path})
             except Exception as exc:  # any converter failure: the SavedModel still serves
                 error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -175,6 +186,11 @@ class Models:
         if self._conversions:
             await asyncio.gather(*list(self._conversions), return_exceptions=True)
 
+    async def close(self) -> None:
+        """Wait for the conversions, then end the TensorFlow child process."""
+        await self.wait_conversions()
+        await self.tensorflow.close()
+
     async def ensure_published(self, actor: str, model: str, version: str) -> None:
         """Publish a version registered outside the registry (e.g. in the MLflow UI).
 
@@ -187,7 +203,7 @@ class Models:
         found = await asyncio.to_thread(self.registry.version, model, version)
         with tempfile.TemporaryDirectory(prefix="edgeloop-publish-") as workdir:
             try:
-                published = await asyncio.to_thread(self._publish_existing, found, Path(workdir))
+                published = await self._publish_existing(found, Path(workdir))
             except EdgeloopError as exc:
                 raise FailedPrecondition(f"version: version {version} of {model!r} cannot be "
                                          f"published: {exc.message}") from exc
@@ -201,12 +217,15 @@ class Models:
             log.info("published a version registered outside the registry")
             self._convert_later(model, version, published)
 
-    def _publish_existing(self, found: MlflowVersion, workdir: Path) -> Path:
+    async def _publish_existing(self, found: MlflowVersion, workdir: Path) -> Path:
+        saved_model = await asyncio.to_thread(self._download_version, found, workdir)
+        await self.tensorflow.run(CHECK_SIGNATURE, saved_model)
+        return await asyncio.to_thread(publishing.publish_saved_model, saved_model,
+                                       self.repository, found.name, str(found.version))
+
+    def _download_version(self, found: MlflowVersion, workdir: Path) -> Path:
         logged = self.registry.locate_version(found)
-        saved_model = publishing.find_saved_model(self.registry.download(logged, workdir))
-        publishing.check_signature(saved_model)
-        return publishing.publish_saved_model(saved_model, self.repository, found.name,
-                                              str(found.version))
+        return publishing.find_saved_model(self.registry.download(logged, workdir))
 
     async def list_versions(self, model: str) -> list[model_pb2.ModelVersion]:
         """Every version of ``model``, newest first, with metrics, lineage and aliases."""

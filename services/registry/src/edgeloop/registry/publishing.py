@@ -3,7 +3,8 @@
 Layout (CONTRIBUTING "Model repository"): ``<repository>/<model>/<version>/`` is the
 SavedModel (TF Serving's layout) and ``<repository>/<model>/<version>.tflite`` the
 TFLite file. Files appear atomically (written beside, then renamed), so a model host
-polling the folder never sees a half-copied version.
+polling the folder never sees a half-copied version. What needs TensorFlow (the signature
+check, the TFLite conversion) is in :mod:`edgeloop.registry.saved_models`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import tensorflow as tf
 from edgeloop.platform.errors import InvalidArgument
 from mlflow.models import Model
 
 log = logging.getLogger(__name__)
-SIGNATURE = "serving_default"
-INPUT, OUTPUT = "image", "distance_mm"
 
 
 def find_saved_model(model_dir: Path) -> Path:
@@ -39,23 +37,6 @@ def find_saved_model(model_dir: Path) -> Path:
         raise InvalidArgument("run_id", f"the model has {len(found)} SavedModels; expected the "
                               "pyfunc artifact 'saved_model' (see CONTRIBUTING 'Model in MLflow')")
     return found[0]
-
-
-def check_signature(saved_model: Path) -> None:
-    """INVALID_ARGUMENT unless the SavedModel has the serving contract's signature."""
-    loaded = tf.saved_model.load(str(saved_model))
-    signature = loaded.signatures.get(SIGNATURE)
-    if signature is None:
-        raise InvalidArgument("run_id", f"the SavedModel has no {SIGNATURE!r} signature")
-    _, inputs = signature.structured_input_signature
-    image = inputs.get(INPUT)
-    if image is None or image.dtype != tf.uint8 or image.shape.rank != 4:
-        raise InvalidArgument("run_id", f"signature {SIGNATURE!r} needs input {INPUT!r}: uint8 "
-                              f"[batch, height, width, 3]; it has {inputs}")
-    output = signature.structured_outputs.get(OUTPUT)
-    if output is None or output.dtype != tf.float32:
-        raise InvalidArgument("run_id", f"signature {SIGNATURE!r} needs output {OUTPUT!r}: "
-                              f"float32 [batch]; it has {signature.structured_outputs}")
 
 
 def version_dir(repository: Path, model: str, version: str) -> Path:
@@ -82,15 +63,4 @@ def publish_saved_model(saved_model: Path, repository: Path, model: str, version
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
-
-
-def convert_tflite(saved_model: Path, target: Path) -> Path:
-    """Convert a published SavedModel to a TFLite file at ``target``."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
-                                                         signature_keys=[SIGNATURE])
-    flatbuffer = converter.convert()
-    staging = target.with_name(f".{target.name}.tmp")
-    staging.write_bytes(flatbuffer)
-    staging.replace(target)
     return target

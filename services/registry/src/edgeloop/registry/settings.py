@@ -36,6 +36,11 @@ class Settings(ServiceSettings):
     tfserving_model_base: str = Field(default="", description="the model repository as TF "
                                       "Serving sees it (base_path prefix in models.config); "
                                       "empty: EDGELOOP_MODEL_REPOSITORY")
+    tensorflow_idle_s: float = Field(default=120.0, ge=0, description="seconds the registry's "
+                                     "TensorFlow child process (signature checks, TFLite "
+                                     "conversions) stays after its last call; the registry "
+                                     "process itself never imports TensorFlow unless "
+                                     "EDGELOOP_TFSERVING_ADDR is set")
     tfserving_load_timeout_s: float = Field(default=120.0, gt=0, description="seconds to wait "
                                             "for TF Serving to load new versions before "
                                             "moving version labels")

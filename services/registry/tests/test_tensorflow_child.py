@@ -1,0 +1,75 @@
+"""The registry process never imports TensorFlow: its signature checks and TFLite conversions
+run in a child process that ends when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import grpc
+import psutil
+import pytest
+from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+
+
+def _children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True)
+            if "--multiprocessing-fork" in p.cmdline()]
+
+
+def test_the_registry_process_does_not_import_tensorflow(tmp_path: Path) -> None:
+    """The service's whole module graph, TF Serving's config file included, without TensorFlow
+    (~600 MiB RSS it would hold for its whole life)."""
+    code = textwrap.dedent("""
+        import sys
+        import edgeloop.registry.app, edgeloop.registry.models, edgeloop.registry.service
+        from edgeloop.registry import hostconfig, resolution
+
+        text = hostconfig.render(hostconfig.build(resolution.Resolution([], {}, []), "/models"))
+        assert "model_config_list" in text, text
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        print(" ".join(loaded[:5]) or "none")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "none", f"imported: {result.stdout.strip()}"
+
+
+async def test_conversions_run_in_a_child_that_ends_when_idle(registry_factory, mlflow_store,
+                                                              tmp_path: Path) -> None:
+    async with registry_factory(tmp_path / "repository", tensorflow_idle_s=0.5) as registry:
+        model = f"dist-{uuid.uuid4().hex[:6]}"
+        reply = await registry.stub.RegisterModelVersion(pb.RegisterModelVersionRequest(
+            model_name=model, run_id=mlflow_store.good_run), metadata=registry.admin(),
+            timeout=120)
+        children = [p.pid for p in _children()]
+        await registry.app.models.wait_conversions()
+        assert (registry.repository / model / f"{reply.version.version}.tflite").exists()
+        assert len(children) == 1, "one child checked the signature and converts"
+        deadline = asyncio.get_running_loop().time() + 60
+        while psutil.pid_exists(children[0]):
+            assert asyncio.get_running_loop().time() < deadline, "the idle child stayed"
+            await asyncio.sleep(0.05)
+        assert not registry.app.models.tensorflow.alive
+
+
+async def test_a_savedmodel_without_the_serving_signature_is_refused_by_name(
+        registry, log_model_run, tmp_path: Path) -> None:
+    """The check runs in the child; its INVALID_ARGUMENT reaches the caller as it was raised."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.weight = tf.Variable(1.0)
+    tf.saved_model.save(module, str(tmp_path / "saved_model"))  # no signatures at all
+    run_id = log_model_run(tmp_path / "saved_model")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await registry.stub.RegisterModelVersion(pb.RegisterModelVersionRequest(
+            model_name=f"dist-{uuid.uuid4().hex[:6]}", run_id=run_id),
+            metadata=registry.admin(), timeout=120)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "run_id: the SavedModel has no 'serving_default' signature"

@@ -32,6 +32,7 @@ def test_calls_run_in_one_child_that_holds_tensorflow_and_is_gone_after() -> Non
         try:
             first = await child.run(os.getpid)
             second = await child.run(os.getpid)
+            assert child.pid == first
             return first, second, _maps_tensorflow(first)
         finally:
             await child.close()
@@ -69,14 +70,14 @@ def test_an_idle_child_ends_by_itself_and_the_next_call_starts_another() -> None
             while psutil.pid_exists(first):  # ends on its own, 0.2 s after the call
                 assert asyncio.get_running_loop().time() < deadline, "the idle child stayed"
                 await asyncio.sleep(0.05)
-            alive_after_idle = process.alive
+            alive_after_idle = process.alive or process.pid is not None
             second = await process.run(os.getpid)
             return first, alive_after_idle, second
         finally:
             await process.close()
 
     first, alive_after_idle, second = asyncio.run(scenario())
-    assert not alive_after_idle
+    assert not alive_after_idle, "nor has it a pid"
     assert second != first and not psutil.pid_exists(second)
 
 

@@ -120,7 +120,9 @@ def test_sweep_registers_a_version_better_than_the_mean(
     assert kinds.count(S.SWEEP_EVENT_TYPE_TRIAL_STARTED) == 2
     assert events[-1].state == S.SWEEP_STATE_SUCCEEDED
     # the registration's TensorFlow child (TensorFlowProcess) exported, evaluated and is gone
-    assert not spawned_children()
+    # (the registry's, serving in this process too, may still be converting or idle)
+    registry_child = stack.registry.app.models.tensorflow.pid
+    assert not [p for p in spawned_children() if p.pid != registry_child]
     assert sweep.model_version and sweep.promoted, sweep.promotion_note
     # Bound: half the MAE of always answering the mean label. The beige labels spread
     # over ~25-250 mm (mean-predictor MAE ~50 mm); a CNN that reads the wall's position

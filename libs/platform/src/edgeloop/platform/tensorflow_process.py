@@ -24,7 +24,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -99,6 +99,7 @@ class TensorFlowProcess:
         self.imports = imports
         self.idle_s = idle_s
         self._pool: ProcessPoolExecutor | None = None
+        self._child_pid: Future[int] | None = None
         self._running = 0
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -106,6 +107,14 @@ class TensorFlowProcess:
     def alive(self) -> bool:
         """Whether a child is started (or starting) now."""
         return self._pool is not None
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None before it has started, or after)."""
+        started = self._child_pid
+        if self._pool is None or started is None or not started.done() or started.exception():
+            return None
+        return started.result()
 
     def start(self) -> None:
         """Spawn the child and let it import TensorFlow now (idempotent, non-blocking)."""
@@ -115,7 +124,7 @@ class TensorFlowProcess:
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_child,
                                          initargs=(self.imports, parent_logging()))
-        self._pool.submit(os.getpid)  # a pool spawns its process at the first call
+        self._child_pid = self._pool.submit(os.getpid)  # a pool spawns its process at a call
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in the child; ``function`` and its arguments must pickle."""

@@ -132,6 +132,38 @@ def test_a_child_that_dies_in_a_call_is_replaced_at_the_next_call() -> None:
     assert second != first
 
 
+def test_the_child_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
+    """A service killed with SIGKILL cannot end its child; the child must not stay behind
+    holding TensorFlow's memory (a supervisor would start a new service, and a new child)."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, os, time
+        from edgeloop.platform.tensorflow_process import TensorFlowProcess
+
+        async def main():
+            process = TensorFlowProcess()
+            print(await process.run(os.getpid), flush=True)
+            time.sleep(600)  # killed long before
+
+        if __name__ == "__main__":
+            asyncio.run(main())
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    child: psutil.Process | None = None
+    try:
+        child = psutil.Process(int(parent.stdout.readline()))  # type: ignore[union-attr]
+        parent.kill()
+        parent.wait(timeout=60)
+        child.wait(timeout=60)  # re-parented, it checks every second and ends
+    finally:
+        parent.kill()
+        parent.wait(timeout=60)
+        parent.stdout.close()  # type: ignore[union-attr]
+        if child is not None and child.is_running():
+            child.kill()  # the test failed: leave nothing behind
+
+
 def test_the_childs_records_and_tensorflows_lines_reach_the_service_log_as_json(
         tmp_path: Path) -> None:
     """The child logs like its parent (format, service name) with the caller's context, and

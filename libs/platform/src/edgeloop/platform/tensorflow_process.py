@@ -6,7 +6,8 @@ trainer exports and measures a model at a sweep's end; the registry checks a Sav
 signature and converts it to TFLite at registration). A :class:`TensorFlowProcess` is one
 spawned child that imports TensorFlow (leanly, :mod:`edgeloop.platform.tensorflow_import`)
 and the modules named, runs the calls given to it one at a time, and ends when told to
-(:meth:`TensorFlowProcess.close`) or after ``idle_s`` without a call, giving its memory back.
+(:meth:`TensorFlowProcess.close`) or after ``idle_s`` without a call, giving its memory back;
+and within a second of its service's death when the service is killed and cannot end it.
 
 The child is spawned, not forked: a service holds threads, gRPC channels and a Ray driver
 that a fork would copy half-way. It inherits the service's environment and priority, and
@@ -23,6 +24,8 @@ import importlib
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,6 +43,8 @@ from edgeloop.platform.tensorflow_import import import_tensorflow, native_lines_
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+PARENT_CHECK_S = 1.0
+"""How often the child checks that its parent still runs (it ends within this of its death)."""
 LoggingSetup = tuple[str, int, str]
 """(service, level, "json" or "text"): how the parent logs, for the child to do the same."""
 
@@ -68,8 +73,18 @@ class FunctionByName:
         return getattr(importlib.import_module(self.module), self.name)(*args)
 
 
+def _exit_with_parent(parent: int) -> None:
+    # A killed service (SIGKILL, OOM) cannot end its child, and the child would wait on its
+    # call queue forever, holding TensorFlow's memory: once re-parented, it ends itself.
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
 def _start_child(imports: tuple[str, ...], setup: LoggingSetup | None) -> None:
     """The child's initializer: the parent's logging, then TensorFlow and ``imports``."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="exit-with-parent").start()
     if setup is not None:
         service, level, fmt = setup
         configure_logging(service, logging.getLevelName(level), fmt)

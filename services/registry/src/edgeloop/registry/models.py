@@ -167,8 +167,7 @@ class Models:
         path, error = "", ""
         with log_context(model=model, version=version):
             try:
-                path = str(await self.tensorflow.run(CONVERT_TFLITE, published,
-                                                     target))
+                path = str(await self.tensorflow.run(CONVERT_TFLITE, published, target))
                 log.info("converted to TFLite", extra={"path": path})
             except Exception as exc:  # any converter failure: the SavedModel still serves
                 error = f"{type(exc).__name__}: {exc}"[:2000]

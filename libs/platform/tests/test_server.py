@@ -171,3 +171,31 @@ async def test_a_taken_port_is_refused_unless_both_servers_share_it() -> None:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_an_idle_stream_outlives_the_clients_keepalive_pings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients ping every KEEPALIVE_TIME_MS; the server must accept that, or it sends GOAWAY
+    (too_many_pings) and the stream fails UNAVAILABLE: a gateway's idle WatchDeployments did.
+    Both sides read the period at call time, so the test shrinks it to 300 ms."""
+    from edgeloop.platform import channels
+
+    monkeypatch.setattr(channels, "KEEPALIVE_TIME_MS", 300)
+    app = ExampleApp()
+    settings = ServiceSettings(listen_addr=f"127.0.0.1:{free_port()}", shutdown_grace_s=1)
+    async with serve(app, settings) as server:
+        # a client that keeps pinging (gRPC's limit of two pings without data is lifted
+        # whenever the client sends: unary calls beside the stream, or stream messages)
+        options = [*channels.channel_options(retries=False),
+                   ("grpc.http2.max_pings_without_data", 0)]
+        channel = channels.open_channel(server.address, options=options)
+        try:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=""))
+            first = await watch.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            # no status change: the stream stays idle while the client pings ~13 times
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(watch.read(), timeout=4.0)
+        finally:
+            await channel.close()

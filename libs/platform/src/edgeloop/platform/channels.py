@@ -21,6 +21,19 @@ _RETRY_POLICY = {
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RECONNECT_BACKOFF_MAX_MS = 10_000
+KEEPALIVE_TIME_MS = 30_000
+"""A client pings an open connection this often (long streams: WatchDeployments, Stream)."""
+
+
+def server_keepalive_options() -> list[tuple[str, object]]:
+    """Server options that accept the clients' keepalive pings (:data:`KEEPALIVE_TIME_MS`).
+
+    gRPC servers count a ping received less than 5 minutes after the previous one, with no
+    data sent in between, as a strike, and answer the third with GOAWAY ``too_many_pings``:
+    a gateway's idle WatchDeployments stream was dropped that way (and gRPC's C++ wrote its
+    complaint into the gateway's log). The server accepts pings at a third of that period.
+    """
+    return [("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 3)]
 
 
 def channel_options(retries: bool = True) -> list[tuple[str, object]]:
@@ -28,7 +41,7 @@ def channel_options(retries: bool = True) -> list[tuple[str, object]]:
     options: list[tuple[str, object]] = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
         # gRPC's default reconnect backoff grows to 120 s: a service restarted after a long
         # outage would then wait up to two minutes for its clients to come back.
         ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),

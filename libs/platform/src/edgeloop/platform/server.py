@@ -15,7 +15,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
-from edgeloop.platform.channels import MAX_MESSAGE_BYTES
+from edgeloop.platform.channels import MAX_MESSAGE_BYTES, server_keepalive_options
 from edgeloop.platform.config import ServiceSettings, load_settings
 from edgeloop.platform.errors import ConfigError
 from edgeloop.platform.heap import freeze_heap
@@ -104,6 +104,7 @@ async def start_server(app: ServiceApp, settings: ServiceSettings) -> RunningSer
         # gRPC turns SO_REUSEPORT on by default; a port is shared only when asked for, so an
         # accidental second copy of a service fails loudly instead of taking half the calls.
         ("grpc.so_reuseport", int(settings.reuse_port)),
+        *server_keepalive_options(),
     ])
     app.add_to_server(server)
     health_servicer = health.aio.HealthServicer()

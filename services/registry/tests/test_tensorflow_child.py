@@ -4,9 +4,6 @@ run in a child process that ends when idle."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 import uuid
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import grpc
 import psutil
 import pytest
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+from edgeloop.testing import modules_imported
 
 
 def _children() -> list[psutil.Process]:
@@ -24,20 +22,14 @@ def _children() -> list[psutil.Process]:
 def test_the_registry_process_does_not_import_tensorflow(tmp_path: Path) -> None:
     """The service's whole module graph, TF Serving's config file included, without TensorFlow
     (~600 MiB RSS it would hold for its whole life)."""
-    code = textwrap.dedent("""
-        import sys
+    code = """
         import edgeloop.registry.app, edgeloop.registry.models, edgeloop.registry.service
         from edgeloop.registry import hostconfig, resolution
 
         text = hostconfig.render(hostconfig.build(resolution.Resolution([], {}, []), "/models"))
         assert "model_config_list" in text, text
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-        print(" ".join(loaded[:5]) or "none")
-    """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300, cwd=tmp_path, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "none", f"imported: {result.stdout.strip()}"
+    """
+    assert modules_imported(code, ("tensorflow", "keras"), tmp_path)[:5] == []
 
 
 async def test_conversions_run_in_a_child_that_ends_when_idle(registry_factory, mlflow_store,

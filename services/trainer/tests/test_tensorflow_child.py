@@ -8,19 +8,16 @@ tests check what the trainer's own process and the child import, and when it sta
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from edgeloop.testing import modules_imported
 
 
 def test_the_trainer_process_does_not_import_tensorflow(tmp_path: Path) -> None:
     """Starting the service's modules, validating a search space and building a snapshot's
     model arrays (the pre-resize) all run without TensorFlow or Keras."""
-    code = textwrap.dedent("""
-        import sys
+    code = """
         import cv2
         import numpy as np
         import edgeloop.trainer.app, edgeloop.trainer.sweeps  # the service's whole graph
@@ -36,13 +33,8 @@ def test_the_trainer_process_does_not_import_tensorflow(tmp_path: Path) -> None:
                         for i in range(3)]
         images, holdout = snapshot.model_arrays(observations, np.array([0, 1, 2]))
         assert images.shape == (3, 75, 100, 3) and holdout.shape == (1, 240, 320, 3)
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-        print(" ".join(loaded[:5]) or "none")
-    """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300, cwd=tmp_path, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "none", f"imported: {result.stdout.strip()}"
+    """
+    assert modules_imported(code, ("tensorflow", "keras"), tmp_path)[:5] == []
 
 
 def test_the_registration_child_imports_neither_ray_nor_mlflow(tmp_path: Path) -> None:
@@ -55,20 +47,16 @@ def test_the_registration_child_imports_neither_ray_nor_mlflow(tmp_path: Path) -
 
     outcome = tune.TuneOutcome("t1", {"architecture": "thesis"}, 2.5, tmp_path / "checkpoint")
     calls = pickle.dumps((holdout.export_candidate, holdout.holdout_errors, outcome))
-    code = textwrap.dedent("""
+    code = """
         import pickle, sys
         from edgeloop.platform.tensorflow_process import _start_child
 
         _start_child(("edgeloop.trainer.model",), None)  # the sweep child's initializer
         export, evaluate, outcome = pickle.loads(bytes.fromhex(sys.argv[1]))
         assert outcome.trial_id == "t1" and callable(export) and callable(evaluate)
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("ray", "mlflow", "pandas"))
-        print(" ".join(heavy[:5]) or "none")
-    """)
-    result = subprocess.run([sys.executable, "-c", code, calls.hex()], capture_output=True,
-                            text=True, timeout=300, cwd=tmp_path, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "none", f"imported: {result.stdout.strip()}"
+    """
+    heavy = modules_imported(code, ("ray", "mlflow", "pandas"), tmp_path, [calls.hex()])
+    assert heavy[:5] == []
 
 
 class _Child:

@@ -9,9 +9,11 @@ certificates, :class:`edgeloop.testing.tls.TLSFiles`); the ``db_branches`` marke
 test on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers:
 :class:`OtlpReceiver` (an in-memory OTLP/gRPC trace collector), :func:`free_port`,
 :class:`ServiceProcess` (a service started with ``python -m`` and waited for),
-:func:`moto_s3` (an S3 server on loopback).
+:func:`moto_s3` (an S3 server on loopback), :func:`modules_imported` (what code imports,
+in a fresh interpreter).
 """
 
+from edgeloop.testing.imports import modules_imported
 from edgeloop.testing.otlp import OtlpReceiver, ReceivedSpan
 from edgeloop.testing.ports import free_port
 from edgeloop.testing.processes import ServiceProcess, wait_serving
@@ -19,4 +21,4 @@ from edgeloop.testing.raynodes import RayNodes, driver
 from edgeloop.testing.s3 import moto_s3
 
 __all__ = ["OtlpReceiver", "RayNodes", "ReceivedSpan", "ServiceProcess", "driver", "free_port",
-           "moto_s3", "wait_serving"]
+           "modules_imported", "moto_s3", "wait_serving"]

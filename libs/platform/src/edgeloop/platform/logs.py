@@ -99,8 +99,15 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+LoggingSetup = tuple[str, str, str]
+"""The arguments of the last :func:`configure_logging` call: service, level, format."""
+_SETUP: LoggingSetup | None = None
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
     """Send all logging to stderr in ``fmt`` ("json" or "text") at ``level``."""
+    global _SETUP
+    _SETUP = (service, level, fmt)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter())
     root = logging.getLogger()
@@ -109,6 +116,12 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     for noisy in ("grpc", "urllib3", "botocore", "alembic", "absl"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     route_library_output()
+
+
+def logging_setup() -> LoggingSetup | None:
+    """How :func:`configure_logging` set this process up (None if it was not called), so a
+    child process can log the same way."""
+    return _SETUP
 
 
 LIBRARY_OUTPUT_ENV: dict[str, str] = {

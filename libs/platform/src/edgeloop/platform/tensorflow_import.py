@@ -5,8 +5,8 @@ matplotlib (an image-gallery plot) while it is imported, whenever they are insta
 MLflow installs all three. No edgeloop process uses them through Keras, yet they are about
 a third of TensorFlow's import: on the 2-core dev VM ``import tensorflow, keras`` takes
 15 CPU seconds with them and 9–10 without. Every process that imports TensorFlow pays it:
-the gateway and the registry at start, each of the trainer's Ray trial workers and its
-registration child (on a sweep's critical path) and each Ray Serve replica.
+the gateway at start, the registry's TensorFlow child, each of the trainer's Ray trial
+workers and its registration child (on a sweep's critical path) and each Ray Serve replica.
 
 So those processes call :func:`import_tensorflow` before anything else imports TensorFlow.
 The three libraries stay importable afterwards (MLflow still uses pandas); only Keras's
@@ -20,9 +20,11 @@ not reach them). :func:`import_tensorflow` points descriptor 2 at a temporary fi
 TensorFlow imports and finds its devices, then logs each line as a record of this module
 (info lines and the no-GPU ``cuInit`` error at debug, warnings and errors as such, the C++
 source in ``source``); a line that is not TensorFlow's goes back to stderr as it was. Lines
-TensorFlow writes later (the TFLite converter's, say) are not caught, unless the code that
-makes them runs inside :func:`native_lines_logged` as the gateway's LiteRT runner does for
-LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate`` line.
+TensorFlow writes later are caught where the code that makes them runs inside
+:func:`native_lines_logged`: every call in a
+:class:`~edgeloop.platform.tensorflow_process.TensorFlowProcess` (the TFLite converter's
+lines), and the gateway's LiteRT runner (LiteRT's ``INFO: Created TensorFlow Lite XNNPACK
+delegate`` line).
 """
 
 from __future__ import annotations

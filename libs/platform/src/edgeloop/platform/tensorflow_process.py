@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from edgeloop.platform.logs import (
-    JsonFormatter,
-    TextFormatter,
+    LoggingSetup,
     configure_logging,
     current_log_context,
     log_context,
+    logging_setup,
 )
 from edgeloop.platform.tensorflow_import import import_tensorflow, native_lines_logged
 
@@ -45,19 +45,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 PARENT_CHECK_S = 1.0
 """How often the child checks that its parent still runs (it ends within this of its death)."""
-LoggingSetup = tuple[str, int, str]
-"""(service, level, "json" or "text"): how the parent logs, for the child to do the same."""
-
-
-def parent_logging() -> LoggingSetup | None:
-    """How this process logs, if :func:`configure_logging` set it up (else None)."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if isinstance(handler.formatter, JsonFormatter):
-            return handler.formatter.service, root.level, "json"
-        if isinstance(handler.formatter, TextFormatter):
-            return "", root.level, "text"
-    return None
 
 
 @dataclass(frozen=True)
@@ -86,8 +73,7 @@ def _start_child(imports: tuple[str, ...], setup: LoggingSetup | None) -> None:
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
                      name="exit-with-parent").start()
     if setup is not None:
-        service, level, fmt = setup
-        configure_logging(service, logging.getLevelName(level), fmt)
+        configure_logging(*setup)
     import_tensorflow()
     for name in imports:
         importlib.import_module(name)
@@ -138,7 +124,7 @@ class TensorFlowProcess:
         self._pool = ProcessPoolExecutor(max_workers=1,
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_start_child,
-                                         initargs=(self.imports, parent_logging()))
+                                         initargs=(self.imports, logging_setup()))
         self._child_pid = self._pool.submit(os.getpid)  # a pool spawns its process at a call
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:

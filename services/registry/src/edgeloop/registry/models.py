@@ -125,7 +125,11 @@ class Models:
     def _fetch(self, run_id: str, artifact_path: str, workdir: Path) -> tuple[LoggedModel, Path]:
         """Find and download the model and the SavedModel in it."""
         logged = self.registry.locate(run_id, artifact_path)
-        return logged, publishing.find_saved_model(self.registry.download(logged, workdir))
+        return logged, self._download(logged, workdir)
+
+    def _download(self, logged: LoggedModel, workdir: Path) -> Path:
+        """Download a logged model; the SavedModel in it."""
+        return publishing.find_saved_model(self.registry.download(logged, workdir))
 
     def _create_and_publish(self, request: registry_service_pb2.RegisterModelVersionRequest,
                             logged: LoggedModel, saved_model: Path
@@ -217,14 +221,11 @@ class Models:
             self._convert_later(model, version, published)
 
     async def _publish_existing(self, found: MlflowVersion, workdir: Path) -> Path:
-        saved_model = await asyncio.to_thread(self._download_version, found, workdir)
+        logged = await asyncio.to_thread(self.registry.locate_version, found)
+        saved_model = await asyncio.to_thread(self._download, logged, workdir)
         await self.tensorflow.run(CHECK_SIGNATURE, saved_model)
         return await asyncio.to_thread(publishing.publish_saved_model, saved_model,
                                        self.repository, found.name, str(found.version))
-
-    def _download_version(self, found: MlflowVersion, workdir: Path) -> Path:
-        logged = self.registry.locate_version(found)
-        return publishing.find_saved_model(self.registry.download(logged, workdir))
 
     async def list_versions(self, model: str) -> list[model_pb2.ModelVersion]:
         """Every version of ``model``, newest first, with metrics, lineage and aliases."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from edgeloop.trainer.balance import MAX_OVERSAMPLING, capped, epoch_rows
+from edgeloop.trainer.batches import Batches
 
 
 def _worlds(*sizes: int) -> np.ndarray:
@@ -41,17 +42,14 @@ def test_one_world_or_no_worlds_leaves_the_rows_alone() -> None:
 
 
 def test_the_trial_batches_give_the_new_world_its_share_each_epoch() -> None:
-    import keras
-    from edgeloop.trainer.tune import batches_class
-
     worlds = _worlds(300, 20)
     images = np.zeros((320, 2, 2, 3), dtype=np.uint8)
     targets = np.arange(320, dtype=np.float32)
-    train = batches_class(keras)(images, targets, np.arange(320), 32, True, 7, worlds)
+    train = Batches(images, targets, np.arange(320), 32, True, 7, worlds)
     for _ in range(2):
         fed = np.concatenate([train[i][1] for i in range(len(train))]).astype(int)
         assert np.bincount(worlds[fed]).tolist() == [300, 160]
-        train.on_epoch_end()
+        train.next_epoch()
 
 
 def test_a_capped_epoch_draws_that_many_distinct_rows_afresh_each_epoch() -> None:
@@ -79,12 +77,9 @@ def test_a_capped_epoch_keeps_the_new_worlds_share_on_average() -> None:
 
 
 def test_the_trial_batches_honour_the_epoch_cap() -> None:
-    import keras
-    from edgeloop.trainer.tune import batches_class
-
     images = np.zeros((1000, 2, 2, 3), dtype=np.uint8)
     targets = np.arange(1000, dtype=np.float32)
-    train = batches_class(keras)(images, targets, np.arange(1000), 32, True, 7, None, 256)
+    train = Batches(images, targets, np.arange(1000), 32, True, 7, None, 256)
     assert len(train) == 8
     fed = np.concatenate([train[i][1] for i in range(len(train))]).astype(int)
     assert len(fed) == 256 and len(np.unique(fed)) == 256

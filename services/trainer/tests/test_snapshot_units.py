@@ -187,7 +187,7 @@ def test_world_metrics_name_each_world_for_the_gate() -> None:
 
 
 def test_trials_map_the_snapshot_images_and_batch_without_copying(tmp_path) -> None:  # noqa: ANN001
-    import keras
+    from edgeloop.trainer.batches import Batches
 
     images = np.arange(10 * 4 * 5 * 3, dtype=np.uint8).reshape(10, 4, 5, 3)
     split = np.array([0, 0, 1, 0, 2, 0, 1, 0, 0, 2], np.int8)
@@ -195,8 +195,8 @@ def test_trials_map_the_snapshot_images_and_batch_without_copying(tmp_path) -> N
     np.savez(arrays, images=images, labels=np.arange(10, dtype=np.float32), split=split)
     mapped = snapshot.mapped_member(arrays, "images")
     assert isinstance(mapped, np.memmap) and np.array_equal(mapped, images)
-    batches = tune.batches_class(keras)(mapped, np.arange(10, dtype=np.float32),
-                                        np.flatnonzero(split == 0), 4, True, 1)
+    batches = Batches(mapped, np.arange(10, dtype=np.float32), np.flatnonzero(split == 0), 4,
+                      True, 1)
     seen = [int(t) for i in range(len(batches)) for t in batches[i][1]]
     assert sorted(seen) == [0, 1, 3, 5, 7, 8] and len(batches) == 2, "every training row once"
     x, y = batches[0]

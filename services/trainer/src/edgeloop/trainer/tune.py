@@ -2,11 +2,12 @@
 
 Trials run in Ray workers. They share the snapshot's images: ``arrays.npz`` is stored
 uncompressed, so every trial maps its ``images`` member read-only
-(:func:`~edgeloop.trainer.snapshot.mapped_member`) and feeds Keras batch by batch from it
-(``Batches``): the node's page cache holds the images once however many trials run, and
-no trial loads or copies the training set. Those images are already at the model's input
-size (float32, resized by the model's own layer when the snapshot was built), so no epoch
-resizes a frame again; the trial's model takes float32 and its resize is the identity.
+(:func:`~edgeloop.trainer.snapshot.mapped_member`) and feeds its model batch by batch from
+it (:mod:`~edgeloop.trainer.batches`): the node's page cache holds the images once however
+many trials run, and no trial loads or copies the training set. Those images are already
+at the model's input size (float32, resized by the model's own layer when the snapshot was
+built), so no epoch resizes a frame again; the trial's model takes float32 and its resize
+is the identity.
 Each trial caps TensorFlow's thread pools to its CPU share (Ray reserves CPUs but does not
 cap TF's threads), trains epoch by epoch and reports
 ``val_mae_mm`` after every epoch, and ``val_score_mm``, what Tune selects by: the
@@ -32,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 from edgeloop.trainer import forgetting
-from edgeloop.trainer.balance import epoch_rows
+from edgeloop.trainer.batches import Batches, predict, train_epoch
 from edgeloop.trainer.model_input import ARCHITECTURES
 from edgeloop.trainer.outcome import WEIGHTS_FILE, TuneOutcome
 from edgeloop.trainer.trial_tracing import TrialSpans, trace_config, trial_span
@@ -120,8 +122,6 @@ def sample_configs(values: dict[str, list[Any]], count: int, seed: int) -> list[
     """
     import itertools
 
-    import numpy as np
-
     names = list(values)
     grid = list(itertools.product(*(values[n] for n in names)))
     rng = np.random.default_rng(seed)
@@ -161,7 +161,6 @@ def train_trial(config: dict[str, Any]) -> None:
 
     set_tf_threads(int(config["tf_threads"]))
     import keras
-    import numpy as np
 
     # the worker may have run an earlier trial (reuse_actors): drop its models and graphs
     keras.backend.clear_session()
@@ -170,51 +169,10 @@ def train_trial(config: dict[str, Any]) -> None:
     precision = set_training_precision(str(config.get("precision", "float32")))
     with trial_span(config, tune.get_context().get_trial_id() or "") as span:
         span.set_attribute("edgeloop.precision", precision)
-        span.set_attribute("edgeloop.best_val_mae_mm", _train(config, keras, np))
+        span.set_attribute("edgeloop.best_val_mae_mm", _train(config))
 
 
-def batches_class(keras: Any) -> type:
-    """:class:`Batches` on Keras's ``PyDataset`` (Keras is imported inside the trial)."""
-
-    class Batches(keras.utils.PyDataset):
-        """Batches of ``index`` rows from a memory-mapped image array.
-
-        Shuffled batches are training: every epoch draws its rows anew, small worlds of the
-        snapshot repeated up to their share (:func:`~edgeloop.trainer.balance.epoch_rows`).
-        """
-
-        def __init__(self, images: Any, targets: Any, index: Any, batch_size: int,
-                     shuffle: bool, seed: int, worlds: Any = None, limit: int = 0) -> None:
-            super().__init__()
-            import numpy as np
-
-            self.images, self.targets, self.index = images, targets, np.asarray(index)
-            self.batch_size, self.shuffle, self.worlds = batch_size, shuffle, worlds
-            self.limit = limit
-            self.rng = np.random.default_rng(seed)
-            self.order = self._draw() if shuffle else self.index
-
-        def _draw(self) -> Any:
-            return self.rng.permutation(epoch_rows(self.index, self.worlds, self.rng,
-                                                   self.limit))
-
-        def __len__(self) -> int:
-            return max(1, math.ceil(len(self.order) / self.batch_size))
-
-        def __getitem__(self, i: int) -> tuple[Any, Any]:
-            import numpy as np
-
-            rows = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
-            return np.asarray(self.images[rows]), self.targets[rows]
-
-        def on_epoch_end(self) -> None:
-            if self.shuffle:
-                self.order = self._draw()
-
-    return Batches
-
-
-def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
+def _train(config: dict[str, Any]) -> float:
     """The trial's epochs; returns the validation MAE in mm of its best-scoring epoch."""
     from edgeloop.trainer.model import TARGET_SCALE_MM, build_model, compile_model
     from edgeloop.trainer.snapshot import mapped_member
@@ -228,12 +186,11 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
     input_dtype = "float32" if images.dtype == np.float32 else "uint8"
     targets = (labels / TARGET_SCALE_MM).astype("float32")
     batch = int(config["batch_size"])
-    batches = batches_class(keras)
-    train = batches(images, targets, np.flatnonzero(split == 0), batch, True, int(config["seed"]),
+    train = Batches(images, targets, np.flatnonzero(split == 0), batch, True, int(config["seed"]),
                     worlds, int(config.get("epoch_frames", 0)))
     # the holdout (split 2) is never read by a trial
     val_rows = np.flatnonzero(split == 1)
-    val = batches(images, targets, val_rows, batch, False, 0)
+    val = Batches(images, targets, val_rows, batch, False, 0)
     val_worlds = worlds[val_rows] if worlds is not None else np.zeros(len(val_rows), np.int64)
     model = build_model(
         config["architecture"],
@@ -251,7 +208,7 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
     done, best = _resume(model)
     compile_model(model, float(config["learning_rate"]))
     for epoch in range(done + 1, int(config["epochs"]) + 1):
-        history = model.fit(train, epochs=1, verbose=0)
+        loss = train_epoch(model, train)
         errors = _val_errors_mm(model, val, targets[val_rows])
         val_mae_mm = float(np.abs(errors).mean()) if len(errors) else math.inf
         penalty = forgetting.penalty_mm(forgetting.mae_by_world(errors, val_worlds), reference)
@@ -260,8 +217,8 @@ def _train(config: dict[str, Any], keras: Any, np: Any) -> float:
             METRIC: val_mae_mm,
             SCORE: val_mae_mm + penalty,
             "val_forgetting_mm": penalty,
-            "loss": float(history.history["loss"][-1]),
-            "train_mae_mm": float(history.history["loss"][-1]) * TARGET_SCALE_MM,
+            "loss": loss,
+            "train_mae_mm": loss * TARGET_SCALE_MM,
         }
         if metrics[SCORE] < best.score:
             best = Best(metrics[SCORE], val_mae_mm)
@@ -286,7 +243,7 @@ def _val_errors_mm(model: Any, val: Any, targets: Any) -> Any:
     """Signed errors in mm of ``model`` on the validation batches (rows in order)."""
     from edgeloop.trainer.model import TARGET_SCALE_MM
 
-    predicted = model.predict(val, verbose=0).reshape(-1)
+    predicted = predict(model, val)
     return (predicted - targets) * TARGET_SCALE_MM
 
 

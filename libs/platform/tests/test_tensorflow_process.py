@@ -61,6 +61,21 @@ def test_a_child_started_early_serves_the_later_calls_and_close_ends_it() -> Non
     assert not psutil.pid_exists(served_by)
 
 
+
+def test_close_soon_returns_at_once_and_a_later_close_waits_for_the_exit() -> None:
+    async def scenario() -> tuple[int, bool, bool]:
+        process = TensorFlowProcess()
+        pid = await process.run(os.getpid)
+        process.close_soon()
+        assert not process.alive and process.pid is None
+        still_there = psutil.pid_exists(pid)  # TensorFlow's exit takes a while
+        await process.close()
+        return pid, still_there, psutil.pid_exists(pid)
+
+    pid, still_there, after_close = asyncio.run(scenario())
+    assert still_there, "close_soon did not wait for the child's exit"
+    assert not after_close, "close waited for the exit close_soon began"
+
 def test_an_idle_child_ends_by_itself_and_the_next_call_starts_another() -> None:
     async def scenario() -> tuple[int, bool, int]:
         process = TensorFlowProcess(idle_s=0.2)

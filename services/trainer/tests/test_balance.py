@@ -45,7 +45,7 @@ def test_the_trial_batches_give_the_new_world_its_share_each_epoch() -> None:
     worlds = _worlds(300, 20)
     images = np.zeros((320, 2, 2, 3), dtype=np.uint8)
     targets = np.arange(320, dtype=np.float32)
-    train = Batches(images, targets, np.arange(320), 32, True, 7, worlds)
+    train = Batches(images, targets, np.arange(320), 20, True, 7, worlds)  # 460 = 23 x 20
     for _ in range(2):
         fed = np.concatenate([train[i][1] for i in range(len(train))]).astype(int)
         assert np.bincount(worlds[fed]).tolist() == [300, 160]

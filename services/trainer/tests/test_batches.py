@@ -26,13 +26,18 @@ def _model(learning_rate: float) -> keras.Model:
     return model
 
 
-def test_training_batches_cover_every_row_once_per_epoch_and_reshuffle() -> None:
+def test_training_batches_are_whole_cover_every_row_and_reshuffle() -> None:
     images, targets = _data()
-    batches = Batches(images, targets, np.arange(10, ROWS), 16, shuffle=True, seed=3)
+    rows = np.arange(10, ROWS)  # 60 rows: three batches of 16 and one of 12 filled up to 16
+    batches = Batches(images, targets, rows, 16, shuffle=True, seed=3)
     epochs = []
     for _ in range(2):
-        seen = np.concatenate([batches[i][1] for i in range(len(batches))])
-        assert sorted(seen.tolist()) == sorted(targets[10:].tolist())
+        fed = [batches[i] for i in range(len(batches))]
+        assert [len(x) for x, _ in fed] == [16] * 4 and [len(y) for _, y in fed] == [16] * 4
+        seen = np.concatenate([y for _, y in fed])
+        assert set(seen.tolist()) == set(targets[rows].tolist())  # every row, 4 of them twice
+        last = fed[-1][1]
+        assert len(set(last.tolist())) == 16, "no row twice within one batch"
         epochs.append(batches.order.copy())
         batches.next_epoch()
     assert not np.array_equal(epochs[0], epochs[1])
@@ -47,13 +52,15 @@ def test_unshuffled_batches_keep_the_index_order() -> None:
     np.testing.assert_array_equal(got, targets[index])
 
 
-def test_an_epoch_reports_the_mean_loss_over_its_rows_as_fit_does() -> None:
+def test_an_epoch_reports_the_mean_loss_over_the_rows_it_trained_on() -> None:
     images, targets = _data()
     model = _model(learning_rate=0.0)  # weights stay: the epoch's loss is the rows' MAE
     batches = Batches(images, targets, np.arange(ROWS), 32, shuffle=True, seed=0)
+    fed = batches.order.copy()  # 70 rows and 26 of them again, to fill the last batch
     loss = train_epoch(model, batches)
-    expected = np.abs(model.predict(images, verbose=0).reshape(-1) - targets).mean()
-    assert loss == pytest.approx(float(expected), rel=1e-5)
+    errors = np.abs(model.predict(images, verbose=0).reshape(-1) - targets)
+    assert loss == pytest.approx(float(errors[fed].mean()), rel=1e-5)
+    assert len(fed) == 96 and loss != pytest.approx(float(errors.mean()), rel=1e-5)
 
 
 def test_epochs_train_the_model() -> None:
@@ -64,10 +71,10 @@ def test_epochs_train_the_model() -> None:
     assert losses[-1] < 0.3 * losses[0], losses
 
 
-def test_predictions_follow_the_index_order() -> None:
+def test_predictions_follow_the_index_order_and_drop_the_last_batchs_padding() -> None:
     images, targets = _data()
     model = _model(learning_rate=0.0)
-    index = np.arange(ROWS)[::-1]
+    index = np.arange(ROWS)[::-1]  # 70 rows: the last batch of 16 holds 6
     got = predict(model, Batches(images, targets, index, 16, shuffle=False, seed=0))
     np.testing.assert_allclose(got, model.predict(images[index], verbose=0).reshape(-1),
                                rtol=1e-5, atol=1e-6)

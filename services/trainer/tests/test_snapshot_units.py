@@ -195,7 +195,7 @@ def test_trials_map_the_snapshot_images_and_batch_without_copying(tmp_path) -> N
     np.savez(arrays, images=images, labels=np.arange(10, dtype=np.float32), split=split)
     mapped = snapshot.mapped_member(arrays, "images")
     assert isinstance(mapped, np.memmap) and np.array_equal(mapped, images)
-    batches = Batches(mapped, np.arange(10, dtype=np.float32), np.flatnonzero(split == 0), 4,
+    batches = Batches(mapped, np.arange(10, dtype=np.float32), np.flatnonzero(split == 0), 3,
                       True, 1)
     seen = [int(t) for i in range(len(batches)) for t in batches[i][1]]
     assert sorted(seen) == [0, 1, 3, 5, 7, 8] and len(batches) == 2, "every training row once"

@@ -120,7 +120,9 @@ def test_sweep_registers_a_version_better_than_the_mean(
     assert kinds.count(S.SWEEP_EVENT_TYPE_TRIAL_STARTED) == 2
     assert events[-1].state == S.SWEEP_STATE_SUCCEEDED
     # the registration's TensorFlow child (TensorFlowProcess) exported, evaluated and is gone
-    # (the registry's, serving in this process too, may still be converting or idle)
+    # (the registry's, serving in this process too, converts the version to TFLite after it
+    # registered it, then idles: its pid is known once it has converted)
+    stack.registry.run(stack.registry.app.models.wait_conversions())
     registry_child = stack.registry.app.models.tensorflow.pid
     assert not [p for p in spawned_children() if p.pid != registry_child]
     assert sweep.model_version and sweep.promoted, sweep.promotion_note

@@ -103,6 +103,7 @@ class TensorFlowProcess:
         self._child_pid: Future[int] | None = None
         self._running = 0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._ending: asyncio.Future[None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -162,11 +163,19 @@ class TensorFlowProcess:
         log.debug("TensorFlow child process idle: ended", extra={"idle_s": self.idle_s})
         pool.shutdown(wait=False)  # nothing queued: the child exits at once
 
-    async def close(self) -> None:
-        """End the child, if one was started; waits for a call still running (seconds)."""
+    def close_soon(self) -> None:
+        """Start ending the child and return at once (its exit takes TensorFlow ~0.7 s);
+        :meth:`close` waits for it. A call still running ends first."""
         self._cancel_idle_timer()
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        if pool is not None:
+            self._ending = asyncio.ensure_future(
+                asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True))
+
+    async def close(self) -> None:
+        """End the child, if one was started, and wait until it has exited (seconds: a
+        call still running ends first)."""
+        self.close_soon()
+        if self._ending is not None:
+            await asyncio.shield(self._ending)
 

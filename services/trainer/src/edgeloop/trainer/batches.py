@@ -7,6 +7,12 @@ frames took 2.6 s through ``fit`` (1.4 s in some epochs, the same CPU time) and 
 as a plain loop of ``train_on_batch`` over the same batches (bench/README, "Trainer").
 Taking a batch is a slice of the memory-mapped image array on the trial's own thread;
 nothing runs beside the step.
+
+Every batch has the same size, so each of the trial's two functions (a training step, a
+prediction) is traced once: a short last batch would trace it again (0.5 s of a trial's
+first epoch on the dev VM). A training epoch's short last batch is filled with rows drawn
+from earlier in the same epoch; a short validation batch is padded and its padding's
+outputs dropped.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ class Batches:
         self.order = self._draw() if shuffle else self.index
 
     def _draw(self) -> np.ndarray:
-        return self.rng.permutation(epoch_rows(self.index, self.worlds, self.rng, self.limit))
+        rows = self.rng.permutation(epoch_rows(self.index, self.worlds, self.rng, self.limit))
+        # a short last batch filled with the epoch's first rows (a random draw: shuffled)
+        return np.resize(rows, _whole_batches(len(rows), self.batch_size))
 
     def __len__(self) -> int:
         return max(1, math.ceil(len(self.order) / self.batch_size))
@@ -53,10 +61,16 @@ class Batches:
             self.order = self._draw()
 
 
+def _whole_batches(rows: int, batch_size: int) -> int:
+    """``rows`` rounded up to whole batches."""
+    return math.ceil(rows / batch_size) * batch_size
+
+
 def train_epoch(model: Any, batches: Batches) -> float:
     """One epoch of ``model`` (a compiled Keras model) on ``batches``; returns its mean loss.
 
-    The mean is over the epoch's rows, as ``fit``'s history reports it.
+    The mean is over the rows the epoch trained on (a short last batch's filling
+    included), as ``fit``'s history reports it.
     """
     total = rows = 0.0
     for i in range(len(batches)):
@@ -70,7 +84,13 @@ def train_epoch(model: Any, batches: Batches) -> float:
 
 def predict(model: Any, batches: Batches) -> np.ndarray:
     """``model``'s outputs for every row of ``batches``, in their order, flattened."""
-    if not len(batches.order):
+    rows = len(batches.order)
+    if not rows:
         return np.empty(0, np.float32)
-    return np.concatenate([np.asarray(model.predict_on_batch(batches[i][0])).reshape(-1)
-                           for i in range(len(batches))])
+    outputs = []
+    for i in range(len(batches)):
+        images = batches[i][0]
+        if len(images) < batches.batch_size:  # padded to the traced batch size
+            images = np.resize(images, (batches.batch_size, *images.shape[1:]))
+        outputs.append(np.asarray(model.predict_on_batch(images)).reshape(-1))
+    return np.concatenate(outputs)[:rows]

@@ -20,7 +20,7 @@ from edgeloop.contracts.registry.v1 import deployment_pb2, model_pb2, registry_s
 from edgeloop.platform import log_context
 from edgeloop.platform.errors import EdgeloopError, FailedPrecondition, InvalidArgument, NotFound
 from edgeloop.platform.tensorflow_process import FunctionByName, TensorFlowProcess
-from edgeloop.registry import history, publishing
+from edgeloop.registry import history, publishing, signatures
 from edgeloop.registry.mlflow_registry import LoggedModel, ModelRegistry
 from edgeloop.registry.selectors import ModelState, check_model_name
 from google.protobuf import json_format
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-/]{1,250}$")
 DEFAULT_ARTIFACT_PATH = "model"
 SAVED_MODELS = "edgeloop.registry.saved_models"  # TensorFlow's part, run in the child
-CHECK_SIGNATURE = FunctionByName(SAVED_MODELS, "check_signature")
 CONVERT_TFLITE = FunctionByName(SAVED_MODELS, "convert_tflite")
 
 
@@ -64,9 +63,10 @@ def _mlflow_tags(request: registry_service_pb2.RegisterModelVersionRequest) -> d
 class Models:
     """Registration, publishing and lookup of model versions.
 
-    TensorFlow (the signature check before a version is registered or published, the TFLite
-    conversion after) runs in a child process that ends ``tensorflow_idle_s`` after its
-    last call (:mod:`~edgeloop.registry.saved_models`); :meth:`close` ends it at once.
+    The signature check before a version is registered or published reads the SavedModel's
+    protobuf (:mod:`~edgeloop.registry.signatures`); the TFLite conversion after it runs
+    TensorFlow in a child process that ends ``tensorflow_idle_s`` after its last call
+    (:mod:`~edgeloop.registry.saved_models`); :meth:`close` ends it at once.
     """
 
     def __init__(self, pool: AsyncConnectionPool, registry: ModelRegistry,
@@ -111,7 +111,7 @@ class Models:
         with tempfile.TemporaryDirectory(prefix="edgeloop-register-") as workdir:
             logged, saved_model = await asyncio.to_thread(
                 self._fetch, request.run_id, artifact_path, Path(workdir))
-            await self.tensorflow.run(CHECK_SIGNATURE, saved_model)
+            await asyncio.to_thread(signatures.check_signature, saved_model)
             version, published, metrics = await asyncio.to_thread(
                 self._create_and_publish, request, logged, saved_model)
         number = str(version.version)
@@ -223,7 +223,7 @@ class Models:
     async def _publish_existing(self, found: MlflowVersion, workdir: Path) -> Path:
         logged = await asyncio.to_thread(self.registry.locate_version, found)
         saved_model = await asyncio.to_thread(self._download, logged, workdir)
-        await self.tensorflow.run(CHECK_SIGNATURE, saved_model)
+        await asyncio.to_thread(signatures.check_signature, saved_model)
         return await asyncio.to_thread(publishing.publish_saved_model, saved_model,
                                        self.repository, found.name, str(found.version))
 

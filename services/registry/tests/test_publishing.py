@@ -164,6 +164,36 @@ async def test_fake_refuses_a_label_on_an_unloaded_version(model_server) -> None
     assert reply.status.error_code == 9 and fake.refused
 
 
+async def test_the_tensorflow_free_client_speaks_tf_servings_own_messages(model_server) -> None:
+    """ModelServiceClient's message subsets against the fake, which parses and answers with TF
+    Serving's generated classes: the config arrives whole, a refusal's code and message come
+    back, statuses are read, NOT_FOUND is raised."""
+    from edgeloop.registry.model_service import ModelServiceClient
+
+    fake, address = model_server
+    empty = model_server_config_pb2.ModelServerConfig()
+    empty.model_config_list.SetInParent()
+    labelled = model_server_config_pb2.ModelServerConfig()
+    entry = labelled.model_config_list.config.add(name="m", base_path="/x",
+                                                  model_platform="tensorflow")
+    entry.model_version_policy.specific.versions.extend([3, 4])
+    entry.version_labels["stable"] = 4
+    async with aio.insecure_channel(address) as channel:
+        client = ModelServiceClient(channel)
+        assert await client.reload(empty, timeout=10) == (0, "")
+        assert fake.accepted[-1] == empty and fake.accepted[-1].HasField("model_config_list")
+        code, message = await client.reload(labelled, timeout=10)
+        assert code == 9 and message == fake.refused[-1] and "version 4 of model m" in message
+        entry.ClearField("version_labels")
+        assert await client.reload(labelled, timeout=10) == (0, "")
+        assert fake.accepted[-1] == labelled
+        fake._load("m", {3, 4})
+        assert await client.available_versions("m", timeout=10) == {3, 4}
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.available_versions("absent", timeout=10)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_loading_step_keeps_old_labels_and_versions() -> None:
     def config(versions: list[int],
                labels: dict[str, int]) -> model_server_config_pb2.ModelServerConfig:

@@ -18,10 +18,11 @@ def _children() -> list[psutil.Process]:
 
 
 def test_the_registry_process_does_not_import_tensorflow(tmp_path: Path) -> None:
-    """The service's whole module graph, TF Serving's config file included, without TensorFlow
-    (~600 MiB RSS it would hold for its whole life)."""
+    """The service's whole module graph, TF Serving's config file and reload client included,
+    without TensorFlow (~600 MiB RSS it would hold for its whole life)."""
     code = """
         import edgeloop.registry.app, edgeloop.registry.models, edgeloop.registry.service
+        import edgeloop.registry.tfserving
         from edgeloop.registry import hostconfig, resolution
 
         text = hostconfig.render(hostconfig.build(resolution.Resolution([], {}, []), "/models"))

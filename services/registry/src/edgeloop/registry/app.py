@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edgeloop.contracts.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from edgeloop.platform import ServiceApp
@@ -19,10 +18,8 @@ from edgeloop.registry.operators import ActiveOperators
 from edgeloop.registry.promotion import Aliases
 from edgeloop.registry.service import RegistryService
 from edgeloop.registry.settings import Settings
+from edgeloop.registry.tfserving import ServingReloader
 from grpc import aio
-
-if TYPE_CHECKING:
-    from edgeloop.registry.tfserving import ServingReloader
 
 SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 log = logging.getLogger(__name__)
@@ -58,7 +55,9 @@ class App(ServiceApp):
         self._pool = await open_pool(settings.database_url)
         registry = ModelRegistry(settings.mlflow_tracking_uri)
         if settings.tfserving_addr:
-            self.reloader = _serving_reloader(settings, hostconfig.read(repository))
+            self.reloader = ServingReloader(settings.tfserving_addr,
+                                            settings.tfserving_load_timeout_s,
+                                            previous=hostconfig.read(repository))
             self.reloader.start()
         self.catalog = Catalog(self._pool, registry, repository, settings.tfserving_model_base,
                                self.reloader)
@@ -78,20 +77,6 @@ class App(ServiceApp):
             await self.reloader.stop()
         if self._pool is not None:
             await self._pool.close()
-
-
-def _serving_reloader(settings: Settings, previous: hostconfig.ModelServerConfig | None
-                      ) -> ServingReloader:
-    """The TF Serving reload client, imported only when a TF Serving is configured: TF
-    Serving's ModelService messages import TensorFlow's protos, i.e. TensorFlow itself,
-    which the registry otherwise keeps out of its process (``saved_models``)."""
-    from edgeloop.platform.tensorflow_import import import_tensorflow  # noqa: PLC0415
-
-    import_tensorflow()  # its lean import, its start-up lines as records
-    from edgeloop.registry.tfserving import ServingReloader  # noqa: PLC0415
-
-    return ServingReloader(settings.tfserving_addr, settings.tfserving_load_timeout_s,
-                           previous=previous)
 
 
 def build_app(settings: Settings) -> App:

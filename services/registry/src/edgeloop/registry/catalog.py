@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from edgeloop.contracts.registry.v1 import deployment_pb2
@@ -29,11 +29,9 @@ from edgeloop.registry import deployments, devices, hostconfig
 from edgeloop.registry.mlflow_registry import ModelRegistry
 from edgeloop.registry.resolution import Resolution, resolve
 from edgeloop.registry.selectors import ModelState
+from edgeloop.registry.tfserving import ServingReloader
 from edgeloop.registry.watch import Message, Watchers
 from psycopg_pool import AsyncConnectionPool
-
-if TYPE_CHECKING:  # imported only with a TF Serving configured (it imports TensorFlow)
-    from edgeloop.registry.tfserving import ServingReloader
 
 log = logging.getLogger(__name__)
 Fleet = dict[str, tuple[str, bool, Any]]

@@ -8,11 +8,11 @@ TensorFlow's import. The signature is data in ``saved_model.pb``, so it is read 
 protobuf alone; the TFLite conversion that follows every registration loads the whole
 model in the child anyway, off the registration's path.
 
-The messages are declared below as a wire-compatible subset of TensorFlow's
+The messages are declared below as a wire-compatible subset
+(:mod:`~edgeloop.registry.proto_subsets`) of TensorFlow's
 ``tensorflow/core/protobuf/{saved_model,meta_graph}.proto`` and
-``tensorflow/core/framework/tensor_shape.proto`` (same field numbers; ``DataType`` read as
-the integer it is on the wire): protobuf skips the fields a schema does not declare, so
-they parse any SavedModel and keep only its tags and signatures.
+``tensorflow/core/framework/tensor_shape.proto``: they parse any SavedModel and keep only
+its tags and signatures.
 """
 
 from __future__ import annotations
@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.platform.errors import InvalidArgument
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from edgeloop.registry.proto_subsets import (
+    BOOL,
+    INT32,
+    INT64,
+    MESSAGE,
+    STRING,
+    field,
+    message,
+    message_classes,
+)
+from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
 SIGNATURE = "serving_default"
@@ -30,61 +40,21 @@ SERVE_TAG = "serve"
 DT_FLOAT, DT_UINT8 = 1, 4  # tensorflow/core/framework/types.proto
 _DTYPE_NAMES = {DT_FLOAT: "float32", DT_UINT8: "uint8"}
 
-_PACKAGE = "edgeloop.registry.savedmodel_subset"
-_F = descriptor_pb2.FieldDescriptorProto
-
-
-def _field(name: str, number: int, kind: int, type_name: str = "",
-           repeated: bool = False) -> _F:
-    field = _F(name=name, number=number, type=kind,
-               label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
-    if type_name:  # set at all (even empty), it would claim a message or enum type
-        field.type_name = type_name
-    return field
-
-
-def _message(name: str, *fields: _F, maps: dict[str, tuple[int, str]] | None = None
-             ) -> descriptor_pb2.DescriptorProto:
-    """A message; ``maps`` adds ``map<string, V>`` fields as protobuf encodes them."""
-    message = descriptor_pb2.DescriptorProto(name=name, field=list(fields))
-    for field_name, (number, value_type) in (maps or {}).items():
-        entry = "".join(part.title() for part in field_name.split("_")) + "Entry"
-        message.nested_type.add(name=entry, options=descriptor_pb2.MessageOptions(map_entry=True),
-                                field=[_field("key", 1, _F.TYPE_STRING),
-                                       _field("value", 2, _F.TYPE_MESSAGE, value_type)])
-        message.field.append(_field(field_name, number, _F.TYPE_MESSAGE,
-                                    f".{_PACKAGE}.{name}.{entry}", repeated=True))
-    return message
-
-
-def _saved_model_class() -> Any:
-    def ref(name: str) -> str:
-        return f".{_PACKAGE}.{name}"
-
-    file = descriptor_pb2.FileDescriptorProto(
-        name="edgeloop/registry/savedmodel_subset.proto", package=_PACKAGE, syntax="proto3",
-        message_type=[
-            _message("Dim", _field("size", 1, _F.TYPE_INT64), _field("name", 2, _F.TYPE_STRING)),
-            _message("TensorShapeProto", _field("dim", 2, _F.TYPE_MESSAGE, ref("Dim"), True),
-                     _field("unknown_rank", 3, _F.TYPE_BOOL)),
-            _message("TensorInfo", _field("name", 1, _F.TYPE_STRING),
-                     _field("dtype", 2, _F.TYPE_INT32),
-                     _field("tensor_shape", 3, _F.TYPE_MESSAGE, ref("TensorShapeProto"))),
-            _message("SignatureDef", _field("method_name", 3, _F.TYPE_STRING),
-                     maps={"inputs": (1, ref("TensorInfo")), "outputs": (2, ref("TensorInfo"))}),
-            _message("MetaInfoDef", _field("tags", 4, _F.TYPE_STRING, repeated=True)),
-            _message("MetaGraphDef",
-                     _field("meta_info_def", 1, _F.TYPE_MESSAGE, ref("MetaInfoDef")),
-                     maps={"signature_def": (5, ref("SignatureDef"))}),
-            _message("SavedModel", _field("saved_model_schema_version", 1, _F.TYPE_INT64),
-                     _field("meta_graphs", 2, _F.TYPE_MESSAGE, ref("MetaGraphDef"), True)),
-        ])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.SavedModel"))
-
-
-SavedModelProto = _saved_model_class()
+SavedModelProto = message_classes(
+    "edgeloop.registry.savedmodel_subset",
+    message("Dim", field("size", 1, INT64), field("name", 2, STRING)),
+    message("TensorShapeProto", field("dim", 2, MESSAGE, "Dim", repeated=True),
+            field("unknown_rank", 3, BOOL)),
+    message("TensorInfo", field("name", 1, STRING), field("dtype", 2, INT32),
+            field("tensor_shape", 3, MESSAGE, "TensorShapeProto")),
+    message("SignatureDef", field("method_name", 3, STRING),
+            maps={"inputs": (1, "TensorInfo"), "outputs": (2, "TensorInfo")}),
+    message("MetaInfoDef", field("tags", 4, STRING, repeated=True)),
+    message("MetaGraphDef", field("meta_info_def", 1, MESSAGE, "MetaInfoDef"),
+            maps={"signature_def": (5, "SignatureDef")}),
+    message("SavedModel", field("saved_model_schema_version", 1, INT64),
+            field("meta_graphs", 2, MESSAGE, "MetaGraphDef", repeated=True)),
+)["SavedModel"]
 
 
 def read_saved_model(folder: Path) -> Any:

@@ -17,16 +17,10 @@ import logging
 import grpc
 from edgeloop.platform import DEFAULT_DEADLINE_S, open_channel
 from edgeloop.platform.errors import Unavailable
-from tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_management_pb2,
-    model_service_pb2_grpc,
-)
-from tensorflow_serving.config import model_server_config_pb2
+from edgeloop.registry.model_service import ModelServiceClient
+from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
 log = logging.getLogger(__name__)
-ModelServerConfig = model_server_config_pb2.ModelServerConfig
-AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
 
 def loading_step(target: ModelServerConfig,
@@ -66,7 +60,7 @@ class ServingReloader:
         self._pending: ModelServerConfig | None = None
         self._wake = asyncio.Event()
         self._channel = open_channel(address)
-        self._stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._service = ModelServiceClient(self._channel)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -120,10 +114,9 @@ class ServingReloader:
                                                "models": len(config.model_config_list.config)})
 
     async def _reload(self, config: ModelServerConfig) -> None:
-        request = model_management_pb2.ReloadConfigRequest(config=config)
-        reply = await self._stub.HandleReloadConfigRequest(request, timeout=DEFAULT_DEADLINE_S)
-        if reply.status.error_code != 0:
-            raise Unavailable(f"TF Serving refused the config: {reply.status.error_message}")
+        error_code, message = await self._service.reload(config, timeout=DEFAULT_DEADLINE_S)
+        if error_code != 0:
+            raise Unavailable(f"TF Serving refused the config: {message}")
 
     async def _wait_available(self, config: ModelServerConfig) -> None:
         loop = asyncio.get_running_loop()
@@ -137,12 +130,9 @@ class ServingReloader:
                 await asyncio.sleep(self.poll_s)
 
     async def _available(self, model: str) -> set[int]:
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = model
         try:
-            reply = await self._stub.GetModelStatus(request, timeout=DEFAULT_DEADLINE_S)
+            return await self._service.available_versions(model, timeout=DEFAULT_DEADLINE_S)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return set()
             raise
-        return {s.version for s in reply.model_version_status if s.state == AVAILABLE}

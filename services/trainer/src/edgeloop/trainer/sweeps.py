@@ -505,8 +505,8 @@ class SweepRun:
         with tracer.start_as_current_span("sweep.evaluate_holdout"):
             evaluation = await self._while_registry_down(
                 lambda: self._evaluate(snap, candidate, champion_errors))
-        # its memory back before the registry's check; the exit (~0.7 s) runs beside
-        # MLflow's logging, and the sweep's end waits for it
+        # done with TensorFlow: its exit (~0.7 s of teardown) runs beside MLflow's logging
+        # and the registration, and the sweep's end waits for it
         self.tensorflow.close_soon()
         with tracer.start_as_current_span("sweep.log_model", attributes={"mlflow.run_id": run_id}):
             seconds = await asyncio.to_thread(

@@ -15,16 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from edgeloop.registry.proto_subsets import (
-    BYTES,
-    INT32,
-    INT64,
-    MESSAGE,
-    STRING,
-    field,
-    message,
-    message_classes,
-)
+from edgeloop.registry.proto_subsets import field, message, message_classes
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
 SERVICE = "/tensorflow.serving.ModelService/"
@@ -33,15 +24,15 @@ AVAILABLE = 30
 
 _MESSAGES = message_classes(
     "edgeloop.registry.model_service_subset",
-    message("StatusProto", field("error_code", 1, INT32), field("error_message", 2, STRING)),
-    message("ReloadConfigRequest", field("config", 1, BYTES)),
-    message("ReloadConfigResponse", field("status", 1, MESSAGE, "StatusProto")),
-    message("ModelSpec", field("name", 1, STRING)),
-    message("GetModelStatusRequest", field("model_spec", 1, MESSAGE, "ModelSpec")),
-    message("ModelVersionStatus", field("version", 1, INT64), field("state", 2, INT32),
-            field("status", 3, MESSAGE, "StatusProto")),
+    message("StatusProto", field("error_code", 1, "int32"), field("error_message", 2, "string")),
+    message("ReloadConfigRequest", field("config", 1, "bytes")),
+    message("ReloadConfigResponse", field("status", 1, "StatusProto")),
+    message("ModelSpec", field("name", 1, "string")),
+    message("GetModelStatusRequest", field("model_spec", 1, "ModelSpec")),
+    message("ModelVersionStatus", field("version", 1, "int64"), field("state", 2, "int32"),
+            field("status", 3, "StatusProto")),
     message("GetModelStatusResponse",
-            field("model_version_status", 1, MESSAGE, "ModelVersionStatus", repeated=True)),
+            field("model_version_status", 1, "ModelVersionStatus", repeated=True)),
 )
 ReloadConfigRequest = _MESSAGES["ReloadConfigRequest"]
 ReloadConfigResponse = _MESSAGES["ReloadConfigResponse"]

@@ -111,7 +111,6 @@ class Models:
         with tempfile.TemporaryDirectory(prefix="edgeloop-register-") as workdir:
             logged, saved_model = await asyncio.to_thread(
                 self._fetch, request.run_id, artifact_path, Path(workdir))
-            await asyncio.to_thread(signatures.check_signature, saved_model)
             version, published, metrics = await asyncio.to_thread(
                 self._create_and_publish, request, logged, saved_model)
         number = str(version.version)
@@ -123,13 +122,16 @@ class Models:
         return await self.get(request.model_name, number)
 
     def _fetch(self, run_id: str, artifact_path: str, workdir: Path) -> tuple[LoggedModel, Path]:
-        """Find and download the model and the SavedModel in it."""
+        """Find and download the model and the SavedModel in it (signature checked)."""
         logged = self.registry.locate(run_id, artifact_path)
         return logged, self._download(logged, workdir)
 
     def _download(self, logged: LoggedModel, workdir: Path) -> Path:
-        """Download a logged model; the SavedModel in it."""
-        return publishing.find_saved_model(self.registry.download(logged, workdir))
+        """Download a logged model; the SavedModel in it, INVALID_ARGUMENT unless it has the
+        serving signature."""
+        saved_model = publishing.find_saved_model(self.registry.download(logged, workdir))
+        signatures.check_signature(saved_model)
+        return saved_model
 
     def _create_and_publish(self, request: registry_service_pb2.RegisterModelVersionRequest,
                             logged: LoggedModel, saved_model: Path
@@ -223,7 +225,6 @@ class Models:
     async def _publish_existing(self, found: MlflowVersion, workdir: Path) -> Path:
         logged = await asyncio.to_thread(self.registry.locate_version, found)
         saved_model = await asyncio.to_thread(self._download, logged, workdir)
-        await asyncio.to_thread(signatures.check_signature, saved_model)
         return await asyncio.to_thread(publishing.publish_saved_model, saved_model,
                                        self.repository, found.name, str(found.version))
 

@@ -17,18 +17,17 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 Field = descriptor_pb2.FieldDescriptorProto
-INT32, INT64, BOOL = Field.TYPE_INT32, Field.TYPE_INT64, Field.TYPE_BOOL
-STRING, BYTES, MESSAGE = Field.TYPE_STRING, Field.TYPE_BYTES, Field.TYPE_MESSAGE
+_SCALARS = {"int32": Field.TYPE_INT32, "int64": Field.TYPE_INT64, "bool": Field.TYPE_BOOL,
+            "string": Field.TYPE_STRING, "bytes": Field.TYPE_BYTES}
 
 
-def field(name: str, number: int, kind: int, type_name: str = "",
-          repeated: bool = False) -> Field:
-    """A field; ``type_name`` names a message of the same subset (``MESSAGE`` fields)."""
-    declared = Field(name=name, number=number, type=kind,
-                     label=Field.LABEL_REPEATED if repeated else Field.LABEL_OPTIONAL)
-    if type_name:  # set at all (even empty), it would claim a message or enum type
-        declared.type_name = type_name
-    return declared
+def field(name: str, number: int, kind: str, repeated: bool = False) -> Field:
+    """A field of ``kind``: a scalar type as a ``.proto`` names it (``"int64"``) or a
+    message of the same subset (``"TensorShapeProto"``)."""
+    label = Field.LABEL_REPEATED if repeated else Field.LABEL_OPTIONAL
+    if kind in _SCALARS:
+        return Field(name=name, number=number, type=_SCALARS[kind], label=label)
+    return Field(name=name, number=number, type=Field.TYPE_MESSAGE, type_name=kind, label=label)
 
 
 def message(name: str, *fields: Field, maps: dict[str, tuple[int, str]] | None = None
@@ -40,16 +39,15 @@ def message(name: str, *fields: Field, maps: dict[str, tuple[int, str]] | None =
         entry = "".join(part.title() for part in field_name.split("_")) + "Entry"
         declared.nested_type.add(
             name=entry, options=descriptor_pb2.MessageOptions(map_entry=True),
-            field=[field("key", 1, STRING), field("value", 2, MESSAGE, value_type)])
-        declared.field.append(field(field_name, number, MESSAGE, f"{name}.{entry}",
-                                    repeated=True))
+            field=[field("key", 1, "string"), field("value", 2, value_type)])
+        declared.field.append(field(field_name, number, f"{name}.{entry}", repeated=True))
     return declared
 
 
 def message_classes(package: str, *messages: descriptor_pb2.DescriptorProto
                     ) -> dict[str, Any]:
-    """The message classes of one subset, by name. Type names in its fields are relative
-    to ``package`` (``"Dim"``, ``"SignatureDef.InputsEntry"``)."""
+    """The message classes of one subset, by name. Message types in its fields are named
+    relative to ``package`` (``"Dim"``, ``"SignatureDef.InputsEntry"``)."""
     for declared in messages:
         _qualify(declared, package)
     file = descriptor_pb2.FileDescriptorProto(

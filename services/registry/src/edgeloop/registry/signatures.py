@@ -21,16 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.platform.errors import InvalidArgument
-from edgeloop.registry.proto_subsets import (
-    BOOL,
-    INT32,
-    INT64,
-    MESSAGE,
-    STRING,
-    field,
-    message,
-    message_classes,
-)
+from edgeloop.registry.proto_subsets import field, message, message_classes
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
@@ -42,18 +33,18 @@ _DTYPE_NAMES = {DT_FLOAT: "float32", DT_UINT8: "uint8"}
 
 SavedModelProto = message_classes(
     "edgeloop.registry.savedmodel_subset",
-    message("Dim", field("size", 1, INT64), field("name", 2, STRING)),
-    message("TensorShapeProto", field("dim", 2, MESSAGE, "Dim", repeated=True),
-            field("unknown_rank", 3, BOOL)),
-    message("TensorInfo", field("name", 1, STRING), field("dtype", 2, INT32),
-            field("tensor_shape", 3, MESSAGE, "TensorShapeProto")),
-    message("SignatureDef", field("method_name", 3, STRING),
+    message("Dim", field("size", 1, "int64"), field("name", 2, "string")),
+    message("TensorShapeProto", field("dim", 2, "Dim", repeated=True),
+            field("unknown_rank", 3, "bool")),
+    message("TensorInfo", field("name", 1, "string"), field("dtype", 2, "int32"),
+            field("tensor_shape", 3, "TensorShapeProto")),
+    message("SignatureDef", field("method_name", 3, "string"),
             maps={"inputs": (1, "TensorInfo"), "outputs": (2, "TensorInfo")}),
-    message("MetaInfoDef", field("tags", 4, STRING, repeated=True)),
-    message("MetaGraphDef", field("meta_info_def", 1, MESSAGE, "MetaInfoDef"),
+    message("MetaInfoDef", field("tags", 4, "string", repeated=True)),
+    message("MetaGraphDef", field("meta_info_def", 1, "MetaInfoDef"),
             maps={"signature_def": (5, "SignatureDef")}),
-    message("SavedModel", field("saved_model_schema_version", 1, INT64),
-            field("meta_graphs", 2, MESSAGE, "MetaGraphDef", repeated=True)),
+    message("SavedModel", field("saved_model_schema_version", 1, "int64"),
+            field("meta_graphs", 2, "MetaGraphDef", repeated=True)),
 )["SavedModel"]
 
 

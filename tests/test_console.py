@@ -97,6 +97,18 @@ def _wait(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def _current_text(browser: Any, selector: str) -> str:
+    """The text of the element ``selector`` finds now; "" while the page is replacing it (its
+    refresh re-renders lists, so an element found a moment ago may be gone)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return browser.find_element(By.CSS_SELECTOR, selector).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=5) as reply:
@@ -328,8 +340,9 @@ def test_drift_plot_shows_the_floor_change(driven: Stack, browser: Any, artifact
     _wait(lambda: "drift" in (browser.find_element(By.ID, "timeline")
                               .get_attribute("data-markers") or ""), 180,
           "the drift event's marker on the timeline")
-    marker = browser.find_element(By.CSS_SELECTOR, "#markers li.marker-drift")
-    assert "saturation_band" in marker.text
+    marker = _wait(lambda: _current_text(browser, "#markers li.marker-drift"), 30,
+                   "the drift marker's text")
+    assert "saturation_band" in marker
     assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline canvas")) >= 3
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#events tr.event"), 30,
           "the event in the events table")

@@ -301,7 +301,7 @@ def main() -> None:
         )
         print(
             f"  trials: {len(sweep.trials)}, concurrent {sweep.max_concurrent_trials}, epochs done "
-            f"{[t.epochs_done for t in sweep.trials]} (ASHA stops the poor ones)"
+            f"{[t.epochs_done for t in sweep.trials]} (halving at rungs stops the poor ones)"
         )
         print(
             f"  best val MAE {min(t.best_val_mae_mm for t in sweep.trials):.1f} mm, holdout MAE "

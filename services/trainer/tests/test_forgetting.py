@@ -54,6 +54,7 @@ class _Recorder:
         self.epochs: list[dict[str, float]] = []
 
     def trial_started(self, *args: Any) -> None: ...
+    def trial_paused(self, *args: Any) -> None: ...
 
     def epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs.append(metrics)

@@ -48,6 +48,7 @@ try:
 
     class Hooks:
         def trial_started(self, *args): pass
+        def trial_paused(self, *args): pass
         def epoch(self, *args): pass
         def trial_finished(self, *args): pass
 

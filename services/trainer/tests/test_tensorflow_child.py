@@ -93,10 +93,10 @@ def test_the_child_starts_once_a_trial_ends_and_none_waits(concurrent: int) -> N
     async def scenario() -> list[bool]:
         seen = []
         for name in ("a", "b"):
-            await progress._started(name, {}, "")  # type: ignore[attr-defined]
+            await progress._started(name, {}, "", False)  # type: ignore[attr-defined]
             await progress._finished(name, "TERMINATED")  # type: ignore[attr-defined]
             seen.append(child.started)
-        await progress._started("c", {}, "")  # type: ignore[attr-defined]
+        await progress._started("c", {}, "", False)  # type: ignore[attr-defined]
         seen.append(child.started)
         await progress._finished("c", "TERMINATED")  # type: ignore[attr-defined]
         return [*seen, child.started]
@@ -106,3 +106,27 @@ def test_the_child_starts_once_a_trial_ends_and_none_waits(concurrent: int) -> N
     # the next finish. One at a time that is the sweep's end: started beside the last
     # trial, its TensorFlow import would add ~270 MiB to the sweep's peak (bench/README).
     assert seen == [False, False, False, True]
+
+
+@pytest.mark.parametrize("concurrent", [1, 2])
+def test_paused_trials_keep_the_child_waiting_for_their_cpu(concurrent: int) -> None:
+    progress, child = _progress(num_trials=3, concurrent=concurrent)
+
+    async def scenario() -> list[bool]:
+        seen = []
+        for name in ("a", "b", "c"):
+            await progress._started(name, {}, "", False)  # type: ignore[attr-defined]
+            if name != "c":
+                await progress._paused(name, 2)  # type: ignore[attr-defined]
+        await progress._finished("c", "TERMINATED")  # type: ignore[attr-defined]
+        seen.append(child.started)  # "a" and "b" wait at the rung for a CPU
+        await progress._finished("b", "TERMINATED")  # stopped at the rung
+        seen.append(child.started)
+        await progress._started("a", {}, "", True)  # type: ignore[attr-defined]
+        await progress._finished("a", "TERMINATED")  # type: ignore[attr-defined]
+        return [*seen, child.started]
+
+    # one at a time: only after the last trial; two at a time: once one CPU is free
+    # ("a" left alone, paused)
+    assert asyncio.run(scenario()) == ([False, False, True] if concurrent == 1
+                                       else [False, True, True])

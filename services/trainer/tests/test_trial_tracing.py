@@ -167,6 +167,7 @@ def test_the_driver_records_one_trial_span_per_trial_whatever_its_worker_does() 
     spans.started("t0", config)
     spans.started("t1", config)
     spans.started("t2", config)
+    spans.started("t2", config, resumed=True)  # paused at its rung, then resumed
     spans.started("t1", config)  # its worker died: Tune starts it again
     spans.ended("t0", "TERMINATED", {"epoch": 2, "best_val_mae_mm": 7.5})  # stopped early
     spans.ended("t1", "ERROR", {"epoch": 4})
@@ -185,3 +186,4 @@ def test_the_driver_records_one_trial_span_per_trial_whatever_its_worker_does() 
     assert got["t1"].status.status_code.name == "ERROR"
     assert [e.name for e in got["t1"].events] == ["started again after its worker failed"]
     assert got["t2"].attributes["edgeloop.trial.status"] == "CANCELLED"
+    assert [e.name for e in got["t2"].events] == ["resumed after its rung"]

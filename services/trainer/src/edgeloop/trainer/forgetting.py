@@ -12,10 +12,10 @@ earlier epoch or the other trial would often have done.
 So a trial that fine-tunes a version measures that version on its validation frames per
 world before the first epoch (the reference), and every epoch adds to its validation MAE
 the millimetres by which any world exceeds what the gate allows against that reference:
-the *score* Tune selects by (ASHA, the trial's best checkpoint, the sweep's best trial).
-A checkpoint that forgets nothing scores its plain validation MAE. The new world never
-weighs in: the fine-tuned version did not know it, so its reference there is high. The
-holdout, which the gate judges on, stays unseen.
+the *score* Tune selects by (the halving at rungs, the trial's best checkpoint, the
+sweep's best trial). A checkpoint that forgets nothing scores its plain validation MAE.
+The new world never weighs in: the fine-tuned version did not know it, so its reference
+there is high. The holdout, which the gate judges on, stays unseen.
 """
 
 from __future__ import annotations

@@ -659,21 +659,38 @@ class Progress:
                 return trial
         return self.run.sweep.trials.add(trial_id=trial_id)
 
-    def trial_started(self, trial_id: str, params: dict[str, Any]) -> None:
+    def trial_started(self, trial_id: str, params: dict[str, Any], resumed: bool) -> None:
+        # a restarted or resumed trial keeps its MLflow run (Tracking.start_trial)
         run_id = self.run.tracking.start_trial(trial_id, params) if self.run.tracking else ""
-        self._on_loop(self._started(trial_id, params, run_id))
+        self._on_loop(self._started(trial_id, params, run_id, resumed))
 
-    async def _started(self, trial_id: str, params: dict[str, Any], run_id: str) -> None:
+    async def _started(self, trial_id: str, params: dict[str, Any], run_id: str,
+                       resumed: bool) -> None:
         trial = self._trial(trial_id)
         # Tune starts a trial again when its worker died (tune.TRIAL_RETRIES)
         again = bool(trial.mlflow_run_id)
         trial.state, trial.mlflow_run_id = "RUNNING", run_id
         trial.params.update({k: str(v) for k, v in params.items()})
-        message = (f"trial {trial_id} started again after its worker failed, from its best "
-                   f"checkpoint (epoch {trial.epochs_done} reported)" if again
-                   else f"trial {trial_id} started: {params}")
+        if resumed:
+            kind = S.SWEEP_EVENT_TYPE_TRIAL_RESUMED
+            message = (f"trial {trial_id} resumed after epoch {trial.epochs_done}: among the "
+                       "best at its rung")
+        else:
+            kind = S.SWEEP_EVENT_TYPE_TRIAL_STARTED
+            message = (f"trial {trial_id} started again after its worker failed, from its "
+                       f"last checkpoint (epoch {trial.epochs_done} reported)" if again
+                       else f"trial {trial_id} started: {params}")
+        await self.run.manager.emit(self.run.sweep, kind, message, trial_id=trial_id)
+
+    def trial_paused(self, trial_id: str, epoch: int) -> None:
+        self._on_loop(self._paused(trial_id, epoch))
+
+    async def _paused(self, trial_id: str, epoch: int) -> None:
+        self._trial(trial_id).state = "PAUSED"
         await self.run.manager.emit(
-            self.run.sweep, S.SWEEP_EVENT_TYPE_TRIAL_STARTED, message, trial_id=trial_id)
+            self.run.sweep, S.SWEEP_EVENT_TYPE_TRIAL_PAUSED,
+            f"trial {trial_id} paused after epoch {epoch} until every trial has reached it",
+            trial_id=trial_id, epoch=epoch)
 
     def epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
         if self.run.tracking:
@@ -717,7 +734,7 @@ class Progress:
     async def _finished(self, trial_id: str, status: str) -> None:
         trial = self._trial(trial_id)
         trial.state = status
-        if len(self.run.sweep.trials) >= self.run.sweep.num_trials:
+        if self._none_waiting():
             # no trial waits for this one's CPU: the registration's child imports
             # TensorFlow on it while the last trials train, not after them. One trial at a
             # time, that is after the last: beside it, the child's import would add its
@@ -731,6 +748,13 @@ class Progress:
             trial_id=trial_id,
             metrics={"best_val_mae_mm": trial.best_val_mae_mm},
         )
+
+    def _none_waiting(self) -> bool:
+        """Every trial has started and fewer are left (running or paused) than run at once."""
+        sweep = self.run.sweep
+        left = sum(t.state in ("PENDING", "RUNNING", "PAUSED") for t in sweep.trials)
+        return (len(sweep.trials) >= sweep.num_trials
+                and left < max(1, sweep.max_concurrent_trials))
 
 
 def artifact_root(settings: Settings, work_dir: Path) -> str:

@@ -10,10 +10,11 @@
   trainer exports spans (its OTLP endpoint and span file, :func:`trace_config`); each
   worker builds a tracer provider for that destination (one per destination, reused by
   later trials in the same worker) and flushes it when the span ends. A trial the
-  scheduler stops never returns from ``tune.report``: its span ends when Tune hands the
-  worker to the next trial (``reuse_actors``: the blocked ``tune.report`` then raises
-  ``SystemExit``) or else at the worker's exit, which may be as late as the Ray cluster's
-  shutdown; either way it is marked ``edgeloop.trial_stopped``.
+  scheduler stops or pauses at a rung never returns from ``tune.report``: its span ends
+  when Tune hands the worker to the next trial (``reuse_actors``: the blocked
+  ``tune.report`` then raises ``SystemExit``) or else at the worker's exit, which may be as
+  late as the Ray cluster's shutdown; either way it is marked ``edgeloop.trial_stopped``.
+  A paused trial resumed later gets one such span per stretch it trained.
 """
 
 from __future__ import annotations
@@ -142,10 +143,12 @@ class TrialSpans:
         self.tracer = trace.get_tracer("edgeloop.trainer")
         self.open: dict[str, trace.Span] = {}
 
-    def started(self, trial_id: str, config: dict[str, Any]) -> None:
-        """Tune started the trial (again, when its worker failed: an event on its span)."""
+    def started(self, trial_id: str, config: dict[str, Any], resumed: bool = False) -> None:
+        """Tune started the trial; again after a pause at a rung (``resumed``) or after its
+        worker failed: an event on its span."""
         if trial_id in self.open:
-            self.open[trial_id].add_event("started again after its worker failed")
+            self.open[trial_id].add_event("resumed after its rung" if resumed
+                                          else "started again after its worker failed")
             return
         attributes = {f"edgeloop.trial.{k}": str(config[k])
                       for k in _TRIAL_ATTRIBUTES if k in config}

@@ -12,9 +12,12 @@ Each trial caps TensorFlow's thread pools to its CPU share (Ray reserves CPUs bu
 cap TF's threads), trains epoch by epoch and reports
 ``val_mae_mm`` after every epoch, and ``val_score_mm``, what Tune selects by: the
 validation MAE, plus, for a trial fine-tuning a version, the millimetres by which it
-forgets a world the gate would hold against it (``forgetting`` module). ASHA stops the
-poor ones early. A checkpoint (the weights) is reported whenever the score improves, so
-the best epoch of the best trial can be exported afterwards.
+forgets a world the gate would hold against it (``forgetting`` module). Synchronous
+successive halving (``halving`` module) stops the poor ones early: trials pause at every
+rung until all have reached it, then the better half goes on. A checkpoint (weights and
+optimizer state) is reported whenever the score improves, so the best epoch of the best
+trial can be exported afterwards, and at every rung, so a paused trial goes on from where
+it stopped.
 
 The Tuner runs in a worker thread of the trainer; cancelling sets an event that the
 sweep's :class:`SweepStopper` turns into ``stop_all``. Stoppers and callbacks only
@@ -23,6 +26,7 @@ carry the sweep id (Ray pickles them); the live objects sit in module registries
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -38,11 +42,11 @@ from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 from edgeloop.trainer import forgetting
 from edgeloop.trainer.batches import Batches, predict, train_epoch
+from edgeloop.trainer.halving import SynchronousHalving, rung_epochs
 from edgeloop.trainer.model_input import ARCHITECTURES
 from edgeloop.trainer.outcome import WEIGHTS_FILE, TuneOutcome
 from edgeloop.trainer.trial_tracing import TrialSpans, trace_config, trial_span
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,9 @@ METRIC = "val_mae_mm"
 SCORE = "val_score_mm"
 """What Tune selects by: ``val_mae_mm`` plus the forgetting penalty (module doc)."""
 PROGRESS_FILE = "progress.json"
+OPTIMIZER_FILE = "optimizer.npz"
+GRACE_EPOCHS, REDUCTION_FACTOR = 2, 2
+"""Halving: trials are first compared after 2 epochs, then at 4, 8, ...; half go on."""
 TRIAL_RETRIES = 2
 """Times a trial is started again after its worker died (node lost, OOM-killed, killed)."""
 
@@ -80,7 +87,8 @@ class Cancelled(EdgeloopError):
 class TrialHooks(Protocol):
     """What the driver does as trials progress (MLflow runs, progress events)."""
 
-    def trial_started(self, trial_id: str, params: dict[str, Any]) -> None: ...
+    def trial_started(self, trial_id: str, params: dict[str, Any], resumed: bool) -> None: ...
+    def trial_paused(self, trial_id: str, epoch: int) -> None: ...
     def epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None: ...
     def trial_finished(self, trial_id: str, status: str) -> None: ...
 
@@ -88,6 +96,8 @@ class TrialHooks(Protocol):
 _CANCEL: dict[str, threading.Event] = {}
 _HOOKS: dict[str, TrialHooks] = {}
 _SPANS: dict[str, TrialSpans] = {}
+_PAUSED: dict[str, set[str]] = {}
+"""Per sweep: the trials paused at a rung (their next start is a resume)."""
 
 
 def search_values(space: sweep_pb2.SearchSpace) -> dict[str, list[Any]]:
@@ -205,8 +215,9 @@ def _train(config: dict[str, Any]) -> float:
         # what the gate will hold the candidate to, per world, before any epoch moves it
         reference = forgetting.mae_by_world(_val_errors_mm(model, val, targets[val_rows]),
                                             val_worlds)
-    done, best = _resume(model)
     compile_model(model, float(config["learning_rate"]))
+    done, best = _resume(model)
+    rungs = set(config.get("rung_epochs", ()))
     for epoch in range(done + 1, int(config["epochs"]) + 1):
         loss = train_epoch(model, train)
         errors = _val_errors_mm(model, val, targets[val_rows])
@@ -220,8 +231,10 @@ def _train(config: dict[str, Any]) -> float:
             "loss": loss,
             "train_mae_mm": loss * TARGET_SCALE_MM,
         }
-        if metrics[SCORE] < best.score:
+        improved = metrics[SCORE] < best.score
+        if improved:
             best = Best(metrics[SCORE], val_mae_mm)
+        if improved or epoch in rungs:  # at a rung the trial may pause: its state goes along
             _report_with_weights(model, {**metrics, **best.metrics()}, config)
         else:
             tune.report({**metrics, **best.metrics()})
@@ -250,14 +263,16 @@ def _val_errors_mm(model: Any, val: Any, targets: Any) -> Any:
 def _resume(model: Any) -> tuple[int, Best]:
     """Epochs done and the best epoch so far: (0, none), or the checkpoint's.
 
-    A trial whose Ray worker died is started again by Tune (``TRIAL_RETRIES``) with its
-    last checkpoint (its best epoch so far): it goes on from there instead of from zero.
+    A trial resumed after a pause at a rung, or started again by Tune after its Ray worker
+    died (``TRIAL_RETRIES``), gets its last checkpoint (its rung's, or its best epoch so
+    far): it goes on from there, optimizer state included, instead of from zero.
     """
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return 0, Best()
     with checkpoint.as_directory() as folder:
         model.load_weights(os.path.join(folder, WEIGHTS_FILE))
+        _load_optimizer(model, Path(folder, OPTIMIZER_FILE))
         progress = json.loads(Path(folder, PROGRESS_FILE).read_text())
     log.info("trial resumed from its checkpoint", extra=progress)
     val_mae = float(progress["best_val_mae_mm"])
@@ -265,13 +280,33 @@ def _resume(model: Any) -> tuple[int, Best]:
                                         val_mae)
 
 
+def _load_optimizer(model: Any, path: Path) -> None:
+    """The optimizer's moments and step count as checkpointed (older checkpoints: none)."""
+    if not path.exists():
+        return
+    with np.load(path) as saved:
+        store = {name: saved[name] for name in saved.files}
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.load_own_variables(store)
+
+
 def _report_with_weights(model: Any, metrics: dict[str, Any], config: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         model.save_weights(os.path.join(folder, WEIGHTS_FILE))
+        optimizer: dict[str, Any] = {}
+        model.optimizer.save_own_variables(optimizer)
+        np.savez(Path(folder, OPTIMIZER_FILE), **optimizer)
         Path(folder, "config.json").write_text(json.dumps(config, sort_keys=True, default=str))
         Path(folder, PROGRESS_FILE).write_text(json.dumps(
             {key: metrics[key] for key in ("epoch", "best_val_mae_mm", "best_val_score_mm")}))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _paused(sweep_id: str, trial_id: str, epoch: int) -> None:
+    """The scheduler paused a trial at a rung (a module function: Tune pickles schedulers)."""
+    _PAUSED.setdefault(sweep_id, set()).add(trial_id)
+    if hooks := _HOOKS.get(sweep_id):
+        hooks.trial_paused(trial_id, epoch)
 
 
 class SweepStopper(tune.Stopper):
@@ -302,11 +337,14 @@ class HooksCallback(tune.Callback):
         return _SPANS.get(self.sweep_id)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        paused = _PAUSED.get(self.sweep_id, set())
+        resumed = trial.trial_id in paused
+        paused.discard(trial.trial_id)
         if spans := self._spans():
-            spans.started(trial.trial_id, trial.config)
+            spans.started(trial.trial_id, trial.config, resumed)
         if hooks := self._hooks():
             params = {k: v for k, v in trial.config.items() if k in _FIELDS}
-            hooks.trial_started(trial.trial_id, params)
+            hooks.trial_started(trial.trial_id, params, resumed)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -374,6 +412,7 @@ def run_sweep(plan: SweepPlan, hooks: TrialHooks) -> TuneOutcome:
         _HOOKS.pop(plan.sweep_id, None)
         _CANCEL.pop(plan.sweep_id, None)
         _SPANS.pop(plan.sweep_id).close()
+        _PAUSED.pop(plan.sweep_id, None)
 
 
 def _tuner(plan: SweepPlan) -> tune.Tuner:
@@ -389,13 +428,10 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
         **trace_config(),
         **plan.extra,
     }
-    max_epochs = max(plan.values["epochs"])
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=max_epochs,
-        grace_period=min(2, max_epochs),
-        reduction_factor=2,
-    )
+    rungs = rung_epochs(max(plan.values["epochs"]), GRACE_EPOCHS, REDUCTION_FACTOR)
+    space["rung_epochs"] = rungs
+    scheduler = SynchronousHalving(rungs, REDUCTION_FACTOR,
+                                   on_pause=functools.partial(_paused, plan.sweep_id))
     return tune.Tuner(
         tune.with_resources(train_trial, {"cpu": plan.resources.cpus_per_trial}),
         param_space=space,

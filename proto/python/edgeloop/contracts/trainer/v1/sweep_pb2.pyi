@@ -31,6 +31,8 @@ class SweepEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SWEEP_EVENT_TYPE_VERSION_REGISTERED: _ClassVar[SweepEventType]
     SWEEP_EVENT_TYPE_PROMOTION: _ClassVar[SweepEventType]
     SWEEP_EVENT_TYPE_WAITING: _ClassVar[SweepEventType]
+    SWEEP_EVENT_TYPE_TRIAL_PAUSED: _ClassVar[SweepEventType]
+    SWEEP_EVENT_TYPE_TRIAL_RESUMED: _ClassVar[SweepEventType]
 SWEEP_STATE_UNSPECIFIED: SweepState
 SWEEP_STATE_QUEUED: SweepState
 SWEEP_STATE_RUNNING: SweepState
@@ -47,6 +49,8 @@ SWEEP_EVENT_TYPE_BEST_SO_FAR: SweepEventType
 SWEEP_EVENT_TYPE_VERSION_REGISTERED: SweepEventType
 SWEEP_EVENT_TYPE_PROMOTION: SweepEventType
 SWEEP_EVENT_TYPE_WAITING: SweepEventType
+SWEEP_EVENT_TYPE_TRIAL_PAUSED: SweepEventType
+SWEEP_EVENT_TYPE_TRIAL_RESUMED: SweepEventType
 
 class DataSelection(_message.Message):
     __slots__ = ("deployments", "data_groups", "start_time", "end_time", "max_observations", "balance_deployments", "include_snapshots_of")

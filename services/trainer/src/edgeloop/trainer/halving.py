@@ -1,0 +1,168 @@
+"""Synchronous successive halving: every trial reaches a rung before the better half goes on.
+
+ASHA (Tune's asynchronous halving) judges a trial at a rung against the trials that reached
+it *before* it. With a node that runs one trial at a time, the first trial has no rival at
+any rung and always runs every epoch, and a later trial that beats the earlier ones at each
+rung runs every epoch too: a 4-trial sweep cost anywhere from 16 to 40 trial-epochs, decided
+by the order the trials happened to come in (bench/README, "Trials fed batch by batch").
+
+Here a trial that reaches a rung (an epoch count: grace period × reduction factor^k) pauses
+there until every live trial of the sweep has reached it too; then the best
+1/``reduction_factor`` of them (at least one), ranked by the best score each reported so
+far, go on and the others stop. Four trials, rungs at 2, 4 and 8 epochs of 10: 4 × 2 + 2 × 2
++ 1 × 6 = 18 trial-epochs, whatever the order. A paused trial reports a checkpoint of its
+latest state at the rung (the trial function checkpoints at every rung epoch; ``tune``
+module) and goes on from it when resumed, in whatever Ray worker is free.
+
+A trial added after a rung was decided (Tune adds trials as its search algorithm yields
+them) is judged at that rung as ASHA would: it goes on if it ranks among the number kept
+there. A trial that finishes, fails or is removed leaves the rungs it had not reached, so
+the trials paused for it are decided without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+log = logging.getLogger(__name__)
+
+
+def rung_epochs(max_epochs: int, grace_period: int, reduction_factor: int) -> list[int]:
+    """The epochs where trials are compared: grace × factor^k, below ``max_epochs``."""
+    rungs, epoch = [], max(1, grace_period)
+    while epoch < max_epochs:
+        rungs.append(epoch)
+        epoch *= reduction_factor
+    return rungs
+
+
+class SynchronousHalving(FIFOScheduler):
+    """Tune scheduler: trials wait for each other at every rung; the better part goes on."""
+
+    _supports_buffered_results = False  # a trial must stop at its rung, not epochs later
+
+    def __init__(self, rungs: Sequence[int], reduction_factor: int = 2,
+                 time_attr: str = "epoch", metric: str | None = None, mode: str = "min",
+                 on_pause: Callable[[str, int], None] | None = None) -> None:
+        super().__init__()
+        self._metric, self._sign = metric, -1.0 if mode == "max" else 1.0
+        self.rungs = sorted(set(rungs))
+        self.reduction_factor = max(2, reduction_factor)
+        self.time_attr = time_attr
+        self.on_pause = on_pause
+        """Told the trial id and epoch of every pause (the sweep's progress events)."""
+        self._live: list[Trial] = []
+        self._best: dict[str, float] = {}
+        self._next_rung: dict[str, int] = {}
+        self._arrived: dict[int, dict[str, float]] = {}
+        """Per rung: the trials that reached it and their best score then."""
+        self._kept: dict[int, int] = {}
+        """Per decided rung: how many of its trials went on."""
+        self._resume: set[str] = set()
+        self._deciding = False
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """The Tuner's metric and mode (unless given to the constructor)."""
+        if self._metric and metric:
+            return False
+        self._metric = self._metric or metric
+        if mode:
+            self._sign = -1.0 if mode == "max" else 1.0
+        return True
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        self._live.append(trial)
+        self._next_rung.setdefault(trial.trial_id, 0)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        self._resume.discard(trial.trial_id)
+        if self._metric not in result or self.time_attr not in result:
+            return TrialScheduler.CONTINUE
+        trial_id = trial.trial_id
+        self._best[trial_id] = min(self._best.get(trial_id, float("inf")),
+                                   self._sign * float(result[self._metric]))
+        index = self._next_rung.get(trial_id, 0)
+        if index >= len(self.rungs) or int(result[self.time_attr]) < self.rungs[index]:
+            return TrialScheduler.CONTINUE
+        rung = self.rungs[index]
+        self._next_rung[trial_id] = index + 1
+        self._arrived.setdefault(rung, {})[trial_id] = self._best[trial_id]
+        if rung in self._kept:  # a latecomer: judged against those that were there
+            ranked = sorted(self._arrived[rung], key=self._arrived[rung].__getitem__)
+            return (TrialScheduler.CONTINUE if ranked.index(trial_id) < self._kept[rung]
+                    else TrialScheduler.STOP)
+        if self._waited_for(rung):
+            if self.on_pause:
+                self.on_pause(trial_id, rung)
+            return TrialScheduler.PAUSE
+        return self._decide(tune_controller, rung, trial)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        self.on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self.on_trial_remove(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        if trial in self._live:
+            self._live.remove(trial)
+        self._resume.discard(trial.trial_id)
+        if self._deciding:
+            return
+        # the trials paused for this one are decided without it
+        for rung in self.rungs:
+            if rung not in self._kept and self._arrived.get(rung) and not self._waited_for(rung):
+                self._decide(tune_controller, rung, None)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        """A new trial first, then a paused one that its rung let go on."""
+        trials = tune_controller.get_trials()
+        for trial in trials:
+            if trial.status == Trial.PENDING:
+                return trial
+        for trial in trials:
+            if trial.status == Trial.PAUSED and trial.trial_id in self._resume:
+                return trial
+        return None
+
+    def debug_string(self) -> str:
+        return (f"Synchronous successive halving: rungs at {self.rungs} "
+                f"({self.time_attr}), 1/{self.reduction_factor} go on")
+
+    def _waited_for(self, rung: int) -> bool:
+        """Whether a live trial has still to reach ``rung``."""
+        arrived = self._arrived.get(rung, {})
+        return any(trial.trial_id not in arrived for trial in self._live)
+
+    def _decide(self, tune_controller: Any, rung: int, current: Trial | None) -> str:
+        """Rank the live trials at ``rung``: the best go on, the others stop.
+
+        Returns the decision for ``current`` (the running trial whose result completed the
+        rung); the paused trials are resumed or stopped here.
+        """
+        scores = self._arrived[rung]
+        ranked = sorted((t for t in self._live if t.trial_id in scores),
+                        key=lambda t: scores[t.trial_id])
+        keep = max(1, len(ranked) // self.reduction_factor)
+        self._kept[rung] = keep
+        log.info("rung decided", extra={"rung_epoch": rung, "trials": len(ranked),
+                                        "going_on": [t.trial_id for t in ranked[:keep]]})
+        action = TrialScheduler.CONTINUE
+        self._deciding = True
+        try:
+            for place, trial in enumerate(ranked):
+                goes_on = place < keep
+                if trial is current:
+                    action = TrialScheduler.CONTINUE if goes_on else TrialScheduler.STOP
+                elif goes_on:
+                    self._resume.add(trial.trial_id)
+                else:
+                    tune_controller.stop_trial(trial)
+        finally:
+            self._deciding = False
+        return action

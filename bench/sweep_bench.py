@@ -196,6 +196,19 @@ def phases(events: list[sweep_pb2.SweepEvent]) -> dict[str, float]:
     }
 
 
+def _epoch_gaps(times: list[tuple[int, float]], started: float) -> list[str]:
+    """Seconds per epoch, a resumed trial's first epoch counted from its resume (not its
+    pause: the wait at a rung is not the epoch's)."""
+    gaps, last, resumed = [], started, False
+    for kind, at in times:
+        if kind == sweep_pb2.SWEEP_EVENT_TYPE_TRIAL_RESUMED:
+            last, resumed = at, True
+        elif kind == sweep_pb2.SWEEP_EVENT_TYPE_EPOCH:
+            gaps.append(f"{at - last:.1f}{'r' if resumed else ''}")
+            last, resumed = at, False
+    return gaps
+
+
 def trial_timeline(events: list[sweep_pb2.SweepEvent]) -> list[str]:
     """Per trial: when it started (after the snapshot) and how long its epochs took."""
     snap = next((e.time.ToNanoseconds() / 1e9 for e in events
@@ -209,11 +222,11 @@ def trial_timeline(events: list[sweep_pb2.SweepEvent]) -> list[str]:
         epochs = [t for k, t in times if k == sweep_pb2.SWEEP_EVENT_TYPE_EPOCH]
         ended = next((t for k, t in times if k == sweep_pb2.SWEEP_EVENT_TYPE_TRIAL_FINISHED),
                      epochs[-1] if epochs else started)
-        gaps = [b - a for a, b in zip([started, *epochs], epochs, strict=False)]
+        gaps = _epoch_gaps(times, started)
         lines.append(f"  trial {trial}: started +{started - snap:.1f} s, ended "
-                     f"+{ended - snap:.1f} s, first epoch {gaps[0] if gaps else 0:.1f} s "
-                     f"(from its start), later epochs "
-                     + (", ".join(f"{g:.1f}" for g in gaps[1:]) or "-") + " s")
+                     f"+{ended - snap:.1f} s, first epoch {gaps[0] if gaps else '0.0'} s "
+                     f"(from its start), later epochs " + (", ".join(gaps[1:]) or "-")
+                     + " s (r: resumed after a pause at its rung, from its resume)")
     return lines
 
 

@@ -264,6 +264,9 @@ def test_down_leaves_no_process_behind(stack_env: dict[str, str], started: dict)
     assert result.returncode == 0, result.stdout + result.stderr
     alive = [p.pid for p in trees if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == []
+    # the trainer, a Ray driver, stopped as a service does, not by Ray's crash handler
+    trainer_log = Path(stack_env["EDGELOOP_STATE_DIR"]) / "logs" / "trainer.log"
+    assert "SIGTERM received" not in trainer_log.read_text()
     assert _edgeloop(stack_env, "status").returncode != 0
 
 

@@ -14,7 +14,12 @@ from edgeloop.contracts.trainer.v1 import trainer_service_pb2, trainer_service_p
 from edgeloop.platform import ServiceApp, open_channel
 from edgeloop.platform.objectstore import open_object_store
 from edgeloop.trainer.events import EventBus
-from edgeloop.trainer.raycluster import RayInfo, start_ray, stop_ray
+from edgeloop.trainer.raycluster import (
+    RayInfo,
+    reclaim_signal_handlers,
+    start_ray,
+    stop_ray,
+)
 from edgeloop.trainer.settings import Settings
 from edgeloop.trainer.store import SweepStore
 from edgeloop.trainer.sweeps import Dependencies, SweepManager, default_work_dir
@@ -105,6 +110,7 @@ class App(ServiceApp):
         await self.store.open()
         self.bus.loop = asyncio.get_running_loop()
         self.ray = await asyncio.to_thread(start_ray, s)
+        reclaim_signal_handlers()  # on the loop's (main) thread: see its doc
         work_dir = Path(s.work_dir) if s.work_dir else default_work_dir()
         work_dir.mkdir(parents=True, exist_ok=True)
         self.manager = SweepManager(

@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,26 @@ def configure_token(token_file: str, create: bool = True) -> str:
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(path.resolve())
     _refresh_ray_config()
     return str(path.resolve())
+
+
+def reclaim_signal_handlers() -> None:
+    """Give SIGTERM and SIGINT back to the handlers Python has for them, after Ray took them.
+
+    Connecting to Ray installs abseil's failure-signal handler for SIGTERM in this process.
+    On ``edgeloop down`` it wrote a stack dump into the trainer's log as if the trainer had
+    crashed (``*** SIGTERM received at time=...``, ten lines of addresses), and it arms a
+    3-second abort alarm before it chains to the service's own handler
+    (ray-project/ray#64830): a graceful shutdown that took longer would end in SIGABRT.
+    Installing Python's handlers again puts Python's C-level handler back in its place.
+    Only the main thread may set handlers; elsewhere (a trainer run inside a test's thread)
+    this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 def _refresh_ray_config() -> None:

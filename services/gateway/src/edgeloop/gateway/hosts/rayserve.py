@@ -205,9 +205,12 @@ def main() -> None:
     settings = load_settings(RayServeSettings)
     configure_logging("rayserve", settings.log_level, settings.log_format)
     stop = threading.Event()
+    connect(settings.ray_address, settings.ray_connect_timeout_s)
+    # After joining: ray.init on the main thread sets Ray's own SIGTERM handler (SystemExit)
+    # and abseil's failure handler, which dumps a stack trace and aborts a shutdown longer
+    # than 3 s with SIGABRT (ray-project/ray#64830); Serve's shutdown can take that long.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    connect(settings.ray_address, settings.ray_connect_timeout_s)
     try:
         start(settings.model_repository, settings.rayserve_grpc_port,
               settings.rayserve_http_port, settings.rayserve_replicas,

@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlparse
+from edgeloop.features import schema as schema_module
 from edgeloop.features.rollup import DATE_BIN, TIME_BUCKET
 from edgeloop.features.schema import Policies, branch_sql, ensure_schema, split_statements
 from edgeloop.platform.migrations import load_migrations
@@ -247,3 +248,44 @@ def test_one_day_retention_is_refused_naming_the_variable(monkeypatch):
         load_settings(Settings)
     monkeypatch.setenv("EDGELOOP_RETENTION_DAYS", "2")
     assert load_settings(Settings).retention_days == 2
+
+
+def _refusing_refreshes(conn: psycopg.AsyncConnection, monkeypatch: pytest.MonkeyPatch,
+                        refusals: int) -> list[bytes]:
+    """Make the connection's first ``refusals`` rollup refreshes fail as TimescaleDB does
+    while its policy job refreshes; returns the refreshes asked for."""
+    real, asked = conn.execute, []
+
+    async def execute(query, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if b"refresh_continuous_aggregate" in (query if isinstance(query, bytes) else b""):
+            asked.append(query)
+            if len(asked) <= refusals:
+                raise psycopg.errors.LockNotAvailable(
+                    'could not refresh continuous aggregate "observations_5m" due to a '
+                    "concurrent refresh")
+        return await real(query, *args, **kwargs)
+
+    monkeypatch.setattr(conn, "execute", execute)
+    monkeypatch.setattr(schema_module, "REFRESH_RETRY_S", 0.0)
+    return asked
+
+
+@pytest.mark.db_branches("timescaledb")
+async def test_the_first_whole_refresh_waits_for_the_policys_own(database_url, monkeypatch):
+    # the policy's job starts as soon as it is added; a CI run's features service died at
+    # start when its own refresh met it
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        asked = _refusing_refreshes(conn, monkeypatch, refusals=2)
+        assert await ensure_schema(conn, Policies()) is True
+    assert len(asked) == 3, "refused twice, then done"
+    await _is_timescale_layout(database_url)
+
+
+@pytest.mark.db_branches("timescaledb")
+async def test_a_refresh_refused_every_time_is_an_error_at_start(database_url, monkeypatch):
+    monkeypatch.setattr(schema_module, "REFRESH_ATTEMPTS", 3)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        asked = _refusing_refreshes(conn, monkeypatch, refusals=99)
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            await ensure_schema(conn, Policies())
+    assert len(asked) == 3

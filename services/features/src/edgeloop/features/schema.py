@@ -9,6 +9,7 @@ SQL lives in ``sql/``; :func:`branch_sql` renders it so tests can check what wou
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from edgeloop.features.rollup import DATE_BIN, TIME_BUCKET, rollup_select, sql_f
 from edgeloop.platform.migrations import apply_migrations, load_migrations
 
 log = logging.getLogger(__name__)
+REFRESH_ATTEMPTS, REFRESH_RETRY_S = 20, 0.5
+"""The first whole refresh of the rollup waits up to ~10 s for the policy's own refresh."""
 SCHEMA = "features"
 REFRESH_START_DAYS = 7
 
@@ -95,6 +98,27 @@ async def _continuous_rollup_exists(conn: psycopg.AsyncConnection) -> bool:
     return bool(row and row[0])
 
 
+async def _refresh_whole_rollup(conn: psycopg.AsyncConnection) -> None:
+    """Refresh every bucket of the new rollup, retried while another refresh holds it.
+
+    The refresh policy added beside the rollup starts its job at once, and TimescaleDB
+    refuses a second refresh of an overlapping window while one runs (LockNotAvailable):
+    a features service then died at start (a CI run of 2026-12-05). That job refreshes
+    recent buckets only, in well under a second, so the whole refresh waits for it.
+    """
+    for attempt in range(1, REFRESH_ATTEMPTS + 1):
+        try:
+            await conn.execute(b"CALL refresh_continuous_aggregate("
+                               b"'features.observations_5m', NULL, NULL)")
+            return
+        except psycopg.errors.LockNotAvailable:
+            if attempt == REFRESH_ATTEMPTS:
+                raise
+            log.info("the rollup is being refreshed by its policy; refreshing it whole after",
+                     extra={"attempt": attempt})
+            await asyncio.sleep(REFRESH_RETRY_S)
+
+
 async def ensure_schema(conn: psycopg.AsyncConnection, policies: Policies) -> bool:
     """Apply migrations and the database's branch; return whether TimescaleDB is used."""
     applied = await apply_migrations(conn, SCHEMA, load_migrations("edgeloop.features"))
@@ -108,8 +132,7 @@ async def ensure_schema(conn: psycopg.AsyncConnection, policies: Policies) -> bo
     if timescale and not rollup_existed:
         # The rollup is created WITH NO DATA and its policy refreshes only recent buckets;
         # rows a plain-PostgreSQL stack had before would fall below the watermark unseen.
-        await conn.execute(b"CALL refresh_continuous_aggregate('features.observations_5m', "
-                           b"NULL, NULL)")
+        await _refresh_whole_rollup(conn)
     log.info("schema ready", extra={"schema": SCHEMA, "migrations_applied": applied,
                                     "branch": "timescaledb" if timescale else "postgresql"})
     return timescale

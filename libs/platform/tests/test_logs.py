@@ -13,11 +13,13 @@ from edgeloop.platform.tensorflow_import import log_native_lines
 LIBRARIES = """
 import logging, os, sys, warnings
 import mlflow  # before configure_logging, as in the trainer: MLflow has set its handler up
+from ray import serve  # likewise the Ray Serve host: Serve's import gives "ray.serve" its own
 from edgeloop.platform.logs import configure_logging, printed_lines_to_log
 
 configure_logging("probe", "INFO", "json")
 logging.getLogger("mlflow.tracking").warning("from mlflow")
 logging.getLogger("ray.tune").warning("from ray")
+logging.getLogger("ray.serve").warning("from serve")
 warnings.warn("\\x1b[1;33ma library's warning\\x1b[0m")  # coloured, as MLflow's are
 settings = (os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"],
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"],
@@ -48,6 +50,7 @@ def test_mlflow_ray_and_warnings_are_records_of_the_service() -> None:
     by_logger = {r["logger"]: r for r in records}
     assert by_logger["mlflow.tracking"]["msg"] == "from mlflow"
     assert by_logger["ray.tune"]["msg"] == "from ray"
+    assert by_logger["ray.serve"]["msg"] == "from serve"
     assert "UserWarning: a library's warning\n" in by_logger["py.warnings"]["msg"]
     assert all(r["service"] == "probe" for r in records)
     assert result.stdout.split() == ["false", "true", "false"], "nothing printed reaches stdout"

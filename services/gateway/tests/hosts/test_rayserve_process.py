@@ -4,7 +4,8 @@ edgeloop.gateway.hosts.rayserve``, deployed on the session's Ray cluster, stoppe
 ray.init on the main thread replaces the process's SIGTERM handler with Ray's (SystemExit)
 and abseil's failure handler, which dumps a stack trace and aborts a shutdown longer than
 3 s with SIGABRT (ray-project/ray#64830). The host sets its own handlers after joining, so
-SIGTERM ends it the way it means to: Serve shut down, exit code 0.
+SIGTERM ends it the way it means to: Serve shut down, exit code 0. Its log holds its own
+JSON records only (Serve's import gives Serve's logger a plain-text handler of its own).
 """
 
 from __future__ import annotations
@@ -61,4 +62,6 @@ def test_sigterm_shuts_serve_down_and_exits_cleanly(ray_nodes, model_repo: Path,
     text = log.read_text()
     assert code == 0, text[-3000:]
     assert "SIGTERM received" not in text
+    for line in text.splitlines():  # Serve's own lines too are records of the host's log
+        assert line.startswith("{") and '"service": "rayserve"' in line, line
     assert not proxy_serves_app(f"127.0.0.1:{port}"), "Serve was shut down"

@@ -133,7 +133,7 @@ LIBRARY_OUTPUT_ENV: dict[str, str] = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 """Library settings that keep their own text out of a service's log (a user's value wins)."""
-SELF_HANDLED_LOGGERS = ("mlflow", "ray")
+SELF_HANDLED_LOGGERS = ("mlflow", "ray", "ray.serve")
 """Loggers their libraries give a handler of their own (plain text, not propagated)."""
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 _STDOUT_LOG = logging.getLogger("stdout")

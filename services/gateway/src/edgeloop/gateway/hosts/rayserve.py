@@ -45,7 +45,7 @@ from edgeloop.platform import rayhead  # noqa: E402
 from edgeloop.platform.config import ServiceSettings, load_settings  # noqa: E402
 from edgeloop.platform.errors import ConfigError, EdgeloopError  # noqa: E402
 from edgeloop.platform.heap import freeze_heap  # noqa: E402
-from edgeloop.platform.logs import configure_logging  # noqa: E402
+from edgeloop.platform.logs import configure_logging, printed_lines_to_log  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,7 @@ def main() -> None:
     """Join the cluster, deploy, then wait for SIGTERM/SIGINT and delete the application."""
     settings = load_settings(RayServeSettings)
     configure_logging("rayserve", settings.log_level, settings.log_format)
+    printed_lines_to_log()  # Ray's driver prints its raylet's errors (as run_service does)
     stop = threading.Event()
     connect(settings.ray_address, settings.ray_connect_timeout_s)
     # After joining: ray.init on the main thread sets Ray's own SIGTERM handler (SystemExit)

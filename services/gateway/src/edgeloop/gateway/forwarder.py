@@ -125,6 +125,16 @@ class Forwarder:
                         extra={"code": exc.code().name, "detail": exc.details(),
                                "observations": len(records)})
             return None
+        except asyncio.CancelledError:
+            if _cancelled_from_outside():
+                raise  # stop(): the batch stays spooled for the next start
+            # grpc.aio cancels a client-streaming call itself when writing a request fails
+            # under it (features killed mid-batch) and raises CancelledError, not an RPC
+            # error: it ended the forwarder silently once, the spool growing until the
+            # gateway restarted (a CI run of 2026-12-05).
+            log.warning("features did not take the batch; the call broke while sending it; "
+                        "it stays spooled", extra={"observations": len(records)})
+            return None
         for rejection in reply.rejected:
             # Refused for good: features keeps it whole in its dead-letter store (listed and
             # replayed with `edgeloop dead-letters`), so the spool may move past it.
@@ -135,6 +145,12 @@ class Forwarder:
         self.forwarded += len(records)
         log.debug("forwarded", extra={"stored": reply.stored, "duplicates": reply.duplicates})
         return len(records)
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether the current task was asked to stop (not just handed a call's CancelledError)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _requests(records: list[bytes]) -> list[bytes]:

@@ -253,6 +253,7 @@ class Robot:
             seq += 1
             jpeg, sensor = self.frames[(seq + self.index) % len(self.frames)]
             frame = edge_pb2.Frame(seq=seq, jpeg=jpeg)
+            frame.captured_at.GetCurrentTime()  # as every edge client stamps its frames
             if sensor is not None:
                 frame.sensor_mm = sensor
             self.sent_at[seq] = time.perf_counter()

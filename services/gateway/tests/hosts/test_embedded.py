@@ -89,6 +89,17 @@ async def test_images_that_break_the_contract_are_invalid(host, keys) -> None:
         await host.predict(keys["1"], np.zeros((1, 240, 320), np.uint8))
     with pytest.raises(InvalidArgument, match="images"):
         await host.predict(keys["1"], np.zeros((1, 240, 320, 3), np.float32))
+    frame = np.zeros((240, 320, 3), np.uint8)
+    for frames in ([], [frame, frame[:120]], [frame, frame.astype(np.float32)]):
+        with pytest.raises(InvalidArgument, match="images"):
+            await host.predict_frames(keys["1"], frames)
+
+
+async def test_frames_not_stacked_yet_answer_like_their_stack(host, keys, make_images) -> None:
+    await host.ensure_loaded(keys["1"])
+    images = make_images(5, seed=21)
+    np.testing.assert_array_equal(await host.predict_frames(keys["1"], list(images)),
+                                  await host.predict(keys["1"], images))
 
 
 async def _wait_until(predicate, timeout_s: float = 60.0) -> None:  # noqa: ANN001

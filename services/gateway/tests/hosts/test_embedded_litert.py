@@ -87,6 +87,10 @@ async def test_a_version_moves_to_litert_when_its_file_appears_and_answers_alike
         assert got.dtype == np.float32 and got.shape == (batch,)
         np.testing.assert_allclose(got, direct_model("1", frames), atol=0.5)
     np.testing.assert_allclose(await host.predict(key, images), on_tf, atol=0.5)
+    # the micro-batcher's way in: frames not stacked, copied into the interpreter as they are
+    frames = make_images(13, seed=12)
+    np.testing.assert_array_equal(await host.predict_frames(key, list(frames)),
+                                  await host.predict(key, frames))
 
 
 async def test_a_file_that_answers_differently_leaves_the_version_on_tensorflow(
@@ -162,3 +166,18 @@ def test_a_batch_run_in_chunks_answers_what_single_frames_answer(
     np.testing.assert_array_equal(
         runner(large), np.concatenate([runner(large[i:i + 1]) for i in range(3)]))
     np.testing.assert_array_equal(runner(frames[:13]), one_by_one[:13])
+
+
+def test_frames_given_one_by_one_answer_what_their_stack_answers(tflite_files,
+                                                                 make_images) -> None:
+    runner = litert.LiteRTRunner(tflite_files["1"])
+    frames = make_images(11, seed=9)  # 8 + 2 + 1
+    np.testing.assert_array_equal(runner(list(frames)), runner(frames))
+    assert runner([]).shape == (0,)
+    # a frame of another shape than the batch's first is refused, not reshaped or cropped
+    other = make_images(1, 120, 160, seed=4)[0]
+    with pytest.raises(ValueError, match="a frame of shape"):
+        runner([frames[0], other])
+    with pytest.raises(ValueError, match="a frame of shape"):
+        runner([frames[0], frames[0][:, :1]])  # one numpy would broadcast
+    np.testing.assert_array_equal(runner(frames[:3]), runner(list(frames[:3])))  # still usable

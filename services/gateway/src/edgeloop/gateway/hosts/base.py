@@ -8,6 +8,7 @@ signature"), so hosts never preprocess.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,12 @@ class ModelHost(abc.ABC):
     @abc.abstractmethod
     async def predict(self, key: ModelKey, images: np.ndarray) -> np.ndarray:
         """Distances in mm, ``float32[batch]``, for ``images`` (``uint8[batch, h, w, 3]``)."""
+
+    async def predict_frames(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Like :meth:`predict` for ``frames`` (each ``uint8[h, w, 3]``, one shape), which are
+        not stacked yet: a host that can stack them off the event loop (or not at all)
+        overrides this."""
+        return await self.predict(key, np.stack(frames))
 
     @abc.abstractmethod
     async def release(self, key: ModelKey) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -203,7 +204,7 @@ class MicroBatcher(ModelHost):
         sent = asyncio.get_running_loop().time()
         self._count(len(batch))
         try:
-            distances = await self.host.predict(key, np.stack([w.image for w in batch]))
+            distances = await self.host.predict_frames(key, [w.image for w in batch])
             if len(distances) != len(batch):
                 raise ModelUnavailable(f"{key.model_name} v{key.version} answered "
                                        f"{len(distances)} values for {len(batch)} images")
@@ -239,6 +240,10 @@ class MicroBatcher(ModelHost):
     async def predict(self, key: ModelKey, images: np.ndarray) -> np.ndarray:
         """Pass a whole batch straight to the host (it is a batch already)."""
         return await self.host.predict(key, images)
+
+    async def predict_frames(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Pass frames straight to the host (they are a batch already)."""
+        return await self.host.predict_frames(key, frames)
 
     async def release(self, key: ModelKey) -> None:
         """Refuse new frames for ``key``, let the queued ones finish, then release it."""

@@ -27,7 +27,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 from edgeloop.gateway.hosts import litert
 from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
-from edgeloop.gateway.hosts.tensors import check_images
+from edgeloop.gateway.hosts.tensors import check_images, check_same_frames
 from edgeloop.platform import log_context
 from edgeloop.platform.heap import freeze_new_objects, refreeze_heap
 
@@ -91,8 +91,9 @@ def configure_tf_threads(intra_op: int, inter_op: int) -> None:
             "inter_op_threads": threading.get_inter_op_parallelism_threads()})
 
 
-Runner = Callable[[np.ndarray], np.ndarray]
-"""A runtime's prediction function: images uint8 [b, h, w, 3] -> distances float32 [b]."""
+Runner = Callable[[Sequence[np.ndarray]], np.ndarray]
+"""A runtime's prediction function: frames (uint8 [b, h, w, 3], or b frames [h, w, 3] of one
+shape) -> distances float32 [b]."""
 
 
 class _Version:
@@ -227,17 +228,26 @@ class EmbeddedHost(ModelHost):
     async def predict(self, key: ModelKey, images: np.ndarray) -> np.ndarray:
         """Distances for ``images`` from the ready version ``key``; never a half-loaded one."""
         check_images(images)
+        return await self._run_on(key, images)
+
+    async def predict_frames(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Like :meth:`predict`; the frames are stacked (TensorFlow) or copied into the
+        interpreter (LiteRT) in the predict thread, not on the event loop."""
+        check_same_frames(frames)
+        return await self._run_on(key, frames)
+
+    async def _run_on(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:
         version = self._ready.get(_slot(key))
         if version is None:
             raise ModelUnavailable(f"{key.model_name} v{key.version} is not loaded here")
         version.enter()
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._predict_pool, version.runner, images)
+            return await loop.run_in_executor(self._predict_pool, version.runner, frames)
         except (tf.errors.OpError, ValueError, RuntimeError) as exc:  # TF's, LiteRT's
             message = exc.message if isinstance(exc, tf.errors.OpError) else str(exc)
-            raise ModelUnavailable(f"{key.model_name} v{key.version} failed on images of shape "
-                                   f"{list(images.shape)}: {message}") from exc
+            raise ModelUnavailable(f"{key.model_name} v{key.version} failed on {len(frames)} "
+                                   f"images of shape {list(frames[0].shape)}: {message}") from exc
         finally:
             version.leave()
 
@@ -299,8 +309,9 @@ def _load_litert(path: Any, tensorflow: Runner, frames: np.ndarray
     return runner, litert.max_difference_mm(runner(frames), tensorflow(frames))
 
 
-def _run(serve: Any, images: np.ndarray) -> np.ndarray:
+def _run(serve: Any, frames: Sequence[np.ndarray]) -> np.ndarray:
     """One call of the serving function (TF thread)."""
+    images = frames if isinstance(frames, np.ndarray) else np.stack(frames)
     outputs = serve(**{INPUT: tf.convert_to_tensor(images, dtype=tf.uint8)})
     if OUTPUT not in outputs:
         raise ModelUnavailable(f"'{SIGNATURE}' has no output '{OUTPUT}' (has {sorted(outputs)})")

@@ -8,6 +8,8 @@ needs dense arrays of a handful of dtypes, which map straight to ``tensor_conten
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from edgeloop.platform.errors import InvalidArgument
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -71,3 +73,19 @@ def check_images(images: np.ndarray) -> None:
         raise InvalidArgument("images", f"expected uint8[batch, height, width, 3], got "
                               f"{getattr(images, 'dtype', type(images).__name__)}"
                               f"{list(getattr(images, 'shape', []))}")
+
+
+def check_same_frames(frames: Sequence[np.ndarray]) -> None:
+    """Raise :class:`InvalidArgument` unless ``frames`` is a non-empty sequence of
+    ``uint8[h, w, 3]`` frames of one shape (a batch not stacked yet)."""
+    if not len(frames):
+        raise InvalidArgument("images", "expected at least one frame, got none")
+    first = frames[0]
+    check_images(first[np.newaxis] if isinstance(first, np.ndarray) else first)
+    for frame in frames[1:]:
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 \
+                or frame.shape != first.shape:
+            raise InvalidArgument("images", f"frames of one batch must share "
+                                  f"uint8{list(first.shape)}, got "
+                                  f"{getattr(frame, 'dtype', type(frame).__name__)}"
+                                  f"{list(getattr(frame, 'shape', []))}")

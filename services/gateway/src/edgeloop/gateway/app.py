@@ -77,7 +77,8 @@ class App(ServiceApp):
         self.spool = Spool(s.spool_dir, s.spool_max_bytes)
         self.forwarder = Forwarder(self.spool, self.features_channel, s.forward_batch_size,
                                    s.forward_interval_ms / 1000)
-        self.recorder = Recorder(self.spool, self.forwarder.notify_written)
+        self.recorder = Recorder(self.spool, self.forwarder.notify_written,
+                                 commit_wait_s=s.spool_commit_wait_ms / 1000)
         self.auth = DeviceAuthenticator(self.registry_channel, s.registry_token)
         self.state = DeploymentState()
         self.watcher = DeploymentWatcher(self.registry_channel, s.registry_token, self.state,

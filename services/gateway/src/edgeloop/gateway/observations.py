@@ -116,15 +116,29 @@ def build_observation(observation_id: str, frame: edge_pb2.Frame, ctx: FrameCont
     return obs
 
 
+_Pending = tuple[bytes, int, Durable]
+"""A serialized observation, its spool reservation, and the future told when it is durable."""
+
+
 class Recorder:
-    """Appends observations to the spool in group commits, then wakes the forwarder."""
+    """Appends observations to the spool in group commits, then wakes the forwarder.
+
+    An observation that finds the writer idle waits ``commit_wait_s`` for company before
+    the commit: an fsync costs the same for one record as for a dozen (0.18 CPU ms per
+    record one at a time, 0.06 at eight, on the dev VM's ext4), and at a fleet's rate the
+    event loop's turns hand over one or two at a time. Answers never wait for a commit;
+    only ``Recorded`` messages come that much later.
+    """
 
     def __init__(self, spool: Spool, on_written: Callable[[], None],
-                 max_batch: int = 512) -> None:
+                 max_batch: int = 512, commit_wait_s: float = 0.0) -> None:
         self.spool = spool
         self.on_written = on_written
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[bytes, int, Durable]] = asyncio.Queue()
+        self.commit_wait_s = commit_wait_s
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._gathering: list[_Pending] = []
+        """Taken from the queue, waiting for company: :meth:`drain` commits them too."""
         self._task: asyncio.Task[None] | None = None
         self._completing: set[asyncio.Future[None]] = set()
 
@@ -168,12 +182,19 @@ class Recorder:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            self._gathering = [await self._queue.get()]
+            if self.commit_wait_s > 0 and self._queue.empty():
+                # Records that queued during the last commit have waited already.
+                await self._wait_for_company()
+            batch, self._gathering = self._gathering, []
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[bytes, int, Durable]],
+    async def _wait_for_company(self) -> None:
+        await asyncio.sleep(self.commit_wait_s)
+
+    async def _commit(self, batch: list[_Pending],
                       deadline: float | None = None) -> bool:
         """Append ``batch``, retrying while the disk refuses; False if ``deadline`` (event
         loop time) passed first."""
@@ -201,9 +222,10 @@ class Recorder:
         """Commit everything queued (at shutdown), giving up after ``timeout_s`` if the disk
         keeps refusing: robots that asked for Recorded messages still hold those frames."""
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
-        while not self._queue.empty():
-            size = min(self._queue.qsize(), self.max_batch)
-            batch = [self._queue.get_nowait() for _ in range(size)]
+        while self._gathering or not self._queue.empty():
+            batch, self._gathering = self._gathering, []
+            batch += [self._queue.get_nowait()
+                      for _ in range(min(self._queue.qsize(), self.max_batch - len(batch)))]
             if not await self._commit(batch, deadline):
                 lost = len(batch) + self._queue.qsize()
                 log.error("stopping with observations the disk refused; not recorded here "

@@ -45,6 +45,11 @@ class Settings(ServiceSettings):
                            "(fsynced segment files); required")
     spool_max_bytes: int = Field(default=1024 * MIB, gt=0, description="capacity of the spool; "
                                  "when full, frames are refused with SPOOL_FULL")
+    spool_commit_wait_ms: float = Field(
+        default=20.0, ge=0, le=1000, description="how long an observation that finds the spool "
+        "writer idle waits for others before they are fsynced together, in milliseconds: fewer "
+        "fsyncs per frame at a fleet's rate; Recorded messages come that much later, answers "
+        "never wait for it; 0 = commit at once")
     max_streams_per_device: int = Field(
         default=4, ge=0, description="streams one device may hold open at once (a reconnect "
         "may briefly overlap the dead stream); more are refused; 0 = no limit")

@@ -263,3 +263,45 @@ def test_backoff_grows_with_jitter_up_to_the_cap() -> None:
     assert len(set(delays)) == len(delays), "jitter makes every delay different"
     backoff.reset()
     assert backoff.next_delay() <= 0.1
+
+
+class _CallCancellingItsFirstFrameWrite:
+    """A real call whose first frame write fails as grpc.aio fails it when the write breaks
+    under it: the call cancels itself and the write raises CancelledError."""
+
+    def __init__(self, call, broken: list[bool]) -> None:  # noqa: ANN001
+        self._call, self._broken = call, broken
+
+    async def write(self, request) -> None:  # noqa: ANN001
+        if request.WhichOneof("kind") == "frame" and not self._broken:
+            self._broken.append(True)
+            self._call.cancel()
+            raise asyncio.CancelledError
+        await self._call.write(request)
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - read, done_writing, cancel, ...
+        return getattr(self._call, name)
+
+
+async def test_a_call_grpc_cancels_under_a_write_is_a_lost_stream_not_the_end(
+        gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
+    from edgeloop.edge_client.stream import client as client_module
+
+    broken: list[bool] = []
+
+    class Stub(gw_grpc.EdgeGatewayServiceStub):
+        def __init__(self, channel) -> None:  # noqa: ANN001
+            super().__init__(channel)
+            stream = self.Stream
+            self.Stream = lambda **kw: _CallCancellingItsFirstFrameWrite(stream(**kw), broken)
+
+    monkeypatch.setattr(client_module.gw_grpc, "EdgeGatewayServiceStub", Stub)
+    client = make_client(gateway, tmp_path)
+    await client.start()
+    seq = client.send(JPEG, 70.0)
+    result = await client.result(seq, timeout=30)
+    await client.close()
+    assert broken == [True]
+    assert result is not None and result.distance_mm == pytest.approx(70.0 + gateway.offset_mm)
+    assert client.stats.reconnects >= 1

@@ -52,7 +52,7 @@ from edgeloop.edge_client.stream.backoff import Backoff
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
 from edgeloop.edge_client.stream.stats import StreamStats
 from edgeloop.platform import log_context
-from edgeloop.platform.channels import channel_options, open_channel
+from edgeloop.platform.channels import cancelled_from_outside, channel_options, open_channel
 from edgeloop.platform.tls import ClientTLS, explain_unavailable
 from grpc import aio
 
@@ -366,6 +366,13 @@ class StreamClient:
             if not tasks[1].done():
                 # Half-closed: the gateway answers what is left, then ends the stream.
                 await asyncio.wait_for(tasks[1], self.config.ack_timeout_s)
+        except asyncio.CancelledError:
+            if cancelled_from_outside():
+                raise  # close() gave up waiting, or the program is stopping
+            # grpc.aio cancels a call itself when a write breaks under it and raises
+            # CancelledError, not an RPC error: that would end the session silently (the
+            # gateway's forwarder had that fault); it is a lost stream like any other.
+            raise _StreamBroken("the call was cancelled under the stream") from None
         finally:
             for task in tasks:
                 task.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import grpc
@@ -77,3 +78,13 @@ def open_blocking_channel(address: str, *, tls: ClientTLS | None = None) -> grpc
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     """Call metadata carrying ``token`` as a bearer credential."""
     return (("authorization", f"Bearer {token}"),)
+
+
+def cancelled_from_outside() -> bool:
+    """Whether the current task was asked to stop, as opposed to handed the CancelledError
+    grpc.aio raises when it cancels a call itself (a request's write broke under it).
+
+    The second is a failed call like any other and is retried; the first must end the task.
+    """
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0

@@ -21,6 +21,7 @@ import time
 
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
 from edgeloop.gateway.spool import Spool
+from edgeloop.platform.channels import cancelled_from_outside
 from grpc import aio
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class Forwarder:
                                "observations": len(records)})
             return None
         except asyncio.CancelledError:
-            if _cancelled_from_outside():
+            if cancelled_from_outside():
                 raise  # stop(): the batch stays spooled for the next start
             # grpc.aio cancels a client-streaming call itself when writing a request fails
             # under it (features killed mid-batch) and raises CancelledError, not an RPC
@@ -146,11 +147,6 @@ class Forwarder:
         log.debug("forwarded", extra={"stored": reply.stored, "duplicates": reply.duplicates})
         return len(records)
 
-
-def _cancelled_from_outside() -> bool:
-    """Whether the current task was asked to stop (not just handed a call's CancelledError)."""
-    task = asyncio.current_task()
-    return task is None or task.cancelling() > 0
 
 
 def _requests(records: list[bytes]) -> list[bytes]:

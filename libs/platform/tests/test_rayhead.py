@@ -23,6 +23,7 @@ def test_token_is_created_private_once(tmp_path: Path) -> None:
     assert env["RAY_AUTH_TOKEN_PATH"] == str(token_file.resolve())
     # (the trainer's tests check that a raylet started with these keeps no idle worker)
     assert env["RAY_prestart_worker_first_driver"] == env["RAY_enable_worker_prestart"] == "0"
+    assert env["MALLOC_ARENA_MAX"] == "2"
 
 
 def test_head_command_binds_loopback_with_its_ports(tmp_path: Path) -> None:

@@ -97,6 +97,19 @@ def test_the_trainers_ray_starts_no_idle_workers(ray_info: Any) -> None:
     assert _idle_ray_workers() == []
 
 
+def test_the_trainers_ray_workers_start_with_few_malloc_arenas(ray_info: Any) -> None:
+    import ray  # noqa: PLC0415 - the session's Ray, started by the ray_info fixture
+
+    @ray.remote(num_cpus=0)
+    def arenas() -> str | None:
+        import os  # noqa: PLC0415 - runs in the worker
+
+        return os.environ.get("MALLOC_ARENA_MAX")
+
+    assert ray_info.started_here
+    assert ray.get(arenas.remote(), timeout=120) == "2"
+
+
 async def test_a_watch_ends_with_the_final_state_even_before_its_event_is_stored(
         database_url: str) -> None:
     """The race of issue 16: the state was saved, the event carrying it not yet."""

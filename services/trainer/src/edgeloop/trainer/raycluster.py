@@ -105,7 +105,8 @@ def start_ray(settings: Settings) -> RayInfo:
     # whatever the Tuner's verbose=0 says; its classic reporter honours verbose=0
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     rayhead.workers_run_this_python()
-    for name, value in rayhead.NO_IDLE_WORKERS_ENV.items():  # read by a raylet started here
+    # read by a raylet started here, and inherited by its workers
+    for name, value in {**rayhead.NO_IDLE_WORKERS_ENV, **rayhead.FEW_MALLOC_ARENAS_ENV}.items():
         os.environ.setdefault(name, value)
     token_file = configure_token(settings.ray_auth_token_file,
                                  create=not settings.ray_address)

@@ -190,3 +190,13 @@ async def test_a_cancel_while_the_sweep_is_being_started_keeps_it_cancelled(
         assert "distance" not in manager.running and "cancel-early" not in manager.live
     finally:
         await store.close()
+
+
+def test_the_trainer_limits_its_own_malloc_arenas_on_glibc() -> None:
+    import platform  # noqa: PLC0415
+
+    from edgeloop.trainer.raycluster import _limit_malloc_arenas  # noqa: PLC0415
+
+    if platform.libc_ver()[0] != "glibc":
+        return  # nothing to limit: the variable is glibc's
+    assert _limit_malloc_arenas(2) is True

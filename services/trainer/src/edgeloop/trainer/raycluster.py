@@ -19,6 +19,7 @@ token once per browser (it is kept in a cookie); ``ray get-auth-token`` prints i
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import secrets
@@ -97,6 +98,21 @@ def _refresh_ray_config() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
+_M_ARENA_MAX = -8
+"""glibc's mallopt parameter number for the arena limit (malloc.h)."""
+
+
+def _limit_malloc_arenas(limit: int) -> bool:
+    """The limit the environment gives new processes, for this running one: glibc reads
+    MALLOC_ARENA_MAX at start only, but arenas are created as threads first allocate, and
+    Ray's threads start now. False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_ARENA_MAX, limit))
+    except (OSError, AttributeError):
+        return False
+
+
 def start_ray(settings: Settings) -> RayInfo:
     """Connect to ``EDGELOOP_RAY_ADDRESS`` or start a local Ray with its dashboard on loopback."""
     # Tune's checkpoint-frequency warning fires on every improving epoch of small sweeps
@@ -108,6 +124,7 @@ def start_ray(settings: Settings) -> RayInfo:
     # read by a raylet started here, and inherited by its workers
     for name, value in {**rayhead.NO_IDLE_WORKERS_ENV, **rayhead.FEW_MALLOC_ARENAS_ENV}.items():
         os.environ.setdefault(name, value)
+    _limit_malloc_arenas(int(os.environ["MALLOC_ARENA_MAX"]))
     token_file = configure_token(settings.ray_auth_token_file,
                                  create=not settings.ray_address)
     started = False

@@ -148,7 +148,6 @@ class Forwarder:
         return len(records)
 
 
-
 def _requests(records: list[bytes]) -> list[bytes]:
     """Serialized ``IngestRequest`` messages of at most MESSAGE_OBSERVATIONS observations."""
     return [_request_bytes(records[first:first + MESSAGE_OBSERVATIONS])

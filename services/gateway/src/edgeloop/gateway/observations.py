@@ -124,7 +124,7 @@ class Recorder:
     """Appends observations to the spool in group commits, then wakes the forwarder.
 
     An observation that finds the writer idle waits ``commit_wait_s`` for company before
-    the commit: an fsync costs the same for one record as for a dozen (0.18 CPU ms per
+    the commit: an fsync costs about as much CPU for a dozen records as for one (0.18 ms per
     record one at a time, 0.06 at eight, on the dev VM's ext4), and at a fleet's rate the
     event loop's turns hand over one or two at a time. Answers never wait for a commit;
     only ``Recorded`` messages come that much later.

@@ -209,6 +209,33 @@ def test_cusum_finds_the_change_and_where_it_began() -> None:
     assert not measure(rule, Window(columns, {"saturation": times}), both).exceeded
 
 
+def test_concept_mae_ratio_lets_a_version_serve_its_own_world_as_real_versions_do() -> None:
+    """The quick demo of 2026-12-05 06:32: version 3 (beige, then beige-distant learned from
+    a few runs) served beige-distant at 4.3 mm against an expected 2.83 mm (3.07 mm on two
+    holdout runs shrunk toward the overall 2.59 mm) and raised a false alarm at 1.5x. Real
+    versions show up to ~1.6x on their own worlds; concept drift is 3x and more."""
+    import numpy as np
+    from edgeloop.features.drift.signals import Window, measure
+
+    stats = {"saturation": {"mean": 51.4, "std": 4.3}, "hue": {"mean": 20.0, "std": 2.0}}
+    reference = {"holdout_mae_mm": 2.59, "groups": {
+        "beige": {"stats": {**stats, "saturation": {"mean": 50.0, "std": 3.7}},
+                  "holdout_mae_mm": 2.18, "holdout_runs": 3},
+        "beige-distant": {"stats": stats, "holdout_mae_mm": 3.07, "holdout_runs": 2}}}
+    rule = load_rules().get("concept_mae_ratio")
+    n = rule.min_samples
+
+    def frames(error_mm: float) -> Window:
+        return Window({"saturation": np.full(n, 51.4), "hue": np.full(n, 20.0),
+                       "abs_error_mm": np.full(n, error_mm)})
+
+    undrifted = measure(rule, frames(4.3), reference)
+    assert undrifted.value == pytest.approx(4.3 / 2.83, abs=0.01)
+    assert not undrifted.exceeded, "1.52x on a world the version was trained for is no drift"
+    assert not measure(rule, frames(1.64 * 2.83), reference).exceeded
+    assert measure(rule, frames(3 * 2.83), reference).exceeded
+
+
 def test_concept_rules_judge_each_frame_against_the_error_level_of_its_world() -> None:
     import numpy as np
     from edgeloop.features.drift.signals import Window, expected_errors, measure, world_mae_mm

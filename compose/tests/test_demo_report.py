@@ -141,3 +141,63 @@ def test_before_is_the_version_that_met_the_change() -> None:
                               record("4", None), record("4", None)]) == "3"
     assert answering_version([record("2", None)]) is None
     assert answering_version([]) is None
+
+
+def _label_shift_loop() -> tuple[DemoResult, LoopResult]:
+    """Phase 2 with v1 on 0-200 mm before the change and v2 on 0-400 mm after it.
+
+    Both versions err 2 mm below 200 mm; v2 errs 4 mm from 200 mm and 20 mm from 300 mm on.
+    """
+    before = [TimelinePoint(float(t), 50.0, None, float(d), 2.0, "1")
+              for t, d in enumerate(range(0, 200, 10))]
+    after = [TimelinePoint(100.0 + t, 50.0, None, float(d),
+                           20.0 if d >= 300 else -4.0 if d >= 200 else 2.0, "2")
+             for t, d in enumerate(range(0, 400, 10))]
+    loop = LoopResult(red_at_s=50.0, fired_at_s=55.0, promoted_at_s=90.0, serving_at_s=100.0,
+                      rule="label_sensor_cusum", kind="label", phase=2,
+                      pre_drift=ErrorStats.of([2.0] * len(before)), timeline=before + after)
+    phase = PhaseResult(2, "label shift", "beige-distant", version_before="1",
+                        version_after="2", monitored=True, onset_to_serving_s=50.0,
+                        after=ErrorStats.of(p.error_mm for p in after))
+    result = DemoResult("2026-12-05T11:00:00+00:00", "quick", "distance", "parking",
+                        phases=[phase], loops=[loop], finished=True)
+    return result, loop
+
+
+def test_distance_bins_and_range_split_errors_by_the_sensor_reading() -> None:
+    from edgeloop.compose.demo.distances import by_bin, inside, sensor_range
+
+    frames = [(10.0, 1.0), (49.9, -3.0), (50.0, 6.0), (260.0, -20.0)]
+    bins = by_bin(frames)
+    assert list(bins) == [0.0, 50.0, 250.0]
+    assert (bins[0.0].count, bins[0.0].mae_mm) == (2, 2.0)
+    assert bins[250.0].mae_mm == 20.0
+    assert sensor_range(frames) == (10.0, 260.0) and sensor_range([]) is None
+    assert inside(frames, (10.0, 50.0)).mae_mm == pytest.approx(10.0 / 3)
+
+
+def test_a_wider_world_is_also_judged_within_the_pre_drift_distances() -> None:
+    result, _ = _label_shift_loop()
+    targets = {t.name: t for t in result.targets() if t.name.startswith("phase 2 MAE after")}
+    overall = targets["phase 2 MAE after retraining / pre-drift MAE"]
+    within = targets["phase 2 MAE after retraining / pre-drift MAE, frames within the "
+                     "pre-drift distances (0-190 mm)"]
+    # overall: 20 frames at 2 mm, 10 at 4 mm, 10 at 20 mm; within 0-190 mm: the 20 at 2 mm
+    assert overall.measured == pytest.approx((20 * 2 + 10 * 4 + 10 * 20) / 40 / 2.0)
+    assert overall.met is False
+    assert within.measured == pytest.approx(1.0) and within.met
+
+
+def test_a_world_of_the_same_distances_gets_no_second_reading() -> None:
+    targets = [t.name for t in _result().targets()]
+    assert not [name for name in targets if "pre-drift distances" in name]
+
+
+def test_report_shows_each_monitored_phase_by_distance(tmp_path: Path) -> None:
+    result, _ = _label_shift_loop()
+    text = write_report(result, tmp_path).read_text()
+    assert "| ToF distance (mm) | pre-drift v1 | after v2 |" in text
+    assert "| 100-150 | 2.0 (5) | 2.0 (5) |" in text
+    assert "| 300-350 | - | 20.0 (5) |" in text
+    again = DemoResult.load(tmp_path / "result.json")
+    assert [t.describe() for t in again.targets()] == [t.describe() for t in result.targets()]

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from edgeloop.compose.demo.distances import BIN_MM, by_bin, phase_distances  # noqa: E402
 from edgeloop.compose.demo.metrics import ErrorStats  # noqa: E402
 from edgeloop.compose.demo.results import DemoResult, LoopResult, PhaseResult  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -130,6 +131,8 @@ def _loop_lines(result: DemoResult, loop: LoopResult) -> list[str]:
                      f"{_seconds(phase.onset_to_settled_s)} after the change: "
                      f"{phase.settled.describe()}")
     lines.append("")
+    if phase is not None:
+        lines += _distance_lines(loop, phase)
     if loop.events:
         header = ("rule", "kind", "fired (s)", "value", "threshold", "version", "sweep", "note")
         body = [[e["rule"], e["kind"], _mm(e["fired_at_s"]), f"{e['value'] or 0:.3g}",
@@ -137,6 +140,30 @@ def _loop_lines(result: DemoResult, loop: LoopResult) -> list[str]:
                 for e in loop.events]
         lines += ["Drift events of the phase:", ""] + _markdown_table(header, body)
     return lines
+
+
+def _distance_lines(loop: LoopResult, phase: PhaseResult) -> list[str]:
+    """The phase's errors per distance bin: pre-drift, right after the retrain, settled."""
+    distances = phase_distances(loop, phase)
+    columns = [(f"pre-drift v{phase.version_before}", distances.pre_drift),
+               (f"after v{phase.version_after}", distances.after),
+               (f"settled v{phase.version_settled}", distances.settled)]
+    columns = [(name, by_bin(frames)) for name, frames in columns if frames]
+    if not columns:
+        return []
+    edges = sorted({low for _, bins in columns for low in bins})
+    body = [[f"{low:.0f}-{low + BIN_MM:.0f}"]
+            + [_bin_cell(bins.get(low)) for _, bins in columns] for low in edges]
+    header = ("ToF distance (mm)", *(name for name, _ in columns))
+    return (["Error by distance (MAE mm, frames): a far wall is harder for every model, so a "
+             "wider range raises a phase's MAE by itself.", ""]
+            + _markdown_table(header, body) + [""])
+
+
+def _bin_cell(stats: ErrorStats | None) -> str:
+    if stats is None or stats.mae_mm is None:
+        return "-"
+    return f"{stats.mae_mm:.1f} ({stats.count})"
 
 
 TITLES_MD = {2: "label shift, monitored", 3: "covariate shift, monitored",

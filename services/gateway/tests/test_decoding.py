@@ -83,3 +83,44 @@ async def test_a_caller_that_went_away_does_not_break_the_others() -> None:
         assert gone.cancelled()
     finally:
         decoder.close()
+
+
+def _jpeg(height: int, width: int) -> bytes:
+    import numpy as np
+    import simplejpeg
+
+    return simplejpeg.encode_jpeg(np.full((height, width, 3), 90, np.uint8))
+
+
+async def test_small_frames_decode_on_the_loop_and_large_ones_on_the_threads() -> None:
+    from edgeloop.gateway.decoding import small_frames
+    from edgeloop.gateway.validation import DecodedImage, decode_jpeg
+
+    threads: list[str] = []
+
+    def decode(jpeg: bytes) -> DecodedImage:
+        threads.append(threading.current_thread().name)
+        return decode_jpeg(jpeg)
+
+    decoder: BatchDecoder[DecodedImage] = BatchDecoder(decode, threads=1,
+                                                       inline=small_frames(320 * 240))
+    try:
+        camera = await decoder.decode(_jpeg(240, 320))
+        large = await decoder.decode(_jpeg(480, 640))
+        garbage = await asyncio.gather(decoder.decode(b"not a jpeg"), return_exceptions=True)
+    finally:
+        decoder.close()
+    assert camera.rgb.shape == (240, 320, 3) and large.rgb.shape == (480, 640, 3)
+    loop_thread = threading.current_thread().name
+    # no readable header: decoded at once, and it fails as decode_jpeg says
+    assert threads[0] == loop_thread and threads[2] == loop_thread
+    assert threads[1].startswith("edgeloop-decode")
+    assert "not a JPEG" in str(garbage[0])
+
+
+def test_small_frames_reads_the_declared_size_from_the_header() -> None:
+    from edgeloop.gateway.decoding import small_frames
+
+    small = small_frames(640 * 480)
+    assert small(_jpeg(480, 640)) and not small(_jpeg(481, 640))
+    assert small(b"\xff\xd8\xff" + bytes(40)), "no readable header: the decode fails fast"

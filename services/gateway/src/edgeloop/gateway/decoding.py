@@ -11,6 +11,13 @@ costs what it did before, and a busy stream pays one hop per group.
 The decoder (:mod:`edgeloop.platform.jpeg`) releases the GIL, so the threads decode in
 parallel with the event loop.
 Each frame keeps its own outcome: a bad JPEG fails only its own future.
+
+Small frames skip the threads (``inline``): a robot's 320x240 frame decodes in ~0.2 ms,
+less than its hop to a thread and back costs the event loop, the threads and the cores they
+share. In the whole local stack at 100 robots x 4 fps the gateway then spent 9 % less CPU a
+frame and answered 27 % more frames a second at full speed (bench/README.md, "Small frames
+decoded on the event loop"). Large frames still go to the threads, so one camera sending
+megapixel images cannot stall every other stream while it decodes.
 """
 
 from __future__ import annotations
@@ -23,7 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from edgeloop.platform.jpeg import pixels as jpeg_pixels
+
 T = TypeVar("T")
+INLINE_MAX_PIXELS = 640 * 480
+"""Frames up to VGA decode on the event loop by default (~1 ms at most: 0.2 ms at 320x240)."""
 _Outcome = tuple[bool, object]
 """(True, value) or (False, the exception the decode raised)."""
 
@@ -35,18 +46,22 @@ class _Group(Generic[T]):
 
 
 class BatchDecoder(Generic[T]):
-    """Runs ``decode`` on thread-pool threads, one submission per thread per loop turn."""
+    """Runs ``decode`` on thread-pool threads, one submission per thread per loop turn, or at
+    once on the caller's thread for the frames ``inline`` says are cheap."""
 
     def __init__(self, decode: Callable[[bytes], T], threads: int = 2,
-                 max_group: int = 64) -> None:
+                 max_group: int = 64, inline: Callable[[bytes], bool] | None = None) -> None:
         self._decode = decode
         self._threads = threads
         self._max_group = max_group
+        self._inline = inline
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="edgeloop-decode")
         self._pending: _Group[T] = _Group()
 
     async def decode(self, jpeg: bytes) -> T:
         """The decoded ``jpeg``; raises what ``decode`` raised for it."""
+        if self._inline is not None and self._inline(jpeg):
+            return self._decode(jpeg)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._pending.futures:
@@ -105,3 +120,12 @@ def _settle(futures: Sequence[asyncio.Future[T]], outcomes: Sequence[_Outcome]) 
             future.set_result(value)  # type: ignore[arg-type]
         else:
             future.set_exception(value)  # type: ignore[arg-type]
+
+
+def small_frames(max_pixels: int) -> Callable[[bytes], bool]:
+    """True for a JPEG whose header declares at most ``max_pixels`` (width x height), and for
+    one without a readable header: its decode fails as fast as the header read did."""
+    def small(jpeg: bytes) -> bool:
+        declared = jpeg_pixels(jpeg)
+        return declared is None or declared <= max_pixels
+    return small

@@ -20,7 +20,7 @@ import numpy as np
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
-from edgeloop.gateway.decoding import BatchDecoder
+from edgeloop.gateway.decoding import INLINE_MAX_PIXELS, BatchDecoder, small_frames
 from edgeloop.gateway.deployments import DeploymentState
 from edgeloop.gateway.device_predictions import SERVER_SHADOW, DevicePredictions, as_server_shadow
 from edgeloop.gateway.hosts.base import ModelKey
@@ -84,7 +84,8 @@ class FrameProcessor:
 
     def __init__(self, state: DeploymentState, router: Router, predictor: Predictor,
                  spool: Spool, recorder: Recorder, max_frame_bytes: int,
-                 decode_threads: int = 2) -> None:
+                 decode_threads: int = 2,
+                 decode_inline_max_pixels: int = INLINE_MAX_PIXELS) -> None:
         self.state = state
         self.router = router
         self.predictor = predictor
@@ -93,8 +94,11 @@ class FrameProcessor:
         self.max_frame_bytes = max_frame_bytes
         self.tracer = frame_tracer()
         self.device = DevicePredictions(router, self._call)
-        # The JPEG decoder releases the GIL: decoding on threads keeps the event loop free.
-        self._decoder: BatchDecoder[DecodedImage] = BatchDecoder(decode_jpeg, decode_threads)
+        # Small frames decode at once on the event loop (cheaper than a thread hop); larger
+        # ones on threads (the decoder releases the GIL), so they cannot stall the streams.
+        self._decoder: BatchDecoder[DecodedImage] = BatchDecoder(
+            decode_jpeg, decode_threads,
+            inline=small_frames(decode_inline_max_pixels) if decode_inline_max_pixels else None)
 
     def close(self) -> None:
         """Stop the decode threads."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Literal
 
+from edgeloop.gateway.decoding import INLINE_MAX_PIXELS
+from edgeloop.gateway.validation import MAX_SIDE_PX
 from edgeloop.platform import ServiceSettings
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -64,6 +66,12 @@ class Settings(ServiceSettings):
     batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000,
                                      description="longest a frame waits for its micro-batch "
                                      "to fill, in milliseconds")
+    decode_inline_max_pixels: int = Field(
+        default=INLINE_MAX_PIXELS, ge=0, le=MAX_SIDE_PX * MAX_SIDE_PX,
+        description="frames of at most this many pixels (width x height, read from the JPEG "
+        "header) decode on the event loop, larger ones on the decode threads: a 320x240 "
+        "frame decodes in ~0.2 ms, less than a thread hop costs, while a large one would "
+        "stall every stream as it decodes; 0 = every frame on the threads")
     forward_batch_size: int = Field(default=256, gt=0, le=10_000,
                                     description="observations per Ingest call to features")
     forward_interval_ms: float = Field(default=200.0, gt=0, le=60_000,

@@ -95,13 +95,15 @@ NO_IDLE_WORKERS_ENV = {
 }
 
 
+MALLOC_ARENA_MAX = "MALLOC_ARENA_MAX"
+"""glibc's variable for the most malloc arenas a process keeps."""
 FEW_MALLOC_ARENAS_ENV = {
     # glibc gives each thread that allocates its own arena (up to 8 per core), and
     # TensorFlow's and Ray's threads each keep freed memory in theirs: two arenas took
     # 30-50 MiB off a 4-trial sweep's peak (trial worker and trainer) on the 2-core VM
     # without slowing it (bench/README, "Fewer malloc arenas"). Read at a process's
     # start, so it is set on the nodes (their workers inherit it) and the trainer.
-    "MALLOC_ARENA_MAX": "2",
+    MALLOC_ARENA_MAX: "2",
 }
 
 

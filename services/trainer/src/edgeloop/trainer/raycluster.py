@@ -124,7 +124,7 @@ def start_ray(settings: Settings) -> RayInfo:
     # read by a raylet started here, and inherited by its workers
     for name, value in {**rayhead.NO_IDLE_WORKERS_ENV, **rayhead.FEW_MALLOC_ARENAS_ENV}.items():
         os.environ.setdefault(name, value)
-    if (arenas := os.environ["MALLOC_ARENA_MAX"]).isdigit():  # glibc ignores other values
+    if (arenas := os.environ[rayhead.MALLOC_ARENA_MAX]).isdigit():  # glibc ignores others
         _limit_malloc_arenas(int(arenas))
     token_file = configure_token(settings.ray_auth_token_file,
                                  create=not settings.ray_address)

@@ -91,11 +91,6 @@ class PhaseDistances:
         span = self.pre_drift_range
         return inside(self.after, span) if span is not None and self.after else None
 
-    def settled_inside_pre_drift_range(self) -> ErrorStats | None:
-        """The settled version's error on the new world's frames within the old range."""
-        span = self.pre_drift_range
-        return inside(self.settled, span) if span is not None and self.settled else None
-
 
 def phase_distances(loop: LoopResult, phase: PhaseResult) -> PhaseDistances:
     """The labelled frames of a monitored phase, split as the phase's MAEs are."""

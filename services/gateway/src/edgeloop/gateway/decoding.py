@@ -1,4 +1,4 @@
-"""JPEG decoding off the event loop, many frames per thread hop.
+"""JPEG decoding: camera-sized frames on the event loop, larger ones on threads, many per hop.
 
 Handing every frame to a thread pool on its own costs more Python work than the decode
 itself under a fleet's load (a pool submission, a worker wake-up and a completion

@@ -223,3 +223,24 @@ def test_tiny_worlds_still_give_the_trials_a_validation_and_the_gate_a_holdout()
     manifest = snapshot.build_manifest("s", observations, sweep_pb2.DataSelection(), 5)
     counts = manifest["split_counts"]
     assert counts["validation"] >= 24 and counts["holdout"] >= 24 and counts["train"] >= 24
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_fragment_of_a_run_is_never_a_world_s_whole_validation_or_holdout(seed: int) -> None:
+    # a drift world as the demo's phase 4 selected it: whole approach runs, and a frame
+    # that arrived over a second late, a unit of its own
+    whole = [o for run in range(5) for o in _run_frames(run, 24, session="new")]
+    late = _run_frames(0, 1, session="new", start_s=1_000)
+    manifest = snapshot.build_manifest("s", whole + late, sweep_pb2.DataSelection(), seed)
+    splits = {e["observation_id"]: e["split"] for e in manifest["observations"]}
+    assert splits[late[0].observation_id] == "train"
+    counts = manifest["split_counts"]
+    assert counts["validation"] == 24 and counts["holdout"] == 24 and counts["train"] == 3 * 24 + 1
+
+
+def test_judged_units_keep_every_unit_when_too_few_are_whole() -> None:
+    from collections import Counter
+
+    assert snapshot.judged_units(Counter({0: 25, 1: 23, 2: 1, 3: 13, 4: 22})) == [0, 1, 3, 4]
+    assert snapshot.judged_units(Counter({0: 24, 1: 2, 2: 24})) == [0, 1, 2], \
+        "two whole runs and a fragment: all three are needed for train, validation, holdout"

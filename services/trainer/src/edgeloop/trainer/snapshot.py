@@ -34,8 +34,10 @@ are near-identical, so a frame-level holdout would sit right beside its training
 flatter the model. A unit is a run of one device session (frames less than
 ``RUN_GAP_S`` apart, at most ``MAX_UNIT_FRAMES`` long), and units are split per *world*
 (the data of one drift period, see :func:`world_of`) so every world has a holdout of its
-own. Frames carried over from an earlier snapshot (``include_snapshots_of``) keep that
-snapshot's split and world: the champion's holdout stays unseen by both models.
+own. A fragment of a run (a world's data cut at its start or end, a late frame) trains
+rather than becoming a world's validation or holdout (:func:`judged_units`). Frames carried
+over from an earlier snapshot (``include_snapshots_of``) keep that snapshot's split and
+world: the champion's holdout stays unseen by both models.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import os
 import struct
 import uuid
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +79,8 @@ RUN_GAP_S = 1.0
 """Frames further apart than this (a repositioning pause) belong to different runs."""
 MAX_UNIT_FRAMES = 40
 """A run longer than this (10 s at 4 fps) is cut into several split units."""
+FRAGMENT_SHARE = 0.5
+"""A unit below this share of its world's median unit is a fragment: it trains (judged_units)."""
 LIST_TIMEOUT_S = 300.0
 IDS_PER_REQUEST = 2000
 """Observation ids per ListObservations when fetching the images of a capped selection."""
@@ -275,13 +279,31 @@ def split_by_unit(entries: list[dict[str, Any]], seed: int) -> list[str]:
         if not splits[index]:
             worlds.setdefault(entry.get("world", entry["deployment"]), []).append(index)
     for offset, (_, members) in enumerate(sorted(worlds.items())):
-        world_units = sorted({units[i] for i in members})
-        drawn = assign_splits(len(world_units), seed + offset)
-        part = dict(zip(world_units, drawn, strict=True))
+        sizes = Counter(units[i] for i in members)
+        judged = judged_units(sizes)
+        part = dict.fromkeys(sizes, 0)  # fragments train
+        part.update(zip(judged, assign_splits(len(judged), seed + offset), strict=True))
         for index in members:
             splits[index] = SPLITS[part[units[index]]]
     _ensure_parts(splits, units, seed)
     return splits
+
+
+def judged_units(sizes: Counter[int]) -> list[int]:
+    """The units of one world that may become its validation or holdout (sorted).
+
+    A world's data is cut at its start (a drift retrain selects from the change on) and at
+    the snapshot's end, and a frame that arrives late starts a unit of its own: such
+    fragments of a run hold a frame or a few. Drawn like whole runs, one became a new
+    world's entire validation (1 frame of 107: the demo of 2026-12-05 12:25, phase 4), so
+    the trials chose their epochs and their best trial blind to the new world. A unit
+    smaller than ``FRAGMENT_SHARE`` of the world's median unit trains instead, as long as
+    at least three units remain to draw from.
+    """
+    ordered = sorted(sizes)
+    median = float(np.median([sizes[u] for u in ordered]))
+    whole = [u for u in ordered if sizes[u] >= FRAGMENT_SHARE * median]
+    return whole if len(whole) >= 3 else ordered
 
 
 def _ensure_parts(splits: list[str], units: list[int], seed: int) -> None:

@@ -104,3 +104,24 @@ def test_a_fine_tuning_sweep_is_chosen_by_its_score(ray_info: Any, tmp_path: Pat
     # the outcome is the epoch with the lowest score, and its MAE is reported as is
     chosen = min(epochs, key=lambda m: m[tune.SCORE])
     assert math.isclose(best.val_mae_mm, chosen[tune.METRIC], rel_tol=1e-6), (best, chosen)
+
+
+def test_a_trial_runs_outside_tune_with_its_own_reporter(tmp_path: Path) -> None:
+    # what bench/retrain_replay.py relies on: every epoch reported, weights on improvement
+    arrays, weights = _contradicting_worlds(tmp_path)
+    reports: list[tuple[dict[str, Any], bool, list[np.ndarray]]] = []
+
+    def report(model: Any, metrics: dict[str, Any], with_weights: bool) -> None:
+        reports.append((metrics, with_weights, model.get_weights() if with_weights else []))
+
+    config = {"architecture": "small", "filters": 4, "dropout": 0.1, "dense_units": 8,
+              "learning_rate": 1e-2, "batch_size": 8, "epochs": 5, "seed": 5,
+              "arrays_path": str(arrays), "init_weights": str(weights), "rung_epochs": []}
+    best = tune.train_epochs(config, report)
+    assert [m["epoch"] for m, _, _ in reports] == [1, 2, 3, 4, 5]
+    scores = [m[tune.SCORE] for m, _, _ in reports]
+    improved = [score < min(scores[:i], default=math.inf) for i, score in enumerate(scores)]
+    assert [w for _, w, _ in reports] == improved, "weights go along exactly on improvement"
+    chosen = min(range(5), key=lambda i: (scores[i], i))
+    assert best == pytest.approx(reports[chosen][0][tune.METRIC])
+    assert reports[chosen][2] and reports[chosen][2][0].shape == reports[0][2][0].shape

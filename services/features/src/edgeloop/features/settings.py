@@ -70,10 +70,10 @@ class Settings(ServiceSettings):
     drift_retrain_trials: int = Field(default=2, ge=0, le=256, description="trials of a "
                                       "retraining sweep (0: the trainer's default); a drift "
                                       "retrain is urgent, two trials run at once on two cores")
-    drift_retrain_epochs: int = Field(default=12, ge=0, le=1000, description="epochs of a "
+    drift_retrain_epochs: int = Field(default=20, ge=0, le=1000, description="epochs of a "
                                       "fine-tuning retraining sweep (0: the trainer's default); "
                                       "a sweep from scratch always gets the trainer's default. "
-                                      "12: the first retrain learns the new world from its "
+                                      "20: the first retrain learns the new world from its "
                                       "first runs, and more epochs of them pay (README)")
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ import math
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -179,11 +180,21 @@ def train_trial(config: dict[str, Any]) -> None:
     precision = set_training_precision(str(config.get("precision", "float32")))
     with trial_span(config, tune.get_context().get_trial_id() or "") as span:
         span.set_attribute("edgeloop.precision", precision)
-        span.set_attribute("edgeloop.best_val_mae_mm", _train(config))
+        span.set_attribute("edgeloop.best_val_mae_mm", train_epochs(config))
 
 
-def _train(config: dict[str, Any]) -> float:
-    """The trial's epochs; returns the validation MAE in mm of its best-scoring epoch."""
+EpochReport = Callable[[Any, dict[str, Any], bool], None]
+"""Receives (model, metrics, with_weights) after every epoch: ``with_weights`` when the epoch
+improved the score or ends a rung, so the model's state must go along."""
+
+
+def train_epochs(config: dict[str, Any], report: EpochReport | None = None) -> float:
+    """The trial's epochs; returns the validation MAE in mm of its best-scoring epoch.
+
+    ``report`` defaults to Ray Tune's (a checkpoint with the weights where asked); the
+    replay benchmark passes its own to run a trial outside Tune.
+    """
+    report = report or functools.partial(_report_to_tune, config=config)
     from edgeloop.trainer.model import TARGET_SCALE_MM, build_model, compile_model
     from edgeloop.trainer.snapshot import mapped_member
 
@@ -234,11 +245,17 @@ def _train(config: dict[str, Any]) -> float:
         improved = metrics[SCORE] < best.score
         if improved:
             best = Best(metrics[SCORE], val_mae_mm)
-        if improved or epoch in rungs:  # at a rung the trial may pause: its state goes along
-            _report_with_weights(model, {**metrics, **best.metrics()}, config)
-        else:
-            tune.report({**metrics, **best.metrics()})
+        # at a rung the trial may pause: its state goes along
+        report(model, {**metrics, **best.metrics()}, improved or epoch in rungs)
     return best.val_mae_mm
+
+
+def _report_to_tune(model: Any, metrics: dict[str, Any], with_weights: bool,
+                    config: dict[str, Any]) -> None:
+    if with_weights:
+        _report_with_weights(model, metrics, config)
+    else:
+        tune.report(metrics)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,212 @@
+"""Replay a demo's drift retrains with other training settings, scored on what came next.
+
+A drift retrain learns its new world from the first few runs; how well it does shows on the
+frames the robots send after it. A demo keeps both: the first retrain's snapshot and, for
+the same world, a later one (the consolidation's, three times the frames). This replays
+each first retrain's trials outside Ray Tune, from the same snapshot, seed, warm start and
+configurations as the sweep drew them, once per epoch budget, and scores the trial the
+sweep's synchronous halving would pick on the new world's frames of the later snapshot
+that the first one did not hold (never seen by any trial) and on the old worlds' holdout.
+
+Every trial runs all its epochs here (the halving is emulated from their scores), so the
+bench also prints each trial's own figures. Trials run one at a time with both cores.
+
+Run after a demo (its ``.edgeloop/`` or a copy of its ``objects/`` and ``trainer/``):
+``uv run python bench/retrain_replay.py [--work-dir .edgeloop] [--epochs 6,12] [--trials 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeloop.trainer import tune
+from edgeloop.trainer.halving import rung_epochs
+from edgeloop.trainer.model import (
+    TARGET_SCALE_MM,
+    build_model,
+    set_tf_threads,
+    set_training_precision,
+)
+from edgeloop.trainer.warm_start import SHAPE_KEYS
+
+ARRAYS = ("images", "labels", "split", "world")
+
+
+@dataclass
+class Retrain:
+    """A world's first drift retrain and the frames of that world it never saw."""
+
+    sweep_id: str
+    manifest: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    new_world: int
+    later_images: np.ndarray
+    later_labels: np.ndarray
+    weights: Path
+
+    @property
+    def name(self) -> str:
+        return self.manifest["worlds"][self.new_world]
+
+
+@dataclass
+class TrialRun:
+    """One trial of a replay: its configuration, best score per epoch, best weights."""
+
+    config: dict[str, Any]
+    scores: list[float]
+    best_weights: list[np.ndarray]
+    best_epoch: int
+    seconds: float
+
+    def best_by(self, epoch: int) -> float:
+        return min(self.scores[:epoch])
+
+
+def drift_retrains(work_dir: Path) -> list[Retrain]:
+    """Every world's first drift retrain in ``work_dir`` that a later snapshot followed."""
+    root = work_dir / "objects" / "trainer" / "sweeps"
+    worlds: dict[tuple[str, ...], list[tuple[dict[str, Any], Path]]] = {}
+    for path in sorted(root.glob("*/manifest.json")):
+        manifest = json.loads(path.read_text())
+        selection = manifest.get("selection", {})
+        if selection.get("start_time") and selection.get("include_snapshots_of"):
+            key = (*selection.get("deployments", []), selection["start_time"])
+            worlds.setdefault(key, []).append((manifest, path.parent))
+    found = []
+    for snapshots in worlds.values():
+        if len(snapshots) < 2:
+            continue
+        snapshots.sort(key=lambda item: len(item[0]["observations"]))
+        (first, folder), (later, later_folder) = snapshots[0], snapshots[-1]
+        weights = work_dir / "trainer" / "sweeps" / first["snapshot_id"] / "warm_start" / "weights"
+        if weights.exists():
+            found.append(_retrain(first, folder, later, later_folder, weights))
+    return sorted(found, key=lambda r: r.manifest["selection"]["start_time"])
+
+
+def _retrain(first: dict[str, Any], folder: Path, later: dict[str, Any], later_folder: Path,
+             weights: Path) -> Retrain:
+    arrays = _arrays(folder)
+    new_world = max(range(len(first["worlds"])), key=lambda i: first["worlds"][i].split("@")[-1])
+    seen = {e["observation_id"] for e in first["observations"]}
+    later_arrays = _arrays(later_folder)
+    index = later["worlds"].index(first["worlds"][new_world])
+    rows = [i for i, e in enumerate(later["observations"])
+            if later_arrays["world"][i] == index and e["observation_id"] not in seen]
+    return Retrain(first["snapshot_id"], first, arrays, new_world,
+                   later_arrays["images"][rows], later_arrays["labels"][rows], weights)
+
+
+def _arrays(folder: Path) -> dict[str, np.ndarray]:
+    with np.load(folder / "arrays.npz") as data:
+        return {name: data[name] for name in ARRAYS}
+
+
+def replay(retrain: Retrain, epochs: int, trials: int, precision: str) -> list[TrialRun]:
+    """The sweep's trials at ``epochs``, each trained to the end."""
+    import keras
+
+    shape = json.loads((retrain.weights / "model_config.json").read_text())
+    values = {**tune.DEFAULTS, "epochs": [epochs], **{k: [shape[k]] for k in SHAPE_KEYS}}
+    seed = int(retrain.manifest["seed"])
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        arrays_path = Path(folder) / "arrays.npz"
+        np.savez(arrays_path, **retrain.arrays)
+        for config in tune.sample_configs(values, trials, seed):
+            keras.backend.clear_session()
+            keras.utils.set_random_seed(seed)
+            scores: list[float] = []
+            best: dict[str, Any] = {}
+
+            def report(model: Any, metrics: dict[str, Any], with_weights: bool,
+                       scores: list[float] = scores, best: dict[str, Any] = best) -> None:
+                scores.append(float(metrics[tune.SCORE]))
+                if with_weights:  # no rungs here: only an improved epoch comes with weights
+                    best.update(epoch=metrics["epoch"], weights=model.get_weights())
+
+            started = time.perf_counter()
+            tune.train_epochs({**config, "arrays_path": str(arrays_path), "seed": seed,
+                               "tf_threads": 2, "precision": precision, "epoch_frames": 0,
+                               "rung_epochs": [], "init_weights": str(retrain.weights /
+                                                                      "model.weights.h5")},
+                              report)
+            runs.append(TrialRun(config, [min(scores[:i + 1]) for i in range(len(scores))],
+                                 best["weights"], int(best["epoch"]),
+                                 time.perf_counter() - started))
+    return runs
+
+
+def halving_pick(runs: list[TrialRun], epochs: int) -> tuple[TrialRun, int]:
+    """The trial the sweep's halving keeps to the end, and the sweep's trial-epochs."""
+    live, spent, done = list(runs), 0, 0
+    for rung in rung_epochs(epochs, tune.GRACE_EPOCHS, tune.REDUCTION_FACTOR):
+        spent += len(live) * (rung - done)
+        live = sorted(live, key=lambda run: run.best_by(rung))
+        live, done = live[:max(1, len(live) // tune.REDUCTION_FACTOR)], rung
+    spent += len(live) * (epochs - done)
+    return min(live, key=lambda run: run.scores[-1]), spent
+
+
+def mae_mm(config: dict[str, Any], weights: list[np.ndarray], images: np.ndarray,
+           labels: np.ndarray) -> float:
+    """MAE in mm of a model of ``config``'s shape with ``weights`` on pre-resized frames."""
+    model = build_model(config["architecture"], int(config["filters"]), float(config["dropout"]),
+                        int(config["dense_units"]), "float32")
+    model.set_weights(weights)
+    predicted = model.predict(images, batch_size=256, verbose=0).reshape(-1) * TARGET_SCALE_MM
+    return float(np.abs(predicted - labels).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, default=Path(".edgeloop"),
+                        help="a demo's work folder (objects/ and trainer/ are read)")
+    parser.add_argument("--epochs", default="6,12",
+                        help="epoch budgets to replay, comma-separated (default 6,12)")
+    parser.add_argument("--trials", type=int, default=2,
+                        help="trials per sweep, as EDGELOOP_DRIFT_RETRAIN_TRIALS (default 2)")
+    parser.add_argument("--precision", default="auto", help="as EDGELOOP_TRAIN_PRECISION")
+    args = parser.parse_args()
+    retrains = drift_retrains(args.work_dir)
+    if not retrains:
+        raise SystemExit(f"no drift retrain with a later snapshot of its world in {args.work_dir}")
+    set_tf_threads(2)
+    precision = set_training_precision(args.precision)
+    print(f"{len(retrains)} drift retrains in {args.work_dir}; {precision} trials")
+    print("| world | new-world frames train/val/holdout | unseen frames | epochs | trial-epochs "
+          "| picked (lr, batch, dropout) | new world unseen MAE | old worlds holdout MAE "
+          "| each trial's unseen MAE (its best validation score) | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for retrain in retrains:
+        split, worlds = retrain.arrays["split"], retrain.arrays["world"]
+        counts = "/".join(str(int(((split == s) & (worlds == retrain.new_world)).sum()))
+                          for s in (0, 1, 2))
+        old = (split == 2) & (worlds != retrain.new_world)
+        old_images, old_labels = retrain.arrays["images"][old], retrain.arrays["labels"][old]
+        for epochs in (int(e) for e in args.epochs.split(",")):
+            runs = replay(retrain, epochs, args.trials, precision)
+            pick, spent = halving_pick(runs, epochs)
+            unseen = [mae_mm(r.config, r.best_weights, retrain.later_images,
+                             retrain.later_labels) for r in runs]
+            old_mae = mae_mm(pick.config, pick.best_weights, old_images, old_labels)
+            each = " / ".join(f"{mae:.2f} ({run.scores[-1]:.2f})"
+                              for mae, run in zip(unseen, runs, strict=True))
+            config = pick.config
+            print(f"| {retrain.name} | {counts} | {len(retrain.later_labels)} | {epochs} | {spent} "
+                  f"| {config['learning_rate']}, {config['batch_size']}, {config['dropout']} "
+                  f"| {unseen[runs.index(pick)]:.2f} | {old_mae:.2f} "
+                  f"| {each} "
+                  f"| {sum(r.seconds for r in runs):.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

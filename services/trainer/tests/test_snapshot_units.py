@@ -230,7 +230,7 @@ def test_a_fragment_of_a_run_is_never_a_world_s_whole_validation_or_holdout(seed
     # a drift world as the demo's phase 4 selected it: whole approach runs, and a frame
     # that arrived over a second late, a unit of its own
     whole = [o for run in range(5) for o in _run_frames(run, 24, session="new")]
-    late = _run_frames(0, 1, session="new", start_s=1_000)
+    late = _run_frames(9, 1, session="new", start_s=1_000)
     manifest = snapshot.build_manifest("s", whole + late, sweep_pb2.DataSelection(), seed)
     splits = {e["observation_id"]: e["split"] for e in manifest["observations"]}
     assert splits[late[0].observation_id] == "train"

@@ -12,7 +12,8 @@ Every trial runs all its epochs here (the halving is emulated from their scores)
 bench also prints each trial's own figures. Trials run one at a time with both cores.
 
 Run after a demo (its ``.edgeloop/`` or a copy of its ``objects/`` and ``trainer/``):
-``uv run python bench/retrain_replay.py [--work-dir .edgeloop] [--epochs 6,12] [--trials 2]``
+``uv run python bench/retrain_replay.py [--work-dir .edgeloop] [--epochs 6,12] [--trials 2]
+[--learning-rates 1e-3]``
 """
 
 from __future__ import annotations
@@ -110,12 +111,15 @@ def _arrays(folder: Path) -> dict[str, np.ndarray]:
         return {name: data[name] for name in ARRAYS}
 
 
-def replay(retrain: Retrain, epochs: int, trials: int, precision: str) -> list[TrialRun]:
-    """The sweep's trials at ``epochs``, each trained to the end."""
+def replay(retrain: Retrain, epochs: int, trials: int, precision: str,
+           learning_rates: list[float] | None = None) -> list[TrialRun]:
+    """The sweep's trials at ``epochs`` (and ``learning_rates``), each trained to the end."""
     import keras
 
     shape = json.loads((retrain.weights / "model_config.json").read_text())
     values = {**tune.DEFAULTS, "epochs": [epochs], **{k: [shape[k]] for k in SHAPE_KEYS}}
+    if learning_rates:
+        values["learning_rate"] = learning_rates
     seed = int(retrain.manifest["seed"])
     runs = []
     with tempfile.TemporaryDirectory() as folder:
@@ -175,10 +179,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2,
                         help="trials per sweep, as EDGELOOP_DRIFT_RETRAIN_TRIALS (default 2)")
     parser.add_argument("--precision", default="auto", help="as EDGELOOP_TRAIN_PRECISION")
+    parser.add_argument("--learning-rates", default="",
+                        help="learning rates to draw from, comma-separated (default: the "
+                             "trainer's search space)")
     args = parser.parse_args()
     retrains = drift_retrains(args.work_dir)
     if not retrains:
         raise SystemExit(f"no drift retrain with a later snapshot of its world in {args.work_dir}")
+    rates = [float(rate) for rate in args.learning_rates.split(",") if rate]
     set_tf_threads(2)
     precision = set_training_precision(args.precision)
     print(f"{len(retrains)} drift retrains in {args.work_dir}; {precision} trials")
@@ -193,7 +201,7 @@ def main() -> None:
         old = (split == 2) & (worlds != retrain.new_world)
         old_images, old_labels = retrain.arrays["images"][old], retrain.arrays["labels"][old]
         for epochs in (int(e) for e in args.epochs.split(",")):
-            runs = replay(retrain, epochs, args.trials, precision)
+            runs = replay(retrain, epochs, args.trials, precision, rates)
             pick, spent = halving_pick(runs, epochs)
             unseen = [mae_mm(r.config, r.best_weights, retrain.later_images,
                              retrain.later_labels) for r in runs]

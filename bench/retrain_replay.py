@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +34,16 @@ from edgeloop.trainer.model import (
     set_tf_threads,
     set_training_precision,
 )
+from edgeloop.trainer.snapshot import mapped_member
 from edgeloop.trainer.warm_start import SHAPE_KEYS
-
-ARRAYS = ("images", "labels", "split", "world")
 
 
 @dataclass
 class Retrain:
     """A world's first drift retrain and the frames of that world it never saw."""
 
-    sweep_id: str
     manifest: dict[str, Any]
+    arrays_path: Path
     arrays: dict[str, np.ndarray]
     new_world: int
     later_images: np.ndarray
@@ -59,15 +57,15 @@ class Retrain:
 
 @dataclass
 class TrialRun:
-    """One trial of a replay: its configuration, best score per epoch, best weights."""
+    """One trial of a replay: its configuration, score per epoch, best-scoring weights."""
 
     config: dict[str, Any]
     scores: list[float]
     best_weights: list[np.ndarray]
-    best_epoch: int
     seconds: float
 
     def best_by(self, epoch: int) -> float:
+        """The best score of the first ``epoch`` epochs (what a rung ranks by)."""
         return min(self.scores[:epoch])
 
 
@@ -102,13 +100,16 @@ def _retrain(first: dict[str, Any], folder: Path, later: dict[str, Any], later_f
     index = later["worlds"].index(first["worlds"][new_world])
     rows = [i for i, e in enumerate(later["observations"])
             if later_arrays["world"][i] == index and e["observation_id"] not in seen]
-    return Retrain(first["snapshot_id"], first, arrays, new_world,
+    return Retrain(first, folder / "arrays.npz", arrays, new_world,
                    later_arrays["images"][rows], later_arrays["labels"][rows], weights)
 
 
 def _arrays(folder: Path) -> dict[str, np.ndarray]:
-    with np.load(folder / "arrays.npz") as data:
-        return {name: data[name] for name in ARRAYS}
+    """A snapshot's labels, split and worlds, and its images mapped, not read."""
+    path = folder / "arrays.npz"
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in ("labels", "split", "world")}
+    return {**arrays, "images": mapped_member(path, "images")}
 
 
 def replay(retrain: Retrain, epochs: int, trials: int, precision: str,
@@ -122,30 +123,25 @@ def replay(retrain: Retrain, epochs: int, trials: int, precision: str,
         values["learning_rate"] = learning_rates
     seed = int(retrain.manifest["seed"])
     runs = []
-    with tempfile.TemporaryDirectory() as folder:
-        arrays_path = Path(folder) / "arrays.npz"
-        np.savez(arrays_path, **retrain.arrays)
-        for config in tune.sample_configs(values, trials, seed):
-            keras.backend.clear_session()
-            keras.utils.set_random_seed(seed)
-            scores: list[float] = []
-            best: dict[str, Any] = {}
+    for config in tune.sample_configs(values, trials, seed):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        scores: list[float] = []
+        best: list[list[np.ndarray]] = []
 
-            def report(model: Any, metrics: dict[str, Any], with_weights: bool,
-                       scores: list[float] = scores, best: dict[str, Any] = best) -> None:
-                scores.append(float(metrics[tune.SCORE]))
-                if with_weights:  # no rungs here: only an improved epoch comes with weights
-                    best.update(epoch=metrics["epoch"], weights=model.get_weights())
+        def report(model: Any, metrics: dict[str, Any], with_weights: bool,
+                   scores: list[float] = scores, best: list[list[np.ndarray]] = best) -> None:
+            scores.append(float(metrics[tune.SCORE]))
+            if with_weights:  # no rungs here: only an improved epoch comes with weights
+                best[:] = [model.get_weights()]
 
-            started = time.perf_counter()
-            tune.train_epochs({**config, "arrays_path": str(arrays_path), "seed": seed,
-                               "tf_threads": 2, "precision": precision, "epoch_frames": 0,
-                               "rung_epochs": [], "init_weights": str(retrain.weights /
-                                                                      "model.weights.h5")},
-                              report)
-            runs.append(TrialRun(config, [min(scores[:i + 1]) for i in range(len(scores))],
-                                 best["weights"], int(best["epoch"]),
-                                 time.perf_counter() - started))
+        started = time.perf_counter()
+        # the trial maps the snapshot's own (uncompressed) archive, as in the sweep
+        tune.train_epochs({**config, "arrays_path": str(retrain.arrays_path), "seed": seed,
+                           "tf_threads": 2, "precision": precision, "epoch_frames": 0,
+                           "rung_epochs": [],
+                           "init_weights": str(retrain.weights / "model.weights.h5")}, report)
+        runs.append(TrialRun(config, scores, best[0], time.perf_counter() - started))
     return runs
 
 
@@ -157,7 +153,7 @@ def halving_pick(runs: list[TrialRun], epochs: int) -> tuple[TrialRun, int]:
         live = sorted(live, key=lambda run: run.best_by(rung))
         live, done = live[:max(1, len(live) // tune.REDUCTION_FACTOR)], rung
     spent += len(live) * (epochs - done)
-    return min(live, key=lambda run: run.scores[-1]), spent
+    return min(live, key=lambda run: run.best_by(epochs)), spent
 
 
 def mae_mm(config: dict[str, Any], weights: list[np.ndarray], images: np.ndarray,
@@ -206,7 +202,7 @@ def main() -> None:
             unseen = [mae_mm(r.config, r.best_weights, retrain.later_images,
                              retrain.later_labels) for r in runs]
             old_mae = mae_mm(pick.config, pick.best_weights, old_images, old_labels)
-            each = " / ".join(f"{mae:.2f} ({run.scores[-1]:.2f})"
+            each = " / ".join(f"{mae:.2f} ({run.best_by(epochs):.2f})"
                               for mae, run in zip(unseen, runs, strict=True))
             config = pick.config
             print(f"| {retrain.name} | {counts} | {len(retrain.later_labels)} | {epochs} | {spent} "

@@ -615,6 +615,56 @@ async def test_a_consolidation_not_due_within_half_an_hour_is_dropped(
     assert len(servicer.started) == 1, "a dropped plan starts nothing later"
 
 
+async def test_a_concept_alarm_on_a_first_retrain_retrains_its_world_from_its_start(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # The quick demo of 2026-12-05 15:37, phase 4: the concept CUSUM fired on the angled
+    # world's first retrain and dated a change 88 s into that world; the retrain from there
+    # lacked the world's first minute and judged it on one holdout run. Here version 2,
+    # retrained on red's first 240 frames, errs on red (same images, larger errors).
+    servicer, stub = trainer
+    rng = np.random.default_rng(12)
+    _insert(database_url, _rows("beige", T0, 600, "1", rng))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 60, "1", rng, error_mm=40.0))
+    deployments = Deployments()
+    references = References(**{"1": ["beige"], "2": ["beige", "red"]})
+    clock: list[datetime] = [T0]
+    monitor = _monitor(pool, deployments, references, stub, clock, consolidate_factor=3)
+    await _evaluate_at(monitor, clock, 10.5, 11)
+    servicer.finished.add("sweep-1")
+    await _evaluate_at(monitor, clock, 11.1)
+    deployments.version = "2"
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=11), 30, "2", rng, error_mm=30.0))
+    await _evaluate_at(monitor, clock, 11.3, 11.5)
+    alarms = [e for e in await monitor.events.list("parking", open_only=True)
+              if e.model_version == "2"]
+    assert alarms and {e.kind for e in alarms} == {"concept"}, [(e.rule, e.kind) for e in alarms]
+    assert len(servicer.started) == 1, "360 frames of red: not twice the 240 it was learnt from"
+    assert all(e.note == "waits for more of the world version 2 was first retrained for "
+                         "(360 of 480 labelled frames since it began), then retrains it from "
+                         "its start"
+               for e in alarms if not e.sweep_id), [e.note for e in alarms]
+
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=11, seconds=30), 30, "2", rng,
+                                error_mm=30.0))
+    await _evaluate_at(monitor, clock, 11.8)
+    assert len(servicer.started) == 2
+    first, retrain = servicer.started
+    assert retrain.trigger.startswith("drift:") and retrain.warm_start.version == "2"
+    assert retrain.data.start_time == first.data.start_time, \
+        "red from its start, not from the change the alarm dated"
+    assert all(e.sweep_id == "sweep-2" for e in await monitor.events.list("parking", open_only=True)
+               if e.model_version == "2")
+
+    # Refused: tried again on the same world, from its start, at twice the frames.
+    servicer.refused.add("sweep-2")
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=12), 120, "2", rng, error_mm=30.0))
+    await _evaluate_at(monitor, clock, 12.1, 14.1)
+    assert len(servicer.started) == 3
+    again = servicer.started[2]
+    assert again.trigger.startswith("drift:") and again.warm_start.version == "2"
+    assert again.data.start_time == first.data.start_time
+
+
 async def _green_during_the_consolidation(database_url: str, pool: AsyncConnectionPool,
                                           stub: Any, servicer: Trainer, seconds: int,
                                           minute: float) -> Recovered:

@@ -56,6 +56,16 @@ error. A plan not due within ``CONSOLIDATE_WITHIN`` is dropped (the robots left 
 world, and its count is not queried forever). Kept in memory: after a restart of the
 features service a pending consolidation is forgotten (the drift stays recovered).
 
+A world its first retrain learnt too little: when a concept rule fires on a drift retrain's
+version while its consolidation is pending (its errors grew, its images did not move), the
+change it dates lies inside the world that version was retrained for. The retrain then takes
+that world from its start (the consolidation's data, brought forward) once it has
+``UNDERLEARNT_FACTOR`` times the frames the first retrain had, rather than a "new world" from
+the dated change. Why: in the quick demo of 2026-12-05 15:37 the concept CUSUM fired on phase
+4's first retrain and dated a change 88 s after the real one; the retrain from there left out
+the minute of the angled world before it and judged the world on one holdout run, and its
+version served that world worse (8.8 mm) than the one it replaced (7.1 mm).
+
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
 any deployment of its data group. When there are none, no sweep is started (it could
@@ -97,6 +107,9 @@ START_SWEEP_DEADLINE_S = 60.0
 """StartSweep's deadline: the trainer checks the data and the version to fine-tune first,
 which under a fleet's load takes far longer than a plain call. A call that times out is
 retried with the same request_id."""
+UNDERLEARNT_FACTOR = 2.0
+"""A world its first retrain learnt too little is retrained from its start once it has this
+many times the labelled frames that retrain had (module doc)."""
 MAX_CONSOLIDATIONS = 2
 """Consolidations of one recovered drift the gate may refuse before the plan is dropped."""
 CONSOLIDATE_WITHIN = timedelta(minutes=30)
@@ -160,6 +173,8 @@ class Consolidation:
     """The drift retrain it follows."""
     expires: datetime
     """Dropped when not due by then."""
+    retrained_frames: int = 0
+    """Labelled frames of the new world the drift retrain had."""
     attempt: int = 0
     """Consolidations of this plan started before (each gave way to a drift or was refused)."""
     refused: int = 0
@@ -242,8 +257,19 @@ class Retrainer:
         # The new world began where the first event says its change began (a CUSUM's
         # change point, else its window's start); later events' windows reach further back.
         first = min(waiting, key=lambda e: e.fired_at)
-        since = first.window_start
+        since, min_frames = first.window_start, 0
+        underlearnt = self._underlearnt_world(deployment, waiting)
+        if underlearnt is not None:
+            since = underlearnt.since
+            min_frames = int(UNDERLEARNT_FACTOR * max(underlearnt.retrained_frames,
+                                                      self.min_samples))
         scope, frames = await self._scope(deployment.name, since)
+        if scope is not None and frames < min_frames:
+            await self._note_once(waiting, f"waits for more of the world version "
+                                  f"{deployment.model_version} was first retrained for "
+                                  f"({frames} of {min_frames} labelled frames since it began), "
+                                  "then retrains it from its start")
+            return
         if scope is None:
             group = await self._data_group(deployment.name)
             note = (f"{NEEDS_LABELS_NOTE} {group or '(none)'}: this deployment's robots send no "
@@ -258,13 +284,36 @@ class Retrainer:
                                     now, frames, request_id)
         if running is not None:
             # the new drift's retrain comes first; kept until then, a consolidation plan
-            # survives a drift that resolves before it has the frames for a retrain
-            self.consolidations.pop(deployment.name, None)
+            # survives a drift that resolves before it has the frames for a retrain. A retrain
+            # of the underlearnt world keeps it: refused, it is tried again on that world.
+            if underlearnt is None:
+                self.consolidations.pop(deployment.name, None)
+            else:
+                log.info("an error rule on a world's first retrain: that world retrained "
+                         "from its start", extra={"sweep_id": running.sweep_id,
+                                                  "after_sweep": underlearnt.after_sweep,
+                                                  "frames": frames})
             event_ids = [e.event_id for e in waiting]
             await self.events.attach_sweep(event_ids, running.sweep_id, running.trace_id,
                                            f"{STARTED_NOTE} {running.sweep_id} started")
             log.info("retraining started", extra={"sweep_id": running.sweep_id,
                                                   "events": event_ids})
+
+    def _underlearnt_world(self, deployment: ActiveDeployment,
+                           waiting: list[DriftEventRow]) -> Consolidation | None:
+        """The world the serving version was first retrained for, when the waiting events
+        say that retrain learnt it too little rather than that the world changed again.
+
+        That is when the version is a drift retrain whose consolidation is still pending and
+        every waiting event is a concept rule on it: its errors grew, its images did not
+        move (a covariate rule would have fired, and a concept rule waits while one does).
+        """
+        plan = self.consolidations.get(deployment.name)
+        if plan is None or plan.version != deployment.model_version:
+            return None
+        if any(e.kind != "concept" or e.model_version != plan.version for e in waiting):
+            return None
+        return plan
 
     async def _consolidate(self, deployment: ActiveDeployment, now: datetime) -> None:
         """Start the follow-up retrain of a recovered world once it has enough more data."""
@@ -574,7 +623,8 @@ class Retrainer:
             return
         due = int(self.consolidate_factor * max(running.frames, self.min_samples))
         self.consolidations[deployment] = Consolidation(sweep.model_version, running.since, due,
-                                                        sweep.sweep_id, now + CONSOLIDATE_WITHIN)
+                                                        sweep.sweep_id, now + CONSOLIDATE_WITHIN,
+                                                        retrained_frames=running.frames)
         log.info("consolidation planned", extra={"sweep_id": sweep.sweep_id, "due_frames": due})
 
     def _consolidate_again(self, deployment: str, plan: Consolidation, frames: int) -> None:

@@ -29,7 +29,10 @@ the load; the timeline (change → first event → sweep started → new version
 printed, waiting up to ``--retrain-wait-minutes`` after the load for a sweep still running.
 
 Benchmark only on an otherwise idle machine: the load average is printed before and after.
-Run: ``uv run python bench/fleet_bench.py`` (``--help`` for the knobs).
+Run: ``uv run python bench/fleet_bench.py`` (``--help`` for the knobs). The caller's
+``EDGELOOP_*`` variables reach ``edgeloop up`` (e.g. ``EDGELOOP_FEATURES_NICE=19`` or
+``EDGELOOP_GATEWAY__BATCH_MAX_SIZE=8``) and are printed first; until 2026-12-05 the bench
+dropped them, so rows measured "with" such a variable before then ran the defaults.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ def local_stack(root: Path, gateway_processes: int = 1, runtime: str = "auto",
                 traces_to: Path | None = None) -> Iterator[Stack]:
     """The stack as ``edgeloop up`` starts it in ``root``; its span files are copied to
     ``traces_to`` (if given) before the state folder goes."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
+    env = dict(os.environ)
     env["EDGELOOP_STATE_DIR"] = str(root / "state")
     env["EDGELOOP_GATEWAY_PROCESSES"] = str(gateway_processes)
     env["EDGELOOP_MODEL_RUNTIME"] = runtime
@@ -698,6 +701,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def passed_settings() -> str:
+    """The caller's ``EDGELOOP_*`` variables that reach ``edgeloop up`` (priorities, a
+    part's settings such as ``EDGELOOP_GATEWAY__BATCH_MAX_SIZE``); the bench sets the state
+    folder, ports, gateway processes and runtime itself."""
+    own = {"EDGELOOP_STATE_DIR", "EDGELOOP_GATEWAY_PROCESSES", "EDGELOOP_MODEL_RUNTIME",
+           *(f"EDGELOOP_{part.upper()}_PORT" for part in DEFAULT_PORTS)}
+    passed = sorted(f"{k}={v}" for k, v in os.environ.items()
+                    if k.startswith("EDGELOOP_") and k not in own)
+    return " ".join(passed) or "none (the defaults)"
+
+
 def describe_sampling() -> str:
     """Which frames' traces the stack keeps (the environment it inherits)."""
     if os.environ.get("OTEL_TRACES_SAMPLER"):
@@ -713,6 +727,7 @@ def main() -> None:
     args = parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
     print(f"traces: {describe_sampling()}", flush=True)
+    print(f"settings passed to edgeloop up: {passed_settings()}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="edgeloop-fleet-bench-"))
     os.chmod(root, 0o755)
     ok = True

@@ -148,12 +148,10 @@ def local_stack(root: Path, gateway_processes: int = 1, runtime: str = "auto",
                 traces_to: Path | None = None) -> Iterator[Stack]:
     """The stack as ``edgeloop up`` starts it in ``root``; its span files are copied to
     ``traces_to`` (if given) before the state folder goes."""
-    env = dict(os.environ)
-    env["EDGELOOP_STATE_DIR"] = str(root / "state")
-    env["EDGELOOP_GATEWAY_PROCESSES"] = str(gateway_processes)
-    env["EDGELOOP_MODEL_RUNTIME"] = runtime
-    for part in DEFAULT_PORTS:
-        env[f"EDGELOOP_{part.upper()}_PORT"] = str(free_port())
+    env = {**os.environ, "EDGELOOP_STATE_DIR": str(root / "state"),
+           "EDGELOOP_GATEWAY_PROCESSES": str(gateway_processes),
+           "EDGELOOP_MODEL_RUNTIME": runtime,
+           **{_port_variable(part): str(free_port()) for part in DEFAULT_PORTS}}
     started = time.monotonic()
     try:
         result = _edgeloop(env, "up", "--timeout", "900")
@@ -701,12 +699,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+BENCH_VARIABLES = ("EDGELOOP_STATE_DIR", "EDGELOOP_GATEWAY_PROCESSES", "EDGELOOP_MODEL_RUNTIME")
+"""What :func:`local_stack` sets itself, beside every part's port."""
+
+
+def _port_variable(part: str) -> str:
+    return f"EDGELOOP_{part.upper()}_PORT"
+
+
 def passed_settings() -> str:
     """The caller's ``EDGELOOP_*`` variables that reach ``edgeloop up`` (priorities, a
     part's settings such as ``EDGELOOP_GATEWAY__BATCH_MAX_SIZE``); the bench sets the state
     folder, ports, gateway processes and runtime itself."""
-    own = {"EDGELOOP_STATE_DIR", "EDGELOOP_GATEWAY_PROCESSES", "EDGELOOP_MODEL_RUNTIME",
-           *(f"EDGELOOP_{part.upper()}_PORT" for part in DEFAULT_PORTS)}
+    own = {*BENCH_VARIABLES, *(_port_variable(part) for part in DEFAULT_PORTS)}
     passed = sorted(f"{k}={v}" for k, v in os.environ.items()
                     if k.startswith("EDGELOOP_") and k not in own)
     return " ".join(passed) or "none (the defaults)"

@@ -93,20 +93,20 @@ def drift_retrains(work_dir: Path) -> list[Retrain]:
 
 def _retrain(first: dict[str, Any], folder: Path, later: dict[str, Any], later_folder: Path,
              weights: Path) -> Retrain:
-    arrays = _arrays(folder)
+    arrays_path = folder / "arrays.npz"
+    arrays = _arrays(arrays_path)
     new_world = max(range(len(first["worlds"])), key=lambda i: first["worlds"][i].split("@")[-1])
     seen = {e["observation_id"] for e in first["observations"]}
-    later_arrays = _arrays(later_folder)
+    later_arrays = _arrays(later_folder / "arrays.npz")
     index = later["worlds"].index(first["worlds"][new_world])
     rows = [i for i, e in enumerate(later["observations"])
             if later_arrays["world"][i] == index and e["observation_id"] not in seen]
-    return Retrain(first, folder / "arrays.npz", arrays, new_world,
+    return Retrain(first, arrays_path, arrays, new_world,
                    later_arrays["images"][rows], later_arrays["labels"][rows], weights)
 
 
-def _arrays(folder: Path) -> dict[str, np.ndarray]:
-    """A snapshot's labels, split and worlds, and its images mapped, not read."""
-    path = folder / "arrays.npz"
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    """A snapshot archive's labels, split and worlds, and its images mapped, not read."""
     with np.load(path) as data:
         arrays = {name: data[name] for name in ("labels", "split", "world")}
     return {**arrays, "images": mapped_member(path, "images")}

@@ -218,10 +218,11 @@ def wait_for_litert(stack: Stack, timeout_s: float = 300.0) -> None:
     started = time.monotonic()
     logs = sorted((stack.state_dir / "logs").glob("gateway*.log"))
     while time.monotonic() - started < timeout_s:
-        if logs and all("model now runs on LiteRT" in log.read_text(errors="replace")
-                        for log in logs):
+        runtimes = {log.name: gateway_bench.litert_runtime(log) for log in logs}
+        if logs and None not in runtimes.values():
             print(f"the gateway runs the model on LiteRT ({time.monotonic() - started:.0f} s "
-                  "after it was published)", flush=True)
+                  f"after it was published): {', '.join(sorted(set(runtimes.values())))}",
+                  flush=True)
             return
         time.sleep(2.0)
     print(f"the gateway still runs the model on TensorFlow after {timeout_s:.0f} s: the rows "

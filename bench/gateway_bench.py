@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -101,12 +102,13 @@ HEADER = (f"{'configuration':<44} {'frames/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'
 def export_model(repo: Path, architecture: str) -> Path:
     """The trainer's model family member, exported with the trainer's exporter as version 1,
     and its TFLite file beside it, converted and named as the registry publishes it."""
-    from edgeloop.registry.publishing import tflite_path
+    from edgeloop.registry.publishing import quantized_tflite_path, tflite_path
     from edgeloop.registry.saved_models import convert_tflite
     from edgeloop.trainer.model import build_model, export_saved_model
 
     saved_model = export_saved_model(build_model(architecture), repo / MODEL / "1")
-    convert_tflite(saved_model, tflite_path(repo, MODEL, "1"))
+    convert_tflite(saved_model, tflite_path(repo, MODEL, "1"),
+                   quantized_tflite_path(repo, MODEL, "1"))
     return saved_model
 
 
@@ -549,13 +551,25 @@ async def warm_up(address: str, frames: list, timeout_s: float = 600.0) -> None:
             await asyncio.sleep(1.0)
 
 
-async def on_litert(log: Path, timeout_s: float = 120.0) -> None:
-    """Wait until the gateway's log says the version runs on LiteRT."""
+def litert_runtime(log: Path) -> str | None:
+    """What the gateway's log says the model last moved to (``litert``, ``litert-quantized``);
+    None while it runs on TensorFlow."""
+    runtime = None
+    for line in log.read_text(errors="replace").splitlines():
+        if "now runs on LiteRT" in line:
+            with contextlib.suppress(ValueError):
+                runtime = json.loads(line).get("runtime", "litert")
+    return runtime
+
+
+async def on_litert(log: Path, timeout_s: float = 120.0) -> str:
+    """Wait until the gateway's log says the version runs on LiteRT; which LiteRT runtime."""
     deadline = time.monotonic() + timeout_s
-    while "now runs on LiteRT" not in log.read_text(errors="replace"):
+    while (runtime := litert_runtime(log)) is None:
         if time.monotonic() > deadline:
             raise SystemExit(f"the gateway did not move to LiteRT within {timeout_s:.0f} s: {log}")
         await asyncio.sleep(0.5)
+    return runtime
 
 
 async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
@@ -581,11 +595,13 @@ async def run_gateway_rows(args: argparse.Namespace, root: Path, frames: list,
             process = await stack.enter_async_context(gateway_process(env, log))
             print(f"gateway {features_label} ({runtime}): serving; warming up", flush=True)
             await warm_up(env["EDGELOOP_LISTEN_ADDR"], frames)
+            runs_on = "TF"
             if runtime == "litert" and not serve_addr:
-                await on_litert(log)
+                runs_on = {"litert-quantized": "LiteRT quantized"}.get(await on_litert(log),
+                                                                       "LiteRT")
             label = "+ null features" if features_label == "null" else "+ real features"
             if not serve_addr:
-                label = f"({'LiteRT' if runtime == 'litert' else 'TF'}) {label}"
+                label = f"({runs_on}) {label}"
             if serve_addr:
                 label = f"Ray Serve x{args.rayserve_replicas} {label}"
             return await bench_gateway(args, frames, process, env["EDGELOOP_LISTEN_ADDR"], label)

@@ -33,6 +33,8 @@ class MlflowStore:
     uri: str
     good_run: str
     better_run: str
+    good_saved_model: Path
+    """The good run's SavedModel, as it was logged."""
 
 
 def _save_model(folder: Path, weight: float) -> Path:
@@ -83,9 +85,10 @@ def mlflow_store() -> Iterator[MlflowStore]:
     try:
         experiment = mlflow.create_experiment("registry-tests",
                                               artifact_location=(root / "artifacts").as_uri())
-        good = _log_run(experiment, _save_model(root / "good", 1000.0), 20.0)
+        good_model = _save_model(root / "good", 1000.0)
+        good = _log_run(experiment, good_model, 20.0)
         better = _log_run(experiment, _save_model(root / "better", 2000.0), 10.0)
-        yield MlflowStore(uri, good, better)
+        yield MlflowStore(uri, good, better, good_model)
     finally:
         mlflow.set_tracking_uri(previous)
 

@@ -9,6 +9,7 @@ and loads versions after a short delay, as TF Serving does.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from pathlib import Path
 
@@ -147,6 +148,26 @@ async def test_publishes_savedmodel_tflite_and_config_and_reloads_in_two_steps(
     runner = interpreter.get_signature_runner("serving_default")
     out = runner(image=np.full((1, 48, 64, 3), 255, dtype=np.uint8))["distance_mm"]
     assert out == pytest.approx([2000.0], rel=1e-3)
+    # the gateway's quantized twin, written beside it
+    quantized = tf.lite.Interpreter(model_path=str(registry.repository / model
+                                                   / "2.quantized.tflite"))
+    twin = quantized.get_signature_runner("serving_default")
+    out = twin(image=np.full((1, 48, 64, 3), 255, dtype=np.uint8))["distance_mm"]
+    assert out == pytest.approx([2000.0], rel=1e-3)
+
+
+def test_a_quantized_twin_that_cannot_be_written_leaves_the_float_file(
+        mlflow_store, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from edgeloop.registry.saved_models import convert_tflite
+
+    target = tmp_path / "1.tflite"
+    with caplog.at_level(logging.ERROR, logger="edgeloop.registry.saved_models"):
+        convert_tflite(mlflow_store.good_saved_model, target,
+                       tmp_path / "no-such-folder" / "1.quantized.tflite")
+    assert "quantized TFLite conversion failed" in caplog.text
+    runner = tf.lite.Interpreter(model_path=str(target)).get_signature_runner("serving_default")
+    out = runner(image=np.full((1, 48, 64, 3), 255, dtype=np.uint8))["distance_mm"]
+    assert out == pytest.approx([1000.0], rel=1e-3)
 
 
 async def test_fake_refuses_a_label_on_an_unloaded_version(model_server) -> None:

@@ -18,14 +18,16 @@ import pytest
 import tensorflow as tf
 from edgeloop.gateway.hosts import ModelKey, litert
 from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
-from edgeloop.gateway.hosts.litert import tflite_beside
+from edgeloop.gateway.hosts.litert import quantized_beside, tflite_beside
 
 FAST_POLL = dict(litert_poll_s=0.02, drain_timeout_s=10.0)
 
 
-def _convert(saved_model: Path, target: Path) -> Path:
+def _convert(saved_model: Path, target: Path, quantized: bool = False) -> Path:
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
                                                          signature_keys=["serving_default"])
+    if quantized:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     staging = target.with_name(f".{target.name}.tmp")  # as the registry writes it
     staging.write_bytes(converter.convert())
     staging.replace(target)
@@ -37,6 +39,14 @@ def tflite_files(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """The TFLite file of each tiny version, converted once (kept outside any repository)."""
     folder = tmp_path_factory.mktemp("tflite")
     return {v: _convert(model_repo / "parking" / v, folder / f"{v}.tflite") for v in ("1", "2")}
+
+
+@pytest.fixture(scope="module")
+def quantized_files(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each tiny version's quantized TFLite file, converted as the registry converts it."""
+    folder = tmp_path_factory.mktemp("quantized")
+    return {v: _convert(model_repo / "parking" / v, folder / f"{v}.tflite", quantized=True)
+            for v in ("1", "2")}
 
 
 @pytest.fixture
@@ -114,6 +124,50 @@ async def test_an_unreadable_file_leaves_the_version_on_tensorflow(host, repo, c
         await host.ensure_loaded(key)
         await _until(lambda: "not usable" in caplog.text, "the warning")
     assert host.runtime(key) == "tensorflow"
+
+
+def _publish(key: ModelKey, float_file: Path, quantized_file: Path) -> None:
+    """Both files as the registry writes them: the quantized one first."""
+    shutil.copy(quantized_file, quantized_beside(key.path, key.version))
+    shutil.copy(float_file, tflite_beside(key.path, key.version))
+
+
+async def test_the_quantized_twin_is_preferred_when_it_agrees(
+        host, repo, tflite_files, quantized_files, make_images, direct_model) -> None:
+    key = _key(repo, "1")
+    await host.ensure_loaded(key)
+    _publish(key, tflite_files["1"], quantized_files["1"])
+    await _until(lambda: host.runtime(key) == "litert-quantized", "the quantized file serves")
+    frames = make_images(9, seed=21)
+    np.testing.assert_allclose(await host.predict(key, frames), direct_model("1", frames),
+                               atol=litert.QUANTIZED_AGREEMENT_MM)
+
+
+async def test_a_quantized_twin_that_disagrees_leaves_the_float_file(
+        host, repo, tflite_files, quantized_files, make_images, direct_model, caplog) -> None:
+    key = _key(repo, "1")
+    with caplog.at_level(logging.WARNING, logger="edgeloop.gateway.hosts.embedded"):
+        await host.ensure_loaded(key)
+        # version 2's quantized file as version 1's twin: ~1000 mm off
+        _publish(key, tflite_files["1"], quantized_files["2"])
+        await _until(lambda: host.runtime(key) is not None and host.runtime(key) != "tensorflow",
+                     "a TFLite file serves")
+    assert host.runtime(key) == "litert"
+    assert "quantized.tflite" in caplog.text and "differ from the SavedModel" in caplog.text
+    frames = make_images(3, seed=22)
+    np.testing.assert_allclose(await host.predict(key, frames), direct_model("1", frames),
+                               atol=litert.AGREEMENT_MM)
+
+
+async def test_quantized_off_runs_the_float_file(repo, tflite_files, quantized_files) -> None:
+    key = _key(repo, "1")
+    _publish(key, tflite_files["1"], quantized_files["1"])
+    host = await _host(quantized=False)
+    try:
+        await host.ensure_loaded(key)
+        await _until(lambda: host.runtime(key) == "litert", "the float file serves")
+    finally:
+        await host.close()
 
 
 async def test_runtime_tensorflow_never_looks_for_a_file(repo, tflite_files) -> None:

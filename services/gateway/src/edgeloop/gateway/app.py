@@ -50,7 +50,8 @@ def build_model_host(settings: Settings) -> ModelHost:
                                              deadline_s=settings.tfserving_deadline_s))
     from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
 
-    return EmbeddedHost(EmbeddedConfig(runtime=settings.model_runtime))
+    return EmbeddedHost(EmbeddedConfig(runtime=settings.model_runtime,
+                                       quantized=settings.model_quantized))
 
 
 class App(ServiceApp):

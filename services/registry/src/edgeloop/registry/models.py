@@ -168,13 +168,17 @@ class Models:
         task.add_done_callback(self._conversions.discard)
 
     async def convert_tflite(self, model: str, version: str, published: Path) -> None:
-        """Write ``<model>/<version>.tflite``; record the path or the error."""
+        """Write ``<model>/<version>.tflite`` (and its quantized twin); record the path or
+        the error."""
         target = publishing.tflite_path(self.repository, model, version)
+        quantized = publishing.quantized_tflite_path(self.repository, model, version)
         path, error = "", ""
         with log_context(model=model, version=version):
             try:
-                path = str(await self.tensorflow.run(CONVERT_TFLITE, published, target))
-                log.info("converted to TFLite", extra={"path": path})
+                path = str(await self.tensorflow.run(CONVERT_TFLITE, published, target,
+                                                     quantized))
+                log.info("converted to TFLite", extra={"path": path,
+                                                       "quantized": quantized.exists()})
             except Exception as exc:  # any converter failure: the SavedModel still serves
                 error = f"{type(exc).__name__}: {exc}"[:2000]
                 log.warning("TFLite conversion failed: %s", error)

@@ -1,10 +1,12 @@
 """Publishing a version to the model repository: SavedModel folder and TFLite file.
 
 Layout (CONTRIBUTING "Model repository"): ``<repository>/<model>/<version>/`` is the
-SavedModel (TF Serving's layout) and ``<repository>/<model>/<version>.tflite`` the
-TFLite file. Files appear atomically (written beside, then renamed), so a model host
-polling the folder never sees a half-copied version. What needs TensorFlow (the signature
-check, the TFLite conversion) is in :mod:`edgeloop.registry.saved_models`.
+SavedModel (TF Serving's layout) and ``<repository>/<model>/<version>.tflite`` the TFLite
+file (robots fetch it), ``<version>.quantized.tflite`` its dynamic-range quantized twin (the
+gateway's LiteRT runs it: half the CPU a frame, answers within a millimetre). Files appear
+atomically (written beside, then renamed), so a model host polling the folder never sees a
+half-copied version. What needs TensorFlow (the signature check, the TFLite conversion) is
+in :mod:`edgeloop.registry.saved_models`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def version_dir(repository: Path, model: str, version: str) -> Path:
 def tflite_path(repository: Path, model: str, version: str) -> Path:
     """Where a version's TFLite file is published."""
     return repository / model / f"{version}.tflite"
+
+
+def quantized_tflite_path(repository: Path, model: str, version: str) -> Path:
+    """Where a version's dynamic-range quantized TFLite file (the gateway's) is published."""
+    return repository / model / f"{version}.quantized.tflite"
 
 
 def publish_saved_model(saved_model: Path, repository: Path, model: str, version: str) -> Path:

@@ -1,12 +1,14 @@
 """A version's TFLite file run by LiteRT inside the embedded host: the robots' own runtime.
 
-The registry converts every version it publishes to ``<model>/<version>.tflite`` beside
-the SavedModel (for robots that predict on the device). The same file runs here far
-cheaper than the SavedModel under TensorFlow: the `thesis` CNN costs 0.66 CPU ms per
-frame in LiteRT (XNNPACK, one thread, frame by frame) against 2.11 ms in TensorFlow
-at batch 1 and 0.84 ms at batch 32 (bench/README "LiteRT in the gateway"). Its answers agree with
-the SavedModel's to 0.0001 mm (``bench/device_bench.py``), and the embedded host checks that
-again on every version before LiteRT takes over from TensorFlow.
+The registry converts every version it publishes to ``<model>/<version>.tflite`` beside the
+SavedModel (for robots that predict on the device), and to a dynamic-range quantized twin,
+``<version>.quantized.tflite``, that the gateway prefers: its int8 convolutions cost 0.23
+CPU ms a frame against the float file's 0.49 (bench/README "Quantized answers"). The float
+file runs here far cheaper than the SavedModel under TensorFlow: the `thesis` CNN costs 0.66
+CPU ms per frame in LiteRT (XNNPACK, one thread, frame by frame) against 2.11 ms in
+TensorFlow at batch 1 and 0.84 ms at batch 32 (bench/README "LiteRT in the gateway"). Its
+answers agree with the SavedModel's to 0.0001 mm (``bench/device_bench.py``), and the
+embedded host checks that again on every version before LiteRT takes over from TensorFlow.
 
 Each predict thread has its own interpreters (an interpreter is not thread-safe, and
 LiteRT releases the GIL while it runs, so threads predict side by side). A batch runs in
@@ -31,6 +33,11 @@ from edgeloop.platform.tensorflow_import import native_lines_logged
 
 AGREEMENT_MM = 0.5
 """Largest |difference| from the SavedModel on the check frames (the on-device target)."""
+QUANTIZED_AGREEMENT_MM = 1.0
+"""The same for the quantized file: its answers are not the SavedModel's to the bit (0.04-0.19
+mm apart on average over a demo's frames, at most 0.22-0.73 mm, bench/README "Quantized
+answers"), but its error against the labels is the same to 0.06 mm; 1 mm is well under the
+model's own error and the range sensor's."""
 CHUNK_SIZES = (8, 4, 2, 1)
 """Frames per ``invoke``, largest first. Chunks of 8 keep most of the gain at +33 MiB of
 interpreters per predict thread; chunks of 16 would hold +63 MiB for ~5 % less CPU per frame
@@ -53,6 +60,12 @@ class LiteRTError(Exception):
 def tflite_beside(saved_model: str | Path, version: str) -> Path:
     """Where the registry publishes the TFLite file of the SavedModel folder ``saved_model``."""
     return Path(saved_model).parent / f"{version}.tflite"
+
+
+def quantized_beside(saved_model: str | Path, version: str) -> Path:
+    """Where the registry publishes the quantized TFLite file of ``saved_model``; it writes
+    it before the float file, so it is there, if at all, once that one is."""
+    return Path(saved_model).parent / f"{version}.quantized.tflite"
 
 
 _ANNOUNCED = threading.Event()

@@ -101,7 +101,8 @@ HEADER = (f"{'configuration':<44} {'frames/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'
 
 def export_model(repo: Path, architecture: str) -> Path:
     """The trainer's model family member, exported with the trainer's exporter as version 1,
-    and its TFLite file beside it, converted and named as the registry publishes it."""
+    and its TFLite files beside it (float and quantized), converted and named as the
+    registry publishes them."""
     from edgeloop.registry.publishing import quantized_tflite_path, tflite_path
     from edgeloop.registry.saved_models import convert_tflite
     from edgeloop.trainer.model import build_model, export_saved_model

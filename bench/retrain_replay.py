@@ -153,7 +153,8 @@ def with_new_validation_trained(retrain: Retrain, folder: Path) -> Retrain:
     rows = np.flatnonzero((retrain.arrays["split"] == 1)
                           & (retrain.arrays["world"] == retrain.new_world))
     with np.load(retrain.arrays_path) as data:
-        members = {name: data[name] for name in data.files if name != "images"}
+        members = {name: data[name] for name in data.files  # holdout_frames, as they are
+                   if name not in ("images", "labels", "split", "world")}
     extended = {name: np.concatenate([retrain.arrays[name], retrain.arrays[name][rows]])
                 for name in ("labels", "world")}
     extended["split"] = np.concatenate([retrain.arrays["split"],

@@ -106,10 +106,14 @@ def _retrain(first: dict[str, Any], folder: Path, later: dict[str, Any], later_f
                    later_arrays["images"][rows], later_arrays["labels"][rows], weights)
 
 
+ROW_MEMBERS = ("labels", "split", "world")
+"""A snapshot archive's members with a value per row, beside its ``images``."""
+
+
 def _arrays(path: Path) -> dict[str, np.ndarray]:
     """A snapshot archive's labels, split and worlds, and its images mapped, not read."""
     with np.load(path) as data:
-        arrays = {name: data[name] for name in ("labels", "split", "world")}
+        arrays = {name: data[name] for name in ROW_MEMBERS}
     return {**arrays, "images": mapped_member(path, "images")}
 
 
@@ -154,7 +158,7 @@ def with_new_validation_trained(retrain: Retrain, folder: Path) -> Retrain:
                           & (retrain.arrays["world"] == retrain.new_world))
     with np.load(retrain.arrays_path) as data:
         members = {name: data[name] for name in data.files  # holdout_frames, as they are
-                   if name not in ("images", "labels", "split", "world")}
+                   if name not in (*ROW_MEMBERS, "images")}
     extended = {name: np.concatenate([retrain.arrays[name], retrain.arrays[name][rows]])
                 for name in ("labels", "world")}
     extended["split"] = np.concatenate([retrain.arrays["split"],

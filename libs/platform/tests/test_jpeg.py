@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from edgeloop.platform import jpeg
-from edgeloop.platform.jpeg import decode, decode_into, header_size
-from edgeloop.testing.jpegs import without_quantization_tables
+from edgeloop.platform.jpeg import decode
 
 REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
            8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -107,34 +106,3 @@ def test_what_does_not_decode_is_none(data: bytes) -> None:
 def test_only_libjpegs_scales_are_offered() -> None:
     with pytest.raises(ValueError, match="reduction"):
         decode(_encode(_scene(16, 16)), reduction=3)
-
-
-@pytest.mark.parametrize("encoding", ["420", "progressive", "restart markers"])
-def test_decode_into_fills_the_buffer_with_the_pixels_decode_gives(encoding: str) -> None:
-    data = _encode(_scene(240, 320), *ENCODINGS[encoding])
-    batch = np.full((2, 240, 320, 3), 7, np.uint8)
-    assert decode_into(data, batch[1])
-    assert np.array_equal(batch[1], decode(data))
-    assert (batch[0] == 7).all()  # the row beside it untouched
-
-
-def test_decode_into_takes_what_turbojpeg_warns_about_as_decode_does() -> None:
-    clean = _encode(_scene(64, 64))
-    scan = clean.index(b"\xff\xda")
-    corrupt = clean[:scan] + b"\x00\x00\x00" + clean[scan:]
-    out = np.empty((64, 64, 3), np.uint8)
-    assert decode_into(corrupt, out)
-    assert np.array_equal(out, decode(corrupt))
-
-
-def test_decode_into_refuses_what_does_not_decode_or_has_another_size() -> None:
-    data = _encode(_scene(60, 100))
-    undecodable = without_quantization_tables(data)
-    assert header_size(undecodable) == (60, 100) and decode(undecodable) is None
-    assert not decode_into(undecodable, np.empty((60, 100, 3), np.uint8))
-    assert not decode_into(data, np.empty((100, 60, 3), np.uint8))
-    turned = _with_exif_orientation(data, orientation=6)  # decodes 100 x 60
-    assert not decode_into(turned, np.empty((60, 100, 3), np.uint8))
-    out = np.empty((100, 60, 3), np.uint8)
-    assert decode_into(turned, out) and np.array_equal(out, decode(turned))
-    assert not decode_into(b"", out)

@@ -87,10 +87,8 @@ async def test_a_frame_decoded_late_keeps_the_version_it_was_routed_to(
     # A stream's frames decode side by side: frame 1's decode is held until the deployment
     # has switched to version 2 while frame 2's finishes at once. Routing at the end of the
     # decode sent frame 2 to version 1 and frame 1 to version 2 (CI found it in the test
-    # above); routed when received, both go to version 1, in the robot's order. (A frame
-    # decoded in its model batch has no step between routing and the model call; frames
-    # decoded first, as here, do.)
-    async with start_gateway(decode_in_batch=False) as gw:
+    # above); routed when received, both go to version 1, in the robot's order.
+    async with start_gateway() as gw:
         gw.registry.assign("late", "secret-late", "parking")
         await gw.wait_state(lambda: gw.app.state.deployment_of("late") == "parking")
         decoder = gw.app.frames._decoder

@@ -13,8 +13,6 @@ import uuid
 import grpc
 import pytest
 from edgeloop.contracts.edge.v1 import edge_pb2
-from edgeloop.gateway.decoding import BatchDecoder
-from edgeloop.testing.jpegs import without_quantization_tables
 from grpc import aio
 
 Reason = edge_pb2.FrameErrorReason
@@ -101,11 +99,10 @@ def test_each_untraced_frame_starts_its_own_trace_linked_to_the_stream() -> None
     assert trace_ids(child)[1].startswith(f"00-{'ab' * 16}-")
 
 
-@pytest.mark.parametrize("decode_in_batch", [True, False], ids=["in the batch", "on the loop"])
 async def test_bad_frames_get_frame_errors_and_the_stream_goes_on(
-    start_gateway, requests, jpegs, decode_in_batch
+    start_gateway, requests, jpegs
 ) -> None:
-    async with start_gateway(max_frame_bytes=64 * 1024, decode_in_batch=decode_in_batch) as gw:
+    async with start_gateway(max_frame_bytes=64 * 1024) as gw:
         bad = [
             requests.frame(1, b"\xff\xd8\xff" + b"\x00garbage" * 100),  # corrupt JPEG
             requests.frame(2, b"\x89PNG\r\n\x1a\n" + b"\x00" * 100),  # not a JPEG
@@ -119,8 +116,6 @@ async def test_bad_frames_get_frame_errors_and_the_stream_goes_on(
             requests.frame(10, jpegs[4]),  # good
             requests.frame(11, jpegs[5][: len(jpegs[5]) // 2]),  # truncated
             requests.frame(12, b"\xff\xd8\xff" + b"\x01junk" * 50 + b"\xff\xd9"),  # undecodable
-            # its header reads: only the decode (in the batch, by default) finds it out
-            requests.frame(13, without_quantization_tables(jpegs[6]), sensor_mm=400.0),
         ]
         answers = await gw.exchange("robot-1", "secret-1", [requests.hello("robot-1"), *bad])
         errors = {(a.error.seq, a.error.reason): a.error for a in answers if a.HasField("error")}
@@ -135,7 +130,6 @@ async def test_bad_frames_get_frame_errors_and_the_stream_goes_on(
             (9, Reason.FRAME_ERROR_REASON_INVALID_SENSOR),
             (11, Reason.FRAME_ERROR_REASON_INVALID_JPEG),
             (12, Reason.FRAME_ERROR_REASON_INVALID_JPEG),
-            (13, Reason.FRAME_ERROR_REASON_INVALID_JPEG),
         }
         assert set(errors) == expected
         for error in errors.values():
@@ -144,31 +138,9 @@ async def test_bad_frames_get_frame_errors_and_the_stream_goes_on(
         assert "sensor_mm" in errors[(4, Reason.FRAME_ERROR_REASON_INVALID_SENSOR)].message
         assert "truncated" in errors[(11, Reason.FRAME_ERROR_REASON_INVALID_JPEG)].message
         assert "decode" in errors[(12, Reason.FRAME_ERROR_REASON_INVALID_JPEG)].message
-        assert "does not decode" in errors[(13, Reason.FRAME_ERROR_REASON_INVALID_JPEG)].message
-        assert not any(error.recorded for error in errors.values())
         assert sorted(a.prediction.seq for a in answers if a.HasField("prediction")) == [6, 10]
         await gw.features.wait_for(2)
         assert sorted(o.seq for o in gw.features.stored.values()) == [6, 10]
-
-
-@pytest.mark.parametrize("decode_in_batch", [True, False])
-async def test_camera_frames_bound_for_a_model_decode_in_their_batch_not_on_the_loop(
-    start_gateway, requests, jpegs, answer_version, monkeypatch, decode_in_batch
-) -> None:
-    decoded_up_front: list[bytes] = []
-    up_front = BatchDecoder.decode
-
-    async def counted(self: BatchDecoder, jpeg: bytes) -> object:
-        decoded_up_front.append(jpeg)
-        return await up_front(self, jpeg)
-
-    monkeypatch.setattr(BatchDecoder, "decode", counted)
-    async with start_gateway(decode_in_batch=decode_in_batch) as gw:
-        sent = [requests.frame(seq, jpegs[seq]) for seq in range(1, 6)]
-        answers = await gw.exchange("robot-1", "secret-1", [requests.hello("robot-1"), *sent])
-        assert [answer_version(a.prediction.distance_mm) for a in answers[1:]] == ["1"] * 5
-        await gw.features.wait_for(5)
-    assert len(decoded_up_front) == (0 if decode_in_batch else 5)
 
 
 async def test_tiny_image_is_refused_for_its_dimensions(start_gateway, requests) -> None:

@@ -8,14 +8,9 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 import pytest_asyncio
-import simplejpeg
-from edgeloop.gateway.encoded import encoded_frame
 from edgeloop.gateway.hosts import ModelHost, ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.batching import BatchingConfig, MicroBatcher
 from edgeloop.gateway.hosts.embedded import EmbeddedHost
-from edgeloop.gateway.validation import FrameRejected, Reason
-from edgeloop.platform.jpeg import decode
-from edgeloop.testing.jpegs import without_quantization_tables
 
 
 class RecordingHost(ModelHost):
@@ -170,25 +165,3 @@ async def test_caller_that_gives_up_does_not_block_the_rest(recording, keys,
     assert all(isinstance(d, float) for d in await asyncio.gather(*others))
     assert recording.batches[-1][1][0] == 2  # the cancelled frame was not predicted
     await asyncio.wait_for(batching.release(keys["1"]), timeout=10)  # nothing left pending
-
-
-@pytest.mark.parametrize("through", ["the host's predict thread", "a stack on the loop"])
-async def test_encoded_frames_are_answered_as_their_pixels_and_a_bad_one_fails_alone(
-        through, embedded, recording, keys, make_images, direct_model) -> None:
-    # The embedded host decodes in its predict thread; any other host (here one with only
-    # ``predict``) gets the frames stacked, decoded, by the seam's default.
-    batching = batcher(embedded if through.startswith("the host") else recording, size=8)
-    jpegs = [simplejpeg.encode_jpeg(image, quality=90, colorspace="RGB")
-             for image in make_images(7, seed=21)]
-    frames = [encoded_frame(jpeg, 640 * 480) for jpeg in jpegs]
-    frames[2] = encoded_frame(without_quantization_tables(jpegs[2]), 640 * 480)
-
-    results = await asyncio.gather(*(batching.predict_one(keys["1"], f) for f in frames),
-                                   return_exceptions=True)
-
-    assert isinstance(results[2], FrameRejected)
-    assert results[2].reason == Reason.FRAME_ERROR_REASON_INVALID_JPEG
-    good = [i for i in range(7) if i != 2]
-    expected = direct_model("1", np.stack([decode(jpegs[i]) for i in good]))
-    np.testing.assert_allclose([results[i] for i in good], expected, rtol=1e-5)
-    assert batching.stats().failed_batches == 0  # the batch itself went through

@@ -15,14 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import simplejpeg
 import tensorflow as tf
-from edgeloop.gateway.encoded import encoded_frame, frame_error
 from edgeloop.gateway.hosts import ModelKey, litert
 from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
 from edgeloop.gateway.hosts.litert import quantized_beside, tflite_beside
-from edgeloop.platform.jpeg import decode
-from edgeloop.testing.jpegs import without_quantization_tables
 
 FAST_POLL = dict(litert_poll_s=0.02, drain_timeout_s=10.0)
 
@@ -239,20 +235,3 @@ def test_frames_given_one_by_one_answer_what_their_stack_answers(tflite_files,
     with pytest.raises(ValueError, match="a frame of shape"):
         runner([frames[0], frames[0][:, :1]])  # one numpy would broadcast
     np.testing.assert_array_equal(runner(frames[:3]), runner(list(frames[:3])))  # still usable
-
-
-def test_encoded_frames_decode_into_the_interpreter_and_a_bad_one_fails_alone(
-        tflite_files, make_images) -> None:
-    runner = litert.LiteRTRunner(tflite_files["1"])
-    jpegs = [simplejpeg.encode_jpeg(image, quality=90, colorspace="RGB")
-             for image in make_images(10, seed=12)]
-    decoded = np.stack([decode(jpeg) for jpeg in jpegs])
-    frames = [encoded_frame(jpeg, 640 * 480) for jpeg in jpegs]
-    np.testing.assert_array_equal(runner(frames), runner(decoded))  # chunks of 8 + 2
-
-    bad = encoded_frame(without_quantization_tables(jpegs[3]), 640 * 480)
-    mixed = [*frames[:3], bad, *decoded[4:]]  # encoded, undecodable and decoded frames
-    answers = runner(mixed)
-    good = [i for i in range(10) if i != 3]
-    np.testing.assert_array_equal(answers[good], runner(decoded)[good])
-    assert frame_error(bad) is not None and all(frame_error(f) is None for f in frames)

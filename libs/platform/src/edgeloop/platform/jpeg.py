@@ -44,7 +44,7 @@ def decode(jpeg: bytes, order: Order = "RGB", reduction: int = 1,
         raise ValueError(f"reduction must be one of {REDUCTIONS}, not {reduction}")
     if not jpeg:
         return None
-    if not (apply_orientation and has_exif(jpeg)):
+    if not (apply_orientation and jpeg.find(_EXIF, 0, _EXIF_SEARCH) >= 0):
         try:
             return _turbojpeg(jpeg, order, reduction)
         except ValueError:
@@ -52,52 +52,16 @@ def decode(jpeg: bytes, order: Order = "RGB", reduction: int = 1,
     return _opencv(jpeg, order, reduction, apply_orientation)
 
 
-def decode_into(jpeg: bytes, out: np.ndarray, order: Order = "RGB") -> bool:
-    """Decode ``jpeg`` into ``out`` (``uint8[height, width, 3]``, C-contiguous) as
-    :func:`decode` would, with no array of its own in between; False (``out`` left undefined)
-    if it does not decode to exactly that shape.
-
-    A model's input buffer can be filled this way straight from the camera's bytes.
-    """
-    if not jpeg:
-        return False
-    if not has_exif(jpeg):
-        try:
-            decoded = simplejpeg.decode_jpeg(jpeg, colorspace=order, buffer=out)
-        except ValueError:
-            pass  # refused, warned about, or another size than ``out``: as decode() does
-        else:
-            if decoded.shape == out.shape:
-                return True
-    image = decode(jpeg, order)
-    if image is None or image.shape != out.shape:
-        return False
-    out[...] = image
-    return True
-
-
 def pixels(jpeg: bytes) -> int | None:
     """Width x height as ``jpeg``'s header declares it, without decoding (None: no header).
 
     A decode's cost follows the declared size, so this tells a cheap frame from a costly one
     for a few microseconds."""
-    size = header_size(jpeg)
-    return None if size is None else size[0] * size[1]
-
-
-def header_size(jpeg: bytes) -> tuple[int, int] | None:
-    """(height, width) as ``jpeg``'s header declares them, without decoding (None: no header)."""
     try:
         height, width, _, _ = simplejpeg.decode_jpeg_header(jpeg)
     except ValueError:
         return None
-    return int(height), int(width)
-
-
-def has_exif(jpeg: bytes) -> bool:
-    """Whether ``jpeg`` has an Exif segment (whose orientation :func:`decode` applies, so
-    its decoded size may not be the header's)."""
-    return jpeg.find(_EXIF, 0, _EXIF_SEARCH) >= 0
+    return int(height) * int(width)
 
 
 def _turbojpeg(jpeg: bytes, order: Order, reduction: int) -> np.ndarray:

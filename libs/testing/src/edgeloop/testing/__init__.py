@@ -10,7 +10,7 @@ test on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers:
 :class:`OtlpReceiver` (an in-memory OTLP/gRPC trace collector), :func:`free_port`,
 :class:`ServiceProcess` (a service started with ``python -m`` and waited for),
 :func:`moto_s3` (an S3 server on loopback), :func:`modules_imported` (what code imports,
-in a fresh interpreter); :mod:`edgeloop.testing.jpegs` (broken JPEGs).
+in a fresh interpreter).
 """
 
 from edgeloop.testing.imports import modules_imported

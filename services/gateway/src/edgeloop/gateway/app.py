@@ -88,8 +88,7 @@ class App(ServiceApp):
         self.router = Router()
         self.frames = FrameProcessor(self.state, self.router, self.batcher, self.spool,
                                      self.recorder, s.max_frame_bytes,
-                                     decode_inline_max_pixels=s.decode_inline_max_pixels,
-                                     decode_in_batch=s.decode_in_batch)
+                                     decode_inline_max_pixels=s.decode_inline_max_pixels)
         models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router)
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
                                           s.max_frame_bytes, models,

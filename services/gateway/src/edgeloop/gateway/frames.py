@@ -1,9 +1,4 @@
-"""One frame's way through the gateway: validate, reserve, route, decode, predict, record.
-
-A camera-sized frame bound for a model is decoded by the predict thread as it fills the
-model's batch (:mod:`edgeloop.gateway.encoded`); every other frame decodes before it is
-predicted or recorded (:mod:`edgeloop.gateway.decoding`). Either way an undecodable JPEG is
-refused and not recorded.
+"""One frame's way through the gateway: validate, reserve, decode, route, predict, record.
 
 The answer goes back as soon as the answering arm has predicted; the observation is
 recorded afterwards (after shadow arms finished, if any) through the spool, and the
@@ -21,13 +16,13 @@ from datetime import datetime
 from typing import Protocol
 
 import grpc
+import numpy as np
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.gateway.decoding import INLINE_MAX_PIXELS, BatchDecoder, small_frames
 from edgeloop.gateway.deployments import DeploymentState
 from edgeloop.gateway.device_predictions import SERVER_SHADOW, DevicePredictions, as_server_shadow
-from edgeloop.gateway.encoded import Frame, encoded_frame
 from edgeloop.gateway.hosts.base import ModelKey
 from edgeloop.gateway.observations import (
     Durable,
@@ -63,9 +58,8 @@ PREDICT_TIMEOUT_S = 10.0
 class Predictor(Protocol):
     """What the stream needs from the model plane (the hosts' MicroBatcher)."""
 
-    async def predict_one(self, key: ModelKey, image: Frame) -> float:
-        """Distance in mm for one RGB ``uint8[h, w, 3]`` image (or its JPEG, decoded in the
-        batch) from model version ``key``."""
+    async def predict_one(self, key: ModelKey, image: np.ndarray) -> float:
+        """Distance in mm for one RGB ``uint8[h, w, 3]`` image from model version ``key``."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +85,7 @@ class FrameProcessor:
     def __init__(self, state: DeploymentState, router: Router, predictor: Predictor,
                  spool: Spool, recorder: Recorder, max_frame_bytes: int,
                  decode_threads: int = 2,
-                 decode_inline_max_pixels: int = INLINE_MAX_PIXELS,
-                 decode_in_batch: bool = True) -> None:
+                 decode_inline_max_pixels: int = INLINE_MAX_PIXELS) -> None:
         self.state = state
         self.router = router
         self.predictor = predictor
@@ -106,8 +99,6 @@ class FrameProcessor:
         self._decoder: BatchDecoder[DecodedImage] = BatchDecoder(
             decode_jpeg, decode_threads,
             inline=small_frames(decode_inline_max_pixels) if decode_inline_max_pixels else None)
-        # The same frames, when bound for a model, decode in their batch instead.
-        self._encoded_max_pixels = decode_inline_max_pixels if decode_in_batch else 0
 
     def close(self) -> None:
         """Stop the decode threads."""
@@ -144,8 +135,7 @@ class FrameProcessor:
         route = (None if frame.HasField("device_prediction")
                  else self.router.route(view, arrival.device_id))
         try:
-            image = await self._image(frame.jpeg, to_model=route is not None and
-                                      route.key is not None)
+            image = await self._decoder.decode(frame.jpeg)
         except BaseException:
             self.spool.unreserve(reserved)
             raise
@@ -153,13 +143,8 @@ class FrameProcessor:
                            trace_id, traceparent)
         try:
             outcome, route, shadows = await self._predict(view, route, arrival.device_id,
-                                                          image, frame)
+                                                          image.rgb, frame)
         except FrameRejected as exc:
-            if exc.reason == Reason.FRAME_ERROR_REASON_INVALID_JPEG:
-                # decoded in its batch and found undecodable: refused, not recorded, as a
-                # frame decoded on the loop is
-                self.spool.unreserve(reserved)
-                raise
             # The model could not answer, but the frame and its label are still data:
             # record it without a prediction, then refuse the frame.
             unanswered = FrameOutcome(view.name, view.data_group, NO_ARM)
@@ -180,14 +165,6 @@ class FrameProcessor:
         observation_id = observation_id_for(arrival.device_id, arrival.session_id, frame)
         return build_observation(observation_id, frame, ctx, outcome, latency_ms)
 
-    async def _image(self, jpeg: bytes, to_model: bool) -> Frame:
-        """The frame as an EncodedFrame when a model's batch will decode it, else decoded."""
-        if to_model and self._encoded_max_pixels:
-            encoded = encoded_frame(jpeg, self._encoded_max_pixels)
-            if encoded is not None:
-                return encoded
-        return (await self._decoder.decode(jpeg)).rgb
-
     def _view(self, name: str) -> DeploymentView:
         view = self.state.get(name)
         if view is None or not view.active:
@@ -197,20 +174,18 @@ class FrameProcessor:
         return view
 
     async def _predict(self, view: DeploymentView, route: Route | None, device_id: str,
-                       image: Frame, frame: edge_pb2.Frame
+                       rgb: np.ndarray, frame: edge_pb2.Frame
                        ) -> tuple[FrameOutcome, Route, list[Shadow]]:
         if route is None:
             # The robot predicted itself: record its answer, do not predict again.
-            return self.device.outcome(view, device_id, image, frame)
+            return self.device.outcome(view, device_id, rgb, frame)
         outcome = FrameOutcome(view.name, view.data_group, route.arm)
         if route.key is None:
             return outcome, route, []
-        # A shadow arm given an EncodedFrame decodes it again in its own batch: shadows are
-        # rare (an A/B test) and this keeps the answering arm's batch free of waiting.
-        shadows = [asyncio.create_task(self._call(key, image), name=f"shadow-{arm}")
+        shadows = [asyncio.create_task(self._call(key, rgb), name=f"shadow-{arm}")
                    for arm, key in route.shadows]
         try:
-            outcome.prediction_mm = await self._call(route.key, image)
+            outcome.prediction_mm = await self._call(route.key, rgb)
         except FrameRejected:
             for shadow in shadows:
                 shadow.cancel()
@@ -220,7 +195,7 @@ class FrameProcessor:
             self.router.learn(view, route, outcome.prediction_mm, frame.sensor_mm)
         return outcome, route, shadows
 
-    async def _call(self, key: ModelKey, image: Frame) -> float:
+    async def _call(self, key: ModelKey, rgb: np.ndarray) -> float:
         # A child of the frame's span; the batcher adds its wait and batch size to it.
         attributes = {"edgeloop.model_name": key.model_name, "edgeloop.model_version": key.version}
         try:
@@ -228,9 +203,7 @@ class FrameProcessor:
                                                    attributes=attributes):
                 # asyncio.timeout, not wait_for: wait_for wraps the call in a task of its own
                 async with asyncio.timeout(PREDICT_TIMEOUT_S):
-                    return await self.predictor.predict_one(key, image)
-        except FrameRejected:
-            raise  # the frame's own fault (its JPEG did not decode in the batch)
+                    return await self.predictor.predict_one(key, rgb)
         except Exception as exc:
             raise FrameRejected(Reason.FRAME_ERROR_REASON_MODEL_UNAVAILABLE,
                                 f"model {key.model_name} v{key.version}: cannot answer now "

@@ -77,10 +77,6 @@ class Settings(ServiceSettings):
         "header) decode on the event loop, larger ones on the decode threads: a 320x240 "
         "frame decodes in ~0.2 ms, less than a thread hop costs, while a large one would "
         "stall every stream as it decodes; 0 = every frame on the threads")
-    decode_in_batch: bool = Field(
-        default=True, description="frames of at most decode_inline_max_pixels bound for a model "
-        "decode in the predict thread as it fills the model's batch, not on the event loop "
-        "(which a fleet's load keeps busy); false = on the event loop before routing's answer")
     forward_batch_size: int = Field(default=256, gt=0, le=10_000,
                                     description="observations per Ingest call to features")
     forward_interval_ms: float = Field(default=200.0, gt=0, le=60_000,

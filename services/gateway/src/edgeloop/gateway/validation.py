@@ -83,30 +83,20 @@ class DecodedImage:
 def decode_jpeg(jpeg: bytes) -> DecodedImage:
     """Decode ``jpeg`` to RGB and check its dimensions (~0.2 ms at 320x240; a large frame
     costs more: :mod:`edgeloop.gateway.decoding` sends those to threads)."""
-    check_jpeg_markers(jpeg)
+    _check_jpeg_header(jpeg)
     rgb = jpeg_decode(jpeg, "RGB")
     if rgb is None:
-        raise undecodable_jpeg()
-    check_dimensions(*rgb.shape[:2])
-    return DecodedImage(rgb)
-
-
-def undecodable_jpeg() -> FrameRejected:
-    """The refusal of a frame whose JPEG data does not decode."""
-    return _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg",
-                    "does not decode as a JPEG image")
-
-
-def check_dimensions(height: int, width: int) -> None:
-    """Refuse an image with a side outside [MIN_SIDE_PX, MAX_SIDE_PX]."""
+        raise _invalid(Reason.FRAME_ERROR_REASON_INVALID_JPEG, "frame.jpeg",
+                       "does not decode as a JPEG image")
+    height, width = rgb.shape[:2]
     if not (MIN_SIDE_PX <= height <= MAX_SIDE_PX and MIN_SIDE_PX <= width <= MAX_SIDE_PX):
         raise _invalid(Reason.FRAME_ERROR_REASON_BAD_DIMENSIONS, "frame.jpeg",
                        f"image is {width}x{height} px; each side must be within "
                        f"[{MIN_SIDE_PX}, {MAX_SIDE_PX}]")
+    return DecodedImage(rgb)
 
 
-def check_jpeg_markers(jpeg: bytes) -> None:
-    """Refuse what is not a JPEG or is cut short, before anything decodes it."""
+def _check_jpeg_header(jpeg: bytes) -> None:
     # cv2.imdecode also accepts PNG, BMP, ...; the contract says JPEG, so check the
     # SOI marker first.
     if not jpeg.startswith(b"\xff\xd8\xff"):

@@ -1,9 +1,8 @@
 """The model host seam: everything the gateway needs from whatever runs the models.
 
-Images are decoded RGB ``uint8`` arrays of shape ``[batch, height, width, 3]``
-(``predict_frames`` also takes frames still JPEG-encoded, :mod:`edgeloop.gateway.encoded`,
-and decodes them as it fills the batch); the model resizes and rescales inside itself (see
-CONTRIBUTING.md, "Model serving signature"), so hosts never preprocess.
+Images are decoded RGB ``uint8`` arrays of shape ``[batch, height, width, 3]``; the
+model resizes and rescales inside itself (see CONTRIBUTING.md, "Model serving
+signature"), so hosts never preprocess.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from edgeloop.gateway.encoded import Frame, stack_frames
 from edgeloop.platform.errors import Unavailable
 
 
@@ -51,12 +49,11 @@ class ModelHost(abc.ABC):
     async def predict(self, key: ModelKey, images: np.ndarray) -> np.ndarray:
         """Distances in mm, ``float32[batch]``, for ``images`` (``uint8[batch, h, w, 3]``)."""
 
-    async def predict_frames(self, key: ModelKey, frames: Sequence[Frame]) -> np.ndarray:
-        """Like :meth:`predict` for ``frames`` (each ``uint8[h, w, 3]`` or its EncodedFrame,
-        one shape), which are not stacked yet: a host that can stack them off the event loop
-        (or not at all) overrides this. An encoded frame that does not decode keeps its error
-        and is predicted as zeros; the caller answers it with that error."""
-        return await self.predict(key, stack_frames(frames))
+    async def predict_frames(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Like :meth:`predict` for ``frames`` (each ``uint8[h, w, 3]``, one shape), which are
+        not stacked yet: a host that can stack them off the event loop (or not at all)
+        overrides this."""
+        return await self.predict(key, np.stack(frames))
 
     @abc.abstractmethod
     async def release(self, key: ModelKey) -> None:

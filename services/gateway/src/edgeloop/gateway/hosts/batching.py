@@ -8,8 +8,7 @@ has waited ``max_wait_ms``, or at once when the model has a free slot
 (``dispatch_when_idle``); while all ``max_concurrent_batches`` slots are busy the
 queue keeps filling, so batches grow under load and latency stays low when it is light.
 
-A batch that fails fails only its own callers; a frame whose JPEG does not decode as the batch
-is filled (:mod:`edgeloop.gateway.encoded`) fails alone. Each call learns how long it waited for
+A batch that fails fails only its own callers. Each call learns how long it waited for
 its batch (:class:`BatchedPrediction`), and :meth:`MicroBatcher.stats` counts batches.
 """
 
@@ -22,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from edgeloop.gateway.encoded import EncodedFrame, Frame, frame_error
 from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.tensors import check_images
 from edgeloop.platform import log_context
@@ -76,7 +74,7 @@ class BatchStats:
 
 @dataclass
 class _Waiter:
-    image: Frame
+    image: np.ndarray
     future: asyncio.Future[tuple[float, float, int]]
     queued_at: float
 
@@ -114,15 +112,13 @@ class MicroBatcher(ModelHost):
         s = self._stats
         return BatchStats(s.batches, s.images, s.failed_batches, Counter(s.sizes))
 
-    async def predict_one(self, key: ModelKey, image: Frame) -> float:
-        """The distance in mm for one ``uint8[h, w, 3]`` image (or its JPEG, decoded as the
-        batch is filled), predicted in a batch."""
+    async def predict_one(self, key: ModelKey, image: np.ndarray) -> float:
+        """The distance in mm for one ``uint8[h, w, 3]`` image, predicted in a batch."""
         return (await self.predict_batched(key, image)).distance_mm
 
-    async def predict_batched(self, key: ModelKey, image: Frame) -> BatchedPrediction:
+    async def predict_batched(self, key: ModelKey, image: np.ndarray) -> BatchedPrediction:
         """Like :meth:`predict_one`, with the batch wait and size; also set on the span."""
-        if not isinstance(image, EncodedFrame):  # an encoded frame's header was checked
-            check_images(image[np.newaxis] if isinstance(image, np.ndarray) else image)
+        check_images(image[np.newaxis] if isinstance(image, np.ndarray) else image)
         if key in self._releasing:
             raise ModelUnavailable(f"{key.model_name} v{key.version} is being released")
         loop = asyncio.get_running_loop()
@@ -221,11 +217,7 @@ class MicroBatcher(ModelHost):
                     waiter.future.set_exception(exc)
             return
         for waiter, distance in zip(batch, distances, strict=True):
-            if waiter.future.done():
-                continue
-            if (error := frame_error(waiter.image)) is not None:
-                waiter.future.set_exception(error)
-            else:
+            if not waiter.future.done():
                 waiter.future.set_result((float(distance), sent - waiter.queued_at, len(batch)))
 
     def _count(self, size: int) -> None:
@@ -249,7 +241,7 @@ class MicroBatcher(ModelHost):
         """Pass a whole batch straight to the host (it is a batch already)."""
         return await self.host.predict(key, images)
 
-    async def predict_frames(self, key: ModelKey, frames: Sequence[Frame]) -> np.ndarray:
+    async def predict_frames(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Pass frames straight to the host (they are a batch already)."""
         return await self.host.predict_frames(key, frames)
 

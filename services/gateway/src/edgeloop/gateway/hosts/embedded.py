@@ -36,7 +36,6 @@ from typing import Any, Literal
 
 import numpy as np
 import tensorflow as tf
-from edgeloop.gateway.encoded import Frame, stack_frames
 from edgeloop.gateway.hosts import litert
 from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.tensors import check_images, check_same_frames
@@ -255,10 +254,9 @@ class EmbeddedHost(ModelHost):
         check_images(images)
         return await self._run_on(key, images)
 
-    async def predict_frames(self, key: ModelKey, frames: Sequence[Frame]) -> np.ndarray:
+    async def predict_frames(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Like :meth:`predict`; the frames are stacked (TensorFlow) or copied into the
-        interpreter (LiteRT) in the predict thread, not on the event loop, and encoded ones
-        decoded there, straight into their place in the batch."""
+        interpreter (LiteRT) in the predict thread, not on the event loop."""
         check_same_frames(frames)
         return await self._run_on(key, frames)
 
@@ -335,9 +333,9 @@ def _load_litert(path: Any, tensorflow: Runner, frames: np.ndarray
     return runner, litert.max_difference_mm(runner(frames), tensorflow(frames))
 
 
-def _run(serve: Any, frames: Sequence[Frame]) -> np.ndarray:
+def _run(serve: Any, frames: Sequence[np.ndarray]) -> np.ndarray:
     """One call of the serving function (TF thread)."""
-    images = frames if isinstance(frames, np.ndarray) else stack_frames(frames)
+    images = frames if isinstance(frames, np.ndarray) else np.stack(frames)
     outputs = serve(**{INPUT: tf.convert_to_tensor(images, dtype=tf.uint8)})
     if OUTPUT not in outputs:
         raise ModelUnavailable(f"'{SIGNATURE}' has no output '{OUTPUT}' (has {sorted(outputs)})")

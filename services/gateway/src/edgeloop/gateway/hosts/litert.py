@@ -29,7 +29,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from edgeloop.gateway.encoded import Frame, put_frame
 from edgeloop.platform.tensorflow_import import native_lines_logged
 
 AGREEMENT_MM = 0.5
@@ -132,13 +131,12 @@ class LiteRTRunner:
             state = interpreters[shape] = (interpreter, input_index, output_index)
         return state
 
-    def __call__(self, frames: Sequence[Frame]) -> np.ndarray:
+    def __call__(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Distances in mm of ``frames``, one invoke per chunk (runs in a predict thread).
 
-        Each frame is copied once, straight into the interpreter's input tensor (an encoded
-        frame is decoded there): the micro-batcher hands over its frames as they came, so no
-        stacked batch is built first (that copy ran on the event loop, ~10 % of its time at a
-        fleet's rate).
+        Each frame is copied once, straight into the interpreter's input tensor: the
+        micro-batcher hands over its frames as they were decoded, so no stacked batch is
+        built first (that copy ran on the event loop, ~10 % of its time at a fleet's rate).
         """
         distances = np.empty(len(frames), np.float32)
         if not len(frames):
@@ -152,16 +150,16 @@ class LiteRTRunner:
         return distances
 
 
-def _fill_input(interpreter: object, input_index: int, frames: Sequence[Frame]) -> None:
-    """Put ``frames`` into the input tensor in place (no view may outlive this: LiteRT
+def _fill_input(interpreter: object, input_index: int, frames: Sequence[np.ndarray]) -> None:
+    """Copy ``frames`` into the input tensor in place (no view may outlive this: LiteRT
     refuses to ``invoke`` while numpy holds its buffers)."""
     buffer = interpreter.tensor(input_index)()  # type: ignore[attr-defined]
     try:
         for row, frame in enumerate(frames):
-            if tuple(frame.shape) != buffer.shape[1:]:  # numpy would broadcast some silently
+            if frame.shape != buffer.shape[1:]:  # numpy would broadcast some shapes silently
                 raise ValueError(f"a frame of shape {list(frame.shape)} in a batch of "
                                  f"{list(buffer.shape[1:])}")
-            put_frame(buffer[row], frame)
+            buffer[row] = frame
     finally:
         del buffer
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from edgeloop.gateway.encoded import EncodedFrame
 from edgeloop.platform.errors import InvalidArgument
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
@@ -76,22 +75,17 @@ def check_images(images: np.ndarray) -> None:
                               f"{list(getattr(images, 'shape', []))}")
 
 
-def check_same_frames(frames: Sequence[np.ndarray | EncodedFrame]) -> None:
+def check_same_frames(frames: Sequence[np.ndarray]) -> None:
     """Raise :class:`InvalidArgument` unless ``frames`` is a non-empty sequence of
-    ``uint8[h, w, 3]`` frames of one shape (a batch not stacked yet); a frame still JPEG
-    (:class:`~edgeloop.gateway.encoded.EncodedFrame`, its header checked) counts by the
-    shape its header declares."""
+    ``uint8[h, w, 3]`` frames of one shape (a batch not stacked yet)."""
     if not len(frames):
         raise InvalidArgument("images", "expected at least one frame, got none")
     first = frames[0]
-    if not isinstance(first, EncodedFrame):
-        check_images(first[np.newaxis] if isinstance(first, np.ndarray) else first)
-    shape = tuple(first.shape)
+    check_images(first[np.newaxis] if isinstance(first, np.ndarray) else first)
     for frame in frames[1:]:
-        if not (frame.shape == shape if isinstance(frame, EncodedFrame) else
-                isinstance(frame, np.ndarray) and frame.dtype == np.uint8
-                and frame.shape == shape):
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 \
+                or frame.shape != first.shape:
             raise InvalidArgument("images", f"frames of one batch must share "
-                                  f"uint8{list(shape)}, got "
+                                  f"uint8{list(first.shape)}, got "
                                   f"{getattr(frame, 'dtype', type(frame).__name__)}"
                                   f"{list(getattr(frame, 'shape', []))}")

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from edgeloop.gateway.hosts import ModelKey, litert
+from edgeloop.gateway.hosts import embedded as embedded_module
 from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
 from edgeloop.gateway.hosts.litert import quantized_beside, tflite_beside
 
@@ -235,3 +236,48 @@ def test_frames_given_one_by_one_answer_what_their_stack_answers(tflite_files,
     with pytest.raises(ValueError, match="a frame of shape"):
         runner([frames[0], frames[0][:, :1]])  # one numpy would broadcast
     np.testing.assert_array_equal(runner(frames[:3]), runner(list(frames[:3])))  # still usable
+
+
+@pytest.fixture
+def checked_on(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The frames each TFLite file's agreement check ran on, in order."""
+    seen: list[np.ndarray] = []
+    load = embedded_module._load_litert
+
+    def spy(path, tensorflow, frames):  # noqa: ANN001, ANN202 - the wrapped function's own
+        seen.append(frames.copy())
+        return load(path, tensorflow, frames)
+
+    monkeypatch.setattr(embedded_module, "_load_litert", spy)
+    return seen
+
+
+async def test_the_agreement_check_runs_on_the_frames_last_served(
+        repo, tflite_files, make_images, checked_on, caplog) -> None:
+    host = await _host(served_check_frames=4)
+    try:
+        first, second = _key(repo, "1"), _key(repo, "2")
+        await host.ensure_loaded(first)
+        batches = [make_images(size, seed=30 + i) for i, size in enumerate((1, 3, 1, 2, 1, 1))]
+        for batch in batches:
+            await host.predict_frames(first, list(batch))
+        with caplog.at_level(logging.INFO, logger="edgeloop.gateway.hosts.embedded"):
+            await host.ensure_loaded(second)
+            shutil.copy(tflite_files["2"], tflite_beside(second.path, second.version))
+            await _until(lambda: host.runtime(second) == "litert", "version 2 on LiteRT")
+        # the first frame of each of the last four batches, in the order they were served
+        np.testing.assert_array_equal(checked_on[-1], np.stack([b[0] for b in batches[-4:]]))
+        moved = [r for r in caplog.records if r.getMessage() == "model now runs on LiteRT"]
+        assert [r.check_frames for r in moved] == ["served"]
+    finally:
+        await host.close()
+
+
+async def test_before_enough_frames_were_served_the_check_frames_are_synthetic(
+        host, repo, tflite_files, make_images, checked_on) -> None:
+    key = _key(repo, "1")
+    await host.ensure_loaded(key)
+    await host.predict_frames(key, list(make_images(2, seed=40)))  # one batch: one frame kept
+    shutil.copy(tflite_files["1"], tflite_beside(key.path, key.version))
+    await _until(lambda: host.runtime(key) == "litert", "the version moved to LiteRT")
+    np.testing.assert_array_equal(checked_on[-1], litert.check_frames(240, 320))

@@ -28,6 +28,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ class EmbeddedConfig:
     """How long after a load the host watches for the version's TFLite file."""
     litert_poll_s: float = 1.0
     """How often it looks for the file meanwhile."""
+    served_check_frames: int = 8
+    """A TFLite file is checked on the last frames the host served (the first of each
+    batch), once this many of one size are kept; on synthetic frames before that."""
 
 
 def configure_tf_threads(intra_op: int, inter_op: int) -> None:
@@ -139,6 +143,7 @@ class EmbeddedHost(ModelHost):
         self._predict_pool = ThreadPoolExecutor(self.config.predict_threads,
                                                 thread_name_prefix="edgeloop-predict")
         self._load_pool = ThreadPoolExecutor(1, thread_name_prefix="edgeloop-load")
+        self._served: deque[np.ndarray] = deque(maxlen=self.config.served_check_frames)
         self._ready: dict[tuple[str, str, str], _Version] = {}
         self._loading: dict[tuple[str, str, str], asyncio.Task[_Version]] = {}
 
@@ -225,26 +230,37 @@ class EmbeddedHost(ModelHost):
                           tolerance_mm: float) -> bool:
         """Move ``version`` onto the TFLite file ``path`` if it loads and agrees with TF."""
         loop = asyncio.get_running_loop()
+        frames, kind = self._check_frames()
         try:
             runner, difference = await loop.run_in_executor(
-                self._load_pool, _load_litert, path, version.runner, self._check_frames())
+                self._load_pool, _load_litert, path, version.runner, frames)
         except litert.LiteRTError as exc:
             log.warning("TFLite file not usable: %s", exc, extra={"path": str(path)})
             return False
         if difference > tolerance_mm:
             log.warning("the answers of %s differ from the SavedModel's", path.name,
                         extra={"path": str(path), "max_difference_mm": difference,
-                               "tolerance_mm": tolerance_mm})
+                               "tolerance_mm": tolerance_mm, "check_frames": kind})
             return False
         version.runner, version.runtime = runner, runtime
         version.module = None  # calls still running keep their own reference
         refreeze_heap("model moved to LiteRT")  # frees the TensorFlow module's cycles
         log.info("model now runs on LiteRT", extra={"path": str(path), "runtime": runtime,
-                                                    "max_difference_mm": difference})
+                                                    "max_difference_mm": difference,
+                                                    "check_frames": kind})
         return True
 
-    def _check_frames(self) -> np.ndarray:
-        return litert.check_frames(self.config.warmup_height, self.config.warmup_width)
+    def _check_frames(self) -> tuple[np.ndarray, str]:
+        """The frames a TFLite file is checked on and which they are: the last ones served
+        (``served``: what the file will answer; synthetic textures are harder on a quantized
+        twin than camera frames are) or, before enough were, ``synthetic`` ones."""
+        if self._served:
+            shape = self._served[-1].shape
+            served = [frame for frame in self._served if frame.shape == shape]
+            if len(served) == self._served.maxlen:
+                return np.stack(served), "served"
+        return litert.check_frames(self.config.warmup_height, self.config.warmup_width), \
+            "synthetic"
 
     def _warmup_image(self) -> np.ndarray:
         return np.zeros((1, self.config.warmup_height, self.config.warmup_width, 3), np.uint8)
@@ -258,6 +274,8 @@ class EmbeddedHost(ModelHost):
         """Like :meth:`predict`; the frames are stacked (TensorFlow) or copied into the
         interpreter (LiteRT) in the predict thread, not on the event loop."""
         check_same_frames(frames)
+        # a reference, not a copy: a decoded frame is never written again
+        self._served.append(frames[0])
         return await self._run_on(key, frames)
 
     async def _run_on(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:

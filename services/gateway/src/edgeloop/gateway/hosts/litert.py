@@ -165,7 +165,8 @@ def _fill_input(interpreter: object, input_index: int, frames: Sequence[np.ndarr
 
 
 def check_frames(height: int, width: int, count: int = 4) -> np.ndarray:
-    """Frames for the agreement check: a seeded spread of colours and textures."""
+    """Frames for the agreement check before the host has served camera frames: a seeded
+    spread of colours and textures (harder on a quantized twin than camera frames are)."""
     rng = np.random.default_rng(7)
     smooth = np.linspace(0, 255, width, dtype=np.float32)[np.newaxis, :, np.newaxis]
     frames = rng.integers(0, 256, (count, height, width, 3)).astype(np.float32)

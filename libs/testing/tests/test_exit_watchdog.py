@@ -69,18 +69,42 @@ SPAWNED_POOL = """
 """
 
 
-def run_session(tmp_path: Path, source: str, bound_s: float) -> tuple[int, str, float]:
-    """Run ``source`` as a test module in a pytest subprocess: (status, output, seconds)."""
+TERMINATED_MID_TEST = """
+    import os
+    import time
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def daemon(tmp_path_factory):
+        marker = tmp_path_factory.getbasetemp().parent / "torn-down"
+        yield
+        marker.write_text("the session fixture was torn down")
+
+    def test_waits_to_be_terminated(daemon, tmp_path):
+        (tmp_path.parent.parent / "started").write_text(str(os.getpid()))
+        time.sleep(600)
+"""
+
+
+def _command(tmp_path: Path) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "-p", "no:hypothesispytest", f"--basetemp={tmp_path / 'base'}", "test_session.py"]
+
+
+def _write_session(tmp_path: Path, source: str) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n"
                                          "asyncio_default_fixture_loop_scope = function\n")
     (tmp_path / "test_session.py").write_text(textwrap.dedent(source))
+
+
+def run_session(tmp_path: Path, source: str, bound_s: float) -> tuple[int, str, float]:
+    """Run ``source`` as a test module in a pytest subprocess: (status, output, seconds)."""
+    _write_session(tmp_path, source)
     env = {**os.environ, "EDGELOOP_TEST_EXIT_TIMEOUT_S": str(bound_s)}
     started = time.monotonic()
     # The subprocess's own basetemp keeps its tmp_path under ours (LEFTOVER_CHILD uses it).
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "-p", "no:hypothesispytest", f"--basetemp={tmp_path / 'base'}", "test_session.py"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        _command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=bound_s + MARGIN_S + 60,
     )
     return result.returncode, result.stdout + result.stderr, time.monotonic() - started
@@ -118,3 +142,23 @@ def test_multiprocessings_resource_tracker_is_left_to_end_by_itself(tmp_path: Pa
     assert status == 0 and "1 passed" in output, output
     assert "resource_tracker" not in output and "left behind" not in output, output
     assert seconds < MARGIN_S  # no kill grace spent on a helper that ignores SIGTERM
+
+
+def test_sigterm_tears_the_fixtures_down_and_ends_the_run(tmp_path: Path) -> None:
+    _write_session(tmp_path, TERMINATED_MID_TEST)
+    run = subprocess.Popen(_command(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        started = tmp_path / "started"
+        deadline = time.monotonic() + MARGIN_S
+        while not started.exists():  # the test is running (not racing its start-up)
+            assert run.poll() is None and time.monotonic() < deadline, "the test never started"
+            time.sleep(0.1)
+        run.terminate()
+        output, _ = run.communicate(timeout=MARGIN_S)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert (tmp_path / "torn-down").read_text() == "the session fixture was torn down"
+    assert "KeyboardInterrupt" in output and "SIGTERM" in output, output
+    assert run.returncode == 2, output  # pytest's status for an interrupted run

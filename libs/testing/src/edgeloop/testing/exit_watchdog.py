@@ -13,7 +13,11 @@ CI would wait out its whole time limit. This plugin:
   hangs is not a passing run). A C-level ``faulthandler`` timer a little later is the
   backstop for a hang in interpreter finalization, where Python threads no longer run;
 - kills, at the very end of the run, the child processes the tests left behind (descendants
-  of the pytest process), naming each on stderr.
+  of the pytest process), naming each on stderr;
+- takes SIGTERM (a runner's or a developer's ``kill``) as Ctrl-C: pytest stops and tears its
+  fixtures down before it exits. Without it, a terminated run left behind what its fixtures
+  started as daemons of their own (a Ray head node, a PostgreSQL cluster), running and using
+  CPU until someone found them. A second SIGTERM ends the process at once.
 
 Only the outermost pytest session in a process arms it (an in-process ``pytester`` run does
 not), so a nested run never ends the process that hosts it.
@@ -176,10 +180,25 @@ class ExitWatchdog:
             os._exit(status)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM interrupt the run as Ctrl-C does (fixtures torn down), unless someone
+    else already handles it or this is not the main thread (where signals are handled)."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     global _active_sessions
     _active_sessions += 1
+    if _active_sessions == 1:
+        interrupt_on_sigterm()
 
 
 @pytest.hookimpl(tryfirst=True)

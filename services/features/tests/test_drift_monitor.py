@@ -190,11 +190,11 @@ async def trainer() -> AsyncIterator[tuple[Trainer, trainer_service_pb2_grpc.Tra
 
 def _monitor(pool: AsyncConnectionPool, deployments: Deployments, references: References,
              stub: trainer_service_pb2_grpc.TrainerServiceStub, clock: list[datetime],
-             consolidate_factor: float = 0.0) -> DriftMonitor:
+             consolidate_factor: float = 0.0, shortfall_ratio: float = 0.0) -> DriftMonitor:
     # The synthetic drives are one continuous stream (no pauses between runs): one run.
     retrainer = Retrainer(pool, stub, references, min_samples=200, min_runs=1,  # type: ignore[arg-type]
                           trials=2, epochs=8, max_samples=500,
-                          consolidate_factor=consolidate_factor)
+                          consolidate_factor=consolidate_factor, shortfall_ratio=shortfall_ratio)
     return DriftMonitor(pool, load_rules(), deployments, references, retrainer,  # type: ignore[arg-type]
                         clock=lambda: clock[0])
 
@@ -539,14 +539,16 @@ Recovered = tuple[Deployments, DriftMonitor, list[datetime], np.random.Generator
 async def _red_floor_first_retrain(database_url: str, pool: AsyncConnectionPool, stub: Any,
                                    servicer: Trainer) -> Recovered:
     """Red for a minute (240 labelled frames): sweep-1 fine-tunes v1, and version 2 serves
-    from minute 11 with red's consolidation planned."""
+    from minute 11 with red's consolidation planned (consolidated early should version 2 serve
+    red at 1.5x the 5 mm version 1 served beige at before the change)."""
     rng = np.random.default_rng(9)
     _insert(database_url, _rows("beige", T0, 600, "1", rng))
     _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 60, "1", rng, error_mm=40.0))
     deployments = Deployments()
     references = References(**{"1": ["beige"], "2": ["beige", "red"], "3": ["beige", "red"]})
     clock: list[datetime] = [T0]
-    monitor = _monitor(pool, deployments, references, stub, clock, consolidate_factor=3)
+    monitor = _monitor(pool, deployments, references, stub, clock, consolidate_factor=3,
+                       shortfall_ratio=1.5)
     await _evaluate_at(monitor, clock, 10.5, 11)
     assert len(servicer.started) == 1
     servicer.finished.add("sweep-1")
@@ -563,7 +565,8 @@ async def _recovered_red_floor(database_url: str, pool: AsyncConnectionPool, stu
                                                                       servicer)
     _insert(database_url, _rows("red", T0 + timedelta(minutes=11), 60, "2", rng))
     await _evaluate_at(monitor, clock, 12.1)
-    assert len(servicer.started) == 1, "480 red frames: not 3x the 240 the drift retrain had"
+    assert len(servicer.started) == 1, "480 red frames: not 3x the 240 the drift retrain had " \
+        "(and version 2 serves red as well as version 1 served beige: no shortfall)"
     if due:
         _insert(database_url, _rows("red", T0 + timedelta(minutes=12), 60, "2", rng))
         await _evaluate_at(monitor, clock, 13.1)
@@ -609,6 +612,45 @@ async def test_a_recovered_world_is_consolidated_with_three_then_six_times_the_d
     assert len(servicer.started) == 3
     assert monitor.retrainer is not None and not monitor.retrainer.attempts
     assert not monitor.retrainer.consolidations and not monitor.retrainer.running
+
+
+async def test_a_first_retrain_serving_its_world_far_worse_than_before_is_consolidated_early(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # The quick demo of 2026-12-06 00:10, phase 4: the angled world's first retrain served it
+    # at 3.7x the error before the change, yet no rule fired (a concept rule judges a version
+    # against its own holdout, one run of the new world). Here version 2 serves red at 9 mm,
+    # 1.8x the 5 mm version 1 served beige at before the change, and below the concept
+    # rules' 2x-2.5x of its 5 mm holdout MAE.
+    servicer, stub = trainer
+    _, monitor, clock, rng = await _red_floor_first_retrain(database_url, pool, stub, servicer)
+    assert monitor.retrainer is not None
+    assert monitor.retrainer.consolidations["parking"].pre_drift_mae_mm == pytest.approx(5.0)
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=11), 20, "2", rng, error_mm=9.0))
+    await _evaluate_at(monitor, clock, 11.4)
+    assert len(servicer.started) == 1, "320 red frames: not twice the 240 it was learnt from"
+    # Robots that have not switched yet: red frames enough, but too few of version 2's answers.
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=11, seconds=20), 40, "1", rng,
+                                error_mm=40.0))
+    await _evaluate_at(monitor, clock, 11.7)
+    assert len(servicer.started) == 1, "80 answers of version 2: too few to judge it on"
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=12), 20, "2", rng, error_mm=9.0))
+    await _evaluate_at(monitor, clock, 12.4)
+    assert not [e for e in await monitor.events.list("parking") if e.model_version == "2"], \
+        "no rule fired on version 2"
+    assert len(servicer.started) == 2
+    drift, early = servicer.started
+    assert early.trigger == "shortfall:sweep-1" and early.warm_start.version == "2"
+    assert early.data.start_time == drift.data.start_time, "red from its start"
+
+    # It is the consolidation brought forward: refused, it is planned again at twice its
+    # frames as any consolidation is, not started again at once by the same shortfall.
+    servicer.refused.add("sweep-2")
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=12, seconds=20), 40, "2", rng,
+                                error_mm=9.0))
+    await _evaluate_at(monitor, clock, 12.5, 13.1)
+    assert len(servicer.started) == 2
+    plan = monitor.retrainer.consolidations["parking"]
+    assert plan.refused == 1 and plan.due_frames == 2 * 720
 
 
 async def test_a_consolidation_not_due_within_half_an_hour_is_dropped(

@@ -289,3 +289,39 @@ def test_concept_rules_judge_each_frame_against_the_error_level_of_its_world() -
     assert expected_errors(Window(beige), {"groups": reference["groups"]}) is None
     # a single-world reference keeps the overall MAE
     np.testing.assert_allclose(expected_errors(Window(beige), {"holdout_mae_mm": 2.4}), 2.4)
+
+
+def test_answers_of_the_version_before_among_the_serving_versions_are_left_out() -> None:
+    """After a promotion, frames answered by the version before keep arriving for a while (a
+    robot's own model not yet updated, a gateway process not yet switched). The window's
+    world columns keep them, its model columns do not, and the concept rules judge each of
+    the serving version's answers by the world of that same frame (a window like this one
+    once failed the whole evaluation: the two sets of rows were indexed as one)."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+    from edgeloop.features.drift.signals import expected_errors, measure
+    from edgeloop.features.drift.window import Recent
+
+    def world(saturation: float, mae: float) -> dict[str, Any]:
+        return {"stats": {"saturation": {"mean": saturation, "std": 3.0}},
+                "holdout_mae_mm": mae, "holdout_runs": 6}
+
+    reference = {"holdout_mae_mm": 2.0, "groups": {"beige": world(50.0, 2.0),
+                                                   "green": world(68.0, 4.0)}}
+    # version 2's first answer at frame 0; version 1 answers frames 1, 3, 5, ... (beige),
+    # version 2 frames 0, 2, 4, ... (green)
+    n = 2 * load_rules().get("concept_mae_ratio").min_samples
+    times = np.datetime64("2026-05-01T12:00:00", "us") + np.arange(n) * np.timedelta64(250, "ms")
+    versions = np.where(np.arange(n) % 2 == 0, "2", "1")
+    saturation = np.where(versions == "2", 68.0, 50.0)
+    recent = Recent(times, versions, {"saturation": saturation,
+                                      "sensor_mm": np.full(n, 100.0),
+                                      "prediction_mm": np.full(n, 106.0),
+                                      "abs_error_mm": np.where(versions == "2", 6.0, 30.0)})
+    window = recent.window(datetime(2026, 5, 1, 11, 59, tzinfo=UTC), "2")
+    assert window.columns["saturation"].size == n and window.columns["abs_error_mm"].size == n // 2
+    # green's level (4 mm shrunk toward 2 mm over 6 runs: 3.5), not beige's 2 mm
+    np.testing.assert_allclose(expected_errors(window, reference), (6 * 4.0 + 2 * 2.0) / 8)
+    ratio = load_rules().get("concept_mae_ratio")
+    assert measure(ratio, window, reference).value == pytest.approx(6.0 / 3.5)

@@ -95,7 +95,8 @@ class App(ServiceApp):
                                   s.drift_retrain_min_runs, s.drift_retrain_warm_start,
                                   s.drift_retrain_trials, s.drift_retrain_epochs,
                                   s.drift_retrain_max_samples,
-                                  s.drift_retrain_consolidate_factor)
+                                  s.drift_retrain_consolidate_factor,
+                                  s.drift_retrain_shortfall_ratio)
         self.monitor = DriftMonitor(self.pool, rules, DeploymentSource(registry, s.registry_token),
                                     references, retrainer)
         self._monitor_task = asyncio.create_task(self.monitor.run(), name="drift-monitor")

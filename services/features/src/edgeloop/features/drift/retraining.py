@@ -66,6 +66,18 @@ the dated change. Why: in the quick demo of 2026-12-05 15:37 the concept CUSUM f
 the minute of the angled world before it and judged the world on one holdout run, and its
 version served that world worse (8.8 mm) than the one it replaced (7.1 mm).
 
+A first retrain that fell short: the platform's aim for a recovered world is the error the
+deployment had before the change. When the version a drift retrain promoted serves its new
+world at ``shortfall_ratio`` times the replaced version's error in the two minutes before the
+change or more (judged on at least half ``min_samples`` of its labelled answers), its
+consolidation starts early, once the world has ``UNDERLEARNT_FACTOR`` times the frames the
+first retrain had (trigger ``shortfall:<drift sweep>``; it is that plan, brought forward:
+refused, it is planned again as usual). Why: a concept rule judges a version against its
+own holdout, and a first retrain's holdout of a new world is one run: in the quick demo of
+2026-12-06 00:10 the angled world's first retrain scored 28.1 mm on its one angled holdout
+run, served the angle at 8.9 mm live (3.7x the 2.4 mm before the change), no rule fired on
+it, and its consolidation came 2.5 min after the change.
+
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
 any deployment of its data group. When there are none, no sweep is started (it could
@@ -110,6 +122,8 @@ retried with the same request_id."""
 UNDERLEARNT_FACTOR = 2.0
 """A world its first retrain learnt too little is retrained from its start once it has this
 many times the labelled frames that retrain had (module doc)."""
+PRE_DRIFT_WINDOW = timedelta(minutes=2)
+"""The replaced version's error before the change is measured over this long (module doc)."""
 MAX_CONSOLIDATIONS = 2
 """Consolidations of one recovered drift the gate may refuse before the plan is dropped."""
 CONSOLIDATE_WITHIN = timedelta(minutes=30)
@@ -179,6 +193,8 @@ class Consolidation:
     """Consolidations of this plan started before (each gave way to a drift or was refused)."""
     refused: int = 0
     """Its candidates the gate refused."""
+    pre_drift_mae_mm: float | None = None
+    """The replaced version's live error before the change (None: too few labelled frames)."""
 
     def request_id(self, deployment: str) -> str:
         """StartSweep's idempotency key: one per attempt (a retry returns its sweep)."""
@@ -204,7 +220,8 @@ class Retrainer:
                  trainer: trainer_service_pb2_grpc.TrainerServiceStub,
                  references: ReferenceCache, min_samples: int, min_runs: int = 4,
                  warm_start: bool = True, trials: int = 0, epochs: int = 0,
-                 max_samples: int = 0, consolidate_factor: float = 0.0) -> None:
+                 max_samples: int = 0, consolidate_factor: float = 0.0,
+                 shortfall_ratio: float = 0.0) -> None:
         self.pool = pool
         self.events = DriftEvents(pool)
         self.trainer = trainer
@@ -219,6 +236,9 @@ class Retrainer:
         """The newest labelled frames of the new world a sweep takes at most (0: all)."""
         self.consolidate_factor = consolidate_factor
         """Consolidate a recovered world at this many times the drift retrain's frames (0: off)."""
+        self.shortfall_ratio = shortfall_ratio
+        """Consolidate early when the first retrain serves at this many times the error before
+        the change (0: off; module doc)."""
         self.consolidations: dict[str, Consolidation] = {}
         """deployment → the follow-up retrain due for the world it recovered from."""
         self.running: dict[str, RunningSweep] = {}
@@ -329,9 +349,19 @@ class Retrainer:
                 "after_sweep": plan.after_sweep, "due_frames": plan.due_frames})
             return
         scope, frames = await self._scope(deployment.name, plan.since)
-        if scope is None or frames < plan.due_frames:
+        if scope is None:
             return
-        running = await self._start(deployment, f"consolidate:{plan.after_sweep}", plan.since,
+        kind = "consolidate"
+        if frames < plan.due_frames:
+            shortfall = await self._shortfall(deployment.name, plan, frames)
+            if shortfall is None:
+                return
+            kind = "shortfall"
+            log.info("a first retrain fell short: its world retrained from its start",
+                     extra={"after_sweep": plan.after_sweep, "frames": frames,
+                            "pre_drift_mae_mm": plan.pre_drift_mae_mm,
+                            "ratio": round(shortfall, 2)})
+        running = await self._start(deployment, f"{kind}:{plan.after_sweep}", plan.since,
                                     scope, now, frames, plan.request_id(deployment.name))
         if running is None:
             return
@@ -339,6 +369,44 @@ class Retrainer:
         del self.consolidations[deployment.name]
         log.info("consolidation started", extra={"sweep_id": running.sweep_id, "frames": frames,
                                                  "after_sweep": plan.after_sweep})
+
+    async def _shortfall(self, deployment: str, plan: Consolidation, frames: int) -> float | None:
+        """How many times its error before the change the first retrain serves its world at,
+        when that is enough to consolidate early (module doc); None otherwise."""
+        if not self.shortfall_ratio or plan.attempt or plan.refused \
+                or plan.pre_drift_mae_mm is None:
+            return None
+        if frames < UNDERLEARNT_FACTOR * max(plan.retrained_frames, self.min_samples):
+            return None
+        live_mm, answers = await self._live_error(deployment, plan.version)
+        ratio = live_mm / plan.pre_drift_mae_mm
+        return ratio if answers >= self._judged_answers() and ratio >= self.shortfall_ratio \
+            else None
+
+    def _judged_answers(self) -> int:
+        """Labelled answers a version's live error is judged on (module doc)."""
+        return max(self.min_samples // 2, 1)
+
+    async def _live_error(self, deployment: str, version: str, since: datetime | None = None,
+                          until: datetime | None = None) -> tuple[float, int]:
+        """Mean absolute error of ``version``'s labelled answers to ``deployment`` (in
+        [``since``, ``until``) when given) and how many there were."""
+        bounds = "".join([" AND time >= %s" if since else "", " AND time < %s" if until else ""])
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT coalesce(avg(abs(error_mm)), 0), count(*) FROM features.observations "
+                f"WHERE deployment = %s AND model_version = %s AND error_mm IS NOT NULL{bounds}",
+                tuple(v for v in (deployment, version, since, until) if v is not None))
+            mae, answers = await cursor.fetchone()
+            return float(mae), int(answers)
+
+    async def _pre_drift_error(self, deployment: str, version: str,
+                               changed: datetime) -> float | None:
+        """``version``'s live error in the ``PRE_DRIFT_WINDOW`` before ``changed``; None on
+        too few labelled answers to judge."""
+        mae, answers = await self._live_error(deployment, version, changed - PRE_DRIFT_WINDOW,
+                                              changed)
+        return mae if answers >= self._judged_answers() and mae > 0 else None
 
     async def _answer_by_running(self, deployment: str, waiting: list[DriftEventRow]) -> None:
         """Attach events the running sweep's data covers; the others wait for a new sweep.
@@ -612,20 +680,24 @@ class Retrainer:
         else:
             if sweep.promoted:
                 self.attempts.pop(deployment, None)
-                self._plan_consolidation(deployment, running, sweep, now)
+                await self._plan_consolidation(deployment, running, sweep, now)
             await self.events.note(running.sweep_id, outcome_note(sweep), sweep.trace_id)
         return True
 
-    def _plan_consolidation(self, deployment: str, running: RunningSweep,
-                            sweep: sweep_pb2.Sweep, now: datetime) -> None:
+    async def _plan_consolidation(self, deployment: str, running: RunningSweep,
+                                  sweep: sweep_pb2.Sweep, now: datetime) -> None:
         """After a drift retrain's promotion: its world gets one follow-up with more data."""
         if running.consolidation or not self.consolidate_factor or running.since is None:
             return
         due = int(self.consolidate_factor * max(running.frames, self.min_samples))
+        pre_drift = (await self._pre_drift_error(deployment, running.version, running.since)
+                     if self.shortfall_ratio and running.version else None)
         self.consolidations[deployment] = Consolidation(sweep.model_version, running.since, due,
                                                         sweep.sweep_id, now + CONSOLIDATE_WITHIN,
-                                                        retrained_frames=running.frames)
-        log.info("consolidation planned", extra={"sweep_id": sweep.sweep_id, "due_frames": due})
+                                                        retrained_frames=running.frames,
+                                                        pre_drift_mae_mm=pre_drift)
+        log.info("consolidation planned", extra={"sweep_id": sweep.sweep_id, "due_frames": due,
+                                                 "pre_drift_mae_mm": pre_drift})
 
     def _consolidate_again(self, deployment: str, plan: Consolidation, frames: int) -> None:
         """A refused consolidation: once more at twice its frames (more of the world to

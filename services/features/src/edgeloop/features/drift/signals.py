@@ -27,6 +27,11 @@ class Window:
     """Per statistic (and sensor_mm, prediction_mm, abs_error_mm), NaN where missing."""
     times: dict[str, np.ndarray] | None = None
     """Per column, the capture time (datetime64[us], UTC) of each value, when known."""
+    answered: np.ndarray | None = None
+    """Over the rows of the world's columns (statistics, sensor_mm): which ones the serving
+    version answered, i.e. the rows of the model's columns (prediction_mm, abs_error_mm);
+    None when they are the same rows. They differ while robots still send answers of the
+    version before (a device's own model, a gateway process not yet switched)."""
 
     @property
     def size(self) -> int:
@@ -195,8 +200,15 @@ def _colour_distance(window: Window, labelled: np.ndarray,
     for name in WORLD_STATISTICS:
         stats = (world.get("stats") or {}).get(name, {})
         if name in window.columns and stats.get("mean") is not None and stats.get("std"):
-            scores.append(np.abs(window.columns[name][labelled] - stats["mean"]) / stats["std"])
+            values = _answered_rows(window, name)[labelled]
+            scores.append(np.abs(values - stats["mean"]) / stats["std"])
     return np.mean(scores, axis=0) if scores else None
+
+
+def _answered_rows(window: Window, name: str) -> np.ndarray:
+    """A world column's values on the rows the serving version answered."""
+    column = window.columns[name]
+    return column if window.answered is None else column[window.answered]
 
 
 def _mae_ratio(rule: Rule, window: Window, reference: dict[str, Any] | None) -> SignalValue:

@@ -46,7 +46,8 @@ class Recent:
         return Window({name: column[same_model if name in MODEL_DEPENDENT else mask]
                        for name, column in self.columns.items()},
                       {name: self.times[same_model if name in MODEL_DEPENDENT else mask]
-                       for name in self.columns})
+                       for name in self.columns},
+                      answered=same_model[mask])
 
 
     def serving_since(self, model_version: str) -> np.datetime64:

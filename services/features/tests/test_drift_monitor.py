@@ -653,6 +653,47 @@ async def test_a_first_retrain_serving_its_world_far_worse_than_before_is_consol
     assert plan.refused == 1 and plan.due_frames == 2 * 720
 
 
+@pytest.mark.parametrize("served_mm", [9.0, 6.0])
+async def test_a_consolidation_still_far_worse_than_before_the_change_is_followed_up(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any],
+        served_mm: float) -> None:
+    # The quick demo of 2026-12-06 00:10, phase 4: the angled world's consolidation was
+    # promoted and served the angle at 4.2x its error before the change; nothing followed.
+    # Here the consolidation (sweep-2, on 720 red frames) promotes version 3, which serves
+    # red at 9 mm (1.8x the 5 mm before the change): at twice its frames one more sweep
+    # fine-tunes version 3 on red from its start. At 6 mm (1.2x) the world is recovered.
+    servicer, stub = trainer
+    deployments, monitor, clock, rng = await _recovered_red_floor(database_url, pool, stub,
+                                                                  servicer)
+    assert servicer.started[1].trigger == "consolidate:sweep-1"
+    servicer.finished.add("sweep-2")
+    servicer.versions["sweep-2"] = "3"
+    await _evaluate_at(monitor, clock, 13.2)
+    deployments.version = "3"
+    assert monitor.retrainer is not None
+    plan = monitor.retrainer.consolidations["parking"]
+    assert plan.follow_up and plan.version == "3" and plan.due_frames == 2 * 720
+
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=13), 120, "3", rng,
+                                error_mm=served_mm))
+    await _evaluate_at(monitor, clock, 15.1)
+    assert len(servicer.started) == 2, "1,200 red frames: not twice the 720 it had"
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=15), 60, "3", rng,
+                                error_mm=served_mm))
+    await _evaluate_at(monitor, clock, 16.1)
+    assert not [e for e in await monitor.events.list("parking") if e.model_version == "3"], \
+        "no rule fired on version 3"
+    if served_mm == 6.0:
+        assert len(servicer.started) == 2, "served within 1.5x: recovered, nothing follows"
+        assert "parking" not in monitor.retrainer.consolidations
+        return
+    assert len(servicer.started) == 3
+    follow_up = servicer.started[2]
+    assert follow_up.trigger == "shortfall:sweep-1" and follow_up.warm_start.version == "3"
+    assert follow_up.data.start_time == servicer.started[0].data.start_time
+    assert follow_up.request_id != servicer.started[1].request_id
+
+
 async def test_a_consolidation_not_due_within_half_an_hour_is_dropped(
         database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
     servicer, stub = trainer
@@ -705,6 +746,15 @@ async def test_a_concept_alarm_on_a_first_retrain_retrains_its_world_from_its_st
     again = servicer.started[2]
     assert again.trigger.startswith("drift:") and again.warm_start.version == "2"
     assert again.data.start_time == first.data.start_time
+
+    # Promoted: its world's consolidation is judged against the error before the change of
+    # the first retrain (version 2 served nothing before its world began).
+    servicer.finished.add("sweep-3")
+    servicer.versions["sweep-3"] = "3"
+    await _evaluate_at(monitor, clock, 14.2)
+    assert monitor.retrainer is not None
+    plan = monitor.retrainer.consolidations["parking"]
+    assert plan.version == "3" and plan.pre_drift_mae_mm == pytest.approx(5.0)
 
 
 async def _green_during_the_consolidation(database_url: str, pool: AsyncConnectionPool,

@@ -66,7 +66,8 @@ class Settings(ServiceSettings):
     drift_retrain_shortfall_ratio: float = Field(
         default=1.5, ge=0, description="when the version a drift retrain promoted serves its new "
         "world at this many times the error the deployment had before the change, its "
-        "consolidation starts early, at twice the drift retrain's frames (0: off)")
+        "consolidation starts early, at twice the drift retrain's frames; when a consolidated "
+        "version does, one more follows at twice its frames, twice at most (0: off)")
     drift_retrain_warm_start: bool = Field(default=True, description="retraining sweeps "
                                            "fine-tune the version the deployment serves instead "
                                            "of training from scratch (keeps the old world, needs "

@@ -72,11 +72,16 @@ world at ``shortfall_ratio`` times the replaced version's error in the two minut
 change or more (judged on at least half ``min_samples`` of its labelled answers), its
 consolidation starts early, once the world has ``UNDERLEARNT_FACTOR`` times the frames the
 first retrain had (trigger ``shortfall:<drift sweep>``; it is that plan, brought forward:
-refused, it is planned again as usual). Why: a concept rule judges a version against its
-own holdout, and a first retrain's holdout of a new world is one run: in the quick demo of
-2026-12-06 00:10 the angled world's first retrain scored 28.1 mm on its one angled holdout
-run, served the angle at 8.9 mm live (3.7x the 2.4 mm before the change), no rule fired on
-it, and its consolidation came 2.5 min after the change.
+refused, it is planned again as usual). A consolidation is judged the same way once
+promoted: when its version still serves the world at ``shortfall_ratio`` times the error
+before the change or more by the time the world has ``UNDERLEARNT_FACTOR`` times the frames
+the consolidation had, one more follows on all of them (trigger ``shortfall:<drift sweep>``),
+up to ``MAX_FOLLOW_UPS`` per drift; one that serves within the aim ends the plan. Why: a
+concept rule judges a version against its own holdout, and a first retrain's holdout of a
+new world is one run: in the quick demo of 2026-12-06 00:10 the angled world's first retrain
+scored 28.1 mm on its one angled holdout run, served the angle at 8.9 mm live (3.7x the
+2.4 mm before the change) and no rule fired on it; its consolidation, promoted 2.5 min after
+the change, served the angle at 10.0 mm (4.2x), and nothing followed.
 
 A robot without a range sensor sends no labels. Its frames still feed the covariate
 rules; when its world drifts, the sweep may use labelled frames of the same world from
@@ -126,6 +131,8 @@ PRE_DRIFT_WINDOW = timedelta(minutes=2)
 """The replaced version's error before the change is measured over this long (module doc)."""
 MAX_CONSOLIDATIONS = 2
 """Consolidations of one recovered drift the gate may refuse before the plan is dropped."""
+MAX_FOLLOW_UPS = 2
+"""Consolidations after a promoted one that fell short of the error before the change."""
 CONSOLIDATE_WITHIN = timedelta(minutes=30)
 """A consolidation not due this long after its drift retrain's promotion is dropped."""
 RUN_GAP = "1 second"
@@ -171,6 +178,9 @@ class RunningSweep:
     trace_id: str = ""
     plan: Consolidation | None = None
     """The plan a consolidation carries out (planned again if it gives way to a drift)."""
+    pre_drift_mae_mm: float | None = None
+    """For a world retrained from its start: the error before the change its first retrain's
+    plan was judged against (the replaced version did not serve before that change)."""
 
 
 @dataclass
@@ -195,6 +205,10 @@ class Consolidation:
     """Its candidates the gate refused."""
     pre_drift_mae_mm: float | None = None
     """The replaced version's live error before the change (None: too few labelled frames)."""
+    follow_up: bool = False
+    """It follows a promoted consolidation: it starts only if that version falls short."""
+    follow_ups: int = 0
+    """Follow-ups of this drift planned so far."""
 
     def request_id(self, deployment: str) -> str:
         """StartSweep's idempotency key: one per attempt (a retry returns its sweep)."""
@@ -309,6 +323,7 @@ class Retrainer:
             if underlearnt is None:
                 self.consolidations.pop(deployment.name, None)
             else:
+                running.pre_drift_mae_mm = underlearnt.pre_drift_mae_mm
                 log.info("an error rule on a world's first retrain: that world retrained "
                          "from its start", extra={"sweep_id": running.sweep_id,
                                                   "after_sweep": underlearnt.after_sweep,
@@ -351,16 +366,9 @@ class Retrainer:
         scope, frames = await self._scope(deployment.name, plan.since)
         if scope is None:
             return
-        kind = "consolidate"
-        if frames < plan.due_frames:
-            shortfall = await self._shortfall(deployment.name, plan, frames)
-            if shortfall is None:
-                return
-            kind = "shortfall"
-            log.info("a first retrain fell short: its world retrained from its start",
-                     extra={"after_sweep": plan.after_sweep, "frames": frames,
-                            "pre_drift_mae_mm": plan.pre_drift_mae_mm,
-                            "ratio": round(shortfall, 2)})
+        kind = await self._due(deployment.name, plan, frames)
+        if kind is None:
+            return
         running = await self._start(deployment, f"{kind}:{plan.after_sweep}", plan.since,
                                     scope, now, frames, plan.request_id(deployment.name))
         if running is None:
@@ -370,18 +378,43 @@ class Retrainer:
         log.info("consolidation started", extra={"sweep_id": running.sweep_id, "frames": frames,
                                                  "after_sweep": plan.after_sweep})
 
-    async def _shortfall(self, deployment: str, plan: Consolidation, frames: int) -> float | None:
-        """How many times its error before the change the first retrain serves its world at,
-        when that is enough to consolidate early (module doc); None otherwise."""
-        if not self.shortfall_ratio or plan.attempt or plan.refused \
-                or plan.pre_drift_mae_mm is None:
+    async def _due(self, deployment: str, plan: Consolidation, frames: int) -> str | None:
+        """What starts the plan now: ``consolidate`` (its frames are there), ``shortfall`` (its
+        version serves the world too far above the error before the change), or None (wait;
+        a follow-up whose version serves within the aim is dropped). Module doc."""
+        if not plan.follow_up and frames >= plan.due_frames:
+            return "consolidate"
+        waits = (frames < plan.due_frames if plan.follow_up
+                 else not self._may_start_early(plan, frames))
+        if waits:
             return None
-        if frames < UNDERLEARNT_FACTOR * max(plan.retrained_frames, self.min_samples):
+        ratio = await self._shortfall(deployment, plan)
+        if ratio is None:
+            return None  # too few answers of the serving version yet
+        if ratio < self.shortfall_ratio:
+            if plan.follow_up:
+                del self.consolidations[deployment]
+                log.info("the consolidated world is served within the aim: no follow-up",
+                         extra={"after_sweep": plan.after_sweep, "ratio": round(ratio, 2)})
+            return None
+        log.info("a retrain fell short of the error before the change: its world retrained "
+                 "from its start", extra={"after_sweep": plan.after_sweep, "frames": frames,
+                                          "pre_drift_mae_mm": plan.pre_drift_mae_mm,
+                                          "ratio": round(ratio, 2)})
+        return "shortfall"
+
+    def _may_start_early(self, plan: Consolidation, frames: int) -> bool:
+        """Whether a first retrain's consolidation, not due yet, may start on a shortfall."""
+        return bool(self.shortfall_ratio) and not plan.attempt and not plan.refused \
+            and frames >= UNDERLEARNT_FACTOR * max(plan.retrained_frames, self.min_samples)
+
+    async def _shortfall(self, deployment: str, plan: Consolidation) -> float | None:
+        """How many times the error before the change the plan's version serves its world
+        at; None without that error or with too few labelled answers to judge (module doc)."""
+        if plan.pre_drift_mae_mm is None:
             return None
         live_mm, answers = await self._live_error(deployment, plan.version)
-        ratio = live_mm / plan.pre_drift_mae_mm
-        return ratio if answers >= self._judged_answers() and ratio >= self.shortfall_ratio \
-            else None
+        return live_mm / plan.pre_drift_mae_mm if answers >= self._judged_answers() else None
 
     def _judged_answers(self) -> int:
         """Labelled answers a version's live error is judged on (module doc)."""
@@ -672,6 +705,8 @@ class Retrainer:
             elif running.plan is not None and sweep.state == sweep_pb2.SWEEP_STATE_SUCCEEDED \
                     and not sweep.promoted:
                 self._consolidate_again(deployment, running.plan, running.frames)
+            elif running.plan is not None and sweep.promoted:
+                self._follow_up(deployment, running.plan, running.frames, sweep, now)
             return True  # no events to note; a refusal leaves the serving version, as it should
         if running.superseded and sweep.state == sweep_pb2.SWEEP_STATE_CANCELLED:
             await self._supersede_events(deployment, running, now)
@@ -690,8 +725,9 @@ class Retrainer:
         if running.consolidation or not self.consolidate_factor or running.since is None:
             return
         due = int(self.consolidate_factor * max(running.frames, self.min_samples))
-        pre_drift = (await self._pre_drift_error(deployment, running.version, running.since)
-                     if self.shortfall_ratio and running.version else None)
+        pre_drift = running.pre_drift_mae_mm
+        if pre_drift is None and self.shortfall_ratio and running.version:
+            pre_drift = await self._pre_drift_error(deployment, running.version, running.since)
         self.consolidations[deployment] = Consolidation(sweep.model_version, running.since, due,
                                                         sweep.sweep_id, now + CONSOLIDATE_WITHIN,
                                                         retrained_frames=running.frames,
@@ -712,6 +748,21 @@ class Retrainer:
                                                   attempt=plan.attempt + 1)
         log.info("consolidation planned again", extra={"after_sweep": plan.after_sweep,
                                                        "due_frames": due, "refused": refused})
+
+    def _follow_up(self, deployment: str, plan: Consolidation, frames: int,
+                   sweep: sweep_pb2.Sweep, now: datetime) -> None:
+        """A promoted consolidation: one more follows if its version falls short of the error
+        before the change once the world has twice its frames (module doc)."""
+        if not self.shortfall_ratio or plan.pre_drift_mae_mm is None \
+                or plan.follow_ups >= MAX_FOLLOW_UPS:
+            return
+        due = int(UNDERLEARNT_FACTOR * max(frames, self.min_samples))
+        self.consolidations[deployment] = replace(
+            plan, version=sweep.model_version, due_frames=due, expires=now + CONSOLIDATE_WITHIN,
+            retrained_frames=frames, attempt=plan.attempt + 1, refused=0, follow_up=True,
+            follow_ups=plan.follow_ups + 1)
+        log.info("a follow-up planned, should the consolidated version fall short",
+                 extra={"after_sweep": plan.after_sweep, "due_frames": due})
 
     async def _supersede_events(self, deployment: str, running: RunningSweep,
                                 now: datetime) -> None:

@@ -303,6 +303,34 @@ async def test_red_floor_fires_retrains_and_resolves(database_url: str, pool: As
                                                                           open_only=True)}
 
 
+async def test_a_deployment_whose_evaluation_fails_does_not_blind_the_monitor_to_the_others(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    servicer, stub = trainer
+
+    class TwoDeployments(Deployments):
+        async def active(self) -> list[ActiveDeployment]:
+            return [ActiveDeployment("broken", "distance", "9"), *await super().active()]
+
+    class FailingReferences(References):
+        async def get(self, model_name: str, version: str) -> dict[str, Any] | None:
+            if version == "9":
+                raise RuntimeError("reference.json of version 9 is corrupt")
+            return await super().get(model_name, version)
+
+    rng = np.random.default_rng(1)
+    _insert(database_url, _rows("beige", T0, 600, "1", rng))
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=10), 60, "1", rng, error_mm=40.0))
+    clock = [T0 + timedelta(minutes=10, seconds=30)]
+    monitor = _monitor(pool, TwoDeployments(), FailingReferences(), stub, clock)
+    await monitor.evaluate_once()
+    assert {e.rule for e in await monitor.events.list("parking", open_only=True)} \
+        >= {"cusum_saturation"}, "the failing deployment comes first; the others are evaluated"
+    failed = [r for r in caplog.records
+              if "drift evaluation of this deployment failed" in r.message]
+    assert failed and failed[0].exc_info and "version 9" in str(failed[0].exc_info[1])
+
+
 async def test_a_version_that_cannot_be_fine_tuned_is_retrained_from_scratch(
         database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
     servicer, stub = trainer

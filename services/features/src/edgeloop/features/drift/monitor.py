@@ -85,10 +85,17 @@ class DriftMonitor:
             await asyncio.sleep(self.rules.interval.total_seconds())
 
     async def evaluate_once(self) -> None:
-        """One pass over every active deployment."""
+        """One pass over every active deployment; one that fails is logged and skipped, so
+        it does not blind the monitor to the others."""
         for deployment in await self.deployments.active():
             with log_context(deployment=deployment.name, model_version=deployment.model_version):
-                await self._evaluate(deployment)
+                try:
+                    await self._evaluate(deployment)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("drift evaluation of this deployment failed; the others go "
+                                  "on, it is tried again next interval")
 
     async def _evaluate(self, deployment: ActiveDeployment) -> None:
         now = self.clock()

@@ -128,7 +128,9 @@ UNDERLEARNT_FACTOR = 2.0
 """A world its first retrain learnt too little is retrained from its start once it has this
 many times the labelled frames that retrain had (module doc)."""
 PRE_DRIFT_WINDOW = timedelta(minutes=2)
-"""The replaced version's error before the change is measured over this long (module doc)."""
+"""The replaced version's error before the change is measured over this long (module doc);
+a promoted version's answers are looked for from this long before its promotion (capture
+times come from the robots' clocks), so the query reads a time range, not the whole table."""
 MAX_CONSOLIDATIONS = 2
 """Consolidations of one recovered drift the gate may refuse before the plan is dropped."""
 MAX_FOLLOW_UPS = 2
@@ -209,6 +211,8 @@ class Consolidation:
     """It follows a promoted consolidation: it starts only if that version falls short."""
     follow_ups: int = 0
     """Follow-ups of this drift planned so far."""
+    promoted_at: datetime | None = None
+    """When ``version`` was seen promoted: its answers are looked for from a little before."""
 
     def request_id(self, deployment: str) -> str:
         """StartSweep's idempotency key: one per attempt (a retry returns its sweep)."""
@@ -413,7 +417,8 @@ class Retrainer:
         at; None without that error or with too few labelled answers to judge (module doc)."""
         if plan.pre_drift_mae_mm is None:
             return None
-        live_mm, answers = await self._live_error(deployment, plan.version)
+        since = plan.promoted_at - PRE_DRIFT_WINDOW if plan.promoted_at else None
+        live_mm, answers = await self._live_error(deployment, plan.version, since)
         return live_mm / plan.pre_drift_mae_mm if answers >= self._judged_answers() else None
 
     def _judged_answers(self) -> int:
@@ -731,7 +736,8 @@ class Retrainer:
         self.consolidations[deployment] = Consolidation(sweep.model_version, running.since, due,
                                                         sweep.sweep_id, now + CONSOLIDATE_WITHIN,
                                                         retrained_frames=running.frames,
-                                                        pre_drift_mae_mm=pre_drift)
+                                                        pre_drift_mae_mm=pre_drift,
+                                                        promoted_at=now)
         log.info("consolidation planned", extra={"sweep_id": sweep.sweep_id, "due_frames": due,
                                                  "pre_drift_mae_mm": pre_drift})
 
@@ -760,7 +766,7 @@ class Retrainer:
         self.consolidations[deployment] = replace(
             plan, version=sweep.model_version, due_frames=due, expires=now + CONSOLIDATE_WITHIN,
             retrained_frames=frames, attempt=plan.attempt + 1, refused=0, follow_up=True,
-            follow_ups=plan.follow_ups + 1)
+            follow_ups=plan.follow_ups + 1, promoted_at=now)
         log.info("a follow-up planned, should the consolidated version fall short",
                  extra={"after_sweep": plan.after_sweep, "due_frames": due})
 

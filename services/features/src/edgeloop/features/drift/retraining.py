@@ -197,8 +197,9 @@ class Consolidation:
     """Labelled frames of the new world that start it."""
     after_sweep: str
     """The drift retrain it follows."""
-    expires: datetime
-    """Dropped when not due by then."""
+    promoted_at: datetime
+    """When ``version`` was seen promoted: its answers are looked for from a little before,
+    and the plan is dropped when not due ``CONSOLIDATE_WITHIN`` after."""
     retrained_frames: int = 0
     """Labelled frames of the new world the drift retrain had."""
     attempt: int = 0
@@ -211,8 +212,11 @@ class Consolidation:
     """It follows a promoted consolidation: it starts only if that version falls short."""
     follow_ups: int = 0
     """Follow-ups of this drift planned so far."""
-    promoted_at: datetime | None = None
-    """When ``version`` was seen promoted: its answers are looked for from a little before."""
+
+    @property
+    def expires(self) -> datetime:
+        """Dropped when not due by then."""
+        return self.promoted_at + CONSOLIDATE_WITHIN
 
     def request_id(self, deployment: str) -> str:
         """StartSweep's idempotency key: one per attempt (a retry returns its sweep)."""
@@ -417,24 +421,24 @@ class Retrainer:
         at; None without that error or with too few labelled answers to judge (module doc)."""
         if plan.pre_drift_mae_mm is None:
             return None
-        since = plan.promoted_at - PRE_DRIFT_WINDOW if plan.promoted_at else None
-        live_mm, answers = await self._live_error(deployment, plan.version, since)
+        live_mm, answers = await self._live_error(deployment, plan.version,
+                                                  plan.promoted_at - PRE_DRIFT_WINDOW)
         return live_mm / plan.pre_drift_mae_mm if answers >= self._judged_answers() else None
 
     def _judged_answers(self) -> int:
         """Labelled answers a version's live error is judged on (module doc)."""
         return max(self.min_samples // 2, 1)
 
-    async def _live_error(self, deployment: str, version: str, since: datetime | None = None,
+    async def _live_error(self, deployment: str, version: str, since: datetime,
                           until: datetime | None = None) -> tuple[float, int]:
-        """Mean absolute error of ``version``'s labelled answers to ``deployment`` (in
-        [``since``, ``until``) when given) and how many there were."""
-        bounds = "".join([" AND time >= %s" if since else "", " AND time < %s" if until else ""])
+        """Mean absolute error of ``version``'s labelled answers to ``deployment`` in
+        [``since``, ``until``) (no end when None) and how many there were."""
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT coalesce(avg(abs(error_mm)), 0), count(*) FROM features.observations "
-                f"WHERE deployment = %s AND model_version = %s AND error_mm IS NOT NULL{bounds}",
-                tuple(v for v in (deployment, version, since, until) if v is not None))
+                "WHERE deployment = %s AND model_version = %s AND error_mm IS NOT NULL "
+                "AND time >= %s AND time < coalesce(%s, 'infinity'::timestamptz)",
+                (deployment, version, since, until))
             mae, answers = await cursor.fetchone()
             return float(mae), int(answers)
 
@@ -734,10 +738,9 @@ class Retrainer:
         if pre_drift is None and self.shortfall_ratio and running.version:
             pre_drift = await self._pre_drift_error(deployment, running.version, running.since)
         self.consolidations[deployment] = Consolidation(sweep.model_version, running.since, due,
-                                                        sweep.sweep_id, now + CONSOLIDATE_WITHIN,
+                                                        sweep.sweep_id, now,
                                                         retrained_frames=running.frames,
-                                                        pre_drift_mae_mm=pre_drift,
-                                                        promoted_at=now)
+                                                        pre_drift_mae_mm=pre_drift)
         log.info("consolidation planned", extra={"sweep_id": sweep.sweep_id, "due_frames": due,
                                                  "pre_drift_mae_mm": pre_drift})
 
@@ -764,9 +767,9 @@ class Retrainer:
             return
         due = int(UNDERLEARNT_FACTOR * max(frames, self.min_samples))
         self.consolidations[deployment] = replace(
-            plan, version=sweep.model_version, due_frames=due, expires=now + CONSOLIDATE_WITHIN,
+            plan, version=sweep.model_version, due_frames=due, promoted_at=now,
             retrained_frames=frames, attempt=plan.attempt + 1, refused=0, follow_up=True,
-            follow_ups=plan.follow_ups + 1, promoted_at=now)
+            follow_ups=plan.follow_ups + 1)
         log.info("a follow-up planned, should the consolidated version fall short",
                  extra={"after_sweep": plan.after_sweep, "due_frames": due})
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from edgeloop.console.links import Links
 from edgeloop.console.rendering import TEMPLATES
-from edgeloop.contracts.registry.v1 import model_pb2
+from edgeloop.console.summaries import device_activity
+from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.contracts.registry.v1 import device_pb2, model_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 
 
@@ -40,3 +42,21 @@ def test_sweep_page_lists_trials_with_bars_and_run_links() -> None:
         s=_sweep(), links=Links(mlflow="http://mlflow.example"))
     assert "http://mlflow.example/#/experiments/4/runs/run1" in html
     assert "lr=0.001" in html and "best" in html and "width: 84px" in html
+
+
+def test_fleet_lists_a_device_without_recent_frames_beside_one_streaming() -> None:
+    """A registered device that sent nothing in the rate window (never streamed, or parked
+    for the night) is a row like any other, not a page that fails to render."""
+    streaming = observation_pb2.Observation(device_id="robot-1", error_mm=-4.0)
+    streaming.time.GetCurrentTime()
+    devices = [device_pb2.Device(device_id="robot-1", name="one", deployment="parking"),
+               device_pb2.Device(device_id="robot-2", name="two", deployment="parking")]
+    html = TEMPLATES.env.get_template("fleet_table.html").render(
+        devices=devices, deployments=[], activity=device_activity([streaming]))
+    rows = {row.split('data-device="')[1].split('"')[0]: row
+            for row in html.split("<tr")[1:] if 'data-device="' in row}
+    assert "online" in rows["robot-1"] and "s ago" in rows["robot-1"]
+    assert "4.0 mm" in rows["robot-1"]
+    assert "offline" in rows["robot-2"] and "none in 5 min" in rows["robot-2"]
+    assert '<td class="num">0.0</td>' in rows["robot-2"]
+    assert '<td class="num">-</td>' in rows["robot-2"]

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -145,6 +146,21 @@ def test_status_shows_every_part_serving(stack_env: dict[str, str], started: dic
     for part in started["parts"].values():
         assert part["address"] in result.stdout
     assert result.stdout.count("SERVING") >= len(started["parts"])
+
+
+def test_the_commands_status_prints_run_as_printed(stack_env: dict[str, str],
+                                                  started: dict) -> None:
+    """Piped (80 columns) with the state folder's long paths: each command is one line."""
+    lines = _edgeloop({**stack_env, "COLUMNS": "80"}, "status").stdout.splitlines()
+    grpcurl_line = next(line for line in lines if line.startswith("grpcurl:"))
+    command = shlex.split(grpcurl_line.removeprefix("grpcurl:"))
+    assert command[0] == "grpcurl" and command[-1] == "list", grpcurl_line
+    listed = subprocess.run([_grpcurl(), *command[1:]], capture_output=True, text=True,
+                            timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert SERVICE_NAMES["gateway"] in listed.stdout.split()
+    tls_line = next(line for line in lines if line.startswith("TLS:"))
+    assert tls_line.endswith(f"edgeloop-edge drive --tls-ca {_ca(started)}"), tls_line
 
 
 @pytest.mark.parametrize("service", SERVICES)

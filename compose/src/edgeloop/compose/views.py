@@ -42,13 +42,14 @@ def print_status(rows: list[PartStatus], topology: Topology, output: str = "tabl
         click.echo(json.dumps({"parts": listing.rows, "urls": urls}, indent=2))
         return
     show_listings([listing], output)
-    console = _console()
-    console.print(f"web console:    {urls['console']}")
-    console.print(f"MLflow UI:      {urls['mlflow']}")
-    console.print(f"Ray dashboard:  {urls['ray_dashboard']} (token: {urls['ray_token_file']})")
-    console.print(f"grpcurl:        {urls['grpcurl']}")
+    # Plain lines, never wrapped: an operator copies the commands and paths as printed, and
+    # a line break inside a command would run half of it.
+    click.echo(f"web console:    {urls['console']}")
+    click.echo(f"MLflow UI:      {urls['mlflow']}")
+    click.echo(f"Ray dashboard:  {urls['ray_dashboard']} (token: {urls['ray_token_file']})")
+    click.echo(f"grpcurl:        {urls['grpcurl']}")
     if ca:
-        console.print(f"TLS:            CA {ca}; robots: edgeloop-edge drive --tls-ca {ca}")
+        click.echo(f"TLS:            CA {ca}; robots: edgeloop-edge drive --tls-ca {ca}")
 
 
 # --- listings: one table, a stacked form when narrow, JSON on request ---------------------

@@ -49,6 +49,8 @@ READ = "console-read-token-0123456789abcdef"
 MODEL = "distance"
 DEPLOYMENT = "console-parking"
 DEVICE = "console-robot"
+SILENT_DEVICE = "console-parked-robot"
+"""Registered, never streams: the fleet page lists it as a row like any other."""
 START_S = 600.0
 """Importing TensorFlow takes ~10 s on an idle 2-core machine and minutes on a busy one."""
 RULES = """\
@@ -118,7 +120,8 @@ def _http_ok(url: str) -> bool:
 
 
 def _setup(stack: Stack) -> None:
-    """Register both tiny versions, the deployment serving @champion, and one device."""
+    """Register the deployment serving @champion, a device that drives and one that never
+    does."""
     auth = (("authorization", f"Bearer {ADMIN}"),)
     with grpc.insecure_channel(stack.registry) as channel:
         registry = rgrpc.RegistryServiceStub(channel)
@@ -130,6 +133,9 @@ def _setup(stack: Stack) -> None:
         reply = registry.RegisterDevice(rpb.RegisterDeviceRequest(
             name="robot", device_id=DEVICE, deployment=DEPLOYMENT), metadata=auth, timeout=60)
         stack.device_token = reply.token
+        registry.RegisterDevice(rpb.RegisterDeviceRequest(
+            name="parked", device_id=SILENT_DEVICE, deployment=DEPLOYMENT), metadata=auth,
+            timeout=60)
 
 
 def _register(stack: Stack, run_ids: tuple[str, ...]) -> None:
@@ -313,6 +319,9 @@ def test_pages_load_without_console_errors(driven: Stack, browser: Any, artifact
     cells = [c.text for c in browser.find_elements(
         By.CSS_SELECTOR, f'tr[data-device="{DEVICE}"] td')]
     assert cells[2] == DEPLOYMENT and float(cells[5]) > 0 and cells[6].endswith(" mm"), cells
+    silent = [c.text for c in browser.find_elements(
+        By.CSS_SELECTOR, f'tr[data-device="{SILENT_DEVICE}"] td')]
+    assert silent[3:7] == ["offline", "none in 5 min", "0.0", "-"], silent
 
     def frame_with_gateway_spans() -> bool:
         # Every service writes its spans in its own batches (the features service's may come

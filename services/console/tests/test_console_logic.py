@@ -13,6 +13,7 @@ from edgeloop.console.lineage_graph import NODE_W, Node, _layout
 from edgeloop.console.spans import flatten, span_tree
 from edgeloop.console.summaries import arm_traffic, device_activity
 from edgeloop.console.timeline import band_of, rolling_mean
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.features.v1 import observation_pb2
 
 
@@ -90,25 +91,25 @@ def test_lineage_layout_centres_columns_and_links_neighbours() -> None:
     assert columns[0][0].y == columns[2][0].y > columns[1][0].y
 
 
-def _obs(device: str, arm: str, version: str, error: float | None, seconds_ago: float,
-         shadow: float | None = None) -> observation_pb2.Observation:
-    obs = observation_pb2.Observation(device_id=device, arm=arm, model_version=version)
-    obs.time.FromDatetime((datetime.now(UTC) - timedelta(seconds=seconds_ago)).replace(tzinfo=None))
-    if error is not None:
-        obs.error_mm, obs.sensor_mm = error, 200.0
-    if shadow is not None:
-        obs.shadow_predictions.add(arm="challenger", model_version="9", prediction_mm=shadow)
-    return obs
+def _device(device_id: str, seconds_ago: float, frames: int,
+            mae_mm: float | None = None) -> fpb.DeviceTraffic:
+    entry = fpb.DeviceTraffic(device_id=device_id, frames=frames, labelled=frames if mae_mm else 0)
+    if mae_mm is not None:
+        entry.mae_mm = mae_mm
+    entry.last_frame.FromDatetime(datetime.now(UTC) - timedelta(seconds=seconds_ago))
+    return entry
 
 
-def test_device_activity_and_arm_traffic() -> None:
-    observations = [_obs("r1", "champion", "1", -10.0, 5, shadow=230.0),
-                    _obs("r1", "champion", "1", 30.0, 4, shadow=190.0),
-                    _obs("r2", "champion", "1", None, 120)]
-    activity = device_activity(observations)
+def test_device_activity_and_arm_traffic_from_the_features_summary() -> None:
+    activity = device_activity([_device("r1", 4, 2, 20.0), _device("r2", 120, 1)])
     assert activity["r1"].online and not activity["r2"].online
     assert activity["r1"].mae_mm == 20.0 and activity["r2"].mae_mm is None
     assert activity["r1"].frames_per_min == 2 / 5
-    traffic = {(t.arm, t.version): t for t in arm_traffic(observations)}
-    assert traffic[("champion", "1")].answered == 3
-    assert traffic[("challenger", "9")].shadow == 2 and traffic[("challenger", "9")].mae_mm == 20.0
+    arms = [fpb.ArmTraffic(arm="champion", model_version="1", answered=3, labelled=2,
+                           mae_mm=20.0),
+            fpb.ArmTraffic(arm="challenger", model_version="9", shadowed=2),
+            fpb.ArmTraffic(model_version="1", answered=1)]
+    traffic = {(t.arm, t.version): t for t in arm_traffic(arms)}
+    assert traffic[("champion", "1")].answered == 3 and traffic[("champion", "1")].mae_mm == 20.0
+    assert traffic[("challenger", "9")].shadow == 2 and traffic[("challenger", "9")].mae_mm is None
+    assert traffic[("-", "1")].answered == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 from edgeloop.console.links import Links
 from edgeloop.console.rendering import TEMPLATES
 from edgeloop.console.summaries import device_activity
-from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.registry.v1 import device_pb2, model_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
 
@@ -47,8 +47,8 @@ def test_sweep_page_lists_trials_with_bars_and_run_links() -> None:
 def test_fleet_lists_a_device_without_recent_frames_beside_one_streaming() -> None:
     """A registered device that sent nothing in the rate window (never streamed, or parked
     for the night) is a row like any other, not a page that fails to render."""
-    streaming = observation_pb2.Observation(device_id="robot-1", error_mm=-4.0)
-    streaming.time.GetCurrentTime()
+    streaming = fpb.DeviceTraffic(device_id="robot-1", frames=3, labelled=3, mae_mm=4.0)
+    streaming.last_frame.GetCurrentTime()
     devices = [device_pb2.Device(device_id="robot-1", name="one", deployment="parking"),
                device_pb2.Device(device_id="robot-2", name="two", deployment="parking")]
     html = TEMPLATES.env.get_template("fleet_table.html").render(

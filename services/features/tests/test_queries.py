@@ -60,6 +60,8 @@ async def test_everything_in_time_order(stub, dataset):
     (dict(device_id="car-2"), [2, 3, 6, 7, 10, 11]),
     (dict(labelled_only=True, deployments=["b"]), [1, 5, 7, 11]),
     (dict(limit=3), [0, 1, 2]),
+    (dict(limit=3, newest_first=True), [11, 10, 9]),
+    (dict(newest_first=True, deployments=["a"]), [10, 8, 6, 4, 2, 0]),
     (dict(model_name="distance", model_version="4"), [8, 9, 10, 11]),
     (dict(model_name="other"), []),
 ])

@@ -129,16 +129,25 @@ class Backends:
     async def observations(self, *, deployments: Sequence[str] = (), since: timedelta | None = None,
                            ids: Sequence[str] = (), model_name: str = "", model_version: str = "",
                            limit: int = 0, include_jpeg: bool = False,
+                           newest_first: bool = False,
                            ) -> list[observation_pb2.Observation]:
         request = fpb.ListObservationsRequest(
             deployments=list(deployments), observation_ids=list(ids), model_name=model_name,
-            model_version=model_version, limit=limit, include_jpeg=include_jpeg)
+            model_version=model_version, limit=limit, include_jpeg=include_jpeg,
+            newest_first=newest_first)
         if since is not None:
             request.start_time.CopyFrom(stamp(datetime.now(UTC) - since))
         found: list[observation_pb2.Observation] = []
         async for page in self.features.ListObservations(request, timeout=DEADLINE_S * 2):
             found.extend(page.observations)
         return found
+
+    async def traffic(self, since: timedelta, deployments: Sequence[str] = (),
+                      ) -> fpb.SummarizeTrafficResponse:
+        """Frames and error per device and per arm since ``since`` ago, counted by features."""
+        request = fpb.SummarizeTrafficRequest(deployments=list(deployments))
+        request.start_time.CopyFrom(stamp(datetime.now(UTC) - since))
+        return await self.features.SummarizeTraffic(request, timeout=DEADLINE_S)
 
     async def drift_events(self, deployment: str = "", limit: int = 100,
                            ) -> list[observation_pb2.DriftEvent]:

@@ -13,11 +13,13 @@ from edgeloop.console.rendering import attempt, page
 from edgeloop.console.spans import flatten, span_tree
 from edgeloop.console.summaries import RATE_WINDOW, arm_traffic, device_activity
 from edgeloop.console.timeline import STATISTICS, timeline
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-FLEET_SCAN = 20000
-"""Most observations of the rate window the fleet page reads."""
+NEWEST_FRAMES = 30
+NEWEST_WITHIN = timedelta(minutes=2)
+"""The frames page lists the newest frames of the last two minutes."""
 
 
 def _backends(request: Request) -> Backends:
@@ -29,11 +31,11 @@ async def fleet(request: Request) -> Response:
     backends, problems = _backends(request), []
     devices = await attempt(backends.devices(), [], problems, "registry")
     deployments = await attempt(backends.deployments(), [], problems, "registry")
-    recent = await attempt(backends.observations(since=RATE_WINDOW, limit=FLEET_SCAN), [],
+    recent = await attempt(backends.traffic(RATE_WINDOW), fpb.SummarizeTrafficResponse(),
                            problems, "features")
     template = "fleet_table.html" if request.headers.get("hx-request") else "fleet.html"
     return page(request, template, devices=devices, deployments=deployments,
-                activity=device_activity(recent), problems=problems,
+                activity=device_activity(recent.devices), problems=problems,
                 token=request.query_params.get("token_for"))
 
 
@@ -54,15 +56,15 @@ async def deployment(request: Request) -> Response:
         return page(request, "error.html", status_code=404, message=rpc_error_text(exc))
     versions = await attempt(backends.versions(found.model_name), [], problems, "registry") \
         if found.model_name else []
-    recent = await attempt(backends.observations(deployments=[name], since=RATE_WINDOW,
-                                                 limit=FLEET_SCAN), [], problems, "features")
+    recent = await attempt(backends.traffic(RATE_WINDOW, [name]),
+                           fpb.SummarizeTrafficResponse(), problems, "features")
     history = await attempt(backends.history(f"deployment/{name}", 30), [], problems, "registry")
     if found.model_name:
         history += await attempt(backends.history(f"model/{found.model_name}", 30), [], problems,
                                  "registry")
     history.sort(key=lambda r: r.change_id, reverse=True)
     template = "deployment_live.html" if request.headers.get("hx-request") else "deployment.html"
-    return page(request, template, d=found, versions=versions, traffic=arm_traffic(recent),
+    return page(request, template, d=found, versions=versions, traffic=arm_traffic(recent.arms),
                 history=history, problems=problems,
                 flash=request.query_params.get("flash"))
 
@@ -148,9 +150,9 @@ async def frames(request: Request) -> Response:
     if wanted:
         return RedirectResponse(f"/frames/{wanted}", status_code=303)
     backends, problems = _backends(request), []
-    recent = await attempt(backends.observations(since=timedelta(minutes=2), limit=FLEET_SCAN),
-                           [], problems, "features")
-    return page(request, "frames.html", frames=list(reversed(recent[-30:])), problems=problems)
+    newest = await attempt(backends.observations(since=NEWEST_WITHIN, limit=NEWEST_FRAMES,
+                                                 newest_first=True), [], problems, "features")
+    return page(request, "frames.html", frames=newest, problems=problems)
 
 
 async def frame(request: Request) -> Response:

@@ -1,13 +1,13 @@
-"""Numbers the pages show that no service keeps: per device and per arm, from observations."""
+"""Per device and per arm: the recent traffic the fleet and deployment pages show."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from edgeloop.console.backends import when
-from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 
 ONLINE_WITHIN = timedelta(seconds=30)
 """A device whose last frame is this recent is shown online."""
@@ -21,8 +21,7 @@ class DeviceActivity:
 
     last_frame: datetime | None = None
     frames_recent: int = 0
-    abs_errors: float = 0.0
-    labelled: int = 0
+    mae_mm: float | None = None
 
     @property
     def online(self) -> bool:
@@ -32,62 +31,27 @@ class DeviceActivity:
     def frames_per_min(self) -> float:
         return self.frames_recent / (RATE_WINDOW.total_seconds() / 60)
 
-    @property
-    def mae_mm(self) -> float | None:
-        return self.abs_errors / self.labelled if self.labelled else None
 
-
-def device_activity(observations: list[observation_pb2.Observation]) -> dict[str, DeviceActivity]:
-    """Per device id: last frame, frames in the rate window, live MAE."""
-    since = datetime.now(UTC) - RATE_WINDOW
-    activity: dict[str, DeviceActivity] = defaultdict(DeviceActivity)
-    for obs in observations:
-        moment = when(obs.time)
-        entry = activity[obs.device_id]
-        if moment is not None and (entry.last_frame is None or moment > entry.last_frame):
-            entry.last_frame = moment
-        if moment is not None and moment >= since:
-            entry.frames_recent += 1
-            if obs.HasField("error_mm"):
-                entry.abs_errors += abs(obs.error_mm)
-                entry.labelled += 1
-    return dict(activity)
+def device_activity(devices: Sequence[fpb.DeviceTraffic]) -> dict[str, DeviceActivity]:
+    """Per device id: its newest frame, frames and live MAE in the rate window (the features
+    service's ``SummarizeTraffic`` over :data:`RATE_WINDOW`)."""
+    return {d.device_id: DeviceActivity(when(d.last_frame), d.frames,
+                                        d.mae_mm if d.HasField("mae_mm") else None)
+            for d in devices}
 
 
 @dataclass
 class ArmTraffic:
-    """Traffic and error of one arm (answered or shadow) over the recent window."""
+    """Traffic and error of one arm's version (answered or shadow) over the rate window."""
 
     arm: str
     version: str
     answered: int = 0
     shadow: int = 0
-    abs_errors: float = 0.0
-    labelled: int = 0
-
-    @property
-    def mae_mm(self) -> float | None:
-        return self.abs_errors / self.labelled if self.labelled else None
+    mae_mm: float | None = None
 
 
-def arm_traffic(observations: list[observation_pb2.Observation]) -> list[ArmTraffic]:
+def arm_traffic(arms: Sequence[fpb.ArmTraffic]) -> list[ArmTraffic]:
     """Per (arm, version): frames it answered, frames it shadowed, and its MAE on labels."""
-    arms: dict[tuple[str, str], ArmTraffic] = {}
-
-    def entry(arm: str, version: str) -> ArmTraffic:
-        key = (arm or "-", version or "-")
-        return arms.setdefault(key, ArmTraffic(*key))
-
-    for obs in observations:
-        answered = entry(obs.arm, obs.model_version)
-        answered.answered += 1
-        if obs.HasField("error_mm"):
-            answered.abs_errors += abs(obs.error_mm)
-            answered.labelled += 1
-        for shadow in obs.shadow_predictions:
-            row = entry(shadow.arm, shadow.model_version)
-            row.shadow += 1
-            if obs.HasField("sensor_mm"):
-                row.abs_errors += abs(shadow.prediction_mm - obs.sensor_mm)
-                row.labelled += 1
-    return sorted(arms.values(), key=lambda a: (a.arm, a.version))
+    return [ArmTraffic(a.arm or "-", a.model_version or "-", a.answered, a.shadowed,
+                       a.mae_mm if a.HasField("mae_mm") else None) for a in arms]

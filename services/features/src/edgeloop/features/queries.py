@@ -1,4 +1,4 @@
-"""ListObservations: dataset queries streamed in pages, oldest first.
+"""ListObservations: dataset queries streamed in pages, oldest first (newest first on request).
 
 Rows come from a server-side cursor, so a dataset of millions of observations is
 never held in memory; each page is one response message, split further when the
@@ -77,7 +77,9 @@ def build_query(request: pb.ListObservationsRequest) -> tuple[sql.Composed, list
     query = _SELECT
     if where:
         query = query + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
-    query = query + sql.SQL(" ORDER BY time, observation_id")
+    order = " ORDER BY time DESC, observation_id DESC" if request.newest_first \
+        else " ORDER BY time, observation_id"
+    query = query + sql.SQL(order)
     if request.limit:
         query = query + sql.SQL(" LIMIT %s")
         params.append(request.limit)

@@ -15,6 +15,7 @@ from edgeloop.features.drift.messages import event_message, state_message
 from edgeloop.features.drift.monitor import DriftMonitor
 from edgeloop.features.ingest import Ingestor
 from edgeloop.features.queries import list_observations
+from edgeloop.features.traffic import summarize_traffic
 from edgeloop.features.window_stats import window_stats
 from edgeloop.platform.errors import FailedPrecondition
 from edgeloop.platform.logs import log_context
@@ -84,6 +85,11 @@ class FeatureStoreService(feature_store_service_pb2_grpc.FeatureStoreServiceServ
                                      "EDGELOOP_REGISTRY_TOKEN for the features service")
         return pb.ListRuleStatesResponse(
             states=[state_message(t) for t in monitor.states(request.deployment)])
+
+    async def SummarizeTraffic(self, request: pb.SummarizeTrafficRequest,  # noqa: N802
+                               context: aio.ServicerContext) -> pb.SummarizeTrafficResponse:
+        """A window's frames and error per device and per arm, counted in the database."""
+        return await summarize_traffic(self.resources.pool, request, datetime.now(UTC))
 
     async def ListDeadLetters(self, request: dead_letter_pb2.ListDeadLettersRequest,  # noqa: N802
                               context: aio.ServicerContext,

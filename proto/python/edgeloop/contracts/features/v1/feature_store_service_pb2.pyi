@@ -38,7 +38,7 @@ class IngestResponse(_message.Message):
     def __init__(self, stored: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
 
 class ListObservationsRequest(_message.Message):
-    __slots__ = ("deployments", "data_groups", "start_time", "end_time", "labelled_only", "limit", "include_jpeg", "observation_ids", "device_id", "model_name", "model_version")
+    __slots__ = ("deployments", "data_groups", "start_time", "end_time", "labelled_only", "limit", "include_jpeg", "observation_ids", "device_id", "model_name", "model_version", "newest_first")
     DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
     DATA_GROUPS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class ListObservationsRequest(_message.Message):
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
     deployments: _containers.RepeatedScalarFieldContainer[str]
     data_groups: _containers.RepeatedScalarFieldContainer[str]
     start_time: _timestamp_pb2.Timestamp
@@ -61,7 +62,8 @@ class ListObservationsRequest(_message.Message):
     device_id: str
     model_name: str
     model_version: str
-    def __init__(self, deployments: _Optional[_Iterable[str]] = ..., data_groups: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labelled_only: _Optional[bool] = ..., limit: _Optional[int] = ..., include_jpeg: _Optional[bool] = ..., observation_ids: _Optional[_Iterable[str]] = ..., device_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+    newest_first: bool
+    def __init__(self, deployments: _Optional[_Iterable[str]] = ..., data_groups: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labelled_only: _Optional[bool] = ..., limit: _Optional[int] = ..., include_jpeg: _Optional[bool] = ..., observation_ids: _Optional[_Iterable[str]] = ..., device_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., newest_first: _Optional[bool] = ...) -> None: ...
 
 class ListObservationsResponse(_message.Message):
     __slots__ = ("observations",)
@@ -171,3 +173,51 @@ class ListRuleStatesResponse(_message.Message):
     STATES_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedCompositeFieldContainer[_observation_pb2.RuleState]
     def __init__(self, states: _Optional[_Iterable[_Union[_observation_pb2.RuleState, _Mapping]]] = ...) -> None: ...
+
+class SummarizeTrafficRequest(_message.Message):
+    __slots__ = ("deployments", "start_time", "end_time")
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    deployments: _containers.RepeatedScalarFieldContainer[str]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, deployments: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SummarizeTrafficResponse(_message.Message):
+    __slots__ = ("devices", "arms")
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    ARMS_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceTraffic]
+    arms: _containers.RepeatedCompositeFieldContainer[ArmTraffic]
+    def __init__(self, devices: _Optional[_Iterable[_Union[DeviceTraffic, _Mapping]]] = ..., arms: _Optional[_Iterable[_Union[ArmTraffic, _Mapping]]] = ...) -> None: ...
+
+class DeviceTraffic(_message.Message):
+    __slots__ = ("device_id", "frames", "last_frame", "labelled", "mae_mm")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    LAST_FRAME_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_FIELD_NUMBER: _ClassVar[int]
+    MAE_MM_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    frames: int
+    last_frame: _timestamp_pb2.Timestamp
+    labelled: int
+    mae_mm: float
+    def __init__(self, device_id: _Optional[str] = ..., frames: _Optional[int] = ..., last_frame: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labelled: _Optional[int] = ..., mae_mm: _Optional[float] = ...) -> None: ...
+
+class ArmTraffic(_message.Message):
+    __slots__ = ("arm", "model_version", "answered", "shadowed", "labelled", "mae_mm")
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    SHADOWED_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_FIELD_NUMBER: _ClassVar[int]
+    MAE_MM_FIELD_NUMBER: _ClassVar[int]
+    arm: str
+    model_version: str
+    answered: int
+    shadowed: int
+    labelled: int
+    mae_mm: float
+    def __init__(self, arm: _Optional[str] = ..., model_version: _Optional[str] = ..., answered: _Optional[int] = ..., shadowed: _Optional[int] = ..., labelled: _Optional[int] = ..., mae_mm: _Optional[float] = ...) -> None: ...

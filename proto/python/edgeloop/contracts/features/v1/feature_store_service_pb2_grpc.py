@@ -71,6 +71,11 @@ class FeatureStoreServiceStub:
                 request_serializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersRequest.SerializeToString,
                 response_deserializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.SummarizeTraffic = channel.unary_unary(
+                '/edgeloop.features.v1.FeatureStoreService/SummarizeTraffic',
+                request_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureStoreServiceServicer:
@@ -128,6 +133,14 @@ class FeatureStoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SummarizeTraffic(self, request, context):
+        """SummarizeTraffic counts a window's frames and their error per device and per arm,
+        aggregated in the database: what a fleet view needs, without reading the frames.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureStoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +178,11 @@ def add_FeatureStoreServiceServicer_to_server(servicer, server):
                     servicer.ReplayDeadLetters,
                     request_deserializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersRequest.FromString,
                     response_serializer=edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'SummarizeTraffic': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeTraffic,
+                    request_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficRequest.FromString,
+                    response_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +375,33 @@ class FeatureStoreService:
             '/edgeloop.features.v1.FeatureStoreService/ReplayDeadLetters',
             edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersRequest.SerializeToString,
             edgeloop_dot_features_dot_v1_dot_dead__letter__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeTraffic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.features.v1.FeatureStoreService/SummarizeTraffic',
+            edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficRequest.SerializeToString,
+            edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficResponse.FromString,
             options,
             channel_credentials,
             insecure,

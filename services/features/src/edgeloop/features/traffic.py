@@ -1,0 +1,96 @@
+"""SummarizeTraffic: a window's frames and their error per device and per arm.
+
+A fleet view needs counts, the newest frame and the error per device and per deployment
+arm. Reading the frames for that (as the console once did, 20,000 rows a refresh) is
+wrong under a fleet's load: a window of 100 robots at 4 fps holds 120,000 rows in 5
+minutes, so a capped read saw only the window's oldest frames. The database aggregates
+the whole window instead; a shadow answer's error is against its frame's sensor value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
+from edgeloop.platform.errors import InvalidArgument, Unavailable
+from psycopg_pool import AsyncConnectionPool
+
+_DEVICES = """
+SELECT device_id, count(*), max(time), count(error_mm), sum(abs(error_mm)::float8)
+FROM features.observations
+WHERE time >= %(start)s AND time < %(end)s {deployments}
+GROUP BY device_id ORDER BY device_id"""
+_ANSWERED = """
+SELECT arm, model_version, count(*), count(error_mm), sum(abs(error_mm)::float8)
+FROM features.observations
+WHERE time >= %(start)s AND time < %(end)s {deployments}
+GROUP BY arm, model_version"""
+# A shadow row carries its frame's capture time, so both tables are cut by it (each
+# partitioned or BRIN-indexed by time) before the join.
+_SHADOWED = """
+SELECT s.arm, s.model_version, count(*), count(o.sensor_mm),
+       sum(abs(s.prediction_mm - o.sensor_mm)::float8)
+FROM features.shadow_predictions s
+JOIN features.observations o ON o.observation_id = s.observation_id AND o.time = s.time
+WHERE s.time >= %(start)s AND s.time < %(end)s
+  AND o.time >= %(start)s AND o.time < %(end)s {deployments}
+GROUP BY s.arm, s.model_version"""
+
+
+def _window(request: pb.SummarizeTrafficRequest, now: datetime) -> tuple[datetime, datetime]:
+    if not request.HasField("start_time"):
+        raise InvalidArgument("start_time", "is required (the window's start)")
+    start = request.start_time.ToDatetime(tzinfo=UTC)
+    end = request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else now
+    if end <= start:
+        raise InvalidArgument("end_time", "must be after start_time")
+    return start, end
+
+
+def _mae(labelled: int, abs_sum: float | None) -> dict[str, float]:
+    return {"mae_mm": abs_sum / labelled} if labelled and abs_sum is not None else {}
+
+
+async def _fetch(conn: psycopg.AsyncConnection, statement: str, column: str,
+                 params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    where = f"AND {column} = ANY(%(deployments)s)" if params["deployments"] else ""
+    cursor = await conn.execute(statement.format(deployments=where), params)
+    return await cursor.fetchall()
+
+
+def _arms(answered: Sequence[tuple[Any, ...]],
+          shadowed: Sequence[tuple[Any, ...]]) -> list[pb.ArmTraffic]:
+    """One entry per (arm, version): answered and shadowed counts, error over both."""
+    totals: dict[tuple[str, str], list[Any]] = {}
+    for rows, slot in ((answered, 0), (shadowed, 1)):
+        for arm, version, frames, labelled, abs_sum in rows:
+            entry = totals.setdefault((arm, version), [0, 0, 0, 0.0])
+            entry[slot] += frames
+            entry[2] += labelled
+            entry[3] += abs_sum or 0.0
+    return [pb.ArmTraffic(arm=arm, model_version=version, answered=n, shadowed=s,
+                          labelled=labelled, **_mae(labelled, abs_sum))
+            for (arm, version), (n, s, labelled, abs_sum) in sorted(totals.items())]
+
+
+async def summarize_traffic(pool: AsyncConnectionPool, request: pb.SummarizeTrafficRequest,
+                            now: datetime) -> pb.SummarizeTrafficResponse:
+    """Count the window's frames per device and per arm (``request``'s deployments, or all)."""
+    start, end = _window(request, now)
+    params = {"start": start, "end": end, "deployments": list(request.deployments)}
+    try:
+        async with pool.connection() as conn:
+            devices = await _fetch(conn, _DEVICES, "deployment", params)
+            answered = await _fetch(conn, _ANSWERED, "deployment", params)
+            shadowed = await _fetch(conn, _SHADOWED, "o.deployment", params)
+    except psycopg.OperationalError as exc:
+        raise Unavailable(f"database unreachable: {exc}") from exc
+    reply = pb.SummarizeTrafficResponse(arms=_arms(answered, shadowed))
+    for device_id, frames, last, labelled, abs_sum in devices:
+        entry = reply.devices.add(device_id=device_id, frames=frames, labelled=labelled,
+                                  **_mae(labelled, abs_sum))
+        entry.last_frame.FromDatetime(last)
+    return reply

@@ -62,6 +62,12 @@ async def test_everything_in_time_order(stub, dataset):
     (dict(limit=3), [0, 1, 2]),
     (dict(limit=3, newest_first=True), [11, 10, 9]),
     (dict(newest_first=True, deployments=["a"]), [10, 8, 6, 4, 2, 0]),
+    (dict(limit=4, spread=True), [0, 3, 6, 9]),
+    (dict(limit=5, spread=True), [0, 3, 6, 9]),
+    (dict(limit=6, spread=True), [0, 2, 4, 6, 8, 10]),
+    (dict(limit=3, spread=True, deployments=["b"]), [1, 5, 9]),
+    (dict(limit=2, spread=True, newest_first=True), [6, 0]),
+    (dict(limit=20, spread=True, device_id="car-1"), [0, 1, 4, 5, 8, 9]),
     (dict(model_name="distance", model_version="4"), [8, 9, 10, 11]),
     (dict(model_name="other"), []),
 ])

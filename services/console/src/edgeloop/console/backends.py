@@ -129,12 +129,12 @@ class Backends:
     async def observations(self, *, deployments: Sequence[str] = (), since: timedelta | None = None,
                            ids: Sequence[str] = (), model_name: str = "", model_version: str = "",
                            limit: int = 0, include_jpeg: bool = False,
-                           newest_first: bool = False,
+                           newest_first: bool = False, spread: bool = False,
                            ) -> list[observation_pb2.Observation]:
         request = fpb.ListObservationsRequest(
             deployments=list(deployments), observation_ids=list(ids), model_name=model_name,
             model_version=model_version, limit=limit, include_jpeg=include_jpeg,
-            newest_first=newest_first)
+            newest_first=newest_first, spread=spread)
         if since is not None:
             request.start_time.CopyFrom(stamp(datetime.now(UTC) - since))
         found: list[observation_pb2.Observation] = []

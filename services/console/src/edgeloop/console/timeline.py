@@ -64,14 +64,6 @@ def band_of(states: list[observation_pb2.RuleState]) -> dict[str, Any] | None:
     return None
 
 
-def _thin(observations: list[observation_pb2.Observation], limit: int,
-          ) -> list[observation_pb2.Observation]:
-    if len(observations) <= limit:
-        return observations
-    step = len(observations) / limit
-    return [observations[int(i * step)] for i in range(limit)]
-
-
 def _switches(observations: list[observation_pb2.Observation]) -> list[Marker]:
     markers, previous = [], None
     for obs in observations:
@@ -89,8 +81,9 @@ async def timeline(backends: Backends, deployment: str, statistic: str, minutes:
     if statistic not in STATISTICS:
         raise ValueError(f"statistic: one of {', '.join(STATISTICS)}")
     window = timedelta(minutes=minutes)
-    observations = _thin(await backends.observations(deployments=[deployment], since=window),
-                         points)
+    # Spread by the features service: a busy window's frames never leave the database whole.
+    observations = await backends.observations(deployments=[deployment], since=window,
+                                               limit=points, spread=True)
     times = [_seconds(when(o.time)) or 0.0 for o in observations]
     stat = [float(getattr(o.stats, statistic)) if o.HasField("stats") else None
             for o in observations]

@@ -30,8 +30,15 @@ log = logging.getLogger(__name__)
 PAGE_ROWS = 500
 MAX_PAGE_BYTES = 16 * 1024 * 1024
 IMAGE_READERS = 8
-_SELECT = sql.SQL("SELECT {} FROM features.observations").format(
-    sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+_SELECT = sql.SQL("SELECT {} FROM features.observations").format(_COLUMNS)
+# Every k-th match in capture-time order, k = matches / limit rounded up: the database
+# still reads every match, but only the spread ones leave it.
+_SPREAD = sql.SQL(
+    "SELECT {columns} FROM (SELECT {columns}, "
+    "row_number() OVER (ORDER BY time, observation_id) AS spread_rank, "
+    "count(*) OVER () AS spread_total FROM features.observations{where}) AS matches "
+    "WHERE mod(spread_rank - 1, greatest(1, ceil(spread_total::numeric / %s)::bigint)) = 0")
 
 
 def _time_range(request: pb.ListObservationsRequest) -> tuple[datetime | None, datetime | None]:
@@ -74,9 +81,12 @@ def build_query(request: pb.ListObservationsRequest) -> tuple[sql.Composed, list
         add("time < %s", end)
     if request.labelled_only:
         where.append(sql.SQL("sensor_mm IS NOT NULL"))
-    query = _SELECT
-    if where:
-        query = query + sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+    filters = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
+    if request.spread and request.limit:
+        query = _SPREAD.format(columns=_COLUMNS, where=filters)
+        params.append(request.limit)
+    else:
+        query = _SELECT + filters
     order = " ORDER BY time DESC, observation_id DESC" if request.newest_first \
         else " ORDER BY time, observation_id"
     query = query + sql.SQL(order)

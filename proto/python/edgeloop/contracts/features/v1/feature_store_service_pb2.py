@@ -27,7 +27,7 @@ from edgeloop.contracts.features.v1 import observation_pb2 as edgeloop_dot_featu
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0edgeloop/features/v1/feature_store_service.proto\x12\x14\x65\x64geloop.features.v1\x1a&edgeloop/features/v1/dead_letter.proto\x1a&edgeloop/features/v1/observation.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\rIngestRequest\x12\x37\n\x0cobservations\x18\x01 \x03(\x0b\x32!.edgeloop.features.v1.Observation\"K\n\tRejection\x12\x16\n\x0eobservation_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x03 \x01(\x03\"g\n\x0eIngestResponse\x12\x0e\n\x06stored\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r\x12\x31\n\x08rejected\x18\x03 \x03(\x0b\x32\x1f.edgeloop.features.v1.Rejection\"\xca\x02\n\x17ListObservationsRequest\x12\x13\n\x0b\x64\x65ployments\x18\x01 \x03(\t\x12\x13\n\x0b\x64\x61ta_groups\x18\x02 \x03(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlabelled_only\x18\x05 \x01(\x08\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x14\n\x0cinclude_jpeg\x18\x07 \x01(\x08\x12\x17\n\x0fobservation_ids\x18\x08 \x03(\t\x12\x11\n\tdevice_id\x18\t \x01(\t\x12\x12\n\nmodel_name\x18\n \x01(\t\x12\x15\n\rmodel_version\x18\x0b \x01(\t\x12\x14\n\x0cnewest_first\x18\x0c \x01(\x08\"S\n\x18ListObservationsResponse\x12\x37\n\x0cobservations\x18\x01 \x03(\x0b\x32!.edgeloop.features.v1.Observation\"\xb9\x01\n\x15GetWindowStatsRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ehistogram_bins\x18\x04 \x01(\r\x12\x16\n\x0e\x62ucket_seconds\x18\x05 \x01(\r\"*\n\tHistogram\x12\r\n\x05\x65\x64ges\x18\x01 \x03(\x01\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x04\"\x96\x01\n\x0bStatSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x0c\n\x04mean\x18\x03 \x01(\x01\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\x0e\n\x06stddev\x18\x06 \x01(\x01\x12\x32\n\thistogram\x18\x07 \x01(\x0b\x32\x1f.edgeloop.features.v1.Histogram\"\xa8\x01\n\x06\x42ucket\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x36\n\x05means\x18\x03 \x03(\x0b\x32\'.edgeloop.features.v1.Bucket.MeansEntry\x1a,\n\nMeansEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x9e\x02\n\x16GetWindowStatsResponse\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11observation_count\x18\x04 \x01(\x04\x12\x16\n\x0elabelled_count\x18\x05 \x01(\x04\x12\x30\n\x05stats\x18\x06 \x03(\x0b\x32!.edgeloop.features.v1.StatSummary\x12-\n\x07\x62uckets\x18\x07 \x03(\x0b\x32\x1c.edgeloop.features.v1.Bucket\"N\n\x16ListDriftEventsRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x11\n\topen_only\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\r\"K\n\x17ListDriftEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .edgeloop.features.v1.DriftEvent\"+\n\x15ListRuleStatesRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\"I\n\x16ListRuleStatesResponse\x12/\n\x06states\x18\x01 \x03(\x0b\x32\x1f.edgeloop.features.v1.RuleState\"\x8c\x01\n\x17SummarizeTrafficRequest\x12\x13\n\x0b\x64\x65ployments\x18\x01 \x03(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x01\n\x18SummarizeTrafficResponse\x12\x34\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32#.edgeloop.features.v1.DeviceTraffic\x12.\n\x04\x61rms\x18\x02 \x03(\x0b\x32 .edgeloop.features.v1.ArmTraffic\"\x94\x01\n\rDeviceTraffic\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12.\n\nlast_frame\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08labelled\x18\x04 \x01(\x04\x12\x13\n\x06mae_mm\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_mae_mm\"\x86\x01\n\nArmTraffic\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x61nswered\x18\x03 \x01(\x04\x12\x10\n\x08shadowed\x18\x04 \x01(\x04\x12\x10\n\x08labelled\x18\x05 \x01(\x04\x12\x13\n\x06mae_mm\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_mae_mm2\x84\x07\n\x13\x46\x65\x61tureStoreService\x12U\n\x06Ingest\x12#.edgeloop.features.v1.IngestRequest\x1a$.edgeloop.features.v1.IngestResponse(\x01\x12s\n\x10ListObservations\x12-.edgeloop.features.v1.ListObservationsRequest\x1a..edgeloop.features.v1.ListObservationsResponse0\x01\x12k\n\x0eGetWindowStats\x12+.edgeloop.features.v1.GetWindowStatsRequest\x1a,.edgeloop.features.v1.GetWindowStatsResponse\x12n\n\x0fListDriftEvents\x12,.edgeloop.features.v1.ListDriftEventsRequest\x1a-.edgeloop.features.v1.ListDriftEventsResponse\x12k\n\x0eListRuleStates\x12+.edgeloop.features.v1.ListRuleStatesRequest\x1a,.edgeloop.features.v1.ListRuleStatesResponse\x12n\n\x0fListDeadLetters\x12,.edgeloop.features.v1.ListDeadLettersRequest\x1a-.edgeloop.features.v1.ListDeadLettersResponse\x12t\n\x11ReplayDeadLetters\x12..edgeloop.features.v1.ReplayDeadLettersRequest\x1a/.edgeloop.features.v1.ReplayDeadLettersResponse\x12q\n\x10SummarizeTraffic\x12-.edgeloop.features.v1.SummarizeTrafficRequest\x1a..edgeloop.features.v1.SummarizeTrafficResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0edgeloop/features/v1/feature_store_service.proto\x12\x14\x65\x64geloop.features.v1\x1a&edgeloop/features/v1/dead_letter.proto\x1a&edgeloop/features/v1/observation.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\rIngestRequest\x12\x37\n\x0cobservations\x18\x01 \x03(\x0b\x32!.edgeloop.features.v1.Observation\"K\n\tRejection\x12\x16\n\x0eobservation_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x03 \x01(\x03\"g\n\x0eIngestResponse\x12\x0e\n\x06stored\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r\x12\x31\n\x08rejected\x18\x03 \x03(\x0b\x32\x1f.edgeloop.features.v1.Rejection\"\xda\x02\n\x17ListObservationsRequest\x12\x13\n\x0b\x64\x65ployments\x18\x01 \x03(\t\x12\x13\n\x0b\x64\x61ta_groups\x18\x02 \x03(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlabelled_only\x18\x05 \x01(\x08\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x14\n\x0cinclude_jpeg\x18\x07 \x01(\x08\x12\x17\n\x0fobservation_ids\x18\x08 \x03(\t\x12\x11\n\tdevice_id\x18\t \x01(\t\x12\x12\n\nmodel_name\x18\n \x01(\t\x12\x15\n\rmodel_version\x18\x0b \x01(\t\x12\x14\n\x0cnewest_first\x18\x0c \x01(\x08\x12\x0e\n\x06spread\x18\r \x01(\x08\"S\n\x18ListObservationsResponse\x12\x37\n\x0cobservations\x18\x01 \x03(\x0b\x32!.edgeloop.features.v1.Observation\"\xb9\x01\n\x15GetWindowStatsRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ehistogram_bins\x18\x04 \x01(\r\x12\x16\n\x0e\x62ucket_seconds\x18\x05 \x01(\r\"*\n\tHistogram\x12\r\n\x05\x65\x64ges\x18\x01 \x03(\x01\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x04\"\x96\x01\n\x0bStatSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x0c\n\x04mean\x18\x03 \x01(\x01\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\x0e\n\x06stddev\x18\x06 \x01(\x01\x12\x32\n\thistogram\x18\x07 \x01(\x0b\x32\x1f.edgeloop.features.v1.Histogram\"\xa8\x01\n\x06\x42ucket\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x36\n\x05means\x18\x03 \x03(\x0b\x32\'.edgeloop.features.v1.Bucket.MeansEntry\x1a,\n\nMeansEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x9e\x02\n\x16GetWindowStatsResponse\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11observation_count\x18\x04 \x01(\x04\x12\x16\n\x0elabelled_count\x18\x05 \x01(\x04\x12\x30\n\x05stats\x18\x06 \x03(\x0b\x32!.edgeloop.features.v1.StatSummary\x12-\n\x07\x62uckets\x18\x07 \x03(\x0b\x32\x1c.edgeloop.features.v1.Bucket\"N\n\x16ListDriftEventsRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x11\n\topen_only\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\r\"K\n\x17ListDriftEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .edgeloop.features.v1.DriftEvent\"+\n\x15ListRuleStatesRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\"I\n\x16ListRuleStatesResponse\x12/\n\x06states\x18\x01 \x03(\x0b\x32\x1f.edgeloop.features.v1.RuleState\"\x8c\x01\n\x17SummarizeTrafficRequest\x12\x13\n\x0b\x64\x65ployments\x18\x01 \x03(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x01\n\x18SummarizeTrafficResponse\x12\x34\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32#.edgeloop.features.v1.DeviceTraffic\x12.\n\x04\x61rms\x18\x02 \x03(\x0b\x32 .edgeloop.features.v1.ArmTraffic\"\x94\x01\n\rDeviceTraffic\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12.\n\nlast_frame\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08labelled\x18\x04 \x01(\x04\x12\x13\n\x06mae_mm\x18\x05 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_mae_mm\"\x86\x01\n\nArmTraffic\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x10\n\x08\x61nswered\x18\x03 \x01(\x04\x12\x10\n\x08shadowed\x18\x04 \x01(\x04\x12\x10\n\x08labelled\x18\x05 \x01(\x04\x12\x13\n\x06mae_mm\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\t\n\x07_mae_mm2\x84\x07\n\x13\x46\x65\x61tureStoreService\x12U\n\x06Ingest\x12#.edgeloop.features.v1.IngestRequest\x1a$.edgeloop.features.v1.IngestResponse(\x01\x12s\n\x10ListObservations\x12-.edgeloop.features.v1.ListObservationsRequest\x1a..edgeloop.features.v1.ListObservationsResponse0\x01\x12k\n\x0eGetWindowStats\x12+.edgeloop.features.v1.GetWindowStatsRequest\x1a,.edgeloop.features.v1.GetWindowStatsResponse\x12n\n\x0fListDriftEvents\x12,.edgeloop.features.v1.ListDriftEventsRequest\x1a-.edgeloop.features.v1.ListDriftEventsResponse\x12k\n\x0eListRuleStates\x12+.edgeloop.features.v1.ListRuleStatesRequest\x1a,.edgeloop.features.v1.ListRuleStatesResponse\x12n\n\x0fListDeadLetters\x12,.edgeloop.features.v1.ListDeadLettersRequest\x1a-.edgeloop.features.v1.ListDeadLettersResponse\x12t\n\x11ReplayDeadLetters\x12..edgeloop.features.v1.ReplayDeadLettersRequest\x1a/.edgeloop.features.v1.ReplayDeadLettersResponse\x12q\n\x10SummarizeTraffic\x12-.edgeloop.features.v1.SummarizeTrafficRequest\x1a..edgeloop.features.v1.SummarizeTrafficResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,37 +43,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTRESPONSE']._serialized_start=338
   _globals['_INGESTRESPONSE']._serialized_end=441
   _globals['_LISTOBSERVATIONSREQUEST']._serialized_start=444
-  _globals['_LISTOBSERVATIONSREQUEST']._serialized_end=774
-  _globals['_LISTOBSERVATIONSRESPONSE']._serialized_start=776
-  _globals['_LISTOBSERVATIONSRESPONSE']._serialized_end=859
-  _globals['_GETWINDOWSTATSREQUEST']._serialized_start=862
-  _globals['_GETWINDOWSTATSREQUEST']._serialized_end=1047
-  _globals['_HISTOGRAM']._serialized_start=1049
-  _globals['_HISTOGRAM']._serialized_end=1091
-  _globals['_STATSUMMARY']._serialized_start=1094
-  _globals['_STATSUMMARY']._serialized_end=1244
-  _globals['_BUCKET']._serialized_start=1247
-  _globals['_BUCKET']._serialized_end=1415
-  _globals['_BUCKET_MEANSENTRY']._serialized_start=1371
-  _globals['_BUCKET_MEANSENTRY']._serialized_end=1415
-  _globals['_GETWINDOWSTATSRESPONSE']._serialized_start=1418
-  _globals['_GETWINDOWSTATSRESPONSE']._serialized_end=1704
-  _globals['_LISTDRIFTEVENTSREQUEST']._serialized_start=1706
-  _globals['_LISTDRIFTEVENTSREQUEST']._serialized_end=1784
-  _globals['_LISTDRIFTEVENTSRESPONSE']._serialized_start=1786
-  _globals['_LISTDRIFTEVENTSRESPONSE']._serialized_end=1861
-  _globals['_LISTRULESTATESREQUEST']._serialized_start=1863
-  _globals['_LISTRULESTATESREQUEST']._serialized_end=1906
-  _globals['_LISTRULESTATESRESPONSE']._serialized_start=1908
-  _globals['_LISTRULESTATESRESPONSE']._serialized_end=1981
-  _globals['_SUMMARIZETRAFFICREQUEST']._serialized_start=1984
-  _globals['_SUMMARIZETRAFFICREQUEST']._serialized_end=2124
-  _globals['_SUMMARIZETRAFFICRESPONSE']._serialized_start=2127
-  _globals['_SUMMARIZETRAFFICRESPONSE']._serialized_end=2255
-  _globals['_DEVICETRAFFIC']._serialized_start=2258
-  _globals['_DEVICETRAFFIC']._serialized_end=2406
-  _globals['_ARMTRAFFIC']._serialized_start=2409
-  _globals['_ARMTRAFFIC']._serialized_end=2543
-  _globals['_FEATURESTORESERVICE']._serialized_start=2546
-  _globals['_FEATURESTORESERVICE']._serialized_end=3446
+  _globals['_LISTOBSERVATIONSREQUEST']._serialized_end=790
+  _globals['_LISTOBSERVATIONSRESPONSE']._serialized_start=792
+  _globals['_LISTOBSERVATIONSRESPONSE']._serialized_end=875
+  _globals['_GETWINDOWSTATSREQUEST']._serialized_start=878
+  _globals['_GETWINDOWSTATSREQUEST']._serialized_end=1063
+  _globals['_HISTOGRAM']._serialized_start=1065
+  _globals['_HISTOGRAM']._serialized_end=1107
+  _globals['_STATSUMMARY']._serialized_start=1110
+  _globals['_STATSUMMARY']._serialized_end=1260
+  _globals['_BUCKET']._serialized_start=1263
+  _globals['_BUCKET']._serialized_end=1431
+  _globals['_BUCKET_MEANSENTRY']._serialized_start=1387
+  _globals['_BUCKET_MEANSENTRY']._serialized_end=1431
+  _globals['_GETWINDOWSTATSRESPONSE']._serialized_start=1434
+  _globals['_GETWINDOWSTATSRESPONSE']._serialized_end=1720
+  _globals['_LISTDRIFTEVENTSREQUEST']._serialized_start=1722
+  _globals['_LISTDRIFTEVENTSREQUEST']._serialized_end=1800
+  _globals['_LISTDRIFTEVENTSRESPONSE']._serialized_start=1802
+  _globals['_LISTDRIFTEVENTSRESPONSE']._serialized_end=1877
+  _globals['_LISTRULESTATESREQUEST']._serialized_start=1879
+  _globals['_LISTRULESTATESREQUEST']._serialized_end=1922
+  _globals['_LISTRULESTATESRESPONSE']._serialized_start=1924
+  _globals['_LISTRULESTATESRESPONSE']._serialized_end=1997
+  _globals['_SUMMARIZETRAFFICREQUEST']._serialized_start=2000
+  _globals['_SUMMARIZETRAFFICREQUEST']._serialized_end=2140
+  _globals['_SUMMARIZETRAFFICRESPONSE']._serialized_start=2143
+  _globals['_SUMMARIZETRAFFICRESPONSE']._serialized_end=2271
+  _globals['_DEVICETRAFFIC']._serialized_start=2274
+  _globals['_DEVICETRAFFIC']._serialized_end=2422
+  _globals['_ARMTRAFFIC']._serialized_start=2425
+  _globals['_ARMTRAFFIC']._serialized_end=2559
+  _globals['_FEATURESTORESERVICE']._serialized_start=2562
+  _globals['_FEATURESTORESERVICE']._serialized_end=3462
 # @@protoc_insertion_point(module_scope)

@@ -38,7 +38,7 @@ class IngestResponse(_message.Message):
     def __init__(self, stored: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
 
 class ListObservationsRequest(_message.Message):
-    __slots__ = ("deployments", "data_groups", "start_time", "end_time", "labelled_only", "limit", "include_jpeg", "observation_ids", "device_id", "model_name", "model_version", "newest_first")
+    __slots__ = ("deployments", "data_groups", "start_time", "end_time", "labelled_only", "limit", "include_jpeg", "observation_ids", "device_id", "model_name", "model_version", "newest_first", "spread")
     DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
     DATA_GROUPS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class ListObservationsRequest(_message.Message):
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_FIELD_NUMBER: _ClassVar[int]
     deployments: _containers.RepeatedScalarFieldContainer[str]
     data_groups: _containers.RepeatedScalarFieldContainer[str]
     start_time: _timestamp_pb2.Timestamp
@@ -63,7 +64,8 @@ class ListObservationsRequest(_message.Message):
     model_name: str
     model_version: str
     newest_first: bool
-    def __init__(self, deployments: _Optional[_Iterable[str]] = ..., data_groups: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labelled_only: _Optional[bool] = ..., limit: _Optional[int] = ..., include_jpeg: _Optional[bool] = ..., observation_ids: _Optional[_Iterable[str]] = ..., device_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., newest_first: _Optional[bool] = ...) -> None: ...
+    spread: bool
+    def __init__(self, deployments: _Optional[_Iterable[str]] = ..., data_groups: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labelled_only: _Optional[bool] = ..., limit: _Optional[int] = ..., include_jpeg: _Optional[bool] = ..., observation_ids: _Optional[_Iterable[str]] = ..., device_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., newest_first: _Optional[bool] = ..., spread: _Optional[bool] = ...) -> None: ...
 
 class ListObservationsResponse(_message.Message):
     __slots__ = ("observations",)

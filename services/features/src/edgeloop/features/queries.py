@@ -33,12 +33,15 @@ IMAGE_READERS = 8
 _COLUMNS = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
 _SELECT = sql.SQL("SELECT {} FROM features.observations").format(_COLUMNS)
 # Every k-th match in capture-time order, k = matches / limit rounded up: the database
-# still reads every match, but only the spread ones leave it.
+# still reads every match, but ranks only its key and fetches whole rows for the spread
+# ones by the primary key; only those leave it.
 _SPREAD = sql.SQL(
-    "SELECT {columns} FROM (SELECT {columns}, "
+    "SELECT {columns} FROM features.observations JOIN (SELECT observation_id, time FROM "
+    "(SELECT observation_id, time, "
     "row_number() OVER (ORDER BY time, observation_id) AS spread_rank, "
     "count(*) OVER () AS spread_total FROM features.observations{where}) AS matches "
-    "WHERE mod(spread_rank - 1, greatest(1, ceil(spread_total::numeric / %s)::bigint)) = 0")
+    "WHERE mod(spread_rank - 1, greatest(1, ceil(spread_total::numeric / %s)::bigint)) = 0"
+    ") AS spread USING (observation_id, time)")
 
 
 def _time_range(request: pb.ListObservationsRequest) -> tuple[datetime | None, datetime | None]:

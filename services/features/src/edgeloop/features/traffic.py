@@ -18,16 +18,14 @@ from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.platform.errors import InvalidArgument, Unavailable
 from psycopg_pool import AsyncConnectionPool
 
-_DEVICES = """
-SELECT device_id, count(*), max(time), count(error_mm), sum(abs(error_mm)::float8)
-FROM features.observations
-WHERE time >= %(start)s AND time < %(end)s {deployments}
-GROUP BY device_id ORDER BY device_id"""
+# Devices and answering arms in one pass over the window (a row per grouping set: the
+# device's with arm NULL, the arm's with device_id NULL).
 _ANSWERED = """
-SELECT arm, model_version, count(*), count(error_mm), sum(abs(error_mm)::float8)
+SELECT device_id, arm, model_version, count(*), max(time), count(error_mm),
+       sum(abs(error_mm)::float8)
 FROM features.observations
 WHERE time >= %(start)s AND time < %(end)s {deployments}
-GROUP BY arm, model_version"""
+GROUP BY GROUPING SETS ((device_id), (arm, model_version))"""
 # A shadow row carries its frame's capture time, so both tables are cut by it (each
 # partitioned or BRIN-indexed by time) before the join.
 _SHADOWED = """
@@ -83,13 +81,16 @@ async def summarize_traffic(pool: AsyncConnectionPool, request: pb.SummarizeTraf
     params = {"start": start, "end": end, "deployments": list(request.deployments)}
     try:
         async with pool.connection() as conn:
-            devices = await _fetch(conn, _DEVICES, "deployment", params)
-            answered = await _fetch(conn, _ANSWERED, "deployment", params)
+            grouped = await _fetch(conn, _ANSWERED, "deployment", params)
             shadowed = await _fetch(conn, _SHADOWED, "o.deployment", params)
     except psycopg.OperationalError as exc:
         raise Unavailable(f"database unreachable: {exc}") from exc
+    answered = [(arm, version, frames, labelled, abs_sum)
+                for device_id, arm, version, frames, _, labelled, abs_sum in grouped
+                if device_id is None]
     reply = pb.SummarizeTrafficResponse(arms=_arms(answered, shadowed))
-    for device_id, frames, last, labelled, abs_sum in devices:
+    devices = sorted(row for row in grouped if row[0] is not None)
+    for device_id, _, _, frames, last, labelled, abs_sum in devices:
         entry = reply.devices.add(device_id=device_id, frames=frames, labelled=labelled,
                                   **_mae(labelled, abs_sum))
         entry.last_frame.FromDatetime(last)

@@ -395,6 +395,67 @@ async def test_the_window_reads_in_chunks_the_same_rows(
     assert len(empty.times) == 0 and all(len(c) == 0 for c in empty.columns.values())
 
 
+def _same(a: window.Recent, b: window.Recent) -> bool:
+    return (list(a.times) == list(b.times) and list(a.model_versions) == list(b.model_versions)
+            and all(np.array_equal(a.columns[n], b.columns[n], equal_nan=True)
+                    for n in a.columns))
+
+
+async def test_a_held_window_topped_up_reads_what_a_whole_read_reads(
+        database_url: str, pool: AsyncConnectionPool) -> None:
+    """Rows ingested between evaluations join the held ones in capture-time order (late
+    frames among them), rows leave as the window moves on; each read equals a whole read."""
+    rng = np.random.default_rng(11)
+    monotonic = [0.0]
+    held = window.HeldWindow("parking", clock=lambda: monotonic[0])
+    _insert(database_url, _rows("beige", T0, 60, "1", rng))
+    _insert(database_url, _rows("beige", T0, 10, "1", rng, deployment="elsewhere"))
+
+    async def check(since: datetime, until: datetime) -> window.Recent:
+        kept = await held.read(pool, since, until)
+        assert _same(kept, await window.fetch_recent(pool, "parking", since, until))
+        return kept
+
+    first = await check(T0, T0 + timedelta(seconds=50))
+    assert len(first.times) == 50 * FPS
+    monotonic[0] += 5
+    # Newer frames, and a robot's buffered frames from within the held window arriving late.
+    _insert(database_url, _rows("red", T0 + timedelta(seconds=60), 20, "2", rng))
+    _insert(database_url, _rows("beige", T0 + timedelta(seconds=30.1), 5, "1", rng,
+                                labelled=False))
+    moved = await check(T0 + timedelta(seconds=20), T0 + timedelta(seconds=75))
+    assert len(moved.times) == (55 + 5) * FPS and sorted(set(moved.model_versions)) == ["1", "2"]
+    monotonic[0] += 5
+    assert len((await check(T0 + timedelta(seconds=20), T0 + timedelta(minutes=2))).times) \
+        == (60 + 5) * FPS
+
+
+async def test_a_held_window_is_read_whole_again_on_schedule_and_when_reaching_back(
+        database_url: str, pool: AsyncConnectionPool) -> None:
+    """A write that committed long after it began (``ingested_at`` before the newest held
+    row's, beyond the margin) is missed by top-ups and found by the next whole read; a
+    window reaching back before what is held reads whole at once."""
+    rng = np.random.default_rng(12)
+    monotonic = [0.0]
+    held = window.HeldWindow("parking", clock=lambda: monotonic[0])
+    _insert(database_url, _rows("beige", T0, 20, "1", rng))
+    assert len((await held.read(pool, T0, T0 + timedelta(minutes=1))).times) == 20 * FPS
+    slow = _rows("beige", T0 + timedelta(seconds=20), 1, "1", rng)
+    _insert(database_url, slow)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE features.observations SET ingested_at = now() - interval '1 hour' "
+                     "WHERE observation_id = ANY(%s)", ([row[0] for row in slow],))
+    monotonic[0] += window.FULL_READ_EVERY - 1
+    assert len((await held.read(pool, T0, T0 + timedelta(minutes=1))).times) == 20 * FPS
+    monotonic[0] += 1
+    assert len((await held.read(pool, T0, T0 + timedelta(minutes=1))).times) == 21 * FPS
+
+    later = await held.read(pool, T0 + timedelta(seconds=10), T0 + timedelta(minutes=1))
+    assert len(later.times) == 11 * FPS
+    back = await held.read(pool, T0, T0 + timedelta(minutes=1))
+    assert len(back.times) == 21 * FPS, "the rows the window had let go are read again"
+
+
 async def _evaluate_at(monitor: DriftMonitor, clock: list[datetime], *minutes: float) -> None:
     for minute in minutes:
         clock[0] = T0 + timedelta(minutes=minute)

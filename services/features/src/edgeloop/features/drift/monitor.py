@@ -28,7 +28,7 @@ from edgeloop.features.drift.references import ReferenceCache
 from edgeloop.features.drift.retraining import Retrainer
 from edgeloop.features.drift.rules import Rule, RuleSet
 from edgeloop.features.drift.signals import SignalValue, measure
-from edgeloop.features.drift.window import fetch_recent
+from edgeloop.features.drift.window import HeldWindow
 from edgeloop.platform import log_context
 from psycopg_pool import AsyncConnectionPool
 
@@ -69,6 +69,8 @@ class DriftMonitor:
     retrainer: Retrainer | None
     clock: Callable[[], datetime] = utcnow
     tracks: dict[tuple[str, str], RuleTrack] = field(default_factory=dict)
+    windows: dict[str, HeldWindow] = field(default_factory=dict)
+    """Per active deployment, the rows of its windows held between evaluations."""
 
     def __post_init__(self) -> None:
         self.events = DriftEvents(self.pool)
@@ -87,7 +89,10 @@ class DriftMonitor:
     async def evaluate_once(self) -> None:
         """One pass over every active deployment; one that fails is logged and skipped, so
         it does not blind the monitor to the others."""
-        for deployment in await self.deployments.active():
+        active = await self.deployments.active()
+        for name in set(self.windows) - {d.name for d in active}:
+            del self.windows[name]
+        for deployment in active:
             with log_context(deployment=deployment.name, model_version=deployment.model_version):
                 try:
                     await self._evaluate(deployment)
@@ -101,7 +106,8 @@ class DriftMonitor:
         now = self.clock()
         reference = await self.references.get(deployment.model_name, deployment.model_version)
         longest = max(rule.window for rule in self.rules)
-        recent = await fetch_recent(self.pool, deployment.name, now - longest, now)
+        held = self.windows.setdefault(deployment.name, HeldWindow(deployment.name))
+        recent = await held.read(self.pool, now - longest, now)
         open_events = {e.rule: e for e in await self.events.open_events(deployment.name)}
         signals = {rule.name: measure(rule, recent.window(now - rule.window,
                                                           deployment.model_version), reference)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,11 +42,22 @@ def _naive_utc(moment: datetime) -> np.datetime64:
 
 @dataclass(frozen=True)
 class Recent:
-    """A deployment's observations since some time, ready to cut into rule windows."""
+    """A deployment's observations since some time, in capture-time order, ready to cut
+    into rule windows."""
 
     times: np.ndarray
     model_versions: np.ndarray
     columns: dict[str, np.ndarray]
+    _answered_by: dict[str, np.ndarray] = field(default_factory=dict, compare=False,
+                                                repr=False)
+    """Per version, which rows it answered (every rule asks about the same version)."""
+
+    def answered_by(self, model_version: str) -> np.ndarray:
+        """Which rows ``model_version`` answered."""
+        found = self._answered_by.get(model_version)
+        if found is None:
+            found = self._answered_by[model_version] = self.model_versions == model_version
+        return found
 
     def window(self, since: datetime, model_version: str) -> Window:
         """The observations at or after ``since`` and since ``model_version`` began serving.
@@ -54,17 +65,21 @@ class Recent:
         Windows restart when the deployment's version changes: after a retrained version
         is promoted, only the world it serves counts, never the frames that made its
         predecessor drift (so no rule fires again on the world the new version knows).
-        Model answers come only from ``model_version``.
+        Model answers come only from ``model_version``. The world's columns are views of
+        this one's (the rows are in time order, so a window is their tail), the model's
+        answers copies of the rows the version answered.
         """
         start = max(_naive_utc(since), self.serving_since(model_version))
-        mask = self.times >= start
-        same_model = mask & (self.model_versions == model_version)
-        return Window({name: column[same_model if name in MODEL_DEPENDENT else mask]
-                       for name, column in self.columns.items()},
-                      {name: self.times[same_model if name in MODEL_DEPENDENT else mask]
-                       for name in self.columns},
-                      answered=same_model[mask])
-
+        first = int(np.searchsorted(self.times, start))
+        answered = self.answered_by(model_version)[first:]
+        world_times = self.times[first:]
+        model_times = world_times[answered]
+        columns, times = {}, {}
+        for name, column in self.columns.items():
+            model = name in MODEL_DEPENDENT
+            columns[name] = column[first:][answered] if model else column[first:]
+            times[name] = model_times if model else world_times
+        return Window(columns, times, answered=answered)
 
     def serving_since(self, model_version: str) -> np.datetime64:
         """When ``model_version`` took over: its first observation, if another came before.
@@ -73,8 +88,8 @@ class Recent:
         the deployment with other arms throughout); later than every observation when it
         has not answered yet (the windows are then empty until it does).
         """
-        mine = self.times[self.model_versions == model_version]
-        others = self.times[self.model_versions != model_version]
+        answered = self.answered_by(model_version)
+        mine, others = self.times[answered], self.times[~answered]
         if not len(others):
             return np.datetime64("1970-01-01T00:00:00", "us")
         if not len(mine):
@@ -176,9 +191,9 @@ class HeldWindow:
     """One deployment's rows for the drift windows, held between evaluations and topped up
     with the rows ingested since the last.
 
-    A fleet's 5-minute window holds 120,000 rows at 400 frames/s; read whole every 5 s
-    evaluation they cost ~1 CPU s each (bench/README, "Drift windows held"), i.e. about as
-    much CPU a frame as ingesting it. A top-up reads what was ingested since (plus
+    A fleet's 5-minute window holds 120,000 rows at 400 frames/s; read whole at every 5 s
+    evaluation they cost ~1.2 CPU s each (bench/README, "Drift windows held"). A top-up
+    reads what was ingested since (plus
     :data:`INGEST_MARGIN`, its repeats dropped by id); every :data:`FULL_READ_EVERY`
     seconds, and whenever a window would reach back before what is held, it is read whole.
     """

@@ -193,9 +193,9 @@ class HeldWindow:
 
     A fleet's 5-minute window holds 120,000 rows at 400 frames/s; read whole at every 5 s
     evaluation they cost ~1.2 CPU s each (bench/README, "Drift windows held"). A top-up
-    reads what was ingested since (plus
-    :data:`INGEST_MARGIN`, its repeats dropped by id); every :data:`FULL_READ_EVERY`
-    seconds, and whenever a window would reach back before what is held, it is read whole.
+    reads what was ingested since (plus :data:`INGEST_MARGIN`, its repeats dropped by id);
+    every :data:`FULL_READ_EVERY` seconds, and whenever a window would reach back before
+    what is held, it is read whole.
     """
 
     def __init__(self, deployment: str, clock: Callable[[], float] = time.monotonic) -> None:

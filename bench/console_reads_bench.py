@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -39,8 +37,6 @@ from edgeloop.contracts.features.v1 import (  # noqa: E402
     feature_store_service_pb2_grpc,
     observation_pb2,
 )
-from edgeloop.platform.pgcluster import PostgresCluster  # noqa: E402
-from edgeloop.testing import ServiceProcess, free_port  # noqa: E402
 
 ROBOTS = 100
 DEPLOYMENT = "fleet"
@@ -148,26 +144,15 @@ def main() -> None:
     print(f"cpus={os.cpu_count()} observations={args.observations} repeat={args.repeat}")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     frames = ingest_bench.render(args.frames, "beige")
-    root = Path(tempfile.mkdtemp(prefix="edgeloop-console-bench-"))
-    os.chmod(root, 0o755)
-    cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=True)
-    service = None
-    try:
-        cluster.start()
-        url = cluster.ensure_database("bench")
-        env = {"EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_DATABASE_URL": url,
-               "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"), "EDGELOOP_LOG_LEVEL": "WARNING"}
-        service = ServiceProcess("edgeloop.features", env, root / "features.log").start()
+    with ingest_bench.features_on_private_cluster("edgeloop-console-bench-") as (
+            cluster, service, url):
         table = "a TimescaleDB hypertable" if ingest_bench.is_hypertable(url) else "a plain table"
         print(f"features.observations is {table}")
         began = time.perf_counter()
         anchor = datetime.now(UTC)
         observations = fleet_observations(args.observations, frames, anchor)
-        batches = [pb.IngestRequest(observations=observations[i:i + 250])
-                   for i in range(0, len(observations), 250)]
-        _, stored, _, rejected = ingest_bench.ingest(service.address,
-                                                     [batches[0::2], batches[1::2]])
-        del observations, batches  # out of the client's heap before its reads are timed
+        stored, rejected = ingest_bench.send_all(service.address, observations)
+        del observations  # out of the client's heap before its reads are timed
         gc.collect()
         filled_s = time.perf_counter() - began
         print(f"filled: {stored} stored, {rejected} rejected in {filled_s:.0f} s")
@@ -184,11 +169,6 @@ def main() -> None:
                       f"{m['postgres']:9.3f} {m['client']:7.3f} {m['stale']:10.0f} s")
         print("CPU columns: seconds per read (median); 'newest seen': how old the newest "
               "frame the read returned was, against the fleet's newest")
-    finally:
-        if service:
-            service.stop()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

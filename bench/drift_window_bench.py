@@ -22,9 +22,7 @@ import argparse
 import asyncio
 import gc
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -35,20 +33,11 @@ from psycopg_pool import AsyncConnectionPool
 sys.path.insert(0, str(Path(__file__).parent))
 import console_reads_bench  # noqa: E402  (fleet observations)
 import ingest_bench  # noqa: E402  (the cluster, the service, ingest)
-from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb  # noqa: E402
 from edgeloop.features.drift.rules import load_rules  # noqa: E402
 from edgeloop.features.drift.window import HeldWindow, Recent, fetch_recent  # noqa: E402
 from edgeloop.platform.pgcluster import PostgresCluster  # noqa: E402
-from edgeloop.testing import ServiceProcess, free_port  # noqa: E402
 
 INTERVAL_S = 5
-
-
-def send(address: str, observations: list) -> None:
-    """Ingest ``observations`` over two concurrent calls."""
-    batches = [pb.IngestRequest(observations=observations[i:i + 250])
-               for i in range(0, len(observations), 250)]
-    ingest_bench.ingest(address, [batches[0::2], batches[1::2]])
 
 
 async def timed(label: str, read: Callable[[], Awaitable[Recent]], postgres: list) -> None:
@@ -74,7 +63,8 @@ async def evaluate(url: str, address: str, cluster: PostgresCluster, anchor: dat
         held = HeldWindow("fleet")
         await timed("held: first read (whole)", lambda: held.read(pool, since, until), postgres)
         for start in range(0, len(later), per_top_up):
-            await asyncio.to_thread(send, address, later[start:start + per_top_up])
+            await asyncio.to_thread(ingest_bench.send_all, address,
+                                    later[start:start + per_top_up])
             await timed(f"held: top-up after {per_top_up} new frames",
                         lambda: held.read(pool, since, until), postgres)
         await timed("held: top-up, nothing new", lambda: held.read(pool, since, until), postgres)
@@ -98,21 +88,13 @@ def main() -> None:
     print(f"cpus={os.cpu_count()} rows={args.observations} top-ups={args.top_ups} x "
           f"{per_top_up} frames; load average before: {os.getloadavg()[0]:.2f}")
     frames = ingest_bench.render(50, "beige")
-    root = Path(tempfile.mkdtemp(prefix="edgeloop-window-bench-"))
-    os.chmod(root, 0o755)
-    cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=True)
-    service = None
-    try:
-        cluster.start()
-        url = cluster.ensure_database("bench")
-        env = {"EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_DATABASE_URL": url,
-               "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"), "EDGELOOP_LOG_LEVEL": "WARNING"}
-        service = ServiceProcess("edgeloop.features", env, root / "features.log").start()
+    with ingest_bench.features_on_private_cluster("edgeloop-window-bench-") as (
+            cluster, service, url):
         total = args.observations + args.top_ups * per_top_up
         anchor = datetime.now(UTC)
         observations = console_reads_bench.fleet_observations(total, frames, anchor)
         began = time.perf_counter()
-        send(service.address, observations[:args.observations])
+        ingest_bench.send_all(service.address, observations[:args.observations])
         print(f"filled {args.observations} rows in {time.perf_counter() - began:.0f} s")
         later = observations[args.observations:]
         # The filled frames (1.4 GB of JPEGs at 120,000) out of this process's heap: with
@@ -121,11 +103,6 @@ def main() -> None:
         del observations
         gc.collect()
         asyncio.run(evaluate(url, service.address, cluster, anchor, later, per_top_up))
-    finally:
-        if service:
-            service.stop()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

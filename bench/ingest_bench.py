@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,6 +120,42 @@ def ingest(address: str, requests: list[list[pb.IngestRequest]]) -> tuple[float,
             sum(len(r.rejected) for r in replies))
 
 
+def send_all(address: str, observations: list[observation_pb2.Observation],
+             batch: int = 250) -> tuple[int, int]:
+    """Ingest ``observations`` in batches over two concurrent calls: (stored, rejected)."""
+    batches = [pb.IngestRequest(observations=observations[i:i + batch])
+               for i in range(0, len(observations), batch)]
+    _, stored, _, rejected = ingest(address, [batches[0::2], batches[1::2]])
+    return stored, rejected
+
+
+@contextmanager
+def features_on_private_cluster(prefix: str, durable: bool = True,
+                                preload: bool | None = None, workers: int = 0,
+                                ) -> Iterator[tuple[PostgresCluster, ServiceProcess, str]]:
+    """A fresh PostgreSQL cluster (TimescaleDB preloaded per ``preload``; None: whenever
+    installed) and the features service on it as its own process with a local-folder
+    object store: (cluster, service, database URL). Everything is removed on exit."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(root, 0o755)  # the postgres user runs the cluster inside it
+    cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=durable,
+                              timescaledb_preload=preload)
+    service = None
+    try:
+        cluster.start()
+        url = cluster.ensure_database("bench")
+        env = {"EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_DATABASE_URL": url,
+               "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"), "EDGELOOP_LOG_LEVEL": "WARNING",
+               "EDGELOOP_INGEST_WORKERS": str(workers)}
+        service = ServiceProcess("edgeloop.features", env, root / "features.log").start()
+        yield cluster, service, url
+    finally:
+        if service:
+            service.stop()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def cpu_seconds(processes: list[psutil.Process]) -> float:
     """User + system CPU seconds used so far by ``processes`` (gone ones count 0)."""
     total = 0.0
@@ -207,18 +244,9 @@ def is_hypertable(url: str) -> bool:
 def run_ingest(args: argparse.Namespace, frames: list[tuple[bytes, float | None]],
                branch: str) -> float:
     """One ingest run on a fresh cluster of ``branch``; prints its figures, returns obs/s."""
-    root = Path(tempfile.mkdtemp(prefix="edgeloop-ingest-bench-"))
-    os.chmod(root, 0o755)
-    cluster = PostgresCluster(data_dir=root / "pg", port=free_port(), durable=not args.no_fsync,
-                              timescaledb_preload=PRELOAD[branch])
-    service = None
-    try:
-        cluster.start()
-        url = cluster.ensure_database("bench")
-        env = {"EDGELOOP_LISTEN_ADDR": f"127.0.0.1:{free_port()}", "EDGELOOP_DATABASE_URL": url,
-               "EDGELOOP_OBJECT_STORE_DIR": str(root / "objects"), "EDGELOOP_LOG_LEVEL": "WARNING",
-               "EDGELOOP_INGEST_WORKERS": str(args.workers)}
-        service = ServiceProcess("edgeloop.features", env, root / "features.log").start()
+    with features_on_private_cluster("edgeloop-ingest-bench-", durable=not args.no_fsync,
+                                     preload=PRELOAD[branch], workers=args.workers,
+                                     ) as (cluster, service, url):
         print(f"--- branch {branch}: features.observations is "
               f"{'a TimescaleDB hypertable' if is_hypertable(url) else 'a plain table'}")
         warm = build_requests(min(500, args.observations), args.batch, 1, frames)
@@ -244,11 +272,7 @@ def run_ingest(args: argparse.Namespace, frames: list[tuple[bytes, float | None]
         print(f"load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
               "(other processes on the machine compete for the cores)")
         return stored / elapsed
-    finally:
-        if service:
-            service.stop()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+
 
 if __name__ == "__main__":
     main()

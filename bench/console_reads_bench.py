@@ -29,6 +29,7 @@ from pathlib import Path
 
 import grpc
 import psutil
+from google.protobuf.timestamp_pb2 import Timestamp
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ingest_bench  # noqa: E402  (a sibling script: the cluster, the service, ingest)
@@ -73,7 +74,7 @@ def fleet_observations(n: int, frames: list[tuple[bytes, float | None]], now: da
 def _since(anchor: datetime, delta: timedelta) -> dict:
     """The window of ``delta`` before ``anchor`` (the fleet's newest frame), as a page
     asks for the window before now right after the fleet's last frame."""
-    start = pb.ListObservationsRequest().start_time
+    start = Timestamp()
     start.FromDatetime(anchor - delta)
     return {"start_time": start}
 

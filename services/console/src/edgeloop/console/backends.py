@@ -39,9 +39,9 @@ def stamp(moment: datetime) -> Timestamp:
     return value
 
 
-def when(value: Timestamp | None) -> datetime | None:
-    """An aware datetime of a Timestamp, None when unset or absent."""
-    if value is None or (not value.seconds and not value.nanos):
+def when(value: Timestamp) -> datetime | None:
+    """An aware datetime of a Timestamp, None when unset."""
+    if not value.seconds and not value.nanos:
         return None
     return value.ToDatetime().replace(tzinfo=UTC)
 

@@ -10,6 +10,7 @@ the whole window instead; a shadow answer's error is against its frame's sensor 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 # Devices and answering arms in one pass over the window (a row per grouping set: the
 # device's with arm NULL, the arm's with device_id NULL).
-_ANSWERED = """
+_GROUPED = """
 SELECT device_id, arm, model_version, count(*), max(time), count(error_mm),
        sum(abs(error_mm)::float8)
 FROM features.observations
@@ -59,19 +60,28 @@ async def _fetch(conn: psycopg.AsyncConnection, statement: str, column: str,
     return await cursor.fetchall()
 
 
+@dataclass
+class _ArmTotals:
+    answered: int = 0
+    shadowed: int = 0
+    labelled: int = 0
+    abs_sum: float = 0.0
+
+
 def _arms(answered: Sequence[tuple[Any, ...]],
           shadowed: Sequence[tuple[Any, ...]]) -> list[pb.ArmTraffic]:
     """One entry per (arm, version): answered and shadowed counts, error over both."""
-    totals: dict[tuple[str, str], list[Any]] = {}
-    for rows, slot in ((answered, 0), (shadowed, 1)):
+    totals: dict[tuple[str, str], _ArmTotals] = {}
+    for rows, kind in ((answered, "answered"), (shadowed, "shadowed")):
         for arm, version, frames, labelled, abs_sum in rows:
-            entry = totals.setdefault((arm, version), [0, 0, 0, 0.0])
-            entry[slot] += frames
-            entry[2] += labelled
-            entry[3] += abs_sum or 0.0
-    return [pb.ArmTraffic(arm=arm, model_version=version, answered=n, shadowed=s,
-                          labelled=labelled, **_mae(labelled, abs_sum))
-            for (arm, version), (n, s, labelled, abs_sum) in sorted(totals.items())]
+            entry = totals.setdefault((arm, version), _ArmTotals())
+            setattr(entry, kind, getattr(entry, kind) + frames)
+            entry.labelled += labelled
+            entry.abs_sum += abs_sum or 0.0
+    return [pb.ArmTraffic(arm=arm, model_version=version, answered=t.answered,
+                          shadowed=t.shadowed, labelled=t.labelled,
+                          **_mae(t.labelled, t.abs_sum))
+            for (arm, version), t in sorted(totals.items())]
 
 
 async def summarize_traffic(pool: AsyncConnectionPool, request: pb.SummarizeTrafficRequest,
@@ -81,7 +91,7 @@ async def summarize_traffic(pool: AsyncConnectionPool, request: pb.SummarizeTraf
     params = {"start": start, "end": end, "deployments": list(request.deployments)}
     try:
         async with pool.connection() as conn:
-            grouped = await _fetch(conn, _ANSWERED, "deployment", params)
+            grouped = await _fetch(conn, _GROUPED, "deployment", params)
             shadowed = await _fetch(conn, _SHADOWED, "o.deployment", params)
     except psycopg.OperationalError as exc:
         raise Unavailable(f"database unreachable: {exc}") from exc

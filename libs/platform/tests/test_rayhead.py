@@ -10,7 +10,7 @@ import stat
 import sys
 from pathlib import Path
 
-from edgeloop.platform import rayhead
+from edgeloop.platform import ports, rayhead
 
 
 def test_token_is_created_private_once(tmp_path: Path) -> None:
@@ -41,19 +41,21 @@ def test_head_command_binds_loopback_with_its_ports(tmp_path: Path) -> None:
 
 
 def test_side_ports_are_distinct_and_never_a_named_port(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    # The kernel handing out the same port twice (as in one CI run: the client server and
-    # the dashboard got one port, and all four start attempts failed alike).
-    handed = iter([61001, 40000, 40000, 61000, 40001, 40002, 40003, 40004, 40005, 40006])
-    monkeypatch.setattr(rayhead.socket.socket, "getsockname",
-                        lambda _self: ("127.0.0.1", next(handed)))
+    # The same port drawn twice, and the GCS's and the dashboard's ports drawn (as in one CI
+    # run: the client server and the dashboard got one port, and all four start attempts
+    # failed alike).
+    drawn = iter([61001, 40000, 40000, 61000, 40001, 40002, 40003, 40004, 40005, 40006])
+    monkeypatch.setattr(ports, "ephemeral_range", lambda: (62000, 65000))
+    monkeypatch.setattr(ports.random, "randrange", lambda _low, _high: next(drawn))
+    monkeypatch.setattr(ports, "is_unused", lambda _port: True)
     config = rayhead.RayHeadConfig(port=61000, dashboard_port=61001, token_file=tmp_path / "t")
     args = rayhead.head_command(config)[4:]
     extra = rayhead.side_port_args(args)
-    flags, ports = extra[0::2], [int(port) for port in extra[1::2]]
+    flags, chosen = extra[0::2], [int(port) for port in extra[1::2]]
     assert sorted(flags) == sorted([*rayhead.NODE_SIDE_PORT_FLAGS,
                                     *rayhead.HEAD_SIDE_PORT_FLAGS])
-    assert len(set(ports)) == len(ports) == 7
-    assert not {61000, 61001} & set(ports)
+    assert len(set(chosen)) == len(chosen) == 7
+    assert not {61000, 61001} & set(chosen)
     monkeypatch.undo()
     worker = rayhead.worker_command(config.address, 1)[4:]
     assert "--ray-client-server-port" not in rayhead.side_port_args(worker)

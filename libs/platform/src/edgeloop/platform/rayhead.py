@@ -17,15 +17,15 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edgeloop.platform.ports import unused_ports
 
 DEFAULT_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 """Ray's default is 30% of RAM; edgeloop's sweeps and replicas move small arrays."""
@@ -121,29 +121,6 @@ NODE_SIDE_PORT_FLAGS = ("--node-manager-port", "--object-manager-port",
 HEAD_SIDE_PORT_FLAGS = ("--ray-client-server-port",)
 
 
-def _free_ports(count: int, avoid: Collection[int]) -> list[int]:
-    """``count`` distinct loopback ports that nothing listens on, none of them in ``avoid``.
-
-    Every probe socket stays bound until all are chosen: the kernel may hand a just-closed
-    port out again, and Ray refuses a node two of whose servers were given one port (a
-    clean-clone CI run lost its Ray Serve tests to exactly that).
-    """
-    probes: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            probes.append(probe)
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-            if port not in avoid and port not in ports:
-                ports.append(port)
-        return ports
-    finally:
-        for probe in probes:
-            probe.close()
-
-
 def side_port_args(args: list[str]) -> list[str]:
     """Explicit free ports for the side servers of the node ``ray start <args>`` starts.
 
@@ -157,7 +134,7 @@ def side_port_args(args: list[str]) -> list[str]:
     flags = [flag for flag in (*NODE_SIDE_PORT_FLAGS,
                                *(HEAD_SIDE_PORT_FLAGS if "--head" in args else ()))
              if flag not in args]
-    ports = _free_ports(len(flags), named)
+    ports = unused_ports(len(flags), named)
     return [item for flag, port in zip(flags, ports, strict=True) for item in (flag, str(port))]
 
 

@@ -11,9 +11,15 @@ that the first one did not hold (never seen by any trial) and on the old worlds'
 Every trial runs all its epochs here (the halving is emulated from their scores), so the
 bench also prints each trial's own figures. Trials run one at a time with both cores.
 
+``--sweep ID`` replays that sweep (a later retrain of a world) instead; its world's frames
+carried from the world's earlier snapshots keep their split. ``--splits drawn,by-error``
+replays each retrain twice: with the split its sweep drew, and with the new world's runs
+drawn again as the trainer draws them now, stratified by the error of the version that
+served them (the sweep's warm start: ``snapshot.assign_splits_by_error``).
+
 Run after a demo (its ``.edgeloop/`` or a copy of its ``objects/`` and ``trainer/``):
 ``uv run python bench/retrain_replay.py [--work-dir .edgeloop] [--epochs 6,12] [--trials 2]
-[--learning-rates 1e-3] [--train-new-validation]``
+[--learning-rates 1e-3] [--train-new-validation] [--sweep ID] [--splits drawn,by-error]``
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeloop.trainer import tune
+from edgeloop.trainer import snapshot, tune
 from edgeloop.trainer.halving import rung_epochs
 from edgeloop.trainer.model import (
     TARGET_SCALE_MM,
@@ -50,6 +56,9 @@ class Retrain:
     later_images: np.ndarray
     later_labels: np.ndarray
     weights: Path
+    carried_ids: frozenset[str] = frozenset()
+    """The new world's frames that earlier snapshots of it held: their split is inherited."""
+    splits: str = "drawn"
 
     @property
     def name(self) -> str:
@@ -70,8 +79,9 @@ class TrialRun:
         return min(self.scores[:epoch])
 
 
-def drift_retrains(work_dir: Path) -> list[Retrain]:
-    """Every world's first drift retrain in ``work_dir`` that a later snapshot followed."""
+def drift_retrains(work_dir: Path, sweep: str = "") -> list[Retrain]:
+    """Every world's first drift retrain in ``work_dir`` that a later snapshot followed (or
+    the retrain of sweep ``sweep``, with the world's largest snapshot as the later one)."""
     root = work_dir / "objects" / "trainer" / "sweeps"
     worlds: dict[tuple[str, ...], list[tuple[dict[str, Any], Path]]] = {}
     for path in sorted(root.glob("*/manifest.json")):
@@ -85,15 +95,21 @@ def drift_retrains(work_dir: Path) -> list[Retrain]:
         if len(snapshots) < 2:
             continue
         snapshots.sort(key=lambda item: len(item[0]["observations"]))
-        (first, folder), (later, later_folder) = snapshots[0], snapshots[-1]
+        chosen = next((i for i, (m, _) in enumerate(snapshots) if m["snapshot_id"] == sweep),
+                      None if sweep else 0)
+        if chosen is None or chosen == len(snapshots) - 1:
+            continue
+        (first, folder), (later, later_folder) = snapshots[chosen], snapshots[-1]
         weights = work_dir / "trainer" / "sweeps" / first["snapshot_id"] / "warm_start" / "weights"
+        carried = frozenset(e["observation_id"] for m, _ in snapshots[:chosen]
+                            for e in m["observations"])
         if weights.exists():
-            found.append(_retrain(first, folder, later, later_folder, weights))
+            found.append(_retrain(first, folder, later, later_folder, weights, carried))
     return sorted(found, key=lambda r: r.manifest["selection"]["start_time"])
 
 
 def _retrain(first: dict[str, Any], folder: Path, later: dict[str, Any], later_folder: Path,
-             weights: Path) -> Retrain:
+             weights: Path, carried: frozenset[str]) -> Retrain:
     arrays_path = folder / "arrays.npz"
     arrays = _arrays(arrays_path)
     new_world = max(range(len(first["worlds"])), key=lambda i: first["worlds"][i].split("@")[-1])
@@ -103,7 +119,7 @@ def _retrain(first: dict[str, Any], folder: Path, later: dict[str, Any], later_f
     rows = [i for i, e in enumerate(later["observations"])
             if later_arrays["world"][i] == index and e["observation_id"] not in seen]
     return Retrain(first, arrays_path, arrays, new_world,
-                   later_arrays["images"][rows], later_arrays["labels"][rows], weights)
+                   later_arrays["images"][rows], later_arrays["labels"][rows], weights, carried)
 
 
 ROW_MEMBERS = ("labels", "split", "world")
@@ -170,6 +186,33 @@ def with_new_validation_trained(retrain: Retrain, folder: Path) -> Retrain:
                    retrain.later_images, retrain.later_labels, retrain.weights)
 
 
+def with_splits_by_error(retrain: Retrain, folder: Path) -> Retrain:
+    """``retrain`` with its new world's runs (those no earlier snapshot held) drawn again as
+    the trainer draws them now: stratified by the error of the version that served them,
+    the sweep's warm start."""
+    shape = json.loads((retrain.weights / "model_config.json").read_text())
+    served = _model({**shape, "dropout": 0.0}, None)
+    served.load_weights(retrain.weights / "model.weights.h5")
+    new = np.flatnonzero(retrain.arrays["world"] == retrain.new_world)
+    predicted = served.predict(np.asarray(retrain.arrays["images"][new]), batch_size=256,
+                               verbose=0).reshape(-1) * TARGET_SCALE_MM
+    entries = [dict(e) for e in retrain.manifest["observations"]]
+    for row, prediction in zip(new, predicted, strict=True):
+        entries[row]["error_mm"] = float(prediction - retrain.arrays["labels"][row])
+        if entries[row]["observation_id"] not in retrain.carried_ids:
+            entries[row]["split"] = ""
+    drawn = snapshot.split_by_unit(entries, int(retrain.manifest["seed"]))
+    split = np.array([snapshot.SPLITS.index(part) for part in drawn], np.int8)
+    with np.load(retrain.arrays_path) as data:
+        members = {name: data[name] for name in data.files if name not in ("images", "split")}
+    path = folder / f"{retrain.manifest['snapshot_id']}.by-error.npz"
+    # uncompressed: mapped by the trial; holdout_frames stay as drawn (no trial reads them)
+    np.savez(path, **members, split=split, images=retrain.arrays["images"])
+    return Retrain(retrain.manifest, path, _arrays(path), retrain.new_world,
+                   retrain.later_images, retrain.later_labels, retrain.weights,
+                   retrain.carried_ids, "by-error")
+
+
 def halving_pick(runs: list[TrialRun], epochs: int) -> tuple[TrialRun, int]:
     """The trial the sweep's halving keeps to the end, and the sweep's trial-epochs."""
     live, spent, done = list(runs), 0, 0
@@ -181,12 +224,19 @@ def halving_pick(runs: list[TrialRun], epochs: int) -> tuple[TrialRun, int]:
     return min(live, key=lambda run: run.best_by(epochs)), spent
 
 
+def _model(config: dict[str, Any], weights: list[np.ndarray] | None) -> Any:
+    """A model of ``config``'s shape on pre-resized frames, with ``weights`` when given."""
+    model = build_model(config["architecture"], int(config["filters"]), float(config["dropout"]),
+                        int(config["dense_units"]), "float32")
+    if weights is not None:
+        model.set_weights(weights)
+    return model
+
+
 def mae_mm(config: dict[str, Any], weights: list[np.ndarray], images: np.ndarray,
            labels: np.ndarray) -> float:
     """MAE in mm of a model of ``config``'s shape with ``weights`` on pre-resized frames."""
-    model = build_model(config["architecture"], int(config["filters"]), float(config["dropout"]),
-                        int(config["dense_units"]), "float32")
-    model.set_weights(weights)
+    model = _model(config, weights)
     predicted = model.predict(images, batch_size=256, verbose=0).reshape(-1) * TARGET_SCALE_MM
     return float(np.abs(predicted - labels).mean())
 
@@ -206,27 +256,41 @@ def main() -> None:
     parser.add_argument("--train-new-validation", action="store_true",
                         help="also train on the new world's validation frames (they stay "
                              "in the validation too)")
+    parser.add_argument("--sweep", default="",
+                        help="replay this sweep's retrain (not each world's first) against the "
+                             "world's largest snapshot")
+    parser.add_argument("--splits", default="drawn",
+                        help="drawn (the sweep's split), by-error (the new world's runs drawn "
+                             "again by the serving version's error), or both comma-separated")
     args = parser.parse_args()
-    retrains = drift_retrains(args.work_dir)
+    retrains = drift_retrains(args.work_dir, args.sweep)
     if not retrains:
-        raise SystemExit(f"no drift retrain with a later snapshot of its world in {args.work_dir}")
+        raise SystemExit(f"no drift retrain with a later snapshot of its world in {args.work_dir}"
+                         + (f" for sweep {args.sweep}" if args.sweep else ""))
+    variants = args.splits.split(",")
+    if not set(variants) <= {"drawn", "by-error"}:
+        parser.error(f"--splits: drawn and/or by-error, got {args.splits}")
+    set_tf_threads(2)
     with tempfile.TemporaryDirectory(prefix="edgeloop-replay-") as folder:
         if args.train_new_validation:
             retrains = [with_new_validation_trained(r, Path(folder)) for r in retrains]
+        retrains = [variant for r in retrains for variant in
+                    ([r] if "drawn" in variants else [])
+                    + ([with_splits_by_error(r, Path(folder))] if "by-error" in variants else [])]
         print_replays(retrains, args)
 
 
 def print_replays(retrains: list[Retrain], args: argparse.Namespace) -> None:
     """Replay every retrain at every epoch budget; one table row each."""
     rates = [float(rate) for rate in args.learning_rates.split(",") if rate]
-    set_tf_threads(2)
     precision = set_training_precision(args.precision)
     extra = "; the new world's validation frames trained on" if args.train_new_validation else ""
     print(f"{len(retrains)} drift retrains in {args.work_dir}; {precision} trials{extra}")
-    print("| world | new-world frames train/val/holdout | unseen frames | epochs | trial-epochs "
+    print("| world | splits | new-world frames train/val/holdout | unseen frames | epochs "
+          "| trial-epochs "
           "| picked (lr, batch, dropout) | new world unseen MAE | old worlds holdout MAE "
           "| each trial's unseen MAE (its best validation score) | train s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for retrain in retrains:
         split, worlds = retrain.arrays["split"], retrain.arrays["world"]
         counts = "/".join(str(int(((split == s) & (worlds == retrain.new_world)).sum()))
@@ -242,7 +306,8 @@ def print_replays(retrains: list[Retrain], args: argparse.Namespace) -> None:
             each = " / ".join(f"{mae:.2f} ({run.best_by(epochs):.2f})"
                               for mae, run in zip(unseen, runs, strict=True))
             config = pick.config
-            print(f"| {retrain.name} | {counts} | {len(retrain.later_labels)} | {epochs} | {spent} "
+            print(f"| {retrain.name} | {retrain.splits} | {counts} "
+                  f"| {len(retrain.later_labels)} | {epochs} | {spent} "
                   f"| {config['learning_rate']}, {config['batch_size']}, {config['dropout']} "
                   f"| {unseen[runs.index(pick)]:.2f} | {old_mae:.2f} "
                   f"| {each} "

@@ -244,3 +244,58 @@ def test_judged_units_keep_every_unit_when_too_few_are_whole() -> None:
     assert snapshot.judged_units(Counter({0: 25, 1: 23, 2: 1, 3: 13, 4: 22})) == [0, 1, 3, 4]
     assert snapshot.judged_units(Counter({0: 24, 1: 2, 2: 24})) == [0, 1, 2], \
         "two whole runs and a fragment: all three are needed for train, validation, holdout"
+
+
+def test_units_split_by_error_train_the_extremes_and_judge_every_stratum() -> None:
+    # the angled world of a demo: most runs the champion misses by a few mm, a kind of run
+    # it misses by ~50 mm
+    errors = [-13.5, -12.8, -12.1, -9.6, -6.4, -1.7, 1.0, 46.4, 52.7]
+    for seed in range(40):
+        split = snapshot.assign_splits_by_error(errors, seed)
+        assert np.array_equal(np.sort(split), np.sort(snapshot.assign_splits(9, seed))), \
+            "as many validation and holdout units as a random draw"
+        assert split[0] == 0 and split[8] == 0, "the units at both ends of the error train"
+        judged = np.flatnonzero(split)
+        assert len(judged) == 2 and judged[0] <= 4 < judged[1], "one from each stratum"
+    draws = {tuple(snapshot.assign_splits_by_error(errors, seed)) for seed in range(40)}
+    assert len(draws) > 4, "still a random draw within the strata"
+
+
+def test_few_units_split_by_error_still_give_validation_and_holdout() -> None:
+    split = snapshot.assign_splits_by_error([3.0, -40.0, 1.0], 0)
+    assert sorted(split) == [0, 1, 2]
+    assert list(snapshot.assign_splits_by_error([5.0], 0)) == [0]
+
+
+def test_a_world_whose_runs_were_answered_splits_by_the_serving_models_error() -> None:
+    start = Timestamp()
+    start.FromSeconds(1_700_000_000)
+    selection = sweep_pb2.DataSelection(deployments=["a"], start_time=start)
+    observations = []
+    for run in range(9):
+        frames = _run_frames(run, 24, session="new")
+        for o in frames:  # runs 3 and 7 are the kind the serving model gets badly wrong
+            o.prediction_mm = o.sensor_mm + (50.0 if run in (3, 7) else -5.0 + run)
+        observations += frames
+    for seed in range(1, 30):
+        manifest = snapshot.build_manifest("s", observations, selection, seed)
+        by_run: dict[int, str] = {}
+        for entry in manifest["observations"]:
+            run = int(entry["observation_id"][4:7])
+            assert entry["error_mm"] == pytest.approx(50.0 if run in (3, 7) else -5.0 + run)
+            by_run[run] = entry["split"]
+        assert "train" in {by_run[3], by_run[7]}, f"seed {seed}: the badly missed kind trains"
+        assert by_run[0] == "train" and by_run[7] == "train", "the ends of the error train"
+
+
+def test_a_world_with_an_unanswered_run_is_drawn_at_random_as_before() -> None:
+    observations = [o for run in range(9) for o in _run_frames(run, 24)]
+    for o in observations[24:]:
+        o.prediction_mm = o.sensor_mm + 50.0
+    manifest = snapshot.build_manifest("s", observations, sweep_pb2.DataSelection(), 7)
+    entries = manifest["observations"]
+    assert "error_mm" not in entries[0] and entries[24]["error_mm"] == 50.0
+    units = snapshot.drive_units(entries)
+    expected = snapshot.assign_splits(9, 7)
+    got = {units[i]: e["split"] for i, e in enumerate(entries)}
+    assert [got[u] for u in sorted(got)] == [snapshot.SPLITS[p] for p in expected]

@@ -101,11 +101,18 @@ def drift_retrains(work_dir: Path, sweep: str = "") -> list[Retrain]:
             continue
         (first, folder), (later, later_folder) = snapshots[chosen], snapshots[-1]
         weights = work_dir / "trainer" / "sweeps" / first["snapshot_id"] / "warm_start" / "weights"
-        carried = frozenset(e["observation_id"] for m, _ in snapshots[:chosen]
-                            for e in m["observations"])
+        carried = frozenset(e["observation_id"]
+                            for included in first["selection"]["include_snapshots_of"]
+                            for e in _manifest(root, included).get("observations", []))
         if weights.exists():
             found.append(_retrain(first, folder, later, later_folder, weights, carried))
     return sorted(found, key=lambda r: r.manifest["selection"]["start_time"])
+
+
+def _manifest(root: Path, snapshot_id: str) -> dict[str, Any]:
+    """A snapshot's manifest in ``root``, or nothing when it is not there."""
+    path = root / snapshot_id / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _retrain(first: dict[str, Any], folder: Path, later: dict[str, Any], later_folder: Path,

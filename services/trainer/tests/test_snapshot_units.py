@@ -299,3 +299,18 @@ def test_a_world_with_an_unanswered_run_is_drawn_at_random_as_before() -> None:
     expected = snapshot.assign_splits(9, 7)
     got = {units[i]: e["split"] for i, e in enumerate(entries)}
     assert [got[u] for u in sorted(got)] == [snapshot.SPLITS[p] for p in expected]
+
+
+@pytest.mark.parametrize("part", ["train", "validation", "holdout"])
+def test_the_rest_of_a_run_an_earlier_snapshot_held_in_part_keeps_that_part(part: str) -> None:
+    # the earlier snapshot ended 9 frames into run 4 of the new world
+    runs = [_run_frames(run, 24, session="new") for run in range(9)]
+    carried = {o.observation_id: {"world": "w", "split": part} for o in runs[4][:9]}
+    carried.update({o.observation_id: {"world": "w", "split": "train"}
+                    for run in runs[:4] for o in run})
+    observations = [o for run in runs for o in run]
+    for seed in range(1, 20):
+        manifest = snapshot.build_manifest("s", observations, sweep_pb2.DataSelection(), seed,
+                                           carried)
+        parts = {e["split"] for e in manifest["observations"] if e["observation_id"][4:7] == "004"}
+        assert parts == {part}, f"seed {seed}: run 4 split across {parts}"

@@ -276,7 +276,7 @@ def split_by_unit(entries: list[dict[str, Any]], seed: int) -> list[str]:
     """The split of every entry: inherited when it has one, else drawn by unit per world
     (by the serving model's error where every unit has one: :func:`assign_splits_by_error`)."""
     units = drive_units(entries)
-    splits = [e.get("split", "") for e in entries]
+    splits = _with_runs_completed([e.get("split", "") for e in entries], units)
     worlds: dict[str, list[int]] = {}
     for index, entry in enumerate(entries):
         if not splits[index]:
@@ -295,6 +295,17 @@ def split_by_unit(entries: list[dict[str, Any]], seed: int) -> list[str]:
             splits[index] = SPLITS[part[units[index]]]
     _ensure_parts(splits, units, seed)
     return splits
+
+
+def _with_runs_completed(splits: list[str], units: list[int]) -> list[str]:
+    """``splits`` with the new frames of a run that an earlier snapshot held in part given
+    that part's split: a snapshot ends in the middle of a run, and the rest of the run, drawn
+    on its own, could land in the holdout beside its near-twins in training."""
+    inherited: dict[int, str] = {}
+    for unit, part in zip(units, splits, strict=True):
+        if part:
+            inherited.setdefault(unit, part)
+    return [part or inherited.get(unit, "") for unit, part in zip(units, splits, strict=True)]
 
 
 def unit_errors(entries: list[dict[str, Any]], units: list[int],

@@ -331,7 +331,7 @@ def assign_splits_by_error(errors: list[float], seed: int) -> np.ndarray:
     demo of 2026-12-06 06:06, 5 of 29 runs erred by +35 to +53 mm and the others by −14 to
     +6. A random draw put both such runs of one retrain's snapshot into its validation and
     holdout, none into training, and the version it made missed that kind as its
-    predecessor had (23–27 mm on those runs, 2–4 on the others). Ordered by error, the
+    predecessor had (16–27 mm on those runs, 2–5 on the others). Ordered by error, the
     extremes train and every stratum of the error is judged too.
     """
     drawn = assign_splits(len(errors), seed)

@@ -190,7 +190,8 @@ def with_new_validation_trained(retrain: Retrain, folder: Path) -> Retrain:
     path = folder / f"{retrain.manifest['snapshot_id']}.npz"
     np.savez(path, **members, **extended, images=images)  # uncompressed: mapped by the trial
     return Retrain(retrain.manifest, path, _arrays(path), retrain.new_world,
-                   retrain.later_images, retrain.later_labels, retrain.weights)
+                   retrain.later_images, retrain.later_labels, retrain.weights,
+                   retrain.carried_ids)
 
 
 def with_splits_by_error(retrain: Retrain, folder: Path) -> Retrain:
@@ -277,6 +278,9 @@ def main() -> None:
     variants = args.splits.split(",")
     if not set(variants) <= {"drawn", "by-error"}:
         parser.error(f"--splits: drawn and/or by-error, got {args.splits}")
+    if "by-error" in variants and args.train_new_validation:
+        parser.error("--splits by-error draws the manifest's runs again; the copied "
+                     "validation rows of --train-new-validation have no manifest entry")
     set_tf_threads(2)
     with tempfile.TemporaryDirectory(prefix="edgeloop-replay-") as folder:
         if args.train_new_validation:

@@ -209,7 +209,7 @@ def with_splits_by_error(retrain: Retrain, folder: Path) -> Retrain:
         entries[row]["error_mm"] = float(prediction - retrain.arrays["labels"][row])
         if entries[row]["observation_id"] not in retrain.carried_ids:
             entries[row]["split"] = ""
-    drawn = snapshot.split_by_unit(entries, int(retrain.manifest["seed"]))
+    drawn, _ = snapshot.split_by_unit(entries, int(retrain.manifest["seed"]))
     split = np.array([snapshot.SPLITS.index(part) for part in drawn], np.int8)
     with np.load(retrain.arrays_path) as data:
         members = {name: data[name] for name in data.files if name not in ("images", "split")}

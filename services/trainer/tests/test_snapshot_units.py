@@ -314,3 +314,16 @@ def test_the_rest_of_a_run_an_earlier_snapshot_held_in_part_keeps_that_part(part
                                            carried)
         parts = {e["split"] for e in manifest["observations"] if e["observation_id"][4:7] == "004"}
         assert parts == {part}, f"seed {seed}: run 4 split across {parts}"
+
+
+def test_the_manifest_says_how_each_worlds_new_runs_were_split() -> None:
+    answered = [o for run in range(6) for o in _run_frames(run, 24, session="s")]
+    for o in answered:
+        o.prediction_mm = o.sensor_mm + 3.0
+    collected = [o for run in range(6) for o in _run_frames(run, 24, session="c",
+                                                             deployment="collect")]
+    manifest = snapshot.build_manifest("s", answered + collected, sweep_pb2.DataSelection(), 4)
+    assert manifest["split_drawn"] == {"a": snapshot.BY_ERROR, "collect": snapshot.AT_RANDOM}
+    assert snapshot.describe_split(manifest) == (
+        "; new runs split at random in 1 world, by the serving version's error in 1 world")
+    assert snapshot.describe_split({"split_drawn": {}}) == ""

@@ -272,29 +272,40 @@ def _seconds(text: str) -> float:
     return timestamp(text).ToNanoseconds() / 1e9
 
 
-def split_by_unit(entries: list[dict[str, Any]], seed: int) -> list[str]:
-    """The split of every entry: inherited when it has one, else drawn by unit per world
-    (by the serving model's error where every unit has one: :func:`assign_splits_by_error`)."""
+BY_ERROR, AT_RANDOM = "by the serving version's error", "at random"
+"""How a world's new runs were drawn (the manifest's ``split_drawn``)."""
+
+
+def split_by_unit(entries: list[dict[str, Any]], seed: int) -> tuple[list[str], dict[str, str]]:
+    """The split of every entry, and how each world's new runs were drawn.
+
+    A split is inherited when the entry has one, else drawn by unit per world: by the
+    serving model's error where every unit has one (:func:`assign_splits_by_error`), else at
+    random.
+    """
     units = drive_units(entries)
     splits = _with_runs_completed([e.get("split", "") for e in entries], units)
     worlds: dict[str, list[int]] = {}
     for index, entry in enumerate(entries):
         if not splits[index]:
             worlds.setdefault(entry.get("world", entry["deployment"]), []).append(index)
-    for offset, (_, members) in enumerate(sorted(worlds.items())):
+    how: dict[str, str] = {}
+    for offset, (world, members) in enumerate(sorted(worlds.items())):
         sizes = Counter(units[i] for i in members)
         judged = judged_units(sizes)
         errors = unit_errors(entries, units, members)
         if all(unit in errors for unit in judged):
             drawn = assign_splits_by_error([errors[unit] for unit in judged], seed + offset)
+            how[world] = BY_ERROR
         else:
             drawn = assign_splits(len(judged), seed + offset)
+            how[world] = AT_RANDOM
         part = dict.fromkeys(sizes, 0)  # fragments train
         part.update(zip(judged, drawn, strict=True))
         for index in members:
             splits[index] = SPLITS[part[units[index]]]
     _ensure_parts(splits, units, seed)
-    return splits
+    return splits, how
 
 
 def _with_runs_completed(splits: list[str], units: list[int]) -> list[str]:
@@ -470,7 +481,8 @@ def build_manifest(
     ]
     digest = content_hash(entries)
     seed = (seed or int(digest[:8], 16)) % 2**32  # 32 bits: what Keras and Ray accept
-    for entry, part in zip(entries, split_by_unit(entries, seed), strict=True):
+    splits, drawn = split_by_unit(entries, seed)
+    for entry, part in zip(entries, splits, strict=True):
         entry["split"] = part
     labels = [e["label_mm"] for e in entries]
     return {
@@ -486,7 +498,18 @@ def build_manifest(
         "label_min_mm": min(labels),
         "label_max_mm": max(labels),
         "split_counts": {name: sum(e["split"] == name for e in entries) for name in SPLITS},
+        "split_drawn": drawn,
     }
+
+
+def describe_split(manifest: dict[str, Any]) -> str:
+    """How the manifest's new runs were split, for the SNAPSHOT_BUILT event's note
+    (e.g. "; new runs split by the serving version's error in 1 world"), or nothing."""
+    counts = Counter(manifest.get("split_drawn", {}).values())
+    if not counts:
+        return ""
+    return "; new runs split " + ", ".join(
+        f"{how} in {n} world{'s' if n > 1 else ''}" for how, n in sorted(counts.items()))
 
 
 def _selection_json(selection: sweep_pb2.DataSelection) -> dict[str, Any]:

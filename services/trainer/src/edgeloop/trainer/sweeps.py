@@ -390,6 +390,7 @@ class SweepRun:
             note = f"snapshot of {len(observations)} observations ({snap.content_hash[:12]})"
             if carried.entries:
                 note += f"; {carried.describe()}"
+            note += snapshot.describe_split(snap.manifest)
             await self.deps.store.add_snapshot_observations(
                 snap.snapshot_id, [e["observation_id"] for e in snap.manifest["observations"]]
             )

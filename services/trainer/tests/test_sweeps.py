@@ -119,6 +119,8 @@ def test_sweep_registers_a_version_better_than_the_mean(
         assert kind in kinds, S.SweepEventType.Name(kind)
     assert kinds.count(S.SWEEP_EVENT_TYPE_TRIAL_STARTED) == 2
     assert events[-1].state == S.SWEEP_STATE_SUCCEEDED
+    built = next(e for e in events if e.type == S.SWEEP_EVENT_TYPE_SNAPSHOT_BUILT)
+    assert "; new runs split " in built.message, built.message
     # the registration's TensorFlow child (TensorFlowProcess) exported, evaluated and is gone
     # (the registry's, serving in this process too, converts the version to TFLite after it
     # registered it, then idles: its pid is known once it has converted)

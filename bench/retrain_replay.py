@@ -12,14 +12,14 @@ Every trial runs all its epochs here (the halving is emulated from their scores)
 bench also prints each trial's own figures. Trials run one at a time with both cores.
 
 ``--sweep ID`` replays that sweep (a later retrain of a world) instead; its world's frames
-carried from the world's earlier snapshots keep their split. ``--splits drawn,by-error``
-replays each retrain twice: with the split its sweep drew, and with the new world's runs
-drawn again as the trainer draws them now, stratified by the error of the version that
-served them (the sweep's warm start: ``snapshot.assign_splits_by_error``).
+carried from the world's earlier snapshots keep their split. ``--splits drawn,by-error,random``
+replays each retrain with the split its sweep drew, and with the new world's runs drawn
+again as the trainer draws them now (stratified by the error of the version that served
+them: ``snapshot.assign_splits_by_error``) and at random, as it drew them before.
 
 Run after a demo (its ``.edgeloop/`` or a copy of its ``objects/`` and ``trainer/``):
 ``uv run python bench/retrain_replay.py [--work-dir .edgeloop] [--epochs 6,12] [--trials 2]
-[--learning-rates 1e-3] [--train-new-validation] [--sweep ID] [--splits drawn,by-error]``
+[--learning-rates 1e-3] [--train-new-validation] [--sweep ID] [--splits drawn,by-error,random]``
 """
 
 from __future__ import annotations
@@ -194,31 +194,46 @@ def with_new_validation_trained(retrain: Retrain, folder: Path) -> Retrain:
                    retrain.carried_ids)
 
 
-def with_splits_by_error(retrain: Retrain, folder: Path) -> Retrain:
-    """``retrain`` with its new world's runs (those no earlier snapshot held) drawn again as
-    the trainer draws them now: stratified by the error of the version that served them,
-    the sweep's warm start."""
-    shape = json.loads((retrain.weights / "model_config.json").read_text())
-    served = _model({**shape, "dropout": 0.0}, None)
-    served.load_weights(retrain.weights / "model.weights.h5")
-    new = np.flatnonzero(retrain.arrays["world"] == retrain.new_world)
-    predicted = served.predict(np.asarray(retrain.arrays["images"][new]), batch_size=256,
-                               verbose=0).reshape(-1) * TARGET_SCALE_MM
+SPLITS = ("drawn", "by-error", "random")
+"""How a replay's new-world runs are split: as the sweep drew them, or drawn again."""
+
+
+def with_splits_drawn_again(retrain: Retrain, folder: Path, how: str) -> Retrain:
+    """``retrain`` with its new world's runs (those no earlier snapshot held) drawn again:
+    ``by-error`` as the trainer draws them now, stratified by the serving version's error
+    (the manifest's ``error_mm``; for a snapshot from before it, the error of the sweep's
+    warm start, the version that served them), ``random`` as it drew them before."""
     entries = [dict(e) for e in retrain.manifest["observations"]]
-    for row, prediction in zip(new, predicted, strict=True):
-        entries[row]["error_mm"] = float(prediction - retrain.arrays["labels"][row])
+    new = np.flatnonzero(retrain.arrays["world"] == retrain.new_world)
+    if how == "by-error" and any("error_mm" not in entries[row] for row in new):
+        for row, error in zip(new, _warm_start_errors(retrain, new), strict=True):
+            entries[row]["error_mm"] = error
+    for row in new:
+        if how == "random":
+            entries[row].pop("error_mm", None)
         if entries[row]["observation_id"] not in retrain.carried_ids:
             entries[row]["split"] = ""
     drawn, _ = snapshot.split_by_unit(entries, int(retrain.manifest["seed"]))
     split = np.array([snapshot.SPLITS.index(part) for part in drawn], np.int8)
     with np.load(retrain.arrays_path) as data:
         members = {name: data[name] for name in data.files if name not in ("images", "split")}
-    path = folder / f"{retrain.manifest['snapshot_id']}.by-error.npz"
+    path = folder / f"{retrain.manifest['snapshot_id']}.{how}.npz"
     # uncompressed: mapped by the trial; holdout_frames stay as drawn (no trial reads them)
     np.savez(path, **members, split=split, images=retrain.arrays["images"])
     return Retrain(retrain.manifest, path, _arrays(path), retrain.new_world,
                    retrain.later_images, retrain.later_labels, retrain.weights,
-                   retrain.carried_ids, "by-error")
+                   retrain.carried_ids, how)
+
+
+def _warm_start_errors(retrain: Retrain, rows: np.ndarray) -> list[float]:
+    """The signed error (mm) of the sweep's warm start on ``rows`` of the snapshot."""
+    shape = json.loads((retrain.weights / "model_config.json").read_text())
+    served = _model({**shape, "dropout": 0.0}, None)
+    served.load_weights(retrain.weights / "model.weights.h5")
+    predicted = served.predict(np.asarray(retrain.arrays["images"][rows]), batch_size=256,
+                               verbose=0).reshape(-1) * TARGET_SCALE_MM
+    return [float(p - label) for p, label in zip(predicted, retrain.arrays["labels"][rows],
+                                                 strict=True)]
 
 
 def halving_pick(runs: list[TrialRun], epochs: int) -> tuple[TrialRun, int]:
@@ -269,25 +284,26 @@ def main() -> None:
                              "world's largest snapshot")
     parser.add_argument("--splits", default="drawn",
                         help="drawn (the sweep's split), by-error (the new world's runs drawn "
-                             "again by the serving version's error), or both comma-separated")
+                             "again by the serving version's error, as the trainer does now), "
+                             "random (drawn again at random, as it did before); "
+                             "comma-separated")
     args = parser.parse_args()
     retrains = drift_retrains(args.work_dir, args.sweep)
     if not retrains:
         raise SystemExit(f"no drift retrain with a later snapshot of its world in {args.work_dir}"
                          + (f" for sweep {args.sweep}" if args.sweep else ""))
     variants = args.splits.split(",")
-    if not set(variants) <= {"drawn", "by-error"}:
-        parser.error(f"--splits: drawn and/or by-error, got {args.splits}")
-    if "by-error" in variants and args.train_new_validation:
-        parser.error("--splits by-error draws the manifest's runs again; the copied "
+    if not set(variants) <= set(SPLITS):
+        parser.error(f"--splits: some of {', '.join(SPLITS)}, got {args.splits}")
+    if set(variants) - {"drawn"} and args.train_new_validation:
+        parser.error("--splits other than drawn draw the manifest's runs again; the copied "
                      "validation rows of --train-new-validation have no manifest entry")
     set_tf_threads(2)
     with tempfile.TemporaryDirectory(prefix="edgeloop-replay-") as folder:
         if args.train_new_validation:
             retrains = [with_new_validation_trained(r, Path(folder)) for r in retrains]
-        retrains = [variant for r in retrains for variant in
-                    ([r] if "drawn" in variants else [])
-                    + ([with_splits_by_error(r, Path(folder))] if "by-error" in variants else [])]
+        retrains = [r if how == "drawn" else with_splits_drawn_again(r, Path(folder), how)
+                    for r in retrains for how in variants]
         print_replays(retrains, args)
 
 

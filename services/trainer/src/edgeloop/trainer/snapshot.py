@@ -337,8 +337,8 @@ def assign_splits_by_error(errors: list[float], seed: int) -> np.ndarray:
 
     The units are ordered by error; the two at its ends train whenever enough others remain,
     and the rest are cut into as many contiguous strata as there are units to judge, each
-    giving one, drawn at random. A world's data often holds a kind of run the serving model
-    gets badly wrong and a few that it nearly gets right: in the angled world of the quick
+    giving one, drawn at random. A world's data can hold a kind of run the serving model
+    gets badly wrong beside runs it nearly gets right: in the angled world of the quick
     demo of 2026-12-06 06:06, 5 of 29 runs erred by +35 to +53 mm and the others by −14 to
     +6. A random draw put both such runs of one retrain's snapshot into its validation and
     holdout, none into training, and the version it made missed that kind as its

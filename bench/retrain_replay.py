@@ -194,7 +194,7 @@ def with_new_validation_trained(retrain: Retrain, folder: Path) -> Retrain:
                    retrain.carried_ids)
 
 
-SPLITS = ("drawn", "by-error", "random")
+SPLITS = ("drawn", "by-error", "strata", "random")
 """How a replay's new-world runs are split: as the sweep drew them, or drawn again."""
 
 
@@ -202,10 +202,11 @@ def with_splits_drawn_again(retrain: Retrain, folder: Path, how: str) -> Retrain
     """``retrain`` with its new world's runs (those no earlier snapshot held) drawn again:
     ``by-error`` as the trainer draws them now, stratified by the serving version's error
     (the manifest's ``error_mm``; for a snapshot from before it, the error of the sweep's
-    warm start, the version that served them), ``random`` as it drew them before."""
+    warm start, the version that served them), ``strata`` the same without keeping the two
+    ends for training, ``random`` as it drew them before."""
     entries = [dict(e) for e in retrain.manifest["observations"]]
     new = np.flatnonzero(retrain.arrays["world"] == retrain.new_world)
-    if how == "by-error" and any("error_mm" not in entries[row] for row in new):
+    if how in ("by-error", "strata") and any("error_mm" not in entries[row] for row in new):
         for row, error in zip(new, _warm_start_errors(retrain, new), strict=True):
             entries[row]["error_mm"] = error
     for row in new:
@@ -213,7 +214,8 @@ def with_splits_drawn_again(retrain: Retrain, folder: Path, how: str) -> Retrain
             entries[row].pop("error_mm", None)
         if entries[row]["observation_id"] not in retrain.carried_ids:
             entries[row]["split"] = ""
-    drawn, _ = snapshot.split_by_unit(entries, int(retrain.manifest["seed"]))
+    drawn, _ = snapshot.split_by_unit(entries, int(retrain.manifest["seed"]),
+                                      train_ends=how != "strata")
     split = np.array([snapshot.SPLITS.index(part) for part in drawn], np.int8)
     with np.load(retrain.arrays_path) as data:
         members = {name: data[name] for name in data.files if name not in ("images", "split")}
@@ -285,6 +287,7 @@ def main() -> None:
     parser.add_argument("--splits", default="drawn",
                         help="drawn (the sweep's split), by-error (the new world's runs drawn "
                              "again by the serving version's error, as the trainer does now), "
+                             "strata (the same without the two ends kept for training), "
                              "random (drawn again at random, as it did before); "
                              "comma-separated")
     args = parser.parse_args()

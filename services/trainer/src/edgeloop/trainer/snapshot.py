@@ -276,7 +276,8 @@ BY_ERROR, AT_RANDOM = "by the serving version's error", "at random"
 """How a world's new runs were drawn (the manifest's ``split_drawn``)."""
 
 
-def split_by_unit(entries: list[dict[str, Any]], seed: int) -> tuple[list[str], dict[str, str]]:
+def split_by_unit(entries: list[dict[str, Any]], seed: int,
+                  train_ends: bool = True) -> tuple[list[str], dict[str, str]]:
     """The split of every entry, and how each world's new runs were drawn.
 
     A split is inherited when the entry has one, else drawn by unit per world: by the
@@ -295,7 +296,8 @@ def split_by_unit(entries: list[dict[str, Any]], seed: int) -> tuple[list[str], 
         judged = judged_units(sizes)
         errors = unit_errors(entries, units, members)
         if all(unit in errors for unit in judged):
-            drawn = assign_splits_by_error([errors[unit] for unit in judged], seed + offset)
+            drawn = assign_splits_by_error([errors[unit] for unit in judged], seed + offset,
+                                           train_ends)
             how[world] = BY_ERROR
         else:
             drawn = assign_splits(len(judged), seed + offset)
@@ -331,7 +333,7 @@ def unit_errors(entries: list[dict[str, Any]], units: list[int],
     return {unit: float(np.mean(errors)) for unit, errors in found.items()}
 
 
-def assign_splits_by_error(errors: list[float], seed: int) -> np.ndarray:
+def assign_splits_by_error(errors: list[float], seed: int, train_ends: bool = True) -> np.ndarray:
     """Splits for units on which the serving model erred by ``errors`` (mean signed mm each):
     as many validation and holdout units as :func:`assign_splits` draws, stratified by error.
 
@@ -351,7 +353,7 @@ def assign_splits_by_error(errors: list[float], seed: int) -> np.ndarray:
         return drawn
     rng = np.random.default_rng(seed)
     order = np.argsort(np.asarray(errors, dtype=np.float64), kind="stable")
-    if len(order) - 2 >= len(judged):
+    if train_ends and len(order) - 2 >= len(judged):
         order = order[1:-1]
     split = np.zeros(len(errors), dtype=np.int8)
     for stratum, part in zip(np.array_split(order, len(judged)), rng.permutation(judged),

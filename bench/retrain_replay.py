@@ -84,8 +84,10 @@ def drift_retrains(work_dir: Path, sweep: str = "") -> list[Retrain]:
     the retrain of sweep ``sweep``, with the world's largest snapshot as the later one)."""
     root = work_dir / "objects" / "trainer" / "sweeps"
     worlds: dict[tuple[str, ...], list[tuple[dict[str, Any], Path]]] = {}
+    manifests: dict[str, dict[str, Any]] = {}
     for path in sorted(root.glob("*/manifest.json")):
         manifest = json.loads(path.read_text())
+        manifests[path.parent.name] = manifest
         selection = manifest.get("selection", {})
         if selection.get("start_time") and selection.get("include_snapshots_of"):
             key = (*selection.get("deployments", []), selection["start_time"])
@@ -103,16 +105,10 @@ def drift_retrains(work_dir: Path, sweep: str = "") -> list[Retrain]:
         weights = work_dir / "trainer" / "sweeps" / first["snapshot_id"] / "warm_start" / "weights"
         carried = frozenset(e["observation_id"]
                             for included in first["selection"]["include_snapshots_of"]
-                            for e in _manifest(root, included).get("observations", []))
+                            for e in manifests.get(included, {}).get("observations", []))
         if weights.exists():
             found.append(_retrain(first, folder, later, later_folder, weights, carried))
     return sorted(found, key=lambda r: r.manifest["selection"]["start_time"])
-
-
-def _manifest(root: Path, snapshot_id: str) -> dict[str, Any]:
-    """A snapshot's manifest in ``root``, or nothing when it is not there."""
-    path = root / snapshot_id / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _retrain(first: dict[str, Any], folder: Path, later: dict[str, Any], later_folder: Path,

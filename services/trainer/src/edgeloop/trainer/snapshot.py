@@ -345,7 +345,8 @@ def assign_splits_by_error(errors: list[float], seed: int, train_ends: bool = Tr
     +6. A random draw put both such runs of one retrain's snapshot into its validation and
     holdout, none into training, and the version it made missed that kind as its
     predecessor had (16–27 mm on those runs, 2–5 on the others). Ordered by error, the
-    extremes train and every stratum of the error is judged too.
+    extremes train and every stratum of the error is judged too. ``train_ends=False`` (the
+    strata alone) is there for the replay bench, which measured it worse (bench/README).
     """
     drawn = assign_splits(len(errors), seed)
     judged = np.sort(drawn[drawn > 0])

@@ -1,9 +1,10 @@
-"""Snapshots hold frames pre-resized as the model's own layer does: train == serve, exactly.
+"""Snapshots hold frames pre-resized as the model's own layer does: train == serve.
 
-The trials train a float32-input model on ``arrays.npz``'s pre-resized ``images``; the
-served model takes the raw uint8 frame and resizes it itself. These tests check that the
-NumPy resize of the trainer (which never imports TensorFlow) is that layer bit for bit,
-that the two models compute the same numbers, what a format 2 archive holds, and that a
+The trials train a model on ``arrays.npz``'s pre-resized ``images`` (float16; float32 in
+older archives); the served model takes the raw uint8 frame and resizes it itself. These
+tests check that the NumPy resize of the trainer (which never imports TensorFlow) is that
+layer bit for bit, that the two models compute the same numbers (exactly from float32
+frames, to float16's rounding from stored ones), what a format 2 archive holds, and that a
 format 1 archive (raw frames, from before) is converted once when it is reused.
 """
 
@@ -36,10 +37,11 @@ def _frames(n: int, seed: int = 0) -> np.ndarray:
     return np.clip(ramp + noise, 0, 255).astype(np.uint8)
 
 
-def _pair(architecture: str = "thesis") -> tuple[keras.Model, keras.Model]:
-    """The served (uint8) model and a trial's (float32) model with the same weights."""
+def _pair(architecture: str = "thesis",
+          input_dtype: str = "float32") -> tuple[keras.Model, keras.Model]:
+    """The served (uint8) model and a trial's model (``input_dtype``) with the same weights."""
     served = M.build_model(architecture, 8, 0.2, 16)
-    trial = M.build_model(architecture, 8, 0.2, 16, input_dtype="float32")
+    trial = M.build_model(architecture, 8, 0.2, 16, input_dtype=input_dtype)
     trial.set_weights(served.get_weights())
     return served, trial
 
@@ -75,6 +77,23 @@ def test_the_model_on_raw_frames_equals_the_model_on_pre_resized_ones(architectu
     # the served model fed the pre-resized frames as float32 resizes them to themselves
     np.testing.assert_allclose(keras.ops.convert_to_numpy(trial(pre.copy(), training=False)),
                                on_pre, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("architecture", ["thesis", "small"])
+def test_the_model_on_stored_float16_frames_is_the_served_model_to_their_rounding(
+        architecture: str) -> None:
+    raw = _frames(32, seed=4)
+    served, trial = _pair(architecture, input_dtype=snapshot.IMAGES_DTYPE.__name__)
+    exact = resize_frames(raw)
+    stored = exact.astype(snapshot.IMAGES_DTYPE)
+    rounding = np.abs(stored.astype(np.float32) - exact)
+    assert 0 < rounding.max() <= 0.0625, "float16 rounds 0..255 to 1/16 of a level at most"
+    on_raw = keras.ops.convert_to_numpy(served(raw, training=False)).reshape(-1)
+    on_stored = keras.ops.convert_to_numpy(trial(stored, training=False)).reshape(-1)
+    assert trial.inputs[0].dtype == "float16"
+    # in mm: the rounding moves an answer by far less than the 0.5 mm robots are held to
+    difference_mm = np.abs(on_stored - on_raw) * M.TARGET_SCALE_MM
+    assert difference_mm.max() < 0.05, difference_mm.max()
 
 
 def test_trial_weights_serve_through_the_raw_frame_signature(tmp_path: Path) -> None:
@@ -123,7 +142,7 @@ def _decoded(observations: list[observation_pb2.Observation]) -> np.ndarray:
     return np.stack([snapshot.decode_frame(o) for o in observations])
 
 
-def test_a_snapshot_stores_pre_resized_float32_images_and_raw_holdout_frames(built) -> None:  # noqa: ANN001
+def test_a_snapshot_stores_pre_resized_float16_images_and_raw_holdout_frames(built) -> None:  # noqa: ANN001
     snap, _, observations = built
     assert snapshot.arrays_format(snap.arrays_path) == snapshot.ARRAYS_FORMAT == 2
     assert snap.manifest["arrays_format"] == 2
@@ -132,12 +151,14 @@ def test_a_snapshot_stores_pre_resized_float32_images_and_raw_holdout_frames(bui
     raw = _decoded(observations)
     with np.load(snap.arrays_path) as data:
         images, split, held = data["images"], data["split"], data["holdout_frames"]
-    assert images.shape == (160, 75, 100, 3) and images.dtype == np.float32
-    assert np.array_equal(images, resize_frames(raw)), "exactly the model's resize"
+    assert images.shape == (160, 75, 100, 3) and images.dtype == np.float16
+    exact = resize_frames(raw)
+    assert np.array_equal(images, exact.astype(np.float16)), "the model's resize, rounded once"
+    assert np.abs(images.astype(np.float32) - exact).max() <= 0.0625
     assert held.dtype == np.uint8 and np.array_equal(held, raw[split == 2])
     frames, labels = holdout.holdout_arrays(snap.arrays_path)
     assert np.array_equal(frames, raw[split == 2]) and len(labels) == (split == 2).sum()
-    # trials map the float32 images without loading them
+    # trials map the images without loading them
     assert isinstance(snapshot.mapped_member(snap.arrays_path, "images"), np.memmap)
 
 

@@ -213,9 +213,10 @@ def test_manifest_lists_exactly_the_observations_used(
     counts = manifest["split_counts"]
     assert sum(counts.values()) == len(labelled) and min(counts.values()) > 0
     arrays = np.load(base / "arrays.npz")
-    # resized once, as the model resizes: float32 so that training sees what serving computes
+    # resized once, as the model resizes; not rounded to uint8, so that training sees what
+    # serving computes (to float16's rounding)
     assert arrays["images"].shape == (len(labelled), 75, 100, 3)
-    assert arrays["images"].dtype == np.float32
+    assert arrays["images"].dtype == np.float16
     assert arrays["holdout_frames"].shape == (counts["holdout"], 240, 320, 3), "raw, for serving"
     assert arrays["holdout_frames"].dtype == np.uint8
     assert manifest["arrays_format"] == 2 and manifest["image_shape"] == [240, 320, 3]

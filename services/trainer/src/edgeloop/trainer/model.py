@@ -8,11 +8,11 @@ back, so the served ``distance_mm`` is in millimetres.
 
 Training does not pay for the resize every epoch: the snapshot stores every frame already
 resized by :func:`~edgeloop.trainer.model_input.resize_frames` (the arithmetic of the very
-layer the model holds, on the same float32 values, without TensorFlow) and the trials
-build the model with ``input_dtype="float32"``. Resizing a 75x100 input to 75x100 is the
-identity (bilinear with half-pixel centres samples each pixel exactly), so the network
-sees the same numbers in training as when it is served the raw frame;
-``tests/test_preresize.py`` checks both.
+layer the model holds, on the same float32 values, without TensorFlow), stored as float16,
+and the trials build the model with ``input_dtype="float16"``. Resizing a 75x100 input to
+75x100 is the identity (bilinear with half-pixel centres samples each pixel exactly), so
+the network sees the numbers it computes from the raw frame when served, to within
+float16's rounding (0.0625 of a level at most); ``tests/test_preresize.py`` checks both.
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ def build_model(
 ) -> keras.Model:
     """A CNN regressor: ``image`` [b, h, w, 3] -> distance / TARGET_SCALE_MM [b, 1].
 
-    ``input_dtype`` is ``uint8`` for raw frames (export, serving) and ``float32`` for the
-    snapshot's pre-resized frames (trials: a uint8 input would truncate them). The layers
-    and weights are the same either way, so a trial's weights load into the served model.
+    ``input_dtype`` is ``uint8`` for raw frames (export, serving) and ``float16`` (``float32``
+    in older snapshots) for the snapshot's pre-resized frames (trials: a uint8 input would
+    truncate them). The layers and weights are the same either way, so a trial's weights
+    load into the served model.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")

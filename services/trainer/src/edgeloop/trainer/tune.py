@@ -5,9 +5,9 @@ uncompressed, so every trial maps its ``images`` member read-only
 (:func:`~edgeloop.trainer.snapshot.mapped_member`) and feeds its model batch by batch from
 it (:mod:`~edgeloop.trainer.batches`): the node's page cache holds the images once however
 many trials run, and no trial loads or copies the training set. Those images are already
-at the model's input size (float32, resized by the model's own layer when the snapshot was
-built), so no epoch resizes a frame again; the trial's model takes float32 and its resize
-is the identity.
+at the model's input size (float16, resized by the model's own layer when the snapshot was
+built), so no epoch resizes a frame again; the trial's model takes them as they are stored,
+casts them to float32, and its resize is the identity.
 Each trial caps TensorFlow's thread pools to its CPU share (Ray reserves CPUs but does not
 cap TF's threads), trains epoch by epoch and reports
 ``val_mae_mm`` after every epoch, and ``val_score_mm``, what Tune selects by: the
@@ -202,9 +202,10 @@ def train_epochs(config: dict[str, Any], report: EpochReport | None = None) -> f
         labels, split = data["labels"], data["split"]
         worlds = data["world"] if "world" in data.files else None  # older snapshots: none
     images = mapped_member(Path(config["arrays_path"]), "images")
-    # float32: the snapshot's frames, already resized as the model would (snapshot module
-    # doc); uint8: raw frames of a format 1 archive, resized by the model as when served
-    input_dtype = "float32" if images.dtype == np.float32 else "uint8"
+    # float16 (float32 in older archives): the snapshot's frames, already resized as the model
+    # would (snapshot module doc); uint8: raw frames of a format 1 archive, resized by the
+    # model as when served
+    input_dtype = images.dtype.name
     targets = (labels / TARGET_SCALE_MM).astype("float32")
     batch = int(config["batch_size"])
     train = Batches(images, targets, np.flatnonzero(split == 0), batch, True, int(config["seed"]),

@@ -61,6 +61,7 @@ from grpc import aio
 
 sys.path.insert(0, str(Path(__file__).parent))
 import gateway_bench  # noqa: E402  (a sibling script: frames, robots, limit and thesis rows)
+from edgeloop.compose.stack import bytecode
 from edgeloop.compose.stack.topology import DEFAULT_PORTS  # noqa: E402
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2  # noqa: E402
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc  # noqa: E402
@@ -732,6 +733,7 @@ def describe_sampling() -> str:
 def main() -> None:
     args = parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
+    print(bytecode.advice() or "bytecode: compiled", flush=True)
     print(f"traces: {describe_sampling()}", flush=True)
     print(f"settings passed to edgeloop up: {passed_settings()}", flush=True)
     root = Path(tempfile.mkdtemp(prefix="edgeloop-fleet-bench-"))

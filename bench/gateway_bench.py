@@ -55,6 +55,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psutil
+from edgeloop.compose.stack import bytecode
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
@@ -618,6 +619,7 @@ def main() -> None:
     frames = render_frames(64)
     print(f"{len(frames)} frames, mean JPEG {np.mean([len(j) for j, _ in frames]) / 1024:.1f} KiB; "
           f"load average before: {os.getloadavg()[0]:.1f}; work dir {root}", flush=True)
+    print(bytecode.advice() or "bytecode: compiled", flush=True)
     print(HEADER, flush=True)
     results = [] if args.skip_limit else bench_limit(model, frames, min(args.seconds, 5.0))
     labels = ["null", "real"] if args.features == "both" else [args.features]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import grpc
 import psutil
+from edgeloop.compose.stack import bytecode
 from edgeloop.contracts.features.v1 import (
     feature_store_service_pb2,
     feature_store_service_pb2_grpc,
@@ -307,6 +308,7 @@ def main() -> None:
                                             args.concurrent)
         state = sweep_pb2.SweepState.Name(sweep.state)
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        print(bytecode.advice() or "bytecode: compiled")
         print(f"sweep {sweep.sweep_id}: {state} {sweep.error}")
         print(
             f"  snapshot: {sweep.dataset.observation_count} frames "

@@ -268,6 +268,8 @@ class LoadResult:
     errors: int = 0
     error_reasons: dict[str, int] = field(default_factory=dict)
     """FrameErrors by reason name (e.g. FRAME_ERROR_REASON_SPOOL_FULL)."""
+    unrecorded: int = 0
+    """Frames answered with ``not_recorded`` (the gateway's spool was full): not counted as sent."""
     seconds: float = 0.0
     timeline: list[tuple[float, float]] = field(default_factory=list)
     """(seconds since the drive began, frame->answer ms) per answer, in answer order."""
@@ -287,6 +289,7 @@ class FleetRobot(gateway_bench.Robot):
         self.device, self.token = device, token
         self.observation_ids: list[str] = []
         self.error_reasons: Counter[str] = Counter()
+        self.unrecorded = 0
 
     async def run(self, stub: gw_grpc.EdgeGatewayServiceStub, until: float) -> None:
         call = stub.Stream(metadata=(("authorization", f"Bearer {self.token}"),
@@ -305,7 +308,10 @@ class FleetRobot(gateway_bench.Robot):
             now = time.perf_counter()
             if answer.HasField("prediction"):
                 seq = answer.prediction.seq
-                self.observation_ids.append(answer.prediction.observation_id)
+                if answer.prediction.not_recorded:
+                    self.unrecorded += 1
+                else:
+                    self.observation_ids.append(answer.prediction.observation_id)
             elif answer.HasField("error"):
                 seq = answer.error.seq
                 self.errors += 1
@@ -344,6 +350,7 @@ async def _drive(address: str, tls_env: dict[str, str], tokens: dict[str, str], 
     timeline = sorted((at - start, ms) for robot in fleet for at, ms in robot.latencies_ms)
     return LoadResult(answered=len(timeline), errors=sum(r.errors for r in fleet),
                       error_reasons=dict(sum((r.error_reasons for r in fleet), Counter())),
+                      unrecorded=sum(r.unrecorded for r in fleet),
                       seconds=time.perf_counter() - start, timeline=timeline,
                       observation_ids=[o for r in fleet for o in r.observation_ids])
 
@@ -364,6 +371,7 @@ def _load_process(address: str, tls_env: dict[str, str], tokens: dict[str, str],
                                   window, phasing))
         result.answered += part.answered
         result.errors += part.errors
+        result.unrecorded += part.unrecorded
         for reason, count in part.error_reasons.items():
             result.error_reasons[reason] = result.error_reasons.get(reason, 0) + count
         result.timeline += [(result.seconds + at, ms) for at, ms in part.timeline]
@@ -495,6 +503,8 @@ def report_row(label: str, load: LoadResult, rec: dict, meter: PartMeter) -> str
              f"ingest lag p50 {rec['lag_p50_s']:.2f} s p99 {rec['lag_p99_s']:.2f} s; "
              f"answered {len(set(load.observation_ids))}, rows {rec['rows']}, "
              f"missing {rec['missing']}, duplicated {rec['rows'] - rec['distinct']}"]
+    if load.unrecorded:
+        lines.append(f"  answered, not recorded (spool full): {load.unrecorded}")
     if load.error_reasons:
         lines.append("  errors by reason: " + ", ".join(
             f"{reason.removeprefix('FRAME_ERROR_REASON_')} {count}"

@@ -50,6 +50,9 @@ class GatewayState:
     refuse_seqs: set[int] = field(default_factory=set)
     spool_full_once: set[int] = field(default_factory=set)
     """Refuse these seqs once with SPOOL_FULL (not recorded), like a gateway whose spool is full."""
+    not_recorded_once: set[int] = field(default_factory=set)
+    """Answer these seqs once without recording them (``not_recorded``), like a gateway whose
+    spool is full answering a live frame."""
     rate_limited_live: set[int] = field(default_factory=set)
     """Refuse these seqs with RATE_LIMITED when live (not recorded); late copies are taken."""
     silent: bool = False
@@ -100,7 +103,7 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
                 response: gw_pb2.StreamResponse) -> int | None:
         """The seq of a labelled frame this answer recorded, like the real gateway's spool."""
         if response.WhichOneof("kind") != "prediction" or not frame.HasField("sensor_mm") \
-                or frame.seq in self.state.never_record:
+                or frame.seq in self.state.never_record or response.prediction.not_recorded:
             return None
         self.state.recorded.append((session, frame.seq))
         return frame.seq
@@ -133,9 +136,11 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
                 seq=frame.seq, reason=edge_pb2.FRAME_ERROR_REASON_INVALID_JPEG, code=3,
                 message="jpeg: not an image"))
         distance = (sensor if sensor is not None else 90.0) + PREDICTION_OFFSET_MM
+        not_recorded = frame.seq in state.not_recorded_once
+        state.not_recorded_once.discard(frame.seq)
         return gw_pb2.StreamResponse(prediction=edge_pb2.Prediction(
             seq=frame.seq, distance_mm=distance, model_name="m", model_version="1",
-            deployment="test", arm="stable"))
+            deployment="test", arm="stable", not_recorded=not_recorded))
 
 
 class FakeGateway:

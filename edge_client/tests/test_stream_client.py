@@ -178,6 +178,32 @@ async def test_labelled_frames_the_gateway_could_not_record_go_again(
     assert unlabelled in client.results
 
 
+async def test_frames_answered_but_not_recorded_steer_now_and_labelled_ones_go_again(
+        gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    gateway.state.not_recorded_once = {3, 4, 7}
+    client = make_client(gateway, tmp_path, config=StreamConfig(refused_retry_s=0.2,
+                                                                backoff_initial_s=0.05))
+    await client.start()
+    assert await client.wait_connected(30)
+    seqs = [client.send(JPEG, 70.0) for _ in range(6)]
+    unlabelled = client.send(JPEG, None)  # seq 7
+    await client.results_for([*seqs, unlabelled], timeout=30)
+    for _ in range(300):  # the two labelled ones go again, late, and are recorded then
+        if gateway.state.recorded_seqs(client.session_id) == set(seqs):
+            break
+        await asyncio.sleep(0.05)
+    await client.close()
+
+    assert gateway.state.recorded_seqs(client.session_id) == set(seqs)
+    received = [(r.seq, r.late) for r in gateway.state.received]
+    assert received.count((3, False)) == received.count((3, True)) == 1
+    assert received.count((4, True)) == 1 and (7, True) not in received
+    # every frame was answered live, the unrecorded ones too: the robot steered by them
+    assert len(client.stats.rtts_ms) == 7
+    assert client.stats.unrecorded == 2 and client.stats.refused == 0
+    assert client.pending_labelled() == 0 and client.buffer.count() == 0
+
+
 async def test_labelled_frames_over_the_rate_limit_go_again_late(
         gateway, tmp_path: Path) -> None:  # noqa: ANN001
     gateway.state.rate_limited_live = {2, 5, 6}

@@ -1,4 +1,4 @@
-"""Nothing answered is lost: features outages, a full spool and a full disk.
+"""Nothing is lost unsaid: features outages, a full spool and a full disk.
 
 Features is a contract double whose Ingest can be switched to UNAVAILABLE (a features
 service that is down). The full disk is a real one: a 1 MiB tmpfs filled up (mounting
@@ -62,9 +62,11 @@ async def test_features_down_mid_stream_then_back_every_observation_once(
         await gw.wait_state(lambda: gw.app.spool.backlog_bytes == 0)
 
 
-async def test_full_spool_refuses_frames_with_resource_exhausted_then_recovers(
+async def test_a_full_spool_answers_live_frames_unrecorded_and_refuses_the_rest(
     start_gateway, requests, jpegs
 ) -> None:
+    """The robot keeps its answers while the recording has no room; what has no answer to
+    give (a late frame, one the device predicted itself) is refused with SPOOL_FULL."""
     frame_bytes = len(jpegs[0]) + 1024
     async with start_gateway(spool_max_bytes=5 * frame_bytes) as gw:
         gw.features.available = False
@@ -73,21 +75,36 @@ async def test_full_spool_refuses_frames_with_resource_exhausted_then_recovers(
             "secret-1",
             [requests.hello("robot-1"), *(requests.frame(s, jpegs[0]) for s in range(1, 21))],
         )
-        errors = [a.error for a in answers if a.HasField("error")]
-        accepted = [a.prediction for a in answers if a.HasField("prediction")]
-        assert 3 <= len(accepted) <= 5 and len(errors) == 20 - len(accepted)
-        for error in errors:
-            assert error.reason == Reason.FRAME_ERROR_REASON_SPOOL_FULL
-            assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-            assert "spool" in error.message
+        predictions = [a.prediction for a in answers[1:]]
+        assert all(a.HasField("prediction") for a in answers[1:]) and len(predictions) == 20
+        assert all(p.HasField("distance_mm") and p.model_version for p in predictions)
+        recorded = [p for p in predictions if not p.not_recorded]
+        assert 3 <= len(recorded) <= 5, "only what the spool had room for is recorded"
+        assert [p.seq for p in recorded] == list(range(1, len(recorded) + 1))
+        assert gw.app.frames.unrecorded.total == 20 - len(recorded)
+
+        late = requests.frame(21, jpegs[1], 400.0, late=True)
+        device = requests.frame(22, jpegs[2], 400.0)
+        device.frame.device_prediction.CopyFrom(edge_pb2.DevicePrediction(
+            distance_mm=410.0, model_name="distance", model_version="1", inference_ms=2.0))
+        refused = await gw.exchange("robot-1", "secret-1",
+                                    [requests.hello("robot-1", "s2"), late, device])
+        for answer in refused[1:]:
+            assert answer.error.reason == Reason.FRAME_ERROR_REASON_SPOOL_FULL
+            assert answer.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+            assert "spool" in answer.error.message and not answer.error.recorded
+        assert [a.error.seq for a in refused[1:]] == [21, 22]
+
         gw.features.available = True
-        await gw.features.wait_for(len(accepted))
+        await gw.features.wait_for(len(recorded))
         await gw.wait_state(lambda: gw.app.spool.backlog_bytes == 0)
         again = await gw.exchange(
-            "robot-1", "secret-1", [requests.hello("robot-1", "s2"), requests.frame(1, jpegs[0])]
+            "robot-1", "secret-1", [requests.hello("robot-1", "s3"), requests.frame(1, jpegs[0])]
         )
-        assert again[1].HasField("prediction")
-        assert set(gw.features.stored) >= {p.observation_id for p in accepted}
+        assert again[1].HasField("prediction") and not again[1].prediction.not_recorded
+        await gw.features.wait_for(len(recorded) + 1)
+        assert set(gw.features.stored) == {p.observation_id for p in recorded} | {
+            again[1].prediction.observation_id}, "frames answered unrecorded are not recorded"
 
 
 async def test_recorded_names_every_labelled_frame_once_it_is_in_the_spool(
@@ -174,11 +191,12 @@ def _recorded(seen: list) -> set[int]:
     return {seq for a in seen if a.HasField("recorded") for seq in a.recorded.seqs}
 
 
-async def test_a_full_disk_refuses_frames_clearly_and_recovers_when_space_returns(
+async def test_a_full_disk_is_said_frame_by_frame_and_recovers_when_space_returns(
     start_gateway, requests, jpegs, small_disk
 ) -> None:
     """Frames answered before the gateway noticed are kept until the disk takes them (and
-    only then named in Recorded); later ones get SPOOL_FULL; all is well once space returns."""
+    only then named in Recorded); later live ones are answered, not recorded; late ones get
+    SPOOL_FULL; all is well once space returns."""
     hello = requests.hello("robot-1")
     hello.hello.capabilities.append("recorded_acks")
     filler = small_disk / "filler"
@@ -197,32 +215,40 @@ async def _fill_then_recover(gw: Any, requests: Any, jpegs: list, hello: Any,
     call = gw.open("robot-1", "secret-1")
     await call.write(hello)
     seen: list = [await call.read()]
-    # Frames go one at a time until the gateway notices the disk and refuses one.
+    # Frames go one at a time until the gateway notices the disk: the next one is answered
+    # all the same, marked not recorded.
     seq = 0
-    while not any(a.HasField("error") for a in seen):
+    while not any(a.HasField("prediction") and a.prediction.not_recorded for a in seen):
         seq += 1
         await call.write(requests.frame(seq, jpegs[seq % 8], 400.0))
         answer = await call.read()
         assert answer is not grpc.aio.EOF, "the stream ended early"
         seen.append(answer)
-    refused = next(a.error for a in seen if a.HasField("error"))
-    answered = {a.prediction.seq for a in seen if a.HasField("prediction")}
-    assert refused.reason == Reason.FRAME_ERROR_REASON_SPOOL_FULL and not refused.recorded
-    assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-    assert "spool" in refused.message
+    assert not any(a.HasField("error") for a in seen), "every live frame was answered"
+    answered = {a.prediction.seq for a in seen
+                if a.HasField("prediction") and not a.prediction.not_recorded}
     assert answered and _recorded(seen) == set(), "a frame was called durable on a full disk"
     assert gw.app.spool.write_failed
+    # a late frame has no robot waiting for its answer: refused while the disk refuses
+    await call.write(requests.frame(seq + 1, jpegs[0], 400.0, late=True))
+    refused = await call.read()
+    assert refused.error.reason == Reason.FRAME_ERROR_REASON_SPOOL_FULL
+    assert not refused.error.recorded and refused.error.seq == seq + 1
+    assert refused.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "spool" in refused.error.message
 
     filler.unlink()  # space returns: the kept frames are written, then named
     await _read_until(call, lambda got: answered <= _recorded(got), seen)
     assert not gw.app.spool.write_failed
-    await call.write(requests.frame(seq + 1, jpegs[0], 400.0))
-    await _read_until(call, lambda got: seq + 1 in _recorded(got), seen)
-    assert any(a.HasField("prediction") and a.prediction.seq == seq + 1 for a in seen)
+    await call.write(requests.frame(seq + 2, jpegs[0], 400.0))
+    await _read_until(call, lambda got: seq + 2 in _recorded(got), seen)
+    assert any(a.HasField("prediction") and a.prediction.seq == seq + 2
+               and not a.prediction.not_recorded for a in seen)
     await call.done_writing()
     assert await call.read() is grpc.aio.EOF
 
     gw.features.available = True
     await gw.features.wait_for(len(answered) + 1)
     stored = sorted(o.seq for o in gw.features.stored.values())
-    assert stored == sorted(answered | {seq + 1}), "refused frames must not be recorded"
+    assert stored == sorted(answered | {seq + 2}), "unrecorded frames must not be recorded"
+    assert seq not in _recorded(seen), "Recorded named a frame answered unrecorded"

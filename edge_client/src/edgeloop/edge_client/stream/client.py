@@ -17,10 +17,12 @@ Delivery rules (what the gateway can rely on):
   or its Recorded was lost in transit; the copy gets the same observation id, so the
   feature store keeps one.
 - A labelled frame refused with ``SPOOL_FULL`` (the gateway could not record it) or
-  ``RATE_LIMITED`` (sent faster than the device's live frame rate) is not done either: it
+  ``RATE_LIMITED`` (sent faster than the device's live frame rate), or answered with
+  ``not_recorded`` (answered, but the gateway's spool was full), is not done either: it
   is kept on disk and, ``refused_retry_s`` later, the stream is reopened gracefully
   (in-flight frames answered first) so it goes again in seq order, late (the gateway paces
-  late frames instead of refusing them).
+  late frames instead of refusing them). The answer of a ``not_recorded`` frame still goes
+  to the caller at once: the robot steers by it.
 - Unlabelled frames that cannot be delivered live are dropped (there is nothing to learn
   from them and their prediction would be too late to steer by).
 - Reconnects use exponential backoff with jitter; UNAUTHENTICATED, PERMISSION_DENIED,
@@ -452,15 +454,17 @@ class StreamClient:
         if sent is None:
             log.debug("answer for a frame not in flight", extra={"seq": seq})
             return
-        if error is not None and error.reason in RESEND_REASONS \
-                and sent.frame.HasField("sensor_mm"):
+        labelled, late = sent.frame.HasField("sensor_mm"), sent.frame.late  # parking marks it late
+        if error is not None and error.reason in RESEND_REASONS and labelled:
             self._retry_later(sent)
             return
-        if self._awaits_record(sent, error):
+        if prediction is not None and prediction.not_recorded and labelled:
+            self.stats.unrecorded += 1
+            self._retry_later(sent, refused=False)  # answered all the same: resolved below
+        elif self._awaits_record(sent, error):
             self._state.unrecorded[seq] = sent
         elif sent.buffered:
             self.buffer.delete(self.session_id, seq)
-        late = sent.frame.late
         rtt = None if late else (time.monotonic() - sent.sent_at) * 1000.0
         if rtt is not None:
             self.stats.rtts_ms.append(rtt)
@@ -492,12 +496,12 @@ class StreamClient:
         if self.on_model_update is not None:
             self.on_model_update(update)
 
-    def _retry_later(self, sent: _InFlight) -> None:
+    def _retry_later(self, sent: _InFlight, refused: bool = True) -> None:
         # The gateway could not record the frame: it is not done. Keep it on disk and
         # reopen the stream shortly, so it goes again with its seq and in order.
         if not sent.buffered:
             self._park(sent.frame)
-        self.stats.refused += 1
+        self.stats.refused += int(refused)
         state = self._state
         state.cycle_at = state.cycle_at or time.monotonic() + self.config.refused_retry_s
         log.warning("gateway did not record a labelled frame; resending it late",

@@ -22,6 +22,8 @@ class StreamStats:
     dropped: int = 0
     evicted: int = 0
     refused: int = 0
+    unrecorded: int = 0
+    """Labelled frames answered but not recorded (the gateway's spool was full): sent again."""
     reconnects: int = 0
     rtts_ms: list[float] = field(default_factory=list)
     first_submit: float | None = None

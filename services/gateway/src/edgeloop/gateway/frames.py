@@ -3,7 +3,13 @@
 The answer goes back as soon as the answering arm has predicted; the observation is
 recorded afterwards (after shadow arms finished, if any) through the spool, and the
 :class:`Answer` carries the future that says when the record is durable. Spool room is
-reserved before the model runs, so a full spool refuses the frame up front.
+reserved before the model runs. Where there is none (the spool is full, or the disk refuses
+writes), a live frame the model can answer is still answered, marked ``not_recorded``: a
+robot steering by its answers must not go blind because the recording fell behind, and a
+client that keeps labelled frames sends the frame again later, as after a SPOOL_FULL
+refusal (nothing the refusal kept is lost by answering). A frame with nothing to answer
+(late, predicted by the device itself, no model, or the model failed) is refused with
+SPOOL_FULL as before.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ class FrameProcessor:
         self.max_frame_bytes = max_frame_bytes
         self.tracer = frame_tracer()
         self.device = DevicePredictions(router, self._call)
+        self.unrecorded = UnrecordedAnswers()
         # Small frames decode at once on the event loop (cheaper than a thread hop); larger
         # ones on threads (the decoder releases the GIL), so they cannot stall the streams.
         self._decoder: BatchDecoder[DecodedImage] = BatchDecoder(
@@ -124,27 +131,31 @@ class FrameProcessor:
                       trace_id: str, traceparent: str, span: Span) -> Answer:
         check_envelope(frame, self.max_frame_bytes, previous_seq)
         reserved = reservation_bytes(len(frame.jpeg))
-        if not self.spool.reserve(reserved):
-            raise FrameRejected(Reason.FRAME_ERROR_REASON_SPOOL_FULL,
-                                "spool: full; the gateway cannot record frame.jpeg durably now",
-                                grpc.StatusCode.RESOURCE_EXHAUSTED)
+        recording = self.spool.reserve(reserved)
+        if not recording and (frame.late or frame.HasField("device_prediction")):
+            raise _spool_full()
         view = self._view(arrival.deployment)
         # Routed before the first await, so in the order the robot sent its frames: a
         # stream's frames decode side by side and may finish out of order, and a version
         # switch between two of them must not send the later frame to the old version.
         route = (None if frame.HasField("device_prediction")
                  else self.router.route(view, arrival.device_id))
+        if not recording and (route is None or route.key is None):
+            raise _spool_full()
         try:
             image = await self._decoder.decode(frame.jpeg)
         except BaseException:
-            self.spool.unreserve(reserved)
+            if recording:
+                self.spool.unreserve(reserved)
             raise
         ctx = FrameContext(arrival.device_id, arrival.session_id, arrival.received_at,
                            trace_id, traceparent)
         try:
             outcome, route, shadows = await self._predict(view, route, arrival.device_id,
-                                                          image.rgb, frame)
+                                                          image.rgb, frame, recording)
         except FrameRejected as exc:
+            if not recording:
+                raise _spool_full(f"; {exc.message}") from exc
             # The model could not answer, but the frame and its label are still data:
             # record it without a prediction, then refuse the frame.
             unanswered = FrameOutcome(view.name, view.data_group, NO_ARM)
@@ -152,11 +163,13 @@ class FrameProcessor:
                                    shadows=[], reserved=reserved)
             return Answer(_refusal(exc, frame.seq, span, recorded=True), durable)
         observation = self._observation(frame, ctx, outcome, arrival)
-        durable = self._record(observation, route, shadows, reserved)
-        _annotate(span, outcome, observation.observation_id)
-        return Answer(gw_pb2.StreamResponse(prediction=_prediction(
-            frame.seq, outcome, observation.latency_ms, trace_id, observation.observation_id)),
-            durable)
+        durable = self._record(observation, route, shadows, reserved) if recording else None
+        self.unrecorded.note(recording, frame.seq)
+        _annotate(span, outcome, observation.observation_id, recording)
+        prediction = _prediction(frame.seq, outcome, observation.latency_ms, trace_id,
+                                 observation.observation_id)
+        prediction.not_recorded = not recording
+        return Answer(gw_pb2.StreamResponse(prediction=prediction), durable)
 
     @staticmethod
     def _observation(frame: edge_pb2.Frame, ctx: FrameContext, outcome: FrameOutcome,
@@ -174,7 +187,7 @@ class FrameProcessor:
         return view
 
     async def _predict(self, view: DeploymentView, route: Route | None, device_id: str,
-                       rgb: np.ndarray, frame: edge_pb2.Frame
+                       rgb: np.ndarray, frame: edge_pb2.Frame, recording: bool = True
                        ) -> tuple[FrameOutcome, Route, list[Shadow]]:
         if route is None:
             # The robot predicted itself: record its answer, do not predict again.
@@ -182,8 +195,9 @@ class FrameProcessor:
         outcome = FrameOutcome(view.name, view.data_group, route.arm)
         if route.key is None:
             return outcome, route, []
+        # shadow arms' answers only go into the record: none without one
         shadows = [asyncio.create_task(self._call(key, rgb), name=f"shadow-{arm}")
-                   for arm, key in route.shadows]
+                   for arm, key in route.shadows] if recording else []
         try:
             outcome.prediction_mm = await self._call(route.key, rgb)
         except FrameRejected:
@@ -216,6 +230,38 @@ class FrameProcessor:
             return self.recorder.submit(observation, reserved)
         return self.recorder.submit_when_ready(_with_shadows(observation, shadows, route),
                                                reserved)
+
+
+class UnrecordedAnswers:
+    """Live frames answered without a record while the spool had no room: counted, and
+    logged when that starts and when recording resumes, not once a frame (a fleet's
+    overload would otherwise write a log line for every frame)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        """Frames answered without a record since the gateway started."""
+        self._since_recording = 0
+
+    def note(self, recording: bool, seq: int) -> None:
+        """One frame answered, recorded or not."""
+        if recording:
+            if self._since_recording:
+                log.info("recording frames again", extra={
+                    "answered_not_recorded": self._since_recording})
+                self._since_recording = 0
+            return
+        if not self._since_recording:
+            log.warning("spool full: answering live frames without recording them "
+                        "(marked not_recorded; robots keep labelled ones to send again)",
+                        extra={"seq": seq})
+        self._since_recording += 1
+        self.total += 1
+
+
+def _spool_full(detail: str = "") -> FrameRejected:
+    return FrameRejected(Reason.FRAME_ERROR_REASON_SPOOL_FULL,
+                         "spool: full; the gateway cannot record frame.jpeg durably now" + detail,
+                         grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 def _refusal(exc: FrameRejected, seq: int, span: Span,
@@ -256,8 +302,10 @@ def _prediction(seq: int, outcome: FrameOutcome, latency_ms: float, trace_id: st
     return prediction
 
 
-def _annotate(span: Span, outcome: FrameOutcome, observation_id: str) -> None:
+def _annotate(span: Span, outcome: FrameOutcome, observation_id: str,
+              recorded: bool = True) -> None:
     span.set_attributes({"edgeloop.deployment": outcome.deployment, "edgeloop.arm": outcome.arm,
                          "edgeloop.model_name": outcome.model_name,
                          "edgeloop.model_version": outcome.model_version,
-                         "edgeloop.observation_id": observation_id})
+                         "edgeloop.observation_id": observation_id,
+                         "edgeloop.recorded": recorded})

@@ -116,7 +116,7 @@ class Frame(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., jpeg: _Optional[bytes] = ..., sensor_mm: _Optional[float] = ..., traceparent: _Optional[str] = ..., late: _Optional[bool] = ..., device_prediction: _Optional[_Union[DevicePrediction, _Mapping]] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("seq", "distance_mm", "model_name", "model_version", "deployment", "arm", "server_latency_ms", "trace_id", "observation_id")
+    __slots__ = ("seq", "distance_mm", "model_name", "model_version", "deployment", "arm", "server_latency_ms", "trace_id", "observation_id", "not_recorded")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_MM_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class Prediction(_message.Message):
     SERVER_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    NOT_RECORDED_FIELD_NUMBER: _ClassVar[int]
     seq: int
     distance_mm: float
     model_name: str
@@ -135,7 +136,8 @@ class Prediction(_message.Message):
     server_latency_ms: float
     trace_id: str
     observation_id: str
-    def __init__(self, seq: _Optional[int] = ..., distance_mm: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., deployment: _Optional[str] = ..., arm: _Optional[str] = ..., server_latency_ms: _Optional[float] = ..., trace_id: _Optional[str] = ..., observation_id: _Optional[str] = ...) -> None: ...
+    not_recorded: bool
+    def __init__(self, seq: _Optional[int] = ..., distance_mm: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., deployment: _Optional[str] = ..., arm: _Optional[str] = ..., server_latency_ms: _Optional[float] = ..., trace_id: _Optional[str] = ..., observation_id: _Optional[str] = ..., not_recorded: _Optional[bool] = ...) -> None: ...
 
 class FrameError(_message.Message):
     __slots__ = ("seq", "reason", "code", "message", "recorded")

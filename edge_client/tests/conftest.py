@@ -8,6 +8,7 @@ control (answer, refuse, crash mid-stream, stop answering).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ class Received:
     late: bool
     sensor_mm: float | None
     captured_at: datetime
+    at: float = field(default_factory=time.monotonic)
+    """When the gateway received it (monotonic seconds)."""
 
 
 @dataclass
@@ -50,6 +53,8 @@ class GatewayState:
     refuse_seqs: set[int] = field(default_factory=set)
     spool_full_once: set[int] = field(default_factory=set)
     """Refuse these seqs once with SPOOL_FULL (not recorded), like a gateway whose spool is full."""
+    spool_full_times: dict[int, int] = field(default_factory=dict)
+    """Refuse these seqs with SPOOL_FULL this many times (a spool that stays full a while)."""
     not_recorded_once: set[int] = field(default_factory=set)
     """Answer these seqs once without recording them (``not_recorded``), like a gateway whose
     spool is full answering a live frame."""
@@ -121,6 +126,9 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "gateway crashed")
         if state.silent:
             return None
+        if state.spool_full_times.get(frame.seq, 0) > 0:
+            state.spool_full_times[frame.seq] -= 1
+            state.spool_full_once.add(frame.seq)
         if frame.seq in state.spool_full_once:
             state.spool_full_once.discard(frame.seq)
             return gw_pb2.StreamResponse(error=edge_pb2.FrameError(

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 from edgeloop.edge_client.stream.backoff import Backoff
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
-from edgeloop.edge_client.stream.client import StreamClient, StreamClosed, StreamConfig
+from edgeloop.edge_client.stream.client import (
+    StreamClient,
+    StreamClosed,
+    StreamConfig,
+    refused_retry_delay,
+)
 
 JPEG = b"\xff\xd8 not decoded by the fake gateway \xff\xd9"
 # Short backoff keeps reconnections quick; the Welcome and ack deadlines stay generous so a
@@ -202,6 +207,37 @@ async def test_frames_answered_but_not_recorded_steer_now_and_labelled_ones_go_a
     assert len(client.stats.rtts_ms) == 7
     assert client.stats.unrecorded == 2 and client.stats.refused == 0
     assert client.pending_labelled() == 0 and client.buffer.count() == 0
+
+
+def test_the_wait_to_resend_unrecorded_frames_doubles_up_to_its_cap() -> None:
+    config = StreamConfig(refused_retry_s=1.0, refused_retry_max_s=30.0)
+    assert [refused_retry_delay(config, n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert refused_retry_delay(config, 10_000) == 30.0
+
+
+async def test_a_gateway_that_stays_full_is_asked_again_less_and_less_often(
+        gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    gateway.state.spool_full_times = {3: 4}  # the live frame and its first three late copies
+    config = StreamConfig(refused_retry_s=0.1, refused_retry_max_s=0.3,
+                          backoff_initial_s=0.05, connect_timeout_s=30.0, ack_timeout_s=30.0)
+    client = make_client(gateway, tmp_path, config=config)
+    await client.start()
+    assert await client.wait_connected(30)
+    seqs = [client.send(JPEG, 70.0) for _ in range(4)]
+    await client.results_for(seqs, timeout=30)
+    for _ in range(600):
+        if gateway.state.recorded_seqs(client.session_id) == set(seqs):
+            break
+        await asyncio.sleep(0.05)
+    await client.close()
+
+    assert gateway.state.recorded_seqs(client.session_id) == set(seqs)
+    copies = [r for r in gateway.state.received if r.seq == 3]
+    assert [r.late for r in copies] == [False, True, True, True, True]
+    # each reopen waited at least the doubled delay (0.1, 0.2, then the cap 0.3, 0.3)
+    gaps = [b.at - a.at for a, b in zip(copies, copies[1:], strict=False)]
+    assert all(gap >= wait for gap, wait in zip(gaps, [0.1, 0.2, 0.3, 0.3], strict=True)), gaps
+    assert client._state.refused_cycles == 0, "recorded again: the next refusal waits 0.1 s"
 
 
 async def test_labelled_frames_over_the_rate_limit_go_again_late(

@@ -21,8 +21,9 @@ Delivery rules (what the gateway can rely on):
   ``not_recorded`` (answered, but the gateway's spool was full), is not done either: it
   is kept on disk and, ``refused_retry_s`` later, the stream is reopened gracefully
   (in-flight frames answered first) so it goes again in seq order, late (the gateway paces
-  late frames instead of refusing them). The answer of a ``not_recorded`` frame still goes
-  to the caller at once: the robot steers by it.
+  late frames instead of refusing them). While the gateway still records nothing, each
+  such reopen waits twice as long as the last, up to ``refused_retry_max_s``. The answer
+  of a ``not_recorded`` frame still goes to the caller at once: the robot steers by it.
 - Unlabelled frames that cannot be delivered live are dropped (there is nothing to learn
   from them and their prediction would be too late to steer by).
 - Reconnects use exponential backoff with jitter; UNAUTHENTICATED, PERMISSION_DENIED,
@@ -85,6 +86,10 @@ class StreamConfig:
     capabilities: tuple[str, ...] = ("tof", "late_upload", "recorded_acks")
     refused_retry_s: float = 1.0
     """Wait before reopening the stream to resend labelled frames the gateway did not record."""
+    refused_retry_max_s: float = 30.0
+    """The wait doubles with each reopen after which the gateway still records nothing (its
+    spool stays full), up to this: a fleet waiting out a full spool must not reopen every
+    robot's stream every second."""
 
 
 RESEND_REASONS = frozenset({edge_pb2.FRAME_ERROR_REASON_SPOOL_FULL,
@@ -135,6 +140,14 @@ class _State:
     cycle_at: float | None = None
     """When to reopen the stream to resend frames the gateway could not record."""
     cycling: bool = False
+    refused_cycles: int = 0
+    """Reopens for unrecorded frames since the gateway last recorded a labelled frame."""
+
+
+def refused_retry_delay(config: StreamConfig, refused_cycles: int) -> float:
+    """Seconds before reopening to resend unrecorded frames, after ``refused_cycles`` reopens
+    that found the gateway still not recording: ``refused_retry_s``, doubling, capped."""
+    return min(config.refused_retry_max_s, config.refused_retry_s * 2.0 ** min(refused_cycles, 30))
 
 
 def make_traceparent() -> str:
@@ -441,6 +454,7 @@ class StreamClient:
             await asyncio.sleep(min(0.25, timeout / 4))
             if state.cycle_at is not None and time.monotonic() >= state.cycle_at:
                 state.cycle_at, state.cycling = None, True
+                state.refused_cycles += 1
                 self._wake.set()
             waiting = (*state.inflight.values(), *state.unrecorded.values())
             if waiting and time.monotonic() - min(f.sent_at for f in waiting) > timeout:
@@ -463,8 +477,11 @@ class StreamClient:
             self._retry_later(sent, refused=False)  # answered all the same: resolved below
         elif self._awaits_record(sent, error):
             self._state.unrecorded[seq] = sent
-        elif sent.buffered:
-            self.buffer.delete(self.session_id, seq)
+        else:
+            if sent.buffered:
+                self.buffer.delete(self.session_id, seq)
+            if labelled and prediction is not None:  # recorded, as far as this gateway says
+                self._state.refused_cycles = 0
         rtt = None if late else (time.monotonic() - sent.sent_at) * 1000.0
         if rtt is not None:
             self.stats.rtts_ms.append(rtt)
@@ -485,6 +502,8 @@ class StreamClient:
 
     def _recorded(self, seqs: Sequence[int]) -> None:
         # Durable at the gateway: forget the frames (also their copies on disk).
+        if seqs:
+            self._state.refused_cycles = 0  # the gateway records again
         for seq in seqs:
             sent = self._state.unrecorded.pop(seq, None)
             if sent is not None and sent.buffered:
@@ -503,9 +522,10 @@ class StreamClient:
             self._park(sent.frame)
         self.stats.refused += int(refused)
         state = self._state
-        state.cycle_at = state.cycle_at or time.monotonic() + self.config.refused_retry_s
+        delay = refused_retry_delay(self.config, state.refused_cycles)
+        state.cycle_at = state.cycle_at or time.monotonic() + delay
         log.warning("gateway did not record a labelled frame; resending it late",
-                    extra={"seq": sent.frame.seq, "retry_in_s": self.config.refused_retry_s})
+                    extra={"seq": sent.frame.seq, "retry_in_s": delay})
 
     def _resolve(self, result: FrameResult) -> None:
         self.results[result.seq] = result

@@ -30,6 +30,14 @@ def make_client(gateway, tmp_path: Path, **kwargs) -> StreamClient:  # noqa: ANN
                         buffer, config=kwargs.pop("config", FAST), **kwargs)
 
 
+async def _recorded(gateway, client: StreamClient, seqs: list[int],  # noqa: ANN001
+                    timeout_s: float = 30.0) -> None:
+    """Wait until the gateway has recorded ``seqs`` of the client's session (or time is up)."""
+    async with asyncio.timeout(timeout_s):
+        while gateway.state.recorded_seqs(client.session_id) != set(seqs):
+            await asyncio.sleep(0.05)
+
+
 async def test_predictions_are_matched_to_frames_by_seq(gateway, tmp_path: Path) -> None:
     client = make_client(gateway, tmp_path)
     await client.start()
@@ -193,10 +201,7 @@ async def test_frames_answered_but_not_recorded_steer_now_and_labelled_ones_go_a
     seqs = [client.send(JPEG, 70.0) for _ in range(6)]
     unlabelled = client.send(JPEG, None)  # seq 7
     await client.results_for([*seqs, unlabelled], timeout=30)
-    for _ in range(300):  # the two labelled ones go again, late, and are recorded then
-        if gateway.state.recorded_seqs(client.session_id) == set(seqs):
-            break
-        await asyncio.sleep(0.05)
+    await _recorded(gateway, client, seqs)  # the two labelled ones go again, late
     await client.close()
 
     assert gateway.state.recorded_seqs(client.session_id) == set(seqs)
@@ -225,10 +230,7 @@ async def test_a_gateway_that_stays_full_is_asked_again_less_and_less_often(
     assert await client.wait_connected(30)
     seqs = [client.send(JPEG, 70.0) for _ in range(4)]
     await client.results_for(seqs, timeout=30)
-    for _ in range(600):
-        if gateway.state.recorded_seqs(client.session_id) == set(seqs):
-            break
-        await asyncio.sleep(0.05)
+    await _recorded(gateway, client, seqs)
     await client.close()
 
     assert gateway.state.recorded_seqs(client.session_id) == set(seqs)

@@ -132,7 +132,7 @@ class FrameProcessor:
         check_envelope(frame, self.max_frame_bytes, previous_seq)
         reserved = reservation_bytes(len(frame.jpeg))
         recording = self.spool.reserve(reserved)
-        if not recording and (frame.late or frame.HasField("device_prediction")):
+        if not recording and frame.late:  # refused before it takes a bandit's draw
             raise _spool_full()
         view = self._view(arrival.deployment)
         # Routed before the first await, so in the order the robot sent its frames: a
@@ -140,7 +140,7 @@ class FrameProcessor:
         # switch between two of them must not send the later frame to the old version.
         route = (None if frame.HasField("device_prediction")
                  else self.router.route(view, arrival.device_id))
-        if not recording and (route is None or route.key is None):
+        if not recording and (route is None or route.key is None):  # nothing to answer
             raise _spool_full()
         try:
             image = await self._decoder.decode(frame.jpeg)

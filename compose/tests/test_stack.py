@@ -146,6 +146,23 @@ def test_status_shows_every_part_serving(stack_env: dict[str, str], started: dic
     for part in started["parts"].values():
         assert part["address"] in result.stdout
     assert result.stdout.count("SERVING") >= len(started["parts"])
+    assert re.search(r"^gateway spool: .* waiting for features", result.stdout, re.M), \
+        result.stdout
+
+
+def test_status_reads_each_gateway_process_spool(stack_env: dict[str, str],
+                                                 started: dict) -> None:
+    """Each process writes its own spool's status file; `status` shows them all."""
+    result = _edgeloop(stack_env, "status", "--output", "json")
+    spools = json.loads(result.stdout)["spools"]
+    parts = _parts(stack_env)
+    state = Path(stack_env["EDGELOOP_STATE_DIR"])
+    assert [(s["part"], s["folder"]) for s in spools] == [
+        ("gateway", str(state / "spool")), ("gateway-2", str(state / "spool-2"))]
+    for spool in spools:
+        status = spool["status"]
+        assert status["pid"] == parts[spool["part"]]["pid"] and not status["stopped"]
+        assert status["not_recorded_since"] is None and status["max_bytes"] > 0
 
 
 def test_the_commands_status_prints_run_as_printed(stack_env: dict[str, str],

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
 from edgeloop.compose.stack.local import PartStatus
+from edgeloop.compose.stack.spools import SpoolReport
 from edgeloop.compose.stack.state import StackState
 from edgeloop.compose.stack.topology import Topology
 from rich.console import Console
@@ -19,8 +20,9 @@ from rich.text import Text
 _STYLE = {"SERVING": "green", "NOT_SERVING": "yellow"}
 
 
-def print_status(rows: list[PartStatus], topology: Topology, output: str = "table") -> None:
-    """The parts table plus the operator URLs (JSON: parts and URLs)."""
+def print_status(rows: list[PartStatus], topology: Topology, output: str = "table",
+                 spools: Sequence[SpoolReport] = ()) -> None:
+    """The parts table, the gateways' spools and the operator URLs (JSON: the same)."""
     def health(status: str) -> str:
         style = _STYLE.get(status, "red")
         return f"[{style}]{status}[/{style}]"
@@ -39,9 +41,14 @@ def print_status(rows: list[PartStatus], topology: Topology, output: str = "tabl
             "grpcurl": f"grpcurl {transport} {topology.address('gateway')} list",
             "tls_ca": ca}
     if output == "json":
-        click.echo(json.dumps({"parts": listing.rows, "urls": urls}, indent=2))
+        click.echo(json.dumps({"parts": listing.rows, "spools": [s.as_json() for s in spools],
+                               "urls": urls}, indent=2))
         return
     show_listings([listing], output)
+    running = {row.name for row in rows if row.status != "STOPPED"}
+    for spool in spools:
+        for line in spool.lines(running=spool.part in running):
+            click.echo(line)
     # Plain lines, never wrapped: an operator copies the commands and paths as printed, and
     # a line break inside a command would run half of it.
     click.echo(f"web console:    {urls['console']}")

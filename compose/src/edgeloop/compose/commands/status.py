@@ -1,10 +1,11 @@
-"""`edgeloop status`: health and address of every part of the local stack."""
+"""`edgeloop status`: health and address of every part of the local stack, and the spools."""
 
 from __future__ import annotations
 
 import click
 from edgeloop.compose.endpoints import state_dir
 from edgeloop.compose.stack import local
+from edgeloop.compose.stack.spools import read_spools
 from edgeloop.compose.stack.topology import Topology
 from edgeloop.compose.views import output_option, print_status
 
@@ -12,12 +13,14 @@ from edgeloop.compose.views import output_option, print_status
 @click.command("status")
 @output_option
 def command(output: str) -> None:
-    """Show each part's health, address, pid and log; exit 1 if any part is not SERVING."""
+    """Show each part's health, address, pid and log, and each gateway's spool (bytes waiting
+    for features, frames answered without a record); exit 1 if any part is not SERVING."""
     topology = Topology.from_env(state_dir())
     rows = local.status(topology)
     if not rows:
         raise click.ClickException(f"nothing is running from {topology.state_dir}; "
                                    "run `edgeloop up`")
-    print_status(rows, topology, output)
+    gateways = [row.name for row in rows if row.name.startswith("gateway")]
+    print_status(rows, topology, output, read_spools(topology, gateways))
     if any(row.status != "SERVING" for row in rows):
         raise SystemExit(1)

@@ -123,10 +123,14 @@ class Topology:
         if self.gateway_processes > 1:
             env["EDGELOOP_REUSE_PORT"] = "true"
         if part != "gateway":
-            env.update({"EDGELOOP_SPOOL_DIR": str(self.folder(part.replace("gateway", "spool"))),
+            env.update({"EDGELOOP_SPOOL_DIR": str(self.spool_dir(part)),
                         "EDGELOOP_GATEWAY_ID": f"{socket.gethostname()}-{part}",
                         "EDGELOOP_TRACE_FILE": str(self.folder("traces") / f"{part}.jsonl")})
         return env
+
+    def spool_dir(self, part: str) -> Path:
+        """Gateway process ``part``'s spool folder: ``spool``, ``spool-2``, ..."""
+        return self.state_dir / part.replace("gateway", "spool")
 
     def address(self, part: str) -> str:
         return f"127.0.0.1:{self.ports[part]}"
@@ -260,7 +264,7 @@ class Topology:
                         "EDGELOOP_MODEL_REPOSITORY": models,
                         "EDGELOOP_MODEL_RUNTIME": os.environ.get("EDGELOOP_MODEL_RUNTIME",
                                                                  "") or "auto",
-                        "EDGELOOP_SPOOL_DIR": str(self.folder("spool")),
+                        "EDGELOOP_SPOOL_DIR": str(self.spool_dir("gateway")),
                         "EDGELOOP_REGISTRY_ADDR": self.address("registry"),
                         "EDGELOOP_REGISTRY_TOKEN": secrets["read_token"]},
         }

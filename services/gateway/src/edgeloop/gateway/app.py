@@ -28,6 +28,7 @@ from edgeloop.gateway.observations import Recorder
 from edgeloop.gateway.routing import Router
 from edgeloop.gateway.settings import Settings
 from edgeloop.gateway.spool import Spool
+from edgeloop.gateway.status_file import StatusWriter, spool_status
 from edgeloop.gateway.stream import EdgeGatewayService
 from edgeloop.platform import ServiceApp, open_channel
 from grpc import aio
@@ -89,6 +90,9 @@ class App(ServiceApp):
         self.frames = FrameProcessor(self.state, self.router, self.batcher, self.spool,
                                      self.recorder, s.max_frame_bytes,
                                      decode_inline_max_pixels=s.decode_inline_max_pixels)
+        self.status = StatusWriter(self.spool.directory, lambda stopped: spool_status(
+            s.gateway_id, self.spool, self.frames.unrecorded, self.forwarder, stopped),
+            s.status_interval_s)
         models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router)
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
                                           s.max_frame_bytes, models,
@@ -101,6 +105,7 @@ class App(ServiceApp):
         self.recorder.start()
         self.forwarder.start()
         self.watcher.start()
+        self.status.start()
 
     async def stop(self) -> None:
         """Finish in-flight frames, commit them, try to flush, and close everything."""
@@ -110,6 +115,7 @@ class App(ServiceApp):
         flushed = await self.forwarder.flush(STOP_FLUSH_S)
         log.info("gateway stopped", extra={"spool_empty": flushed,
                                            "backlog_bytes": self.spool.backlog_bytes})
+        await self.status.stop()
         await self.watcher.stop()
         await self.batcher.close()
         self.frames.close()

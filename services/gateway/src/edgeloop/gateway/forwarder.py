@@ -53,6 +53,11 @@ class Forwarder:
         self._task: asyncio.Task[None] | None = None
         self.forwarded = 0
         """Observations confirmed by features since start (for logs and tests)."""
+        self.forwarded_at: float | None = None
+        """Wall-clock time features last confirmed a batch (None: not since start)."""
+        self.failing_since: float | None = None
+        """Wall-clock time of the first failed call since the last confirmed one (None: the
+        last call went through)."""
 
     def notify_written(self, count: int = 1) -> None:
         """The recorder appended ``count`` observations to the spool."""
@@ -100,7 +105,9 @@ class Forwarder:
                 pass
         except Exception:
             log.exception("forwarding failed unexpectedly; retrying")
-            return False
+            sent = None
+        if sent is None and self.failing_since is None:
+            self.failing_since = time.time()
         return sent is not None
 
     async def _wait_for_batch(self) -> None:
@@ -144,6 +151,7 @@ class Forwarder:
                 "dead_letter_id": rejection.dead_letter_id})
         await asyncio.to_thread(self.spool.ack, end)
         self.forwarded += len(records)
+        self.forwarded_at, self.failing_since = time.time(), None
         log.debug("forwarded", extra={"stored": reply.stored, "duplicates": reply.duplicates})
         return len(records)
 

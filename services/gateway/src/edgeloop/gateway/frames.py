@@ -240,6 +240,9 @@ class UnrecordedAnswers:
     def __init__(self) -> None:
         self.total = 0
         """Frames answered without a record since the gateway started."""
+        self.since: float | None = None
+        """Wall-clock time the current stretch of unrecorded answers began (None: the last
+        frame answered was recorded)."""
         self._since_recording = 0
 
     def note(self, recording: bool, seq: int) -> None:
@@ -249,8 +252,10 @@ class UnrecordedAnswers:
                 log.info("recording frames again", extra={
                     "answered_not_recorded": self._since_recording})
                 self._since_recording = 0
+                self.since = None
             return
         if not self._since_recording:
+            self.since = time.time()
             log.warning("spool full: answering live frames without recording them "
                         "(marked not_recorded; robots keep labelled ones to send again)",
                         extra={"seq": seq})

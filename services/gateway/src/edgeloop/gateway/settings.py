@@ -51,7 +51,12 @@ class Settings(ServiceSettings):
     spool_dir: str = Field(min_length=1, description="folder of the durable observation spool "
                            "(fsynced segment files); required")
     spool_max_bytes: int = Field(default=1024 * MIB, gt=0, description="capacity of the spool; "
-                                 "when full, frames are refused with SPOOL_FULL")
+                                 "when full, live frames are answered without a record "
+                                 "(not_recorded) and the others refused with SPOOL_FULL")
+    status_interval_s: float = Field(default=2.0, gt=0, le=3600, description="how often the "
+                                     "gateway rewrites status.json in its spool folder (backlog, "
+                                     "unrecorded answers, forwarding; `edgeloop status` shows "
+                                     "it), in seconds")
     spool_commit_wait_ms: float = Field(
         default=20.0, ge=0, le=1000, description="how long an observation that finds the spool "
         "writer idle waits for others before they are fsynced together, in milliseconds: fewer "

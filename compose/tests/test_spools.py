@@ -1,0 +1,94 @@
+"""`edgeloop status`'s spool lines, read from the status files gateways write.
+
+The gateway side (what it writes when its spool fills, features fails, the disk is full) is
+tested against a real gateway in ``services/gateway/tests/test_durability.py``; the whole
+stack's `status` in ``test_stack.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edgeloop.compose.stack.spools import STATUS_FILE, read_spools
+from edgeloop.compose.stack.topology import Topology
+
+NOW = 1_800_000_000.0
+GIB = 1 << 30
+
+
+def _status(**changes: Any) -> dict[str, Any]:
+    return {"version": 1, "gateway_id": "host-gateway", "pid": 4242, "written_at": NOW - 1,
+            "stopped": False, "backlog_bytes": 0, "max_bytes": GIB, "disk_refused": False,
+            "not_recorded_since": None, "answered_not_recorded": 0, "forwarded_at": NOW - 0.4,
+            "forward_failing_since": None, **changes}
+
+
+@pytest.fixture
+def topology(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Topology:
+    monkeypatch.delenv("EDGELOOP_GATEWAY_PROCESSES", raising=False)
+    return Topology.from_env(tmp_path)
+
+
+def _write(topology: Topology, part: str, status: dict[str, Any] | str) -> None:
+    folder = topology.spool_dir(part)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = status if isinstance(status, str) else json.dumps(status)
+    (folder / STATUS_FILE).write_text(text)
+
+
+def _lines(topology: Topology, parts: list[str], running: set[str]) -> list[str]:
+    return [line for report in read_spools(topology, parts)
+            for line in report.lines(running=report.part in running, now=NOW)]
+
+
+def test_a_healthy_spool_is_one_line(topology: Topology) -> None:
+    _write(topology, "gateway", _status(backlog_bytes=3 << 20))
+    assert _lines(topology, ["gateway"], {"gateway"}) == [
+        "gateway spool: 3.0 MiB of 1.0 GiB waiting for features (0 %); last forwarded 0.4 s ago"]
+
+
+def test_a_full_spool_says_what_is_not_recorded_and_why(topology: Topology) -> None:
+    _write(topology, "gateway", _status(
+        backlog_bytes=GIB, not_recorded_since=NOW - 90, answered_not_recorded=123_456,
+        disk_refused=True, forwarded_at=None, forward_failing_since=NOW - 120))
+    head, unrecorded, disk, features = _lines(topology, ["gateway"], {"gateway"})
+    assert head == "gateway spool: 1.0 GiB of 1.0 GiB waiting for features (100 %)"
+    assert "WITHOUT recording" in unrecorded and "123,456" in unrecorded
+    assert "disk refused" in disk and str(topology.spool_dir("gateway")) in disk
+    assert "features has not taken a batch since" in features
+
+
+def test_a_stale_file_of_a_running_gateway_shows_its_age(topology: Topology) -> None:
+    _write(topology, "gateway", _status(written_at=NOW - 95))
+    (line,) = _lines(topology, ["gateway"], {"gateway"})
+    assert line.endswith("(status 95 s old: the gateway has not rewritten it)")
+
+
+def test_spools_without_a_running_gateway_are_listed_with_their_backlog(
+        topology: Topology) -> None:
+    """A process `up` no longer starts (fewer EDGELOOP_GATEWAY_PROCESSES) keeps its spool."""
+    _write(topology, "gateway", _status())
+    _write(topology, "gateway-3", _status(backlog_bytes=2048, stopped=True))
+    (topology.state_dir / "spool-old").mkdir()  # not a spool `up` made: not listed
+    reports = read_spools(topology, ["gateway", "gateway-2"])
+    assert [r.part for r in reports] == ["gateway", "gateway-2", "gateway-3"]
+    assert reports[1].status is None and reports[1].folder == topology.state_dir / "spool-2"
+    lines = _lines(topology, ["gateway", "gateway-2"], {"gateway", "gateway-2"})
+    assert lines[1] == f"gateway-2 spool: no status yet ({topology.state_dir}/spool-2/status.json)"
+    assert lines[2].startswith("gateway-3 spool: 2.0 KiB of 1.0 GiB waiting for features")
+    assert "gateway stopped" in lines[2] and "kept for its next start" in lines[2]
+
+
+def test_a_gateway_that_died_without_saying_so_is_shown_stopped(topology: Topology) -> None:
+    _write(topology, "gateway", _status(backlog_bytes=10))
+    (line,) = _lines(topology, ["gateway"], running=set())
+    assert "gateway stopped" in line and "kept for its next start" in line
+
+
+def test_an_unreadable_file_reads_as_no_status(topology: Topology) -> None:
+    _write(topology, "gateway", '{"version": 1, "backlog_')  # torn by an in-place write
+    (report,) = read_spools(topology, ["gateway"])
+    assert report.status is None

@@ -62,7 +62,8 @@ from grpc import aio
 sys.path.insert(0, str(Path(__file__).parent))
 import gateway_bench  # noqa: E402  (a sibling script: frames, robots, limit and thesis rows)
 from edgeloop.compose.stack import bytecode
-from edgeloop.compose.stack.topology import DEFAULT_PORTS  # noqa: E402
+from edgeloop.compose.stack.spools import read_spools  # noqa: E402
+from edgeloop.compose.stack.topology import DEFAULT_PORTS, Topology  # noqa: E402
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2  # noqa: E402
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc  # noqa: E402
 from edgeloop.contracts.edge.v1 import edge_pb2  # noqa: E402
@@ -546,6 +547,7 @@ def soak(stack: Stack, tokens: dict[str, str], args: argparse.Namespace) -> bool
         load = run_load(stack, tokens, worlds, args.fps[0], args.window, args.phasing)
     timer.cancel()
     samples["end"] = sample_parts(stack)
+    spools_at_end = spool_lines(stack)
     rec = recorded(stack, load.observation_ids, delete=False)
     samples["drained"] = sample_parts(stack)  # every row in: no backlog held in memory
     label = (f"soak {len(tokens)} robots x {args.fps[0]:g} fps ({args.phasing} phases), "
@@ -556,6 +558,9 @@ def soak(stack: Stack, tokens: dict[str, str], args: argparse.Namespace) -> bool
     if "middle" in samples:
         print("  middle -> end: " + samples["middle"].growth(samples["end"]))
         print("  middle -> drained: " + samples["middle"].growth(samples["drained"]))
+    print("  `edgeloop status` as the load ended:")
+    for line in spools_at_end:
+        print(f"    {line}")
     print_retrain_timeline(stack, load.world_started["red"], args.retrain_wait_minutes * 60)
     return rec["missing"] == 0 and rec["rows"] == rec["distinct"]
 
@@ -585,6 +590,13 @@ class PartSample:
                          f"USS {pct(self.uss_mb[p], later.uss_mb[p])} "
                          f"processes {later.processes[p] - self.processes[p]:+d} "
                          f"fds {later.fds[p] - self.fds[p]:+d}" for p in PARTS)
+
+
+def spool_lines(stack: Stack) -> list[str]:
+    """What `edgeloop status` says of each gateway's spool now."""
+    parts = [name for name in stack.record()["parts"] if name.startswith("gateway")]
+    return [line for report in read_spools(Topology.from_env(stack.state_dir), parts)
+            for line in report.lines(running=True)]
 
 
 def sample_parts(stack: Stack) -> PartSample:

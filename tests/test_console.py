@@ -213,6 +213,7 @@ def stack(pg_cluster, logged_models, tmp_path_factory) -> Iterator[Stack]:
                     "EDGELOOP_TRAINER_ADDR": "",
                     "EDGELOOP_READ_TOKEN": READ, "EDGELOOP_ADMIN_TOKEN": ADMIN,
                     "EDGELOOP_TRACE_DIR": str(traces), "EDGELOOP_REFRESH_S": "2",
+                    "EDGELOOP_SPOOL_DIRS": str(root / "spool"),
                     # Never contacted: only rendered as deep links (no Jaeger here).
                     "EDGELOOP_JAEGER_URL": "http://jaeger.invalid:16686"},
     }
@@ -322,6 +323,10 @@ def test_pages_load_without_console_errors(driven: Stack, browser: Any, artifact
     silent = [c.text for c in browser.find_elements(
         By.CSS_SELECTOR, f'tr[data-device="{SILENT_DEVICE}"] td')]
     assert silent[3:7] == ["offline", "none in 5 min", "0.0", "-"], silent
+    spool = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#gateways tbody td")]
+    # the gateway, recording, an empty or nearly empty backlog of the default 1 GiB
+    assert spool[1] == "recording" and spool[2].endswith(" of 1024 MiB (0 %)"), spool
+    assert spool[3].endswith(" ago") and spool[5] == "0", spool
 
     def frame_with_gateway_spans() -> bool:
         # Every service writes its spans in its own batches (the features service's may come

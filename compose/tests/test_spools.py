@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgeloop.compose.stack.spools import STATUS_FILE, read_spools
+from edgeloop.compose.stack.spools import read_spools
 from edgeloop.compose.stack.topology import Topology
+from edgeloop.platform.spool_status import STATUS_FILE
 
 NOW = 1_800_000_000.0
 GIB = 1 << 30

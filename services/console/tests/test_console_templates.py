@@ -3,12 +3,17 @@ minutes there): sweeps and trials render from real contract messages."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
+from edgeloop.console.gateways import GatewaySpool
 from edgeloop.console.links import Links
 from edgeloop.console.rendering import TEMPLATES
 from edgeloop.console.summaries import device_activity
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.registry.v1 import device_pb2, model_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
+from edgeloop.platform.spool_status import SpoolStatus
 
 
 def _sweep() -> sweep_pb2.Sweep:
@@ -60,3 +65,37 @@ def test_fleet_lists_a_device_without_recent_frames_beside_one_streaming() -> No
     assert "offline" in rows["robot-2"] and "none in 5 min" in rows["robot-2"]
     assert '<td class="num">0.0</td>' in rows["robot-2"]
     assert '<td class="num">-</td>' in rows["robot-2"]
+
+
+def test_fleet_shows_each_gateway_spool_and_what_is_wrong() -> None:
+    now = time.time()
+    base = SpoolStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
+                       backlog_bytes=512 << 20, max_bytes=1 << 30, disk_refused=False,
+                       not_recorded_since=None, answered_not_recorded=0, forwarded_at=now - 2,
+                       forward_failing_since=None)
+    spools = [
+        GatewaySpool("/s/spool", base, now),
+        GatewaySpool("/s/spool-2", dataclasses.replace(
+            base, gateway_id="gw-b", backlog_bytes=1 << 30, not_recorded_since=now - 30,
+            answered_not_recorded=4321, forward_failing_since=now - 60), now),
+        GatewaySpool("/s/spool-3", dataclasses.replace(base, written_at=now - 300), now),
+        GatewaySpool("/s/spool-4", dataclasses.replace(base, stopped=True), now),
+        GatewaySpool("/s/spool-5", None, now),
+    ]
+    html = TEMPLATES.env.get_template("fleet_table.html").render(
+        devices=[], deployments=[], activity={}, spools=spools)
+    rows = {row.split('data-spool="')[1].split('"')[0]: row
+            for row in html.split("<tr")[1:] if 'data-spool="' in row}
+    assert 'class="pill ok">recording' in rows["/s/spool"]
+    assert "512.0 of 1024 MiB (50 %)" in rows["/s/spool"] and "2 s ago" in rows["/s/spool"]
+    assert 'class="pill failed">not recording' in rows["/s/spool-2"]
+    assert "4321" in rows["/s/spool-2"] and "(100 %)" in rows["/s/spool-2"]
+    assert 'class="pill pending">stale' in rows["/s/spool-3"]
+    assert 'class="pill ">stopped' in rows["/s/spool-4"] and "stopped at" in rows["/s/spool-4"]
+    assert "no status file yet" in rows["/s/spool-5"]
+
+
+def test_fleet_without_spool_folders_has_no_gateway_section() -> None:
+    html = TEMPLATES.env.get_template("fleet_table.html").render(
+        devices=[], deployments=[], activity={}, spools=[])
+    assert 'id="gateways"' not in html

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import grpc
 import pytest
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
-from edgeloop.gateway.status_file import STATUS_FILE
+from edgeloop.platform.spool_status import SpoolStatus, read_status
 
 Reason = edge_pb2.FrameErrorReason
 START_TIMEOUT_S = 300.0
@@ -112,48 +111,51 @@ async def test_a_full_spool_answers_live_frames_unrecorded_and_refuses_the_rest(
 async def test_the_status_file_tells_a_full_spool_and_its_recovery(
     start_gateway, requests, jpegs
 ) -> None:
-    """What `edgeloop status` shows: the backlog, answers without a record, features failing,
-    then all clear; and the backlog left behind once the gateway stops."""
+    """What `edgeloop status` and the console show: the backlog, answers without a record,
+    features failing, then all clear; and the backlog left behind once the gateway stops."""
     frame_bytes = len(jpegs[0]) + 1024
     async with start_gateway(spool_max_bytes=5 * frame_bytes, status_interval_s=0.05) as gw:
-        path = gw.app.spool.directory / STATUS_FILE
+        folder = gw.app.spool.directory
+        # a stretch of unrecorded answers ends after QUIET_S without one: long while the
+        # test looks at it, none once it waits for its end
+        gw.app.frames.unrecorded.QUIET_S = 300.0
         gw.features.available = False
         await gw.exchange("robot-1", "secret-1",
                           [requests.hello("robot-1"), *(requests.frame(s, jpegs[0])
                                                         for s in range(1, 11))])
         unrecorded = gw.app.frames.unrecorded.total
         assert unrecorded >= 5
-        full = await _status_when(gw, path, lambda s: s["answered_not_recorded"] == unrecorded
-                                  and s["forward_failing_since"] is not None)
-        assert full["not_recorded_since"] is not None and full["forwarded_at"] is None
-        assert 0 < full["backlog_bytes"] <= full["max_bytes"] == 5 * frame_bytes
-        assert full["gateway_id"] == "gw-test" and not full["stopped"]
+        full = await _status_when(gw, folder, lambda s: s.answered_not_recorded == unrecorded
+                                  and s.forward_failing_since is not None)
+        assert full.not_recorded_since is not None and full.forwarded_at is None
+        assert 0 < full.backlog_bytes <= full.max_bytes == 5 * frame_bytes
+        assert full.gateway_id == "gw-test" and not full.stopped
 
         gw.features.available = True
-        clear = await _status_when(gw, path, lambda s: s["backlog_bytes"] == 0
-                                   and s["forward_failing_since"] is None)
-        assert clear["forwarded_at"] >= full["forward_failing_since"]
-        assert clear["not_recorded_since"] is not None, "no frame recorded yet since"
+        clear = await _status_when(gw, folder, lambda s: s.backlog_bytes == 0
+                                   and s.forward_failing_since is None)
+        assert clear.forwarded_at >= full.forward_failing_since
+        assert clear.not_recorded_since == full.not_recorded_since, "still the same stretch"
+        gw.app.frames.unrecorded.QUIET_S = 0.0
         await gw.exchange("robot-1", "secret-1",
                           [requests.hello("robot-1", "s2"), requests.frame(11, jpegs[0])])
-        recording = await _status_when(gw, path, lambda s: s["not_recorded_since"] is None)
-        assert recording["answered_not_recorded"] == unrecorded
+        recording = await _status_when(gw, folder, lambda s: s.not_recorded_since is None)
+        assert recording.answered_not_recorded == unrecorded
         gw.features.available = False
         await gw.exchange("robot-1", "secret-1",
                           [requests.hello("robot-1", "s3"), requests.frame(12, jpegs[0])])
-    final = json.loads(path.read_text())
-    assert final["stopped"] and final["backlog_bytes"] > 0, "the frame left for the next start"
+    final = read_status(folder)
+    assert final and final.stopped and final.backlog_bytes > 0, "the frame left for next start"
 
 
-async def _status_when(gw: Any, path: Path, wanted: Callable[[dict], bool]) -> dict:
-    """The status file's content once ``wanted`` holds for it."""
-    def read() -> dict:
-        try:
-            return json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):  # not yet written; torn by an in-place write
-            return {}
-    await gw.wait_state(lambda: (status := read()) and wanted(status), timeout_s=60)
-    return read()
+async def _status_when(gw: Any, folder: Path,
+                       wanted: Callable[[SpoolStatus], bool]) -> SpoolStatus:
+    """The spool's status once ``wanted`` holds for it."""
+    await gw.wait_state(lambda: (status := read_status(folder)) is not None and wanted(status),
+                        timeout_s=60)
+    status = read_status(folder)
+    assert status is not None
+    return status
 
 
 async def test_recorded_names_every_labelled_frame_once_it_is_in_the_spool(
@@ -280,7 +282,7 @@ async def _fill_then_recover(gw: Any, requests: Any, jpegs: list, hello: Any,
     assert answered and _recorded(seen) == set(), "a frame was called durable on a full disk"
     assert gw.app.spool.write_failed
     # the status file says so although no new file fits on the disk
-    await _status_when(gw, gw.app.spool.directory / STATUS_FILE, lambda s: s["disk_refused"])
+    await _status_when(gw, gw.app.spool.directory, lambda s: s.disk_refused)
     # a late frame has no robot waiting for its answer: refused while the disk refuses
     await call.write(requests.frame(seq + 1, jpegs[0], 400.0, late=True))
     refused = await call.read()

@@ -1,15 +1,14 @@
-"""The gateways' spools as `edgeloop status` shows them: read from each one's ``status.json``.
+"""The gateways' spools as `edgeloop status` shows them, from each one's ``status.json``.
 
-Each gateway process rewrites ``status.json`` in its spool folder every few seconds (gateway
-README, "The spool's status file"): the bytes waiting for features, whether live frames are
-answered without a record, and whether features confirms what is forwarded. This module
-reads those files (the stack's only view of a gateway's inside; the services' code is not
-imported) and says in a line what an operator should know.
+Each gateway process rewrites ``status.json`` in its spool folder every few seconds
+(:mod:`edgeloop.platform.spool_status`): the bytes waiting for features, whether live frames
+are answered without a record, whether features confirms what is forwarded. This module
+finds the stack's spool folders and says in a line or a few what an operator should know.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -18,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.compose.stack.topology import Topology
+from edgeloop.platform.spool_status import STATUS_FILE, SpoolStatus, read_status
 
-STATUS_FILE = "status.json"
 STALE_AFTER_S = 30.0
 """A running gateway's file older than this is shown with its age: the gateway is stuck, or
 cannot write even in place."""
-_READ_ATTEMPTS = 3  # a file overwritten in place (full disk) may be read torn once
 
 
 @dataclass(frozen=True)
@@ -32,11 +30,12 @@ class SpoolReport:
 
     part: str
     folder: Path
-    status: dict[str, Any] | None
+    status: SpoolStatus | None
 
     def as_json(self) -> dict[str, Any]:
         """The report for `edgeloop status --output json`."""
-        return {"part": self.part, "folder": str(self.folder), "status": self.status}
+        return {"part": self.part, "folder": str(self.folder),
+                "status": dataclasses.asdict(self.status) if self.status else None}
 
     def lines(self, running: bool, now: float | None = None) -> list[str]:
         """What an operator reads: the backlog first, then each trouble on its own line."""
@@ -44,27 +43,26 @@ class SpoolReport:
         s = self.status
         if s is None:
             return [f"{self.part} spool: no status yet ({self.folder / STATUS_FILE})"]
-        head = (f"{self.part} spool: {_size(s['backlog_bytes'])} of {_size(s['max_bytes'])} "
-                f"waiting for features ({_percent(s['backlog_bytes'], s['max_bytes'])})")
-        if s["forwarded_at"] is not None:
-            head += f"; last forwarded {_ago(now, s['forwarded_at'])}"
-        age = now - s["written_at"]
-        if s["stopped"] or not running:
+        head = (f"{self.part} spool: {_size(s.backlog_bytes)} of {_size(s.max_bytes)} "
+                f"waiting for features ({100 * s.fill:.0f} %)")
+        if s.forwarded_at is not None:
+            head += f"; last forwarded {_ago(now, s.forwarded_at)}"
+        if s.stopped or not running:
             head += "; gateway stopped"
-            if s["backlog_bytes"]:
-                head += f" (status of {_clock(s['written_at'])}): kept for its next start"
-        elif age > STALE_AFTER_S:
-            head += f" (status {age:.0f} s old: the gateway has not rewritten it)"
+            if s.backlog_bytes:
+                head += f" (status of {_clock(s.written_at)}): kept for its next start"
+        elif s.age_s(now) > STALE_AFTER_S:
+            head += f" (status {s.age_s(now):.0f} s old: the gateway has not rewritten it)"
         lines = [head]
-        if s["not_recorded_since"] is not None:
+        if s.not_recorded_since is not None:
             lines.append(f"  answering live frames WITHOUT recording them since "
-                         f"{_clock(s['not_recorded_since'])} ({s['answered_not_recorded']:,} "
+                         f"{_clock(s.not_recorded_since)} ({s.answered_not_recorded:,} "
                          "since start): the spool is full; robots send labelled ones again")
-        if s["disk_refused"]:
+        if s.disk_refused:
             lines.append(f"  the disk refused the last write: free space under {self.folder}")
-        if s["forward_failing_since"] is not None:
+        if s.forward_failing_since is not None:
             lines.append(f"  features has not taken a batch since "
-                         f"{_clock(s['forward_failing_since'])}: they wait in the spool")
+                         f"{_clock(s.forward_failing_since)}: they wait in the spool")
         return lines
 
 
@@ -74,8 +72,8 @@ def read_spools(topology: Topology, parts: list[str]) -> list[SpoolReport]:
     found = {path.name.replace("spool", "gateway") for path in topology.state_dir.glob("spool*")
              if path.is_dir() and re.fullmatch(r"spool(-\d+)?", path.name)}
     names = [*parts, *sorted(found - set(parts), key=_part_order)]
-    return [SpoolReport(name, topology.spool_dir(name),
-                        _read_status(topology.spool_dir(name) / STATUS_FILE)) for name in names]
+    return [SpoolReport(name, topology.spool_dir(name), read_status(topology.spool_dir(name)))
+            for name in names]
 
 
 def _part_order(part: str) -> int:
@@ -83,26 +81,11 @@ def _part_order(part: str) -> int:
     return int(number) if number.isdigit() else 1
 
 
-def _read_status(path: Path) -> dict[str, Any] | None:
-    for _ in range(_READ_ATTEMPTS):
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            time.sleep(0.05)
-    return None
-
-
 def _size(nbytes: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if nbytes >= scale:
             return f"{nbytes / scale:.1f} {unit}"
     return f"{nbytes} B"
-
-
-def _percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.0f} %" if whole else "-"
 
 
 def _ago(now: float, then: float) -> str:

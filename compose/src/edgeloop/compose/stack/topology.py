@@ -209,8 +209,8 @@ class Topology:
         return f"http://{self.address(CONSOLE)}"
 
     def console_env(self, secrets: dict[str, str]) -> dict[str, str]:
-        """The console's variables: every service's address, the tokens, the span files,
-        and the local tools' addresses for deep links."""
+        """The console's variables: every service's address, the tokens, the span files, the
+        gateways' spool folders, and the local tools' addresses for deep links."""
         return with_passed(CONSOLE, {
             "EDGELOOP_LISTEN_ADDR": self.address(CONSOLE),
             "EDGELOOP_LOG_FORMAT": "json",
@@ -220,6 +220,8 @@ class Topology:
             "EDGELOOP_READ_TOKEN": secrets["read_token"],
             "EDGELOOP_ADMIN_TOKEN": secrets["admin_token"],
             "EDGELOOP_TRACE_DIR": str(self.folder("traces")),
+            "EDGELOOP_SPOOL_DIRS": ",".join(str(self.spool_dir(part))
+                                            for part in self.gateway_parts),
             "EDGELOOP_MLFLOW_UI_URL": self.mlflow_uri,
             "EDGELOOP_RAY_DASHBOARD_URL": f"http://{self.address('ray_dashboard')}",
             **(self.tls.client_env() if self.tls else {}),

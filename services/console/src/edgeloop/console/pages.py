@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 from edgeloop.console.backends import Backends, rpc_error_text
+from edgeloop.console.gateways import read_gateway_spools
 from edgeloop.console.lineage_graph import lineage_graph
 from edgeloop.console.rendering import attempt, page
 from edgeloop.console.spans import flatten, span_tree
@@ -27,15 +28,17 @@ def _backends(request: Request) -> Backends:
 
 
 async def fleet(request: Request) -> Response:
-    """Devices: deployment, online, last frame, frames/min, live MAE; revoke/rotate/assign."""
+    """Devices: deployment, online, last frame, frames/min, live MAE; revoke/rotate/assign;
+    the gateways' spools."""
     backends, problems = _backends(request), []
     devices = await attempt(backends.devices(), [], problems, "registry")
     deployments = await attempt(backends.deployments(), [], problems, "registry")
     recent = await attempt(backends.traffic(RATE_WINDOW), fpb.SummarizeTrafficResponse(),
                            problems, "features")
+    spools = await read_gateway_spools(request.app.state.settings.spool_folders)
     template = "fleet_table.html" if request.headers.get("hx-request") else "fleet.html"
     return page(request, template, devices=devices, deployments=deployments,
-                activity=device_activity(recent.devices), problems=problems,
+                activity=device_activity(recent.devices), spools=spools, problems=problems,
                 token=request.query_params.get("token_for"))
 
 

@@ -24,13 +24,22 @@ T = TypeVar("T")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
+def _moment(value: Any) -> datetime | None:
+    """A protobuf Timestamp, a datetime or Unix seconds (status files) as a datetime."""
+    if isinstance(value, datetime) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return when(value)
+
+
 def _time(value: Any) -> str:
-    moment = when(value) if not isinstance(value, datetime) else value
+    moment = _moment(value)
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
 def _ago(value: Any) -> str:
-    moment = when(value) if not isinstance(value, datetime) else value
+    moment = _moment(value)
     if moment is None:
         return "never"
     seconds = (datetime.now(UTC) - moment).total_seconds()

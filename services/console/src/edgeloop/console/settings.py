@@ -26,6 +26,9 @@ class Settings(ServiceSettings):
                                 "empty: a random key per process (logins end on restart)")
     trace_dir: str = Field(default="", description="folder of the services' span files "
                            "(*.jsonl, EDGELOOP_TRACE_FILE of each service) for a frame's span tree")
+    spool_dirs: str = Field(default="", description="comma-separated spool folders of the "
+                            "gateways (EDGELOOP_SPOOL_DIR of each): the fleet page shows each "
+                            "one's backlog and whether it records; empty hides the section")
     mlflow_ui_url: str = Field(default="", description="MLflow UI base URL for deep links to runs")
     ray_dashboard_url: str = Field(default="", description="Ray dashboard URL for links")
     jaeger_url: str = Field(default="", description="Jaeger UI base URL for links to traces")
@@ -36,3 +39,8 @@ class Settings(ServiceSettings):
                                     "timeline reaches")
     timeline_points: int = Field(default=3000, ge=10, le=50000, description="most observations "
                                  "the drift timeline plots")
+
+    @property
+    def spool_folders(self) -> list[str]:
+        """``spool_dirs`` as a list."""
+        return [part.strip() for part in self.spool_dirs.split(",") if part.strip()]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -234,32 +235,50 @@ class FrameProcessor:
 
 class UnrecordedAnswers:
     """Live frames answered without a record while the spool had no room: counted, and
-    logged when that starts and when recording resumes, not once a frame (a fleet's
-    overload would otherwise write a log line for every frame)."""
+    logged when such a stretch starts and when it has ended, not once a frame.
 
-    def __init__(self) -> None:
+    A full spool does not stay full: each batch features confirms frees room for a few
+    frames, which are recorded, and then it is full again. A stretch therefore ends only
+    once no frame has gone unrecorded for :data:`QUIET_S` (an overload soak logged 1,689
+    starts in 4 minutes when every recorded frame ended one)."""
+
+    QUIET_S = 10.0
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self.total = 0
         """Frames answered without a record since the gateway started."""
-        self.since: float | None = None
-        """Wall-clock time the current stretch of unrecorded answers began (None: the last
-        frame answered was recorded)."""
-        self._since_recording = 0
+        self._started: float | None = None
+        self._last: float = 0.0
+        self._in_stretch = 0
+
+    @property
+    def since(self) -> float | None:
+        """Wall-clock time the current stretch of unrecorded answers began (None: none for
+        :data:`QUIET_S`)."""
+        if self._started is None or self._clock() - self._last >= self.QUIET_S:
+            return None
+        return self._started
 
     def note(self, recording: bool, seq: int) -> None:
         """One frame answered, recorded or not."""
+        now = self._clock()
         if recording:
-            if self._since_recording:
-                log.info("recording frames again", extra={
-                    "answered_not_recorded": self._since_recording})
-                self._since_recording = 0
-                self.since = None
+            if self._started is not None and now - self._last >= self.QUIET_S:
+                log.info("recording every frame again", extra={
+                    "answered_not_recorded": self._in_stretch,
+                    "for_s": round(self._last - self._started, 1)})
+                self._started, self._in_stretch = None, 0
             return
-        if not self._since_recording:
-            self.since = time.time()
+        if self._started is None or now - self._last >= self.QUIET_S:
+            if self._started is not None:  # the last stretch ended without a recorded frame
+                self._in_stretch = 0
             log.warning("spool full: answering live frames without recording them "
                         "(marked not_recorded; robots keep labelled ones to send again)",
                         extra={"seq": seq})
-        self._since_recording += 1
+            self._started = now
+        self._last = now
+        self._in_stretch += 1
         self.total += 1
 
 

@@ -1,0 +1,112 @@
+"""A gateway spool's status file, ``status.json`` in the spool folder: its format, written and read.
+
+The gateway rewrites it every few seconds and once when it stops (gateway README, "The
+spool's status file"); `edgeloop status` and the console's fleet page read it. It is the one
+view of a gateway's inside that the tools share, so its format lives here, once.
+
+A file rather than an RPC: several gateway processes may share one port
+(``EDGELOOP_REUSE_PORT``), and a call would reach one of them at random, while each process
+writes its own spool's file. It is replaced atomically (written beside, then renamed); on a
+full disk, where no new file fits, it is overwritten in place instead (it is padded to
+:data:`PADDED_BYTES` so that a later record always fits), and a reader may then catch a torn
+record once: :func:`read_status` reads again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STATUS_FILE = "status.json"
+VERSION = 1
+PADDED_BYTES = 1024
+"""The file's size: whitespace after the JSON, so that later records fit in place."""
+_READ_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    """One gateway process's spool as it last wrote it. Times are Unix seconds; None: has not
+    happened (since the gateway started)."""
+
+    gateway_id: str
+    pid: int
+    written_at: float
+    stopped: bool
+    """The gateway has stopped: what is spooled waits for its next start."""
+    backlog_bytes: int
+    """Bytes on disk that features has not confirmed yet."""
+    max_bytes: int
+    disk_refused: bool
+    """The last append failed (a full disk): nothing is recorded until one works."""
+    not_recorded_since: float | None
+    """Live frames are answered without a record since then (the spool has no room)."""
+    answered_not_recorded: int
+    """Frames answered without a record since the gateway started."""
+    forwarded_at: float | None
+    """Features last confirmed a batch."""
+    forward_failing_since: float | None
+    """Calls to features have failed since then."""
+    version: int = VERSION
+
+    @property
+    def fill(self) -> float:
+        """The backlog's share of the capacity, 0 to 1."""
+        return self.backlog_bytes / self.max_bytes if self.max_bytes else 0.0
+
+    def age_s(self, now: float | None = None) -> float:
+        """Seconds since it was written."""
+        return (time.time() if now is None else now) - self.written_at
+
+
+def write_status(directory: Path, status: SpoolStatus) -> None:
+    """Replace ``directory``/status.json with ``status``; on a full disk, overwrite it in place.
+
+    No fsync: it is rewritten soon, and a crash that loses it loses nothing a restart does not
+    write again.
+    """
+    text = json.dumps(dataclasses.asdict(status), indent=1).encode()
+    text += b" " * (PADDED_BYTES - len(text) - 1) + b"\n"
+    path = directory / STATUS_FILE
+    partial = directory / f".{STATUS_FILE}.{os.getpid()}"
+    try:
+        partial.write_bytes(text)
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if exc.errno != errno.ENOSPC:
+            raise
+        _overwrite(path, text)
+
+
+def _overwrite(path: Path, text: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY)  # FileNotFoundError: nothing to overwrite yet
+    try:
+        if os.fstat(fd).st_size < len(text):
+            raise OSError(errno.ENOSPC, "no room to write the status", str(path))
+        os.pwrite(fd, text, 0)
+    finally:
+        os.close(fd)
+
+
+def read_status(directory: Path) -> SpoolStatus | None:
+    """The status a gateway last wrote in spool folder ``directory``; None when there is none
+    yet or it cannot be read (not a status file of this version)."""
+    for _ in range(_READ_ATTEMPTS):
+        try:
+            record = json.loads((directory / STATUS_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:  # torn by an in-place write: read it again
+            time.sleep(0.05)
+            continue
+        try:
+            return SpoolStatus(**record) if record.get("version") == VERSION else None
+        except TypeError:
+            return None
+    return None

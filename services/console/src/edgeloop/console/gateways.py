@@ -1,0 +1,61 @@
+"""The gateways' spools on the fleet page, from the status file each gateway writes.
+
+Each gateway process rewrites ``status.json`` in its spool folder every few seconds
+(:mod:`edgeloop.platform.spool_status`). The console reads the folders named in
+``EDGELOOP_SPOOL_DIRS`` (`edgeloop up` names every gateway's): an operator sees on the
+fleet page when the recording falls behind, before robots' frames go unrecorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeloop.platform.spool_status import SpoolStatus, read_status
+
+STALE_AFTER_S = 30.0
+"""A status older than this while the gateway has not said it stopped: shown as stale."""
+_PILLS = {"recording": "ok", "features failing": "pending", "stale": "pending",
+          "not recording": "failed", "disk full": "failed"}
+
+
+@dataclass(frozen=True)
+class GatewaySpool:
+    """One spool folder and what its gateway last wrote there (None: nothing yet)."""
+
+    folder: str
+    status: SpoolStatus | None
+    read_at: float
+
+    @property
+    def state(self) -> str:
+        """One word for the row's pill: the worst of what the status says."""
+        s = self.status
+        if s is None:
+            return "no status"
+        if s.stopped:
+            return "stopped"
+        if s.age_s(self.read_at) > STALE_AFTER_S:
+            return "stale"
+        if s.not_recorded_since is not None:
+            return "not recording"
+        if s.disk_refused:
+            return "disk full"
+        if s.forward_failing_since is not None:
+            return "features failing"
+        return "recording"
+
+    @property
+    def pill(self) -> str:
+        """The stylesheet's class for the state: green, amber (behind) or red (losing records)."""
+        return _PILLS.get(self.state, "")
+
+
+async def read_gateway_spools(folders: list[str]) -> list[GatewaySpool]:
+    """The status of every configured spool folder, read off the event loop."""
+    def read_all() -> list[GatewaySpool]:
+        now = time.time()
+        return [GatewaySpool(folder, read_status(Path(folder)), now) for folder in folders]
+    return await asyncio.to_thread(read_all) if folders else []

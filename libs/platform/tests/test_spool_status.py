@@ -32,6 +32,11 @@ def test_written_padded_and_read_back(tmp_path: Path) -> None:
     assert abs(STATUS.fill - 3 / 1024) < 1e-12 and STATUS.age_s(STATUS.written_at + 2) == 2
 
 
+def test_stale_only_while_the_gateway_has_not_said_it_stopped() -> None:
+    assert not STATUS.is_stale(STATUS.written_at + 29) and STATUS.is_stale(STATUS.written_at + 31)
+    assert not dataclasses.replace(STATUS, stopped=True).is_stale(STATUS.written_at + 3600)
+
+
 def test_a_later_record_replaces_the_earlier_one(tmp_path: Path) -> None:
     write_status(tmp_path, STATUS)
     later = dataclasses.replace(STATUS, stopped=True, not_recorded_since=None)

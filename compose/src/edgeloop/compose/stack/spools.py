@@ -19,10 +19,6 @@ from typing import Any
 from edgeloop.compose.stack.topology import Topology
 from edgeloop.platform.spool_status import STATUS_FILE, SpoolStatus, read_status
 
-STALE_AFTER_S = 30.0
-"""A running gateway's file older than this is shown with its age: the gateway is stuck, or
-cannot write even in place."""
-
 
 @dataclass(frozen=True)
 class SpoolReport:
@@ -51,7 +47,7 @@ class SpoolReport:
             head += "; gateway stopped"
             if s.backlog_bytes:
                 head += f" (status of {_clock(s.written_at)}): kept for its next start"
-        elif s.age_s(now) > STALE_AFTER_S:
+        elif s.is_stale(now):
             head += f" (status {s.age_s(now):.0f} s old: the gateway has not rewritten it)"
         lines = [head]
         if s.not_recorded_since is not None:

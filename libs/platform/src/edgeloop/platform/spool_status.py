@@ -26,6 +26,9 @@ STATUS_FILE = "status.json"
 VERSION = 1
 PADDED_BYTES = 1024
 """The file's size: whitespace after the JSON, so that later records fit in place."""
+STALE_AFTER_S = 30.0
+"""A running gateway rewrites its file every few seconds: one older than this says the
+gateway is stuck (or cannot write even in place)."""
 _READ_ATTEMPTS = 3
 
 
@@ -62,6 +65,10 @@ class SpoolStatus:
     def age_s(self, now: float | None = None) -> float:
         """Seconds since it was written."""
         return (time.time() if now is None else now) - self.written_at
+
+    def is_stale(self, now: float | None = None) -> bool:
+        """Not rewritten for :data:`STALE_AFTER_S` although the gateway did not say it stopped."""
+        return not self.stopped and self.age_s(now) > STALE_AFTER_S
 
 
 def write_status(directory: Path, status: SpoolStatus) -> None:

@@ -15,8 +15,6 @@ from pathlib import Path
 
 from edgeloop.platform.spool_status import SpoolStatus, read_status
 
-STALE_AFTER_S = 30.0
-"""A status older than this while the gateway has not said it stopped: shown as stale."""
 _PILLS = {"recording": "ok", "features failing": "pending", "stale": "pending",
           "not recording": "failed", "disk full": "failed"}
 
@@ -37,7 +35,7 @@ class GatewaySpool:
             return "no status"
         if s.stopped:
             return "stopped"
-        if s.age_s(self.read_at) > STALE_AFTER_S:
+        if s.is_stale(self.read_at):
             return "stale"
         if s.not_recorded_since is not None:
             return "not recording"

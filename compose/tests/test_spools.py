@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from edgeloop.compose.cli import cli
 from edgeloop.compose.stack.spools import read_spools
 from edgeloop.compose.stack.topology import Topology
 from edgeloop.platform.spool_status import STATUS_FILE
@@ -93,3 +95,16 @@ def test_an_unreadable_file_reads_as_no_status(topology: Topology) -> None:
     _write(topology, "gateway", '{"version": 1, "backlog_')  # torn by an in-place write
     (report,) = read_spools(topology, ["gateway"])
     assert report.status is None
+
+
+def test_down_says_what_stays_spooled(topology: Topology,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgeloop down` ends with the backlog a gateway keeps for the next `up`."""
+    _write(topology, "gateway", _status(backlog_bytes=5 << 20, stopped=True))
+    _write(topology, "gateway-2", _status(backlog_bytes=0, stopped=True))
+    monkeypatch.setenv("EDGELOOP_STATE_DIR", str(topology.state_dir))
+    result = CliRunner().invoke(cli, ["down"])
+    assert result.exit_code == 0, result.output
+    kept = [line for line in result.output.splitlines() if "spool" in line]
+    assert len(kept) == 1 and kept[0].startswith("  gateway spool: 5.0 MiB of 1.0 GiB"), kept
+    assert "kept for its next start" in kept[0] and result.output.endswith("stopped\n")

@@ -26,7 +26,7 @@ def _status(**changes: Any) -> dict[str, Any]:
     return {"version": 1, "gateway_id": "host-gateway", "pid": 4242, "written_at": NOW - 1,
             "stopped": False, "backlog_bytes": 0, "max_bytes": GIB, "disk_refused": False,
             "not_recorded_since": None, "answered_not_recorded": 0, "forwarded_at": NOW - 0.4,
-            "forward_failing_since": None, **changes}
+            "forward_failing_since": None, "interval_s": 2.0, **changes}
 
 
 @pytest.fixture

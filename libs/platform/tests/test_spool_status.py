@@ -20,7 +20,7 @@ STATUS = SpoolStatus(gateway_id="host-gateway-2", pid=4242, written_at=1_800_000
                      stopped=False, backlog_bytes=3 << 20, max_bytes=1 << 30,
                      disk_refused=False, not_recorded_since=1_799_999_990.0,
                      answered_not_recorded=17, forwarded_at=None,
-                     forward_failing_since=1_799_999_980.0)
+                     forward_failing_since=1_799_999_980.0, interval_s=2.0)
 
 
 def test_written_padded_and_read_back(tmp_path: Path) -> None:
@@ -35,6 +35,8 @@ def test_written_padded_and_read_back(tmp_path: Path) -> None:
 def test_stale_only_while_the_gateway_has_not_said_it_stopped() -> None:
     assert not STATUS.is_stale(STATUS.written_at + 29) and STATUS.is_stale(STATUS.written_at + 31)
     assert not dataclasses.replace(STATUS, stopped=True).is_stale(STATUS.written_at + 3600)
+    slow = dataclasses.replace(STATUS, interval_s=60.0)  # rewritten every minute
+    assert not slow.is_stale(STATUS.written_at + 179) and slow.is_stale(STATUS.written_at + 181)
 
 
 def test_a_later_record_replaces_the_earlier_one(tmp_path: Path) -> None:

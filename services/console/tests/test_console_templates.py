@@ -72,7 +72,7 @@ def test_fleet_shows_each_gateway_spool_and_what_is_wrong() -> None:
     base = SpoolStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
                        backlog_bytes=512 << 20, max_bytes=1 << 30, disk_refused=False,
                        not_recorded_since=None, answered_not_recorded=0, forwarded_at=now - 2,
-                       forward_failing_since=None)
+                       forward_failing_since=None, interval_s=2.0)
     spools = [
         GatewaySpool("/s/spool", base, now),
         GatewaySpool("/s/spool-2", dataclasses.replace(

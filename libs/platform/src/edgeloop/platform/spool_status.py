@@ -27,8 +27,9 @@ VERSION = 1
 PADDED_BYTES = 1024
 """The file's size: whitespace after the JSON, so that later records fit in place."""
 STALE_AFTER_S = 30.0
-"""A running gateway rewrites its file every few seconds: one older than this says the
-gateway is stuck (or cannot write even in place)."""
+"""A running gateway rewrites its file every few seconds: one older than this (or than three
+of its intervals, if they are longer) says the gateway is stuck, or cannot write even in
+place."""
 _READ_ATTEMPTS = 3
 
 
@@ -55,6 +56,8 @@ class SpoolStatus:
     """Features last confirmed a batch."""
     forward_failing_since: float | None
     """Calls to features have failed since then."""
+    interval_s: float
+    """How often the gateway rewrites the file."""
     version: int = VERSION
 
     @property
@@ -67,8 +70,9 @@ class SpoolStatus:
         return (time.time() if now is None else now) - self.written_at
 
     def is_stale(self, now: float | None = None) -> bool:
-        """Not rewritten for :data:`STALE_AFTER_S` although the gateway did not say it stopped."""
-        return not self.stopped and self.age_s(now) > STALE_AFTER_S
+        """Not rewritten for :data:`STALE_AFTER_S` (or three intervals) although the gateway
+        did not say it stopped."""
+        return not self.stopped and self.age_s(now) > max(STALE_AFTER_S, 3 * self.interval_s)
 
 
 def write_status(directory: Path, status: SpoolStatus) -> None:

@@ -91,8 +91,8 @@ class App(ServiceApp):
                                      self.recorder, s.max_frame_bytes,
                                      decode_inline_max_pixels=s.decode_inline_max_pixels)
         self.status = StatusWriter(self.spool.directory, lambda stopped: spool_status(
-            s.gateway_id, self.spool, self.frames.unrecorded, self.forwarder, stopped),
-            s.status_interval_s)
+            s.gateway_id, self.spool, self.frames.unrecorded, self.forwarder,
+            s.status_interval_s, stopped), s.status_interval_s)
         models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router)
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
                                           s.max_frame_bytes, models,

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def spool_status(gateway_id: str, spool: Spool, unrecorded: UnrecordedAnswers,
-                 forwarder: Forwarder, stopped: bool = False) -> SpoolStatus:
+                 forwarder: Forwarder, interval_s: float, stopped: bool = False) -> SpoolStatus:
     """The status record as it is now."""
     return SpoolStatus(gateway_id=gateway_id, pid=os.getpid(), written_at=time.time(),
                        stopped=stopped, backlog_bytes=spool.backlog_bytes,
@@ -33,7 +33,7 @@ def spool_status(gateway_id: str, spool: Spool, unrecorded: UnrecordedAnswers,
                        not_recorded_since=unrecorded.since,
                        answered_not_recorded=unrecorded.total,
                        forwarded_at=forwarder.forwarded_at,
-                       forward_failing_since=forwarder.failing_since)
+                       forward_failing_since=forwarder.failing_since, interval_s=interval_s)
 
 
 class StatusWriter:

@@ -327,6 +327,7 @@ def test_pages_load_without_console_errors(driven: Stack, browser: Any, artifact
     # the gateway, recording, an empty or nearly empty backlog of the default 1 GiB
     assert spool[1] == "recording" and spool[2].endswith(" of 1024 MiB (0 %)"), spool
     assert spool[3].endswith(" ago") and spool[5] == "0", spool
+    assert spool[6].startswith(f"{MODEL} v{champion(driven)} ("), spool  # and its runtime
 
     def frame_with_gateway_spans() -> bool:
         # Every service writes its spans in its own batches (the features service's may come

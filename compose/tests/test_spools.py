@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from edgeloop.compose.cli import cli
 from edgeloop.compose.stack.spools import read_spools
 from edgeloop.compose.stack.topology import Topology
-from edgeloop.platform.spool_status import STATUS_FILE
+from edgeloop.platform.gateway_status import STATUS_FILE
 
 NOW = 1_800_000_000.0
 GIB = 1 << 30
@@ -26,7 +26,9 @@ def _status(**changes: Any) -> dict[str, Any]:
     return {"version": 1, "gateway_id": "host-gateway", "pid": 4242, "written_at": NOW - 1,
             "stopped": False, "backlog_bytes": 0, "max_bytes": GIB, "disk_refused": False,
             "not_recorded_since": None, "answered_not_recorded": 0, "forwarded_at": NOW - 0.4,
-            "forward_failing_since": None, "interval_s": 2.0, **changes}
+            "forward_failing_since": None, "interval_s": 2.0,
+            "serving": [{"model": "distance", "version": "8", "runtime": "litert-quantized"}],
+            **changes}
 
 
 @pytest.fixture
@@ -47,17 +49,18 @@ def _lines(topology: Topology, parts: list[str], running: set[str]) -> list[str]
             for line in report.lines(running=report.part in running, now=NOW)]
 
 
-def test_a_healthy_spool_is_one_line(topology: Topology) -> None:
+def test_a_healthy_gateway_shows_its_backlog_and_what_it_serves(topology: Topology) -> None:
     _write(topology, "gateway", _status(backlog_bytes=3 << 20))
     assert _lines(topology, ["gateway"], {"gateway"}) == [
-        "gateway spool: 3.0 MiB of 1.0 GiB waiting for features (0 %); last forwarded 0.4 s ago"]
+        "gateway spool: 3.0 MiB of 1.0 GiB waiting for features (0 %); last forwarded 0.4 s ago",
+        "  serving distance v8 (litert-quantized)"]
 
 
 def test_a_full_spool_says_what_is_not_recorded_and_why(topology: Topology) -> None:
     _write(topology, "gateway", _status(
         backlog_bytes=GIB, not_recorded_since=NOW - 90, answered_not_recorded=123_456,
         disk_refused=True, forwarded_at=None, forward_failing_since=NOW - 120))
-    head, unrecorded, disk, features = _lines(topology, ["gateway"], {"gateway"})
+    head, _, unrecorded, disk, features = _lines(topology, ["gateway"], {"gateway"})
     assert head == "gateway spool: 1.0 GiB of 1.0 GiB waiting for features (100 %)"
     assert "WITHOUT recording" in unrecorded and "123,456" in unrecorded
     assert "disk refused" in disk and str(topology.spool_dir("gateway")) in disk
@@ -66,7 +69,7 @@ def test_a_full_spool_says_what_is_not_recorded_and_why(topology: Topology) -> N
 
 def test_a_stale_file_of_a_running_gateway_shows_its_age(topology: Topology) -> None:
     _write(topology, "gateway", _status(written_at=NOW - 95))
-    (line,) = _lines(topology, ["gateway"], {"gateway"})
+    line, _ = _lines(topology, ["gateway"], {"gateway"})
     assert line.endswith("(status 95 s old: the gateway has not rewritten it)")
 
 
@@ -80,9 +83,10 @@ def test_spools_without_a_running_gateway_are_listed_with_their_backlog(
     assert [r.part for r in reports] == ["gateway", "gateway-2", "gateway-3"]
     assert reports[1].status is None and reports[1].folder == topology.state_dir / "spool-2"
     lines = _lines(topology, ["gateway", "gateway-2"], {"gateway", "gateway-2"})
-    assert lines[1] == f"gateway-2 spool: no status yet ({topology.state_dir}/spool-2/status.json)"
-    assert lines[2].startswith("gateway-3 spool: 2.0 KiB of 1.0 GiB waiting for features")
-    assert "gateway stopped" in lines[2] and "kept for its next start" in lines[2]
+    assert lines[2] == f"gateway-2 spool: no status yet ({topology.state_dir}/spool-2/status.json)"
+    assert lines[3].startswith("gateway-3 spool: 2.0 KiB of 1.0 GiB waiting for features")
+    assert "gateway stopped" in lines[3] and "kept for its next start" in lines[3]
+    assert len(lines) == 4, "a stopped gateway serves nothing"
 
 
 def test_a_gateway_that_died_without_saying_so_is_shown_stopped(topology: Topology) -> None:

@@ -13,7 +13,7 @@ from edgeloop.console.summaries import device_activity
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.registry.v1 import device_pb2, model_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
-from edgeloop.platform.spool_status import SpoolStatus
+from edgeloop.platform.gateway_status import GatewayStatus, ServedVersion
 
 
 def _sweep() -> sweep_pb2.Sweep:
@@ -69,10 +69,11 @@ def test_fleet_lists_a_device_without_recent_frames_beside_one_streaming() -> No
 
 def test_fleet_shows_each_gateway_spool_and_what_is_wrong() -> None:
     now = time.time()
-    base = SpoolStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
+    base = GatewayStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
                        backlog_bytes=512 << 20, max_bytes=1 << 30, disk_refused=False,
                        not_recorded_since=None, answered_not_recorded=0, forwarded_at=now - 2,
-                       forward_failing_since=None, interval_s=2.0)
+                       forward_failing_since=None, interval_s=2.0,
+                       serving=(ServedVersion("distance", "8", "litert-quantized"),))
     spools = [
         GatewaySpool("/s/spool", base, now),
         GatewaySpool("/s/spool-2", dataclasses.replace(
@@ -88,6 +89,7 @@ def test_fleet_shows_each_gateway_spool_and_what_is_wrong() -> None:
             for row in html.split("<tr")[1:] if 'data-spool="' in row}
     assert 'class="pill ok">recording' in rows["/s/spool"]
     assert "512.0 of 1024 MiB (50 %)" in rows["/s/spool"] and "2 s ago" in rows["/s/spool"]
+    assert 'distance v8 <span class="muted">(litert-quantized)</span>' in rows["/s/spool"]
     assert 'class="pill failed">not recording' in rows["/s/spool-2"]
     assert "4321" in rows["/s/spool-2"] and "(100 %)" in rows["/s/spool-2"]
     assert 'class="pill pending">stale' in rows["/s/spool-3"]

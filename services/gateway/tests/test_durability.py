@@ -21,7 +21,7 @@ import grpc
 import pytest
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
-from edgeloop.platform.spool_status import SpoolStatus, read_status
+from edgeloop.platform.gateway_status import GatewayStatus, read_status
 
 Reason = edge_pb2.FrameErrorReason
 START_TIMEOUT_S = 300.0
@@ -130,6 +130,10 @@ async def test_the_status_file_tells_a_full_spool_and_its_recovery(
         assert full.not_recorded_since is not None and full.forwarded_at is None
         assert 0 < full.backlog_bytes <= full.max_bytes == 5 * frame_bytes
         assert full.gateway_id == "gw-test" and not full.stopped
+        (served,) = full.serving  # deployment parking's version, and what runs it
+        assert (served.model, served.version) == ("distance", "1")
+        # it answered frames: loaded, on TensorFlow or already moved to LiteRT
+        assert served.runtime in {"tensorflow", "litert", "litert-quantized"}, served
 
         gw.features.available = True
         clear = await _status_when(gw, folder, lambda s: s.backlog_bytes == 0
@@ -149,7 +153,7 @@ async def test_the_status_file_tells_a_full_spool_and_its_recovery(
 
 
 async def _status_when(gw: Any, folder: Path,
-                       wanted: Callable[[SpoolStatus], bool]) -> SpoolStatus:
+                       wanted: Callable[[GatewayStatus], bool]) -> GatewayStatus:
     """The spool's status once ``wanted`` holds for it."""
     await gw.wait_state(lambda: (status := read_status(folder)) is not None and wanted(status),
                         timeout_s=60)

@@ -1,9 +1,10 @@
 """The gateways' spools as `edgeloop status` shows them, from each one's ``status.json``.
 
 Each gateway process rewrites ``status.json`` in its spool folder every few seconds
-(:mod:`edgeloop.platform.spool_status`): the bytes waiting for features, whether live frames
-are answered without a record, whether features confirms what is forwarded. This module
-finds the stack's spool folders and says in a line or a few what an operator should know.
+(:mod:`edgeloop.platform.gateway_status`): the bytes waiting for features, whether live frames
+are answered without a record, whether features confirms what is forwarded, the versions it
+serves and their runtimes. This module finds the stack's spool folders and says in a line or
+a few what an operator should know.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.compose.stack.topology import Topology
-from edgeloop.platform.spool_status import STATUS_FILE, SpoolStatus, read_status
+from edgeloop.platform.gateway_status import STATUS_FILE, GatewayStatus, read_status
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class SpoolReport:
 
     part: str
     folder: Path
-    status: SpoolStatus | None
+    status: GatewayStatus | None
 
     def as_json(self) -> dict[str, Any]:
         """The report for `edgeloop status --output json`."""
@@ -50,6 +51,9 @@ class SpoolReport:
         elif s.is_stale(now):
             head += f" (status {s.age_s(now):.0f} s old: the gateway has not rewritten it)"
         lines = [head]
+        if s.serving and not s.stopped and running:
+            lines.append("  serving " + ", ".join(
+                f"{v.model} v{v.version} ({v.runtime})" for v in s.serving))
         if s.not_recorded_since is not None:
             lines.append(f"  answering live frames WITHOUT recording them since "
                          f"{_clock(s.not_recorded_since)} ({s.answered_not_recorded:,} "

@@ -1,7 +1,7 @@
 """The gateways' spools on the fleet page, from the status file each gateway writes.
 
 Each gateway process rewrites ``status.json`` in its spool folder every few seconds
-(:mod:`edgeloop.platform.spool_status`). The console reads the folders named in
+(:mod:`edgeloop.platform.gateway_status`). The console reads the folders named in
 ``EDGELOOP_SPOOL_DIRS`` (`edgeloop up` names every gateway's): an operator sees on the
 fleet page when the recording falls behind, before robots' frames go unrecorded.
 """
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeloop.platform.spool_status import SpoolStatus, read_status
+from edgeloop.platform.gateway_status import GatewayStatus, read_status
 
 _PILLS = {"recording": "ok", "features failing": "pending", "stale": "pending",
           "not recording": "failed", "disk full": "failed"}
@@ -24,7 +24,7 @@ class GatewaySpool:
     """One spool folder and what its gateway last wrote there (None: nothing yet)."""
 
     folder: str
-    status: SpoolStatus | None
+    status: GatewayStatus | None
     read_at: float
 
     @property

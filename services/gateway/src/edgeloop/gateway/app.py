@@ -28,7 +28,7 @@ from edgeloop.gateway.observations import Recorder
 from edgeloop.gateway.routing import Router
 from edgeloop.gateway.settings import Settings
 from edgeloop.gateway.spool import Spool
-from edgeloop.gateway.status_file import StatusWriter, spool_status
+from edgeloop.gateway.status_file import StatusWriter, gateway_status, served_versions
 from edgeloop.gateway.stream import EdgeGatewayService
 from edgeloop.platform import ServiceApp, open_channel
 from grpc import aio
@@ -72,7 +72,8 @@ class App(ServiceApp):
     def add_to_server(self, server: aio.Server) -> None:
         """Build the components (inside the server's event loop) and register the stream."""
         s = self.settings
-        self.batcher = MicroBatcher(self._host or build_model_host(s), BatchingConfig(
+        self.host = self._host or build_model_host(s)
+        self.batcher = MicroBatcher(self.host, BatchingConfig(
             max_batch_size=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms))
         self.registry_channel = open_channel(s.registry_addr, tls=s.client_tls())
         self.features_channel = open_channel(s.features_addr, tls=s.client_tls())
@@ -90,9 +91,10 @@ class App(ServiceApp):
         self.frames = FrameProcessor(self.state, self.router, self.batcher, self.spool,
                                      self.recorder, s.max_frame_bytes,
                                      decode_inline_max_pixels=s.decode_inline_max_pixels)
-        self.status = StatusWriter(self.spool.directory, lambda stopped: spool_status(
+        self.status = StatusWriter(self.spool.directory, lambda stopped: gateway_status(
             s.gateway_id, self.spool, self.frames.unrecorded, self.forwarder,
-            s.status_interval_s, stopped), s.status_interval_s)
+            served_versions(self.state, self.host), s.status_interval_s, stopped),
+            s.status_interval_s)
         models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router)
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
                                           s.max_frame_bytes, models,

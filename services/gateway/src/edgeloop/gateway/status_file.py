@@ -1,9 +1,10 @@
-"""The spool's state for operators: ``status.json`` in the spool folder, rewritten every few s.
+"""The gateway's state for operators: ``status.json`` in the spool folder, rewritten every few s.
 
 A fleet's overload shows at the gateway first: the spool fills while features catches up,
 and once it is full live frames are answered without a record. Operators see it in this
 file (``edgeloop status`` and the console's fleet page read it; anyone can ``cat`` it)
-rather than only in the log. Its format, and why a file: :mod:`edgeloop.platform.spool_status`.
+rather than only in the log, beside the versions the gateway serves and the runtime each
+runs on. Its format, and why a file: :mod:`edgeloop.platform.gateway_status`.
 """
 
 from __future__ import annotations
@@ -16,30 +17,49 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeloop.gateway.deployments import DeploymentState
 from edgeloop.gateway.forwarder import Forwarder
 from edgeloop.gateway.frames import UnrecordedAnswers
+from edgeloop.gateway.hosts.base import ModelHost
 from edgeloop.gateway.spool import Spool
-from edgeloop.platform.spool_status import STATUS_FILE, SpoolStatus, write_status
+from edgeloop.platform.gateway_status import (
+    STATUS_FILE,
+    GatewayStatus,
+    ServedVersion,
+    write_status,
+)
 
 log = logging.getLogger(__name__)
 
 
-def spool_status(gateway_id: str, spool: Spool, unrecorded: UnrecordedAnswers,
-                 forwarder: Forwarder, interval_s: float, stopped: bool = False) -> SpoolStatus:
+def gateway_status(gateway_id: str, spool: Spool, unrecorded: UnrecordedAnswers,
+                   forwarder: Forwarder, serving: tuple[ServedVersion, ...], interval_s: float,
+                   stopped: bool = False) -> GatewayStatus:
     """The status record as it is now."""
-    return SpoolStatus(gateway_id=gateway_id, pid=os.getpid(), written_at=time.time(),
-                       stopped=stopped, backlog_bytes=spool.backlog_bytes,
-                       max_bytes=spool.max_bytes, disk_refused=spool.write_failed,
-                       not_recorded_since=unrecorded.since,
-                       answered_not_recorded=unrecorded.total,
-                       forwarded_at=forwarder.forwarded_at,
-                       forward_failing_since=forwarder.failing_since, interval_s=interval_s)
+    return GatewayStatus(gateway_id=gateway_id, pid=os.getpid(), written_at=time.time(),
+                         stopped=stopped, backlog_bytes=spool.backlog_bytes,
+                         max_bytes=spool.max_bytes, disk_refused=spool.write_failed,
+                         not_recorded_since=unrecorded.since,
+                         answered_not_recorded=unrecorded.total,
+                         forwarded_at=forwarder.forwarded_at,
+                         forward_failing_since=forwarder.failing_since, interval_s=interval_s,
+                         serving=serving)
+
+
+def served_versions(state: DeploymentState, host: ModelHost) -> tuple[ServedVersion, ...]:
+    """Every version a deployment names, with the runtime the host runs it on now."""
+    runtime_of = getattr(host, "runtime", None)  # only the embedded host picks a runtime
+    served = []
+    for key in sorted(state.model_keys(), key=lambda k: (k.model_name, k.version, k.path)):
+        runtime = runtime_of(key) if runtime_of else "tfserving"
+        served.append(ServedVersion(key.model_name, key.version, runtime or "loading"))
+    return tuple(dict.fromkeys(served))  # a version named under two paths: once
 
 
 class StatusWriter:
     """Writes the status file every ``interval_s`` while the gateway runs, and once at stop."""
 
-    def __init__(self, directory: Path, current: Callable[[bool], SpoolStatus],
+    def __init__(self, directory: Path, current: Callable[[bool], GatewayStatus],
                  interval_s: float) -> None:
         self.directory = directory
         self._current = current

@@ -8,19 +8,22 @@ import dataclasses
 import json
 from pathlib import Path
 
-from edgeloop.platform.spool_status import (
+from edgeloop.platform.gateway_status import (
     PADDED_BYTES,
     STATUS_FILE,
-    SpoolStatus,
+    GatewayStatus,
+    ServedVersion,
     read_status,
     write_status,
 )
 
-STATUS = SpoolStatus(gateway_id="host-gateway-2", pid=4242, written_at=1_800_000_000.5,
+STATUS = GatewayStatus(gateway_id="host-gateway-2", pid=4242, written_at=1_800_000_000.5,
                      stopped=False, backlog_bytes=3 << 20, max_bytes=1 << 30,
                      disk_refused=False, not_recorded_since=1_799_999_990.0,
                      answered_not_recorded=17, forwarded_at=None,
-                     forward_failing_since=1_799_999_980.0, interval_s=2.0)
+                     forward_failing_since=1_799_999_980.0, interval_s=2.0,
+                     serving=(ServedVersion("distance", "7", "tensorflow"),
+                              ServedVersion("distance", "8", "litert-quantized")))
 
 
 def test_written_padded_and_read_back(tmp_path: Path) -> None:
@@ -54,4 +57,6 @@ def test_no_file_a_torn_one_or_another_version_reads_as_none(tmp_path: Path) -> 
     path.write_text(json.dumps({**dataclasses.asdict(STATUS), "version": 2}))
     assert read_status(tmp_path) is None
     path.write_text(json.dumps({"version": 1, "backlog_bytes": 3}))
+    assert read_status(tmp_path) is None
+    path.write_text(json.dumps({**dataclasses.asdict(STATUS), "serving": [{"model": "m"}]}))
     assert read_status(tmp_path) is None

@@ -1,8 +1,10 @@
-"""A gateway spool's status file, ``status.json`` in the spool folder: its format, written and read.
+"""A gateway process's status file, ``status.json`` in its spool folder: format, write, read.
 
 The gateway rewrites it every few seconds and once when it stops (gateway README, "The
-spool's status file"); `edgeloop status` and the console's fleet page read it. It is the one
-view of a gateway's inside that the tools share, so its format lives here, once.
+spool's status file"): its spool (backlog, answers not recorded, forwarding) and the model
+versions it serves with the runtime each runs on. `edgeloop status` and the console's fleet
+page read it. It is the one view of a gateway's inside that the tools share, so its format
+lives here, once.
 
 A file rather than an RPC: several gateway processes may share one port
 (``EDGELOOP_REUSE_PORT``), and a call would reach one of them at random, while each process
@@ -24,8 +26,9 @@ from pathlib import Path
 
 STATUS_FILE = "status.json"
 VERSION = 1
-PADDED_BYTES = 1024
-"""The file's size: whitespace after the JSON, so that later records fit in place."""
+PADDED_BYTES = 4096
+"""The file's size (a filesystem block): whitespace after the JSON, so that later records fit
+in place."""
 STALE_AFTER_S = 30.0
 """A running gateway rewrites its file every few seconds: one older than this (or than three
 of its intervals, if they are longer) says the gateway is stuck, or cannot write even in
@@ -34,8 +37,19 @@ _READ_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
-class SpoolStatus:
-    """One gateway process's spool as it last wrote it. Times are Unix seconds; None: has not
+class ServedVersion:
+    """A model version some deployment names, and what runs it in the gateway now."""
+
+    model: str
+    version: str
+    runtime: str
+    """``tensorflow``, ``litert``, ``litert-quantized`` (embedded host), ``tfserving`` (a TF
+    Serving or Ray Serve host), or ``loading``."""
+
+
+@dataclass(frozen=True)
+class GatewayStatus:
+    """One gateway process as it last wrote its status. Times are Unix seconds; None: has not
     happened (since the gateway started)."""
 
     gateway_id: str
@@ -58,6 +72,7 @@ class SpoolStatus:
     """Calls to features have failed since then."""
     interval_s: float
     """How often the gateway rewrites the file."""
+    serving: tuple[ServedVersion, ...] = ()
     version: int = VERSION
 
     @property
@@ -75,7 +90,7 @@ class SpoolStatus:
         return not self.stopped and self.age_s(now) > max(STALE_AFTER_S, 3 * self.interval_s)
 
 
-def write_status(directory: Path, status: SpoolStatus) -> None:
+def write_status(directory: Path, status: GatewayStatus) -> None:
     """Replace ``directory``/status.json with ``status``; on a full disk, overwrite it in place.
 
     No fsync: it is rewritten soon, and a crash that loses it loses nothing a restart does not
@@ -105,7 +120,7 @@ def _overwrite(path: Path, text: bytes) -> None:
         os.close(fd)
 
 
-def read_status(directory: Path) -> SpoolStatus | None:
+def read_status(directory: Path) -> GatewayStatus | None:
     """The status a gateway last wrote in spool folder ``directory``; None when there is none
     yet or it cannot be read (not a status file of this version)."""
     for _ in range(_READ_ATTEMPTS):
@@ -117,7 +132,12 @@ def read_status(directory: Path) -> SpoolStatus | None:
             time.sleep(0.05)
             continue
         try:
-            return SpoolStatus(**record) if record.get("version") == VERSION else None
-        except TypeError:
+            return _from_json(record) if record.get("version") == VERSION else None
+        except (TypeError, AttributeError):
             return None
     return None
+
+
+def _from_json(record: dict) -> GatewayStatus:
+    served = tuple(ServedVersion(**version) for version in record.pop("serving", []))
+    return GatewayStatus(**record, serving=served)

@@ -86,6 +86,54 @@ TERMINATED_MID_TEST = """
 """
 
 
+TERMINATED_AFTER_A_LIBRARY_TOOK_SIGTERM = """
+    import os
+    import signal
+    import sys
+    import time
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def daemon(tmp_path_factory):
+        marker = tmp_path_factory.getbasetemp().parent / "torn-down"
+        yield
+        marker.write_text("the session fixture was torn down")
+
+    def test_a_library_takes_sigterm(daemon):
+        # what ray.init does in a driver
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+    def test_waits_to_be_terminated(daemon, tmp_path):
+        (tmp_path.parent.parent / "started").write_text(str(os.getpid()))
+        time.sleep(600)
+
+    def test_never_runs():
+        raise AssertionError("the run went on after SIGTERM")
+"""
+
+TERMINATED_THROUGH_A_LIBRARY_HANDLER = """
+    import os
+    import signal
+    import sys
+    import time
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def daemon(tmp_path_factory):
+        marker = tmp_path_factory.getbasetemp().parent / "torn-down"
+        yield
+        marker.write_text("the session fixture was torn down")
+
+    def test_a_library_takes_sigterm_then_waits(daemon, tmp_path):
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+        (tmp_path.parent.parent / "started").write_text(str(os.getpid()))
+        time.sleep(600)
+
+    def test_never_runs():
+        raise AssertionError("the run went on after SIGTERM")
+"""
+
+
 def _command(tmp_path: Path) -> list[str]:
     return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
             "-p", "no:hypothesispytest", f"--basetemp={tmp_path / 'base'}", "test_session.py"]
@@ -144,8 +192,9 @@ def test_multiprocessings_resource_tracker_is_left_to_end_by_itself(tmp_path: Pa
     assert seconds < MARGIN_S  # no kill grace spent on a helper that ignores SIGTERM
 
 
-def test_sigterm_tears_the_fixtures_down_and_ends_the_run(tmp_path: Path) -> None:
-    _write_session(tmp_path, TERMINATED_MID_TEST)
+def _terminate_when_started(tmp_path: Path, source: str) -> tuple[int, str]:
+    """Run ``source``, SIGTERM pytest once its test wrote ``started``: (status, output)."""
+    _write_session(tmp_path, source)
     run = subprocess.Popen(_command(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
@@ -159,6 +208,26 @@ def test_sigterm_tears_the_fixtures_down_and_ends_the_run(tmp_path: Path) -> Non
     finally:
         if run.poll() is None:
             run.kill()
+    return run.returncode, output
+
+
+def test_sigterm_tears_the_fixtures_down_and_ends_the_run(tmp_path: Path) -> None:
+    status, output = _terminate_when_started(tmp_path, TERMINATED_MID_TEST)
     assert (tmp_path / "torn-down").read_text() == "the session fixture was torn down"
     assert "KeyboardInterrupt" in output and "SIGTERM" in output, output
-    assert run.returncode == 2, output  # pytest's status for an interrupted run
+    assert status == 2, output  # pytest's status for an interrupted run
+
+
+def test_sigterm_is_taken_back_from_a_library_that_took_it_in_an_earlier_test(
+        tmp_path: Path) -> None:
+    status, output = _terminate_when_started(tmp_path, TERMINATED_AFTER_A_LIBRARY_TOOK_SIGTERM)
+    assert (tmp_path / "torn-down").read_text() == "the session fixture was torn down"
+    assert "KeyboardInterrupt" in output and "SIGTERM" in output, output
+    assert "the run went on" not in output and status == 2, output
+
+
+def test_sigterm_through_a_library_handler_stops_the_run(tmp_path: Path) -> None:
+    status, output = _terminate_when_started(tmp_path, TERMINATED_THROUGH_A_LIBRARY_HANDLER)
+    assert (tmp_path / "torn-down").read_text() == "the session fixture was torn down"
+    assert "SIGTERM (through a library's handler)" in output, output
+    assert "the run went on" not in output and "1 failed" in output, output

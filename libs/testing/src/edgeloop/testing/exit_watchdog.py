@@ -17,7 +17,11 @@ CI would wait out its whole time limit. This plugin:
 - takes SIGTERM (a runner's or a developer's ``kill``) as Ctrl-C: pytest stops and tears its
   fixtures down before it exits. Without it, a terminated run left behind what its fixtures
   started as daemons of their own (a Ray head node, a PostgreSQL cluster), running and using
-  CPU until someone found them. A second SIGTERM ends the process at once.
+  CPU until someone found them. A second SIGTERM ends the process at once. A library that
+  takes SIGTERM for itself during a test (Ray's driver, at ``ray.init``: ``sys.exit(15)``)
+  gets it taken back before the next test, and a test that SIGTERM ended through such a
+  handler (it fails with ``SystemExit(15)``) stops the run as Ctrl-C would: a CI run
+  terminated in a Ray test once ran on, failing, and left two PostgreSQL clusters running.
 
 Only the outermost pytest session in a process arms it (an in-process ``pytester`` run does
 not), so a nested run never ends the process that hosts it.
@@ -180,7 +184,15 @@ class ExitWatchdog:
             os._exit(status)
 
 
+class _Sigterm:
+    """Whether this plugin handles SIGTERM for the run, and whether one has come."""
+
+    handled = False
+    received = False
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    _Sigterm.received = True
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process
     raise KeyboardInterrupt("SIGTERM")
 
@@ -191,6 +203,7 @@ def interrupt_on_sigterm() -> None:
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt)
+        _Sigterm.handled = True
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -199,6 +212,25 @@ def pytest_configure(config: pytest.Config) -> None:
     _active_sessions += 1
     if _active_sessions == 1:
         interrupt_on_sigterm()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Take SIGTERM back from a library that took it during an earlier test."""
+    if _Sigterm.handled and not _Sigterm.received and \
+            threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is not _interrupt:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+    """A test ended by SIGTERM through a library's handler (``sys.exit(15)``) stops the run."""
+    yield
+    error = call.excinfo
+    if _Sigterm.handled and error is not None and error.errisinstance(SystemExit) and \
+            error.value.code == signal.SIGTERM:
+        item.session.shouldstop = "SIGTERM (through a library's handler)"
 
 
 @pytest.hookimpl(tryfirst=True)

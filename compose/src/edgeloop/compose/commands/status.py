@@ -1,4 +1,4 @@
-"""`edgeloop status`: health and address of every part of the local stack, and the spools."""
+"""`edgeloop status`: health and address of every part of the local stack; the gateways."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from edgeloop.compose.views import output_option, print_status
 @output_option
 def command(output: str) -> None:
     """Show each part's health, address, pid and log, and each gateway's spool (bytes waiting
-    for features, frames answered without a record); exit 1 if any part is not SERVING."""
+    for features, frames answered without a record) and the versions it serves with their
+    runtimes; exit 1 if any part is not SERVING."""
     topology = Topology.from_env(state_dir())
     rows = local.status(topology)
     if not rows:

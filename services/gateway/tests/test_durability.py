@@ -81,7 +81,8 @@ async def test_a_full_spool_answers_live_frames_unrecorded_and_refuses_the_rest(
         assert all(p.HasField("distance_mm") and p.model_version for p in predictions)
         recorded = [p for p in predictions if not p.not_recorded]
         assert 3 <= len(recorded) <= 5, "only what the spool had room for is recorded"
-        assert [p.seq for p in recorded] == list(range(1, len(recorded) + 1))
+        # room is reserved in the order frames arrive; answers may overtake each other
+        assert sorted(p.seq for p in recorded) == list(range(1, len(recorded) + 1))
         assert gw.app.frames.unrecorded.total == 20 - len(recorded)
 
         late = requests.frame(21, jpegs[1], 400.0, late=True)

@@ -69,24 +69,7 @@ SPAWNED_POOL = """
 """
 
 
-TERMINATED_MID_TEST = """
-    import os
-    import time
-    import pytest
-
-    @pytest.fixture(scope="session")
-    def daemon(tmp_path_factory):
-        marker = tmp_path_factory.getbasetemp().parent / "torn-down"
-        yield
-        marker.write_text("the session fixture was torn down")
-
-    def test_waits_to_be_terminated(daemon, tmp_path):
-        (tmp_path.parent.parent / "started").write_text(str(os.getpid()))
-        time.sleep(600)
-"""
-
-
-TERMINATED_AFTER_A_LIBRARY_TOOK_SIGTERM = """
+_TERMINABLE = """
     import os
     import signal
     import sys
@@ -98,7 +81,16 @@ TERMINATED_AFTER_A_LIBRARY_TOOK_SIGTERM = """
         marker = tmp_path_factory.getbasetemp().parent / "torn-down"
         yield
         marker.write_text("the session fixture was torn down")
+"""
+"""A session fixture that leaves a marker when it is torn down, and what the sessions import."""
 
+TERMINATED_MID_TEST = _TERMINABLE + """
+    def test_waits_to_be_terminated(daemon, tmp_path):
+        (tmp_path.parent.parent / "started").write_text(str(os.getpid()))
+        time.sleep(600)
+"""
+
+TERMINATED_AFTER_A_LIBRARY_TOOK_SIGTERM = _TERMINABLE + """
     def test_a_library_takes_sigterm(daemon):
         # what ray.init does in a driver
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
@@ -111,19 +103,7 @@ TERMINATED_AFTER_A_LIBRARY_TOOK_SIGTERM = """
         raise AssertionError("the run went on after SIGTERM")
 """
 
-TERMINATED_THROUGH_A_LIBRARY_HANDLER = """
-    import os
-    import signal
-    import sys
-    import time
-    import pytest
-
-    @pytest.fixture(scope="session")
-    def daemon(tmp_path_factory):
-        marker = tmp_path_factory.getbasetemp().parent / "torn-down"
-        yield
-        marker.write_text("the session fixture was torn down")
-
+TERMINATED_THROUGH_A_LIBRARY_HANDLER = _TERMINABLE + """
     def test_a_library_takes_sigterm_then_waits(daemon, tmp_path):
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
         (tmp_path.parent.parent / "started").write_text(str(os.getpid()))

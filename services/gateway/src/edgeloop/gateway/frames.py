@@ -256,30 +256,32 @@ class UnrecordedAnswers:
     def since(self) -> float | None:
         """Wall-clock time the current stretch of unrecorded answers began (None: none for
         :data:`QUIET_S`)."""
-        if self._started is None or self._clock() - self._last >= self.QUIET_S:
-            return None
-        return self._started
+        return None if self._over(self._clock()) else self._started
 
     def note(self, recording: bool, seq: int) -> None:
         """One frame answered, recorded or not."""
+        if recording and self._started is None:  # the usual case: no clock read
+            return
         now = self._clock()
         if recording:
-            if self._started is not None and now - self._last >= self.QUIET_S:
+            if self._over(now):
                 log.info("recording every frame again", extra={
                     "answered_not_recorded": self._in_stretch,
                     "for_s": round(self._last - self._started, 1)})
                 self._started, self._in_stretch = None, 0
             return
-        if self._started is None or now - self._last >= self.QUIET_S:
-            if self._started is not None:  # the last stretch ended without a recorded frame
-                self._in_stretch = 0
+        if self._over(now):  # none open, or the last one ended without a recorded frame
             log.warning("spool full: answering live frames without recording them "
                         "(marked not_recorded; robots keep labelled ones to send again)",
                         extra={"seq": seq})
-            self._started = now
+            self._started, self._in_stretch = now, 0
         self._last = now
         self._in_stretch += 1
         self.total += 1
+
+    def _over(self, now: float) -> bool:
+        """No stretch is open, or its last unrecorded answer is QUIET_S old."""
+        return self._started is None or now - self._last >= self.QUIET_S
 
 
 def _spool_full(detail: str = "") -> FrameRejected:

@@ -69,10 +69,7 @@ class StatusWriter:
     def start(self) -> None:
         """Write it now (before the gateway reports SERVING: whoever sees the gateway up finds
         the file) and then every interval."""
-        try:
-            write_status(self.directory, self._current(False))
-        except OSError as exc:
-            _cannot_write(self.directory, exc)
+        self._write_now(self._current(False))
         self._task = asyncio.create_task(self._run(), name="status-file")
 
     async def stop(self) -> None:
@@ -89,13 +86,12 @@ class StatusWriter:
             await self._write(stopped=False)
 
     async def _write(self, stopped: bool) -> None:
+        # the record is taken on the event loop, which owns what it reads; the disk in a thread
+        await asyncio.to_thread(self._write_now, self._current(stopped))
+
+    def _write_now(self, status: GatewayStatus) -> None:
         try:
-            await asyncio.to_thread(write_status, self.directory, self._current(stopped))
-        except OSError as exc:
-            _cannot_write(self.directory, exc)
-
-
-def _cannot_write(directory: Path, exc: OSError) -> None:
-    # a full disk must not stop the gateway; its log says so, and so does the spool's
-    log.warning("could not write the spool status file", extra={
-        "path": str(directory / STATUS_FILE), "error": str(exc)})
+            write_status(self.directory, status)
+        except OSError as exc:  # a full disk must not stop the gateway; its log says so
+            log.warning("could not write the spool status file", extra={
+                "path": str(self.directory / STATUS_FILE), "error": str(exc)})

@@ -1,16 +1,19 @@
 """The spool status file's format: written padded and whole, read back, and refused when it is
-not a status of this version. A real full disk (the in-place overwrite) is tested against a
-gateway in services/gateway/tests/test_durability.py."""
+not a status of this version; device contacts and the recording state. A real full disk (the
+in-place overwrite) is tested against a gateway in services/gateway/tests/test_durability.py."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 from pathlib import Path
 
+import pytest
 from edgeloop.platform.gateway_status import (
     PADDED_BYTES,
     STATUS_FILE,
+    DeviceContact,
     GatewayStatus,
     ServedVersion,
     read_status,
@@ -60,3 +63,64 @@ def test_no_file_a_torn_one_or_another_version_reads_as_none(tmp_path: Path) -> 
     assert read_status(tmp_path) is None
     path.write_text(json.dumps({**dataclasses.asdict(STATUS), "serving": [{"model": "m"}]}))
     assert read_status(tmp_path) is None
+
+
+def _contact(n: int, streams: int = 1) -> DeviceContact:
+    return DeviceContact(f"robot-{n:04d}", streams, 1_799_999_000.0 + n, None if streams else
+                         1_799_999_500.0 + n, 1_799_999_400.0 + n, 10 * n)
+
+
+def test_devices_round_trip_and_a_larger_fleet_takes_more_blocks(tmp_path: Path) -> None:
+    fleet = dataclasses.replace(STATUS, devices=tuple(_contact(n, n % 2) for n in range(200)))
+    write_status(tmp_path, fleet)
+    size = (tmp_path / STATUS_FILE).stat().st_size
+    assert size > PADDED_BYTES and size % PADDED_BYTES == 0
+    back = read_status(tmp_path)
+    assert back == fleet and back.devices[3].last_contact == 1_799_999_403.0
+    assert back.devices[4].last_contact == 1_799_999_504.0, "closed after its last frame"
+    assert back.open_streams(STATUS.written_at) == {f"robot-{n:04d}": 1 for n in range(1, 200, 2)}
+    older = json.loads((tmp_path / STATUS_FILE).read_text())
+    del older["devices"]  # a file from a gateway before device contacts
+    (tmp_path / STATUS_FILE).write_text(json.dumps(older))
+    assert read_status(tmp_path) == STATUS
+
+
+def test_a_stopped_or_stale_gateway_has_no_open_streams() -> None:
+    status = dataclasses.replace(STATUS, devices=(_contact(1),))
+    assert status.open_streams(STATUS.written_at + 1) == {"robot-0001": 1}
+    assert status.open_streams(STATUS.written_at + 31) == {}
+    assert dataclasses.replace(status, stopped=True).open_streams(STATUS.written_at) == {}
+
+
+def test_recording_state_is_the_worst_of_what_the_status_says() -> None:
+    now = STATUS.written_at + 1
+    clear = dataclasses.replace(STATUS, not_recorded_since=None, forward_failing_since=None)
+    assert clear.recording_state(now) == "recording"
+    assert dataclasses.replace(clear, forward_failing_since=now).recording_state(now) \
+        == "features failing"
+    assert dataclasses.replace(clear, disk_refused=True, forward_failing_since=now) \
+        .recording_state(now) == "disk full"
+    assert STATUS.recording_state(now) == "not recording"
+    assert STATUS.recording_state(now + 60) == "stale"
+    assert dataclasses.replace(STATUS, stopped=True).recording_state(now) == "stopped"
+
+
+def test_on_a_full_disk_a_record_too_long_for_the_file_keeps_the_spool_state(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No new file fits: the record is written in place; when its devices no longer fit in
+    the file's blocks, without them."""
+    write_status(tmp_path, dataclasses.replace(STATUS, devices=(_contact(1),)))
+
+    def disk_full(self: Path, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    same_devices = dataclasses.replace(STATUS, backlog_bytes=5 << 20, devices=(_contact(2),))
+    write_status(tmp_path, same_devices)
+    assert read_status(tmp_path) == same_devices
+    grown = dataclasses.replace(STATUS, disk_refused=True,
+                                devices=tuple(_contact(n) for n in range(100)))
+    write_status(tmp_path, grown)
+    assert read_status(tmp_path) == dataclasses.replace(grown, devices=())
+    assert (tmp_path / STATUS_FILE).stat().st_size == PADDED_BYTES
+    assert [p.name for p in tmp_path.iterdir()] == [STATUS_FILE]

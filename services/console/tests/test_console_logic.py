@@ -5,6 +5,7 @@ a real browser against a running stack (tests/test_console.py)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from edgeloop.console.summaries import arm_traffic, device_activity
 from edgeloop.console.timeline import band_of, rolling_mean
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.platform.gateway_status import DeviceContact, GatewayStatus
 
 
 def test_rolling_mean_skips_missing_values_and_trails_the_window() -> None:
@@ -98,6 +100,37 @@ def _device(device_id: str, seconds_ago: float, frames: int,
         entry.mae_mm = mae_mm
     entry.last_frame.FromDatetime(datetime.now(UTC) - timedelta(seconds=seconds_ago))
     return entry
+
+
+def _gateway(now: float, devices: tuple[DeviceContact, ...], age_s: float = 1.0
+             ) -> GatewayStatus:
+    return GatewayStatus(gateway_id="gw", pid=1, written_at=now - age_s, stopped=False,
+                         backlog_bytes=0, max_bytes=1 << 30, disk_refused=False,
+                         not_recorded_since=now - 100, answered_not_recorded=500,
+                         forwarded_at=None, forward_failing_since=now - 100, interval_s=2.0,
+                         devices=devices)
+
+
+def test_a_device_streaming_while_nothing_is_recorded_is_online() -> None:
+    """Features has no recent frame of r2 (the spool is full, features is down): the gateways
+    say it streams; r3 closed its stream 10 minutes ago; r1's recorded frame is newer than
+    what a stale gateway file says of it."""
+    now = time.time()
+    gateways = [
+        _gateway(now, (DeviceContact("r2", 1, now - 300, None, now - 0.5, 900),
+                       DeviceContact("r3", 0, now - 900, now - 600, now - 601, 40))),
+        _gateway(now, (DeviceContact("r2", 1, now - 20, None, now - 2, 12),
+                       DeviceContact("r1", 1, now - 4000, None, now - 3000, 7)),
+                 age_s=120),  # stale: its open streams are not believed
+    ]
+    activity = device_activity([_device("r1", 4, 2, 20.0)], gateways)
+    assert activity["r2"].online and activity["r2"].streams == 1
+    assert activity["r2"].last_frame is None and activity["r2"].frames_per_min == 0
+    assert abs((datetime.now(UTC) - activity["r2"].last_contact).total_seconds() - 0.5) < 1
+    assert not activity["r3"].online and activity["r3"].streams == 0
+    assert abs((datetime.now(UTC) - activity["r3"].last_contact).total_seconds() - 600) < 1
+    assert activity["r1"].streams == 0 and activity["r1"].last_contact == activity["r1"].last_frame
+    assert activity["r1"].online, "its recorded frame is 4 s old"
 
 
 def test_device_activity_and_arm_traffic_from_the_features_summary() -> None:

@@ -13,7 +13,7 @@ from edgeloop.console.summaries import device_activity
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.registry.v1 import device_pb2, model_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
-from edgeloop.platform.gateway_status import GatewayStatus, ServedVersion
+from edgeloop.platform.gateway_status import DeviceContact, GatewayStatus, ServedVersion
 
 
 def _sweep() -> sweep_pb2.Sweep:
@@ -65,6 +65,22 @@ def test_fleet_lists_a_device_without_recent_frames_beside_one_streaming() -> No
     assert "offline" in rows["robot-2"] and "none in 5 min" in rows["robot-2"]
     assert '<td class="num">0.0</td>' in rows["robot-2"]
     assert '<td class="num">-</td>' in rows["robot-2"]
+
+
+def test_fleet_shows_a_device_the_gateway_answers_while_nothing_is_recorded() -> None:
+    now = time.time()
+    gateway = GatewayStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
+                            backlog_bytes=1 << 30, max_bytes=1 << 30, disk_refused=False,
+                            not_recorded_since=now - 60, answered_not_recorded=1200,
+                            forwarded_at=None, forward_failing_since=now - 60, interval_s=2.0,
+                            devices=(DeviceContact("robot-2", 2, now - 70, None, now - 3, 1200),))
+    devices = [device_pb2.Device(device_id="robot-2", name="two", deployment="parking")]
+    html = TEMPLATES.env.get_template("fleet_table.html").render(
+        devices=devices, deployments=[], activity=device_activity([], [gateway]))
+    row = html.split('data-device="robot-2"')[1].split("</tr>")[0]
+    assert 'class="pill online">online' in row and "3 s ago" in row
+    assert "(2 streams open)" in row and '<td class="num">0.0</td>' in row
+    assert '<div class="big" id="online-count">1</div>' in html
 
 
 def test_fleet_shows_each_gateway_spool_and_what_is_wrong() -> None:

@@ -54,6 +54,8 @@ class SpoolReport:
         if s.serving and not s.stopped and running:
             lines.append("  serving " + ", ".join(
                 f"{v.model} v{v.version} ({v.runtime})" for v in s.serving))
+        if not s.stopped and running:
+            lines.append(f"  {_robots(s, now)}")
         if s.not_recorded_since is not None:
             lines.append(f"  answering live frames WITHOUT recording them since "
                          f"{_clock(s.not_recorded_since)} ({s.answered_not_recorded:,} "
@@ -64,6 +66,28 @@ class SpoolReport:
             lines.append(f"  features has not taken a batch since "
                          f"{_clock(s.forward_failing_since)}: they wait in the spool")
         return lines
+
+
+    def in_trouble(self, running: bool, now: float | None = None) -> bool:
+        """A running gateway whose recording needs an operator: live frames answered without a
+        record, a full disk, features failing, or a status file it no longer rewrites."""
+        if not running:
+            return False
+        if self.status is None:
+            return True
+        return self.status.recording_state(now) not in {"recording", "stopped"}
+
+
+def _robots(status: GatewayStatus, now: float) -> str:
+    streaming = status.open_streams(now)
+    streams = sum(streaming.values())
+    line = (f"{len(streaming)} robot{'s' if len(streaming) != 1 else ''} streaming"
+            + (f" ({streams} streams)" if streams != len(streaming) else ""))
+    gone = [d for d in status.devices if d.device_id not in streaming]
+    if gone:
+        newest = max(d.last_contact for d in gone)
+        line += f"; {len(gone)} more seen since it started (the last {_ago(now, newest)})"
+    return line
 
 
 def read_spools(topology: Topology, parts: list[str]) -> list[SpoolReport]:

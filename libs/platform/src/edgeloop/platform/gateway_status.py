@@ -1,17 +1,20 @@
 """A gateway process's status file, ``status.json`` in its spool folder: format, write, read.
 
 The gateway rewrites it every few seconds and once when it stops (gateway README, "The
-spool's status file"): its spool (backlog, answers not recorded, forwarding) and the model
-versions it serves with the runtime each runs on. `edgeloop status` and the console's fleet
-page read it. It is the one view of a gateway's inside that the tools share, so its format
-lives here, once.
+spool's status file"): its spool (backlog, answers not recorded, forwarding), the model
+versions it serves with the runtime each runs on, and each device's contact (open streams,
+last frame): the one place a device's last contact is known even while its frames are not
+being recorded. `edgeloop status` and the console's fleet page read it. It is the one view
+of a gateway's inside that the tools share, so its format lives here, once.
 
 A file rather than an RPC: several gateway processes may share one port
 (``EDGELOOP_REUSE_PORT``), and a call would reach one of them at random, while each process
 writes its own spool's file. It is replaced atomically (written beside, then renamed); on a
-full disk, where no new file fits, it is overwritten in place instead (it is padded to
-:data:`PADDED_BYTES` so that a later record always fits), and a reader may then catch a torn
-record once: :func:`read_status` reads again.
+full disk, where no new file fits, it is overwritten in place instead (it is padded to a
+multiple of :data:`PADDED_BYTES`, so that a later record of the same devices fits; one that
+would not fit is written without its devices, whose contacts the readers then take from the
+recorded frames alone), and a reader may then catch a torn record once: :func:`read_status`
+reads again.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from pathlib import Path
 STATUS_FILE = "status.json"
 VERSION = 1
 PADDED_BYTES = 4096
-"""The file's size (a filesystem block): whitespace after the JSON, so that later records fit
-in place."""
+"""The file's size is a multiple of this (a filesystem block): whitespace after the JSON, so
+that later records fit in place."""
 STALE_AFTER_S = 30.0
 """A running gateway rewrites its file every few seconds: one older than this (or than three
 of its intervals, if they are longer) says the gateway is stuck, or cannot write even in
@@ -45,6 +48,29 @@ class ServedVersion:
     runtime: str
     """``tensorflow``, ``litert``, ``litert-quantized`` (embedded host), ``tfserving`` (a TF
     Serving or Ray Serve host), or ``loading``."""
+
+
+@dataclass(frozen=True)
+class DeviceContact:
+    """One device as this gateway process last saw it. Times are Unix seconds."""
+
+    device_id: str
+    streams: int
+    """Streams it holds open to this process now."""
+    connected_at: float
+    """Its newest stream opened then."""
+    disconnected_at: float | None
+    """Its last stream closed then (None while one is open)."""
+    last_frame_at: float | None
+    """Its newest frame arrived then, answered whether or not it could be recorded."""
+    frames: int
+    """Frames it sent this process since the gateway started."""
+
+    @property
+    def last_contact(self) -> float:
+        """The newest of its stream opening, closing and last frame."""
+        return max(t for t in (self.connected_at, self.disconnected_at, self.last_frame_at)
+                   if t is not None)
 
 
 @dataclass(frozen=True)
@@ -73,6 +99,8 @@ class GatewayStatus:
     interval_s: float
     """How often the gateway rewrites the file."""
     serving: tuple[ServedVersion, ...] = ()
+    devices: tuple[DeviceContact, ...] = ()
+    """Devices seen since the gateway started (for a day after their last contact)."""
     version: int = VERSION
 
     @property
@@ -89,6 +117,28 @@ class GatewayStatus:
         did not say it stopped."""
         return not self.stopped and self.age_s(now) > max(STALE_AFTER_S, 3 * self.interval_s)
 
+    def recording_state(self, now: float | None = None) -> str:
+        """The worst of what the status says about recording, in one word: ``stopped``,
+        ``stale``, ``not recording`` (live frames answered without a record), ``disk full``,
+        ``features failing`` (the backlog grows) or ``recording``."""
+        if self.stopped:
+            return "stopped"
+        if self.is_stale(now):
+            return "stale"
+        if self.not_recorded_since is not None:
+            return "not recording"
+        if self.disk_refused:
+            return "disk full"
+        if self.forward_failing_since is not None:
+            return "features failing"
+        return "recording"
+
+    def open_streams(self, now: float | None = None) -> dict[str, int]:
+        """Streams per device open now; none from a gateway that stopped or went stale."""
+        if self.stopped or self.is_stale(now):
+            return {}
+        return {d.device_id: d.streams for d in self.devices if d.streams}
+
 
 def write_status(directory: Path, status: GatewayStatus) -> None:
     """Replace ``directory``/status.json with ``status``; on a full disk, overwrite it in place.
@@ -96,8 +146,7 @@ def write_status(directory: Path, status: GatewayStatus) -> None:
     No fsync: it is rewritten soon, and a crash that loses it loses nothing a restart does not
     write again.
     """
-    text = json.dumps(dataclasses.asdict(status), indent=1).encode()
-    text += b" " * (PADDED_BYTES - len(text) - 1) + b"\n"
+    text = _padded(status)
     path = directory / STATUS_FILE
     partial = directory / f".{STATUS_FILE}.{os.getpid()}"
     try:
@@ -107,7 +156,19 @@ def write_status(directory: Path, status: GatewayStatus) -> None:
         partial.unlink(missing_ok=True)
         if exc.errno != errno.ENOSPC:
             raise
-        _overwrite(path, text)
+        try:
+            _overwrite(path, text)
+        except OSError as again:
+            if again.errno != errno.ENOSPC or not status.devices:
+                raise
+            # More devices than the file has room for: the spool's state matters more.
+            _overwrite(path, _padded(dataclasses.replace(status, devices=())))
+
+
+def _padded(status: GatewayStatus) -> bytes:
+    text = json.dumps(dataclasses.asdict(status), indent=1).encode()
+    size = -(-(len(text) + 1) // PADDED_BYTES) * PADDED_BYTES
+    return text + b" " * (size - len(text) - 1) + b"\n"
 
 
 def _overwrite(path: Path, text: bytes) -> None:
@@ -140,4 +201,5 @@ def read_status(directory: Path) -> GatewayStatus | None:
 
 def _from_json(record: dict) -> GatewayStatus:
     served = tuple(ServedVersion(**version) for version in record.pop("serving", []))
-    return GatewayStatus(**record, serving=served)
+    devices = tuple(DeviceContact(**device) for device in record.pop("devices", []))
+    return GatewayStatus(**record, serving=served, devices=devices)

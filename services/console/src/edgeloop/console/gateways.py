@@ -30,20 +30,7 @@ class GatewaySpool:
     @property
     def state(self) -> str:
         """One word for the row's pill: the worst of what the status says."""
-        s = self.status
-        if s is None:
-            return "no status"
-        if s.stopped:
-            return "stopped"
-        if s.is_stale(self.read_at):
-            return "stale"
-        if s.not_recorded_since is not None:
-            return "not recording"
-        if s.disk_refused:
-            return "disk full"
-        if s.forward_failing_since is not None:
-            return "features failing"
-        return "recording"
+        return "no status" if self.status is None else self.status.recording_state(self.read_at)
 
     @property
     def pill(self) -> str:

@@ -28,7 +28,7 @@ def _backends(request: Request) -> Backends:
 
 
 async def fleet(request: Request) -> Response:
-    """Devices: deployment, online, last frame, frames/min, live MAE; revoke/rotate/assign;
+    """Devices: deployment, online, last contact, frames/min, live MAE; revoke/rotate/assign;
     the gateways' spools."""
     backends, problems = _backends(request), []
     devices = await attempt(backends.devices(), [], problems, "registry")
@@ -38,7 +38,9 @@ async def fleet(request: Request) -> Response:
     spools = await read_gateway_spools(request.app.state.settings.spool_folders)
     template = "fleet_table.html" if request.headers.get("hx-request") else "fleet.html"
     return page(request, template, devices=devices, deployments=deployments,
-                activity=device_activity(recent.devices), spools=spools, problems=problems,
+                activity=device_activity(recent.devices,
+                                         [g.status for g in spools if g.status is not None]),
+                spools=spools, problems=problems,
                 token=request.query_params.get("token_for"))
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from edgeloop.console.backends import when
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
+from edgeloop.platform.gateway_status import GatewayStatus
 
 ONLINE_WITHIN = timedelta(seconds=30)
 """A device whose last frame is this recent is shown online."""
@@ -17,27 +18,51 @@ RATE_WINDOW = timedelta(minutes=5)
 
 @dataclass
 class DeviceActivity:
-    """What the fleet page shows about one device's recent frames."""
+    """What the fleet page shows about one device: its recent recorded frames, and its contact
+    with the gateways (which see it also while its frames cannot be recorded)."""
 
     last_frame: datetime | None = None
+    """Its newest recorded frame."""
     frames_recent: int = 0
     mae_mm: float | None = None
+    streams: int = 0
+    """Streams it holds open to gateways that are running now."""
+    gateway_contact: datetime | None = None
+    """Its last contact with any gateway (a stream opened or closed, a frame answered)."""
+
+    @property
+    def last_contact(self) -> datetime | None:
+        """The newer of its last recorded frame and its last contact with a gateway."""
+        known = [t for t in (self.last_frame, self.gateway_contact) if t is not None]
+        return max(known) if known else None
 
     @property
     def online(self) -> bool:
-        return self.last_frame is not None and datetime.now(UTC) - self.last_frame < ONLINE_WITHIN
+        return self.streams > 0 or (self.last_contact is not None
+                                    and datetime.now(UTC) - self.last_contact < ONLINE_WITHIN)
 
     @property
     def frames_per_min(self) -> float:
         return self.frames_recent / (RATE_WINDOW.total_seconds() / 60)
 
 
-def device_activity(devices: Sequence[fpb.DeviceTraffic]) -> dict[str, DeviceActivity]:
+def device_activity(devices: Sequence[fpb.DeviceTraffic],
+                    gateways: Sequence[GatewayStatus] = ()) -> dict[str, DeviceActivity]:
     """Per device id: its newest frame, frames and live MAE in the rate window (the features
-    service's ``SummarizeTraffic`` over :data:`RATE_WINDOW`)."""
-    return {d.device_id: DeviceActivity(when(d.last_frame), d.frames,
-                                        d.mae_mm if d.HasField("mae_mm") else None)
-            for d in devices}
+    service's ``SummarizeTraffic`` over :data:`RATE_WINDOW`), and its contact as the
+    gateways' status files last said it."""
+    activity = {d.device_id: DeviceActivity(when(d.last_frame), d.frames,
+                                            d.mae_mm if d.HasField("mae_mm") else None)
+                for d in devices}
+    for status in gateways:
+        streams = status.open_streams()
+        for contact in status.devices:
+            entry = activity.setdefault(contact.device_id, DeviceActivity())
+            entry.streams += streams.get(contact.device_id, 0)
+            seen = datetime.fromtimestamp(contact.last_contact, UTC)
+            if entry.gateway_contact is None or seen > entry.gateway_contact:
+                entry.gateway_contact = seen
+    return activity
 
 
 @dataclass

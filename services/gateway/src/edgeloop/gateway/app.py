@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2, edge_gateway_service_pb2_grpc
 from edgeloop.gateway.auth import DeviceAuthenticator
+from edgeloop.gateway.contacts import DeviceContacts
 from edgeloop.gateway.deployments import DeploymentState, DeploymentWatcher
 from edgeloop.gateway.device_predictions import DeviceModels
 from edgeloop.gateway.forwarder import Forwarder
@@ -91,15 +92,16 @@ class App(ServiceApp):
         self.frames = FrameProcessor(self.state, self.router, self.batcher, self.spool,
                                      self.recorder, s.max_frame_bytes,
                                      decode_inline_max_pixels=s.decode_inline_max_pixels)
+        self.contacts = DeviceContacts()
         self.status = StatusWriter(self.spool.directory, lambda stopped: gateway_status(
             s.gateway_id, self.spool, self.frames.unrecorded, self.forwarder,
-            served_versions(self.state, self.host), s.status_interval_s, stopped),
-            s.status_interval_s)
+            served_versions(self.state, self.host), s.status_interval_s, stopped,
+            self.contacts.records()), s.status_interval_s)
         models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router)
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
                                           s.max_frame_bytes, models,
                                           DeviceLimits(s.max_streams_per_device,
-                                                       s.max_fps_per_device))
+                                                       s.max_fps_per_device), self.contacts)
         edge_gateway_service_pb2_grpc.add_EdgeGatewayServiceServicer_to_server(self.service, server)
 
     async def start(self) -> None:

@@ -4,7 +4,8 @@ A fleet's overload shows at the gateway first: the spool fills while features ca
 and once it is full live frames are answered without a record. Operators see it in this
 file (``edgeloop status`` and the console's fleet page read it; anyone can ``cat`` it)
 rather than only in the log, beside the versions the gateway serves and the runtime each
-runs on. Its format, and why a file: :mod:`edgeloop.platform.gateway_status`.
+runs on, and each device's contact (:mod:`edgeloop.gateway.contacts`). Its format, and why
+a file: :mod:`edgeloop.platform.gateway_status`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from edgeloop.gateway.hosts.base import ModelHost
 from edgeloop.gateway.spool import Spool
 from edgeloop.platform.gateway_status import (
     STATUS_FILE,
+    DeviceContact,
     GatewayStatus,
     ServedVersion,
     write_status,
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 
 def gateway_status(gateway_id: str, spool: Spool, unrecorded: UnrecordedAnswers,
                    forwarder: Forwarder, serving: tuple[ServedVersion, ...], interval_s: float,
-                   stopped: bool = False) -> GatewayStatus:
+                   stopped: bool = False, devices: tuple[DeviceContact, ...] = ()
+                   ) -> GatewayStatus:
     """The status record as it is now."""
     return GatewayStatus(gateway_id=gateway_id, pid=os.getpid(), written_at=time.time(),
                          stopped=stopped, backlog_bytes=spool.backlog_bytes,
@@ -43,7 +46,7 @@ def gateway_status(gateway_id: str, spool: Spool, unrecorded: UnrecordedAnswers,
                          answered_not_recorded=unrecorded.total,
                          forwarded_at=forwarder.forwarded_at,
                          forward_failing_since=forwarder.failing_since, interval_s=interval_s,
-                         serving=serving)
+                         serving=serving, devices=devices)
 
 
 def served_versions(state: DeploymentState, host: ModelHost) -> tuple[ServedVersion, ...]:

@@ -33,6 +33,7 @@ from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.gateway.auth import DeviceAuthenticator, Grant, parse_bearer
+from edgeloop.gateway.contacts import Contact, DeviceContacts
 from edgeloop.gateway.deployments import UNASSIGNED, DeploymentState
 from edgeloop.gateway.device_predictions import CAPABILITY, DeviceModels
 from edgeloop.gateway.frames import FrameProcessor
@@ -74,6 +75,8 @@ class Session:
     """The background renewal of ``grant`` in flight, if any."""
     refused: Unauthenticated | None = None
     """The registry refused the token when asked in the background: the stream ends."""
+    contact: Contact | None = None
+    """The device's contact, told of every frame."""
 
 
 class RecordedAcks:
@@ -103,9 +106,11 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
 
     def __init__(self, auth: DeviceAuthenticator, state: DeploymentState,
                  frames: FrameProcessor, gateway_id: str, max_frame_bytes: int,
-                 models: DeviceModels | None = None, limits: DeviceLimits | None = None) -> None:
+                 models: DeviceModels | None = None, limits: DeviceLimits | None = None,
+                 contacts: DeviceContacts | None = None) -> None:
         self.auth = auth
         self.limits = limits or DeviceLimits(max_streams=0, max_fps=0.0)
+        self.contacts = contacts or DeviceContacts()
         self.models = models
         self.state = state
         self.frames = frames
@@ -122,7 +127,8 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                      context: aio.ServicerContext) -> AsyncIterator[gw_pb2.StreamResponse]:
         """Authenticate, greet, then answer every frame (see the module docstring)."""
         session = await self._authenticate(context)
-        with log_context(device=session.device_id), self.limits.stream(session.device_id):
+        with log_context(device=session.device_id), self.limits.stream(session.device_id), \
+                self.contacts.stream(session.device_id) as session.contact:
             hello = await self._read_hello(request_iterator, session)
             session.session_id = hello.session_id
             wants_acks = RECORDED_ACKS in hello.capabilities
@@ -219,12 +225,15 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                            out: asyncio.Queue[Any]) -> None:
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         running: set[asyncio.Task[None]] = set()
+        contact = session.contact
         try:
             async for request in requests:
                 if request.WhichOneof("kind") != "frame":
                     log.warning("ignoring a message that is not a frame after Hello")
                     continue
                 received = time.perf_counter()
+                if contact is not None:
+                    contact.frame(time.time())
                 await self._check_credentials(session)
                 if not await self._within_rate(request.frame, session, out):
                     continue

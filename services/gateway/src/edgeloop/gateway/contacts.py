@@ -1,0 +1,77 @@
+"""Each device's contact with this gateway process: streams open, when it last sent a frame.
+
+The features service knows a device's frames once they are recorded; while the spool is full
+or features is down, a robot that streams and gets its answers leaves no record there, and
+would look offline. The gateway sees every stream and every frame, so it keeps the contact
+and writes it into its status file (:mod:`edgeloop.gateway.status_file`), where the console
+and `edgeloop status` read it. Kept in memory: a device's contact from before the gateway
+started is what its recorded frames say.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from edgeloop.platform.gateway_status import DeviceContact
+
+KEEP_S = 24 * 3600.0
+"""A device with no stream open is forgotten this long after its last contact."""
+
+
+@dataclass
+class Contact:
+    """One device's contact, updated in place as its streams open, send and close."""
+
+    device_id: str
+    connected_at: float
+    streams: int = 0
+    disconnected_at: float | None = None
+    last_frame_at: float | None = None
+    frames: int = 0
+
+    def frame(self, at: float) -> None:
+        """A frame arrived (called for every frame: kept to two stores)."""
+        self.last_frame_at = at
+        self.frames += 1
+
+    def record(self) -> DeviceContact:
+        """The contact as the status file holds it."""
+        return DeviceContact(self.device_id, self.streams, self.connected_at,
+                             self.disconnected_at, self.last_frame_at, self.frames)
+
+
+class DeviceContacts:
+    """Every device seen since the gateway started, for :data:`KEEP_S` after its last contact."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, keep_s: float = KEEP_S) -> None:
+        self.clock = clock
+        self.keep_s = keep_s
+        self._devices: dict[str, Contact] = {}
+
+    @contextmanager
+    def stream(self, device_id: str) -> Iterator[Contact]:
+        """Count one open stream of the device for the block; yields its contact."""
+        now = self.clock()
+        contact = self._devices.get(device_id)
+        if contact is None:
+            contact = self._devices[device_id] = Contact(device_id, now)
+        contact.streams += 1
+        contact.connected_at, contact.disconnected_at = now, None
+        try:
+            yield contact
+        finally:
+            contact.streams -= 1
+            if not contact.streams:
+                contact.disconnected_at = self.clock()
+
+    def records(self) -> tuple[DeviceContact, ...]:
+        """Each device's contact, most recent first; forgets those idle past ``keep_s``."""
+        cutoff = self.clock() - self.keep_s
+        for device_id, contact in list(self._devices.items()):
+            if not contact.streams and (contact.disconnected_at or 0.0) < cutoff:
+                del self._devices[device_id]
+        records = [contact.record() for contact in self._devices.values()]
+        return tuple(sorted(records, key=lambda r: r.last_contact, reverse=True))

@@ -1,0 +1,91 @@
+"""Each device's contact in the status file: streams open, last frame, also while nothing is
+recorded (the console would otherwise show a streaming robot offline)."""
+
+from __future__ import annotations
+
+import grpc
+from edgeloop.gateway.contacts import DeviceContacts
+from edgeloop.platform.gateway_status import read_status
+from grpc import aio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_streams_frames_and_forgetting_an_idle_device() -> None:
+    clock = Clock()
+    t0 = clock.now
+    contacts = DeviceContacts(clock, keep_s=3600)
+    with contacts.stream("robot-1") as first:
+        clock.now += 1
+        first.frame(clock.now)
+        with contacts.stream("robot-1"):  # a reconnect before the dead stream is noticed
+            clock.now += 1
+            (record,) = contacts.records()
+            assert (record.streams, record.frames, record.disconnected_at) == (2, 1, None)
+            assert record.connected_at == t0 + 1, "the newest stream's start"
+        (record,) = contacts.records()
+        assert record.streams == 1 and record.disconnected_at is None
+    clock.now += 1
+    with contacts.stream("robot-2"):
+        clock.now += 1
+    clock.now += 5
+    robot_2, robot_1 = contacts.records()
+    assert (robot_2.device_id, robot_1.device_id) == ("robot-2", "robot-1"), "most recent first"
+    assert robot_1.streams == 0 and robot_1.disconnected_at == robot_1.last_contact == t0 + 2
+    assert robot_1.last_frame_at == t0 + 1 and robot_1.frames == 1
+    assert robot_2.last_contact == t0 + 4 and robot_2.last_frame_at is None
+
+    clock.now = t0 + 2 + 3601  # robot-1 idle longer than keep_s, robot-2 not yet
+    assert [r.device_id for r in contacts.records()] == ["robot-2"]
+    clock.now += 2
+    with contacts.stream("robot-3"):
+        assert [r.device_id for r in contacts.records()] == ["robot-3"]
+        clock.now += 7200
+        assert [r.device_id for r in contacts.records()] == ["robot-3"], "kept while open"
+
+
+SPOOL_FRAMES = 5
+
+
+async def test_the_status_file_shows_a_device_streaming_while_nothing_is_recorded(
+    start_gateway, requests, jpegs
+) -> None:
+    frame_bytes = len(jpegs[0]) + 1024
+    async with start_gateway(spool_max_bytes=SPOOL_FRAMES * frame_bytes,
+                             status_interval_s=0.05) as gw:
+        folder = gw.app.spool.directory
+        gw.features.available = False  # the spool fills: later frames are answered unrecorded
+        call = gw.open("robot-1", "secret-1")
+        await call.write(requests.hello("robot-1"))
+        assert (await call.read()).HasField("welcome")
+        for seq in range(1, 13):
+            await call.write(requests.frame(seq, jpegs[seq % 8], 500.0))
+            assert (await call.read()).prediction.seq == seq
+        assert gw.app.frames.unrecorded.total >= 12 - SPOOL_FRAMES
+
+        def robot(status):  # noqa: ANN001, ANN202
+            return next((d for d in status.devices if d.device_id == "robot-1"), None)
+
+        await gw.wait_state(lambda: (s := read_status(folder)) is not None
+                            and (d := robot(s)) is not None and d.frames == 12, timeout_s=60)
+        status = read_status(folder)
+        contact = robot(status)
+        assert status.open_streams() == {"robot-1": 1} and contact.disconnected_at is None
+        assert status.recording_state() == "not recording"
+        assert contact.last_frame_at >= contact.connected_at and len(gw.features.stored) == 0
+
+        await call.done_writing()
+        assert await call.read() == aio.EOF and await call.code() == grpc.StatusCode.OK
+        await gw.wait_state(lambda: (s := read_status(folder)) is not None
+                            and (d := robot(s)) is not None and d.streams == 0, timeout_s=60)
+        left = robot(read_status(folder))
+        assert left.frames == 12 and left.disconnected_at >= contact.last_frame_at
+        assert read_status(folder).open_streams() == {}
+    final = read_status(folder)
+    assert final.stopped and final.open_streams() == {} and robot(final).frames == 12

@@ -8,16 +8,21 @@ a run); the registry publishes them when the CLI promotes them.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from edgeloop.compose.cli import cli
+from edgeloop.platform.gateway_status import DeviceContact, GatewayStatus, write_status
 from edgeloop.testing import ServiceProcess, free_port
 
 ADMIN = "cli-admin-token-0123456789abcdef"
@@ -42,9 +47,12 @@ def registry(pg_cluster: Any) -> Iterator[dict[str, str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(registry: dict[str, str], *args: str, token: str = ADMIN) -> Any:
+def _run(registry: dict[str, str], *args: str, token: str = ADMIN,
+         state_dir: Path | None = None) -> Any:
     env = {"EDGELOOP_REGISTRY_ADDR": registry["address"], "EDGELOOP_ADMIN_TOKEN": token,
            "COLUMNS": "200"}
+    if state_dir is not None:
+        env["EDGELOOP_STATE_DIR"] = str(state_dir)
     return CliRunner().invoke(cli, list(args), env=env)
 
 
@@ -62,6 +70,40 @@ def test_devices_add_list_rotate_revoke(registry: dict[str, str]) -> None:
     assert "car-7" not in _run(registry, "devices", "list").stdout
     assert "revoked" in _run(registry, "devices", "list", "--all").stdout
     assert token not in Path(registry["log"]).read_text()
+
+
+def test_devices_list_shows_the_local_gateways_contacts(registry: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    """Two gateway processes' status files: car-21 reconnected to the second one; car-22 left."""
+    for device_id in ("car-21", "car-22"):
+        assert _run(registry, "devices", "add", "--id", device_id).exit_code == 0
+    now = time.time()
+    status = GatewayStatus(gateway_id="gw", pid=1, written_at=now - 1, stopped=False,
+                           backlog_bytes=0, max_bytes=1 << 30, disk_refused=False,
+                           not_recorded_since=None, answered_not_recorded=0, forwarded_at=now,
+                           forward_failing_since=None, interval_s=2.0)
+    for folder, devices in (
+            ("spool", (DeviceContact("car-21", 0, now - 300, now - 60, now - 61, 10),
+                       DeviceContact("car-22", 0, now - 900, now - 600, now - 601, 5))),
+            ("spool-2", (DeviceContact("car-21", 1, now - 59, None, now - 0.5, 200),))):
+        (tmp_path / folder).mkdir()
+        write_status(tmp_path / folder, dataclasses.replace(status, devices=devices))
+    listed = json.loads(_run(registry, "devices", "list", "-o", "json",
+                             state_dir=tmp_path).stdout)
+    rows = {d["device"]: d for d in listed}
+    assert rows["car-21"]["streams"] == 1 and rows["car-22"]["streams"] == 0
+    assert rows["car-21"]["last_contact"] == _iso(now - 0.5)
+    assert rows["car-22"]["last_contact"] == _iso(now - 600)
+    others = [d for name, d in rows.items() if name not in {"car-21", "car-22"}]
+    assert all(d["streams"] == 0 and d["last_contact"] is None for d in others)
+    table = _run(registry, "devices", "list", state_dir=tmp_path).stdout
+    assert "last_contact" in table
+    assert "last_contact" not in _run(registry, "devices", "list",
+                                      state_dir=tmp_path / "no-stack").stdout
+
+
+def _iso(unix_seconds: float) -> str:
+    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_deployments_create_activate_assign_history(registry: dict[str, str]) -> None:

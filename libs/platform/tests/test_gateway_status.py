@@ -16,6 +16,7 @@ from edgeloop.platform.gateway_status import (
     DeviceContact,
     GatewayStatus,
     ServedVersion,
+    fleet_contacts,
     read_status,
     write_status,
 )
@@ -124,3 +125,16 @@ def test_on_a_full_disk_a_record_too_long_for_the_file_keeps_the_spool_state(
     assert read_status(tmp_path) == dataclasses.replace(grown, devices=())
     assert (tmp_path / STATUS_FILE).stat().st_size == PADDED_BYTES
     assert [p.name for p in tmp_path.iterdir()] == [STATUS_FILE]
+
+
+def test_fleet_contacts_add_streams_of_live_gateways_and_keep_the_newest_contact() -> None:
+    now = STATUS.written_at + 1
+    first = dataclasses.replace(STATUS, devices=(_contact(1), _contact(2, streams=0)))
+    second = dataclasses.replace(STATUS, gateway_id="gw-2", devices=(_contact(1), _contact(3)))
+    stale = dataclasses.replace(STATUS, written_at=now - 120, devices=(
+        DeviceContact("robot-0002", 1, now - 200, None, now - 121, 9),))
+    merged = fleet_contacts([first, second, stale], now)
+    assert {d: c.streams for d, c in merged.items()} == {
+        "robot-0001": 2, "robot-0002": 0, "robot-0003": 1}
+    assert merged["robot-0002"].last_contact == now - 121, "newer than its closed stream"
+    assert merged["robot-0001"].last_contact == _contact(1).last_contact

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 from edgeloop.compose.commands._registry import registry, show_time
+from edgeloop.compose.endpoints import state_dir
+from edgeloop.compose.stack.spools import read_spools
+from edgeloop.compose.stack.topology import Topology
 from edgeloop.compose.views import Listing, output_option, show_listings, timestamp
 from edgeloop.compose.views import short_time as show_iso
 from edgeloop.contracts.registry.v1 import device_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
+from edgeloop.platform.gateway_status import FleetContact, fleet_contacts
 
 
 @click.group("devices")
@@ -38,18 +44,38 @@ def add(name: str, device_id: str, deployment: str) -> None:
 @click.option("--all", "include_revoked", is_flag=True, help="include revoked devices")
 @output_option
 def list_devices(include_revoked: bool, output: str) -> None:
-    """List devices."""
+    """List devices; with the local stack's gateways, also the streams each device holds open
+    and its last contact (what the gateways' status files say, also while its frames go
+    unrecorded)."""
     with registry() as reg:
         reply = reg.ListDevices(pb.ListDevicesRequest(include_revoked=include_revoked))
+    contacts = _gateway_contacts()
     rows = [{"device": d.device_id, "name": d.name, "deployment": d.deployment,
              "state": "revoked" if d.revoked else "active",
              "created": timestamp(d.created_at), "token_issued": timestamp(d.token_rotated_at)}
             for d in reply.devices]
     states = {"revoked": "[red]revoked[/red]", "active": "[green]active[/green]"}
     columns = ["device", "name", "deployment", "state", "created", "token_issued"]
+    if contacts:
+        columns += ["streams", "last_contact"]
+        for row in rows:
+            contact = contacts.get(row["device"])
+            row["streams"] = contact.streams if contact else 0
+            row["last_contact"] = _iso(contact.last_contact) if contact else None
     show_listings([Listing("devices", "devices", columns, rows,
                            {"state": states.get, "created": show_iso,
-                            "token_issued": show_iso})], output)
+                            "token_issued": show_iso, "streams": str,
+                            "last_contact": show_iso})], output)
+
+
+def _gateway_contacts() -> dict[str, FleetContact]:
+    """Each device's contact as the local stack's gateways last wrote it (none: no stack)."""
+    reports = read_spools(Topology.from_env(state_dir()), [])
+    return fleet_contacts(report.status for report in reports if report.status is not None)
+
+
+def _iso(unix_seconds: float) -> str:
+    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @command.command("revoke")

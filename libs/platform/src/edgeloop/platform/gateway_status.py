@@ -24,6 +24,7 @@ import errno
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,31 @@ class GatewayStatus:
         if self.stopped or self.is_stale(now):
             return {}
         return {d.device_id: d.streams for d in self.devices if d.streams}
+
+
+@dataclass(frozen=True)
+class FleetContact:
+    """One device over every gateway process."""
+
+    streams: int
+    """Streams it holds open to gateways that run now (not stopped, not stale)."""
+    last_contact: float
+    """Its newest contact with any of them (Unix seconds)."""
+
+
+def fleet_contacts(statuses: Iterable[GatewayStatus], now: float | None = None
+                   ) -> dict[str, FleetContact]:
+    """Per device id, what the gateways' status files say together: a robot reconnecting may
+    land on another process of the same port, so streams add up and the newest contact wins."""
+    merged: dict[str, FleetContact] = {}
+    for status in statuses:
+        streams = status.open_streams(now)
+        for contact in status.devices:
+            known = merged.get(contact.device_id, FleetContact(0, contact.last_contact))
+            merged[contact.device_id] = FleetContact(
+                known.streams + streams.get(contact.device_id, 0),
+                max(known.last_contact, contact.last_contact))
+    return merged
 
 
 def write_status(directory: Path, status: GatewayStatus) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from edgeloop.console.backends import when
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
-from edgeloop.platform.gateway_status import GatewayStatus
+from edgeloop.platform.gateway_status import GatewayStatus, fleet_contacts
 
 ONLINE_WITHIN = timedelta(seconds=30)
 """A device whose last frame is this recent is shown online."""
@@ -54,14 +54,10 @@ def device_activity(devices: Sequence[fpb.DeviceTraffic],
     activity = {d.device_id: DeviceActivity(when(d.last_frame), d.frames,
                                             d.mae_mm if d.HasField("mae_mm") else None)
                 for d in devices}
-    for status in gateways:
-        streams = status.open_streams()
-        for contact in status.devices:
-            entry = activity.setdefault(contact.device_id, DeviceActivity())
-            entry.streams += streams.get(contact.device_id, 0)
-            seen = datetime.fromtimestamp(contact.last_contact, UTC)
-            if entry.gateway_contact is None or seen > entry.gateway_contact:
-                entry.gateway_contact = seen
+    for device_id, contact in fleet_contacts(gateways).items():
+        entry = activity.setdefault(device_id, DeviceActivity())
+        entry.streams = contact.streams
+        entry.gateway_contact = datetime.fromtimestamp(contact.last_contact, UTC)
     return activity
 
 

@@ -67,7 +67,6 @@ class SpoolReport:
                          f"{_clock(s.forward_failing_since)}: they wait in the spool")
         return lines
 
-
     def in_trouble(self, running: bool, now: float | None = None) -> bool:
         """A running gateway whose recording needs an operator: live frames answered without a
         record, a full disk, features failing, or a status file it no longer rewrites."""

@@ -165,3 +165,9 @@ def test_status_exits_2_when_every_part_serves_but_a_gateway_does_not_record(
     result = CliRunner().invoke(cli, ["status"])
     assert result.exit_code == code, result.output
     assert ("WITHOUT recording" in result.output) == ("not_recorded_since" in spool)
+    as_json = CliRunner().invoke(cli, ["status", "--output", "json"])
+    (report,) = json.loads(as_json.stdout)["spools"]
+    assert report["in_trouble"] == bool(spool) and as_json.exit_code == code
+    assert report["recording_state"] == ("recording" if not spool else "not recording"
+                                         if "not_recorded_since" in spool
+                                         else "features failing")

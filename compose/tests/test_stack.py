@@ -163,6 +163,7 @@ def test_status_reads_each_gateway_process_spool(stack_env: dict[str, str],
         status = spool["status"]
         assert status["pid"] == parts[spool["part"]]["pid"] and not status["stopped"]
         assert status["not_recorded_since"] is None and status["max_bytes"] > 0
+        assert spool["recording_state"] == "recording" and not spool["in_trouble"]
 
 
 def test_the_commands_status_prints_run_as_printed(stack_env: dict[str, str],

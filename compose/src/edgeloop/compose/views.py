@@ -40,12 +40,13 @@ def print_status(rows: list[PartStatus], topology: Topology, output: str = "tabl
             "ray_token_file": str(topology.ray_token_file),
             "grpcurl": f"grpcurl {transport} {topology.address('gateway')} list",
             "tls_ca": ca}
+    running = {row.name for row in rows if row.status != "STOPPED"}
     if output == "json":
-        click.echo(json.dumps({"parts": listing.rows, "spools": [s.as_json() for s in spools],
+        click.echo(json.dumps({"parts": listing.rows,
+                               "spools": [s.as_json(s.part in running) for s in spools],
                                "urls": urls}, indent=2))
         return
     show_listings([listing], output)
-    running = {row.name for row in rows if row.status != "STOPPED"}
     for spool in spools:
         for line in spool.lines(running=spool.part in running):
             click.echo(line)

@@ -29,9 +29,12 @@ class SpoolReport:
     folder: Path
     status: GatewayStatus | None
 
-    def as_json(self) -> dict[str, Any]:
-        """The report for `edgeloop status --output json`."""
-        return {"part": self.part, "folder": str(self.folder),
+    def as_json(self, running: bool) -> dict[str, Any]:
+        """The report for `edgeloop status --output json`: the status file as written, its
+        recording state in one word, and whether it needs an operator (exit code 2)."""
+        state = "no status" if self.status is None else self.status.recording_state()
+        return {"part": self.part, "folder": str(self.folder), "recording_state": state,
+                "in_trouble": self.in_trouble(running),
                 "status": dataclasses.asdict(self.status) if self.status else None}
 
     def lines(self, running: bool, now: float | None = None) -> list[str]:

@@ -14,6 +14,7 @@ from edgeloop.platform.telemetry import (
     resolve_otlp_endpoint,
     rotated_path,
 )
+from edgeloop.testing import ManualClock
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
@@ -147,15 +148,9 @@ def test_span_lines_are_the_documents_to_json_makes() -> None:
         assert json.loads(line) == json.loads(span.to_json())
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
-def _drive(sampler, clock: _Clock, rate: float, seconds: int, robots: int = 1) -> list[int]:
+def _drive(sampler, clock: ManualClock, rate: float, seconds: int, robots: int = 1) -> list[int]:
     """Kept traces per robot for ``rate`` new traces a second, robots taking turns."""
     import random
 
@@ -171,14 +166,14 @@ def _drive(sampler, clock: _Clock, rate: float, seconds: int, robots: int = 1) -
 def test_a_demo_rate_keeps_every_trace() -> None:
     from edgeloop.platform.telemetry import RateLimitedSampler
 
-    clock = _Clock()
+    clock = ManualClock(0.0)
     assert _drive(RateLimitedSampler(50, clock=clock), clock, rate=12, seconds=30) == [360]
 
 
 def test_a_fleet_rate_keeps_about_the_limit_and_every_robot_its_share() -> None:
     from edgeloop.platform.telemetry import RateLimitedSampler
 
-    clock = _Clock()
+    clock = ManualClock(0.0)
     # 100 robots at 4 fps, always in the same order: the first of each turn must not win
     kept = _drive(RateLimitedSampler(50, clock=clock), clock, rate=400, seconds=60, robots=100)
     assert 0.7 * 50 * 60 < sum(kept) <= 50 * 61
@@ -188,7 +183,7 @@ def test_a_fleet_rate_keeps_about_the_limit_and_every_robot_its_share() -> None:
 def test_a_burst_never_keeps_more_than_the_limit_in_a_second() -> None:
     from edgeloop.platform.telemetry import RateLimitedSampler
 
-    clock = _Clock()
+    clock = ManualClock(0.0)
     sampler = RateLimitedSampler(50, clock=clock)
     _drive(sampler, clock, rate=10, seconds=5)  # quiet: the next window keeps everything
     clock.now = 5.0

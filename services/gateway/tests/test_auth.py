@@ -12,22 +12,13 @@ import pytest
 from edgeloop.gateway import auth as auth_module
 from edgeloop.gateway.auth import parse_bearer
 from edgeloop.platform.errors import Unauthenticated
+from edgeloop.testing import ManualClock
 from grpc import aio
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_grant_is_cached_for_the_registry_ttl(start_gateway) -> None:
     async with start_gateway() as gw:
-        auth, clock = gw.app.auth, Clock()
+        auth, clock = gw.app.auth, ManualClock(1000.0)
         auth.clock = clock
         calls = gw.registry.auth_calls
         grant = await auth.authenticate("robot-1", "secret-1")
@@ -63,7 +54,7 @@ async def test_revocation_invalidates_grants_and_cache(start_gateway) -> None:
 async def test_expired_grants_are_swept_when_the_cache_grows(start_gateway, monkeypatch) -> None:
     monkeypatch.setattr(auth_module, "MAX_CACHED_GRANTS", 3)
     async with start_gateway() as gw:
-        auth, clock = gw.app.auth, Clock()
+        auth, clock = gw.app.auth, ManualClock(1000.0)
         auth.clock = clock
         for i in range(3):
             gw.registry.add_device(f"d{i}", f"t{i}", "parking")
@@ -87,7 +78,7 @@ def test_bearer_token_is_parsed() -> None:
 async def test_a_grant_is_due_for_renewal_at_a_random_point_before_it_expires(
         start_gateway) -> None:
     async with start_gateway() as gw:
-        auth, clock = gw.app.auth, Clock()
+        auth, clock = gw.app.auth, ManualClock(1000.0)
         auth.clock = clock
         grants = [await auth.renew("robot-1", "secret-1") for _ in range(20)]
         renewals = [grant.renew_at - clock.now for grant in grants]
@@ -110,7 +101,7 @@ async def _open(gw, requests) -> aio.StreamStreamCall:  # noqa: ANN001
 async def test_frames_go_on_while_a_due_grant_is_renewed_in_the_background(
         start_gateway, requests, jpegs) -> None:
     async with start_gateway() as gw:
-        auth, clock = gw.app.auth, Clock()
+        auth, clock = gw.app.auth, ManualClock(1000.0)
         auth.clock = clock
         call = await _open(gw, requests)
         calls = gw.registry.auth_calls
@@ -132,7 +123,7 @@ async def test_frames_go_on_while_a_due_grant_is_renewed_in_the_background(
 
 async def test_a_token_refused_at_renewal_ends_the_stream(start_gateway, requests, jpegs) -> None:
     async with start_gateway() as gw:
-        auth, clock = gw.app.auth, Clock()
+        auth, clock = gw.app.auth, ManualClock(1000.0)
         auth.clock = clock
         call = await _open(gw, requests)
         gw.registry.add_device("robot-1", "rotated", "parking")  # re-keyed by an operator

@@ -6,19 +6,12 @@ from __future__ import annotations
 import grpc
 from edgeloop.gateway.contacts import DeviceContacts
 from edgeloop.platform.gateway_status import read_status
+from edgeloop.testing import ManualClock
 from grpc import aio
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_streams_frames_and_forgetting_an_idle_device() -> None:
-    clock = Clock()
+    clock = ManualClock(1_800_000_000.0)
     t0 = clock.now
     contacts = DeviceContacts(clock, keep_s=3600)
     with contacts.stream("robot-1") as first:

@@ -9,17 +9,12 @@ import pytest
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.gateway.limits import DeviceLimits
 from edgeloop.platform.errors import ResourceExhausted
+from edgeloop.testing import ManualClock
 from grpc import aio
 
 Reason = edge_pb2.FrameErrorReason
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_stream_slots_are_counted_per_device_and_given_back() -> None:
@@ -36,7 +31,7 @@ def test_stream_slots_are_counted_per_device_and_given_back() -> None:
 
 
 def test_token_bucket_allows_a_second_of_burst_then_the_rate() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     limits = DeviceLimits(max_streams=0, max_fps=10, clock=clock)
     assert [limits.try_take("a") for _ in range(11)] == [True] * 10 + [False]
     assert limits.try_take("b")  # per device

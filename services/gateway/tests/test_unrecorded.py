@@ -11,14 +11,7 @@ import logging
 
 import pytest
 from edgeloop.gateway.frames import UnrecordedAnswers
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from edgeloop.testing import ManualClock
 
 
 def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -27,7 +20,7 @@ def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_alternating_answers_are_one_stretch_until_a_quiet_period(
         caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = ManualClock(1_000.0)
     answers = UnrecordedAnswers(clock)
     caplog.set_level(logging.INFO, logger="edgeloop.gateway.frames")
     for seq in range(1, 101):  # a full spool: three of four frames unrecorded, for 50 s
@@ -54,7 +47,7 @@ def test_alternating_answers_are_one_stretch_until_a_quiet_period(
 
 def test_a_stretch_that_ends_without_frames_is_counted_afresh(
         caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = ManualClock(1_000.0)
     answers = UnrecordedAnswers(clock)
     caplog.set_level(logging.INFO, logger="edgeloop.gateway.frames")
     answers.note(recording=False, seq=1)

@@ -8,11 +8,13 @@ process per session; :class:`RayNodes` for more nodes), ``tls_files`` (a local C
 certificates, :class:`edgeloop.testing.tls.TLSFiles`); the ``db_branches`` marker runs a
 test on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers:
 :class:`OtlpReceiver` (an in-memory OTLP/gRPC trace collector), :func:`free_port`,
+:class:`ManualClock` (a clock the test moves by hand),
 :class:`ServiceProcess` (a service started with ``python -m`` and waited for),
 :func:`moto_s3` (an S3 server on loopback), :func:`modules_imported` (what code imports,
 in a fresh interpreter).
 """
 
+from edgeloop.testing.clock import ManualClock
 from edgeloop.testing.imports import modules_imported
 from edgeloop.testing.otlp import OtlpReceiver, ReceivedSpan
 from edgeloop.testing.ports import free_port
@@ -20,5 +22,5 @@ from edgeloop.testing.processes import ServiceProcess, wait_serving
 from edgeloop.testing.raynodes import RayNodes, driver
 from edgeloop.testing.s3 import moto_s3
 
-__all__ = ["OtlpReceiver", "RayNodes", "ReceivedSpan", "ServiceProcess", "driver", "free_port",
-           "modules_imported", "moto_s3", "wait_serving"]
+__all__ = ["ManualClock", "OtlpReceiver", "RayNodes", "ReceivedSpan", "ServiceProcess", "driver",
+           "free_port", "modules_imported", "moto_s3", "wait_serving"]

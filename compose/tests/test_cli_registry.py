@@ -85,13 +85,14 @@ def test_devices_list_shows_the_local_gateways_contacts(registry: dict[str, str]
     for folder, devices in (
             ("spool", (DeviceContact("car-21", 0, now - 300, now - 60, now - 61, 10),
                        DeviceContact("car-22", 0, now - 900, now - 600, now - 601, 5))),
-            ("spool-2", (DeviceContact("car-21", 1, now - 59, None, now - 0.5, 200),))):
+            ("spool-2", (DeviceContact("car-21", 1, now - 59, None, now - 0.5, 200, 4.04),))):
         (tmp_path / folder).mkdir()
         write_status(tmp_path / folder, dataclasses.replace(status, devices=devices))
     listed = json.loads(_run(registry, "devices", "list", "-o", "json",
                              state_dir=tmp_path).stdout)
     rows = {d["device"]: d for d in listed}
     assert rows["car-21"]["streams"] == 1 and rows["car-22"]["streams"] == 0
+    assert rows["car-21"]["fps"] == 4.0 and rows["car-22"]["fps"] == 0
     assert rows["car-21"]["last_contact"] == _iso(now - 0.5)
     assert rows["car-22"]["last_contact"] == _iso(now - 600)
     others = [d for name, d in rows.items() if name not in {"car-21", "car-22"}]

@@ -75,6 +75,10 @@ def test_the_robots_streaming_and_those_seen_before(topology: Topology) -> None:
         "  2 robots streaming (3 streams); 2 more seen since it started (the last 42.0 s ago)"
     _write(topology, "gateway", _status(devices=[_device("r1", 1, 0.2)]))
     assert _lines(topology, ["gateway"], {"gateway"})[2] == "  1 robot streaming"
+    _write(topology, "gateway", _status(devices=[{**_device("r1", 1, 0.2), "fps": 1041.3},
+                                                 {**_device("r2", 0, 9), "fps": 0.0}]))
+    assert _lines(topology, ["gateway"], {"gateway"})[2] == \
+        "  1 robot streaming, 1,041 frames/s; 1 more seen since it started (the last 9.0 s ago)"
 
 
 def test_a_full_spool_says_what_is_not_recorded_and_why(topology: Topology) -> None:

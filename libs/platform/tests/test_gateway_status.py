@@ -138,3 +138,6 @@ def test_fleet_contacts_add_streams_of_live_gateways_and_keep_the_newest_contact
         "robot-0001": 2, "robot-0002": 0, "robot-0003": 1}
     assert merged["robot-0002"].last_contact == now - 121, "newer than its closed stream"
     assert merged["robot-0001"].last_contact == _contact(1).last_contact
+    paced = dataclasses.replace(first, devices=(dataclasses.replace(_contact(1), fps=4.0),))
+    stale_paced = dataclasses.replace(paced, written_at=now - 120)
+    assert fleet_contacts([paced, paced, stale_paced], now)["robot-0001"].fps == 8.0

@@ -73,13 +73,14 @@ def test_fleet_shows_a_device_the_gateway_answers_while_nothing_is_recorded() ->
                             backlog_bytes=1 << 30, max_bytes=1 << 30, disk_refused=False,
                             not_recorded_since=now - 60, answered_not_recorded=1200,
                             forwarded_at=None, forward_failing_since=now - 60, interval_s=2.0,
-                            devices=(DeviceContact("robot-2", 2, now - 70, None, now - 3, 1200),))
+                            devices=(DeviceContact("robot-2", 2, now - 70, None, now - 3, 1200,
+                                                   7.5),))
     devices = [device_pb2.Device(device_id="robot-2", name="two", deployment="parking")]
     html = TEMPLATES.env.get_template("fleet_table.html").render(
         devices=devices, deployments=[], activity=device_activity([], [gateway]))
     row = html.split('data-device="robot-2"')[1].split("</tr>")[0]
     assert 'class="pill online">online' in row and "3 s ago" in row
-    assert "(2 streams open)" in row and '<td class="num">0.0</td>' in row
+    assert "(2 streams open, 7.5 frames/s)" in row and '<td class="num">0.0</td>' in row
     assert '<div class="big" id="online-count">1</div>' in html
 
 

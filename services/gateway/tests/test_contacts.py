@@ -43,6 +43,22 @@ def test_streams_frames_and_forgetting_an_idle_device() -> None:
         assert [r.device_id for r in contacts.records()] == ["robot-3"], "kept while open"
 
 
+def test_the_frame_rate_over_each_interval_between_records() -> None:
+    clock = ManualClock(1_800_000_000.0)
+    contacts = DeviceContacts(clock)
+    with contacts.stream("robot-1") as contact:
+        for _ in range(8):  # 8 frames in the first 2 s of the stream
+            contact.frame(clock.now)
+        clock.now += 2
+        assert contacts.records()[0].fps == 4.0
+        for _ in range(30):
+            contact.frame(clock.now)
+        clock.now += 3
+        assert contacts.records()[0].fps == 10.0
+        clock.now += 2
+        assert contacts.records()[0].fps == 0.0, "a stream open but idle"
+
+
 SPOOL_FRAMES = 5
 
 

@@ -57,14 +57,15 @@ def list_devices(include_revoked: bool, output: str) -> None:
     states = {"revoked": "[red]revoked[/red]", "active": "[green]active[/green]"}
     columns = ["device", "name", "deployment", "state", "created", "token_issued"]
     if contacts:
-        columns += ["streams", "last_contact"]
+        columns += ["streams", "fps", "last_contact"]
         for row in rows:
             contact = contacts.get(row["device"])
             row["streams"] = contact.streams if contact else 0
+            row["fps"] = round(contact.fps, 1) if contact else 0.0
             row["last_contact"] = _iso(contact.last_contact) if contact else None
     show_listings([Listing("devices", "devices", columns, rows,
                            {"state": states.get, "created": show_iso,
-                            "token_issued": show_iso, "streams": str,
+                            "token_issued": show_iso, "streams": str, "fps": str,
                             "last_contact": show_iso})], output)
 
 

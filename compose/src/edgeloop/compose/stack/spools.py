@@ -83,8 +83,10 @@ class SpoolReport:
 def _robots(status: GatewayStatus, now: float) -> str:
     streaming = status.open_streams(now)
     streams = sum(streaming.values())
+    fps = sum(d.fps for d in status.devices if d.device_id in streaming)
     line = (f"{len(streaming)} robot{'s' if len(streaming) != 1 else ''} streaming"
-            + (f" ({streams} streams)" if streams != len(streaming) else ""))
+            + (f" ({streams} streams)" if streams != len(streaming) else "")
+            + (f", {fps:,.0f} frames/s" if fps else ""))
     gone = [d for d in status.devices if d.device_id not in streaming]
     if gone:
         newest = max(d.last_contact for d in gone)

@@ -66,6 +66,8 @@ class DeviceContact:
     """Its newest frame arrived then, answered whether or not it could be recorded."""
     frames: int
     """Frames it sent this process since the gateway started."""
+    fps: float = 0.0
+    """Frames a second it sent over the gateway's last status interval."""
 
     @property
     def last_contact(self) -> float:
@@ -149,6 +151,8 @@ class FleetContact:
     """Streams it holds open to gateways that run now (not stopped, not stale)."""
     last_contact: float
     """Its newest contact with any of them (Unix seconds)."""
+    fps: float = 0.0
+    """Frames a second it sends to them now (over their last status interval)."""
 
 
 def fleet_contacts(statuses: Iterable[GatewayStatus], now: float | None = None
@@ -158,11 +162,13 @@ def fleet_contacts(statuses: Iterable[GatewayStatus], now: float | None = None
     merged: dict[str, FleetContact] = {}
     for status in statuses:
         streams = status.open_streams(now)
+        live = not status.stopped and not status.is_stale(now)
         for contact in status.devices:
             known = merged.get(contact.device_id, FleetContact(0, contact.last_contact))
             merged[contact.device_id] = FleetContact(
                 known.streams + streams.get(contact.device_id, 0),
-                max(known.last_contact, contact.last_contact))
+                max(known.last_contact, contact.last_contact),
+                known.fps + (contact.fps if live else 0.0))
     return merged
 
 

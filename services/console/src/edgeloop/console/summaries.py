@@ -29,6 +29,8 @@ class DeviceActivity:
     """Streams it holds open to gateways that are running now."""
     gateway_contact: datetime | None = None
     """Its last contact with any gateway (a stream opened or closed, a frame answered)."""
+    gateway_fps: float = 0.0
+    """Frames a second it sends to running gateways now, recorded or not."""
 
     @property
     def last_contact(self) -> datetime | None:
@@ -56,7 +58,7 @@ def device_activity(devices: Sequence[fpb.DeviceTraffic],
                 for d in devices}
     for device_id, contact in fleet_contacts(gateways).items():
         entry = activity.setdefault(device_id, DeviceActivity())
-        entry.streams = contact.streams
+        entry.streams, entry.gateway_fps = contact.streams, contact.fps
         entry.gateway_contact = datetime.fromtimestamp(contact.last_contact, UTC)
     return activity
 

@@ -31,16 +31,21 @@ class Contact:
     disconnected_at: float | None = None
     last_frame_at: float | None = None
     frames: int = 0
+    _rated: tuple[float, int] | None = None
+    """(time, frames) when its rate was last taken."""
 
     def frame(self, at: float) -> None:
         """A frame arrived (called for every frame: kept to two stores)."""
         self.last_frame_at = at
         self.frames += 1
 
-    def record(self) -> DeviceContact:
-        """The contact as the status file holds it."""
+    def record(self, now: float) -> DeviceContact:
+        """The contact as the status file holds it, with its frame rate since the last one."""
+        then, frames_then = self._rated or (self.connected_at, 0)
+        fps = (self.frames - frames_then) / (now - then) if now > then else 0.0
+        self._rated = (now, self.frames)
         return DeviceContact(self.device_id, self.streams, self.connected_at,
-                             self.disconnected_at, self.last_frame_at, self.frames)
+                             self.disconnected_at, self.last_frame_at, self.frames, fps)
 
 
 class DeviceContacts:
@@ -68,10 +73,11 @@ class DeviceContacts:
                 contact.disconnected_at = self.clock()
 
     def records(self) -> tuple[DeviceContact, ...]:
-        """Each device's contact, most recent first; forgets those idle past ``keep_s``."""
-        cutoff = self.clock() - self.keep_s
+        """Each device's contact, most recent first, its rate over the time since the last
+        call (the status file's interval); forgets those idle past ``keep_s``."""
+        now = self.clock()
         for device_id, contact in list(self._devices.items()):
-            if not contact.streams and (contact.disconnected_at or 0.0) < cutoff:
+            if not contact.streams and (contact.disconnected_at or 0.0) < now - self.keep_s:
                 del self._devices[device_id]
-        records = [contact.record() for contact in self._devices.values()]
+        records = [contact.record(now) for contact in self._devices.values()]
         return tuple(sorted(records, key=lambda r: r.last_contact, reverse=True))

@@ -148,8 +148,6 @@ def test_span_lines_are_the_documents_to_json_makes() -> None:
         assert json.loads(line) == json.loads(span.to_json())
 
 
-
-
 def _drive(sampler, clock: ManualClock, rate: float, seconds: int, robots: int = 1) -> list[int]:
     """Kept traces per robot for ``rate`` new traces a second, robots taking turns."""
     import random

@@ -15,8 +15,6 @@ from grpc import aio
 Reason = edge_pb2.FrameErrorReason
 
 
-
-
 def test_stream_slots_are_counted_per_device_and_given_back() -> None:
     limits = DeviceLimits(max_streams=2, max_fps=0)
     with limits.stream("a"), limits.stream("a"):

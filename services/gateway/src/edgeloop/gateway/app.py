@@ -101,7 +101,8 @@ class App(ServiceApp):
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
                                           s.max_frame_bytes, models,
                                           DeviceLimits(s.max_streams_per_device,
-                                                       s.max_fps_per_device), self.contacts)
+                                                       s.max_fps_per_device,
+                                                       contacts=self.contacts))
         edge_gateway_service_pb2_grpc.add_EdgeGatewayServiceServicer_to_server(self.service, server)
 
     async def start(self) -> None:

@@ -72,6 +72,11 @@ class DeviceContacts:
             if not contact.streams:
                 contact.disconnected_at = self.clock()
 
+    def open_streams(self, device_id: str) -> int:
+        """Streams the device holds now."""
+        contact = self._devices.get(device_id)
+        return contact.streams if contact else 0
+
     def records(self) -> tuple[DeviceContact, ...]:
         """Each device's contact, most recent first, its rate over the time since the last
         call (the status file's interval); forgets those idle past ``keep_s``."""

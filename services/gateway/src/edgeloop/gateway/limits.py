@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from edgeloop.gateway.contacts import Contact, DeviceContacts
 from edgeloop.platform.errors import ResourceExhausted
 
 
@@ -29,35 +29,37 @@ class _Bucket:
 
 
 class DeviceLimits:
-    """Open streams and a frame-rate token bucket per device (0 turns a limit off)."""
+    """Open streams and a frame-rate token bucket per device (0 turns a limit off).
+
+    The open streams are counted once, in each device's contact (``contacts``, which the
+    status file reports): the limit reads that count.
+    """
 
     def __init__(self, max_streams: int, max_fps: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 contacts: DeviceContacts | None = None) -> None:
         self.max_streams = max_streams
         self.max_fps = max_fps
         self.burst = max(max_fps, 1.0)
         self.clock = clock
-        self._open: dict[str, int] = defaultdict(int)
+        self.contacts = contacts or DeviceContacts()
         self._buckets: dict[str, _Bucket] = {}
 
     @contextmanager
-    def stream(self, device_id: str) -> Iterator[None]:
-        """Hold one of the device's stream slots for the block; refused when all are taken."""
-        if self.max_streams and self._open[device_id] >= self.max_streams:
+    def stream(self, device_id: str) -> Iterator[Contact]:
+        """Hold one of the device's stream slots for the block (refused when all are taken);
+        yields the device's contact, to be told of every frame."""
+        held = self.open_streams(device_id)
+        if self.max_streams and held >= self.max_streams:
             raise ResourceExhausted(
-                f"device {device_id!r} already has {self._open[device_id]} open streams, the "
+                f"device {device_id!r} already has {held} open streams, the "
                 f"most allowed (EDGELOOP_MAX_STREAMS_PER_DEVICE); close one first")
-        self._open[device_id] += 1
-        try:
-            yield
-        finally:
-            self._open[device_id] -= 1
-            if not self._open[device_id]:
-                del self._open[device_id]
+        with self.contacts.stream(device_id) as contact:
+            yield contact
 
     def open_streams(self, device_id: str) -> int:
         """Streams the device holds now."""
-        return self._open.get(device_id, 0)
+        return self.contacts.open_streams(device_id)
 
     def _refill(self, device_id: str) -> _Bucket:
         now = self.clock()

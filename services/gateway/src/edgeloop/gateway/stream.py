@@ -33,7 +33,7 @@ from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.gateway.auth import DeviceAuthenticator, Grant, parse_bearer
-from edgeloop.gateway.contacts import Contact, DeviceContacts
+from edgeloop.gateway.contacts import Contact
 from edgeloop.gateway.deployments import UNASSIGNED, DeploymentState
 from edgeloop.gateway.device_predictions import CAPABILITY, DeviceModels
 from edgeloop.gateway.frames import FrameProcessor
@@ -106,11 +106,10 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
 
     def __init__(self, auth: DeviceAuthenticator, state: DeploymentState,
                  frames: FrameProcessor, gateway_id: str, max_frame_bytes: int,
-                 models: DeviceModels | None = None, limits: DeviceLimits | None = None,
-                 contacts: DeviceContacts | None = None) -> None:
+                 models: DeviceModels | None = None, limits: DeviceLimits | None = None
+                 ) -> None:
         self.auth = auth
         self.limits = limits or DeviceLimits(max_streams=0, max_fps=0.0)
-        self.contacts = contacts or DeviceContacts()
         self.models = models
         self.state = state
         self.frames = frames
@@ -127,8 +126,8 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                      context: aio.ServicerContext) -> AsyncIterator[gw_pb2.StreamResponse]:
         """Authenticate, greet, then answer every frame (see the module docstring)."""
         session = await self._authenticate(context)
-        with log_context(device=session.device_id), self.limits.stream(session.device_id), \
-                self.contacts.stream(session.device_id) as session.contact:
+        with log_context(device=session.device_id), \
+                self.limits.stream(session.device_id) as session.contact:
             hello = await self._read_hello(request_iterator, session)
             session.session_id = hello.session_id
             wants_acks = RECORDED_ACKS in hello.capabilities

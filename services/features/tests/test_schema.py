@@ -81,7 +81,7 @@ def test_rollup_covers_every_statistic(plain):
 
 def test_timescale_statements(timescale):
     assert timescale[0] == "CREATE EXTENSION IF NOT EXISTS timescaledb"
-    for table in ("observations", "shadow_predictions"):
+    for table in ("observations", "shadow_predictions", "gateway_samples"):
         hypertable = statement_with(timescale, f"create_hypertable('features.{table}'")
         assert "'time'" in hypertable and "migrate_data => TRUE" in hypertable
     compress = statement_with(timescale, "ALTER TABLE features.observations SET")
@@ -98,6 +98,8 @@ def test_timescale_statements(timescale):
     assert retention == [
         "SELECT add_retention_policy('features.observations', drop_after => INTERVAL '30 days')",
         "SELECT add_retention_policy('features.shadow_predictions', "
+        "drop_after => INTERVAL '30 days')",
+        "SELECT add_retention_policy('features.gateway_samples', "
         "drop_after => INTERVAL '30 days')"]
     # policies are removed before they are added: a changed setting takes effect at start
     for kind in ("compression", "continuous_aggregate"):
@@ -138,7 +140,8 @@ async def test_plain_branch_runs_and_is_idempotent(database_url, plain):
     indexes = await _catalog(database_url, "SELECT indexname, indexdef FROM pg_indexes "
                              "WHERE schemaname = 'features' AND indexdef LIKE '%%brin%%'")
     assert {name for name, _ in indexes} == {"observations_time_brin",
-                                             "shadow_predictions_time_brin"}
+                                             "shadow_predictions_time_brin",
+                                             "gateway_samples_time_brin"}
     columns = await _catalog(database_url, "SELECT column_name FROM information_schema.columns "
                              "WHERE table_schema = 'features' AND table_name = 'observations_5m' "
                              "ORDER BY ordinal_position")
@@ -146,8 +149,9 @@ async def test_plain_branch_runs_and_is_idempotent(database_url, plain):
     assert [c for (c,) in columns] == [alias for _, alias in view]
     tables = await _catalog(database_url, "SELECT tablename FROM pg_tables "
                             "WHERE schemaname = 'features' ORDER BY 1")
-    assert [t for (t,) in tables] == ["dead_letters", "drift_events", "observations",
-                                      "schema_migrations", "shadow_predictions"]
+    assert [t for (t,) in tables] == ["dead_letters", "drift_events", "gateway_samples",
+                                      "observations", "schema_migrations",
+                                      "shadow_predictions"]
     versions = await _catalog(database_url, "SELECT version FROM features.schema_migrations")
     assert sorted(v for (v,) in versions) == [m.version for m in load_migrations(
         "edgeloop.features")]
@@ -159,7 +163,8 @@ async def _is_timescale_layout(url: str) -> None:
     hypertables = await _catalog(url, "SELECT hypertable_name, compression_enabled "
                                  "FROM timescaledb_information.hypertables "
                                  "WHERE hypertable_schema = 'features' ORDER BY 1")
-    assert hypertables == [("observations", True), ("shadow_predictions", False)]
+    assert hypertables == [("gateway_samples", False), ("observations", True),
+                           ("shadow_predictions", False)]
     caggs = await _catalog(url, "SELECT view_name, materialized_only FROM "
                            "timescaledb_information.continuous_aggregates "
                            "WHERE view_schema = 'features'")

@@ -13,6 +13,7 @@ from edgeloop.features import dead_letters
 from edgeloop.features.drift.events import DriftEvents
 from edgeloop.features.drift.messages import event_message, state_message
 from edgeloop.features.drift.monitor import DriftMonitor
+from edgeloop.features.gateway_samples import record_gateway_samples
 from edgeloop.features.ingest import Ingestor
 from edgeloop.features.queries import list_observations
 from edgeloop.features.traffic import summarize_traffic
@@ -90,6 +91,12 @@ class FeatureStoreService(feature_store_service_pb2_grpc.FeatureStoreServiceServ
                                context: aio.ServicerContext) -> pb.SummarizeTrafficResponse:
         """A window's frames and error per device and per arm, counted in the database."""
         return await summarize_traffic(self.resources.pool, request, datetime.now(UTC))
+
+    async def RecordGatewaySamples(self, request: pb.RecordGatewaySamplesRequest,  # noqa: N802
+                                   context: aio.ServicerContext,
+                                   ) -> pb.RecordGatewaySamplesResponse:
+        """Store gateways' samples of their spool, recording and robots (idempotent)."""
+        return await record_gateway_samples(self.resources.pool, request)
 
     async def ListDeadLetters(self, request: dead_letter_pb2.ListDeadLettersRequest,  # noqa: N802
                               context: aio.ServicerContext,

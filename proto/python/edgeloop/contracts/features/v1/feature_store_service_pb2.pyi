@@ -4,12 +4,28 @@ from edgeloop.contracts.features.v1 import dead_letter_pb2 as _dead_letter_pb2
 from edgeloop.contracts.features.v1 import observation_pb2 as _observation_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class GatewayRecordingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GATEWAY_RECORDING_STATE_UNSPECIFIED: _ClassVar[GatewayRecordingState]
+    GATEWAY_RECORDING_STATE_RECORDING: _ClassVar[GatewayRecordingState]
+    GATEWAY_RECORDING_STATE_NOT_RECORDING: _ClassVar[GatewayRecordingState]
+    GATEWAY_RECORDING_STATE_DISK_FULL: _ClassVar[GatewayRecordingState]
+    GATEWAY_RECORDING_STATE_FEATURES_FAILING: _ClassVar[GatewayRecordingState]
+    GATEWAY_RECORDING_STATE_STOPPED: _ClassVar[GatewayRecordingState]
+GATEWAY_RECORDING_STATE_UNSPECIFIED: GatewayRecordingState
+GATEWAY_RECORDING_STATE_RECORDING: GatewayRecordingState
+GATEWAY_RECORDING_STATE_NOT_RECORDING: GatewayRecordingState
+GATEWAY_RECORDING_STATE_DISK_FULL: GatewayRecordingState
+GATEWAY_RECORDING_STATE_FEATURES_FAILING: GatewayRecordingState
+GATEWAY_RECORDING_STATE_STOPPED: GatewayRecordingState
 
 class IngestRequest(_message.Message):
     __slots__ = ("observations",)
@@ -223,3 +239,37 @@ class ArmTraffic(_message.Message):
     labelled: int
     mae_mm: float
     def __init__(self, arm: _Optional[str] = ..., model_version: _Optional[str] = ..., answered: _Optional[int] = ..., shadowed: _Optional[int] = ..., labelled: _Optional[int] = ..., mae_mm: _Optional[float] = ...) -> None: ...
+
+class GatewaySample(_message.Message):
+    __slots__ = ("gateway_id", "sampled_at", "backlog_bytes", "max_bytes", "recording", "robots_streaming", "streams_open", "frames_per_s", "not_recorded_per_s")
+    GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_AT_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_FIELD_NUMBER: _ClassVar[int]
+    ROBOTS_STREAMING_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_OPEN_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    NOT_RECORDED_PER_S_FIELD_NUMBER: _ClassVar[int]
+    gateway_id: str
+    sampled_at: _timestamp_pb2.Timestamp
+    backlog_bytes: int
+    max_bytes: int
+    recording: GatewayRecordingState
+    robots_streaming: int
+    streams_open: int
+    frames_per_s: float
+    not_recorded_per_s: float
+    def __init__(self, gateway_id: _Optional[str] = ..., sampled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backlog_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ..., recording: _Optional[_Union[GatewayRecordingState, str]] = ..., robots_streaming: _Optional[int] = ..., streams_open: _Optional[int] = ..., frames_per_s: _Optional[float] = ..., not_recorded_per_s: _Optional[float] = ...) -> None: ...
+
+class RecordGatewaySamplesRequest(_message.Message):
+    __slots__ = ("samples",)
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedCompositeFieldContainer[GatewaySample]
+    def __init__(self, samples: _Optional[_Iterable[_Union[GatewaySample, _Mapping]]] = ...) -> None: ...
+
+class RecordGatewaySamplesResponse(_message.Message):
+    __slots__ = ("stored",)
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    def __init__(self, stored: _Optional[int] = ...) -> None: ...

@@ -76,6 +76,11 @@ class FeatureStoreServiceStub:
                 request_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficRequest.SerializeToString,
                 response_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficResponse.FromString,
                 _registered_method=True)
+        self.RecordGatewaySamples = channel.unary_unary(
+                '/edgeloop.features.v1.FeatureStoreService/RecordGatewaySamples',
+                request_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureStoreServiceServicer:
@@ -141,6 +146,14 @@ class FeatureStoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordGatewaySamples(self, request, context):
+        """RecordGatewaySamples stores gateways' periodic samples of their spool, recording and
+        robots, for dashboards: idempotent by (gateway_id, sampled_at).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureStoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +196,11 @@ def add_FeatureStoreServiceServicer_to_server(servicer, server):
                     servicer.SummarizeTraffic,
                     request_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficRequest.FromString,
                     response_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficResponse.SerializeToString,
+            ),
+            'RecordGatewaySamples': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordGatewaySamples,
+                    request_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesRequest.FromString,
+                    response_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -402,6 +420,33 @@ class FeatureStoreService:
             '/edgeloop.features.v1.FeatureStoreService/SummarizeTraffic',
             edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficRequest.SerializeToString,
             edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.SummarizeTrafficResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordGatewaySamples(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.features.v1.FeatureStoreService/RecordGatewaySamples',
+            edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesRequest.SerializeToString,
+            edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@
 -- Rows arrive in roughly time order: a BRIN index answers time ranges for a few pages.
 CREATE INDEX IF NOT EXISTS observations_time_brin ON features.observations USING brin (time);
 CREATE INDEX IF NOT EXISTS shadow_predictions_time_brin ON features.shadow_predictions USING brin (time);
+CREATE INDEX IF NOT EXISTS gateway_samples_time_brin ON features.gateway_samples USING brin (time);
 
 CREATE OR REPLACE VIEW features.observations_5m AS
 {rollup_select};

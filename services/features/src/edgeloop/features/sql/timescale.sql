@@ -10,10 +10,15 @@ SELECT create_hypertable('features.observations', 'time',
 SELECT create_hypertable('features.shadow_predictions', 'time',
                          chunk_time_interval => INTERVAL '1 day',
                          if_not_exists => TRUE, migrate_data => TRUE);
+-- A gateway's sample every 10 s is ~8,600 rows a day: a week per chunk.
+SELECT create_hypertable('features.gateway_samples', 'time',
+                         chunk_time_interval => INTERVAL '7 days',
+                         if_not_exists => TRUE, migrate_data => TRUE);
 
 -- Chunks are time ranges with their own time index; the plain branch's BRIN is not needed.
 DROP INDEX IF EXISTS features.observations_time_brin;
 DROP INDEX IF EXISTS features.shadow_predictions_time_brin;
+DROP INDEX IF EXISTS features.gateway_samples_time_brin;
 
 -- Compression settings cannot be re-set while chunks are compressed: set them once.
 DO $$
@@ -58,3 +63,4 @@ SELECT add_continuous_aggregate_policy('features.observations_5m',
 -- EDGELOOP_RETENTION_DAYS > 0. The rollup keeps its rows after raw chunks are dropped.
 SELECT remove_retention_policy('features.observations', if_exists => TRUE);
 SELECT remove_retention_policy('features.shadow_predictions', if_exists => TRUE);
+SELECT remove_retention_policy('features.gateway_samples', if_exists => TRUE);

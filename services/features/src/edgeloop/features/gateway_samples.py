@@ -1,0 +1,81 @@
+"""RecordGatewaySamples: gateways' periodic samples of their spool, recording and robots.
+
+A gateway's status file says how its spool and robots are now; an operator watching a fleet
+in Grafana also wants how they were: when the spool began to fill, how long live frames
+were answered without a record, how many robots streamed meanwhile. Each gateway process
+sends a sample every few seconds (and the ones it kept while this service was down); they
+are rows of ``features.gateway_samples``, one per gateway and sample time, so a batch sent
+again after a lost reply is stored once.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import psycopg
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
+from edgeloop.platform.errors import InvalidArgument, Unavailable
+from psycopg_pool import AsyncConnectionPool
+
+MAX_SAMPLES = 10_000
+"""Samples one call may carry (a gateway's hour at 1 s, far more than it keeps)."""
+RECORDING_STATES = {
+    pb.GATEWAY_RECORDING_STATE_RECORDING: "recording",
+    pb.GATEWAY_RECORDING_STATE_NOT_RECORDING: "not recording",
+    pb.GATEWAY_RECORDING_STATE_DISK_FULL: "disk full",
+    pb.GATEWAY_RECORDING_STATE_FEATURES_FAILING: "features failing",
+    pb.GATEWAY_RECORDING_STATE_STOPPED: "stopped",
+}
+"""The words stored (and drawn by Grafana): those of the gateway's status file."""
+
+_INSERT = """
+INSERT INTO features.gateway_samples (time, gateway_id, backlog_bytes, max_bytes, recording,
+    robots_streaming, streams_open, frames_per_s, not_recorded_per_s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (gateway_id, time) DO NOTHING"""
+
+Row = tuple[datetime, str, int, int, str, int, int, float, float]
+
+
+def sample_row(sample: pb.GatewaySample, index: int) -> Row:
+    """The table row of one sample; :class:`InvalidArgument` naming the field if it is bad."""
+    field = f"samples[{index}]"
+    if not sample.gateway_id:
+        raise InvalidArgument(f"{field}.gateway_id", "is required")
+    if not sample.HasField("sampled_at"):
+        raise InvalidArgument(f"{field}.sampled_at", "is required")
+    recording = RECORDING_STATES.get(sample.recording)
+    if recording is None:
+        raise InvalidArgument(f"{field}.recording", "must be a GatewayRecordingState other "
+                                                    "than UNSPECIFIED")
+    for name in ("frames_per_s", "not_recorded_per_s"):
+        value = getattr(sample, name)
+        if not math.isfinite(value) or value < 0:
+            raise InvalidArgument(f"{field}.{name}", "must be a finite, non-negative number")
+    try:
+        sampled_at = sample.sampled_at.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"{field}.sampled_at", f"is not a valid timestamp: {exc}") from exc
+    return (sampled_at, sample.gateway_id, sample.backlog_bytes, sample.max_bytes, recording,
+            sample.robots_streaming, sample.streams_open, sample.frames_per_s,
+            sample.not_recorded_per_s)
+
+
+async def record_gateway_samples(pool: AsyncConnectionPool,
+                                 request: pb.RecordGatewaySamplesRequest,
+                                 ) -> pb.RecordGatewaySamplesResponse:
+    """Store the request's samples in one transaction; a bad one refuses the whole call (a
+    gateway sends only what it measured, so a bad sample is a bug to see, not data to skip)."""
+    if len(request.samples) > MAX_SAMPLES:
+        raise InvalidArgument("samples", f"at most {MAX_SAMPLES} in one call")
+    rows = [sample_row(sample, i) for i, sample in enumerate(request.samples)]
+    if not rows:
+        return pb.RecordGatewaySamplesResponse()
+    try:
+        async with pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(_INSERT, rows, returning=False)
+            stored = cursor.rowcount
+    except psycopg.OperationalError as exc:
+        raise Unavailable(f"database unreachable: {exc}") from exc
+    return pb.RecordGatewaySamplesResponse(stored=max(stored, 0))

@@ -220,9 +220,27 @@ def _observation(i: int, deployment: str, version: str, at: datetime, saturation
             55.0, 30.0 + i % 4, 150.0 + i % 13, 0.08 + (i % 3) / 100, 120 + i % 17, 7.1)
 
 
+def _gateway_samples() -> list[tuple[Any, ...]]:
+    """Two gateway processes sampled every 10 s for 40 minutes: gw-1's spool fills from 30
+    to 20 minutes ago (full, live frames answered without a record, for the last 5 of them),
+    then drains; gw-2 records throughout; gw-1's newest sample is "features failing"."""
+    rows: list[tuple[Any, ...]] = []
+    for i in range(240):
+        at = NOW - timedelta(seconds=10 * i)
+        minutes = i / 6
+        filling = 20 <= minutes <= 30
+        full = 20 <= minutes <= 25
+        backlog = 1000 if full else (int(1000 * (30 - minutes) / 5) if filling else 10)
+        state = "not recording" if full else "recording"
+        rows.append((at, "gw-1", backlog, 1000, "features failing" if i == 0 else state, 4, 5,
+                     16.0, 16.0 if full else 0.0))
+        rows.append((at, "gw-2", 20, 1000, "recording", 6, 6, 24.0, 0.0))
+    return rows
+
+
 def _insert_rows(url: str) -> None:
     """Two deployments over the last 40 minutes (B drifted: saturation 70), one model
-    switch in A, a drift event, sweeps and a Grafana alert."""
+    switch in A, a drift event, sweeps, a Grafana alert and two gateways' samples."""
     rows = []
     for i in range(480):
         at = NOW - timedelta(seconds=5 * i)
@@ -250,6 +268,10 @@ def _insert_rows(url: str) -> None:
             conn.execute("INSERT INTO trainer.sweeps (sweep_id, model_name, state, created_at, "
                          "sweep, request) VALUES (%s, 'parking', %s, %s, %s, '{}')",
                          (sweep_id, state, NOW - timedelta(minutes=minutes), json.dumps(sweep)))
+        conn.cursor().executemany(
+            "INSERT INTO features.gateway_samples (time, gateway_id, backlog_bytes, max_bytes, "
+            "recording, robots_streaming, streams_open, frames_per_s, not_recorded_per_s) "
+            "VALUES (" + ", ".join(["%s"] * 9) + ")", _gateway_samples())
         conn.execute("INSERT INTO trainer.grafana_alerts (fingerprint, starts_at, alertname, "
                      "sweep_id, received_at) VALUES ('f1', 'now', 'saturation_band', 'sweep2', %s)",
                      (NOW - timedelta(minutes=3),))
@@ -360,6 +382,29 @@ def test_model_switch_annotation_marks_the_new_version(
     # Version 1 was first seen 40 minutes ago (inside the range), version 2 20 minutes ago.
     assert texts == ["model parking version 1 starts serving",
                      "model parking version 2 starts serving"]
+
+
+def _panel_rows(grafana_db: psycopg.Connection, variables: dict[str, Values],
+                title: str) -> list[tuple[Any, ...]]:
+    query = next(q for q in ALL_DASHBOARD_QUERIES if title in q.source)
+    return grafana_db.execute(expand(query.sql, variables["infrastructure.json"])).fetchall()
+
+
+def test_the_spool_panels_show_a_gateways_outage(
+        grafana_db: psycopg.Connection, variables: dict[str, Values]) -> None:
+    backlog = _panel_rows(grafana_db, variables, "Spool backlog by gateway")
+    full = {(row[1], row[2]) for row in backlog if row[2] == 100}
+    assert {gateway for gateway, _ in full} == {"gw-1"}
+    # 20-25 minutes ago, sampled every 10 s, in 1-minute buckets: 5 or 6 full buckets.
+    assert 5 <= len([row for row in backlog if row[1] == "gw-1" and row[2] == 100]) <= 6
+    assert max(row[2] for row in backlog if row[1] == "gw-2") == 2
+    frames = _panel_rows(grafana_db, variables, "answered without a record")
+    unrecorded = {row[1] for row in frames if row[3] > 0}
+    assert unrecorded == {"gw-1"}
+    assert {row[1]: row[2] for row in frames} == {"gw-1": 16.0, "gw-2": 24.0}
+    last = _panel_rows(grafana_db, variables, "Gateways: last sample")
+    assert [(row[0], row[2], row[3], row[4], float(row[5])) for row in last] == [
+        ("gw-1", "features failing", 4, 5, 1.0), ("gw-2", "recording", 6, 6, 2.0)]
 
 
 @pytest.mark.parametrize("query", alert_queries(), ids=str)

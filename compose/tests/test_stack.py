@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 from edgeloop.compose.stack.processes import process_tree
 from edgeloop.compose.stack.topology import CONSOLE, DEFAULT_PORTS, SERVICES
@@ -55,6 +56,7 @@ def _grpcurl() -> str:
 
 
 PASSED_SETTING = "EDGELOOP_REGISTRY__OPERATOR_AUTH_TTL_S"
+SAMPLE_SETTING = "EDGELOOP_GATEWAY__SAMPLE_INTERVAL_S"
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     env["EDGELOOP_STATE_DIR"] = str(tmp_path_factory.mktemp("stack") / "state")
     env["EDGELOOP_GATEWAY_PROCESSES"] = "2"  # two gateways share the port (SO_REUSEPORT)
     env[PASSED_SETTING] = "7.5"  # the registry's own setting, through `up`
+    env[SAMPLE_SETTING] = "0.5"  # the gateways' samples for Grafana, soon enough to see
     for part in DEFAULT_PORTS:
         env[f"EDGELOOP_{part.upper()}_PORT"] = str(free_port())
     yield env
@@ -164,6 +167,22 @@ def test_status_reads_each_gateway_process_spool(stack_env: dict[str, str],
         assert status["pid"] == parts[spool["part"]]["pid"] and not status["stopped"]
         assert status["not_recorded_since"] is None and status["max_bytes"] > 0
         assert spool["recording_state"] == "recording" and not spool["in_trouble"]
+
+
+def test_each_gateway_process_sends_its_samples_to_features(started: dict) -> None:
+    hostname = socket.gethostname()
+    query = ("SELECT gateway_id, count(*), bool_and(recording = 'recording'), max(max_bytes) "
+             "FROM features.gateway_samples GROUP BY 1 ORDER BY 1")
+    deadline = time.monotonic() + 120  # a bound, not a race: samples come every 0.5 s
+    while True:
+        with psycopg.connect(started["parts"]["postgres"]["url"]) as conn:
+            rows = conn.execute(query).fetchall()
+        if len(rows) == 2 and all(count >= 2 for _, count, _, _ in rows):
+            break
+        assert time.monotonic() < deadline, f"samples of two gateways expected, got {rows}"
+        time.sleep(0.5)
+    assert [gateway for gateway, *_ in rows] == [hostname, f"{hostname}-gateway-2"]
+    assert all(recording and capacity > 0 for _, _, recording, capacity in rows)
 
 
 def test_the_commands_status_prints_run_as_printed(stack_env: dict[str, str],

@@ -86,6 +86,16 @@ def test_devices_round_trip_and_a_larger_fleet_takes_more_blocks(tmp_path: Path)
     assert read_status(tmp_path) == STATUS
 
 
+def test_the_frames_received_round_trip_and_an_older_file_reads_zero(tmp_path: Path) -> None:
+    counted = dataclasses.replace(STATUS, frames_received=123_456)
+    write_status(tmp_path, counted)
+    assert read_status(tmp_path).frames_received == 123_456
+    older = json.loads((tmp_path / STATUS_FILE).read_text())
+    del older["frames_received"]  # a file from a gateway before the count
+    (tmp_path / STATUS_FILE).write_text(json.dumps(older))
+    assert read_status(tmp_path) == STATUS and STATUS.frames_received == 0
+
+
 def test_a_stopped_or_stale_gateway_has_no_open_streams() -> None:
     status = dataclasses.replace(STATUS, devices=(_contact(1),))
     assert status.open_streams(STATUS.written_at + 1) == {"robot-0001": 1}

@@ -223,6 +223,8 @@ class FeaturesDouble(fs_grpc.FeatureStoreServiceServicer):
         self.received = 0
         self.available = True
         self.calls = 0
+        self.samples: dict[tuple[str, int], fs_pb2.GatewaySample] = {}
+        """RecordGatewaySamples' samples by (gateway, sample time in ns), as stored once."""
 
     async def Ingest(
         self, request_iterator: AsyncIterator[fs_pb2.IngestRequest], context: aio.ServicerContext
@@ -240,6 +242,18 @@ class FeaturesDouble(fs_grpc.FeatureStoreServiceServicer):
                     self.stored[obs.observation_id] = obs
                     reply.stored += 1
         return reply
+
+    async def RecordGatewaySamples(
+        self, request: fs_pb2.RecordGatewaySamplesRequest, context: aio.ServicerContext
+    ) -> fs_pb2.RecordGatewaySamplesResponse:
+        if not self.available:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "features is down (test double)")
+        stored = 0
+        for sample in request.samples:
+            key = (sample.gateway_id, sample.sampled_at.ToNanoseconds())
+            stored += key not in self.samples
+            self.samples.setdefault(key, sample)
+        return fs_pb2.RecordGatewaySamplesResponse(stored=stored)
 
     async def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
         """Wait until ``count`` observations are stored."""

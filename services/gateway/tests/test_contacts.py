@@ -36,6 +36,7 @@ def test_streams_frames_and_forgetting_an_idle_device() -> None:
 
     clock.now = t0 + 2 + 3601  # robot-1 idle longer than keep_s, robot-2 not yet
     assert [r.device_id for r in contacts.records()] == ["robot-2"]
+    assert contacts.frames_received() == 1, "a forgotten device's frames still count"
     clock.now += 2
     with contacts.stream("robot-3"):
         assert [r.device_id for r in contacts.records()] == ["robot-3"]

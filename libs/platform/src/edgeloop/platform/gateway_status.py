@@ -104,6 +104,8 @@ class GatewayStatus:
     serving: tuple[ServedVersion, ...] = ()
     devices: tuple[DeviceContact, ...] = ()
     """Devices seen since the gateway started (for a day after their last contact)."""
+    frames_received: int = 0
+    """Frames every device sent since the gateway started (forgotten devices' too)."""
     version: int = VERSION
 
     @property

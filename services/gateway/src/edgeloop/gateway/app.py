@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2, edge_gateway_service_pb2_grpc
@@ -27,6 +28,7 @@ from edgeloop.gateway.limits import DeviceLimits
 from edgeloop.gateway.models_download import ModelFiles
 from edgeloop.gateway.observations import Recorder
 from edgeloop.gateway.routing import Router
+from edgeloop.gateway.samples import GatewaySampler
 from edgeloop.gateway.settings import Settings
 from edgeloop.gateway.spool import Spool
 from edgeloop.gateway.status_file import StatusWriter, gateway_status, served_versions
@@ -93,10 +95,14 @@ class App(ServiceApp):
                                      self.recorder, s.max_frame_bytes,
                                      decode_inline_max_pixels=s.decode_inline_max_pixels)
         self.contacts = DeviceContacts()
+        self.sampler = (GatewaySampler(self.features_channel, s.sample_interval_s,
+                                       s.samples_kept, started_at=time.time())
+                        if s.sample_interval_s else None)
         self.status = StatusWriter(self.spool.directory, lambda stopped: gateway_status(
             s.gateway_id, self.spool, self.frames.unrecorded, self.forwarder,
             served_versions(self.state, self.host), s.status_interval_s, stopped,
-            self.contacts.records()), s.status_interval_s)
+            self.contacts.records(), self.contacts.frames_received()), s.status_interval_s,
+            listener=self.sampler.offer if self.sampler else None)
         models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router)
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
                                           s.max_frame_bytes, models,
@@ -111,6 +117,8 @@ class App(ServiceApp):
         self.forwarder.start()
         self.watcher.start()
         self.status.start()
+        if self.sampler:
+            self.sampler.start()
 
     async def stop(self) -> None:
         """Finish in-flight frames, commit them, try to flush, and close everything."""
@@ -120,7 +128,9 @@ class App(ServiceApp):
         flushed = await self.forwarder.flush(STOP_FLUSH_S)
         log.info("gateway stopped", extra={"spool_empty": flushed,
                                            "backlog_bytes": self.spool.backlog_bytes})
-        await self.status.stop()
+        await self.status.stop()  # its final record is the sampler's last sample
+        if self.sampler:
+            await self.sampler.stop()
         await self.watcher.stop()
         await self.batcher.close()
         self.frames.close()

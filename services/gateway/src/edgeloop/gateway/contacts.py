@@ -55,6 +55,7 @@ class DeviceContacts:
         self.clock = clock
         self.keep_s = keep_s
         self._devices: dict[str, Contact] = {}
+        self._forgotten_frames = 0
 
     @contextmanager
     def stream(self, device_id: str) -> Iterator[Contact]:
@@ -77,12 +78,17 @@ class DeviceContacts:
         contact = self._devices.get(device_id)
         return contact.streams if contact else 0
 
+    def frames_received(self) -> int:
+        """Frames every device sent since the gateway started, forgotten ones' included."""
+        return self._forgotten_frames + sum(c.frames for c in self._devices.values())
+
     def records(self) -> tuple[DeviceContact, ...]:
         """Each device's contact, most recent first, its rate over the time since the last
         call (the status file's interval); forgets those idle past ``keep_s``."""
         now = self.clock()
         for device_id, contact in list(self._devices.items()):
             if not contact.streams and (contact.disconnected_at or 0.0) < now - self.keep_s:
+                self._forgotten_frames += contact.frames
                 del self._devices[device_id]
         records = [contact.record(now) for contact in self._devices.values()]
         return tuple(sorted(records, key=lambda r: r.last_contact, reverse=True))

@@ -57,6 +57,13 @@ class Settings(ServiceSettings):
                                      "gateway rewrites status.json in its spool folder (backlog, "
                                      "unrecorded answers, forwarding; `edgeloop status` shows "
                                      "it), in seconds")
+    sample_interval_s: float = Field(
+        default=10.0, ge=0, le=3600, description="how often the gateway sends the features "
+        "service a sample of its spool, recording state and robots streaming, for Grafana's "
+        "Infrastructure dashboard (features.gateway_samples), in seconds; 0 = none")
+    samples_kept: int = Field(
+        default=2160, gt=0, le=1_000_000, description="samples held in memory while the "
+        "features service cannot take them (2160 = 6 hours at 10 s); older ones are dropped")
     spool_commit_wait_ms: float = Field(
         default=20.0, ge=0, le=1000, description="how long an observation that finds the spool "
         "writer idle waits for others before they are fsynced together, in milliseconds: fewer "

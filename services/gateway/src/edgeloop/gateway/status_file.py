@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 def gateway_status(gateway_id: str, spool: Spool, unrecorded: UnrecordedAnswers,
                    forwarder: Forwarder, serving: tuple[ServedVersion, ...], interval_s: float,
-                   stopped: bool = False, devices: tuple[DeviceContact, ...] = ()
-                   ) -> GatewayStatus:
+                   stopped: bool = False, devices: tuple[DeviceContact, ...] = (),
+                   frames_received: int = 0) -> GatewayStatus:
     """The status record as it is now."""
     return GatewayStatus(gateway_id=gateway_id, pid=os.getpid(), written_at=time.time(),
                          stopped=stopped, backlog_bytes=spool.backlog_bytes,
@@ -46,7 +46,7 @@ def gateway_status(gateway_id: str, spool: Spool, unrecorded: UnrecordedAnswers,
                          answered_not_recorded=unrecorded.total,
                          forwarded_at=forwarder.forwarded_at,
                          forward_failing_since=forwarder.failing_since, interval_s=interval_s,
-                         serving=serving, devices=devices)
+                         serving=serving, devices=devices, frames_received=frames_received)
 
 
 def served_versions(state: DeploymentState, host: ModelHost) -> tuple[ServedVersion, ...]:
@@ -63,16 +63,19 @@ class StatusWriter:
     """Writes the status file every ``interval_s`` while the gateway runs, and once at stop."""
 
     def __init__(self, directory: Path, current: Callable[[bool], GatewayStatus],
-                 interval_s: float) -> None:
+                 interval_s: float,
+                 listener: Callable[[GatewayStatus], None] | None = None) -> None:
         self.directory = directory
         self._current = current
         self.interval_s = interval_s
+        self._listener = listener
+        """Given every record as it is taken, on the event loop (the dashboards' sampler)."""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Write it now (before the gateway reports SERVING: whoever sees the gateway up finds
         the file) and then every interval."""
-        self._write_now(self._current(False))
+        self._write_now(self._take(stopped=False))
         self._task = asyncio.create_task(self._run(), name="status-file")
 
     async def stop(self) -> None:
@@ -90,7 +93,13 @@ class StatusWriter:
 
     async def _write(self, stopped: bool) -> None:
         # the record is taken on the event loop, which owns what it reads; the disk in a thread
-        await asyncio.to_thread(self._write_now, self._current(stopped))
+        await asyncio.to_thread(self._write_now, self._take(stopped))
+
+    def _take(self, stopped: bool) -> GatewayStatus:
+        status = self._current(stopped)
+        if self._listener is not None:
+            self._listener(status)
+        return status
 
     def _write_now(self, status: GatewayStatus) -> None:
         try:

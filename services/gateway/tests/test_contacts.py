@@ -3,9 +3,11 @@ recorded (the console would otherwise show a streaming robot offline)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 from edgeloop.gateway.contacts import DeviceContacts
-from edgeloop.platform.gateway_status import read_status
+from edgeloop.platform.gateway_status import GatewayStatus, read_status
 from edgeloop.testing import ManualClock
 from grpc import aio
 
@@ -99,3 +101,61 @@ async def test_the_status_file_shows_a_device_streaming_while_nothing_is_recorde
         assert read_status(folder).open_streams() == {}
     final = read_status(folder)
     assert final.stopped and final.open_streams() == {} and robot(final).frames == 12
+
+
+def test_a_restart_takes_over_the_contacts_of_the_process_before() -> None:
+    clock = ManualClock(1_800_000_000.0)
+    before = DeviceContacts(clock, keep_s=3600)
+    with before.stream("left"):
+        clock.now += 1
+    with before.stream("crashed") as crashed:
+        clock.now += 2
+        crashed.frame(clock.now)
+        clock.now += 3
+        (crashed_record, left_record) = before.records()
+        status = dataclasses.replace(_status(clock.now), devices=(crashed_record, left_record))
+        assert crashed_record.streams == 1
+    clock.now += 60  # the process died with "crashed" streaming; its successor starts
+    after = DeviceContacts(clock, keep_s=3600)
+    assert after.restore(status) == 2
+    crashed_now, left_now = after.records()
+    assert (crashed_now.device_id, crashed_now.streams) == ("crashed", 0)
+    assert crashed_now.disconnected_at == status.written_at, "closed by the crash, after that"
+    assert crashed_now.last_frame_at == crashed_record.last_frame_at
+    assert crashed_now.frames == 0 and after.frames_received() == 0, "counted from this start"
+    assert left_now.disconnected_at == left_record.disconnected_at
+    with after.stream("crashed"):  # it reconnects
+        assert after.open_streams("crashed") == 1
+    clock.now = status.written_at + 3601
+    assert [r.device_id for r in after.records()] == ["crashed"], "forgotten as any other"
+
+
+async def test_a_restarted_gateway_still_lists_the_robots_seen_before(
+    start_gateway, requests, jpegs, tmp_path
+) -> None:
+    async with start_gateway(status_interval_s=0.05) as gw:
+        folder = gw.app.spool.directory
+        call = gw.open("robot-1", "secret-1")
+        await call.write(requests.hello("robot-1"))
+        assert (await call.read()).HasField("welcome")
+        for seq in range(1, 4):
+            await call.write(requests.frame(seq, jpegs[seq], 500.0))
+            assert (await call.read()).prediction.seq == seq
+        await call.done_writing()
+        assert await call.read() == aio.EOF
+    (seen,) = read_status(folder).devices
+    async with start_gateway(status_interval_s=0.05) as gw:
+        assert gw.app.spool.directory == folder
+        status = read_status(folder)
+        assert not status.stopped
+        (robot,) = status.devices
+        assert (robot.device_id, robot.streams, robot.frames) == ("robot-1", 0, 0)
+        assert robot.last_frame_at == seen.last_frame_at
+        assert robot.last_contact == seen.last_contact
+
+
+def _status(at: float) -> GatewayStatus:
+    return GatewayStatus(gateway_id="gw", pid=1, written_at=at, stopped=False, backlog_bytes=0,
+                         max_bytes=1, disk_refused=False, not_recorded_since=None,
+                         answered_not_recorded=0, forwarded_at=None, forward_failing_since=None,
+                         interval_s=2.0)

@@ -34,6 +34,7 @@ from edgeloop.gateway.spool import Spool
 from edgeloop.gateway.status_file import StatusWriter, gateway_status, served_versions
 from edgeloop.gateway.stream import EdgeGatewayService
 from edgeloop.platform import ServiceApp, open_channel
+from edgeloop.platform.gateway_status import read_status
 from grpc import aio
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,11 @@ class App(ServiceApp):
                                      self.recorder, s.max_frame_bytes,
                                      decode_inline_max_pixels=s.decode_inline_max_pixels)
         self.contacts = DeviceContacts()
+        previous = read_status(self.spool.directory)
+        if previous is not None:
+            restored = self.contacts.restore(previous)
+            log.info("device contacts taken over from the last status file",
+                     extra={"devices": restored, "written_at": previous.written_at})
         self.sampler = (GatewaySampler(self.features_channel, s.sample_interval_s,
                                        s.samples_kept, started_at=time.time())
                         if s.sample_interval_s else None)

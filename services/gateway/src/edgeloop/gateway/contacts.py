@@ -4,8 +4,10 @@ The features service knows a device's frames once they are recorded; while the s
 or features is down, a robot that streams and gets its answers leaves no record there, and
 would look offline. The gateway sees every stream and every frame, so it keeps the contact
 and writes it into its status file (:mod:`edgeloop.gateway.status_file`), where the console
-and `edgeloop status` read it. Kept in memory: a device's contact from before the gateway
-started is what its recorded frames say.
+and `edgeloop status` read it. Kept in memory, and taken over at start from the status file
+the process before left in the same spool folder (:meth:`DeviceContacts.restore`), so a
+restart (the supervisor's, after a crash) does not make the fleet forget when robots that have
+not reconnected yet were last seen.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from edgeloop.platform.gateway_status import DeviceContact
+from edgeloop.platform.gateway_status import DeviceContact, GatewayStatus
 
 KEEP_S = 24 * 3600.0
 """A device with no stream open is forgotten this long after its last contact."""
@@ -72,6 +74,18 @@ class DeviceContacts:
             contact.streams -= 1
             if not contact.streams:
                 contact.disconnected_at = self.clock()
+
+    def restore(self, previous: GatewayStatus) -> int:
+        """Take over the contacts of the process that wrote ``previous`` (this spool folder's
+        last status); returns how many. Their streams ended with that process: one it still
+        listed open closed no earlier than its last record. Frames count from this start."""
+        restored = [record for record in previous.devices if record.device_id not in self._devices]
+        for record in restored:
+            closed = record.disconnected_at if not record.streams else previous.written_at
+            self._devices[record.device_id] = Contact(
+                record.device_id, record.connected_at, disconnected_at=closed,
+                last_frame_at=record.last_frame_at)
+        return len(restored)
 
     def open_streams(self, device_id: str) -> int:
         """Streams the device holds now."""

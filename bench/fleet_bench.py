@@ -540,6 +540,7 @@ def soak(stack: Stack, tokens: dict[str, str], args: argparse.Namespace) -> bool
     seconds = args.soak_minutes * 60
     worlds = [("beige", seconds * args.drift_at), ("red", seconds * (1 - args.drift_at))]
     samples = {"start": sample_parts(stack)}
+    soak_started = time.time()
     timer = threading.Timer(seconds / 2, lambda: samples.__setitem__("middle",
                                                                      sample_parts(stack)))
     timer.start()
@@ -560,6 +561,9 @@ def soak(stack: Stack, tokens: dict[str, str], args: argparse.Namespace) -> bool
         print("  middle -> drained: " + samples["middle"].growth(samples["drained"]))
     print("  `edgeloop status` as the load ended:")
     for line in spools_at_end:
+        print(f"    {line}")
+    print("  Grafana's gateway panels over the soak (features.gateway_samples):")
+    for line in gateway_history(stack, soak_started):
         print(f"    {line}")
     print_retrain_timeline(stack, load.world_started["red"], args.retrain_wait_minutes * 60)
     return rec["missing"] == 0 and rec["rows"] == rec["distinct"]
@@ -590,6 +594,44 @@ class PartSample:
                          f"USS {pct(self.uss_mb[p], later.uss_mb[p])} "
                          f"processes {later.processes[p] - self.processes[p]:+d} "
                          f"fds {later.fds[p] - self.fds[p]:+d}" for p in PARTS)
+
+
+def gateway_history(stack: Stack, since: float) -> list[str]:
+    """Per gateway process, what its samples since ``since`` say: how many, the backlog's
+    peak, how long each recording state lasted, and the frames its rates add up to (each
+    sample's rate is over the time since the one before; the first one's interval began
+    before ``since`` and is counted from there, so the sum may miss up to an interval's
+    frames)."""
+    import psycopg
+
+    with psycopg.connect(stack.record()["parts"]["postgres"]["url"]) as conn:
+        rows = conn.execute(
+            "SELECT gateway_id, extract(epoch FROM time)::float8, backlog_bytes, max_bytes, "
+            "recording, robots_streaming, frames_per_s, not_recorded_per_s "
+            "FROM features.gateway_samples WHERE time >= to_timestamp(%s) "
+            "ORDER BY gateway_id, time", (since,)).fetchall()
+    by_gateway: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_gateway.setdefault(row[0], []).append(row[1:])
+    lines = []
+    for gateway, samples in by_gateway.items():
+        states: Counter[str] = Counter()
+        frames = unrecorded = 0.0
+        previous = since
+        for at, _, _, state, _, fps, unrecorded_fps in samples:
+            states[state] += at - previous
+            frames += fps * (at - previous)
+            unrecorded += unrecorded_fps * (at - previous)
+            previous = at
+        peak = max(100 * backlog / capacity if capacity else 0.0
+                   for _, backlog, capacity, *_ in samples)
+        robots = max(sample[4] for sample in samples)
+        lines.append(f"{gateway}: {len(samples)} samples, backlog peak {peak:.0f} %, up to "
+                     f"{robots} robots; " + ", ".join(f"{state} {seconds:.0f} s"
+                                                     for state, seconds in states.items())
+                     + f"; frames received {frames:,.0f}, answered without a record "
+                     f"{unrecorded:,.0f}")
+    return lines or ["no samples (EDGELOOP_GATEWAY__SAMPLE_INTERVAL_S=0?)"]
 
 
 def spool_lines(stack: Stack) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import http.server
 import importlib
 import json
 import os
@@ -25,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
 from pathlib import Path
 
@@ -40,8 +42,9 @@ COMPOSE_DIR = Path(__file__).resolve().parents[1]
 REPO = COMPOSE_DIR.parent
 COMPOSE = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES = COMPOSE["services"]
-EDGELOOP = {"gateway": 50050, "registry": 50051, "features": 50052, "trainer": 50053}
-"""The edgeloop services and their ports (CONTRIBUTING.md)."""
+EDGELOOP = {"gateway": 50050, "registry": 50051, "features": 50052, "trainer": 50053,
+            "console": 8080}
+"""The edgeloop services and their ports (CONTRIBUTING.md; the console speaks HTTP)."""
 OTHER_PORTS = {"tfserving": {8500, 8501}, "mlflow": {5000}, "minio": {9000}, "jaeger": {4317},
                "timescaledb": {5432}, "ray-head": {10001, 6379, 8265}}
 """Ports the other components listen on inside the compose network."""
@@ -261,6 +264,43 @@ async def test_healthcheck_tells_serving_from_not_serving(status: int, exit_code
         assert await _probe(port) == exit_code
     finally:
         await server.stop(None)
+
+
+class _Healthz(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(self.status if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "exit_code"), [(200, 0), (503, 1)])
+def test_the_consoles_healthcheck_asks_its_healthz(status: int, exit_code: int) -> None:
+    assert SERVICES["console"]["healthcheck"] == COMPOSE["x-http-healthcheck"]
+    handler = type("Handler", (_Healthz,), {"status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        command = COMPOSE["x-http-healthcheck"]["test"][1:]
+        env = {**os.environ, "EDGELOOP_LISTEN_ADDR": f"0.0.0.0:{server.server_port}"}
+        result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True,
+                                timeout=60)
+        assert result.returncode == exit_code, result.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_console_reads_the_gateways_spool_volume_read_only() -> None:
+    gateway = environment("gateway")["EDGELOOP_SPOOL_DIR"]
+    (mount,) = [v for v in SERVICES["gateway"]["volumes"] if v.endswith(f":{gateway}")]
+    volume = mount.split(":")[0]
+    console_dir = environment("console")["EDGELOOP_SPOOL_DIRS"]
+    assert f"{volume}:{console_dir}:ro" in SERVICES["console"]["volumes"]
 
 
 def test_dockerfile_healthcheck_is_the_compose_one() -> None:

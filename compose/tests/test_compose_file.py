@@ -323,18 +323,16 @@ def _instructions(dockerfile: str) -> list[str]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-def test_features_dockerfile_build_steps_install_a_runnable_service(tmp_path: Path) -> None:
-    """Replays the build stage of services/Dockerfile for features without Docker: its
+def _replay_build_stage(service: str, tmp_path: Path) -> Path:
+    """Replays the build stage of services/Dockerfile for ``service`` without Docker: its
     COPY instructions (from the repository) and its ``uv sync`` steps (offline, from uv's
-    cache), then imports the service from the resulting environment alone. The four
-    services share these steps (test_dockerfile); features stands for them because
-    its dependencies install in seconds (the trainer's TensorFlow and Ray would not)."""
+    cache); returns the resulting environment."""
     workdir, venv = tmp_path / "src", tmp_path / "venv"
     workdir.mkdir()
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_LINK_MODE": "copy",
            "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
-    text = render_dockerfile("features")
+    text = render_dockerfile(service)
     build_stage = text.split("\nFROM ")[1]
     for instruction in _instructions(build_stage):
         if instruction.startswith("COPY ") and "--from" not in instruction:
@@ -353,6 +351,15 @@ def test_features_dockerfile_build_steps_install_a_runnable_service(tmp_path: Pa
             result = subprocess.run(command, cwd=workdir, env=env, capture_output=True,
                                     text=True, timeout=600)
             assert result.returncode == 0, result.stderr
+    return venv
+
+
+def test_features_dockerfile_build_steps_install_a_runnable_service(tmp_path: Path) -> None:
+    """The features image's build stage, replayed, yields an environment that imports the
+    service by itself. The services share these steps (test_dockerfile); features stands for
+    the four because its dependencies install in seconds (the trainer's TensorFlow and Ray
+    would not)."""
+    venv = _replay_build_stage("features", tmp_path)
     probe = ("import edgeloop.features.app, edgeloop.features.drift as d; "
              "print(d.load_rules().get('saturation_band').name, d.default_rules_path())")
     result = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path,
@@ -361,3 +368,19 @@ def test_features_dockerfile_build_steps_install_a_runnable_service(tmp_path: Pa
     name, rules_path = result.stdout.split()
     assert name == "saturation_band"
     assert Path(rules_path).is_relative_to(venv), "the service must not come from the checkout"
+
+
+def test_console_dockerfile_build_steps_install_the_console_with_its_files(
+        tmp_path: Path) -> None:
+    """The console's image: its pages need the templates and vendored scripts beside the
+    code, which a wheel leaves out unless they are package files."""
+    venv = _replay_build_stage("console", tmp_path)
+    probe = ("import pathlib, edgeloop.console.app as a; p = pathlib.Path(a.__file__).parent; "
+             "print(p, len(list((p / 'templates').glob('*.html'))), "
+             "(p / 'static' / 'vendor' / 'htmx-2.0.11.min.js').is_file())")
+    result = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    package, templates, htmx = result.stdout.split()
+    assert Path(package).is_relative_to(venv), "the console must not come from the checkout"
+    assert int(templates) > 0 and htmx == "True"

@@ -83,3 +83,45 @@ async def test_a_sample_without_its_time_is_refused(stub, database_url):
                                         timeout=30)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "samples[0].sampled_at" in raised.value.details()
+
+
+def _window(start: datetime, end: datetime | None = None, **fields) -> pb.ListGatewaySamplesRequest:
+    request = pb.ListGatewaySamplesRequest(**fields)
+    request.start_time.FromDatetime(start)
+    if end is not None:
+        request.end_time.FromDatetime(end)
+    return request
+
+
+async def test_a_window_of_samples_by_gateway_and_time_thinned_on_request(stub):
+    samples = [_sample("gw-b", 10 * i) for i in range(30)]
+    samples += [_sample("gw-a", 10 * i + 5, recording=pb.GATEWAY_RECORDING_STATE_DISK_FULL)
+                for i in range(30)]
+    await stub.RecordGatewaySamples(pb.RecordGatewaySamplesRequest(samples=samples), timeout=30)
+    # [60 s, 200 s): gw-a's 65..195 (14 samples), gw-b's 60..190 (14)
+    reply = await stub.ListGatewaySamples(
+        _window(START + timedelta(seconds=60), START + timedelta(seconds=200)), timeout=30)
+    keys = [(s.gateway_id, s.sampled_at.ToSeconds() - int(START.timestamp()))
+            for s in reply.samples]
+    assert keys == [("gw-a", 65 + 10 * i) for i in range(14)] + [
+        ("gw-b", 60 + 10 * i) for i in range(14)]
+    first = reply.samples[0]
+    assert first.recording == pb.GATEWAY_RECORDING_STATE_DISK_FULL
+    assert (first.backlog_bytes, first.max_bytes, first.robots_streaming) == (65_000, 64 << 20, 3)
+    assert (first.streams_open, first.frames_per_s) == (4, 12.5)
+
+    thin = await stub.ListGatewaySamples(
+        _window(START, gateway_ids=["gw-b"], max_per_gateway=4), timeout=30)
+    seconds = [s.sampled_at.ToSeconds() - int(START.timestamp()) for s in thin.samples]
+    assert len(seconds) == 4 and seconds[-1] == 290, "evenly spread, the newest kept"
+    assert seconds == sorted(seconds) and {s.gateway_id for s in thin.samples} == {"gw-b"}
+
+
+async def test_a_window_needs_its_start_and_an_end_after_it(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListGatewaySamples(pb.ListGatewaySamplesRequest(), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "start_time" in raised.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListGatewaySamples(_window(START, START), timeout=30)
+    assert "end_time" in raised.value.details()

@@ -1,11 +1,13 @@
-"""RecordGatewaySamples: gateways' periodic samples of their spool, recording and robots.
+"""RecordGatewaySamples and ListGatewaySamples: gateways' periodic samples of their spool,
+recording and robots.
 
 A gateway's status file says how its spool and robots are now; an operator watching a fleet
 in Grafana also wants how they were: when the spool began to fill, how long live frames
 were answered without a record, how many robots streamed meanwhile. Each gateway process
 sends a sample every few seconds (and the ones it kept while this service was down); they
 are rows of ``features.gateway_samples``, one per gateway and sample time, so a batch sent
-again after a lost reply is stored once.
+again after a lost reply is stored once. Grafana reads the table; the console lists a
+window of it (each gateway's backlog over the last half hour beside its status).
 """
 
 from __future__ import annotations
@@ -28,12 +30,20 @@ RECORDING_STATES = {
     pb.GATEWAY_RECORDING_STATE_STOPPED: "stopped",
 }
 """The words stored (and drawn by Grafana): those of the gateway's status file."""
+_STATES_BY_WORD = {word: state for state, word in RECORDING_STATES.items()}
 
 _INSERT = """
 INSERT INTO features.gateway_samples (time, gateway_id, backlog_bytes, max_bytes, recording,
     robots_streaming, streams_open, frames_per_s, not_recorded_per_s)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (gateway_id, time) DO NOTHING"""
+
+_SELECT = """
+SELECT time, gateway_id, backlog_bytes, max_bytes, recording, robots_streaming, streams_open,
+       frames_per_s, not_recorded_per_s
+FROM features.gateway_samples
+WHERE time >= %(start)s AND time < %(end)s {gateways}
+ORDER BY gateway_id, time"""
 
 Row = tuple[datetime, str, int, int, str, int, int, float, float]
 
@@ -79,3 +89,48 @@ async def record_gateway_samples(pool: AsyncConnectionPool,
     except psycopg.OperationalError as exc:
         raise Unavailable(f"database unreachable: {exc}") from exc
     return pb.RecordGatewaySamplesResponse(stored=max(stored, 0))
+
+
+def _sample_message(row: Row) -> pb.GatewaySample:
+    at, gateway_id, backlog, capacity, recording, robots, streams, fps, unrecorded = row
+    sample = pb.GatewaySample(
+        gateway_id=gateway_id, backlog_bytes=backlog, max_bytes=capacity,
+        recording=_STATES_BY_WORD.get(recording, pb.GATEWAY_RECORDING_STATE_UNSPECIFIED),
+        robots_streaming=robots, streams_open=streams, frames_per_s=fps,
+        not_recorded_per_s=unrecorded)
+    sample.sampled_at.FromDatetime(at)
+    return sample
+
+
+def thinned(rows: list[Row], most: int) -> list[Row]:
+    """At most ``most`` of one gateway's ``rows`` (oldest first), evenly spread, the newest
+    always kept; all of them when ``most`` is 0."""
+    if not most or len(rows) <= most:
+        return rows
+    step = len(rows) / most
+    return [rows[len(rows) - 1 - round(i * step)] for i in reversed(range(most))]
+
+
+async def list_gateway_samples(pool: AsyncConnectionPool, request: pb.ListGatewaySamplesRequest,
+                               now: datetime) -> pb.ListGatewaySamplesResponse:
+    """The window's samples by gateway and time, each gateway's thinned if asked."""
+    if not request.HasField("start_time"):
+        raise InvalidArgument("start_time", "is required (the window's start)")
+    start = request.start_time.ToDatetime(tzinfo=UTC)
+    end = request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else now
+    if end <= start:
+        raise InvalidArgument("end_time", "must be after start_time")
+    params = {"start": start, "end": end, "gateways": list(request.gateway_ids)}
+    where = "AND gateway_id = ANY(%(gateways)s)" if request.gateway_ids else ""
+    try:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(_SELECT.format(gateways=where), params)
+            rows: list[Row] = await cursor.fetchall()
+    except psycopg.OperationalError as exc:
+        raise Unavailable(f"database unreachable: {exc}") from exc
+    by_gateway: dict[str, list[Row]] = {}
+    for row in rows:
+        by_gateway.setdefault(row[1], []).append(row)
+    return pb.ListGatewaySamplesResponse(samples=[
+        _sample_message(row) for gateway_rows in by_gateway.values()
+        for row in thinned(gateway_rows, request.max_per_gateway)])

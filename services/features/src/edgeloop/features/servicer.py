@@ -13,7 +13,7 @@ from edgeloop.features import dead_letters
 from edgeloop.features.drift.events import DriftEvents
 from edgeloop.features.drift.messages import event_message, state_message
 from edgeloop.features.drift.monitor import DriftMonitor
-from edgeloop.features.gateway_samples import record_gateway_samples
+from edgeloop.features.gateway_samples import list_gateway_samples, record_gateway_samples
 from edgeloop.features.ingest import Ingestor
 from edgeloop.features.queries import list_observations
 from edgeloop.features.traffic import summarize_traffic
@@ -97,6 +97,12 @@ class FeatureStoreService(feature_store_service_pb2_grpc.FeatureStoreServiceServ
                                    ) -> pb.RecordGatewaySamplesResponse:
         """Store gateways' samples of their spool, recording and robots (idempotent)."""
         return await record_gateway_samples(self.resources.pool, request)
+
+    async def ListGatewaySamples(self, request: pb.ListGatewaySamplesRequest,  # noqa: N802
+                                 context: aio.ServicerContext,
+                                 ) -> pb.ListGatewaySamplesResponse:
+        """A window of gateways' samples, by gateway and time."""
+        return await list_gateway_samples(self.resources.pool, request, datetime.now(UTC))
 
     async def ListDeadLetters(self, request: dead_letter_pb2.ListDeadLettersRequest,  # noqa: N802
                               context: aio.ServicerContext,

@@ -273,3 +273,21 @@ class RecordGatewaySamplesResponse(_message.Message):
     STORED_FIELD_NUMBER: _ClassVar[int]
     stored: int
     def __init__(self, stored: _Optional[int] = ...) -> None: ...
+
+class ListGatewaySamplesRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "gateway_ids", "max_per_gateway")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_IDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    gateway_ids: _containers.RepeatedScalarFieldContainer[str]
+    max_per_gateway: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gateway_ids: _Optional[_Iterable[str]] = ..., max_per_gateway: _Optional[int] = ...) -> None: ...
+
+class ListGatewaySamplesResponse(_message.Message):
+    __slots__ = ("samples",)
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedCompositeFieldContainer[GatewaySample]
+    def __init__(self, samples: _Optional[_Iterable[_Union[GatewaySample, _Mapping]]] = ...) -> None: ...

@@ -81,6 +81,11 @@ class FeatureStoreServiceStub:
                 request_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesRequest.SerializeToString,
                 response_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesResponse.FromString,
                 _registered_method=True)
+        self.ListGatewaySamples = channel.unary_unary(
+                '/edgeloop.features.v1.FeatureStoreService/ListGatewaySamples',
+                request_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListGatewaySamplesRequest.SerializeToString,
+                response_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListGatewaySamplesResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureStoreServiceServicer:
@@ -154,6 +159,13 @@ class FeatureStoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListGatewaySamples(self, request, context):
+        """ListGatewaySamples returns gateways' samples in a time window, by gateway and time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureStoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +213,11 @@ def add_FeatureStoreServiceServicer_to_server(servicer, server):
                     servicer.RecordGatewaySamples,
                     request_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesRequest.FromString,
                     response_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesResponse.SerializeToString,
+            ),
+            'ListGatewaySamples': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGatewaySamples,
+                    request_deserializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListGatewaySamplesRequest.FromString,
+                    response_serializer=edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListGatewaySamplesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +464,33 @@ class FeatureStoreService:
             '/edgeloop.features.v1.FeatureStoreService/RecordGatewaySamples',
             edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesRequest.SerializeToString,
             edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.RecordGatewaySamplesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGatewaySamples(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgeloop.features.v1.FeatureStoreService/ListGatewaySamples',
+            edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListGatewaySamplesRequest.SerializeToString,
+            edgeloop_dot_features_dot_v1_dot_feature__store__service__pb2.ListGatewaySamplesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -207,7 +207,8 @@ def stack(pg_cluster, logged_models, tmp_path_factory) -> Iterator[Stack]:
                     "EDGELOOP_MODEL_REPOSITORY": str(root / "models"),
                     "EDGELOOP_SPOOL_DIR": str(root / "spool"),
                     "EDGELOOP_REGISTRY_ADDR": addresses["registry"],
-                    "EDGELOOP_REGISTRY_TOKEN": READ, "EDGELOOP_FORWARD_INTERVAL_MS": "50"},
+                    "EDGELOOP_REGISTRY_TOKEN": READ, "EDGELOOP_FORWARD_INTERVAL_MS": "50",
+                    "EDGELOOP_SAMPLE_INTERVAL_S": "0.5"},
         "console": {"EDGELOOP_REGISTRY_ADDR": addresses["registry"],
                     "EDGELOOP_FEATURES_ADDR": addresses["features"],
                     "EDGELOOP_TRAINER_ADDR": "",
@@ -326,8 +327,14 @@ def test_pages_load_without_console_errors(driven: Stack, browser: Any, artifact
     spool = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#gateways tbody td")]
     # the gateway, recording, an empty or nearly empty backlog of the default 1 GiB
     assert spool[1] == "recording" and spool[2].endswith(" of 1024 MiB (0 %)"), spool
-    assert spool[3].endswith(" ago") and spool[5] == "0", spool
-    assert spool[6].startswith(f"{MODEL} v{champion(driven)} ("), spool  # and its runtime
+    assert spool[4].endswith(" ago") and spool[6] == "0", spool
+    assert spool[7].startswith(f"{MODEL} v{champion(driven)} ("), spool  # and its runtime
+
+    def backlog_drawn() -> bool:  # from the gateway's samples, through the features service
+        browser.get(driven.url("/fleet"))
+        return bool(browser.find_elements(By.CSS_SELECTOR, "#gateways svg.spark polyline"))
+
+    _wait(backlog_drawn, 60, "the gateway's backlog drawn from its samples")
 
     def frame_with_gateway_spans() -> bool:
         # Every service writes its spans in its own batches (the features service's may come

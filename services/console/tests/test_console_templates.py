@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from edgeloop.console.gateways import GatewaySpool
+from edgeloop.console.gateways import GatewaySpool, gateway_trends, sampled_only
 from edgeloop.console.links import Links
 from edgeloop.console.rendering import TEMPLATES
 from edgeloop.console.summaries import device_activity
@@ -118,3 +118,52 @@ def test_fleet_without_spool_folders_has_no_gateway_section() -> None:
     html = TEMPLATES.env.get_template("fleet_table.html").render(
         devices=[], deployments=[], activity={}, spools=[])
     assert 'id="gateways"' not in html
+
+
+def _sample(gateway: str, at: float, backlog: int, **fields) -> fpb.GatewaySample:
+    sample = fpb.GatewaySample(gateway_id=gateway, backlog_bytes=backlog, max_bytes=1000,
+                               **{"recording": fpb.GATEWAY_RECORDING_STATE_RECORDING, **fields})
+    sample.sampled_at.FromNanoseconds(int(at * 1e9))
+    return sample
+
+
+def test_fleet_draws_each_gateways_backlog_and_lists_gateways_known_from_samples() -> None:
+    now = time.time()
+    local = GatewayStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
+                          backlog_bytes=0, max_bytes=1000, disk_refused=False,
+                          not_recorded_since=None, answered_not_recorded=0, forwarded_at=now,
+                          forward_failing_since=None, interval_s=2.0)
+    trends = gateway_trends(
+        [_sample("gw-a", now - 1800, 0), _sample("gw-a", now - 900, 1000),
+         _sample("gw-a", now, 500),
+         _sample("gw-far", now - 20, 100), _sample("gw-far", now - 10, 200, robots_streaming=3,
+                                                   frames_per_s=12.0,
+                                                   recording=fpb.GATEWAY_RECORDING_STATE_DISK_FULL),
+         _sample("gw-gone", now - 600, 0)], read_at=now)
+    spools = [GatewaySpool("/s/spool", local, now), GatewaySpool("/s/spool-2", None, now)]
+    html = TEMPLATES.env.get_template("fleet_table.html").render(
+        devices=[], deployments=[], activity={}, spools=spools, trends=trends,
+        remote=sampled_only(spools, trends))
+    rows = {row.split('data-')[1].split('"')[1]: row for row in html.split("<tr")[1:]
+            if 'data-spool="' in row or 'data-gateway="' in row}
+    # 30 minutes ago at the left and empty, full 15 minutes ago, half full now at the right
+    assert '<polyline points="0.0,24.0 60.0,0.0 120.0,12.0"/>' in rows["/s/spool"]
+    assert "now 50 %" in rows["/s/spool"]
+    assert "no samples" not in rows["/s/spool"]
+    assert list(rows) == ["/s/spool", "/s/spool-2", "gw-far", "gw-gone"]
+    assert 'class="pill failed">disk full' in rows["gw-far"]
+    assert "(20 %)" in rows["gw-far"]
+    assert "3 robots streaming, 12.0 frames/s" in rows["gw-far"] and "10 s ago" in rows["gw-far"]
+    assert 'class="pill pending">silent' in rows["gw-gone"], "no sample for 10 minutes"
+
+
+def test_a_gateways_row_without_samples_says_so() -> None:
+    now = time.time()
+    status = GatewayStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
+                           backlog_bytes=0, max_bytes=1000, disk_refused=False,
+                           not_recorded_since=None, answered_not_recorded=0, forwarded_at=now,
+                           forward_failing_since=None, interval_s=2.0)
+    html = TEMPLATES.env.get_template("fleet_table.html").render(
+        devices=[], deployments=[], activity={}, spools=[GatewaySpool("/s/spool", status, now)],
+        trends={}, remote=[])
+    assert "no samples" in html and "<polyline" not in html

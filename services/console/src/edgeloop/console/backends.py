@@ -149,6 +149,14 @@ class Backends:
         request.start_time.CopyFrom(stamp(datetime.now(UTC) - since))
         return await self.features.SummarizeTraffic(request, timeout=DEADLINE_S)
 
+    async def gateway_samples(self, since: timedelta, most: int,
+                              ) -> list[fpb.GatewaySample]:
+        """Every gateway's samples since ``since`` ago, at most ``most`` each."""
+        request = fpb.ListGatewaySamplesRequest(max_per_gateway=most)
+        request.start_time.CopyFrom(stamp(datetime.now(UTC) - since))
+        reply = await self.features.ListGatewaySamples(request, timeout=DEADLINE_S)
+        return list(reply.samples)
+
     async def drift_events(self, deployment: str = "", limit: int = 100,
                            ) -> list[observation_pb2.DriftEvent]:
         reply = await self.features.ListDriftEvents(

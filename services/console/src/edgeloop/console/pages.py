@@ -8,7 +8,13 @@ from pathlib import Path
 
 import grpc
 from edgeloop.console.backends import Backends, rpc_error_text
-from edgeloop.console.gateways import read_gateway_spools
+from edgeloop.console.gateways import (
+    TREND_POINTS,
+    TREND_WINDOW,
+    gateway_trends,
+    read_gateway_spools,
+    sampled_only,
+)
 from edgeloop.console.lineage_graph import lineage_graph
 from edgeloop.console.rendering import attempt, page
 from edgeloop.console.spans import flatten, span_tree
@@ -36,11 +42,14 @@ async def fleet(request: Request) -> Response:
     recent = await attempt(backends.traffic(RATE_WINDOW), fpb.SummarizeTrafficResponse(),
                            problems, "features")
     spools = await read_gateway_spools(request.app.state.settings.spool_folders)
+    trends = gateway_trends(await attempt(backends.gateway_samples(TREND_WINDOW, TREND_POINTS),
+                                          [], problems, "features"))
     template = "fleet_table.html" if request.headers.get("hx-request") else "fleet.html"
     return page(request, template, devices=devices, deployments=deployments,
                 activity=device_activity(recent.devices,
                                          [g.status for g in spools if g.status is not None]),
-                spools=spools, problems=problems,
+                spools=spools, trends=trends, remote=sampled_only(spools, trends),
+                problems=problems,
                 token=request.query_params.get("token_for"))
 
 

@@ -402,6 +402,8 @@ def test_the_spool_panels_show_a_gateways_outage(
     unrecorded = {row[1] for row in frames if row[3] > 0}
     assert unrecorded == {"gw-1"}
     assert {row[1]: row[2] for row in frames} == {"gw-1": 16.0, "gw-2": 24.0}
+    robots = _panel_rows(grafana_db, variables, "Robots streaming by gateway")
+    assert {row[1]: row[2] for row in robots} == {"gw-1": 4, "gw-2": 6}
     last = _panel_rows(grafana_db, variables, "Gateways: last sample")
     assert [(row[0], row[2], row[3], row[4], float(row[5])) for row in last] == [
         ("gw-1", "features failing", 4, 5, 1.0), ("gw-2", "recording", 6, 6, 2.0)]

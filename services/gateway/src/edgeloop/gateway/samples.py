@@ -1,10 +1,11 @@
 """The gateway's samples for dashboards: its spool, recording and robots, sent to features.
 
 The status file (:mod:`edgeloop.gateway.status_file`) says how the gateway is now; Grafana's
-Infrastructure dashboard draws how it was, from ``features.gateway_samples``: backlog and
-capacity, the recording state, robots and streams, frames received and answered without a
-record a second. Every ``interval_s`` one of the status file's records becomes a sample
-(the same numbers, taken once), and a task sends what is held with RecordGatewaySamples.
+Infrastructure dashboard and the console's fleet page draw how it was, from
+``features.gateway_samples``: backlog and capacity, the recording state, robots and streams,
+frames received and answered without a record a second. Every ``interval_s`` one of the
+status file's records becomes a sample (the same numbers, taken once), and a task sends
+what is held with RecordGatewaySamples.
 
 While features cannot be reached (the very time the spool fills) samples wait in memory,
 the newest ``keep`` of them, and go in one call once it answers, so the dashboard shows the

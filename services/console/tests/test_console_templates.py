@@ -127,12 +127,17 @@ def _sample(gateway: str, at: float, backlog: int, **fields) -> fpb.GatewaySampl
     return sample
 
 
+def _recording(gateway: str, now: float) -> GatewayStatus:
+    """A gateway's status file, written a second ago: recording, its small spool empty."""
+    return GatewayStatus(gateway_id=gateway, pid=1, written_at=now - 1, stopped=False,
+                         backlog_bytes=0, max_bytes=1000, disk_refused=False,
+                         not_recorded_since=None, answered_not_recorded=0, forwarded_at=now,
+                         forward_failing_since=None, interval_s=2.0)
+
+
 def test_fleet_draws_each_gateways_backlog_and_lists_gateways_known_from_samples() -> None:
     now = time.time()
-    local = GatewayStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
-                          backlog_bytes=0, max_bytes=1000, disk_refused=False,
-                          not_recorded_since=None, answered_not_recorded=0, forwarded_at=now,
-                          forward_failing_since=None, interval_s=2.0)
+    local = _recording("gw-a", now)
     trends = gateway_trends(
         [_sample("gw-a", now - 1800, 0), _sample("gw-a", now - 900, 1000),
          _sample("gw-a", now, 500),
@@ -159,10 +164,7 @@ def test_fleet_draws_each_gateways_backlog_and_lists_gateways_known_from_samples
 
 def test_a_gateways_row_without_samples_says_so() -> None:
     now = time.time()
-    status = GatewayStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
-                           backlog_bytes=0, max_bytes=1000, disk_refused=False,
-                           not_recorded_since=None, answered_not_recorded=0, forwarded_at=now,
-                           forward_failing_since=None, interval_s=2.0)
+    status = _recording("gw-a", now)
     html = TEMPLATES.env.get_template("fleet_table.html").render(
         devices=[], deployments=[], activity={}, spools=[GatewaySpool("/s/spool", status, now)],
         trends={}, remote=[])

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import psycopg
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
+from edgeloop.features.time_window import requested_window
 from edgeloop.platform.errors import InvalidArgument, Unavailable
 from psycopg_pool import AsyncConnectionPool
 
@@ -114,12 +115,7 @@ def thinned(rows: list[Row], most: int) -> list[Row]:
 async def list_gateway_samples(pool: AsyncConnectionPool, request: pb.ListGatewaySamplesRequest,
                                now: datetime) -> pb.ListGatewaySamplesResponse:
     """The window's samples by gateway and time, each gateway's thinned if asked."""
-    if not request.HasField("start_time"):
-        raise InvalidArgument("start_time", "is required (the window's start)")
-    start = request.start_time.ToDatetime(tzinfo=UTC)
-    end = request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else now
-    if end <= start:
-        raise InvalidArgument("end_time", "must be after start_time")
+    start, end = requested_window(request, now)
     params = {"start": start, "end": end, "gateways": list(request.gateway_ids)}
     where = "AND gateway_id = ANY(%(gateways)s)" if request.gateway_ids else ""
     try:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
-from edgeloop.platform.errors import InvalidArgument, Unavailable
+from edgeloop.features.time_window import requested_window
+from edgeloop.platform.errors import Unavailable
 from psycopg_pool import AsyncConnectionPool
 
 # Devices and answering arms in one pass over the window (a row per grouping set: the
@@ -37,16 +38,6 @@ JOIN features.observations o ON o.observation_id = s.observation_id AND o.time =
 WHERE s.time >= %(start)s AND s.time < %(end)s
   AND o.time >= %(start)s AND o.time < %(end)s {deployments}
 GROUP BY s.arm, s.model_version"""
-
-
-def _window(request: pb.SummarizeTrafficRequest, now: datetime) -> tuple[datetime, datetime]:
-    if not request.HasField("start_time"):
-        raise InvalidArgument("start_time", "is required (the window's start)")
-    start = request.start_time.ToDatetime(tzinfo=UTC)
-    end = request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else now
-    if end <= start:
-        raise InvalidArgument("end_time", "must be after start_time")
-    return start, end
 
 
 def _mae(labelled: int, abs_sum: float | None) -> dict[str, float]:
@@ -87,7 +78,7 @@ def _arms(answered: Sequence[tuple[Any, ...]],
 async def summarize_traffic(pool: AsyncConnectionPool, request: pb.SummarizeTrafficRequest,
                             now: datetime) -> pb.SummarizeTrafficResponse:
     """Count the window's frames per device and per arm (``request``'s deployments, or all)."""
-    start, end = _window(request, now)
+    start, end = requested_window(request, now)
     params = {"start": start, "end": end, "deployments": list(request.deployments)}
     try:
         async with pool.connection() as conn:

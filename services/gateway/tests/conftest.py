@@ -313,6 +313,18 @@ class Harness:
         await sender
         return answers
 
+    async def stream_labelled(self, requests: Any, jpegs: list[bytes], count: int,
+                              device_id: str = "robot-1", token: str = "secret-1") -> Any:
+        """Open a stream for the device, say hello and send ``count`` labelled frames, each
+        answered with a prediction; returns the call, still open."""
+        call = self.open(device_id, token)
+        await call.write(requests.hello(device_id))
+        assert (await call.read()).HasField("welcome")
+        for seq in range(1, count + 1):
+            await call.write(requests.frame(seq, jpegs[seq % len(jpegs)], 500.0))
+            assert (await call.read()).prediction.seq == seq
+        return call
+
     async def wait_state(self, predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
         """Wait until ``predicate`` holds (a deployment change applied, ...)."""
         async with asyncio.timeout(timeout_s):

@@ -73,12 +73,7 @@ async def test_the_status_file_shows_a_device_streaming_while_nothing_is_recorde
                              status_interval_s=0.05) as gw:
         folder = gw.app.spool.directory
         gw.features.available = False  # the spool fills: later frames are answered unrecorded
-        call = gw.open("robot-1", "secret-1")
-        await call.write(requests.hello("robot-1"))
-        assert (await call.read()).HasField("welcome")
-        for seq in range(1, 13):
-            await call.write(requests.frame(seq, jpegs[seq % 8], 500.0))
-            assert (await call.read()).prediction.seq == seq
+        call = await gw.stream_labelled(requests, jpegs, 12)
         assert gw.app.frames.unrecorded.total >= 12 - SPOOL_FRAMES
 
         def robot(status):  # noqa: ANN001, ANN202
@@ -135,12 +130,7 @@ async def test_a_restarted_gateway_still_lists_the_robots_seen_before(
 ) -> None:
     async with start_gateway(status_interval_s=0.05) as gw:
         folder = gw.app.spool.directory
-        call = gw.open("robot-1", "secret-1")
-        await call.write(requests.hello("robot-1"))
-        assert (await call.read()).HasField("welcome")
-        for seq in range(1, 4):
-            await call.write(requests.frame(seq, jpegs[seq], 500.0))
-            assert (await call.read()).prediction.seq == seq
+        call = await gw.stream_labelled(requests, jpegs, 3)
         await call.done_writing()
         assert await call.read() == aio.EOF
     (seen,) = read_status(folder).devices

@@ -84,12 +84,7 @@ async def test_samples_wait_while_features_is_down_and_show_the_outage_afterward
         sampler, features = gw.app.sampler, gw.features
         await gw.wait_state(lambda: features.samples, timeout_s=60)  # features takes them
         features.available = False  # the spool fills: later frames are answered unrecorded
-        call = gw.open("robot-1", "secret-1")
-        await call.write(requests.hello("robot-1"))
-        assert (await call.read()).HasField("welcome")
-        for seq in range(1, 13):
-            await call.write(requests.frame(seq, jpegs[seq % 8], 500.0))
-            assert (await call.read()).prediction.seq == seq
+        call = await gw.stream_labelled(requests, jpegs, 12)
         await gw.wait_state(lambda: any(s.recording == NOT_RECORDING for s in sampler.held),
                             timeout_s=60)
         assert not any(s.recording == NOT_RECORDING for s in features.samples.values())

@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
+
 STATUS_FILE = "status.json"
 VERSION = 1
 PADDED_BYTES = 4096
@@ -38,6 +40,15 @@ STALE_AFTER_S = 30.0
 of its intervals, if they are longer) says the gateway is stuck, or cannot write even in
 place."""
 _READ_ATTEMPTS = 3
+RECORDING_STATE_WORDS: dict[int, str] = {
+    fpb.GATEWAY_RECORDING_STATE_RECORDING: "recording",
+    fpb.GATEWAY_RECORDING_STATE_NOT_RECORDING: "not recording",
+    fpb.GATEWAY_RECORDING_STATE_DISK_FULL: "disk full",
+    fpb.GATEWAY_RECORDING_STATE_FEATURES_FAILING: "features failing",
+    fpb.GATEWAY_RECORDING_STATE_STOPPED: "stopped",
+}
+"""The words of :meth:`GatewayStatus.recording_state` for the features contract's
+``GatewayRecordingState`` (gateways' samples); ``stale`` is a reader's word, never sampled."""
 
 
 @dataclass(frozen=True)

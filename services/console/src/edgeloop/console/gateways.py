@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
-from edgeloop.platform.gateway_status import GatewayStatus, read_status
+from edgeloop.platform.gateway_status import RECORDING_STATE_WORDS, GatewayStatus, read_status
 
 _PILLS = {"recording": "ok", "features failing": "pending", "stale": "pending",
           "silent": "pending", "not recording": "failed", "disk full": "failed"}
@@ -34,11 +34,6 @@ SPARK_WIDTH, SPARK_HEIGHT = 120, 24
 SILENT_AFTER_S = 60.0
 """A gateway known only from its samples is silent when its newest is older than this (or
 than three of its sampling intervals, the median gap between its samples, if longer)."""
-_WORDS = {fpb.GATEWAY_RECORDING_STATE_RECORDING: "recording",
-          fpb.GATEWAY_RECORDING_STATE_NOT_RECORDING: "not recording",
-          fpb.GATEWAY_RECORDING_STATE_DISK_FULL: "disk full",
-          fpb.GATEWAY_RECORDING_STATE_FEATURES_FAILING: "features failing",
-          fpb.GATEWAY_RECORDING_STATE_STOPPED: "stopped"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +87,7 @@ class GatewayTrend:
         interval = statistics.median(gaps) if gaps else 0.0  # an outage's gap is no interval
         if self.age_s > max(SILENT_AFTER_S, 3 * interval):
             return "silent"
-        return _WORDS.get(self.last.recording, "unknown")
+        return RECORDING_STATE_WORDS.get(self.last.recording, "unknown")
 
     @property
     def pill(self) -> str:

@@ -19,19 +19,13 @@ import psycopg
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.features.time_window import requested_window
 from edgeloop.platform.errors import InvalidArgument, Unavailable
+from edgeloop.platform.gateway_status import RECORDING_STATE_WORDS
 from psycopg_pool import AsyncConnectionPool
 
 MAX_SAMPLES = 10_000
 """Samples one call may carry (a gateway's hour at 1 s, far more than it keeps)."""
-RECORDING_STATES = {
-    pb.GATEWAY_RECORDING_STATE_RECORDING: "recording",
-    pb.GATEWAY_RECORDING_STATE_NOT_RECORDING: "not recording",
-    pb.GATEWAY_RECORDING_STATE_DISK_FULL: "disk full",
-    pb.GATEWAY_RECORDING_STATE_FEATURES_FAILING: "features failing",
-    pb.GATEWAY_RECORDING_STATE_STOPPED: "stopped",
-}
-"""The words stored (and drawn by Grafana): those of the gateway's status file."""
-_STATES_BY_WORD = {word: state for state, word in RECORDING_STATES.items()}
+# The words stored (and drawn by Grafana) are those of the gateway's status file.
+_STATES_BY_WORD = {word: state for state, word in RECORDING_STATE_WORDS.items()}
 
 _INSERT = """
 INSERT INTO features.gateway_samples (time, gateway_id, backlog_bytes, max_bytes, recording,
@@ -56,7 +50,7 @@ def sample_row(sample: pb.GatewaySample, index: int) -> Row:
         raise InvalidArgument(f"{field}.gateway_id", "is required")
     if not sample.HasField("sampled_at"):
         raise InvalidArgument(f"{field}.sampled_at", "is required")
-    recording = RECORDING_STATES.get(sample.recording)
+    recording = RECORDING_STATE_WORDS.get(sample.recording)
     if recording is None:
         raise InvalidArgument(f"{field}.recording", "must be a GatewayRecordingState other "
                                                     "than UNSPECIFIED")

@@ -25,19 +25,13 @@ from dataclasses import dataclass
 import grpc
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
-from edgeloop.platform.gateway_status import GatewayStatus
+from edgeloop.platform.gateway_status import RECORDING_STATE_WORDS, GatewayStatus
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 log = logging.getLogger(__name__)
 
-STATES = {
-    "recording": fs_pb2.GATEWAY_RECORDING_STATE_RECORDING,
-    "not recording": fs_pb2.GATEWAY_RECORDING_STATE_NOT_RECORDING,
-    "disk full": fs_pb2.GATEWAY_RECORDING_STATE_DISK_FULL,
-    "features failing": fs_pb2.GATEWAY_RECORDING_STATE_FEATURES_FAILING,
-    "stopped": fs_pb2.GATEWAY_RECORDING_STATE_STOPPED,
-}
+STATES = {word: state for state, word in RECORDING_STATE_WORDS.items()}
 """A status record's one-word state as the contract spells it (a gateway's own record is
 never stale)."""
 SEND_TIMEOUT_S = 10.0
@@ -85,8 +79,6 @@ class GatewaySampler:
         """Samples taken and not yet stored by features, oldest first."""
         self.dropped = 0
         """Samples dropped since start: more than ``keep`` held at once."""
-        self.sent = 0
-        """Samples features confirmed since start."""
         self.started_at = started_at
         self._since = Totals(started_at, 0, 0)
         self._taken = asyncio.Event()
@@ -150,7 +142,6 @@ class GatewaySampler:
             batch_ids = {id(sample) for sample in batch}
             while self.held and id(self.held[0]) in batch_ids:
                 self.held.popleft()
-            self.sent += len(batch)
             if self._failing:
                 log.info("gateway samples sent again", extra={"samples": len(batch)})
             self._failing = False

@@ -46,6 +46,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ADMIN = "console-admin-token-0123456789abcdef"
 READ = "console-read-token-0123456789abcdef"
+HOOK_SECRET = "console-grafana-hook-secret"
 MODEL = "distance"
 DEPLOYMENT = "console-parking"
 DEVICE = "console-robot"
@@ -215,6 +216,7 @@ def stack(pg_cluster, logged_models, tmp_path_factory) -> Iterator[Stack]:
                     "EDGELOOP_READ_TOKEN": READ, "EDGELOOP_ADMIN_TOKEN": ADMIN,
                     "EDGELOOP_TRACE_DIR": str(traces), "EDGELOOP_REFRESH_S": "2",
                     "EDGELOOP_SPOOL_DIRS": str(root / "spool"),
+                    "EDGELOOP_WEBHOOK_SECRET": HOOK_SECRET,
                     # Never contacted: only rendered as deep links (no Jaeger here).
                     "EDGELOOP_JAEGER_URL": "http://jaeger.invalid:16686"},
     }
@@ -380,6 +382,59 @@ def _post(url: str, fields: dict[str, str], cookie: str = "") -> tuple[int, str]
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def _notify(url: str, alerts: list[dict[str, Any]], secret: str = HOOK_SECRET) -> tuple[int, str]:
+    """POST a notification as Grafana's webhook contact point does."""
+    body = json.dumps({"receiver": "edgeloop-operators", "status": alerts[0]["status"],
+                       "alerts": alerts}).encode()
+    request = urllib.request.Request(url, data=body, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {secret}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _gateway_alert(status: str, fingerprint: str, gateway: str, summary: str) -> dict[str, Any]:
+    return {"status": status, "fingerprint": fingerprint, "startsAt": "2026-12-06T23:40:00.5Z",
+            "endsAt": "0001-01-01T00:00:00Z", "values": {"A": 93.0, "C": 1},
+            "labels": {"alertname": "gateway_spool_filling", "gateway": gateway,
+                       "audience": "operators", "kind": "fleet"},
+            "annotations": {"summary": summary}}
+
+
+def test_grafanas_operator_alerts_show_on_the_fleet_page_until_resolved(
+        driven: Stack, browser: Any, artifacts: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    hook = driven.url("/hooks/grafana")
+    first = _gateway_alert("firing", "fp-1", "gw-east", "gw-east: spool 93 % full")
+    status, body = _notify(hook, [first], secret="not-the-secret")
+    assert status == 401 and "bearer secret" in body
+    status, body = _notify(hook, [{"status": "firing"}])
+    assert status == 400 and "alerts[0].labels" in body
+    browser.get(driven.url("/fleet"))
+    assert not browser.find_elements(By.ID, "alerts"), "refused notifications show nothing"
+    second = _gateway_alert("firing", "fp-2", "gw-west", "gw-west: spool 85 % full")
+    assert _notify(hook, [first, second]) == (200, '{"firing":2}')
+    browser.get(driven.url("/fleet"))
+    rows = {r.get_attribute("data-fingerprint"): r.text
+            for r in browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr")}
+    assert set(rows) == {"fp-1", "fp-2"}
+    assert "gateway_spool_filling" in rows["fp-1"] and "gw-east: spool 93 % full" in rows["fp-1"]
+    assert "2026-12-06 23:40:00" in rows["fp-1"]
+    shot(browser, artifacts, "fleet-alerts")
+    # Grafana says the first is resolved: the page's own refresh drops it.
+    assert _notify(hook, [{**first, "status": "resolved"}]) == (200, '{"firing":1}')
+    shown = ("return Array.from(document.querySelectorAll('#alerts tbody tr'), "
+             "r => r.dataset.fingerprint)")  # in one call: the refresh replaces the rows
+    _wait(lambda: browser.execute_script(shown) == ["fp-2"], 30, "the resolved alert to leave")
+    assert _notify(hook, [{**second, "status": "resolved"}]) == (200, '{"firing":0}')
+    _wait(lambda: browser.execute_script(shown) == [], 30, "the last alert to leave")
+    assert not browser.find_elements(By.ID, "alerts")
+    assert console_errors(browser) == []
 
 
 def test_unauthenticated_writes_are_refused(driven: Stack, browser: Any) -> None:

@@ -192,6 +192,25 @@ def test_webhook_matches_grafana_contact_point() -> None:
             == environment("trainer")["EDGELOOP_WEBHOOK_SECRET"])
 
 
+def test_operators_alerts_reach_the_consoles_hook_by_default() -> None:
+    from edgeloop.console.alerts import PATH
+
+    contact = yaml.safe_load((COMPOSE_DIR / "grafana" / "provisioning" / "alerting" /
+                              "contact-points.yaml").read_text(encoding="utf-8"))
+    points = {p["name"]: p["receivers"][0]["settings"] for p in contact["contactPoints"]}
+    variable = points["edgeloop-operators"]["url"]
+    grafana = SERVICES["grafana"]["environment"]
+    default = re.fullmatch(r"\$\{EDGELOOP_OPERATOR_ALERTS_URL:-(.+)\}",
+                           grafana["EDGELOOP_OPERATOR_ALERTS_URL"])
+    assert variable == "${EDGELOOP_OPERATOR_ALERTS_URL}" and default, grafana
+    port = environment("console")["EDGELOOP_LISTEN_ADDR"].rsplit(":", 1)[1]
+    assert default.group(1) == f"http://console:{port}{PATH}"
+    # Grafana sends the secret the console checks.
+    assert points["edgeloop-operators"]["authorization_credentials"] == (
+        "${EDGELOOP_WEBHOOK_SECRET}")
+    assert grafana["EDGELOOP_WEBHOOK_SECRET"] == environment("console")["EDGELOOP_WEBHOOK_SECRET"]
+
+
 def test_no_secret_is_written_into_the_file() -> None:
     secret = re.compile(r"(TOKEN|SECRET|PASSWORD|ACCESS_KEY|SECRET_KEY)$")
     for name, spec in SERVICES.items():

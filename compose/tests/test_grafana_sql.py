@@ -48,7 +48,9 @@ from edgeloop.testing.fixtures import cluster_of
 
 GRAFANA = Path(__file__).resolve().parents[1] / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
-ALERT_RULES = GRAFANA / "provisioning" / "alerting" / "rules.yaml"
+ALERTING = GRAFANA / "provisioning" / "alerting"
+ALERT_RULES = ALERTING / "rules.yaml"
+GATEWAY_RULES = ALERTING / "gateways.yaml"
 DATASOURCE_UID = "edgeloop-timescaledb"
 NOW = datetime.now(UTC).replace(microsecond=0)
 TIME_FROM, TIME_TO = NOW - timedelta(hours=1), NOW + timedelta(minutes=1)
@@ -176,17 +178,22 @@ def dashboard_queries(path: Path) -> list[Query]:
     return queries
 
 
-def alert_queries() -> list[Query]:
-    """SQL queries of the generated alert rules."""
-    document = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+def alert_queries(path: Path = ALERT_RULES, consumer: str = "alert") -> list[Query]:
+    """SQL queries of the alert rules of one provisioning file (the generated drift rules by
+    default)."""
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
     queries = []
     for group in document["groups"]:
         for rule in group["rules"]:
             for data in rule["data"]:
                 if data["datasourceUid"] != "__expr__":
-                    queries.append(Query(f"alert {rule['title']!r} {data['refId']}", "alert",
-                                         data["model"]["format"], data["model"]["rawSql"]))
+                    queries.append(Query(f"alert {rule['title']!r} {data['refId']}", consumer,
+                                         data["model"]["format"], data["model"]["rawSql"],
+                                         {"rule": rule["title"]}))
     return queries
+
+
+GATEWAY_ALERT_QUERIES = alert_queries(GATEWAY_RULES, "gateway alert")
 
 
 ALL_DASHBOARD_QUERIES = [q for path in DASHBOARDS for q in dashboard_queries(path)]
@@ -223,8 +230,11 @@ def _observation(i: int, deployment: str, version: str, at: datetime, saturation
 def _gateway_samples() -> list[tuple[Any, ...]]:
     """Two gateway processes sampled every 10 s for 40 minutes: gw-1's spool fills from 30
     to 20 minutes ago (full, live frames answered without a record, for the last 5 of them),
-    then drains; gw-2 records throughout; gw-1's newest sample is "features failing"."""
-    rows: list[tuple[Any, ...]] = []
+    then drains; gw-2 records throughout; gw-1's newest sample is "features failing". A third,
+    gw-3, ran for 10 minutes two hours ago and stopped cleanly (outside the dashboards' hour)."""
+    rows: list[tuple[Any, ...]] = [
+        (NOW - timedelta(hours=2, seconds=10 * i), "gw-3", 0, 1000,
+         "stopped" if i == 0 else "recording", 1, 1, 4.0, 0.0) for i in range(60)]
     for i in range(240):
         at = NOW - timedelta(seconds=10 * i)
         minutes = i / 6
@@ -330,6 +340,9 @@ def check_columns(query: Query, columns: list[tuple[str, int]]) -> None:
         assert types.get("text") in TEXT_TYPES, where
         assert "timeend" not in types or types["timeend"] in TIME_TYPES, where
         assert "tags" not in types or types["tags"] in TEXT_TYPES, where
+    elif query.consumer == "gateway alert":
+        assert names == ["gateway", "value"], where
+        assert types["gateway"] in TEXT_TYPES and types["value"] in NUMERIC_TYPES, where
     elif query.consumer == "alert":
         assert names == ["deployment", "model", "value"], where
         assert types["deployment"] in TEXT_TYPES and types["model"] in TEXT_TYPES, where
@@ -425,6 +438,84 @@ def test_alert_query_runs_and_sees_the_drifted_deployment(
     assert 48 <= values["dep-a"] <= 52 and 68 <= values["dep-b"] <= 72
 
 
+def _gateway_alert(grafana_db: psycopg.Connection, rule: str,
+                   at: datetime) -> dict[str, tuple[float, bool]]:
+    """Each gateway's value of an operators' rule evaluated at ``at``, and whether the
+    rule's threshold fires on it."""
+    query = next(q for q in GATEWAY_ALERT_QUERIES if q.extra["rule"] == rule)
+    cursor = grafana_db.execute(
+        expand(query.sql, {}).replace("now()", f"TIMESTAMPTZ '{at.isoformat()}'"))
+    rows = cursor.fetchall()
+    check_columns(query, _columns(cursor))
+    document = yaml.safe_load(GATEWAY_RULES.read_text(encoding="utf-8"))
+    found = next(r for g in document["groups"] for r in g["rules"] if r["title"] == rule)
+    evaluator = found["data"][-1]["model"]["conditions"][0]["evaluator"]
+    assert evaluator["type"] == "gt", "the test judges 'gt' thresholds only"
+    return {gateway: (float(value), float(value) > evaluator["params"][0])
+            for gateway, value in rows}
+
+
+def test_the_operators_rules_see_a_gateways_full_spool(grafana_db: psycopg.Connection) -> None:
+    during = NOW - timedelta(minutes=22)  # gw-1's spool full, frames answered unrecorded
+    filling = _gateway_alert(grafana_db, "gateway_spool_filling", during)
+    assert filling == {"gw-1": (100.0, True), "gw-2": (2.0, False)}
+    unrecorded = _gateway_alert(grafana_db, "gateway_answering_unrecorded", during)
+    assert unrecorded == {"gw-1": (16.0, True), "gw-2": (0.0, False)}
+    # 27 minutes ago gw-1's spool was filling but at 60 %, every frame recorded.
+    earlier = NOW - timedelta(minutes=27)
+    assert _gateway_alert(grafana_db, "gateway_spool_filling", earlier)["gw-1"] == (60.0, False)
+    assert _gateway_alert(grafana_db, "gateway_answering_unrecorded", earlier)["gw-1"] == (
+        0.0, False)
+    # Now it has drained: neither rule fires for any gateway.
+    for rule in ("gateway_spool_filling", "gateway_answering_unrecorded"):
+        assert not any(fires for _, fires in _gateway_alert(grafana_db, rule, NOW).values())
+    # Nothing sampled in the last 2 minutes: no row, so no alert (a silent gateway's rule).
+    assert _gateway_alert(grafana_db, "gateway_spool_filling", NOW + timedelta(minutes=5)) == {}
+
+
+def test_the_operators_rules_tell_a_silent_gateway_from_a_stopped_one(
+        grafana_db: psycopg.Connection) -> None:
+    assert _gateway_alert(grafana_db, "gateway_silent", NOW) == {
+        "gw-1": (0.0, False), "gw-2": (0.0, False)}, "gw-3 stopped cleanly: never silent"
+    later = _gateway_alert(grafana_db, "gateway_silent", NOW + timedelta(minutes=5))
+    assert later == {"gw-1": (300.0, True), "gw-2": (300.0, True)}
+    assert _gateway_alert(grafana_db, "gateway_silent", NOW + timedelta(minutes=1)) == {
+        "gw-1": (60.0, False), "gw-2": (60.0, False)}
+    # A gateway gone for over a day is no longer reported.
+    assert _gateway_alert(grafana_db, "gateway_silent", NOW + timedelta(days=2)) == {}
+
+
+def test_operators_alerts_reach_their_contact_point_and_drift_alerts_the_trainer() -> None:
+    policy = yaml.safe_load((ALERTING / "policies.yaml").read_text(encoding="utf-8"))
+    root = policy["policies"][0]
+
+    def receiver(labels: dict[str, str]) -> str:
+        # Grafana: the first child route whose matchers all match, else the root's receiver.
+        for route in root.get("routes", []):
+            if all(labels.get(name) == value for name, op, value in route["object_matchers"]
+                   if op == "="):
+                return route["receiver"]
+        return root["receiver"]
+
+    gateway_rules = [r for g in yaml.safe_load(GATEWAY_RULES.read_text(encoding="utf-8"))[
+        "groups"] for r in g["rules"]]
+    drift_rules = [r for g in yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))[
+        "groups"] for r in g["rules"]]
+    assert {r["title"] for r in gateway_rules} == {
+        "gateway_spool_filling", "gateway_answering_unrecorded", "gateway_silent"}
+    assert {receiver(r["labels"]) for r in gateway_rules} == {"edgeloop-operators"}
+    assert drift_rules and {receiver(r["labels"]) for r in drift_rules} == {"edgeloop-trainer"}
+    assert all(op == "=" for route in root["routes"] for _, op, _ in route["object_matchers"])
+    points = {p["name"]: p["receivers"][0] for p in yaml.safe_load(
+        (ALERTING / "contact-points.yaml").read_text(encoding="utf-8"))["contactPoints"]}
+    operators = points["edgeloop-operators"]["settings"]
+    assert operators["url"] == "${EDGELOOP_OPERATOR_ALERTS_URL}"
+    assert operators["authorization_credentials"] == "${EDGELOOP_WEBHOOK_SECRET}"
+    for rule in gateway_rules:
+        assert rule["noDataState"] == "OK" and rule["for"] in {"0s", "1m", "2m"}
+        assert "{{ .Labels.gateway }}" in rule["annotations"]["summary"]
+
+
 def test_grafana_role_reads_but_cannot_write(grafana_db: psycopg.Connection) -> None:
     assert grafana_db.execute("SELECT count(*) FROM features.observations").fetchone()[0] == 960
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -479,8 +570,9 @@ def test_thesis_rule_is_a_grafana_alert_with_its_band_and_pending_period() -> No
         assert rule.name in rules or f"#   {rule.name}:" in header
 
 
-def test_alert_file_has_no_dollar_for_grafana_to_interpolate() -> None:
-    assert "$" not in ALERT_RULES.read_text(encoding="utf-8")
+def test_alert_files_have_no_dollar_for_grafana_to_interpolate() -> None:
+    for path in (ALERT_RULES, GATEWAY_RULES):
+        assert "$" not in path.read_text(encoding="utf-8"), path.name
 
 
 def test_every_provisioning_file_parses_and_points_at_the_data_source() -> None:
@@ -501,6 +593,7 @@ def test_every_provisioning_file_parses_and_points_at_the_data_source() -> None:
         for panel in load_dashboard(path)["panels"]:
             uid = panel.get("datasource", {}).get("uid", DATASOURCE_UID)
             assert uid == DATASOURCE_UID, f"{path.name}: {panel['title']}"
-    alerts = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
-    for rule in alerts["groups"][0]["rules"]:
-        assert {d["datasourceUid"] for d in rule["data"]} == {DATASOURCE_UID, "__expr__"}
+    for path in (ALERT_RULES, GATEWAY_RULES):
+        alerts = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for rule in alerts["groups"][0]["rules"]:
+            assert {d["datasourceUid"] for d in rule["data"]} == {DATASOURCE_UID, "__expr__"}

@@ -1,6 +1,6 @@
 """The console's own logic, without services: timeline numbers, actor names, span trees,
-the lineage layout, per-device and per-arm summaries. The pages themselves are tested in
-a real browser against a running stack (tests/test_console.py)."""
+the lineage layout, per-device and per-arm summaries, the operators' alert board. The pages
+themselves are tested in a real browser against a running stack (tests/test_console.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from edgeloop.console.alerts import AlertBoard
 from edgeloop.console.auth import OperatorTokens, check_password, operator_name
 from edgeloop.console.lineage_graph import NODE_W, Node, _layout
 from edgeloop.console.spans import flatten, span_tree
@@ -17,6 +18,42 @@ from edgeloop.console.timeline import band_of, rolling_mean
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.platform.gateway_status import DeviceContact, GatewayStatus
+from edgeloop.platform.grafana_alerts import GrafanaAlert
+
+
+def _alert(fingerprint: str, starts_at: str, status: str = "firing",
+           gateway: str = "gw") -> GrafanaAlert:
+    return GrafanaAlert(status=status, fingerprint=fingerprint, starts_at=starts_at,
+                        labels={"alertname": "gateway_silent", "gateway": gateway},
+                        annotations={"summary": f"{gateway}: no sample"})
+
+
+def test_the_alert_board_keeps_firing_alerts_until_resolved_longest_firing_first() -> None:
+    board = AlertBoard()
+    board.receive([_alert("b", "2026-12-06T23:50:00.123456789Z", gateway="gw-b"),
+                   _alert("a", "2026-12-06T23:40:00+01:00", gateway="gw-a"),
+                   _alert("c", "not a time", gateway="gw-c")])
+    shown = board.firing()
+    # 22:40 UTC, then 23:50:00.123456 (Grafana's nanoseconds cut to microseconds), then the
+    # alert whose start could not be read, last.
+    assert [(a.fingerprint, a.gateway) for a in shown] == [("a", "gw-a"), ("b", "gw-b"),
+                                                          ("c", "gw-c")]
+    assert shown[0].since == datetime(2026, 12, 6, 22, 40, tzinfo=UTC)
+    assert shown[1].since == datetime(2026, 12, 6, 23, 50, 0, 123456, tzinfo=UTC)
+    assert shown[2].since is None and shown[2].summary == "gw-c: no sample"
+    # A repeat of a firing alert keeps one row; a resolved one leaves; an unknown resolved
+    # one changes nothing.
+    board.receive([_alert("a", "2026-12-06T23:40:00+01:00"), _alert("b", "x", "resolved"),
+                   _alert("zz", "x", "resolved")])
+    assert [a.fingerprint for a in board.firing()] == ["a", "c"]
+
+
+def test_the_alert_board_forgets_the_oldest_news_beyond_its_limit() -> None:
+    board = AlertBoard(limit=2)
+    board.receive([_alert("1", "2026-12-06T10:00:00Z"), _alert("2", "2026-12-06T09:00:00Z")])
+    board.receive([_alert("1", "2026-12-06T10:00:00Z")])  # news of "1": "2" is the oldest now
+    board.receive([_alert("3", "2026-12-06T11:00:00Z")])
+    assert [a.fingerprint for a in board.firing()] == ["1", "3"]
 
 
 def test_rolling_mean_skips_missing_values_and_trails_the_window() -> None:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
-from edgeloop.console import actions, auth, pages
+from edgeloop.console import actions, alerts, auth, pages
 from edgeloop.console.backends import Backends
 from edgeloop.console.links import Links
 from edgeloop.console.settings import Settings
@@ -39,6 +39,7 @@ def _routes() -> list[Route | Mount]:
         Route("/login", actions.login_form), Route("/login", actions.login, methods=post),
         Route("/logout", actions.logout, methods=post),
         Route("/fleet", pages.fleet),
+        Route(alerts.PATH, alerts.grafana_hook, methods=post),
         Route("/devices/{device_id}/revoke", actions.revoke_device, methods=post),
         Route("/devices/{device_id}/rotate", actions.rotate_device, methods=post),
         Route("/devices/{device_id}/assign", actions.assign_device, methods=post),
@@ -85,6 +86,7 @@ def build_app(settings: Settings) -> Starlette:
                             grpc.RpcError: actions.registry_refused})
     app.state.settings = settings
     app.state.operator_tokens = auth.OperatorTokens(SESSION_MAX_AGE_S)
+    app.state.alerts = alerts.AlertBoard()
     app.state.links = Links(settings.mlflow_ui_url, settings.ray_dashboard_url,
                             settings.jaeger_url, settings.grafana_url)
     return app

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from edgeloop.console.alerts import board
 from edgeloop.console.backends import Backends, rpc_error_text
 from edgeloop.console.gateways import (
     TREND_POINTS,
@@ -34,8 +35,8 @@ def _backends(request: Request) -> Backends:
 
 
 async def fleet(request: Request) -> Response:
-    """Devices: deployment, online, last contact, frames/min, live MAE; revoke/rotate/assign;
-    the gateways' spools."""
+    """Operators' alerts firing; devices: deployment, online, last contact, frames/min, live
+    MAE; revoke/rotate/assign; the gateways' spools."""
     backends, problems = _backends(request), []
     devices = await attempt(backends.devices(), [], problems, "registry")
     deployments = await attempt(backends.deployments(), [], problems, "registry")
@@ -49,7 +50,7 @@ async def fleet(request: Request) -> Response:
                 activity=device_activity(recent.devices,
                                          [g.status for g in spools if g.status is not None]),
                 spools=spools, trends=trends, remote=sampled_only(spools, trends),
-                problems=problems,
+                alerts=board(request).firing(), problems=problems,
                 token=request.query_params.get("token_for"))
 
 

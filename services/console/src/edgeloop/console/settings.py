@@ -24,6 +24,9 @@ class Settings(ServiceSettings):
                              "(operators may log in with their own registry token instead)")
     session_secret: str = Field(default="", description="key that signs session cookies; "
                                 "empty: a random key per process (logins end on restart)")
+    webhook_secret: str = Field(default="", description="bearer secret Grafana's operator "
+                                "alerts carry to POST /hooks/grafana (contact point "
+                                "edgeloop-operators); empty: the console takes no alerts")
     trace_dir: str = Field(default="", description="folder of the services' span files "
                            "(*.jsonl, EDGELOOP_TRACE_FILE of each service) for a frame's span tree")
     spool_dirs: str = Field(default="", description="comma-separated spool folders of the "

@@ -13,7 +13,6 @@ set the webhook serves HTTPS only, with the trainer's gRPC certificate.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +21,7 @@ from aiohttp import web
 from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2, trainer_service_pb2
 from edgeloop.platform.errors import ConfigError, EdgeloopError, FailedPrecondition, NotFound
+from edgeloop.platform.grafana_alerts import BadPayload, bearer_matches, parse_notification
 from edgeloop.platform.tls import ServerTLS
 from edgeloop.trainer.store import SweepStore
 
@@ -32,42 +32,12 @@ WARM_START_ALIAS = "champion"
 Submit = Callable[[trainer_service_pb2.StartSweepRequest], Awaitable[sweep_pb2.Sweep]]
 
 
-class BadPayload(ValueError):
-    """The body is not a Grafana alert notification."""
-
-
 def parse_alerts(payload: Any) -> list[dict[str, str]]:
     """The firing alerts of a payload: alertname, fingerprint, startsAt, model, deployment."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
-        raise BadPayload("alerts: expected a list of alerts")
-    firing = []
-    for i, alert in enumerate(payload["alerts"]):
-        if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
-            raise BadPayload(f"alerts[{i}].labels: expected an object")
-        for key in ("status", "fingerprint", "startsAt"):
-            if not isinstance(alert.get(key), str) or not alert[key]:
-                raise BadPayload(f"alerts[{i}].{key}: expected a non-empty string")
-        name = alert["labels"].get("alertname")
-        if not isinstance(name, str) or not name:
-            raise BadPayload(f"alerts[{i}].labels.alertname: expected a non-empty string")
-        # PostgreSQL text cannot hold NUL: refuse it here rather than fail storing the alert.
-        for field, value in (("fingerprint", alert["fingerprint"]),
-                             ("startsAt", alert["startsAt"]), ("labels.alertname", name),
-                             ("labels.model", str(alert["labels"].get("model", ""))),
-                             ("labels.deployment", str(alert["labels"].get("deployment", "")))):
-            if "\x00" in value:
-                raise BadPayload(f"alerts[{i}].{field}: contains a NUL character")
-        if alert["status"] == "firing":
-            firing.append(
-                {
-                    "alertname": name,
-                    "fingerprint": alert["fingerprint"],
-                    "startsAt": alert["startsAt"],
-                    "model": str(alert["labels"].get("model", "")),
-                    "deployment": str(alert["labels"].get("deployment", "")),
-                }
-            )
-    return firing
+    return [{"alertname": alert.name, "fingerprint": alert.fingerprint,
+             "startsAt": alert.starts_at, "model": alert.labels.get("model", ""),
+             "deployment": alert.labels.get("deployment", "")}
+            for alert in parse_notification(payload) if alert.firing]
 
 
 def sweep_request(alert: dict[str, str]) -> trainer_service_pb2.StartSweepRequest:
@@ -130,14 +100,9 @@ class GrafanaWebhook:
         if self.runner is not None:
             await self.runner.cleanup()
 
-    def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        return bool(self.secret) and hmac.compare_digest(given.encode(), self.secret.encode())
-
     async def handle(self, request: web.Request) -> web.Response:
         """Authenticate, parse, then start one sweep per new firing alert."""
-        if not self._authorized(request):
+        if not bearer_matches(request.headers.get("Authorization", ""), self.secret):
             return web.json_response({"error": "missing or wrong bearer secret"}, status=401)
         try:
             alerts = parse_alerts(await request.json())

@@ -1,13 +1,20 @@
 """The gateway's samples for dashboards: taken from its status records every interval, held
-while features cannot take them, sent once it can, the last one when the gateway stops."""
+while features cannot take them (on disk too, over a stop or a crash), sent once it can, the
+last one when the gateway stops."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
-from edgeloop.gateway.samples import GatewaySampler, Totals, sample_of
+from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc as fs_grpc
+from edgeloop.gateway.samples import PENDING_FILE, GatewaySampler, Totals, sample_of
 from edgeloop.platform.gateway_status import DeviceContact, GatewayStatus
 from grpc import aio
+
+from .conftest import FeaturesDouble, _start_double
 
 RECORDING = fs_pb2.GATEWAY_RECORDING_STATE_RECORDING
 NOT_RECORDING = fs_pb2.GATEWAY_RECORDING_STATE_NOT_RECORDING
@@ -72,6 +79,46 @@ async def test_the_newest_samples_are_kept_when_features_takes_none() -> None:
     assert sampler.dropped == 2
 
 
+async def test_held_samples_outlive_a_crash_and_go_first_from_the_next_start(
+        tmp_path: Path) -> None:
+    features = FeaturesDouble()
+    features.available = False
+    server, address = await _start_double(fs_grpc.add_FeatureStoreServiceServicer_to_server,
+                                          features)
+    pending = tmp_path / PENDING_FILE
+    try:
+        async with aio.insecure_channel(address) as channel:
+            crashed = GatewaySampler(channel, interval_s=1.0, keep=100, started_at=0.0,
+                                     pending=pending)
+            for at in (1.0, 2.0, 3.0):
+                crashed.offer(_status(at, frames=int(at) * 10))
+            assert not await crashed._send_held(1.0)  # features is down: kept on disk too
+            assert pending.exists()
+            # The process dies here: no stop(), nothing more written.
+            features.available = True
+            restarted = GatewaySampler(channel, interval_s=1.0, keep=100, started_at=100.0,
+                                       pending=pending)
+            assert [s.sampled_at.ToSeconds() for s in restarted.held] == [1, 2, 3]
+            restarted.offer(_status(101.0))
+            restarted.start()
+            async with asyncio.timeout(30):
+                while len(features.samples) < 4:
+                    await asyncio.sleep(0.02)
+            await restarted.stop()
+    finally:
+        await server.stop(0)
+    assert sorted(t // 10**9 for _, t in features.samples) == [1, 2, 3, 101]
+    assert features.samples[("gw-1", 2 * 10**9)].frames_per_s == pytest.approx(10.0)
+    assert not pending.exists(), "all sent: nothing left to keep"
+
+
+async def test_unreadable_kept_samples_are_dropped_not_fatal(tmp_path: Path) -> None:
+    pending = tmp_path / PENDING_FILE
+    pending.write_bytes(b"\xff\xff not a protobuf")
+    async with aio.insecure_channel("127.0.0.1:9") as channel:  # never called here
+        assert list(GatewaySampler(channel, 1.0, 10, 0.0, pending=pending).held) == []
+
+
 SPOOL_FRAMES = 5
 
 
@@ -109,6 +156,26 @@ async def test_samples_wait_while_features_is_down_and_show_the_outage_afterward
         frames += sample.frames_per_s * (at - previous)
         previous = at
     assert frames == pytest.approx(12, abs=1e-3)
+
+
+async def test_a_gateway_stopped_during_an_outage_leaves_its_samples_to_the_next(
+    start_gateway, tmp_path
+) -> None:
+    down = FeaturesDouble()
+    down.available = False
+    async with start_gateway(features=down, status_interval_s=0.05,
+                             sample_interval_s=0.1) as gw:
+        await gw.wait_state(lambda: len(gw.app.sampler.held) >= 3, timeout_s=60)
+    kept = tmp_path / "spool" / PENDING_FILE
+    assert kept.exists() and down.samples == {}
+    times = {s.sampled_at.ToNanoseconds() for s in fs_pb2.RecordGatewaySamplesRequest
+             .FromString(kept.read_bytes()).samples}
+    assert len(times) >= 4, "the samples of the outage and the last one, stopped"
+    async with start_gateway(status_interval_s=0.05, sample_interval_s=0.1) as gw:
+        await gw.wait_state(lambda: times <= {t for _, t in gw.features.samples}, timeout_s=60)
+        stopped = [s for s in gw.features.samples.values() if s.recording == STOPPED]
+        assert len(stopped) == 1, "the first gateway's last sample"
+    assert not kept.exists()
 
 
 async def test_no_samples_when_the_interval_is_zero(start_gateway, requests, jpegs) -> None:

@@ -28,7 +28,7 @@ from edgeloop.gateway.limits import DeviceLimits
 from edgeloop.gateway.models_download import ModelFiles
 from edgeloop.gateway.observations import Recorder
 from edgeloop.gateway.routing import Router
-from edgeloop.gateway.samples import GatewaySampler
+from edgeloop.gateway.samples import PENDING_FILE, GatewaySampler
 from edgeloop.gateway.settings import Settings
 from edgeloop.gateway.spool import Spool
 from edgeloop.gateway.status_file import StatusWriter, gateway_status, served_versions
@@ -102,7 +102,8 @@ class App(ServiceApp):
             log.info("device contacts taken over from the last status file",
                      extra={"devices": restored, "written_at": previous.written_at})
         self.sampler = (GatewaySampler(self.features_channel, s.sample_interval_s,
-                                       s.samples_kept, started_at=time.time())
+                                       s.samples_kept, started_at=time.time(),
+                                       pending=self.spool.directory / PENDING_FILE)
                         if s.sample_interval_s else None)
         self.status = StatusWriter(self.spool.directory, lambda stopped: gateway_status(
             s.gateway_id, self.spool, self.frames.unrecorded, self.forwarder,

@@ -7,11 +7,14 @@ frames received and answered without a record a second. Every ``interval_s`` one
 status file's records becomes a sample (the same numbers, taken once), and a task sends
 what is held with RecordGatewaySamples.
 
-While features cannot be reached (the very time the spool fills) samples wait in memory,
-the newest ``keep`` of them, and go in one call once it answers, so the dashboard shows the
-outage's history afterwards. A stopping gateway sends its last sample (state ``stopped``)
-with a short deadline. Samples are for operators, not data: the ones beyond ``keep``, or
-still held when the gateway stops, are dropped with a log line.
+While features cannot be reached (the very time the spool fills) samples wait, the newest
+``keep`` of them, and go in one call once it answers, so the dashboard shows the outage's
+history afterwards. A stopping gateway sends its last sample (state ``stopped``) with a
+short deadline. Held samples are also written to ``samples.pending`` in the spool folder
+whenever a send fails and at stop (a few hundred KiB at most), so a gateway that is stopped,
+crashes or is killed during an outage does not take the outage's history with it: the next
+gateway started on that folder sends them first. Samples are for operators, not data: the
+ones beyond ``keep`` are dropped with a log line.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
 from edgeloop.platform.gateway_status import RECORDING_STATE_WORDS, GatewayStatus
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
@@ -38,6 +44,8 @@ SEND_TIMEOUT_S = 10.0
 STOP_SEND_TIMEOUT_S = 2.0
 SEND_BATCH = 1000
 """Samples per call, so a long outage's backlog goes in a few calls."""
+PENDING_FILE = "samples.pending"
+"""The held samples in the spool folder: a serialized RecordGatewaySamplesRequest."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +80,17 @@ class GatewaySampler:
     """Turns a status record into a sample every ``interval_s`` and sends the held ones."""
 
     def __init__(self, channel: aio.Channel, interval_s: float, keep: int,
-                 started_at: float) -> None:
+                 started_at: float, pending: Path | None = None) -> None:
         self._stub = feature_store_service_pb2_grpc.FeatureStoreServiceStub(channel)
         self.interval_s = interval_s
-        self.held: deque[fs_pb2.GatewaySample] = deque(maxlen=keep)
-        """Samples taken and not yet stored by features, oldest first."""
+        self.held: deque[fs_pb2.GatewaySample] = deque(_read_pending(pending), maxlen=keep)
+        """Samples taken and not yet stored by features, oldest first (those an earlier
+        gateway left in ``pending`` first)."""
+        self.pending = pending
+        """Where held samples are kept over a stop or crash (None: in memory only)."""
+        if self.held:
+            log.info("gateway samples an earlier gateway held: sent first",
+                     extra={"samples": len(self.held), "path": str(pending)})
         self.dropped = 0
         """Samples dropped since start: more than ``keep`` held at once."""
         self.started_at = started_at
@@ -111,10 +125,9 @@ class GatewaySampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._send_held(STOP_SEND_TIMEOUT_S)
-        if self.held:
-            log.warning("gateway samples not sent before stop",
-                        extra={"samples": len(self.held)})
+        if not await self._send_held(STOP_SEND_TIMEOUT_S):
+            log.warning("gateway samples not sent before stop: kept for the next start",
+                        extra={"samples": len(self.held), "path": str(self.pending)})
 
     async def _run(self) -> None:
         while True:
@@ -136,6 +149,7 @@ class GatewaySampler:
                         "code": exc.code().name, "details": exc.details(),
                         "samples": len(self.held)})
                 self._failing = True
+                self._keep_pending()
                 return False
             # Samples taken during the call were appended behind the batch, and a full deque
             # dropped from its front: what is left of the batch is the deque's head.
@@ -145,4 +159,40 @@ class GatewaySampler:
             if self._failing:
                 log.info("gateway samples sent again", extra={"samples": len(batch)})
             self._failing = False
+        self._keep_pending()
         return True
+
+    def _keep_pending(self) -> None:
+        """Write the held samples to ``pending`` (remove it when none is held)."""
+        if self.pending is None:
+            return
+        try:
+            if not self.held:
+                self.pending.unlink(missing_ok=True)
+                return
+            data = fs_pb2.RecordGatewaySamplesRequest(samples=self.held).SerializeToString()
+            partial = self.pending.with_name(self.pending.name + ".tmp")
+            partial.write_bytes(data)
+            os.replace(partial, self.pending)  # a crash mid-write leaves the older file whole
+        except OSError as exc:
+            log.warning("gateway samples not kept on disk: %s", exc,
+                        extra={"path": str(self.pending), "samples": len(self.held)})
+
+
+def _read_pending(path: Path | None) -> list[fs_pb2.GatewaySample]:
+    """The samples an earlier gateway kept in ``path`` (none if it is missing or unreadable)."""
+    if path is None:
+        return []
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        log.warning("gateway samples kept on disk not read: %s", exc, extra={"path": str(path)})
+        return []
+    try:
+        return list(fs_pb2.RecordGatewaySamplesRequest.FromString(data).samples)
+    except DecodeError as exc:
+        log.warning("gateway samples kept on disk do not parse; dropped: %s", exc,
+                    extra={"path": str(path)})
+        return []

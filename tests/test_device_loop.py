@@ -5,7 +5,9 @@ download the version their deployment resolves to, verify it, predict every fram
 themselves and send the prediction up with the frame. A new version is promoted; every
 robot hears it on its stream, downloads, verifies and swaps on its own, and says so in
 its frames. Then the gateway goes down: the robot keeps parking on its own model and
-buffers; when the gateway is back every buffered frame is recorded exactly once.
+buffers; when the gateway is back every buffered frame is recorded exactly once. A robot
+that runs quantized twins gets the champion's twin once the gateway runs it, and predicts
+with it.
 
 One stack for the module: a private PostgreSQL cluster, MLflow on SQLite, and the real
 registry, features and gateway served in-process on loopback. Models are the tiny real
@@ -16,6 +18,7 @@ through RegisterModelVersion; the registry publishes SavedModel and TFLite.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -157,7 +160,7 @@ async def stack(pg_cluster, logged_models, tmp_path_factory) -> AsyncIterator[St
             metadata=bearer(ADMIN))
         published = root / "models" / MODEL
 
-        async def converted() -> bool:
+        async def converted() -> bool:  # the quantized twin is written first
             return all((published / f"{v}.tflite").exists() for v in ("1", "2"))
 
         await _wait(converted, CONVERT_S, "the registry's TFLite exports", 0.5)
@@ -184,8 +187,11 @@ class Robot:
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     task: asyncio.Task[Any] | None = None
 
+    quantized: bool = False
+
     def __post_init__(self) -> None:
-        self.onboard = Onboard(Inference.DEVICE, DeviceModel(ModelStore(self.model_dir), threads=1))
+        self.onboard = Onboard(Inference.DEVICE, DeviceModel(ModelStore(self.model_dir),
+                                                             threads=1, quantized=self.quantized))
 
     @property
     def version(self) -> str:
@@ -234,7 +240,8 @@ async def test_robots_download_verify_and_swap_to_a_promoted_version_on_their_ow
 
     rows = await stack.observations(deployments=[DEPLOYMENT])
     for robot, summary in zip(robots, summaries, strict=True):
-        assert robot.onboard.model is not None
+        assert robot.onboard.model is not None and robot.onboard.model.identity is not None
+        assert not robot.onboard.model.identity.quantized, "it did not ask for twins"
         switches = robot.onboard.model.switches
         assert [s.model_version for s in switches] == ["1", "2"]
         switch_s = switches[1].at_monotonic - promoted_at
@@ -311,3 +318,39 @@ async def test_gateway_down_robot_parks_on_its_model_buffers_and_delivers_exactl
     late = [o for o in rows if o.late]
     assert len(late) >= 12
     assert all(o.prediction_source == DEVICE and o.model_version == "2" for o in late)
+
+
+async def test_a_robot_that_runs_twins_gets_the_champions_once_the_gateway_runs_it(
+        stack: Stack, tmp_path: Path) -> None:
+    twin = stack.root / "models" / MODEL / "2.quantized.tflite"
+    assert twin.exists(), "the registry writes a twin beside every float file"
+    robot = Robot("robot-int8", await stack.add_device("robot-int8"), tmp_path / "m",
+                  quantized=True)
+    robot.start(stack.gateway_addr, tmp_path / "buffer.db", seed=5)
+    try:
+        async def on_twin() -> bool:
+            model = robot.onboard.model
+            return model is not None and model.identity is not None and model.identity.quantized
+
+        await _wait(on_twin, 120, "the robot to swap to the champion's quantized twin")
+        twin_since = robot.onboard.model.switches[-1].at_wall  # type: ignore[union-attr]
+
+        async def recorded_from_twin() -> bool:
+            found = await stack.observations(deployments=[DEPLOYMENT])
+            return any(o.device_id == robot.device_id and o.prediction_source == DEVICE
+                       and o.time.ToSeconds() > twin_since + 1 for o in found)
+
+        await _wait(recorded_from_twin, 60, "frames the twin predicted")
+    finally:
+        summary = await robot.finish()
+    model = robot.onboard.model
+    assert model is not None and model.identity is not None
+    assert (model.identity.model_version, model.identity.quantized) == ("2", True)
+    assert model.identity.sha256 == hashlib.sha256(twin.read_bytes()).hexdigest()
+    assert model.store.path(model.identity).name == "2.quantized.tflite"
+    rows = [o for o in await stack.observations(deployments=[DEPLOYMENT])
+            if o.device_id == robot.device_id and o.prediction_source == DEVICE]
+    assert rows and {o.model_version for o in rows} == {"2"}
+    for o in rows:  # the twin answers as version 2 does, within its agreement
+        assert 2000 - 2 <= o.prediction_mm <= 2100 + 2
+    assert summary.buffered_left == 0

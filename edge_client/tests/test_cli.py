@@ -59,3 +59,19 @@ async def test_drive_with_a_bad_token_fails_clearly(gateway, tmp_path: Path) -> 
     result = await asyncio.to_thread(CliRunner().invoke, main, args)
     assert result.exit_code == 1
     assert "UNAUTHENTICATED" in result.output
+
+
+async def test_drive_asks_for_quantized_twins_only_when_told(gateway, tmp_path: Path) -> None:
+    base = ["drive", "--fast", "--gateway", gateway.address, "--device", gateway.device,
+            "--token", gateway.token, "--inference", "device",
+            "--model-dir", str(tmp_path / "models")]
+    result = await asyncio.to_thread(CliRunner().invoke, main, [
+        *base, "--quantized-model", "--buffer", str(tmp_path / "a.db")])
+    assert result.exit_code == 0, result.output
+    assert "quantized twins when offered" in result.output
+    result = await asyncio.to_thread(CliRunner().invoke, main, [
+        *base, "--buffer", str(tmp_path / "b.db")])
+    assert result.exit_code == 0, result.output
+    asked, plain = (set(hello.capabilities) for hello in gateway.state.hellos)
+    assert {"device_inference", "quantized_model"} <= asked
+    assert "device_inference" in plain and "quantized_model" not in plain

@@ -83,16 +83,21 @@ def test_store_refuses_a_current_model_damaged_on_disk(models, tmp_path) -> None
 class DownloadDouble(gw_grpc.EdgeGatewayServiceServicer):
     """DownloadModel with scripted faults per attempt: break, truncate, tamper or serve."""
 
-    def __init__(self, files: dict[str, bytes], faults: list[str]) -> None:
+    def __init__(self, files: dict[str, bytes], faults: list[str],
+                 twins: dict[str, bytes] | None = None) -> None:
         self.files = files
+        self.twins = twins or {}
+        """Each version's quantized twin (DownloadModelRequest.quantized)."""
         self.faults = faults
         self.requests: list[tuple[str, int]] = []
+        self.quantized: list[bool] = []
 
     async def DownloadModel(  # noqa: N802
             self, request: gw_pb2.DownloadModelRequest,
             context: aio.ServicerContext) -> AsyncIterator[gw_pb2.DownloadModelResponse]:
         self.requests.append((request.model_version, request.offset))
-        data = self.files[request.model_version]
+        self.quantized.append(request.quantized)
+        data = (self.twins if request.quantized else self.files)[request.model_version]
         fault = self.faults.pop(0) if self.faults else "serve"
         sha = hashlib.sha256(data).hexdigest()
         sent = data
@@ -113,8 +118,9 @@ class DownloadDouble(gw_grpc.EdgeGatewayServiceServicer):
 async def double_gateway(models):
     servers = []
 
-    async def start(faults: list[str]) -> tuple[DownloadDouble, str]:
-        servicer = DownloadDouble(models, faults)
+    async def start(faults: list[str],
+                    twins: dict[str, bytes] | None = None) -> tuple[DownloadDouble, str]:
+        servicer = DownloadDouble(models, faults, twins)
         server = aio.server()
         gw_grpc.add_EdgeGatewayServiceServicer_to_server(servicer, server)
         port = server.add_insecure_port("127.0.0.1:0")
@@ -189,3 +195,53 @@ async def test_chunks_of_another_file_are_refused(models, tmp_path, double_gatew
     with pytest.raises(VerificationError, match="different file"):
         await ModelFetcher(address, ()).fetch(announced, store)
     assert not store.part_path(announced).exists()
+
+
+async def test_a_robot_that_runs_twins_swaps_to_its_versions_twin_and_keeps_it(
+        models, tmp_path, double_gateway) -> None:
+    # Version 2's file stands in for version 1's quantized twin: its answers tell them apart.
+    double, address = await double_gateway([], twins={"1": models["2"]})
+    store = ModelStore(tmp_path / "store")
+    device = DeviceModel(store, threads=1, backoff=Backoff(0.01, 0.05), quantized=True)
+    device.start(ModelFetcher(address, ()))
+    float_file = identity("1", models["1"])
+    twin = ModelIdentity("distance", "1", len(models["2"]), hashlib.sha256(models["2"]).hexdigest(),
+                         quantized=True)
+    jpeg = frame_jpeg()
+    try:
+        device.want(edge_pb2.ModelUpdate(model_name="distance", model_version="1",
+                                         size_bytes=float_file.size_bytes,
+                                         sha256=float_file.sha256))
+        async with asyncio.timeout(60):
+            while device.identity != float_file:
+                await asyncio.sleep(0.01)
+        device.want(edge_pb2.ModelUpdate(model_name="distance", model_version="1",  # again
+                                         size_bytes=float_file.size_bytes,
+                                         sha256=float_file.sha256))
+        # The gateway checked the twin: the same version, another file.
+        device.want(edge_pb2.ModelUpdate(model_name="distance", model_version="1",
+                                         size_bytes=twin.size_bytes, sha256=twin.sha256,
+                                         quantized=True))
+        async with asyncio.timeout(60):
+            while device.identity != twin:
+                await asyncio.sleep(0.01)
+        answer = await device.predict(jpeg)
+    finally:
+        await device.stop()
+    assert answer is not None and answer.model_version == "1"
+    assert 2000 <= answer.distance_mm <= 2100, "the twin's file answers now"
+    assert double.quantized == [False, True], "each file fetched once, the twin as the twin"
+    assert [s.model_version for s in device.switches] == ["1", "1"]
+    assert store.path(twin).name == "1.quantized.tflite" and store.path(twin).exists()
+    assert not store.path(float_file).exists(), "the float file pruned after the swap"
+    restarted = DeviceModel(store, threads=1, quantized=True)
+    assert restarted.load_stored() and restarted.identity == twin  # kept over a restart
+
+
+def test_the_hello_asks_for_twins_only_when_the_robot_runs_them() -> None:
+    from edgeloop.edge_client.inference.onboard import with_capability
+
+    assert "quantized_model" not in with_capability(None).capabilities
+    asked = with_capability(None, quantized=True).capabilities
+    assert {"device_inference", "quantized_model"} <= set(asked)
+    assert with_capability(with_capability(None, True), True).capabilities == asked

@@ -190,3 +190,59 @@ async def test_a_version_whose_tflite_file_comes_later_is_announced_when_it_appe
             await call.done_writing()
     finally:
         late_file.unlink(missing_ok=True)
+
+
+def _quantized_hello() -> gw_pb2.StreamRequest:
+    hello = _device_hello()
+    hello.hello.capabilities.append("quantized_model")
+    return hello
+
+
+async def test_a_robot_that_runs_quantized_twins_gets_one_once_the_gateway_runs_it(
+        start_gateway, tflite_files, model_repository) -> None:
+    twin_file = model_repository / "distance" / "1.quantized.tflite"
+    twin = os.urandom(150_000)
+    twin_file.write_bytes(twin)
+    decided: dict[str, bool | None] = {"1": None}  # the host's check of the twin, not done yet
+    try:
+        async with start_gateway() as gw:
+            gw.app.service.models.twin = lambda key: decided.get(key.version, False)
+            call = gw.open("robot-1", "secret-1")
+            await call.write(_quantized_hello())
+            welcome = (await asyncio.wait_for(call.read(), 30)).welcome
+            # Not checked yet: the float file, as to any robot.
+            assert (welcome.model.model_version, welcome.model.quantized) == ("1", False)
+            assert welcome.model.sha256 == hashlib.sha256(tflite_files["1"]).hexdigest()
+
+            decided["1"] = True  # the gateway's host now runs the twin: it agreed
+            update = (await asyncio.wait_for(call.read(), 30)).model_update
+            assert (update.model_version, update.quantized) == ("1", True)
+            assert (update.size_bytes, update.sha256) == (len(twin),
+                                                           hashlib.sha256(twin).hexdigest())
+            chunks = [c async for c in gw.stub.DownloadModel(gw_pb2.DownloadModelRequest(
+                model_name="distance", model_version="1", quantized=True), metadata=METADATA)]
+            assert b"".join(c.data for c in chunks) == twin
+            assert {c.sha256 for c in chunks} == {update.sha256}
+            await call.done_writing()
+
+            # A robot that did not declare it keeps the float file, twin or not.
+            plain = await gw.exchange("robot-1", "secret-1", [_device_hello()])
+            assert not plain[0].welcome.model.quantized
+            assert plain[0].welcome.model.sha256 == hashlib.sha256(tflite_files["1"]).hexdigest()
+            # A twin the host refused (or a gateway that does not run twins): the float file.
+            decided["1"] = False
+            refused = await gw.exchange("robot-1", "secret-1", [_quantized_hello()])
+            assert not refused[0].welcome.model.quantized
+    finally:
+        twin_file.unlink()
+
+
+async def test_a_version_without_a_quantized_twin_cannot_be_downloaded_as_one(
+        start_gateway, tflite_files) -> None:
+    async with start_gateway() as gw:
+        with pytest.raises(aio.AioRpcError) as missing:
+            call = gw.stub.DownloadModel(gw_pb2.DownloadModelRequest(
+                model_name="distance", model_version="1", quantized=True), metadata=METADATA)
+            [c async for c in call]
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "quantized twin" in missing.value.details()

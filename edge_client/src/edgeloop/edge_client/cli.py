@@ -125,23 +125,30 @@ def scenario_options(fn):  # noqa: ANN001, ANN201 - click decorator
               show_default=True, help="The robot's verified model files (device/auto inference).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="LiteRT interpreter threads (default: all cores).")
+@click.option("--quantized-model/--float-model", envvar="EDGELOOP_QUANTIZED_MODEL",
+              default=False, show_default=True,
+              help="Device/auto inference: run a version's quantized twin once the gateway "
+              "offers it (a quarter of the download, about half the CPU; the gateway offers it "
+              "when its answers are within 1 mm of the full model's on the frames it served).")
 @tls_options
 def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: float | None,
           change_at: float | None, change_to: str | None, seed: int, runs: int, gateway: str,
           device: str, token: str, fps: float, realtime: bool, mode: str, buffer_path: Path,
           session_id: str | None, hardware: str, camera_source: str, i2c_bus: int,
-          gpio: bool, inference: str, model_dir: Path, threads: int | None, tls_ca: str,
-          tls_cert: str, tls_key: str) -> None:
+          gpio: bool, inference: str, model_dir: Path, threads: int | None,
+          quantized_model: bool, tls_ca: str, tls_cert: str, tls_key: str) -> None:
     """Drive runs toward the wall and stream every frame to the gateway."""
     try:
         tls = ClientTLS.from_values(tls_ca, tls_cert, tls_key)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        onboard = Onboard.create(Inference(inference), model_dir, threads)
+        onboard = Onboard.create(Inference(inference), model_dir, threads, quantized_model)
         if onboard.model is not None:
             version = onboard.model.version or "none yet"
-            click.echo(f"on-device inference ({inference}): model {version} in {model_dir}")
+            twins = ", quantized twins when offered" if quantized_model else ""
+            click.echo(f"on-device inference ({inference}{twins}): model {version} in "
+                       f"{model_dir}")
         if hardware != "none":
             _drive_hardware(hardware, camera_source, i2c_bus, gpio, runs, gateway, device, token,
                             fps, Mode(mode), buffer_path, session_id, onboard, tls)
@@ -194,7 +201,8 @@ def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gat
     controller = ParkingController(SpeedProfile(), mode, signals=signals)
 
     async def session() -> None:
-        config = with_capability(None) if onboard.model is not None else None
+        config = with_capability(None, onboard.quantized) if onboard.model is not None \
+            else None
         client = StreamClient(gateway, device, token, OfflineBuffer(buffer_path),
                               session_id=session_id, config=config, tls=tls)
         onboard.attach(client)

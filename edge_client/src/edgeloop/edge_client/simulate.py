@@ -122,7 +122,7 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
                 model_dir = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "models"
             onboard = Onboard.create(inference, model_dir)
         if onboard.model is not None:
-            config = with_capability(config)
+            config = with_capability(config, onboard.quantized)
         client = StreamClient(gateway_addr, device_id, token, buffer, session_id=session_id,
                               config=config, tls=tls)
         onboard.attach(client)

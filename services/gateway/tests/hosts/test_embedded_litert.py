@@ -136,9 +136,12 @@ def _publish(key: ModelKey, float_file: Path, quantized_file: Path) -> None:
 async def test_the_quantized_twin_is_preferred_when_it_agrees(
         host, repo, tflite_files, quantized_files, make_images, direct_model) -> None:
     key = _key(repo, "1")
+    assert host.runs_quantized_twin(key) is False, "not loaded here: robots get the float file"
     await host.ensure_loaded(key)
+    assert host.runs_quantized_twin(key) is None, "its files awaited: not decided yet"
     _publish(key, tflite_files["1"], quantized_files["1"])
     await _until(lambda: host.runtime(key) == "litert-quantized", "the quantized file serves")
+    assert host.runs_quantized_twin(key) is True  # robots that run twins may have it
     frames = make_images(9, seed=21)
     np.testing.assert_allclose(await host.predict(key, frames), direct_model("1", frames),
                                atol=litert.QUANTIZED_AGREEMENT_MM)
@@ -154,6 +157,7 @@ async def test_a_quantized_twin_that_disagrees_leaves_the_float_file(
         await _until(lambda: host.runtime(key) is not None and host.runtime(key) != "tensorflow",
                      "a TFLite file serves")
     assert host.runtime(key) == "litert"
+    assert host.runs_quantized_twin(key) is False, "refused for the gateway: for robots too"
     assert "quantized.tflite" in caplog.text and "differ from the SavedModel" in caplog.text
     frames = make_images(3, seed=22)
     np.testing.assert_allclose(await host.predict(key, frames), direct_model("1", frames),
@@ -167,6 +171,7 @@ async def test_quantized_off_runs_the_float_file(repo, tflite_files, quantized_f
     try:
         await host.ensure_loaded(key)
         await _until(lambda: host.runtime(key) == "litert", "the float file serves")
+        assert host.runs_quantized_twin(key) is False
     finally:
         await host.close()
 

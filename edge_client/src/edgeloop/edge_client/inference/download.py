@@ -53,7 +53,8 @@ class ModelFetcher:
         async with open_channel(self.address, tls=self.tls, options=channel_options()) as channel:
             call = gw_grpc.EdgeGatewayServiceStub(channel).DownloadModel(
                 gw_pb2.DownloadModelRequest(model_name=identity.model_name,
-                                            model_version=identity.model_version, offset=offset),
+                                            model_version=identity.model_version, offset=offset,
+                                            quantized=identity.quantized),
                 metadata=self.metadata, timeout=DOWNLOAD_TIMEOUT_S)
             with part.open("ab") as fh:
                 try:
@@ -68,7 +69,8 @@ class ModelFetcher:
                 fh.flush()
                 os.fsync(fh.fileno())
         log.info("model downloaded", extra={"model": identity.model_name,
-                                            "version": identity.model_version, "bytes": offset})
+                                            "version": identity.model_version, "bytes": offset,
+                                            "quantized": identity.quantized})
         return store.commit(identity)
 
 

@@ -5,7 +5,8 @@ set-up). ``device`` predicts every frame on the robot with LiteRT and steers by 
 answer, the gateway only records it; until the first model is downloaded the car
 steers by its sensor. ``auto`` uses the device when a model is on the robot and the
 server otherwise. In device and auto mode the robot announces ``device_inference`` in
-its Hello, so the gateway tells it which version to run.
+its Hello, so the gateway tells it which version to run; with ``--quantized-model`` also
+``quantized_model``, so the gateway offers a version's quantized twin once it has checked it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from edgeloop.edge_client.stream.client import StreamClient, StreamConfig
 
 CAPABILITY = "device_inference"
 """The Hello capability asking the gateway for ModelUpdates."""
+QUANTIZED_CAPABILITY = "quantized_model"
+"""The Hello capability asking for a version's quantized twin when the gateway offers it."""
 
 
 class Inference(enum.StrEnum):
@@ -33,12 +36,14 @@ class Inference(enum.StrEnum):
     AUTO = "auto"
 
 
-def with_capability(config: StreamConfig | None) -> StreamConfig:
-    """``config`` with the ``device_inference`` capability added."""
+def with_capability(config: StreamConfig | None, quantized: bool = False) -> StreamConfig:
+    """``config`` with the ``device_inference`` capability added (and ``quantized_model``)."""
     config = config or StreamConfig()
-    if CAPABILITY in config.capabilities:
+    wanted = (CAPABILITY, QUANTIZED_CAPABILITY) if quantized else (CAPABILITY,)
+    missing = tuple(c for c in wanted if c not in config.capabilities)
+    if not missing:
         return config
-    return dataclasses.replace(config, capabilities=(*config.capabilities, CAPABILITY))
+    return dataclasses.replace(config, capabilities=(*config.capabilities, *missing))
 
 
 class Onboard:
@@ -50,13 +55,14 @@ class Onboard:
 
     @classmethod
     def create(cls, inference: Inference, store_dir: Path | None,
-               threads: int | None = None) -> Onboard:
-        """An Onboard with a model store at ``store_dir`` (needed unless ``server``)."""
+               threads: int | None = None, quantized: bool = False) -> Onboard:
+        """An Onboard with a model store at ``store_dir`` (needed unless ``server``);
+        ``quantized``: it runs a version's quantized twin when the gateway offers it."""
         if Inference(inference) is Inference.SERVER:
             return cls(Inference.SERVER)
         if store_dir is None:
             raise ValueError("device and auto inference need a model store folder")
-        model = DeviceModel(ModelStore(store_dir), threads)
+        model = DeviceModel(ModelStore(store_dir), threads, quantized=quantized)
         model.load_stored()
         return cls(inference, model)
 
@@ -71,6 +77,11 @@ class Onboard:
         """Stop the background updater."""
         if self.model is not None:
             await self.model.stop()
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the robot runs quantized twins when offered."""
+        return self.model is not None and self.model.quantized
 
     @property
     def on_device(self) -> bool:

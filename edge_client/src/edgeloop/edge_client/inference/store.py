@@ -4,7 +4,8 @@ Layout under the store's folder::
 
     <model>/<version>.tflite        a complete, verified file (renamed into place)
     <model>/<version>.tflite.part   a download in progress (resumed from its size)
-    current.json                    {model_name, model_version, size_bytes, sha256}
+    <model>/<version>.quantized.tflite[.part]   the same for a version's quantized twin
+    current.json                    {model_name, model_version, size_bytes, sha256, quantized}
 
 A file becomes ``<version>.tflite`` only after its size and SHA-256 matched what the
 gateway announced; ``current.json`` is replaced atomically after the swap. On start the
@@ -30,12 +31,19 @@ class VerificationError(Exception):
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """What a model file must be: name, version, size and hash."""
+    """What a model file must be: name, version, size and hash, and whether it is the
+    version's quantized twin."""
 
     model_name: str
     model_version: str
     size_bytes: int
     sha256: str
+    quantized: bool = False
+
+    @property
+    def file_name(self) -> str:
+        """The file's name in its model's folder."""
+        return f"{self.model_version}{'.quantized' if self.quantized else ''}.tflite"
 
 
 def sha256_of(path: Path) -> str:
@@ -76,11 +84,11 @@ class ModelStore:
 
     def path(self, identity: ModelIdentity) -> Path:
         """Where the complete file of ``identity`` lives."""
-        return self.root / identity.model_name / f"{identity.model_version}.tflite"
+        return self.root / identity.model_name / identity.file_name
 
     def part_path(self, identity: ModelIdentity) -> Path:
         """Where its download in progress lives."""
-        return self.path(identity).with_name(f"{identity.model_version}.tflite.part")
+        return self.path(identity).with_name(f"{identity.file_name}.part")
 
     def has(self, identity: ModelIdentity) -> bool:
         """Whether the complete file is here (verified when it was stored)."""

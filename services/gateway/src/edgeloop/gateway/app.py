@@ -110,7 +110,9 @@ class App(ServiceApp):
             served_versions(self.state, self.host), s.status_interval_s, stopped,
             self.contacts.records(), self.contacts.frames_received()), s.status_interval_s,
             listener=self.sampler.offer if self.sampler else None)
-        models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router)
+        # Robots get a version's quantized twin only once this gateway runs it (embedded host).
+        models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router,
+                              twin=getattr(self.host, "runs_quantized_twin", None))
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
                                           s.max_frame_bytes, models,
                                           DeviceLimits(s.max_streams_per_device,

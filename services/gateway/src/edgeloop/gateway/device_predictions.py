@@ -4,7 +4,10 @@
   deployment's strategy gives the device (canary and A/B split per device as for
   served frames; a bandit, which chooses per frame, gives the device its first arm).
 - :func:`model_updates` yields a ``ModelUpdate`` after the Welcome and whenever that
-  version changes (the gateway follows WatchDeployments), so the robot never polls.
+  version changes (the gateway follows WatchDeployments), so the robot never polls. A robot
+  that declared ``quantized_model`` is offered the version's quantized twin once the gateway
+  runs that twin itself (its host checked it against the SavedModel on the camera frames it
+  served): the float file until then, and a second update for the same version after.
 - :class:`DevicePredictions` turns a frame that carries the device's own prediction
   into an outcome without predicting again; if the deployment asks
   (``Deployment.device_shadow``), the server predicts it too, recorded as the
@@ -52,35 +55,50 @@ def device_route(view: DeploymentView | None, device_id: str, router: Router) ->
     return Route(route.arm, route.key)
 
 
+TwinCheck = Callable[[ModelKey], bool | None]
+"""Whether the gateway runs a version's quantized twin: True, False (it does not and will not),
+None (not decided yet: the version is loading, or its twin being checked)."""
+
+
 async def model_update(state: DeploymentState, files: ModelFiles, router: Router,
-                       device_id: str, deployment: str) -> edge_pb2.ModelUpdate:
-    """The ModelUpdate telling ``device_id`` which version to run now."""
+                       device_id: str, deployment: str, twin: TwinCheck | None = None
+                       ) -> tuple[edge_pb2.ModelUpdate, bool]:
+    """The ModelUpdate telling ``device_id`` which version to run now, and whether it may
+    change without a deployment change (its file not published yet, or a quantized twin the
+    device wants (``twin`` given) not decided yet)."""
     route = device_route(state.get(deployment), device_id, router)
     update = edge_pb2.ModelUpdate(deployment=deployment, arm=route.arm)
     if route.key is None:
-        return update
+        return update, False
     update.model_name, update.model_version = route.key.model_name, route.key.version
-    described = await files.describe(route.key)
+    verified = twin(route.key) if twin is not None else False
+    described = await files.describe(route.key, quantized=True) if verified else None
+    update.quantized = described is not None
+    if described is None:
+        described = await files.describe(route.key)
     if described is None:
         log.warning("device model has no TFLite file; the robot keeps its model",
                     extra={"model": route.key.model_name, "version": route.key.version})
-    else:
-        update.size_bytes, update.sha256 = described.size_bytes, described.sha256
-    return update
+        return update, True
+    update.size_bytes, update.sha256 = described.size_bytes, described.sha256
+    return update, verified is None
 
 
 async def model_updates(state: DeploymentState, files: ModelFiles, router: Router,
                         device_id: str, deployment_of: Callable[[], str],
-                        first: edge_pb2.ModelUpdate) -> AsyncIterator[edge_pb2.ModelUpdate]:
-    """Every later ModelUpdate of a device: one per change of its version (after ``first``)."""
+                        first: edge_pb2.ModelUpdate, twin: TwinCheck | None = None
+                        ) -> AsyncIterator[edge_pb2.ModelUpdate]:
+    """Every later ModelUpdate of a device: one per change of its version or file (after
+    ``first``)."""
     last = first
     while True:
         changed = state.change_event()  # taken before reading, so no change slips through
-        update = await model_update(state, files, router, device_id, deployment_of())
+        update, may_change = await model_update(state, files, router, device_id,
+                                                deployment_of(), twin)
         if update != last:
             last = update
             yield update
-        if update.model_version and not update.sha256:
+        if may_change:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), UNPUBLISHED_RECHECK_S)
         else:
@@ -132,29 +150,46 @@ def as_server_shadow(observation: observation_pb2.Observation, arm: str, key: Mo
 
 CAPABILITY = "device_inference"
 """Hello capability of a robot that runs models itself and wants ModelUpdates."""
+QUANTIZED_CAPABILITY = "quantized_model"
+"""Hello capability of such a robot that runs a version's quantized twin when offered."""
 
 
 class DeviceModels:
     """What a stream needs for robots that run models themselves: updates and downloads."""
 
-    def __init__(self, state: DeploymentState, files: ModelFiles, router: Router) -> None:
+    def __init__(self, state: DeploymentState, files: ModelFiles, router: Router,
+                 twin: TwinCheck | None = None) -> None:
         self.state = state
         self.files = files
         self.router = router
+        self.twin = twin
+        """Whether the gateway runs a version's quantized twin (None: robots get float files)."""
 
-    async def current(self, device_id: str, deployment: str) -> edge_pb2.ModelUpdate:
-        """The version ``device_id`` should run now (for the Welcome)."""
-        return await model_update(self.state, self.files, self.router, device_id, deployment)
+    def _twin_for(self, quantized: bool) -> TwinCheck | None:
+        return self.twin if quantized else None
+
+    async def current(self, device_id: str, deployment: str,
+                      quantized: bool = False) -> edge_pb2.ModelUpdate:
+        """The version ``device_id`` should run now (for the Welcome); ``quantized``: the
+        device runs quantized twins."""
+        update, _ = await model_update(self.state, self.files, self.router, device_id,
+                                       deployment, self._twin_for(quantized))
+        return update
 
     def changes(self, device_id: str, deployment_of: Callable[[], str],
-                first: edge_pb2.ModelUpdate) -> AsyncIterator[edge_pb2.ModelUpdate]:
-        """Every change of that version after ``first``."""
-        return model_updates(self.state, self.files, self.router, device_id, deployment_of, first)
+                first: edge_pb2.ModelUpdate,
+                quantized: bool = False) -> AsyncIterator[edge_pb2.ModelUpdate]:
+        """Every change of that version (or of its file) after ``first``."""
+        return model_updates(self.state, self.files, self.router, device_id, deployment_of,
+                             first, self._twin_for(quantized))
 
     def download(self, device_id: str, deployment: str, model_name: str, version: str,
-                 offset: int) -> AsyncIterator[gw_pb2.DownloadModelResponse]:
-        """The chunks of a version's TFLite file from ``offset``, if the device may have it."""
+                 offset: int, quantized: bool = False
+                 ) -> AsyncIterator[gw_pb2.DownloadModelResponse]:
+        """The chunks of a version's TFLite file (or its quantized twin) from ``offset``, if
+        the device may have it."""
         key = self.files.key_for(deployment, model_name, version)
         log.info("model download", extra={"model": model_name, "version": version,
-                                          "offset": offset, "device": device_id})
-        return self.files.chunks(key, offset)
+                                          "offset": offset, "device": device_id,
+                                          "quantized": quantized})
+        return self.files.chunks(key, offset, quantized)

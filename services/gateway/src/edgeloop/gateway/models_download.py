@@ -1,8 +1,9 @@
 """Model files for robots that predict on the device: where they are, what they hash to, chunks.
 
 The registry publishes a TFLite file beside every SavedModel
-(``<repository>/<model>/<version>.tflite``, CONTRIBUTING "Model repository"). A robot
-running LiteRT fetches it with ``EdgeGatewayService.DownloadModel``: chunks of
+(``<repository>/<model>/<version>.tflite``, CONTRIBUTING "Model repository") and its
+dynamic-range quantized twin (``<version>.quantized.tflite``). A robot running LiteRT
+fetches one of them with ``EdgeGatewayService.DownloadModel``: chunks of
 :data:`CHUNK_BYTES` from the offset it asks for (so a broken download resumes), each
 carrying the whole file's size and SHA-256, which the robot verifies before loading.
 Hashes are computed off the event loop and cached per (path, size, mtime), so a new
@@ -22,7 +23,7 @@ from pathlib import Path
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.gateway.deployments import DeploymentState
 from edgeloop.gateway.hosts.base import ModelKey
-from edgeloop.gateway.hosts.litert import tflite_beside
+from edgeloop.gateway.hosts.litert import quantized_beside, tflite_beside
 from edgeloop.platform.errors import FailedPrecondition, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ class ModelFile:
     sha256: str
 
 
-def tflite_path(key: ModelKey, model_repository: str = "") -> Path:
-    """The TFLite file of ``key``: in the model repository, else beside its SavedModel."""
+def tflite_path(key: ModelKey, model_repository: str = "", quantized: bool = False) -> Path:
+    """The TFLite file of ``key`` (or its quantized twin): in the model repository, else
+    beside its SavedModel."""
     if model_repository:
-        return Path(model_repository) / key.model_name / f"{key.version}.tflite"
-    return tflite_beside(key.path, key.version)
+        suffix = ".quantized.tflite" if quantized else ".tflite"
+        return Path(model_repository) / key.model_name / f"{key.version}{suffix}"
+    return (quantized_beside if quantized else tflite_beside)(key.path, key.version)
 
 
 def _sha256(path: Path) -> str:
@@ -63,9 +66,10 @@ class ModelFiles:
         self.model_repository = model_repository
         self._hashes: dict[tuple[str, int, int], str] = {}
 
-    async def describe(self, key: ModelKey) -> ModelFile | None:
-        """The published TFLite file of ``key`` with size and hash; None if not published."""
-        path = tflite_path(key, self.model_repository)
+    async def describe(self, key: ModelKey, quantized: bool = False) -> ModelFile | None:
+        """The published TFLite file of ``key`` (or its quantized twin) with size and hash;
+        None if not published."""
+        path = tflite_path(key, self.model_repository, quantized)
         try:
             stat = path.stat()
         except FileNotFoundError:
@@ -98,13 +102,15 @@ class ModelFiles:
         raise NotFound(f"model {model_name!r} is not served by deployment {deployment!r} of "
                        "this device")
 
-    async def chunks(self, key: ModelKey,
-                     offset: int) -> AsyncIterator[gw_pb2.DownloadModelResponse]:
-        """The file of ``key`` from ``offset`` on, in chunks; NOT_FOUND when not published."""
-        described = await self.describe(key)
+    async def chunks(self, key: ModelKey, offset: int,
+                     quantized: bool = False) -> AsyncIterator[gw_pb2.DownloadModelResponse]:
+        """The file of ``key`` (or its quantized twin) from ``offset`` on, in chunks;
+        NOT_FOUND when not published."""
+        described = await self.describe(key, quantized)
         if described is None:
-            raise NotFound(f"model {key.model_name} v{key.version} has no TFLite file "
-                           "(the registry publishes one beside every SavedModel)")
+            what = "quantized twin" if quantized else "TFLite file"
+            raise NotFound(f"model {key.model_name} v{key.version} has no {what} (the registry "
+                           "publishes both beside every SavedModel it can convert)")
         if offset > described.size_bytes:
             raise InvalidArgument("offset", f"{offset} is beyond the file's "
                                   f"{described.size_bytes} bytes")

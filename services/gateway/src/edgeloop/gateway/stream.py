@@ -35,7 +35,7 @@ from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.gateway.auth import DeviceAuthenticator, Grant, parse_bearer
 from edgeloop.gateway.contacts import Contact
 from edgeloop.gateway.deployments import UNASSIGNED, DeploymentState
-from edgeloop.gateway.device_predictions import CAPABILITY, DeviceModels
+from edgeloop.gateway.device_predictions import CAPABILITY, QUANTIZED_CAPABILITY, DeviceModels
 from edgeloop.gateway.frames import FrameProcessor
 from edgeloop.gateway.limits import DeviceLimits
 from edgeloop.platform import log_context
@@ -69,6 +69,8 @@ class Session:
     last_seq: int | None = None
     model: edge_pb2.ModelUpdate | None = None
     """The device model last announced, for robots that run models themselves."""
+    quantized: bool = False
+    """Such a robot runs quantized twins (Hello capability ``quantized_model``)."""
     acks: RecordedAcks | None = None
     """Set when the client asked for Recorded messages."""
     renewal: asyncio.Task[None] | None = None
@@ -132,8 +134,9 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
             session.session_id = hello.session_id
             wants_acks = RECORDED_ACKS in hello.capabilities
             if self.models is not None and CAPABILITY in hello.capabilities:
+                session.quantized = QUANTIZED_CAPABILITY in hello.capabilities
                 session.model = await self.models.current(session.device_id, self._deployment(
-                    session))
+                    session), session.quantized)
             yield gw_pb2.StreamResponse(welcome=await self._welcome(session, wants_acks))
             log.info("stream opened", extra={"session_id": hello.session_id,
                                              "client_version": hello.client_version})
@@ -182,14 +185,15 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
     async def DownloadModel(self, request: gw_pb2.DownloadModelRequest,  # noqa: N802
                             context: aio.ServicerContext
                             ) -> AsyncIterator[gw_pb2.DownloadModelResponse]:
-        """A model version's TFLite file in chunks from ``request.offset`` (resumable)."""
+        """A model version's TFLite file (or its quantized twin) in chunks from
+        ``request.offset`` (resumable)."""
         session = await self._authenticate(context)
         if self.models is None:
             raise FailedPrecondition("this gateway does not serve model files")
         with log_context(device=session.device_id):
             async for chunk in self.models.download(session.device_id, self._deployment(session),
                                                     request.model_name, request.model_version,
-                                                    request.offset):
+                                                    request.offset, request.quantized):
                 yield chunk
 
     async def _answer_frames(self, requests: AsyncIterator[gw_pb2.StreamRequest],
@@ -214,7 +218,8 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
         """Tell a robot that runs models itself each time its version changes."""
         assert self.models is not None and session.model is not None
         async for update in self.models.changes(session.device_id,
-                                                lambda: self._deployment(session), session.model):
+                                                lambda: self._deployment(session), session.model,
+                                                session.quantized):
             session.model = update
             log.info("device model changed", extra={"model": update.model_name,
                                                     "version": update.model_version})

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from edgeloop.contracts.edge.v1 import edge_pb2 as edgeloop_dot_edge_dot_v1_dot_edge__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+edgeloop/edge/v1/edge_gateway_service.proto\x12\x10\x65\x64geloop.edge.v1\x1a\x1b\x65\x64geloop/edge/v1/edge.proto\"Q\n\x14\x44ownloadModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"Y\n\x15\x44ownloadModelResponse\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"k\n\rStreamRequest\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.edgeloop.edge.v1.HelloH\x00\x12(\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x17.edgeloop.edge.v1.FrameH\x00\x42\x06\n\x04kind\"\x90\x02\n\x0eStreamResponse\x12,\n\x07welcome\x18\x01 \x01(\x0b\x32\x19.edgeloop.edge.v1.WelcomeH\x00\x12\x32\n\nprediction\x18\x02 \x01(\x0b\x32\x1c.edgeloop.edge.v1.PredictionH\x00\x12-\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1c.edgeloop.edge.v1.FrameErrorH\x00\x12\x35\n\x0cmodel_update\x18\x04 \x01(\x0b\x32\x1d.edgeloop.edge.v1.ModelUpdateH\x00\x12.\n\x08recorded\x18\x05 \x01(\x0b\x32\x1a.edgeloop.edge.v1.RecordedH\x00\x42\x06\n\x04kind2\xc9\x01\n\x12\x45\x64geGatewayService\x12O\n\x06Stream\x12\x1f.edgeloop.edge.v1.StreamRequest\x1a .edgeloop.edge.v1.StreamResponse(\x01\x30\x01\x12\x62\n\rDownloadModel\x12&.edgeloop.edge.v1.DownloadModelRequest\x1a\'.edgeloop.edge.v1.DownloadModelResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+edgeloop/edge/v1/edge_gateway_service.proto\x12\x10\x65\x64geloop.edge.v1\x1a\x1b\x65\x64geloop/edge/v1/edge.proto\"d\n\x14\x44ownloadModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x11\n\tquantized\x18\x04 \x01(\x08\"Y\n\x15\x44ownloadModelResponse\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"k\n\rStreamRequest\x12(\n\x05hello\x18\x01 \x01(\x0b\x32\x17.edgeloop.edge.v1.HelloH\x00\x12(\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x17.edgeloop.edge.v1.FrameH\x00\x42\x06\n\x04kind\"\x90\x02\n\x0eStreamResponse\x12,\n\x07welcome\x18\x01 \x01(\x0b\x32\x19.edgeloop.edge.v1.WelcomeH\x00\x12\x32\n\nprediction\x18\x02 \x01(\x0b\x32\x1c.edgeloop.edge.v1.PredictionH\x00\x12-\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1c.edgeloop.edge.v1.FrameErrorH\x00\x12\x35\n\x0cmodel_update\x18\x04 \x01(\x0b\x32\x1d.edgeloop.edge.v1.ModelUpdateH\x00\x12.\n\x08recorded\x18\x05 \x01(\x0b\x32\x1a.edgeloop.edge.v1.RecordedH\x00\x42\x06\n\x04kind2\xc9\x01\n\x12\x45\x64geGatewayService\x12O\n\x06Stream\x12\x1f.edgeloop.edge.v1.StreamRequest\x1a .edgeloop.edge.v1.StreamResponse(\x01\x30\x01\x12\x62\n\rDownloadModel\x12&.edgeloop.edge.v1.DownloadModelRequest\x1a\'.edgeloop.edge.v1.DownloadModelResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgeloop.edge.v1.edge_gatew
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DOWNLOADMODELREQUEST']._serialized_start=94
-  _globals['_DOWNLOADMODELREQUEST']._serialized_end=175
-  _globals['_DOWNLOADMODELRESPONSE']._serialized_start=177
-  _globals['_DOWNLOADMODELRESPONSE']._serialized_end=266
-  _globals['_STREAMREQUEST']._serialized_start=268
-  _globals['_STREAMREQUEST']._serialized_end=375
-  _globals['_STREAMRESPONSE']._serialized_start=378
-  _globals['_STREAMRESPONSE']._serialized_end=650
-  _globals['_EDGEGATEWAYSERVICE']._serialized_start=653
-  _globals['_EDGEGATEWAYSERVICE']._serialized_end=854
+  _globals['_DOWNLOADMODELREQUEST']._serialized_end=194
+  _globals['_DOWNLOADMODELRESPONSE']._serialized_start=196
+  _globals['_DOWNLOADMODELRESPONSE']._serialized_end=285
+  _globals['_STREAMREQUEST']._serialized_start=287
+  _globals['_STREAMREQUEST']._serialized_end=394
+  _globals['_STREAMRESPONSE']._serialized_start=397
+  _globals['_STREAMRESPONSE']._serialized_end=669
+  _globals['_EDGEGATEWAYSERVICE']._serialized_start=672
+  _globals['_EDGEGATEWAYSERVICE']._serialized_end=873
 # @@protoc_insertion_point(module_scope)

@@ -7,14 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DownloadModelRequest(_message.Message):
-    __slots__ = ("model_name", "model_version", "offset")
+    __slots__ = ("model_name", "model_version", "offset", "quantized")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZED_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     offset: int
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+    quantized: bool
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., offset: _Optional[int] = ..., quantized: _Optional[bool] = ...) -> None: ...
 
 class DownloadModelResponse(_message.Message):
     __slots__ = ("size_bytes", "sha256", "offset", "data")

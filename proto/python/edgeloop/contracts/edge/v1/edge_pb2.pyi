@@ -82,20 +82,22 @@ class DevicePrediction(_message.Message):
     def __init__(self, distance_mm: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., inference_ms: _Optional[float] = ...) -> None: ...
 
 class ModelUpdate(_message.Message):
-    __slots__ = ("deployment", "model_name", "model_version", "arm", "size_bytes", "sha256")
+    __slots__ = ("deployment", "model_name", "model_version", "arm", "size_bytes", "sha256", "quantized")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ARM_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZED_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     model_name: str
     model_version: str
     arm: str
     size_bytes: int
     sha256: str
-    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+    quantized: bool
+    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., quantized: _Optional[bool] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("seq", "captured_at", "jpeg", "sensor_mm", "traceparent", "late", "device_prediction")

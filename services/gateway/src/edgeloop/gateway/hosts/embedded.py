@@ -200,6 +200,21 @@ class EmbeddedHost(ModelHost):
         version = self._ready.get(_slot(key))
         return version.runtime if version else None
 
+    def runs_quantized_twin(self, key: ModelKey) -> bool | None:
+        """Whether ``key`` runs on its quantized twin (checked against the SavedModel on the
+        camera frames served): True; False when it does not and will not (another runtime,
+        quantized off, the twin missing or refused, not loaded here); None while that is not
+        decided (loading, or its TFLite files awaited or checked)."""
+        if self.config.runtime != "auto" or not self.config.quantized:
+            return False
+        version = self._ready.get(_slot(key))
+        if version is None:
+            return None if _slot(key) in self._loading else False
+        if version.runtime == "litert-quantized":
+            return True
+        adopting = version.adopting
+        return None if adopting is not None and not adopting.done() else False
+
     async def _adopt_litert(self, version: _Version) -> None:
         """Hand ``version`` to LiteRT once its TFLite file is there and agrees with TF."""
         key = version.key

@@ -169,3 +169,24 @@ def test_a_gateways_row_without_samples_says_so() -> None:
         devices=[], deployments=[], activity={}, spools=[GatewaySpool("/s/spool", status, now)],
         trends={}, remote=[])
     assert "no samples" in html and "<polyline" not in html
+
+
+def test_fleet_lists_the_operators_alerts_with_a_link_to_the_infrastructure_dashboard() -> None:
+    from datetime import UTC, datetime
+
+    from edgeloop.console.alerts import ShownAlert
+
+    alert = ShownAlert(name="gateway_silent", fingerprint="fp-9",
+                       since=datetime(2026, 12, 6, 23, 40, tzinfo=UTC),
+                       summary="gw-b: no sample for 300 s", gateway="gw-b")
+    template = TEMPLATES.env.get_template("fleet_table.html")
+    html = template.render(devices=[], deployments=[], activity={}, spools=[], trends={},
+                           remote=[], alerts=[alert],
+                           links=Links(grafana="http://grafana.example:3000/"))
+    row = html.split('data-fingerprint="fp-9"')[1].split("</tr>")[0]
+    assert 'class="pill firing">gateway_silent' in row and ">gw-b<" in row
+    assert "gw-b: no sample for 300 s" in row and "2026-12-06 23:40:00" in row
+    assert 'href="http://grafana.example:3000/d/edgeloop-infrastructure"' in html
+    quiet = template.render(devices=[], deployments=[], activity={}, spools=[], trends={},
+                            remote=[], alerts=[], links=Links())
+    assert 'id="alerts"' not in quiet and "Alerts firing" not in quiet

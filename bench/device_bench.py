@@ -3,12 +3,15 @@
 Sections (``--only`` picks some):
 
 - ``inference``: per-frame LiteRT time (JPEG decode + invoke, as the robot does it) of
-  the trainer's ``thesis`` CNN exported by the registry's own TFLite converter, with one
-  interpreter thread and with all cores; beside it the server round trip (send to
+  the trainer's ``thesis`` CNN exported by the registry's own TFLite converter, the float
+  file and its dynamic-range quantized twin (what ``--quantized-model`` robots run), with
+  one interpreter thread and with all cores; beside it the server round trip (send to
   answer) of the gateway at 10 and 100 robots x 4 fps, measured by
   ``bench/gateway_bench.py``'s rows (gateway process, embedded host, null features).
 - ``agreement``: TFLite against the SavedModel on ``--frames`` frames of every world
-  (scenario) of the simulator: max and mean |difference| in mm (target max <= 0.5 mm).
+  (scenario) of the simulator: max and mean |difference| in mm (target max <= 0.5 mm for the
+  float file; the quantized twin's rows beside it, which the gateway offers robots when
+  within 1 mm on the frames it served).
   The model is trained briefly on the beige world first so its answers are in the
   real range (``--saved-model`` uses a published SavedModel instead). Deterministic:
   not a timing.
@@ -66,7 +69,7 @@ def make_model(root: Path, version: str, args: argparse.Namespace, bias_mm: floa
     import keras
     import tensorflow as tf
     from edgeloop.edge_client.simulate import render_dataset
-    from edgeloop.registry.publishing import tflite_path
+    from edgeloop.registry.publishing import quantized_tflite_path, tflite_path
     from edgeloop.registry.saved_models import convert_tflite
     from edgeloop.trainer.model import (
         TARGET_SCALE_MM,
@@ -90,7 +93,8 @@ def make_model(root: Path, version: str, args: argparse.Namespace, bias_mm: floa
         weights, bias = dense.get_weights()
         dense.set_weights([weights, bias + bias_mm / TARGET_SCALE_MM])
     saved = export_saved_model(model, root / MODEL / version)
-    convert_tflite(saved, tflite_path(root, MODEL, version))
+    convert_tflite(saved, tflite_path(root, MODEL, version),
+                   quantized_tflite_path(root, MODEL, version))
     del tf
     return saved
 
@@ -262,32 +266,38 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.1f}; cores {os.cpu_count()}; "
           f"work dir {root}", flush=True)
     repo = root / "models"
+    from edgeloop.registry.publishing import quantized_tflite_path, tflite_path
+
     if args.saved_model:
-        from edgeloop.registry.publishing import tflite_path
         from edgeloop.registry.saved_models import convert_tflite
 
         saved = args.saved_model
-        tflite = convert_tflite(saved, tflite_path(repo, MODEL, "1"))
+        tflite = convert_tflite(saved, tflite_path(repo, MODEL, "1"),
+                                quantized_tflite_path(repo, MODEL, "1"))
     else:
         saved = make_model(repo, "1", args)
-        tflite = repo / MODEL / "1.tflite"
+        tflite = tflite_path(repo, MODEL, "1")
+    files = {"float": tflite, "quantized twin": quantized_tflite_path(repo, MODEL, "1")}
     if "inference" in args.only:
         from edgeloop.edge_client.simulate import render_dataset
 
         frames = [f.jpeg for f in render_dataset("beige", args.inference_frames, seed=11)]
-        print(f"\nLiteRT per frame (decode + invoke), {len(frames)} frames, "
-              f"{tflite.stat().st_size / 1024:.0f} KiB model:")
-        for threads in sorted({1, os.cpu_count() or 1}):
-            p50, p99 = bench_inference(tflite, frames, threads)
-            print(f"  {threads} thread(s): p50 {p50:.2f} ms  p99 {p99:.2f} ms", flush=True)
+        for kind, path in files.items():
+            print(f"\nLiteRT per frame (decode + invoke), {len(frames)} frames, {kind}, "
+                  f"{path.stat().st_size / 1024:.0f} KiB:")
+            for threads in sorted({1, os.cpu_count() or 1}):
+                p50, p99 = bench_inference(path, frames, threads)
+                print(f"  {threads} thread(s): p50 {p50:.2f} ms  p99 {p99:.2f} ms", flush=True)
         print("\nserver round trip (gateway_bench rows: send to answer):")
         server_round_trips(args, root)  # gateway_bench prints each row as it is measured
     if "agreement" in args.only:
-        print(f"\nTFLite vs SavedModel, {args.frames} frames per world:")
-        print(f"  {'world':<14} {'frames':>6} {'max |d| mm':>11} {'mean |d| mm':>12} "
-              f"{'mean pred mm':>13}")
-        for world, n, worst, mean, level in bench_agreement(saved, tflite, args.frames):
-            print(f"  {world:<14} {n:>6} {worst:>11.4f} {mean:>12.5f} {level:>13.1f}", flush=True)
+        for kind, path in files.items():
+            print(f"\nTFLite ({kind}) vs SavedModel, {args.frames} frames per world:")
+            print(f"  {'world':<14} {'frames':>6} {'max |d| mm':>11} {'mean |d| mm':>12} "
+                  f"{'mean pred mm':>13}")
+            for world, n, worst, mean, level in bench_agreement(saved, path, args.frames):
+                print(f"  {world:<14} {n:>6} {worst:>11.4f} {mean:>12.5f} {level:>13.1f}",
+                      flush=True)
     if "promotion" in args.only:
         make_model(repo, "2", argparse.Namespace(epochs=0, train_frames=0), bias_mm=5000.0)
         last, delays = asyncio.run(bench_promotion(root, args.robots))

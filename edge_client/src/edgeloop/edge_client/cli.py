@@ -144,6 +144,9 @@ def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: f
         raise click.UsageError(str(exc)) from exc
     try:
         onboard = Onboard.create(Inference(inference), model_dir, threads, quantized_model)
+        if quantized_model and onboard.model is None:
+            click.echo("note: --quantized-model applies to --inference device or auto; the "
+                       "gateway answers every frame here", err=True)
         if onboard.model is not None:
             version = onboard.model.version or "none yet"
             twins = ", quantized twins when offered" if quantized_model else ""

@@ -251,7 +251,7 @@ async def test_robots_download_verify_and_swap_to_a_promoted_version_on_their_ow
         mine = sorted((o for o in rows if o.device_id == robot.device_id), key=lambda o: o.seq)
         predicted = [o for o in mine if o.HasField("prediction_mm")]
         on_device = [o for o in predicted if o.prediction_source == DEVICE]
-        assert on_device
+        assert on_device and not any(o.device_quantized for o in on_device)
         # Before its first model was downloaded the gateway predicted the robot's frames.
         first_device_seq = on_device[0].seq
         assert all(o.seq < first_device_seq for o in predicted if o.prediction_source != DEVICE)
@@ -351,6 +351,10 @@ async def test_a_robot_that_runs_twins_gets_the_champions_once_the_gateway_runs_
     rows = [o for o in await stack.observations(deployments=[DEPLOYMENT])
             if o.device_id == robot.device_id and o.prediction_source == DEVICE]
     assert rows and {o.model_version for o in rows} == {"2"}
+    # Recorded with which file ran: the twin's frames say so, the float file's (if any came
+    # first) do not.
+    twin_rows = [o for o in rows if o.time.ToSeconds() > twin_since + 1]
+    assert twin_rows and all(o.device_quantized for o in twin_rows)
     for o in rows:  # the twin answers as version 2 does, within its agreement
         assert 2000 - 2 <= o.prediction_mm <= 2100 + 2
     assert summary.buffered_left == 0

@@ -190,3 +190,31 @@ def test_fleet_lists_the_operators_alerts_with_a_link_to_the_infrastructure_dash
     quiet = template.render(devices=[], deployments=[], activity={}, spools=[], trends={},
                             remote=[], alerts=[], links=Links())
     assert 'id="alerts"' not in quiet and "Alerts firing" not in quiet
+
+
+def test_a_frame_says_where_its_prediction_came_from() -> None:
+    from edgeloop.contracts.features.v1 import observation_pb2
+
+    template = TEMPLATES.env.get_template("frame.html")
+
+    from starlette.requests import Request
+
+    request = Request({"type": "http", "method": "GET", "path": "/frames/o1",
+                       "query_string": b"", "headers": [], "server": ("console", 80),
+                       "scheme": "http"})
+
+    def prediction_cell(obs: observation_pb2.Observation) -> str:
+        html = template.render(o=obs, spans=[], trace_dir="", links=Links(), refresh_s=5,
+                               problems=[], operator=None, csrf="", request=request)
+        return html.split('id="frame-prediction">')[1].split("</td>")[0]
+
+    device = observation_pb2.Observation(
+        observation_id="o1", prediction_mm=412.5, device_quantized=True,
+        prediction_source=observation_pb2.PredictionSource.PREDICTION_SOURCE_DEVICE)
+    assert "412.5 mm" in prediction_cell(device)
+    assert "on the device, its quantized twin" in prediction_cell(device)
+    device.device_quantized = False
+    assert "on the device" in prediction_cell(device)
+    assert "quantized" not in prediction_cell(device)
+    served = observation_pb2.Observation(observation_id="o2", prediction_mm=400.0)
+    assert "on the device" not in prediction_cell(served)

@@ -28,7 +28,8 @@ async def _list(stub, **fields) -> list[observation_pb2.Observation]:
 
 @pytest.fixture
 async def mixed(stub, make_observation, ingest_call, jpeg_of):
-    """Served (0), device + server shadow (1), device (2), pre-#14 served (3), unpredicted (4)."""
+    """Served (0), device + server shadow (1), device's quantized twin (2), pre-#14 served (3),
+    unpredicted (4)."""
     tiny = jpeg_of(np.full((32, 32, 3), 128, np.uint8))
     observations = [make_observation(i, jpeg=tiny) for i in range(5)]
     observations[0].prediction_source = Source.PREDICTION_SOURCE_SERVER
@@ -36,6 +37,8 @@ async def mixed(stub, make_observation, ingest_call, jpeg_of):
         device.prediction_source = Source.PREDICTION_SOURCE_DEVICE
     observations[1].server_shadow.CopyFrom(observation_pb2.ArmPrediction(
         arm="stable", model_name="distance", model_version="3", prediction_mm=501.25))
+    observations[2].device_quantized = True
+    observations[0].device_quantized = True  # a served frame: no device, no twin
     observations[4].ClearField("prediction_mm")
     reply = await ingest_call(stub, observations)
     assert reply.stored == 5
@@ -53,6 +56,7 @@ async def test_source_and_server_shadow_come_back_as_sent(stub, mixed) -> None:
     assert (shadow.model_version, shadow.prediction_mm) == ("3", pytest.approx(501.25))
     assert not got[2].HasField("server_shadow") and not got[0].HasField("server_shadow")
     assert got[1].error_mm == pytest.approx(mixed[1].prediction_mm - mixed[1].sensor_mm)
+    assert [o.device_quantized for o in got] == [False, False, True, False, False]
 
 
 async def test_snapshot_and_lineage_queries_include_device_predictions(stub, mixed) -> None:

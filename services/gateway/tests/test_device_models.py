@@ -118,10 +118,11 @@ async def test_welcome_names_the_device_model_and_a_change_is_announced_on_the_s
 
 
 def _device_frame(requests, seq: int, jpeg: bytes, distance_mm: float,
-                  version: str = "1") -> gw_pb2.StreamRequest:
+                  version: str = "1", quantized: bool = False) -> gw_pb2.StreamRequest:
     request = requests.frame(seq, jpeg, sensor_mm=400.0)
     request.frame.device_prediction.CopyFrom(edge_pb2.DevicePrediction(
-        distance_mm=distance_mm, model_name="distance", model_version=version, inference_ms=2.5))
+        distance_mm=distance_mm, model_name="distance", model_version=version, inference_ms=2.5,
+        quantized=quantized))
     return request
 
 
@@ -131,7 +132,8 @@ async def test_device_predictions_are_recorded_without_predicting_again(
         answers = await gw.exchange("robot-1", "secret-1", [
             _device_hello(), _device_frame(requests, 1, jpegs[0], 412.5),
             requests.frame(2, jpegs[1], sensor_mm=400.0),
-            _device_frame(requests, 3, jpegs[2], math.nan)])
+            _device_frame(requests, 3, jpegs[2], math.nan),
+            _device_frame(requests, 4, jpegs[0], 413.0, quantized=True)])
         by_seq = {a.prediction.seq: a.prediction for a in answers if a.HasField("prediction")}
         assert by_seq[1].distance_mm == pytest.approx(412.5)  # not a server answer (>= 1000)
         assert (by_seq[1].model_version, by_seq[1].arm) == ("1", "stable")
@@ -141,10 +143,12 @@ async def test_device_predictions_are_recorded_without_predicting_again(
             (3, Reason.FRAME_ERROR_REASON_INVALID_DEVICE_PREDICTION)]
         assert "frame.device_prediction.distance_mm" in errors[0].message
 
-        await gw.features.wait_for(3)  # the refused frame is still recorded, unpredicted
+        await gw.features.wait_for(4)  # the refused frame is still recorded, unpredicted
         stored = {o.seq: o for o in gw.features.stored.values()}
         device, served = stored[1], stored[2]
-        assert device.prediction_source == DEVICE
+        assert device.prediction_source == DEVICE and not device.device_quantized
+        assert stored[4].prediction_source == DEVICE and stored[4].device_quantized
+        assert not served.device_quantized
         assert device.prediction_mm == pytest.approx(412.5)
         assert device.error_mm == pytest.approx(12.5)
         assert (device.model_name, device.model_version, device.arm) == ("distance", "1", "stable")

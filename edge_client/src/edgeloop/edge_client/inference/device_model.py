@@ -75,7 +75,8 @@ class DeviceModel:
             return False
         try:
             self._swap(identity, LiteRTModel(self.store.path(identity), identity.model_name,
-                                             identity.model_version, self.threads))
+                                             identity.model_version, self.threads,
+                                             identity.quantized))
         except ModelLoadError:
             log.exception("the stored model does not load; waiting for a new download")
             return False
@@ -139,7 +140,7 @@ class DeviceModel:
         assert self._fetcher is not None
         path = await self._fetcher.fetch(identity, self.store)
         model = await asyncio.to_thread(LiteRTModel, path, identity.model_name,
-                                        identity.model_version, self.threads)
+                                        identity.model_version, self.threads, identity.quantized)
         if self.wanted != identity:
             return  # a newer version was announced meanwhile; that one goes next
         self._swap(identity, model)

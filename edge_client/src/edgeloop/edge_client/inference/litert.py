@@ -30,6 +30,8 @@ class DeviceAnswer:
     model_name: str
     model_version: str
     inference_ms: float
+    quantized: bool = False
+    """The version's quantized twin made it, not its float file."""
 
 
 def default_threads() -> int:
@@ -49,11 +51,12 @@ class LiteRTModel:
     """A loaded TFLite model version; :meth:`predict` is thread-safe (one frame at a time)."""
 
     def __init__(self, path: Path, model_name: str, model_version: str,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, quantized: bool = False) -> None:
         from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - heavy import
 
         self.model_name = model_name
         self.model_version = model_version
+        self.quantized = quantized
         self.threads = threads or default_threads()
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=self.threads)
@@ -87,4 +90,4 @@ class LiteRTModel:
         started = time.perf_counter()
         distance = self.predict_rgb(decode_rgb(jpeg))
         return DeviceAnswer(distance, self.model_name, self.model_version,
-                            (time.perf_counter() - started) * 1000)
+                            (time.perf_counter() - started) * 1000, self.quantized)

@@ -103,4 +103,5 @@ def as_proto(answer: DeviceAnswer | None) -> edge_pb2.DevicePrediction | None:
         return None
     return edge_pb2.DevicePrediction(distance_mm=answer.distance_mm, model_name=answer.model_name,
                                      model_version=answer.model_version,
-                                     inference_ms=answer.inference_ms)
+                                     inference_ms=answer.inference_ms,
+                                     quantized=answer.quantized)

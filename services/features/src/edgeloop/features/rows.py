@@ -18,8 +18,9 @@ CONTEXT_COLUMNS: tuple[str, ...] = (
 )
 IMAGE_COLUMNS: tuple[str, ...] = ("image_bytes", "width", "height")
 SOURCE_COLUMNS: tuple[str, ...] = ("prediction_source", "server_shadow_mm",
-                                   "server_shadow_model_version")
-"""Where the prediction came from, and the server's shadow of a device prediction."""
+                                   "server_shadow_model_version", "device_quantized")
+"""Where the prediction came from, the server's shadow of a device prediction, and whether
+the device ran the version's quantized twin."""
 COLUMNS: tuple[str, ...] = CONTEXT_COLUMNS + IMAGE_COLUMNS + STAT_NAMES + SOURCE_COLUMNS
 """Columns written by ingest, in COPY order (``ingested_at`` takes its default)."""
 SHADOW_COLUMNS: tuple[str, ...] = ("observation_id", "time", "arm", "model_name",
@@ -67,14 +68,15 @@ _SOURCE_NAMES = {observation_pb2.PredictionSource.PREDICTION_SOURCE_SERVER: "ser
 _SOURCE_VALUES = {name: value for value, name in _SOURCE_NAMES.items()}
 
 
-def _source(obs: observation_pb2.Observation) -> tuple[str, float | None, str]:
+def _source(obs: observation_pb2.Observation) -> tuple[str, float | None, str, bool]:
     """The ``SOURCE_COLUMNS`` values: unspecified with a prediction means served (old gateways)."""
     source = ""
     if obs.HasField("prediction_mm"):
         source = _SOURCE_NAMES.get(obs.prediction_source, "server")
+    quantized = source == "device" and obs.device_quantized
     if not obs.HasField("server_shadow"):
-        return source, None, ""
-    return source, obs.server_shadow.prediction_mm, obs.server_shadow.model_version
+        return source, None, "", quantized
+    return source, obs.server_shadow.prediction_mm, obs.server_shadow.model_version, quantized
 
 
 def shadow_rows(obs: observation_pb2.Observation, observation_id: str,
@@ -102,6 +104,7 @@ def from_row(row: dict[str, Any]) -> observation_pb2.Observation:
         if row[field] is not None:
             setattr(obs, field, row[field])
     obs.prediction_source = _SOURCE_VALUES.get(row["prediction_source"], 0)
+    obs.device_quantized = row["device_quantized"]
     if row["server_shadow_mm"] is not None:
         obs.server_shadow.CopyFrom(observation_pb2.ArmPrediction(
             arm=obs.arm, model_name=obs.model_name,

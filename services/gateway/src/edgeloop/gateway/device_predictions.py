@@ -133,7 +133,8 @@ class DevicePredictions:
         device = frame.device_prediction
         route = device_route(view, device_id, self.router)
         outcome = FrameOutcome(view.name, view.data_group, route.arm, device.model_name,
-                               device.model_version, device.distance_mm, source=DEVICE)
+                               device.model_version, device.distance_mm, source=DEVICE,
+                               device_quantized=device.quantized)
         if not (view.device_shadow and route.key is not None):
             return outcome, Route(route.arm, None), []
         shadow = asyncio.create_task(self.call(route.key, rgb), name="server-shadow")

@@ -77,6 +77,8 @@ class FrameOutcome:
     source: int = observation_pb2.PredictionSource.PREDICTION_SOURCE_SERVER
     """Where prediction_mm was computed: the model host (server) or the robot (device)."""
     shadow: list[observation_pb2.ArmPrediction] = field(default_factory=list)
+    device_quantized: bool = False
+    """The robot's prediction came from the version's quantized twin."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def build_observation(observation_id: str, frame: edge_pb2.Frame, ctx: FrameCont
     if outcome.prediction_mm is not None:
         obs.prediction_mm = outcome.prediction_mm
         obs.prediction_source = outcome.source
+        obs.device_quantized = outcome.device_quantized
     if frame.HasField("sensor_mm"):
         obs.sensor_mm = frame.sensor_mm
         if outcome.prediction_mm is not None:

@@ -70,16 +70,18 @@ class Recorded(_message.Message):
     def __init__(self, seqs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DevicePrediction(_message.Message):
-    __slots__ = ("distance_mm", "model_name", "model_version", "inference_ms")
+    __slots__ = ("distance_mm", "model_name", "model_version", "inference_ms", "quantized")
     DISTANCE_MM_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_MS_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZED_FIELD_NUMBER: _ClassVar[int]
     distance_mm: float
     model_name: str
     model_version: str
     inference_ms: float
-    def __init__(self, distance_mm: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., inference_ms: _Optional[float] = ...) -> None: ...
+    quantized: bool
+    def __init__(self, distance_mm: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., inference_ms: _Optional[float] = ..., quantized: _Optional[bool] = ...) -> None: ...
 
 class ModelUpdate(_message.Message):
     __slots__ = ("deployment", "model_name", "model_version", "arm", "size_bytes", "sha256", "quantized")

@@ -80,7 +80,7 @@ class ArmPrediction(_message.Message):
     def __init__(self, arm: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., prediction_mm: _Optional[float] = ...) -> None: ...
 
 class Observation(_message.Message):
-    __slots__ = ("observation_id", "time", "received_at", "device_id", "session_id", "seq", "deployment", "data_group", "model_name", "model_version", "arm", "prediction_mm", "sensor_mm", "error_mm", "latency_ms", "trace_id", "traceparent", "late", "jpeg", "image_key", "stats", "shadow_predictions", "prediction_source", "server_shadow")
+    __slots__ = ("observation_id", "time", "received_at", "device_id", "session_id", "seq", "deployment", "data_group", "model_name", "model_version", "arm", "prediction_mm", "sensor_mm", "error_mm", "latency_ms", "trace_id", "traceparent", "late", "jpeg", "image_key", "stats", "shadow_predictions", "prediction_source", "server_shadow", "device_quantized")
     OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class Observation(_message.Message):
     SHADOW_PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_SOURCE_FIELD_NUMBER: _ClassVar[int]
     SERVER_SHADOW_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_QUANTIZED_FIELD_NUMBER: _ClassVar[int]
     observation_id: str
     time: _timestamp_pb2.Timestamp
     received_at: _timestamp_pb2.Timestamp
@@ -129,7 +130,8 @@ class Observation(_message.Message):
     shadow_predictions: _containers.RepeatedCompositeFieldContainer[ArmPrediction]
     prediction_source: PredictionSource
     server_shadow: ArmPrediction
-    def __init__(self, observation_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., deployment: _Optional[str] = ..., data_group: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., prediction_mm: _Optional[float] = ..., sensor_mm: _Optional[float] = ..., error_mm: _Optional[float] = ..., latency_ms: _Optional[float] = ..., trace_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., late: _Optional[bool] = ..., jpeg: _Optional[bytes] = ..., image_key: _Optional[str] = ..., stats: _Optional[_Union[ImageStats, _Mapping]] = ..., shadow_predictions: _Optional[_Iterable[_Union[ArmPrediction, _Mapping]]] = ..., prediction_source: _Optional[_Union[PredictionSource, str]] = ..., server_shadow: _Optional[_Union[ArmPrediction, _Mapping]] = ...) -> None: ...
+    device_quantized: bool
+    def __init__(self, observation_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., device_id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., deployment: _Optional[str] = ..., data_group: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., prediction_mm: _Optional[float] = ..., sensor_mm: _Optional[float] = ..., error_mm: _Optional[float] = ..., latency_ms: _Optional[float] = ..., trace_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., late: _Optional[bool] = ..., jpeg: _Optional[bytes] = ..., image_key: _Optional[str] = ..., stats: _Optional[_Union[ImageStats, _Mapping]] = ..., shadow_predictions: _Optional[_Iterable[_Union[ArmPrediction, _Mapping]]] = ..., prediction_source: _Optional[_Union[PredictionSource, str]] = ..., server_shadow: _Optional[_Union[ArmPrediction, _Mapping]] = ..., device_quantized: _Optional[bool] = ...) -> None: ...
 
 class DriftEvent(_message.Message):
     __slots__ = ("event_id", "rule", "kind", "deployment", "model_name", "model_version", "state", "values", "threshold", "window_start", "window_end", "fired_at", "resolved_at", "sweep_id", "sweep_trace_id", "note")

@@ -846,6 +846,44 @@ async def test_a_concept_alarm_on_a_first_retrain_retrains_its_world_from_its_st
     assert plan.version == "3" and plan.pre_drift_mae_mm == pytest.approx(5.0)
 
 
+async def test_a_concept_alarm_on_a_consolidated_version_retrains_from_the_change_it_dates(
+        database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
+    # The quick demo of 2026-12-07 00:19, phase 4: the angle began while the green floor's
+    # consolidation (version 5) waited for its follow-up's verdict; the concept CUSUM fired
+    # on version 5 and the retrain took the green world from its start (705 frames, 10 s of
+    # the angle in them): version 6 served the angle at 15.3 mm (5.9x its error before). A
+    # consolidated version has learnt its world: a concept alarm on it is a new change,
+    # retrained from where the alarm dates it, once that new world has its frames.
+    servicer, stub = trainer
+    deployments, monitor, clock, rng = await _recovered_red_floor(database_url, pool, stub,
+                                                                  servicer)
+    servicer.finished.add("sweep-2")
+    servicer.versions["sweep-2"] = "3"
+    await _evaluate_at(monitor, clock, 13.2)
+    deployments.version = "3"
+    assert monitor.retrainer is not None
+    assert monitor.retrainer.consolidations["parking"].follow_up
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=13), 60, "3", rng))
+    # The same images; version 3's errors grow: a concept change at minute 14.
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=14), 30, "3", rng, error_mm=15.0))
+    await _evaluate_at(monitor, clock, 14.3, 14.5)
+    alarms = [e for e in await monitor.events.list("parking", open_only=True)
+              if e.model_version == "3"]
+    assert alarms and {e.kind for e in alarms} == {"concept"}, [(e.rule, e.kind) for e in alarms]
+    assert len(servicer.started) == 2, "120 frames since the change: fewer than 200"
+    assert not any("first retrained for" in e.note for e in alarms), [e.note for e in alarms]
+
+    _insert(database_url, _rows("red", T0 + timedelta(minutes=14, seconds=30), 30, "3", rng,
+                                error_mm=15.0))
+    await _evaluate_at(monitor, clock, 15.1)
+    assert len(servicer.started) == 3
+    retrain = servicer.started[2]
+    assert retrain.trigger.startswith("drift:") and retrain.warm_start.version == "3"
+    start = retrain.data.start_time.ToDatetime(tzinfo=UTC)
+    assert start >= T0 + timedelta(minutes=13, seconds=30), \
+        f"from the change the alarm dates, not the red world's start: {start}"
+
+
 async def _green_during_the_consolidation(database_url: str, pool: AsyncConnectionPool,
                                           stub: Any, servicer: Trainer, seconds: int,
                                           minute: float) -> Recovered:

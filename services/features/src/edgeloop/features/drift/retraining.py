@@ -58,7 +58,8 @@ features service a pending consolidation is forgotten (the drift stays recovered
 
 A world its first retrain learnt too little: when a concept rule fires on a drift retrain's
 version while its consolidation is pending (its errors grew, its images did not move), the
-change it dates lies inside the world that version was retrained for. The retrain then takes
+change it dates lies inside the world that version was retrained for. (On a consolidated
+version it is a new change, retrained from where the rule dates it.) The retrain then takes
 that world from its start (the consolidation's data, brought forward) once it has
 ``UNDERLEARNT_FACTOR`` times the frames the first retrain had, rather than a "new world" from
 the dated change. Why: in the quick demo of 2026-12-05 15:37 the concept CUSUM fired on phase
@@ -350,9 +351,13 @@ class Retrainer:
         That is when the version is a drift retrain whose consolidation is still pending and
         every waiting event is a concept rule on it: its errors grew, its images did not
         move (a covariate rule would have fired, and a concept rule waits while one does).
+        Not a consolidated version (its plan a follow-up): it learnt its world from several
+        times the first retrain's frames, so a concept rule on it dates a new change (the
+        quick demo of 2026-12-07 00:19: the angled world's retrain taken from the green
+        world's start, with 10 s of the angle, served the angle at 5.9x its error before).
         """
         plan = self.consolidations.get(deployment.name)
-        if plan is None or plan.version != deployment.model_version:
+        if plan is None or plan.version != deployment.model_version or plan.follow_up:
             return None
         if any(e.kind != "concept" or e.model_version != plan.version for e in waiting):
             return None

@@ -796,6 +796,15 @@ async def test_a_consolidation_not_due_within_half_an_hour_is_dropped(
     assert len(servicer.started) == 1, "a dropped plan starts nothing later"
 
 
+async def _concept_alarms(monitor: DriftMonitor, version: str) -> list[Any]:
+    """The open events on ``version``, checked to be concept rules only (its errors grew, its
+    images did not move)."""
+    alarms = [e for e in await monitor.events.list("parking", open_only=True)
+              if e.model_version == version]
+    assert alarms and {e.kind for e in alarms} == {"concept"}, [(e.rule, e.kind) for e in alarms]
+    return alarms
+
+
 async def test_a_concept_alarm_on_a_first_retrain_retrains_its_world_from_its_start(
         database_url: str, pool: AsyncConnectionPool, trainer: tuple[Trainer, Any]) -> None:
     # The quick demo of 2026-12-05 15:37, phase 4: the concept CUSUM fired on the angled
@@ -807,9 +816,7 @@ async def test_a_concept_alarm_on_a_first_retrain_retrains_its_world_from_its_st
     _, monitor, clock, rng = await _red_floor_first_retrain(database_url, pool, stub, servicer)
     _insert(database_url, _rows("red", T0 + timedelta(minutes=11), 30, "2", rng, error_mm=15.0))
     await _evaluate_at(monitor, clock, 11.3, 11.5)
-    alarms = [e for e in await monitor.events.list("parking", open_only=True)
-              if e.model_version == "2"]
-    assert alarms and {e.kind for e in alarms} == {"concept"}, [(e.rule, e.kind) for e in alarms]
+    alarms = await _concept_alarms(monitor, "2")
     assert len(servicer.started) == 1, "360 frames of red: not twice the 240 it was learnt from"
     assert all(e.note == "waits for more of the world version 2 was first retrained for "
                          "(360 of 480 labelled frames since it began), then retrains it from "
@@ -867,9 +874,7 @@ async def test_a_concept_alarm_on_a_consolidated_version_retrains_from_the_chang
     # The same images; version 3's errors grow: a concept change at minute 14.
     _insert(database_url, _rows("red", T0 + timedelta(minutes=14), 30, "3", rng, error_mm=15.0))
     await _evaluate_at(monitor, clock, 14.3, 14.5)
-    alarms = [e for e in await monitor.events.list("parking", open_only=True)
-              if e.model_version == "3"]
-    assert alarms and {e.kind for e in alarms} == {"concept"}, [(e.rule, e.kind) for e in alarms]
+    alarms = await _concept_alarms(monitor, "3")
     assert len(servicer.started) == 2, "120 frames since the change: fewer than 200"
     assert not any("first retrained for" in e.note for e in alarms), [e.note for e in alarms]
 

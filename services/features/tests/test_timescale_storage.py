@@ -9,6 +9,7 @@ triggered here with the same functions the policies call (``compress_chunk``,
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +20,11 @@ import pytest
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc as pb_grpc
 from edgeloop.features.app import build_app
+from edgeloop.features.schema import SCHEMA, Policies, branch_sql, split_statements
 from edgeloop.features.settings import Settings
 from edgeloop.platform import serve
+from edgeloop.platform.migrations import apply_migrations, load_migrations
+from edgeloop.testing.fixtures import cluster_of
 from grpc import aio
 
 pytestmark = pytest.mark.db_branches("timescaledb")
@@ -133,3 +137,36 @@ async def test_window_stats_reach_past_the_raw_retention(
     assert [b.count for b in five.buckets] == [1] * 6  # ...its 5-minute buckets are not
     assert five.buckets[1].means["prediction_mm"] == pytest.approx(by_day[0][1].prediction_mm,
                                                                    rel=1e-5)
+
+
+_OBSERVATION = ("INSERT INTO features.observations (observation_id, time, device_id, deployment, "
+                "image_key, image_bytes, width, height, mean_r, mean_g, mean_b, hue, saturation, "
+                "brightness, contrast, sharpness, edge_density, keypoints, entropy{extra}) "
+                "SELECT gen_random_uuid(), now() - make_interval(hours => g), 'car', 'old', "
+                "'k', 1, 320, 240, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1{value} "
+                "FROM generate_series({first}, {last}) g")
+
+
+async def test_the_latest_migration_upgrades_a_database_with_compressed_chunks(
+        request: pytest.FixtureRequest, db_branch: str) -> None:
+    # A fleet's database upgraded in place: its older chunks are compressed by then, and a
+    # migration that adds a column (0008: device_quantized) must apply to them too.
+    url = cluster_of(request, db_branch).ensure_database(f"upgrade_{uuid.uuid4().hex[:10]}")
+    migrations = load_migrations("edgeloop.features")
+    latest = migrations[-1].version
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await apply_migrations(conn, SCHEMA, migrations[:-1])
+        for statement in split_statements(branch_sql(True, Policies())):
+            await conn.execute(statement.encode())
+        await conn.execute(_OBSERVATION.format(extra="", value="", first=1, last=60).encode())
+        compressed = await (await conn.execute(
+            "SELECT count(compress_chunk(c)) FROM show_chunks('features.observations') c"
+        )).fetchone()
+        assert compressed is not None and compressed[0] >= 2  # 60 hours: three 1-day chunks
+        assert await apply_migrations(conn, SCHEMA, migrations) == [latest]
+        await conn.execute(_OBSERVATION.format(extra=", device_quantized", value=", true",
+                                               first=30, last=30).encode())
+        counts = await (await conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE device_quantized) "
+            "FROM features.observations")).fetchone()
+    assert counts == (61, 1), "old rows read with the default, the new one as written"

@@ -49,6 +49,9 @@ RECORDING_STATE_WORDS: dict[int, str] = {
 }
 """The words of :meth:`GatewayStatus.recording_state` for the features contract's
 ``GatewayRecordingState`` (gateways' samples); ``stale`` is a reader's word, never sampled."""
+RECORDING_STATES_BY_WORD: dict[str, int] = {
+    word: state for state, word in RECORDING_STATE_WORDS.items()}
+"""The contract's ``GatewayRecordingState`` of each word."""
 
 
 @dataclass(frozen=True)

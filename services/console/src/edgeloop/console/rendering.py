@@ -83,6 +83,7 @@ TEMPLATES.env.filters.update(time=_time, ago=_ago, mm=_mm, strategy=strategy_nam
                              selector=selector_text, sweep_state=_sweep_state,
                              event_state=_event_state, drift_kind=_drift_kind)
 TEMPLATES.env.globals["rate_minutes"] = round(RATE_WINDOW.total_seconds() / 60)
+TEMPLATES.env.globals["DEVICE_SOURCE"] = observation_pb2.PredictionSource.PREDICTION_SOURCE_DEVICE
 
 
 async def attempt(call: Awaitable[T], default: T, problems: list[str], what: str) -> T:

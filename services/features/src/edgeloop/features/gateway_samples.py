@@ -19,13 +19,11 @@ import psycopg
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
 from edgeloop.features.time_window import requested_window
 from edgeloop.platform.errors import InvalidArgument, Unavailable
-from edgeloop.platform.gateway_status import RECORDING_STATE_WORDS
+from edgeloop.platform.gateway_status import RECORDING_STATE_WORDS, RECORDING_STATES_BY_WORD
 from psycopg_pool import AsyncConnectionPool
 
 MAX_SAMPLES = 10_000
 """Samples one call may carry (a gateway's hour at 1 s, far more than it keeps)."""
-# The words stored (and drawn by Grafana) are those of the gateway's status file.
-_STATES_BY_WORD = {word: state for state, word in RECORDING_STATE_WORDS.items()}
 
 _INSERT = """
 INSERT INTO features.gateway_samples (time, gateway_id, backlog_bytes, max_bytes, recording,
@@ -90,7 +88,7 @@ def _sample_message(row: Row) -> pb.GatewaySample:
     at, gateway_id, backlog, capacity, recording, robots, streams, fps, unrecorded = row
     sample = pb.GatewaySample(
         gateway_id=gateway_id, backlog_bytes=backlog, max_bytes=capacity,
-        recording=_STATES_BY_WORD.get(recording, pb.GATEWAY_RECORDING_STATE_UNSPECIFIED),
+        recording=RECORDING_STATES_BY_WORD.get(recording, pb.GATEWAY_RECORDING_STATE_UNSPECIFIED),
         robots_streaming=robots, streams_open=streams, frames_per_s=fps,
         not_recorded_per_s=unrecorded)
     sample.sampled_at.FromDatetime(at)

@@ -44,10 +44,9 @@ class ModelFile:
 def tflite_path(key: ModelKey, model_repository: str = "", quantized: bool = False) -> Path:
     """The TFLite file of ``key`` (or its quantized twin): in the model repository, else
     beside its SavedModel."""
-    if model_repository:
-        suffix = ".quantized.tflite" if quantized else ".tflite"
-        return Path(model_repository) / key.model_name / f"{key.version}{suffix}"
-    return (quantized_beside if quantized else tflite_beside)(key.path, key.version)
+    saved_model = Path(model_repository) / key.model_name / key.version if model_repository \
+        else key.path
+    return (quantized_beside if quantized else tflite_beside)(saved_model, key.version)
 
 
 def _sha256(path: Path) -> str:

@@ -30,16 +30,13 @@ from pathlib import Path
 import grpc
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fs_pb2
 from edgeloop.contracts.features.v1 import feature_store_service_pb2_grpc
-from edgeloop.platform.gateway_status import RECORDING_STATE_WORDS, GatewayStatus
+from edgeloop.platform.gateway_status import RECORDING_STATES_BY_WORD, GatewayStatus
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 log = logging.getLogger(__name__)
 
-STATES = {word: state for state, word in RECORDING_STATE_WORDS.items()}
-"""A status record's one-word state as the contract spells it (a gateway's own record is
-never stale)."""
 SEND_TIMEOUT_S = 10.0
 STOP_SEND_TIMEOUT_S = 2.0
 SEND_BATCH = 1000
@@ -70,7 +67,7 @@ def sample_of(status: GatewayStatus, since: Totals) -> fs_pb2.GatewaySample:
     return fs_pb2.GatewaySample(
         gateway_id=status.gateway_id, sampled_at=sampled_at,
         backlog_bytes=status.backlog_bytes, max_bytes=status.max_bytes,
-        recording=STATES[status.recording_state(status.written_at)],
+        recording=RECORDING_STATES_BY_WORD[status.recording_state(status.written_at)],
         robots_streaming=len(open_streams), streams_open=sum(open_streams),
         frames_per_s=rate(status.frames_received, since.frames),
         not_recorded_per_s=rate(status.answered_not_recorded, since.not_recorded))
@@ -88,6 +85,7 @@ class GatewaySampler:
         gateway left in ``pending`` first)."""
         self.pending = pending
         """Where held samples are kept over a stop or crash (None: in memory only)."""
+        self._on_disk = bool(self.held)  # a pending file to remove once all are sent
         if self.held:
             log.info("gateway samples an earlier gateway held: sent first",
                      extra={"samples": len(self.held), "path": str(pending)})
@@ -168,12 +166,15 @@ class GatewaySampler:
             return
         try:
             if not self.held:
-                self.pending.unlink(missing_ok=True)
+                if self._on_disk:  # not a file system call after every send
+                    self.pending.unlink(missing_ok=True)
+                    self._on_disk = False
                 return
             data = fs_pb2.RecordGatewaySamplesRequest(samples=self.held).SerializeToString()
             partial = self.pending.with_name(self.pending.name + ".tmp")
             partial.write_bytes(data)
             os.replace(partial, self.pending)  # a crash mid-write leaves the older file whole
+            self._on_disk = True
         except OSError as exc:
             log.warning("gateway samples not kept on disk: %s", exc,
                         extra={"path": str(self.pending), "samples": len(self.held)})

@@ -322,6 +322,16 @@ def test_the_console_reads_the_gateways_spool_volume_read_only() -> None:
     assert f"{volume}:{console_dir}:ro" in SERVICES["console"]["volumes"]
 
 
+def test_the_gateway_reads_the_model_repository_at_the_registrys_path() -> None:
+    # Deployments name a version by its path in the registry's repository; robots that
+    # predict on the device download the TFLite files the registry writes there, through
+    # the gateway. Without the volume at that path every download is NOT_FOUND.
+    repository = environment("registry")["EDGELOOP_MODEL_REPOSITORY"]
+    (mount,) = [v for v in SERVICES["registry"]["volumes"] if v.endswith(f":{repository}")]
+    volume = mount.split(":")[0]
+    assert f"{volume}:{repository}:ro" in SERVICES["gateway"]["volumes"]
+
+
 def test_dockerfile_healthcheck_is_the_compose_one() -> None:
     command = COMPOSE["x-grpc-healthcheck"]["test"][3]
     text = DOCKERFILE.read_text(encoding="utf-8")

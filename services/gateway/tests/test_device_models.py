@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import math
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,10 @@ import pytest
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
+from edgeloop.gateway.hosts.protocol import ProtocolServicer, ServingProtocol
+from edgeloop.gateway.hosts.repository import ModelRepository
+from edgeloop.testing import free_port
 from grpc import aio
 
 Reason = edge_pb2.FrameErrorReason
@@ -250,3 +255,62 @@ async def test_a_version_without_a_quantized_twin_cannot_be_downloaded_as_one(
             [c async for c in call]
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         assert "quantized twin" in missing.value.details()
+
+
+@pytest.fixture
+async def tf_serving_protocol(model_repository: Path) -> AsyncIterator[str]:
+    """TF Serving's protocol over the model repository on loopback (edgeloop's own server,
+    the one Ray Serve runs: TF Serving cannot be installed here); yields its address."""
+    host = EmbeddedHost(EmbeddedConfig(runtime="tensorflow"))
+    server = aio.server()
+    ProtocolServicer(ServingProtocol(host, ModelRepository(str(model_repository)))) \
+        .add_to_server(server)
+    address = f"127.0.0.1:{free_port()}"
+    server.add_insecure_port(address)
+    await server.start()
+    try:
+        yield address
+    finally:
+        await server.stop(0)
+        await host.close()
+
+
+def _quantized_twin(saved_model: Path, target: Path) -> bytes:
+    """``target`` written as the registry writes a twin (dynamic-range quantized)."""
+    import tensorflow as tf  # noqa: PLC0415 - only this test converts
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
+                                                         signature_keys=["serving_default"])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    data = converter.convert()
+    target.write_bytes(data)
+    return data
+
+
+async def test_behind_tf_serving_the_gateway_checks_a_twin_before_robots_get_it(
+        start_gateway, tflite_files, model_repository, tf_serving_protocol, requests,
+        jpegs) -> None:
+    twin_file = model_repository / "distance" / "1.quantized.tflite"
+    twin = _quantized_twin(model_repository / "distance" / "1", twin_file)
+    try:
+        async with start_gateway(model_host="tfserving",
+                                 tfserving_addr=tf_serving_protocol) as gw:
+            assert gw.app.twins is not None  # no embedded host: the gateway judges twins
+            # Camera frames served through TF Serving, a batch each: what the twin will be
+            # checked on (the first frame of each of the last 8 batches).
+            for seq in range(8):
+                served = await gw.exchange("robot-1", "secret-1", [
+                    requests.hello("robot-1"), requests.frame(1, jpegs[seq % len(jpegs)])])
+                assert [r.WhichOneof("kind") for r in served] == ["welcome", "prediction"]
+            assert gw.app.twins.served.check_frames(240, 320)[1] == "served"
+            call = gw.open("robot-1", "secret-1")
+            await call.write(_quantized_hello())
+            welcome = (await asyncio.wait_for(call.read(), 30)).welcome
+            # Not judged yet: the float file first.
+            assert (welcome.model.model_version, welcome.model.quantized) == ("1", False)
+            update = (await asyncio.wait_for(call.read(), 60)).model_update
+            assert (update.model_version, update.quantized) == ("1", True)
+            assert update.sha256 == hashlib.sha256(twin).hexdigest()
+            await call.done_writing()
+    finally:
+        twin_file.unlink()

@@ -11,6 +11,7 @@ import pytest_asyncio
 from edgeloop.gateway.hosts import ModelHost, ModelKey, ModelUnavailable
 from edgeloop.gateway.hosts.batching import BatchingConfig, MicroBatcher
 from edgeloop.gateway.hosts.embedded import EmbeddedHost
+from edgeloop.gateway.hosts.served import ServedFrames
 
 
 class RecordingHost(ModelHost):
@@ -83,6 +84,19 @@ async def test_batches_never_mix_versions_or_shapes(recording, keys, make_images
     assert {(key.version, shape[1:3]) for key, shape in recording.batches} == \
         {("1", (240, 320)), ("1", (120, 160)), ("2", (240, 320)), ("2", (120, 160))}
     assert len(recording.batches) == 4  # 5 frames per (version, shape), all gathered
+
+
+async def test_the_first_frame_of_each_batch_is_kept_for_checks(recording, keys,
+                                                              make_images) -> None:
+    served = ServedFrames(kept=2)
+    batching = MicroBatcher(recording, BatchingConfig(max_batch_size=1), served=served)
+    frames = make_images(3, seed=5)
+    assert served.check_frames(240, 320)[1] == "synthetic"  # nothing served yet
+    for frame in frames:
+        await batching.predict_one(keys["1"], frame)
+    kept, kind = served.check_frames(240, 320)
+    assert kind == "served"
+    np.testing.assert_array_equal(kept, frames[1:])  # the last two batches' frames
 
 
 async def test_lone_frame_waits_at_most_max_wait(recording, keys, make_images) -> None:

@@ -1,6 +1,6 @@
 """EmbeddedHost hands a version to LiteRT once its TFLite file is published and agrees.
 
-Real SavedModels and real TFLite files (converted here as the registry converts them),
+Real SavedModels and real TFLite files (converted as the registry converts them, conftest),
 in a repository of this module's own: the session's shared repository has no TFLite
 files, so every other test runs on TensorFlow.
 """
@@ -15,39 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from edgeloop.gateway.hosts import ModelKey, litert
 from edgeloop.gateway.hosts import embedded as embedded_module
 from edgeloop.gateway.hosts.embedded import EmbeddedConfig, EmbeddedHost
 from edgeloop.gateway.hosts.litert import quantized_beside, tflite_beside
 
 FAST_POLL = dict(litert_poll_s=0.02, drain_timeout_s=10.0)
-
-
-def _convert(saved_model: Path, target: Path, quantized: bool = False) -> Path:
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
-                                                         signature_keys=["serving_default"])
-    if quantized:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    staging = target.with_name(f".{target.name}.tmp")  # as the registry writes it
-    staging.write_bytes(converter.convert())
-    staging.replace(target)
-    return target
-
-
-@pytest.fixture(scope="module")
-def tflite_files(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The TFLite file of each tiny version, converted once (kept outside any repository)."""
-    folder = tmp_path_factory.mktemp("tflite")
-    return {v: _convert(model_repo / "parking" / v, folder / f"{v}.tflite") for v in ("1", "2")}
-
-
-@pytest.fixture(scope="module")
-def quantized_files(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each tiny version's quantized TFLite file, converted as the registry converts it."""
-    folder = tmp_path_factory.mktemp("quantized")
-    return {v: _convert(model_repo / "parking" / v, folder / f"{v}.tflite", quantized=True)
-            for v in ("1", "2")}
 
 
 @pytest.fixture

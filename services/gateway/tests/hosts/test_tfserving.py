@@ -6,13 +6,20 @@ implements ``tensorflow.serving.PredictionService/Predict`` and
 SavedModels, decoding and encoding tensors with TF's own ``make_ndarray`` /
 ``make_tensor_proto`` (so the client's fast codec is checked against TF's). It can be
 told to answer UNAVAILABLE, to be slow, or to report a version as still loading.
+
+The gateway's judge of quantized twins (``hosts/twins.py``) is tested here too: behind TF
+Serving it checks a real twin (converted as the registry converts it) against the server's
+answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -20,7 +27,9 @@ import pytest
 import pytest_asyncio
 import tensorflow as tf
 from edgeloop.gateway.hosts import ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.served import ServedFrames
 from edgeloop.gateway.hosts.tfserving import TFServingConfig, TFServingHost
+from edgeloop.gateway.hosts.twins import TwinJudge, TwinJudgeConfig
 from edgeloop.platform.errors import InvalidArgument
 from edgeloop.testing import free_port
 from grpc import aio
@@ -246,3 +255,96 @@ async def test_ensure_loaded_gives_up_with_the_last_state(address, servicer) -> 
             await client.ensure_loaded(ModelKey("parking", "9"))
     finally:
         await client.close()
+
+
+# --- a quantized twin judged against TF Serving's answers (hosts/twins.py) -------------------
+
+TWIN_POLL = TwinJudgeConfig(poll_s=0.02, wait_s=30.0)
+
+
+def _twin_judge(host: TFServingHost, folder: Path, served: ServedFrames,
+                config: TwinJudgeConfig = TWIN_POLL) -> TwinJudge:
+    """A judge that finds version v's twin at ``folder/v.quantized.tflite``."""
+    return TwinJudge(host, lambda key: folder / f"{key.version}.quantized.tflite", served,
+                     config)
+
+
+async def _verdict(judge: TwinJudge, key: ModelKey, timeout_s: float = 60.0) -> bool:
+    async with asyncio.timeout(timeout_s):
+        while (verdict := judge(key)) is None:
+            await asyncio.sleep(0.02)
+    return verdict
+
+
+def _served(frames: np.ndarray) -> ServedFrames:
+    served = ServedFrames(len(frames))
+    for frame in frames:
+        served.add(frame)
+    return served
+
+
+async def test_a_twin_that_answers_as_tf_serving_does_is_judged_good_on_the_frames_served(
+        host, servicer, quantized_files, make_images, tmp_path, caplog) -> None:
+    key = ModelKey("parking", "1")
+    served = _served(make_images(4, seed=21))
+    judge = _twin_judge(host, tmp_path, served)
+    with caplog.at_level(logging.INFO, logger="edgeloop.gateway.hosts.twins"):
+        assert judge(key) is None  # the check starts; no twin file yet
+        await asyncio.sleep(0.2)
+        assert judge(key) is None  # it waits for the registry to write one
+        assert servicer.behaviour.predict_calls == 0
+        shutil.copy(quantized_files["1"], tmp_path / "1.quantized.tflite")
+        assert await _verdict(judge, key) is True
+    (record,) = [r for r in caplog.records if "quantized twin agrees" in r.getMessage()]
+    assert record.check_frames == "served" and record.max_difference_mm <= 1.0
+    # TF Serving answered the served frames themselves, once
+    (request,) = servicer.behaviour.requests
+    assert tf.make_ndarray(request.inputs["image"]).shape == (4, 240, 320, 3)
+    assert judge(key) is True and servicer.behaviour.predict_calls == 1  # kept, not re-checked
+    await judge.close()
+
+
+async def test_a_twin_that_answers_otherwise_is_refused(host, quantized_files, make_images,
+                                                        tmp_path, caplog) -> None:
+    # version 2's twin under version 1's name: its answers are ~1000 mm off TF Serving's
+    shutil.copy(quantized_files["2"], tmp_path / "1.quantized.tflite")
+    judge = _twin_judge(host, tmp_path, ServedFrames())
+    with caplog.at_level(logging.WARNING, logger="edgeloop.gateway.hosts.twins"):
+        assert await _verdict(judge, ModelKey("parking", "1")) is False
+    (record,) = [r for r in caplog.records if "differs from" in r.getMessage()]
+    assert record.check_frames == "synthetic"  # nothing served yet
+    assert record.max_difference_mm > 500
+
+
+@pytest.mark.parametrize("case", ["unreadable", "never published", "never answered"])
+async def test_a_twin_that_cannot_be_judged_is_refused_with_the_reason(
+        host, quantized_files, tmp_path, caplog, case: str) -> None:
+    key = ModelKey("parking", "9" if case == "never answered" else "1")
+    twin = tmp_path / f"{key.version}.quantized.tflite"
+    if case == "unreadable":
+        twin.write_bytes(b"not a flatbuffer")
+    elif case == "never answered":
+        shutil.copy(quantized_files["1"], twin)  # TF Serving has no version 9
+    judge = _twin_judge(host, tmp_path, ServedFrames(),
+                        TwinJudgeConfig(poll_s=0.02, wait_s=0.3))
+    with caplog.at_level(logging.INFO, logger="edgeloop.gateway.hosts.twins"):
+        assert await _verdict(judge, key) is False
+    reason = {"unreadable": "not usable", "never published": "no quantized twin published",
+              "never answered": "never answered the version"}[case]
+    assert reason in caplog.text
+
+
+async def test_a_twin_checked_while_tf_serving_restarts_is_judged_once_it_answers(
+        host, servicer, quantized_files, tmp_path) -> None:
+    shutil.copy(quantized_files["1"], tmp_path / "1.quantized.tflite")
+    servicer.behaviour.unavailable_calls = 5  # more than one Predict's own retries
+    judge = _twin_judge(host, tmp_path, ServedFrames())
+    assert await _verdict(judge, ModelKey("parking", "1")) is True
+    assert servicer.behaviour.unavailable_calls == 0
+
+
+async def test_closing_the_judge_stops_its_checks(host, tmp_path) -> None:
+    judge = _twin_judge(host, tmp_path, ServedFrames())
+    assert judge(ModelKey("parking", "1")) is None  # waits for a file that never comes
+    await judge.close()
+    assert not judge._checks

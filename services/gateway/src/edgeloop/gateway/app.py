@@ -11,6 +11,7 @@ the next start.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -19,13 +20,15 @@ from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2, edge_gateway_se
 from edgeloop.gateway.auth import DeviceAuthenticator
 from edgeloop.gateway.contacts import DeviceContacts
 from edgeloop.gateway.deployments import DeploymentState, DeploymentWatcher
-from edgeloop.gateway.device_predictions import DeviceModels
+from edgeloop.gateway.device_predictions import DeviceModels, TwinCheck
 from edgeloop.gateway.forwarder import Forwarder
 from edgeloop.gateway.frames import FrameProcessor
 from edgeloop.gateway.hosts.base import ModelHost
 from edgeloop.gateway.hosts.batching import BatchingConfig, MicroBatcher
+from edgeloop.gateway.hosts.served import ServedFrames
+from edgeloop.gateway.hosts.twins import TwinJudge
 from edgeloop.gateway.limits import DeviceLimits
-from edgeloop.gateway.models_download import ModelFiles
+from edgeloop.gateway.models_download import ModelFiles, tflite_path
 from edgeloop.gateway.observations import Recorder
 from edgeloop.gateway.routing import Router
 from edgeloop.gateway.samples import PENDING_FILE, GatewaySampler
@@ -77,8 +80,15 @@ class App(ServiceApp):
         """Build the components (inside the server's event loop) and register the stream."""
         s = self.settings
         self.host = self._host or build_model_host(s)
+        # A host that runs twins itself judges them; behind another the gateway does, on the
+        # frames it served.
+        judges_twins = s.model_quantized and not hasattr(self.host, "runs_quantized_twin")
+        served = ServedFrames() if judges_twins else None
         self.batcher = MicroBatcher(self.host, BatchingConfig(
-            max_batch_size=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms))
+            max_batch_size=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms), served=served)
+        self.twins = TwinJudge(self.batcher, functools.partial(
+            tflite_path, model_repository=s.model_repository, quantized=True),
+            served) if served is not None else None
         self.registry_channel = open_channel(s.registry_addr, tls=s.client_tls())
         self.features_channel = open_channel(s.features_addr, tls=s.client_tls())
         self.spool = Spool(s.spool_dir, s.spool_max_bytes)
@@ -110,15 +120,22 @@ class App(ServiceApp):
             served_versions(self.state, self.host), s.status_interval_s, stopped,
             self.contacts.records(), self.contacts.frames_received()), s.status_interval_s,
             listener=self.sampler.offer if self.sampler else None)
-        # Robots get a version's quantized twin only once this gateway runs it (embedded host).
         models = DeviceModels(self.state, ModelFiles(self.state, s.model_repository), self.router,
-                              twin=getattr(self.host, "runs_quantized_twin", None))
+                              twin=self._twin_check())
         self.service = EdgeGatewayService(self.auth, self.state, self.frames, s.gateway_id,
                                           s.max_frame_bytes, models,
                                           DeviceLimits(s.max_streams_per_device,
                                                        s.max_fps_per_device,
                                                        contacts=self.contacts))
         edge_gateway_service_pb2_grpc.add_EdgeGatewayServiceServicer_to_server(self.service, server)
+
+    def _twin_check(self) -> TwinCheck | None:
+        """Whether robots that ask may run a version's quantized twin: once the embedded host
+        runs it itself, or (another host) once the gateway's judge found it agrees; never
+        with EDGELOOP_MODEL_QUANTIZED=false."""
+        if self.twins is not None:
+            return self.twins
+        return getattr(self.host, "runs_quantized_twin", None)
 
     async def start(self) -> None:
         """Start recording, forwarding (replaying any backlog) and following the registry."""
@@ -141,6 +158,8 @@ class App(ServiceApp):
         if self.sampler:
             await self.sampler.stop()
         await self.watcher.stop()
+        if self.twins is not None:
+            await self.twins.close()
         await self.batcher.close()
         self.frames.close()
         await asyncio.gather(self.registry_channel.close(), self.features_channel.close())

@@ -37,7 +37,10 @@ class Settings(ServiceSettings):
         default=True, description="with EDGELOOP_MODEL_RUNTIME=auto, run a version's quantized "
         "TFLite file (weights int8, dynamic range; the registry writes it beside the float "
         "one) when its answers are within 1 mm of the SavedModel's: about half the model's "
-        "CPU a frame for answers 0.04-0.19 mm apart on average; false = the float file")
+        "CPU a frame for answers 0.04-0.19 mm apart on average; false = the float file. Also "
+        "whether robots that declare quantized_model are offered a version's twin: once the "
+        "embedded host runs it, or, behind TF Serving or Ray Serve, once the gateway checked "
+        "it against the host's answers on the frames it served")
     model_repository: str = Field(default="", validate_default=True,
                                   description="folder of published models "
                                   "(<model>/<version>/ SavedModels); required when "

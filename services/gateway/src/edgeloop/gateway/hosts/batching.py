@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.served import ServedFrames
 from edgeloop.gateway.hosts.tensors import check_images
 from edgeloop.platform import log_context
 from opentelemetry import trace
@@ -93,9 +94,12 @@ class MicroBatcher(ModelHost):
     queued for the version finish.
     """
 
-    def __init__(self, host: ModelHost, config: BatchingConfig | None = None) -> None:
+    def __init__(self, host: ModelHost, config: BatchingConfig | None = None,
+                 served: ServedFrames | None = None) -> None:
         self.host = host
         self.config = config or BatchingConfig()
+        self.served = served
+        """Where the first frame of each batch is kept, if given (a twin judged on them)."""
         if self.config.max_batch_size < 1 or self.config.max_concurrent_batches < 1:
             raise ValueError("max_batch_size and max_concurrent_batches must be >= 1")
         self._queues: dict[QueueKey, _Queue] = {}
@@ -203,6 +207,8 @@ class MicroBatcher(ModelHost):
         """One host call for ``batch``; its outcome goes to its callers and only to them."""
         sent = asyncio.get_running_loop().time()
         self._count(len(batch))
+        if self.served is not None:
+            self.served.add(batch[0].image)
         try:
             distances = await self.host.predict_frames(key, [w.image for w in batch])
             if len(distances) != len(batch):

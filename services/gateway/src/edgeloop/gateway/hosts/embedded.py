@@ -28,7 +28,6 @@ import asyncio
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 from edgeloop.gateway.hosts import litert
 from edgeloop.gateway.hosts.base import ModelHost, ModelKey, ModelUnavailable
+from edgeloop.gateway.hosts.served import ServedFrames
 from edgeloop.gateway.hosts.tensors import check_images, check_same_frames
 from edgeloop.platform import log_context
 from edgeloop.platform.heap import freeze_new_objects, refreeze_heap
@@ -143,7 +143,7 @@ class EmbeddedHost(ModelHost):
         self._predict_pool = ThreadPoolExecutor(self.config.predict_threads,
                                                 thread_name_prefix="edgeloop-predict")
         self._load_pool = ThreadPoolExecutor(1, thread_name_prefix="edgeloop-load")
-        self._served: deque[np.ndarray] = deque(maxlen=self.config.served_check_frames)
+        self._served = ServedFrames(self.config.served_check_frames)
         self._ready: dict[tuple[str, str, str], _Version] = {}
         self._loading: dict[tuple[str, str, str], asyncio.Task[_Version]] = {}
 
@@ -245,7 +245,8 @@ class EmbeddedHost(ModelHost):
                           tolerance_mm: float) -> bool:
         """Move ``version`` onto the TFLite file ``path`` if it loads and agrees with TF."""
         loop = asyncio.get_running_loop()
-        frames, kind = self._check_frames()
+        frames, kind = self._served.check_frames(self.config.warmup_height,
+                                                 self.config.warmup_width)
         try:
             runner, difference = await loop.run_in_executor(
                 self._load_pool, _load_litert, path, version.runner, frames)
@@ -265,18 +266,6 @@ class EmbeddedHost(ModelHost):
                                                     "check_frames": kind})
         return True
 
-    def _check_frames(self) -> tuple[np.ndarray, str]:
-        """The frames a TFLite file is checked on and which they are: the last ones served
-        (``served``: what the file will answer; synthetic textures are harder on a quantized
-        twin than camera frames are) or, before enough were, ``synthetic`` ones."""
-        if self._served:
-            shape = self._served[-1].shape
-            served = [frame for frame in self._served if frame.shape == shape]
-            if len(served) == self._served.maxlen:
-                return np.stack(served), "served"
-        return litert.check_frames(self.config.warmup_height, self.config.warmup_width), \
-            "synthetic"
-
     def _warmup_image(self) -> np.ndarray:
         return np.zeros((1, self.config.warmup_height, self.config.warmup_width, 3), np.uint8)
 
@@ -289,8 +278,7 @@ class EmbeddedHost(ModelHost):
         """Like :meth:`predict`; the frames are stacked (TensorFlow) or copied into the
         interpreter (LiteRT) in the predict thread, not on the event loop."""
         check_same_frames(frames)
-        # a reference, not a copy: a decoded frame is never written again
-        self._served.append(frames[0])
+        self._served.add(frames[0])
         return await self._run_on(key, frames)
 
     async def _run_on(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:

@@ -322,10 +322,11 @@ def test_pages_load_without_console_errors(driven: Stack, browser: Any, artifact
     browser.get(driven.url("/fleet"))
     cells = [c.text for c in browser.find_elements(
         By.CSS_SELECTOR, f'tr[data-device="{DEVICE}"] td')]
-    assert cells[2] == DEPLOYMENT and float(cells[5]) > 0 and cells[6].endswith(" mm"), cells
+    assert cells[2] == DEPLOYMENT and float(cells[6]) > 0 and cells[7].endswith(" mm"), cells
+    assert cells[3] == f"v{champion(driven)} on the server", cells  # answered its newest frame
     silent = [c.text for c in browser.find_elements(
         By.CSS_SELECTOR, f'tr[data-device="{SILENT_DEVICE}"] td')]
-    assert silent[3:7] == ["offline", "none in 5 min", "0.0", "-"], silent
+    assert silent[3:8] == ["-", "offline", "none in 5 min", "0.0", "-"], silent
     spool = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#gateways tbody td")]
     # the gateway, recording, an empty or nearly empty backlog of the default 1 GiB
     assert spool[1] == "recording" and spool[2].endswith(" of 1024 MiB (0 %)"), spool

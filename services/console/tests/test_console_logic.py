@@ -20,6 +20,9 @@ from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.platform.gateway_status import DeviceContact, GatewayStatus
 from edgeloop.platform.grafana_alerts import GrafanaAlert
 
+DEVICE = observation_pb2.PredictionSource.PREDICTION_SOURCE_DEVICE
+SERVER = observation_pb2.PredictionSource.PREDICTION_SOURCE_SERVER
+
 
 def _alert(fingerprint: str, starts_at: str, status: str = "firing",
            gateway: str = "gw") -> GrafanaAlert:
@@ -168,6 +171,16 @@ def test_a_device_streaming_while_nothing_is_recorded_is_online() -> None:
     assert abs((datetime.now(UTC) - activity["r3"].last_contact).total_seconds() - 600) < 1
     assert activity["r1"].streams == 0 and activity["r1"].last_contact == activity["r1"].last_frame
     assert activity["r1"].online, "its recorded frame is 4 s old"
+
+
+def test_a_device_says_what_answered_its_newest_recorded_frame() -> None:
+    twin, on_device, served, unanswered = (_device(f"r{i}", 4, 2) for i in range(4))
+    twin.model_version, twin.source, twin.quantized = "4", DEVICE, True
+    on_device.model_version, on_device.source = "4", DEVICE
+    served.model_version, served.source = "3", SERVER
+    activity = device_activity([twin, on_device, served, unanswered])
+    assert [activity[f"r{i}"].runs for i in range(4)] == [
+        "v4 on the device (quantized twin)", "v4 on the device", "v3 on the server", ""]
 
 
 def test_device_activity_and_arm_traffic_from_the_features_summary() -> None:

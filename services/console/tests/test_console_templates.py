@@ -9,7 +9,7 @@ import time
 from edgeloop.console.gateways import GatewaySpool, gateway_trends, sampled_only
 from edgeloop.console.links import Links
 from edgeloop.console.rendering import TEMPLATES
-from edgeloop.console.summaries import device_activity
+from edgeloop.console.summaries import DEVICE, device_activity
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.registry.v1 import device_pb2, model_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
@@ -52,7 +52,8 @@ def test_sweep_page_lists_trials_with_bars_and_run_links() -> None:
 def test_fleet_lists_a_device_without_recent_frames_beside_one_streaming() -> None:
     """A registered device that sent nothing in the rate window (never streamed, or parked
     for the night) is a row like any other, not a page that fails to render."""
-    streaming = fpb.DeviceTraffic(device_id="robot-1", frames=3, labelled=3, mae_mm=4.0)
+    streaming = fpb.DeviceTraffic(device_id="robot-1", frames=3, labelled=3, mae_mm=4.0,
+                                  model_version="4", source=DEVICE, quantized=True)
     streaming.last_frame.GetCurrentTime()
     devices = [device_pb2.Device(device_id="robot-1", name="one", deployment="parking"),
                device_pb2.Device(device_id="robot-2", name="two", deployment="parking")]
@@ -62,6 +63,8 @@ def test_fleet_lists_a_device_without_recent_frames_beside_one_streaming() -> No
             for row in html.split("<tr")[1:] if 'data-device="' in row}
     assert "online" in rows["robot-1"] and "s ago" in rows["robot-1"]
     assert "4.0 mm" in rows["robot-1"]
+    assert "<td>v4 on the device (quantized twin)</td>" in rows["robot-1"]
+    assert "<td>-</td>" in rows["robot-2"]  # nothing recorded: nothing known of what it runs
     assert "offline" in rows["robot-2"] and "none in 5 min" in rows["robot-2"]
     assert '<td class="num">0.0</td>' in rows["robot-2"]
     assert '<td class="num">-</td>' in rows["robot-2"]

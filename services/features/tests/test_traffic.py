@@ -8,11 +8,15 @@ import grpc
 import numpy as np
 import pytest
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
+from edgeloop.contracts.features.v1 import observation_pb2
 
 # Both database branches (plain PostgreSQL, TimescaleDB): see edgeloop.testing.fixtures.
 pytestmark = pytest.mark.db_branches()
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DEVICE = observation_pb2.PredictionSource.PREDICTION_SOURCE_DEVICE
+SERVER = observation_pb2.PredictionSource.PREDICTION_SOURCE_SERVER
+UNSPECIFIED = observation_pb2.PredictionSource.PREDICTION_SOURCE_UNSPECIFIED
 
 
 def _request(start: datetime, end: datetime | None = None, **fields) -> pb.SummarizeTrafficRequest:
@@ -62,6 +66,42 @@ async def test_devices_count_their_frames_newest_frame_and_error(stub, traffic):
     assert (car2.frames, car2.labelled) == (3, 3)
     assert car2.mae_mm == pytest.approx((6 + 6 + 10) / 3)
     assert car2.last_frame.ToDatetime(tzinfo=UTC) == START + timedelta(seconds=50)
+
+
+async def test_devices_say_what_answered_their_newest_frame(stub, make_observation,
+                                                           ingest_call, jpeg_of):
+    tiny = jpeg_of(np.full((32, 32, 3), 128, np.uint8))
+
+    def frame(i: int, second: int, device_id: str, **fields):
+        return make_observation(i, jpeg=tiny, time=START + timedelta(seconds=second),
+                                device_id=device_id, deployment="p", **fields)
+
+    unanswered = frame(4, 2, "car-4", model_version="4")
+    unanswered.ClearField("prediction_mm")
+    reply = await ingest_call(stub, [
+        # car-3 was served v3, then ran v4's quantized twin itself: its newest frame says so
+        frame(1, 1, "car-3", model_version="3", prediction_source=SERVER),
+        frame(2, 2, "car-3", model_version="4", prediction_source=DEVICE, device_quantized=True),
+        # car-4 ran v4's float file, then sent a frame without an answer
+        frame(3, 1, "car-4", model_version="4", prediction_source=DEVICE),
+        unanswered,
+        # car-5's newest frame has car-3's capture time: told apart by device
+        frame(5, 2, "car-5", model_version="3", prediction_source=SERVER),
+        # car-6's newest is of another deployment
+        frame(6, 1, "car-6", model_version="3", prediction_source=SERVER),
+        make_observation(7, jpeg=tiny, time=START + timedelta(seconds=3), device_id="car-6",
+                         deployment="q", model_version="9", prediction_source=DEVICE),
+    ])
+    assert reply.stored == 7
+    window = _request(START, START + timedelta(minutes=1), deployments=["p"])
+    devices = {d.device_id: d for d in (await stub.SummarizeTraffic(window, timeout=30)).devices}
+    runs = {device: (d.model_version, d.source, d.quantized) for device, d in devices.items()}
+    assert runs == {"car-3": ("4", DEVICE, True), "car-4": ("", UNSPECIFIED, False),
+                    "car-5": ("3", SERVER, False), "car-6": ("3", SERVER, False)}
+    everywhere = await stub.SummarizeTraffic(_request(START, START + timedelta(minutes=1)),
+                                             timeout=30)
+    car6 = next(d for d in everywhere.devices if d.device_id == "car-6")
+    assert (car6.model_version, car6.source, car6.quantized) == ("9", DEVICE, False)
 
 
 async def test_arms_count_answers_and_shadows_with_the_error_of_both(stub, traffic):

@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 from edgeloop.console.backends import when
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
+from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.platform.gateway_status import GatewayStatus, fleet_contacts
 
 ONLINE_WITHIN = timedelta(seconds=30)
 """A device whose last frame is this recent is shown online."""
 RATE_WINDOW = timedelta(minutes=5)
 """Frames/min and live MAE are measured over this window."""
+DEVICE = observation_pb2.PredictionSource.PREDICTION_SOURCE_DEVICE
 
 
 @dataclass
@@ -31,6 +33,9 @@ class DeviceActivity:
     """Its last contact with any gateway (a stream opened or closed, a frame answered)."""
     gateway_fps: float = 0.0
     """Frames a second it sends to running gateways now, recorded or not."""
+    runs: str = ""
+    """What answered its newest recorded frame: ``v4 on the device (quantized twin)``, ``v4
+    on the device``, ``v4 on the server``; empty when that frame had no answer."""
 
     @property
     def last_contact(self) -> datetime | None:
@@ -54,13 +59,24 @@ def device_activity(devices: Sequence[fpb.DeviceTraffic],
     service's ``SummarizeTraffic`` over :data:`RATE_WINDOW`), and its contact as the
     gateways' status files last said it."""
     activity = {d.device_id: DeviceActivity(when(d.last_frame), d.frames,
-                                            d.mae_mm if d.HasField("mae_mm") else None)
+                                            d.mae_mm if d.HasField("mae_mm") else None,
+                                            runs=_runs(d))
                 for d in devices}
     for device_id, contact in fleet_contacts(gateways).items():
         entry = activity.setdefault(device_id, DeviceActivity())
         entry.streams, entry.gateway_fps = contact.streams, contact.fps
         entry.gateway_contact = datetime.fromtimestamp(contact.last_contact, UTC)
     return activity
+
+
+def _runs(device: fpb.DeviceTraffic) -> str:
+    """Where and with which file the device's newest recorded frame was answered."""
+    if not device.model_version:
+        return ""
+    if device.source != DEVICE:
+        return f"v{device.model_version} on the server"
+    twin = " (quantized twin)" if device.quantized else ""
+    return f"v{device.model_version} on the device{twin}"
 
 
 @dataclass

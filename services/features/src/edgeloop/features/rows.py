@@ -68,6 +68,12 @@ _SOURCE_NAMES = {observation_pb2.PredictionSource.PREDICTION_SOURCE_SERVER: "ser
 _SOURCE_VALUES = {name: value for value, name in _SOURCE_NAMES.items()}
 
 
+def prediction_source(column: str) -> observation_pb2.PredictionSource:
+    """The contract's source of a ``prediction_source`` column value ('' is unspecified)."""
+    return _SOURCE_VALUES.get(column,
+                              observation_pb2.PredictionSource.PREDICTION_SOURCE_UNSPECIFIED)
+
+
 def _source(obs: observation_pb2.Observation) -> tuple[str, float | None, str, bool]:
     """The ``SOURCE_COLUMNS`` values: unspecified with a prediction means served (old gateways)."""
     source = ""
@@ -103,7 +109,7 @@ def from_row(row: dict[str, Any]) -> observation_pb2.Observation:
     for field in ("prediction_mm", "sensor_mm", "error_mm"):
         if row[field] is not None:
             setattr(obs, field, row[field])
-    obs.prediction_source = _SOURCE_VALUES.get(row["prediction_source"], 0)
+    obs.prediction_source = prediction_source(row["prediction_source"])
     obs.device_quantized = row["device_quantized"]
     if row["server_shadow_mm"] is not None:
         obs.server_shadow.CopyFrom(observation_pb2.ArmPrediction(

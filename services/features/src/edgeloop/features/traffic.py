@@ -1,11 +1,12 @@
 """SummarizeTraffic: a window's frames and their error per device and per arm.
 
 A fleet view needs counts, the newest frame and the error per device and per deployment
-arm. Reading the frames for that (as the console once did, 20,000 rows a refresh) is
-wrong under a fleet's load: a window of 100 robots at 4 fps holds 120,000 rows in 5
-minutes, so a capped read saw only the window's oldest frames. The database aggregates
-the whole window instead; a shadow answer's error is against its frame's sensor value.
-"""
+arm, and which version answered each device's newest frame, on the device (its float file
+or quantized twin) or on the server. Reading the frames for that (as the console once did,
+20,000 rows a refresh) is wrong under a fleet's load: a window of 100 robots at 4 fps holds
+120,000 rows in 5 minutes, so a capped read saw only the window's oldest frames. The
+database aggregates the whole window instead; a shadow answer's error is against its
+frame's sensor value."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import psycopg
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as pb
+from edgeloop.features.rows import prediction_source
 from edgeloop.features.time_window import requested_window
 from edgeloop.platform.errors import Unavailable
 from psycopg_pool import AsyncConnectionPool
@@ -38,6 +40,13 @@ JOIN features.observations o ON o.observation_id = s.observation_id AND o.time =
 WHERE s.time >= %(start)s AND s.time < %(end)s
   AND o.time >= %(start)s AND o.time < %(end)s {deployments}
 GROUP BY s.arm, s.model_version"""
+# What answered each device's newest frame: the rows at the devices' newest capture times
+# (the time index finds them; a device's own row is told apart in Python).
+_NEWEST = """
+SELECT device_id, time, model_version, prediction_source, device_quantized
+FROM features.observations
+WHERE time >= %(start)s AND time < %(end)s AND time = ANY(%(times)s)
+  AND device_id = ANY(%(devices)s) {deployments}"""
 
 
 def _mae(labelled: int, abs_sum: float | None) -> dict[str, float]:
@@ -84,15 +93,33 @@ async def summarize_traffic(pool: AsyncConnectionPool, request: pb.SummarizeTraf
         async with pool.connection() as conn:
             grouped = await _fetch(conn, _GROUPED, "deployment", params)
             shadowed = await _fetch(conn, _SHADOWED, "o.deployment", params)
+            devices = sorted(row for row in grouped if row[0] is not None)
+            newest = await _newest(conn, {**params, "devices": [row[0] for row in devices],
+                                          "times": [row[4] for row in devices]})
     except psycopg.OperationalError as exc:
         raise Unavailable(f"database unreachable: {exc}") from exc
     answered = [(arm, version, frames, labelled, abs_sum)
                 for device_id, arm, version, frames, _, labelled, abs_sum in grouped
                 if device_id is None]
     reply = pb.SummarizeTrafficResponse(arms=_arms(answered, shadowed))
-    devices = sorted(row for row in grouped if row[0] is not None)
     for device_id, _, _, frames, last, labelled, abs_sum in devices:
         entry = reply.devices.add(device_id=device_id, frames=frames, labelled=labelled,
-                                  **_mae(labelled, abs_sum))
+                                  **_mae(labelled, abs_sum), **newest.get((device_id, last), {}))
         entry.last_frame.FromDatetime(last)
     return reply
+
+
+async def _newest(conn: psycopg.AsyncConnection,
+                  params: dict[str, Any]) -> dict[tuple[str, datetime], dict[str, Any]]:
+    """Per (device, newest capture time): the ``DeviceTraffic`` fields of what answered that
+    frame (none for a frame without an answer)."""
+    if not params["devices"]:
+        return {}
+    newest = {}
+    for device_id, time, version, source, quantized in await _fetch(conn, _NEWEST, "deployment",
+                                                                     params):
+        if source:
+            newest[(device_id, time)] = {"model_version": version,
+                                         "source": prediction_source(source),
+                                         "quantized": quantized}
+    return newest

@@ -211,18 +211,24 @@ class SummarizeTrafficResponse(_message.Message):
     def __init__(self, devices: _Optional[_Iterable[_Union[DeviceTraffic, _Mapping]]] = ..., arms: _Optional[_Iterable[_Union[ArmTraffic, _Mapping]]] = ...) -> None: ...
 
 class DeviceTraffic(_message.Message):
-    __slots__ = ("device_id", "frames", "last_frame", "labelled", "mae_mm")
+    __slots__ = ("device_id", "frames", "last_frame", "labelled", "mae_mm", "model_version", "source", "quantized")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     LAST_FRAME_FIELD_NUMBER: _ClassVar[int]
     LABELLED_FIELD_NUMBER: _ClassVar[int]
     MAE_MM_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZED_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     frames: int
     last_frame: _timestamp_pb2.Timestamp
     labelled: int
     mae_mm: float
-    def __init__(self, device_id: _Optional[str] = ..., frames: _Optional[int] = ..., last_frame: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labelled: _Optional[int] = ..., mae_mm: _Optional[float] = ...) -> None: ...
+    model_version: str
+    source: _observation_pb2.PredictionSource
+    quantized: bool
+    def __init__(self, device_id: _Optional[str] = ..., frames: _Optional[int] = ..., last_frame: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labelled: _Optional[int] = ..., mae_mm: _Optional[float] = ..., model_version: _Optional[str] = ..., source: _Optional[_Union[_observation_pb2.PredictionSource, str]] = ..., quantized: _Optional[bool] = ...) -> None: ...
 
 class ArmTraffic(_message.Message):
     __slots__ = ("arm", "model_version", "answered", "shadowed", "labelled", "mae_mm")

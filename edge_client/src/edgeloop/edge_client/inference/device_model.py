@@ -40,6 +40,8 @@ class Switch:
     model_version: str
     at_monotonic: float
     at_wall: float
+    quantized: bool = False
+    """It runs the version's quantized twin."""
 
 
 class DeviceModel:
@@ -150,7 +152,8 @@ class DeviceModel:
     def _swap(self, identity: ModelIdentity, model: LiteRTModel) -> None:
         previous = self.version
         self.model, self.identity = model, identity
-        self.switches.append(Switch(identity.model_version, time.monotonic(), time.time()))
+        self.switches.append(Switch(identity.model_version, time.monotonic(), time.time(),
+                                    identity.quantized))
         log.info("device model swapped", extra={"from_version": previous,
                                                 "to_version": identity.model_version,
                                                 "quantized": identity.quantized})

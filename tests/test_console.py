@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 import urllib.error
@@ -85,9 +86,19 @@ class Stack:
     console: str
     device_token: str
     versions: dict[str, float]
+    console_process: ServiceProcess | None = None
 
     def url(self, path: str) -> str:
         return f"http://{self.console}{path}"
+
+    def restart_console(self) -> None:
+        """Stop the console process and start it again, until it answers."""
+        assert self.console_process is not None
+        # uvicorn shuts down gracefully, then raises the SIGTERM it caught again
+        assert self.console_process.stop() in (0, -signal.SIGTERM)
+        self.console_process.start(wait=False)
+        _wait(lambda: _http_ok(self.url("/healthz")), START_S,
+              f"the restarted console; log:\n{self.console_process.log_tail()}")
 
 
 def _wait(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -217,6 +228,7 @@ def stack(pg_cluster, logged_models, tmp_path_factory) -> Iterator[Stack]:
                     "EDGELOOP_TRACE_DIR": str(traces), "EDGELOOP_REFRESH_S": "2",
                     "EDGELOOP_SPOOL_DIRS": str(root / "spool"),
                     "EDGELOOP_WEBHOOK_SECRET": HOOK_SECRET,
+                    "EDGELOOP_ALERTS_FILE": str(root / "console" / "alerts.json"),
                     # Never contacted: only rendered as deep links (no Jaeger here).
                     "EDGELOOP_JAEGER_URL": "http://jaeger.invalid:16686"},
     }
@@ -237,7 +249,7 @@ def stack(pg_cluster, logged_models, tmp_path_factory) -> Iterator[Stack]:
         _wait(lambda: _http_ok(f"http://{addresses['console']}/healthz"), START_S,
               f"the console; log:\n{processes[-1].log_tail()}")
         stack = Stack(addresses["registry"], addresses["features"], addresses["gateway"],
-                      addresses["console"], "", {})
+                      addresses["console"], "", {}, console_process=processes[-1])
         _register(stack, logged_models.run_ids)
         _setup(stack)
         yield stack
@@ -427,6 +439,11 @@ def test_grafanas_operator_alerts_show_on_the_fleet_page_until_resolved(
     assert "gateway_spool_filling" in rows["fp-1"] and "gw-east: spool 93 % full" in rows["fp-1"]
     assert "2026-12-06 23:40:00" in rows["fp-1"]
     shot(browser, artifacts, "fleet-alerts")
+    # A restarted console shows them at once (its alerts file), not after Grafana's repeat.
+    driven.restart_console()
+    browser.get(driven.url("/fleet"))
+    assert {r.get_attribute("data-fingerprint")
+            for r in browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr")} == set(rows)
     # Grafana says the first is resolved: the page's own refresh drops it.
     assert _notify(hook, [{**first, "status": "resolved"}]) == (200, '{"firing":1}')
     shown = ("return Array.from(document.querySelectorAll('#alerts tbody tr'), "

@@ -332,6 +332,25 @@ def test_the_gateway_reads_the_model_repository_at_the_registrys_path() -> None:
     assert f"{volume}:{repository}:ro" in SERVICES["gateway"]["volumes"]
 
 
+def test_every_named_volume_of_a_service_is_mounted_on_a_folder_its_user_owns() -> None:
+    # An empty named volume takes the owner of the image's folder it is mounted on; on a
+    # folder the Dockerfile does not create for the service's user, the service cannot write.
+    created = set(re.search(r"mkdir -p ((?:/data/\S+ ?)+)", DOCKERFILE.read_text())[1].split())
+    named = set(COMPOSE["volumes"])
+    for service, spec in SERVICES.items():
+        if spec.get("build", {}).get("dockerfile") != "services/Dockerfile":
+            continue
+        for mount in spec.get("volumes", []):
+            source, target = mount.split(":")[:2]
+            assert source in named, f"{service}: {source} is not a declared volume"
+            assert target in created, f"{service}: {target} is not created for its user"
+
+
+def test_the_console_keeps_its_alerts_on_a_volume() -> None:
+    alerts = Path(environment("console")["EDGELOOP_ALERTS_FILE"])
+    assert any(mount.endswith(f":{alerts.parent}") for mount in SERVICES["console"]["volumes"])
+
+
 def test_dockerfile_healthcheck_is_the_compose_one() -> None:
     command = COMPOSE["x-grpc-healthcheck"]["test"][3]
     text = DOCKERFILE.read_text(encoding="utf-8")

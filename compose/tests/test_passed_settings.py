@@ -64,3 +64,16 @@ def test_what_the_topology_sets_cannot_be_passed(tmp_path: Path,
     with pytest.raises(ValueError, match="EDGELOOP_TRAINER__DATABASE_URL: edgeloop up sets"):
         topology.service_env("trainer", SECRETS)
     assert "EDGELOOP_DATABASE_URL" in topology.service_env("features", SECRETS)
+
+
+def test_the_consoles_environment_is_its_settings_with_alerts_kept_in_the_state_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeloop.console.settings import Settings as ConsoleSettings
+
+    console = Topology.from_env(tmp_path).console_env(SECRETS)
+    with monkeypatch.context() as env:
+        for name, value in console.items():
+            env.setenv(name, value)
+        settings = ConsoleSettings()
+    assert Path(settings.alerts_file) == tmp_path / "console" / "alerts.json"
+    assert settings.webhook_secret == SECRETS["webhook_secret"]

@@ -5,6 +5,7 @@ themselves are tested in a real browser against a running stack (tests/test_cons
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,6 +50,33 @@ def test_the_alert_board_keeps_firing_alerts_until_resolved_longest_firing_first
     board.receive([_alert("a", "2026-12-06T23:40:00+01:00"), _alert("b", "x", "resolved"),
                    _alert("zz", "x", "resolved")])
     assert [a.fingerprint for a in board.firing()] == ["a", "c"]
+
+
+def test_the_alert_board_in_a_file_shows_the_firing_alerts_again_after_a_restart(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state" / "alerts.json"
+    board = AlertBoard(path=path)
+    board.receive([_alert("a", "2026-12-06T23:40:00Z", gateway="gw-a"),
+                   _alert("b", "not a time", gateway="gw-b")])
+    restarted = AlertBoard(path=path)
+    assert restarted.firing() == board.firing() and len(restarted.firing()) == 2
+    restarted.receive([_alert("a", "2026-12-06T23:40:00Z", status="resolved")])
+    assert [a.fingerprint for a in AlertBoard(path=path).firing()] == ["b"]
+    assert not list(path.parent.glob(".*.tmp"))  # replaced whole, no staging file left
+
+
+def test_an_alerts_file_that_cannot_be_read_or_written_leaves_a_board_in_memory(
+        tmp_path: Path, caplog) -> None:
+    broken = tmp_path / "alerts.json"
+    broken.write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="edgeloop.console.alerts"):
+        board = AlertBoard(path=broken)
+        assert board.firing() == [] and "alerts file unreadable" in caplog.text
+        blocked = AlertBoard(path=tmp_path / "a-file" / "alerts.json")
+        (tmp_path / "a-file").write_text("a file where the folder should be")
+        blocked.receive([_alert("a", "2026-12-06T23:40:00Z")])
+    assert [a.fingerprint for a in blocked.firing()] == ["a"]
+    assert "alerts file not written" in caplog.text
 
 
 def test_the_alert_board_forgets_the_oldest_news_beyond_its_limit() -> None:

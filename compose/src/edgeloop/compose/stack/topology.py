@@ -221,6 +221,7 @@ class Topology:
             "EDGELOOP_ADMIN_TOKEN": secrets["admin_token"],
             # the trainer's: a Grafana run beside the stack can send operators' alerts too
             "EDGELOOP_WEBHOOK_SECRET": secrets["webhook_secret"],
+            "EDGELOOP_ALERTS_FILE": str(self.folder(CONSOLE) / "alerts.json"),
             "EDGELOOP_TRACE_DIR": str(self.folder("traces")),
             "EDGELOOP_SPOOL_DIRS": ",".join(str(self.spool_dir(part))
                                             for part in self.gateway_parts),

@@ -2,17 +2,23 @@
 
 Grafana's contact point ``edgeloop-operators`` (compose/grafana/provisioning/alerting) sends
 the gateways' alerts here with ``Authorization: Bearer <EDGELOOP_WEBHOOK_SECRET>``. The
-console keeps the firing ones in memory until Grafana says they are resolved: after a
-console restart they come back with Grafana's next repeat (every 30 minutes while firing).
+console keeps the firing ones until Grafana says they are resolved, in memory and, with
+``EDGELOOP_ALERTS_FILE``, in that file (JSON, replaced whole after each notification), read
+back at start: without it a restarted console would show no alert until Grafana's next repeat
+(every 30 minutes while one fires). A file that cannot be read starts an empty board, with a
+log line; one that cannot be written leaves the board in memory, with a log line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from edgeloop.platform.grafana_alerts import (
     BadPayload,
@@ -55,6 +61,18 @@ def _moment(text: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _record(alert: ShownAlert) -> dict[str, Any]:
+    return {**asdict(alert), "since": alert.since.isoformat() if alert.since else None}
+
+
+def _from_record(record: dict[str, Any]) -> ShownAlert:
+    since = record.get("since")
+    return ShownAlert(name=str(record["name"]), fingerprint=str(record["fingerprint"]),
+                      since=_moment(since) if since else None,
+                      summary=str(record.get("summary", "")),
+                      gateway=str(record.get("gateway", "")))
+
+
 def _shown(alert: GrafanaAlert) -> ShownAlert:
     return ShownAlert(name=alert.name, fingerprint=alert.fingerprint,
                       since=_moment(alert.starts_at),
@@ -63,11 +81,39 @@ def _shown(alert: GrafanaAlert) -> ShownAlert:
 
 
 class AlertBoard:
-    """The firing alerts, by fingerprint, as Grafana last told of them."""
+    """The firing alerts, by fingerprint, as Grafana last told of them; kept in ``path`` too
+    when given (read at start)."""
 
-    def __init__(self, limit: int = MAX_FIRING) -> None:
+    def __init__(self, limit: int = MAX_FIRING, path: Path | None = None) -> None:
         self.limit = limit
-        self._firing: dict[str, ShownAlert] = {}
+        self.path = path
+        self._firing: dict[str, ShownAlert] = self._read() if path else {}
+
+    def _read(self) -> dict[str, ShownAlert]:
+        assert self.path is not None
+        try:
+            records = json.loads(self.path.read_text())
+            firing = {alert.fingerprint: alert for alert in map(_from_record, records)}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("alerts file unreadable; starting with no firing alert: %s", exc,
+                        extra={"path": str(self.path)})
+            return {}
+        log.info("firing alerts read back", extra={"path": str(self.path),
+                                                   "alerts": len(firing)})
+        return firing
+
+    def _write(self) -> None:
+        assert self.path is not None
+        staging = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            staging.write_text(json.dumps([_record(a) for a in self._firing.values()]))
+            os.replace(staging, self.path)
+        except OSError as exc:
+            log.warning("alerts file not written; the board stays in memory: %s", exc,
+                        extra={"path": str(self.path)})
 
     def receive(self, alerts: Iterable[GrafanaAlert]) -> None:
         """Take a notification's alerts: a firing one is shown, a resolved one leaves."""
@@ -79,6 +125,8 @@ class AlertBoard:
                 self._firing.pop(alert.fingerprint, None)
         while len(self._firing) > self.limit:
             del self._firing[next(iter(self._firing))]
+        if self.path is not None:
+            self._write()
 
     def firing(self) -> list[ShownAlert]:
         """The firing alerts, the longest-firing first."""

@@ -86,7 +86,8 @@ def build_app(settings: Settings) -> Starlette:
                             grpc.RpcError: actions.registry_refused})
     app.state.settings = settings
     app.state.operator_tokens = auth.OperatorTokens(SESSION_MAX_AGE_S)
-    app.state.alerts = alerts.AlertBoard()
+    app.state.alerts = alerts.AlertBoard(
+        path=Path(settings.alerts_file) if settings.alerts_file else None)
     app.state.links = Links(settings.mlflow_ui_url, settings.ray_dashboard_url,
                             settings.jaeger_url, settings.grafana_url)
     return app

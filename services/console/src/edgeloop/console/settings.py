@@ -27,6 +27,10 @@ class Settings(ServiceSettings):
     webhook_secret: str = Field(default="", description="bearer secret Grafana's operator "
                                 "alerts carry to POST /hooks/grafana (contact point "
                                 "edgeloop-operators); empty: the console takes no alerts")
+    alerts_file: str = Field(default="", description="file where the firing operators' alerts "
+                             "are kept, so a restarted console shows them at once (JSON, "
+                             "replaced after each notification); empty: in memory only, back "
+                             "with Grafana's next repeat")
     trace_dir: str = Field(default="", description="folder of the services' span files "
                            "(*.jsonl, EDGELOOP_TRACE_FILE of each service) for a frame's span tree")
     spool_dirs: str = Field(default="", description="comma-separated spool folders of the "

@@ -331,6 +331,9 @@ def test_pages_load_without_console_errors(driven: Stack, browser: Any, artifact
         assert browser.find_element(By.TAG_NAME, "h1").text, name
         shot(browser, artifacts, name)
         assert console_errors(browser) == [], f"{path} logged console errors"
+    browser.get(driven.url(f"/deployments/{DEPLOYMENT}"))
+    robots = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#robots tbody td")]
+    assert robots == [f"v{champion(driven)} on the server", "1"], robots  # SILENT never drove
     browser.get(driven.url("/fleet"))
     cells = [c.text for c in browser.find_elements(
         By.CSS_SELECTOR, f'tr[data-device="{DEVICE}"] td')]

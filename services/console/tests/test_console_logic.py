@@ -14,7 +14,7 @@ from edgeloop.console.alerts import AlertBoard
 from edgeloop.console.auth import OperatorTokens, check_password, operator_name
 from edgeloop.console.lineage_graph import NODE_W, Node, _layout
 from edgeloop.console.spans import flatten, span_tree
-from edgeloop.console.summaries import arm_traffic, device_activity
+from edgeloop.console.summaries import arm_traffic, device_activity, robots_by_runs
 from edgeloop.console.timeline import band_of, rolling_mean
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.features.v1 import observation_pb2
@@ -209,6 +209,11 @@ def test_a_device_says_what_answered_its_newest_recorded_frame() -> None:
     activity = device_activity([twin, on_device, served, unanswered])
     assert [activity[f"r{i}"].runs for i in range(4)] == [
         "v4 on the device (quantized twin)", "v4 on the device", "v3 on the server", ""]
+    more_twins = _device("r4", 4, 2)
+    more_twins.model_version, more_twins.source, more_twins.quantized = "4", DEVICE, True
+    assert robots_by_runs([twin, on_device, served, unanswered, more_twins]) == [
+        ("v4 on the device (quantized twin)", 2), ("v3 on the server", 1),
+        ("v4 on the device", 1)]
 
 
 def test_device_activity_and_arm_traffic_from_the_features_summary() -> None:

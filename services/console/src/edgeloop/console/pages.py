@@ -19,7 +19,7 @@ from edgeloop.console.gateways import (
 from edgeloop.console.lineage_graph import lineage_graph
 from edgeloop.console.rendering import attempt, page
 from edgeloop.console.spans import flatten, span_tree
-from edgeloop.console.summaries import RATE_WINDOW, arm_traffic, device_activity
+from edgeloop.console.summaries import RATE_WINDOW, arm_traffic, device_activity, robots_by_runs
 from edgeloop.console.timeline import STATISTICS, timeline
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from starlette.requests import Request
@@ -80,7 +80,7 @@ async def deployment(request: Request) -> Response:
     history.sort(key=lambda r: r.change_id, reverse=True)
     template = "deployment_live.html" if request.headers.get("hx-request") else "deployment.html"
     return page(request, template, d=found, versions=versions, traffic=arm_traffic(recent.arms),
-                history=history, problems=problems,
+                robots=robots_by_runs(recent.devices), history=history, problems=problems,
                 flash=request.query_params.get("flash"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,14 @@ def _runs(device: fpb.DeviceTraffic) -> str:
         return f"v{device.model_version} on the server"
     twin = " (quantized twin)" if device.quantized else ""
     return f"v{device.model_version} on the device{twin}"
+
+
+def robots_by_runs(devices: Sequence[fpb.DeviceTraffic]) -> list[tuple[str, int]]:
+    """How many robots' newest recorded frame each version and file answered (a rollout's
+    progress: ``[("v5 on the device (quantized twin)", 7), ("v4 on the device", 2)]``), the
+    most common first; frames without an answer are left out."""
+    counts = Counter(runs for runs in map(_runs, devices) if runs)
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 @dataclass

@@ -6,7 +6,8 @@ or quantized twin) or on the server. Reading the frames for that (as the console
 20,000 rows a refresh) is wrong under a fleet's load: a window of 100 robots at 4 fps holds
 120,000 rows in 5 minutes, so a capped read saw only the window's oldest frames. The
 database aggregates the whole window instead; a shadow answer's error is against its
-frame's sensor value."""
+frame's sensor value.
+"""
 
 from __future__ import annotations
 

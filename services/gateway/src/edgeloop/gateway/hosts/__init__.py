@@ -9,6 +9,9 @@ Public surface::
     BatchedPrediction, BatchStats              (batching.py)
     HostConfig, open_model_host,               the configured host behind a MicroBatcher
     repository_key                             (factory.py)
+    ServedFrames                               frames served, kept for checks (served.py)
+    TwinJudge, TwinJudgeConfig                 quantized twins checked against any host
+                                               (twins.py)
 
 The hosts are imported on first use, so importing the seam does not load TensorFlow.
 """
@@ -26,6 +29,7 @@ _LAZY = {
     "MicroBatcher": "batching", "BatchingConfig": "batching",
     "BatchedPrediction": "batching", "BatchStats": "batching",
     "HostConfig": "factory", "open_model_host": "factory", "repository_key": "factory",
+    "ServedFrames": "served", "TwinJudge": "twins", "TwinJudgeConfig": "twins",
 }
 
 __all__ = ["ModelHost", "ModelKey", "ModelUnavailable", *_LAZY]

@@ -53,6 +53,27 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+def _convert_tflite(saved_model: Path, target: Path, quantized: bool = False) -> Path:
+    """``target`` written from ``saved_model`` as the registry converts (``quantized``: its
+    dynamic-range twin)."""
+    import tensorflow as tf  # noqa: PLC0415 - only the tests that convert load it
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
+                                                         signature_keys=["serving_default"])
+    if quantized:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    staging = target.with_name(f".{target.name}.tmp")  # as the registry writes it
+    staging.write_bytes(converter.convert())
+    staging.replace(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def convert_tflite() -> Callable[..., Path]:
+    """The :func:`_convert_tflite` helper (conftest cannot be imported in importlib mode)."""
+    return _convert_tflite
+
+
 def version_of(distance_mm: float) -> str:
     """Which tiny model version produced ``distance_mm``."""
     for version, bias in BIAS_MM.items():

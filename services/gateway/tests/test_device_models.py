@@ -275,23 +275,13 @@ async def tf_serving_protocol(model_repository: Path) -> AsyncIterator[str]:
         await host.close()
 
 
-def _quantized_twin(saved_model: Path, target: Path) -> bytes:
-    """``target`` written as the registry writes a twin (dynamic-range quantized)."""
-    import tensorflow as tf  # noqa: PLC0415 - only this test converts
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
-                                                         signature_keys=["serving_default"])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    data = converter.convert()
-    target.write_bytes(data)
-    return data
-
-
 async def test_behind_tf_serving_the_gateway_checks_a_twin_before_robots_get_it(
         start_gateway, tflite_files, model_repository, tf_serving_protocol, requests,
-        jpegs) -> None:
-    twin_file = model_repository / "distance" / "1.quantized.tflite"
-    twin = _quantized_twin(model_repository / "distance" / "1", twin_file)
+        jpegs, convert_tflite) -> None:
+    twin_file = convert_tflite(model_repository / "distance" / "1",
+                               model_repository / "distance" / "1.quantized.tflite",
+                               quantized=True)
+    twin = twin_file.read_bytes()
     try:
         async with start_gateway(model_host="tfserving",
                                  tfserving_addr=tf_serving_protocol) as gw:

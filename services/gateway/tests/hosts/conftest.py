@@ -61,31 +61,22 @@ def keys(model_repo: Path) -> dict[str, ModelKey]:
     return {v: ModelKey(MODEL, v, path=str(model_repo / MODEL / v)) for v in BIAS_MM}
 
 
-def _convert(saved_model: Path, target: Path, quantized: bool = False) -> Path:
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
-                                                         signature_keys=["serving_default"])
-    if quantized:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    staging = target.with_name(f".{target.name}.tmp")  # as the registry writes it
-    staging.write_bytes(converter.convert())
-    staging.replace(target)
-    return target
-
-
 @pytest.fixture(scope="session")
-def tflite_files(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tflite_files(model_repo: Path, tmp_path_factory: pytest.TempPathFactory,
+                 convert_tflite) -> dict[str, Path]:  # noqa: ANN001 - a helper fixture
     """The TFLite file of each tiny version, converted once as the registry converts it (kept
     outside any repository: the shared one has no TFLite files, so other tests run on
     TensorFlow)."""
     folder = tmp_path_factory.mktemp("tflite")
-    return {v: _convert(model_repo / MODEL / v, folder / f"{v}.tflite") for v in BIAS_MM}
+    return {v: convert_tflite(model_repo / MODEL / v, folder / f"{v}.tflite") for v in BIAS_MM}
 
 
 @pytest.fixture(scope="session")
-def quantized_files(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def quantized_files(model_repo: Path, tmp_path_factory: pytest.TempPathFactory,
+                    convert_tflite) -> dict[str, Path]:  # noqa: ANN001 - a helper fixture
     """Each tiny version's quantized TFLite file, converted as the registry converts it."""
     folder = tmp_path_factory.mktemp("quantized")
-    return {v: _convert(model_repo / MODEL / v, folder / f"{v}.tflite", quantized=True)
+    return {v: convert_tflite(model_repo / MODEL / v, folder / f"{v}.tflite", quantized=True)
             for v in BIAS_MM}
 
 

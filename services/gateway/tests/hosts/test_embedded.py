@@ -221,7 +221,7 @@ async def test_a_frozen_heap_keeps_models_out_of_collections_and_frees_a_release
         before = gc.get_freeze_count()
         await host.ensure_loaded(keys["1"])
         assert gc.get_freeze_count() > before, "the loaded model is frozen with the rest"
-        module = weakref.ref(host._ready[embedded._slot(keys["1"])].module)
+        module = weakref.ref(host._ready[keys["1"].slot].module)
         await host.release(keys["1"])
         gc.collect()
         assert (module() is None) is refreeze

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from edgeloop.console import auth
 from edgeloop.console.backends import rpc_error_text, when
-from edgeloop.console.summaries import RATE_WINDOW
+from edgeloop.console.summaries import DEVICE, RATE_WINDOW
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
@@ -83,7 +83,7 @@ TEMPLATES.env.filters.update(time=_time, ago=_ago, mm=_mm, strategy=strategy_nam
                              selector=selector_text, sweep_state=_sweep_state,
                              event_state=_event_state, drift_kind=_drift_kind)
 TEMPLATES.env.globals["rate_minutes"] = round(RATE_WINDOW.total_seconds() / 60)
-TEMPLATES.env.globals["DEVICE_SOURCE"] = observation_pb2.PredictionSource.PREDICTION_SOURCE_DEVICE
+TEMPLATES.env.globals["DEVICE_SOURCE"] = DEVICE
 
 
 async def attempt(call: Awaitable[T], default: T, problems: list[str], what: str) -> T:

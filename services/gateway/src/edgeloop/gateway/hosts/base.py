@@ -30,6 +30,11 @@ class ModelKey:
     never addresses by label: a label moves during a version switch, so it could be
     answered by another version than ``version``."""
 
+    @property
+    def slot(self) -> tuple[str, str, str]:
+        """What identifies a loaded version in a host: TF Serving's labels mean nothing there."""
+        return (self.model_name, self.version, self.path)
+
 
 class ModelUnavailable(Unavailable):
     """The host cannot answer for this model version now (not loaded, down, timed out)."""

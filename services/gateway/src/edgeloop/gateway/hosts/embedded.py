@@ -129,11 +129,6 @@ class _Version:
             self.drained.set()
 
 
-def _slot(key: ModelKey) -> tuple[str, str, str]:
-    """What identifies a loaded version here: TF Serving's labels mean nothing in-process."""
-    return (key.model_name, key.version, key.path)
-
-
 class EmbeddedHost(ModelHost):
     """Runs SavedModels from the model repository inside the gateway process."""
 
@@ -149,7 +144,7 @@ class EmbeddedHost(ModelHost):
 
     def is_ready(self, key: ModelKey) -> bool:
         """Whether ``key`` is loaded, warmed up and admitting predictions."""
-        return _slot(key) in self._ready
+        return key.slot in self._ready
 
     def ready_keys(self) -> list[ModelKey]:
         """The versions admitting predictions now."""
@@ -157,7 +152,7 @@ class EmbeddedHost(ModelHost):
 
     async def ensure_loaded(self, key: ModelKey) -> None:
         """Load and warm up ``key``; concurrent calls for one key share a single load."""
-        slot = _slot(key)
+        slot = key.slot
         if slot in self._ready:
             return
         task = self._loading.get(slot)
@@ -185,7 +180,7 @@ class EmbeddedHost(ModelHost):
                 raise ModelUnavailable(
                     f"{key.model_name} v{key.version}: cannot load {key.path}: {exc}") from exc
             version = _Version(key, module, serve)
-            self._ready[_slot(key)] = version
+            self._ready[key.slot] = version
             freeze_new_objects("model loaded")
             log.info("model ready", extra={"path": key.path, "runtime": version.runtime,
                                            "load_s": round(time.perf_counter() - started, 3)})
@@ -197,7 +192,7 @@ class EmbeddedHost(ModelHost):
     def runtime(self, key: ModelKey) -> str | None:
         """The runtime predicting with ``key`` now (``tensorflow``, ``litert``,
         ``litert-quantized``); None if not loaded."""
-        version = self._ready.get(_slot(key))
+        version = self._ready.get(key.slot)
         return version.runtime if version else None
 
     def runs_quantized_twin(self, key: ModelKey) -> bool | None:
@@ -207,9 +202,9 @@ class EmbeddedHost(ModelHost):
         decided (loading, or its TFLite files awaited or checked)."""
         if self.config.runtime != "auto" or not self.config.quantized:
             return False
-        version = self._ready.get(_slot(key))
+        version = self._ready.get(key.slot)
         if version is None:
-            return None if _slot(key) in self._loading else False
+            return None if key.slot in self._loading else False
         if version.runtime == "litert-quantized":
             return True
         adopting = version.adopting
@@ -282,7 +277,7 @@ class EmbeddedHost(ModelHost):
         return await self._run_on(key, frames)
 
     async def _run_on(self, key: ModelKey, frames: Sequence[np.ndarray]) -> np.ndarray:
-        version = self._ready.get(_slot(key))
+        version = self._ready.get(key.slot)
         if version is None:
             raise ModelUnavailable(f"{key.model_name} v{key.version} is not loaded here")
         version.enter()
@@ -298,11 +293,11 @@ class EmbeddedHost(ModelHost):
 
     async def release(self, key: ModelKey) -> None:
         """Stop admitting calls for ``key``, wait for its in-flight calls, then drop it."""
-        loading = self._loading.get(_slot(key))
+        loading = self._loading.get(key.slot)
         if loading is not None:
             # A load in progress would mark the version ready after we returned.
             await asyncio.wait([loading])
-        version = self._ready.pop(_slot(key), None)
+        version = self._ready.pop(key.slot, None)
         if version is None:
             return
         if version.adopting is not None:

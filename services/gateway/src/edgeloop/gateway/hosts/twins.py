@@ -51,13 +51,6 @@ class TwinJudgeConfig:
     """Versions whose verdict is remembered (the oldest are judged again if asked)."""
 
 
-Slot = tuple[str, str, str]
-
-
-def _slot(key: ModelKey) -> Slot:
-    return (key.model_name, key.version, key.path)
-
-
 class TwinJudge:
     """Whether a version's quantized twin answers as the host does: ``judge(key)`` is True or
     False once checked, None while the check runs (the first call starts it)."""
@@ -68,12 +61,12 @@ class TwinJudge:
         self.twin_path = twin_path
         self.served = served
         self.config = config or TwinJudgeConfig()
-        self._verdicts: OrderedDict[Slot, bool] = OrderedDict()
-        self._checks: dict[Slot, asyncio.Task[None]] = {}
+        self._verdicts: OrderedDict[tuple[str, str, str], bool] = OrderedDict()
+        self._checks: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
     def __call__(self, key: ModelKey) -> bool | None:
         """The verdict on ``key``'s twin; None while it is being checked."""
-        slot = _slot(key)
+        slot = key.slot
         verdict = self._verdicts.get(slot)
         if verdict is not None:
             return verdict
@@ -97,7 +90,7 @@ class TwinJudge:
             except Exception:
                 log.exception("quantized twin check failed; robots keep the float file")
                 verdict = False
-            self._verdicts[_slot(key)] = verdict
+            self._verdicts[key.slot] = verdict
             while len(self._verdicts) > self.config.verdicts_kept:
                 self._verdicts.popitem(last=False)
 

@@ -5,6 +5,9 @@ whose trials each take the node): it asks the scheduler which trial to run, feed
 trial's results epoch by epoch, and carries out CONTINUE / PAUSE / STOP, including the stops
 the scheduler orders for paused trials. The sweep through real Ray Tune is in
 ``test_trial_reuse.py``.
+
+With a ``CpuBudget`` the controller here stands for a node with more CPUs than one trial
+takes: a trial that goes on with more CPUs is one the scheduler resized while paused.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from edgeloop.trainer.halving import SynchronousHalving, rung_epochs
+from edgeloop.trainer.halving import CpuBudget, SynchronousHalving, rung_epochs
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
@@ -26,6 +29,11 @@ class _Trial:
     score: Callable[[int], float]
     status: str = Trial.PENDING
     done: int = 0
+    cpus: float = 1.0
+
+    def update_resources(self, resources: dict[str, float]) -> None:
+        assert self.status != Trial.RUNNING, "Tune refuses to resize a running trial"
+        self.cpus = resources["cpu"]
 
 
 @dataclass
@@ -36,6 +44,8 @@ class _Controller:
     trials: list[_Trial] = field(default_factory=list)
     runs: list[tuple[str, int]] = field(default_factory=list)
     """Every stretch a trial trained: (trial id, first epoch of the stretch)."""
+    cpus: list[tuple[str, int, float]] = field(default_factory=list)
+    """The CPUs of every stretch: (trial id, first epoch, CPUs)."""
 
     def get_trials(self) -> list[_Trial]:
         return self.trials
@@ -60,6 +70,7 @@ class _Controller:
     def _train(self, trial: _Trial) -> None:
         trial.status = Trial.RUNNING
         self.runs.append((trial.trial_id, trial.done + 1))
+        self.cpus.append((trial.trial_id, trial.done + 1, trial.cpus))
         while trial.done < trial.epochs:
             trial.done += 1
             result = {"epoch": trial.done, "val_score_mm": trial.score(trial.done)}
@@ -74,11 +85,17 @@ class _Controller:
         self.scheduler.on_trial_complete(self, trial, {})
 
 
-def _scheduler(paused: list[tuple[str, int]] | None = None, epochs: int = 10
-               ) -> SynchronousHalving:
+def _scheduler(paused: list[tuple[str, int]] | None = None, epochs: int = 10,
+               cpus: CpuBudget | None = None,
+               widened: list[tuple[str, int, float]] | None = None) -> SynchronousHalving:
+    def on_pause(trial_id: str, epoch: int, share: float) -> None:
+        if share and widened is not None:
+            widened.append((trial_id, epoch, share))
+        elif not share and paused is not None:
+            paused.append((trial_id, epoch))
+
     return SynchronousHalving(rung_epochs(epochs, 2, 2), 2, metric="val_score_mm",
-                              on_pause=(lambda t, e: paused.append((t, e)))
-                              if paused is not None else None)
+                              on_pause=on_pause, cpus=cpus)
 
 
 def _flat(mm: float) -> Callable[[int], float]:
@@ -161,3 +178,61 @@ def test_a_single_trial_never_pauses() -> None:
     controller.add(_Trial("only", 10, _flat(3.0)))
     controller.run()
     assert paused == [] and controller.trials[0].done == 10
+
+
+def test_the_trial_a_rung_keeps_goes_on_with_the_cpus_its_rivals_freed() -> None:
+    # 2 trials on a 2-CPU node, one CPU each: after rung 2 the survivor takes both
+    widened: list[tuple[str, int, float]] = []
+    paused: list[tuple[str, int]] = []
+    controller = _Controller(_scheduler(paused, cpus=CpuBudget(1, 2, 2, 2), widened=widened))
+    for name, mm in (("worse", 5.0), ("better", 1.0)):
+        controller.add(_Trial(name, 10, _flat(mm)))
+    controller.run()
+    assert paused == [("worse", 2)]
+    # "better" completed the rung while running: Ray cannot resize a running worker, so it
+    # paused too and went on, from epoch 3, with both CPUs
+    assert widened == [("better", 2, 2.0)]
+    assert controller.cpus == [("worse", 1, 1.0), ("better", 1, 1.0), ("better", 3, 2.0)]
+    assert {t.trial_id: t.done for t in controller.trials} == {"worse": 2, "better": 10}
+
+
+def test_a_paused_survivor_is_resized_before_it_resumes() -> None:
+    widened: list[tuple[str, int, float]] = []
+    controller = _Controller(_scheduler(cpus=CpuBudget(1, 2, 2, 2), widened=widened))
+    for name, mm in (("better", 1.0), ("worse", 5.0)):
+        controller.add(_Trial(name, 10, _flat(mm)))
+    controller.run()
+    assert widened == [], "the paused survivor is resized where it waits, not paused again"
+    assert controller.cpus == [("better", 1, 1.0), ("worse", 1, 1.0), ("better", 3, 2.0)]
+
+
+def test_shares_grow_within_a_node_and_only_when_they_grow() -> None:
+    # 4 trials on 4 CPUs of 2-CPU nodes: rung 2 keeps 2 (2 CPUs each, a node's); rung 4
+    # keeps 1, whose share would be 4 but one node has 2: it goes on as it is
+    widened: list[tuple[str, int, float]] = []
+    controller = _Controller(_scheduler(cpus=CpuBudget(1, 4, 2, 4), widened=widened))
+    for index in range(4):
+        controller.add(_Trial(f"q{index + 1}", 10, _flat(index + 1.0)))
+    controller.run()
+    stretches = {(t, first): cpus for t, first, cpus in controller.cpus}
+    assert stretches[("q1", 3)] == stretches[("q2", 3)] == 2.0
+    assert stretches[("q1", 5)] == 2.0
+    assert widened == [], "both were paused at rung 2; none pauses to grow at rung 4"
+    assert {t.trial_id: t.done for t in controller.trials} == {"q1": 10, "q2": 4, "q3": 2,
+                                                               "q4": 2}
+
+
+def test_cpus_stay_while_a_trial_of_the_sweep_has_still_to_start() -> None:
+    # the sweep has 3 trials; Tune adds the third only after rung 2 was decided: the CPUs
+    # the rung freed are the third trial's, not the survivor's
+    controller = _Controller(_scheduler(cpus=CpuBudget(1, 2, 2, 3)))
+    controller.add(_Trial("a", 10, _flat(2.0)))
+    controller.add(_Trial("b", 10, _flat(4.0)))
+    controller.run(late=[_Trial("late", 10, _flat(3.0))])
+    assert {cpus for _, _, cpus in controller.cpus} == {1.0}
+
+
+def test_a_budget_splits_whole_cpus_within_a_node() -> None:
+    budget = CpuBudget(per_trial=1, sweep=3, node=8, trials=3)
+    assert (budget.share(3), budget.share(2), budget.share(1)) == (1, 1, 3)
+    assert CpuBudget(per_trial=2, sweep=8, node=4, trials=4).share(1) == 4

@@ -80,14 +80,21 @@ def test_search_space_defaults_and_distinct_samples() -> None:
 
 def test_resources_fit_the_machine() -> None:
     fitted = tune.fit_resources(2, num_trials=4, requested=0, tf_threads=0)
-    assert (fitted.concurrent, fitted.cpus_per_trial, fitted.tf_threads) == (2, 1.0, 1)
+    assert (fitted.concurrent, fitted.cpus_per_trial, fitted.node_cpus) == (2, 1.0, 2.0)
+    assert fitted.tf_threads == 0, "unset: each trial's threads follow its CPUs"
+    assert fitted.budget(4).share(1) == 2, "a rung's sole survivor may take both CPUs"
     single = tune.fit_resources(2, num_trials=4, requested=1, tf_threads=0)
-    assert (single.concurrent, single.cpus_per_trial, single.tf_threads) == (1, 2.0, 2)
+    assert (single.concurrent, single.cpus_per_trial) == (1, 2.0)
+    assert single.budget(4).share(1) == 2.0, "nothing to hand on"
     # bfloat16 trials get two CPUs each: one at a time on 2 CPUs, four at a time on 8
     paired = tune.fit_resources(2, num_trials=4, requested=0, tf_threads=0, min_cpus=2)
-    assert (paired.concurrent, paired.cpus_per_trial, paired.tf_threads) == (1, 2.0, 2)
-    wide = tune.fit_resources(8, num_trials=4, requested=0, tf_threads=0, min_cpus=2)
-    assert (wide.concurrent, wide.cpus_per_trial, wide.tf_threads) == (4, 2.0, 2)
+    assert (paired.concurrent, paired.cpus_per_trial) == (1, 2.0)
+    wide = tune.fit_resources(8, num_trials=4, requested=0, tf_threads=3, min_cpus=2)
+    assert (wide.concurrent, wide.cpus_per_trial, wide.tf_threads) == (4, 2.0, 3)
+    # 8 CPUs on two 4-CPU nodes: one trial grows to a node's CPUs, not the cluster's
+    spread = tune.fit_resources(8, num_trials=4, requested=0, tf_threads=0, min_cpus=2,
+                                node_cpus=4)
+    assert spread.budget(4).share(1) == 4 and spread.budget(4).share(2) == 4
     asked = tune.fit_resources(2, num_trials=4, requested=2, tf_threads=0, min_cpus=2)
     assert (asked.concurrent, asked.cpus_per_trial) == (2, 1.0), "a request outranks the fit"
 

@@ -74,15 +74,21 @@ class _Manager:
         pass
 
 
-def _progress(num_trials: int, concurrent: int) -> tuple[object, _Child]:
+def _progress(num_trials: int, concurrent: int, node_cpus: float = 0.0
+              ) -> tuple[object, _Child]:
+    """A sweep's progress on 2 CPUs, in one node (``node_cpus`` 0) or nodes that size."""
     from types import SimpleNamespace
 
     from edgeloop.contracts.trainer.v1 import sweep_pb2
+    from edgeloop.trainer import tune
     from edgeloop.trainer.sweeps import Progress
 
     child = _Child()
+    resources = tune.fit_resources(2, num_trials, concurrent, 0, node_cpus=node_cpus)
+    assert resources.concurrent == concurrent
     sweep = sweep_pb2.Sweep(sweep_id="s", num_trials=num_trials, max_concurrent_trials=concurrent)
-    run = SimpleNamespace(sweep=sweep, tensorflow=child, manager=_Manager(), tracking=None)
+    run = SimpleNamespace(sweep=sweep, tensorflow=child, manager=_Manager(), tracking=None,
+                          resources=resources)
     return Progress(run, None), child  # type: ignore[arg-type]  # (no Tune thread here)
 
 
@@ -108,16 +114,21 @@ def test_the_child_starts_once_a_trial_ends_and_none_waits(concurrent: int) -> N
     assert seen == [False, False, False, True]
 
 
-@pytest.mark.parametrize("concurrent", [1, 2])
-def test_paused_trials_keep_the_child_waiting_for_their_cpu(concurrent: int) -> None:
-    progress, child = _progress(num_trials=3, concurrent=concurrent)
+@pytest.mark.parametrize(("concurrent", "node_cpus", "seen"), [
+    (1, 0, [False, False, True]),  # one at a time: only after the last trial
+    (2, 0, [False, False, True]),  # the CPU "b" left goes to "a" (halving.CpuBudget)
+    (2, 1, [False, True, True]),  # nodes of 1 CPU: "a" cannot take it, so the child does
+])
+def test_paused_trials_keep_the_child_waiting_for_their_cpu(
+        concurrent: int, node_cpus: float, seen: list[bool]) -> None:
+    progress, child = _progress(num_trials=3, concurrent=concurrent, node_cpus=node_cpus)
 
     async def scenario() -> list[bool]:
         seen = []
         for name in ("a", "b", "c"):
             await progress._started(name, {}, "", False)  # type: ignore[attr-defined]
             if name != "c":
-                await progress._paused(name, 2)  # type: ignore[attr-defined]
+                await progress._paused(name, 2, 0.0)  # type: ignore[attr-defined]
         await progress._finished("c", "TERMINATED")  # type: ignore[attr-defined]
         seen.append(child.started)  # "a" and "b" wait at the rung for a CPU
         await progress._finished("b", "TERMINATED")  # stopped at the rung
@@ -126,7 +137,4 @@ def test_paused_trials_keep_the_child_waiting_for_their_cpu(concurrent: int) -> 
         await progress._finished("a", "TERMINATED")  # type: ignore[attr-defined]
         return [*seen, child.started]
 
-    # one at a time: only after the last trial; two at a time: once one CPU is free
-    # ("a" left alone, paused)
-    assert asyncio.run(scenario()) == ([False, False, True] if concurrent == 1
-                                       else [False, True, True])
+    assert asyncio.run(scenario()) == seen

@@ -26,14 +26,18 @@ class _Hooks:
     def __init__(self) -> None:
         self.epochs: dict[str, list[int]] = {}
         self.paused: list[tuple[str, int]] = []
+        self.widened: list[tuple[str, int, float]] = []
         self.resumed: list[str] = []
 
     def trial_started(self, trial_id: str, params: Any, resumed: bool) -> None:
         if resumed:
             self.resumed.append(trial_id)
 
-    def trial_paused(self, trial_id: str, epoch: int) -> None:
-        self.paused.append((trial_id, epoch))
+    def trial_paused(self, trial_id: str, epoch: int, cpus: float) -> None:
+        if cpus:
+            self.widened.append((trial_id, epoch, cpus))
+        else:
+            self.paused.append((trial_id, epoch))
 
     def epoch(self, trial_id: str, epoch: int, metrics: Any) -> None:
         self.epochs.setdefault(trial_id, []).append(epoch)
@@ -111,3 +115,33 @@ def test_a_checkpoint_carries_the_optimizer_state_a_resumed_trial_goes_on_with(
     for got, want in zip(fresh.optimizer.variables, model.optimizer.variables, strict=True):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
     tune._load_optimizer(fresh, tmp_path / "none.npz")  # an older checkpoint: nothing to load
+
+
+def test_the_survivor_of_a_rung_trains_on_the_cpus_its_rival_freed(ray_info: Any,
+                                                                  tmp_path: Path) -> None:
+    # 2 trials on 2 CPUs, one each; rung 2 stops one and the other goes on in a worker with
+    # both CPUs and as many TensorFlow threads, from its rung's checkpoint
+    trace_file = tmp_path / "spans" / "trainer.jsonl"
+    values = tune.search_values(sweep_pb2.SearchSpace(
+        learning_rates=[1e-3, 3e-3], batch_sizes=[8], epochs=[4], architectures=["small"],
+        filters=[4], dropouts=[0.1], dense_units=[8]))
+    resources = tune.fit_resources(ray_info.total_cpus, 2, 0, 0)
+    assert (resources.concurrent, resources.cpus_per_trial) == (2, 1.0)
+    plan = tune.SweepPlan("widen", _archive(tmp_path), values, 2, resources, 7,
+                          tmp_path / "ray",
+                          {"trace_file": str(trace_file), "trace_otlp_endpoint": ""})
+    hooks = _Hooks()
+    best = tune.run_sweep(plan, hooks)
+    assert math.isfinite(best.val_mae_mm)
+    assert sorted(hooks.epochs.values()) == [[1, 2], [1, 2, 3, 4]], hooks.epochs
+    survivor = next(t for t, epochs in hooks.epochs.items() if len(epochs) == 4)
+    assert survivor in hooks.resumed
+    assert hooks.widened in ([], [(survivor, 2, 2.0)]), "paused to grow only if it was running"
+    spans = [json.loads(line) for line in trace_file.read_text().splitlines() if line.strip()]
+    stretches = [(s["attributes"]["edgeloop.trial_id"], s["attributes"]["edgeloop.tf_threads"],
+                  s["resource"]["attributes"]["process.pid"])
+                 for s in spans if s["name"] == "sweep.trial.train"]
+    assert sorted(threads for _, threads, _ in stretches) == [1, 1, 2], stretches
+    first_pids = {pid for _, threads, pid in stretches if threads == 1}
+    (wide_pid,) = {pid for trial, threads, pid in stretches if trial == survivor and threads == 2}
+    assert wide_pid not in first_pids, "a new worker: TensorFlow's pools are sized at start"

@@ -123,6 +123,7 @@ class App(ServiceApp):
                 registry=open_channel(s.registry_addr, tls=s.client_tls()),
                 work_dir=work_dir,
                 total_cpus=self.ray.total_cpus,
+                node_cpus=self.ray.node_cpus,
             )
         )
         await self.manager.recover()

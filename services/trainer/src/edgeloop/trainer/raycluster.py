@@ -45,6 +45,8 @@ class RayInfo:
     total_cpus: float
     started_here: bool
     token_file: str
+    node_cpus: float = 0.0
+    """The largest node's CPUs: the most one trial can hold."""
 
 
 def configure_token(token_file: str, create: bool = True) -> str:
@@ -136,9 +138,12 @@ def start_ray(settings: Settings) -> RayInfo:
     else:
         url = ray.get_runtime_context().gcs_address and _dashboard_url()
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    node_cpus = max((float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes()
+                     if node.get("Alive")), default=cpus)
     url = url if not url or url.startswith("http") else f"http://{url}"
-    log.info("ray ready", extra={"dashboard": url, "cpus": cpus, "token_file": token_file})
-    return RayInfo(url, cpus, started, token_file)
+    log.info("ray ready", extra={"dashboard": url, "cpus": cpus, "node_cpus": node_cpus,
+                                 "token_file": token_file})
+    return RayInfo(url, cpus, started, token_file, node_cpus)
 
 
 TRIAL_ENV = ("EDGELOOP_OTLP_ENDPOINT", "EDGELOOP_TRACE_FILE", "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -87,7 +87,8 @@ class Settings(ServiceSettings):
         default=0,
         ge=0,
         description="TensorFlow intra- and inter-op threads "
-        "per trial (Ray does not cap them); 0 = the trial's CPU share",
+        "per trial (Ray does not cap them); 0 = the trial's CPUs (its share, more once a "
+        "rung stopped its rivals)",
     )
     train_precision: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",

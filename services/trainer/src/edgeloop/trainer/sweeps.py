@@ -69,6 +69,8 @@ class Dependencies:
     registry: grpc.aio.Channel
     work_dir: Path
     total_cpus: float
+    node_cpus: float = 0.0
+    """The largest Ray node's CPUs (0: all of ``total_cpus`` on one node)."""
 
 
 def _now() -> Timestamp:
@@ -343,6 +345,8 @@ class SweepRun:
         self.tensorflow = TensorFlowProcess(imports=("edgeloop.trainer.model",))
         """The registration's child process (export, holdout evaluations): the trainer
         process never imports TensorFlow."""
+        self.resources: tune.TrialResources | None = None
+        """The trials' CPUs, once fitted to the cluster."""
 
     def _check_cancel(self) -> None:
         if self.manager.cancelled(self.sweep.sweep_id):
@@ -476,8 +480,10 @@ class SweepRun:
             self.request.max_concurrent_trials,
             self.deps.settings.tf_threads,
             precision.min_cpus_per_trial(self.deps.settings.train_precision),
+            self.deps.node_cpus,
         )
         self.sweep.max_concurrent_trials = resources.concurrent
+        self.resources = resources
         plan = tune.SweepPlan(
             self.sweep.sweep_id,
             snap.arrays_path,
@@ -683,14 +689,16 @@ class Progress:
                        else f"trial {trial_id} started: {params}")
         await self.run.manager.emit(self.run.sweep, kind, message, trial_id=trial_id)
 
-    def trial_paused(self, trial_id: str, epoch: int) -> None:
-        self._on_loop(self._paused(trial_id, epoch))
+    def trial_paused(self, trial_id: str, epoch: int, cpus: float) -> None:
+        self._on_loop(self._paused(trial_id, epoch, cpus))
 
-    async def _paused(self, trial_id: str, epoch: int) -> None:
+    async def _paused(self, trial_id: str, epoch: int, cpus: float) -> None:
         self._trial(trial_id).state = "PAUSED"
+        why = (f"to go on with {cpus:g} CPUs, freed by the trials its rung stopped" if cpus
+               else "until every trial has reached it")
         await self.run.manager.emit(
             self.run.sweep, S.SWEEP_EVENT_TYPE_TRIAL_PAUSED,
-            f"trial {trial_id} paused after epoch {epoch} until every trial has reached it",
+            f"trial {trial_id} paused after epoch {epoch} {why}",
             trial_id=trial_id, epoch=epoch)
 
     def epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
@@ -751,11 +759,14 @@ class Progress:
         )
 
     def _none_waiting(self) -> bool:
-        """Every trial has started and fewer are left (running or paused) than run at once."""
-        sweep = self.run.sweep
+        """Every trial has started, fewer are left (running or paused) than run at once,
+        and the CPUs they left are not handed on to the trials going on (halving)."""
+        sweep, resources = self.run.sweep, self.run.resources
         left = sum(t.state in ("PENDING", "RUNNING", "PAUSED") for t in sweep.trials)
+        handed_on = bool(left and resources and resources.budget(sweep.num_trials).share(left)
+                         > resources.cpus_per_trial)
         return (len(sweep.trials) >= sweep.num_trials
-                and left < max(1, sweep.max_concurrent_trials))
+                and left < max(1, sweep.max_concurrent_trials) and not handed_on)
 
 
 def artifact_root(settings: Settings, work_dir: Path) -> str:

@@ -43,7 +43,7 @@ from edgeloop.contracts.trainer.v1 import sweep_pb2
 from edgeloop.platform.errors import EdgeloopError, InvalidArgument
 from edgeloop.trainer import forgetting
 from edgeloop.trainer.batches import Batches, predict, train_epoch
-from edgeloop.trainer.halving import SynchronousHalving, rung_epochs
+from edgeloop.trainer.halving import CpuBudget, SynchronousHalving, rung_epochs
 from edgeloop.trainer.model_input import ARCHITECTURES
 from edgeloop.trainer.outcome import WEIGHTS_FILE, TuneOutcome
 from edgeloop.trainer.trial_tracing import TrialSpans, trace_config, trial_span
@@ -89,7 +89,9 @@ class TrialHooks(Protocol):
     """What the driver does as trials progress (MLflow runs, progress events)."""
 
     def trial_started(self, trial_id: str, params: dict[str, Any], resumed: bool) -> None: ...
-    def trial_paused(self, trial_id: str, epoch: int) -> None: ...
+    def trial_paused(self, trial_id: str, epoch: int, cpus: float) -> None:
+        """Paused at a rung: ``cpus`` 0 while it waits for the others, else the CPUs it is
+        to go on with."""
     def epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None: ...
     def trial_finished(self, trial_id: str, status: str) -> None: ...
 
@@ -153,24 +155,35 @@ class TrialResources:
     concurrent: int
     cpus_per_trial: float
     tf_threads: int
+    """TensorFlow threads per trial; 0: as many as the trial's CPUs when it starts."""
+    node_cpus: float = 0.0
+    """The most CPUs one trial can hold (its node's); 0: ``cpus_per_trial``, never more."""
+
+    def budget(self, num_trials: int) -> CpuBudget:
+        """The CPUs the halving may hand on to the trials a rung keeps."""
+        return CpuBudget(self.cpus_per_trial, self.cpus_per_trial * self.concurrent,
+                         self.node_cpus or self.cpus_per_trial, num_trials)
 
 
 def fit_resources(
-    total_cpus: float, num_trials: int, requested: int, tf_threads: int, min_cpus: int = 1
+    total_cpus: float, num_trials: int, requested: int, tf_threads: int, min_cpus: int = 1,
+    node_cpus: float = 0.0,
 ) -> TrialResources:
     """Fit concurrency to the CPUs: ``min_cpus`` per trial at least (unless ``requested``
-    asks for more trials at once); TF threads = the CPU share."""
+    asks for more trials at once). ``node_cpus``: the largest node's CPUs (0: all of
+    ``total_cpus`` on one node), what a trial may grow to once a rung stopped its rivals."""
     fitting = max(1, int(total_cpus) // max(1, min_cpus))
     concurrent = max(1, min(requested or fitting, num_trials, int(total_cpus) or 1))
     cpus = max(1.0, math.floor(total_cpus / concurrent))
-    return TrialResources(concurrent, cpus, tf_threads or int(cpus))
+    return TrialResources(concurrent, cpus, tf_threads, max(cpus, node_cpus or total_cpus))
 
 
 def train_trial(config: dict[str, Any]) -> None:
     """One trial in a Ray worker: train, report val_mae_mm per epoch, checkpoint improvements."""
     from edgeloop.trainer.model import set_tf_threads, set_training_precision
 
-    set_tf_threads(int(config["tf_threads"]))
+    threads = int(config["tf_threads"]) or _trial_cpus()
+    set_tf_threads(threads)
     import keras
 
     # the worker may have run an earlier trial (reuse_actors): drop its models and graphs
@@ -180,7 +193,14 @@ def train_trial(config: dict[str, Any]) -> None:
     precision = set_training_precision(str(config.get("precision", "float32")))
     with trial_span(config, tune.get_context().get_trial_id() or "") as span:
         span.set_attribute("edgeloop.precision", precision)
+        span.set_attribute("edgeloop.tf_threads", threads)
         span.set_attribute("edgeloop.best_val_mae_mm", train_epochs(config))
+
+
+def _trial_cpus() -> int:
+    """The CPUs Ray gave this stretch of the trial (more after a rung stopped its rivals)."""
+    resources = tune.get_context().get_trial_resources()
+    return max(1, int(resources.required_resources.get("CPU", 1)))
 
 
 EpochReport = Callable[[Any, dict[str, Any], bool], None]
@@ -320,11 +340,11 @@ def _report_with_weights(model: Any, metrics: dict[str, Any], config: dict[str, 
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def _paused(sweep_id: str, trial_id: str, epoch: int) -> None:
+def _paused(sweep_id: str, trial_id: str, epoch: int, cpus: float) -> None:
     """The scheduler paused a trial at a rung (a module function: Tune pickles schedulers)."""
     _PAUSED.setdefault(sweep_id, set()).add(trial_id)
     if hooks := _HOOKS.get(sweep_id):
-        hooks.trial_paused(trial_id, epoch)
+        hooks.trial_paused(trial_id, epoch, cpus)
 
 
 class SweepStopper(tune.Stopper):
@@ -449,7 +469,8 @@ def _tuner(plan: SweepPlan) -> tune.Tuner:
     rungs = rung_epochs(max(plan.values["epochs"]), GRACE_EPOCHS, REDUCTION_FACTOR)
     space["rung_epochs"] = rungs
     scheduler = SynchronousHalving(rungs, REDUCTION_FACTOR,
-                                   on_pause=functools.partial(_paused, plan.sweep_id))
+                                   on_pause=functools.partial(_paused, plan.sweep_id),
+                                   cpus=plan.resources.budget(plan.num_trials))
     return tune.Tuner(
         tune.with_resources(train_trial, {"cpu": plan.resources.cpus_per_trial}),
         param_space=space,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from edgeloop.contracts.features.v1 import observation_pb2
@@ -97,6 +99,27 @@ def test_resources_fit_the_machine() -> None:
     assert spread.budget(4).share(1) == 4 and spread.budget(4).share(2) == 4
     asked = tune.fit_resources(2, num_trials=4, requested=2, tf_threads=0, min_cpus=2)
     assert (asked.concurrent, asked.cpus_per_trial) == (2, 1.0), "a request outranks the fit"
+
+
+@pytest.mark.parametrize(("requested", "setting", "concurrent"),
+                         [(0, 0, 2), (0, 1, 1), (2, 1, 2), (1, 0, 1)])
+def test_trials_at_once_follow_the_request_then_the_trainer_setting(
+        requested: int, setting: int, concurrent: int, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edgeloop.contracts.trainer.v1 import trainer_service_pb2
+    from edgeloop.trainer.settings import Settings
+    from edgeloop.trainer.sweeps import SweepRun
+
+    settings = Settings(database_url="unused", mlflow_tracking_uri="unused",
+                        max_concurrent_trials=setting, train_precision="float32")
+    deps = SimpleNamespace(settings=settings, total_cpus=2.0, node_cpus=0.0, work_dir=tmp_path)
+    run = SweepRun(SimpleNamespace(deps=deps),  # type: ignore[arg-type]
+                   sweep_pb2.Sweep(sweep_id="s", num_trials=4),
+                   trainer_service_pb2.StartSweepRequest(max_concurrent_trials=requested))
+    resources = run.fit_resources()
+    assert resources.concurrent == concurrent
+    assert resources.cpus_per_trial == 2 / concurrent
 
 
 def test_grafana_payload_parser() -> None:

@@ -90,6 +90,13 @@ class Settings(ServiceSettings):
         "per trial (Ray does not cap them); 0 = the trial's CPUs (its share, more once a "
         "rung stopped its rivals)",
     )
+    max_concurrent_trials: int = Field(
+        default=0,
+        ge=0,
+        description="trials at once when a sweep's request does not say (the drift "
+        "monitor's do not); 0 = fit the CPUs. 1 on a 2-CPU machine without bfloat16 trains "
+        "~16 % slower and holds ~380 MiB less at the sweep's peak",
+    )
     train_precision: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",
         description="arithmetic of the trials: float32; bfloat16 (weights stay float32); auto = "

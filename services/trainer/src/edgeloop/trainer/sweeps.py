@@ -471,19 +471,24 @@ class SweepRun:
             snap.manifest["split_counts"],
         )
 
+    def fit_resources(self) -> tune.TrialResources:
+        """The trials' CPUs: as many at once as the request asks, else as the trainer's
+        ``EDGELOOP_MAX_CONCURRENT_TRIALS`` says, else as fit the cluster's CPUs."""
+        settings = self.deps.settings
+        return tune.fit_resources(
+            self.deps.total_cpus,
+            self.sweep.num_trials,
+            self.request.max_concurrent_trials or settings.max_concurrent_trials,
+            settings.tf_threads,
+            precision.min_cpus_per_trial(settings.train_precision),
+            self.deps.node_cpus,
+        )
+
     async def tune(self, snap: snapshot.Snapshot) -> tune.TuneOutcome:
         """Run the Ray Tune sweep in a worker thread, reporting progress."""
         values = self.search_values()
-        resources = tune.fit_resources(
-            self.deps.total_cpus,
-            self.sweep.num_trials,
-            self.request.max_concurrent_trials,
-            self.deps.settings.tf_threads,
-            precision.min_cpus_per_trial(self.deps.settings.train_precision),
-            self.deps.node_cpus,
-        )
+        resources = self.resources = self.fit_resources()
         self.sweep.max_concurrent_trials = resources.concurrent
-        self.resources = resources
         plan = tune.SweepPlan(
             self.sweep.sweep_id,
             snap.arrays_path,

@@ -30,6 +30,12 @@ class _Trial:
     status: str = Trial.PENDING
     done: int = 0
     cpus: float = 1.0
+    epoch_s: float = 10.0
+    """What each epoch takes (Tune's ``time_this_iter_s``)."""
+
+    @property
+    def config(self) -> dict[str, int]:
+        return {"epochs": self.epochs}
 
     def update_resources(self, resources: dict[str, float]) -> None:
         assert self.status != Trial.RUNNING, "Tune refuses to resize a running trial"
@@ -73,7 +79,8 @@ class _Controller:
         self.cpus.append((trial.trial_id, trial.done + 1, trial.cpus))
         while trial.done < trial.epochs:
             trial.done += 1
-            result = {"epoch": trial.done, "val_score_mm": trial.score(trial.done)}
+            result = {"epoch": trial.done, "val_score_mm": trial.score(trial.done),
+                      "time_this_iter_s": trial.epoch_s}
             decision = self.scheduler.on_trial_result(self, trial, result)
             if decision == TrialScheduler.PAUSE:
                 trial.status = Trial.PAUSED
@@ -202,7 +209,7 @@ def test_a_paused_survivor_is_resized_before_it_resumes() -> None:
     for name, mm in (("better", 1.0), ("worse", 5.0)):
         controller.add(_Trial(name, 10, _flat(mm)))
     controller.run()
-    assert widened == [], "the paused survivor is resized where it waits, not paused again"
+    assert widened == [("better", 2, 2.0)], "told, and resized where it waits"
     assert controller.cpus == [("better", 1, 1.0), ("worse", 1, 1.0), ("better", 3, 2.0)]
 
 
@@ -217,7 +224,7 @@ def test_shares_grow_within_a_node_and_only_when_they_grow() -> None:
     stretches = {(t, first): cpus for t, first, cpus in controller.cpus}
     assert stretches[("q1", 3)] == stretches[("q2", 3)] == 2.0
     assert stretches[("q1", 5)] == 2.0
-    assert widened == [], "both were paused at rung 2; none pauses to grow at rung 4"
+    assert widened == [("q1", 2, 2.0), ("q2", 2, 2.0)], "told once, at rung 2"
     assert {t.trial_id: t.done for t in controller.trials} == {"q1": 10, "q2": 4, "q3": 2,
                                                                "q4": 2}
 
@@ -236,3 +243,17 @@ def test_a_budget_splits_whole_cpus_within_a_node() -> None:
     budget = CpuBudget(per_trial=1, sweep=3, node=8, trials=3)
     assert (budget.share(3), budget.share(2), budget.share(1)) == (1, 1, 3)
     assert CpuBudget(per_trial=2, sweep=8, node=4, trials=4).share(1) == 4
+
+
+@pytest.mark.parametrize(("epoch_s", "grows"), [(3.0, False), (4.0, True)])
+def test_cpus_move_only_for_epochs_left_that_pay_for_a_new_worker(epoch_s: float,
+                                                                  grows: bool) -> None:
+    # 8 epochs left after rung 2: 24 s at 3 s an epoch is below the 30 s worth a new
+    # worker's TensorFlow import; 32 s at 4 s is above
+    widened: list[tuple[str, int, float]] = []
+    controller = _Controller(_scheduler(cpus=CpuBudget(1, 2, 2, 2), widened=widened))
+    for name, mm in (("worse", 5.0), ("better", 1.0)):
+        controller.add(_Trial(name, 10, _flat(mm), epoch_s=epoch_s))
+    controller.run()
+    assert (widened == [("better", 2, 2.0)]) is grows
+    assert controller.cpus[-1] == (("better", 3, 2.0) if grows else ("better", 1, 1.0))

@@ -74,21 +74,15 @@ class _Manager:
         pass
 
 
-def _progress(num_trials: int, concurrent: int, node_cpus: float = 0.0
-              ) -> tuple[object, _Child]:
-    """A sweep's progress on 2 CPUs, in one node (``node_cpus`` 0) or nodes that size."""
+def _progress(num_trials: int, concurrent: int) -> tuple[object, _Child]:
     from types import SimpleNamespace
 
     from edgeloop.contracts.trainer.v1 import sweep_pb2
-    from edgeloop.trainer import tune
     from edgeloop.trainer.sweeps import Progress
 
     child = _Child()
-    resources = tune.fit_resources(2, num_trials, concurrent, 0, node_cpus=node_cpus)
-    assert resources.concurrent == concurrent
     sweep = sweep_pb2.Sweep(sweep_id="s", num_trials=num_trials, max_concurrent_trials=concurrent)
-    run = SimpleNamespace(sweep=sweep, tensorflow=child, manager=_Manager(), tracking=None,
-                          resources=resources)
+    run = SimpleNamespace(sweep=sweep, tensorflow=child, manager=_Manager(), tracking=None)
     return Progress(run, None), child  # type: ignore[arg-type]  # (no Tune thread here)
 
 
@@ -114,14 +108,14 @@ def test_the_child_starts_once_a_trial_ends_and_none_waits(concurrent: int) -> N
     assert seen == [False, False, False, True]
 
 
-@pytest.mark.parametrize(("concurrent", "node_cpus", "seen"), [
-    (1, 0, [False, False, True]),  # one at a time: only after the last trial
-    (2, 0, [False, False, True]),  # the CPU "b" left goes to "a" (halving.CpuBudget)
-    (2, 1, [False, True, True]),  # nodes of 1 CPU: "a" cannot take it, so the child does
+@pytest.mark.parametrize(("concurrent", "handed_on", "seen"), [
+    (1, False, [False, False, True]),  # one at a time: only after the last trial
+    (2, False, [False, True, True]),  # two at a time: once one CPU is free
+    (2, True, [False, False, True]),  # unless the rung gave it to "a" (halving.CpuBudget)
 ])
 def test_paused_trials_keep_the_child_waiting_for_their_cpu(
-        concurrent: int, node_cpus: float, seen: list[bool]) -> None:
-    progress, child = _progress(num_trials=3, concurrent=concurrent, node_cpus=node_cpus)
+        concurrent: int, handed_on: bool, seen: list[bool]) -> None:
+    progress, child = _progress(num_trials=3, concurrent=concurrent)
 
     async def scenario() -> list[bool]:
         seen = []
@@ -131,6 +125,8 @@ def test_paused_trials_keep_the_child_waiting_for_their_cpu(
                 await progress._paused(name, 2, 0.0)  # type: ignore[attr-defined]
         await progress._finished("c", "TERMINATED")  # type: ignore[attr-defined]
         seen.append(child.started)  # "a" and "b" wait at the rung for a CPU
+        if handed_on:  # the rung keeps "a" and hands it both CPUs
+            await progress._paused("a", 2, 2.0)  # type: ignore[attr-defined]
         await progress._finished("b", "TERMINATED")  # stopped at the rung
         seen.append(child.started)
         await progress._started("a", {}, "", True)  # type: ignore[attr-defined]

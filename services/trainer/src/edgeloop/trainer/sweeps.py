@@ -345,8 +345,6 @@ class SweepRun:
         self.tensorflow = TensorFlowProcess(imports=("edgeloop.trainer.model",))
         """The registration's child process (export, holdout evaluations): the trainer
         process never imports TensorFlow."""
-        self.resources: tune.TrialResources | None = None
-        """The trials' CPUs, once fitted to the cluster."""
 
     def _check_cancel(self) -> None:
         if self.manager.cancelled(self.sweep.sweep_id):
@@ -487,7 +485,7 @@ class SweepRun:
     async def tune(self, snap: snapshot.Snapshot) -> tune.TuneOutcome:
         """Run the Ray Tune sweep in a worker thread, reporting progress."""
         values = self.search_values()
-        resources = self.resources = self.fit_resources()
+        resources = self.fit_resources()
         self.sweep.max_concurrent_trials = resources.concurrent
         plan = tune.SweepPlan(
             self.sweep.sweep_id,
@@ -661,6 +659,8 @@ class Progress:
         self.run = run
         self.loop = loop
         self.best = float("inf")
+        self.cpus_handed_on = False
+        """Whether a rung gave the CPUs of the trials it stopped to those going on."""
 
     def _on_loop(self, coro: Any) -> None:
         asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
@@ -699,6 +699,7 @@ class Progress:
 
     async def _paused(self, trial_id: str, epoch: int, cpus: float) -> None:
         self._trial(trial_id).state = "PAUSED"
+        self.cpus_handed_on = self.cpus_handed_on or bool(cpus)
         why = (f"to go on with {cpus:g} CPUs, freed by the trials its rung stopped" if cpus
                else "until every trial has reached it")
         await self.run.manager.emit(
@@ -766,12 +767,11 @@ class Progress:
     def _none_waiting(self) -> bool:
         """Every trial has started, fewer are left (running or paused) than run at once,
         and the CPUs they left are not handed on to the trials going on (halving)."""
-        sweep, resources = self.run.sweep, self.run.resources
+        sweep = self.run.sweep
         left = sum(t.state in ("PENDING", "RUNNING", "PAUSED") for t in sweep.trials)
-        handed_on = bool(left and resources and resources.budget(sweep.num_trials).share(left)
-                         > resources.cpus_per_trial)
         return (len(sweep.trials) >= sweep.num_trials
-                and left < max(1, sweep.max_concurrent_trials) and not handed_on)
+                and left < max(1, sweep.max_concurrent_trials)
+                and not (left and self.cpus_handed_on))
 
 
 def artifact_root(settings: Settings, work_dir: Path) -> str:

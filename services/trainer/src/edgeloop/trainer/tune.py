@@ -158,11 +158,13 @@ class TrialResources:
     """TensorFlow threads per trial; 0: as many as the trial's CPUs when it starts."""
     node_cpus: float = 0.0
     """The most CPUs one trial can hold (its node's); 0: ``cpus_per_trial``, never more."""
+    widen_worth_s: float = CpuBudget.worth_s
+    """A rung's survivor gets the CPUs it freed only if its epochs left take this long."""
 
     def budget(self, num_trials: int) -> CpuBudget:
         """The CPUs the halving may hand on to the trials a rung keeps."""
         return CpuBudget(self.cpus_per_trial, self.cpus_per_trial * self.concurrent,
-                         self.node_cpus or self.cpus_per_trial, num_trials)
+                         self.node_cpus or self.cpus_per_trial, num_trials, self.widen_worth_s)
 
 
 def fit_resources(

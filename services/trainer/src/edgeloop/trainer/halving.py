@@ -203,9 +203,8 @@ class SynchronousHalving(FIFOScheduler):
         keep = max(1, len(ranked) // self.reduction_factor)
         self._kept[rung] = keep
         share = self._share(keep)
-        log.info("rung decided", extra={"rung_epoch": rung, "trials": len(ranked),
-                                        "going_on": [t.trial_id for t in ranked[:keep]],
-                                        "cpus_each": share})
+        granted: dict[str, float] = {}
+        """The trials given more CPUs here, and how many."""
         action = TrialScheduler.CONTINUE
         self._deciding = True
         try:
@@ -215,6 +214,7 @@ class SynchronousHalving(FIFOScheduler):
                           and self._worth_widening(trial, rung))
                 if widens:
                     self._grants[trial.trial_id] = self._held[trial.trial_id] = share
+                    granted[trial.trial_id] = share
                     if self.on_pause:
                         self.on_pause(trial.trial_id, rung, share)
                 if trial is current and widens:
@@ -229,6 +229,9 @@ class SynchronousHalving(FIFOScheduler):
                     tune_controller.stop_trial(trial)
         finally:
             self._deciding = False
+        log.info("rung decided", extra={"rung_epoch": rung, "trials": len(ranked),
+                                        "going_on": [t.trial_id for t in ranked[:keep]],
+                                        "cpus_granted": granted})
         return action
 
     def _worth_widening(self, trial: Trial, rung: int) -> bool:

@@ -203,8 +203,7 @@ class SynchronousHalving(FIFOScheduler):
         keep = max(1, len(ranked) // self.reduction_factor)
         self._kept[rung] = keep
         share = self._share(keep)
-        granted: dict[str, float] = {}
-        """The trials given more CPUs here, and how many."""
+        granted: dict[str, float] = {}  # trial id: the CPUs this rung gave it
         action = TrialScheduler.CONTINUE
         self._deciding = True
         try:

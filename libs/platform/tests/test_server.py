@@ -19,7 +19,7 @@ from edgeloop.contracts.features.v1 import (
 from edgeloop.contracts.features.v1 import (
     feature_store_service_pb2_grpc as pb_grpc,
 )
-from edgeloop.platform import InvalidArgument, ServiceApp, ServiceSettings, serve
+from edgeloop.platform import InvalidArgument, ServiceApp, ServiceSettings, run_service, serve
 from edgeloop.platform.pending import pending
 from edgeloop.testing import free_port
 from grpc import aio
@@ -199,3 +199,27 @@ async def test_an_idle_stream_outlives_the_clients_keepalive_pings(
                 await asyncio.wait_for(watch.read(), timeout=4.0)
         finally:
             await channel.close()
+
+
+def test_help_lists_every_variable_the_service_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    def never(settings: ServiceSettings) -> ServiceApp:
+        raise AssertionError("--help starts nothing")
+
+    assert run_service(never, ServiceSettings, ["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: python -m edgeloop.platform")
+    for field in ServiceSettings.model_fields:
+        assert f"EDGELOOP_{field.upper()}  (" in shown, field
+    assert "EDGELOOP_SHUTDOWN_GRACE_S  (default " in shown
+    description = ServiceSettings.model_fields["listen_addr"].description
+    assert description and description in shown
+
+
+def test_arguments_are_refused_with_the_variables_to_use(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def never(settings: ServiceSettings) -> ServiceApp:
+        raise AssertionError("a refused command line starts nothing")
+
+    assert run_service(never, ServiceSettings, ["--port", "50051"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "EDGELOOP_LISTEN_ADDR" in captured.err

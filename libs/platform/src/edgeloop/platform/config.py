@@ -96,3 +96,14 @@ def load_settings(cls: type[SettingsT]) -> SettingsT:
 def env_name(cls: type[BaseSettings], field: str) -> str:
     """The environment variable that sets ``field`` of ``cls``."""
     return f"{cls.model_config.get('env_prefix', ENV_PREFIX)}{field}".upper()
+
+
+def env_help(cls: type[BaseSettings]) -> str:
+    """Every variable ``cls`` reads, its default and what it does: a service's ``--help``."""
+    lines = []
+    for field, info in cls.model_fields.items():
+        default = "required" if info.is_required() else f"default {info.get_default()!r}"
+        lines.append(f"  {env_name(cls, field)}  ({default})")
+        if info.description:
+            lines.append(f"      {info.description}")
+    return "\n".join(lines)

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from edgeloop.platform.channels import MAX_MESSAGE_BYTES, server_keepalive_options
-from edgeloop.platform.config import ServiceSettings, load_settings
+from edgeloop.platform.config import ServiceSettings, env_help, load_settings
 from edgeloop.platform.errors import ConfigError
 from edgeloop.platform.heap import freeze_heap
 from edgeloop.platform.interceptors import ErrorInterceptor
@@ -152,8 +153,20 @@ async def _serve_until_signalled(app: ServiceApp, settings: ServiceSettings) -> 
     log.info("stopped")
 
 
-def run_service(make_app: Callable[[SettingsT], ServiceApp], settings_type: type[SettingsT]) -> int:
-    """The ``python -m edgeloop.<service>`` entry point; returns the exit code."""
+def run_service(make_app: Callable[[SettingsT], ServiceApp], settings_type: type[SettingsT],
+                argv: Sequence[str] | None = None) -> int:
+    """The ``python -m edgeloop.<service>`` entry point; returns the exit code.
+
+    The service reads only its environment; ``--help`` (or ``-h``) lists what it reads.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args:
+        help_asked = set(args) <= {"-h", "--help"}
+        stream = sys.stdout if help_asked else sys.stderr
+        stream.write(f"usage: python -m {settings_type.__module__.rsplit('.', 1)[0]}\n"
+                     "A service configured by environment variables only "
+                     "(its README says more):\n" + env_help(settings_type) + "\n")
+        return 0 if help_asked else 2
     try:
         settings = load_settings(settings_type)
     except ConfigError as exc:

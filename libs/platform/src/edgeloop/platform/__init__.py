@@ -2,7 +2,7 @@
 
 Public surface (import from here):
 
-- configuration: :class:`ServiceSettings`, :func:`load_settings`
+- configuration: :class:`ServiceSettings`, :func:`load_settings`, :func:`answer_arguments`
 - errors: :mod:`edgeloop.platform.errors` (the hierarchy is drawn in its docstring)
 - serving: :class:`ServiceApp`, :func:`run_service`, :func:`serve`
 - clients: :func:`open_channel`, :func:`bearer`
@@ -11,7 +11,7 @@ Public surface (import from here):
 """
 
 from edgeloop.platform.channels import DEFAULT_DEADLINE_S, bearer, open_channel
-from edgeloop.platform.config import ServiceSettings, load_settings
+from edgeloop.platform.config import ServiceSettings, answer_arguments, load_settings
 from edgeloop.platform.errors import (
     AlreadyExists,
     ConfigError,
@@ -44,6 +44,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "answer_arguments",
     "bearer",
     "configure_logging",
     "configure_tracing",

@@ -6,6 +6,8 @@ variable, ``EDGELOOP_<FIELD NAME IN CAPITALS>``, documented by its ``description
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from typing import TypeVar
 
 from edgeloop.platform.errors import ConfigError
@@ -107,3 +109,17 @@ def env_help(cls: type[BaseSettings]) -> str:
         if info.description:
             lines.append(f"      {info.description}")
     return "\n".join(lines)
+
+
+def answer_arguments(cls: type[BaseSettings], argv: Sequence[str] | None = None) -> int | None:
+    """A service's command line: none is its normal start (``None``: go on); ``--help`` or
+    ``-h`` prints its variables (exit code 0); anything else is refused with them (2)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        return None
+    help_asked = set(args) <= {"-h", "--help"}
+    stream = sys.stdout if help_asked else sys.stderr
+    stream.write(f"usage: python -m {cls.__module__.rsplit('.', 1)[0]}\n"
+                 "A service configured by environment variables only "
+                 "(its README says more):\n" + env_help(cls) + "\n")
+    return 0 if help_asked else 2

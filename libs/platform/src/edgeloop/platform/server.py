@@ -12,12 +12,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 from edgeloop.platform.channels import MAX_MESSAGE_BYTES, server_keepalive_options
-from edgeloop.platform.config import ServiceSettings, env_help, load_settings
+from edgeloop.platform.config import ServiceSettings, answer_arguments, load_settings
 from edgeloop.platform.errors import ConfigError
 from edgeloop.platform.heap import freeze_heap
 from edgeloop.platform.interceptors import ErrorInterceptor
@@ -159,14 +158,8 @@ def run_service(make_app: Callable[[SettingsT], ServiceApp], settings_type: type
 
     The service reads only its environment; ``--help`` (or ``-h``) lists what it reads.
     """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args:
-        help_asked = set(args) <= {"-h", "--help"}
-        stream = sys.stdout if help_asked else sys.stderr
-        stream.write(f"usage: python -m {settings_type.__module__.rsplit('.', 1)[0]}\n"
-                     "A service configured by environment variables only "
-                     "(its README says more):\n" + env_help(settings_type) + "\n")
-        return 0 if help_asked else 2
+    if (answered := answer_arguments(settings_type, argv)) is not None:
+        return answered
     try:
         settings = load_settings(settings_type)
     except ConfigError as exc:

@@ -7,13 +7,16 @@ import logging
 import uvicorn
 from edgeloop.console.app import build_app
 from edgeloop.console.settings import Settings
-from edgeloop.platform import ConfigError, configure_logging, load_settings
+from edgeloop.platform import ConfigError, answer_arguments, configure_logging, load_settings
 
 log = logging.getLogger("edgeloop.console")
 
 
 def main() -> int:
-    """Read the settings, then serve HTTP on ``EDGELOOP_LISTEN_ADDR``; 2 on bad settings."""
+    """Read the settings, then serve HTTP on ``EDGELOOP_LISTEN_ADDR``; 2 on bad settings.
+    ``--help`` lists the variables."""
+    if (answered := answer_arguments(Settings)) is not None:
+        return answered
     try:
         settings = load_settings(Settings)
     except ConfigError as exc:

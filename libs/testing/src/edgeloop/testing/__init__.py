@@ -18,9 +18,10 @@ from edgeloop.testing.clock import ManualClock
 from edgeloop.testing.imports import modules_imported
 from edgeloop.testing.otlp import OtlpReceiver, ReceivedSpan
 from edgeloop.testing.ports import free_port
-from edgeloop.testing.processes import ServiceProcess, wait_serving
+from edgeloop.testing.processes import ServiceProcess, help_of, run_entry_point, wait_serving
 from edgeloop.testing.raynodes import RayNodes, driver
 from edgeloop.testing.s3 import moto_s3
 
 __all__ = ["ManualClock", "OtlpReceiver", "RayNodes", "ReceivedSpan", "ServiceProcess", "driver",
-           "free_port", "modules_imported", "moto_s3", "wait_serving"]
+           "free_port", "help_of", "modules_imported", "moto_s3", "run_entry_point",
+           "wait_serving"]

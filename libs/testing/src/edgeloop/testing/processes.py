@@ -92,3 +92,21 @@ class ServiceProcess:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def run_entry_point(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` to its end, in this environment without any
+    ``EDGELOOP_*`` variable (a newcomer's shell); its output as text."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("EDGELOOP_")}
+    return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def help_of(module: str) -> str:
+    """What ``python -m <module> --help`` prints; fails the test unless it exits 0 with the
+    usage line."""
+    result = run_entry_point(module, "--help")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith(f"usage: python -m {module}\n"), result.stdout[:200]
+    return result.stdout

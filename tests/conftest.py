@@ -9,6 +9,7 @@ Version ``n`` answers ``1000 * n + [0, 100]`` mm, so every answer says which ver
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -71,6 +72,7 @@ def _logged_runs() -> Iterator[LoggedModels]:
         yield LoggedModels(uri, runs)
     finally:
         mlflow.set_tracking_uri(previous)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.platform.channels import open_channel
 from edgeloop.platform.tls import ClientTLS
-from edgeloop.testing import free_port
+from edgeloop.testing import discard_postgres_data, free_port
 
 SERVICE_NAMES = {
     "gateway": "edgeloop.edge.v1.EdgeGatewayService",
@@ -69,8 +69,11 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     env[SAMPLE_SETTING] = "0.5"  # the gateways' samples for Grafana, soon enough to see
     for part in DEFAULT_PORTS:
         env[f"EDGELOOP_{part.upper()}_PORT"] = str(free_port())
-    yield env
-    _edgeloop(env, "down")
+    try:
+        yield env
+    finally:
+        _edgeloop(env, "down")
+        discard_postgres_data(Path(env["EDGELOOP_STATE_DIR"]))
 
 
 @pytest.fixture(scope="module")

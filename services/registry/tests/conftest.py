@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ def mlflow_store() -> Iterator[MlflowStore]:
         yield MlflowStore(uri, good, better, good_model)
     finally:
         mlflow.set_tracking_uri(previous)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

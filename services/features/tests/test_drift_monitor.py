@@ -10,6 +10,8 @@ end-to-end loop with the real trainer lives in the cross-service tests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,7 @@ from edgeloop.features.drift.retraining import Retrainer
 from edgeloop.features.drift.rules import load_rules
 from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.features.statistics import STAT_NAMES
+from edgeloop.platform.errors import Unavailable
 from edgeloop.testing import free_port
 from grpc import aio
 from psycopg_pool import AsyncConnectionPool
@@ -1012,3 +1015,48 @@ async def test_a_robot_without_labels_gets_covariate_drift_and_a_note_not_a_swee
     await monitor.evaluate_once()
     assert len(servicer.started) == 1
     assert list(servicer.started[0].data.data_groups) == ["yards"]
+
+
+async def test_an_unreachable_registry_is_one_warning_then_one_line_when_it_answers(
+        pool: AsyncConnectionPool, caplog: pytest.LogCaptureFixture) -> None:
+    from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
+    from edgeloop.features.drift.deployments import DeploymentSource
+
+    # The real source against a port nobody listens on: what the monitor sees while the
+    # registry starts.
+    async with aio.insecure_channel(f"127.0.0.1:{free_port()}") as channel:
+        source = DeploymentSource(registry_service_pb2_grpc.RegistryServiceStub(channel), "t")
+        with pytest.raises(Unavailable, match="the registry cannot be reached"):
+            await source.active()
+
+        class StartingRegistry(Deployments):
+            """Unreachable for three evaluations (through the real source), then answers."""
+
+            calls = 0
+
+            async def active(self) -> list[ActiveDeployment]:
+                self.calls += 1
+                if self.calls <= 3:
+                    return await source.active()
+                return []
+
+        deployments = StartingRegistry()
+        rules = load_rules().model_copy(update={"interval": timedelta(milliseconds=10)})
+        monitor = DriftMonitor(pool, rules, deployments, References(), None)  # type: ignore[arg-type]
+        caplog.set_level(logging.INFO, logger="edgeloop.features.drift.monitor")
+        task = asyncio.create_task(monitor.run())
+        try:
+            for _ in range(500):
+                if deployments.calls >= 6:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert deployments.calls >= 6
+    lines = [(r.levelname, r.message) for r in caplog.records
+             if r.name == "edgeloop.features.drift.monitor"]
+    assert lines == [("WARNING", "drift evaluation waits for the registry"),
+                     ("INFO", "registry reachable again; drift evaluation goes on")], lines
+    assert not any(r.exc_info for r in caplog.records)

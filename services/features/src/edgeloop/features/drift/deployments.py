@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import grpc
 from edgeloop.contracts.registry.v1 import registry_service_pb2, registry_service_pb2_grpc
 from edgeloop.platform import DEFAULT_DEADLINE_S, bearer
+from edgeloop.platform.errors import Unavailable
+
+UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 PRIMARY_ARMS = ("stable", "a")
 
@@ -27,10 +31,18 @@ class DeploymentSource:
         self.token = token
 
     async def active(self) -> list[ActiveDeployment]:
-        """Active deployments with their serving (primary arm) version; '' without a model."""
-        reply = await self.registry.ListDeployments(
-            registry_service_pb2.ListDeploymentsRequest(active_only=True),
-            timeout=DEFAULT_DEADLINE_S, metadata=bearer(self.token))
+        """Active deployments with their serving (primary arm) version; '' without a model.
+
+        Raises :class:`Unavailable` while the registry cannot be reached (e.g. still
+        starting: `edgeloop up` starts the services all at once)."""
+        try:
+            reply = await self.registry.ListDeployments(
+                registry_service_pb2.ListDeploymentsRequest(active_only=True),
+                timeout=DEFAULT_DEADLINE_S, metadata=bearer(self.token))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in UNREACHABLE:
+                raise Unavailable(f"the registry cannot be reached: {exc.details()}") from exc
+            raise
         found = []
         for deployment in reply.deployments:
             arms = {arm.arm: arm for arm in deployment.resolved}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from edgeloop.features.drift.rules import Rule, RuleSet
 from edgeloop.features.drift.signals import SignalValue, measure
 from edgeloop.features.drift.window import HeldWindow
 from edgeloop.platform import log_context
+from edgeloop.platform.errors import Unavailable
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
@@ -76,12 +78,25 @@ class DriftMonitor:
         self.events = DriftEvents(self.pool)
 
     async def run(self) -> None:
-        """Evaluate forever, every ``rules.interval``; errors are logged, not fatal."""
+        """Evaluate forever, every ``rules.interval``; errors are logged, not fatal.
+
+        An unreachable registry (the services start all at once; a restart) is one warning
+        when it begins and one line when it ends, not a stack trace every interval."""
+        waiting_since: float | None = None
         while True:
             try:
                 await self.evaluate_once()
+                if waiting_since is not None:
+                    log.info("registry reachable again; drift evaluation goes on",
+                             extra={"waited_s": round(time.monotonic() - waiting_since, 1)})
+                    waiting_since = None
             except asyncio.CancelledError:
                 raise
+            except Unavailable as exc:
+                if waiting_since is None:
+                    log.warning("drift evaluation waits for the registry",
+                                extra={"reason": str(exc)})
+                    waiting_since = time.monotonic()
             except Exception:
                 log.exception("drift evaluation failed; retrying next interval")
             await asyncio.sleep(self.rules.interval.total_seconds())

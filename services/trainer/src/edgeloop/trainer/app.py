@@ -14,6 +14,7 @@ from edgeloop.contracts.trainer.v1 import trainer_service_pb2, trainer_service_p
 from edgeloop.platform import ServiceApp, open_channel
 from edgeloop.platform.objectstore import open_object_store
 from edgeloop.trainer.events import EventBus
+from edgeloop.trainer.library_notices import silence_library_notices
 from edgeloop.trainer.raycluster import (
     RayInfo,
     reclaim_signal_handlers,
@@ -83,6 +84,7 @@ class App(ServiceApp):
     name = "trainer"
 
     def __init__(self, settings: Settings) -> None:
+        silence_library_notices()
         self.settings = settings
         self.store = SweepStore(settings.database_url)
         self.bus = EventBus(self.store)

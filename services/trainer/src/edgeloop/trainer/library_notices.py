@@ -1,47 +1,46 @@
-"""Library notices that tell the trainer's operator nothing, silenced where they arise.
+"""Library notices that tell the trainer's operator nothing, dropped from its log.
 
 Each was a warning in the trainer's log at every start or every sweep and asks for no
-action, so real warnings drowned among them. Only these exact notices go; everything else
-Ray and MLflow say still reaches the log.
+action, so real warnings drowned among them. Only these notices go; everything else Ray and
+MLflow say still reaches the log. Python warnings arrive as records of logger ``py.warnings``
+(``edgeloop.platform.logs`` routes them there); a ``warnings`` filter would not do: MLflow
+wraps its type-hint check in its own "once" filter, which comes first.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import warnings
 
-LOGGED = (
+NOTICES = (
     # ray.init from the service's start-up thread: the trainer handles SIGTERM itself (a
     # service's graceful stop), so Ray's own handler is not wanted anyway.
     ("ray._private.worker", "SIGTERM handler is not set"),
     # A uv environment has no pip; the model's requirements are given explicitly.
     ("mlflow.utils.environment", "Failed to resolve installed pip version"),
-)
-WARNED = (
     # MLflow registers its local artifact source twice and then says it cannot choose.
-    "The specified dataset source can be interpreted in multiple ways",
+    ("py.warnings", "The specified dataset source can be interpreted in multiple ways"),
     # The pyfunc wrapper's signature is logged explicitly; type hints would replace it.
-    "Add type hints to the `predict` method",
+    ("py.warnings", "Add type hints to the `predict` method"),
+    # An input example would have MLflow run the model while logging it: TensorFlow in the
+    # trainer's process, which keeps it out on purpose. The signature is explicit.
+    ("py.warnings", "An input example was not provided when logging the model"),
 )
 
 
 class DropNotice(logging.Filter):
-    """Drops the records of one logger whose message starts with ``prefix``."""
+    """Drops the records of one logger whose message holds ``text``."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, text: str) -> None:
         super().__init__()
-        self.prefix = prefix
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
+        return self.text not in record.getMessage()
 
 
 def silence_library_notices() -> None:
     """Install the filters (idempotent)."""
-    for name, prefix in LOGGED:
+    for name, text in NOTICES:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, DropNotice) and f.prefix == prefix for f in logger.filters):
-            logger.addFilter(DropNotice(prefix))
-    for message in WARNED:
-        warnings.filterwarnings("ignore", message=re.escape(message))
+        if not any(isinstance(f, DropNotice) and f.text == text for f in logger.filters):
+            logger.addFilter(DropNotice(text))

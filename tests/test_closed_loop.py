@@ -122,8 +122,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                               port=topology.ports["postgres"], durable=False)
     # No consolidation (a second fine-tune once the red floor has 3x the data): it could
     # replace the retrained version during the measured runs; the monitor tests cover it.
+    # 8 epochs for the drift retrain instead of 20: the loop, not the recovery's depth, is
+    # under test here (the trainer's tests cover the rung's CPU grant that longer ones get),
+    # and it takes ~30 s off the suite's longest test.
     extra = {"features": {"EDGELOOP_DRIFT_RULES": str(rules),
-                          "EDGELOOP_DRIFT_RETRAIN_CONSOLIDATE_FACTOR": "0"},
+                          "EDGELOOP_DRIFT_RETRAIN_CONSOLIDATE_FACTOR": "0",
+                          "EDGELOOP_DRIFT_RETRAIN_EPOCHS": "8"},
              "trainer": {"EDGELOOP_DEFAULT_TRIALS": "2"}}
     processes: list[ServiceProcess] = []
     mlflow_pid = ray_pid = None

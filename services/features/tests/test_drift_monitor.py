@@ -29,7 +29,6 @@ from edgeloop.features.drift.retraining import Retrainer
 from edgeloop.features.drift.rules import load_rules
 from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.features.statistics import STAT_NAMES
-from edgeloop.platform.errors import Unavailable
 from edgeloop.testing import free_port
 from grpc import aio
 from psycopg_pool import AsyncConnectionPool
@@ -1020,13 +1019,13 @@ async def test_a_robot_without_labels_gets_covariate_drift_and_a_note_not_a_swee
 async def test_an_unreachable_registry_is_one_warning_then_one_line_when_it_answers(
         pool: AsyncConnectionPool, caplog: pytest.LogCaptureFixture) -> None:
     from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
-    from edgeloop.features.drift.deployments import DeploymentSource
+    from edgeloop.features.drift.deployments import DeploymentSource, RegistryUnreachable
 
     # The real source against a port nobody listens on: what the monitor sees while the
     # registry starts.
     async with aio.insecure_channel(f"127.0.0.1:{free_port()}") as channel:
         source = DeploymentSource(registry_service_pb2_grpc.RegistryServiceStub(channel), "t")
-        with pytest.raises(Unavailable, match="the registry cannot be reached"):
+        with pytest.raises(RegistryUnreachable, match="the registry cannot be reached"):
             await source.active()
 
         class StartingRegistry(Deployments):

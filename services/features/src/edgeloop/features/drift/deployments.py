@@ -11,6 +11,10 @@ from edgeloop.platform.errors import Unavailable
 
 UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
+
+class RegistryUnreachable(Unavailable):
+    """The registry did not answer (not started yet, restarting, overloaded)."""
+
 PRIMARY_ARMS = ("stable", "a")
 
 
@@ -33,7 +37,7 @@ class DeploymentSource:
     async def active(self) -> list[ActiveDeployment]:
         """Active deployments with their serving (primary arm) version; '' without a model.
 
-        Raises :class:`Unavailable` while the registry cannot be reached (e.g. still
+        Raises :class:`RegistryUnreachable` while the registry cannot be reached (e.g. still
         starting: `edgeloop up` starts the services all at once)."""
         try:
             reply = await self.registry.ListDeployments(
@@ -41,7 +45,8 @@ class DeploymentSource:
                 timeout=DEFAULT_DEADLINE_S, metadata=bearer(self.token))
         except grpc.aio.AioRpcError as exc:
             if exc.code() in UNREACHABLE:
-                raise Unavailable(f"the registry cannot be reached: {exc.details()}") from exc
+                raise RegistryUnreachable(
+                    f"the registry cannot be reached: {exc.details()}") from exc
             raise
         found = []
         for deployment in reply.deployments:

@@ -23,7 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from edgeloop.features.drift.deployments import ActiveDeployment, DeploymentSource
+from edgeloop.features.drift.deployments import (
+    ActiveDeployment,
+    DeploymentSource,
+    RegistryUnreachable,
+)
 from edgeloop.features.drift.events import CHANGE_POINT, DriftEventRow, DriftEvents
 from edgeloop.features.drift.references import ReferenceCache
 from edgeloop.features.drift.retraining import Retrainer
@@ -31,7 +35,6 @@ from edgeloop.features.drift.rules import Rule, RuleSet
 from edgeloop.features.drift.signals import SignalValue, measure
 from edgeloop.features.drift.window import HeldWindow
 from edgeloop.platform import log_context
-from edgeloop.platform.errors import Unavailable
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
@@ -92,7 +95,7 @@ class DriftMonitor:
                     waiting_since = None
             except asyncio.CancelledError:
                 raise
-            except Unavailable as exc:
+            except RegistryUnreachable as exc:
                 if waiting_since is None:
                     log.warning("drift evaluation waits for the registry",
                                 extra={"reason": str(exc)})

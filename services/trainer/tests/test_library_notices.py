@@ -26,23 +26,28 @@ def _filters_restored() -> Iterator[None]:
 
 def _logged(caplog: pytest.LogCaptureFixture, action: Callable[[], object],
             silenced: bool) -> list[str]:
-    """The warning records ``action`` leaves in the log, warnings routed to logging as in
-    the service."""
+    """The warning records ``action`` leaves in the log, its Python warnings logged as the
+    service logs them (``logging.captureWarnings``: formatted, on logger ``py.warnings``).
+
+    The warnings are recorded and then logged here rather than by ``captureWarnings``
+    itself: pytest's own recording of each test's warnings comes first, and a process in
+    which any earlier test turned the capture on ignores turning it on again."""
     caplog.clear()
     mlflow_env = logging.getLogger("mlflow.utils.environment")
     mlflow_env.addHandler(caplog.handler)  # MLflow's loggers do not propagate to the root
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # MLflow shows its type-hint notice "once" per process: each call must see it
             warnings.onceregistry.clear()  # type: ignore[attr-defined]
-            logging.captureWarnings(True)
             if silenced:
                 silence_library_notices()
             action()
             warnings.warn("an unrelated library warning", UserWarning, stacklevel=1)
+        for w in caught:
+            logging.getLogger("py.warnings").warning(
+                "%s", warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
     finally:
-        logging.captureWarnings(False)
         mlflow_env.removeHandler(caplog.handler)
     return sorted({r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING})
 

@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -148,6 +148,27 @@ class PlainText(logging.Filter):
         if "\x1b[" in message:
             record.msg, record.args = _ANSI_ESCAPE.sub("", message), None
         return True
+
+
+class DropNotice(logging.Filter):
+    """Drops the records whose message holds ``text`` (on the logger it is added to)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def drop_library_notices(notices: Iterable[tuple[str, str]]) -> None:
+    """Drop a library's notices that ask an operator for nothing: each ``(logger name,
+    text)`` pair filters that logger's records holding the text (Python warnings are records
+    of ``py.warnings``, see :func:`route_library_output`). Idempotent."""
+    for name, text in notices:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropNotice) and f.text == text for f in logger.filters):
+            logger.addFilter(DropNotice(text))
 
 
 def route_library_output() -> None:

@@ -9,7 +9,7 @@ wraps its type-hint check in its own "once" filter, which comes first.
 
 from __future__ import annotations
 
-import logging
+from edgeloop.platform.logs import drop_library_notices
 
 NOTICES = (
     # ray.init from the service's start-up thread: the trainer handles SIGTERM itself (a
@@ -27,20 +27,6 @@ NOTICES = (
 )
 
 
-class DropNotice(logging.Filter):
-    """Drops the records of one logger whose message holds ``text``."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
-
-
 def silence_library_notices() -> None:
-    """Install the filters (idempotent)."""
-    for name, text in NOTICES:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, DropNotice) and f.text == text for f in logger.filters):
-            logger.addFilter(DropNotice(text))
+    """Drop :data:`NOTICES` from the log (idempotent)."""
+    drop_library_notices(NOTICES)

@@ -67,6 +67,8 @@ class GatewayState:
     never_record: set[int] = field(default_factory=set)
     """Answer these seqs but never record them (a gateway killed between answer and spool)."""
     recorded: list[tuple[str, int]] = field(default_factory=list)
+    without_model: bool = False
+    """Answer without a prediction, like a gateway whose device has no deployment."""
 
     def labelled_seqs(self, session: str) -> set[int]:
         return {r.seq for r in self.received if r.session == session and r.sensor_mm is not None}
@@ -146,6 +148,9 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
         distance = (sensor if sensor is not None else 90.0) + PREDICTION_OFFSET_MM
         not_recorded = frame.seq in state.not_recorded_once
         state.not_recorded_once.discard(frame.seq)
+        if state.without_model:
+            return gw_pb2.StreamResponse(prediction=edge_pb2.Prediction(
+                seq=frame.seq, deployment="unassigned", not_recorded=not_recorded))
         return gw_pb2.StreamResponse(prediction=edge_pb2.Prediction(
             seq=frame.seq, distance_mm=distance, model_name="m", model_version="1",
             deployment="test", arm="stable", not_recorded=not_recorded))

@@ -75,3 +75,20 @@ async def test_drive_asks_for_quantized_twins_only_when_told(gateway, tmp_path: 
     asked, plain = (set(hello.capabilities) for hello in gateway.state.hellos)
     assert {"device_inference", "quantized_model"} <= asked
     assert "device_inference" in plain and "quantized_model" not in plain
+
+
+async def test_drive_says_when_frames_were_answered_without_a_model(gateway,
+                                                                   tmp_path: Path) -> None:
+    gateway.state.without_model = True  # a device the registry knows but no deployment names
+    args = ["drive", "--runs", "1", "--fast", "--gateway", gateway.address,
+            "--device", gateway.device, "--token", gateway.token,
+            "--buffer", str(tmp_path / "b.db")]
+    result = await asyncio.to_thread(CliRunner().invoke, main, args)
+    assert result.exit_code == 0, result.output
+    session = next(line for line in result.output.splitlines() if line.startswith("session "))
+    frames = int(session.split("frames ")[1].split()[0])
+    assert frames > 0
+    assert "predictions 0 " in session and "MAE |pred-sensor| n/a" in session
+    assert f"without a model {frames}" in session
+    assert f"{frames} frames answered without a model" in result.output
+    assert "edgeloop deployments list" in result.output

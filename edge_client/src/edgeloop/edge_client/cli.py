@@ -177,6 +177,10 @@ def _echo_session(summary: SessionSummary) -> None:
                f"left in offline buffer {summary.buffered_left}")
     if summary.buffered_left:
         click.echo(f"  deliver them later with --session-id {summary.session_id}")
+    if summary.delivery.without_model:
+        click.echo(f"  {summary.delivery.without_model} frames answered without a model (recorded "
+                   "all the same): the device has no deployment, or its deployment no model "
+                   "yet; see `edgeloop deployments list`")
     if summary.device_switches:
         click.echo("  device model: " + ", ".join(
             f"v{version} from {when}" for version, when in summary.device_switches))

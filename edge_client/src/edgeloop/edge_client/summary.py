@@ -17,6 +17,10 @@ class DeliverySummary:
     frames: int
     labelled: int
     predictions: int
+    """Frames answered with a predicted distance."""
+    without_model: int
+    """Frames answered without one: the device has no deployment, or its deployment no model
+    (the gateway records them all the same)."""
     errors: int
     late: int
     dropped: int
@@ -58,14 +62,15 @@ def summarise(seqs: Iterable[int], sensors: dict[int, float | None],
     """Summarise the frames ``seqs`` from their sensor readings and results so far."""
     seqs = list(seqs)
     got = [results[s] for s in seqs if s in results]
-    predictions = [r for r in got if r.prediction is not None]
-    errors = [r.distance_mm - r.sensor_mm for r in predictions
-              if r.distance_mm is not None and r.sensor_mm is not None]
+    answers = [r for r in got if r.prediction is not None]
+    predicted = [r for r in answers if r.distance_mm is not None]
+    errors = [r.distance_mm - r.sensor_mm for r in predicted if r.sensor_mm is not None]
     p50, p99 = rtt_percentiles([r.rtt_ms for r in got if r.rtt_ms is not None])
     return DeliverySummary(
         frames=len(seqs),
         labelled=sum(1 for s in seqs if sensors.get(s) is not None),
-        predictions=len(predictions),
+        predictions=len(predicted),
+        without_model=len(answers) - len(predicted),
         errors=sum(1 for r in got if r.error is not None),
         late=sum(1 for r in got if r.late),
         dropped=sum(1 for r in got if r.dropped),
@@ -83,6 +88,7 @@ def format_delivery(d: DeliverySummary) -> str:
     p99 = "n/a" if d.rtt_p99_ms is None else f"{d.rtt_p99_ms:.1f}"
     line = (f"frames {d.frames} (labelled {d.labelled})  predictions {d.predictions}  "
             f"errors {d.errors}  MAE |pred-sensor| {mae}  RTT p50/p99 {p50}/{p99} ms")
-    extra = [f"{name} {n}" for name, n in (("late", d.late), ("dropped", d.dropped),
+    extra = [f"{name} {n}" for name, n in (("without a model", d.without_model),
+                                           ("late", d.late), ("dropped", d.dropped),
                                            ("unanswered", d.unanswered)) if n]
     return line + ("  " + "  ".join(extra) if extra else "")

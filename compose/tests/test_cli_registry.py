@@ -172,6 +172,8 @@ def test_clear_errors(registry: dict[str, str]) -> None:
     missing = _run(registry, "devices", "revoke", "ghost")
     assert missing.exit_code != 0 and "NOT_FOUND" in missing.output
     selector = _run(registry, "deployments", "create", "x", "--model", "m", "--select", "champion")
+    unknown = _run(registry, "models", "list", "no-such-model")
+    assert unknown.exit_code == 1 and "no model 'no-such-model' is registered" in unknown.output
     assert selector.exit_code != 0 and "@alias" in selector.output
 
 

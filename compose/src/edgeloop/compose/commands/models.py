@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import grpc
 from edgeloop.compose.commands._registry import registry
 from edgeloop.compose.views import Listing, output_option, show_listings, timestamp
 from edgeloop.compose.views import short_time as show_iso
@@ -22,7 +23,14 @@ def command() -> None:
 def list_versions(model: str, output: str) -> None:
     """A model's versions, newest first, with metrics, aliases and lineage."""
     with registry() as reg:
-        reply = reg.ListModelVersions(pb.ListModelVersionsRequest(model_name=model))
+        try:
+            reply = reg.ListModelVersions(pb.ListModelVersionsRequest(model_name=model))
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            raise click.ClickException(
+                f"no model {model!r} is registered: a sweep registers its versions (`edgeloop "
+                "sweeps start`); `edgeloop demo` trains the first") from exc
     rows = [{"version": v.version, "aliases": list(v.aliases),
              "holdout_mae_mm": v.metrics.get("holdout_mae_mm"),
              "val_mae_mm": v.metrics.get("val_mae_mm"),

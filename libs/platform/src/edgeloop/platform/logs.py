@@ -34,7 +34,9 @@ from opentelemetry import trace
 # the current mapping, it sets a new dict.
 _CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "edgeloop_log_context", default=MappingProxyType({}))
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName",
+                                                         "color_message"}
+# color_message: uvicorn's copy of the message with ANSI colour codes, for terminals only
 
 
 @contextlib.contextmanager

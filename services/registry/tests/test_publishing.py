@@ -9,7 +9,11 @@ and loads versions after a short delay, as TF Serving does.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -168,6 +172,38 @@ def test_a_quantized_twin_that_cannot_be_written_leaves_the_float_file(
     runner = tf.lite.Interpreter(model_path=str(target)).get_signature_runner("serving_default")
     out = runner(image=np.full((1, 48, 64, 3), 255, dtype=np.uint8))["distance_mm"]
     assert out == pytest.approx([1000.0], rel=1e-3)
+
+
+CONVERSION = """
+import sys
+from pathlib import Path
+from edgeloop.platform.logs import configure_logging
+from edgeloop.platform.tensorflow_import import import_tensorflow, native_lines_logged
+
+configure_logging("registry", "DEBUG", "json")  # the converter's info lines too
+import_tensorflow()
+from edgeloop.registry.saved_models import convert_tflite
+
+out = Path(sys.argv[2])
+with native_lines_logged():  # as in the registry's TensorFlow child
+    convert_tflite(Path(sys.argv[1]), out / "1.tflite", out / "1.quantized.tflite")
+"""
+
+
+def test_the_converters_notices_about_ignored_flags_stay_out_of_the_log(
+        mlflow_store, tmp_path: Path) -> None:
+    # A process of its own: the suite's TF_CPP_MIN_LOG_LEVEL=2 hides TensorFlow's warnings.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-c", CONVERSION, str(mlflow_store.good_saved_model), str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=True, env=env)
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    native = [r["msg"] for r in records if r["logger"] == "edgeloop.platform.tensorflow_import"]
+    assert native, f"the converter's C++ lines are records (else this test sees nothing): " \
+                   f"{result.stderr[-2000:]}"
+    assert not [m for m in native if "Ignored output_format" in m
+                or "Ignored drop_control_dependency" in m], native
+    assert (tmp_path / "1.tflite").stat().st_size and (tmp_path / "1.quantized.tflite").exists()
 
 
 async def test_fake_refuses_a_label_on_an_unloaded_version(model_server) -> None:

@@ -15,9 +15,15 @@ import logging
 from pathlib import Path
 
 import tensorflow as tf
+from edgeloop.platform.logs import drop_library_notices
 from edgeloop.registry.signatures import SIGNATURE
 
 log = logging.getLogger(__name__)
+CONVERTER_NOTICES = tuple(
+    # TensorFlow's Python converter still passes these two legacy flags and its MLIR
+    # converter says at every conversion that it ignores them: nothing to act on.
+    ("edgeloop.platform.tensorflow_import", f"Ignored {flag}.")
+    for flag in ("output_format", "drop_control_dependency"))
 
 
 def convert_tflite(saved_model: Path, target: Path, quantized_target: Path | None = None) -> Path:
@@ -28,6 +34,7 @@ def convert_tflite(saved_model: Path, target: Path, quantized_target: Path | Non
     CPU a frame. It comes first because the float file's appearance is what tells a model
     host that the conversion has ended. Its failure is logged and leaves the float file.
     """
+    drop_library_notices(CONVERTER_NOTICES)
     if quantized_target is not None:
         try:
             _write(_converted(saved_model, quantized=True), quantized_target)

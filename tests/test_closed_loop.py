@@ -56,7 +56,7 @@ from edgeloop.edge_client.scene.scenarios import Scenario, get_scenario
 from edgeloop.platform import rayhead
 from edgeloop.platform.objectstore import open_object_store
 from edgeloop.platform.pgcluster import PostgresCluster, choose_data_dir
-from edgeloop.testing import ServiceProcess, discard_postgres_data, free_port, wait_serving
+from edgeloop.testing import ServiceProcess, discard_stack_leftovers, free_port, wait_serving
 from psycopg_pool import AsyncConnectionPool
 
 # The module's stack start and the beige model's sweep count towards the first test's
@@ -164,7 +164,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         if mlflow_pid is not None:
             stop_tree(mlflow_pid, root_first=False)
         cluster.stop()
-        discard_postgres_data(state)
+        discard_stack_leftovers(state)
 
 
 def _wait_started(process: ServiceProcess, timeout_s: float = 420.0) -> None:

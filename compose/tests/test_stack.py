@@ -32,8 +32,9 @@ from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.platform.channels import open_channel
+from edgeloop.platform.rayhead import stack_temp_dir
 from edgeloop.platform.tls import ClientTLS
-from edgeloop.testing import discard_postgres_data, free_port
+from edgeloop.testing import discard_stack_leftovers, free_port
 
 SERVICE_NAMES = {
     "gateway": "edgeloop.edge.v1.EdgeGatewayService",
@@ -73,7 +74,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         yield env
     finally:
         _edgeloop(env, "down")
-        discard_postgres_data(Path(env["EDGELOOP_STATE_DIR"]))
+        discard_stack_leftovers(Path(env["EDGELOOP_STATE_DIR"]))
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +202,17 @@ def test_the_commands_status_prints_run_as_printed(stack_env: dict[str, str],
     assert SERVICE_NAMES["gateway"] in listed.stdout.split()
     tls_line = next(line for line in lines if line.startswith("TLS:"))
     assert tls_line.endswith(f"edgeloop-edge drive --tls-ca {_ca(started)}"), tls_line
+
+
+def test_the_ray_head_keeps_its_sessions_in_the_stacks_own_temp_folder(
+        stack_env: dict[str, str], started: dict) -> None:
+    """Not in Ray's shared /tmp/ray, where every start of every stack stayed for good."""
+    temp = stack_temp_dir(Path(stack_env["EDGELOOP_STATE_DIR"]))
+    latest = temp / "session_latest"
+    assert latest.is_symlink() and latest.resolve().parent == temp.resolve()
+    assert (latest / "logs").is_dir()
+    lines = _edgeloop(stack_env, "status").stdout.splitlines()
+    assert f"Ray node logs:  {latest / 'logs'}" in lines
 
 
 @pytest.mark.parametrize("service", SERVICES)

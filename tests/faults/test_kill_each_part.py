@@ -39,7 +39,7 @@ from edgeloop.edge_client.stream.client import StreamClient
 from edgeloop.platform import bearer
 from edgeloop.platform.channels import open_channel
 from edgeloop.platform.tls import ClientTLS
-from edgeloop.testing import discard_postgres_data, free_port
+from edgeloop.testing import discard_stack_leftovers, free_port
 
 pytestmark = pytest.mark.timeout(1800)  # six restarts, each importing TensorFlow or Ray
 ROBOTS = 10
@@ -88,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(env, state_dir)
     finally:
         _edgeloop(env, "down", timeout=300)
-        discard_postgres_data(state_dir)
+        discard_stack_leftovers(state_dir)
 
 
 @dataclass

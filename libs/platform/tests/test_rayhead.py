@@ -97,3 +97,32 @@ def test_cpu_count_none_means_all_and_zero_means_none(tmp_path: Path) -> None:
     assert cpus(0) == "0"
     assert cpus(3) == "3"
     assert int(cpus(None)) >= 1
+
+
+def test_a_stacks_temp_folder_is_its_own_short_and_stable(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / ".edgeloop", tmp_path / "b" / ".edgeloop"
+    assert rayhead.stack_temp_dir(first) == rayhead.stack_temp_dir(first)
+    assert rayhead.stack_temp_dir(first) != rayhead.stack_temp_dir(second)
+    assert not rayhead.stack_temp_dir(first).is_relative_to(tmp_path)
+    # Ray's longest socket path must stay within the 107 bytes of a Unix socket's address
+    socket = (rayhead.stack_temp_dir(first) / "session_2026-12-07_11-44-38_709204_4194304"
+              / "sockets" / "plasma_store")
+    assert len(str(socket)) <= 107
+
+
+def test_a_head_keeps_its_newest_sessions_and_drops_stale_forkserver_folders(
+        tmp_path: Path) -> None:
+    names = [f"session_2026-12-0{day}_10-00-00_000000_{pid}" for day, pid in
+             ((1, 900), (2, 17), (3, 5000), (4, 12), (5, 333))]
+    for name in reversed(names):  # created out of order: the age is in the name
+        (tmp_path / name / "logs").mkdir(parents=True)
+    (tmp_path / "session_latest").symlink_to(tmp_path / names[-1])
+    (tmp_path / "pymp-x1y2z3").mkdir()
+    (tmp_path / "ray_current_cluster").write_text("127.0.0.1:6379")
+
+    removed = rayhead.prune_temp_dir(tmp_path, keep=3)
+
+    assert {p.name for p in removed} == {*names[:2], "pymp-x1y2z3"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*names[2:], "session_latest", "ray_current_cluster"])
+    assert (tmp_path / "session_latest" / "logs").is_dir()

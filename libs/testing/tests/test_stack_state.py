@@ -1,4 +1,5 @@
-"""A test stack's PostgreSQL data kept outside its state folder is removed with it."""
+"""What a test stack kept outside its state folder (PostgreSQL data, Ray's temp folder) is
+removed with it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from edgeloop.platform.pgcluster import choose_data_dir
-from edgeloop.testing import discard_postgres_data
+from edgeloop.platform.rayhead import stack_temp_dir
+from edgeloop.testing import discard_stack_leftovers
 
 
 def _has_postgres_user() -> bool:
@@ -34,7 +36,7 @@ def test_data_kept_elsewhere_is_removed(tmp_path: Path) -> None:
     (data / "PG_VERSION").write_text("15\n")
     (state / "logs").mkdir()
 
-    discard_postgres_data(state)
+    discard_stack_leftovers(state)
 
     assert not data.parent.exists()
     assert (state / "logs").is_dir(), "the state folder itself is the test's to remove"
@@ -50,8 +52,19 @@ def test_data_inside_the_state_folder_is_left_alone() -> None:
         assert data == (state / "postgres").resolve()
         data.mkdir(parents=True)
 
-        discard_postgres_data(state)
+        discard_stack_leftovers(state)
 
         assert data.is_dir()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_ray_heads_temp_folder_is_removed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ray = stack_temp_dir(state)
+    (ray / "session_2026-12-07_10-00-00_000000_1" / "logs").mkdir(parents=True)
+    try:
+        discard_stack_leftovers(state)
+        assert not ray.exists()
+    finally:
+        shutil.rmtree(ray, ignore_errors=True)

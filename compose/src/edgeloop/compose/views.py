@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
@@ -38,6 +39,7 @@ def print_status(rows: list[PartStatus], topology: Topology, output: str = "tabl
     urls = {"console": topology.console_url, "mlflow": topology.mlflow_uri,
             "ray_dashboard": f"http://{topology.address('ray_dashboard')}",
             "ray_token_file": str(topology.ray_token_file),
+            "ray_node_logs": str(Path(topology.ray_head.temp_dir) / "session_latest" / "logs"),
             "grpcurl": f"grpcurl {transport} {topology.address('gateway')} list",
             "tls_ca": ca}
     running = {row.name for row in rows if row.status != "STOPPED"}
@@ -55,6 +57,7 @@ def print_status(rows: list[PartStatus], topology: Topology, output: str = "tabl
     click.echo(f"web console:    {urls['console']}")
     click.echo(f"MLflow UI:      {urls['mlflow']}")
     click.echo(f"Ray dashboard:  {urls['ray_dashboard']} (token: {urls['ray_token_file']})")
+    click.echo(f"Ray node logs:  {urls['ray_node_logs']}")
     click.echo(f"grpcurl:        {urls['grpcurl']}")
     if ca:
         click.echo(f"TLS:            CA {ca}; robots: edgeloop-edge drive --tls-ca {ca}")

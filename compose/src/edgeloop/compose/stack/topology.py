@@ -163,7 +163,8 @@ class Topology:
         return rayhead.RayHeadConfig(port=self.ports["ray_gcs"],
                                      dashboard_port=self.ports["ray_dashboard"],
                                      token_file=self.ray_token_file,
-                                     num_cpus=int(cpus) or None)
+                                     num_cpus=int(cpus) or None,
+                                     temp_dir=str(rayhead.stack_temp_dir(self.state_dir)))
 
     def ray_head_command(self) -> tuple[list[str], dict[str, str]]:
         """The head node's command and environment (token auth)."""

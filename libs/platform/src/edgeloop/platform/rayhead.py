@@ -13,12 +13,15 @@ every process that joins (driver, worker node, ``ray`` CLI) needs both variables
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +32,39 @@ from edgeloop.platform.ports import unused_ports
 
 DEFAULT_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 """Ray's default is 30% of RAM; edgeloop's sweeps and replicas move small arrays."""
+
+
+SESSIONS_KEPT = 3
+"""Session folders a head's temp folder keeps: the one starting and the two before it (their
+node and worker logs, for a look after a crash). Older ones go when a head starts."""
+
+
+def stack_temp_dir(state_dir: Path) -> Path:
+    """The temp folder of the Ray head of the stack kept in ``state_dir``:
+    ``<tmp>/edgeloop-ray-<id>``, the id a digest of the state folder's path.
+
+    Not inside the state folder: Ray puts Unix sockets in it, whose paths may not exceed 107
+    bytes, and a state folder's path can be long. One per state folder, so two stacks on a
+    machine keep theirs apart and a stack's restarts prune their own (Ray's default,
+    ``/tmp/ray``, kept every session of every start, ~2 MB each, for good).
+    """
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"edgeloop-ray-{digest}"
+
+
+def prune_temp_dir(temp_dir: Path, keep: int = SESSIONS_KEPT) -> list[Path]:
+    """Remove all but the newest ``keep`` session folders from a head's ``temp_dir``, and the
+    multiprocessing folders (``pymp-*``) that the dashboard's forkserver of an earlier head
+    left behind; returns what was removed. Only while no node uses ``temp_dir``.
+    """
+    # Ray names sessions session_<date>_<time>_<microseconds>_<pid>: by name is by age
+    sessions = sorted(p for p in temp_dir.glob("session_*")
+                      if p.is_dir() and not p.is_symlink())
+    stale = [*sessions[:max(0, len(sessions) - keep)],
+             *(p for p in temp_dir.glob("pymp-*") if p.is_dir())]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
 
 
 def ensure_token(token_file: Path) -> str:
@@ -363,6 +399,14 @@ def wait_head(config: RayHeadConfig, timeout_s: float = 180.0,
         time.sleep(0.5)
 
 
+def _own_temp_dir(temp_dir: Path) -> None:
+    """A head with a temp folder of its own: older sessions pruned, and the temporary files
+    of its processes (the dashboard's forkserver, workers) kept in it as well."""
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    prune_temp_dir(temp_dir)
+    os.environ["TMPDIR"] = str(temp_dir)
+
+
 def main() -> None:
     """``python -m edgeloop.platform.rayhead -- start ... --block``: ``ray start`` under
     :func:`supervise`, with a patient node registration."""
@@ -374,6 +418,8 @@ def main() -> None:
         args = args[1:]
     if not args:
         sys.exit("usage: python -m edgeloop.platform.rayhead -- start ... --block")
+    if "--head" in args and "--temp-dir" in args:
+        _own_temp_dir(Path(args[args.index("--temp-dir") + 1]))
     sys.exit(supervise([sys.executable, "-m", "edgeloop.platform.rayhead", "--cli", *args]))
 
 

@@ -21,8 +21,8 @@ from edgeloop.testing.ports import free_port
 from edgeloop.testing.processes import ServiceProcess, help_of, run_entry_point, wait_serving
 from edgeloop.testing.raynodes import RayNodes, driver
 from edgeloop.testing.s3 import moto_s3
-from edgeloop.testing.stack_state import discard_postgres_data
+from edgeloop.testing.stack_state import discard_stack_leftovers
 
 __all__ = ["ManualClock", "OtlpReceiver", "RayNodes", "ReceivedSpan", "ServiceProcess",
-           "discard_postgres_data", "driver", "free_port", "help_of", "modules_imported",
+           "discard_stack_leftovers", "driver", "free_port", "help_of", "modules_imported",
            "moto_s3", "run_entry_point", "wait_serving"]

@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -164,7 +165,8 @@ def test_sweep_registers_a_version_better_than_the_mean(
     assert promotion.time.ToNanoseconds() <= moved.time.ToNanoseconds(), (promotion, moved)
 
 
-def test_mlflow_runs_carry_lineage(stack: Any, first_sweep: dict[str, Any]) -> None:
+def test_mlflow_runs_carry_lineage(stack: Any, first_sweep: dict[str, Any],
+                                   tmp_path: Path) -> None:
     sweep = first_sweep["sweep"]
     client = mlflow.MlflowClient(stack.mlflow_uri)
     parent = client.get_run(sweep.mlflow_parent_run_id)
@@ -186,7 +188,8 @@ def test_mlflow_runs_carry_lineage(stack: Any, first_sweep: dict[str, Any]) -> N
     assert [m.step for m in history] == list(range(1, len(history) + 1)) and len(history) >= 2
     assert best.data.params["architecture"] == "small"
     # the logged model serves the documented signature and predicts millimetres
-    model = mlflow.pyfunc.load_model(f"runs:/{best.info.run_id}/model")
+    model = mlflow.pyfunc.load_model(f"runs:/{best.info.run_id}/model",
+                                     dst_path=str(tmp_path))  # else a temp folder kept for good
     arrays = np.load(
         stack.folder / "objects" / "trainer" / "sweeps" / sweep.dataset.snapshot_id / "arrays.npz"
     )

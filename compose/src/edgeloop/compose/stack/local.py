@@ -197,7 +197,7 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
         _start_process(state, PartRecord("supervisor", "-", None, str(logs / "supervisor.log"),
                                          kind="process"),
                        [sys.executable, "-m", "edgeloop.compose.stack.supervisor",
-                        str(topology.state_dir)], {}, {})
+                        str(topology.state_dir)], topology.supervisor_env(), {})
         state.save(topology.state_dir)
     return _wait_healthy(state, topology.state_dir, progress, timeout_s)
 

@@ -7,7 +7,8 @@ Once a second it checks each part; a dead one has what is left of its process gr
 stopped and is started again after a backoff that doubles from 1 s to 30 s per quick
 death and resets once the part has lived for a minute. PostgreSQL is restarted through
 ``pg_ctl``. Restarts are counted in ``stack.json`` (``edgeloop status`` shows them).
-`edgeloop down` stops the supervisor first, so nothing comes back while it stops.
+`edgeloop down` stops the supervisor first, so nothing comes back while it stops. It also
+keeps each part's log to a size (:mod:`~edgeloop.compose.stack.log_rotation`).
 
 Why our own: the parts are already started, tracked and stopped by the stack's own
 process code (``processes.py``); a second process manager (supervisord) would need its
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edgeloop.compose.stack.log_rotation import LogLimits, rotate_if_large
 from edgeloop.compose.stack.processes import alive, set_nice, spawn, stop_tree
 from edgeloop.compose.stack.state import PartRecord, StackState
 from edgeloop.platform.pgcluster import PostgresCluster
@@ -84,13 +86,15 @@ class _Backoff:
 class Supervisor:
     """Restarts the dead parts of one state folder's stack."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, log_limits: LogLimits | None = None) -> None:
         self.state_dir = state_dir
+        self.log_limits = log_limits or LogLimits()
         self.backoff: dict[str, _Backoff] = {}
         self.stopping = False
 
     def tick(self, now: float | None = None) -> list[str]:
-        """Check every part once; start the dead ones whose backoff has passed."""
+        """Check every part once; start the dead ones whose backoff has passed; rotate the
+        logs that outgrew their limit."""
         now = time.monotonic() if now is None else now
         plan = read_plan(self.state_dir)
         restarted = []
@@ -106,7 +110,22 @@ class Supervisor:
                     restarted.append(name)
             if restarted:
                 state.save(self.state_dir)
+        self.rotate_logs(state)
         return restarted
+
+    def rotate_logs(self, state: StackState) -> list[Path]:
+        """Rotate every part's log that is larger than the limit; the logs rotated."""
+        rotated = []
+        for log_path in sorted({Path(record.log) for record in state.parts.values()
+                                if record.log}):
+            try:
+                if rotate_if_large(log_path, self.log_limits):
+                    rotated.append(log_path)
+                    log.info("rotated %s (over %d bytes; %d copies kept)", log_path,
+                             self.log_limits.max_bytes, self.log_limits.backups)
+            except OSError as exc:
+                log.warning("could not rotate %s: %s", log_path, exc)
+        return rotated
 
     def _running(self, record: PartRecord, state: StackState) -> bool:
         if record.kind == "postgres":
@@ -168,7 +187,7 @@ def main() -> None:
     parser.add_argument("state_dir", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    Supervisor(args.state_dir.resolve()).run()
+    Supervisor(args.state_dir.resolve(), LogLimits.from_env()).run()
 
 
 if __name__ == "__main__":

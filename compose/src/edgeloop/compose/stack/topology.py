@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeloop.compose.stack import log_rotation
+from edgeloop.compose.stack.log_rotation import LogLimits
 from edgeloop.compose.stack.passed_settings import passed_settings, with_passed
 from edgeloop.compose.stack.tls import StackTLS, stack_tls, tls_mode
 from edgeloop.platform import rayhead
@@ -83,6 +85,9 @@ class Topology:
     passed: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per part, its own settings passed as ``EDGELOOP_<PART>__<SETTING>``
     (:mod:`edgeloop.compose.stack.passed_settings`)."""
+    log_limits: LogLimits = field(default_factory=LogLimits)
+    """When the supervisor rotates a part's log (``EDGELOOP_LOG_MAX_BYTES``,
+    ``EDGELOOP_LOG_BACKUPS``; :mod:`edgeloop.compose.stack.log_rotation`)."""
 
     @classmethod
     def from_env(cls, state_dir: Path) -> Topology:
@@ -108,7 +113,7 @@ class Topology:
         return cls(state_dir=state_dir, ports=ports, nice=_nice_from_env(model_host),
                    tls_mode=tls_mode(), model_host=model_host, rayserve_replicas=int(replicas),
                    gateway_processes=_gateway_processes_from_env(),
-                   passed=passed_settings(os.environ))
+                   passed=passed_settings(os.environ), log_limits=LogLimits.from_env())
 
     @property
     def gateway_parts(self) -> list[str]:
@@ -204,6 +209,11 @@ class Topology:
         """
         return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION":
                 os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+
+    def supervisor_env(self) -> dict[str, str]:
+        """The supervisor's variables: the log limits it rotates the parts' logs at."""
+        return {log_rotation.MAX_BYTES_ENV: str(self.log_limits.max_bytes),
+                log_rotation.BACKUPS_ENV: str(self.log_limits.backups)}
 
     @property
     def console_url(self) -> str:

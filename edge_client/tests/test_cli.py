@@ -92,3 +92,9 @@ async def test_drive_says_when_frames_were_answered_without_a_model(gateway,
     assert f"without a model {frames}" in session
     assert f"{frames} frames answered without a model" in result.output
     assert "edgeloop deployments list" in result.output
+
+
+def test_help_answers_to_h_like_the_edgeloop_command() -> None:
+    for args in (["-h"], ["drive", "-h"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and result.output.startswith("Usage: "), result.output

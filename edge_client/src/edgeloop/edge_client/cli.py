@@ -35,8 +35,9 @@ DEFAULT_BUFFER = Path.home() / ".cache" / "edgeloop" / "edge-buffer.db"
 DEFAULT_MODELS = Path.home() / ".cache" / "edgeloop" / "models"
 
 
-@click.group()
-@click.option("--log-level", default="WARNING", envvar="EDGELOOP_LOG_LEVEL", show_default=True)
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--log-level", default="WARNING", envvar="EDGELOOP_LOG_LEVEL", show_default=True,
+              help="Log level of the robot program (EDGELOOP_LOG_LEVEL).")
 def main(log_level: str) -> None:
     """edgeloop's robot program and scene simulator."""
     configure_logging("edge", log_level.upper(), "text")

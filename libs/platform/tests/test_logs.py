@@ -124,14 +124,15 @@ def test_captures_from_several_threads_leave_stderr_where_it_was(
     assert len([r for r in caplog.records if r.getMessage().startswith("tensorflow: line")]) == 100
 
 
-def test_uvicorns_coloured_copy_of_a_message_is_left_out() -> None:
+def test_libraries_copies_of_a_records_message_and_time_are_left_out() -> None:
     from edgeloop.platform.logs import JsonFormatter
 
     record = logging.makeLogRecord({
         "name": "uvicorn.error", "levelno": logging.INFO, "levelname": "INFO",
         "msg": "Started server process [%d]", "args": (7,),
-        "color_message": "Started server process [\x1b[36m%d\x1b[0m]", "port": 8080})
+        "color_message": "Started server process [\x1b[36m%d\x1b[0m]", "port": 8080,
+        "_ray_timestamp_ns": 1796645021613631933})
     entry = json.loads(JsonFormatter("console").format(record))
     assert entry["msg"] == "Started server process [7]"
     assert entry["port"] == 8080  # other fields of the record stay
-    assert "color_message" not in entry
+    assert "color_message" not in entry and "_ray_timestamp_ns" not in entry

@@ -35,8 +35,10 @@ from opentelemetry import trace
 _CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "edgeloop_log_context", default=MappingProxyType({}))
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName",
-                                                         "color_message"}
-# color_message: uvicorn's copy of the message with ANSI colour codes, for terminals only
+                                                         "color_message", "_ray_timestamp_ns"}
+# color_message: uvicorn's copy of the message with ANSI colour codes, for terminals only.
+# _ray_timestamp_ns: the creation time again, which Ray's record factory adds to every
+# record of a process that imported Ray (the trainer's lines carried it).
 
 
 @contextlib.contextmanager

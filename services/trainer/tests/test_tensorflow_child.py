@@ -134,35 +134,3 @@ def test_paused_trials_keep_the_child_waiting_for_their_cpu(
         return [*seen, child.started]
 
     assert asyncio.run(scenario()) == seen
-
-
-@pytest.mark.parametrize(("concurrent", "handed_on", "seen"), [
-    # two at a time, the rung hands "a" both CPUs: the child imports as its last epoch begins
-    (2, True, [False, False, True, True]),
-    # one at a time, nothing handed on: beside "a" it would add to the sweep's peak
-    (1, False, [False, False, False, True]),
-])
-def test_the_child_imports_during_the_survivors_last_epoch_on_handed_on_cpus(
-        concurrent: int, handed_on: bool, seen: list[bool]) -> None:
-    progress, child = _progress(num_trials=2, concurrent=concurrent)
-
-    async def scenario() -> list[bool]:
-        seen = []
-        for name in ("a", "b"):
-            await progress._started(name, {"epochs": 4}, "", False)  # type: ignore[attr-defined]
-            await progress._epoch(name, 2, {})  # type: ignore[attr-defined]
-            if name == "a":
-                await progress._paused("a", 2, 0.0)  # type: ignore[attr-defined]
-        if handed_on:  # the rung keeps "a" and hands it both CPUs
-            await progress._paused("a", 2, 2.0)  # type: ignore[attr-defined]
-        await progress._finished("b", "TERMINATED")  # stopped at the rung
-        seen.append(child.started)
-        await progress._started("a", {"epochs": 4}, "", True)  # type: ignore[attr-defined]
-        await progress._epoch("a", 2, {})  # type: ignore[attr-defined]  # its first after the rung
-        seen.append(child.started)
-        await progress._epoch("a", 3, {})  # type: ignore[attr-defined]  # the last one begins
-        seen.append(child.started)
-        await progress._finished("a", "TERMINATED")  # type: ignore[attr-defined]
-        return [*seen, child.started]
-
-    assert asyncio.run(scenario()) == seen

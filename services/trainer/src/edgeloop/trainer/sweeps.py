@@ -715,8 +715,6 @@ class Progress:
     async def _epoch(self, trial_id: str, epoch: int, metrics: dict[str, float]) -> None:
         trial = self._trial(trial_id)
         trial.epochs_done = epoch
-        if self._alone_into_last_epoch(trial, epoch):
-            self.run.tensorflow.start()
         trial.best_val_mae_mm = metrics.get("best_val_mae_mm", metrics.get(tune.METRIC, 0.0))
         await self.run.manager.emit(
             self.run.sweep,
@@ -765,19 +763,6 @@ class Progress:
             trial_id=trial_id,
             metrics={"best_val_mae_mm": trial.best_val_mae_mm},
         )
-
-    def _alone_into_last_epoch(self, trial: S.Trial, epoch: int) -> bool:
-        """Whether ``trial``, the last one left and on the CPUs a rung handed on, starts its
-        last epoch now. The registration's child imports TensorFlow during that epoch
-        instead of after it: where two trials trained before the rung there is room for its
-        memory, and its import costs the epoch a few CPU seconds where it cost the
-        registration ~4 s of waiting (bench/README)."""
-        sweep = self.run.sweep
-        last_epoch = int(trial.params.get("epochs", "0") or 0)
-        return (self.cpus_handed_on and last_epoch > 0 and epoch >= last_epoch - 1
-                and len(sweep.trials) >= sweep.num_trials
-                and not any(t.state in ("PENDING", "RUNNING", "PAUSED")
-                            for t in sweep.trials if t.trial_id != trial.trial_id))
 
     def _none_waiting(self) -> bool:
         """Every trial has started, fewer are left (running or paused) than run at once,

@@ -18,8 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeloop.compose.stack import log_rotation
-from edgeloop.compose.stack.log_rotation import LogLimits
+from edgeloop.compose.stack.log_rotation import BACKUPS_ENV, MAX_BYTES_ENV, LogLimits
 from edgeloop.compose.stack.passed_settings import passed_settings, with_passed
 from edgeloop.compose.stack.tls import StackTLS, stack_tls, tls_mode
 from edgeloop.platform import rayhead
@@ -212,8 +211,8 @@ class Topology:
 
     def supervisor_env(self) -> dict[str, str]:
         """The supervisor's variables: the log limits it rotates the parts' logs at."""
-        return {log_rotation.MAX_BYTES_ENV: str(self.log_limits.max_bytes),
-                log_rotation.BACKUPS_ENV: str(self.log_limits.backups)}
+        return {MAX_BYTES_ENV: str(self.log_limits.max_bytes),
+                BACKUPS_ENV: str(self.log_limits.backups)}
 
     @property
     def console_url(self) -> str:

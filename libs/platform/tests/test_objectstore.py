@@ -69,6 +69,28 @@ def test_list_by_prefix(store):
     assert list(store.list("nothing/")) == []
 
 
+def test_folders_and_deleting_one(store):
+    keys = ["features/a/2026-03-01/p1.tar", "features/a/2026-03-01/p2.tar",
+            "features/a/2026-03-02/p3.tar", "features/b/2026-03-01/p4.tar",
+            "features/a/loose.jpg", "trainer/x.json"]
+    for key in keys:
+        store.put(key, b"1")
+    assert store.folders("") == ["features/", "trainer/"]
+    assert store.folders("features/") == ["features/a/", "features/b/"]
+    assert store.folders("features/a/") == ["features/a/2026-03-01/", "features/a/2026-03-02/"]
+    assert store.folders("features/a/2026-03-01/") == []
+    assert store.folders("nothing/") == []
+
+    assert store.delete_prefix("features/a/2026-03-01/") == 2
+    assert sorted(store.list("")) == sorted(k for k in keys if "a/2026-03-01" not in k)
+    assert store.folders("features/a/") == ["features/a/2026-03-02/"]
+    assert store.delete_prefix("features/a/2026-03-01/") == 0
+    with pytest.raises(ValueError):
+        store.delete_prefix("")  # never the whole store
+    with pytest.raises(ValueError):
+        store.folders("features")  # a folder ends with "/"
+
+
 @pytest.mark.parametrize("key", ["", "/abs", "a/../b"])
 def test_bad_keys_are_refused(store, key):
     with pytest.raises(ValueError):

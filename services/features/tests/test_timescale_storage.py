@@ -9,6 +9,7 @@ triggered here with the same functions the policies call (``compress_chunk``,
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -86,6 +87,20 @@ async def kept_stub(database_url: str,
         yield pb_grpc.FeatureStoreServiceStub(channel)
 
 
+def _refresh_rollup(conn: psycopg.Connection, attempts: int = 60) -> None:
+    """Refresh the 5-minute rollup up to today; a run of its policy that started before the
+    test paused it holds the rollup until it ends, so a refusal is waited out."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("CALL refresh_continuous_aggregate('features.observations_5m', NULL, "
+                         "date_trunc('day', now()))")
+            return
+        except psycopg.errors.LockNotAvailable:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+
+
 def _window(start: datetime, end: datetime, bucket_seconds: int) -> pb.GetWindowStatsRequest:
     request = pb.GetWindowStatsRequest(deployment="long", bucket_seconds=bucket_seconds)
     request.start_time.FromDatetime(start)
@@ -95,6 +110,12 @@ def _window(start: datetime, end: datetime, bucket_seconds: int) -> pb.GetWindow
 
 async def test_window_stats_reach_past_the_raw_retention(
         database_url, kept_stub, make_observation, ingest_call, jpeg_of, scene_of):
+    # The service's policies run on TimescaleDB's own schedule: paused here, so the retention
+    # does not drop the old days before the rollup below has seen them, and the refresh
+    # policy does not hold the rollup while this test refreshes it.
+    _sql(database_url, "SELECT alter_job(job_id, scheduled => false) "
+         "FROM timescaledb_information.jobs WHERE proc_name IN "
+         "('policy_retention', 'policy_refresh_continuous_aggregate')")
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     first_day = today - 8 * DAY
     jpegs = [jpeg_of(scene_of(i)) for i in range(3)]
@@ -111,8 +132,7 @@ async def test_window_stats_reach_past_the_raw_retention(
 
     # Materialise the rollup, then let retention drop raw chunks, as its policy would.
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("CALL refresh_continuous_aggregate('features.observations_5m', NULL, "
-                     "date_trunc('day', now()))")
+        _refresh_rollup(conn)
         dropped = conn.execute("SELECT drop_chunks('features.observations', "
                                "older_than => now() - make_interval(days => %s))",
                                (RETENTION_DAYS,)).fetchall()
@@ -170,3 +190,51 @@ async def test_the_latest_migration_upgrades_a_database_with_compressed_chunks(
             "SELECT count(*), count(*) FILTER (WHERE device_quantized) "
             "FROM features.observations")).fetchone()
     assert counts == (61, 1), "old rows read with the default, the new one as written"
+
+
+async def test_images_of_the_days_the_retention_dropped_are_deleted(
+        database_url, tmp_path, make_observation, ingest_call, jpeg_of, scene_of):
+    settings = Settings(database_url=database_url, object_store_dir=str(tmp_path / "objects"),
+                        listen_addr="127.0.0.1:0", log_format="text",
+                        retention_days=RETENTION_DAYS)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    async with serve(build_app(settings), settings) as running, \
+            aio.insecure_channel(running.address) as channel:
+        stub = pb_grpc.FeatureStoreServiceStub(channel)
+        batch = [make_observation(day, jpeg=jpeg_of(scene_of(day)), deployment="aging",
+                                  time=today - day * DAY + timedelta(hours=12))
+                 for day in range(9)]  # one frame a day, today and the eight days before
+        assert (await ingest_call(stub, batch)).stored == 9
+        store = running.app.store
+        days = store.folders("features/aging/")
+        assert len(days) == 9
+        _sql(database_url, "SELECT drop_chunks('features.observations', "
+             "older_than => now() - make_interval(days => %s))", RETENTION_DAYS)
+
+        deleted = await running.app.retention.sweep_once()
+
+        # the rows of day 3 may or may not be gone (its chunk is dropped once the whole day
+        # is older than the retention); images go two days after that, never before the rows
+        assert sorted(deleted) == sorted(
+            f"features/aging/{(today - day * DAY).date().isoformat()}/" for day in range(6, 9))
+        assert all(count == 1 for count in deleted.values())  # one pack a day
+        assert store.folders("features/aging/") == days[3:]
+        kept = await _list_deployment(stub, "aging")
+        assert len(kept) >= 3 and all(o.jpeg for o in kept)  # every row left has its image
+        assert await running.app.retention.sweep_once() == {}
+
+
+@pytest.mark.db_branches()
+async def test_no_image_is_deleted_without_a_retention_policy(database_url, db_branch, tmp_path):
+    # plain PostgreSQL has no retention policy: its rows stay, and so must their images
+    days = RETENTION_DAYS if db_branch == "plain" else 0
+    settings = Settings(database_url=database_url, object_store_dir=str(tmp_path / "objects"),
+                        listen_addr="127.0.0.1:0", log_format="text", retention_days=days)
+    async with serve(build_app(settings), settings) as running:
+        assert running.app.retention is None
+
+
+async def _list_deployment(stub: pb_grpc.FeatureStoreServiceStub, deployment: str) -> list:
+    request = pb.ListObservationsRequest(deployments=[deployment], include_jpeg=True)
+    return [obs async for page in stub.ListObservations(request, timeout=60)
+            for obs in page.observations]

@@ -77,8 +77,26 @@ class ObjectStore(abc.ABC):
         """Keys that start with ``prefix``."""
 
     @abc.abstractmethod
+    def folders(self, prefix: str) -> list[str]:
+        """The folders right below ``prefix`` (a folder: empty or ending with ``/``), each
+        ending with ``/``: the distinct next parts of the keys under it, without listing
+        every key (a day of images is hundreds of thousands)."""
+
+    @abc.abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under the folder ``prefix`` (ending with ``/``); how many."""
+
+    @abc.abstractmethod
     def describe(self) -> str:
         """Where the objects live, for logs and status."""
+
+
+def _check_folder(prefix: str) -> str:
+    if prefix and not prefix.endswith("/"):
+        raise ValueError(f"folder prefix {prefix!r} must end with '/'")
+    if prefix:
+        _check_key(prefix.rstrip("/"))
+    return prefix
 
 
 def _check_key(key: str) -> str:
@@ -178,6 +196,23 @@ class LocalFolderStore(ObjectStore):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     yield key
+
+    def folders(self, prefix: str) -> list[str]:
+        folder = self.root / _check_folder(prefix)
+        if not folder.is_dir():
+            return []
+        return sorted(f"{prefix}{entry.name}/" for entry in os.scandir(folder)
+                      if entry.is_dir(follow_symlinks=False))
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not _check_folder(prefix):
+            raise ValueError("delete_prefix needs a folder, not the whole store")
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for path in folder.rglob("*") if path.is_file())
+        shutil.rmtree(folder)
+        return count
 
     def describe(self) -> str:
         return f"folder {self.root}"
@@ -283,6 +318,27 @@ class S3Store(ObjectStore):
         with self._errors("list", prefix):
             for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
                 yield obj.object_name
+
+    def folders(self, prefix: str) -> list[str]:
+        with self._errors("list", prefix):
+            return sorted(obj.object_name for obj in self.client.list_objects(
+                self.bucket, prefix=_check_folder(prefix), recursive=False) if obj.is_dir)
+
+    def delete_prefix(self, prefix: str) -> int:
+        from minio.deleteobjects import DeleteObject
+
+        if not _check_folder(prefix):
+            raise ValueError("delete_prefix needs a folder, not the whole store")
+        with self._errors("delete", prefix):
+            names = [obj.object_name for obj in self.client.list_objects(
+                self.bucket, prefix=prefix, recursive=True)]
+            # remove_objects sends up to 1,000 keys a request; its errors come lazily
+            failed = list(self.client.remove_objects(
+                self.bucket, (DeleteObject(name) for name in names)))
+        if failed:
+            raise Unavailable(f"cannot delete {len(failed)} objects under {prefix} in "
+                              f"{self.describe()}: {failed[0].code}: {failed[0].message}")
+        return len(names)
 
     def describe(self) -> str:
         return f"s3://{self.bucket} at {self.endpoint}"

@@ -16,6 +16,7 @@ from edgeloop.features.drift.monitor import DriftMonitor
 from edgeloop.features.drift.references import ReferenceCache
 from edgeloop.features.drift.retraining import Retrainer
 from edgeloop.features.drift.rules import RulesError, load_rules
+from edgeloop.features.image_retention import ImageRetention
 from edgeloop.features.ingest import Ingestor
 from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.features.servicer import SERVICE, FeatureStoreService
@@ -43,6 +44,9 @@ class App(ServiceApp):
         self.monitor: DriftMonitor | None = None
         self._channels: list[aio.Channel] = []
         self._monitor_task: asyncio.Task[None] | None = None
+        self.retention: ImageRetention | None = None
+        """Deletes the images of the days the retention dropped (TimescaleDB, retention on)."""
+        self._retention_task: asyncio.Task[None] | None = None
         self.servicer = FeatureStoreService(self)
 
     @property
@@ -67,6 +71,10 @@ class App(ServiceApp):
                                                                 s.compress_after_days))
         self.pool = await open_pool(s.database_url, s.db_pool_size)
         self.ingestor = Ingestor(self.pool, self.store, s.ingest_workers)
+        if self.timescale and s.retention_days:  # images go once their rows have gone
+            self.retention = ImageRetention(self.store, s.retention_days)
+            self._retention_task = asyncio.create_task(self.retention.run(),
+                                                       name="image-retention")
         self._start_monitor()
         log.info("features ready", extra={"object_store": self.store.describe(),
                                           "timescaledb": self.timescale,
@@ -104,10 +112,11 @@ class App(ServiceApp):
                  extra={"rules": len(rules.rules), "retraining": bool(retrainer)})
 
     async def stop(self) -> None:
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor_task
+        for task in (self._monitor_task, self._retention_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for channel in self._channels:
             await channel.close()
         if hasattr(self, "ingestor"):

@@ -81,6 +81,13 @@ def test_the_real_components_are_composed() -> None:
     assert "--artifacts-destination=s3://edgeloop/mlflow" in mlflow
 
 
+def test_every_containers_log_is_bounded() -> None:
+    for name, service in SERVICES.items():
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 1, name
+
+
 def _schema() -> dict:
     """The vendored 2021 schema plus, by name, what the specification gained since that
     our file uses (compose/schema/README.md)."""

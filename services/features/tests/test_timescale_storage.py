@@ -34,8 +34,9 @@ DAY = timedelta(days=1)
 RETENTION_DAYS = 3
 
 
-async def _list(stub: pb_grpc.FeatureStoreServiceStub, **fields) -> list:
-    request = pb.ListObservationsRequest(deployments=["compressed"], include_jpeg=True, **fields)
+async def _list(stub: pb_grpc.FeatureStoreServiceStub, deployment: str = "compressed",
+                **fields) -> list:
+    request = pb.ListObservationsRequest(deployments=[deployment], include_jpeg=True, **fields)
     return [obs async for page in stub.ListObservations(request, timeout=60)
             for obs in page.observations]
 
@@ -219,7 +220,7 @@ async def test_images_of_the_days_the_retention_dropped_are_deleted(
             f"features/aging/{(today - day * DAY).date().isoformat()}/" for day in range(6, 9))
         assert all(count == 1 for count in deleted.values())  # one pack a day
         assert store.folders("features/aging/") == days[3:]
-        kept = await _list_deployment(stub, "aging")
+        kept = await _list(stub, "aging")
         assert len(kept) >= 3 and all(o.jpeg for o in kept)  # every row left has its image
         assert await running.app.retention.sweep_once() == {}
 
@@ -233,8 +234,3 @@ async def test_no_image_is_deleted_without_a_retention_policy(database_url, db_b
     async with serve(build_app(settings), settings) as running:
         assert running.app.retention is None
 
-
-async def _list_deployment(stub: pb_grpc.FeatureStoreServiceStub, deployment: str) -> list:
-    request = pb.ListObservationsRequest(deployments=[deployment], include_jpeg=True)
-    return [obs async for page in stub.ListObservations(request, timeout=60)
-            for obs in page.observations]

@@ -6,7 +6,6 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +13,7 @@ from edgeloop.compose.stack.local import PartStatus
 from edgeloop.compose.stack.spools import SpoolReport
 from edgeloop.compose.stack.state import StackState
 from edgeloop.compose.stack.topology import Topology
+from edgeloop.platform.rayhead import stack_temp_dir
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -39,7 +39,7 @@ def print_status(rows: list[PartStatus], topology: Topology, output: str = "tabl
     urls = {"console": topology.console_url, "mlflow": topology.mlflow_uri,
             "ray_dashboard": f"http://{topology.address('ray_dashboard')}",
             "ray_token_file": str(topology.ray_token_file),
-            "ray_node_logs": str(Path(topology.ray_head.temp_dir) / "session_latest" / "logs"),
+            "ray_node_logs": str(stack_temp_dir(topology.state_dir) / "session_latest" / "logs"),
             "grpcurl": f"grpcurl {transport} {topology.address('gateway')} list",
             "tls_ca": ca}
     running = {row.name for row in rows if row.status != "STOPPED"}

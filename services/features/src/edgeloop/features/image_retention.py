@@ -64,7 +64,10 @@ class ImageRetention:
     async def run(self) -> None:
         """Until cancelled; a store that fails is logged and tried again next time."""
         while True:
-            await self.sweep_once()
+            try:
+                await self.sweep_once()
+            except Exception:  # a bug must not end the task unseen until the service stops
+                log.exception("expired images: the pass failed; trying again next time")
             await asyncio.sleep(self.interval_s)
 
     async def sweep_once(self) -> dict[str, int]:

@@ -338,6 +338,17 @@ def test_down_leaves_no_process_behind(stack_env: dict[str, str], started: dict)
     assert _edgeloop(stack_env, "status").returncode != 0
 
 
+def test_down_purge_deletes_all_the_stack_kept(stack_env: dict[str, str], started: dict) -> None:
+    state = Path(stack_env["EDGELOOP_STATE_DIR"])
+    kept = [state, Path(started["postgres_data_dir"]), stack_temp_dir(state)]
+    assert all(folder.exists() for folder in kept)
+
+    result = _edgeloop(stack_env, "down", "--purge", "--yes")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [folder for folder in kept if folder.exists()] == [], result.stdout
+
+
 def test_taken_port_is_reported_with_the_variable_to_change(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGELOOP_")}
     env["EDGELOOP_STATE_DIR"] = str(tmp_path / "state")

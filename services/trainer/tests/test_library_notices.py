@@ -76,7 +76,10 @@ def _log_model_as_the_trainer_does(tmp_path: Path) -> None:
     signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, 3), "x")]))
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     try:
-        with mlflow.start_run():
+        # the default experiment would keep the artifacts in ./mlruns, in the checkout
+        experiment = mlflow.create_experiment(
+            "notices", artifact_location=(tmp_path / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
             mlflow.pyfunc.log_model(name="model", python_model=str(code),
                                     pip_requirements=["numpy"], signature=signature)
     finally:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edgeloop.compose.stack import bytecode, health, supervisor
+from edgeloop.compose.stack import bytecode, health, purge, supervisor
 from edgeloop.compose.stack.processes import (
     alive,
     check_port_free,
@@ -76,6 +76,16 @@ def _check_ports(topology: Topology, state: StackState) -> None:
         check_port_free(part, port)
 
 
+def _check_no_orphaned_data(state_dir: Path) -> None:
+    if data := purge.orphaned_postgres_data(state_dir):
+        raise StackError(
+            f"{data.parent} holds the PostgreSQL data of an earlier stack of {state_dir}, "
+            "whose state folder was deleted (its MLflow runs, images, tokens and certificates "
+            "with it), so a new stack cannot take that database as its own: `edgeloop down "
+            "--purge` deletes it (and any server still running on it); move the folder away "
+            "to keep it")
+
+
 def _check_same_transport(state: StackState, tls_env: dict[str, str]) -> None:
     running = [name for name, record in state.parts.items()
                if record.kind == "grpc" and alive(record.pid)]
@@ -89,6 +99,9 @@ def _start_postgres(topology: Topology, state: StackState, progress: Progress) -
     cluster = _cluster(topology, state)
     progress(f"postgres: starting on {topology.address('postgres')} (TimescaleDB "
              f"{'found' if cluster.timescaledb else 'not installed: plain PostgreSQL'})")
+    if not cluster.data_dir.is_relative_to(topology.state_dir.resolve()):
+        progress(f"postgres: its data in {cluster.data_dir}: the postgres user cannot reach "
+                 "the state folder (`edgeloop down --purge` deletes both)")
     cluster.start()
     if cluster.pid():
         # The postmaster's backends are forked from it after this: they inherit the value.
@@ -161,6 +174,7 @@ def up(topology: Topology, progress: Progress, timeout_s: float = 180.0) -> list
     if hint := bytecode.advice():
         progress(hint)
     with supervisor.locked(topology.state_dir):
+        _check_no_orphaned_data(topology.state_dir)
         state = StackState.load(topology.state_dir)
         _check_ports(topology, state)
         secrets = load_or_create_secrets(topology.state_dir)

@@ -87,6 +87,13 @@ def _postgres_can_reach(path: Path) -> bool:
     return result.returncode == 0
 
 
+def outside_data_dir(preferred: Path) -> Path:
+    """Where :func:`choose_data_dir` keeps the data it cannot keep at ``preferred``:
+    ``<tmp>/edgeloop-postgres-<digest of preferred's path>/data``."""
+    digest = hashlib.sha1(str(preferred.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"edgeloop-postgres-{digest}" / "data"
+
+
 def choose_data_dir(preferred: Path) -> Path:
     """``preferred``, unless we are root and the postgres user cannot reach it.
 
@@ -99,8 +106,7 @@ def choose_data_dir(preferred: Path) -> Path:
     preferred.parent.mkdir(parents=True, exist_ok=True)
     if _postgres_can_reach(preferred.parent):
         return preferred
-    digest = hashlib.sha1(str(preferred).encode()).hexdigest()[:12]
-    fallback = Path(tempfile.gettempdir()) / f"edgeloop-postgres-{digest}" / "data"
+    fallback = outside_data_dir(preferred)
     log.info("postgres user cannot reach the state folder; keeping its data elsewhere",
              extra={"preferred": str(preferred), "data_dir": str(fallback)})
     return fallback

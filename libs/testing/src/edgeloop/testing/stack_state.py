@@ -5,8 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from edgeloop.platform.pgcluster import choose_data_dir
-from edgeloop.platform.rayhead import stack_temp_dir
+from edgeloop.platform.stackfolders import outside_folders
 
 
 def discard_stack_leftovers(state_dir: Path) -> None:
@@ -18,7 +17,5 @@ def discard_stack_leftovers(state_dir: Path) -> None:
     temporary folder (``choose_data_dir``), ~70 MB. The Ray head's temp folder
     (``stack_temp_dir``: session logs, ~2 MB a start). The test's own clean-up sees neither.
     """
-    data = choose_data_dir(state_dir / "postgres")
-    if not data.is_relative_to(state_dir.resolve()):
-        shutil.rmtree(data.parent, ignore_errors=True)
-    shutil.rmtree(stack_temp_dir(state_dir), ignore_errors=True)
+    for folder in outside_folders(state_dir):
+        shutil.rmtree(folder, ignore_errors=True)

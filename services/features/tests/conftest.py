@@ -3,6 +3,7 @@ database (``database_url``), a client stub, and synthetic observations."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from edgeloop.contracts.features.v1 import (
     observation_pb2,
 )
 from edgeloop.features.app import App, build_app
+from edgeloop.features.retention import Retention
 from edgeloop.features.settings import Settings
 from edgeloop.platform import serve
 from edgeloop.platform.server import RunningServer
@@ -128,3 +130,17 @@ def jpeg_of() -> Callable[..., bytes]:
 def scene_of() -> Callable[..., np.ndarray]:
     """:func:`scene` as a fixture."""
     return scene
+
+
+async def wait_first_retention_pass(retention: Retention, timeout_s: float = 60.0) -> None:
+    """Wait out the retention's pass at the service's start, so that a test's own pass is the
+    one that meets the test's rows (the service's next pass is an hour away)."""
+    async with asyncio.timeout(timeout_s):
+        while retention.passes < 1:
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def first_retention_pass() -> Callable[..., Any]:
+    """:func:`wait_first_retention_pass` as a fixture."""
+    return wait_first_retention_pass

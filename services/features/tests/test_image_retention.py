@@ -7,7 +7,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from edgeloop.features.image_retention import ImageRetention, expired_days
+from edgeloop.features.image_retention import expired_days
+from edgeloop.features.retention import Retention, RetentionPass
 from edgeloop.platform.objectstore import LocalFolderStore, S3Store
 from edgeloop.testing import free_port
 
@@ -31,6 +32,6 @@ def test_only_day_folders_past_retention_and_margin_expire(tmp_path: Path) -> No
 async def test_a_store_that_fails_is_a_warning_and_the_next_pass_tries_again(
         caplog: pytest.LogCaptureFixture) -> None:
     dead = S3Store(f"127.0.0.1:{free_port()}", "k", "s", "bucket")
-    with caplog.at_level(logging.WARNING, logger="edgeloop.features.image_retention"):
-        assert await ImageRetention(dead, 3, interval_s=60).sweep_once() == {}
+    with caplog.at_level(logging.WARNING, logger="edgeloop.features.retention"):
+        assert await Retention(dead, 3, interval_s=60).sweep_once() == RetentionPass()
     assert "expired images not deleted; trying again in 60 s" in caplog.text

@@ -16,8 +16,8 @@ from edgeloop.features.drift.monitor import DriftMonitor
 from edgeloop.features.drift.references import ReferenceCache
 from edgeloop.features.drift.retraining import Retrainer
 from edgeloop.features.drift.rules import RulesError, load_rules
-from edgeloop.features.image_retention import ImageRetention
 from edgeloop.features.ingest import Ingestor
+from edgeloop.features.retention import Retention
 from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.features.servicer import SERVICE, FeatureStoreService
 from edgeloop.features.settings import Settings
@@ -44,8 +44,8 @@ class App(ServiceApp):
         self.monitor: DriftMonitor | None = None
         self._channels: list[aio.Channel] = []
         self._monitor_task: asyncio.Task[None] | None = None
-        self.retention: ImageRetention | None = None
-        """Deletes the images of the days the retention dropped (TimescaleDB, retention on)."""
+        self.retention: Retention | None = None
+        """Deletes rows and images past ``EDGELOOP_RETENTION_DAYS`` (when set)."""
         self._retention_task: asyncio.Task[None] | None = None
         self.servicer = FeatureStoreService(self)
 
@@ -71,10 +71,10 @@ class App(ServiceApp):
                                                                 s.compress_after_days))
         self.pool = await open_pool(s.database_url, s.db_pool_size)
         self.ingestor = Ingestor(self.pool, self.store, s.ingest_workers)
-        if self.timescale and s.retention_days:  # images go once their rows have gone
-            self.retention = ImageRetention(self.store, s.retention_days)
-            self._retention_task = asyncio.create_task(self.retention.run(),
-                                                       name="image-retention")
+        if s.retention_days:  # TimescaleDB's policy drops its rows; plain ones go here
+            self.retention = Retention(self.store, s.retention_days,
+                                       rows=None if self.timescale else self.pool)
+            self._retention_task = asyncio.create_task(self.retention.run(), name="retention")
         self._start_monitor()
         log.info("features ready", extra={"object_store": self.store.describe(),
                                           "timescaledb": self.timescale,

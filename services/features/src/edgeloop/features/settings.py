@@ -23,8 +23,10 @@ class Settings(ServiceSettings):
     s3_secret_key: str = Field(default="", description="S3 secret key (with EDGELOOP_S3_ENDPOINT)")
     s3_bucket: str = Field(default="edgeloop", description="S3 bucket for images")
     s3_secure: bool = Field(default=False, description="use HTTPS for S3")
-    retention_days: int = Field(default=0, ge=0, description="TimescaleDB retention policy: drop "
-                                "observation chunks older than this many days; 0 keeps everything")
+    retention_days: int = Field(default=0, ge=0, description="raw rows (and two days after "
+                                "them, their images) older than this many days are deleted: "
+                                "TimescaleDB's retention policy, on plain PostgreSQL an hourly "
+                                "pass; 0 keeps everything")
     compress_after_days: int = Field(default=7, ge=1, description="TimescaleDB compression policy: "
                                      "compress observation chunks older than this many days")
     ingest_workers: int = Field(default=0, ge=0, le=64, description="threads that decode images, "

@@ -147,9 +147,10 @@ def _edgeloop(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 @contextlib.contextmanager
 def local_stack(root: Path, gateway_processes: int = 1, runtime: str = "auto",
-                traces_to: Path | None = None) -> Iterator[Stack]:
+                traces_to: Path | None = None, keep_state: bool = False) -> Iterator[Stack]:
     """The stack as ``edgeloop up`` starts it in ``root``; its span files are copied to
-    ``traces_to`` (if given) before the state folder goes."""
+    ``traces_to`` (if given) before the state folder goes (``edgeloop down --purge``: ~800 MB
+    of images, database and logs a run, and the Ray head's folder) unless ``keep_state``."""
     env = {**os.environ, "EDGELOOP_STATE_DIR": str(root / "state"),
            "EDGELOOP_GATEWAY_PROCESSES": str(gateway_processes),
            "EDGELOOP_MODEL_RUNTIME": runtime,
@@ -166,6 +167,11 @@ def local_stack(root: Path, gateway_processes: int = 1, runtime: str = "auto",
         _edgeloop(env, "down")
         if traces_to is not None and (root / "state" / "traces").is_dir():
             shutil.copytree(root / "state" / "traces", traces_to, dirs_exist_ok=True)
+        if keep_state:
+            print(f"state kept: {root / 'state'} (`EDGELOOP_STATE_DIR={root / 'state'} "
+                  "edgeloop down --purge` deletes it)", flush=True)
+        else:
+            _edgeloop(env, "down", "--purge", "--yes")
 
 
 def publish_model(stack: Stack, root: Path, robots: int,
@@ -698,7 +704,8 @@ def run_stack(root: Path, gateway_processes: int, args: argparse.Namespace) -> b
     root.mkdir(mode=0o755)
     ok = True
     traces_to = args.traces_to / f"gateways-{gateway_processes}" if args.traces_to else None
-    with local_stack(root, gateway_processes, args.runtime, traces_to) as stack:
+    with local_stack(root, gateway_processes, args.runtime, traces_to,
+                     args.keep_state) as stack:
         robots = max(args.robots) if not args.soak_minutes else (
             args.robots[0] if args.robots != [10, 100, 200] else 100)
         if args.soak_minutes:
@@ -762,6 +769,9 @@ def parse_args() -> argparse.Namespace:
                         help="copy the stack's span files (traces/*.jsonl) to this folder "
                              "before the stack's state is removed, e.g. to see where a "
                              "frame's time went (gateway.frame, model_host.predict spans)")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="keep each stack's state folder (its logs, database and images, "
+                             "~800 MB a run) instead of deleting it at the end")
     return parser.parse_args()
 
 
@@ -813,6 +823,8 @@ def main() -> None:
             thesis_args = argparse.Namespace(robots=[10], fps=[4.0, 0.0], seconds=10.0)
             gateway_bench.bench_thesis(thesis_args, frames, url, process)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
+    if not args.keep_state:
+        shutil.rmtree(root, ignore_errors=True)
     print("recorded = sent in every row" if ok else "SOME FRAMES WERE LOST OR DUPLICATED")
     raise SystemExit(0 if ok else 1)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import grpc
+from edgeloop.compose.stack.state import SECRETS_FILE
 from edgeloop.platform.channels import open_blocking_channel
 from edgeloop.platform.errors import ConfigError
 from edgeloop.platform.tls import ClientTLS, explain_unavailable
@@ -40,7 +41,7 @@ def _stack() -> dict:
 
 
 def _secrets() -> dict[str, str]:
-    path = state_dir() / "secrets.json"
+    path = state_dir() / SECRETS_FILE
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

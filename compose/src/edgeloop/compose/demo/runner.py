@@ -17,7 +17,7 @@ from edgeloop.compose.demo.report import write_report
 from edgeloop.compose.demo.results import DemoResult
 from edgeloop.compose.demo.services import DemoError, Endpoint, Services, endpoints_from_rows
 from edgeloop.compose.stack import local
-from edgeloop.compose.stack.state import StackState
+from edgeloop.compose.stack.state import SECRETS_FILE, StackState
 from edgeloop.compose.stack.topology import Topology
 from edgeloop.platform.tls import ClientTLS
 
@@ -62,7 +62,7 @@ def start_stack(state_dir: Path, progress: Progress, timeout_s: float = 300.0) -
 
 
 def _admin_token(state_dir: Path) -> str:
-    path = state_dir / "secrets.json"
+    path = state_dir / SECRETS_FILE
     try:
         return json.loads(path.read_text())["admin_token"]
     except (OSError, ValueError, KeyError) as exc:

@@ -14,17 +14,15 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeloop.compose.stack.state import SECRETS_FILE
 from edgeloop.platform.pgcluster import PostgresCluster
 from edgeloop.platform.stackfolders import outside_folders, outside_postgres_data
-
-SECRETS_FILE = "secrets.json"
-"""Written by the first `edgeloop up` of a state folder, before PostgreSQL starts: a folder
-without it has never held a stack (or was deleted since)."""
 
 
 def orphaned_postgres_data(state_dir: Path) -> Path | None:
     """PostgreSQL data outside ``state_dir`` left by an earlier stack of that folder which
-    has since been deleted; None when there is none or the folder is still the stack's."""
+    has since been deleted; None when there is none or the folder is still the stack's (a
+    folder without the secrets `up` writes before PostgreSQL starts has not held one since)."""
     if (state_dir / SECRETS_FILE).exists():
         return None
     data = outside_postgres_data(state_dir)

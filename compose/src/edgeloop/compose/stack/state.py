@@ -58,6 +58,8 @@ class StackState:
         tmp.replace(state_dir / "stack.json")
 
 
+SECRETS_FILE = "secrets.json"
+"""Written by the first `edgeloop up` of a state folder, before PostgreSQL starts."""
 SECRET_NAMES = ("admin_token", "read_token", "webhook_secret", "trainer_token")
 """The stack's secrets; ``trainer_token`` is the trainer's own registry token (its changes
 are recorded as ``service:trainer``)."""
@@ -66,7 +68,7 @@ are recorded as ``service:trainer``)."""
 def load_or_create_secrets(state_dir: Path) -> dict[str, str]:
     """The stack's tokens (admin, read, webhook, trainer), generated once and kept private
     (mode 600); a secret added in a later release is generated into an existing file."""
-    path = state_dir / "secrets.json"
+    path = state_dir / SECRETS_FILE
     values = json.loads(path.read_text()) if path.exists() else {}
     missing = [name for name in SECRET_NAMES if name not in values]
     if not missing:

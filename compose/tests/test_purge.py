@@ -8,16 +8,21 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from edgeloop.compose.stack.state import StackState
 from edgeloop.compose.stack.topology import DEFAULT_PORTS
 from edgeloop.platform.pgcluster import PostgresCluster
 from edgeloop.platform.rayhead import stack_temp_dir
 from edgeloop.platform.stackfolders import outside_postgres_data
 from edgeloop.testing import free_port
+
+# Only root keeps PostgreSQL's data outside a state folder (and may write where it goes).
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the data moves only for root")
 
 
 def _edgeloop(state: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -94,3 +99,22 @@ def test_purge_asks_first_and_a_no_keeps_everything(state: Path) -> None:
     assert "deletes for good" in result.stdout
     assert str(state.resolve()) in result.stdout and str(data.parent) in result.stdout
     assert (state / "logs").is_dir() and (data / "PG_VERSION").exists()
+
+
+def test_the_data_kept_outside_is_not_in_the_temporary_folder(state: Path) -> None:
+    # many systems keep /tmp in memory, or delete its files after days unused
+    assert not outside_postgres_data(state).is_relative_to(tempfile.gettempdir())
+
+
+def test_purge_deletes_the_data_where_an_earlier_release_kept_it(state: Path,
+                                                                 tmp_path: Path) -> None:
+    earlier = tmp_path / "tmp" / "edgeloop-postgres-0123456789ab" / "data"
+    earlier.mkdir(parents=True)
+    (earlier / "PG_VERSION").write_text("15\n")
+    StackState(postgres_data_dir=str(earlier)).save(state)
+
+    result = _edgeloop(state, "down", "--purge", "--yes")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not earlier.parent.exists() and not state.exists(), result.stdout
+    assert f"deleted {earlier.parent}" in result.stdout

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeloop.compose.stack.state import SECRETS_FILE
+from edgeloop.compose.stack.state import SECRETS_FILE, StackState
 from edgeloop.platform.pgcluster import PostgresCluster
 from edgeloop.platform.stackfolders import outside_folders, outside_postgres_data
 
@@ -41,6 +41,17 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
+def _recorded_outside(state_dir: Path) -> list[Path]:
+    """The folder holding the PostgreSQL data the stack recorded, when outside the state
+    folder and not where :func:`outside_postgres_data` says (an earlier release kept it in the
+    temporary folder)."""
+    recorded = StackState.load(state_dir).postgres_data_dir
+    if not recorded or Path(recorded).is_relative_to(state_dir.resolve()) or \
+            Path(recorded) == outside_postgres_data(state_dir):
+        return []
+    return [Path(recorded).parent]
+
+
 def purge(state_dir: Path, progress: Callable[[str], None]) -> list[Path]:
     """Delete ``state_dir`` and the stack's folders outside it; returns the folders deleted.
 
@@ -54,7 +65,7 @@ def purge(state_dir: Path, progress: Callable[[str], None]) -> list[Path]:
             progress(f"postgres: stopping the server on {data}")
             cluster.stop()
     removed = []
-    for folder in [state_dir.resolve(), *outside_folders(state_dir)]:
+    for folder in [*_recorded_outside(state_dir), state_dir.resolve(), *outside_folders(state_dir)]:
         if not folder.exists():
             continue
         size = folder_bytes(folder)

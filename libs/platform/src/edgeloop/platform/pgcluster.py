@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,11 +86,18 @@ def _postgres_can_reach(path: Path) -> bool:
     return result.returncode == 0
 
 
+OUTSIDE_DATA_ROOT = Path("/var/lib/edgeloop")
+"""Where root keeps the data of clusters whose preferred folder the postgres user cannot
+reach: a place for a service's lasting data. Not the temporary folder (until 2026-12-07):
+many systems keep /tmp in memory or delete its files after days unused (systemd-tmpfiles),
+which would have lost a stopped stack's database."""
+
+
 def outside_data_dir(preferred: Path) -> Path:
     """Where :func:`choose_data_dir` keeps the data it cannot keep at ``preferred``:
-    ``<tmp>/edgeloop-postgres-<digest of preferred's path>/data``."""
+    ``/var/lib/edgeloop/postgres-<digest of preferred's path>/data``."""
     digest = hashlib.sha1(str(preferred.resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"edgeloop-postgres-{digest}" / "data"
+    return OUTSIDE_DATA_ROOT / f"postgres-{digest}" / "data"
 
 
 def choose_data_dir(preferred: Path) -> Path:

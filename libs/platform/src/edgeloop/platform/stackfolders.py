@@ -1,7 +1,8 @@
 """The folders a local stack (`edgeloop up`) keeps outside its state folder.
 
 Two: PostgreSQL's data when the postgres user cannot reach the state folder (run as root
-with the state in a private home folder: ``choose_data_dir``), and the Ray head's temp folder
+with the state in a private home folder: ``choose_data_dir``, under /var/lib/edgeloop), and
+the Ray head's temp folder
 (``stack_temp_dir``: Unix socket paths must stay short). Deleting the state folder leaves
 them behind; ``edgeloop down --purge`` and the test stacks' clean-up remove them from here.
 Both are named after the state folder's path alone, so they are found without asking

@@ -13,8 +13,8 @@ def discard_stack_leftovers(state_dir: Path) -> None:
     stack is stopped.
 
     The PostgreSQL data: run as root, a stack whose state folder the postgres user cannot
-    reach (pytest's temporary folders are private) keeps its cluster's data in a shared
-    temporary folder (``choose_data_dir``), ~70 MB. The Ray head's temp folder
+    reach (pytest's temporary folders are private) keeps its cluster's data under
+    /var/lib/edgeloop (``choose_data_dir``), ~70 MB. The Ray head's temp folder
     (``stack_temp_dir``: session logs, ~2 MB a start). The test's own clean-up sees neither.
     """
     for folder in outside_folders(state_dir):

@@ -155,6 +155,9 @@ def test_status_shows_every_part_serving(stack_env: dict[str, str], started: dic
     assert result.stdout.count("SERVING") >= len(started["parts"])
     assert re.search(r"^gateway spool: .* waiting for features", result.stdout, re.M), \
         result.stdout
+    state = Path(stack_env["EDGELOOP_STATE_DIR"]).resolve()
+    assert re.search(rf"^disk: +[\d,.]+ GB free of [\d,.]+ GB \(\d+ %\) at {re.escape(str(state))}",
+                     result.stdout, re.M), result.stdout
 
 
 def test_status_reads_each_gateway_process_spool(stack_env: dict[str, str],

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+from edgeloop.compose.stack.disk import stack_disks
 from edgeloop.compose.stack.local import PartStatus
 from edgeloop.compose.stack.spools import SpoolReport
 from edgeloop.compose.stack.state import StackState
@@ -43,15 +44,19 @@ def print_status(rows: list[PartStatus], topology: Topology, output: str = "tabl
             "grpcurl": f"grpcurl {transport} {topology.address('gateway')} list",
             "tls_ca": ca}
     running = {row.name for row in rows if row.status != "STOPPED"}
+    disks = stack_disks(topology.state_dir)
     if output == "json":
         click.echo(json.dumps({"parts": listing.rows,
                                "spools": [s.as_json(s.part in running) for s in spools],
+                               "disks": [d.as_json() for d in disks],
                                "urls": urls}, indent=2))
         return
     show_listings([listing], output)
     for spool in spools:
         for line in spool.lines(running=spool.part in running):
             click.echo(line)
+    for disk in disks:
+        click.echo(disk.line())
     # Plain lines, never wrapped: an operator copies the commands and paths as printed, and
     # a line break inside a command would run half of it.
     click.echo(f"web console:    {urls['console']}")

@@ -15,7 +15,7 @@ from edgeloop.compose.views import output_option, print_status
 def command(output: str) -> None:
     """Show each part's health, address, pid and log, and each gateway's spool (bytes waiting
     for features, frames answered without a record), the versions it serves with their
-    runtimes and the robots streaming to it.
+    runtimes and the robots streaming to it, and the free disk where the stack's data is.
 
     Exit 1 if any part is not SERVING; exit 2 if every part serves but a gateway's recording
     needs an operator (live frames answered without a record, a full disk, features failing,

@@ -6,9 +6,9 @@ import click
 from edgeloop.compose.endpoints import state_dir
 from edgeloop.compose.stack import local
 from edgeloop.compose.stack.purge import purge as purge_stack
+from edgeloop.compose.stack.purge import stack_folders
 from edgeloop.compose.stack.spools import read_spools
 from edgeloop.compose.stack.topology import Topology
-from edgeloop.platform.stackfolders import outside_folders
 
 
 @click.command("down")
@@ -42,9 +42,8 @@ def command(purge: bool, yes: bool) -> None:
 
 
 def _confirm_purge(topology: Topology) -> None:
-    folders = [topology.state_dir.resolve(), *outside_folders(topology.state_dir)]
     click.echo("This stops the stack and deletes for good:")
-    for folder in (f for f in folders if f.exists()):
+    for folder in (f for f in stack_folders(topology.state_dir) if f.exists()):
         click.echo(f"  {folder}")
     for spool in read_spools(topology, []):
         if spool.status and spool.status.backlog_bytes:

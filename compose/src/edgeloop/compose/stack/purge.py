@@ -52,6 +52,12 @@ def _recorded_outside(state_dir: Path) -> list[Path]:
     return [Path(recorded).parent]
 
 
+def stack_folders(state_dir: Path) -> list[Path]:
+    """Every folder :func:`purge` deletes, existing or not: the state folder and the stack's
+    folders outside it (also where an earlier release kept PostgreSQL's data)."""
+    return [*_recorded_outside(state_dir), state_dir.resolve(), *outside_folders(state_dir)]
+
+
 def purge(state_dir: Path, progress: Callable[[str], None]) -> list[Path]:
     """Delete ``state_dir`` and the stack's folders outside it; returns the folders deleted.
 
@@ -65,7 +71,7 @@ def purge(state_dir: Path, progress: Callable[[str], None]) -> list[Path]:
             progress(f"postgres: stopping the server on {data}")
             cluster.stop()
     removed = []
-    for folder in [*_recorded_outside(state_dir), state_dir.resolve(), *outside_folders(state_dir)]:
+    for folder in stack_folders(state_dir):
         if not folder.exists():
             continue
         size = folder_bytes(folder)

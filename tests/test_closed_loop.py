@@ -136,7 +136,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         cluster.start()
         cluster.ensure_database("edgeloop")
-        mlflow_pid = spawn(topology.mlflow_command(), {}, logs / "mlflow.log")
+        mlflow_pid = spawn(topology.mlflow_command(), topology.mlflow_env(), logs / "mlflow.log")
         # The Ray head node the trainer joins, as `edgeloop up` starts it.
         ray_command, ray_env = topology.ray_head_command()
         ray_pid = spawn(ray_command, ray_env, logs / "ray.log")

@@ -79,6 +79,8 @@ def test_the_real_components_are_composed() -> None:
     mlflow = SERVICES["mlflow"]["command"]
     assert any(a.startswith("--backend-store-uri=postgresql://") for a in mlflow)
     assert "--artifacts-destination=s3://edgeloop/mlflow" in mlflow
+    # as `edgeloop up` starts it: no job runner for GenAI jobs edgeloop never submits
+    assert SERVICES["mlflow"]["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
 
 
 def test_every_containers_log_is_bounded() -> None:

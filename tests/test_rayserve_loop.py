@@ -1,7 +1,7 @@
 """The closed loop on the Ray Serve model host: robots stream through a gateway whose models
 run in Ray Serve, and a version switch happens mid-stream.
 
-Everything is real: the session's Ray head node process (``ray_nodes``), the Serve
+Everything is real: a Ray head node process of the module's own, the Serve
 application deployed on it with two replicas behind Serve's gRPC proxy, the registry
 publishing versions to the model repository and reloading Serve through TF Serving's
 ``ModelService`` (``EDGELOOP_TFSERVING_ADDR``), the features service on PostgreSQL, and the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -30,7 +30,7 @@ from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from edgeloop.edge_client.simulate import render_dataset
 from edgeloop.platform import bearer
 from edgeloop.platform.server import start_server
-from edgeloop.testing import driver, free_port
+from edgeloop.testing import RayNodes, driver, free_port
 from grpc import aio
 
 if TYPE_CHECKING:  # only the type: the loop fixture imports the gateway lazily
@@ -94,11 +94,22 @@ class Loop:
 
 
 @pytest.fixture(scope="module")
-def serve_app(ray_nodes, tmp_path_factory):  # noqa: ANN001, ANN201
-    """The Ray Serve application on the session's cluster over an empty model repository."""
+def ray_head() -> Iterator[RayNodes]:
+    """A head node of this module's own: the session's (``ray_nodes``) is stopped once the
+    gateway's tests are done rather than sit idle through the trainer's and the stacks'."""
+    nodes = RayNodes(num_cpus=2).start()
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture(scope="module")
+def serve_app(ray_head, tmp_path_factory):  # noqa: ANN001, ANN201
+    """The Ray Serve application on the module's head node over an empty model repository."""
     repository = tmp_path_factory.mktemp("serve-loop") / "models"
     repository.mkdir()
-    with driver(ray_nodes):
+    with driver(ray_head):
         from edgeloop.gateway.hosts.rayserve import start
         from ray import serve
 

@@ -37,6 +37,7 @@ from edgeloop.contracts.registry.v1 import registry_service_pb2_grpc
 from edgeloop.contracts.trainer.v1 import trainer_service_pb2_grpc
 from edgeloop.platform import ServiceApp, ServiceSettings, serve
 from edgeloop.testing import free_port
+from edgeloop.testing.release import release_after_last_user
 from google.protobuf.timestamp_pb2 import Timestamp
 
 ADMIN = "trainer-tests-admin-token-0123456789"
@@ -107,8 +108,9 @@ def private_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def ray_info(private_tmp: Path) -> Iterator[Any]:
-    """One local Ray for the session, started the way the trainer starts it."""
+def ray_info(private_tmp: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """One local Ray, started the way the trainer starts it, shut down once the last module
+    that uses it has run (not at the session's end, beside the later directories' stacks)."""
     from edgeloop.trainer.raycluster import start_ray, stop_ray
     from edgeloop.trainer.settings import Settings
 
@@ -123,6 +125,7 @@ def ray_info(private_tmp: Path) -> Iterator[Any]:
     )
     info = start_ray(settings)
     info = type(info)(info.dashboard_url, info.total_cpus, True, info.token_file)
+    release_after_last_user(request, lambda: stop_ray(info))
     yield info
     stop_ray(info)
 

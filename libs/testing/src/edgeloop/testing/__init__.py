@@ -4,7 +4,8 @@ Fixtures: ``pg_cluster`` (one private PostgreSQL cluster per test session, with
 TimescaleDB preloaded when it is installed), ``pg_cluster_plain`` /
 ``pg_cluster_timescaledb`` (one per features-schema branch), ``database_url`` (a fresh
 database per test) and ``db_branch`` (its branch), ``ray_nodes`` (one Ray head node
-process per session; :class:`RayNodes` for more nodes), ``tls_files`` (a local CA and
+process, shared until the last module that uses it has run; :class:`RayNodes` for more
+nodes, :mod:`edgeloop.testing.release` for the early stop), ``tls_files`` (a local CA and
 certificates, :class:`edgeloop.testing.tls.TLSFiles`); the ``db_branches`` marker runs a
 test on both branches (see :mod:`edgeloop.testing.fixtures`). Helpers:
 :class:`OtlpReceiver` (an in-memory OTLP/gRPC trace collector), :func:`free_port`,

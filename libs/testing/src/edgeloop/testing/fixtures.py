@@ -25,6 +25,7 @@ import pytest
 from edgeloop.platform.pgcluster import PostgresCluster, find_bindir, timescaledb_installed
 from edgeloop.testing.ports import free_port
 from edgeloop.testing.raynodes import RayNodes
+from edgeloop.testing.release import release_after_last_user
 from edgeloop.testing.tls import TLSFiles, make_tls_files
 
 PLAIN, TIMESCALEDB = "plain", "timescaledb"
@@ -126,13 +127,15 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
 
 
 @pytest.fixture(scope="session")
-def ray_nodes() -> Iterator[RayNodes]:
-    """One Ray head node (2 CPUs, token auth) as its own process, shared by the session.
+def ray_nodes(request: pytest.FixtureRequest) -> Iterator[RayNodes]:
+    """One Ray head node (2 CPUs, token auth) as its own process, shared by the session
+    and stopped once the last module that uses it has run.
 
     Ray is heavy on a small machine: modules join it (``edgeloop.testing.raynodes.driver``)
     rather than starting their own, and keep their replicas and trials small.
     """
     nodes = RayNodes(num_cpus=2).start()
+    release_after_last_user(request, nodes.stop)
     try:
         yield nodes
     finally:

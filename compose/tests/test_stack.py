@@ -26,8 +26,9 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
+from edgeloop.compose.commands.status import stack_health
 from edgeloop.compose.stack.processes import process_tree
-from edgeloop.compose.stack.topology import CONSOLE, DEFAULT_PORTS, SERVICES
+from edgeloop.compose.stack.topology import CONSOLE, DEFAULT_PORTS, SERVICES, Topology
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2 as gw_pb2
 from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
@@ -288,11 +289,14 @@ def _parts(env: dict[str, str]) -> dict[str, dict]:
 
 
 def _wait_restarted(env: dict[str, str], part: str, old_pid: int, timeout_s: float = 600) -> dict:
-    """Wait until ``part`` runs under a new pid and the whole stack is SERVING again."""
+    """Wait until ``part`` runs under a new pid and the whole stack is SERVING again (what
+    `edgeloop status` checks, asked in this process: a CLI call a second would take ~2 CPU
+    seconds each from the restart it waits for)."""
     deadline = time.monotonic() + timeout_s
+    topology = Topology.from_env(Path(env["EDGELOOP_STATE_DIR"]))
     while time.monotonic() < deadline:
         record = _parts(env)[part]
-        if record["pid"] != old_pid and _edgeloop(env, "status").returncode == 0:
+        if record["pid"] != old_pid and stack_health(topology).exit_code == 0:
             return record
         time.sleep(1)
     raise AssertionError(f"{part} was not started again within {timeout_s} s: {_parts(env)}")

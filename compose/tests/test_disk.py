@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from edgeloop.compose.stack.disk import DiskSpace, stack_disks
+from edgeloop.compose.stack.disk import disk_line, stack_disks
 from edgeloop.compose.stack.state import StackState
+from edgeloop.platform.diskspace import DiskSpace
 
 GB = 10**9
 
@@ -16,10 +17,10 @@ GB = 10**9
 def test_a_disk_below_a_tenth_free_is_called_low() -> None:
     low = DiskSpace(Path("/data"), 9 * GB, 100 * GB)
     roomy = DiskSpace(Path("/data"), 11 * GB, 100 * GB)
-    assert low.low and "LOW" in low.line() and "RETENTION_DAYS" in low.line()
-    assert not roomy.low and "LOW" not in roomy.line()
-    assert roomy.line().startswith("disk:") and "11.0 GB free of 100.0 GB (11 %) at /data" \
-        in roomy.line()
+    assert low.low and "LOW" in disk_line(low) and "RETENTION_DAYS" in disk_line(low)
+    assert not roomy.low and "LOW" not in disk_line(roomy)
+    assert disk_line(roomy).startswith("disk:") and "11.0 GB free of 100.0 GB (11 %) at /data" \
+        in disk_line(roomy)
 
 
 def test_the_state_folder_and_postgres_data_on_one_filesystem_are_one_line(

@@ -151,3 +151,16 @@ def test_fleet_contacts_add_streams_of_live_gateways_and_keep_the_newest_contact
     paced = dataclasses.replace(first, devices=(dataclasses.replace(_contact(1), fps=4.0),))
     stale_paced = dataclasses.replace(paced, written_at=now - 120)
     assert fleet_contacts([paced, paced, stale_paced], now)["robot-0001"].fps == 8.0
+
+
+def test_the_spools_disk_round_trips_low_below_a_tenth_and_an_older_file_reads_none(
+        tmp_path: Path) -> None:
+    roomy = dataclasses.replace(STATUS, disk_free_bytes=11 << 30, disk_total_bytes=100 << 30)
+    low = dataclasses.replace(roomy, disk_free_bytes=9 << 30)
+    write_status(tmp_path, low)
+    assert read_status(tmp_path) == low and low.disk_low
+    assert not roomy.disk_low
+    older = json.loads((tmp_path / STATUS_FILE).read_text())
+    del older["disk_free_bytes"], older["disk_total_bytes"]  # a gateway before the disk
+    (tmp_path / STATUS_FILE).write_text(json.dumps(older))
+    assert read_status(tmp_path) == STATUS and not STATUS.disk_low

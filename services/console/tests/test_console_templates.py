@@ -102,12 +102,20 @@ def test_fleet_shows_each_gateway_spool_and_what_is_wrong() -> None:
         GatewaySpool("/s/spool-3", dataclasses.replace(base, written_at=now - 300), now),
         GatewaySpool("/s/spool-4", dataclasses.replace(base, stopped=True), now),
         GatewaySpool("/s/spool-5", None, now),
+        GatewaySpool("/s/spool-6", dataclasses.replace(
+            base, disk_free_bytes=9 * 10**9, disk_total_bytes=100 * 10**9), now),
+        GatewaySpool("/s/spool-7", dataclasses.replace(
+            base, disk_free_bytes=11 * 10**9, disk_total_bytes=100 * 10**9), now),
     ]
     html = TEMPLATES.env.get_template("fleet_table.html").render(
         devices=[], deployments=[], activity={}, spools=spools)
     rows = {row.split('data-spool="')[1].split('"')[0]: row
             for row in html.split("<tr")[1:] if 'data-spool="' in row}
     assert 'class="pill ok">recording' in rows["/s/spool"]
+    # a spool's filesystem nearly full: amber before anything goes unrecorded
+    low, roomy = rows["/s/spool-6"], rows["/s/spool-7"]
+    assert 'class="pill pending">disk low' in low and "9.0 GB (9 %)" in low
+    assert 'class="pill ok">recording' in roomy and "11.0 GB (11 %)" in roomy
     assert "512.0 of 1024 MiB (50 %)" in rows["/s/spool"] and "2 s ago" in rows["/s/spool"]
     assert 'distance v8 <span class="muted">(litert-quantized)</span>' in rows["/s/spool"]
     assert 'class="pill failed">not recording' in rows["/s/spool-2"]

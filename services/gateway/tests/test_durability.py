@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -131,6 +132,9 @@ async def test_the_status_file_tells_a_full_spool_and_its_recovery(
         assert full.not_recorded_since is not None and full.forwarded_at is None
         assert 0 < full.backlog_bytes <= full.max_bytes == 5 * frame_bytes
         assert full.gateway_id == "gw-test" and not full.stopped
+        # the room on the spool's filesystem, which the console's fleet page shows
+        assert full.disk_total_bytes == shutil.disk_usage(folder).total
+        assert 0 < full.disk_free_bytes <= full.disk_total_bytes
         (served,) = full.serving  # deployment parking's version, and what runs it
         assert (served.model, served.version) == ("distance", "1")
         # it answered frames: loaded, on TensorFlow or already moved to LiteRT
@@ -286,8 +290,8 @@ async def _fill_then_recover(gw: Any, requests: Any, jpegs: list, hello: Any,
                 if a.HasField("prediction") and not a.prediction.not_recorded}
     assert answered and _recorded(seen) == set(), "a frame was called durable on a full disk"
     assert gw.app.spool.write_failed
-    # the status file says so although no new file fits on the disk
-    await _status_when(gw, gw.app.spool.directory, lambda s: s.disk_refused)
+    # the status file says so although no new file fits on the disk, and that it is low
+    await _status_when(gw, gw.app.spool.directory, lambda s: s.disk_refused and s.disk_low)
     # a late frame has no robot waiting for its answer: refused while the disk refuses
     await call.write(requests.frame(seq + 1, jpegs[0], 400.0, late=True))
     refused = await call.read()
@@ -303,6 +307,8 @@ async def _fill_then_recover(gw: Any, requests: Any, jpegs: list, hello: Any,
     await _read_until(call, lambda got: seq + 2 in _recorded(got), seen)
     assert any(a.HasField("prediction") and a.prediction.seq == seq + 2
                and not a.prediction.not_recorded for a in seen)
+    await _status_when(gw, gw.app.spool.directory,
+                       lambda s: not s.disk_refused and not s.disk_low)
     await call.done_writing()
     assert await call.read() is grpc.aio.EOF
 

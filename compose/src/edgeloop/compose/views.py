@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from edgeloop.compose.stack.disk import stack_disks
+from edgeloop.compose.stack.disk import disk_line, stack_disks
 from edgeloop.compose.stack.local import PartStatus
 from edgeloop.compose.stack.spools import SpoolReport
 from edgeloop.compose.stack.state import StackState
@@ -56,7 +56,7 @@ def print_status(rows: list[PartStatus], topology: Topology, output: str = "tabl
         for line in spool.lines(running=spool.part in running):
             click.echo(line)
     for disk in disks:
-        click.echo(disk.line())
+        click.echo(disk_line(disk))
     # Plain lines, never wrapped: an operator copies the commands and paths as printed, and
     # a line break inside a command would run half of it.
     click.echo(f"web console:    {urls['console']}")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
+from edgeloop.platform.diskspace import is_low
 
 STATUS_FILE = "status.json"
 VERSION = 1
@@ -120,7 +121,17 @@ class GatewayStatus:
     """Devices seen since the gateway started (for a day after their last contact)."""
     frames_received: int = 0
     """Frames every device sent since the gateway started (forgotten devices' too)."""
+    disk_free_bytes: int | None = None
+    """Free bytes on the spool's filesystem when it was written (None: not measured)."""
+    disk_total_bytes: int | None = None
     version: int = VERSION
+
+    @property
+    def disk_low(self) -> bool:
+        """Less than a tenth of the spool's filesystem is free (``diskspace.LOW_FRACTION``):
+        once it is full, live frames are answered without a record."""
+        return (self.disk_free_bytes is not None and self.disk_total_bytes is not None
+                and is_low(self.disk_free_bytes, self.disk_total_bytes))
 
     @property
     def fill(self) -> float:

@@ -26,7 +26,8 @@ from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.platform.gateway_status import RECORDING_STATE_WORDS, GatewayStatus, read_status
 
 _PILLS = {"recording": "ok", "features failing": "pending", "stale": "pending",
-          "silent": "pending", "not recording": "failed", "disk full": "failed"}
+          "silent": "pending", "not recording": "failed", "disk full": "failed",
+          "disk low": "pending"}
 TREND_WINDOW = timedelta(minutes=30)
 TREND_POINTS = 120
 """Samples a trend plots at most (features thins them): about a point per pixel."""
@@ -46,8 +47,12 @@ class GatewaySpool:
 
     @property
     def state(self) -> str:
-        """One word for the row's pill: the worst of what the status says."""
-        return "no status" if self.status is None else self.status.recording_state(self.read_at)
+        """One word for the row's pill: the worst of what the status says; ``disk low`` when
+        it records but its spool's filesystem is nearly full."""
+        if self.status is None:
+            return "no status"
+        state = self.status.recording_state(self.read_at)
+        return "disk low" if state == "recording" and self.status.disk_low else state
 
     @property
     def pill(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -23,6 +24,7 @@ from edgeloop.gateway.forwarder import Forwarder
 from edgeloop.gateway.frames import UnrecordedAnswers
 from edgeloop.gateway.hosts.base import ModelHost
 from edgeloop.gateway.spool import Spool
+from edgeloop.platform.diskspace import measure
 from edgeloop.platform.gateway_status import (
     STATUS_FILE,
     DeviceContact,
@@ -102,6 +104,12 @@ class StatusWriter:
         return status
 
     def _write_now(self, status: GatewayStatus) -> None:
+        # measured where the file is written, off the event loop once the gateway serves: a
+        # stuck filesystem must not stall the answers
+        disk = measure(self.directory)
+        if disk is not None:
+            status = dataclasses.replace(status, disk_free_bytes=disk.free_bytes,
+                                         disk_total_bytes=disk.total_bytes)
         try:
             write_status(self.directory, status)
         except OSError as exc:  # a full disk must not stop the gateway; its log says so

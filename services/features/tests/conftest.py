@@ -1,17 +1,20 @@
 """Fixtures: the features service served in-process on loopback over a real PostgreSQL
-database (``database_url``), a client stub, and synthetic observations."""
+database (``database_url``, a copy of one the features schema was applied to once per
+cluster: :mod:`edgeloop.testing.templates`), a client stub, and synthetic observations."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import psycopg
 import pytest
 from edgeloop.contracts.features.v1 import (
     feature_store_service_pb2,
@@ -20,9 +23,12 @@ from edgeloop.contracts.features.v1 import (
 )
 from edgeloop.features.app import App, build_app
 from edgeloop.features.retention import Retention
+from edgeloop.features.schema import Policies, ensure_schema
 from edgeloop.features.settings import Settings
 from edgeloop.platform import serve
 from edgeloop.platform.server import RunningServer
+from edgeloop.testing.fixtures import cluster_of
+from edgeloop.testing.templates import copy_of, prepared_template
 from grpc import aio
 
 Pb = feature_store_service_pb2
@@ -70,6 +76,25 @@ def make_observation() -> Callable[..., observation_pb2.Observation]:
         return obs
 
     return make
+
+
+def _apply_schema(dsn: str) -> None:
+    """The features schema in ``dsn``, as the service applies it at start (default policies;
+    the service replaces them at its own start)."""
+    async def apply() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await ensure_schema(conn, Policies())
+    # in a thread of its own: a fixture may be set up while a test's event loop runs
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, apply()).result()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, db_branch: str) -> str:
+    """A new database for one test holding the features schema (empty tables), on the
+    cluster of ``db_branch``: a copy of the session's template, not migrated anew."""
+    cluster = cluster_of(request, db_branch)
+    return copy_of(cluster, prepared_template(cluster, "features_template", _apply_schema))
 
 
 def settings_for(database_url: str, objects: Path, **overrides: Any) -> Settings:

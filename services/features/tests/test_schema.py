@@ -27,7 +27,7 @@ from edgeloop.features.schema import Policies, branch_sql, ensure_schema, split_
 from edgeloop.platform.migrations import load_migrations
 from edgeloop.platform.pgcluster import PostgresCluster
 from edgeloop.testing import free_port
-from edgeloop.testing.fixtures import NOT_INSTALLED, timescaledb_here
+from edgeloop.testing.fixtures import NOT_INSTALLED, cluster_of, timescaledb_here
 from sqlparse.sql import Identifier, IdentifierList
 
 
@@ -48,6 +48,13 @@ def select_list(statement: str) -> list[tuple[str, str]]:
 def statement_with(statements: list[str], text: str) -> str:
     (found,) = [s for s in statements if text in s]
     return found
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, db_branch: str) -> str:
+    """An empty database (not the conftest's copy of a migrated one): this module tests how
+    the schema is created."""
+    return cluster_of(request, db_branch).ensure_database(f"test_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -87,6 +88,7 @@ class Stack:
     device_token: str
     versions: dict[str, float]
     console_process: ServiceProcess | None = None
+    spool: Path | None = None
 
     def url(self, path: str) -> str:
         return f"http://{self.console}{path}"
@@ -249,7 +251,8 @@ def stack(pg_cluster, logged_models, tmp_path_factory) -> Iterator[Stack]:
         _wait(lambda: _http_ok(f"http://{addresses['console']}/healthz"), START_S,
               f"the console; log:\n{processes[-1].log_tail()}")
         stack = Stack(addresses["registry"], addresses["features"], addresses["gateway"],
-                      addresses["console"], "", {}, console_process=processes[-1])
+                      addresses["console"], "", {}, console_process=processes[-1],
+                      spool=root / "spool")
         _register(stack, logged_models.run_ids)
         _setup(stack)
         yield stack
@@ -343,10 +346,16 @@ def test_pages_load_without_console_errors(driven: Stack, browser: Any, artifact
         By.CSS_SELECTOR, f'tr[data-device="{SILENT_DEVICE}"] td')]
     assert silent[3:8] == ["-", "offline", "none in 5 min", "0.0", "-"], silent
     spool = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#gateways tbody td")]
-    # the gateway, recording, an empty or nearly empty backlog of the default 1 GiB
-    assert spool[1] == "recording" and spool[2].endswith(" of 1024 MiB (0 %)"), spool
-    assert spool[4].endswith(" ago") and spool[6] == "0", spool
-    assert spool[7].startswith(f"{MODEL} v{champion(driven)} ("), spool  # and its runtime
+    # the gateway, recording (amber "disk low" where this machine's disk is nearly full), an
+    # empty or nearly empty backlog of the default 1 GiB, the disk free where it spools
+    assert driven.spool is not None
+    disk = shutil.disk_usage(driven.spool)
+    assert spool[1] == ("disk low" if disk.free < disk.total / 10 else "recording"), spool
+    assert spool[2].endswith(" of 1024 MiB (0 %)"), spool
+    assert re.fullmatch(r"[\d.]+ GB \(\d+ %\)", spool[3]), spool
+    assert abs(float(spool[3].split()[0]) - disk.free / 1e9) < 1.0, spool
+    assert spool[5].endswith(" ago") and spool[7] == "0", spool
+    assert spool[8].startswith(f"{MODEL} v{champion(driven)} ("), spool  # and its runtime
 
     def backlog_drawn() -> bool:  # from the gateway's samples, through the features service
         browser.get(driven.url("/fleet"))

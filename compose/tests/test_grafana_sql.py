@@ -42,6 +42,7 @@ import pytest
 import yaml
 from edgeloop.features.drift import load_rules
 from edgeloop.features.schema import Policies, ensure_schema
+from edgeloop.platform.diskspace import LOW_FRACTION
 from edgeloop.platform.migrations import apply_migrations, load_migrations
 from edgeloop.platform.pgcluster import PostgresCluster
 from edgeloop.testing.fixtures import cluster_of
@@ -53,6 +54,8 @@ ALERT_RULES = ALERTING / "rules.yaml"
 GATEWAY_RULES = ALERTING / "gateways.yaml"
 DATASOURCE_UID = "edgeloop-timescaledb"
 NOW = datetime.now(UTC).replace(microsecond=0)
+DISK = 500 * 10**9
+"""The gateways' spool filesystem in the samples: 500 GB."""
 TIME_FROM, TIME_TO = NOW - timedelta(hours=1), NOW + timedelta(minutes=1)
 INTERVAL, INTERVAL_MS = "1m", 60_000
 
@@ -230,11 +233,14 @@ def _observation(i: int, deployment: str, version: str, at: datetime, saturation
 def _gateway_samples() -> list[tuple[Any, ...]]:
     """Two gateway processes sampled every 10 s for 40 minutes: gw-1's spool fills from 30
     to 20 minutes ago (full, live frames answered without a record, for the last 5 of them),
-    then drains; gw-2 records throughout; gw-1's newest sample is "features failing". A third,
-    gw-3, ran for 10 minutes two hours ago and stopped cleanly (outside the dashboards' hour)."""
+    then drains; gw-2 records throughout; gw-1's newest sample is "features failing". gw-1's
+    spool disk has 20 % free until 5 minutes ago, 6 % since; gw-2 does not measure its disk
+    (a gateway before the disk fields). A third, gw-3, ran for 10 minutes two hours ago and
+    stopped cleanly (outside the dashboards' hour)."""
     rows: list[tuple[Any, ...]] = [
         (NOW - timedelta(hours=2, seconds=10 * i), "gw-3", 0, 1000,
-         "stopped" if i == 0 else "recording", 1, 1, 4.0, 0.0) for i in range(60)]
+         "stopped" if i == 0 else "recording", 1, 1, 4.0, 0.0, DISK // 2, DISK)
+        for i in range(60)]
     for i in range(240):
         at = NOW - timedelta(seconds=10 * i)
         minutes = i / 6
@@ -242,9 +248,10 @@ def _gateway_samples() -> list[tuple[Any, ...]]:
         full = 20 <= minutes <= 25
         backlog = 1000 if full else (int(1000 * (30 - minutes) / 5) if filling else 10)
         state = "not recording" if full else "recording"
+        disk_free = DISK * 6 // 100 if minutes < 5 else DISK // 5
         rows.append((at, "gw-1", backlog, 1000, "features failing" if i == 0 else state, 4, 5,
-                     16.0, 16.0 if full else 0.0))
-        rows.append((at, "gw-2", 20, 1000, "recording", 6, 6, 24.0, 0.0))
+                     16.0, 16.0 if full else 0.0, disk_free, DISK))
+        rows.append((at, "gw-2", 20, 1000, "recording", 6, 6, 24.0, 0.0, None, None))
     return rows
 
 
@@ -280,8 +287,9 @@ def _insert_rows(url: str) -> None:
                          (sweep_id, state, NOW - timedelta(minutes=minutes), json.dumps(sweep)))
         conn.cursor().executemany(
             "INSERT INTO features.gateway_samples (time, gateway_id, backlog_bytes, max_bytes, "
-            "recording, robots_streaming, streams_open, frames_per_s, not_recorded_per_s) "
-            "VALUES (" + ", ".join(["%s"] * 9) + ")", _gateway_samples())
+            "recording, robots_streaming, streams_open, frames_per_s, not_recorded_per_s, "
+            "disk_free_bytes, disk_total_bytes) "
+            "VALUES (" + ", ".join(["%s"] * 11) + ")", _gateway_samples())
         conn.execute("INSERT INTO trainer.grafana_alerts (fingerprint, starts_at, alertname, "
                      "sweep_id, received_at) VALUES ('f1', 'now', 'saturation_band', 'sweep2', %s)",
                      (NOW - timedelta(minutes=3),))
@@ -420,6 +428,7 @@ def test_the_spool_panels_show_a_gateways_outage(
     last = _panel_rows(grafana_db, variables, "Gateways: last sample")
     assert [(row[0], row[2], row[3], row[4], float(row[5])) for row in last] == [
         ("gw-1", "features failing", 4, 5, 1.0), ("gw-2", "recording", 6, 6, 2.0)]
+    assert [row[7] for row in last] == [6.0, None], "disk free %; gw-2 does not measure it"
 
 
 @pytest.mark.parametrize("query", alert_queries(), ids=str)
@@ -450,9 +459,9 @@ def _gateway_alert(grafana_db: psycopg.Connection, rule: str,
     document = yaml.safe_load(GATEWAY_RULES.read_text(encoding="utf-8"))
     found = next(r for g in document["groups"] for r in g["rules"] if r["title"] == rule)
     evaluator = found["data"][-1]["model"]["conditions"][0]["evaluator"]
-    assert evaluator["type"] == "gt", "the test judges 'gt' thresholds only"
-    return {gateway: (float(value), float(value) > evaluator["params"][0])
-            for gateway, value in rows}
+    fires = {"gt": lambda value: value > evaluator["params"][0],
+             "lt": lambda value: value < evaluator["params"][0]}[evaluator["type"]]
+    return {gateway: (float(value), fires(float(value))) for gateway, value in rows}
 
 
 def test_the_operators_rules_see_a_gateways_full_spool(grafana_db: psycopg.Connection) -> None:
@@ -471,6 +480,22 @@ def test_the_operators_rules_see_a_gateways_full_spool(grafana_db: psycopg.Conne
         assert not any(fires for _, fires in _gateway_alert(grafana_db, rule, NOW).values())
     # Nothing sampled in the last 2 minutes: no row, so no alert (a silent gateway's rule).
     assert _gateway_alert(grafana_db, "gateway_spool_filling", NOW + timedelta(minutes=5)) == {}
+
+
+def test_the_operators_rules_see_a_gateways_disk_run_low(grafana_db: psycopg.Connection) -> None:
+    low = _gateway_alert(grafana_db, "gateway_disk_low", NOW)
+    assert low == {"gw-1": (pytest.approx(6.0), True)}, "gw-2 does not measure its disk"
+    assert _gateway_alert(grafana_db, "gateway_disk_low", NOW - timedelta(minutes=10)) == {
+        "gw-1": (pytest.approx(20.0), False)}
+    # Two hours ago only gw-3 sampled, half its disk free.
+    assert _gateway_alert(grafana_db, "gateway_disk_low", NOW - timedelta(hours=2)) == {
+        "gw-3": (pytest.approx(50.0), False)}
+    # Grafana's mark is the console's and `edgeloop status`'s "low".
+    document = yaml.safe_load(GATEWAY_RULES.read_text(encoding="utf-8"))
+    rule = next(r for g in document["groups"] for r in g["rules"]
+                if r["title"] == "gateway_disk_low")
+    evaluator = rule["data"][-1]["model"]["conditions"][0]["evaluator"]
+    assert evaluator == {"type": "lt", "params": [pytest.approx(100 * LOW_FRACTION)]}
 
 
 def test_the_operators_rules_tell_a_silent_gateway_from_a_stopped_one(
@@ -502,7 +527,8 @@ def test_operators_alerts_reach_their_contact_point_and_drift_alerts_the_trainer
     drift_rules = [r for g in yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))[
         "groups"] for r in g["rules"]]
     assert {r["title"] for r in gateway_rules} == {
-        "gateway_spool_filling", "gateway_answering_unrecorded", "gateway_silent"}
+        "gateway_spool_filling", "gateway_answering_unrecorded", "gateway_disk_low",
+        "gateway_silent"}
     assert {receiver(r["labels"]) for r in gateway_rules} == {"edgeloop-operators"}
     assert drift_rules and {receiver(r["labels"]) for r in drift_rules} == {"edgeloop-trainer"}
     assert all(op == "=" for route in root["routes"] for _, op, _ in route["object_matchers"])

@@ -155,7 +155,9 @@ def test_fleet_draws_each_gateways_backlog_and_lists_gateways_known_from_samples
          _sample("gw-far", now - 20, 100), _sample("gw-far", now - 10, 200, robots_streaming=3,
                                                    frames_per_s=12.0,
                                                    recording=fpb.GATEWAY_RECORDING_STATE_DISK_FULL),
-         _sample("gw-gone", now - 600, 0)], read_at=now)
+         _sample("gw-gone", now - 600, 0),
+         _sample("gw-low", now - 5, 0, disk_free_bytes=4 * 10**9, disk_total_bytes=80 * 10**9)],
+        read_at=now)
     spools = [GatewaySpool("/s/spool", local, now), GatewaySpool("/s/spool-2", None, now)]
     html = TEMPLATES.env.get_template("fleet_table.html").render(
         devices=[], deployments=[], activity={}, spools=spools, trends=trends,
@@ -166,11 +168,14 @@ def test_fleet_draws_each_gateways_backlog_and_lists_gateways_known_from_samples
     assert '<polyline points="0.0,24.0 60.0,0.0 120.0,12.0"/>' in rows["/s/spool"]
     assert "now 50 %" in rows["/s/spool"]
     assert "no samples" not in rows["/s/spool"]
-    assert list(rows) == ["/s/spool", "/s/spool-2", "gw-far", "gw-gone"]
+    assert list(rows) == ["/s/spool", "/s/spool-2", "gw-far", "gw-gone", "gw-low"]
     assert 'class="pill failed">disk full' in rows["gw-far"]
     assert "(20 %)" in rows["gw-far"]
     assert "3 robots streaming, 12.0 frames/s" in rows["gw-far"] and "10 s ago" in rows["gw-far"]
     assert 'class="pill pending">silent' in rows["gw-gone"], "no sample for 10 minutes"
+    # from its samples: a gateway recording with a twentieth of its disk free
+    assert 'class="pill pending">disk low' in rows["gw-low"] and "4.0 GB (5 %)" in rows["gw-low"]
+    assert 'GB (' not in rows["gw-far"], "a gateway that does not measure its disk shows none"
 
 
 def test_a_gateways_row_without_samples_says_so() -> None:

@@ -64,6 +64,8 @@ async def test_an_empty_call_stores_nothing(stub, database_url):
     ({"recording": pb.GATEWAY_RECORDING_STATE_UNSPECIFIED}, "samples[1].recording"),
     ({"frames_per_s": math.nan}, "samples[1].frames_per_s"),
     ({"not_recorded_per_s": -1.0}, "samples[1].not_recorded_per_s"),
+    ({"disk_free_bytes": 11, "disk_total_bytes": 10}, "samples[1].disk_free_bytes"),
+    ({"disk_free_bytes": 11}, "samples[1].disk_free_bytes"),
 ])
 async def test_a_bad_sample_refuses_the_call_naming_it(stub, database_url, bad, field):
     request = pb.RecordGatewaySamplesRequest(samples=[_sample("gw-a", 0),
@@ -73,6 +75,19 @@ async def test_a_bad_sample_refuses_the_call_naming_it(stub, database_url, bad, 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in raised.value.details()
     assert _rows(database_url) == []  # the good sample beside it is not stored either
+
+
+async def test_the_spool_disks_room_is_kept_and_null_where_not_measured(stub, database_url):
+    samples = [_sample("gw-a", 0, disk_free_bytes=4 << 30, disk_total_bytes=100 << 30),
+               _sample("gw-a", 10)]  # a gateway before the disk fields
+    await stub.RecordGatewaySamples(pb.RecordGatewaySamplesRequest(samples=samples), timeout=30)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT disk_free_bytes, disk_total_bytes "
+                            "FROM features.gateway_samples ORDER BY time").fetchall()
+    assert rows == [(4 << 30, 100 << 30), (None, None)]
+    reply = await stub.ListGatewaySamples(_window(START), timeout=30)
+    assert [(s.disk_free_bytes, s.disk_total_bytes) for s in reply.samples] == [
+        (4 << 30, 100 << 30), (0, 0)]
 
 
 async def test_a_sample_without_its_time_is_refused(stub, database_url):

@@ -22,6 +22,7 @@ import grpc
 import pytest
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.contracts.features.v1 import observation_pb2
+from edgeloop.platform.diskspace import is_low
 from edgeloop.platform.gateway_status import GatewayStatus, read_status
 
 Reason = edge_pb2.FrameErrorReason
@@ -262,7 +263,7 @@ async def test_a_full_disk_is_said_frame_by_frame_and_recovers_when_space_return
     filler = small_disk / "filler"
     try:
         async with start_gateway(spool_dir=str(small_disk / "spool"),
-                                 status_interval_s=0.05) as gw, \
+                                 status_interval_s=0.05, sample_interval_s=0.05) as gw, \
                 asyncio.timeout(120):
             await _fill_then_recover(gw, requests, jpegs, hello, small_disk)
     finally:
@@ -317,3 +318,10 @@ async def _fill_then_recover(gw: Any, requests: Any, jpegs: list, hello: Any,
     stored = sorted(o.seq for o in gw.features.stored.values())
     assert stored == sorted(answered | {seq + 2}), "unrecorded frames must not be recorded"
     assert seq not in _recorded(seen), "Recorded named a frame answered unrecorded"
+    # the samples held over the outage carry the disk: low while it was full, then not
+    await gw.wait_state(lambda: not gw.app.sampler.held, timeout_s=60)
+    samples = [sample for _, sample in sorted(gw.features.samples.items())]
+    disks = [(sample.disk_free_bytes, sample.disk_total_bytes) for sample in samples]
+    assert all(total == shutil.disk_usage(small_disk).total for _, total in disks)
+    lows = [is_low(free, total) for free, total in disks]
+    assert True in lows and not lows[-1], "low while full; the newest, after, is not"

@@ -46,6 +46,13 @@ def test_a_sample_counts_robots_and_streams_and_its_rates_since_the_last() -> No
     assert sample.frames_per_s == pytest.approx(50.0)  # 500 frames in 10 s
     assert sample.not_recorded_per_s == pytest.approx(3.0)
     assert sample.recording == NOT_RECORDING
+    assert (sample.disk_free_bytes, sample.disk_total_bytes) == (0, 0)  # not measured
+
+
+def test_a_sample_carries_the_spool_disks_room() -> None:
+    status = _status(5.0, disk_free_bytes=3 * 10**9, disk_total_bytes=40 * 10**9)
+    sample = sample_of(status, Totals(0.0, 0, 0))
+    assert (sample.disk_free_bytes, sample.disk_total_bytes) == (3 * 10**9, 40 * 10**9)
 
 
 @pytest.mark.parametrize(("fields", "state"), [

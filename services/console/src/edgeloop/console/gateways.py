@@ -8,7 +8,7 @@ fleet page when the recording falls behind, before robots' frames go unrecorded.
 Whether it is catching up is the next question: each gateway also sends the features service
 a sample every few seconds, and the page draws each one's backlog over the last
 :data:`TREND_WINDOW` from them (:class:`GatewayTrend`). A gateway whose folder the console
-cannot read (another host) still gets a row, from its newest sample.
+cannot read (another host) still gets a row, from its newest sample (its disk's room too).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
+from edgeloop.platform.diskspace import is_low
 from edgeloop.platform.gateway_status import RECORDING_STATE_WORDS, GatewayStatus, read_status
 
 _PILLS = {"recording": "ok", "features failing": "pending", "stale": "pending",
@@ -87,12 +88,21 @@ class GatewayTrend:
 
     @property
     def state(self) -> str:
-        """Its newest sample's recording state, or ``silent`` when no sample came for long."""
+        """Its newest sample's recording state (``disk low`` as for a status file), or
+        ``silent`` when no sample came for long."""
         gaps = [_seconds(b) - _seconds(a) for a, b in itertools.pairwise(self.samples)]
         interval = statistics.median(gaps) if gaps else 0.0  # an outage's gap is no interval
         if self.age_s > max(SILENT_AFTER_S, 3 * interval):
             return "silent"
-        return RECORDING_STATE_WORDS.get(self.last.recording, "unknown")
+        state = RECORDING_STATE_WORDS.get(self.last.recording, "unknown")
+        return "disk low" if state == "recording" and self.disk_low else state
+
+    @property
+    def disk_low(self) -> bool:
+        """Its newest sample has less than a tenth of the spool's filesystem free (False when
+        the gateway does not measure it)."""
+        last = self.last
+        return bool(last.disk_total_bytes) and is_low(last.disk_free_bytes, last.disk_total_bytes)
 
     @property
     def pill(self) -> str:

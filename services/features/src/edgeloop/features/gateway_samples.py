@@ -7,7 +7,10 @@ were answered without a record, how many robots streamed meanwhile. Each gateway
 sends a sample every few seconds (and the ones it kept while this service was down); they
 are rows of ``features.gateway_samples``, one per gateway and sample time, so a batch sent
 again after a lost reply is stored once. Grafana reads the table; the console lists a
-window of it (each gateway's backlog over the last half hour beside its status).
+window of it (each gateway's backlog over the last half hour beside its status). The room
+left on each spool's disk is kept too: Grafana's operators' rule ``gateway_disk_low`` warns
+before a full disk leaves frames unrecorded, and the console shows it for gateways whose
+status file it cannot read.
 """
 
 from __future__ import annotations
@@ -27,18 +30,19 @@ MAX_SAMPLES = 10_000
 
 _INSERT = """
 INSERT INTO features.gateway_samples (time, gateway_id, backlog_bytes, max_bytes, recording,
-    robots_streaming, streams_open, frames_per_s, not_recorded_per_s)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+    robots_streaming, streams_open, frames_per_s, not_recorded_per_s, disk_free_bytes,
+    disk_total_bytes)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (gateway_id, time) DO NOTHING"""
 
 _SELECT = """
 SELECT time, gateway_id, backlog_bytes, max_bytes, recording, robots_streaming, streams_open,
-       frames_per_s, not_recorded_per_s
+       frames_per_s, not_recorded_per_s, disk_free_bytes, disk_total_bytes
 FROM features.gateway_samples
 WHERE time >= %(start)s AND time < %(end)s {gateways}
 ORDER BY gateway_id, time"""
 
-Row = tuple[datetime, str, int, int, str, int, int, float, float]
+Row = tuple[datetime, str, int, int, str, int, int, float, float, int | None, int | None]
 
 
 def sample_row(sample: pb.GatewaySample, index: int) -> Row:
@@ -56,13 +60,23 @@ def sample_row(sample: pb.GatewaySample, index: int) -> Row:
         value = getattr(sample, name)
         if not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"{field}.{name}", "must be a finite, non-negative number")
+    if sample.disk_free_bytes > sample.disk_total_bytes:
+        raise InvalidArgument(f"{field}.disk_free_bytes", "must not exceed disk_total_bytes "
+                                                          "(both 0 when not measured)")
     try:
         sampled_at = sample.sampled_at.ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError) as exc:
         raise InvalidArgument(f"{field}.sampled_at", f"is not a valid timestamp: {exc}") from exc
     return (sampled_at, sample.gateway_id, sample.backlog_bytes, sample.max_bytes, recording,
             sample.robots_streaming, sample.streams_open, sample.frames_per_s,
-            sample.not_recorded_per_s)
+            sample.not_recorded_per_s, *_disk_columns(sample))
+
+
+def _disk_columns(sample: pb.GatewaySample) -> tuple[int | None, int | None]:
+    """The disk's free and total bytes; NULL both when the gateway did not measure them."""
+    if not sample.disk_total_bytes:
+        return None, None
+    return sample.disk_free_bytes, sample.disk_total_bytes
 
 
 async def record_gateway_samples(pool: AsyncConnectionPool,
@@ -85,12 +99,13 @@ async def record_gateway_samples(pool: AsyncConnectionPool,
 
 
 def _sample_message(row: Row) -> pb.GatewaySample:
-    at, gateway_id, backlog, capacity, recording, robots, streams, fps, unrecorded = row
+    at, gateway_id, backlog, capacity, recording, robots, streams, fps, unrecorded, free, total \
+        = row
     sample = pb.GatewaySample(
         gateway_id=gateway_id, backlog_bytes=backlog, max_bytes=capacity,
         recording=RECORDING_STATES_BY_WORD.get(recording, pb.GATEWAY_RECORDING_STATE_UNSPECIFIED),
         robots_streaming=robots, streams_open=streams, frames_per_s=fps,
-        not_recorded_per_s=unrecorded)
+        not_recorded_per_s=unrecorded, disk_free_bytes=free or 0, disk_total_bytes=total or 0)
     sample.sampled_at.FromDatetime(at)
     return sample
 

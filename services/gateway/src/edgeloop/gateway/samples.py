@@ -3,8 +3,9 @@
 The status file (:mod:`edgeloop.gateway.status_file`) says how the gateway is now; Grafana's
 Infrastructure dashboard and the console's fleet page draw how it was, from
 ``features.gateway_samples``: backlog and capacity, the recording state, robots and streams,
-frames received and answered without a record a second. Every ``interval_s`` one of the
-status file's records becomes a sample (the same numbers, taken once), and a task sends
+frames received and answered without a record a second, the room left on the spool's disk.
+Every ``interval_s`` one of the status file's records becomes a sample (the same numbers,
+taken once; the disk as the status file's previous write measured it), and a task sends
 what is held with RecordGatewaySamples.
 
 While features cannot be reached (the very time the spool fills) samples wait, the newest
@@ -70,7 +71,8 @@ def sample_of(status: GatewayStatus, since: Totals) -> fs_pb2.GatewaySample:
         recording=RECORDING_STATES_BY_WORD[status.recording_state(status.written_at)],
         robots_streaming=len(open_streams), streams_open=sum(open_streams),
         frames_per_s=rate(status.frames_received, since.frames),
-        not_recorded_per_s=rate(status.answered_not_recorded, since.not_recorded))
+        not_recorded_per_s=rate(status.answered_not_recorded, since.not_recorded),
+        disk_free_bytes=status.disk_free_bytes or 0, disk_total_bytes=status.disk_total_bytes or 0)
 
 
 class GatewaySampler:

@@ -24,7 +24,7 @@ from edgeloop.gateway.forwarder import Forwarder
 from edgeloop.gateway.frames import UnrecordedAnswers
 from edgeloop.gateway.hosts.base import ModelHost
 from edgeloop.gateway.spool import Spool
-from edgeloop.platform.diskspace import measure
+from edgeloop.platform.diskspace import DiskSpace, measure
 from edgeloop.platform.gateway_status import (
     STATUS_FILE,
     DeviceContact,
@@ -72,11 +72,14 @@ class StatusWriter:
         self.interval_s = interval_s
         self._listener = listener
         """Given every record as it is taken, on the event loop (the dashboards' sampler)."""
+        self._disk: DiskSpace | None = None
+        """The spool's filesystem as last measured (by the previous write)."""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Write it now (before the gateway reports SERVING: whoever sees the gateway up finds
         the file) and then every interval."""
+        self._disk = measure(self.directory)  # not serving yet: the loop may wait for it
         self._write_now(self._take(stopped=False))
         self._task = asyncio.create_task(self._run(), name="status-file")
 
@@ -100,18 +103,26 @@ class StatusWriter:
     def _take(self, stopped: bool) -> GatewayStatus:
         status = self._current(stopped)
         if self._listener is not None:
-            self._listener(status)
+            # the listener's record carries the disk as the previous write measured it (one
+            # interval old at most): measuring here would touch the filesystem on the loop
+            self._listener(_with_disk(status, self._disk))
         return status
 
     def _write_now(self, status: GatewayStatus) -> None:
         # measured where the file is written, off the event loop once the gateway serves: a
         # stuck filesystem must not stall the answers
-        disk = measure(self.directory)
-        if disk is not None:
-            status = dataclasses.replace(status, disk_free_bytes=disk.free_bytes,
-                                         disk_total_bytes=disk.total_bytes)
+        self._disk = measure(self.directory)
+        status = _with_disk(status, self._disk)
         try:
             write_status(self.directory, status)
         except OSError as exc:  # a full disk must not stop the gateway; its log says so
             log.warning("could not write the spool status file", extra={
                 "path": str(self.directory / STATUS_FILE), "error": str(exc)})
+
+
+def _with_disk(status: GatewayStatus, disk: DiskSpace | None) -> GatewayStatus:
+    """``status`` with the spool filesystem's free and total bytes (unchanged when unknown)."""
+    if disk is None:
+        return status
+    return dataclasses.replace(status, disk_free_bytes=disk.free_bytes,
+                               disk_total_bytes=disk.total_bytes)

@@ -179,18 +179,20 @@ def test_status_reads_each_gateway_process_spool(stack_env: dict[str, str],
 
 def test_each_gateway_process_sends_its_samples_to_features(started: dict) -> None:
     hostname = socket.gethostname()
-    query = ("SELECT gateway_id, count(*), bool_and(recording = 'recording'), max(max_bytes) "
+    query = ("SELECT gateway_id, count(*), bool_and(recording = 'recording'), max(max_bytes), "
+             "bool_and(disk_free_bytes BETWEEN 1 AND disk_total_bytes) "
              "FROM features.gateway_samples GROUP BY 1 ORDER BY 1")
     deadline = time.monotonic() + 120  # a bound, not a race: samples come every 0.5 s
     while True:
         with psycopg.connect(started["parts"]["postgres"]["url"]) as conn:
             rows = conn.execute(query).fetchall()
-        if len(rows) == 2 and all(count >= 2 for _, count, _, _ in rows):
+        if len(rows) == 2 and all(count >= 2 for _, count, *_ in rows):
             break
         assert time.monotonic() < deadline, f"samples of two gateways expected, got {rows}"
         time.sleep(0.5)
     assert [gateway for gateway, *_ in rows] == [hostname, f"{hostname}-gateway-2"]
-    assert all(recording and capacity > 0 for _, _, recording, capacity in rows)
+    assert all(recording and capacity > 0 for _, _, recording, capacity, _ in rows)
+    assert all(disk_measured for *_, disk_measured in rows), "each sample carries its disk"
 
 
 def test_the_commands_status_prints_run_as_printed(stack_env: dict[str, str],

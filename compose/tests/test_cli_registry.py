@@ -85,7 +85,8 @@ def test_devices_list_shows_the_local_gateways_contacts(registry: dict[str, str]
     for folder, devices in (
             ("spool", (DeviceContact("car-21", 0, now - 300, now - 60, now - 61, 10),
                        DeviceContact("car-22", 0, now - 900, now - 600, now - 601, 5))),
-            ("spool-2", (DeviceContact("car-21", 1, now - 59, None, now - 0.5, 200, 4.04),))):
+            ("spool-2", (DeviceContact("car-21", 1, now - 59, None, now - 0.5, 200, 4.04,
+                                       -1800.0),))):
         (tmp_path / folder).mkdir()
         write_status(tmp_path / folder, dataclasses.replace(status, devices=devices))
     listed = json.loads(_run(registry, "devices", "list", "-o", "json",
@@ -95,10 +96,11 @@ def test_devices_list_shows_the_local_gateways_contacts(registry: dict[str, str]
     assert rows["car-21"]["fps"] == 4.0 and rows["car-22"]["fps"] == 0
     assert rows["car-21"]["last_contact"] == _iso(now - 0.5)
     assert rows["car-22"]["last_contact"] == _iso(now - 600)
+    assert rows["car-21"]["clock_offset_s"] == -1800.0 and rows["car-22"]["clock_offset_s"] is None
     others = [d for name, d in rows.items() if name not in {"car-21", "car-22"}]
     assert all(d["streams"] == 0 and d["last_contact"] is None for d in others)
     table = _run(registry, "devices", "list", state_dir=tmp_path).stdout
-    assert "last_contact" in table
+    assert "last_contact" in table and "30 min behind" in table
     assert "last_contact" not in _run(registry, "devices", "list",
                                       state_dir=tmp_path / "no-stack").stdout
 

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from edgeloop.platform.gateway_status import (
+    CLOCK_OFF_S,
     PADDED_BYTES,
     STATUS_FILE,
     DeviceContact,
     GatewayStatus,
     ServedVersion,
+    clock_offset_text,
     fleet_contacts,
     read_status,
     write_status,
@@ -151,6 +153,40 @@ def test_fleet_contacts_add_streams_of_live_gateways_and_keep_the_newest_contact
     paced = dataclasses.replace(first, devices=(dataclasses.replace(_contact(1), fps=4.0),))
     stale_paced = dataclasses.replace(paced, written_at=now - 120)
     assert fleet_contacts([paced, paced, stale_paced], now)["robot-0001"].fps == 8.0
+
+
+def test_a_devices_clock_is_the_one_its_newest_contact_measured() -> None:
+    now = STATUS.written_at + 1
+    older = DeviceContact("car", 0, now - 100, now - 50, now - 51, 9, clock_offset_s=3600.0)
+    newer = DeviceContact("car", 1, now - 10, None, now - 1, 30, 4.0, clock_offset_s=0.02)
+    unmeasured = DeviceContact("car", 1, now - 5, None, now, 3)  # no capture times
+    statuses = [dataclasses.replace(STATUS, gateway_id=f"gw-{i}", devices=(contact,))
+                for i, contact in enumerate((older, newer, unmeasured))]
+    merged = fleet_contacts(statuses, now)["car"]
+    assert merged.clock_offset_s == 0.02 and not merged.clock_off
+    off = fleet_contacts(statuses[:1], now)["car"]
+    assert off.clock_offset_s == 3600.0 and off.clock_off and older.clock_off
+    assert fleet_contacts(statuses[2:], now)["car"].clock_offset_s is None
+    assert not DeviceContact("car", 0, now, None, None, 0, clock_offset_s=-CLOCK_OFF_S).clock_off
+
+
+def test_a_devices_clock_round_trips_and_an_older_file_reads_none(tmp_path: Path) -> None:
+    device = DeviceContact("car", 1, 1_800_000_000.0, None, 1_800_000_001.0, 8, 4.0, -42.5)
+    status = dataclasses.replace(STATUS, devices=(device,))
+    write_status(tmp_path, status)
+    assert read_status(tmp_path) == status
+    older = json.loads((tmp_path / STATUS_FILE).read_text())
+    del older["devices"][0]["clock_offset_s"]  # a gateway before the clock
+    (tmp_path / STATUS_FILE).write_text(json.dumps(older))
+    (read,) = read_status(tmp_path).devices
+    assert read.clock_offset_s is None and not read.clock_off
+
+
+@pytest.mark.parametrize(("offset_s", "text"), [
+    (3.24, "3.2 s ahead"), (-0.5, "0.5 s behind"), (-2460.0, "41 min behind"),
+    (7200.0, "2.0 h ahead"), (-86400.0 * 400, "400 days behind")])
+def test_a_clock_offset_in_words(offset_s: float, text: str) -> None:
+    assert clock_offset_text(offset_s) == text
 
 
 def test_the_spools_disk_round_trips_low_below_a_tenth_and_an_older_file_reads_none(

@@ -85,6 +85,26 @@ def test_fleet_shows_a_device_the_gateway_answers_while_nothing_is_recorded() ->
     assert 'class="pill online">online' in row and "3 s ago" in row
     assert "(2 streams open, 7.5 frames/s)" in row and '<td class="num">0.0</td>' in row
     assert '<div class="big" id="online-count">1</div>' in html
+    assert "clock" not in row, "a device whose clock is not measured is not marked"
+
+
+def test_fleet_marks_a_device_whose_clock_is_off() -> None:
+    """Its frames' capture times, behind by as much, leave it out of the rate window."""
+    now = time.time()
+    contacts = (DeviceContact("robot-1", 1, now - 70, None, now - 1, 300, 4.0, -2 * 3600.0),
+                DeviceContact("robot-2", 1, now - 70, None, now - 1, 300, 4.0, 0.3))
+    gateway = GatewayStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
+                            backlog_bytes=0, max_bytes=1 << 30, disk_refused=False,
+                            not_recorded_since=None, answered_not_recorded=0, forwarded_at=now,
+                            forward_failing_since=None, interval_s=2.0, devices=contacts)
+    devices = [device_pb2.Device(device_id=f"robot-{n}", deployment="parking") for n in (1, 2)]
+    html = TEMPLATES.env.get_template("fleet_table.html").render(
+        devices=devices, deployments=[], activity=device_activity([], [gateway]))
+    rows = {row.split('data-device="')[1].split('"')[0]: row
+            for row in html.split("<tr")[1:] if 'data-device="' in row}
+    assert 'class="pill pending" title=' in rows["robot-1"]
+    assert ">clock 2.0 h behind</span>" in rows["robot-1"]
+    assert "clock" not in rows["robot-2"], "0.3 s: in step"
 
 
 def test_fleet_shows_each_gateway_spool_and_what_is_wrong() -> None:

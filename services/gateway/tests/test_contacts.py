@@ -4,8 +4,10 @@ recorded (the console would otherwise show a streaming robot offline)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import grpc
+import pytest
 from edgeloop.gateway.contacts import DeviceContacts
 from edgeloop.platform.gateway_status import GatewayStatus, read_status
 from edgeloop.testing import ManualClock
@@ -60,6 +62,64 @@ def test_the_frame_rate_over_each_interval_between_records() -> None:
         assert contacts.records()[0].fps == 10.0
         clock.now += 2
         assert contacts.records()[0].fps == 0.0, "a stream open but idle"
+
+
+def test_a_devices_clock_offset_from_its_live_frames(caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock(1_800_000_000.0)
+    contacts = DeviceContacts(clock)
+    with contacts.stream("robot-1") as contact:
+        contact.frame(clock.now)  # no capture time: nothing said about its clock
+        assert contacts.records()[0].clock_offset_s is None
+        # an hour ahead; each frame takes 5-40 ms to arrive: the quickest one tells
+        for delay in (0.04, 0.005, 0.02):
+            contact.frame(clock.now, clock.now + 3600 - delay)
+        contact.frame(clock.now)  # a late frame (None) does not count
+        with caplog.at_level(logging.WARNING, logger="edgeloop.gateway.contacts"):
+            (record,) = contacts.records()
+            assert record.clock_offset_s == pytest.approx(3600 - 0.005) and record.clock_off
+            assert contacts.records()[0].clock_offset_s == record.clock_offset_s, "kept"
+        (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert warning.device_id == "robot-1" and "clock off" in warning.getMessage()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="edgeloop.gateway.contacts"):
+            contact.frame(clock.now, clock.now - 0.01)  # set by NTP: in step again
+            assert contacts.records()[0].clock_offset_s == pytest.approx(-0.01)
+        assert [r.getMessage() for r in caplog.records] == ["device clock in step again"]
+
+
+async def test_the_status_file_says_a_robots_clock_is_an_hour_ahead(
+    start_gateway, requests, jpegs, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="edgeloop.gateway.contacts")
+    async with start_gateway(status_interval_s=0.05) as gw:
+        folder = gw.app.spool.directory
+        call = gw.open("robot-1", "secret-1")
+        await call.write(requests.hello("robot-1"))
+        assert (await call.read()).HasField("welcome")
+        for seq in range(1, 5):
+            request = requests.frame(seq, jpegs[0], 500.0)
+            request.frame.captured_at.FromSeconds(request.frame.captured_at.seconds + 3600)
+            await call.write(request)
+            assert (await call.read()).prediction.seq == seq
+        # sent again from the robot's buffer: a day old, says nothing about the clock
+        late = requests.frame(5, jpegs[0], 500.0, late=True)
+        late.frame.captured_at.FromSeconds(late.frame.captured_at.seconds - 86400)
+        await call.write(late)
+
+        def robot():  # noqa: ANN202
+            status = read_status(folder)
+            return next((d for d in status.devices if d.device_id == "robot-1"), None) \
+                if status else None
+
+        await gw.wait_state(lambda: (d := robot()) is not None and d.frames == 5, timeout_s=60)
+        contact = robot()
+        assert contact.clock_off and 3599 < contact.clock_offset_s <= 3600, contact
+        await call.done_writing()
+        while await call.read() != aio.EOF:  # the late frame's answer, then the end
+            pass
+    warnings = [r for r in caplog.records if r.name == "edgeloop.gateway.contacts"]
+    assert [(r.getMessage().split(":")[0], r.device_id) for r in warnings] == [
+        ("device clock off", "robot-1")], "logged once, naming the device"
 
 
 SPOOL_FRAMES = 5

@@ -13,7 +13,12 @@ from edgeloop.compose.views import Listing, output_option, show_listings, timest
 from edgeloop.compose.views import short_time as show_iso
 from edgeloop.contracts.registry.v1 import device_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
-from edgeloop.platform.gateway_status import FleetContact, fleet_contacts
+from edgeloop.platform.gateway_status import (
+    CLOCK_OFF_S,
+    FleetContact,
+    clock_offset_text,
+    fleet_contacts,
+)
 
 
 @click.group("devices")
@@ -57,16 +62,26 @@ def list_devices(include_revoked: bool, output: str) -> None:
     states = {"revoked": "[red]revoked[/red]", "active": "[green]active[/green]"}
     columns = ["device", "name", "deployment", "state", "created", "token_issued"]
     if contacts:
-        columns += ["streams", "fps", "last_contact"]
+        columns += ["streams", "fps", "last_contact", "clock_offset_s"]
         for row in rows:
             contact = contacts.get(row["device"])
             row["streams"] = contact.streams if contact else 0
             row["fps"] = round(contact.fps, 1) if contact else 0.0
             row["last_contact"] = _iso(contact.last_contact) if contact else None
+            offset = contact.clock_offset_s if contact else None
+            row["clock_offset_s"] = round(offset, 3) if offset is not None else None
     show_listings([Listing("devices", "devices", columns, rows,
                            {"state": states.get, "created": show_iso,
                             "token_issued": show_iso, "streams": str, "fps": str,
-                            "last_contact": show_iso})], output)
+                            "last_contact": show_iso, "clock_offset_s": _show_clock})], output)
+
+
+def _show_clock(offset_s: float | None) -> str:
+    """In step, or how far off (in amber beyond ``gateway_status.CLOCK_OFF_S``)."""
+    if offset_s is None:
+        return "-"
+    text = clock_offset_text(offset_s)
+    return f"[yellow]{text}[/yellow]" if abs(offset_s) > CLOCK_OFF_S else text
 
 
 def _gateway_contacts() -> dict[str, FleetContact]:

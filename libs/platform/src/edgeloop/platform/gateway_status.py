@@ -36,6 +36,10 @@ VERSION = 1
 PADDED_BYTES = 4096
 """The file's size is a multiple of this (a filesystem block): whitespace after the JSON, so
 that later records fit in place."""
+CLOCK_OFF_S = 2.0
+"""A device whose clock is further than this from its gateway's is "clock off": the capture
+times of its frames, which place them in the drift windows, the rollups, the retention's days
+and the console's rates, are off by as much (a clock kept by NTP is within milliseconds)."""
 STALE_AFTER_S = 30.0
 """A running gateway rewrites its file every few seconds: one older than this (or than three
 of its intervals, if they are longer) says the gateway is stuck, or cannot write even in
@@ -83,6 +87,16 @@ class DeviceContact:
     """Frames it sent this process since the gateway started."""
     fps: float = 0.0
     """Frames a second it sent over the gateway's last status interval."""
+    clock_offset_s: float | None = None
+    """How far its clock is ahead of the gateway's (negative: behind), from the capture times
+    of its live frames: the largest (capture - arrival) over a status interval, i.e. the
+    offset less the quickest frame's way to the gateway (None: no live frame with a capture
+    time yet)."""
+
+    @property
+    def clock_off(self) -> bool:
+        """Its clock is off by more than :data:`CLOCK_OFF_S`."""
+        return self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_OFF_S
 
     @property
     def last_contact(self) -> float:
@@ -180,6 +194,13 @@ class FleetContact:
     """Its newest contact with any of them (Unix seconds)."""
     fps: float = 0.0
     """Frames a second it sends to them now (over their last status interval)."""
+    clock_offset_s: float | None = None
+    """Its clock's offset as the gateway with its newest contact measured it (None: none did)."""
+
+    @property
+    def clock_off(self) -> bool:
+        """Its clock is off by more than :data:`CLOCK_OFF_S`."""
+        return self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_OFF_S
 
 
 def fleet_contacts(statuses: Iterable[GatewayStatus], now: float | None = None
@@ -192,11 +213,28 @@ def fleet_contacts(statuses: Iterable[GatewayStatus], now: float | None = None
         live = not status.stopped and not status.is_stale(now)
         for contact in status.devices:
             known = merged.get(contact.device_id, FleetContact(0, contact.last_contact))
+            newer = contact.clock_offset_s is not None and (
+                known.clock_offset_s is None or contact.last_contact >= known.last_contact)
             merged[contact.device_id] = FleetContact(
                 known.streams + streams.get(contact.device_id, 0),
                 max(known.last_contact, contact.last_contact),
-                known.fps + (contact.fps if live else 0.0))
+                known.fps + (contact.fps if live else 0.0),
+                contact.clock_offset_s if newer else known.clock_offset_s)
     return merged
+
+
+def clock_offset_text(offset_s: float) -> str:
+    """A device clock's offset in words: ``3.2 s ahead``, ``41 min behind``, ``2.0 h ahead``."""
+    size = abs(offset_s)
+    if size < 90:
+        amount = f"{size:.1f} s"
+    elif size < 5400:
+        amount = f"{size / 60:.0f} min"
+    elif size < 2 * 86400:
+        amount = f"{size / 3600:.1f} h"
+    else:
+        amount = f"{size / 86400:.0f} days"
+    return f"{amount} {'ahead' if offset_s >= 0 else 'behind'}"
 
 
 def write_status(directory: Path, status: GatewayStatus) -> None:

@@ -15,6 +15,7 @@ from edgeloop.console.summaries import DEVICE, RATE_WINDOW
 from edgeloop.contracts.features.v1 import observation_pb2
 from edgeloop.contracts.registry.v1 import deployment_pb2
 from edgeloop.contracts.trainer.v1 import sweep_pb2
+from edgeloop.platform.gateway_status import clock_offset_text
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
@@ -81,7 +82,8 @@ def _drift_kind(value: int) -> str:
 
 TEMPLATES.env.filters.update(time=_time, ago=_ago, mm=_mm, strategy=strategy_name,
                              selector=selector_text, sweep_state=_sweep_state,
-                             event_state=_event_state, drift_kind=_drift_kind)
+                             event_state=_event_state, drift_kind=_drift_kind,
+                             clock_offset=clock_offset_text)
 TEMPLATES.env.globals["rate_minutes"] = round(RATE_WINDOW.total_seconds() / 60)
 TEMPLATES.env.globals["DEVICE_SOURCE"] = DEVICE
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from edgeloop.console.backends import when
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.features.v1 import observation_pb2
-from edgeloop.platform.gateway_status import GatewayStatus, fleet_contacts
+from edgeloop.platform.gateway_status import CLOCK_OFF_S, GatewayStatus, fleet_contacts
 
 ONLINE_WITHIN = timedelta(seconds=30)
 """A device whose last frame is this recent is shown online."""
@@ -37,6 +37,14 @@ class DeviceActivity:
     runs: str = ""
     """What answered its newest recorded frame: ``v4 on the device (quantized twin)``, ``v4
     on the device``, ``v4 on the server``; empty when that frame had no answer."""
+    clock_offset_s: float | None = None
+    """How far its clock is ahead of its gateway's (negative: behind; None: not measured)."""
+
+    @property
+    def clock_off(self) -> bool:
+        """Its clock is off by more than ``gateway_status.CLOCK_OFF_S``: its recorded frames'
+        times (and so its rates here, its last frame) are off by as much."""
+        return self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_OFF_S
 
     @property
     def last_contact(self) -> datetime | None:
@@ -67,6 +75,7 @@ def device_activity(devices: Sequence[fpb.DeviceTraffic],
         entry = activity.setdefault(device_id, DeviceActivity())
         entry.streams, entry.gateway_fps = contact.streams, contact.fps
         entry.gateway_contact = datetime.fromtimestamp(contact.last_contact, UTC)
+        entry.clock_offset_s = contact.clock_offset_s
     return activity
 
 

@@ -8,16 +8,28 @@ and `edgeloop status` read it. Kept in memory, and taken over at start from the 
 the process before left in the same spool folder (:meth:`DeviceContacts.restore`), so a
 restart (the supervisor's, after a crash) does not make the fleet forget when robots that have
 not reconnected yet were last seen.
+
+Each device's clock is checked against the gateway's on the way: a frame's capture time comes
+from the robot, and places the frame in the drift windows, the rollups and the retention's
+days. Over each status interval the largest (capture time - arrival) of its live frames
+estimates its clock's offset (less the quickest frame's way here, milliseconds on a LAN: the
+estimate errs towards "behind" by that much); late frames, sent again from the robot's
+buffer, say nothing about its clock. A device further off than
+:data:`~edgeloop.platform.gateway_status.CLOCK_OFF_S` is logged when it goes off and when it
+comes back, and the console marks it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from edgeloop.platform.gateway_status import DeviceContact, GatewayStatus
+from edgeloop.platform.gateway_status import CLOCK_OFF_S, DeviceContact, GatewayStatus
+
+log = logging.getLogger(__name__)
 
 KEEP_S = 24 * 3600.0
 """A device with no stream open is forgotten this long after its last contact."""
@@ -33,21 +45,46 @@ class Contact:
     disconnected_at: float | None = None
     last_frame_at: float | None = None
     frames: int = 0
+    clock_offset_s: float | None = None
+    """Its clock's offset from the gateway's as last estimated (module doc)."""
     _rated: tuple[float, int] | None = None
     """(time, frames) when its rate was last taken."""
+    _ahead: float | None = None
+    """The largest (capture time - arrival) of its live frames since the last record."""
 
-    def frame(self, at: float) -> None:
-        """A frame arrived (called for every frame: kept to two stores)."""
+    def frame(self, at: float, captured: float | None = None) -> None:
+        """A frame arrived at ``at``; ``captured``: the capture time of a live frame that
+        carries one (called for every frame: kept to a few stores)."""
         self.last_frame_at = at
         self.frames += 1
+        if captured is not None and (self._ahead is None or captured - at > self._ahead):
+            self._ahead = captured - at
 
     def record(self, now: float) -> DeviceContact:
-        """The contact as the status file holds it, with its frame rate since the last one."""
+        """The contact as the status file holds it, with its frame rate since the last one
+        and its clock's offset over the same time (the one before when no live frame came)."""
         then, frames_then = self._rated or (self.connected_at, 0)
         fps = (self.frames - frames_then) / (now - then) if now > then else 0.0
         self._rated = (now, self.frames)
+        if self._ahead is not None:
+            self._estimate_clock(self._ahead)
+            self._ahead = None
         return DeviceContact(self.device_id, self.streams, self.connected_at,
-                             self.disconnected_at, self.last_frame_at, self.frames, fps)
+                             self.disconnected_at, self.last_frame_at, self.frames, fps,
+                             self.clock_offset_s)
+
+    def _estimate_clock(self, offset_s: float) -> None:
+        was_off = self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_OFF_S
+        self.clock_offset_s = offset_s
+        is_off = abs(offset_s) > CLOCK_OFF_S
+        if is_off and not was_off:
+            log.warning("device clock off: its frames' capture times are off by as much; "
+                        "set its clock (NTP)", extra={
+                            "device_id": self.device_id, "clock_offset_s": round(offset_s, 3),
+                            "limit_s": CLOCK_OFF_S})
+        elif was_off and not is_off:
+            log.info("device clock in step again", extra={
+                "device_id": self.device_id, "clock_offset_s": round(offset_s, 3)})
 
 
 class DeviceContacts:
@@ -84,7 +121,7 @@ class DeviceContacts:
             closed = record.disconnected_at if not record.streams else previous.written_at
             self._devices[record.device_id] = Contact(
                 record.device_id, record.connected_at, disconnected_at=closed,
-                last_frame_at=record.last_frame_at)
+                last_frame_at=record.last_frame_at, clock_offset_s=record.clock_offset_s)
         return len(restored)
 
     def open_streams(self, device_id: str) -> int:

@@ -237,7 +237,7 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                     continue
                 received = time.perf_counter()
                 if contact is not None:
-                    contact.frame(time.time())
+                    contact.frame(time.time(), _live_capture_s(request.frame))
                 await self._check_credentials(session)
                 if not await self._within_rate(request.frame, session, out):
                     continue
@@ -329,3 +329,11 @@ def _next_seq(session: Session, frame: edge_pb2.Frame) -> int | None:
     if session.last_seq is not None and frame.seq <= session.last_seq:
         return session.last_seq
     return frame.seq
+
+
+def _live_capture_s(frame: edge_pb2.Frame) -> float | None:
+    """A live frame's capture time (Unix seconds, the robot's clock); None for a late frame
+    (sent again from the robot's buffer) or one without it."""
+    if frame.late or not frame.HasField("captured_at"):
+        return None
+    return frame.captured_at.seconds + frame.captured_at.nanos * 1e-9

@@ -55,6 +55,8 @@ async def test_realtime_sessions_are_paced_at_the_capture_rate(gateway, tmp_path
     # Never a catch-up burst; the slack covers render-time jitter of the first/last frame.
     assert 0 < summary.fps <= 42, "captures do not outrun the requested rate"
     assert len(gateway.state.received) == frames
+    # stamped by the wall clock: the gateway may judge the robot's clock by them
+    assert "simulated_clock" not in gateway.state.hellos[0].capabilities
 
 
 async def test_replayed_sessions_carry_simulated_capture_times(gateway, tmp_path: Path) -> None:  # noqa: ANN001
@@ -68,3 +70,5 @@ async def test_replayed_sessions_carry_simulated_capture_times(gateway, tmp_path
     # The next run starts the 2 s repositioning pause after the stop frame.
     gap = stamps[first_run] - stamps[first_run - 1]
     assert gap == timedelta(seconds=2.0)
+    # the robot says so: the gateway does not take them for its clock
+    assert "simulated_clock" in gateway.state.hellos[0].capabilities

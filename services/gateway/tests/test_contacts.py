@@ -122,6 +122,33 @@ async def test_the_status_file_says_a_robots_clock_is_an_hour_ahead(
         ("device clock off", "robot-1")], "logged once, naming the device"
 
 
+async def test_a_simulated_clock_is_not_judged(start_gateway, requests, jpegs) -> None:
+    """A simulator replaying history stamps its frames hours ago on purpose, and says so."""
+    async with start_gateway(status_interval_s=0.05) as gw:
+        folder = gw.app.spool.directory
+        call = gw.open("robot-1", "secret-1")
+        hello = requests.hello("robot-1")
+        hello.hello.capabilities.append("simulated_clock")
+        await call.write(hello)
+        assert (await call.read()).HasField("welcome")
+        for seq in range(1, 4):
+            request = requests.frame(seq, jpegs[0], 500.0)
+            request.frame.captured_at.FromSeconds(request.frame.captured_at.seconds - 7200)
+            await call.write(request)
+            assert (await call.read()).prediction.seq == seq
+
+        def robot():  # noqa: ANN202
+            status = read_status(folder)
+            return next((d for d in status.devices if d.device_id == "robot-1"), None) \
+                if status else None
+
+        # the record that counts the frames is the one their capture times would be in
+        await gw.wait_state(lambda: (d := robot()) is not None and d.frames == 3, timeout_s=60)
+        assert robot().clock_offset_s is None
+        await call.done_writing()
+        assert await call.read() == aio.EOF
+
+
 SPOOL_FRAMES = 5
 
 

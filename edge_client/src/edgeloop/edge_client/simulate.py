@@ -26,7 +26,7 @@ from edgeloop.edge_client.inference.onboard import Inference, Onboard, as_proto,
 from edgeloop.edge_client.scene.drive import Capture, DriveSimulator
 from edgeloop.edge_client.scene.scenarios import Scenario, ScenarioPlan, resolve_plan
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
-from edgeloop.edge_client.stream.client import StreamClient, StreamConfig
+from edgeloop.edge_client.stream.client import StreamClient, StreamConfig, with_simulated_clock
 from edgeloop.edge_client.summary import RunSummary, SessionSummary, summarise
 from edgeloop.platform import log_context
 from edgeloop.platform.tls import ClientTLS
@@ -123,6 +123,8 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
             onboard = Onboard.create(inference, model_dir)
         if onboard.model is not None:
             config = with_capability(config, onboard.quantized)
+        if not realtime:  # history replayed faster than it happened: say the clock is ours
+            config = with_simulated_clock(config)
         client = StreamClient(gateway_addr, device_id, token, buffer, session_id=session_id,
                               config=config, tls=tls)
         onboard.attach(client)

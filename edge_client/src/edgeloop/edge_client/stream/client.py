@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -95,6 +96,19 @@ class StreamConfig:
 RESEND_REASONS = frozenset({edge_pb2.FRAME_ERROR_REASON_SPOOL_FULL,
                             edge_pb2.FRAME_ERROR_REASON_RATE_LIMITED})
 """Refusals that mean "not recorded, send it again later" for a labelled frame."""
+
+
+SIMULATED_CLOCK = "simulated_clock"
+"""Hello capability of a client whose capture times follow a clock of its own on purpose (a
+simulator replaying history): the gateway does not judge the robot's clock by them."""
+
+
+def with_simulated_clock(config: StreamConfig | None) -> StreamConfig:
+    """``config`` with the ``simulated_clock`` capability added."""
+    config = config or StreamConfig()
+    if SIMULATED_CLOCK in config.capabilities:
+        return config
+    return dataclasses.replace(config, capabilities=(*config.capabilities, SIMULATED_CLOCK))
 
 
 @dataclass(frozen=True)

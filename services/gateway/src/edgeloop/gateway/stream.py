@@ -53,6 +53,9 @@ SYNC_WAIT_S = 5.0
 """How long a Hello waits for the first deployment snapshot from the registry."""
 RECORDED_ACKS = "recorded_acks"
 """The Hello capability of a client that keeps labelled frames until a Recorded names them."""
+SIMULATED_CLOCK = "simulated_clock"
+"""The Hello capability of a client whose capture times follow a clock of its own on purpose
+(a simulator replaying history): its clock is not judged (:mod:`edgeloop.gateway.contacts`)."""
 MAX_IN_FLIGHT = 32
 """Frames of one stream processed at once; more waits (backpressure to the robot)."""
 _END = object()
@@ -79,6 +82,8 @@ class Session:
     """The registry refused the token when asked in the background: the stream ends."""
     contact: Contact | None = None
     """The device's contact, told of every frame."""
+    clock_judged: bool = True
+    """Its frames' capture times tell the device's clock (no ``simulated_clock`` in Hello)."""
 
 
 class RecordedAcks:
@@ -133,6 +138,7 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
             hello = await self._read_hello(request_iterator, session)
             session.session_id = hello.session_id
             wants_acks = RECORDED_ACKS in hello.capabilities
+            session.clock_judged = SIMULATED_CLOCK not in hello.capabilities
             if self.models is not None and CAPABILITY in hello.capabilities:
                 session.quantized = QUANTIZED_CAPABILITY in hello.capabilities
                 session.model = await self.models.current(session.device_id, self._deployment(
@@ -237,7 +243,8 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                     continue
                 received = time.perf_counter()
                 if contact is not None:
-                    contact.frame(time.time(), _live_capture_s(request.frame))
+                    contact.frame(time.time(), _live_capture_s(request.frame)
+                                  if session.clock_judged else None)
                 await self._check_credentials(session)
                 if not await self._within_rate(request.frame, session, out):
                     continue

@@ -59,6 +59,17 @@ async def test_realtime_sessions_are_paced_at_the_capture_rate(gateway, tmp_path
     assert "simulated_clock" not in gateway.state.hellos[0].capabilities
 
 
+async def test_a_robots_clock_may_be_set_off_the_true_time(gateway, tmp_path: Path) -> None:  # noqa: ANN001
+    before = datetime.now(UTC)
+    await drive_session_async(gateway.address, gateway.device, gateway.token, "beige", runs=1,
+                              seed=2, fps=40.0, realtime=True, buffer_path=tmp_path / "b.db",
+                              clock_offset_s=-3600.0)
+    after = datetime.now(UTC)
+    stamps = [r.captured_at for r in gateway.state.received]
+    hour = timedelta(hours=1)
+    assert stamps and all(before - hour <= stamp <= after - hour for stamp in stamps)
+
+
 async def test_replayed_sessions_carry_simulated_capture_times(gateway, tmp_path: Path) -> None:  # noqa: ANN001
     start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     summary = await drive_session_async(gateway.address, gateway.device, gateway.token, "beige",

@@ -131,13 +131,17 @@ def scenario_options(fn):  # noqa: ANN001, ANN201 - click decorator
               help="Device/auto inference: run a version's quantized twin once the gateway "
               "offers it (a quarter of the download, about half the CPU; the gateway offers it "
               "when its answers are within 1 mm of the full model's on the frames it served).")
+@click.option("--clock-offset", "clock_offset_s", type=float, default=0.0, show_default=True,
+              help="Simulated robot, real time: its clock this many seconds off the true time "
+              "(negative: behind), as a robot without NTP; the gateway and the console say so.")
 @tls_options
 def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: float | None,
           change_at: float | None, change_to: str | None, seed: int, runs: int, gateway: str,
           device: str, token: str, fps: float, realtime: bool, mode: str, buffer_path: Path,
           session_id: str | None, hardware: str, camera_source: str, i2c_bus: int,
           gpio: bool, inference: str, model_dir: Path, threads: int | None,
-          quantized_model: bool, tls_ca: str, tls_cert: str, tls_key: str) -> None:
+          quantized_model: bool, clock_offset_s: float, tls_ca: str, tls_cert: str,
+          tls_key: str) -> None:
     """Drive runs toward the wall and stream every frame to the gateway."""
     try:
         tls = ClientTLS.from_values(tls_ca, tls_cert, tls_key)
@@ -160,7 +164,8 @@ def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: f
         plan = _plan(scenario, floor_rgb, max_yaw, max_mm, change_at, change_to)
         summary = drive_session(gateway, device, token, plan, runs, seed, fps, realtime,
                                 mode=Mode(mode), buffer_path=buffer_path, session_id=session_id,
-                                tls=tls, on_run=_echo_run, onboard=onboard)
+                                tls=tls, on_run=_echo_run, onboard=onboard,
+                                clock_offset_s=clock_offset_s)
     except StreamClosed as exc:
         raise click.ClickException(f"the session ended: {exc}") from exc
     _echo_session(summary)

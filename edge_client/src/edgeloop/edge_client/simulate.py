@@ -96,7 +96,8 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
                               inference: Inference = Inference.SERVER,
                               model_dir: Path | None = None,
                               onboard: Onboard | None = None,
-                              keep_driving: Callable[[], bool] | None = None) -> SessionSummary:
+                              keep_driving: Callable[[], bool] | None = None,
+                              clock_offset_s: float = 0.0) -> SessionSummary:
     """Drive ``runs`` simulated runs against the gateway at ``gateway_addr``; summarise them.
 
     ``realtime`` paces captures at ``fps`` on the wall clock (``captured_at`` is the wall
@@ -110,7 +111,8 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
     the given ``onboard`` (whose ``model.switches`` then tell when each version took over).
     After ``runs`` runs, more runs follow while ``keep_driving()`` is true.
     With ``tls`` the stream is TLS (and presents the device certificate it holds, for
-    mutual TLS).
+    mutual TLS). ``clock_offset_s`` sets a real-time robot's clock that far off the wall
+    clock (negative: behind), as a robot without NTP would be.
     """
     with contextlib.ExitStack() as stack:
         if buffer_path is None:
@@ -129,7 +131,8 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
                               config=config, tls=tls)
         onboard.attach(client)
         session = _Session(client, resolve_plan(scenario), seed, fps, realtime, mode,
-                           start_time or datetime.now(UTC), prediction_timeout_s, onboard)
+                           start_time or datetime.now(UTC), prediction_timeout_s, onboard,
+                           timedelta(seconds=clock_offset_s))
         await client.start()
         # Give the first stream its chance, so the first frames go out live, not late;
         # without a gateway the session still drives and the frames wait on disk.
@@ -162,13 +165,15 @@ class _Session:
 
     def __init__(self, client: StreamClient, plan: ScenarioPlan, seed: int, fps: float,
                  realtime: bool, mode: Mode, start_time: datetime,
-                 prediction_timeout_s: float, onboard: Onboard | None = None) -> None:
+                 prediction_timeout_s: float, onboard: Onboard | None = None,
+                 clock_offset: timedelta = timedelta(0)) -> None:
         self.client = client
         self.onboard = onboard or Onboard(Inference.SERVER)
         self.sim = DriveSimulator(plan, seed=seed, fps=fps)
         self.realtime = realtime
         self.mode = Mode(mode)
         self.start_time = start_time
+        self.clock_offset = clock_offset
         self.prediction_timeout_s = prediction_timeout_s
         self.sensors: dict[int, float | None] = {}
         self.runs: list[tuple[list[int], RunSummary]] = []
@@ -228,7 +233,7 @@ class _Session:
         # Real time: the wall clock, as a camera would stamp it. Replay: the simulated
         # clock from start_time, so history can be written faster than it happened.
         if self.realtime:
-            return datetime.now(UTC)
+            return datetime.now(UTC) + self.clock_offset
         return self.start_time + timedelta(seconds=t_s)
 
     async def _pace(self, tick: float) -> float:

@@ -81,6 +81,19 @@ def test_the_robots_streaming_and_those_seen_before(topology: Topology) -> None:
         "  1 robot streaming, 1,041 frames/s; 1 more seen since it started (the last 9.0 s ago)"
 
 
+def test_robots_whose_clock_is_off_are_named_the_furthest_first(topology: Topology) -> None:
+    offsets = {"r1": 0.004, "r2": -7200.0, "r3": 30.0, "r4": -3.5, "r5": 2.5}
+    _write(topology, "gateway", _status(devices=[
+        {**_device(name, 1, 0.2), "clock_offset_s": offset} for name, offset in offsets.items()]))
+    assert _lines(topology, ["gateway"], {"gateway"})[3] == (
+        "  clock off on 4 robots: r2 2.0 h behind, r3 30.0 s ahead, r4 3.5 s behind and 1 more "
+        "(their frames' times are off by as much: set their clocks)")
+    (report,) = read_spools(topology, ["gateway"])
+    assert not report.in_trouble(running=True, now=NOW), "recording is not in trouble"
+    _write(topology, "gateway", _status(devices=[{**_device("r1", 1, 0.2), "clock_offset_s": 1.0}]))
+    assert not any("clock" in line for line in _lines(topology, ["gateway"], {"gateway"}))
+
+
 def test_a_full_spool_says_what_is_not_recorded_and_why(topology: Topology) -> None:
     _write(topology, "gateway", _status(
         backlog_bytes=GIB, not_recorded_since=NOW - 90, answered_not_recorded=123_456,

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeloop.compose.stack.topology import Topology
-from edgeloop.platform.gateway_status import STATUS_FILE, GatewayStatus, read_status
+from edgeloop.platform.gateway_status import (
+    STATUS_FILE,
+    DeviceContact,
+    GatewayStatus,
+    clock_offset_text,
+    read_status,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class SpoolReport:
                 f"{v.model} v{v.version} ({v.runtime})" for v in s.serving))
         if not s.stopped and running:
             lines.append(f"  {_robots(s, now)}")
+        if off := [d for d in s.devices if d.clock_off]:
+            lines.append(f"  {_clocks_off(off)}")
         if s.not_recorded_since is not None:
             lines.append(f"  answering live frames WITHOUT recording them since "
                          f"{_clock(s.not_recorded_since)} ({s.answered_not_recorded:,} "
@@ -92,6 +100,16 @@ def _robots(status: GatewayStatus, now: float) -> str:
         newest = max(d.last_contact for d in gone)
         line += f"; {len(gone)} more seen since it started (the last {_ago(now, newest)})"
     return line
+
+
+def _clocks_off(devices: list[DeviceContact], named: int = 3) -> str:
+    """The devices whose clock is off, the furthest first (``named`` of them by name)."""
+    devices = sorted(devices, key=lambda d: -abs(d.clock_offset_s or 0.0))
+    names = ", ".join(f"{d.device_id} {clock_offset_text(d.clock_offset_s or 0.0)}"
+                      for d in devices[:named])
+    more = f" and {len(devices) - named} more" if len(devices) > named else ""
+    return (f"clock off on {len(devices)} robot{'s' if len(devices) != 1 else ''}: "
+            f"{names}{more} (their frames' times are off by as much: set their clocks)")
 
 
 def read_spools(topology: Topology, parts: list[str]) -> list[SpoolReport]:

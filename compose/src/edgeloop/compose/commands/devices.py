@@ -14,10 +14,10 @@ from edgeloop.compose.views import short_time as show_iso
 from edgeloop.contracts.registry.v1 import device_pb2
 from edgeloop.contracts.registry.v1 import registry_service_pb2 as pb
 from edgeloop.platform.gateway_status import (
-    CLOCK_OFF_S,
     FleetContact,
     clock_offset_text,
     fleet_contacts,
+    is_clock_off,
 )
 
 
@@ -81,7 +81,7 @@ def _show_clock(offset_s: float | None) -> str:
     if offset_s is None:
         return "-"
     text = clock_offset_text(offset_s)
-    return f"[yellow]{text}[/yellow]" if abs(offset_s) > CLOCK_OFF_S else text
+    return f"[yellow]{text}[/yellow]" if is_clock_off(offset_s) else text
 
 
 def _gateway_contacts() -> dict[str, FleetContact]:

@@ -96,7 +96,7 @@ class DeviceContact:
     @property
     def clock_off(self) -> bool:
         """Its clock is off by more than :data:`CLOCK_OFF_S`."""
-        return self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_OFF_S
+        return is_clock_off(self.clock_offset_s)
 
     @property
     def last_contact(self) -> float:
@@ -200,7 +200,7 @@ class FleetContact:
     @property
     def clock_off(self) -> bool:
         """Its clock is off by more than :data:`CLOCK_OFF_S`."""
-        return self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_OFF_S
+        return is_clock_off(self.clock_offset_s)
 
 
 def fleet_contacts(statuses: Iterable[GatewayStatus], now: float | None = None
@@ -221,6 +221,11 @@ def fleet_contacts(statuses: Iterable[GatewayStatus], now: float | None = None
                 known.fps + (contact.fps if live else 0.0),
                 contact.clock_offset_s if newer else known.clock_offset_s)
     return merged
+
+
+def is_clock_off(offset_s: float | None) -> bool:
+    """A clock offset (None: not measured) further than :data:`CLOCK_OFF_S` either way."""
+    return offset_s is not None and abs(offset_s) > CLOCK_OFF_S
 
 
 def clock_offset_text(offset_s: float) -> str:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from edgeloop.console.backends import when
 from edgeloop.contracts.features.v1 import feature_store_service_pb2 as fpb
 from edgeloop.contracts.features.v1 import observation_pb2
-from edgeloop.platform.gateway_status import CLOCK_OFF_S, GatewayStatus, fleet_contacts
+from edgeloop.platform.gateway_status import GatewayStatus, fleet_contacts, is_clock_off
 
 ONLINE_WITHIN = timedelta(seconds=30)
 """A device whose last frame is this recent is shown online."""
@@ -44,7 +44,7 @@ class DeviceActivity:
     def clock_off(self) -> bool:
         """Its clock is off by more than ``gateway_status.CLOCK_OFF_S``: its recorded frames'
         times (and so its rates here, its last frame) are off by as much."""
-        return self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_OFF_S
+        return is_clock_off(self.clock_offset_s)
 
     @property
     def last_contact(self) -> datetime | None:

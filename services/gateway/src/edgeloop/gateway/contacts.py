@@ -27,7 +27,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from edgeloop.platform.gateway_status import CLOCK_OFF_S, DeviceContact, GatewayStatus
+from edgeloop.platform.gateway_status import (
+    CLOCK_OFF_S,
+    DeviceContact,
+    GatewayStatus,
+    is_clock_off,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +79,9 @@ class Contact:
                              self.clock_offset_s)
 
     def _estimate_clock(self, offset_s: float) -> None:
-        was_off = self.clock_offset_s is not None and abs(self.clock_offset_s) > CLOCK_OFF_S
+        was_off = is_clock_off(self.clock_offset_s)
         self.clock_offset_s = offset_s
-        is_off = abs(offset_s) > CLOCK_OFF_S
+        is_off = is_clock_off(offset_s)
         if is_off and not was_off:
             log.warning("device clock off: its frames' capture times are off by as much; "
                         "set its clock (NTP)", extra={

@@ -14,7 +14,8 @@ from the robot, and places the frame in the drift windows, the rollups and the r
 days. Over each status interval the largest (capture time - arrival) of its live frames
 estimates its clock's offset (less the quickest frame's way here, milliseconds on a LAN: the
 estimate errs towards "behind" by that much); late frames, sent again from the robot's
-buffer, say nothing about its clock. A device further off than
+buffer, say nothing about its clock, nor do those of a stream whose Hello says
+``simulated_clock`` (a simulator replaying history). A device further off than
 :data:`~edgeloop.platform.gateway_status.CLOCK_OFF_S` is logged when it goes off and when it
 comes back, and the console marks it.
 """

@@ -107,6 +107,29 @@ def test_fleet_marks_a_device_whose_clock_is_off() -> None:
     assert "clock" not in rows["robot-2"], "0.3 s: in step"
 
 
+def test_a_fast_clocks_last_frame_is_put_on_the_gateways_clock() -> None:
+    """An hour-fast robot that stopped 10 minutes ago: its newest recorded frame is stamped
+    50 minutes from now; the gateway that measured its clock puts it 10 minutes back."""
+    now = time.time()
+    frame = fpb.DeviceTraffic(device_id="robot-1", frames=3)
+    frame.last_frame.FromSeconds(int(now + 3000))
+    contact = DeviceContact("robot-1", 0, now - 900, now - 660, now - 600, 300, 0.0, 3600.0)
+    gateway = GatewayStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,
+                            backlog_bytes=0, max_bytes=1 << 30, disk_refused=False,
+                            not_recorded_since=None, answered_not_recorded=0, forwarded_at=now,
+                            forward_failing_since=None, interval_s=2.0, devices=(contact,))
+    devices = [device_pb2.Device(device_id="robot-1", deployment="parking")]
+    measured = device_activity([frame], [gateway])["robot-1"]
+    assert not measured.online and abs(measured.last_contact.timestamp() - (now - 600)) < 1
+    html = TEMPLATES.env.get_template("fleet_table.html").render(
+        devices=devices, deployments=[], activity={"robot-1": measured})
+    assert "10 min ago" in html and 'class="pill">offline' in html
+    unmeasured = device_activity([frame])["robot-1"]  # no gateway said: shown as it came
+    html = TEMPLATES.env.get_template("fleet_table.html").render(
+        devices=devices, deployments=[], activity={"robot-1": unmeasured})
+    assert "in the future" in html
+
+
 def test_fleet_shows_each_gateway_spool_and_what_is_wrong() -> None:
     now = time.time()
     base = GatewayStatus(gateway_id="gw-a", pid=1, written_at=now - 1, stopped=False,

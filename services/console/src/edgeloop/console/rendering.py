@@ -44,6 +44,8 @@ def _ago(value: Any) -> str:
     if moment is None:
         return "never"
     seconds = (datetime.now(UTC) - moment).total_seconds()
+    if seconds < -5:  # stamped by a clock that is ahead (a robot's capture time)
+        return "in the future"
     if seconds < 90:
         return f"{seconds:.0f} s ago"
     if seconds < 5400:

@@ -48,8 +48,14 @@ class DeviceActivity:
 
     @property
     def last_contact(self) -> datetime | None:
-        """The newer of its last recorded frame and its last contact with a gateway."""
-        known = [t for t in (self.last_frame, self.gateway_contact) if t is not None]
+        """The newer of its last recorded frame and its last contact with a gateway. The
+        frame's time is its capture time, on the robot's clock: put on the gateway's clock
+        when a gateway measured the robot's (an hour-fast robot would look online for an hour
+        after it stopped, its last frame "in the future")."""
+        frame = self.last_frame
+        if frame is not None and self.clock_offset_s is not None:
+            frame -= timedelta(seconds=self.clock_offset_s)
+        known = [t for t in (frame, self.gateway_contact) if t is not None]
         return max(known) if known else None
 
     @property

@@ -95,9 +95,11 @@ class FakeGatewayServicer(gw_grpc.EdgeGatewayServiceServicer):
                 session = request.hello.session_id
                 acks = self.state.sends_recorded and "recorded_acks" in request.hello.capabilities
                 self.state.hellos.append(request.hello)
-                yield gw_pb2.StreamResponse(welcome=edge_pb2.Welcome(
-                    deployment="test", model_name="m", max_frame_bytes=1 << 20,
-                    gateway_id="gw-test", sends_recorded=acks))
+                welcome = edge_pb2.Welcome(deployment="test", model_name="m",
+                                           max_frame_bytes=1 << 20, gateway_id="gw-test",
+                                           sends_recorded=acks)
+                welcome.gateway_time.GetCurrentTime()  # as the gateway does
+                yield gw_pb2.StreamResponse(welcome=welcome)
                 continue
             response = await self._frame(session, request.frame, context)
             if response is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,7 +60,9 @@ async def test_realtime_sessions_are_paced_at_the_capture_rate(gateway, tmp_path
     assert "simulated_clock" not in gateway.state.hellos[0].capabilities
 
 
-async def test_a_robots_clock_may_be_set_off_the_true_time(gateway, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_a_robots_clock_may_be_set_off_the_true_time(gateway, tmp_path: Path,  # noqa: ANN001
+                                                            caplog) -> None:  # noqa: ANN001
+    caplog.set_level(logging.WARNING, logger="edgeloop.edge_client.stream.clock")
     before = datetime.now(UTC)
     await drive_session_async(gateway.address, gateway.device, gateway.token, "beige", runs=1,
                               seed=2, fps=40.0, realtime=True, buffer_path=tmp_path / "b.db",
@@ -68,6 +71,21 @@ async def test_a_robots_clock_may_be_set_off_the_true_time(gateway, tmp_path: Pa
     stamps = [r.captured_at for r in gateway.state.received]
     hour = timedelta(hours=1)
     assert stamps and all(before - hour <= stamp <= after - hour for stamp in stamps)
+    (warning,) = caplog.records  # the Welcome told it, once
+    assert "clock is 60 min behind the gateway's" in warning.getMessage()
+
+
+async def test_a_robot_may_stamp_its_frames_on_the_gateways_clock(gateway,  # noqa: ANN001
+                                                                  tmp_path: Path) -> None:
+    before = datetime.now(UTC)
+    await drive_session_async(gateway.address, gateway.device, gateway.token, "beige", runs=1,
+                              seed=2, fps=40.0, realtime=True, buffer_path=tmp_path / "b.db",
+                              clock_offset_s=-3600.0, clock_from_gateway=True)
+    after = datetime.now(UTC)
+    stamps = [r.captured_at for r in gateway.state.received]
+    # right to half the Welcome's round trip (on loopback, well under a second)
+    slack = timedelta(seconds=1)
+    assert stamps and all(before - slack <= stamp <= after + slack for stamp in stamps)
 
 
 async def test_replayed_sessions_carry_simulated_capture_times(gateway, tmp_path: Path) -> None:  # noqa: ANN001

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 import grpc
 import pytest
@@ -94,8 +95,11 @@ async def test_the_status_file_says_a_robots_clock_is_an_hour_ahead(
     async with start_gateway(status_interval_s=0.05) as gw:
         folder = gw.app.spool.directory
         call = gw.open("robot-1", "secret-1")
+        before = time.time()
         await call.write(requests.hello("robot-1"))
-        assert (await call.read()).HasField("welcome")
+        welcome = (await call.read()).welcome
+        # the gateway's clock, for a robot that cannot trust its own to stamp frames by
+        assert before <= welcome.gateway_time.ToNanoseconds() / 1e9 <= time.time()
         for seq in range(1, 5):
             request = requests.frame(seq, jpegs[0], 500.0)
             request.frame.captured_at.FromSeconds(request.frame.captured_at.seconds + 3600)

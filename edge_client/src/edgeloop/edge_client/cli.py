@@ -27,6 +27,7 @@ from edgeloop.edge_client.scene.scenarios import (
 from edgeloop.edge_client.simulate import drive_session, simulate_captures
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
 from edgeloop.edge_client.stream.client import StreamClient, StreamClosed
+from edgeloop.edge_client.stream.clock import RobotClock
 from edgeloop.edge_client.summary import RunSummary, SessionSummary, format_delivery
 from edgeloop.platform import ConfigError, configure_logging
 from edgeloop.platform.tls import ClientTLS
@@ -131,6 +132,10 @@ def scenario_options(fn):  # noqa: ANN001, ANN201 - click decorator
               help="Device/auto inference: run a version's quantized twin once the gateway "
               "offers it (a quarter of the download, about half the CPU; the gateway offers it "
               "when its answers are within 1 mm of the full model's on the frames it served).")
+@click.option("--clock-from-gateway/--own-clock", envvar="EDGELOOP_CLOCK_FROM_GATEWAY",
+              default=False, show_default=True,
+              help="Stamp frames on the gateway's clock (told in every Welcome) instead of the "
+              "robot's: for a robot that cannot reach an NTP server.")
 @click.option("--clock-offset", "clock_offset_s", type=float, default=0.0, show_default=True,
               help="Simulated robot, real time: its clock this many seconds off the true time "
               "(negative: behind), as a robot without NTP; the gateway and the console say so.")
@@ -140,8 +145,8 @@ def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: f
           device: str, token: str, fps: float, realtime: bool, mode: str, buffer_path: Path,
           session_id: str | None, hardware: str, camera_source: str, i2c_bus: int,
           gpio: bool, inference: str, model_dir: Path, threads: int | None,
-          quantized_model: bool, clock_offset_s: float, tls_ca: str, tls_cert: str,
-          tls_key: str) -> None:
+          quantized_model: bool, clock_from_gateway: bool, clock_offset_s: float, tls_ca: str,
+          tls_cert: str, tls_key: str) -> None:
     """Drive runs toward the wall and stream every frame to the gateway."""
     try:
         tls = ClientTLS.from_values(tls_ca, tls_cert, tls_key)
@@ -159,13 +164,15 @@ def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: f
                        f"{model_dir}")
         if hardware != "none":
             _drive_hardware(hardware, camera_source, i2c_bus, gpio, runs, gateway, device, token,
-                            fps, Mode(mode), buffer_path, session_id, onboard, tls)
+                            fps, Mode(mode), buffer_path, session_id, onboard, tls,
+                            RobotClock(from_gateway=clock_from_gateway))
             return
         plan = _plan(scenario, floor_rgb, max_yaw, max_mm, change_at, change_to)
         summary = drive_session(gateway, device, token, plan, runs, seed, fps, realtime,
                                 mode=Mode(mode), buffer_path=buffer_path, session_id=session_id,
                                 tls=tls, on_run=_echo_run, onboard=onboard,
-                                clock_offset_s=clock_offset_s)
+                                clock_offset_s=clock_offset_s,
+                                clock_from_gateway=clock_from_gateway)
     except StreamClosed as exc:
         raise click.ClickException(f"the session ended: {exc}") from exc
     _echo_session(summary)
@@ -207,7 +214,8 @@ def _open_hardware(kind: str, source: str, bus: int, gpio: bool) -> tuple[Camera
 
 def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gateway: str,
                     device: str, token: str, fps: float, mode: Mode, buffer_path: Path,
-                    session_id: str | None, onboard: Onboard, tls: ClientTLS | None) -> None:
+                    session_id: str | None, onboard: Onboard, tls: ClientTLS | None,
+                    clock: RobotClock) -> None:
     from edgeloop.edge_client.robot import run_robot  # noqa: PLC0415
 
     camera, sensor, signals = _open_hardware(kind, source, bus, gpio)
@@ -217,7 +225,7 @@ def _drive_hardware(kind: str, source: str, bus: int, gpio: bool, runs: int, gat
         config = with_capability(None, onboard.quantized) if onboard.model is not None \
             else None
         client = StreamClient(gateway, device, token, OfflineBuffer(buffer_path),
-                              session_id=session_id, config=config, tls=tls)
+                              session_id=session_id, config=config, tls=tls, clock=clock)
         onboard.attach(client)
         await client.start()
         if not await client.wait_connected(client.config.connect_timeout_s):

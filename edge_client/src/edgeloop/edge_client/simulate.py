@@ -27,6 +27,7 @@ from edgeloop.edge_client.scene.drive import Capture, DriveSimulator
 from edgeloop.edge_client.scene.scenarios import Scenario, ScenarioPlan, resolve_plan
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
 from edgeloop.edge_client.stream.client import StreamClient, StreamConfig, with_simulated_clock
+from edgeloop.edge_client.stream.clock import RobotClock
 from edgeloop.edge_client.summary import RunSummary, SessionSummary, summarise
 from edgeloop.platform import log_context
 from edgeloop.platform.tls import ClientTLS
@@ -97,7 +98,8 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
                               model_dir: Path | None = None,
                               onboard: Onboard | None = None,
                               keep_driving: Callable[[], bool] | None = None,
-                              clock_offset_s: float = 0.0) -> SessionSummary:
+                              clock_offset_s: float = 0.0,
+                              clock_from_gateway: bool = False) -> SessionSummary:
     """Drive ``runs`` simulated runs against the gateway at ``gateway_addr``; summarise them.
 
     ``realtime`` paces captures at ``fps`` on the wall clock (``captured_at`` is the wall
@@ -112,7 +114,8 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
     After ``runs`` runs, more runs follow while ``keep_driving()`` is true.
     With ``tls`` the stream is TLS (and presents the device certificate it holds, for
     mutual TLS). ``clock_offset_s`` sets a real-time robot's clock that far off the wall
-    clock (negative: behind), as a robot without NTP would be.
+    clock (negative: behind), as a robot without NTP would be; with ``clock_from_gateway``
+    it stamps its frames on the gateway's clock instead (:mod:`edgeloop.edge_client.stream.clock`).
     """
     with contextlib.ExitStack() as stack:
         if buffer_path is None:
@@ -127,12 +130,14 @@ async def drive_session_async(gateway_addr: str, device_id: str, token: str,
             config = with_capability(config, onboard.quantized)
         if not realtime:  # history replayed faster than it happened: say the clock is ours
             config = with_simulated_clock(config)
+        skew = timedelta(seconds=clock_offset_s)
+        clock = RobotClock(read=lambda: datetime.now(UTC) + skew,
+                           from_gateway=clock_from_gateway)
         client = StreamClient(gateway_addr, device_id, token, buffer, session_id=session_id,
-                              config=config, tls=tls)
+                              config=config, tls=tls, clock=clock)
         onboard.attach(client)
         session = _Session(client, resolve_plan(scenario), seed, fps, realtime, mode,
-                           start_time or datetime.now(UTC), prediction_timeout_s, onboard,
-                           timedelta(seconds=clock_offset_s))
+                           start_time or datetime.now(UTC), prediction_timeout_s, onboard)
         await client.start()
         # Give the first stream its chance, so the first frames go out live, not late;
         # without a gateway the session still drives and the frames wait on disk.
@@ -165,15 +170,13 @@ class _Session:
 
     def __init__(self, client: StreamClient, plan: ScenarioPlan, seed: int, fps: float,
                  realtime: bool, mode: Mode, start_time: datetime,
-                 prediction_timeout_s: float, onboard: Onboard | None = None,
-                 clock_offset: timedelta = timedelta(0)) -> None:
+                 prediction_timeout_s: float, onboard: Onboard | None = None) -> None:
         self.client = client
         self.onboard = onboard or Onboard(Inference.SERVER)
         self.sim = DriveSimulator(plan, seed=seed, fps=fps)
         self.realtime = realtime
         self.mode = Mode(mode)
         self.start_time = start_time
-        self.clock_offset = clock_offset
         self.prediction_timeout_s = prediction_timeout_s
         self.sensors: dict[int, float | None] = {}
         self.runs: list[tuple[list[int], RunSummary]] = []
@@ -230,10 +233,11 @@ class _Session:
         return controller.decide(sensor_mm, prediction, age)
 
     def _captured_at(self, t_s: float) -> datetime:
-        # Real time: the wall clock, as a camera would stamp it. Replay: the simulated
-        # clock from start_time, so history can be written faster than it happened.
+        # Real time: the robot's clock, as a camera would stamp it (the gateway's when asked).
+        # Replay: the simulated clock from start_time, so history can be written faster
+        # than it happened.
         if self.realtime:
-            return datetime.now(UTC) + self.clock_offset
+            return self.client.clock.now()
         return self.start_time + timedelta(seconds=t_s)
 
     async def _pace(self, tick: float) -> float:

@@ -54,6 +54,7 @@ from edgeloop.contracts.edge.v1 import edge_gateway_service_pb2_grpc as gw_grpc
 from edgeloop.contracts.edge.v1 import edge_pb2
 from edgeloop.edge_client.stream.backoff import Backoff
 from edgeloop.edge_client.stream.buffer import OfflineBuffer
+from edgeloop.edge_client.stream.clock import RobotClock
 from edgeloop.edge_client.stream.stats import StreamStats
 from edgeloop.platform import log_context
 from edgeloop.platform.channels import cancelled_from_outside, channel_options, open_channel
@@ -175,13 +176,16 @@ class StreamClient:
     def __init__(self, address: str, device_id: str, token: str, buffer: OfflineBuffer, *,
                  session_id: str | None = None, config: StreamConfig | None = None,
                  backoff: Backoff | None = None, tls: ClientTLS | None = None,
-                 on_model_update: Callable[[edge_pb2.ModelUpdate], None] | None = None) -> None:
+                 on_model_update: Callable[[edge_pb2.ModelUpdate], None] | None = None,
+                 clock: RobotClock | None = None) -> None:
         self.address = address
         self.tls = tls
         self.device_id = device_id
         self.session_id = session_id or str(uuid.uuid4())
         self.buffer = buffer
         self.config = config or StreamConfig()
+        self.clock = clock or RobotClock()
+        """The robot's clock against the gateway's; frames are stamped by :meth:`RobotClock.now`."""
         self.stats = StreamStats()
         self.welcome: edge_pb2.Welcome | None = None
         self.results: dict[int, FrameResult] = {}
@@ -242,7 +246,7 @@ class StreamClient:
         seq = self._next_seq
         self._next_seq += 1
         frame = edge_pb2.Frame(seq=seq, jpeg=jpeg, traceparent=traceparent or make_traceparent())
-        frame.captured_at.FromDatetime(captured_at or datetime.now(UTC))
+        frame.captured_at.FromDatetime(captured_at or self.clock.now())
         if sensor_mm is not None:
             frame.sensor_mm = sensor_mm
         if device_prediction is not None:
@@ -365,14 +369,18 @@ class StreamClient:
         hello = edge_pb2.Hello(device_id=self.device_id, client_version=CLIENT_VERSION,
                                capabilities=list(self.config.capabilities),
                                session_id=self.session_id)
+        sent = self.clock.read()
         await call.write(gw_pb2.StreamRequest(hello=hello))
         response = await asyncio.wait_for(call.read(), self.config.connect_timeout_s)
+        arrived = self.clock.read()
         if response is aio.EOF:
             await _raise_status(call)
             raise _StreamBroken("stream ended before Welcome")
         if response.WhichOneof("kind") != "welcome":
             raise _StreamBroken(f"expected Welcome, got {response.WhichOneof('kind')}")
         self.welcome = response.welcome
+        if self.welcome.HasField("gateway_time"):  # not from a gateway before the field
+            self.clock.welcomed(sent, self.welcome.gateway_time.ToDatetime(UTC), arrived)
         if self.welcome.HasField("model"):
             self._model_update(self.welcome.model)
         self._backoff.reset()

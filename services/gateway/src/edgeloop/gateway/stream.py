@@ -181,9 +181,12 @@ class EdgeGatewayService(gw_grpc.EdgeGatewayServiceServicer):
                         "assign DEPLOYMENT %s`", UNASSIGNED, session.device_id)
         view = self.state.get(name)
         keys = sorted(view.model_keys(), key=lambda k: k.model_name) if view else []
-        return edge_pb2.Welcome(deployment=name, model_name=keys[0].model_name if keys else "",
-                                max_frame_bytes=self.max_frame_bytes, gateway_id=self.gateway_id,
-                                model=session.model, sends_recorded=wants_acks)
+        welcome = edge_pb2.Welcome(
+            deployment=name, model_name=keys[0].model_name if keys else "",
+            max_frame_bytes=self.max_frame_bytes, gateway_id=self.gateway_id,
+            model=session.model, sends_recorded=wants_acks)
+        welcome.gateway_time.GetCurrentTime()  # last: the robot times the exchange around it
+        return welcome
 
     def _deployment(self, session: Session) -> str:
         return self.state.deployment_of(session.device_id, session.grant.deployment)

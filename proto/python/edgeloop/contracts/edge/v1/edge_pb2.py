@@ -25,29 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64geloop/edge/v1/edge.proto\x12\x10\x65\x64geloop.edge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x05Hello\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63lient_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\"\xa4\x01\n\x07Welcome\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x17\n\x0fmax_frame_bytes\x18\x03 \x01(\r\x12\x12\n\ngateway_id\x18\x04 \x01(\t\x12,\n\x05model\x18\x05 \x01(\x0b\x32\x1d.edgeloop.edge.v1.ModelUpdate\x12\x16\n\x0esends_recorded\x18\x06 \x01(\x08\"\x18\n\x08Recorded\x12\x0c\n\x04seqs\x18\x01 \x03(\x04\"{\n\x10\x44\x65vicePrediction\x12\x13\n\x0b\x64istance_mm\x18\x01 \x01(\x02\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cinference_ms\x18\x04 \x01(\x02\x12\x11\n\tquantized\x18\x05 \x01(\x08\"\x90\x01\n\x0bModelUpdate\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0b\n\x03\x61rm\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x11\n\tquantized\x18\x07 \x01(\x08\"\xdb\x01\n\x05\x46rame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12/\n\x0b\x63\x61ptured_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04jpeg\x18\x03 \x01(\x0c\x12\x16\n\tsensor_mm\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x13\n\x0btraceparent\x18\x05 \x01(\t\x12\x0c\n\x04late\x18\x06 \x01(\x08\x12=\n\x11\x64\x65vice_prediction\x18\x07 \x01(\x0b\x32\".edgeloop.edge.v1.DevicePredictionB\x0c\n\n_sensor_mm\"\xea\x01\n\nPrediction\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x18\n\x0b\x64istance_mm\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\ndeployment\x18\x05 \x01(\t\x12\x0b\n\x03\x61rm\x18\x06 \x01(\t\x12\x19\n\x11server_latency_ms\x18\x07 \x01(\x02\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x16\n\x0eobservation_id\x18\t \x01(\t\x12\x14\n\x0cnot_recorded\x18\n \x01(\x08\x42\x0e\n\x0c_distance_mm\"~\n\nFrameError\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x32\n\x06reason\x18\x02 \x01(\x0e\x32\".edgeloop.edge.v1.FrameErrorReason\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08recorded\x18\x05 \x01(\x08*\xbe\x03\n\x10\x46rameErrorReason\x12\"\n\x1e\x46RAME_ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x46RAME_ERROR_REASON_TOO_LARGE\x10\x01\x12#\n\x1f\x46RAME_ERROR_REASON_INVALID_JPEG\x10\x02\x12%\n!FRAME_ERROR_REASON_BAD_DIMENSIONS\x10\x03\x12%\n!FRAME_ERROR_REASON_INVALID_SENSOR\x10\x04\x12#\n\x1f\x46RAME_ERROR_REASON_OUT_OF_ORDER\x10\x05\x12(\n$FRAME_ERROR_REASON_MODEL_UNAVAILABLE\x10\x06\x12!\n\x1d\x46RAME_ERROR_REASON_SPOOL_FULL\x10\x07\x12(\n$FRAME_ERROR_REASON_INVALID_TIMESTAMP\x10\x08\x12\x30\n,FRAME_ERROR_REASON_INVALID_DEVICE_PREDICTION\x10\t\x12#\n\x1f\x46RAME_ERROR_REASON_RATE_LIMITED\x10\nb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64geloop/edge/v1/edge.proto\x12\x10\x65\x64geloop.edge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x05Hello\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63lient_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\"\xd6\x01\n\x07Welcome\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x17\n\x0fmax_frame_bytes\x18\x03 \x01(\r\x12\x12\n\ngateway_id\x18\x04 \x01(\t\x12,\n\x05model\x18\x05 \x01(\x0b\x32\x1d.edgeloop.edge.v1.ModelUpdate\x12\x16\n\x0esends_recorded\x18\x06 \x01(\x08\x12\x30\n\x0cgateway_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x18\n\x08Recorded\x12\x0c\n\x04seqs\x18\x01 \x03(\x04\"{\n\x10\x44\x65vicePrediction\x12\x13\n\x0b\x64istance_mm\x18\x01 \x01(\x02\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cinference_ms\x18\x04 \x01(\x02\x12\x11\n\tquantized\x18\x05 \x01(\x08\"\x90\x01\n\x0bModelUpdate\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0b\n\x03\x61rm\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x11\n\tquantized\x18\x07 \x01(\x08\"\xdb\x01\n\x05\x46rame\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12/\n\x0b\x63\x61ptured_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04jpeg\x18\x03 \x01(\x0c\x12\x16\n\tsensor_mm\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x13\n\x0btraceparent\x18\x05 \x01(\t\x12\x0c\n\x04late\x18\x06 \x01(\x08\x12=\n\x11\x64\x65vice_prediction\x18\x07 \x01(\x0b\x32\".edgeloop.edge.v1.DevicePredictionB\x0c\n\n_sensor_mm\"\xea\x01\n\nPrediction\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x18\n\x0b\x64istance_mm\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\ndeployment\x18\x05 \x01(\t\x12\x0b\n\x03\x61rm\x18\x06 \x01(\t\x12\x19\n\x11server_latency_ms\x18\x07 \x01(\x02\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12\x16\n\x0eobservation_id\x18\t \x01(\t\x12\x14\n\x0cnot_recorded\x18\n \x01(\x08\x42\x0e\n\x0c_distance_mm\"~\n\nFrameError\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x32\n\x06reason\x18\x02 \x01(\x0e\x32\".edgeloop.edge.v1.FrameErrorReason\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08recorded\x18\x05 \x01(\x08*\xbe\x03\n\x10\x46rameErrorReason\x12\"\n\x1e\x46RAME_ERROR_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x46RAME_ERROR_REASON_TOO_LARGE\x10\x01\x12#\n\x1f\x46RAME_ERROR_REASON_INVALID_JPEG\x10\x02\x12%\n!FRAME_ERROR_REASON_BAD_DIMENSIONS\x10\x03\x12%\n!FRAME_ERROR_REASON_INVALID_SENSOR\x10\x04\x12#\n\x1f\x46RAME_ERROR_REASON_OUT_OF_ORDER\x10\x05\x12(\n$FRAME_ERROR_REASON_MODEL_UNAVAILABLE\x10\x06\x12!\n\x1d\x46RAME_ERROR_REASON_SPOOL_FULL\x10\x07\x12(\n$FRAME_ERROR_REASON_INVALID_TIMESTAMP\x10\x08\x12\x30\n,FRAME_ERROR_REASON_INVALID_DEVICE_PREDICTION\x10\t\x12#\n\x1f\x46RAME_ERROR_REASON_RATE_LIMITED\x10\nb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgeloop.edge.v1.edge_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FRAMEERRORREASON']._serialized_start=1229
-  _globals['_FRAMEERRORREASON']._serialized_end=1675
+  _globals['_FRAMEERRORREASON']._serialized_start=1279
+  _globals['_FRAMEERRORREASON']._serialized_end=1725
   _globals['_HELLO']._serialized_start=82
   _globals['_HELLO']._serialized_end=174
   _globals['_WELCOME']._serialized_start=177
-  _globals['_WELCOME']._serialized_end=341
-  _globals['_RECORDED']._serialized_start=343
-  _globals['_RECORDED']._serialized_end=367
-  _globals['_DEVICEPREDICTION']._serialized_start=369
-  _globals['_DEVICEPREDICTION']._serialized_end=492
-  _globals['_MODELUPDATE']._serialized_start=495
-  _globals['_MODELUPDATE']._serialized_end=639
-  _globals['_FRAME']._serialized_start=642
-  _globals['_FRAME']._serialized_end=861
-  _globals['_PREDICTION']._serialized_start=864
-  _globals['_PREDICTION']._serialized_end=1098
-  _globals['_FRAMEERROR']._serialized_start=1100
-  _globals['_FRAMEERROR']._serialized_end=1226
+  _globals['_WELCOME']._serialized_end=391
+  _globals['_RECORDED']._serialized_start=393
+  _globals['_RECORDED']._serialized_end=417
+  _globals['_DEVICEPREDICTION']._serialized_start=419
+  _globals['_DEVICEPREDICTION']._serialized_end=542
+  _globals['_MODELUPDATE']._serialized_start=545
+  _globals['_MODELUPDATE']._serialized_end=689
+  _globals['_FRAME']._serialized_start=692
+  _globals['_FRAME']._serialized_end=911
+  _globals['_PREDICTION']._serialized_start=914
+  _globals['_PREDICTION']._serialized_end=1148
+  _globals['_FRAMEERROR']._serialized_start=1150
+  _globals['_FRAMEERROR']._serialized_end=1276
 # @@protoc_insertion_point(module_scope)

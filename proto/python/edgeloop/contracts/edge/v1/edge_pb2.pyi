@@ -48,20 +48,22 @@ class Hello(_message.Message):
     def __init__(self, device_id: _Optional[str] = ..., client_version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("deployment", "model_name", "max_frame_bytes", "gateway_id", "model", "sends_recorded")
+    __slots__ = ("deployment", "model_name", "max_frame_bytes", "gateway_id", "model", "sends_recorded", "gateway_time")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_FRAME_BYTES_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SENDS_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_TIME_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     model_name: str
     max_frame_bytes: int
     gateway_id: str
     model: ModelUpdate
     sends_recorded: bool
-    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., max_frame_bytes: _Optional[int] = ..., gateway_id: _Optional[str] = ..., model: _Optional[_Union[ModelUpdate, _Mapping]] = ..., sends_recorded: _Optional[bool] = ...) -> None: ...
+    gateway_time: _timestamp_pb2.Timestamp
+    def __init__(self, deployment: _Optional[str] = ..., model_name: _Optional[str] = ..., max_frame_bytes: _Optional[int] = ..., gateway_id: _Optional[str] = ..., model: _Optional[_Union[ModelUpdate, _Mapping]] = ..., sends_recorded: _Optional[bool] = ..., gateway_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Recorded(_message.Message):
     __slots__ = ("seqs",)

@@ -61,6 +61,14 @@ async def test_drive_with_a_bad_token_fails_clearly(gateway, tmp_path: Path) -> 
     assert "UNAUTHENTICATED" in result.output
 
 
+def test_a_clock_offset_is_refused_where_it_means_nothing(tmp_path: Path) -> None:
+    base = ["drive", "--device", "d", "--token", "t", "--clock-offset", "-60",
+            "--buffer", str(tmp_path / "b.db")]
+    for extra in (["--fast"], ["--hardware", "opencv"]):
+        result = CliRunner().invoke(main, [*base, *extra])
+        assert result.exit_code == 2 and "--clock-offset" in result.output, result.output
+
+
 async def test_drive_asks_for_quantized_twins_only_when_told(gateway, tmp_path: Path) -> None:
     base = ["drive", "--fast", "--gateway", gateway.address, "--device", gateway.device,
             "--token", gateway.token, "--inference", "device",

@@ -154,6 +154,10 @@ def drive(scenario: str, floor_rgb: str | None, max_yaw: float | None, max_mm: f
         raise click.UsageError(str(exc)) from exc
     try:
         onboard = Onboard.create(Inference(inference), model_dir, threads, quantized_model)
+        if clock_offset_s and (not realtime or hardware != "none"):
+            raise click.UsageError("--clock-offset sets a simulated robot's clock in real time; "
+                                   "--fast replays on a simulated clock, and a real car's "
+                                   "clock is its own")
         if quantized_model and onboard.model is None:
             click.echo("note: --quantized-model applies to --inference device or auto; the "
                        "gateway answers every frame here", err=True)

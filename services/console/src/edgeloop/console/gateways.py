@@ -101,8 +101,7 @@ class GatewayTrend:
     def disk_low(self) -> bool:
         """Its newest sample has less than a tenth of the spool's filesystem free (False when
         the gateway does not measure it)."""
-        last = self.last
-        return bool(last.disk_total_bytes) and is_low(last.disk_free_bytes, last.disk_total_bytes)
+        return is_low(self.last.disk_free_bytes, self.last.disk_total_bytes)  # 0 of 0: not low
 
     @property
     def pill(self) -> str:

@@ -80,7 +80,7 @@ class StatusWriter:
         """Write it now (before the gateway reports SERVING: whoever sees the gateway up finds
         the file) and then every interval."""
         self._disk = measure(self.directory)  # not serving yet: the loop may wait for it
-        self._write_now(self._take(stopped=False))
+        self._write_file(self._take(stopped=False))
         self._task = asyncio.create_task(self._run(), name="status-file")
 
     async def stop(self) -> None:
@@ -112,9 +112,12 @@ class StatusWriter:
         # measured where the file is written, off the event loop once the gateway serves: a
         # stuck filesystem must not stall the answers
         self._disk = measure(self.directory)
-        status = _with_disk(status, self._disk)
+        self._write_file(status)
+
+    def _write_file(self, status: GatewayStatus) -> None:
+        """Write ``status`` with the disk as last measured."""
         try:
-            write_status(self.directory, status)
+            write_status(self.directory, _with_disk(status, self._disk))
         except OSError as exc:  # a full disk must not stop the gateway; its log says so
             log.warning("could not write the spool status file", extra={
                 "path": str(self.directory / STATUS_FILE), "error": str(exc)})

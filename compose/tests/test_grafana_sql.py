@@ -235,11 +235,12 @@ def _gateway_samples() -> list[tuple[Any, ...]]:
     to 20 minutes ago (full, live frames answered without a record, for the last 5 of them),
     then drains; gw-2 records throughout; gw-1's newest sample is "features failing". gw-1's
     spool disk has 20 % free until 5 minutes ago, 6 % since; gw-2 does not measure its disk
-    (a gateway before the disk fields). A third, gw-3, ran for 10 minutes two hours ago and
-    stopped cleanly (outside the dashboards' hour)."""
+    (a gateway before the disk fields). One of gw-2's robots has had its clock an hour behind
+    for the last 8 minutes. A third, gw-3, ran for 10 minutes two hours ago and stopped
+    cleanly (outside the dashboards' hour)."""
     rows: list[tuple[Any, ...]] = [
         (NOW - timedelta(hours=2, seconds=10 * i), "gw-3", 0, 1000,
-         "stopped" if i == 0 else "recording", 1, 1, 4.0, 0.0, DISK // 2, DISK)
+         "stopped" if i == 0 else "recording", 1, 1, 4.0, 0.0, DISK // 2, DISK, 0, None)
         for i in range(60)]
     for i in range(240):
         at = NOW - timedelta(seconds=10 * i)
@@ -250,8 +251,10 @@ def _gateway_samples() -> list[tuple[Any, ...]]:
         state = "not recording" if full else "recording"
         disk_free = DISK * 6 // 100 if minutes < 5 else DISK // 5
         rows.append((at, "gw-1", backlog, 1000, "features failing" if i == 0 else state, 4, 5,
-                     16.0, 16.0 if full else 0.0, disk_free, DISK))
-        rows.append((at, "gw-2", 20, 1000, "recording", 6, 6, 24.0, 0.0, None, None))
+                     16.0, 16.0 if full else 0.0, disk_free, DISK, 0, None))
+        clock_off = (1, -3600.0) if minutes < 8 else (0, None)
+        rows.append((at, "gw-2", 20, 1000, "recording", 6, 6, 24.0, 0.0, None, None,
+                     *clock_off))
     return rows
 
 
@@ -288,8 +291,8 @@ def _insert_rows(url: str) -> None:
         conn.cursor().executemany(
             "INSERT INTO features.gateway_samples (time, gateway_id, backlog_bytes, max_bytes, "
             "recording, robots_streaming, streams_open, frames_per_s, not_recorded_per_s, "
-            "disk_free_bytes, disk_total_bytes) "
-            "VALUES (" + ", ".join(["%s"] * 11) + ")", _gateway_samples())
+            "disk_free_bytes, disk_total_bytes, robots_clock_off, worst_clock_offset_s) "
+            "VALUES (" + ", ".join(["%s"] * 13) + ")", _gateway_samples())
         conn.execute("INSERT INTO trainer.grafana_alerts (fingerprint, starts_at, alertname, "
                      "sweep_id, received_at) VALUES ('f1', 'now', 'saturation_band', 'sweep2', %s)",
                      (NOW - timedelta(minutes=3),))
@@ -429,6 +432,7 @@ def test_the_spool_panels_show_a_gateways_outage(
     assert [(row[0], row[2], row[3], row[4], float(row[5])) for row in last] == [
         ("gw-1", "features failing", 4, 5, 1.0), ("gw-2", "recording", 6, 6, 2.0)]
     assert [row[7] for row in last] == [6.0, None], "disk free %; gw-2 does not measure it"
+    assert [(row[8], row[9]) for row in last] == [(0, None), (1, -3600.0)], "clocks off"
 
 
 @pytest.mark.parametrize("query", alert_queries(), ids=str)
@@ -498,6 +502,13 @@ def test_the_operators_rules_see_a_gateways_disk_run_low(grafana_db: psycopg.Con
     assert evaluator == {"type": "lt", "params": [pytest.approx(100 * LOW_FRACTION)]}
 
 
+def test_the_operators_rules_see_a_robots_clock_off(grafana_db: psycopg.Connection) -> None:
+    assert _gateway_alert(grafana_db, "robot_clock_off", NOW) == {
+        "gw-1": (0.0, False), "gw-2": (1.0, True)}
+    assert _gateway_alert(grafana_db, "robot_clock_off", NOW - timedelta(minutes=10)) == {
+        "gw-1": (0.0, False), "gw-2": (0.0, False)}, "before its clock went off"
+
+
 def test_the_operators_rules_tell_a_silent_gateway_from_a_stopped_one(
         grafana_db: psycopg.Connection) -> None:
     assert _gateway_alert(grafana_db, "gateway_silent", NOW) == {
@@ -528,7 +539,7 @@ def test_operators_alerts_reach_their_contact_point_and_drift_alerts_the_trainer
         "groups"] for r in g["rules"]]
     assert {r["title"] for r in gateway_rules} == {
         "gateway_spool_filling", "gateway_answering_unrecorded", "gateway_disk_low",
-        "gateway_silent"}
+        "robot_clock_off", "gateway_silent"}
     assert {receiver(r["labels"]) for r in gateway_rules} == {"edgeloop-operators"}
     assert drift_rules and {receiver(r["labels"]) for r in drift_rules} == {"edgeloop-trainer"}
     assert all(op == "=" for route in root["routes"] for _, op, _ in route["object_matchers"])

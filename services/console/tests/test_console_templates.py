@@ -199,7 +199,8 @@ def test_fleet_draws_each_gateways_backlog_and_lists_gateways_known_from_samples
                                                    frames_per_s=12.0,
                                                    recording=fpb.GATEWAY_RECORDING_STATE_DISK_FULL),
          _sample("gw-gone", now - 600, 0),
-         _sample("gw-low", now - 5, 0, disk_free_bytes=4 * 10**9, disk_total_bytes=80 * 10**9)],
+         _sample("gw-low", now - 5, 0, disk_free_bytes=4 * 10**9, disk_total_bytes=80 * 10**9,
+                 robots_streaming=2, robots_clock_off=2, worst_clock_offset_s=-3600.0)],
         read_at=now)
     spools = [GatewaySpool("/s/spool", local, now), GatewaySpool("/s/spool-2", None, now)]
     html = TEMPLATES.env.get_template("fleet_table.html").render(
@@ -219,6 +220,9 @@ def test_fleet_draws_each_gateways_backlog_and_lists_gateways_known_from_samples
     # from its samples: a gateway recording with a twentieth of its disk free
     assert 'class="pill pending">disk low' in rows["gw-low"] and "4.0 GB (5 %)" in rows["gw-low"]
     assert 'GB (' not in rows["gw-far"], "a gateway that does not measure its disk shows none"
+    # its robots' clocks, which the console cannot list (their contacts are in that host's file)
+    assert "2 robots with a clock off</span> (the furthest 60 min behind)" in rows["gw-low"]
+    assert "clock off" not in rows["gw-far"]
 
 
 def test_a_gateways_row_without_samples_says_so() -> None:

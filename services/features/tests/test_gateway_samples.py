@@ -66,6 +66,8 @@ async def test_an_empty_call_stores_nothing(stub, database_url):
     ({"not_recorded_per_s": -1.0}, "samples[1].not_recorded_per_s"),
     ({"disk_free_bytes": 11, "disk_total_bytes": 10}, "samples[1].disk_free_bytes"),
     ({"disk_free_bytes": 11}, "samples[1].disk_free_bytes"),
+    ({"robots_clock_off": 1, "worst_clock_offset_s": math.inf},
+     "samples[1].worst_clock_offset_s"),
 ])
 async def test_a_bad_sample_refuses_the_call_naming_it(stub, database_url, bad, field):
     request = pb.RecordGatewaySamplesRequest(samples=[_sample("gw-a", 0),
@@ -88,6 +90,19 @@ async def test_the_spool_disks_room_is_kept_and_null_where_not_measured(stub, da
     reply = await stub.ListGatewaySamples(_window(START), timeout=30)
     assert [(s.disk_free_bytes, s.disk_total_bytes) for s in reply.samples] == [
         (4 << 30, 100 << 30), (0, 0)]
+
+
+async def test_the_robots_whose_clock_is_off_are_kept(stub, database_url):
+    samples = [_sample("gw-a", 0, robots_clock_off=2, worst_clock_offset_s=-3600.5),
+               _sample("gw-a", 10)]  # none off (or a gateway before the fields)
+    await stub.RecordGatewaySamples(pb.RecordGatewaySamplesRequest(samples=samples), timeout=30)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT robots_clock_off, worst_clock_offset_s "
+                            "FROM features.gateway_samples ORDER BY time").fetchall()
+    assert rows == [(2, -3600.5), (0, None)]
+    reply = await stub.ListGatewaySamples(_window(START), timeout=30)
+    assert [(s.robots_clock_off, s.worst_clock_offset_s) for s in reply.samples] == [
+        (2, -3600.5), (0, 0.0)]
 
 
 async def test_a_sample_without_its_time_is_refused(stub, database_url):

@@ -92,7 +92,7 @@ async def test_the_status_file_says_a_robots_clock_is_an_hour_ahead(
     start_gateway, requests, jpegs, caplog
 ) -> None:
     caplog.set_level(logging.WARNING, logger="edgeloop.gateway.contacts")
-    async with start_gateway(status_interval_s=0.05) as gw:
+    async with start_gateway(status_interval_s=0.05, sample_interval_s=0.05) as gw:
         folder = gw.app.spool.directory
         call = gw.open("robot-1", "secret-1")
         before = time.time()
@@ -118,6 +118,12 @@ async def test_the_status_file_says_a_robots_clock_is_an_hour_ahead(
         await gw.wait_state(lambda: (d := robot()) is not None and d.frames == 5, timeout_s=60)
         contact = robot()
         assert contact.clock_off and 3599 < contact.clock_offset_s <= 3600, contact
+        # and the samples tell Grafana (features' table, the rule robot_clock_off)
+        await gw.wait_state(lambda: any(
+            sample.robots_clock_off for sample in gw.features.samples.values()), timeout_s=60)
+        off = [sample for sample in gw.features.samples.values() if sample.robots_clock_off]
+        assert all(sample.robots_clock_off == 1 and 3599 < sample.worst_clock_offset_s <= 3600
+                   for sample in off), off
         await call.done_writing()
         while await call.read() != aio.EOF:  # the late frame's answer, then the end
             pass

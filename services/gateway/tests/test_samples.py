@@ -31,8 +31,10 @@ def _status(at: float, frames: int = 0, not_recorded: int = 0, **fields) -> Gate
         "frames_received": frames, **fields})
 
 
-def _contact(device_id: str, streams: int) -> DeviceContact:
-    return DeviceContact(device_id, streams, 1.0, None if streams else 2.0, 2.0, 10)
+def _contact(device_id: str, streams: int, clock_offset_s: float | None = None
+             ) -> DeviceContact:
+    return DeviceContact(device_id, streams, 1.0, None if streams else 2.0, 2.0, 10,
+                         clock_offset_s=clock_offset_s)
 
 
 def test_a_sample_counts_robots_and_streams_and_its_rates_since_the_last() -> None:
@@ -47,6 +49,16 @@ def test_a_sample_counts_robots_and_streams_and_its_rates_since_the_last() -> No
     assert sample.not_recorded_per_s == pytest.approx(3.0)
     assert sample.recording == NOT_RECORDING
     assert (sample.disk_free_bytes, sample.disk_total_bytes) == (0, 0)  # not measured
+    assert (sample.robots_clock_off, sample.worst_clock_offset_s) == (0, 0.0)
+
+
+def test_a_sample_counts_the_streaming_robots_whose_clock_is_off() -> None:
+    devices = (_contact("in-step", 1, 0.4), _contact("not-measured", 1),
+               _contact("ahead", 1, 90.0), _contact("behind", 2, -3600.0),
+               _contact("gone-and-off", 0, 7200.0))  # not streaming: not counted
+    sample = sample_of(_status(5.0, devices=devices), Totals(0.0, 0, 0))
+    assert sample.robots_clock_off == 2
+    assert sample.worst_clock_offset_s == pytest.approx(-3600.0), "the furthest off, signed"
 
 
 def test_a_sample_carries_the_spool_disks_room() -> None:

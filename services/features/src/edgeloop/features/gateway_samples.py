@@ -10,7 +10,8 @@ again after a lost reply is stored once. Grafana reads the table; the console li
 window of it (each gateway's backlog over the last half hour beside its status). The room
 left on each spool's disk is kept too: Grafana's operators' rule ``gateway_disk_low`` warns
 before a full disk leaves frames unrecorded, and the console shows it for gateways whose
-status file it cannot read.
+status file it cannot read. So are the streaming robots whose clock the gateway judged off
+(their count and the furthest one's offset): the rule ``robot_clock_off`` names the gateway.
 """
 
 from __future__ import annotations
@@ -31,18 +32,20 @@ MAX_SAMPLES = 10_000
 _INSERT = """
 INSERT INTO features.gateway_samples (time, gateway_id, backlog_bytes, max_bytes, recording,
     robots_streaming, streams_open, frames_per_s, not_recorded_per_s, disk_free_bytes,
-    disk_total_bytes)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    disk_total_bytes, robots_clock_off, worst_clock_offset_s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (gateway_id, time) DO NOTHING"""
 
 _SELECT = """
 SELECT time, gateway_id, backlog_bytes, max_bytes, recording, robots_streaming, streams_open,
-       frames_per_s, not_recorded_per_s, disk_free_bytes, disk_total_bytes
+       frames_per_s, not_recorded_per_s, disk_free_bytes, disk_total_bytes, robots_clock_off,
+       worst_clock_offset_s
 FROM features.gateway_samples
 WHERE time >= %(start)s AND time < %(end)s {gateways}
 ORDER BY gateway_id, time"""
 
-Row = tuple[datetime, str, int, int, str, int, int, float, float, int | None, int | None]
+Row = tuple[datetime, str, int, int, str, int, int, float, float, int | None, int | None, int,
+            float | None]
 
 
 def sample_row(sample: pb.GatewaySample, index: int) -> Row:
@@ -60,6 +63,8 @@ def sample_row(sample: pb.GatewaySample, index: int) -> Row:
         value = getattr(sample, name)
         if not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"{field}.{name}", "must be a finite, non-negative number")
+    if not math.isfinite(sample.worst_clock_offset_s):
+        raise InvalidArgument(f"{field}.worst_clock_offset_s", "must be a finite number")
     if sample.disk_free_bytes > sample.disk_total_bytes:
         raise InvalidArgument(f"{field}.disk_free_bytes", "must not exceed disk_total_bytes "
                                                           "(both 0 when not measured)")
@@ -69,7 +74,8 @@ def sample_row(sample: pb.GatewaySample, index: int) -> Row:
         raise InvalidArgument(f"{field}.sampled_at", f"is not a valid timestamp: {exc}") from exc
     return (sampled_at, sample.gateway_id, sample.backlog_bytes, sample.max_bytes, recording,
             sample.robots_streaming, sample.streams_open, sample.frames_per_s,
-            sample.not_recorded_per_s, *_disk_columns(sample))
+            sample.not_recorded_per_s, *_disk_columns(sample), sample.robots_clock_off,
+            sample.worst_clock_offset_s if sample.robots_clock_off else None)
 
 
 def _disk_columns(sample: pb.GatewaySample) -> tuple[int | None, int | None]:
@@ -99,13 +105,14 @@ async def record_gateway_samples(pool: AsyncConnectionPool,
 
 
 def _sample_message(row: Row) -> pb.GatewaySample:
-    at, gateway_id, backlog, capacity, recording, robots, streams, fps, unrecorded, free, total \
-        = row
+    (at, gateway_id, backlog, capacity, recording, robots, streams, fps, unrecorded, free, total,
+     clocks_off, worst_offset) = row
     sample = pb.GatewaySample(
         gateway_id=gateway_id, backlog_bytes=backlog, max_bytes=capacity,
         recording=RECORDING_STATES_BY_WORD.get(recording, pb.GATEWAY_RECORDING_STATE_UNSPECIFIED),
         robots_streaming=robots, streams_open=streams, frames_per_s=fps,
-        not_recorded_per_s=unrecorded, disk_free_bytes=free or 0, disk_total_bytes=total or 0)
+        not_recorded_per_s=unrecorded, disk_free_bytes=free or 0, disk_total_bytes=total or 0,
+        robots_clock_off=clocks_off, worst_clock_offset_s=worst_offset or 0.0)
     sample.sampled_at.FromDatetime(at)
     return sample
 

@@ -3,7 +3,8 @@
 The status file (:mod:`edgeloop.gateway.status_file`) says how the gateway is now; Grafana's
 Infrastructure dashboard and the console's fleet page draw how it was, from
 ``features.gateway_samples``: backlog and capacity, the recording state, robots and streams,
-frames received and answered without a record a second, the room left on the spool's disk.
+frames received and answered without a record a second, the room left on the spool's disk,
+the streaming robots whose clock is off (and the furthest off's offset).
 Every ``interval_s`` one of the status file's records becomes a sample (the same numbers,
 taken once; the disk as the status file's previous write measured it), and a task sends
 what is held with RecordGatewaySamples.
@@ -62,17 +63,20 @@ def sample_of(status: GatewayStatus, since: Totals) -> fs_pb2.GatewaySample:
     def rate(now: int, then: int) -> float:
         return max(0, now - then) / elapsed if elapsed > 0 else 0.0
 
-    open_streams = [device.streams for device in status.devices if device.streams]
+    streaming = [device for device in status.devices if device.streams]
+    clocks_off = [device.clock_offset_s for device in streaming if device.clock_off]
     sampled_at = Timestamp()
     sampled_at.FromNanoseconds(round(status.written_at * 1e9))
     return fs_pb2.GatewaySample(
         gateway_id=status.gateway_id, sampled_at=sampled_at,
         backlog_bytes=status.backlog_bytes, max_bytes=status.max_bytes,
         recording=RECORDING_STATES_BY_WORD[status.recording_state(status.written_at)],
-        robots_streaming=len(open_streams), streams_open=sum(open_streams),
+        robots_streaming=len(streaming), streams_open=sum(d.streams for d in streaming),
         frames_per_s=rate(status.frames_received, since.frames),
         not_recorded_per_s=rate(status.answered_not_recorded, since.not_recorded),
-        disk_free_bytes=status.disk_free_bytes or 0, disk_total_bytes=status.disk_total_bytes or 0)
+        disk_free_bytes=status.disk_free_bytes or 0, disk_total_bytes=status.disk_total_bytes or 0,
+        robots_clock_off=len(clocks_off),
+        worst_clock_offset_s=max(clocks_off, key=abs, default=0.0))
 
 
 class GatewaySampler:

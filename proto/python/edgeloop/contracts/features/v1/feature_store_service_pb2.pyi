@@ -247,7 +247,7 @@ class ArmTraffic(_message.Message):
     def __init__(self, arm: _Optional[str] = ..., model_version: _Optional[str] = ..., answered: _Optional[int] = ..., shadowed: _Optional[int] = ..., labelled: _Optional[int] = ..., mae_mm: _Optional[float] = ...) -> None: ...
 
 class GatewaySample(_message.Message):
-    __slots__ = ("gateway_id", "sampled_at", "backlog_bytes", "max_bytes", "recording", "robots_streaming", "streams_open", "frames_per_s", "not_recorded_per_s", "disk_free_bytes", "disk_total_bytes")
+    __slots__ = ("gateway_id", "sampled_at", "backlog_bytes", "max_bytes", "recording", "robots_streaming", "streams_open", "frames_per_s", "not_recorded_per_s", "disk_free_bytes", "disk_total_bytes", "robots_clock_off", "worst_clock_offset_s")
     GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
     SAMPLED_AT_FIELD_NUMBER: _ClassVar[int]
     BACKLOG_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +259,8 @@ class GatewaySample(_message.Message):
     NOT_RECORDED_PER_S_FIELD_NUMBER: _ClassVar[int]
     DISK_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     DISK_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ROBOTS_CLOCK_OFF_FIELD_NUMBER: _ClassVar[int]
+    WORST_CLOCK_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
     gateway_id: str
     sampled_at: _timestamp_pb2.Timestamp
     backlog_bytes: int
@@ -270,7 +272,9 @@ class GatewaySample(_message.Message):
     not_recorded_per_s: float
     disk_free_bytes: int
     disk_total_bytes: int
-    def __init__(self, gateway_id: _Optional[str] = ..., sampled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backlog_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ..., recording: _Optional[_Union[GatewayRecordingState, str]] = ..., robots_streaming: _Optional[int] = ..., streams_open: _Optional[int] = ..., frames_per_s: _Optional[float] = ..., not_recorded_per_s: _Optional[float] = ..., disk_free_bytes: _Optional[int] = ..., disk_total_bytes: _Optional[int] = ...) -> None: ...
+    robots_clock_off: int
+    worst_clock_offset_s: float
+    def __init__(self, gateway_id: _Optional[str] = ..., sampled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backlog_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ..., recording: _Optional[_Union[GatewayRecordingState, str]] = ..., robots_streaming: _Optional[int] = ..., streams_open: _Optional[int] = ..., frames_per_s: _Optional[float] = ..., not_recorded_per_s: _Optional[float] = ..., disk_free_bytes: _Optional[int] = ..., disk_total_bytes: _Optional[int] = ..., robots_clock_off: _Optional[int] = ..., worst_clock_offset_s: _Optional[float] = ...) -> None: ...
 
 class RecordGatewaySamplesRequest(_message.Message):
     __slots__ = ("samples",)

@@ -66,6 +66,7 @@ async def test_an_empty_call_stores_nothing(stub, database_url):
     ({"not_recorded_per_s": -1.0}, "samples[1].not_recorded_per_s"),
     ({"disk_free_bytes": 11, "disk_total_bytes": 10}, "samples[1].disk_free_bytes"),
     ({"disk_free_bytes": 11}, "samples[1].disk_free_bytes"),
+    ({"robots_clock_off": 4}, "samples[1].robots_clock_off"),  # of 3 streaming
     ({"robots_clock_off": 1, "worst_clock_offset_s": math.inf},
      "samples[1].worst_clock_offset_s"),
 ])
@@ -93,7 +94,8 @@ async def test_the_spool_disks_room_is_kept_and_null_where_not_measured(stub, da
 
 
 async def test_the_robots_whose_clock_is_off_are_kept(stub, database_url):
-    samples = [_sample("gw-a", 0, robots_clock_off=2, worst_clock_offset_s=-3600.5),
+    samples = [_sample("gw-a", 0, robots_streaming=3, robots_clock_off=2,
+                       worst_clock_offset_s=-3600.5),
                _sample("gw-a", 10)]  # none off (or a gateway before the fields)
     await stub.RecordGatewaySamples(pb.RecordGatewaySamplesRequest(samples=samples), timeout=30)
     with psycopg.connect(database_url) as conn:

@@ -63,6 +63,8 @@ def sample_row(sample: pb.GatewaySample, index: int) -> Row:
         value = getattr(sample, name)
         if not math.isfinite(value) or value < 0:
             raise InvalidArgument(f"{field}.{name}", "must be a finite, non-negative number")
+    if sample.robots_clock_off > sample.robots_streaming:
+        raise InvalidArgument(f"{field}.robots_clock_off", "must not exceed robots_streaming")
     if not math.isfinite(sample.worst_clock_offset_s):
         raise InvalidArgument(f"{field}.worst_clock_offset_s", "must be a finite number")
     if sample.disk_free_bytes > sample.disk_total_bytes:

@@ -314,6 +314,14 @@ async def _check_lineage_and_traces(stack: Stack, ctx: Context, sweep: sweep_pb2
         model_name=MODEL, selector=deployment_pb2.VersionSelector(version=sweep.model_version)),
         metadata=ctx.services.admin, timeout=30)
     assert version.version.tags["trace_id"] == sweep.trace_id
+    # The model's first sweep asked for a champion there was none of: an answer, not an error.
+    first = await ctx.services.registry.GetModelVersion(rpb.GetModelVersionRequest(
+        model_name=MODEL, selector=deployment_pb2.VersionSelector(version="1")),
+        metadata=ctx.services.admin, timeout=30)
+    first_spans = [s for root in trace_tree(spans, first.version.tags["trace_id"])
+                   for s in _walk(root)]
+    assert "sweep.register_version" in {s.name for s in first_spans}, first_spans
+    assert [s.name for s in first_spans if s.status == "ERROR"] == []
     # The trainer has a token of its own: its registration and promotion are its, not admin's.
     history = await ctx.services.registry.ListHistory(rpb.ListHistoryRequest(
         subject=f"model/{MODEL}"), metadata=ctx.services.admin, timeout=30)

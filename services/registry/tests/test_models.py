@@ -95,6 +95,29 @@ async def test_register_alias_promote_refuse_rollback(registry, mlflow_store) ->
     await registry.app.models.wait_conversions()
 
 
+async def test_a_missing_version_is_an_answer_when_the_caller_allows_it(registry,
+                                                                      mlflow_store) -> None:
+    """The trainer asks for the champion before a model's first one: with allow_missing the
+    registry answers OK without a version (no failed call in the sweep's trace)."""
+    stub, admin, model = registry.stub, registry.admin(), _name()
+    champion = dpb.VersionSelector(alias="champion")
+
+    async def get(name: str, **extra: object) -> pb.GetModelVersionResponse:
+        return await stub.GetModelVersion(pb.GetModelVersionRequest(
+            model_name=name, selector=champion, **extra), metadata=admin)
+
+    for missing in ("no model yet", "a version but no champion"):
+        reply = await get(model, allow_missing=True)
+        assert not reply.HasField("version"), missing
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await get(model)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND, missing
+        await _register(registry, model, mlflow_store.good_run)
+    await stub.PromoteModelVersion(pb.PromoteModelVersionRequest(model_name=model, version="1"),
+                                   metadata=admin)
+    assert (await get(model, allow_missing=True)).version.version == "1"
+
+
 async def test_gate_refuses_an_evaluation_against_another_champion(registry, mlflow_store) -> None:
     model = _name()
     await _register(registry, model, mlflow_store.good_run, promote=True)

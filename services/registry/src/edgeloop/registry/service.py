@@ -202,8 +202,13 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
                               context: aio.ServicerContext) -> pb.GetModelVersionResponse:
         await self.tokens.require_read(context)
         check_selector(request.selector, "selector", required=True)
-        version = await self.models.select(request.model_name, request.selector)
-        found = await self.models.get(request.model_name, version)
+        try:
+            version = await self.models.select(request.model_name, request.selector)
+            found = await self.models.get(request.model_name, version)
+        except NotFound:
+            if request.allow_missing:
+                return pb.GetModelVersionResponse()
+            raise
         return pb.GetModelVersionResponse(version=found)
 
     async def SetAlias(self, request: pb.SetAliasRequest,

@@ -147,18 +147,20 @@ async def find_version(
     model_name: str,
     selector: deployment_pb2.VersionSelector,
 ) -> model_pb2.ModelVersion | None:
-    """The version ``selector`` names, or None when the registry has none."""
+    """The version ``selector`` names, or None when the registry has none (asked with
+    ``allow_missing``: "none yet" is an answer, not a failed call in the sweep's trace)."""
     stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
-    request = registry_service_pb2.GetModelVersionRequest(model_name=model_name, selector=selector)
+    request = registry_service_pb2.GetModelVersionRequest(
+        model_name=model_name, selector=selector, allow_missing=True)
     try:
         reply = await stub.GetModelVersion(
             request, metadata=bearer(token), timeout=DEFAULT_DEADLINE_S
         )
     except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:  # a registry before allow_missing
             return None
         raise registry_error("GetModelVersion", exc) from exc
-    return reply.version
+    return reply.version if reply.HasField("version") else None
 
 
 async def evaluate(

@@ -250,12 +250,14 @@ class ListModelVersionsResponse(_message.Message):
     def __init__(self, versions: _Optional[_Iterable[_Union[_model_pb2.ModelVersion, _Mapping]]] = ...) -> None: ...
 
 class GetModelVersionRequest(_message.Message):
-    __slots__ = ("model_name", "selector")
+    __slots__ = ("model_name", "selector", "allow_missing")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_MISSING_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     selector: _deployment_pb2.VersionSelector
-    def __init__(self, model_name: _Optional[str] = ..., selector: _Optional[_Union[_deployment_pb2.VersionSelector, _Mapping]] = ...) -> None: ...
+    allow_missing: bool
+    def __init__(self, model_name: _Optional[str] = ..., selector: _Optional[_Union[_deployment_pb2.VersionSelector, _Mapping]] = ..., allow_missing: _Optional[bool] = ...) -> None: ...
 
 class GetModelVersionResponse(_message.Message):
     __slots__ = ("version",)
